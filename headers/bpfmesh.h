@@ -1,0 +1,195 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * bpfmesh.h: every structure and constant shared by the BPF programs (bpf/) and the node agent
+ * and CLI (loader/, user/). One definition each: if a layout changes, bump BM_MAP_ABI and the
+ * agent refuses to reuse old pins instead of misreading them.
+ *
+ * Update model (why the maps look like this): a service entry (bm_svc) names a route and
+ * subsets by id. The agent never rewrites an id that a service entry points to; it writes a
+ * new route/subsets/slots under fresh ids and then replaces the one bm_svc value, which the
+ * kernel swaps under RCU. A connect therefore sees the old or the new config of a service,
+ * never a mix. Freed ids are reused only after a quarantine (BM_ID_QUARANTINE_MS).
+ */
+#ifndef BPFMESH_H
+#define BPFMESH_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+/* Bump when any struct below changes layout. */
+#define BM_MAP_ABI 1
+
+/* Sizes: every one a named constant, overridable at build time. */
+#ifndef BM_MAX_SERVICES
+#define BM_MAX_SERVICES 65536 /* (VIP, port, proto) entries */
+#endif
+#ifndef BM_MAX_BACKENDS
+#define BM_MAX_BACKENDS 262144 /* distinct (address, port) endpoints */
+#endif
+#ifndef BM_MAX_ROUTE_DESTS
+#define BM_MAX_ROUTE_DESTS 16 /* weighted destinations in one route */
+#endif
+/* Routes and subsets are double-buffered during an update: twice the services. */
+#define BM_MAX_ROUTES  (2 * BM_MAX_SERVICES)
+#define BM_MAX_SUBSETS (8 * BM_MAX_SERVICES)
+/* Slots hold subset members; a backend sits in its service's "all" subset and one route
+ * subset typically, doubled for updates in flight. */
+#define BM_MAX_SLOTS (4 * BM_MAX_BACKENDS)
+#ifndef BM_MAX_PODS
+#define BM_MAX_PODS 16384 /* local workloads known by cgroup id */
+#endif
+#define BM_MAX_CONNS 262144 /* UDP reverse-translation entries (LRU) */
+#define BM_ID_QUARANTINE_MS 200
+
+/* Load-balancing policies (DestinationRule trafficPolicy.loadBalancer). */
+enum bm_lb {
+	BM_LB_LEAST_REQUEST = 0, /* Istio's default when unset */
+	BM_LB_ROUND_ROBIN = 1,
+	BM_LB_RANDOM = 2,
+	BM_LB_HASH_SRC_IP = 3, /* consistentHash.useSourceIp */
+	BM_LB_PASSTHROUGH = 4,
+};
+
+/* Address family tags stored in keys (not AF_* so the BPF side needs no libc). */
+#define BM_FAM_V4 4
+#define BM_FAM_V6 6
+
+/*
+ * Service lookup key. addr is the address in network byte order: IPv4 in the first 4 bytes,
+ * the rest zero. port is network byte order.
+ */
+struct bm_svc_key {
+	__u8 addr[16];
+	__be16 port;
+	__u8 proto; /* IPPROTO_TCP / IPPROTO_UDP */
+	__u8 family; /* BM_FAM_V4 / BM_FAM_V6 */
+};
+
+#define BM_SVC_F_HAS_ROUTE 1 /* route_id is valid (a VirtualService applies) */
+
+struct bm_svc {
+	__u32 svc_id; /* stable per service for counters */
+	__u32 route_id; /* valid if flags & BM_SVC_F_HAS_ROUTE */
+	__u32 all_subset; /* every ready endpoint: non-mesh clients and VS-less services */
+	__u32 flags;
+};
+
+/*
+ * A route: weighted destinations, each a subset. cum[i] is the running sum of weights up to
+ * and including destination i; total = cum[n-1]. Weight-0 destinations are not stored, so they
+ * can never be picked.
+ */
+struct bm_route {
+	__u32 n;
+	__u32 total;
+	__u32 cum[BM_MAX_ROUTE_DESTS];
+	__u32 subset[BM_MAX_ROUTE_DESTS];
+};
+
+/* A subset: n backends at slots [first_slot, first_slot + n) of bm_slot. */
+struct bm_subset {
+	__u32 first_slot;
+	__u32 n;
+	__u32 lb; /* enum bm_lb */
+	__u32 pad;
+};
+
+#define BM_BE_F_USED 1
+
+/* An endpoint. Its id is stable for as long as the (addr, port) exists in config. */
+struct bm_backend {
+	__u8 addr[16];
+	__be16 port;
+	__u8 family;
+	__u8 flags;
+	__u32 pod_id; /* index into the agent's pod table, 0 = unknown */
+};
+
+/*
+ * Per-backend live state, written by the kernel (sockops) and, for health, by the agent.
+ * Kept apart from bm_backend so config updates never clobber it. Health fields are for
+ * outlier detection (a later capability) and are zero until then.
+ */
+struct bm_bstate {
+	__s32 active; /* open connections balanced to this backend (LEAST_REQUEST) */
+	__u32 consec_5xx;
+	__u32 consec_gw;
+	__u32 eject_count;
+	__u64 ejected_until_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns); 0 = healthy */
+};
+
+#define BM_POD_F_IN_MESH 1
+
+/* A local workload, keyed by its cgroup id (the kernel's attribution of a client). */
+struct bm_pod {
+	__u32 flags;
+	__u32 pod_id;
+	__u8 addr4[4];
+	__u8 addr6[16];
+	__u32 pad;
+};
+
+/* What connect4/6 remembers about a socket it translated (socket storage). */
+struct bm_sock {
+	__u8 orig_addr[16]; /* the service address the application dialed */
+	__be16 orig_port;
+	__u8 family;
+	__u8 counted; /* 1 while bm_bstate.active holds a reference */
+	__u32 backend_id;
+	__u32 svc_id;
+	__u32 subset_id;
+};
+
+/* UDP reverse translation for recvmsg: keyed by socket cookie and the backend address. */
+struct bm_udp_key {
+	__u64 cookie;
+	__u8 addr[16];
+	__be16 port;
+	__u8 family;
+	__u8 pad[5];
+};
+
+struct bm_udp_val {
+	__u8 addr[16];
+	__be16 port;
+	__u8 pad[6];
+};
+
+/* bm_meta[0]: agent-visible state, read by `bpfmesh status`. */
+struct bm_meta {
+	__u32 abi; /* BM_MAP_ABI of the agent that created the maps */
+	__u32 loaded; /* 1 once a config has been put in force */
+	__u64 generation; /* increments on every successful apply */
+	__u64 last_apply_ns; /* CLOCK_REALTIME of the last apply attempt */
+	__u32 last_apply_ok; /* 1 if the last attempt succeeded */
+	__u32 nservices;
+	__u32 nbackends;
+	__u32 pad;
+};
+
+/* Per-CPU datapath counters (bm_stats), indexed by enum bm_stat. */
+enum bm_stat {
+	BM_ST_XLATE = 0, /* connects/sendmsgs translated */
+	BM_ST_NO_BACKEND, /* service known, no usable backend: connect refused */
+	BM_ST_MISS, /* not a service address: left alone */
+	BM_ST_NONMESH, /* translated for a client outside the mesh (even spread) */
+	BM_ST_RESTORED, /* getpeername/recvmsg answers restored */
+	BM_ST_MAX,
+};
+
+/* Pin and map names: one place, so pins and code cannot drift. <= 15 chars each. */
+#define BM_MAP_SVC     bm_svc
+#define BM_MAP_ROUTE   bm_route
+#define BM_MAP_SUBSET  bm_subset
+#define BM_MAP_SLOT    bm_slot
+#define BM_MAP_BACKEND bm_backend
+#define BM_MAP_BSTATE  bm_bstate
+#define BM_MAP_RR      bm_rr
+#define BM_MAP_POD     bm_pod
+#define BM_MAP_SOCK    bm_sock
+#define BM_MAP_UDP     bm_udp
+#define BM_MAP_META    bm_meta
+#define BM_MAP_STATS   bm_stats
+
+#endif /* BPFMESH_H */

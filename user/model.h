@@ -1,0 +1,284 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * model.h: the mesh configuration as read from Kubernetes and Istio YAML (config.c) and
+ * checked (validate.c). Callers: `bpfmesh validate`, the agent (loader/), the lab (user/lab.c).
+ * Everything here is plain data owned by struct mesh_config; config_free() releases it all.
+ * Strings are heap copies; absent optional strings are NULL.
+ */
+#ifndef BM_MODEL_H
+#define BM_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Where an object or field came from, for error messages: file:line. */
+struct srcpos {
+	const char *file; /* interned in mesh_config; not freed separately */
+	int line; /* 1-based */
+};
+
+struct kv {
+	char *key;
+	char *val;
+};
+
+struct kvlist {
+	struct kv *v;
+	int n;
+};
+
+/* ---------------- diagnostics ---------------- */
+
+enum diag_sev { DIAG_ERROR = 0, DIAG_WARN = 1 };
+
+/* Printed as `file:line: kind/namespace/name: field: message` (severity "warning: " prefix
+ * before the message for warnings). */
+struct diag {
+	enum diag_sev sev;
+	char *file;
+	int line;
+	char *object; /* "VirtualService/microservices/orders-service", or NULL */
+	char *field; /* "spec.http[0].route[1].weight", or NULL */
+	char *msg;
+};
+
+struct diags {
+	struct diag *v;
+	int n;
+	int nerrors;
+};
+
+void diags_add(struct diags *d, enum diag_sev sev, const struct srcpos *pos, const char *object,
+	       const char *field, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+void diags_print(const struct diags *d, FILE *f);
+void diags_free(struct diags *d);
+
+/* ---------------- Kubernetes kinds ---------------- */
+
+struct ns_obj {
+	char *name;
+	struct kvlist labels;
+	struct srcpos pos;
+};
+
+struct svc_port {
+	char *name; /* may be NULL */
+	int port;
+	int target_port; /* 0 if target_port_name is set; defaults to port when absent */
+	char *target_port_name; /* named targetPort, resolved per pod against containerPort names */
+	char *protocol; /* "TCP" (default), "UDP", "SCTP" */
+	char *app_protocol;
+};
+
+struct svc_obj {
+	char *name;
+	char *ns; /* "default" when absent */
+	struct srcpos pos;
+	struct kvlist labels;
+	bool has_selector;
+	struct kvlist selector;
+	char *cluster_ips[2]; /* from clusterIP / clusterIPs; NULL if unset; "None" = headless */
+	int ncluster_ips;
+	char *type; /* ClusterIP (default), NodePort, LoadBalancer, ExternalName */
+	struct svc_port *ports;
+	int nports;
+};
+
+struct container_port {
+	char *name; /* may be NULL */
+	int port;
+	char *protocol; /* "TCP" default */
+};
+
+enum workload_kind { WL_DEPLOYMENT = 0, WL_POD = 1, WL_WORKLOADENTRY = 2 };
+
+/*
+ * Deployment: labels = spec.template.metadata.labels, annotations likewise from the template.
+ * Pod: metadata labels/annotations, addresses from status.podIP(s).
+ * WorkloadEntry: spec.labels, addresses[0] = spec.address, ports from spec.ports (name->port,
+ * stored as container_port entries), service_account = spec.serviceAccount.
+ */
+struct workload_obj {
+	enum workload_kind kind;
+	char *name;
+	char *ns;
+	struct srcpos pos;
+	struct kvlist meta_labels; /* metadata.labels of the object itself */
+	struct kvlist labels; /* the pod labels (see above) */
+	struct kvlist annotations; /* pod annotations (template for Deployment) */
+	int replicas; /* Deployment spec.replicas (default 1); 1 for Pod/WorkloadEntry */
+	struct container_port *ports; /* all containers' ports, in order */
+	int nports;
+	struct kvlist env; /* env name/value of all containers (value only; valueFrom skipped) */
+	char *node_name; /* spec.nodeName (Pod, or Deployment template spec.nodeName); may be NULL */
+	char *addresses[2]; /* Pod status.podIPs / podIP, WorkloadEntry address; may be NULL */
+	int naddresses;
+	char *service_account; /* may be NULL ("default" is implied by callers) */
+	char *network; /* WorkloadEntry network, may be NULL */
+	int weight; /* WorkloadEntry weight, 0 if unset */
+};
+
+/* ---------------- Istio networking ---------------- */
+
+struct route_dest {
+	char *host;
+	char *subset; /* may be NULL */
+	int port; /* destination.port.number, 0 if unset */
+	int weight; /* 0 if unset (see has_weight) */
+	bool has_weight;
+	struct srcpos pos;
+};
+
+enum route_kind { ROUTE_HTTP = 0, ROUTE_TCP = 1, ROUTE_TLS = 2 };
+
+struct vs_route {
+	enum route_kind kind;
+	char *name; /* http[].name, may be NULL */
+	struct srcpos pos;
+	bool has_match; /* any match condition present (first-match semantics) */
+	/* Fields parsed and kept but not yet enforced by the kernel path; each set flag makes
+	 * validate/analyze print a "not yet enforced" warning. */
+	bool has_retries, has_timeout, has_fault, has_mirror, has_rewrite, has_redirect,
+		has_headers_op, has_cors, has_direct_response, has_delegate;
+	struct route_dest *dests;
+	int ndests;
+};
+
+struct vs_obj {
+	char *name;
+	char *ns;
+	struct srcpos pos;
+	char **hosts;
+	int nhosts;
+	char **gateways; /* empty = "mesh" */
+	int ngateways;
+	char **export_to;
+	int nexport_to;
+	struct vs_route *routes; /* http, then tls, then tcp, in document order per list */
+	int nroutes;
+};
+
+enum lb_simple {
+	LB_UNSET = 0,
+	LB_LEAST_REQUEST,
+	LB_ROUND_ROBIN,
+	LB_RANDOM,
+	LB_PASSTHROUGH,
+	LB_LEAST_CONN, /* deprecated alias of LEAST_REQUEST in Istio */
+};
+
+struct traffic_policy {
+	bool has_lb;
+	enum lb_simple lb_simple;
+	bool lb_hash; /* consistentHash present */
+	bool lb_hash_source_ip; /* consistentHash.useSourceIp: true */
+	bool lb_hash_other; /* header/cookie/query hashing: parsed, not enforced */
+	/* connectionPool / outlierDetection / tls: parsed and kept for later capabilities. */
+	bool has_connection_pool, has_outlier, has_tls, has_port_level;
+	int64_t max_connections; /* -1 when unset */
+	int64_t connect_timeout_ms; /* -1 when unset */
+	int consecutive_5xx; /* -1 when unset */
+	int consecutive_gateway; /* -1 when unset */
+	int64_t interval_ms; /* -1 when unset */
+	int64_t base_ejection_ms; /* -1 when unset */
+	int max_ejection_percent; /* -1 when unset */
+	int min_health_percent; /* -1 when unset */
+};
+
+struct dr_subset {
+	char *name;
+	struct srcpos pos;
+	struct kvlist labels;
+	bool has_policy;
+	struct traffic_policy policy;
+};
+
+struct dr_obj {
+	char *name;
+	char *ns;
+	struct srcpos pos;
+	char *host;
+	bool has_policy;
+	struct traffic_policy policy;
+	struct dr_subset *subsets;
+	int nsubsets;
+	char **export_to;
+	int nexport_to;
+};
+
+/* Any other kind (Gateway, ServiceEntry, PeerAuthentication, AuthorizationPolicy, ...):
+ * validated, then kept by identity only. Later capabilities add typed structs. */
+struct other_obj {
+	char *api_version;
+	char *kind;
+	char *name;
+	char *ns;
+	struct srcpos pos;
+};
+
+struct mesh_config {
+	struct ns_obj *namespaces;
+	int nnamespaces;
+	struct svc_obj *services;
+	int nservices;
+	struct workload_obj *workloads;
+	int nworkloads;
+	struct vs_obj *vses;
+	int nvses;
+	struct dr_obj *drs;
+	int ndrs;
+	struct other_obj *others;
+	int nothers;
+	char **files; /* interned file names that srcpos.file points into */
+	int nfiles;
+};
+
+struct mesh_config *config_new(void);
+void config_free(struct mesh_config *c);
+
+/*
+ * Parse one YAML file (many documents, `kind: List` wrappers) and append its objects to c.
+ * Problems go to d with file:line positions. Per-object problems (bad field types, unknown
+ * enum values, missing required fields, Istio's single-object validation rules) are reported
+ * here; the object is not added when it has errors. Returns 0, or -1 if the file could not be
+ * read or is not YAML (also reported in d).
+ */
+int config_load_file(struct mesh_config *c, const char *path, struct diags *d);
+
+/* Every *.yaml, *.yml and *.json regular file directly in dir, in name order. */
+int config_load_dir(struct mesh_config *c, const char *dir, struct diags *d);
+
+/*
+ * Cross-object checks over everything loaded: duplicate objects (same kind/ns/name), a VS
+ * destination subset that no DestinationRule for that host defines, duplicate subset names,
+ * two DestinationRules for one host in one namespace, ... Returns the number of errors added.
+ */
+int config_validate(const struct mesh_config *c, struct diags *d);
+
+/*
+ * Host names as Kubernetes resolves them from namespace ns: "a" -> "a.<ns>.svc.cluster.local",
+ * "a.b" -> "a.b.svc.cluster.local", "a.b.svc" -> "a.b.svc.cluster.local", an FQDN as is.
+ * Returns a heap string.
+ */
+char *config_fqdn(const char *host, const char *ns);
+
+/* Labels helpers. */
+const char *kv_get(const struct kvlist *l, const char *key);
+/* true if every selector entry equals the label value (empty selector matches everything) */
+bool kv_match(const struct kvlist *selector, const struct kvlist *labels);
+
+/* Istio mesh enrollment for a workload in namespace ns (see SEMANTICS.md / issue text). */
+bool config_in_mesh(const struct mesh_config *c, const struct workload_obj *w);
+
+/*
+ * Split a YAML file into one document per object (unwrapping `kind: List`), for `lab apply`,
+ * which stores objects one per file like an API server does. cb gets kind, namespace ("default"
+ * when absent), name and the object re-emitted as a standalone YAML document. Returns 0, or -1
+ * with the problem in d.
+ */
+typedef int (*config_object_cb)(void *arg, const char *kind, const char *ns, const char *name,
+				const char *yaml, size_t len);
+int config_split_file(const char *path, config_object_cb cb, void *arg, struct diags *d);
+
+#endif /* BM_MODEL_H */
