@@ -178,6 +178,20 @@ enum bm_stat {
 	BM_ST_MAX,
 };
 
+/* Display names for `bpfmesh services` (not read by the datapath): the agent writes the name
+ * of every service id and subset id it puts in force. */
+#define BM_NAME_SVC    1
+#define BM_NAME_SUBSET 2
+#define BM_NAME_LEN    96
+struct bm_name_key {
+	__u32 kind; /* BM_NAME_* */
+	__u32 id;
+};
+
+struct bm_name {
+	char name[BM_NAME_LEN];
+};
+
 /* Pin and map names: one place, so pins and code cannot drift. <= 15 chars each. */
 #define BM_MAP_SVC     bm_svc
 #define BM_MAP_ROUTE   bm_route
@@ -191,5 +205,6 @@ enum bm_stat {
 #define BM_MAP_UDP     bm_udp
 #define BM_MAP_META    bm_meta
 #define BM_MAP_STATS   bm_stats
+#define BM_MAP_NAMES   bm_names
 
 #endif /* BPFMESH_H */

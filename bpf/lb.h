@@ -1,0 +1,189 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * lb.h: the load-balancing decision, as inline functions over plain structs and the maps in
+ * maps.h. The socket hooks (sock_lb.bpf.c) are thin wrappers over bm_xlate(); the test program
+ * (tests/bpf/lb_test.bpf.c) drives the same functions with bpf_prog_test_run_opts, because
+ * cgroup sock_addr programs cannot be test-run.
+ */
+#ifndef BM_LB_H
+#define BM_LB_H
+
+#include "maps.h"
+
+/* Uniform integer in [0, n), exactly: reject the top 2^32 mod n values so every residue is
+ * equally likely. A retry happens with probability < n / 2^32; four are plenty. */
+static __always_inline __u32 bm_uniform(__u32 n)
+{
+	__u32 threshold, r = 0;
+	int i;
+
+	if (n <= 1)
+		return 0;
+	threshold = (0U - n) % n;
+	for (i = 0; i < 4; i++) {
+		r = bpf_get_prandom_u32();
+		if (r >= threshold)
+			break;
+	}
+	return r % n;
+}
+
+/*
+ * Index of the destination that owns point x of [0, total): the first i with x < cum[i].
+ * Istio's share is weight / sum(weights); each destination owns `weight` consecutive points.
+ * Returns -1 if x is outside the route (can't happen for a well-formed route).
+ */
+static __always_inline int bm_route_index(const struct bm_route *r, __u32 x)
+{
+	int i;
+
+	for (i = 0; i < BM_MAX_ROUTE_DESTS; i++) {
+		if ((__u32)i >= r->n)
+			break;
+		if (x < r->cum[i])
+			return i;
+	}
+	return -1;
+}
+
+/* Envoy's LEAST_REQUEST with the default choice_count 2: two random picks, fewer active
+ * connections wins, ties go to the first. */
+static __always_inline __u32 bm_pick_least(__u32 first, __u32 n)
+{
+	__u32 a = first + bm_uniform(n), b = first + bm_uniform(n);
+	__u32 *ida = bpf_map_lookup_elem(&bm_slot, &a);
+	__u32 *idb = bpf_map_lookup_elem(&bm_slot, &b);
+	struct bm_bstate *sa, *sb;
+
+	if (!ida || !idb)
+		return a;
+	sa = bpf_map_lookup_elem(&bm_bstate, ida);
+	sb = bpf_map_lookup_elem(&bm_bstate, idb);
+	if (sa && sb && sb->active < sa->active)
+		return b;
+	return a;
+}
+
+/* Pick a slot of subset `sid` with policy `lb`; hash is the client's source hash. */
+static __always_inline int bm_subset_slot(__u32 sid, __u32 lb, __u64 hash, __u32 *slot)
+{
+	struct bm_subset *s = bpf_map_lookup_elem(&bm_subset, &sid);
+	__u32 *cursor;
+
+	if (!s || s->n == 0)
+		return -1;
+	switch (lb) {
+	case BM_LB_ROUND_ROBIN:
+		cursor = bpf_map_lookup_elem(&bm_rr, &sid);
+		*slot = s->first_slot + (cursor ? __sync_fetch_and_add(cursor, 1) % s->n : 0);
+		break;
+	case BM_LB_RANDOM:
+		*slot = s->first_slot + bm_uniform(s->n);
+		break;
+	case BM_LB_HASH_SRC_IP:
+		*slot = s->first_slot + (__u32)(hash % s->n);
+		break;
+	default:
+		*slot = bm_pick_least(s->first_slot, s->n);
+		break;
+	}
+	return 0;
+}
+
+/* The client, as the kernel attributes it: its cgroup decides mesh membership. */
+struct bm_client {
+	__u64 cgroup_id;
+	int in_mesh;
+	__u64 hash; /* of its pod address, for consistentHash.useSourceIp */
+};
+
+static __always_inline __u64 bm_mix64(__u64 x)
+{
+	/* splitmix64 finalizer: cheap, and spreads adjacent pod addresses apart. */
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebULL;
+	x ^= x >> 31;
+	return x;
+}
+
+static __always_inline void bm_client_load(struct bm_client *c, __u64 cgroup_id)
+{
+	struct bm_pod *p = bpf_map_lookup_elem(&bm_pod, &cgroup_id);
+
+	c->cgroup_id = cgroup_id;
+	c->in_mesh = p && (p->flags & BM_POD_F_IN_MESH);
+	if (p)
+		c->hash = bm_mix64(((__u64)p->addr4[0] << 24 | (__u64)p->addr4[1] << 16 |
+				    (__u64)p->addr4[2] << 8 | p->addr4[3]) ^
+				   ((__u64)p->addr6[12] << 56 | (__u64)p->addr6[13] << 48 |
+				    (__u64)p->addr6[14] << 40 | (__u64)p->addr6[15] << 32));
+	else
+		c->hash = bm_mix64(cgroup_id);
+}
+
+/* What a translation decided. */
+struct bm_pick {
+	__u32 svc_id;
+	__u32 subset_id;
+	__u32 backend_id;
+	struct bm_backend be;
+};
+
+enum bm_xlate_res {
+	BM_X_MISS = 0, /* not a service address */
+	BM_X_OK = 1, /* translated: pick is filled */
+	BM_X_NOBACKEND = 2, /* a service, but nothing to send to */
+};
+
+/*
+ * The whole decision for one connect/sendmsg: service lookup, weighted subset (mesh clients
+ * with a route), backend by the subset's policy. Clients outside the mesh get kube-proxy's even
+ * random spread over all endpoints and no mesh features.
+ */
+static __always_inline int bm_xlate(const struct bm_svc_key *key, const struct bm_client *c,
+				    struct bm_pick *out)
+{
+	struct bm_svc *svcp = bpf_map_lookup_elem(&bm_svc, key);
+	struct bm_svc svc;
+	struct bm_route *r;
+	struct bm_backend *be;
+	__u32 sid, lb, slot, *bid;
+	struct bm_subset *s;
+	int idx;
+
+	if (!svcp)
+		return BM_X_MISS;
+	/* One copy: the ids below are immutable while any service entry can name them. */
+	svc = *svcp;
+	out->svc_id = svc.svc_id;
+	sid = svc.all_subset;
+	if (c->in_mesh && (svc.flags & BM_SVC_F_HAS_ROUTE)) {
+		r = bpf_map_lookup_elem(&bm_route, &svc.route_id);
+		if (!r || r->total == 0)
+			return BM_X_NOBACKEND;
+		idx = bm_route_index(r, bm_uniform(r->total));
+		if (idx < 0 || idx >= BM_MAX_ROUTE_DESTS)
+			return BM_X_NOBACKEND;
+		sid = r->subset[idx];
+	}
+	s = bpf_map_lookup_elem(&bm_subset, &sid);
+	if (!s)
+		return BM_X_NOBACKEND;
+	lb = c->in_mesh ? s->lb : BM_LB_RANDOM;
+	if (bm_subset_slot(sid, lb, c->hash, &slot) < 0)
+		return BM_X_NOBACKEND;
+	bid = bpf_map_lookup_elem(&bm_slot, &slot);
+	if (!bid || *bid == 0)
+		return BM_X_NOBACKEND;
+	be = bpf_map_lookup_elem(&bm_backend, bid);
+	if (!be || !(be->flags & BM_BE_F_USED))
+		return BM_X_NOBACKEND;
+	out->subset_id = sid;
+	out->backend_id = *bid;
+	out->be = *be;
+	return BM_X_OK;
+}
+
+#endif /* BM_LB_H */

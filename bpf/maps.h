@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * maps.h: every map of the datapath, defined once and included by each program object
+ * (sock_lb.bpf.c, sockops.bpf.c, and the test program tests/bpf/lb_test.bpf.c). The agent pins
+ * them by name under <bpffs>/bpfmesh/<node>/, so objects share them and they outlive the agent.
+ * Layouts are in headers/bpfmesh.h. A test build sets BM_PIN to LIBBPF_PIN_NONE.
+ */
+#ifndef BM_MAPS_H
+#define BM_MAPS_H
+
+#include "bpfmesh.h"
+
+#ifndef BM_PIN
+#define BM_PIN LIBBPF_PIN_BY_NAME
+#endif
+
+/* Service address -> ids of its current config. Not preallocated: memory follows use, and an
+ * update swaps the element under RCU. Full: the agent's apply fails before touching it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, BM_MAX_SERVICES);
+	__type(key, struct bm_svc_key);
+	__type(value, struct bm_svc);
+	__uint(pinning, BM_PIN);
+} bm_svc SEC(".maps");
+
+/* Route id -> weighted subsets. Hash, not array: few services have routes, and an array of
+ * BM_MAX_ROUTES routes would pin 17 MB per node for nothing. Written only under fresh ids. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, BM_MAX_ROUTES);
+	__type(key, __u32);
+	__type(value, struct bm_route);
+	__uint(pinning, BM_PIN);
+} bm_route SEC(".maps");
+
+/* Subset id -> slot range and LB policy. Array: looked up on every connect. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, BM_MAX_SUBSETS);
+	__type(key, __u32);
+	__type(value, struct bm_subset);
+	__uint(pinning, BM_PIN);
+} bm_subset SEC(".maps");
+
+/* Slot -> backend id. Subsets own contiguous ranges handed out by the agent's allocator. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, BM_MAX_SLOTS);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, BM_PIN);
+} bm_slot SEC(".maps");
+
+/* Backend id -> address. Id 0 is never used, so a zeroed slot can't send traffic anywhere. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, BM_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct bm_backend);
+	__uint(pinning, BM_PIN);
+} bm_backend SEC(".maps");
+
+/* Backend id -> live state (active connections, health). Survives config changes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, BM_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct bm_bstate);
+	__uint(pinning, BM_PIN);
+} bm_bstate SEC(".maps");
+
+/* Subset id -> round-robin cursor, shared by all CPUs (atomic add). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, BM_MAX_SUBSETS);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, BM_PIN);
+} bm_rr SEC(".maps");
+
+/* Client cgroup id -> local workload: mesh membership and source address for hashing.
+ * A cgroup not found here is a client outside the mesh. Full: the agent reports it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, BM_MAX_PODS);
+	__type(key, __u64);
+	__type(value, struct bm_pod);
+	__uint(pinning, BM_PIN);
+} bm_pod SEC(".maps");
+
+/* Per-socket record (original destination, chosen backend). Freed with the socket. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct bm_sock);
+	__uint(pinning, BM_PIN);
+} bm_sock SEC(".maps");
+
+/* UDP: (socket cookie, backend) -> service address, to restore recvmsg sources. LRU: a full
+ * map evicts the coldest flow instead of failing a send. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, BM_MAX_CONNS);
+	__type(key, struct bm_udp_key);
+	__type(value, struct bm_udp_val);
+	__uint(pinning, BM_PIN);
+} bm_udp SEC(".maps");
+
+/* Agent state for `bpfmesh status` (one entry). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bm_meta);
+	__uint(pinning, BM_PIN);
+} bm_meta SEC(".maps");
+
+/* Datapath counters, per CPU (enum bm_stat). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, BM_ST_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, BM_PIN);
+} bm_stats SEC(".maps");
+
+/* Names for the CLI (see bpfmesh.h); the programs never read it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, BM_MAX_SERVICES + BM_MAX_SUBSETS);
+	__type(key, struct bm_name_key);
+	__type(value, struct bm_name);
+	__uint(pinning, BM_PIN);
+} bm_names SEC(".maps");
+
+static __always_inline void bm_count(__u32 stat)
+{
+	__u64 *v = bpf_map_lookup_elem(&bm_stats, &stat);
+
+	if (v)
+		*v += 1;
+}
+
+#endif /* BM_MAPS_H */

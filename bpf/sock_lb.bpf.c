@@ -1,0 +1,246 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * sock_lb.bpf.c: the socket-layer service translation, attached by the agent to a node's
+ * cgroup. connect4/6 (TCP, connected UDP) and sendmsg4/6 (unconnected UDP) turn a service
+ * address into a backend chosen by lb.h; getpeername4/6 and recvmsg4/6 hand the application
+ * back the address it dialed, so it never sees the rewrite. Each SEC() is a thin wrapper.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "lb.h"
+
+#define IPPROTO_TCP_ 6
+#define ECONNREFUSED_ 111
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+static __always_inline int bm_is_v4mapped(const __u32 *a)
+{
+	return a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff);
+}
+
+/* Key for the address the application asked for; returns 0 if it can't be a service. */
+static __always_inline int bm_key_from_ctx(struct bpf_sock_addr *ctx, int v6, struct bm_svc_key *k,
+					   int *mapped)
+{
+	__u32 a[4];
+
+	k->proto = ctx->protocol;
+	k->port = (__be16)ctx->user_port;
+	*mapped = 0;
+	if (!v6) {
+		a[0] = ctx->user_ip4;
+		__builtin_memcpy(k->addr, a, 4);
+		k->family = BM_FAM_V4;
+		return 1;
+	}
+	a[0] = ctx->user_ip6[0];
+	a[1] = ctx->user_ip6[1];
+	a[2] = ctx->user_ip6[2];
+	a[3] = ctx->user_ip6[3];
+	if (bm_is_v4mapped(a)) {
+		*mapped = 1;
+		__builtin_memcpy(k->addr, &a[3], 4);
+		k->family = BM_FAM_V4;
+		return 1;
+	}
+	__builtin_memcpy(k->addr, a, 16);
+	k->family = BM_FAM_V6;
+	return 1;
+}
+
+static __always_inline void bm_write_dest(struct bpf_sock_addr *ctx, int v6, int mapped,
+					  const struct bm_backend *be)
+{
+	__u32 a[4];
+
+	__builtin_memcpy(a, be->addr, 16);
+	if (!v6) {
+		ctx->user_ip4 = a[0];
+	} else if (mapped) {
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = bpf_htonl(0xffff);
+		ctx->user_ip6[3] = a[0];
+	} else {
+		ctx->user_ip6[0] = a[0];
+		ctx->user_ip6[1] = a[1];
+		ctx->user_ip6[2] = a[2];
+		ctx->user_ip6[3] = a[3];
+	}
+	ctx->user_port = (__u32)be->port;
+}
+
+/* Translate; 1 = let the syscall go on, 0 = fail it with ECONNREFUSED (no backend). */
+static __always_inline int bm_sock_xlate(struct bpf_sock_addr *ctx, int v6, int is_sendmsg)
+{
+	struct bm_svc_key key = {};
+	struct bm_client cl = {};
+	struct bm_pick pick = {};
+	struct bm_sock *st;
+	int mapped, res;
+
+	if (!bm_key_from_ctx(ctx, v6, &key, &mapped))
+		return 1;
+	bm_client_load(&cl, bpf_get_current_cgroup_id());
+	res = bm_xlate(&key, &cl, &pick);
+	if (res == BM_X_MISS) {
+		bm_count(BM_ST_MISS);
+		return 1;
+	}
+	if (res != BM_X_OK) {
+		bm_count(BM_ST_NO_BACKEND);
+		bpf_set_retval(-ECONNREFUSED_);
+		return 0;
+	}
+	bm_count(BM_ST_XLATE);
+	if (!cl.in_mesh)
+		bm_count(BM_ST_NONMESH);
+
+	if (key.proto != IPPROTO_TCP_) {
+		/* UDP: remember how to restore the source of replies (recvmsg). */
+		struct bm_udp_key uk = {};
+		struct bm_udp_val uv = {};
+
+		uk.cookie = bpf_get_socket_cookie(ctx);
+		__builtin_memcpy(uk.addr, pick.be.addr, 16);
+		uk.port = pick.be.port;
+		uk.family = pick.be.family;
+		__builtin_memcpy(uv.addr, key.addr, 16);
+		uv.port = key.port;
+		bpf_map_update_elem(&bm_udp, &uk, &uv, BPF_ANY);
+	}
+	if (!is_sendmsg) {
+		st = bpf_sk_storage_get(&bm_sock, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (st && !st->counted) {
+			__builtin_memcpy(st->orig_addr, key.addr, 16);
+			st->orig_port = key.port;
+			st->family = mapped ? BM_FAM_V6 : key.family;
+			st->backend_id = pick.backend_id;
+			st->svc_id = pick.svc_id;
+			st->subset_id = pick.subset_id;
+		}
+	}
+	bm_write_dest(ctx, v6, mapped, &pick.be);
+	return 1;
+}
+
+SEC("cgroup/connect4")
+int bm_connect4(struct bpf_sock_addr *ctx)
+{
+	return bm_sock_xlate(ctx, 0, 0);
+}
+
+SEC("cgroup/connect6")
+int bm_connect6(struct bpf_sock_addr *ctx)
+{
+	return bm_sock_xlate(ctx, 1, 0);
+}
+
+SEC("cgroup/sendmsg4")
+int bm_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return bm_sock_xlate(ctx, 0, 1);
+}
+
+SEC("cgroup/sendmsg6")
+int bm_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return bm_sock_xlate(ctx, 1, 1);
+}
+
+/* getpeername: the service address the socket was connected to, if we translated it. */
+static __always_inline int bm_restore_peer(struct bpf_sock_addr *ctx, int v6)
+{
+	struct bm_sock *st = bpf_sk_storage_get(&bm_sock, ctx->sk, 0, 0);
+	__u32 a[4];
+
+	if (!st)
+		return 1;
+	__builtin_memcpy(a, st->orig_addr, 16);
+	if (!v6) {
+		ctx->user_ip4 = a[0];
+	} else if (st->family == BM_FAM_V6 && bm_is_v4mapped(ctx->user_ip6)) {
+		ctx->user_ip6[3] = a[0];
+	} else {
+		ctx->user_ip6[0] = a[0];
+		ctx->user_ip6[1] = a[1];
+		ctx->user_ip6[2] = a[2];
+		ctx->user_ip6[3] = a[3];
+	}
+	ctx->user_port = (__u32)st->orig_port;
+	bm_count(BM_ST_RESTORED);
+	return 1;
+}
+
+SEC("cgroup/getpeername4")
+int bm_getpeername4(struct bpf_sock_addr *ctx)
+{
+	return bm_restore_peer(ctx, 0);
+}
+
+SEC("cgroup/getpeername6")
+int bm_getpeername6(struct bpf_sock_addr *ctx)
+{
+	return bm_restore_peer(ctx, 1);
+}
+
+/* recvmsg (UDP): a datagram from a backend appears to come from the service address. */
+static __always_inline int bm_restore_udp(struct bpf_sock_addr *ctx, int v6)
+{
+	struct bm_udp_key uk = {};
+	struct bm_udp_val *uv;
+	__u32 a[4];
+	int mapped = 0;
+
+	uk.cookie = bpf_get_socket_cookie(ctx);
+	uk.port = (__be16)ctx->user_port;
+	if (!v6) {
+		a[0] = ctx->user_ip4;
+		__builtin_memcpy(uk.addr, a, 4);
+		uk.family = BM_FAM_V4;
+	} else {
+		a[0] = ctx->user_ip6[0];
+		a[1] = ctx->user_ip6[1];
+		a[2] = ctx->user_ip6[2];
+		a[3] = ctx->user_ip6[3];
+		if (bm_is_v4mapped(a)) {
+			mapped = 1;
+			__builtin_memcpy(uk.addr, &a[3], 4);
+			uk.family = BM_FAM_V4;
+		} else {
+			__builtin_memcpy(uk.addr, a, 16);
+			uk.family = BM_FAM_V6;
+		}
+	}
+	uv = bpf_map_lookup_elem(&bm_udp, &uk);
+	if (!uv)
+		return 1;
+	__builtin_memcpy(a, uv->addr, 16);
+	if (!v6) {
+		ctx->user_ip4 = a[0];
+	} else if (mapped) {
+		ctx->user_ip6[3] = a[0];
+	} else {
+		ctx->user_ip6[0] = a[0];
+		ctx->user_ip6[1] = a[1];
+		ctx->user_ip6[2] = a[2];
+		ctx->user_ip6[3] = a[3];
+	}
+	ctx->user_port = (__u32)uv->port;
+	bm_count(BM_ST_RESTORED);
+	return 1;
+}
+
+SEC("cgroup/recvmsg4")
+int bm_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	return bm_restore_udp(ctx, 0);
+}
+
+SEC("cgroup/recvmsg6")
+int bm_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	return bm_restore_udp(ctx, 1);
+}

@@ -1,0 +1,362 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * agent.c: `bpfmesh agent`, the node agent. Loads and attaches the datapath to one cgroup,
+ * watches the config directory with inotify and puts every valid change in force; a bad
+ * config is reported and the one in force stays. Local workloads are found as child cgroups
+ * named <namespace>_<pod> under the node cgroup and matched with Pod objects of the config.
+ * SIGTERM/SIGINT stop the agent and leave the pins, so the kernel path keeps working until
+ * the next agent takes over; `bpfmesh uninstall` is what removes them.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/inotify.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include "agent.h"
+#include "log.h"
+#include "sync.h"
+
+#define RELOAD_DEBOUNCE_MS 30
+
+struct agent {
+	const char *config_dir, *cgroup, *node, *bpffs;
+	char pin_dir[512];
+	char run_dir[512];
+	struct dp *dp;
+	struct bm_mapfds fds;
+	struct sync *sync;
+	int loaded;
+	uint64_t applied_gen;
+	struct mesh_config *current; /* the config in force, for pod rescans */
+};
+
+int agent_run_dir(char *buf, size_t len, const char *node)
+{
+	int n = snprintf(buf, len, "/run/bpfmesh/%s", node);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000ULL + ts.tv_nsec / 1000000;
+}
+
+/* One agent per node name: a POSIX record lock that `status` can query without taking. */
+static int take_lock(struct agent *a)
+{
+	char path[600], pid[32];
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+	int fd;
+
+	snprintf(path, sizeof(path), "/run/bpfmesh");
+	mkdir(path, 0755);
+	if (mkdir(a->run_dir, 0755) && errno != EEXIST) {
+		pr_warn("%s: %s", a->run_dir, strerror(errno));
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s/agent.lock", a->run_dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0 || fcntl(fd, F_SETLK, &fl)) {
+		pr_warn("another agent for node %s is running (%s)", a->node, path);
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	snprintf(pid, sizeof(pid), "%d\n", getpid());
+	if (ftruncate(fd, 0) || write(fd, pid, strlen(pid)) < 0)
+		pr_warn("write %s: %s", path, strerror(errno));
+	return fd; /* kept open for the agent's life: the lock goes with the process */
+}
+
+pid_t agent_pid(const char *node)
+{
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+	char dir[512], path[600];
+	int fd;
+
+	if (agent_run_dir(dir, sizeof(dir), node))
+		return 0;
+	snprintf(path, sizeof(path), "%s/agent.lock", dir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	if (fcntl(fd, F_GETLK, &fl) || fl.l_type == F_UNLCK) {
+		close(fd);
+		return 0;
+	}
+	close(fd);
+	return fl.l_pid;
+}
+
+/* ---------- local workloads ---------- */
+
+static const struct workload_obj *find_pod(const struct mesh_config *c, const char *ns,
+					   const char *name)
+{
+	for (int i = 0; i < c->nworkloads; i++) {
+		const struct workload_obj *w = &c->workloads[i];
+
+		if (w->kind == WL_POD && strcmp(w->ns, ns) == 0 && strcmp(w->name, name) == 0)
+			return w;
+	}
+	return NULL;
+}
+
+static void fill_pod(struct bm_pod *p, const struct mesh_config *c, const struct workload_obj *w,
+		     int index)
+{
+	memset(p, 0, sizeof(*p));
+	p->pod_id = index + 1;
+	if (config_in_mesh(c, w))
+		p->flags |= BM_POD_F_IN_MESH;
+	for (int i = 0; i < w->naddresses; i++) {
+		uint8_t addr[16], fam;
+
+		if (rs_parse_addr(w->addresses[i], addr, &fam))
+			continue;
+		if (fam == BM_FAM_V4)
+			memcpy(p->addr4, addr, 4);
+		else
+			memcpy(p->addr6, addr, 16);
+	}
+}
+
+/* Scan <cgroup>/<ns>_<pod> directories and map their cgroup ids to pods of the config. */
+static void sync_pods(struct agent *a, const struct mesh_config *c)
+{
+	struct sync_pod *pods = NULL;
+	int n = 0, cap = 0;
+	struct dirent *de;
+	DIR *d = opendir(a->cgroup);
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		char path[1024], ns[256];
+		const struct workload_obj *w;
+		const char *us = strchr(de->d_name, '_');
+		struct stat st;
+
+		if (de->d_type != DT_DIR || !us || (size_t)(us - de->d_name) >= sizeof(ns))
+			continue;
+		memcpy(ns, de->d_name, us - de->d_name);
+		ns[us - de->d_name] = 0;
+		w = find_pod(c, ns, us + 1);
+		snprintf(path, sizeof(path), "%s/%s", a->cgroup, de->d_name);
+		if (!w || stat(path, &st))
+			continue;
+		if (n == cap) {
+			cap = cap ? 2 * cap : 64;
+			pods = realloc(pods, cap * sizeof(*pods));
+			if (!pods)
+				abort();
+		}
+		pods[n].cgroup_id = st.st_ino; /* cgroup v2: the id is the inode number */
+		fill_pod(&pods[n].pod, c, w, (int)(w - c->workloads));
+		n++;
+	}
+	closedir(d);
+	if (n > BM_MAX_PODS)
+		pr_warn("bm_pod full: %d local pods, capacity %d; the rest are outside the mesh", n,
+			BM_MAX_PODS);
+	sync_set_pods(a->sync, pods, n > BM_MAX_PODS ? BM_MAX_PODS : n);
+	free(pods);
+}
+
+/* ---------- applying config ---------- */
+
+static void reload(struct agent *a)
+{
+	uint64_t t0 = now_ms();
+	struct mesh_config *c = config_new();
+	struct sync_result res;
+	struct diags d = {0};
+	struct rs_table t;
+	int err;
+
+	config_load_dir(c, a->config_dir, &d);
+	if (d.nerrors == 0)
+		config_validate(c, &d);
+	memset(&t, 0, sizeof(t));
+	if (d.nerrors == 0)
+		resolve(c, &t, &d);
+	err = d.nerrors ? -EINVAL : sync_apply(a->sync, &t, &d, &res);
+	diags_print(&d, stderr);
+	if (err) {
+		sync_set_meta(a->sync, 0, a->loaded);
+		pr_warn("config in %s rejected (%d errors); generation %llu stays in force",
+			a->config_dir, d.nerrors, (unsigned long long)a->applied_gen);
+		config_free(c);
+	} else {
+		config_free(a->current);
+		a->current = c;
+		sync_pods(a, c);
+		a->loaded = 1;
+		sync_set_meta(a->sync, 1, 1);
+		a->applied_gen++;
+		pr_info("applied config: %d service ports (%d written, %d unchanged, %d removed), "
+			"%d backends, in %llu ms",
+			t.nservices, res.services_written, res.services_unchanged,
+			res.services_deleted, res.backends, (unsigned long long)(now_ms() - t0));
+	}
+	rs_free(&t);
+	diags_free(&d);
+}
+
+static int setup_fds(struct agent *a, int *ifd, int *sfd, int *tfd)
+{
+	struct itimerspec its = {.it_interval = {1, 0}, .it_value = {1, 0}};
+	sigset_t mask;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	*sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+	*ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	*tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (*sfd < 0 || *ifd < 0 || *tfd < 0)
+		return -1;
+	if (inotify_add_watch(*ifd, a->config_dir,
+			      IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE |
+				      IN_ATTRIB) < 0) {
+		pr_warn("watch %s: %s", a->config_dir, strerror(errno));
+		return -1;
+	}
+	/* New pod cgroups show up here; a missed event is caught by the 1 s rescan anyway. */
+	inotify_add_watch(*ifd, a->cgroup, IN_CREATE | IN_DELETE);
+	return timerfd_settime(*tfd, 0, &its, NULL);
+}
+
+static int loop(struct agent *a)
+{
+	int ifd, sfd, tfd;
+	uint64_t reload_at = 0;
+
+	if (setup_fds(a, &ifd, &sfd, &tfd)) {
+		pr_warn("agent setup: %s", strerror(errno));
+		return 1;
+	}
+	for (;;) {
+		struct pollfd p[3] = {{ifd, POLLIN, 0}, {sfd, POLLIN, 0}, {tfd, POLLIN, 0}};
+		int timeout = -1;
+		char buf[4096] __attribute__((aligned(8)));
+
+		if (reload_at) {
+			uint64_t n = now_ms();
+
+			timeout = reload_at > n ? (int)(reload_at - n) : 0;
+		}
+		if (poll(p, 3, timeout) < 0 && errno != EINTR)
+			return 1;
+		if (p[1].revents) {
+			struct signalfd_siginfo si;
+
+			if (read(sfd, &si, sizeof(si)) == sizeof(si) && si.ssi_signo != SIGHUP) {
+				pr_info("signal %u: stopping; pinned datapath stays in force",
+					si.ssi_signo);
+				return 0;
+			}
+			reload_at = now_ms();
+		}
+		if (p[0].revents) {
+			while (read(ifd, buf, sizeof(buf)) > 0)
+				;
+			/* Debounce: editors and `kubectl cp` write in several steps. */
+			reload_at = now_ms() + RELOAD_DEBOUNCE_MS;
+		}
+		if (p[2].revents) {
+			uint64_t ticks;
+
+			if (read(tfd, &ticks, sizeof(ticks)) < 0)
+				ticks = 0;
+			sync_tick(a->sync);
+			if (a->current)
+				sync_pods(a, a->current);
+		}
+		if (reload_at && now_ms() >= reload_at) {
+			reload_at = 0;
+			reload(a);
+		}
+	}
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: bpfmesh agent --config-dir DIR --cgroup CGROUP_DIR --node NAME "
+			"[--bpffs DIR]\n");
+}
+
+int cmd_agent(int argc, char **argv)
+{
+	static const struct option opts[] = {{"config-dir", required_argument, 0, 'c'},
+					     {"cgroup", required_argument, 0, 'g'},
+					     {"node", required_argument, 0, 'n'},
+					     {"bpffs", required_argument, 0, 'b'},
+					     {"help", no_argument, 0, 'h'},
+					     {0, 0, 0, 0}};
+	struct agent a = {.bpffs = "/sys/fs/bpf"};
+	int o, lock, rc;
+
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (o) {
+		case 'c':
+			a.config_dir = optarg;
+			break;
+		case 'g':
+			a.cgroup = optarg;
+			break;
+		case 'n':
+			a.node = optarg;
+			break;
+		case 'b':
+			a.bpffs = optarg;
+			break;
+		default:
+			usage();
+			return 2;
+		}
+	}
+	if (!a.config_dir || !a.cgroup || !a.node || strchr(a.node, '/')) {
+		usage();
+		return 2;
+	}
+	if (agent_run_dir(a.run_dir, sizeof(a.run_dir), a.node) ||
+	    dp_pin_dir(a.pin_dir, sizeof(a.pin_dir), a.bpffs, a.node))
+		return 2;
+	lock = take_lock(&a);
+	if (lock < 0)
+		return 1;
+	if (dp_ensure_bpffs(a.bpffs))
+		return 1;
+	a.dp = dp_load_attach(a.pin_dir, a.cgroup);
+	if (!a.dp)
+		return 1;
+	dp_mapfds(a.dp, &a.fds);
+	a.sync = sync_new(&a.fds, NULL);
+	sync_recover(a.sync);
+	sync_set_meta(a.sync, 0, 0);
+	pr_info("node %s: attached to %s, pins in %s", a.node, a.cgroup, a.pin_dir);
+	reload(&a);
+	rc = loop(&a);
+	sync_free(a.sync);
+	dp_close(a.dp);
+	config_free(a.current);
+	close(lock);
+	return rc;
+}

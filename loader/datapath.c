@@ -1,0 +1,334 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * datapath.c: see datapath.h. Called by the agent (load/attach), and by the CLI (status,
+ * services, uninstall), which only ever opens pins.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <mntent.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <dirent.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "bpfmesh.h"
+#include "datapath.h"
+#include "log.h"
+#include "sock_lb.skel.h"
+#include "sockops.skel.h"
+
+#define STR_(x) #x
+#define STR(x)	STR_(x)
+
+struct dp {
+	struct sock_lb_bpf *lb;
+	struct sockops_bpf *ops;
+};
+
+/* Every program we attach, in the order they are attached. */
+static const char *const dp_progs[] = {
+	"bm_connect4",	   "bm_connect6",     "bm_sendmsg4",	"bm_sendmsg6", "bm_getpeername4",
+	"bm_getpeername6", "bm_recvmsg4",     "bm_recvmsg6",	"bm_sockops",
+};
+#define DP_NPROGS (sizeof(dp_progs) / sizeof(dp_progs[0]))
+
+/* Every pinned map, for opening and for uninstall. */
+static const char *const dp_maps[] = {
+	STR(BM_MAP_SVC),     STR(BM_MAP_ROUTE), STR(BM_MAP_SUBSET), STR(BM_MAP_SLOT),
+	STR(BM_MAP_BACKEND), STR(BM_MAP_BSTATE), STR(BM_MAP_RR),    STR(BM_MAP_POD),
+	STR(BM_MAP_SOCK),    STR(BM_MAP_UDP),	STR(BM_MAP_META),   STR(BM_MAP_STATS),
+	STR(BM_MAP_NAMES),
+};
+#define DP_NMAPS (sizeof(dp_maps) / sizeof(dp_maps[0]))
+
+int dp_pin_dir(char *buf, size_t len, const char *bpffs, const char *node)
+{
+	int n = snprintf(buf, len, "%s/bpfmesh/%s", bpffs, node);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+int dp_ensure_bpffs(const char *dir)
+{
+	struct statfs sf;
+
+	if (statfs(dir, &sf) == 0 && sf.f_type == BPF_FS_MAGIC)
+		return 0;
+	if (mkdir(dir, 0700) && errno != EEXIST)
+		return -errno;
+	if (mount("bpf", dir, "bpf", 0, "mode=0700")) {
+		pr_warn("mount bpffs at %s: %s", dir, strerror(errno));
+		return -errno;
+	}
+	pr_info("mounted bpffs at %s", dir);
+	return 0;
+}
+
+int dp_cgroup2_root(char *buf, size_t len)
+{
+	FILE *f = setmntent("/proc/mounts", "r");
+	struct mntent *m;
+	int err = -ENOENT;
+
+	if (!f)
+		return -errno;
+	while ((m = getmntent(f))) {
+		if (strcmp(m->mnt_type, "cgroup2") == 0) {
+			snprintf(buf, len, "%s", m->mnt_dir);
+			err = 0;
+			break;
+		}
+	}
+	endmntent(f);
+	return err;
+}
+
+static int mkdir_p(const char *path)
+{
+	char tmp[512];
+
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(tmp, 0700) && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, 0700) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/* Refuse pins made by an agent with another map layout rather than misread them. */
+static int check_abi(const char *pin_dir)
+{
+	char path[512];
+	struct bm_meta meta;
+	__u32 zero = 0;
+	int fd, err = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", pin_dir, STR(BM_MAP_META));
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return 0; /* fresh install */
+	if (bpf_map_lookup_elem(fd, &zero, &meta) == 0 && meta.abi && meta.abi != BM_MAP_ABI) {
+		pr_warn("%s: pinned maps have layout %u, this agent uses %u; run `bpfmesh uninstall` "
+			"first",
+			pin_dir, meta.abi, BM_MAP_ABI);
+		err = -EINVAL;
+	}
+	close(fd);
+	return err;
+}
+
+static int attach_one(struct bpf_program *prog, int cg_fd, __u64 cg_id, const char *pin_dir)
+{
+	enum bpf_attach_type type = bpf_program__expected_attach_type(prog);
+	int prog_fd = bpf_program__fd(prog), link_fd, err;
+	struct bpf_link_info info;
+	__u32 ilen = sizeof(info);
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/link_%s", pin_dir, bpf_program__name(prog));
+	link_fd = bpf_obj_get(path);
+	if (link_fd >= 0) {
+		memset(&info, 0, sizeof(info));
+		if (bpf_obj_get_info_by_fd(link_fd, &info, &ilen) == 0 &&
+		    info.cgroup.cgroup_id == cg_id) {
+			/* Upgrade in place: the hook never goes empty. */
+			err = bpf_link_update(link_fd, prog_fd, NULL);
+			close(link_fd);
+			if (err)
+				pr_warn("update link %s: %s", path, strerror(-err));
+			return err;
+		}
+		close(link_fd);
+		unlink(path); /* attached elsewhere, or its cgroup is gone */
+	}
+	link_fd = bpf_link_create(prog_fd, cg_fd, type, NULL);
+	if (link_fd < 0) {
+		pr_warn("attach %s: %s", bpf_program__name(prog), strerror(errno));
+		return -errno;
+	}
+	err = bpf_obj_pin(link_fd, path);
+	if (err)
+		pr_warn("pin %s: %s", path, strerror(errno));
+	close(link_fd);
+	return err ? -errno : 0;
+}
+
+struct dp *dp_load_attach(const char *pin_dir, const char *cgroup_dir)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = pin_dir);
+	struct bpf_program *prog;
+	struct dp *dp = calloc(1, sizeof(*dp));
+	struct stat st;
+	int cg_fd = -1, err;
+
+	if (!dp)
+		return NULL;
+	if (mkdir_p(pin_dir) || check_abi(pin_dir))
+		goto fail;
+	cg_fd = open(cgroup_dir, O_RDONLY | O_DIRECTORY);
+	if (cg_fd < 0 || fstat(cg_fd, &st)) {
+		pr_warn("cgroup %s: %s", cgroup_dir, strerror(errno));
+		goto fail;
+	}
+	dp->lb = sock_lb_bpf__open_opts(&opts);
+	if (!dp->lb || (err = sock_lb_bpf__load(dp->lb))) {
+		pr_warn("load sock_lb programs failed (see libbpf output above)");
+		goto fail;
+	}
+	dp->ops = sockops_bpf__open_opts(&opts);
+	if (!dp->ops || (err = sockops_bpf__load(dp->ops))) {
+		pr_warn("load sockops program failed (see libbpf output above)");
+		goto fail;
+	}
+	/* On cgroup v2 the cgroup id is the directory's inode number. */
+	bpf_object__for_each_program(prog, dp->lb->obj)
+		if (attach_one(prog, cg_fd, st.st_ino, pin_dir))
+			goto fail;
+	bpf_object__for_each_program(prog, dp->ops->obj)
+		if (attach_one(prog, cg_fd, st.st_ino, pin_dir))
+			goto fail;
+	close(cg_fd);
+	return dp;
+fail:
+	if (cg_fd >= 0)
+		close(cg_fd);
+	dp_close(dp);
+	return NULL;
+}
+
+void dp_mapfds(const struct dp *dp, struct bm_mapfds *f)
+{
+	f->svc = bpf_map__fd(dp->lb->maps.bm_svc);
+	f->route = bpf_map__fd(dp->lb->maps.bm_route);
+	f->subset = bpf_map__fd(dp->lb->maps.bm_subset);
+	f->slot = bpf_map__fd(dp->lb->maps.bm_slot);
+	f->backend = bpf_map__fd(dp->lb->maps.bm_backend);
+	f->bstate = bpf_map__fd(dp->lb->maps.bm_bstate);
+	f->rr = bpf_map__fd(dp->lb->maps.bm_rr);
+	f->pod = bpf_map__fd(dp->lb->maps.bm_pod);
+	f->meta = bpf_map__fd(dp->lb->maps.bm_meta);
+	f->stats = bpf_map__fd(dp->lb->maps.bm_stats);
+	f->names = bpf_map__fd(dp->lb->maps.bm_names);
+}
+
+void dp_close(struct dp *dp)
+{
+	if (!dp)
+		return;
+	sockops_bpf__destroy(dp->ops);
+	sock_lb_bpf__destroy(dp->lb);
+	free(dp);
+}
+
+static int open_pin(const char *pin_dir, const char *name)
+{
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/%s", pin_dir, name);
+	return bpf_obj_get(path);
+}
+
+int dp_open_pinned(const char *pin_dir, struct bm_mapfds *f)
+{
+	int *slots[] = {&f->svc, &f->route, &f->subset, &f->slot,    &f->backend,
+			&f->bstate, &f->rr,   &f->pod,    &f->meta, &f->stats, &f->names};
+	const char *names[] = {STR(BM_MAP_SVC),	   STR(BM_MAP_ROUTE), STR(BM_MAP_SUBSET),
+			       STR(BM_MAP_SLOT),   STR(BM_MAP_BACKEND), STR(BM_MAP_BSTATE),
+			       STR(BM_MAP_RR),	   STR(BM_MAP_POD),   STR(BM_MAP_META),
+			       STR(BM_MAP_STATS),  STR(BM_MAP_NAMES)};
+
+	for (size_t i = 0; i < sizeof(slots) / sizeof(slots[0]); i++)
+		*slots[i] = -1;
+	for (size_t i = 0; i < sizeof(slots) / sizeof(slots[0]); i++) {
+		*slots[i] = open_pin(pin_dir, names[i]);
+		if (*slots[i] < 0) {
+			int err = -errno;
+
+			dp_close_fds(f);
+			return err;
+		}
+	}
+	return 0;
+}
+
+void dp_close_fds(struct bm_mapfds *f)
+{
+	int *slots[] = {&f->svc, &f->route, &f->subset, &f->slot, &f->backend,
+			&f->bstate, &f->rr,  &f->pod,	 &f->meta, &f->stats, &f->names};
+
+	for (size_t i = 0; i < sizeof(slots) / sizeof(slots[0]); i++) {
+		if (*slots[i] >= 0)
+			close(*slots[i]);
+		*slots[i] = -1;
+	}
+}
+
+bool dp_links_attached(const char *pin_dir)
+{
+	for (size_t i = 0; i < DP_NPROGS; i++) {
+		struct bpf_link_info info;
+		__u32 ilen = sizeof(info);
+		char name[64];
+		int fd;
+
+		snprintf(name, sizeof(name), "link_%s", dp_progs[i]);
+		fd = open_pin(pin_dir, name);
+		if (fd < 0)
+			return false;
+		memset(&info, 0, sizeof(info));
+		if (bpf_obj_get_info_by_fd(fd, &info, &ilen) || info.cgroup.cgroup_id == 0) {
+			close(fd);
+			return false;
+		}
+		close(fd);
+	}
+	return true;
+}
+
+int dp_uninstall(const char *pin_dir)
+{
+	char path[512];
+	struct dirent *de;
+	DIR *d;
+
+	for (size_t i = 0; i < DP_NPROGS; i++) {
+		snprintf(path, sizeof(path), "%s/link_%s", pin_dir, dp_progs[i]);
+		unlink(path);
+	}
+	for (size_t i = 0; i < DP_NMAPS; i++) {
+		snprintf(path, sizeof(path), "%s/%s", pin_dir, dp_maps[i]);
+		unlink(path);
+	}
+	/* Anything else a newer version pinned here goes too. */
+	d = opendir(pin_dir);
+	if (d) {
+		while ((de = readdir(d))) {
+			if (de->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", pin_dir, de->d_name);
+			unlink(path);
+		}
+		closedir(d);
+	}
+	if (rmdir(pin_dir) && errno != ENOENT)
+		return -errno;
+	/* The parent <bpffs>/bpfmesh goes when the last node is gone. */
+	snprintf(path, sizeof(path), "%s", pin_dir);
+	char *slash = strrchr(path, '/');
+	if (slash) {
+		*slash = 0;
+		rmdir(path);
+	}
+	return 0;
+}

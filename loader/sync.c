@@ -1,0 +1,851 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * sync.c: see sync.h. The rule that makes updates atomic: ids that a live bm_svc entry names
+ * are never rewritten. A changed service gets fresh subset/route ids and slot ranges, written
+ * completely, and only then is its bm_svc entry replaced (one map update, RCU-swapped by the
+ * kernel). The old ids wait BM_ID_QUARANTINE_MS before reuse, far longer than any program run
+ * that could have read them. Backend ids are stable per (address, port) while referenced, so
+ * per-backend state (active connections, health) survives config changes.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include "sync.h"
+#include "log.h"
+
+/* ---------- a small open-addressing table: fixed 24-byte keys -> int ---------- */
+
+#define HKEY 24
+
+struct hent {
+	uint8_t state; /* 0 empty, 1 used, 2 deleted */
+	uint8_t key[HKEY];
+	int val;
+};
+
+struct htab {
+	struct hent *e;
+	size_t cap, n, dead;
+};
+
+static uint64_t hkey_hash(const uint8_t *k)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (int i = 0; i < HKEY; i++) {
+		h ^= k[i];
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+static struct hent *h_find(struct htab *h, const uint8_t *k, bool for_insert)
+{
+	struct hent *tomb = NULL;
+
+	if (!h->cap)
+		return NULL;
+	for (size_t i = hkey_hash(k) & (h->cap - 1), n = 0; n < h->cap;
+	     i = (i + 1) & (h->cap - 1), n++) {
+		struct hent *e = &h->e[i];
+
+		if (e->state == 0)
+			return for_insert ? (tomb ? tomb : e) : NULL;
+		if (e->state == 2) {
+			if (!tomb)
+				tomb = e;
+			continue;
+		}
+		if (memcmp(e->key, k, HKEY) == 0)
+			return e;
+	}
+	return for_insert ? tomb : NULL;
+}
+
+static void h_put(struct htab *h, const uint8_t *k, int val);
+
+static void h_grow(struct htab *h)
+{
+	struct hent *old = h->e;
+	size_t oc = h->cap;
+
+	h->cap = oc ? oc * 2 : 64;
+	h->e = calloc(h->cap, sizeof(*h->e));
+	if (!h->e)
+		abort();
+	h->n = h->dead = 0;
+	for (size_t i = 0; i < oc; i++)
+		if (old[i].state == 1)
+			h_put(h, old[i].key, old[i].val);
+	free(old);
+}
+
+static void h_put(struct htab *h, const uint8_t *k, int val)
+{
+	struct hent *e;
+
+	if ((h->n + h->dead + 1) * 4 >= h->cap * 3)
+		h_grow(h);
+	e = h_find(h, k, true);
+	if (e->state != 1) {
+		if (e->state == 2)
+			h->dead--;
+		h->n++;
+	}
+	e->state = 1;
+	memcpy(e->key, k, HKEY);
+	e->val = val;
+}
+
+static int *h_get(struct htab *h, const uint8_t *k)
+{
+	struct hent *e = h_find(h, k, false);
+
+	return e ? &e->val : NULL;
+}
+
+static void h_del(struct htab *h, const uint8_t *k)
+{
+	struct hent *e = h_find(h, k, false);
+
+	if (e) {
+		e->state = 2;
+		h->n--;
+		h->dead++;
+	}
+}
+
+/* ---------- id allocator (bitmap) ---------- */
+
+struct idalloc {
+	uint8_t *used; /* one byte per id: simple, and the sizes are at most a few MB */
+	uint32_t max, cursor, nused;
+};
+
+static void ida_init(struct idalloc *a, uint32_t max)
+{
+	a->used = calloc(max, 1);
+	if (!a->used)
+		abort();
+	a->used[0] = 1; /* id 0 means "none" everywhere */
+	a->max = max;
+	a->cursor = 1;
+	a->nused = 1;
+}
+
+static uint32_t ida_get(struct idalloc *a)
+{
+	for (uint32_t n = 0; n < a->max; n++) {
+		uint32_t id = a->cursor;
+
+		a->cursor = a->cursor + 1 >= a->max ? 1 : a->cursor + 1;
+		if (!a->used[id]) {
+			a->used[id] = 1;
+			a->nused++;
+			return id;
+		}
+	}
+	return 0;
+}
+
+static void ida_mark(struct idalloc *a, uint32_t id)
+{
+	if (id && id < a->max && !a->used[id]) {
+		a->used[id] = 1;
+		a->nused++;
+	}
+}
+
+static void ida_put(struct idalloc *a, uint32_t id)
+{
+	if (id && id < a->max && a->used[id]) {
+		a->used[id] = 0;
+		a->nused--;
+	}
+}
+
+/* ---------- slot ranges: first fit over a sorted free list ---------- */
+
+struct range {
+	uint32_t start, len;
+};
+
+struct slots {
+	struct range *free;
+	int n, cap;
+	uint32_t nfree;
+};
+
+static void slots_init(struct slots *s, uint32_t total)
+{
+	s->cap = 64;
+	s->free = calloc(s->cap, sizeof(*s->free));
+	if (!s->free)
+		abort();
+	/* slot 0 is never handed out, so a zero first_slot can't alias a real range */
+	s->free[0] = (struct range){1, total - 1};
+	s->n = 1;
+	s->nfree = total - 1;
+}
+
+static int slots_get(struct slots *s, uint32_t len, uint32_t *start)
+{
+	if (len == 0) {
+		*start = 0;
+		return 0;
+	}
+	for (int i = 0; i < s->n; i++) {
+		if (s->free[i].len < len)
+			continue;
+		*start = s->free[i].start;
+		s->free[i].start += len;
+		s->free[i].len -= len;
+		s->nfree -= len;
+		if (!s->free[i].len) {
+			memmove(&s->free[i], &s->free[i + 1], (s->n - i - 1) * sizeof(*s->free));
+			s->n--;
+		}
+		return 0;
+	}
+	return -ENOSPC;
+}
+
+static void slots_insert_at(struct slots *s, int i, struct range r)
+{
+	if (s->n == s->cap) {
+		s->cap *= 2;
+		s->free = realloc(s->free, s->cap * sizeof(*s->free));
+		if (!s->free)
+			abort();
+	}
+	memmove(&s->free[i + 1], &s->free[i], (s->n - i) * sizeof(*s->free));
+	s->free[i] = r;
+	s->n++;
+}
+
+static void slots_put(struct slots *s, uint32_t start, uint32_t len)
+{
+	int i = 0;
+
+	if (!len)
+		return;
+	while (i < s->n && s->free[i].start < start)
+		i++;
+	s->nfree += len;
+	/* merge with the previous and/or next free range */
+	if (i > 0 && s->free[i - 1].start + s->free[i - 1].len == start) {
+		s->free[i - 1].len += len;
+		if (i < s->n && start + len == s->free[i].start) {
+			s->free[i - 1].len += s->free[i].len;
+			memmove(&s->free[i], &s->free[i + 1], (s->n - i - 1) * sizeof(*s->free));
+			s->n--;
+		}
+		return;
+	}
+	if (i < s->n && start + len == s->free[i].start) {
+		s->free[i].start = start;
+		s->free[i].len += len;
+		return;
+	}
+	slots_insert_at(s, i, (struct range){start, len});
+}
+
+/* Take [start, start+len) out of the free list (recovering pinned state). */
+static void slots_mark(struct slots *s, uint32_t start, uint32_t len)
+{
+	for (int i = 0; i < s->n && len; i++) {
+		struct range r = s->free[i];
+
+		if (start < r.start || start + len > r.start + r.len)
+			continue;
+		s->nfree -= len;
+		memmove(&s->free[i], &s->free[i + 1], (s->n - i - 1) * sizeof(*s->free));
+		s->n--;
+		if (start > r.start)
+			slots_insert_at(s, i++, (struct range){r.start, start - r.start});
+		if (start + len < r.start + r.len)
+			slots_insert_at(s, i,
+					(struct range){start + len, r.start + r.len - start - len});
+		return;
+	}
+}
+
+/* ---------- the sync state ---------- */
+
+struct sub_rec {
+	uint32_t id, first, n;
+};
+
+/* What a live bm_svc entry owns. */
+struct svc_rec {
+	struct bm_svc_key key;
+	struct bm_svc val;
+	uint64_t content;
+	struct sub_rec subs[BM_MAX_ROUTE_DESTS + 1];
+	int nsubs;
+	int seen;
+	int live;
+};
+
+enum q_kind { Q_SUBSET, Q_ROUTE, Q_SLOTS, Q_BACKEND };
+
+struct qent {
+	enum q_kind kind;
+	uint32_t id, len;
+	uint64_t at;
+};
+
+struct sync {
+	struct bm_mapfds fds;
+	struct sync_clock clk;
+	struct idalloc subsets, routes, backends;
+	struct slots slots;
+	int *be_refs; /* per backend id: slots referencing it */
+	struct htab be_index; /* (addr, port, family) -> backend id */
+	struct htab svc_index; /* bm_svc_key -> index into recs */
+	struct svc_rec *recs;
+	int nrecs, caprecs;
+	struct qent *q;
+	int nq, capq;
+	uint64_t generation;
+	int nservices;
+};
+
+static uint64_t mono_ms(void *arg)
+{
+	struct timespec ts;
+
+	(void)arg;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000ULL + ts.tv_nsec / 1000000;
+}
+
+struct sync *sync_new(const struct bm_mapfds *fds, const struct sync_clock *clk)
+{
+	struct sync *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->fds = *fds;
+	s->clk = clk ? *clk : (struct sync_clock){.now_ms = mono_ms};
+	ida_init(&s->subsets, BM_MAX_SUBSETS);
+	ida_init(&s->routes, BM_MAX_ROUTES);
+	ida_init(&s->backends, BM_MAX_BACKENDS);
+	slots_init(&s->slots, BM_MAX_SLOTS);
+	s->be_refs = calloc(BM_MAX_BACKENDS, sizeof(int));
+	if (!s->be_refs)
+		abort();
+	return s;
+}
+
+void sync_free(struct sync *s)
+{
+	if (!s)
+		return;
+	free(s->subsets.used);
+	free(s->routes.used);
+	free(s->backends.used);
+	free(s->slots.free);
+	free(s->be_refs);
+	free(s->be_index.e);
+	free(s->svc_index.e);
+	free(s->recs);
+	free(s->q);
+	free(s);
+}
+
+static void be_key(uint8_t k[HKEY], const uint8_t addr[16], uint16_t port_be, uint8_t fam)
+{
+	memset(k, 0, HKEY);
+	memcpy(k, addr, 16);
+	memcpy(k + 16, &port_be, 2);
+	k[18] = fam;
+}
+
+static void svc_hkey(uint8_t k[HKEY], const struct bm_svc_key *key)
+{
+	memset(k, 0, HKEY);
+	memcpy(k, key, sizeof(*key));
+}
+
+static void quarantine(struct sync *s, enum q_kind kind, uint32_t id, uint32_t len)
+{
+	if (s->nq == s->capq) {
+		s->capq = s->capq ? 2 * s->capq : 256;
+		s->q = realloc(s->q, s->capq * sizeof(*s->q));
+		if (!s->q)
+			abort();
+	}
+	s->q[s->nq++] = (struct qent){kind, id, len, s->clk.now_ms(s->clk.arg)};
+}
+
+static void release(struct sync *s, const struct qent *q)
+{
+	struct bm_backend zero = {};
+	struct bm_bstate zs = {};
+
+	switch (q->kind) {
+	case Q_SUBSET:
+		ida_put(&s->subsets, q->id);
+		break;
+	case Q_ROUTE:
+		bpf_map_delete_elem(s->fds.route, &q->id);
+		ida_put(&s->routes, q->id);
+		break;
+	case Q_SLOTS:
+		slots_put(&s->slots, q->id, q->len);
+		break;
+	case Q_BACKEND:
+		if (s->be_refs[q->id] > 0)
+			break; /* referenced again since: keep it */
+		bpf_map_update_elem(s->fds.backend, &q->id, &zero, BPF_ANY);
+		bpf_map_update_elem(s->fds.bstate, &q->id, &zs, BPF_ANY);
+		ida_put(&s->backends, q->id);
+		break;
+	}
+}
+
+void sync_tick(struct sync *s)
+{
+	uint64_t now = s->clk.now_ms(s->clk.arg);
+	int keep = 0;
+
+	for (int i = 0; i < s->nq; i++) {
+		if (now - s->q[i].at >= BM_ID_QUARANTINE_MS)
+			release(s, &s->q[i]);
+		else
+			s->q[keep++] = s->q[i];
+	}
+	s->nq = keep;
+}
+
+/* Drop one slot's reference to a backend; unreferenced ids go to quarantine, not reuse. */
+static void be_unref(struct sync *s, uint32_t id)
+{
+	struct bm_backend be;
+	uint8_t k[HKEY];
+
+	if (!id || id >= BM_MAX_BACKENDS || --s->be_refs[id] > 0)
+		return;
+	if (bpf_map_lookup_elem(s->fds.backend, &id, &be) == 0) {
+		be_key(k, be.addr, be.port, be.family);
+		h_del(&s->be_index, k);
+	}
+	quarantine(s, Q_BACKEND, id, 0);
+}
+
+static void rec_release(struct sync *s, struct svc_rec *r)
+{
+	for (int i = 0; i < r->nsubs; i++) {
+		uint32_t *ids = calloc(r->subs[i].n ? r->subs[i].n : 1, sizeof(uint32_t));
+
+		if (!ids)
+			abort();
+		for (uint32_t k = 0; k < r->subs[i].n; k++) {
+			uint32_t slot = r->subs[i].first + k;
+
+			if (bpf_map_lookup_elem(s->fds.slot, &slot, &ids[k]))
+				ids[k] = 0;
+		}
+		for (uint32_t k = 0; k < r->subs[i].n; k++)
+			be_unref(s, ids[k]);
+		free(ids);
+		quarantine(s, Q_SUBSET, r->subs[i].id, 0);
+		quarantine(s, Q_SLOTS, r->subs[i].first, r->subs[i].n);
+	}
+	if (r->val.flags & BM_SVC_F_HAS_ROUTE)
+		quarantine(s, Q_ROUTE, r->val.route_id, 0);
+	r->nsubs = 0;
+}
+
+static struct svc_rec *rec_get(struct sync *s, const struct bm_svc_key *key, bool create)
+{
+	uint8_t k[HKEY];
+	int *idx;
+
+	svc_hkey(k, key);
+	idx = h_get(&s->svc_index, k);
+	if (idx)
+		return &s->recs[*idx];
+	if (!create)
+		return NULL;
+	if (s->nrecs == s->caprecs) {
+		s->caprecs = s->caprecs ? 2 * s->caprecs : 256;
+		s->recs = realloc(s->recs, s->caprecs * sizeof(*s->recs));
+		if (!s->recs)
+			abort();
+	}
+	memset(&s->recs[s->nrecs], 0, sizeof(s->recs[0]));
+	s->recs[s->nrecs].key = *key;
+	h_put(&s->svc_index, k, s->nrecs);
+	return &s->recs[s->nrecs++];
+}
+
+/* ---------- recovery ---------- */
+
+static void recover_subset(struct sync *s, struct svc_rec *r, uint32_t sid)
+{
+	struct bm_subset sub;
+
+	if (r->nsubs > BM_MAX_ROUTE_DESTS || bpf_map_lookup_elem(s->fds.subset, &sid, &sub))
+		return;
+	for (int i = 0; i < r->nsubs; i++)
+		if (r->subs[i].id == sid)
+			return;
+	ida_mark(&s->subsets, sid);
+	slots_mark(&s->slots, sub.first_slot, sub.n);
+	r->subs[r->nsubs++] = (struct sub_rec){sid, sub.first_slot, sub.n};
+	for (uint32_t k = 0; k < sub.n; k++) {
+		uint32_t slot = sub.first_slot + k, id;
+		struct bm_backend be;
+		uint8_t hk[HKEY];
+
+		if (bpf_map_lookup_elem(s->fds.slot, &slot, &id) || !id || id >= BM_MAX_BACKENDS)
+			continue;
+		if (s->be_refs[id]++ == 0 && bpf_map_lookup_elem(s->fds.backend, &id, &be) == 0) {
+			ida_mark(&s->backends, id);
+			be_key(hk, be.addr, be.port, be.family);
+			h_put(&s->be_index, hk, id);
+		}
+	}
+}
+
+int sync_recover(struct sync *s)
+{
+	struct bm_svc_key key, next, *prev = NULL;
+	struct bm_meta meta;
+	__u32 zero = 0;
+	int n = 0;
+
+	while (bpf_map_get_next_key(s->fds.svc, prev, &next) == 0) {
+		struct bm_svc val;
+		struct svc_rec *r;
+		struct bm_route rt;
+
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(s->fds.svc, &key, &val))
+			continue;
+		r = rec_get(s, &key, true);
+		r->val = val;
+		r->live = 1;
+		r->content = 0; /* unknown: the first apply rewrites it, atomically as always */
+		recover_subset(s, r, val.all_subset);
+		if ((val.flags & BM_SVC_F_HAS_ROUTE) &&
+		    bpf_map_lookup_elem(s->fds.route, &val.route_id, &rt) == 0) {
+			ida_mark(&s->routes, val.route_id);
+			for (uint32_t i = 0; i < rt.n && i < BM_MAX_ROUTE_DESTS; i++)
+				recover_subset(s, r, rt.subset[i]);
+		}
+		n++;
+	}
+	s->nservices = n;
+	if (bpf_map_lookup_elem(s->fds.meta, &zero, &meta) == 0)
+		s->generation = meta.generation;
+	pr_info("recovered %d services, %zu backends from pinned maps", n, s->be_index.n);
+	return n;
+}
+
+/* ---------- apply ---------- */
+
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+	h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+	return h;
+}
+
+static uint64_t subset_content(const struct rs_table *t, int si, uint64_t h)
+{
+	const struct rs_subset *sub = &t->subsets[si];
+
+	h = mix(h, sub->lb);
+	h = mix(h, sub->n);
+	for (int i = 0; i < sub->n; i++) {
+		const struct rs_backend *b = &t->backends[sub->backends[i]];
+		uint64_t a = 0, c = 0;
+
+		memcpy(&a, b->addr, 8);
+		memcpy(&c, b->addr + 8, 8);
+		h = mix(mix(mix(h, a), c), (uint64_t)b->port << 8 | b->family);
+	}
+	return h;
+}
+
+static uint64_t svc_content(const struct rs_table *t, const struct rs_service *rs)
+{
+	uint64_t h = mix(1, rs->svc_id);
+
+	h = subset_content(t, rs->all_subset, h);
+	h = mix(h, rs->has_route);
+	for (int i = 0; i < rs->ndests; i++)
+		h = subset_content(t, rs->dests[i].subset, mix(h, rs->dests[i].weight));
+	return mix(h, 0xfeed);
+}
+
+static void rs_key(const struct rs_service *rs, struct bm_svc_key *k)
+{
+	memset(k, 0, sizeof(*k));
+	memcpy(k->addr, rs->addr, 16);
+	k->port = htons(rs->port);
+	k->proto = rs->proto;
+	k->family = rs->family;
+}
+
+static uint32_t backend_id(struct sync *s, const struct rs_backend *b)
+{
+	uint16_t port = htons(b->port);
+	struct bm_backend be = {};
+	struct bm_bstate bs = {};
+	uint8_t k[HKEY];
+	int *idx;
+	uint32_t id;
+
+	be_key(k, b->addr, port, b->family);
+	idx = h_get(&s->be_index, k);
+	if (idx)
+		return *idx;
+	id = ida_get(&s->backends);
+	if (!id)
+		return 0;
+	memcpy(be.addr, b->addr, 16);
+	be.port = port;
+	be.family = b->family;
+	be.flags = BM_BE_F_USED;
+	if (bpf_map_update_elem(s->fds.bstate, &id, &bs, BPF_ANY) ||
+	    bpf_map_update_elem(s->fds.backend, &id, &be, BPF_ANY)) {
+		ida_put(&s->backends, id);
+		return 0;
+	}
+	h_put(&s->be_index, k, id);
+	return id;
+}
+
+static void put_name(struct sync *s, uint32_t kind, uint32_t id, const char *fmt, const char *a,
+		     const char *b)
+{
+	struct bm_name_key k = {.kind = kind, .id = id};
+	struct bm_name v = {};
+
+	if (s->fds.names < 0)
+		return;
+	snprintf(v.name, sizeof(v.name), fmt, a, b);
+	bpf_map_update_elem(s->fds.names, &k, &v, BPF_ANY);
+}
+
+/* Write one subset under fresh ids; fills rec. */
+static int write_subset(struct sync *s, const struct rs_table *t, int si, struct sub_rec *rec)
+{
+	const struct rs_subset *sub = &t->subsets[si];
+	struct bm_subset v = {.n = sub->n, .lb = sub->lb};
+	uint32_t sid = ida_get(&s->subsets), zero = 0;
+
+	if (!sid)
+		return -ENOSPC;
+	if (slots_get(&s->slots, sub->n, &v.first_slot)) {
+		ida_put(&s->subsets, sid);
+		return -ENOSPC;
+	}
+	*rec = (struct sub_rec){sid, v.first_slot, sub->n};
+	for (int i = 0; i < sub->n; i++) {
+		uint32_t slot = v.first_slot + i, id = backend_id(s, &t->backends[sub->backends[i]]);
+
+		if (!id || bpf_map_update_elem(s->fds.slot, &slot, &id, BPF_ANY))
+			return -ENOSPC;
+		s->be_refs[id]++;
+	}
+	bpf_map_update_elem(s->fds.rr, &sid, &zero, BPF_ANY);
+	put_name(s, BM_NAME_SUBSET, sid, "%s%s", sub->name, "");
+	return bpf_map_update_elem(s->fds.subset, &sid, &v, BPF_ANY) ? -errno : 0;
+}
+
+static int write_service(struct sync *s, const struct rs_table *t, const struct rs_service *rs,
+			 struct svc_rec *r)
+{
+	struct svc_rec old = *r;
+	struct bm_svc val = {.svc_id = rs->svc_id};
+	struct bm_route rt = {};
+	int err;
+
+	r->nsubs = 0;
+	err = write_subset(s, t, rs->all_subset, &r->subs[r->nsubs++]);
+	if (err)
+		return err;
+	val.all_subset = r->subs[0].id;
+	if (rs->has_route) {
+		for (int i = 0; i < rs->ndests; i++) {
+			err = write_subset(s, t, rs->dests[i].subset, &r->subs[r->nsubs]);
+			if (err)
+				return err;
+			rt.subset[rt.n] = r->subs[r->nsubs++].id;
+			rt.total += rs->dests[i].weight;
+			rt.cum[rt.n++] = rt.total;
+		}
+		val.route_id = ida_get(&s->routes);
+		if (!val.route_id)
+			return -ENOSPC;
+		if (bpf_map_update_elem(s->fds.route, &val.route_id, &rt, BPF_ANY))
+			return -errno;
+		val.flags |= BM_SVC_F_HAS_ROUTE;
+	}
+	put_name(s, BM_NAME_SVC, rs->svc_id, "%s/%s", rs->svc->ns, rs->svc->name);
+	/* The flip: from here on new connects see the new config, all of it. */
+	if (bpf_map_update_elem(s->fds.svc, &r->key, &val, BPF_ANY))
+		return -errno;
+	r->val = val;
+	if (old.live)
+		rec_release(s, &old);
+	r->live = 1;
+	return 0;
+}
+
+/* Would t fit next to what is live now (old ids stay until the flips are done)? */
+static int check_capacity(struct sync *s, const struct rs_table *t, struct diags *d)
+{
+	uint64_t need_subsets = 0, need_slots = 0, need_routes = 0;
+	const char *map = NULL;
+	uint64_t cap = 0, want = 0;
+
+	for (int i = 0; i < t->nservices; i++) {
+		const struct rs_service *rs = &t->services[i];
+
+		need_subsets += 1 + rs->ndests;
+		need_slots += t->subsets[rs->all_subset].n;
+		for (int k = 0; k < rs->ndests; k++)
+			need_slots += t->subsets[rs->dests[k].subset].n;
+		need_routes += rs->has_route;
+	}
+	if ((uint64_t)t->nservices > BM_MAX_SERVICES)
+		map = "bm_svc", want = t->nservices, cap = BM_MAX_SERVICES;
+	else if ((uint64_t)t->nbackends > BM_MAX_BACKENDS - 1)
+		map = "bm_backend", want = t->nbackends, cap = BM_MAX_BACKENDS - 1;
+	else if (need_subsets > s->subsets.max - s->subsets.nused)
+		map = "bm_subset", want = need_subsets, cap = s->subsets.max - s->subsets.nused;
+	else if (need_routes > s->routes.max - s->routes.nused)
+		map = "bm_route", want = need_routes, cap = s->routes.max - s->routes.nused;
+	else if (need_slots > s->slots.nfree)
+		map = "bm_slot", want = need_slots, cap = s->slots.nfree;
+	if (!map)
+		return 0;
+	diags_add(d, DIAG_ERROR, NULL, NULL, map,
+		  "map full: this config needs %llu entries, %llu are free; the config in force "
+		  "is unchanged",
+		  (unsigned long long)want, (unsigned long long)cap);
+	return -ENOSPC;
+}
+
+int sync_apply(struct sync *s, const struct rs_table *t, struct diags *d, struct sync_result *res)
+{
+	int err = 0;
+
+	memset(res, 0, sizeof(*res));
+	sync_tick(s);
+	if (check_capacity(s, t, d))
+		return -ENOSPC;
+	for (int i = 0; i < s->nrecs; i++)
+		s->recs[i].seen = 0;
+	for (int i = 0; i < t->nservices; i++) {
+		const struct rs_service *rs = &t->services[i];
+		struct bm_svc_key key;
+		struct svc_rec *r;
+		uint64_t content = svc_content(t, rs);
+
+		rs_key(rs, &key);
+		r = rec_get(s, &key, true);
+		if (r->seen) {
+			diags_add(d, DIAG_WARN, &rs->svc->pos, NULL, "spec.clusterIP",
+				  "address/port already used by another Service; ignored");
+			continue;
+		}
+		r->seen = 1;
+		if (r->live && r->content == content) {
+			res->services_unchanged++;
+			continue;
+		}
+		err = write_service(s, t, rs, r);
+		if (err) {
+			diags_add(d, DIAG_ERROR, &rs->svc->pos, NULL, "bm_svc",
+				  "writing service %s failed: %s", rs->fqdn, strerror(-err));
+			break;
+		}
+		r->content = content;
+		res->services_written++;
+	}
+	/* Services gone from the config: delete the entry, then release what it owned. */
+	for (int i = 0; !err && i < s->nrecs; i++) {
+		struct svc_rec *r = &s->recs[i];
+
+		if (!r->live || r->seen)
+			continue;
+		bpf_map_delete_elem(s->fds.svc, &r->key);
+		rec_release(s, r);
+		r->live = 0;
+		res->services_deleted++;
+	}
+	/* Compact dead records so the table does not grow forever. */
+	if (!err) {
+		int keep = 0;
+
+		free(s->svc_index.e);
+		memset(&s->svc_index, 0, sizeof(s->svc_index));
+		for (int i = 0; i < s->nrecs; i++) {
+			uint8_t k[HKEY];
+
+			if (!s->recs[i].live)
+				continue;
+			s->recs[keep] = s->recs[i];
+			svc_hkey(k, &s->recs[keep].key);
+			h_put(&s->svc_index, k, keep);
+			keep++;
+		}
+		s->nrecs = keep;
+	}
+	s->nservices = s->nrecs;
+	res->backends = (int)s->be_index.n;
+	return err;
+}
+
+int sync_set_pods(struct sync *s, const struct sync_pod *pods, int n)
+{
+	__u64 key, next, *prev = NULL;
+	int err = 0;
+
+	for (int i = 0; i < n; i++)
+		if (bpf_map_update_elem(s->fds.pod, &pods[i].cgroup_id, &pods[i].pod, BPF_ANY))
+			err = -errno;
+	/* delete entries of cgroups that are gone */
+	while (bpf_map_get_next_key(s->fds.pod, prev, &next) == 0) {
+		bool keep = false;
+
+		for (int i = 0; i < n && !keep; i++)
+			keep = pods[i].cgroup_id == next;
+		key = next;
+		if (!keep) {
+			bpf_map_delete_elem(s->fds.pod, &key);
+			continue; /* restart after a delete is safe: get_next_key(NULL) */
+		}
+		prev = &key;
+	}
+	return err;
+}
+
+void sync_set_meta(struct sync *s, int ok, int loaded)
+{
+	struct bm_meta meta = {};
+	struct timespec ts;
+	__u32 zero = 0;
+
+	bpf_map_lookup_elem(s->fds.meta, &zero, &meta);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	meta.abi = BM_MAP_ABI;
+	if (ok)
+		meta.generation = ++s->generation;
+	meta.loaded = loaded;
+	meta.last_apply_ok = ok;
+	meta.last_apply_ns = ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+	meta.nservices = s->nservices;
+	meta.nbackends = (uint32_t)s->be_index.n;
+	bpf_map_update_elem(s->fds.meta, &zero, &meta, BPF_ANY);
+}

@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * sync.h: puts a resolved service table (user/resolve.h) into the kernel maps, atomically per
+ * service, and keeps the id and slot allocators that make that possible. Called by the agent
+ * on every config change; also by the BPF program tests, which drive it against the test
+ * object's own (unpinned) maps.
+ */
+#ifndef BM_SYNC_H
+#define BM_SYNC_H
+
+#include <stdint.h>
+#include "datapath.h"
+#include "resolve.h"
+
+/* Injectable clock (milliseconds, monotonic) so quarantine timing is testable. */
+struct sync_clock {
+	uint64_t (*now_ms)(void *arg);
+	void *arg;
+};
+
+struct sync_result {
+	int services_written; /* services whose entry was replaced or added */
+	int services_deleted;
+	int services_unchanged;
+	int backends; /* distinct backends in force */
+};
+
+/* A local workload for bm_pod. */
+struct sync_pod {
+	uint64_t cgroup_id;
+	struct bm_pod pod;
+};
+
+struct sync;
+
+/* fds are borrowed (caller keeps them open). clk may be NULL for CLOCK_MONOTONIC. */
+struct sync *sync_new(const struct bm_mapfds *fds, const struct sync_clock *clk);
+void sync_free(struct sync *s);
+
+/* Read back what the maps hold (restarted agent): ids, slots, backends in use. */
+int sync_recover(struct sync *s);
+
+/*
+ * Make the maps hold t. Checks capacity first: if anything would not fit, returns -ENOSPC with
+ * an error naming the map in d and changes nothing. Services whose content did not change are
+ * not touched. Returns 0 or -errno.
+ */
+int sync_apply(struct sync *s, const struct rs_table *t, struct diags *d, struct sync_result *res);
+
+/* Replace the contents of bm_pod with pods (n entries). */
+int sync_set_pods(struct sync *s, const struct sync_pod *pods, int n);
+
+/* Release quarantined ids older than BM_ID_QUARANTINE_MS; cheap, call from a timer. */
+void sync_tick(struct sync *s);
+
+/* Record an apply attempt in bm_meta (generation, ok, counts). */
+void sync_set_meta(struct sync *s, int ok, int loaded);
+
+#endif /* BM_SYNC_H */

@@ -1,0 +1,15 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * cli.h: entry points of the `bpfmesh` subcommands implemented in user/ and loader/ (besides
+ * validate/analyze in cmd.h). Each takes the argv starting at the subcommand name and returns
+ * the process exit code. Dispatched by main.c.
+ */
+#ifndef BM_CLI_H
+#define BM_CLI_H
+
+int cmd_status(int argc, char **argv);
+int cmd_services(int argc, char **argv);
+int cmd_uninstall(int argc, char **argv);
+int cmd_lab(int argc, char **argv);
+
+#endif /* BM_CLI_H */

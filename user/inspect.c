@@ -1,0 +1,224 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * inspect.c: the CLI commands that read a node's pinned state: `status` (is the agent
+ * attached with its config loaded), `services` (each service address with routes, subsets,
+ * weights and backends as the kernel holds them) and `uninstall` (remove every trace). They
+ * read the pins, never the YAML, so they tell the truth even while the agent is down.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include "agent.h"
+#include "cli.h"
+
+struct node_args {
+	const char *node;
+	const char *bpffs;
+	char pin_dir[512];
+};
+
+static int parse_node_args(int argc, char **argv, struct node_args *na, const char *usage)
+{
+	static const struct option opts[] = {{"node", required_argument, 0, 'n'},
+					     {"bpffs", required_argument, 0, 'b'},
+					     {0, 0, 0, 0}};
+	int o;
+
+	na->node = NULL;
+	na->bpffs = "/sys/fs/bpf";
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (o == 'n')
+			na->node = optarg;
+		else if (o == 'b')
+			na->bpffs = optarg;
+		else
+			goto bad;
+	}
+	if (!na->node || strchr(na->node, '/') ||
+	    dp_pin_dir(na->pin_dir, sizeof(na->pin_dir), na->bpffs, na->node))
+		goto bad;
+	return 0;
+bad:
+	fprintf(stderr, "usage: %s\n", usage);
+	return -1;
+}
+
+int cmd_status(int argc, char **argv)
+{
+	struct node_args na;
+	struct bm_mapfds f;
+	struct bm_meta meta = {};
+	__u32 zero = 0;
+	pid_t pid;
+	bool attached;
+
+	if (parse_node_args(argc, argv, &na, "bpfmesh status --node NAME [--bpffs DIR]"))
+		return 2;
+	pid = agent_pid(na.node);
+	attached = dp_links_attached(na.pin_dir);
+	if (dp_open_pinned(na.pin_dir, &f) == 0) {
+		bpf_map_lookup_elem(f.meta, &zero, &meta);
+		dp_close_fds(&f);
+	}
+	printf("node:     %s\n", na.node);
+	printf("agent:    %s", pid ? "running" : "not running");
+	if (pid)
+		printf(" (pid %d)", (int)pid);
+	printf("\nattached: %s (pins in %s)\n", attached ? "yes" : "no", na.pin_dir);
+	if (meta.abi) {
+		time_t t = meta.last_apply_ns / 1000000000ULL;
+		char when[64];
+
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+		printf("config:   %s, generation %llu, %u service ports, %u backends\n",
+		       meta.loaded ? "loaded" : "not loaded", (unsigned long long)meta.generation,
+		       meta.nservices, meta.nbackends);
+		printf("last apply: %s at %s\n", meta.last_apply_ok ? "ok" : "REJECTED", when);
+	} else {
+		printf("config:   none\n");
+	}
+	return pid && attached && meta.loaded ? 0 : 1;
+}
+
+static void name_of(const struct bm_mapfds *f, __u32 kind, __u32 id, char *buf, size_t len)
+{
+	struct bm_name_key k = {.kind = kind, .id = id};
+	struct bm_name v;
+
+	if (f->names >= 0 && bpf_map_lookup_elem(f->names, &k, &v) == 0)
+		snprintf(buf, len, "%.*s", (int)sizeof(v.name), v.name);
+	else
+		snprintf(buf, len, "#%u", id);
+}
+
+static void print_subset(const struct bm_mapfds *f, const char *label, __u32 sid)
+{
+	struct bm_subset sub;
+	char name[BM_NAME_LEN + 8];
+
+	name_of(f, BM_NAME_SUBSET, sid, name, sizeof(name));
+	if (bpf_map_lookup_elem(f->subset, &sid, &sub)) {
+		printf("    %s %s: (missing subset %u)\n", label, name, sid);
+		return;
+	}
+	printf("    %s %s [id %u, %s]:", label, name, sid, rs_lb_name(sub.lb));
+	if (!sub.n)
+		printf(" (no endpoints)");
+	for (__u32 i = 0; i < sub.n; i++) {
+		__u32 slot = sub.first_slot + i, bid;
+		struct bm_backend be;
+		struct bm_bstate bs = {};
+		char a[INET6_ADDRSTRLEN];
+
+		if (bpf_map_lookup_elem(f->slot, &slot, &bid) ||
+		    bpf_map_lookup_elem(f->backend, &bid, &be))
+			continue;
+		bpf_map_lookup_elem(f->bstate, &bid, &bs);
+		rs_format_addr(be.addr, be.family, a, sizeof(a));
+		printf(be.family == BM_FAM_V6 ? " [%s]:%u" : " %s:%u", a, ntohs(be.port));
+		if (bs.active)
+			printf("(active %d)", bs.active);
+	}
+	printf("\n");
+}
+
+int cmd_services(int argc, char **argv)
+{
+	struct bm_svc_key key, next, *prev = NULL;
+	struct node_args na;
+	struct bm_mapfds f;
+	int n = 0;
+
+	if (parse_node_args(argc, argv, &na, "bpfmesh services --node NAME [--bpffs DIR]"))
+		return 2;
+	if (dp_open_pinned(na.pin_dir, &f)) {
+		fprintf(stderr, "bpfmesh services: no pinned maps for node %s in %s\n", na.node,
+			na.pin_dir);
+		return 1;
+	}
+	while (bpf_map_get_next_key(f.svc, prev, &next) == 0) {
+		char a[INET6_ADDRSTRLEN], name[BM_NAME_LEN + 8];
+		struct bm_svc v;
+		struct bm_route r;
+
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(f.svc, &key, &v))
+			continue;
+		rs_format_addr(key.addr, key.family, a, sizeof(a));
+		name_of(&f, BM_NAME_SVC, v.svc_id, name, sizeof(name));
+		printf(key.family == BM_FAM_V6 ? "[%s]:%u/%s %s\n" : "%s:%u/%s %s\n", a,
+		       ntohs(key.port), key.proto == IPPROTO_UDP ? "UDP" : "TCP", name);
+		if ((v.flags & BM_SVC_F_HAS_ROUTE) &&
+		    bpf_map_lookup_elem(f.route, &v.route_id, &r) == 0) {
+			printf("  route [id %u] (mesh clients, per connection):", v.route_id);
+			for (__u32 i = 0; i < r.n && i < BM_MAX_ROUTE_DESTS; i++) {
+				char sn[BM_NAME_LEN + 8];
+				__u32 w = r.cum[i] - (i ? r.cum[i - 1] : 0);
+
+				name_of(&f, BM_NAME_SUBSET, r.subset[i], sn, sizeof(sn));
+				printf(" %s weight %u (%.1f%%)", sn, w, 100.0 * w / r.total);
+			}
+			printf("\n");
+			for (__u32 i = 0; i < r.n && i < BM_MAX_ROUTE_DESTS; i++)
+				print_subset(&f, "subset", r.subset[i]);
+		} else {
+			printf("  no route: every endpoint\n");
+		}
+		print_subset(&f, "all", v.all_subset);
+		n++;
+	}
+	if (!n)
+		printf("no services\n");
+	dp_close_fds(&f);
+	return 0;
+}
+
+static void rm_rf_run_dir(const char *dir)
+{
+	char path[600];
+
+	snprintf(path, sizeof(path), "%s/agent.lock", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/agent.log", dir);
+	unlink(path);
+	rmdir(dir);
+	rmdir("/run/bpfmesh"); /* only if no other node is left */
+}
+
+int cmd_uninstall(int argc, char **argv)
+{
+	struct node_args na;
+	char run_dir[512];
+	pid_t pid;
+
+	if (parse_node_args(argc, argv, &na, "bpfmesh uninstall --node NAME [--bpffs DIR]"))
+		return 2;
+	pid = agent_pid(na.node);
+	if (pid > 0) {
+		kill(pid, SIGTERM);
+		for (int i = 0; i < 50 && agent_pid(na.node); i++)
+			usleep(100 * 1000);
+		if (agent_pid(na.node))
+			kill(pid, SIGKILL);
+		for (int i = 0; i < 50 && agent_pid(na.node); i++)
+			usleep(100 * 1000);
+	}
+	if (dp_uninstall(na.pin_dir)) {
+		fprintf(stderr, "bpfmesh uninstall: %s: %s\n", na.pin_dir, strerror(errno));
+		return 1;
+	}
+	if (agent_run_dir(run_dir, sizeof(run_dir), na.node) == 0)
+		rm_rf_run_dir(run_dir);
+	printf("node %s uninstalled\n", na.node);
+	return 0;
+}

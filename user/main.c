@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * main.c: the `bpfmesh` binary: one CLI for the node agent, config validation, inspection and
+ * the local lab. Only dispatch lives here; each subcommand is in its own module.
+ */
+#include <stdio.h>
+#include <string.h>
+#include "agent.h"
+#include "cli.h"
+#include "cmd.h"
+
+struct subcmd {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *help;
+};
+
+static const struct subcmd cmds[] = {
+	{"agent", cmd_agent, "run the node agent (--config-dir DIR --cgroup DIR --node NAME)"},
+	{"validate", cmd_validate, "check Kubernetes/Istio YAML files as Istio would"},
+	{"analyze", cmd_analyze, "validate, and say where bpfmesh differs from Istio (-f FILE)"},
+	{"status", cmd_status, "is the node's agent attached with its config (--node NAME)"},
+	{"services", cmd_services, "service addresses, routes and backends in the kernel"},
+	{"uninstall", cmd_uninstall, "stop the node's agent and remove every pin (--node NAME)"},
+	{"lab", cmd_lab, "pods on this machine: up, apply, exec, stop, start, status, down"},
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: bpfmesh COMMAND [ARGS]\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		fprintf(f, "  %-10s %s\n", cmds[i].name, cmds[i].help);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (strcmp(argv[1], cmds[i].name) == 0)
+			return cmds[i].fn(argc - 1, argv + 1);
+	fprintf(stderr, "bpfmesh: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return 2;
+}

@@ -1,0 +1,537 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * resolve.c: turns a loaded mesh_config into the service table of resolve.h: which addresses
+ * are services, which endpoints back each port, and, for clients in the mesh, which weighted
+ * subsets a VirtualService sends them to. Kubernetes and Istio rules applied here:
+ *  - endpoints are Pods (with an address) and WorkloadEntries in the Service's namespace whose
+ *    labels match its selector; a named targetPort resolves against each pod's port names;
+ *  - a VirtualService applies to mesh traffic when its gateways are empty or name "mesh";
+ *  - the kernel decides at connect time, so per port it takes the http routes (tcp routes for
+ *    ports that are plainly TCP) and uses the first route without match conditions;
+ *  - a subset's own loadBalancer overrides the DestinationRule's; unset is LEAST_REQUEST.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include "resolve.h"
+
+#define RS_POOL_V4   0x0a600000u /* 10.96.0.0/12: Kubernetes' default service range */
+#define RS_POOL_SIZE (1u << 20)
+
+uint32_t rs_hash32(const char *s)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	for (; *s; s++) {
+		h ^= (uint8_t)*s;
+		h *= 16777619u;
+	}
+	return h;
+}
+
+const char *rs_lb_name(uint32_t lb)
+{
+	switch (lb) {
+	case BM_LB_LEAST_REQUEST:
+		return "LEAST_REQUEST";
+	case BM_LB_ROUND_ROBIN:
+		return "ROUND_ROBIN";
+	case BM_LB_RANDOM:
+		return "RANDOM";
+	case BM_LB_HASH_SRC_IP:
+		return "CONSISTENT_HASH(useSourceIp)";
+	case BM_LB_PASSTHROUGH:
+		return "PASSTHROUGH";
+	}
+	return "?";
+}
+
+int rs_parse_addr(const char *s, uint8_t addr[16], uint8_t *family)
+{
+	memset(addr, 0, 16);
+	if (inet_pton(AF_INET, s, addr) == 1) {
+		*family = BM_FAM_V4;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, s, addr) == 1) {
+		*family = BM_FAM_V6;
+		return 0;
+	}
+	return -1;
+}
+
+void rs_format_addr(const uint8_t addr[16], uint8_t family, char *buf, size_t len)
+{
+	if (!inet_ntop(family == BM_FAM_V6 ? AF_INET6 : AF_INET, addr, buf, len))
+		snprintf(buf, len, "?");
+}
+
+static void *grow(void *p, int n, size_t sz)
+{
+	/* Doubling growth for the append-only arrays below; n is the current count. */
+	if (n && (n & (n - 1)))
+		return p;
+	p = realloc(p, (n ? 2 * n : 1) * sz);
+	if (!p)
+		abort();
+	return p;
+}
+
+/* ---------- service addresses ---------- */
+
+static bool is_headless(const struct svc_obj *s)
+{
+	return s->ncluster_ips > 0 && s->cluster_ips[0] && strcmp(s->cluster_ips[0], "None") == 0;
+}
+
+static bool serviceable(const struct svc_obj *s)
+{
+	return !is_headless(s) && !(s->type && strcmp(s->type, "ExternalName") == 0);
+}
+
+static int cmp_svc_ptr(const void *a, const void *b)
+{
+	const struct svc_obj *x = *(const struct svc_obj *const *)a;
+	const struct svc_obj *y = *(const struct svc_obj *const *)b;
+	int r = strcmp(x->ns, y->ns);
+
+	return r ? r : strcmp(x->name, y->name);
+}
+
+static bool v4_taken(const uint32_t *used, int n, uint32_t a)
+{
+	for (int i = 0; i < n; i++)
+		if (used[i] == a)
+			return true;
+	return false;
+}
+
+/* The allocated IPv4 address of a Service without clusterIP (host order), 0 if it has one. */
+static uint32_t alloc_vip(const struct mesh_config *c, const struct svc_obj *want)
+{
+	const struct svc_obj **v = calloc(c->nservices + 1, sizeof(*v));
+	uint32_t *used = calloc(c->nservices + 1, sizeof(*used)), got = 0;
+	int nv = 0, nused = 0;
+	struct in_addr ia;
+
+	if (!v || !used)
+		abort();
+	for (int i = 0; i < c->nservices; i++) {
+		const struct svc_obj *s = &c->services[i];
+
+		if (!serviceable(s))
+			continue;
+		if (s->ncluster_ips == 0) {
+			v[nv++] = s;
+			continue;
+		}
+		for (int k = 0; k < s->ncluster_ips; k++)
+			if (inet_pton(AF_INET, s->cluster_ips[k], &ia) == 1)
+				used[nused++] = ntohl(ia.s_addr);
+	}
+	qsort(v, nv, sizeof(*v), cmp_svc_ptr);
+	for (int i = 0; i < nv; i++) {
+		char key[512];
+		uint32_t off, a;
+
+		snprintf(key, sizeof(key), "%s/%s", v[i]->ns, v[i]->name);
+		off = rs_hash32(key) % (RS_POOL_SIZE - 2) + 1;
+		/* probe: skip addresses taken by explicit clusterIPs or earlier services */
+		for (;;) {
+			a = RS_POOL_V4 + off;
+			if ((a & 0xff) != 0 && (a & 0xff) != 0xff && !v4_taken(used, nused, a))
+				break;
+			off = off % (RS_POOL_SIZE - 2) + 1;
+		}
+		used[nused++] = a;
+		if (v[i] == want) {
+			got = a;
+			break;
+		}
+	}
+	free(v);
+	free(used);
+	return got;
+}
+
+int resolve_service_vip(const struct mesh_config *c, const struct svc_obj *s, int family, char *buf,
+			size_t len)
+{
+	uint8_t addr[16], fam;
+
+	if (!serviceable(s))
+		return -1;
+	for (int k = 0; k < s->ncluster_ips; k++) {
+		if (rs_parse_addr(s->cluster_ips[k], addr, &fam) == 0 && fam == family) {
+			snprintf(buf, len, "%s", s->cluster_ips[k]);
+			return 0;
+		}
+	}
+	if (s->ncluster_ips == 0 && family == BM_FAM_V4) {
+		struct in_addr ia = {.s_addr = htonl(alloc_vip(c, s))};
+
+		inet_ntop(AF_INET, &ia, buf, len);
+		return 0;
+	}
+	return -1;
+}
+
+/* ---------- lookups ---------- */
+
+static const struct svc_obj *find_service(const struct mesh_config *c, const char *fqdn)
+{
+	for (int i = 0; i < c->nservices; i++) {
+		char *f = config_fqdn(c->services[i].name, c->services[i].ns);
+		bool eq = strcmp(f, fqdn) == 0;
+
+		free(f);
+		if (eq)
+			return &c->services[i];
+	}
+	return NULL;
+}
+
+static bool host_matches(const char *pattern, const char *fqdn)
+{
+	size_t lp, lf;
+
+	if (strcmp(pattern, fqdn) == 0)
+		return true;
+	if (pattern[0] != '*')
+		return false;
+	lp = strlen(pattern + 1);
+	lf = strlen(fqdn);
+	return lf >= lp && strcmp(fqdn + lf - lp, pattern + 1) == 0;
+}
+
+/* The DestinationRule for a host: exact host beats wildcard; the service's namespace first. */
+static const struct dr_obj *find_dr(const struct mesh_config *c, const char *fqdn,
+				    const char *svc_ns)
+{
+	const struct dr_obj *best = NULL;
+	int best_score = -1;
+
+	for (int i = 0; i < c->ndrs; i++) {
+		const struct dr_obj *dr = &c->drs[i];
+		char *h;
+		int score;
+
+		if (!dr->host)
+			continue;
+		h = config_fqdn(dr->host, dr->ns);
+		score = strcmp(h, fqdn) == 0 ? 2 : host_matches(h, fqdn) ? 1 : -1;
+		free(h);
+		if (score < 0)
+			continue;
+		score = score * 2 + (strcmp(dr->ns, svc_ns) == 0);
+		if (score > best_score) {
+			best = dr;
+			best_score = score;
+		}
+	}
+	return best;
+}
+
+static bool vs_for_mesh(const struct vs_obj *vs)
+{
+	if (vs->ngateways == 0)
+		return true;
+	for (int i = 0; i < vs->ngateways; i++)
+		if (strcmp(vs->gateways[i], "mesh") == 0)
+			return true;
+	return false;
+}
+
+static const struct vs_obj *find_vs(const struct mesh_config *c, const char *fqdn)
+{
+	for (int i = 0; i < c->nvses; i++) {
+		const struct vs_obj *vs = &c->vses[i];
+
+		if (!vs_for_mesh(vs))
+			continue;
+		for (int h = 0; h < vs->nhosts; h++) {
+			char *f = config_fqdn(vs->hosts[h], vs->ns);
+			bool m = host_matches(f, fqdn);
+
+			free(f);
+			if (m)
+				return vs;
+		}
+	}
+	return NULL;
+}
+
+static uint32_t lb_of(const struct traffic_policy *p)
+{
+	if (p->lb_hash_source_ip)
+		return BM_LB_HASH_SRC_IP;
+	switch (p->lb_simple) {
+	case LB_ROUND_ROBIN:
+		return BM_LB_ROUND_ROBIN;
+	case LB_RANDOM:
+		return BM_LB_RANDOM;
+	case LB_PASSTHROUGH:
+		/* A service address has no original backend to pass through to: spread evenly. */
+		return BM_LB_RANDOM;
+	default:
+		return BM_LB_LEAST_REQUEST;
+	}
+}
+
+static uint32_t dr_lb(const struct dr_obj *dr, const struct dr_subset *sub)
+{
+	if (sub && sub->has_policy && (sub->policy.has_lb || sub->policy.lb_hash))
+		return lb_of(&sub->policy);
+	if (dr && dr->has_policy)
+		return lb_of(&dr->policy);
+	return BM_LB_LEAST_REQUEST;
+}
+
+/* ---------- building the table ---------- */
+
+static int add_backend(struct rs_table *t, const uint8_t addr[16], uint8_t fam, uint16_t port,
+		       const struct workload_obj *w)
+{
+	for (int i = 0; i < t->nbackends; i++) {
+		struct rs_backend *b = &t->backends[i];
+
+		if (b->family == fam && b->port == port && memcmp(b->addr, addr, 16) == 0)
+			return i;
+	}
+	t->backends = grow(t->backends, t->nbackends, sizeof(*t->backends));
+	t->backends[t->nbackends] = (struct rs_backend){.family = fam, .port = port, .wl = w};
+	memcpy(t->backends[t->nbackends].addr, addr, 16);
+	return t->nbackends++;
+}
+
+static bool is_endpoint(const struct svc_obj *s, const struct workload_obj *w)
+{
+	if (w->kind == WL_DEPLOYMENT || w->naddresses == 0)
+		return false;
+	return s->has_selector && strcmp(w->ns, s->ns) == 0 && kv_match(&s->selector, &w->labels);
+}
+
+/* The port a workload serves a Service port on; 0 if it does not. */
+static uint16_t target_port(const struct svc_port *p, const struct workload_obj *w)
+{
+	if (w->kind == WL_WORKLOADENTRY && p->name) {
+		for (int i = 0; i < w->nports; i++)
+			if (w->ports[i].name && strcmp(w->ports[i].name, p->name) == 0)
+				return w->ports[i].port;
+	}
+	if (!p->target_port_name)
+		return p->target_port ? p->target_port : p->port;
+	for (int i = 0; i < w->nports; i++)
+		if (w->ports[i].name && strcmp(w->ports[i].name, p->target_port_name) == 0)
+			return w->ports[i].port;
+	return 0;
+}
+
+/* Endpoints of service s port p (family fam) whose labels also match `labels` (a subset). */
+static int add_subset(struct rs_table *t, const struct mesh_config *c, const struct svc_obj *s,
+		      const struct svc_port *p, uint8_t fam, const char *name,
+		      const struct kvlist *labels, uint32_t lb)
+{
+	struct rs_subset *sub;
+
+	t->subsets = grow(t->subsets, t->nsubsets, sizeof(*t->subsets));
+	sub = &t->subsets[t->nsubsets];
+	*sub = (struct rs_subset){.name = strdup(name), .lb = lb};
+	for (int i = 0; i < c->nworkloads; i++) {
+		const struct workload_obj *w = &c->workloads[i];
+		uint16_t tp;
+
+		if (!is_endpoint(s, w) || (labels && !kv_match(labels, &w->labels)))
+			continue;
+		tp = target_port(p, w);
+		if (!tp)
+			continue;
+		for (int a = 0; a < w->naddresses; a++) {
+			uint8_t addr[16], f;
+
+			if (rs_parse_addr(w->addresses[a], addr, &f) || f != fam)
+				continue;
+			sub->backends = grow(sub->backends, sub->n, sizeof(int));
+			sub->backends[sub->n++] = add_backend(t, addr, f, tp, w);
+		}
+	}
+	return t->nsubsets++;
+}
+
+static bool port_is_tcp_only(const struct svc_port *p)
+{
+	const char *n = p->app_protocol ? p->app_protocol : p->name;
+
+	if (!n)
+		return false; /* unnamed: Istio sniffs; http routes apply */
+	return !(strncmp(n, "http", 4) == 0 || strncmp(n, "grpc", 4) == 0 ||
+		 strncmp(n, "kubernetes.io/h2c", 17) == 0);
+}
+
+/* The route the kernel enforces for this port: first without match conditions. */
+static const struct vs_route *pick_route(const struct vs_obj *vs, const struct svc_port *p)
+{
+	enum route_kind want = port_is_tcp_only(p) ? ROUTE_TCP : ROUTE_HTTP;
+
+	for (int pass = 0; pass < 2; pass++) {
+		for (int i = 0; i < vs->nroutes; i++) {
+			const struct vs_route *r = &vs->routes[i];
+
+			if (r->kind == want && !r->has_match)
+				return r;
+		}
+		/* a VS with only tcp routes on an unnamed port, or only http on a tcp one */
+		want = want == ROUTE_HTTP ? ROUTE_TCP : ROUTE_HTTP;
+	}
+	return NULL;
+}
+
+static const struct svc_port *dest_port(const struct svc_obj *ds, const struct route_dest *d,
+					const struct svc_port *orig)
+{
+	int want = d->port ? d->port : orig->port;
+
+	for (int i = 0; i < ds->nports; i++)
+		if (ds->ports[i].port == want)
+			return &ds->ports[i];
+	return ds->nports == 1 && !d->port ? &ds->ports[0] : NULL;
+}
+
+static void objname(char *buf, size_t len, const char *kind, const char *ns, const char *name)
+{
+	snprintf(buf, len, "%s/%s/%s", kind, ns, name);
+}
+
+static int resolve_route(struct rs_table *t, const struct mesh_config *c, struct rs_service *rs,
+			 const struct vs_obj *vs, const struct vs_route *r, struct diags *d)
+{
+	char obj[512];
+	int errors = 0;
+
+	objname(obj, sizeof(obj), "VirtualService", vs->ns, vs->name);
+	for (int i = 0; i < r->ndests; i++) {
+		const struct route_dest *rd = &r->dests[i];
+		uint32_t w = r->ndests == 1 ? 1 : (uint32_t)rd->weight;
+		char *fq = config_fqdn(rd->host, vs->ns);
+		const struct svc_obj *ds = find_service(c, fq);
+		const struct dr_obj *dr = ds ? find_dr(c, fq, ds->ns) : NULL;
+		const struct dr_subset *sub = NULL;
+		const struct svc_port *dp;
+		int idx;
+
+		if (w == 0) {
+			free(fq);
+			continue; /* weight 0 never picked: not even stored */
+		}
+		if (!ds) {
+			diags_add(d, DIAG_ERROR, &rd->pos, obj, "destination.host",
+				  "no Service named %s", fq);
+			errors++;
+			free(fq);
+			continue;
+		}
+		if (rd->subset) {
+			for (int k = 0; dr && k < dr->nsubsets; k++)
+				if (strcmp(dr->subsets[k].name, rd->subset) == 0)
+					sub = &dr->subsets[k];
+			if (!sub) {
+				diags_add(d, DIAG_ERROR, &rd->pos, obj, "destination.subset",
+					  "subset %s is not defined by any DestinationRule for %s",
+					  rd->subset, fq);
+				errors++;
+				free(fq);
+				continue;
+			}
+		}
+		free(fq);
+		dp = dest_port(ds, rd, &rs->svc->ports[rs->port_index]);
+		if (!dp) {
+			diags_add(d, DIAG_ERROR, &rd->pos, obj, "destination.port",
+				  "Service %s/%s has no port %d", ds->ns, ds->name,
+				  rd->port ? rd->port : rs->port);
+			errors++;
+			continue;
+		}
+		if (rs->ndests >= BM_MAX_ROUTE_DESTS) {
+			diags_add(d, DIAG_ERROR, &rd->pos, obj, "route",
+				  "more than %d weighted destinations", BM_MAX_ROUTE_DESTS);
+			errors++;
+			break;
+		}
+		idx = add_subset(t, c, ds, dp, rs->family, rd->subset ? rd->subset : "(all)",
+				 sub ? &sub->labels : NULL, dr_lb(dr, sub));
+		rs->dests[rs->ndests].subset = idx;
+		rs->dests[rs->ndests].weight = w;
+		rs->ndests++;
+	}
+	return errors;
+}
+
+static int resolve_port(struct rs_table *t, const struct mesh_config *c, const struct svc_obj *s,
+			int pi, const uint8_t addr[16], uint8_t fam, struct diags *d)
+{
+	const struct svc_port *p = &s->ports[pi];
+	struct rs_service *rs;
+	const struct vs_route *r;
+	const struct dr_obj *dr;
+	char *fq;
+
+	if (p->protocol && strcmp(p->protocol, "TCP") && strcmp(p->protocol, "UDP"))
+		return 0; /* SCTP: not handled by the socket hooks */
+	t->services = grow(t->services, t->nservices, sizeof(*t->services));
+	rs = &t->services[t->nservices++];
+	fq = config_fqdn(s->name, s->ns);
+	*rs = (struct rs_service){.svc = s, .fqdn = fq, .port_index = pi, .family = fam,
+				  .port = p->port, .svc_id = rs_hash32(fq) & 0x7fffffff};
+	rs->proto = p->protocol && strcmp(p->protocol, "UDP") == 0 ? IPPROTO_UDP : IPPROTO_TCP;
+	memcpy(rs->addr, addr, 16);
+	dr = find_dr(c, fq, s->ns);
+	/* add_subset may move t->services? No: it grows t->subsets only. */
+	rs->all_subset = add_subset(t, c, s, p, fam, "(all)", NULL, dr_lb(dr, NULL));
+	rs->vs = find_vs(c, fq);
+	if (!rs->vs)
+		return 0;
+	r = pick_route(rs->vs, p);
+	if (!r)
+		return 0;
+	rs->has_route = true;
+	return resolve_route(t, c, rs, rs->vs, r, d);
+}
+
+int resolve(const struct mesh_config *c, struct rs_table *t, struct diags *d)
+{
+	int errors = 0;
+
+	memset(t, 0, sizeof(*t));
+	for (int i = 0; i < c->nservices; i++) {
+		const struct svc_obj *s = &c->services[i];
+
+		for (int fam = BM_FAM_V4; fam <= BM_FAM_V6; fam += 2) {
+			char buf[64];
+			uint8_t addr[16], f;
+
+			if (resolve_service_vip(c, s, fam, buf, sizeof(buf)) < 0)
+				continue;
+			if (rs_parse_addr(buf, addr, &f))
+				continue;
+			for (int pi = 0; pi < s->nports; pi++)
+				errors += resolve_port(t, c, s, pi, addr, f, d);
+		}
+	}
+	return errors;
+}
+
+void rs_free(struct rs_table *t)
+{
+	for (int i = 0; i < t->nservices; i++)
+		free(t->services[i].fqdn);
+	for (int i = 0; i < t->nsubsets; i++) {
+		free(t->subsets[i].name);
+		free(t->subsets[i].backends);
+	}
+	free(t->services);
+	free(t->subsets);
+	free(t->backends);
+	memset(t, 0, sizeof(*t));
+}

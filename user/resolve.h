@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * resolve.h: mesh config -> the service table the kernel needs (service addresses, weighted
+ * subsets, backends). Pure: no maps, no I/O, so it is unit-tested directly. Callers: the
+ * agent's map sync (loader/sync.c), the lab (service addresses for /etc/hosts), analyze.
+ */
+#ifndef BM_RESOLVE_H
+#define BM_RESOLVE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "model.h"
+#include "bpfmesh.h"
+
+struct rs_backend {
+	uint8_t addr[16]; /* network order, IPv4 in the first 4 bytes */
+	uint8_t family; /* BM_FAM_V4 / BM_FAM_V6 */
+	uint16_t port; /* host order */
+	const struct workload_obj *wl; /* the pod or WorkloadEntry behind it */
+};
+
+struct rs_subset {
+	char *name; /* subset name, or "(all)" */
+	uint32_t lb; /* enum bm_lb */
+	int *backends; /* indexes into rs_table.backends */
+	int n;
+};
+
+struct rs_dest {
+	int subset; /* index into rs_table.subsets */
+	uint32_t weight;
+};
+
+struct rs_service {
+	const struct svc_obj *svc;
+	char *fqdn;
+	int port_index; /* into svc->ports */
+	uint8_t addr[16];
+	uint8_t family;
+	uint16_t port; /* host order */
+	uint8_t proto; /* IPPROTO_TCP / IPPROTO_UDP */
+	uint32_t svc_id; /* stable: hash of the fqdn */
+	int all_subset; /* index into rs_table.subsets */
+	bool has_route;
+	const struct vs_obj *vs; /* the VirtualService in force, if any */
+	struct rs_dest dests[BM_MAX_ROUTE_DESTS];
+	int ndests;
+};
+
+struct rs_table {
+	struct rs_service *services;
+	int nservices;
+	struct rs_subset *subsets;
+	int nsubsets;
+	struct rs_backend *backends;
+	int nbackends;
+};
+
+/*
+ * Build the table. Services without a clusterIP get a stable address from 10.96.0.0/12 (hash
+ * of namespace/name, probing in name order), so every agent and the lab agree without an API
+ * server. Problems (unknown destination host, too many destinations) go to d as errors.
+ * Returns the number of errors added; t is filled either way and must be freed.
+ */
+int resolve(const struct mesh_config *c, struct rs_table *t, struct diags *d);
+void rs_free(struct rs_table *t);
+
+/* The address a Service gets (first cluster IP, or the allocated one), as text. */
+int resolve_service_vip(const struct mesh_config *c, const struct svc_obj *s, int family, char *buf,
+			size_t len);
+
+uint32_t rs_hash32(const char *s);
+const char *rs_lb_name(uint32_t lb);
+int rs_parse_addr(const char *s, uint8_t addr[16], uint8_t *family);
+void rs_format_addr(const uint8_t addr[16], uint8_t family, char *buf, size_t len);
+
+#endif /* BM_RESOLVE_H */
