@@ -1,0 +1,643 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * test_echo.c: tests for the lab's echo server (user/echo.c) over real loopback sockets. One
+ * forked child runs echo_run() on two free high ports for the whole suite; the last test stops
+ * it with SIGTERM and expects exit status 0, which under ASan also means LeakSanitizer found
+ * nothing in the child. main() kills and reaps the child whatever happened before.
+ */
+#include "echo.h"
+#include "check.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define POD "orders-service-v1-0"
+#define NS  "microservices"
+
+static pid_t child = -1;
+static int ports[2];
+
+static struct kv labels[] = {
+    {"app", "orders-service"},
+    {"version", "v1"},
+    {"quote", "say \"hi\"\\\t\x01"},
+};
+static struct kv env[] = {{"VERSION", "v1"}};
+
+static struct echo_conf conf = {
+    .pod = POD,
+    .ns = NS,
+    .node = "node-a",
+    .ip = "10.244.1.5",
+    .labels = {labels, 3},
+    .env = {env, 1},
+    .ports = ports,
+    .nports = 2,
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void msleep(int ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+	nanosleep(&ts, NULL);
+}
+
+/* A port free for both TCP and UDP on [::] right now (the child binds it a moment later). */
+static int free_port(void)
+{
+	for (int tries = 0; tries < 50; tries++) {
+		struct sockaddr_in6 a = {.sin6_family = AF_INET6};
+		socklen_t sl = sizeof(a);
+		int t = socket(AF_INET6, SOCK_STREAM, 0), u = socket(AF_INET6, SOCK_DGRAM, 0);
+		int zero = 0, port = -1;
+
+		setsockopt(t, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+		setsockopt(u, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+		if (bind(t, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+		    getsockname(t, (struct sockaddr *)&a, &sl) == 0 &&
+		    bind(u, (struct sockaddr *)&a, sizeof(a)) == 0)
+			port = ntohs(a.sin6_port);
+		close(t);
+		close(u);
+		if (port > 0 && port != ports[0])
+			return port;
+	}
+	return -1;
+}
+
+/* Connected TCP socket with a 5 s receive timeout so no test can hang; -1 on failure. */
+static int tcp_connect(int family, int port)
+{
+	struct sockaddr_storage ss = {0};
+	struct timeval tv = {5, 0};
+	socklen_t sl;
+	int one = 1, fd = socket(family, SOCK_STREAM, 0);
+
+	if (fd < 0)
+		return -1;
+	if (family == AF_INET6) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+
+		a->sin6_family = AF_INET6;
+		a->sin6_port = htons(port);
+		a->sin6_addr = in6addr_loopback;
+		sl = sizeof(*a);
+	} else {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+
+		a->sin_family = AF_INET;
+		a->sin_port = htons(port);
+		a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		sl = sizeof(*a);
+	}
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(fd, (struct sockaddr *)&ss, sl) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static bool send_str(int fd, const char *s)
+{
+	size_t n = strlen(s);
+
+	while (n) {
+		ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
+
+		if (w <= 0)
+			return false;
+		s += w;
+		n -= (size_t)w;
+	}
+	return true;
+}
+
+/* A client connection that keeps bytes past one response for the next (pipelining). */
+struct client {
+	int fd;
+	char buf[65536];
+	size_t len;
+};
+
+struct resp {
+	int code;
+	char head[8192]; /* status line and headers, NUL-terminated */
+	char *body;	 /* NUL-terminated, heap */
+	size_t blen;
+};
+
+static const char *hdr_get(const struct resp *r, const char *name, char *out, size_t n)
+{
+	size_t nl = strlen(name);
+
+	for (const char *l = strstr(r->head, "\r\n"); l; l = strstr(l, "\r\n")) {
+		l += 2;
+		if (!strncasecmp(l, name, nl) && l[nl] == ':') {
+			const char *v = l + nl + 1, *e = strstr(v, "\r\n");
+
+			while (*v == ' ')
+				v++;
+			snprintf(out, n, "%.*s", (int)(e - v), v);
+			return out;
+		}
+	}
+	return NULL;
+}
+
+/* Read one response (skipping 1xx interim ones). 0, or -1 on EOF, timeout or garbage. */
+static int read_resp(struct client *c, struct resp *r)
+{
+	memset(r, 0, sizeof(*r));
+	for (;;) {
+		char *e = memmem(c->buf, c->len, "\r\n\r\n", 4);
+
+		if (e) {
+			size_t hl = (size_t)(e + 4 - c->buf), cl = 0;
+			char v[64];
+
+			if (hl >= sizeof(r->head))
+				return -1;
+			memcpy(r->head, c->buf, hl);
+			r->head[hl] = 0;
+			if (sscanf(r->head, "HTTP/1.%*d %d", &r->code) != 1)
+				return -1;
+			if (r->code >= 100 && r->code < 200) {
+				memmove(c->buf, c->buf + hl, c->len - hl);
+				c->len -= hl;
+				continue;
+			}
+			if (hdr_get(r, "Content-Length", v, sizeof(v)))
+				cl = strtoul(v, NULL, 10);
+			if (c->len >= hl + cl) {
+				r->body = malloc(cl + 1);
+				memcpy(r->body, c->buf + hl, cl);
+				r->body[cl] = 0;
+				r->blen = cl;
+				memmove(c->buf, c->buf + hl + cl, c->len - hl - cl);
+				c->len -= hl + cl;
+				return 0;
+			}
+		}
+		if (c->len == sizeof(c->buf))
+			return -1;
+		ssize_t n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len, 0);
+
+		if (n <= 0)
+			return -1;
+		c->len += (size_t)n;
+	}
+}
+
+static void client_close(struct client *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+}
+
+/* One request on a fresh connection. */
+static int http_once(int family, int port, const char *req, struct resp *r)
+{
+	struct client c = {.fd = tcp_connect(family, port)};
+	int rc = -1;
+
+	if (c.fd >= 0 && send_str(c.fd, req))
+		rc = read_resp(&c, r);
+	client_close(&c);
+	return rc;
+}
+
+/* Does the peer close the connection (EOF within the receive timeout)? */
+static bool peer_closes(int fd)
+{
+	char b[256];
+	ssize_t n;
+
+	while ((n = recv(fd, b, sizeof(b), 0)) > 0)
+		;
+	return n == 0;
+}
+
+static void test_start(void)
+{
+	int status;
+
+	ports[0] = free_port();
+	ports[1] = free_port();
+	if (!CHECK(ports[0] > 0 && ports[1] > 0, "free ports"))
+		return;
+	fflush(NULL); /* the child exits through exit(): don't print our buffers twice */
+	child = fork();
+	if (!CHECK(child >= 0, "fork"))
+		return;
+	if (child == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a crashed test */
+		if (getppid() == 1)
+			_exit(1);
+		exit(echo_run(&conf) == 0 ? 0 : 1);
+	}
+	for (int i = 0; i < 500; i++) {
+		int fd = tcp_connect(AF_INET, ports[1]);
+
+		if (fd >= 0) {
+			close(fd);
+			return;
+		}
+		if (waitpid(child, &status, WNOHANG) == child) {
+			child = -1;
+			CHECK(0, "echo_run exited during startup");
+			return;
+		}
+		msleep(10);
+	}
+	CHECK(0, "echo server accepts within 5 s");
+}
+
+static void test_get_json(void)
+{
+	struct resp r;
+	char v[256], want[64];
+	int nver = 0;
+
+	if (!CHECK_OK(http_once(AF_INET, ports[0],
+				"GET /get?x=1&y=a%20b&x=2 HTTP/1.1\r\nHost: orders-service:8080\r\n"
+				"X-Custom-Header: Hello \"q\"\r\n\r\n",
+				&r),
+		      "request"))
+		return;
+	CHECK_EQ(r.code, 200, "status");
+	CHECK_STR(hdr_get(&r, "X-Bpfmesh-Pod", v, sizeof(v)), POD, "pod header");
+	CHECK_STR(hdr_get(&r, "Content-Type", v, sizeof(v)), "application/json", "type");
+	CHECK_EQ(r.blen, strlen(r.body), "no NUL in body");
+	CHECK_CONTAINS(r.body, "\n  \"pod\": \"" POD "\",\n", "pod");
+	CHECK_CONTAINS(r.body, "\n  \"namespace\": \"" NS "\",\n", "namespace");
+	CHECK_CONTAINS(r.body, "\n  \"node\": \"node-a\",\n", "node");
+	CHECK_CONTAINS(r.body, "\n  \"ip\": \"10.244.1.5\",\n", "ip");
+	CHECK_CONTAINS(r.body, "\n  \"labels\": {\n    \"app\": \"orders-service\",\n", "labels");
+	CHECK_CONTAINS(r.body, "\n    \"version\": \"v1\",\n", "version label");
+	CHECK_CONTAINS(r.body, "\"quote\": \"say \\\"hi\\\"\\\\\\t\\u0001\"", "escaping");
+	CHECK_CONTAINS(r.body, "\n    \"X-Custom-Header\": \"Hello \\\"q\\\"\"", "header case");
+	CHECK_CONTAINS(r.body, "\n    \"x\": [\n      \"1\",\n      \"2\"\n    ],\n", "args x");
+	CHECK_CONTAINS(r.body, "\n    \"y\": \"a b\"\n", "args y");
+	CHECK_CONTAINS(r.body, "\n  \"origin\": \"127.0.0.1\",\n", "origin");
+	CHECK_CONTAINS(r.body, "\"url\": \"http://orders-service:8080/get?x=1&y=a%20b&x=2\"",
+		       "url");
+	CHECK(r.body[0] == '{' && !strcmp(r.body + r.blen - 2, "}\n"), "one JSON object");
+
+	/* what `curl -s .../get | grep VERSION` prints: exactly one line, exactly this */
+	snprintf(want, sizeof(want), "    \"VERSION\": \"v1\"");
+	for (char *l = r.body, *e; l && *l; l = e ? e + 1 : NULL) {
+		e = strchr(l, '\n');
+		if (e)
+			*e = 0;
+		if (strstr(l, "VERSION")) {
+			nver++;
+			CHECK_STR(l, want, "grep VERSION line");
+		}
+	}
+	CHECK_EQ(nver, 1, "one VERSION line");
+	free(r.body);
+}
+
+static void test_keepalive(void)
+{
+	struct client c = {.fd = tcp_connect(AF_INET, ports[0])};
+	struct resp r;
+	char v[64];
+
+	if (!CHECK(c.fd >= 0, "connect"))
+		return;
+	for (int i = 0; i < 2; i++) {
+		if (!CHECK(send_str(c.fd, "GET /headers HTTP/1.1\r\nHost: a\r\n\r\n"), "send") ||
+		    !CHECK_OK(read_resp(&c, &r), "response on the same connection"))
+			break;
+		CHECK_EQ(r.code, 200, "status");
+		CHECK_STR(hdr_get(&r, "Connection", v, sizeof(v)), "keep-alive", "keep-alive");
+		CHECK_CONTAINS(r.body, "\"Host\": \"a\"", "headers");
+		free(r.body);
+	}
+	client_close(&c);
+}
+
+static void test_pipelined(void)
+{
+	struct client c = {.fd = tcp_connect(AF_INET, ports[0])};
+	static const int want[] = {201, 200, 202, 404};
+	struct resp r;
+
+	if (!CHECK(c.fd >= 0, "connect"))
+		return;
+	CHECK(send_str(c.fd, "GET /status/201 HTTP/1.1\r\nHost: a\r\n\r\n"
+			     "POST /post HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"
+			     "GET /status/202 HTTP/1.1\r\nHost: a\r\n\r\n"
+			     "GET /nope HTTP/1.1\r\nHost: a\r\n\r\n"),
+	      "send");
+	for (int i = 0; i < 4; i++) {
+		if (!CHECK_OK(read_resp(&c, &r), "response"))
+			break;
+		CHECK_EQ(r.code, want[i], "in order");
+		if (i == 1)
+			CHECK_CONTAINS(r.body, "\"data\": \"hello\"", "body echoed");
+		free(r.body);
+	}
+	client_close(&c);
+}
+
+static void test_split_writes(void)
+{
+	static const char *const parts[] = {
+	    "PO",
+	    "ST /anything/x?a=1 HT",
+	    "TP/1.1\r\nHo",
+	    "st: split\r",
+	    "\nContent-Len",
+	    "gth: 11\r\n\r",
+	    "\n{\"k\": \"v\"",
+	    "}\n",
+	};
+	struct client c = {.fd = tcp_connect(AF_INET, ports[0])};
+	struct resp r;
+
+	if (!CHECK(c.fd >= 0, "connect"))
+		return;
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+		CHECK(send_str(c.fd, parts[i]), "send part");
+		msleep(20);
+	}
+	if (CHECK_OK(read_resp(&c, &r), "response")) {
+		CHECK_EQ(r.code, 200, "status");
+		CHECK_CONTAINS(r.body, "\"method\": \"POST\"", "method");
+		CHECK_CONTAINS(r.body, "\"data\": \"{\\\"k\\\": \\\"v\\\"}\\n\"", "body");
+		CHECK_CONTAINS(r.body, "\"url\": \"http://split/anything/x?a=1\"", "url");
+		free(r.body);
+	}
+	client_close(&c);
+}
+
+static void test_chunked_and_form(void)
+{
+	struct resp r;
+
+	if (CHECK_OK(http_once(AF_INET, ports[0],
+			       "POST /post HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+			       "Expect: 100-continue\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n"
+			       "0\r\nX-Trailer: 1\r\n\r\n",
+			       &r),
+		     "chunked")) {
+		CHECK_EQ(r.code, 200, "status");
+		CHECK_CONTAINS(r.body, "\"data\": \"hello world\"", "decoded");
+		free(r.body);
+	}
+	if (CHECK_OK(http_once(AF_INET, ports[0],
+			       "POST /post HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n"
+			       "Content-Type: application/x-www-form-urlencoded\r\n\r\na=1&b=x+%7E",
+			       &r),
+		     "form")) {
+		CHECK_CONTAINS(r.body, "\"data\": \"\"", "no data");
+		CHECK_CONTAINS(r.body, "\"form\": {\n    \"a\": \"1\",\n    \"b\": \"x ~\"\n  }",
+			       "form");
+		free(r.body);
+	}
+	if (CHECK_OK(http_once(AF_INET, ports[0], "GET /post HTTP/1.1\r\nHost: a\r\n\r\n", &r),
+		     "GET /post")) {
+		CHECK_EQ(r.code, 405, "method not allowed");
+		free(r.body);
+	}
+}
+
+static void test_status(void)
+{
+	struct resp r;
+	char v[64];
+
+	if (CHECK_OK(
+		http_once(AF_INET, ports[0], "GET /status/503 HTTP/1.1\r\nHost: a\r\n\r\n", &r),
+		"503")) {
+		CHECK_EQ(r.code, 503, "status");
+		CHECK(hdr_get(&r, "Content-Length", v, sizeof(v)), "has Content-Length");
+		CHECK(hdr_get(&r, "Content-Type", v, sizeof(v)), "has Content-Type");
+		CHECK_STR(hdr_get(&r, "X-Bpfmesh-Pod", v, sizeof(v)), POD, "pod header");
+		free(r.body);
+	}
+	if (CHECK_OK(
+		http_once(AF_INET, ports[0], "GET /status/abc HTTP/1.1\r\nHost: a\r\n\r\n", &r),
+		"bad code")) {
+		CHECK_EQ(r.code, 400, "status");
+		free(r.body);
+	}
+}
+
+static void test_delay_does_not_block(void)
+{
+	struct client a = {.fd = tcp_connect(AF_INET, ports[0])};
+	struct resp r;
+	double t0, t1;
+
+	if (!CHECK(a.fd >= 0, "connect"))
+		return;
+	t0 = now_s();
+	/* a request pipelined behind the delay waits for it: answers stay in order */
+	CHECK(send_str(a.fd, "GET /delay/1 HTTP/1.1\r\nHost: a\r\n\r\n"
+			     "GET /status/201 HTTP/1.1\r\nHost: a\r\n\r\n"),
+	      "send delay");
+	msleep(50);
+	if (CHECK_OK(http_once(AF_INET, ports[0], "GET /get HTTP/1.1\r\nHost: b\r\n\r\n", &r),
+		     "get")) {
+		t1 = now_s() - t0;
+		CHECK_EQ(r.code, 200, "status");
+		CHECK(t1 < 0.5, "/get answered while /delay/1 waits");
+		free(r.body);
+	}
+	if (CHECK_OK(read_resp(&a, &r), "delay response")) {
+		t1 = now_s() - t0;
+		CHECK_EQ(r.code, 200, "status");
+		CHECK(t1 >= 0.95 && t1 < 3, "delayed about 1 s");
+		CHECK_CONTAINS(r.body, "\"pod\": \"" POD "\"", "json");
+		free(r.body);
+	}
+	if (CHECK_OK(read_resp(&a, &r), "pipelined after delay")) {
+		CHECK_EQ(r.code, 201, "status");
+		free(r.body);
+	}
+	client_close(&a);
+}
+
+static void test_connection_close(void)
+{
+	static const char *const reqs[] = {
+	    "GET /get HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+	    "GET /get HTTP/1.0\r\n\r\n",
+	};
+
+	for (int i = 0; i < 2; i++) {
+		struct client c = {.fd = tcp_connect(AF_INET, ports[0])};
+		struct resp r;
+		char v[64];
+
+		if (!CHECK(c.fd >= 0, "connect"))
+			return;
+		CHECK(send_str(c.fd, reqs[i]), "send");
+		if (CHECK_OK(read_resp(&c, &r), "response")) {
+			CHECK_EQ(r.code, 200, "status");
+			CHECK_STR(hdr_get(&r, "Connection", v, sizeof(v)), "close", "header");
+			free(r.body);
+		}
+		CHECK(c.len == 0 && peer_closes(c.fd), "server closes");
+		client_close(&c);
+	}
+}
+
+static void test_not_found_and_root(void)
+{
+	struct resp r;
+
+	if (CHECK_OK(http_once(AF_INET, ports[0], "GET /nothing HTTP/1.1\r\nHost: a\r\n\r\n", &r),
+		     "404")) {
+		CHECK_EQ(r.code, 404, "status");
+		free(r.body);
+	}
+	/* the second port serves too */
+	if (CHECK_OK(http_once(AF_INET, ports[1], "GET / HTTP/1.1\r\nHost: a\r\n\r\n", &r),
+		     "root")) {
+		CHECK_EQ(r.code, 200, "status");
+		CHECK_CONTAINS(r.body, POD, "names the pod");
+		free(r.body);
+	}
+}
+
+static void test_header_limit(void)
+{
+	struct client c = {.fd = tcp_connect(AF_INET, ports[0])};
+	char *big = malloc(20000);
+	struct resp r;
+
+	if (!CHECK(c.fd >= 0 && big, "setup"))
+		goto out;
+	memset(big, 'a', 19999);
+	big[19999] = 0;
+	memcpy(big, "GET /get HTTP/1.1\r\nX-Big: ", 26);
+	send_str(c.fd, big); /* may fail once the server has answered and closed */
+	if (CHECK_OK(read_resp(&c, &r), "response")) {
+		CHECK_EQ(r.code, 431, "status");
+		free(r.body);
+	}
+out:
+	free(big);
+	client_close(&c);
+}
+
+static void test_ipv6(void)
+{
+	struct resp r;
+
+	if (!CHECK_OK(http_once(AF_INET6, ports[0], "GET /get HTTP/1.1\r\nHost: [::1]\r\n\r\n", &r),
+		      "request over [::1]"))
+		return;
+	CHECK_EQ(r.code, 200, "status");
+	CHECK_CONTAINS(r.body, "\"origin\": \"::1\"", "origin");
+	free(r.body);
+}
+
+static void test_udp(void)
+{
+	static const int fams[] = {AF_INET, AF_INET6};
+
+	for (int i = 0; i < 2; i++) {
+		struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons(ports[1])};
+		struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons(ports[1])};
+		struct timeval tv = {3, 0};
+		int fd = socket(fams[i], SOCK_DGRAM, 0), rc;
+		char buf[256];
+		ssize_t n;
+
+		a4.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		a6.sin6_addr = in6addr_loopback;
+		if (!CHECK(fd >= 0, "socket"))
+			continue;
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		/* connected: a reply from any other source address would be dropped */
+		rc = fams[i] == AF_INET ? connect(fd, (struct sockaddr *)&a4, sizeof(a4))
+					: connect(fd, (struct sockaddr *)&a6, sizeof(a6));
+		CHECK_OK(rc, "connect");
+		CHECK_EQ(send(fd, "ping", 4, 0), 4, "send");
+		n = recv(fd, buf, sizeof(buf) - 1, 0);
+		if (CHECK(n > 0, "reply")) {
+			buf[n] = 0;
+			CHECK_STR(buf, "pod=" POD " namespace=" NS " version=v1\n", "reply text");
+		}
+		close(fd);
+	}
+}
+
+static void test_sigterm(void)
+{
+	int fd = tcp_connect(AF_INET, ports[0]), status = 0;
+	pid_t w = 0;
+
+	/* an open connection with a half-sent request must not hold up the stop */
+	if (fd >= 0)
+		send_str(fd, "GET /get HTTP/1.1\r\nHo");
+	if (!CHECK(child > 0, "child running"))
+		goto out;
+	CHECK_OK(kill(child, SIGTERM), "kill");
+	for (int i = 0; i < 500 && (w = waitpid(child, &status, WNOHANG)) == 0; i++)
+		msleep(10);
+	if (CHECK_EQ(w, child, "child exits within 5 s")) {
+		child = -1;
+		CHECK(WIFEXITED(status), "exited normally");
+		CHECK_EQ(WEXITSTATUS(status), 0, "exit status");
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+}
+
+static void stop_child(void)
+{
+	if (child > 0) {
+		kill(child, SIGKILL);
+		waitpid(child, NULL, 0);
+		child = -1;
+	}
+}
+
+int main(void)
+{
+	RUN(test_start);
+	RUN(test_get_json);
+	RUN(test_keepalive);
+	RUN(test_pipelined);
+	RUN(test_split_writes);
+	RUN(test_chunked_and_form);
+	RUN(test_status);
+	RUN(test_delay_does_not_block);
+	RUN(test_connection_close);
+	RUN(test_not_found_and_root);
+	RUN(test_header_limit);
+	RUN(test_ipv6);
+	RUN(test_udp);
+	RUN(test_sigterm);
+	stop_child();
+	return CHECK_DONE("echo");
+}
