@@ -52,6 +52,8 @@ struct diags {
 void diags_add(struct diags *d, enum diag_sev sev, const struct srcpos *pos, const char *object,
 	       const char *field, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 void diags_print(const struct diags *d, FILE *f);
+/* One diagnostic in the format above (lets callers filter, e.g. `validate -q`). */
+void diag_print(const struct diag *g, FILE *f);
 void diags_free(struct diags *d);
 
 /* ---------------- Kubernetes kinds ---------------- */
@@ -255,6 +257,14 @@ int config_load_dir(struct mesh_config *c, const char *dir, struct diags *d);
  * two DestinationRules for one host in one namespace, ... Returns the number of errors added.
  */
 int config_validate(const struct mesh_config *c, struct diags *d);
+
+/*
+ * Notes for `bpfmesh analyze`, added to d as warnings: where bpfmesh behaves differently from
+ * Istio (weighted http splits decided per connection) and settings that cannot act (an
+ * outlierDetection maxEjectionPercent too small for the number of hosts). Returns the number
+ * of notes added.
+ */
+int config_analyze(const struct mesh_config *c, struct diags *d);
 
 /*
  * Host names as Kubernetes resolves them from namespace ns: "a" -> "a.<ns>.svc.cluster.local",

@@ -1,0 +1,1092 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * config.c: reads Kubernetes and Istio YAML/JSON into the model of model.h. Called by
+ * `bpfmesh validate` / `analyze` (cmd_validate.c), the agent (loader/) and the lab (lab.c).
+ *
+ * Every object is first checked by validate_object() (validate.c); only a valid object is
+ * copied into the model, so the copying code below reads fields without re-checking types.
+ * Objects are keyed like the API server keys them (kind, namespace, name): a later document of
+ * the same file replaces an earlier one as `kubectl apply -f` would, while the same object in
+ * two files is left for config_validate() to report.
+ */
+#include <ctype.h>
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "validate.h"
+
+/* ---------------- small helpers ---------------- */
+
+static char *dup(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+/* Allocation failures are rare enough that one flag per object is all the bookkeeping
+ * needed: the object is dropped and "out of memory" reported. */
+struct xctx {
+	bool oom;
+};
+
+static char *xdup(struct xctx *x, const char *s)
+{
+	char *r = dup(s);
+
+	if (s && !r)
+		x->oom = true;
+	return r;
+}
+
+static void *xcalloc(struct xctx *x, size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size);
+
+	if (!p)
+		x->oom = true;
+	return p;
+}
+
+static void kvlist_free(struct kvlist *l)
+{
+	for (int i = 0; i < l->n; i++) {
+		free(l->v[i].key);
+		free(l->v[i].val);
+	}
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+}
+
+/* A string map (labels, selector); null values become "". */
+static void kv_from_map(struct xctx *x, struct kvlist *l, const struct ynode *map)
+{
+	if (!ynode_is_map(map) || map->n == 0)
+		return;
+	l->v = xcalloc(x, map->n, sizeof(*l->v));
+	if (!l->v)
+		return;
+	for (int i = 0; i < map->n; i++) {
+		const char *val = ynode_text(map->pairs[i].val);
+
+		l->v[l->n].key = xdup(x, map->pairs[i].key);
+		l->v[l->n].val = xdup(x, val ? val : "");
+		l->n++;
+	}
+}
+
+static void strv_free(char **v, int n)
+{
+	for (int i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static char **strv_from_seq(struct xctx *x, const struct ynode *seq, int *n)
+{
+	char **v;
+
+	*n = 0;
+	if (!ynode_is_seq(seq) || seq->n == 0)
+		return NULL;
+	v = xcalloc(x, seq->n, sizeof(*v));
+	for (int i = 0; v && i < seq->n; i++)
+		v[(*n)++] = xdup(x, ynode_text(seq->items[i]));
+	return v;
+}
+
+static int64_t duration_ms(const struct ynode *n)
+{
+	int64_t ns;
+
+	if (!ynode_str(n) || parse_duration_ns(n->str, &ns) < 0)
+		return -1;
+	return ns / 1000000;
+}
+
+static const char *intern_file(struct mesh_config *c, const char *path)
+{
+	char **v;
+
+	for (int i = 0; i < c->nfiles; i++)
+		if (strcmp(c->files[i], path) == 0)
+			return c->files[i];
+	v = realloc(c->files, (c->nfiles + 1) * sizeof(*v));
+	if (!v)
+		return NULL;
+	c->files = v;
+	c->files[c->nfiles] = strdup(path);
+	return c->files[c->nfiles] ? c->files[c->nfiles++] : NULL;
+}
+
+/* Grow an array of structs by one zeroed slot; returns the slot or NULL. */
+static void *grow(void **arr, int *n, size_t size)
+{
+	char *p = realloc(*arr, (*n + 1) * size);
+
+	if (!p)
+		return NULL;
+	*arr = p;
+	memset(p + *n * size, 0, size);
+	return p + (*n)++ * size;
+}
+
+/* ---------------- freeing ---------------- */
+
+static void ns_free(struct ns_obj *o)
+{
+	free(o->name);
+	kvlist_free(&o->labels);
+}
+
+static void svc_free(struct svc_obj *o)
+{
+	free(o->name);
+	free(o->ns);
+	kvlist_free(&o->labels);
+	kvlist_free(&o->selector);
+	for (int i = 0; i < 2; i++)
+		free(o->cluster_ips[i]);
+	free(o->type);
+	for (int i = 0; i < o->nports; i++) {
+		free(o->ports[i].name);
+		free(o->ports[i].target_port_name);
+		free(o->ports[i].protocol);
+		free(o->ports[i].app_protocol);
+	}
+	free(o->ports);
+}
+
+static void wl_free(struct workload_obj *o)
+{
+	free(o->name);
+	free(o->ns);
+	kvlist_free(&o->meta_labels);
+	kvlist_free(&o->labels);
+	kvlist_free(&o->annotations);
+	for (int i = 0; i < o->nports; i++) {
+		free(o->ports[i].name);
+		free(o->ports[i].protocol);
+	}
+	free(o->ports);
+	kvlist_free(&o->env);
+	free(o->node_name);
+	for (int i = 0; i < 2; i++)
+		free(o->addresses[i]);
+	free(o->service_account);
+	free(o->network);
+}
+
+static void vs_free(struct vs_obj *o)
+{
+	free(o->name);
+	free(o->ns);
+	strv_free(o->hosts, o->nhosts);
+	strv_free(o->gateways, o->ngateways);
+	strv_free(o->export_to, o->nexport_to);
+	for (int i = 0; i < o->nroutes; i++) {
+		struct vs_route *r = &o->routes[i];
+
+		free(r->name);
+		for (int k = 0; k < r->ndests; k++) {
+			free(r->dests[k].host);
+			free(r->dests[k].subset);
+		}
+		free(r->dests);
+	}
+	free(o->routes);
+}
+
+static void dr_free(struct dr_obj *o)
+{
+	free(o->name);
+	free(o->ns);
+	free(o->host);
+	for (int i = 0; i < o->nsubsets; i++) {
+		free(o->subsets[i].name);
+		kvlist_free(&o->subsets[i].labels);
+	}
+	free(o->subsets);
+	strv_free(o->export_to, o->nexport_to);
+}
+
+static void other_free(struct other_obj *o)
+{
+	free(o->api_version);
+	free(o->kind);
+	free(o->name);
+	free(o->ns);
+}
+
+struct mesh_config *config_new(void)
+{
+	return calloc(1, sizeof(struct mesh_config));
+}
+
+void config_free(struct mesh_config *c)
+{
+	if (!c)
+		return;
+	for (int i = 0; i < c->nnamespaces; i++)
+		ns_free(&c->namespaces[i]);
+	for (int i = 0; i < c->nservices; i++)
+		svc_free(&c->services[i]);
+	for (int i = 0; i < c->nworkloads; i++)
+		wl_free(&c->workloads[i]);
+	for (int i = 0; i < c->nvses; i++)
+		vs_free(&c->vses[i]);
+	for (int i = 0; i < c->ndrs; i++)
+		dr_free(&c->drs[i]);
+	for (int i = 0; i < c->nothers; i++)
+		other_free(&c->others[i]);
+	free(c->namespaces);
+	free(c->services);
+	free(c->workloads);
+	free(c->vses);
+	free(c->drs);
+	free(c->others);
+	strv_free(c->files, c->nfiles);
+	free(c);
+}
+
+/* ---------------- copying valid objects into the model ---------------- */
+
+/* What every object has: identity and where it starts. */
+struct objhead {
+	const struct ynode *root, *meta, *spec;
+	enum obj_kind kind;
+	const char *api_version, *kind_name, *name, *ns;
+	struct srcpos pos;
+};
+
+static void svc_ports_extract(struct xctx *x, struct svc_obj *o, const struct ynode *ports)
+{
+	o->ports = xcalloc(x, ports ? ports->n : 0, sizeof(*o->ports));
+	for (int i = 0; o->ports && ynode_is_seq(ports) && i < ports->n; i++) {
+		const struct ynode *p = ports->items[i], *tp = ymap_get(p, "targetPort");
+		struct svc_port *sp = &o->ports[o->nports++];
+		const char *proto = ymap_str(p, "protocol");
+
+		sp->name = xdup(x, ymap_str(p, "name"));
+		sp->port = (int)ymap_int(p, "port", 0);
+		if (ynode_str(tp))
+			sp->target_port_name = xdup(x, tp->str);
+		else
+			sp->target_port = (int)ymap_int(p, "targetPort", sp->port);
+		sp->protocol = xdup(x, proto ? proto : "TCP");
+		sp->app_protocol = xdup(x, ymap_str(p, "appProtocol"));
+	}
+}
+
+static void svc_extract(struct xctx *x, struct svc_obj *o, const struct objhead *h)
+{
+	const struct ynode *cips = ymap_get(h->spec, "clusterIPs");
+	const char *cip = ymap_str(h->spec, "clusterIP"), *type = ymap_str(h->spec, "type");
+
+	o->name = xdup(x, h->name);
+	o->ns = xdup(x, h->ns);
+	o->pos = h->pos;
+	kv_from_map(x, &o->labels, ymap_get(h->meta, "labels"));
+	o->has_selector = ymap_get(h->spec, "selector") != NULL;
+	kv_from_map(x, &o->selector, ymap_get(h->spec, "selector"));
+	for (int i = 0; ynode_is_seq(cips) && i < cips->n && i < 2; i++)
+		o->cluster_ips[o->ncluster_ips++] = xdup(x, cips->items[i]->str);
+	if (!o->ncluster_ips && cip && *cip)
+		o->cluster_ips[o->ncluster_ips++] = xdup(x, cip);
+	o->type = xdup(x, type ? type : "ClusterIP");
+	svc_ports_extract(x, o, ymap_get(h->spec, "ports"));
+}
+
+static void containers_extract(struct xctx *x, struct workload_obj *w, const struct ynode *ps)
+{
+	const struct ynode *cs = ymap_get(ps, "containers");
+	int nports = 0, nenv = 0;
+
+	for (int i = 0; ynode_is_seq(cs) && i < cs->n; i++) {
+		nports += ymap_len(cs->items[i], "ports");
+		nenv += ymap_len(cs->items[i], "env");
+	}
+	w->ports = xcalloc(x, nports, sizeof(*w->ports));
+	w->env.v = xcalloc(x, nenv, sizeof(*w->env.v));
+	for (int i = 0; w->ports && w->env.v && ynode_is_seq(cs) && i < cs->n; i++) {
+		const struct ynode *ports = ymap_get(cs->items[i], "ports");
+		const struct ynode *env = ymap_get(cs->items[i], "env");
+
+		for (int k = 0; ynode_is_seq(ports) && k < ports->n; k++) {
+			const char *proto = ymap_str(ports->items[k], "protocol");
+			struct container_port *cp = &w->ports[w->nports++];
+
+			cp->name = xdup(x, ymap_str(ports->items[k], "name"));
+			cp->port = (int)ymap_int(ports->items[k], "containerPort", 0);
+			cp->protocol = xdup(x, proto ? proto : "TCP");
+		}
+		for (int k = 0; ynode_is_seq(env) && k < env->n; k++) {
+			const char *val = ymap_str(env->items[k], "value");
+
+			if (!val)
+				continue; /* valueFrom: resolved by the kubelet, not known here */
+			w->env.v[w->env.n].key = xdup(x, ymap_str(env->items[k], "name"));
+			w->env.v[w->env.n++].val = xdup(x, val);
+		}
+	}
+	w->node_name = xdup(x, ymap_str(ps, "nodeName"));
+	w->service_account =
+	    xdup(x, ymap_str(ps, "serviceAccountName") ? ymap_str(ps, "serviceAccountName")
+						       : ymap_str(ps, "serviceAccount"));
+}
+
+static void wl_head(struct xctx *x, struct workload_obj *w, const struct objhead *h,
+		    enum workload_kind kind)
+{
+	w->kind = kind;
+	w->name = xdup(x, h->name);
+	w->ns = xdup(x, h->ns);
+	w->pos = h->pos;
+	w->replicas = 1;
+	kv_from_map(x, &w->meta_labels, ymap_get(h->meta, "labels"));
+}
+
+static void deploy_extract(struct xctx *x, struct workload_obj *w, const struct objhead *h)
+{
+	const struct ynode *tmpl = ymap_get(h->spec, "template");
+	const struct ynode *tmeta = ymap_get(tmpl, "metadata");
+
+	wl_head(x, w, h, WL_DEPLOYMENT);
+	w->replicas = (int)ymap_int(h->spec, "replicas", 1);
+	kv_from_map(x, &w->labels, ymap_get(tmeta, "labels"));
+	kv_from_map(x, &w->annotations, ymap_get(tmeta, "annotations"));
+	containers_extract(x, w, ymap_get(tmpl, "spec"));
+}
+
+static void pod_extract(struct xctx *x, struct workload_obj *w, const struct objhead *h)
+{
+	const struct ynode *st = ymap_get(h->root, "status"), *ips = ymap_get(st, "podIPs");
+
+	wl_head(x, w, h, WL_POD);
+	kv_from_map(x, &w->labels, ymap_get(h->meta, "labels"));
+	kv_from_map(x, &w->annotations, ymap_get(h->meta, "annotations"));
+	containers_extract(x, w, h->spec);
+	for (int i = 0; ynode_is_seq(ips) && i < ips->n && w->naddresses < 2; i++)
+		if (ymap_str(ips->items[i], "ip"))
+			w->addresses[w->naddresses++] = xdup(x, ymap_str(ips->items[i], "ip"));
+	if (!w->naddresses && ymap_str(st, "podIP"))
+		w->addresses[w->naddresses++] = xdup(x, ymap_str(st, "podIP"));
+}
+
+static void we_extract(struct xctx *x, struct workload_obj *w, const struct objhead *h)
+{
+	const struct ynode *ports = ymap_get(h->spec, "ports");
+	const char *addr = ymap_str(h->spec, "address");
+
+	wl_head(x, w, h, WL_WORKLOADENTRY);
+	kv_from_map(x, &w->labels, ymap_get(h->spec, "labels"));
+	kv_from_map(x, &w->annotations, ymap_get(h->meta, "annotations"));
+	if (addr && *addr)
+		w->addresses[w->naddresses++] = xdup(x, addr);
+	w->ports = xcalloc(x, ynode_is_map(ports) ? ports->n : 0, sizeof(*w->ports));
+	for (int i = 0; w->ports && ynode_is_map(ports) && i < ports->n; i++) {
+		int64_t port = 0;
+
+		ynode_int(ports->pairs[i].val, &port);
+		w->ports[w->nports].name = xdup(x, ports->pairs[i].key);
+		w->ports[w->nports].port = (int)port;
+		w->ports[w->nports++].protocol = xdup(x, "TCP");
+	}
+	w->service_account = xdup(x, ymap_str(h->spec, "serviceAccount"));
+	w->network = xdup(x, ymap_str(h->spec, "network"));
+	w->weight = (int)ymap_int(h->spec, "weight", 0);
+}
+
+static void route_dests_extract(struct xctx *x, struct vs_route *r, const struct ynode *l,
+				const char *file)
+{
+	r->dests = xcalloc(x, ynode_is_seq(l) ? l->n : 0, sizeof(*r->dests));
+	for (int i = 0; r->dests && ynode_is_seq(l) && i < l->n; i++) {
+		const struct ynode *d = ymap_get(l->items[i], "destination");
+		struct route_dest *rd = &r->dests[r->ndests++];
+
+		rd->host = xdup(x, ymap_str(d, "host"));
+		rd->subset = xdup(x, ymap_str(d, "subset"));
+		rd->port = (int)ymap_int(ymap_get(d, "port"), "number", 0);
+		rd->has_weight = ymap_get(l->items[i], "weight") != NULL;
+		rd->weight = (int)ymap_int(l->items[i], "weight", 0);
+		rd->pos.file = file;
+		rd->pos.line = l->items[i]->line;
+	}
+}
+
+static void http_flags(struct vs_route *r, const struct ynode *n)
+{
+	const struct ynode *dests = ymap_get(n, "route");
+
+	r->has_retries = ymap_get(n, "retries");
+	r->has_timeout = ymap_get(n, "timeout");
+	r->has_fault = ymap_get(n, "fault");
+	r->has_mirror = ymap_get(n, "mirror") || ymap_get(n, "mirrors");
+	r->has_rewrite = ymap_get(n, "rewrite");
+	r->has_redirect = ymap_get(n, "redirect");
+	r->has_headers_op = ymap_get(n, "headers");
+	for (int i = 0; ynode_is_seq(dests) && i < dests->n; i++)
+		r->has_headers_op |= ymap_get(dests->items[i], "headers") != NULL;
+	r->has_cors = ymap_get(n, "corsPolicy");
+	r->has_direct_response = ymap_get(n, "directResponse");
+	r->has_delegate = ymap_get(n, "delegate");
+}
+
+static void vs_routes_extract(struct xctx *x, struct vs_obj *o, const struct objhead *h)
+{
+	static const struct {
+		const char *key;
+		enum route_kind kind;
+	} lists[] = {{"http", ROUTE_HTTP}, {"tls", ROUTE_TLS}, {"tcp", ROUTE_TCP}};
+	int total = 0;
+
+	for (int k = 0; k < 3; k++)
+		total += ymap_len(h->spec, lists[k].key);
+	o->routes = xcalloc(x, total, sizeof(*o->routes));
+	for (int k = 0; o->routes && k < 3; k++) {
+		const struct ynode *l = ymap_get(h->spec, lists[k].key);
+
+		for (int i = 0; ynode_is_seq(l) && i < l->n; i++) {
+			struct vs_route *r = &o->routes[o->nroutes++];
+
+			r->kind = lists[k].kind;
+			r->name = xdup(x, ymap_str(l->items[i], "name"));
+			r->pos.file = h->pos.file;
+			r->pos.line = l->items[i]->line;
+			r->has_match = ymap_len(l->items[i], "match") > 0;
+			if (r->kind == ROUTE_HTTP)
+				http_flags(r, l->items[i]);
+			route_dests_extract(x, r, ymap_get(l->items[i], "route"), h->pos.file);
+		}
+	}
+}
+
+static void vs_extract(struct xctx *x, struct vs_obj *o, const struct objhead *h)
+{
+	o->name = xdup(x, h->name);
+	o->ns = xdup(x, h->ns);
+	o->pos = h->pos;
+	o->hosts = strv_from_seq(x, ymap_get(h->spec, "hosts"), &o->nhosts);
+	o->gateways = strv_from_seq(x, ymap_get(h->spec, "gateways"), &o->ngateways);
+	o->export_to = strv_from_seq(x, ymap_get(h->spec, "exportTo"), &o->nexport_to);
+	vs_routes_extract(x, o, h);
+}
+
+static enum lb_simple lb_from_name(const char *s)
+{
+	static const struct {
+		const char *name;
+		enum lb_simple lb;
+	} t[] = {{"LEAST_REQUEST", LB_LEAST_REQUEST},
+		 {"ROUND_ROBIN", LB_ROUND_ROBIN},
+		 {"RANDOM", LB_RANDOM},
+		 {"PASSTHROUGH", LB_PASSTHROUGH},
+		 {"LEAST_CONN", LB_LEAST_CONN}};
+
+	for (size_t i = 0; s && i < sizeof(t) / sizeof(t[0]); i++)
+		if (strcmp(s, t[i].name) == 0)
+			return t[i].lb;
+	return LB_UNSET; /* absent or UNSPECIFIED */
+}
+
+static void policy_extract(struct traffic_policy *p, const struct ynode *tp)
+{
+	const struct ynode *lb = ymap_get(tp, "loadBalancer"), *ch = ymap_get(lb, "consistentHash");
+	const struct ynode *cp = ymap_get(tp, "connectionPool"), *tcp = ymap_get(cp, "tcp");
+	const struct ynode *od = ymap_get(tp, "outlierDetection");
+	int64_t legacy = ymap_int(od, "consecutiveErrors", 0);
+
+	p->has_lb = lb != NULL;
+	p->lb_simple = lb_from_name(ymap_str(lb, "simple"));
+	p->lb_hash = ch != NULL;
+	p->lb_hash_source_ip = ymap_bool(ch, "useSourceIp", false);
+	p->lb_hash_other = ymap_get(ch, "httpHeaderName") || ymap_get(ch, "httpCookie") ||
+			   ymap_get(ch, "httpQueryParameterName");
+	p->has_connection_pool = cp != NULL;
+	p->has_outlier = od != NULL;
+	p->has_tls = ymap_get(tp, "tls") != NULL;
+	p->has_port_level = ymap_get(tp, "portLevelSettings") != NULL;
+	p->max_connections = ymap_int(tcp, "maxConnections", -1);
+	p->connect_timeout_ms = duration_ms(ymap_get(tcp, "connectTimeout"));
+	/* consecutiveErrors is the deprecated spelling of consecutive5xxErrors; the new field
+	 * wins when both are set, as in Istio. */
+	p->consecutive_5xx = (int)ymap_int(od, "consecutive5xxErrors", legacy > 0 ? legacy : -1);
+	p->consecutive_gateway = (int)ymap_int(od, "consecutiveGatewayErrors", -1);
+	p->interval_ms = duration_ms(ymap_get(od, "interval"));
+	p->base_ejection_ms = duration_ms(ymap_get(od, "baseEjectionTime"));
+	p->max_ejection_percent = (int)ymap_int(od, "maxEjectionPercent", -1);
+	p->min_health_percent = (int)ymap_int(od, "minHealthPercent", -1);
+}
+
+static void dr_extract(struct xctx *x, struct dr_obj *o, const struct objhead *h)
+{
+	const struct ynode *tp = ymap_get(h->spec, "trafficPolicy");
+	const struct ynode *subsets = ymap_get(h->spec, "subsets");
+
+	o->name = xdup(x, h->name);
+	o->ns = xdup(x, h->ns);
+	o->pos = h->pos;
+	o->host = xdup(x, ymap_str(h->spec, "host"));
+	o->has_policy = tp != NULL;
+	policy_extract(&o->policy, tp);
+	o->export_to = strv_from_seq(x, ymap_get(h->spec, "exportTo"), &o->nexport_to);
+	o->subsets = xcalloc(x, ynode_is_seq(subsets) ? subsets->n : 0, sizeof(*o->subsets));
+	for (int i = 0; o->subsets && ynode_is_seq(subsets) && i < subsets->n; i++) {
+		const struct ynode *s = subsets->items[i];
+		struct dr_subset *ds = &o->subsets[o->nsubsets++];
+
+		ds->name = xdup(x, ymap_str(s, "name"));
+		ds->pos.file = h->pos.file;
+		ds->pos.line = s->line;
+		kv_from_map(x, &ds->labels, ymap_get(s, "labels"));
+		ds->has_policy = ymap_get(s, "trafficPolicy") != NULL;
+		policy_extract(&ds->policy, ymap_get(s, "trafficPolicy"));
+	}
+}
+
+static void other_extract(struct xctx *x, struct other_obj *o, const struct objhead *h)
+{
+	o->api_version = xdup(x, h->api_version);
+	o->kind = xdup(x, h->kind_name);
+	o->name = xdup(x, h->name);
+	o->ns = xdup(x, h->ns);
+	o->pos = h->pos;
+}
+
+/* ---------------- adding objects, duplicates ---------------- */
+
+/*
+ * The same object twice in one file is what `kubectl apply -f` turns into "created" then
+ * "configured": the later document replaces the earlier one in place (keeping its position,
+ * which matters where the oldest object wins). Across files it is left for config_validate().
+ */
+static bool replace_same_file(struct vctx *v, const struct srcpos *old, const struct srcpos *new)
+{
+	if (old->file != new->file)
+		return false;
+	vwarn(v, NULL, NULL,
+	      "duplicate object: replaces the one at %s:%d (kubectl apply keeps "
+	      "the last)",
+	      old->file, old->line);
+	return true;
+}
+
+static bool same_id(const char *ns1, const char *name1, const char *ns2, const char *name2)
+{
+	return strcmp(name1, name2) == 0 && strcmp(ns1 ? ns1 : "", ns2 ? ns2 : "") == 0;
+}
+
+static const char *group_of(const char *api_version)
+{
+	const char *slash = strrchr(api_version, '/');
+
+	return slash ? api_version : "";
+}
+
+static size_t group_len(const char *api_version)
+{
+	const char *slash = strrchr(api_version, '/');
+
+	return slash ? (size_t)(slash - api_version) : 0;
+}
+
+static bool same_other(const struct other_obj *a, const struct other_obj *b)
+{
+	return group_len(a->api_version) == group_len(b->api_version) &&
+	       strncmp(group_of(a->api_version), group_of(b->api_version),
+		       group_len(a->api_version)) == 0 &&
+	       strcmp(a->kind, b->kind) == 0 && same_id(a->ns, a->name, b->ns, b->name);
+}
+
+#define ADD_OR_REPLACE(arr, n, obj, freefn, match)                                                 \
+	do {                                                                                       \
+		for (int _i = 0; _i < (n); _i++) {                                                 \
+			if ((match) && replace_same_file(v, &(arr)[_i].pos, &(obj)->pos)) {        \
+				freefn(&(arr)[_i]);                                                \
+				(arr)[_i] = *(obj);                                                \
+				return 0;                                                          \
+			}                                                                          \
+		}                                                                                  \
+		void *_slot = grow((void **)&(arr), &(n), sizeof(*(obj)));                         \
+		if (!_slot)                                                                        \
+			return -1;                                                                 \
+		memcpy(_slot, (obj), sizeof(*(obj)));                                              \
+		return 0;                                                                          \
+	} while (0)
+
+static int add_ns(struct mesh_config *c, struct vctx *v, struct ns_obj *o)
+{
+	ADD_OR_REPLACE(c->namespaces, c->nnamespaces, o, ns_free,
+		       strcmp(c->namespaces[_i].name, o->name) == 0);
+}
+
+static int add_svc(struct mesh_config *c, struct vctx *v, struct svc_obj *o)
+{
+	ADD_OR_REPLACE(c->services, c->nservices, o, svc_free,
+		       same_id(c->services[_i].ns, c->services[_i].name, o->ns, o->name));
+}
+
+static int add_wl(struct mesh_config *c, struct vctx *v, struct workload_obj *o)
+{
+	ADD_OR_REPLACE(c->workloads, c->nworkloads, o, wl_free,
+		       c->workloads[_i].kind == o->kind &&
+			   same_id(c->workloads[_i].ns, c->workloads[_i].name, o->ns, o->name));
+}
+
+static int add_vs(struct mesh_config *c, struct vctx *v, struct vs_obj *o)
+{
+	ADD_OR_REPLACE(c->vses, c->nvses, o, vs_free,
+		       same_id(c->vses[_i].ns, c->vses[_i].name, o->ns, o->name));
+}
+
+static int add_dr(struct mesh_config *c, struct vctx *v, struct dr_obj *o)
+{
+	ADD_OR_REPLACE(c->drs, c->ndrs, o, dr_free,
+		       same_id(c->drs[_i].ns, c->drs[_i].name, o->ns, o->name));
+}
+
+static int add_other(struct mesh_config *c, struct vctx *v, struct other_obj *o)
+{
+	ADD_OR_REPLACE(c->others, c->nothers, o, other_free, same_other(&c->others[_i], o));
+}
+
+/* Copy a valid object into c; -1 when memory ran out (nothing added then). */
+static int add_object(struct mesh_config *c, struct vctx *v, const struct objhead *h)
+{
+	struct xctx x = {0};
+	union {
+		struct ns_obj ns;
+		struct svc_obj svc;
+		struct workload_obj wl;
+		struct vs_obj vs;
+		struct dr_obj dr;
+		struct other_obj other;
+	} o;
+	int rc;
+
+	memset(&o, 0, sizeof(o));
+	switch (h->kind) {
+	case OBJ_NAMESPACE:
+		o.ns.name = xdup(&x, h->name);
+		o.ns.pos = h->pos;
+		kv_from_map(&x, &o.ns.labels, ymap_get(h->meta, "labels"));
+		rc = x.oom ? -1 : add_ns(c, v, &o.ns);
+		if (rc < 0)
+			ns_free(&o.ns);
+		return rc;
+	case OBJ_SERVICE:
+		svc_extract(&x, &o.svc, h);
+		rc = x.oom ? -1 : add_svc(c, v, &o.svc);
+		if (rc < 0)
+			svc_free(&o.svc);
+		return rc;
+	case OBJ_DEPLOYMENT:
+	case OBJ_POD:
+	case OBJ_WORKLOADENTRY:
+		if (h->kind == OBJ_DEPLOYMENT)
+			deploy_extract(&x, &o.wl, h);
+		else if (h->kind == OBJ_POD)
+			pod_extract(&x, &o.wl, h);
+		else
+			we_extract(&x, &o.wl, h);
+		rc = x.oom ? -1 : add_wl(c, v, &o.wl);
+		if (rc < 0)
+			wl_free(&o.wl);
+		return rc;
+	case OBJ_VIRTUALSERVICE:
+		vs_extract(&x, &o.vs, h);
+		rc = x.oom ? -1 : add_vs(c, v, &o.vs);
+		if (rc < 0)
+			vs_free(&o.vs);
+		return rc;
+	case OBJ_DESTINATIONRULE:
+		dr_extract(&x, &o.dr, h);
+		rc = x.oom ? -1 : add_dr(c, v, &o.dr);
+		if (rc < 0)
+			dr_free(&o.dr);
+		return rc;
+	default:
+		other_extract(&x, &o.other, h);
+		rc = x.oom ? -1 : add_other(c, v, &o.other);
+		if (rc < 0)
+			other_free(&o.other);
+		return rc;
+	}
+}
+
+/* ---------------- loading ---------------- */
+
+static void load_object(struct mesh_config *c, const char *file, const struct ynode *root,
+			struct diags *d)
+{
+	struct srcpos pos = {.file = file, .line = root->line};
+	struct objhead h = {.root = root, .pos = pos};
+	char object[512];
+	struct vctx v = {.d = d, .file = file, .object = object, .line = root->line};
+
+	h.meta = ymap_get(root, "metadata");
+	h.spec = ymap_get(root, "spec");
+	h.api_version = ymap_str(root, "apiVersion");
+	h.kind_name = ymap_str(root, "kind");
+	h.name = ymap_str(h.meta, "name");
+	h.ns = ymap_str(h.meta, "namespace") ? ymap_str(h.meta, "namespace") : "default";
+	if (!h.api_version || !h.kind_name) {
+		diags_add(d, DIAG_ERROR, &pos, NULL, h.api_version ? "kind" : "apiVersion",
+			  "required (every object needs apiVersion and kind)");
+		return;
+	}
+	h.kind = obj_kind_of(h.api_version, h.kind_name);
+	v.ns = h.ns;
+	if (h.kind == OBJ_NAMESPACE)
+		snprintf(object, sizeof(object), "%s/%s", h.kind_name,
+			 h.name ? h.name : "<unnamed>");
+	else
+		snprintf(object, sizeof(object), "%s/%s/%s", h.kind_name, h.ns,
+			 h.name ? h.name : "<unnamed>");
+	if (h.kind == OBJ_UNKNOWN) {
+		vwarn(&v, NULL, NULL, "unknown kind %s in %s: ignored", h.kind_name, h.api_version);
+		if (!h.name)
+			return;
+	} else if (validate_object(&v, h.kind, root) > 0) {
+		return;
+	}
+	if (add_object(c, &v, &h) < 0)
+		verr(&v, NULL, NULL, "out of memory");
+}
+
+static bool is_list(const struct ynode *root)
+{
+	const char *kind = ymap_str(root, "kind");
+	size_t len = kind ? strlen(kind) : 0;
+
+	/* `kubectl get -o yaml` wraps objects in `kind: List` (or FooList) with items. */
+	return len >= 4 && strcmp(kind + len - 4, "List") == 0 &&
+	       (strcmp(kind, "List") == 0 || ymap_find(root, "items"));
+}
+
+static void load_doc(struct mesh_config *c, const char *file, const struct ynode *root,
+		     struct diags *d)
+{
+	struct srcpos pos = {.file = file, .line = root->line};
+	const struct ynode *items;
+
+	if (!ynode_is_map(root)) {
+		diags_add(d, DIAG_ERROR, &pos, NULL, NULL,
+			  "expected a Kubernetes object (a map with apiVersion and kind)");
+		return;
+	}
+	if (!is_list(root)) {
+		load_object(c, file, root, d);
+		return;
+	}
+	items = ymap_get(root, "items");
+	if (items && !ynode_is_seq(items)) {
+		diags_add(d, DIAG_ERROR, &pos, NULL, "items", "must be a list");
+		return;
+	}
+	for (int i = 0; items && i < items->n; i++) {
+		pos.line = items->items[i]->line;
+		if (ynode_is_map(items->items[i]))
+			load_object(c, file, items->items[i], d);
+		else
+			diags_add(d, DIAG_ERROR, &pos, NULL, "items",
+				  "expected a Kubernetes object (a map with apiVersion and kind)");
+	}
+}
+
+int config_load_file(struct mesh_config *c, const char *path, struct diags *d)
+{
+	const char *file = intern_file(c, path);
+	struct srcpos pos = {.file = file ? file : path};
+	struct yfile yf;
+	struct yerror ye;
+
+	if (!file) {
+		diags_add(d, DIAG_ERROR, &pos, NULL, NULL, "out of memory");
+		return -1;
+	}
+	if (yfile_load(path, &yf, &ye) < 0) {
+		pos.line = ye.line;
+		diags_add(d, DIAG_ERROR, &pos, NULL, ye.io ? NULL : "yaml", "%s", ye.msg);
+		return -1;
+	}
+	for (int i = 0; i < yf.ndocs; i++)
+		if (yf.docs[i].root)
+			load_doc(c, file, yf.docs[i].root, d);
+	yfile_free(&yf);
+	return 0;
+}
+
+static bool config_ext(const char *name)
+{
+	const char *dot = strrchr(name, '.');
+
+	return dot && (!strcmp(dot, ".yaml") || !strcmp(dot, ".yml") || !strcmp(dot, ".json"));
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Regular config files directly in dir, sorted, as heap strings "dir/name". */
+static char **list_dir(const char *dir, int *n)
+{
+	DIR *dh = opendir(dir);
+	struct dirent *e;
+	char **v = NULL;
+	struct stat st;
+
+	*n = 0;
+	if (!dh)
+		return NULL;
+	while ((e = readdir(dh))) {
+		char *path, **nv;
+
+		if (e->d_name[0] == '.' || !config_ext(e->d_name))
+			continue;
+		if (asprintf(&path, "%s/%s", dir, e->d_name) < 0)
+			continue;
+		nv = realloc(v, (*n + 1) * sizeof(*v));
+		if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) || !nv) {
+			v = nv ? nv : v;
+			free(path);
+			continue;
+		}
+		v = nv;
+		v[(*n)++] = path;
+	}
+	closedir(dh);
+	if (v)
+		qsort(v, *n, sizeof(*v), cmp_str);
+	return v;
+}
+
+int config_load_dir(struct mesh_config *c, const char *dir, struct diags *d)
+{
+	struct srcpos pos = {.file = dir};
+	DIR *probe = opendir(dir);
+	char **files;
+	int n, rc = 0;
+
+	if (!probe) {
+		diags_add(d, DIAG_ERROR, &pos, NULL, NULL, "cannot read directory");
+		return -1;
+	}
+	closedir(probe);
+	files = list_dir(dir, &n);
+	for (int i = 0; i < n; i++)
+		if (config_load_file(c, files[i], d) < 0)
+			rc = -1;
+	strv_free(files, n);
+	return rc;
+}
+
+/* ---------------- hosts, labels, enrollment ---------------- */
+
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t ls = strlen(s), lx = strlen(suffix);
+
+	return ls >= lx && strcmp(s + ls - lx, suffix) == 0;
+}
+
+char *config_fqdn(const char *host, const char *ns)
+{
+	char *h, *out = NULL;
+	size_t len;
+	int dots = 0;
+
+	if (!host)
+		return strdup("");
+	h = strdup(host);
+	if (!h)
+		return NULL;
+	len = strlen(h);
+	if (len > 1 && h[len - 1] == '.')
+		h[--len] = 0;
+	for (char *p = h; *p; p++) {
+		*p = (char)tolower((unsigned char)*p);
+		dots += *p == '.';
+	}
+	/* Wildcards, addresses and names that are already qualified stay as they are. */
+	if (h[0] == '*' || strchr(h, ':') || (dots == 3 && strspn(h, "0123456789.") == len))
+		return h;
+	if (dots == 0 && asprintf(&out, "%s.%s.svc.cluster.local", h, ns ? ns : "default") < 0)
+		out = NULL;
+	else if (dots > 0 && ends_with(h, ".svc") && asprintf(&out, "%s.cluster.local", h) < 0)
+		out = NULL;
+	else if (dots == 1 && asprintf(&out, "%s.svc.cluster.local", h) < 0)
+		out = NULL;
+	else if (dots > 1 && !ends_with(h, ".svc"))
+		return h;
+	free(h);
+	return out;
+}
+
+const char *kv_get(const struct kvlist *l, const char *key)
+{
+	for (int i = 0; l && i < l->n; i++)
+		if (strcmp(l->v[i].key, key) == 0)
+			return l->v[i].val;
+	return NULL;
+}
+
+bool kv_match(const struct kvlist *selector, const struct kvlist *labels)
+{
+	for (int i = 0; selector && i < selector->n; i++) {
+		const char *v = kv_get(labels, selector->v[i].key);
+
+		if (!v || strcmp(v, selector->v[i].val) != 0)
+			return false;
+	}
+	return true;
+}
+
+static bool is(const char *s, const char *want)
+{
+	return s && strcmp(s, want) == 0;
+}
+
+static const struct kvlist *ns_labels(const struct mesh_config *c, const char *ns)
+{
+	for (int i = 0; i < c->nnamespaces; i++)
+		if (strcmp(c->namespaces[i].name, ns ? ns : "default") == 0)
+			return &c->namespaces[i].labels;
+	return NULL;
+}
+
+/*
+ * Enrollment as Istio decides it: a namespace opts in with istio-injection=enabled (or an
+ * istio.io/rev revision label) or istio.io/dataplane-mode=ambient; a pod opts out with
+ * sidecar.istio.io/inject="false" (label or annotation) or istio.io/dataplane-mode=none, and
+ * opts in on its own with sidecar.istio.io/inject="true" (unless its namespace says
+ * istio-injection=disabled, which Istio's webhook honours) or istio.io/dataplane-mode=ambient.
+ * A WorkloadEntry stands for a workload with its own proxy: in the mesh unless labelled
+ * security.istio.io/tlsMode=disabled.
+ */
+bool config_in_mesh(const struct mesh_config *c, const struct workload_obj *w)
+{
+	const struct kvlist *nl = ns_labels(c, w->ns);
+	const char *inj = kv_get(nl, "istio-injection"), *rev = kv_get(nl, "istio.io/rev");
+	const char *pod_inject = kv_get(&w->labels, "sidecar.istio.io/inject");
+	const char *pod_mode = kv_get(&w->labels, "istio.io/dataplane-mode");
+
+	if (w->kind == WL_WORKLOADENTRY)
+		return !is(kv_get(&w->labels, "security.istio.io/tlsMode"), "disabled");
+	if (is(pod_inject, "false") ||
+	    is(kv_get(&w->annotations, "sidecar.istio.io/inject"), "false") || is(pod_mode, "none"))
+		return false;
+	if (is(inj, "enabled") || (!inj && rev && *rev) || is(pod_mode, "ambient") ||
+	    is(kv_get(nl, "istio.io/dataplane-mode"), "ambient"))
+		return true;
+	return is(pod_inject, "true") && !inj;
+}
+
+/* ---------------- splitting files for `lab apply` ---------------- */
+
+struct split_doc {
+	yaml_document_t doc;
+	bool loaded;
+};
+
+static int split_emit(yaml_document_t *doc, yaml_node_t *node, const char *file,
+		      config_object_cb cb, void *arg, struct diags *d)
+{
+	struct yerror ye;
+	struct ynode *t = ytree_build(doc, node, &ye);
+	struct srcpos pos = {.file = file, .line = (int)node->start_mark.line + 1};
+	const char *kind = ymap_str(t, "kind"), *name = ymap_str(ymap_get(t, "metadata"), "name");
+	const char *ns = ymap_str(ymap_get(t, "metadata"), "namespace");
+	char *yaml = NULL;
+	size_t len = 0;
+	int rc = -1;
+
+	if (!t)
+		diags_add(d, DIAG_ERROR, &pos, NULL, "yaml", "%s", ye.msg);
+	else if (!kind || !name)
+		diags_add(d, DIAG_ERROR, &pos, NULL, kind ? "metadata.name" : "kind", "required");
+	else if (ydoc_emit_subtree(doc, node, &yaml, &len) < 0)
+		diags_add(d, DIAG_ERROR, &pos, NULL, NULL, "cannot re-emit the object as YAML");
+	else
+		rc = cb(arg, kind, ns ? ns : "default", name, yaml, len) ? -1 : 0;
+	free(yaml);
+	ynode_free(t);
+	return rc;
+}
+
+static int split_doc_objects(yaml_document_t *doc, const char *file, config_object_cb cb, void *arg,
+			     struct diags *d)
+{
+	yaml_node_t *root = yaml_document_get_root_node(doc);
+	yaml_node_t *kind = ydoc_map_get(doc, root, "kind");
+	yaml_node_t *items = ydoc_map_get(doc, root, "items");
+	const char *k =
+	    kind && kind->type == YAML_SCALAR_NODE ? (char *)kind->data.scalar.value : NULL;
+
+	if (!root || root->type == YAML_SCALAR_NODE)
+		return 0; /* an empty document */
+	if (!(k && ends_with(k, "List") && items && items->type == YAML_SEQUENCE_NODE))
+		return split_emit(doc, root, file, cb, arg, d);
+	for (yaml_node_item_t *it = items->data.sequence.items.start;
+	     it < items->data.sequence.items.top; it++)
+		if (split_emit(doc, yaml_document_get_node(doc, *it), file, cb, arg, d) < 0)
+			return -1;
+	return 0;
+}
+
+/* All documents are parsed before the first callback, so a syntax error late in a file does
+ * not leave half of it applied. */
+static int split_parse(const char *path, struct split_doc **docs, int *n, struct diags *d)
+{
+	struct srcpos pos = {.file = path};
+	FILE *f = fopen(path, "rb");
+	yaml_parser_t parser;
+	int rc = 0;
+
+	*docs = NULL;
+	*n = 0;
+	if (!f || !yaml_parser_initialize(&parser)) {
+		diags_add(d, DIAG_ERROR, &pos, NULL, NULL, "cannot read");
+		if (f)
+			fclose(f);
+		return -1;
+	}
+	yaml_parser_set_input_file(&parser, f);
+	for (;;) {
+		struct split_doc *sd = grow((void **)docs, n, sizeof(**docs));
+
+		if (!sd || !yaml_parser_load(&parser, &sd->doc)) {
+			pos.line = (int)parser.problem_mark.line + 1;
+			diags_add(d, DIAG_ERROR, &pos, NULL, "yaml", "%s",
+				  parser.problem ? parser.problem : "out of memory");
+			if (sd)
+				(*n)--;
+			rc = -1;
+			break;
+		}
+		sd->loaded = true;
+		if (!yaml_document_get_root_node(&sd->doc))
+			break;
+	}
+	yaml_parser_delete(&parser);
+	fclose(f);
+	return rc;
+}
+
+int config_split_file(const char *path, config_object_cb cb, void *arg, struct diags *d)
+{
+	struct split_doc *docs;
+	int n, rc = split_parse(path, &docs, &n, d);
+
+	for (int i = 0; rc == 0 && i < n; i++)
+		if (yaml_document_get_root_node(&docs[i].doc))
+			rc = split_doc_objects(&docs[i].doc, path, cb, arg, d);
+	for (int i = 0; i < n; i++)
+		if (docs[i].loaded)
+			yaml_document_delete(&docs[i].doc);
+	free(docs);
+	return rc;
+}
