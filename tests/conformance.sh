@@ -71,9 +71,10 @@ split_docs() {
 # reject: every document on its own, `_err` removed.
 while IFS= read -r f; do
 	split_docs "$f"
-	for doc in $(ls "$tmp"/doc.*.yaml 2>/dev/null | sort -t. -k2 -n); do
-		n=${doc##*/doc.}
-		n=${n%.yaml}
+	n=0
+	while [ -f "$tmp/doc.$((n + 1)).yaml" ]; do
+		n=$((n + 1))
+		doc=$tmp/doc.$n.yaml
 		want=$(sed -n 's/^_err:[ \t]*//p' "$doc" | sed "s/^['\"]//; s/['\"]\$//")
 		grep -v '^_err:' "$doc" >"$tmp/case.yaml"
 		"$bin" validate "$tmp/case.yaml" >"$tmp/out" 2>&1

@@ -566,10 +566,10 @@ static bool replace_same_file(struct vctx *v, const struct srcpos *old, const st
 {
 	if (old->file != new->file)
 		return false;
-	vwarn(v, NULL, NULL,
-	      "duplicate object: replaces the one at %s:%d (kubectl apply keeps "
-	      "the last)",
-	      old->file, old->line);
+	vctx_warn(v, NULL, NULL,
+		  "duplicate object: replaces the one at %s:%d (kubectl apply keeps "
+		  "the last)",
+		  old->file, old->line);
 	return true;
 }
 
@@ -746,14 +746,15 @@ static void load_object(struct mesh_config *c, const char *file, const struct yn
 		snprintf(object, sizeof(object), "%s/%s/%s", h.kind_name, h.ns,
 			 h.name ? h.name : "<unnamed>");
 	if (h.kind == OBJ_UNKNOWN) {
-		vwarn(&v, NULL, NULL, "unknown kind %s in %s: ignored", h.kind_name, h.api_version);
+		vctx_warn(&v, NULL, NULL, "unknown kind %s in %s: ignored", h.kind_name,
+			  h.api_version);
 		if (!h.name)
 			return;
 	} else if (validate_object(&v, h.kind, root) > 0) {
 		return;
 	}
 	if (add_object(c, &v, &h) < 0)
-		verr(&v, NULL, NULL, "out of memory");
+		vctx_err(&v, NULL, NULL, "out of memory");
 }
 
 static bool is_list(const struct ynode *root)

@@ -36,7 +36,7 @@ static void vreport(struct vctx *v, enum diag_sev sev, const struct ynode *at, c
 		v->nerr++;
 }
 
-void verr(struct vctx *v, const struct ynode *at, const char *field, const char *fmt, ...)
+void vctx_err(struct vctx *v, const struct ynode *at, const char *field, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -45,7 +45,7 @@ void verr(struct vctx *v, const struct ynode *at, const char *field, const char 
 	va_end(ap);
 }
 
-void vwarn(struct vctx *v, const struct ynode *at, const char *field, const char *fmt, ...)
+void vctx_warn(struct vctx *v, const struct ynode *at, const char *field, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -572,7 +572,7 @@ static void enum_error(struct vctx *v, const struct ynode *n, const char *path,
 	for (; *names && len + 1 < sizeof(list); names++)
 		len +=
 		    strlen(pathf(list + len, sizeof(list) - len, "%s%s", len ? ", " : "", *names));
-	verr(v, n, path, "unsupported value \"%s\" (must be one of %s)", n->str, list);
+	vctx_err(v, n, path, "unsupported value \"%s\" (must be one of %s)", n->str, list);
 }
 
 static void check_int(struct vctx *v, const struct ynode *n, const char *path, int64_t lo,
@@ -581,10 +581,10 @@ static void check_int(struct vctx *v, const struct ynode *n, const char *path, i
 	int64_t x;
 
 	if (ynode_int(n, &x) < 0)
-		verr(v, n, path, "must be an integer");
+		vctx_err(v, n, path, "must be an integer");
 	else if (lo < hi && (x < lo || x > hi))
-		verr(v, n, path, "must be between %lld and %lld, got %lld", (long long)lo,
-		     (long long)hi, (long long)x);
+		vctx_err(v, n, path, "must be between %lld and %lld, got %lld", (long long)lo,
+			 (long long)hi, (long long)x);
 }
 
 static void check_duration(struct vctx *v, const struct ynode *n, const char *path, bool istio)
@@ -592,18 +592,18 @@ static void check_duration(struct vctx *v, const struct ynode *n, const char *pa
 	int64_t ns;
 
 	if (!ynode_str(n)) {
-		verr(v, n, path, "must be a duration string like \"10s\"");
+		vctx_err(v, n, path, "must be a duration string like \"10s\"");
 		return;
 	}
 	if (parse_duration_ns(n->str, &ns) < 0) {
-		verr(v, n, path, "invalid duration \"%s\" (use e.g. \"10s\", \"1.5s\", \"100ms\")",
-		     n->str);
+		vctx_err(v, n, path,
+			 "invalid duration \"%s\" (use e.g. \"10s\", \"1.5s\", \"100ms\")", n->str);
 		return;
 	}
 	if (istio && ns < 1000000)
-		verr(v, n, path, "duration must be at least 1ms");
+		vctx_err(v, n, path, "duration must be at least 1ms");
 	else if (istio && ns % 1000000)
-		verr(v, n, path, "only durations to ms precision are supported");
+		vctx_err(v, n, path, "only durations to ms precision are supported");
 }
 
 static void check_list(struct vctx *v, const struct ynode *n, const char *path,
@@ -612,7 +612,7 @@ static void check_list(struct vctx *v, const struct ynode *n, const char *path,
 	char p[PATHMAX];
 
 	if (!ynode_is_seq(n)) {
-		verr(v, n, path, "must be a list");
+		vctx_err(v, n, path, "must be a list");
 		return;
 	}
 	for (int i = 0; i < n->n; i++) {
@@ -620,11 +620,11 @@ static void check_list(struct vctx *v, const struct ynode *n, const char *path,
 
 		pidx(p, path, i);
 		if (ynode_is_null(it))
-			verr(v, it, p, "must not be null");
+			vctx_err(v, it, p, "must not be null");
 		else if (f->type == F_LIST_STR && !ynode_str(it))
-			verr(v, it, p, "must be a string");
+			vctx_err(v, it, p, "must be a string");
 		else if (f->type == F_LIST_OBJ && !ynode_is_map(it))
-			verr(v, it, p, "must be a map");
+			vctx_err(v, it, p, "must be a map");
 		else if (f->type == F_LIST_OBJ)
 			check_obj(v, it, p, f->sub);
 	}
@@ -636,7 +636,7 @@ static void check_map(struct vctx *v, const struct ynode *n, const char *path,
 	char p[PATHMAX];
 
 	if (!ynode_is_map(n)) {
-		verr(v, n, path, "must be a map");
+		vctx_err(v, n, path, "must be a map");
 		return;
 	}
 	for (int i = 0; i < n->n; i++) {
@@ -644,11 +644,11 @@ static void check_map(struct vctx *v, const struct ynode *n, const char *path,
 
 		pkey(p, path, n->pairs[i].key);
 		if (f->type == F_MAP_STR && !ynode_is_null(val) && !ynode_str(val))
-			verr(v, val, p, "must be a string");
+			vctx_err(v, val, p, "must be a string");
 		else if (f->type == F_MAP_INT)
 			check_int(v, val, p, f->min, f->max);
 		else if (f->type == F_MAP_OBJ && !ynode_is_null(val) && !ynode_is_map(val))
-			verr(v, val, p, "must be a map");
+			vctx_err(v, val, p, "must be a map");
 		else if (f->type == F_MAP_OBJ && !ynode_is_null(val))
 			check_obj(v, val, p, f->sub);
 	}
@@ -663,18 +663,18 @@ static void check_value(struct vctx *v, const struct ynode *n, const char *path,
 	switch (f->type) {
 	case F_STR:
 		if (!ynode_str(n))
-			verr(v, n, path, "must be a string");
+			vctx_err(v, n, path, "must be a string");
 		break;
 	case F_INT:
 		check_int(v, n, path, f->min, f->max);
 		break;
 	case F_NUM:
 		if (ynode_num(n, &d) < 0)
-			verr(v, n, path, "must be a number");
+			vctx_err(v, n, path, "must be a number");
 		break;
 	case F_BOOL:
 		if (ynode_bool(n, &b) < 0)
-			verr(v, n, path, "must be a boolean");
+			vctx_err(v, n, path, "must be a boolean");
 		break;
 	case F_DUR:
 	case F_DURANY:
@@ -682,13 +682,13 @@ static void check_value(struct vctx *v, const struct ynode *n, const char *path,
 		break;
 	case F_ENUM:
 		if (!ynode_str(n))
-			verr(v, n, path, "must be a string");
+			vctx_err(v, n, path, "must be a string");
 		else if (!in_strs(n->str, f->sub))
 			enum_error(v, n, path, f->sub);
 		break;
 	case F_OBJ:
 		if (!ynode_is_map(n))
-			verr(v, n, path, "must be a map");
+			vctx_err(v, n, path, "must be a map");
 		else
 			check_obj(v, n, path, f->sub);
 		break;
@@ -707,7 +707,7 @@ static void check_value(struct vctx *v, const struct ynode *n, const char *path,
 		break;
 	case F_ANY_MAP:
 		if (!ynode_is_map(n))
-			verr(v, n, path, "must be a map");
+			vctx_err(v, n, path, "must be a map");
 		break;
 	case F_ANY:
 		break;
@@ -726,9 +726,9 @@ static void check_obj(struct vctx *v, const struct ynode *n, const char *path,
 
 		pjoin(p, path, key);
 		if (!f && s->unknown == U_ERROR)
-			verr(v, val, p, "unknown field");
+			vctx_err(v, val, p, "unknown field");
 		else if (!f && s->unknown == U_WARN)
-			vwarn(v, val, p, "unknown field (ignored)");
+			vctx_warn(v, val, p, "unknown field (ignored)");
 		else if (f && !ynode_is_null(val))
 			check_value(v, val, p, f);
 	}
@@ -929,10 +929,10 @@ static void check_labels(struct vctx *v, const struct ynode *map, const char *pa
 
 		pkey(p, path, map->pairs[i].key);
 		if (!label_key_ok(map->pairs[i].key))
-			verr(v, map->pairs[i].val, p, "invalid label key \"%s\"",
-			     map->pairs[i].key);
+			vctx_err(v, map->pairs[i].val, p, "invalid label key \"%s\"",
+				 map->pairs[i].key);
 		else if (val && !label_value_ok(val))
-			verr(v, map->pairs[i].val, p, "invalid label value \"%s\"", val);
+			vctx_err(v, map->pairs[i].val, p, "invalid label value \"%s\"", val);
 	}
 }
 
@@ -945,7 +945,7 @@ static void check_selector_labels(struct vctx *v, const struct ynode *owner, con
 
 	pjoin(p, path, key);
 	if (count(labels) == 0) {
-		vwarn(v, owner, path, "workload selector specified without labels");
+		vctx_warn(v, owner, path, "workload selector specified without labels");
 		return;
 	}
 	int before = v->nerr;
@@ -956,9 +956,11 @@ static void check_selector_labels(struct vctx *v, const struct ynode *owner, con
 
 		pkey(q, p, k);
 		if (!*k)
-			verr(v, labels->pairs[i].val, q, "empty key is not supported in selector");
+			vctx_err(v, labels->pairs[i].val, q,
+				 "empty key is not supported in selector");
 		else if (strchr(k, '*') || (val && strchr(val, '*')))
-			verr(v, labels->pairs[i].val, q, "wildcard is not supported in selector");
+			vctx_err(v, labels->pairs[i].val, q,
+				 "wildcard is not supported in selector");
 	}
 	if (v->nerr == before)
 		check_labels(v, labels, p);
@@ -989,18 +991,20 @@ static void check_export_to(struct vctx *v, const struct ynode *spec, const char
 		none |= strcmp(e, "~") == 0;
 		if (str_in_seq(l, i, e) || (strcmp(e, ".") == 0 && str_in_seq(l, i, v->ns)) ||
 		    (strcmp(e, v->ns) == 0 && str_in_seq(l, i, ".")))
-			verr(v, l->items[i], p, "duplicate entries in exportTo for entry %s", key);
+			vctx_err(v, l->items[i], p, "duplicate entries in exportTo for entry %s",
+				 key);
 		else if (strcmp(e, "~") == 0 && !service_entry)
-			verr(v, l->items[i], p,
-			     "exportTo ~ (none) is only allowed for ServiceEntry objects");
+			vctx_err(v, l->items[i], p,
+				 "exportTo ~ (none) is only allowed for ServiceEntry objects");
 		else if (strcmp(e, ".") && strcmp(e, "*") && strcmp(e, "~") && !dns_label(e, true))
-			verr(v, l->items[i], p,
-			     "only ., *, or a valid DNS 1123 label is allowed as exportTo entry");
+			vctx_err(
+			    v, l->items[i], p,
+			    "only ., *, or a valid DNS 1123 label is allowed as exportTo entry");
 	}
 	if (pub && count(l) > 1)
-		verr(v, l, path, "cannot have both public (*) and non-public exportTo values");
+		vctx_err(v, l, path, "cannot have both public (*) and non-public exportTo values");
 	if (none && count(l) > 1)
-		verr(v, l, path, "cannot export to no one (~) and someone");
+		vctx_err(v, l, path, "cannot export to no one (~) and someone");
 }
 
 /* Gateway references in a VirtualService: "mesh", "name", "ns/name" (or legacy FQDNs). */
@@ -1014,22 +1018,22 @@ static void check_gateway_names(struct vctx *v, const struct ynode *l, const cha
 		pidx(p, path, i);
 		if (!slash) {
 			if (!valid_fqdn(gw, why, sizeof(why)))
-				verr(v, l->items[i], p, "%s", why);
+				vctx_err(v, l->items[i], p, "%s", why);
 			else if (strchr(gw, '.'))
-				vwarn(
+				vctx_warn(
 				    v, l->items[i], p,
 				    "legacy gateway name format \"%s\"; prefer <namespace>/<name>",
 				    gw);
 			continue;
 		}
 		if (slash == gw || !slash[1])
-			verr(v, l->items[i], p, "namespace and gateway name cannot be empty");
+			vctx_err(v, l->items[i], p, "namespace and gateway name cannot be empty");
 		else if (!dns_label_n(gw, slash - gw, true))
-			verr(v, l->items[i], p, "invalid value for namespace: \"%.*s\"",
-			     (int)(slash - gw), gw);
+			vctx_err(v, l->items[i], p, "invalid value for namespace: \"%.*s\"",
+				 (int)(slash - gw), gw);
 		else if (!dns_label(slash + 1, true))
-			verr(v, l->items[i], p, "invalid value for gateway name: \"%s\"",
-			     slash + 1);
+			vctx_err(v, l->items[i], p, "invalid value for gateway name: \"%s\"",
+				 slash + 1);
 	}
 }
 
@@ -1067,8 +1071,8 @@ static void check_percentage(struct vctx *v, const struct ynode *owner, const ch
 	double x;
 
 	if (ynode_num(val, &x) == 0 && (x < 0 || x > 100 || (x > 0 && x < 0.0001)))
-		verr(v, val, pjoin(p, path, "percentage.value"),
-		     "percentage %g is neither 0.0, nor in range [0.0001, 100.0]", x);
+		vctx_err(v, val, pjoin(p, path, "percentage.value"),
+			 "percentage %g is neither 0.0, nor in range [0.0001, 100.0]", x);
 }
 
 /* ---------------- rules: VirtualService ---------------- */
@@ -1081,14 +1085,14 @@ static void check_dest(struct vctx *v, const struct ynode *dest, const char *pat
 
 	pjoin(p, path, "host");
 	if (!host)
-		verr(v, dest, p, "required");
+		vctx_err(v, dest, p, "required");
 	else if (strcmp(host, "*") == 0)
-		verr(v, g(dest, "host"), p, "invalid destination host *");
+		vctx_err(v, g(dest, "host"), p, "invalid destination host *");
 	else if (!valid_wildcard_domain(host, why, sizeof(why)))
-		verr(v, g(dest, "host"), p, "%s", why);
+		vctx_err(v, g(dest, "host"), p, "%s", why);
 	pjoin(p, path, "subset");
 	if (subset && !dns_label(subset, true))
-		verr(v, g(dest, "subset"), p, "subset name is invalid: %s", subset);
+		vctx_err(v, g(dest, "subset"), p, "subset name is invalid: %s", subset);
 }
 
 /* The required `destination` of a route destination or mirror policy at path. */
@@ -1098,7 +1102,7 @@ static void check_destination(struct vctx *v, const struct ynode *owner, const c
 
 	pjoin(p, path, "destination");
 	if (!has(owner, "destination"))
-		verr(v, owner, p, "required");
+		vctx_err(v, owner, p, "required");
 	else
 		check_dest(v, g(owner, "destination"), p);
 }
@@ -1123,20 +1127,20 @@ static void check_route_dests(struct vctx *v, const struct ynode *route, const c
 		if (!w)
 			unset++;
 		else if (ynode_int(w, &x) == 0 && x < 0)
-			verr(v, w, pjoin(q, p, "weight"), "must not be negative");
+			vctx_err(v, w, pjoin(q, p, "weight"), "must not be negative");
 		if (x > 0)
 			total += x;
 	}
 	pjoin(p, path, "route");
 	if (count(l) > 1 && total == 0)
-		verr(v, l, p,
-		     "all weights are 0 (an unset weight counts as 0): at least one of "
-		     "several destinations needs a weight above 0");
+		vctx_err(v, l, p,
+			 "all weights are 0 (an unset weight counts as 0): at least one of "
+			 "several destinations needs a weight above 0");
 	else if (count(l) > 1 && unset)
-		vwarn(v, l, p,
-		      "%d destination(s) without a weight get no traffic (an unset "
-		      "weight counts as 0)",
-		      unset);
+		vctx_warn(v, l, p,
+			  "%d destination(s) without a weight get no traffic (an unset "
+			  "weight counts as 0)",
+			  unset);
 }
 
 static bool header_name_ok(const char *s)
@@ -1155,13 +1159,13 @@ static void check_strmatch(struct vctx *v, const struct ynode *m, const char *pa
 	int set = has(m, "exact") + has(m, "prefix") + has(m, "regex");
 
 	if (set > 1)
-		verr(v, m, path, "only one of exact, prefix or regex may be set");
+		vctx_err(v, m, path, "only one of exact, prefix or regex may be set");
 	else if (prefix && !*prefix)
-		verr(v, g(m, "prefix"), path, "prefix string match should not be empty");
+		vctx_err(v, g(m, "prefix"), path, "prefix string match should not be empty");
 	else if (regex && !*regex)
-		verr(v, g(m, "regex"), path, "regex string match should not be empty");
+		vctx_err(v, g(m, "regex"), path, "regex string match should not be empty");
 	else if (regex && strlen(regex) > 1024)
-		verr(v, g(m, "regex"), path, "regex is too large, max length allowed is 1024");
+		vctx_err(v, g(m, "regex"), path, "regex is too large, max length allowed is 1024");
 }
 
 static void check_header_matches(struct vctx *v, const struct ynode *m, const char *key,
@@ -1176,12 +1180,12 @@ static void check_header_matches(struct vctx *v, const struct ynode *m, const ch
 		pkey(p, pjoin(q, path, key), name);
 		if (strncmp(name, "@request.auth.claims", 20) == 0) {
 			if (!to_gateway)
-				verr(v, h->pairs[i].val, p,
-				     "JWT claim based routing is only "
-				     "supported for gateways");
+				vctx_err(v, h->pairs[i].val, p,
+					 "JWT claim based routing is only "
+					 "supported for gateways");
 		} else if (!header_name_ok(name)) {
-			verr(v, h->pairs[i].val, p, "header name %s is not a valid header name",
-			     name);
+			vctx_err(v, h->pairs[i].val, p, "header name %s is not a valid header name",
+				 name);
 		}
 		check_strmatch(v, h->pairs[i].val, p);
 	}
@@ -1204,8 +1208,8 @@ static void check_http_match(struct vctx *v, const struct ynode *m, const char *
 		check_strmatch(v, qp->pairs[i].val,
 			       pkey(p, pjoin(q, path, "queryParams"), qp->pairs[i].key));
 	if (sns && !dns_label(sns, true))
-		verr(v, g(m, "sourceNamespace"), pjoin(p, path, "sourceNamespace"),
-		     "sourceNamespace match %s is invalid", sns);
+		vctx_err(v, g(m, "sourceNamespace"), pjoin(p, path, "sourceNamespace"),
+			 "sourceNamespace match %s is invalid", sns);
 	check_labels(v, g(m, "sourceLabels"), pjoin(p, path, "sourceLabels"));
 	check_gateway_names(v, g(m, "gateways"), pjoin(p, path, "gateways"));
 }
@@ -1257,17 +1261,17 @@ static void check_retries(struct vctx *v, const struct ynode *r, const char *pat
 	const char *on = ymap_str(r, "retryOn");
 
 	if (attempts < 0)
-		verr(v, g(r, "attempts"), path, "attempts cannot be negative");
+		vctx_err(v, g(r, "attempts"), path, "attempts cannot be negative");
 	else if (attempts == 0 &&
 		 (has(r, "perTryTimeout") || has(r, "retryOn") || has(r, "retryRemoteLocalities")))
-		verr(v, r, path,
-		     "http retry policy configured when attempts are set to 0 (disabled)");
+		vctx_err(v, r, path,
+			 "http retry policy configured when attempts are set to 0 (disabled)");
 	for (const char *t = on; t && *t;) {
 		size_t len = strcspn(t, ",");
 
 		if (!retry_on_ok(t, len))
-			verr(v, g(r, "retryOn"), path, "\"%.*s\" is not a valid retryOn policy",
-			     (int)len, t);
+			vctx_err(v, g(r, "retryOn"), path, "\"%.*s\" is not a valid retryOn policy",
+				 (int)len, t);
 		t += len + (t[len] == ',');
 	}
 }
@@ -1296,30 +1300,31 @@ static void check_fault(struct vctx *v, const struct ynode *f, const char *path)
 	char p[PATHMAX];
 
 	if (!abort && !delay)
-		verr(v, f, path, "HTTP fault injection must have an abort and/or a delay");
+		vctx_err(v, f, path, "HTTP fault injection must have an abort and/or a delay");
 	if (abort) {
 		int64_t st = ymap_int(abort, "httpStatus", 0);
 
 		pjoin(p, path, "abort");
 		check_percentage(v, abort, p);
 		if (has(abort, "httpStatus") && (st < 200 || st > 600))
-			verr(v, g(abort, "httpStatus"), p,
-			     "HTTP status %lld is not in range 200-599", (long long)st);
+			vctx_err(v, g(abort, "httpStatus"), p,
+				 "HTTP status %lld is not in range 200-599", (long long)st);
 		else if (has(abort, "grpcStatus") && !in_strs(ymap_str(abort, "grpcStatus"), grpc))
-			verr(v, g(abort, "grpcStatus"), p, "gRPC status \"%s\" is not supported",
-			     ymap_str(abort, "grpcStatus"));
+			vctx_err(v, g(abort, "grpcStatus"), p,
+				 "gRPC status \"%s\" is not supported",
+				 ymap_str(abort, "grpcStatus"));
 		else if (has(abort, "http2Error"))
-			verr(v, g(abort, "http2Error"), p,
-			     "HTTP/2 abort fault injection not supported yet");
+			vctx_err(v, g(abort, "http2Error"), p,
+				 "HTTP/2 abort fault injection not supported yet");
 		else if (!has(abort, "httpStatus") && !has(abort, "grpcStatus"))
-			vwarn(v, abort, p, "abort configured, but error type not set");
+			vctx_warn(v, abort, p, "abort configured, but error type not set");
 	}
 	if (delay) {
 		pjoin(p, path, "delay");
 		check_percentage(v, delay, p);
 		if (has(delay, "exponentialDelay"))
-			verr(v, g(delay, "exponentialDelay"), p,
-			     "exponentialDelay not supported yet");
+			vctx_err(v, g(delay, "exponentialDelay"), p,
+				 "exponentialDelay not supported yet");
 	}
 }
 
@@ -1330,13 +1335,13 @@ static void check_redirect(struct vctx *v, const struct ynode *r, const char *pa
 
 	if (!has(r, "uri") && !has(r, "authority") && !has(r, "port") && !has(r, "derivePort") &&
 	    !has(r, "scheme"))
-		verr(v, r, path, "redirect must specify URI, authority, scheme, or port");
+		vctx_err(v, r, path, "redirect must specify URI, authority, scheme, or port");
 	if (code && (code < 300 || code > 399))
-		verr(v, g(r, "redirectCode"), path,
-		     "%lld is not a valid redirect code, must be 3xx", (long long)code);
+		vctx_err(v, g(r, "redirectCode"), path,
+			 "%lld is not a valid redirect code, must be 3xx", (long long)code);
 	if (scheme && strcmp(scheme, "http") && strcmp(scheme, "https"))
-		verr(v, g(r, "scheme"), path,
-		     "invalid redirect scheme, must be \"http\" or \"https\"");
+		vctx_err(v, g(r, "scheme"), path,
+			 "invalid redirect scheme, must be \"http\" or \"https\"");
 }
 
 static void check_rewrite(struct vctx *v, const struct ynode *r, const char *path)
@@ -1345,15 +1350,15 @@ static void check_rewrite(struct vctx *v, const struct ynode *r, const char *pat
 	const char *uri = ymap_str(r, "uri");
 
 	if (uri && *uri && rr)
-		verr(v, r, path, "rewrite may only contain one of URI or UriRegexRewrite");
+		vctx_err(v, r, path, "rewrite may only contain one of URI or UriRegexRewrite");
 	else if (!(uri && *uri) && !rr && !(ymap_str(r, "authority") && *ymap_str(r, "authority")))
-		verr(v, r, path,
-		     "rewrite must specify at least one of URI, UriRegexRewrite, or "
-		     "authority");
+		vctx_err(v, r, path,
+			 "rewrite must specify at least one of URI, UriRegexRewrite, or "
+			 "authority");
 	if (rr && (!ymap_str(rr, "match") || !*ymap_str(rr, "match") || !ymap_str(rr, "rewrite") ||
 		   !*ymap_str(rr, "rewrite")))
-		verr(v, rr, path,
-		     "UriRegexRewrite requires both Rewrite and Match fields to be specified");
+		vctx_err(v, rr, path,
+			 "UriRegexRewrite requires both Rewrite and Match fields to be specified");
 }
 
 static void check_direct_response(struct vctx *v, const struct ynode *r, const char *path)
@@ -1365,13 +1370,14 @@ static void check_direct_response(struct vctx *v, const struct ynode *r, const c
 	size_t size = b ? strlen(b) : 0;
 
 	if (st < 200 || st > 600)
-		verr(v, r, path, "HTTP status %lld is not in range 200-599", (long long)st);
+		vctx_err(v, r, path, "HTTP status %lld is not in range 200-599", (long long)st);
 	if (size > 1024 * 1024)
-		verr(v, body, path,
-		     "large direct_responses may impact control plane performance, "
-		     "must be less than 1MB");
+		vctx_err(v, body, path,
+			 "large direct_responses may impact control plane performance, "
+			 "must be less than 1MB");
 	else if (size > 100 * 1024)
-		vwarn(v, body, path, "large direct_responses may impact control plane performance");
+		vctx_warn(v, body, path,
+			  "large direct_responses may impact control plane performance");
 }
 
 static void check_mirrors(struct vctx *v, const struct ynode *route, const char *path)
@@ -1387,17 +1393,17 @@ static void check_mirrors(struct vctx *v, const struct ynode *route, const char 
 		check_destination(v, ms->items[i], p);
 		if (ynode_num(g(g(ms->items[i], "percentage"), "value"), &x) == 0 &&
 		    (x < 0 || x > 100))
-			verr(v, g(ms->items[i], "percentage"), p,
-			     "mirror percentage must be between 0 and 100 (it has %g)", x);
+			vctx_err(v, g(ms->items[i], "percentage"), p,
+				 "mirror percentage must be between 0 and 100 (it has %g)", x);
 	}
 	if (ynode_num(g(g(route, "mirrorPercentage"), "value"), &x) == 0 && (x < 0 || x > 100))
-		verr(v, g(route, "mirrorPercentage"), pjoin(p, path, "mirrorPercentage"),
-		     "mirror_percentage must be between 0 and 100 (it has %g)", x);
+		vctx_err(v, g(route, "mirrorPercentage"), pjoin(p, path, "mirrorPercentage"),
+			 "mirror_percentage must be between 0 and 100 (it has %g)", x);
 	if (mp) {
 		if (ymap_int(route, "mirrorPercent", 0) > 100)
-			verr(v, mp, pjoin(p, path, "mirrorPercent"),
-			     "mirror_percent must have a max value of 100");
-		vwarn(
+			vctx_err(v, mp, pjoin(p, path, "mirrorPercent"),
+				 "mirror_percent must have a max value of 100");
+		vctx_warn(
 		    v, mp, pjoin(p, path, "mirrorPercent"),
 		    "using deprecated setting \"mirrorPercent\", use \"mirrorPercentage\" instead");
 	}
@@ -1413,8 +1419,8 @@ static void check_cors(struct vctx *v, const struct ynode *c, const char *path)
 
 	for (int i = 0; i < count(m); i++)
 		if (!in_strs(m->items[i]->str, methods))
-			verr(v, m->items[i], pidx(p, pjoin(q, path, "allowMethods"), i),
-			     "\"%s\" is not a supported HTTP method", m->items[i]->str);
+			vctx_err(v, m->items[i], pidx(p, pjoin(q, path, "allowMethods"), i),
+				 "\"%s\" is not a supported HTTP method", m->items[i]->str);
 	for (int i = 0; i < count(o); i++) {
 		const struct ynode *sm = o->items[i];
 		const char *x = ymap_str(sm, "exact")	 ? ymap_str(sm, "exact")
@@ -1423,7 +1429,7 @@ static void check_cors(struct vctx *v, const struct ynode *c, const char *path)
 
 		pidx(p, pjoin(q, path, "allowOrigins"), i);
 		if (!x || !*x)
-			verr(v, sm, p, "'' is not a valid match type for CORS allow origins");
+			vctx_err(v, sm, p, "'' is not a valid match type for CORS allow origins");
 		else
 			check_strmatch(v, sm, p);
 	}
@@ -1432,8 +1438,9 @@ static void check_cors(struct vctx *v, const struct ynode *c, const char *path)
 
 		for (int i = 0; i < count(h); i++)
 			if (strcmp(h->items[i]->str, "*") && !header_name_ok(h->items[i]->str))
-				verr(v, h->items[i], pidx(p, pjoin(q, path, hdrs[k]), i),
-				     "header name %s is not a valid header name", h->items[i]->str);
+				vctx_err(v, h->items[i], pidx(p, pjoin(q, path, hdrs[k]), i),
+					 "header name %s is not a valid header name",
+					 h->items[i]->str);
 	}
 }
 
@@ -1468,15 +1475,17 @@ static void check_header_ops(struct vctx *v, const struct ynode *hdrs, const cha
 				pathf(q, sizeof(q), "%s.%s.%s", path, dirs[d], ops[o]);
 				pkey(p, q, name);
 				if (!*name)
-					verr(v, m->pairs[i].val, p, "header name cannot be empty");
+					vctx_err(v, m->pairs[i].val, p,
+						 "header name cannot be empty");
 				else if ((name[0] == ':' || !strcasecmp(name, "host")) &&
 					 !(d == 0 && auth))
-					verr(v, m->pairs[i].val, p, "invalid header \"%s\"", name);
+					vctx_err(v, m->pairs[i].val, p, "invalid header \"%s\"",
+						 name);
 				else if (val && !header_value_ok(val))
-					verr(v, m->pairs[i].val, p,
-					     "header value configuration %s "
-					     "is invalid",
-					     val);
+					vctx_err(v, m->pairs[i].val, p,
+						 "header value configuration %s "
+						 "is invalid",
+						 val);
 			}
 		}
 		for (int i = 0; i < count(rm); i++) {
@@ -1484,7 +1493,8 @@ static void check_header_ops(struct vctx *v, const struct ynode *hdrs, const cha
 
 			pathf(q, sizeof(q), "%s.%s.remove", path, dirs[d]);
 			if (!*name || name[0] == ':' || !strcasecmp(name, "host"))
-				verr(v, rm->items[i], pidx(p, q, i), "invalid header \"%s\"", name);
+				vctx_err(v, rm->items[i], pidx(p, q, i), "invalid header \"%s\"",
+					 name);
 		}
 	}
 }
@@ -1499,28 +1509,29 @@ static void check_http_route(struct vctx *v, const struct ynode *r, const char *
 
 	if (delegate && !delegate_vs) {
 		if (redirect)
-			verr(v, r, path, "root HTTP route must not specify redirect");
+			vctx_err(v, r, path, "root HTTP route must not specify redirect");
 		if (route)
-			verr(v, r, path, "root HTTP route must not specify route");
+			vctx_err(v, r, path, "root HTTP route must not specify route");
 	} else {
 		if (delegate)
-			verr(v, g(r, "delegate"), path,
-			     "delegate HTTP route cannot contain delegate");
+			vctx_err(v, g(r, "delegate"), path,
+				 "delegate HTTP route cannot contain delegate");
 		if (redirect && route)
-			verr(v, r, path, "HTTP route cannot contain both route and redirect");
+			vctx_err(v, r, path, "HTTP route cannot contain both route and redirect");
 		if (redirect && has(r, "fault"))
-			verr(v, r, path, "HTTP route cannot contain both fault and redirect");
+			vctx_err(v, r, path, "HTTP route cannot contain both fault and redirect");
 		if (redirect && has(r, "rewrite"))
-			verr(v, r, path,
-			     "HTTP route rule cannot contain both rewrite and redirect");
+			vctx_err(v, r, path,
+				 "HTTP route rule cannot contain both rewrite and redirect");
 		if (redirect && direct)
-			verr(v, r, path,
-			     "HTTP route cannot contain both redirect and directResponse");
+			vctx_err(v, r, path,
+				 "HTTP route cannot contain both redirect and directResponse");
 		if (!redirect && direct && route)
-			verr(v, r, path, "HTTP route cannot contain both route and directResponse");
+			vctx_err(v, r, path,
+				 "HTTP route cannot contain both route and directResponse");
 		if (!redirect && !direct && !route)
-			verr(v, r, pjoin(p, path, "route"),
-			     "required (or redirect, directResponse or delegate)");
+			vctx_err(v, r, pjoin(p, path, "route"),
+				 "required (or redirect, directResponse or delegate)");
 	}
 	for (int i = 0; i < count(ms); i++)
 		check_http_match(v, ms->items[i], pidx(p, pjoin(q, path, "match"), i), to_gateway);
@@ -1552,8 +1563,8 @@ static void check_subnets(struct vctx *v, const struct ynode *m, const char *pat
 
 	for (int i = 0; i < count(l); i++)
 		if (!valid_ip_or_cidr(l->items[i]->str))
-			verr(v, l->items[i], pidx(p, pjoin(q, path, "destinationSubnets"), i),
-			     "%s is not a valid IP address or CIDR block", l->items[i]->str);
+			vctx_err(v, l->items[i], pidx(p, pjoin(q, path, "destinationSubnets"), i),
+				 "%s is not a valid IP address or CIDR block", l->items[i]->str);
 }
 
 static void check_l4_match(struct vctx *v, const struct ynode *m, const char *path)
@@ -1572,21 +1583,21 @@ static void check_sni(struct vctx *v, const struct ynode *sni, const char *path,
 
 	if (!valid_wildcard_domain(sni->str, why, sizeof(why))) {
 		if (valid_ip(sni->str))
-			vwarn(v, sni, path,
-			      "using an IP address (\"%s\") goes against SNI spec and "
-			      "most clients do not support this",
-			      sni->str);
+			vctx_warn(v, sni, path,
+				  "using an IP address (\"%s\") goes against SNI spec and "
+				  "most clients do not support this",
+				  sni->str);
 		else if (!(to_gateway && strncmp(sni->str, "outbound_.", 10) == 0))
-			verr(v, sni, path, "%s", why);
+			vctx_err(v, sni, path, "%s", why);
 		return;
 	}
 	for (int i = 0; i < count(hosts); i++)
 		if (host_subset_of(sni->str, hosts->items[i]->str))
 			return;
-	verr(v, sni, path,
-	     "SNI host \"%s\" is not a compatible subset of any of the virtual "
-	     "service hosts",
-	     sni->str);
+	vctx_err(v, sni, path,
+		 "SNI host \"%s\" is not a compatible subset of any of the virtual "
+		 "service hosts",
+		 sni->str);
 }
 
 static void check_tls_route(struct vctx *v, const struct ynode *r, const char *path,
@@ -1596,23 +1607,23 @@ static void check_tls_route(struct vctx *v, const struct ynode *r, const char *p
 	char p[PATHMAX], q[PATHMAX], s[PATHMAX];
 
 	if (count(ms) == 0)
-		verr(v, r, pjoin(p, path, "match"),
-		     "TLS route must have at least one match "
-		     "condition");
+		vctx_err(v, r, pjoin(p, path, "match"),
+			 "TLS route must have at least one match "
+			 "condition");
 	for (int i = 0; i < count(ms); i++) {
 		const struct ynode *sn = g(ms->items[i], "sniHosts");
 
 		pidx(p, pjoin(q, path, "match"), i);
 		if (count(sn) == 0)
-			verr(v, ms->items[i], pjoin(q, p, "sniHosts"),
-			     "TLS match must have at least one SNI host");
+			vctx_err(v, ms->items[i], pjoin(q, p, "sniHosts"),
+				 "TLS match must have at least one SNI host");
 		for (int k = 0; k < count(sn); k++)
 			check_sni(v, sn->items[k], pidx(s, pjoin(q, p, "sniHosts"), k), hosts,
 				  to_gateway);
 		check_l4_match(v, ms->items[i], p);
 	}
 	if (count(g(r, "route")) == 0)
-		verr(v, r, pjoin(p, path, "route"), "required");
+		vctx_err(v, r, pjoin(p, path, "route"), "required");
 	check_route_dests(v, r, path);
 }
 
@@ -1624,7 +1635,7 @@ static void check_tcp_route(struct vctx *v, const struct ynode *r, const char *p
 	for (int i = 0; i < count(ms); i++)
 		check_l4_match(v, ms->items[i], pidx(p, pjoin(q, path, "match"), i));
 	if (count(g(r, "route")) == 0)
-		verr(v, r, pjoin(p, path, "route"), "required");
+		vctx_err(v, r, pjoin(p, path, "route"), "required");
 	check_route_dests(v, r, path);
 }
 
@@ -1637,10 +1648,10 @@ static void check_unreachable(struct vctx *v, const struct ynode *routes, const 
 		if (count(g(routes->items[i], "match")) > 0)
 			continue;
 		for (int k = i + 1; k < routes->n; k++)
-			vwarn(v, routes->items[k], pidx(p, path, k),
-			      "rule is never used: %s[%d] before it has no match and takes all "
-			      "traffic",
-			      path, i);
+			vctx_warn(v, routes->items[k], pidx(p, path, k),
+				  "rule is never used: %s[%d] before it has no match and takes all "
+				  "traffic",
+				  path, i);
 		return;
 	}
 }
@@ -1666,22 +1677,22 @@ static void check_vs_hosts(struct vctx *v, const struct ynode *hosts, bool to_ga
 		pidx(p, "spec.hosts", i);
 		if (!valid_wildcard_domain(h, why, sizeof(why))) {
 			if (!valid_ip(h)) {
-				verr(v, hosts->items[i], p, "%s", why);
+				vctx_err(v, hosts->items[i], p, "%s", why);
 				all_valid = false;
 			}
 		} else if (!to_gateway && strcmp(h, "*") == 0) {
-			verr(v, hosts->items[i], p,
-			     "wildcard host * is not allowed for virtual "
-			     "services bound to the mesh gateway");
+			vctx_err(v, hosts->items[i], p,
+				 "wildcard host * is not allowed for virtual "
+				 "services bound to the mesh gateway");
 			all_valid = false;
 		}
 	}
 	for (int i = 0; all_valid && i < count(hosts); i++)
 		for (int k = i + 1; k < hosts->n; k++)
 			if (host_matches(hosts->items[i]->str, hosts->items[k]->str))
-				verr(v, hosts->items[k], pidx(p, "spec.hosts", k),
-				     "duplicate host \"%s\" (matches spec.hosts[%d] \"%s\")",
-				     hosts->items[k]->str, i, hosts->items[i]->str);
+				vctx_err(v, hosts->items[k], pidx(p, "spec.hosts", k),
+					 "duplicate host \"%s\" (matches spec.hosts[%d] \"%s\")",
+					 hosts->items[k]->str, i, hosts->items[i]->str);
 }
 
 static void vs_rules(struct vctx *v, const struct ynode *spec)
@@ -1693,22 +1704,22 @@ static void vs_rules(struct vctx *v, const struct ynode *spec)
 
 	if (delegate_vs) {
 		if (count(gws))
-			verr(v, gws, "spec.gateways",
-			     "delegate virtual service (no hosts) must have "
-			     "no gateways specified");
+			vctx_err(v, gws, "spec.gateways",
+				 "delegate virtual service (no hosts) must have "
+				 "no gateways specified");
 		if (count(tls) || count(tcp))
-			verr(v, spec, "spec.hosts",
-			     "required (a VirtualService without hosts is a "
-			     "delegate and may only have http routes)");
+			vctx_err(v, spec, "spec.hosts",
+				 "required (a VirtualService without hosts is a "
+				 "delegate and may only have http routes)");
 		else
-			vwarn(v, spec, "spec.hosts",
-			      "no hosts: this VirtualService only acts as a "
-			      "delegate of another one");
+			vctx_warn(v, spec, "spec.hosts",
+				  "no hosts: this VirtualService only acts as a "
+				  "delegate of another one");
 	}
 	check_gateway_names(v, gws, "spec.gateways");
 	check_vs_hosts(v, hosts, to_gateway);
 	if (!count(http) && !count(tls) && !count(tcp))
-		verr(v, spec, "spec", "http, tcp or tls must be provided in virtual service");
+		vctx_err(v, spec, "spec", "http, tcp or tls must be provided in virtual service");
 	for (int i = 0; i < count(http); i++)
 		check_http_route(v, http->items[i], pidx(p, "spec.http", i), delegate_vs,
 				 to_gateway);
@@ -1730,21 +1741,22 @@ static void check_outlier(struct vctx *v, const struct ynode *od, const char *pa
 	char p[PATHMAX];
 
 	if (ymap_int(od, "consecutiveErrors", 0) != 0)
-		vwarn(v, g(od, "consecutiveErrors"), pjoin(p, path, "consecutiveErrors"),
-		      "outlier detection consecutive errors is deprecated, use "
-		      "consecutiveGatewayErrors or consecutive5xxErrors instead");
+		vctx_warn(v, g(od, "consecutiveErrors"), pjoin(p, path, "consecutiveErrors"),
+			  "outlier detection consecutive errors is deprecated, use "
+			  "consecutiveGatewayErrors or consecutive5xxErrors instead");
 	if (!ymap_bool(od, "splitExternalLocalOriginErrors", false) &&
 	    ymap_int(od, "consecutiveLocalOriginFailures", 0) > 0)
-		verr(v, g(od, "consecutiveLocalOriginFailures"),
-		     pjoin(p, path, "consecutiveLocalOriginFailures"),
-		     "outlier detection consecutive local origin failures is specified, but split "
-		     "external local origin errors is set to false");
+		vctx_err(
+		    v, g(od, "consecutiveLocalOriginFailures"),
+		    pjoin(p, path, "consecutiveLocalOriginFailures"),
+		    "outlier detection consecutive local origin failures is specified, but split "
+		    "external local origin errors is set to false");
 	for (int i = 0; pcts[i]; i++) {
 		int64_t x = ymap_int(od, pcts[i], 0);
 
 		if (x < 0 || x > 100)
-			verr(v, g(od, pcts[i]), pjoin(p, path, pcts[i]),
-			     "percentage %lld is not in range 0..100", (long long)x);
+			vctx_err(v, g(od, pcts[i]), pjoin(p, path, pcts[i]),
+				 "percentage %lld is not in range 0..100", (long long)x);
 	}
 }
 
@@ -1757,18 +1769,18 @@ static void check_pool(struct vctx *v, const struct ynode *cp, const char *path)
 	char p[PATHMAX], q[PATHMAX];
 
 	if (!http && !tcp)
-		verr(v, cp, path, "connection pool must have at least one field");
+		vctx_err(v, cp, path, "connection pool must have at least one field");
 	for (int i = 0; nonneg[i]; i++)
 		if (ymap_int(http, nonneg[i], 0) < 0)
-			verr(v, g(http, nonneg[i]), pjoin(p, pjoin(q, path, "http"), nonneg[i]),
-			     "must not be negative");
+			vctx_err(v, g(http, nonneg[i]), pjoin(p, pjoin(q, path, "http"), nonneg[i]),
+				 "must not be negative");
 	if (ymap_bool(http, "useClientProtocol", false) && ymap_str(http, "h2UpgradePolicy") &&
 	    strcmp(ymap_str(http, "h2UpgradePolicy"), "UPGRADE") == 0)
-		verr(v, http, pjoin(p, path, "http"),
-		     "use client protocol must not be true when H2UpgradePolicy is UPGRADE");
+		vctx_err(v, http, pjoin(p, path, "http"),
+			 "use client protocol must not be true when H2UpgradePolicy is UPGRADE");
 	if (ymap_int(tcp, "maxConnections", 0) < 0)
-		verr(v, g(tcp, "maxConnections"), pjoin(p, path, "tcp.maxConnections"),
-		     "must not be negative");
+		vctx_err(v, g(tcp, "maxConnections"), pjoin(p, path, "tcp.maxConnections"),
+			 "must not be negative");
 }
 
 static bool is_prime(uint64_t x)
@@ -1792,29 +1804,31 @@ static void check_consistent_hash(struct vctx *v, const struct ynode *ch, const 
 	char p[PATHMAX];
 
 	if (keys > 1)
-		verr(v, ch, path,
-		     "only one of httpHeaderName, httpCookie, useSourceIp or "
-		     "httpQueryParameterName may be set");
+		vctx_err(v, ch, path,
+			 "only one of httpHeaderName, httpCookie, useSourceIp or "
+			 "httpQueryParameterName may be set");
 	if (cookie && (!ymap_str(cookie, "name") || !*ymap_str(cookie, "name")))
-		verr(v, cookie, pjoin(p, path, "httpCookie.name"), "name required for HttpCookie");
+		vctx_err(v, cookie, pjoin(p, path, "httpCookie.name"),
+			 "name required for HttpCookie");
 	if (has(ch, "minimumRingSize")) {
-		vwarn(v, g(ch, "minimumRingSize"), pjoin(p, path, "minimumRingSize"),
-		      "consistent hash MinimumRingSize is deprecated, use ConsistentHashLB's "
-		      "RingHash configuration instead");
+		vctx_warn(v, g(ch, "minimumRingSize"), pjoin(p, path, "minimumRingSize"),
+			  "consistent hash MinimumRingSize is deprecated, use ConsistentHashLB's "
+			  "RingHash configuration instead");
 		if (has(ch, "ringHash") || mg)
-			verr(v, ch, path,
-			     "only one of MinimumRingSize or Maglev/Ringhash can be "
-			     "specified");
+			vctx_err(v, ch, path,
+				 "only one of MinimumRingSize or Maglev/Ringhash can be "
+				 "specified");
 	}
 	if (has(ch, "ringHash") && mg)
-		verr(v, ch, path, "only one of ringHash or maglev may be set");
+		vctx_err(v, ch, path, "only one of ringHash or maglev may be set");
 	pjoin(p, path, "maglev.tableSize");
 	if (mg && ts == 0)
-		verr(v, mg, p, "tableSize must be set for maglev");
+		vctx_err(v, mg, p, "tableSize must be set for maglev");
 	else if (mg && ts >= 5000011)
-		verr(v, g(mg, "tableSize"), p, "tableSize must be less than 5000011 for maglev");
+		vctx_err(v, g(mg, "tableSize"), p,
+			 "tableSize must be less than 5000011 for maglev");
 	else if (mg && !is_prime((uint64_t)ts))
-		verr(v, g(mg, "tableSize"), p, "tableSize must be a prime number for maglev");
+		vctx_err(v, g(mg, "tableSize"), p, "tableSize must be a prime number for maglev");
 }
 
 static void check_warmup(struct vctx *v, const struct ynode *w, const char *path)
@@ -1823,13 +1837,13 @@ static void check_warmup(struct vctx *v, const struct ynode *w, const char *path
 	double x;
 
 	if (!has(w, "duration"))
-		verr(v, w, pjoin(p, path, "duration"), "required");
+		vctx_err(v, w, pjoin(p, path, "duration"), "required");
 	if (ynode_num(g(w, "minimumPercent"), &x) == 0 && (x < 0 || x > 100))
-		verr(v, g(w, "minimumPercent"), pjoin(p, path, "minimumPercent"),
-		     "must be between 0 and 100, got %g", x);
+		vctx_err(v, g(w, "minimumPercent"), pjoin(p, path, "minimumPercent"),
+			 "must be between 0 and 100, got %g", x);
 	if (ynode_num(g(w, "aggression"), &x) == 0 && x < 1)
-		verr(v, g(w, "aggression"), pjoin(p, path, "aggression"),
-		     "must be at least 1, got %g", x);
+		vctx_err(v, g(w, "aggression"), pjoin(p, path, "aggression"),
+			 "must be at least 1, got %g", x);
 }
 
 static void check_lb(struct vctx *v, const struct ynode *lb, const char *path)
@@ -1837,7 +1851,7 @@ static void check_lb(struct vctx *v, const struct ynode *lb, const char *path)
 	char p[PATHMAX];
 
 	if (has(lb, "simple") && has(lb, "consistentHash"))
-		verr(v, lb, path, "only one of simple or consistentHash may be set");
+		vctx_err(v, lb, path, "only one of simple or consistentHash may be set");
 	if (has(lb, "consistentHash"))
 		check_consistent_hash(v, g(lb, "consistentHash"), pjoin(p, path, "consistentHash"));
 	if (has(lb, "warmup"))
@@ -1853,21 +1867,21 @@ static void check_client_tls(struct vctx *v, const struct ynode *t, const char *
 	    ((simple && (has(t, "caCertificates") || has(t, "credentialName") ||
 			 has(t, "subjectAltNames"))) ||
 	     (mutual && (has(t, "caCertificates") || has(t, "subjectAltNames")))))
-		verr(v, t, path,
-		     "cannot specify CaCertificates or CredentialName or "
-		     "SubjectAltNames when InsecureSkipVerify is set true");
+		vctx_err(v, t, path,
+			 "cannot specify CaCertificates or CredentialName or "
+			 "SubjectAltNames when InsecureSkipVerify is set true");
 	if ((simple || mutual) && has(t, "credentialName")) {
 		if (has(t, "clientCertificate") || has(t, "caCertificates") ||
 		    has(t, "privateKey") || has(t, "caCrl"))
-			verr(v, t, path,
-			     "cannot specify client certificates or CA certificate or "
-			     "CA CRL if credentialName is set");
+			vctx_err(v, t, path,
+				 "cannot specify client certificates or CA certificate or "
+				 "CA CRL if credentialName is set");
 		return;
 	}
 	if (mutual && !has(t, "clientCertificate"))
-		verr(v, t, path, "client certificate required for mutual tls");
+		vctx_err(v, t, path, "client certificate required for mutual tls");
 	if (mutual && !has(t, "privateKey"))
-		verr(v, t, path, "private key required for mutual tls");
+		vctx_err(v, t, path, "private key required for mutual tls");
 }
 
 static void check_policy_parts(struct vctx *v, const struct ynode *tp, const char *path)
@@ -1890,13 +1904,14 @@ static void check_tunnel(struct vctx *v, const struct ynode *t, const char *path
 	char why[320];
 
 	if (proto && *proto && strcmp(proto, "CONNECT") && strcmp(proto, "POST"))
-		verr(v, g(t, "protocol"), path, "tunnel protocol must be \"CONNECT\" or \"POST\"");
+		vctx_err(v, g(t, "protocol"), path,
+			 "tunnel protocol must be \"CONNECT\" or \"POST\"");
 	if (!host || (!valid_fqdn(host, why, sizeof(why)) && !valid_ip(host)))
-		verr(v, t, path, "tunnel target host must be valid FQDN or IP address");
+		vctx_err(v, t, path, "tunnel target host must be valid FQDN or IP address");
 	if (!has(t, "targetPort"))
-		verr(v, t, path,
-		     "tunnel target port is invalid: port number 0 must be in the range "
-		     "1..65535");
+		vctx_err(v, t, path,
+			 "tunnel target port is invalid: port number 0 must be in the range "
+			 "1..65535");
 }
 
 static void check_policy(struct vctx *v, const struct ynode *tp, const char *path)
@@ -1907,11 +1922,11 @@ static void check_policy(struct vctx *v, const struct ynode *tp, const char *pat
 	if (!has(tp, "outlierDetection") && !has(tp, "connectionPool") &&
 	    !has(tp, "loadBalancer") && !has(tp, "tls") && !pls && !has(tp, "tunnel") &&
 	    !has(tp, "proxyProtocol") && !has(tp, "retryBudget")) {
-		verr(v, tp, path, "traffic policy must have at least one field");
+		vctx_err(v, tp, path, "traffic policy must have at least one field");
 		return;
 	}
 	if (has(tp, "tunnel") && has(tp, "proxyProtocol"))
-		verr(v, tp, path, "tunnel and proxyProtocol must not be set together");
+		vctx_err(v, tp, path, "tunnel and proxyProtocol must not be set together");
 	if (has(tp, "tunnel"))
 		check_tunnel(v, g(tp, "tunnel"), pjoin(p, path, "tunnel"));
 	check_policy_parts(v, tp, path);
@@ -1920,10 +1935,10 @@ static void check_policy(struct vctx *v, const struct ynode *tp, const char *pat
 
 		pidx(p, pjoin(q, path, "portLevelSettings"), i);
 		if (!has(pl, "port"))
-			verr(v, pl, pjoin(q, p, "port"), "required");
+			vctx_err(v, pl, pjoin(q, p, "port"), "required");
 		if (!has(pl, "outlierDetection") && !has(pl, "connectionPool") &&
 		    !has(pl, "loadBalancer") && !has(pl, "tls"))
-			verr(v, pl, p, "port traffic policy must have at least one field");
+			vctx_err(v, pl, p, "port traffic policy must have at least one field");
 		else
 			check_policy_parts(v, pl, p);
 	}
@@ -1936,9 +1951,9 @@ static void dr_rules(struct vctx *v, const struct ynode *spec)
 	char p[PATHMAX], q[PATHMAX], why[320];
 
 	if (!host)
-		verr(v, spec, "spec.host", "required");
+		vctx_err(v, spec, "spec.host", "required");
 	else if (!valid_wildcard_domain(host, why, sizeof(why)))
-		verr(v, g(spec, "host"), "spec.host", "%s", why);
+		vctx_err(v, g(spec, "host"), "spec.host", "%s", why);
 	if (has(spec, "trafficPolicy"))
 		check_policy(v, g(spec, "trafficPolicy"), "spec.trafficPolicy");
 	for (int i = 0; i < count(subsets); i++) {
@@ -1947,16 +1962,16 @@ static void dr_rules(struct vctx *v, const struct ynode *spec)
 
 		pidx(p, "spec.subsets", i);
 		if (!name || !*name)
-			verr(v, s, pjoin(q, p, "name"), "required");
+			vctx_err(v, s, pjoin(q, p, "name"), "required");
 		else if (!dns_label(name, true))
-			verr(v, g(s, "name"), pjoin(q, p, "name"), "subset name is invalid: %s",
-			     name);
+			vctx_err(v, g(s, "name"), pjoin(q, p, "name"), "subset name is invalid: %s",
+				 name);
 		for (int k = 0; name && k < i; k++)
 			if (ymap_str(subsets->items[k], "name") &&
 			    strcmp(ymap_str(subsets->items[k], "name"), name) == 0) {
-				verr(v, g(s, "name"), pjoin(q, p, "name"),
-				     "duplicate subset name \"%s\" (also spec.subsets[%d])", name,
-				     k);
+				vctx_err(v, g(s, "name"), pjoin(q, p, "name"),
+					 "duplicate subset name \"%s\" (also spec.subsets[%d])",
+					 name, k);
 				break;
 			}
 		check_labels(v, g(s, "labels"), pjoin(q, p, "labels"));
@@ -1969,9 +1984,10 @@ static void dr_rules(struct vctx *v, const struct ynode *spec)
 		for (int i = 0; i < count(g(spec, "exportTo")); i++)
 			if (strcmp(g(spec, "exportTo")->items[i]->str, ".") &&
 			    strcmp(g(spec, "exportTo")->items[i]->str, v->ns))
-				verr(v, g(spec, "exportTo"), "spec.exportTo",
-				     "destination rule with workload selector cannot have exportTo "
-				     "beyond current namespace");
+				vctx_err(
+				    v, g(spec, "exportTo"), "spec.exportTo",
+				    "destination rule with workload selector cannot have exportTo "
+				    "beyond current namespace");
 	}
 }
 
@@ -1992,12 +2008,12 @@ static void check_uds(struct vctx *v, const struct ynode *we, const char *addr, 
 
 	pjoin(q, path, "address");
 	if (!*p)
-		verr(v, g(we, "address"), q, "unix address must not be empty");
+		vctx_err(v, g(we, "address"), q, "unix address must not be empty");
 	else if (*p != '@' && (*p != '/' || p[strlen(p) - 1] == '/'))
-		verr(v, g(we, "address"), q, "%s is not an absolute path to a file", p);
+		vctx_err(v, g(we, "address"), q, "%s is not an absolute path to a file", p);
 	if (count(g(we, "ports")))
-		verr(v, g(we, "ports"), pjoin(q, path, "ports"),
-		     "unix endpoint %s must not include ports", addr);
+		vctx_err(v, g(we, "ports"), pjoin(q, path, "ports"),
+			 "unix endpoint %s must not include ports", addr);
 }
 
 /* Istio's validateWorkloadEntry; se_ports is the ServiceEntry's port list for endpoints. */
@@ -2011,30 +2027,30 @@ static void we_check(struct vctx *v, const struct ynode *we, const char *path, b
 	pjoin(q, path, "address");
 	if (!addr || !*addr) {
 		if (!ymap_str(we, "network") || !*ymap_str(we, "network"))
-			verr(v, we, q, "required");
+			vctx_err(v, we, q, "required");
 		else
-			vwarn(v, we, q, "address is unset with network \"%s\"",
-			      ymap_str(we, "network"));
+			vctx_warn(v, we, q, "address is unset with network \"%s\"",
+				  ymap_str(we, "network"));
 	} else if (strncmp(addr, "unix://", 7) == 0) {
 		check_uds(v, we, addr, path);
 	} else if (!valid_ip(addr) && !allow_fqdn) {
-		verr(v, g(we, "address"), q, "endpoint address \"%s\" is not a valid IP address",
-		     addr);
+		vctx_err(v, g(we, "address"), q,
+			 "endpoint address \"%s\" is not a valid IP address", addr);
 	} else if (!valid_ip(addr) && !valid_fqdn(addr, why, sizeof(why))) {
-		verr(v, g(we, "address"), q,
-		     "endpoint address \"%s\" is not a valid FQDN or an IP address", addr);
+		vctx_err(v, g(we, "address"), q,
+			 "endpoint address \"%s\" is not a valid FQDN or an IP address", addr);
 	}
 	for (int i = 0; i < count(ports); i++) {
 		const char *name = ports->pairs[i].key;
 
 		pkey(p, pjoin(q, path, "ports"), name);
 		if (!dns_label(name, true))
-			verr(v, ports->pairs[i].val, p, "invalid port name: %s", name);
+			vctx_err(v, ports->pairs[i].val, p, "invalid port name: %s", name);
 		else if (se_ports && !str_in_list_field(se_ports, "name", name))
-			verr(v, ports->pairs[i].val, p,
-			     "endpoint port %s is not defined by the "
-			     "service entry",
-			     name);
+			vctx_err(v, ports->pairs[i].val, p,
+				 "endpoint port %s is not defined by the "
+				 "service entry",
+				 name);
 	}
 	check_labels(v, g(we, "labels"), pjoin(p, path, "labels"));
 }
@@ -2089,22 +2105,22 @@ static void se_ports_rules(struct vctx *v, const struct ynode *spec, const char 
 			const char *kn = ymap_str(ports->items[k], "name");
 
 			if (strcmp(kn ? kn : "", name) == 0)
-				verr(v, pt, pjoin(q, p, "name"),
-				     "service entry port name \"%s\" already defined", name);
+				vctx_err(v, pt, pjoin(q, p, "name"),
+					 "service entry port name \"%s\" already defined", name);
 			if (ymap_int(ports->items[k], "number", 0) == num)
-				verr(v, pt, pjoin(q, p, "number"),
-				     "service entry port %lld already defined", (long long)num);
+				vctx_err(v, pt, pjoin(q, p, "number"),
+					 "service entry port %lld already defined", (long long)num);
 		}
 		if (!has(pt, "number"))
-			verr(v, pt, pjoin(q, p, "number"), "required");
+			vctx_err(v, pt, pjoin(q, p, "number"), "required");
 		if (!dns_label(name, true))
-			verr(v, pt, pjoin(q, p, "name"), "invalid port name: %s", name);
+			vctx_err(v, pt, pjoin(q, p, "name"), "invalid port name: %s", name);
 		if (proto && *proto && parse_proto(proto) == P_UNSUPPORTED)
-			verr(v, g(pt, "protocol"), pjoin(q, p, "protocol"),
-			     "unsupported protocol: %s", proto);
+			vctx_err(v, g(pt, "protocol"), pjoin(q, p, "protocol"),
+				 "unsupported protocol: %s", proto);
 		if (has(pt, "targetPort") && strcmp(res, "NONE") == 0)
-			vwarn(v, g(pt, "targetPort"), pjoin(q, p, "targetPort"),
-			      "targetPort has no effect when resolution mode is NONE");
+			vctx_warn(v, g(pt, "targetPort"), pjoin(q, p, "targetPort"),
+				  "targetPort has no effect when resolution mode is NONE");
 	}
 }
 
@@ -2115,22 +2131,23 @@ static void se_endpoint_rules(struct vctx *v, const struct ynode *spec, const ch
 	char p[PATHMAX], why[320];
 
 	if (!strcmp(res, "NONE") && count(eps))
-		verr(v, eps, "spec.endpoints",
-		     "no endpoints should be provided for resolution "
-		     "type none");
+		vctx_err(v, eps, "spec.endpoints",
+			 "no endpoints should be provided for resolution "
+			 "type none");
 	if (!strcmp(res, "DNS_ROUND_ROBIN") && count(eps) > 1)
-		verr(v, eps, "spec.endpoints",
-		     "there must only be 0 or 1 endpoint for resolution "
-		     "mode DNS_ROUND_ROBIN");
+		vctx_err(v, eps, "spec.endpoints",
+			 "there must only be 0 or 1 endpoint for resolution "
+			 "mode DNS_ROUND_ROBIN");
 	if (has(spec, "workloadSelector") && (dns || !strcmp(res, "NONE")))
-		vwarn(v, g(spec, "workloadSelector"), "spec.workloadSelector",
-		      "workloadSelector should not be set when resolution mode is %s", res);
+		vctx_warn(v, g(spec, "workloadSelector"), "spec.workloadSelector",
+			  "workloadSelector should not be set when resolution mode is %s", res);
 	for (int i = 0; dns && !count(eps) && i < count(hosts); i++)
 		if (!valid_fqdn(hosts->items[i]->str, why, sizeof(why)))
-			verr(v, hosts->items[i], pidx(p, "spec.hosts", i),
-			     "hosts must be FQDN if no endpoints are provided for resolution mode "
-			     "%s",
-			     res);
+			vctx_err(
+			    v, hosts->items[i], pidx(p, "spec.hosts", i),
+			    "hosts must be FQDN if no endpoints are provided for resolution mode "
+			    "%s",
+			    res);
 	for (int i = 0; strcmp(res, "NONE") && i < count(eps); i++)
 		we_check(v, eps->items[i], pidx(p, "spec.endpoints", i), dns, g(spec, "ports"));
 }
@@ -2146,38 +2163,40 @@ static void se_rules(struct vctx *v, const struct ynode *spec)
 	if (sel)
 		check_selector_labels(v, sel, "labels", "spec.workloadSelector");
 	if (sel && ymap_find(spec, "endpoints"))
-		verr(v, sel, "spec.workloadSelector",
-		     "only one of WorkloadSelector or Endpoints is allowed in Service Entry");
+		vctx_err(v, sel, "spec.workloadSelector",
+			 "only one of WorkloadSelector or Endpoints is allowed in Service Entry");
 	if (count(hosts) == 0)
-		verr(v, spec, "spec.hosts", "required");
+		vctx_err(v, spec, "spec.hosts", "required");
 	for (int i = 0; i < count(hosts); i++) {
 		const char *h = hosts->items[i]->str;
 
 		pidx(p, "spec.hosts", i);
 		if (strcmp(h, "*") == 0)
-			verr(v, hosts->items[i], p, "invalid host *: hostname cannot be wildcard");
+			vctx_err(v, hosts->items[i], p,
+				 "invalid host *: hostname cannot be wildcard");
 		else if (!valid_wildcard_domain(h, why, sizeof(why)))
-			verr(v, hosts->items[i], p, "%s", why);
+			vctx_err(v, hosts->items[i], p, "%s", why);
 		else if (strchr(h, '*') && strncmp(h, "*.", 2))
-			vwarn(v, hosts->items[i], p, "partial wildcard \"%s\" not allowed", h);
+			vctx_warn(v, hosts->items[i], p, "partial wildcard \"%s\" not allowed", h);
 	}
 	for (int i = 0; i < count(addrs); i++) {
 		cidr |= strchr(addrs->items[i]->str, '/') != NULL;
 		if (!valid_ip_or_cidr(addrs->items[i]->str))
-			verr(v, addrs->items[i], pidx(p, "spec.addresses", i),
-			     "%s is not a valid IP address or CIDR block", addrs->items[i]->str);
+			vctx_err(v, addrs->items[i], pidx(p, "spec.addresses", i),
+				 "%s is not a valid IP address or CIDR block",
+				 addrs->items[i]->str);
 	}
 	if (cidr && strcmp(res, "NONE") && strcmp(res, "STATIC"))
-		verr(v, addrs, "spec.addresses",
-		     "CIDR addresses are allowed only for NONE/STATIC resolution types");
+		vctx_err(v, addrs, "spec.addresses",
+			 "CIDR addresses are allowed only for NONE/STATIC resolution types");
 	se_ports_rules(v, spec, res);
 	se_endpoint_rules(v, spec, res);
 	for (int i = 0; strcmp(res, "NONE") && count(hosts) > 1 && i < count(ports); i++) {
 		enum proto pr = parse_proto(ymap_str(ports->items[i], "protocol"));
 
 		if (!proto_http(pr) && !proto_tls(pr)) {
-			verr(v, ports, "spec.ports",
-			     "multiple hosts provided with non-HTTP, non-TLS ports");
+			vctx_err(v, ports, "spec.ports",
+				 "multiple hosts provided with non-HTTP, non-TLS ports");
 			break;
 		}
 	}
@@ -2193,22 +2212,22 @@ static void check_gateway_host(struct vctx *v, const struct ynode *n, const char
 
 	if (slash) {
 		if (slash == h || !slash[1]) {
-			verr(v, n, path,
-			     "config namespace and dnsName in host entry cannot be empty");
+			vctx_err(v, n, path,
+				 "config namespace and dnsName in host entry cannot be empty");
 			return;
 		}
 		if (!((slash - h == 1 && (h[0] == '*' || h[0] == '.')) ||
 		      dns_label_n(h, slash - h, true)))
-			verr(v, n, path, "invalid namespace value \"%.*s\" in gateway",
-			     (int)(slash - h), h);
+			vctx_err(v, n, path, "invalid namespace value \"%.*s\" in gateway",
+				 (int)(slash - h), h);
 		h = slash + 1;
 	}
 	if (strcmp(h, "*") && !strchr(h, '.'))
-		verr(v, n, path, "short names (non FQDN) are not allowed");
+		vctx_err(v, n, path, "short names (non FQDN) are not allowed");
 	else if (!valid_wildcard_domain(h, why, sizeof(why)) && !valid_ip(h))
-		verr(v, n, path, "%s", why);
+		vctx_err(v, n, path, "%s", why);
 	else if (strchr(h, '*') && strlen(h) != 1 && strncmp(h, "*.", 2))
-		verr(v, n, path, "partial wildcard \"%s\" not allowed", h);
+		vctx_err(v, n, path, "partial wildcard \"%s\" not allowed", h);
 }
 
 static void check_server(struct vctx *v, const struct ynode *s, const char *path)
@@ -2218,34 +2237,36 @@ static void check_server(struct vctx *v, const struct ynode *s, const char *path
 	char p[PATHMAX], q[PATHMAX];
 
 	if (count(hosts) == 0)
-		verr(v, s, pjoin(p, path, "hosts"), "server config must contain at least one host");
+		vctx_err(v, s, pjoin(p, path, "hosts"),
+			 "server config must contain at least one host");
 	for (int i = 0; i < count(hosts); i++)
 		check_gateway_host(v, hosts->items[i], pidx(p, pjoin(q, path, "hosts"), i));
 	pjoin(p, path, "port");
 	if (!port) {
-		verr(v, s, p, "required");
+		vctx_err(v, s, p, "required");
 		return;
 	}
 	if (pr == P_UNSUPPORTED || pr == P_UDP)
-		verr(v, port, p,
-		     "invalid protocol \"%s\", supported protocols are HTTP, HTTP2, "
-		     "GRPC, GRPC-WEB, MONGO, REDIS, MYSQL, TCP",
-		     ymap_str(port, "protocol") ? ymap_str(port, "protocol") : "");
+		vctx_err(v, port, p,
+			 "invalid protocol \"%s\", supported protocols are HTTP, HTTP2, "
+			 "GRPC, GRPC-WEB, MONGO, REDIS, MYSQL, TCP",
+			 ymap_str(port, "protocol") ? ymap_str(port, "protocol") : "");
 	if (!has(port, "number") &&
 	    !(ymap_str(s, "bind") && !strncmp(ymap_str(s, "bind"), "unix://", 7)))
-		verr(v, port, pjoin(q, p, "number"), "required");
+		vctx_err(v, port, pjoin(q, p, "number"), "required");
 	if (has(port, "targetPort"))
-		verr(v, port, pjoin(q, p, "targetPort"), "targetPort has no impact on Gateways");
+		vctx_err(v, port, pjoin(q, p, "targetPort"),
+			 "targetPort has no impact on Gateways");
 	if (!ymap_str(port, "name") || !*ymap_str(port, "name"))
-		verr(v, port, pjoin(q, p, "name"), "port name must be set");
+		vctx_err(v, port, pjoin(q, p, "name"), "port name must be set");
 	if (proto_tls(pr) && !tls)
-		verr(v, s, path, "server must have TLS settings for HTTPS/TLS protocols");
+		vctx_err(v, s, path, "server must have TLS settings for HTTPS/TLS protocols");
 	else if (!proto_tls(pr) && tls && !proto_http(pr))
-		verr(v, tls, path, "server cannot have TLS settings for non HTTPS/TLS ports");
+		vctx_err(v, tls, path, "server cannot have TLS settings for non HTTPS/TLS ports");
 	else if (!proto_tls(pr) && tls &&
 		 (has(tls, "caCertificates") || has(tls, "privateKey") ||
 		  has(tls, "serverCertificate") || !ymap_bool(tls, "httpsRedirect", false)))
-		verr(v, tls, path, "server cannot have TLS settings for plain text HTTP ports");
+		vctx_err(v, tls, path, "server cannot have TLS settings for plain text HTTP ports");
 }
 
 static void gw_rules(struct vctx *v, const struct ynode *root, const struct ynode *spec)
@@ -2255,10 +2276,10 @@ static void gw_rules(struct vctx *v, const struct ynode *root, const struct ynod
 	char p[PATHMAX];
 
 	if (name && !dns_label(name, true))
-		verr(v, g(g(root, "metadata"), "name"), "metadata.name",
-		     "invalid gateway name: \"%s\"", name);
+		vctx_err(v, g(g(root, "metadata"), "name"), "metadata.name",
+			 "invalid gateway name: \"%s\"", name);
 	if (count(servers) == 0)
-		verr(v, spec, "spec.servers", "gateway must have at least one server");
+		vctx_err(v, spec, "spec.servers", "gateway must have at least one server");
 	for (int i = 0; i < count(servers); i++) {
 		const char *pn = ymap_str(g(servers->items[i], "port"), "name");
 
@@ -2267,10 +2288,10 @@ static void gw_rules(struct vctx *v, const struct ynode *root, const struct ynod
 			const char *kn = ymap_str(g(servers->items[k], "port"), "name");
 
 			if (kn && strcmp(kn, pn) == 0) {
-				verr(v, servers->items[i], p,
-				     "port names in servers must be unique: "
-				     "duplicate name %s",
-				     pn);
+				vctx_err(v, servers->items[i], p,
+					 "port names in servers must be unique: "
+					 "duplicate name %s",
+					 pn);
 				break;
 			}
 		}
@@ -2288,12 +2309,12 @@ static void pa_rules(struct vctx *v, const struct ynode *spec)
 	if (sel)
 		check_selector_labels(v, sel, "matchLabels", "spec.selector");
 	if (plm && plm->n == 0)
-		verr(v, plm, "spec.portLevelMtls", "must have at least one entry when set");
+		vctx_err(v, plm, "spec.portLevelMtls", "must have at least one entry when set");
 	else if (plm && no_selector)
-		verr(v, plm, "spec.portLevelMtls",
-		     "portLevelMtls requires a selector with labels "
-		     "(mesh/namespace peer authentication cannot "
-		     "have port level mTLS)");
+		vctx_err(v, plm, "spec.portLevelMtls",
+			 "portLevelMtls requires a selector with labels "
+			 "(mesh/namespace peer authentication cannot "
+			 "have port level mTLS)");
 	for (int i = 0; i < count(plm); i++) {
 		const char *k = plm->pairs[i].key;
 		char *end;
@@ -2301,10 +2322,10 @@ static void pa_rules(struct vctx *v, const struct ynode *spec)
 
 		pkey(p, "spec.portLevelMtls", k);
 		if (!*k || *end || !all_digits(k, strlen(k)))
-			verr(v, plm->pairs[i].val, p, "port \"%s\" is not a number", k);
+			vctx_err(v, plm->pairs[i].val, p, "port \"%s\" is not a number", k);
 		else if (port < 1 || port > 65535)
-			verr(v, plm->pairs[i].val, p, "port must be between 1 and 65535, got %s",
-			     k);
+			vctx_err(v, plm->pairs[i].val, p,
+				 "port must be between 1 and 65535, got %s", k);
 	}
 }
 
@@ -2319,11 +2340,11 @@ static void check_values(struct vctx *v, const struct ynode *owner, const char *
 
 		pidx(p, pjoin(q, path, key), i);
 		if (!*s)
-			verr(v, l->items[i], p, "empty value is not allowed");
+			vctx_err(v, l->items[i], p, "empty value is not allowed");
 		else if (ips && !valid_ip_or_cidr(s))
-			verr(v, l->items[i], p, "invalid IP address or CIDR range: %s", s);
+			vctx_err(v, l->items[i], p, "invalid IP address or CIDR range: %s", s);
 		else if (ports && (!all_digits(s, strlen(s)) || atol(s) < 1 || atol(s) > 65535))
-			verr(v, l->items[i], p, "invalid port: %s", s);
+			vctx_err(v, l->items[i], p, "invalid port: %s", s);
 	}
 }
 
@@ -2338,14 +2359,14 @@ static void check_source(struct vctx *v, const struct ynode *src, const char *pa
 	bool sa = has(src, "serviceAccounts") || has(src, "notServiceAccounts");
 
 	if (count(src) == 0)
-		verr(v, src, path, "`from.source` must not be empty");
+		vctx_err(v, src, path, "`from.source` must not be empty");
 	for (int i = 0; ipf[i]; i++)
 		check_values(v, src, ipf[i], path, true, false);
 	for (int i = 0; strf[i]; i++)
 		check_values(v, src, strf[i], path, false, false);
 	if (sa && (has(src, "namespaces") || has(src, "notNamespaces") || has(src, "principals") ||
 		   has(src, "notPrincipals")))
-		verr(v, src, path, "cannot set serviceAccounts with namespaces or principals");
+		vctx_err(v, src, path, "cannot set serviceAccounts with namespaces or principals");
 }
 
 static void check_operation(struct vctx *v, const struct ynode *op, const char *path)
@@ -2354,7 +2375,7 @@ static void check_operation(struct vctx *v, const struct ynode *op, const char *
 					   "paths", "notPaths", NULL};
 
 	if (count(op) == 0)
-		verr(v, op, path, "`to.operation` must not be empty");
+		vctx_err(v, op, path, "`to.operation` must not be empty");
 	check_values(v, op, "ports", path, false, true);
 	check_values(v, op, "notPorts", path, false, true);
 	for (int i = 0; strf[i]; i++)
@@ -2369,10 +2390,10 @@ static void check_condition(struct vctx *v, const struct ynode *c, const char *p
 	char p[PATHMAX];
 
 	if (!key || !*key)
-		verr(v, c, pjoin(p, path, "key"), "required");
+		vctx_err(v, c, pjoin(p, path, "key"), "required");
 	else if (!count(g(c, "values")) && !count(g(c, "notValues")))
-		verr(v, c, path, "at least one of `values` or `notValues` must be set for key %s",
-		     key);
+		vctx_err(v, c, path,
+			 "at least one of `values` or `notValues` must be set for key %s", key);
 	check_values(v, c, "values", path, ips, port);
 	check_values(v, c, "notValues", path, ips, port);
 }
@@ -2387,16 +2408,16 @@ static void check_custom_rule(struct vctx *v, const struct ynode *rule, const ch
 	for (int i = 0; i < count(from); i++)
 		for (int k = 0; nf[k]; k++)
 			if (has(g(from->items[i], "source"), nf[k]))
-				verr(v, from->items[i], path,
-				     "From.%s is currently not supported with CUSTOM action",
-				     nf[k]);
+				vctx_err(v, from->items[i], path,
+					 "From.%s is currently not supported with CUSTOM action",
+					 nf[k]);
 	for (int i = 0; i < count(when); i++) {
 		const char *key = ymap_str(when->items[i], "key");
 
 		if (key && (!strcmp(key, "source.namespace") || !strcmp(key, "source.principal") ||
 			    !strncmp(key, "request.auth.", 13)))
-			verr(v, when->items[i], path,
-			     "%s is currently not supported with CUSTOM action", key);
+			vctx_err(v, when->items[i], path,
+				 "%s is currently not supported with CUSTOM action", key);
 	}
 }
 
@@ -2412,13 +2433,13 @@ static void check_rule(struct vctx *v, const struct ynode *rule, const char *pat
 
 		pjoin(q, path, parts[k].list);
 		if (ynode_is_seq(l) && l->n == 0)
-			verr(v, l, q, "`%s` must not be empty", parts[k].list);
+			vctx_err(v, l, q, "`%s` must not be empty", parts[k].list);
 		for (int i = 0; i < count(l); i++) {
 			const struct ynode *it = g(l->items[i], parts[k].item);
 
 			pjoin(s, pidx(p, q, i), parts[k].item);
 			if (!it)
-				verr(v, l->items[i], s, "required");
+				vctx_err(v, l->items[i], s, "required");
 			else if (k == 0)
 				check_source(v, it, s);
 			else
@@ -2439,28 +2460,28 @@ static void ap_rules(struct vctx *v, const struct ynode *spec)
 	char p[PATHMAX];
 
 	if (has(spec, "selector") + has(spec, "targetRef") + (count(g(spec, "targetRefs")) > 0) > 1)
-		verr(v, spec, "spec", "only one of targetRefs or workloadSelector can be set");
+		vctx_err(v, spec, "spec", "only one of targetRefs or workloadSelector can be set");
 	if (has(spec, "selector"))
 		check_selector_labels(v, g(spec, "selector"), "matchLabels", "spec.selector");
 	if (custom && !rules)
-		verr(v, spec, "spec.rules",
-		     "CUSTOM action without `rules` is meaningless as it "
-		     "will never be triggered, add an empty rule `{}` if "
-		     "you want it be triggered for every request");
+		vctx_err(v, spec, "spec.rules",
+			 "CUSTOM action without `rules` is meaningless as it "
+			 "will never be triggered, add an empty rule `{}` if "
+			 "you want it be triggered for every request");
 	else if (custom && !ymap_str(g(spec, "provider"), "name"))
-		verr(v, spec, "spec.provider.name", "`provider.name` must not be empty");
+		vctx_err(v, spec, "spec.provider.name", "`provider.name` must not be empty");
 	if (has(spec, "provider") && !custom)
-		verr(v, g(spec, "provider"), "spec.provider",
-		     "`provider` must not be with non CUSTOM action, found %s", action);
+		vctx_err(v, g(spec, "provider"), "spec.provider",
+			 "`provider` must not be with non CUSTOM action, found %s", action);
 	if (!strcmp(action, "DENY") && !rules)
-		verr(v, spec, "spec.rules",
-		     "DENY action without `rules` is meaningless as it "
-		     "will never be triggered, add an empty rule `{}` if "
-		     "you want it be triggered for every request");
+		vctx_err(v, spec, "spec.rules",
+			 "DENY action without `rules` is meaningless as it "
+			 "will never be triggered, add an empty rule `{}` if "
+			 "you want it be triggered for every request");
 	for (int i = 0; i < count(rules); i++) {
 		pidx(p, "spec.rules", i);
 		if (ynode_is_null(rules->items[i]))
-			verr(v, rules->items[i], p, "`rule` must not be nil");
+			vctx_err(v, rules->items[i], p, "`rule` must not be nil");
 		else
 			check_rule(v, rules->items[i], p, custom);
 	}
@@ -2475,7 +2496,7 @@ static void check_meta(struct vctx *v, enum obj_kind kind, const struct ynode *r
 	bool ok;
 
 	if (!name || !*name) {
-		verr(v, meta ? meta : root, "metadata.name", "required");
+		vctx_err(v, meta ? meta : root, "metadata.name", "required");
 		return;
 	}
 	if (kind == OBJ_NAMESPACE)
@@ -2485,11 +2506,12 @@ static void check_meta(struct vctx *v, enum obj_kind kind, const struct ynode *r
 	else
 		ok = dns_subdomain(name);
 	if (!ok)
-		verr(v, g(meta, "name"), "metadata.name",
-		     "invalid name \"%s\": must be lower case letters, digits and '-'%s", name,
-		     kind == OBJ_SERVICE ? ", starting with a letter" : "");
+		vctx_err(v, g(meta, "name"), "metadata.name",
+			 "invalid name \"%s\": must be lower case letters, digits and '-'%s", name,
+			 kind == OBJ_SERVICE ? ", starting with a letter" : "");
 	if (ns && obj_is_namespaced(kind) && !dns_label(ns, false))
-		verr(v, g(meta, "namespace"), "metadata.namespace", "invalid namespace \"%s\"", ns);
+		vctx_err(v, g(meta, "namespace"), "metadata.namespace", "invalid namespace \"%s\"",
+			 ns);
 	check_labels(v, g(meta, "labels"), "metadata.labels");
 }
 
@@ -2502,28 +2524,30 @@ static void svc_port_rules(struct vctx *v, const struct ynode *ports, int i)
 
 	pidx(p, "spec.ports", i);
 	if (!has(pt, "port"))
-		verr(v, pt, pjoin(q, p, "port"), "required");
+		vctx_err(v, pt, pjoin(q, p, "port"), "required");
 	if (!name && ports->n > 1)
-		verr(v, pt, pjoin(q, p, "name"), "required when a Service has more than one port");
+		vctx_err(v, pt, pjoin(q, p, "name"),
+			 "required when a Service has more than one port");
 	else if (name && !dns_label(name, false))
-		verr(v, g(pt, "name"), pjoin(q, p, "name"),
-		     "invalid port name \"%s\": must be a lower case RFC 1123 label", name);
+		vctx_err(v, g(pt, "name"), pjoin(q, p, "name"),
+			 "invalid port name \"%s\": must be a lower case RFC 1123 label", name);
 	if (ynode_str(tp) && !iana_svc_name(tp->str))
-		verr(v, tp, pjoin(q, p, "targetPort"),
-		     "invalid port name \"%s\": must be at most 15 lower case letters, digits and "
-		     "'-', with a letter",
-		     tp->str);
+		vctx_err(
+		    v, tp, pjoin(q, p, "targetPort"),
+		    "invalid port name \"%s\": must be at most 15 lower case letters, digits and "
+		    "'-', with a letter",
+		    tp->str);
 	for (int k = 0; k < i; k++) {
 		const struct ynode *o = ports->items[k];
 		const char *on = ymap_str(o, "name"), *op = ymap_str(o, "protocol");
 
 		if (name && on && strcmp(name, on) == 0)
-			verr(v, g(pt, "name"), pjoin(q, p, "name"), "duplicate port name \"%s\"",
-			     name);
+			vctx_err(v, g(pt, "name"), pjoin(q, p, "name"),
+				 "duplicate port name \"%s\"", name);
 		if (ymap_int(o, "port", 0) == ymap_int(pt, "port", -1) &&
 		    strcmp(op ? op : "TCP", proto) == 0)
-			verr(v, g(pt, "port"), pjoin(q, p, "port"), "duplicate port %lld/%s",
-			     (long long)ymap_int(pt, "port", 0), proto);
+			vctx_err(v, g(pt, "port"), pjoin(q, p, "port"), "duplicate port %lld/%s",
+				 (long long)ymap_int(pt, "port", 0), proto);
 	}
 }
 
@@ -2537,24 +2561,25 @@ static void svc_rules(struct vctx *v, const struct ynode *spec)
 	char p[PATHMAX];
 
 	if (external && !ymap_str(spec, "externalName"))
-		verr(v, spec, "spec.externalName", "required for type ExternalName");
+		vctx_err(v, spec, "spec.externalName", "required for type ExternalName");
 	if (count(ports) == 0 && !headless && !external)
-		verr(v, spec, "spec.ports",
-		     "required (only a headless Service, clusterIP: None, "
-		     "may have no ports)");
+		vctx_err(v, spec, "spec.ports",
+			 "required (only a headless Service, clusterIP: None, "
+			 "may have no ports)");
 	for (int i = 0; i < count(ports); i++)
 		svc_port_rules(v, ports, i);
 	if (cip && *cip && !headless && !valid_ip(cip))
-		verr(v, g(spec, "clusterIP"), "spec.clusterIP",
-		     "must be a valid IP address or None, got \"%s\"", cip);
+		vctx_err(v, g(spec, "clusterIP"), "spec.clusterIP",
+			 "must be a valid IP address or None, got \"%s\"", cip);
 	if (count(cips) > 2)
-		verr(v, cips, "spec.clusterIPs", "at most two entries (one per IP family)");
+		vctx_err(v, cips, "spec.clusterIPs", "at most two entries (one per IP family)");
 	for (int i = 0; i < count(cips); i++)
 		if (strcmp(cips->items[i]->str, "None") && !valid_ip(cips->items[i]->str))
-			verr(v, cips->items[i], pidx(p, "spec.clusterIPs", i),
-			     "must be a valid IP address or None, got \"%s\"", cips->items[i]->str);
+			vctx_err(v, cips->items[i], pidx(p, "spec.clusterIPs", i),
+				 "must be a valid IP address or None, got \"%s\"",
+				 cips->items[i]->str);
 	if (cip && *cip && count(cips) && strcmp(cip, cips->items[0]->str))
-		verr(v, cips, "spec.clusterIPs", "first entry must match spec.clusterIP");
+		vctx_err(v, cips, "spec.clusterIPs", "first entry must match spec.clusterIP");
 	check_labels(v, g(spec, "selector"), "spec.selector");
 }
 
@@ -2564,24 +2589,25 @@ static void pod_spec_rules(struct vctx *v, const struct ynode *ps, const char *p
 	char p[PATHMAX], q[PATHMAX], r[PATHMAX];
 
 	if (count(cs) == 0)
-		verr(v, ps ? ps : NULL, pjoin(p, path, "containers"), "required");
+		vctx_err(v, ps ? ps : NULL, pjoin(p, path, "containers"), "required");
 	for (int i = 0; i < count(cs); i++) {
 		const struct ynode *ports = g(cs->items[i], "ports");
 
 		pidx(p, pjoin(q, path, "containers"), i);
 		if (!ymap_str(cs->items[i], "name"))
-			verr(v, cs->items[i], pjoin(q, p, "name"), "required");
+			vctx_err(v, cs->items[i], pjoin(q, p, "name"), "required");
 		for (int k = 0; k < count(ports); k++) {
 			const char *n = ymap_str(ports->items[k], "name");
 
 			pidx(r, pjoin(q, p, "ports"), k);
 			if (!has(ports->items[k], "containerPort"))
-				verr(v, ports->items[k], pjoin(q, r, "containerPort"), "required");
+				vctx_err(v, ports->items[k], pjoin(q, r, "containerPort"),
+					 "required");
 			if (n && !iana_svc_name(n))
-				verr(v, g(ports->items[k], "name"), pjoin(q, r, "name"),
-				     "invalid port name \"%s\": must be at most 15 lower case "
-				     "letters, digits and '-', with a letter",
-				     n);
+				vctx_err(v, g(ports->items[k], "name"), pjoin(q, r, "name"),
+					 "invalid port name \"%s\": must be at most 15 lower case "
+					 "letters, digits and '-', with a letter",
+					 n);
 		}
 	}
 }
@@ -2592,21 +2618,22 @@ static void deploy_rules(struct vctx *v, const struct ynode *spec)
 	const struct ynode *labels = g(g(tmpl, "metadata"), "labels"), *ml = g(sel, "matchLabels");
 
 	if (!sel || (count(ml) == 0 && !has(sel, "matchExpressions")))
-		verr(v, sel ? sel : spec, "spec.selector", "required");
+		vctx_err(v, sel ? sel : spec, "spec.selector", "required");
 	for (int i = 0; i < count(ml); i++) {
 		const char *want = ynode_text(ml->pairs[i].val);
 		const char *got = ymap_str(labels, ml->pairs[i].key);
 
 		if (!got || strcmp(got, want ? want : "")) {
-			verr(v, sel, "spec.selector",
-			     "does not match the template labels (spec.template.metadata.labels)");
+			vctx_err(
+			    v, sel, "spec.selector",
+			    "does not match the template labels (spec.template.metadata.labels)");
 			break;
 		}
 	}
 	check_labels(v, ml, "spec.selector.matchLabels");
 	check_labels(v, labels, "spec.template.metadata.labels");
 	if (!tmpl)
-		verr(v, spec, "spec.template", "required");
+		vctx_err(v, spec, "spec.template", "required");
 	else
 		pod_spec_rules(v, g(tmpl, "spec"), "spec.template.spec");
 }
@@ -2619,15 +2646,15 @@ static void pod_rules(struct vctx *v, const struct ynode *root)
 
 	pod_spec_rules(v, g(root, "spec"), "spec");
 	if (ip && !valid_ip(ip))
-		verr(v, g(st, "podIP"), "status.podIP", "invalid IP address \"%s\"", ip);
+		vctx_err(v, g(st, "podIP"), "status.podIP", "invalid IP address \"%s\"", ip);
 	for (int i = 0; i < count(ips); i++) {
 		const char *s = ymap_str(ips->items[i], "ip");
 
 		if (s && !valid_ip(s))
-			verr(v, ips->items[i], pidx(p, "status.podIPs", i),
-			     "invalid IP address "
-			     "\"%s\"",
-			     s);
+			vctx_err(v, ips->items[i], pidx(p, "status.podIPs", i),
+				 "invalid IP address "
+				 "\"%s\"",
+				 s);
 	}
 }
 
@@ -2640,7 +2667,7 @@ static void note_unenforced(struct vctx *v, const struct ynode *map, const char 
 
 	for (; *fields; fields++)
 		if (has(map, *fields))
-			vwarn(v, g(map, *fields), pjoin(p, path, *fields), "not yet enforced");
+			vctx_warn(v, g(map, *fields), pjoin(p, path, *fields), "not yet enforced");
 }
 
 static void vs_notices(struct vctx *v, const struct ynode *spec)
@@ -2664,8 +2691,8 @@ static void vs_notices(struct vctx *v, const struct ynode *spec)
 	}
 	for (int i = 0; i < count(gws); i++)
 		if (strcmp(gws->items[i]->str, "mesh"))
-			vwarn(v, gws->items[i], pidx(p, "spec.gateways", i),
-			      "not yet enforced (bpfmesh has no ingress or egress gateway)");
+			vctx_warn(v, gws->items[i], pidx(p, "spec.gateways", i),
+				  "not yet enforced (bpfmesh has no ingress or egress gateway)");
 	note_unenforced(v, spec, "spec", (const char *const[]){"exportTo", NULL});
 }
 
@@ -2809,13 +2836,14 @@ static void kind_notices(struct vctx *v, enum obj_kind kind, const struct ynode 
 	case OBJ_SERVICEENTRY:
 	case OBJ_PEERAUTHENTICATION:
 	case OBJ_AUTHORIZATIONPOLICY:
-		vwarn(v, NULL, NULL, "not yet enforced (checked by Istio's rules, then ignored)");
+		vctx_warn(v, NULL, NULL,
+			  "not yet enforced (checked by Istio's rules, then ignored)");
 		break;
 	case OBJ_ISTIO_UNCHECKED:
-		vwarn(v, NULL, NULL, "neither validated nor enforced by bpfmesh");
+		vctx_warn(v, NULL, NULL, "neither validated nor enforced by bpfmesh");
 		break;
 	case OBJ_K8S_UNUSED:
-		vwarn(v, NULL, NULL, "ignored (bpfmesh does not use this kind)");
+		vctx_warn(v, NULL, NULL, "ignored (bpfmesh does not use this kind)");
 		break;
 	default:
 		break;
@@ -2833,7 +2861,7 @@ int validate_object(struct vctx *v, enum obj_kind kind, const struct ynode *root
 	check_meta(v, kind, root);
 	spec = g(root, "spec");
 	if (!spec && spec_required(kind))
-		verr(v, root, "spec", "required");
+		vctx_err(v, root, "spec", "required");
 	else
 		kind_rules(v, kind, root, spec);
 	if (v->nerr == before)
@@ -3055,7 +3083,8 @@ static bool vs_public(const struct vs_obj *vs)
 	return vs->nexport_to == 0 || (vs->nexport_to == 1 && !strcmp(vs->export_to[0], "*"));
 }
 
-/* Two mesh VirtualServices for one host: Istio uses only one (analyzer IST0109). */
+/* Two mesh VirtualServices for one host: Istio uses only one (analyzer IST0109). The same
+ * object defined twice is left to check_duplicates(). */
 static int check_vs_conflict(const struct vs_obj *a, const struct vs_obj *b, struct diags *d)
 {
 	char obj[512], field[64];
@@ -3092,8 +3121,7 @@ static int check_vs_conflicts(const struct mesh_config *c, struct diags *d)
 		for (int i = 0; i < j; i++)
 			if (vs_to_mesh(&c->vses[i]) && vs_to_mesh(&c->vses[j]) &&
 			    vs_public(&c->vses[i]) && vs_public(&c->vses[j]) &&
-			    !(c->vses[i].pos.file == c->vses[j].pos.file &&
-			      !strcmp(c->vses[i].ns, c->vses[j].ns) &&
+			    !(!strcmp(c->vses[i].ns, c->vses[j].ns) &&
 			      !strcmp(c->vses[i].name, c->vses[j].name)))
 				nerr += check_vs_conflict(&c->vses[i], &c->vses[j], d);
 	return nerr;
@@ -3129,7 +3157,9 @@ static void check_dr_merges(const struct mesh_config *c, struct diags *d)
 		for (int i = 0; hj && i < j; i++) {
 			char *hi = config_fqdn(c->drs[i].host, c->drs[i].ns);
 
-			if (hi && !strcmp(hi, hj) && !strcmp(c->drs[i].ns, c->drs[j].ns)) {
+			/* The same rule in two files is a duplicate, reported already. */
+			if (hi && !strcmp(hi, hj) && !strcmp(c->drs[i].ns, c->drs[j].ns) &&
+			    strcmp(c->drs[i].name, c->drs[j].name)) {
 				check_dr_merge(&c->drs[i], &c->drs[j], d);
 				free(hi);
 				break;

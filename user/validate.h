@@ -44,9 +44,9 @@ enum obj_kind obj_kind_of(const char *api_version, const char *kind);
 bool obj_is_namespaced(enum obj_kind k);
 
 /* Report at the line of node `at` (the object's line when NULL); field may be NULL. */
-void verr(struct vctx *v, const struct ynode *at, const char *field, const char *fmt, ...)
+void vctx_err(struct vctx *v, const struct ynode *at, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-void vwarn(struct vctx *v, const struct ynode *at, const char *field, const char *fmt, ...)
+void vctx_warn(struct vctx *v, const struct ynode *at, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 /* Go duration syntax ("10s", "1.5s", "100ms", "1h30m") -> nanoseconds; -1 if malformed. */

@@ -806,6 +806,13 @@ static void test_wrong_types(void)
 			"  http: [{route: [{destination: {host: orders}}]}]\n"
 			"  retrys: {attempts: 3}\n",
 			"t.yaml:7: VirtualService/shop/orders: spec.retrys: unknown field");
+	/* YAML 1.1, as kubectl reads it: a plain yes/no/on/off is a boolean, not a string. */
+	expect_vs_error("  hosts: [orders]\n"
+			"  http:\n"
+			"  - match: [{sourceLabels: {canary: yes}}]\n"
+			"    route: [{destination: {host: orders}}]\n",
+			"t.yaml:7: VirtualService/shop/orders: "
+			"spec.http[0].match[0].sourceLabels[canary]: must be a string");
 }
 
 static void test_negative_and_zero_weights(void)
