@@ -131,12 +131,6 @@ struct bm_pick {
 	struct bm_backend be;
 };
 
-enum bm_xlate_res {
-	BM_X_MISS = 0, /* not a service address */
-	BM_X_OK = 1, /* translated: pick is filled */
-	BM_X_NOBACKEND = 2, /* a service, but nothing to send to */
-};
-
 /*
  * The whole decision for one connect/sendmsg: service lookup, weighted subset (mesh clients
  * with a route), backend by the subset's policy. Clients outside the mesh get kube-proxy's even

@@ -10,7 +10,7 @@
 #include <bpf/bpf_endian.h>
 #include "lb.h"
 
-#define IPPROTO_TCP_ 6
+#define IPPROTO_TCP_  6
 #define ECONNREFUSED_ 111
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -154,14 +154,21 @@ int bm_sendmsg6(struct bpf_sock_addr *ctx)
 static __always_inline int bm_restore_peer(struct bpf_sock_addr *ctx, int v6)
 {
 	struct bm_sock *st = bpf_sk_storage_get(&bm_sock, ctx->sk, 0, 0);
-	__u32 a[4];
+	__u32 a[4], cur[4];
 
 	if (!st)
 		return 1;
 	__builtin_memcpy(a, st->orig_addr, 16);
+	if (v6) {
+		/* ctx fields one by one: the verifier forbids pointer arithmetic on ctx */
+		cur[0] = ctx->user_ip6[0];
+		cur[1] = ctx->user_ip6[1];
+		cur[2] = ctx->user_ip6[2];
+		cur[3] = ctx->user_ip6[3];
+	}
 	if (!v6) {
 		ctx->user_ip4 = a[0];
-	} else if (st->family == BM_FAM_V6 && bm_is_v4mapped(ctx->user_ip6)) {
+	} else if (st->family == BM_FAM_V6 && bm_is_v4mapped(cur)) {
 		ctx->user_ip6[3] = a[0];
 	} else {
 		ctx->user_ip6[0] = a[0];

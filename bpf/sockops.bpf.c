@@ -38,7 +38,7 @@ int bm_sockops(struct bpf_sock_ops *skops)
 		st->counted = 1;
 		bm_active_add(st->backend_id, 1);
 		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
-							 BPF_SOCK_OPS_STATE_CB_FLAG);
+						     BPF_SOCK_OPS_STATE_CB_FLAG);
 		break;
 	case BPF_SOCK_OPS_STATE_CB:
 		if (skops->args[1] != TCP_CLOSE_)

@@ -39,7 +39,7 @@
 #ifndef BM_MAX_PODS
 #define BM_MAX_PODS 16384 /* local workloads known by cgroup id */
 #endif
-#define BM_MAX_CONNS 262144 /* UDP reverse-translation entries (LRU) */
+#define BM_MAX_CONNS	    262144 /* UDP reverse-translation entries (LRU) */
 #define BM_ID_QUARANTINE_MS 200
 
 /* Load-balancing policies (DestinationRule trafficPolicy.loadBalancer). */
@@ -62,15 +62,15 @@ enum bm_lb {
 struct bm_svc_key {
 	__u8 addr[16];
 	__be16 port;
-	__u8 proto; /* IPPROTO_TCP / IPPROTO_UDP */
+	__u8 proto;  /* IPPROTO_TCP / IPPROTO_UDP */
 	__u8 family; /* BM_FAM_V4 / BM_FAM_V6 */
 };
 
 #define BM_SVC_F_HAS_ROUTE 1 /* route_id is valid (a VirtualService applies) */
 
 struct bm_svc {
-	__u32 svc_id; /* stable per service for counters */
-	__u32 route_id; /* valid if flags & BM_SVC_F_HAS_ROUTE */
+	__u32 svc_id;	  /* stable per service for counters */
+	__u32 route_id;	  /* valid if flags & BM_SVC_F_HAS_ROUTE */
 	__u32 all_subset; /* every ready endpoint: non-mesh clients and VS-less services */
 	__u32 flags;
 };
@@ -156,11 +156,18 @@ struct bm_udp_val {
 	__u8 pad[6];
 };
 
+/* Outcome of one translation (bpf/lb.h bm_xlate); the test program tallies these. */
+enum bm_xlate_res {
+	BM_X_MISS = 0,	    /* not a service address: left alone */
+	BM_X_OK = 1,	    /* translated */
+	BM_X_NOBACKEND = 2, /* a service, but nothing to send to: connect fails */
+};
+
 /* bm_meta[0]: agent-visible state, read by `bpfmesh status`. */
 struct bm_meta {
-	__u32 abi; /* BM_MAP_ABI of the agent that created the maps */
-	__u32 loaded; /* 1 once a config has been put in force */
-	__u64 generation; /* increments on every successful apply */
+	__u32 abi;	     /* BM_MAP_ABI of the agent that created the maps */
+	__u32 loaded;	     /* 1 once a config has been put in force */
+	__u64 generation;    /* increments on every successful apply */
 	__u64 last_apply_ns; /* CLOCK_REALTIME of the last apply attempt */
 	__u32 last_apply_ok; /* 1 if the last attempt succeeded */
 	__u32 nservices;
@@ -170,11 +177,11 @@ struct bm_meta {
 
 /* Per-CPU datapath counters (bm_stats), indexed by enum bm_stat. */
 enum bm_stat {
-	BM_ST_XLATE = 0, /* connects/sendmsgs translated */
+	BM_ST_XLATE = 0,  /* connects/sendmsgs translated */
 	BM_ST_NO_BACKEND, /* service known, no usable backend: connect refused */
-	BM_ST_MISS, /* not a service address: left alone */
-	BM_ST_NONMESH, /* translated for a client outside the mesh (even spread) */
-	BM_ST_RESTORED, /* getpeername/recvmsg answers restored */
+	BM_ST_MISS,	  /* not a service address: left alone */
+	BM_ST_NONMESH,	  /* translated for a client outside the mesh (even spread) */
+	BM_ST_RESTORED,	  /* getpeername/recvmsg answers restored */
 	BM_ST_MAX,
 };
 

@@ -233,7 +233,7 @@ static int setup_fds(struct agent *a, int *ifd, int *sfd, int *tfd)
 		return -1;
 	if (inotify_add_watch(*ifd, a->config_dir,
 			      IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE |
-				      IN_ATTRIB) < 0) {
+				  IN_ATTRIB) < 0) {
 		pr_warn("watch %s: %s", a->config_dir, strerror(errno));
 		return -1;
 	}

@@ -32,17 +32,17 @@ struct dp {
 
 /* Every program we attach, in the order they are attached. */
 static const char *const dp_progs[] = {
-	"bm_connect4",	   "bm_connect6",     "bm_sendmsg4",	"bm_sendmsg6", "bm_getpeername4",
-	"bm_getpeername6", "bm_recvmsg4",     "bm_recvmsg6",	"bm_sockops",
+    "bm_connect4",     "bm_connect6", "bm_sendmsg4", "bm_sendmsg6", "bm_getpeername4",
+    "bm_getpeername6", "bm_recvmsg4", "bm_recvmsg6", "bm_sockops",
 };
 #define DP_NPROGS (sizeof(dp_progs) / sizeof(dp_progs[0]))
 
 /* Every pinned map, for opening and for uninstall. */
 static const char *const dp_maps[] = {
-	STR(BM_MAP_SVC),     STR(BM_MAP_ROUTE), STR(BM_MAP_SUBSET), STR(BM_MAP_SLOT),
-	STR(BM_MAP_BACKEND), STR(BM_MAP_BSTATE), STR(BM_MAP_RR),    STR(BM_MAP_POD),
-	STR(BM_MAP_SOCK),    STR(BM_MAP_UDP),	STR(BM_MAP_META),   STR(BM_MAP_STATS),
-	STR(BM_MAP_NAMES),
+    STR(BM_MAP_SVC),	 STR(BM_MAP_ROUTE),  STR(BM_MAP_SUBSET), STR(BM_MAP_SLOT),
+    STR(BM_MAP_BACKEND), STR(BM_MAP_BSTATE), STR(BM_MAP_RR),	 STR(BM_MAP_POD),
+    STR(BM_MAP_SOCK),	 STR(BM_MAP_UDP),    STR(BM_MAP_META),	 STR(BM_MAP_STATS),
+    STR(BM_MAP_NAMES),
 };
 #define DP_NMAPS (sizeof(dp_maps) / sizeof(dp_maps[0]))
 
@@ -119,9 +119,10 @@ static int check_abi(const char *pin_dir)
 	if (fd < 0)
 		return 0; /* fresh install */
 	if (bpf_map_lookup_elem(fd, &zero, &meta) == 0 && meta.abi && meta.abi != BM_MAP_ABI) {
-		pr_warn("%s: pinned maps have layout %u, this agent uses %u; run `bpfmesh uninstall` "
-			"first",
-			pin_dir, meta.abi, BM_MAP_ABI);
+		pr_warn(
+		    "%s: pinned maps have layout %u, this agent uses %u; run `bpfmesh uninstall` "
+		    "first",
+		    pin_dir, meta.abi, BM_MAP_ABI);
 		err = -EINVAL;
 	}
 	close(fd);
@@ -192,12 +193,10 @@ struct dp *dp_load_attach(const char *pin_dir, const char *cgroup_dir)
 		goto fail;
 	}
 	/* On cgroup v2 the cgroup id is the directory's inode number. */
-	bpf_object__for_each_program(prog, dp->lb->obj)
-		if (attach_one(prog, cg_fd, st.st_ino, pin_dir))
-			goto fail;
-	bpf_object__for_each_program(prog, dp->ops->obj)
-		if (attach_one(prog, cg_fd, st.st_ino, pin_dir))
-			goto fail;
+	bpf_object__for_each_program(
+	    prog, dp->lb->obj) if (attach_one(prog, cg_fd, st.st_ino, pin_dir)) goto fail;
+	bpf_object__for_each_program(
+	    prog, dp->ops->obj) if (attach_one(prog, cg_fd, st.st_ino, pin_dir)) goto fail;
 	close(cg_fd);
 	return dp;
 fail:
@@ -241,12 +240,12 @@ static int open_pin(const char *pin_dir, const char *name)
 
 int dp_open_pinned(const char *pin_dir, struct bm_mapfds *f)
 {
-	int *slots[] = {&f->svc, &f->route, &f->subset, &f->slot,    &f->backend,
-			&f->bstate, &f->rr,   &f->pod,    &f->meta, &f->stats, &f->names};
-	const char *names[] = {STR(BM_MAP_SVC),	   STR(BM_MAP_ROUTE), STR(BM_MAP_SUBSET),
-			       STR(BM_MAP_SLOT),   STR(BM_MAP_BACKEND), STR(BM_MAP_BSTATE),
-			       STR(BM_MAP_RR),	   STR(BM_MAP_POD),   STR(BM_MAP_META),
-			       STR(BM_MAP_STATS),  STR(BM_MAP_NAMES)};
+	int *slots[] = {&f->svc, &f->route, &f->subset, &f->slot,  &f->backend, &f->bstate,
+			&f->rr,	 &f->pod,   &f->meta,	&f->stats, &f->names};
+	const char *names[] = {STR(BM_MAP_SVC),	  STR(BM_MAP_ROUTE),   STR(BM_MAP_SUBSET),
+			       STR(BM_MAP_SLOT),  STR(BM_MAP_BACKEND), STR(BM_MAP_BSTATE),
+			       STR(BM_MAP_RR),	  STR(BM_MAP_POD),     STR(BM_MAP_META),
+			       STR(BM_MAP_STATS), STR(BM_MAP_NAMES)};
 
 	for (size_t i = 0; i < sizeof(slots) / sizeof(slots[0]); i++)
 		*slots[i] = -1;
@@ -264,8 +263,8 @@ int dp_open_pinned(const char *pin_dir, struct bm_mapfds *f)
 
 void dp_close_fds(struct bm_mapfds *f)
 {
-	int *slots[] = {&f->svc, &f->route, &f->subset, &f->slot, &f->backend,
-			&f->bstate, &f->rr,  &f->pod,	 &f->meta, &f->stats, &f->names};
+	int *slots[] = {&f->svc, &f->route, &f->subset, &f->slot,  &f->backend, &f->bstate,
+			&f->rr,	 &f->pod,   &f->meta,	&f->stats, &f->names};
 
 	for (size_t i = 0; i < sizeof(slots) / sizeof(slots[0]); i++) {
 		if (*slots[i] >= 0)

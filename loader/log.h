@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <time.h>
 
-static inline void __attribute__((format(printf, 2, 3))) bm_log(const char *lvl, const char *fmt,
-								  ...)
+static inline void __attribute__((format(printf, 2, 3)))
+bm_log(const char *lvl, const char *fmt, ...)
 {
 	struct timespec ts;
 	struct tm tm;
@@ -31,10 +31,10 @@ static inline void __attribute__((format(printf, 2, 3))) bm_log(const char *lvl,
 
 #define pr_warn(...) bm_log("WARN", __VA_ARGS__)
 #define pr_info(...) bm_log("INFO", __VA_ARGS__)
-#define pr_debug(...)                                                                          \
-	do {                                                                                   \
-		if (getenv("BPFMESH_DEBUG"))                                                   \
-			bm_log("DEBUG", __VA_ARGS__);                                          \
+#define pr_debug(...)                                                                              \
+	do {                                                                                       \
+		if (getenv("BPFMESH_DEBUG"))                                                       \
+			bm_log("DEBUG", __VA_ARGS__);                                              \
 	} while (0)
 
 #endif /* BM_LOG_H */

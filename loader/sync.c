@@ -303,8 +303,8 @@ struct sync {
 	struct sync_clock clk;
 	struct idalloc subsets, routes, backends;
 	struct slots slots;
-	int *be_refs; /* per backend id: slots referencing it */
-	struct htab be_index; /* (addr, port, family) -> backend id */
+	int *be_refs;	       /* per backend id: slots referencing it */
+	struct htab be_index;  /* (addr, port, family) -> backend id */
 	struct htab svc_index; /* bm_svc_key -> index into recs */
 	struct svc_rec *recs;
 	int nrecs, caprecs;
@@ -395,7 +395,7 @@ static void release(struct sync *s, const struct qent *q)
 		bpf_map_delete_elem(s->fds.route, &q->id);
 		ida_put(&s->routes, q->id);
 		break;
-	case Q_SLOTS:
+      case Q_SLOTS:
 		slots_put(&s->slots, q->id, q->len);
 		break;
 	case Q_BACKEND:
@@ -650,7 +650,8 @@ static int write_subset(struct sync *s, const struct rs_table *t, int si, struct
 	}
 	*rec = (struct sub_rec){sid, v.first_slot, sub->n};
 	for (int i = 0; i < sub->n; i++) {
-		uint32_t slot = v.first_slot + i, id = backend_id(s, &t->backends[sub->backends[i]]);
+		uint32_t slot = v.first_slot + i,
+			 id = backend_id(s, &t->backends[sub->backends[i]]);
 
 		if (!id || bpf_map_update_elem(s->fds.slot, &slot, &id, BPF_ANY))
 			return -ENOSPC;

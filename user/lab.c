@@ -35,10 +35,10 @@
 #include "echo.h"
 #include "resolve.h"
 
-#define LAB_ROOT	"/run/bpfmesh/lab"
-#define LAB_MAX_NODES	200
-#define LAB_MAX_PODS	250 /* per node: .2 to .251 of its /24 */
-#define LAB_READY_SECS	30
+#define LAB_ROOT       "/run/bpfmesh/lab"
+#define LAB_MAX_NODES  200
+#define LAB_MAX_PODS   250 /* per node: .2 to .251 of its /24 */
+#define LAB_READY_SECS 30
 
 /* ---------- small helpers ---------- */
 
@@ -212,8 +212,8 @@ static int state_save(const struct lab *l)
 		bprintf(&b, "node %s %d %d\n", l->nodes[i].name, l->nodes[i].index,
 			l->nodes[i].agent_pid);
 	for (int i = 0; i < l->npods; i++)
-		bprintf(&b, "pod %s %s %s %d %d\n", l->pods[i].ns, l->pods[i].name,
-			l->pods[i].node, l->pods[i].k, l->pods[i].pid);
+		bprintf(&b, "pod %s %s %s %d %d\n", l->pods[i].ns, l->pods[i].name, l->pods[i].node,
+			l->pods[i].k, l->pods[i].pid);
 	snprintf(path, sizeof(path), "%s/lab.state", l->dir);
 	rc = write_file(path, b.p, b.n);
 	free(b.p);
@@ -247,8 +247,8 @@ static int state_load(struct lab *l)
 
 		if (sscanf(line, "lab %*s %255s", bpffs) == 1) {
 			l->bpffs = strdup(bpffs);
-		} else if (l->nnodes < LAB_MAX_NODES &&
-			   sscanf(line, "node %63s %d %d", n->name, &n->index, &n->agent_pid) == 3) {
+		} else if (l->nnodes < LAB_MAX_NODES && sscanf(line, "node %63s %d %d", n->name,
+							       &n->index, &n->agent_pid) == 3) {
 			l->nnodes++;
 		} else if (sscanf(line, "pod %63s %127s %63s %d %d", p.ns, p.name, p.node, &p.k,
 				  &p.pid) == 5) {
@@ -286,9 +286,26 @@ static void pod_addrs(const struct lab *l, const struct lab_pod *p, char *v4, ch
 	sprintf(v6, "fd00:244:%x::%x", n ? n->index : 0, p->k);
 }
 
+/* Alive and not a zombie: an orphan's zombie can linger until init gets round to reaping it. */
 static bool pid_alive(int pid)
 {
-	return pid > 0 && kill(pid, 0) == 0;
+	char path[64], buf[256], *p;
+	ssize_t n;
+	int fd;
+
+	if (pid <= 0 || kill(pid, 0))
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	p = strrchr(buf, ')'); /* "pid (comm) S ..." */
+	return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
 }
 
 /* ---------- nodes ---------- */
@@ -332,8 +349,8 @@ static int node_up(struct lab *l, struct lab_node *n)
 	       "ip -n %s link set n%d master br0 up && ip -n %s link set fab0 up && "
 	       "ip -n %s addr add 10.244.255.%d/24 dev fab0 && "
 	       "ip -n %s addr add fd00:244:ff::%x/64 dev fab0 nodad",
-	       ns, ns, ns, ns, ns, ns, n->index, ns, n->index, n->index, fab, ns, fab, n->index,
-	       ns, ns, n->index, ns, n->index))
+	       ns, ns, ns, ns, ns, ns, n->index, ns, n->index, n->index, fab, ns, fab, n->index, ns,
+	       ns, n->index, ns, n->index))
 		return -1;
 	return 0;
 }
@@ -466,8 +483,7 @@ static const struct workload_obj *pod_object(const struct mesh_config *c, const 
 }
 
 /* Ports a pod serves: its containerPorts, and the targetPorts of Services selecting it. */
-static int pod_ports(const struct mesh_config *c, const struct workload_obj *w, int *ports,
-		     int max)
+static int pod_ports(const struct mesh_config *c, const struct workload_obj *w, int *ports, int max)
 {
 	int n = 0;
 
@@ -502,8 +518,13 @@ static int pod_server_start(struct lab *l, struct lab_pod *p, const struct mesh_
 	if (pid < 0)
 		return -1;
 	if (pid == 0) {
-		struct echo_conf ec = {.pod = p->name, .ns = p->ns, .node = p->node, .ip = v4,
-				       .labels = w->labels, .env = w->env, .ports = ports,
+		struct echo_conf ec = {.pod = p->name,
+				       .ns = p->ns,
+				       .node = p->node,
+				       .ip = v4,
+				       .labels = w->labels,
+				       .env = w->env,
+				       .ports = ports,
 				       .nports = nports};
 		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
 
@@ -584,11 +605,11 @@ static int pod_net_up(struct lab *l, struct lab_pod *p)
 		  "ip -n %s addr add %s/24 dev eth0 && ip -n %s addr add %s/64 dev eth0 nodad && "
 		  "ip -n %s route add default via 10.244.%d.1 && "
 		  "ip -n %s -6 route add default via fd00:244:%x::1",
-		  ns, ns, ns, p->k, node_ns, ns, node_ns, p->k, ns, ns, v4, ns, v6, ns, n->index, ns,
-		  n->index) ||
-			       idx < 0
-		       ? -1
-		       : 0;
+		  ns, ns, ns, p->k, node_ns, ns, node_ns, p->k, ns, ns, v4, ns, v6, ns, n->index,
+		  ns, n->index) ||
+		       idx < 0
+		   ? -1
+		   : 0;
 }
 
 static void pod_kill(struct lab_pod *p)
@@ -652,7 +673,8 @@ static int desired_pods(const struct mesh_config *c, struct want_pod **out, cons
 	for (int i = 0; i < c->nworkloads; i++) {
 		const char *nn = c->workloads[i].node_name;
 
-		if (c->workloads[i].kind != WL_WORKLOADENTRY && nn && (!*first || strcmp(nn, *first) < 0))
+		if (c->workloads[i].kind != WL_WORKLOADENTRY && nn &&
+		    (!*first || strcmp(nn, *first) < 0))
 			*first = nn;
 	}
 	if (!*first)
@@ -736,8 +758,9 @@ static int write_pod_object(struct lab *l, const struct lab_pod *p, const struct
 		bjson_str(&b, w->env.v[i].val);
 		bprintf(&b, "}");
 	}
-	bprintf(&b, "]}]},\n \"status\": {\"podIP\": \"%s\", \"podIPs\": [{\"ip\": \"%s\"}, "
-		    "{\"ip\": \"%s\"}]}}\n",
+	bprintf(&b,
+		"]}]},\n \"status\": {\"podIP\": \"%s\", \"podIPs\": [{\"ip\": \"%s\"}, "
+		"{\"ip\": \"%s\"}]}}\n",
 		v4, v4, v6);
 	snprintf(path, sizeof(path), "%s/Pod.%s.%s.json", l->config, p->ns, p->name);
 	rc = write_file(path, b.p, b.n);
@@ -763,8 +786,8 @@ static void write_hosts(struct lab *l, const struct mesh_config *c)
 			for (int fam = BM_FAM_V4; fam <= BM_FAM_V6; fam += 2) {
 				if (resolve_service_vip(c, sv, fam, vip, sizeof(vip)))
 					continue;
-				bprintf(&b, "%s %s.%s.svc.cluster.local %s.%s.svc %s.%s", vip, sv->name,
-					sv->ns, sv->name, sv->ns, sv->name, sv->ns);
+				bprintf(&b, "%s %s.%s.svc.cluster.local %s.%s.svc %s.%s", vip,
+					sv->name, sv->ns, sv->name, sv->ns, sv->name, sv->ns);
 				if (!strcmp(sv->ns, p->ns))
 					bprintf(&b, " %s", sv->name);
 				bprintf(&b, "\n");
@@ -911,6 +934,17 @@ static int reconcile(struct lab *l)
 
 	while (!ready && mono_ms() < deadline) {
 		ready = true;
+		for (int i = 0; i < l->nnodes; i++) {
+			int pid = l->nodes[i].agent_pid;
+
+			/* reap it if it is our child (lab up); otherwise just probe it */
+			if (waitpid(pid, NULL, WNOHANG) != pid && pid_alive(pid))
+				continue;
+			fprintf(stderr, "lab %s: the agent of node %s exited; its log:\n", l->name,
+				l->nodes[i].name);
+			sh("tail -n 20 '%s/agent-%s.log' >&2", l->dir, l->nodes[i].name);
+			deadline = 0;
+		}
 		for (int i = 0; i < l->nnodes && ready; i++)
 			ready = agent_ready(l, &l->nodes[i]);
 		for (int i = 0; i < l->npods && ready; i++)
@@ -950,22 +984,85 @@ static int copy_dir(const char *from, const char *to)
 	return sh("mkdir -p '%s' && cp -a '%s'/. '%s'/ 2>/dev/null; true", to, from, to);
 }
 
+/* Where an object of the user's files is, by "Kind/ns/name" (as diagnostics name it). */
+static const struct srcpos *user_pos(const struct mesh_config *c, const char *object)
+{
+	char kind[64], ns[128], name[256];
+
+	if (!object || sscanf(object, "%63[^/]/%127[^/]/%255s", kind, ns, name) != 3)
+		return NULL;
+#define FIND(arr, n)                                                                               \
+	for (int i = 0; i < c->n; i++)                                                             \
+		if (!strcmp(c->arr[i].ns, ns) && !strcmp(c->arr[i].name, name))                    \
+			return &c->arr[i].pos;
+	if (!strcmp(kind, "Service"))
+		FIND(services, nservices)
+	if (!strcmp(kind, "VirtualService"))
+		FIND(vses, nvses)
+	if (!strcmp(kind, "DestinationRule"))
+		FIND(drs, ndrs)
+	if (!strcmp(kind, "Deployment") || !strcmp(kind, "Pod") || !strcmp(kind, "WorkloadEntry"))
+		FIND(workloads, nworkloads)
+	FIND(others, nothers)
+#undef FIND
+	return NULL;
+}
+
+/* Errors found on the scratch copy name the user's file (or the live config), not scratch. */
+static void rename_scratch(struct diags *d, const char *scratch, const struct mesh_config *user,
+			   const char *live)
+{
+	size_t sl = strlen(scratch);
+
+	for (int i = 0; i < d->n; i++) {
+		struct diag *g = &d->v[i];
+		const struct srcpos *pos;
+		char buf[1200];
+
+		if (!g->file || strncmp(g->file, scratch, sl))
+			continue;
+		pos = user_pos(user, g->object);
+		if (pos) {
+			snprintf(buf, sizeof(buf), "%s", pos->file);
+			g->line = pos->line;
+		} else {
+			snprintf(buf, sizeof(buf), "%s%s", live, g->file + sl);
+		}
+		free(g->file);
+		g->file = strdup(buf);
+	}
+}
+
 /*
- * Apply files: store them in a scratch copy of the config, validate the whole, and only then
- * move the new objects into the live config. A bad file changes nothing.
+ * Apply files: each is checked on its own first (errors name the user's file and line), then
+ * stored in a scratch copy of the config and the whole is validated as the cluster would hold
+ * it. Only then do the new objects move into the live config. A bad file changes nothing.
  */
 static int apply_files(struct lab *l, char **files, int nfiles)
 {
 	char scratch[700];
 	struct diags d = {0};
 	struct store_ctx sc;
-	struct mesh_config *c;
+	struct mesh_config *c, *user = config_new();
 	int rc = -1;
 
+	for (int i = 0; i < nfiles; i++)
+		config_load_file(user, files[i], &d);
+	if (d.nerrors) {
+		diags_print(&d, stderr);
+		fprintf(stderr, "lab apply: rejected, nothing changed\n");
+		diags_free(&d);
+		config_free(user);
+		return -1;
+	}
+	diags_free(&d);
+	memset(&d, 0, sizeof(d));
 	snprintf(scratch, sizeof(scratch), "%s/.apply.%d", l->dir, getpid());
 	sh("rm -rf '%s'", scratch);
-	if (copy_dir(l->config, scratch))
+	if (copy_dir(l->config, scratch)) {
+		config_free(user);
 		return -1;
+	}
 	sc.dir = scratch;
 	sc.n = 0;
 	for (int i = 0; i < nfiles; i++) {
@@ -980,8 +1077,9 @@ static int apply_files(struct lab *l, char **files, int nfiles)
 	if (!d.nerrors)
 		config_validate(c, &d);
 	config_free(c);
-	diags_print(&d, stderr);
+	rename_scratch(&d, scratch, user, l->config);
 	if (d.nerrors) {
+		diags_print(&d, stderr);
 		fprintf(stderr, "lab apply: rejected, nothing changed\n");
 		goto out;
 	}
@@ -994,6 +1092,7 @@ static int apply_files(struct lab *l, char **files, int nfiles)
 out:
 	sh("rm -rf '%s'", scratch);
 	diags_free(&d);
+	config_free(user);
 	return rc;
 }
 
@@ -1022,8 +1121,8 @@ static int parse_args(int argc, char **argv, struct lab_args *a)
 	a->ns = "default";
 	a->files = calloc(argc + 1, sizeof(char *));
 	optind = 1;
-	/* "+" : stop at the first positional, so `exec POD -- CMD -x` keeps CMD's options */
-	while ((o = getopt_long(argc, argv, "+n:f:", opts, NULL)) != -1) {
+	/* argv ends before any "--" (the caller cuts it), so options may come anywhere */
+	while ((o = getopt_long(argc, argv, "n:f:", opts, NULL)) != -1) {
 		switch (o) {
 		case 'N':
 			a->name = optarg;
@@ -1139,8 +1238,13 @@ static int lab_up(struct lab_args *a)
 	free(l.pods);
 	return 0;
 fail:
-	fprintf(stderr, "lab %s: up failed; tearing down what was made\n", l.name);
-	lab_down(&l);
+	if (getenv("BPFMESH_LAB_KEEP")) {
+		fprintf(stderr, "lab %s: up failed; kept for debugging (BPFMESH_LAB_KEEP)\n",
+			l.name);
+	} else {
+		fprintf(stderr, "lab %s: up failed; tearing down what was made\n", l.name);
+		lab_down(&l);
+	}
 	free(l.pods);
 	return 1;
 }
@@ -1154,9 +1258,8 @@ static int lab_status(struct lab *l)
 		struct lab_node *n = &l->nodes[i];
 
 		agent_name(l, n->name, an, sizeof(an));
-		printf("node %s agent %s pid %d %s cgroup %s/%s\n", n->name, an,
-		       agent_pid(an), agent_ready(l, n) ? "ready" : "NOT-READY", l->cg_root,
-		       n->name);
+		printf("node %s agent %s pid %d %s cgroup %s/%s\n", n->name, an, agent_pid(an),
+		       agent_ready(l, n) ? "ready" : "NOT-READY", l->cg_root, n->name);
 	}
 	for (int i = 0; i < l->npods; i++) {
 		struct lab_pod *p = &l->pods[i];
@@ -1178,7 +1281,7 @@ static int lab_exec(struct lab *l, struct lab_pod *p, int argc, char **argv)
 	fflush(stdout);
 	pid = fork();
 	if (pid == 0) {
-		char **av = calloc(argc + 4, sizeof(char *));
+		char **av = calloc(argc + 5, sizeof(char *)); /* + NULL */
 		char cg[800], pidbuf[32];
 		int fd;
 
@@ -1235,13 +1338,12 @@ static int lab_start_stop(struct lab *l, struct lab_pod *p, bool start)
 
 static void lab_usage(void)
 {
-	fprintf(stderr,
-		"usage: bpfmesh lab up -f FILE... [--name LAB]\n"
-		"       bpfmesh lab apply -f FILE... [--name LAB]\n"
-		"       bpfmesh lab exec [-n NS] POD|deploy/NAME -- CMD...\n"
-		"       bpfmesh lab stop|start [-n NS] POD|deploy/NAME\n"
-		"       bpfmesh lab status [--name LAB]\n"
-		"       bpfmesh lab down [--name LAB]\n");
+	fprintf(stderr, "usage: bpfmesh lab up -f FILE... [--name LAB]\n"
+			"       bpfmesh lab apply -f FILE... [--name LAB]\n"
+			"       bpfmesh lab exec [-n NS] POD|deploy/NAME -- CMD...\n"
+			"       bpfmesh lab stop|start [-n NS] POD|deploy/NAME\n"
+			"       bpfmesh lab status [--name LAB]\n"
+			"       bpfmesh lab down [--name LAB]\n");
 }
 
 int cmd_lab(int argc, char **argv)
@@ -1249,18 +1351,28 @@ int cmd_lab(int argc, char **argv)
 	struct lab_args a;
 	struct lab l;
 	const char *sub;
-	int rc = 1;
+	int rc = 1, dd = argc;
 
 	if (argc < 2) {
 		lab_usage();
 		return 2;
 	}
 	sub = argv[1];
-	if (parse_args(argc - 1, argv + 1, &a)) {
+	/* `exec POD -- CMD...`: what follows "--" is the command, never our options */
+	for (int i = 2; i < argc; i++)
+		if (!strcmp(argv[i], "--")) {
+			dd = i;
+			break;
+		}
+	if (parse_args(dd - 1, argv + 1, &a)) {
 		lab_usage();
 		free(a.files);
 		return 2;
 	}
+	/* positionals (after getopt's permutation) are argv[1 + a.argi .. dd) */
+	char **pos = argv + 1 + a.argi;
+	int npos = dd - 1 - a.argi;
+
 	if (!strcmp(sub, "up")) {
 		rc = lab_up(&a);
 		free(a.files);
@@ -1279,18 +1391,18 @@ int cmd_lab(int argc, char **argv)
 	} else if (!strcmp(sub, "apply")) {
 		rc = a.nfiles && !apply_files(&l, a.files, a.nfiles) && !reconcile(&l) ? 0 : 1;
 	} else if (!strcmp(sub, "exec") || !strcmp(sub, "stop") || !strcmp(sub, "start")) {
-		int pi = a.argi + 1; /* argv index of POD in the full argv */
-		struct lab_pod *p = pi < argc ? pod_arg(&l, a.ns, argv[pi]) : NULL;
+		struct lab_pod *p = npos > 0 ? pod_arg(&l, a.ns, pos[0]) : NULL;
 
 		if (!p) {
 			fprintf(stderr, "lab %s: no pod %s in namespace %s\n", l.name,
-				pi < argc ? argv[pi] : "(none)", a.ns);
+				npos > 0 ? pos[0] : "(none)", a.ns);
 		} else if (!strcmp(sub, "exec")) {
-			int ci = pi + 1;
-
-			if (ci < argc && !strcmp(argv[ci], "--"))
-				ci++;
-			rc = ci < argc ? lab_exec(&l, p, argc - ci, argv + ci) : 2;
+			/* the command: after "--", or the positionals after POD */
+			if (dd < argc)
+				rc = dd + 1 < argc ? lab_exec(&l, p, argc - dd - 1, argv + dd + 1)
+						   : 2;
+			else
+				rc = npos > 1 ? lab_exec(&l, p, npos - 1, pos + 1) : 2;
 		} else {
 			rc = lab_start_stop(&l, p, !strcmp(sub, "start"));
 		}

@@ -16,13 +16,13 @@ struct subcmd {
 };
 
 static const struct subcmd cmds[] = {
-	{"agent", cmd_agent, "run the node agent (--config-dir DIR --cgroup DIR --node NAME)"},
-	{"validate", cmd_validate, "check Kubernetes/Istio YAML files as Istio would"},
-	{"analyze", cmd_analyze, "validate, and say where bpfmesh differs from Istio (-f FILE)"},
-	{"status", cmd_status, "is the node's agent attached with its config (--node NAME)"},
-	{"services", cmd_services, "service addresses, routes and backends in the kernel"},
-	{"uninstall", cmd_uninstall, "stop the node's agent and remove every pin (--node NAME)"},
-	{"lab", cmd_lab, "pods on this machine: up, apply, exec, stop, start, status, down"},
+    {"agent", cmd_agent, "run the node agent (--config-dir DIR --cgroup DIR --node NAME)"},
+    {"validate", cmd_validate, "check Kubernetes/Istio YAML files as Istio would"},
+    {"analyze", cmd_analyze, "validate, and say where bpfmesh differs from Istio (-f FILE)"},
+    {"status", cmd_status, "is the node's agent attached with its config (--node NAME)"},
+    {"services", cmd_services, "service addresses, routes and backends in the kernel"},
+    {"uninstall", cmd_uninstall, "stop the node's agent and remove every pin (--node NAME)"},
+    {"lab", cmd_lab, "pods on this machine: up, apply, exec, stop, start, status, down"},
 };
 
 static void usage(FILE *f)

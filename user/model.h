@@ -15,7 +15,7 @@
 /* Where an object or field came from, for error messages: file:line. */
 struct srcpos {
 	const char *file; /* interned in mesh_config; not freed separately */
-	int line; /* 1-based */
+	int line;	  /* 1-based */
 };
 
 struct kv {
@@ -39,7 +39,7 @@ struct diag {
 	char *file;
 	int line;
 	char *object; /* "VirtualService/microservices/orders-service", or NULL */
-	char *field; /* "spec.http[0].route[1].weight", or NULL */
+	char *field;  /* "spec.http[0].route[1].weight", or NULL */
 	char *msg;
 };
 
@@ -67,9 +67,9 @@ struct ns_obj {
 struct svc_port {
 	char *name; /* may be NULL */
 	int port;
-	int target_port; /* 0 if target_port_name is set; defaults to port when absent */
+	int target_port;	/* 0 if target_port_name is set; defaults to port when absent */
 	char *target_port_name; /* named targetPort, resolved per pod against containerPort names */
-	char *protocol; /* "TCP" (default), "UDP", "SCTP" */
+	char *protocol;		/* "TCP" (default), "UDP", "SCTP" */
 	char *app_protocol;
 };
 
@@ -107,18 +107,19 @@ struct workload_obj {
 	char *ns;
 	struct srcpos pos;
 	struct kvlist meta_labels; /* metadata.labels of the object itself */
-	struct kvlist labels; /* the pod labels (see above) */
+	struct kvlist labels;	   /* the pod labels (see above) */
 	struct kvlist annotations; /* pod annotations (template for Deployment) */
 	int replicas; /* Deployment spec.replicas (default 1); 1 for Pod/WorkloadEntry */
 	struct container_port *ports; /* all containers' ports, in order */
 	int nports;
 	struct kvlist env; /* env name/value of all containers (value only; valueFrom skipped) */
-	char *node_name; /* spec.nodeName (Pod, or Deployment template spec.nodeName); may be NULL */
+	char
+	    *node_name; /* spec.nodeName (Pod, or Deployment template spec.nodeName); may be NULL */
 	char *addresses[2]; /* Pod status.podIPs / podIP, WorkloadEntry address; may be NULL */
 	int naddresses;
 	char *service_account; /* may be NULL ("default" is implied by callers) */
-	char *network; /* WorkloadEntry network, may be NULL */
-	int weight; /* WorkloadEntry weight, 0 if unset */
+	char *network;	       /* WorkloadEntry network, may be NULL */
+	int weight;	       /* WorkloadEntry weight, 0 if unset */
 };
 
 /* ---------------- Istio networking ---------------- */
@@ -126,8 +127,8 @@ struct workload_obj {
 struct route_dest {
 	char *host;
 	char *subset; /* may be NULL */
-	int port; /* destination.port.number, 0 if unset */
-	int weight; /* 0 if unset (see has_weight) */
+	int port;     /* destination.port.number, 0 if unset */
+	int weight;   /* 0 if unset (see has_weight) */
 	bool has_weight;
 	struct srcpos pos;
 };
@@ -142,7 +143,7 @@ struct vs_route {
 	/* Fields parsed and kept but not yet enforced by the kernel path; each set flag makes
 	 * validate/analyze print a "not yet enforced" warning. */
 	bool has_retries, has_timeout, has_fault, has_mirror, has_rewrite, has_redirect,
-		has_headers_op, has_cors, has_direct_response, has_delegate;
+	    has_headers_op, has_cors, has_direct_response, has_delegate;
 	struct route_dest *dests;
 	int ndests;
 };
@@ -173,19 +174,19 @@ enum lb_simple {
 struct traffic_policy {
 	bool has_lb;
 	enum lb_simple lb_simple;
-	bool lb_hash; /* consistentHash present */
+	bool lb_hash;		/* consistentHash present */
 	bool lb_hash_source_ip; /* consistentHash.useSourceIp: true */
-	bool lb_hash_other; /* header/cookie/query hashing: parsed, not enforced */
+	bool lb_hash_other;	/* header/cookie/query hashing: parsed, not enforced */
 	/* connectionPool / outlierDetection / tls: parsed and kept for later capabilities. */
 	bool has_connection_pool, has_outlier, has_tls, has_port_level;
-	int64_t max_connections; /* -1 when unset */
+	int64_t max_connections;    /* -1 when unset */
 	int64_t connect_timeout_ms; /* -1 when unset */
-	int consecutive_5xx; /* -1 when unset */
-	int consecutive_gateway; /* -1 when unset */
-	int64_t interval_ms; /* -1 when unset */
-	int64_t base_ejection_ms; /* -1 when unset */
-	int max_ejection_percent; /* -1 when unset */
-	int min_health_percent; /* -1 when unset */
+	int consecutive_5xx;	    /* -1 when unset */
+	int consecutive_gateway;    /* -1 when unset */
+	int64_t interval_ms;	    /* -1 when unset */
+	int64_t base_ejection_ms;   /* -1 when unset */
+	int max_ejection_percent;   /* -1 when unset */
+	int min_health_percent;	    /* -1 when unset */
 };
 
 struct dr_subset {

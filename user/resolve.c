@@ -482,8 +482,12 @@ static int resolve_port(struct rs_table *t, const struct mesh_config *c, const s
 	t->services = grow(t->services, t->nservices, sizeof(*t->services));
 	rs = &t->services[t->nservices++];
 	fq = config_fqdn(s->name, s->ns);
-	*rs = (struct rs_service){.svc = s, .fqdn = fq, .port_index = pi, .family = fam,
-				  .port = p->port, .svc_id = rs_hash32(fq) & 0x7fffffff};
+	*rs = (struct rs_service){.svc = s,
+				  .fqdn = fq,
+				  .port_index = pi,
+				  .family = fam,
+				  .port = p->port,
+				  .svc_id = rs_hash32(fq) & 0x7fffffff};
 	rs->proto = p->protocol && strcmp(p->protocol, "UDP") == 0 ? IPPROTO_UDP : IPPROTO_TCP;
 	memcpy(rs->addr, addr, 16);
 	dr = find_dr(c, fq, s->ns);

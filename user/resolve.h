@@ -13,15 +13,15 @@
 #include "bpfmesh.h"
 
 struct rs_backend {
-	uint8_t addr[16]; /* network order, IPv4 in the first 4 bytes */
-	uint8_t family; /* BM_FAM_V4 / BM_FAM_V6 */
-	uint16_t port; /* host order */
+	uint8_t addr[16];	       /* network order, IPv4 in the first 4 bytes */
+	uint8_t family;		       /* BM_FAM_V4 / BM_FAM_V6 */
+	uint16_t port;		       /* host order */
 	const struct workload_obj *wl; /* the pod or WorkloadEntry behind it */
 };
 
 struct rs_subset {
-	char *name; /* subset name, or "(all)" */
-	uint32_t lb; /* enum bm_lb */
+	char *name;    /* subset name, or "(all)" */
+	uint32_t lb;   /* enum bm_lb */
 	int *backends; /* indexes into rs_table.backends */
 	int n;
 };
@@ -37,10 +37,10 @@ struct rs_service {
 	int port_index; /* into svc->ports */
 	uint8_t addr[16];
 	uint8_t family;
-	uint16_t port; /* host order */
-	uint8_t proto; /* IPPROTO_TCP / IPPROTO_UDP */
+	uint16_t port;	 /* host order */
+	uint8_t proto;	 /* IPPROTO_TCP / IPPROTO_UDP */
 	uint32_t svc_id; /* stable: hash of the fqdn */
-	int all_subset; /* index into rs_table.subsets */
+	int all_subset;	 /* index into rs_table.subsets */
 	bool has_route;
 	const struct vs_obj *vs; /* the VirtualService in force, if any */
 	struct rs_dest dests[BM_MAX_ROUTE_DESTS];

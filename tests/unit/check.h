@@ -29,54 +29,54 @@ static inline bool check_report(bool ok, const char *file, int line, const char 
 
 #define CHECK(cond, what) check_report(!!(cond), __FILE__, __LINE__, what, #cond)
 
-#define CHECK_EQ(a, b, what)                                                                   \
-	({                                                                                     \
-		long long _a = (long long)(a), _b = (long long)(b);                            \
-		char _d[96];                                                                   \
-		snprintf(_d, sizeof(_d), "%lld != %lld", _a, _b);                              \
-		check_report(_a == _b, __FILE__, __LINE__, what, _d);                          \
+#define CHECK_EQ(a, b, what)                                                                       \
+	({                                                                                         \
+		long long _a = (long long)(a), _b = (long long)(b);                                \
+		char _d[96];                                                                       \
+		snprintf(_d, sizeof(_d), "%lld != %lld", _a, _b);                                  \
+		check_report(_a == _b, __FILE__, __LINE__, what, _d);                              \
 	})
 
 #define CHECK_OK(err, what) CHECK_EQ((err), 0, what)
 
-#define CHECK_STR(a, b, what)                                                                  \
-	({                                                                                     \
-		const char *_a = (a), *_b = (b);                                               \
-		bool _ok = _a && _b && strcmp(_a, _b) == 0;                                    \
-		char _d[512];                                                                  \
-		snprintf(_d, sizeof(_d), "\"%s\" != \"%s\"", _a ? _a : "(null)",              \
-			 _b ? _b : "(null)");                                                  \
-		check_report(_ok, __FILE__, __LINE__, what, _d);                               \
+#define CHECK_STR(a, b, what)                                                                      \
+	({                                                                                         \
+		const char *_a = (a), *_b = (b);                                                   \
+		bool _ok = _a && _b && strcmp(_a, _b) == 0;                                        \
+		char _d[512];                                                                      \
+		snprintf(_d, sizeof(_d), "\"%s\" != \"%s\"", _a ? _a : "(null)",                   \
+			 _b ? _b : "(null)");                                                      \
+		check_report(_ok, __FILE__, __LINE__, what, _d);                                   \
 	})
 
-#define CHECK_CONTAINS(hay, needle, what)                                                      \
-	({                                                                                     \
-		const char *_h = (hay), *_n = (needle);                                        \
-		bool _ok = _h && _n && strstr(_h, _n);                                         \
-		char _d[768];                                                                  \
-		snprintf(_d, sizeof(_d), "\"%.600s\" lacks \"%s\"", _h ? _h : "(null)",       \
-			 _n ? _n : "(null)");                                                  \
-		check_report(_ok, __FILE__, __LINE__, what, _d);                               \
+#define CHECK_CONTAINS(hay, needle, what)                                                          \
+	({                                                                                         \
+		const char *_h = (hay), *_n = (needle);                                            \
+		bool _ok = _h && _n && strstr(_h, _n);                                             \
+		char _d[768];                                                                      \
+		snprintf(_d, sizeof(_d), "\"%.600s\" lacks \"%s\"", _h ? _h : "(null)",            \
+			 _n ? _n : "(null)");                                                      \
+		check_report(_ok, __FILE__, __LINE__, what, _d);                                   \
 	})
 
-#define RUN(fn)                                                                                \
-	do {                                                                                   \
-		check_cur = #fn;                                                               \
-		check_cur_failed = 0;                                                          \
-		fn();                                                                          \
-		if (check_cur_failed) {                                                        \
-			check_failed++;                                                        \
-			printf("not ok - %s\n", #fn);                                          \
-		} else {                                                                       \
-			check_passed++;                                                        \
-			printf("ok - %s\n", #fn);                                              \
-		}                                                                              \
+#define RUN(fn)                                                                                    \
+	do {                                                                                       \
+		check_cur = #fn;                                                                   \
+		check_cur_failed = 0;                                                              \
+		fn();                                                                              \
+		if (check_cur_failed) {                                                            \
+			check_failed++;                                                            \
+			printf("not ok - %s\n", #fn);                                              \
+		} else {                                                                           \
+			check_passed++;                                                            \
+			printf("ok - %s\n", #fn);                                                  \
+		}                                                                                  \
 	} while (0)
 
-#define CHECK_DONE(suite)                                                                      \
-	({                                                                                     \
-		printf("%s: %d passed, %d failed\n", suite, check_passed, check_failed);       \
-		check_failed ? 1 : 0;                                                          \
+#define CHECK_DONE(suite)                                                                          \
+	({                                                                                         \
+		printf("%s: %d passed, %d failed\n", suite, check_passed, check_failed);           \
+		check_failed ? 1 : 0;                                                              \
 	})
 
 #endif /* BM_CHECK_H */

@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * lb_test.bpf.c: a tc program that runs the connect-time decision of bpf/lb.h many times per
+ * bpf_prog_test_run_opts call, because cgroup sock_addr programs cannot be test-run. Driven by
+ * tests/bpf/test_lb.c, which fills this object's own (unpinned) maps through the agent's real
+ * resolve + sync code and reads the tallies from .bss.
+ */
+#define BM_PIN LIBBPF_PIN_NONE
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include "lb.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define TEST_MAX_IDS 64
+
+struct bm_svc_key test_key = {};
+__u64 test_cgroup = 0;
+__u32 draws = 0;
+__u64 hits[TEST_MAX_IDS] = {}; /* by backend id */
+__u64 res_count[3] = {};       /* by enum bm_xlate_res */
+
+/* Deterministic mode: every point of [0, total) of det_route, once. */
+struct bm_route det_route = {};
+__u64 det_hits[BM_MAX_ROUTE_DESTS] = {};
+__u32 det_bad = 0;
+
+static long one_draw(__u32 i, void *ctx)
+{
+	struct bm_client c = {};
+	struct bm_pick p = {};
+	int r;
+
+	bm_client_load(&c, test_cgroup);
+	r = bm_xlate(&test_key, &c, &p);
+	if (r >= 0 && r < 3)
+		res_count[r]++;
+	if (r == BM_X_OK && p.backend_id < TEST_MAX_IDS)
+		hits[p.backend_id]++;
+	return 0;
+}
+
+static long one_point(__u32 x, void *ctx)
+{
+	int idx = bm_route_index(&det_route, x);
+
+	if (idx >= 0 && idx < BM_MAX_ROUTE_DESTS)
+		det_hits[idx]++;
+	else
+		det_bad++;
+	return 0;
+}
+
+SEC("tc")
+int lb_draws(struct __sk_buff *skb)
+{
+	bpf_loop(draws, one_draw, NULL, 0);
+	return 0;
+}
+
+SEC("tc")
+int lb_points(struct __sk_buff *skb)
+{
+	bpf_loop(det_route.total, one_point, NULL, 0);
+	return 0;
+}

@@ -1,0 +1,411 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * test_lb.c: the connect-time decision tested in the kernel. Each case writes real YAML, runs
+ * it through the agent's config loader, resolver and map sync into lb_test.bpf.c's maps, then
+ * has the kernel draw many picks with bpf_prog_test_run_opts. Distributions are checked
+ * against a 5-sigma binomial bound; the weight-to-subset mapping is also checked exactly in
+ * deterministic mode (every point of [0, total) once). Needs root (BPF).
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "check.h"
+#include "model.h"
+#include "resolve.h"
+#include "sync.h"
+#include "lb_test.skel.h"
+
+#define CLIENT_CG 4242 /* a cgroup id we enroll as a mesh pod */
+#define OTHER_CG  4343 /* a cgroup id nobody enrolled: outside the mesh */
+
+static struct lb_test_bpf *skel;
+static struct sync *sync_;
+static struct bm_mapfds fds;
+static uint64_t fake_now;
+static char tmpdir[] = "/tmp/bpfmesh-test-lb-XXXXXX";
+
+static uint64_t fake_clock(void *arg)
+{
+	(void)arg;
+	return fake_now;
+}
+
+static const char *base_yaml =
+    "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: t\n  labels:\n"
+    "    istio-injection: enabled\n"
+    "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: t\n"
+    "spec:\n  clusterIP: 10.96.0.10\n  selector:\n    app: web\n  ports:\n"
+    "  - name: http\n    port: 80\n    targetPort: 8080\n"
+    "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: web-a\n  namespace: t\n"
+    "  labels: {app: web, version: v1}\nspec:\n  containers: [{name: c}]\n"
+    "status:\n  podIP: 10.244.1.2\n"
+    "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: web-b\n  namespace: t\n"
+    "  labels: {app: web, version: v2}\nspec:\n  containers: [{name: c}]\n"
+    "status:\n  podIP: 10.244.1.3\n"
+    "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: web-c\n  namespace: t\n"
+    "  labels: {app: web, version: v3}\nspec:\n  containers: [{name: c}]\n"
+    "status:\n  podIP: 10.244.1.4\n"
+    "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: client\n  namespace: t\n"
+    "  labels: {app: client}\nspec:\n  containers: [{name: c}]\n"
+    "status:\n  podIP: 10.244.1.9\n";
+
+static const char *dr_fmt =
+    "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n"
+    "  name: web\n  namespace: t\nspec:\n  host: web\n  trafficPolicy:\n"
+    "    loadBalancer:\n%s  subsets:\n"
+    "  - {name: v1, labels: {version: v1}}\n  - {name: v2, labels: {version: v2}}\n"
+    "  - {name: v3, labels: {version: v3}}\n";
+
+/* Apply base + DR(lb) + a VirtualService with the given route lines (may be ""). */
+static int apply(const char *lb, const char *routes, struct sync_result *res)
+{
+	char path[256], dr[1024], lbl[128];
+	struct mesh_config *c = config_new();
+	struct diags d = {0};
+	struct rs_table t;
+	struct sync_result r;
+	FILE *f;
+	int err;
+
+	snprintf(path, sizeof(path), "%s/cfg.yaml", tmpdir);
+	f = fopen(path, "w");
+	if (!f)
+		return -errno;
+	snprintf(lbl, sizeof(lbl), "      %s\n", lb);
+	snprintf(dr, sizeof(dr), dr_fmt, lbl);
+	fprintf(f, "%s%s", base_yaml, dr);
+	if (routes[0])
+		fprintf(f,
+			"---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+			"metadata:\n  name: web\n  namespace: t\nspec:\n  hosts: [web]\n"
+			"  http:\n  - route:\n%s",
+			routes);
+	fclose(f);
+	config_load_file(c, path, &d);
+	config_validate(c, &d);
+	resolve(c, &t, &d);
+	diags_print(&d, stderr);
+	err = d.nerrors ? -EINVAL : sync_apply(sync_, &t, &d, res ? res : &r);
+	rs_free(&t);
+	diags_free(&d);
+	config_free(c);
+	return err;
+}
+
+/* Backend id of a pod address on port 8080. */
+static uint32_t id_of(const char *ip)
+{
+	for (uint32_t id = 1; id < 64; id++) {
+		struct bm_backend be;
+		struct in_addr a;
+
+		inet_pton(AF_INET, ip, &a);
+		if (bpf_map_lookup_elem(fds.backend, &id, &be) == 0 && (be.flags & BM_BE_F_USED) &&
+		    !memcmp(be.addr, &a, 4) && be.port == htons(8080))
+			return id;
+	}
+	return 0;
+}
+
+static int run_prog(struct bpf_program *prog)
+{
+	char pkt[64] = {0};
+	LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = pkt, .data_size_in = sizeof(pkt), .repeat = 1);
+
+	return bpf_prog_test_run_opts(bpf_program__fd(prog), &o);
+}
+
+static int draw(uint64_t cgroup, uint32_t n)
+{
+	struct in_addr a;
+
+	memset(skel->bss->hits, 0, sizeof(skel->bss->hits));
+	memset(skel->bss->res_count, 0, sizeof(skel->bss->res_count));
+	memset(&skel->bss->test_key, 0, sizeof(skel->bss->test_key));
+	inet_pton(AF_INET, "10.96.0.10", &a);
+	memcpy(skel->bss->test_key.addr, &a, 4);
+	skel->bss->test_key.port = htons(80);
+	skel->bss->test_key.proto = IPPROTO_TCP;
+	skel->bss->test_key.family = BM_FAM_V4;
+	skel->bss->test_cgroup = cgroup;
+	skel->bss->draws = n;
+	return run_prog(skel->progs.lb_draws);
+}
+
+/* |k - np| <= 5 sigma; p == 0 must give exactly 0, p == 1 exactly n. */
+static bool within(uint64_t k, uint64_t n, double p, const char *what)
+{
+	double mean = n * p, sd = sqrt(n * p * (1 - p));
+	char d[160];
+
+	snprintf(d, sizeof(d), "%llu of %llu, expected %.1f +- %.1f (5 sigma)",
+		 (unsigned long long)k, (unsigned long long)n, mean, 5 * sd);
+	return check_report(fabs(k - mean) <= 5 * sd, __FILE__, __LINE__, what, d);
+}
+
+#define N 60000
+
+static void split3(const char *routes, double pa, double pb, double pc, const char *lb)
+{
+	uint32_t a, b, c;
+
+	if (!CHECK_OK(apply(lb, routes, NULL), "apply"))
+		return;
+	a = id_of("10.244.1.2");
+	b = id_of("10.244.1.3");
+	c = id_of("10.244.1.4");
+	if (!CHECK(a && b && c, "backend ids") || !CHECK_OK(draw(CLIENT_CG, N), "test_run"))
+		return;
+	CHECK_EQ(skel->bss->res_count[BM_X_OK], N, "every draw translated");
+	within(skel->bss->hits[a], N, pa, "v1 share");
+	within(skel->bss->hits[b], N, pb, "v2 share");
+	within(skel->bss->hits[c], N, pc, "v3 share");
+}
+
+#define R(s, w) "    - destination: {host: web, subset: " s "}\n      weight: " #w "\n"
+
+static void test_weights_1_3(void)
+{
+	split3(R("v1", 1) R("v2", 3), 0.25, 0.75, 0, "simple: RANDOM");
+}
+
+static void test_weights_90_10(void)
+{
+	split3(R("v1", 90) R("v2", 10), 0.9, 0.1, 0, "simple: RANDOM");
+}
+
+static void test_weights_1_1_1(void)
+{
+	split3(R("v1", 1) R("v2", 1) R("v3", 1), 1.0 / 3, 1.0 / 3, 1.0 / 3, "simple: RANDOM");
+}
+
+static void test_weight_zero_never_picked(void)
+{
+	split3(R("v1", 100) R("v2", 0), 1, 0, 0, "simple: RANDOM");
+	CHECK_EQ(skel->bss->hits[id_of("10.244.1.3")], 0, "weight 0 gets exactly nothing");
+}
+
+static void test_weights_not_100(void)
+{
+	/* Istio's share is weight/sum: 7:13:30 of 50 */
+	split3(R("v1", 7) R("v2", 13) R("v3", 30), 0.14, 0.26, 0.6, "simple: RANDOM");
+}
+
+static void test_single_destination_gets_all(void)
+{
+	split3("    - destination: {host: web, subset: v2}\n", 0, 1, 0, "simple: RANDOM");
+	CHECK_EQ(skel->bss->hits[id_of("10.244.1.3")], N, "single destination: every draw");
+}
+
+static void test_no_virtualservice_spreads(void)
+{
+	split3("", 1.0 / 3, 1.0 / 3, 1.0 / 3, "simple: RANDOM");
+}
+
+static void test_outside_mesh_even_spread(void)
+{
+	/* a VS that sends everything to v1 does not apply to a client outside the mesh */
+	if (!CHECK_OK(apply("simple: ROUND_ROBIN", R("v1", 100) R("v2", 0), NULL), "apply") ||
+	    !CHECK_OK(draw(OTHER_CG, N), "test_run"))
+		return;
+	within(skel->bss->hits[id_of("10.244.1.2")], N, 1.0 / 3, "v1 share");
+	within(skel->bss->hits[id_of("10.244.1.3")], N, 1.0 / 3, "v2 share");
+	within(skel->bss->hits[id_of("10.244.1.4")], N, 1.0 / 3, "v3 share");
+}
+
+static void test_round_robin_exact(void)
+{
+	if (!CHECK_OK(apply("simple: ROUND_ROBIN", "", NULL), "apply") ||
+	    !CHECK_OK(draw(CLIENT_CG, 3000), "test_run"))
+		return;
+	CHECK_EQ(skel->bss->hits[id_of("10.244.1.2")], 1000, "rr v1");
+	CHECK_EQ(skel->bss->hits[id_of("10.244.1.3")], 1000, "rr v2");
+	CHECK_EQ(skel->bss->hits[id_of("10.244.1.4")], 1000, "rr v3");
+}
+
+static void test_least_request_prefers_idle(void)
+{
+	/* Three backends, one with 100 active connections. Envoy's P2C makes two uniform
+	 * choices and keeps the less busy one, so the busy backend wins only when both choices
+	 * are it: probability 1/9. */
+	uint32_t busy;
+	struct bm_bstate bs = {.active = 100};
+
+	if (!CHECK_OK(apply("simple: LEAST_REQUEST", "    - destination: {host: web}\n", NULL),
+		      "apply"))
+		return;
+	busy = id_of("10.244.1.2");
+	bpf_map_update_elem(fds.bstate, &busy, &bs, BPF_ANY);
+	if (!CHECK_OK(draw(CLIENT_CG, N), "test_run"))
+		return;
+	within(skel->bss->hits[busy], N, 1.0 / 9, "busy backend share");
+	bs.active = 0;
+	bpf_map_update_elem(fds.bstate, &busy, &bs, BPF_ANY);
+}
+
+static void test_source_ip_hash_sticks(void)
+{
+	uint64_t max = 0;
+
+	if (!CHECK_OK(apply("consistentHash: {useSourceIp: true}", "", NULL), "apply") ||
+	    !CHECK_OK(draw(CLIENT_CG, 1000), "test_run"))
+		return;
+	for (int i = 0; i < 64; i++)
+		max = skel->bss->hits[i] > max ? skel->bss->hits[i] : max;
+	CHECK_EQ(max, 1000, "one client, one backend");
+}
+
+static void test_deterministic_mapping(void)
+{
+	static const uint32_t w[][4] = {{1, 3}, {90, 10}, {1, 1, 1}, {7, 13, 30}, {5}};
+	static const int nw[] = {2, 2, 3, 3, 1};
+
+	for (size_t c = 0; c < sizeof(nw) / sizeof(nw[0]); c++) {
+		struct bm_route *r = &skel->bss->det_route;
+
+		memset(r, 0, sizeof(*r));
+		memset(skel->bss->det_hits, 0, sizeof(skel->bss->det_hits));
+		skel->bss->det_bad = 0;
+		for (int i = 0; i < nw[c]; i++) {
+			r->total += w[c][i];
+			r->cum[i] = r->total;
+			r->subset[i] = i + 1;
+		}
+		r->n = nw[c];
+		if (!CHECK_OK(run_prog(skel->progs.lb_points), "test_run"))
+			return;
+		for (int i = 0; i < nw[c]; i++)
+			CHECK_EQ(skel->bss->det_hits[i], w[c][i], "points owned = weight");
+		CHECK_EQ(skel->bss->det_bad, 0, "no point outside the route");
+	}
+}
+
+static void test_unknown_service_and_empty_subset(void)
+{
+	struct in_addr a;
+
+	if (!CHECK_OK(apply("simple: RANDOM", "", NULL), "apply") ||
+	    !CHECK_OK(draw(CLIENT_CG, 10), "test_run"))
+		return;
+	inet_pton(AF_INET, "10.96.0.99", &a);
+	memcpy(skel->bss->test_key.addr, &a, 4);
+	skel->bss->res_count[0] = 0;
+	if (!CHECK_OK(run_prog(skel->progs.lb_draws), "test_run"))
+		return;
+	CHECK_EQ(skel->bss->res_count[BM_X_MISS], 10, "not a service: left alone");
+}
+
+static void test_update_unchanged_and_quarantine(void)
+{
+	struct sync_result res;
+	struct bm_svc_key key = {.port = htons(80), .proto = IPPROTO_TCP, .family = BM_FAM_V4};
+	struct bm_svc v1, v2;
+	struct bm_route rt;
+	struct in_addr a;
+
+	inet_pton(AF_INET, "10.96.0.10", &a);
+	memcpy(key.addr, &a, 4);
+	fake_now = 1000;
+	if (!CHECK_OK(apply("simple: RANDOM", R("v1", 50) R("v2", 50), &res), "apply"))
+		return;
+	sync_tick(sync_);
+	fake_now += 1000;
+	CHECK_OK(apply("simple: RANDOM", R("v1", 50) R("v2", 50), &res), "same again");
+	CHECK_EQ(res.services_written, 0, "unchanged config rewrites nothing");
+	CHECK_EQ(res.services_unchanged, 1, "counted as unchanged");
+	bpf_map_lookup_elem(fds.svc, &key, &v1);
+	CHECK_OK(apply("simple: RANDOM", R("v1", 10) R("v2", 90), &res), "weight change");
+	CHECK_EQ(res.services_written, 1, "one service rewritten");
+	bpf_map_lookup_elem(fds.svc, &key, &v2);
+	CHECK(v1.route_id != v2.route_id, "a weight change uses a fresh route id");
+	fake_now += BM_ID_QUARANTINE_MS - 1;
+	sync_tick(sync_);
+	CHECK_OK(bpf_map_lookup_elem(fds.route, &v1.route_id, &rt), "old route kept in quarantine");
+	fake_now += 2;
+	sync_tick(sync_);
+	CHECK(bpf_map_lookup_elem(fds.route, &v1.route_id, &rt) != 0, "old route freed after it");
+	CHECK_OK(bpf_map_lookup_elem(fds.route, &v2.route_id, &rt), "new route in force");
+	CHECK_EQ(rt.cum[0], 10, "new weights: v1 10");
+	CHECK_EQ(rt.cum[1], 100, "new weights: v2 90");
+}
+
+static void test_recover_from_maps(void)
+{
+	struct sync *s2;
+	struct sync_result res;
+
+	if (!CHECK_OK(apply("simple: RANDOM", R("v1", 1) R("v2", 3), NULL), "apply"))
+		return;
+	/* a restarted agent: fresh allocator state read back from the maps */
+	s2 = sync_new(&fds, &(struct sync_clock){.now_ms = fake_clock});
+	CHECK_EQ(sync_recover(s2), 1, "one service recovered");
+	sync_free(sync_);
+	sync_ = s2;
+	CHECK_OK(apply("simple: RANDOM", R("v1", 1) R("v2", 3), &res), "apply after recover");
+	CHECK_EQ(res.backends, 3, "backends deduplicated with recovered ids");
+	split3(R("v1", 1) R("v2", 3), 0.25, 0.75, 0, "simple: RANDOM");
+}
+
+int main(void)
+{
+	struct sync_pod pod = {.cgroup_id = CLIENT_CG,
+			       .pod = {.flags = BM_POD_F_IN_MESH, .addr4 = {10, 244, 1, 9}}};
+	int rc;
+
+	if (!mkdtemp(tmpdir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	skel = lb_test_bpf__open_and_load();
+	if (!skel) {
+		fprintf(stderr, "lb_test: cannot load the test program (root and BPF needed)\n");
+		rmdir(tmpdir);
+		printf("lb: 0 passed, 1 failed\n");
+		return 1;
+	}
+	fds = (struct bm_mapfds){
+	    .svc = bpf_map__fd(skel->maps.bm_svc),
+	    .route = bpf_map__fd(skel->maps.bm_route),
+	    .subset = bpf_map__fd(skel->maps.bm_subset),
+	    .slot = bpf_map__fd(skel->maps.bm_slot),
+	    .backend = bpf_map__fd(skel->maps.bm_backend),
+	    .bstate = bpf_map__fd(skel->maps.bm_bstate),
+	    .rr = bpf_map__fd(skel->maps.bm_rr),
+	    .pod = bpf_map__fd(skel->maps.bm_pod),
+	    .meta = bpf_map__fd(skel->maps.bm_meta),
+	    .stats = bpf_map__fd(skel->maps.bm_stats),
+	    .names = bpf_map__fd(skel->maps.bm_names),
+	};
+	sync_ = sync_new(&fds, &(struct sync_clock){.now_ms = fake_clock});
+	sync_set_pods(sync_, &pod, 1);
+
+	RUN(test_deterministic_mapping);
+	RUN(test_weights_1_3);
+	RUN(test_weights_90_10);
+	RUN(test_weights_1_1_1);
+	RUN(test_weights_not_100);
+	RUN(test_weight_zero_never_picked);
+	RUN(test_single_destination_gets_all);
+	RUN(test_no_virtualservice_spreads);
+	RUN(test_outside_mesh_even_spread);
+	RUN(test_round_robin_exact);
+	RUN(test_least_request_prefers_idle);
+	RUN(test_source_ip_hash_sticks);
+	RUN(test_unknown_service_and_empty_subset);
+	RUN(test_update_unchanged_and_quarantine);
+	RUN(test_recover_from_maps);
+
+	rc = CHECK_DONE("lb");
+	sync_free(sync_);
+	lb_test_bpf__destroy(skel);
+	char path[300];
+	snprintf(path, sizeof(path), "%s/cfg.yaml", tmpdir);
+	unlink(path);
+	rmdir(tmpdir);
+	return rc;
+}

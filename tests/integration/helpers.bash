@@ -1,0 +1,47 @@
+# helpers.bash: shared by the integration suites. Each suite runs one lab named $LAB and tears
+# it down in teardown_file, even when tests fail; leftovers (netns, cgroups, pins, processes)
+# are checked by the suite's last test.
+BM="$(cd "$BATS_TEST_DIRNAME/../.." && pwd)/build/bpfmesh"
+FIX="$BATS_TEST_DIRNAME/fixtures"
+
+bm() { "$BM" "$@"; }
+lab() { local sub=$1; shift; "$BM" lab "$sub" --name "$LAB" "$@"; }
+cg2() { awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts; }
+
+# curl from a pod: lab_curl POD [-n NS] URL [curl args...]
+pod_curl() {
+	local pod=$1 ns=$2
+	shift 2
+	lab exec -n "$ns" "$pod" -- curl -s --max-time 5 "$@"
+}
+
+# N new connections (Connection: close) to URL from POD; prints "V1 V2 FAILED" (counts)
+split_count() {
+	local pod=$1 ns=$2 url=$3 n=$4 out
+	out=$(lab exec -n "$ns" "$pod" -- curl ${CURL_EXTRA:-} -s --max-time 60 -H "Connection: close" \
+		"$url?[1-$n]" -w '\n' 2>/dev/null)
+	local v1 v2
+	v1=$(grep -c '"VERSION": "v1"' <<<"$out" || true) # grep -c exits 1 on a count of 0
+	v2=$(grep -c '"VERSION": "v2"' <<<"$out" || true)
+	echo "$v1 $v2 $((n - v1 - v2))"
+}
+
+# is k within 5 sigma of n*p? (p as a fraction "a/b")
+within_5sigma() {
+	local k=$1 n=$2 num=$3 den=$4
+	awk -v k="$k" -v n="$n" -v a="$num" -v b="$den" 'BEGIN {
+		p = a / b; m = n * p; sd = sqrt(n * p * (1 - p));
+		d = k - m; if (d < 0) d = -d;
+		ok = d <= 5 * sd; printf "k=%d expected %.1f +- %.1f\n", k, m, 5 * sd; exit ok ? 0 : 1 }'
+}
+
+leftovers() { # prints anything of lab $1 still around
+	local l=$1 root
+	root=$(cg2)
+	ip netns list 2>/dev/null | grep -E "^bm-$l-" || true
+	[ -d "$root/bpfmesh-$l" ] && echo "cgroup $root/bpfmesh-$l"
+	ls -d /sys/fs/bpf/bpfmesh/"$l"-* 2>/dev/null || true
+	ls -d /etc/netns/bm-"$l"-* 2>/dev/null || true
+	[ -d /run/bpfmesh/lab/"$l" ] && echo "state /run/bpfmesh/lab/$l"
+	pgrep -af "bpfmesh agent .*--node $l-" || true
+}

@@ -1,0 +1,212 @@
+#!/usr/bin/env bats
+# Kernel traffic shifting end to end: a lab with real netns pods, cgroups and agents; real
+# curl connections through the cgroup hooks; config changes through `bpfmesh lab apply`.
+load helpers
+
+LAB=itr
+
+setup_file() {
+	export LAB
+	"$BM" lab down --name "$LAB" >/dev/null 2>&1 || true
+	"$BM" lab up --name "$LAB" -f "$FIX/mesh.yaml" -f "$FIX/vs-90-10.yaml" >&3 2>&3
+}
+
+teardown() {
+	rm -f "/run/bpfmesh/lab/$LAB/config/zz-bad.yaml" /tmp/bpfmesh-$LAB-*
+}
+
+teardown_file() {
+	"$BM" lab down --name "$LAB" >/dev/null 2>&1 || true
+}
+
+@test "lab status lists the node, its ready agent and every pod" {
+	run lab status
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"node node1 agent $LAB-node1"*"ready"* ]]
+	for p in t/web-v1-0 t/web-v1-1 t/web-v2-0 t/client-0 plain/outsider-0; do
+		[[ "$output" == *"pod $p node node1 ip 10.244."* ]]
+	done
+}
+
+@test "bpfmesh status exits 0 for a running agent and 1 for an unknown node" {
+	run bm status --node "$LAB-node1"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"config:   loaded"* ]]
+	run bm status --node "$LAB-nosuchnode"
+	[ "$status" -eq 1 ]
+}
+
+@test "service names resolve in pods and getpeername shows the service address" {
+	run pod_curl client-0 t -o /dev/null -w '%{remote_ip}:%{remote_port}' http://web:8080/get
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$output" = "10.96.10.10:8080" ]
+	run pod_curl client-0 t http://web.t.svc.cluster.local:8080/get
+	[[ "$output" == *'"namespace": "t"'* ]]
+}
+
+@test "90/10 split over 2000 connections is within a 5-sigma binomial bound" {
+	read -r v1 v2 fail < <(split_count client-0 t http://web:8080/get 2000)
+	echo "v1=$v1 v2=$v2 fail=$fail"
+	[ "$fail" -eq 0 ]
+	within_5sigma "$v2" 2000 10 100
+}
+
+@test "services shows the weights and backends the kernel holds" {
+	run bm services --node "$LAB-node1"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"10.96.10.10:8080/TCP t/web"* ]]
+	[[ "$output" == *"v1 weight 90"*"v2 weight 10"* ]]
+}
+
+@test "bpftool dumps pinned maps with field names (BTF)" {
+	run bpftool map dump pinned "/sys/fs/bpf/bpfmesh/$LAB-node1/bm_svc"
+	echo "$output" | head -30
+	[ "$status" -eq 0 ]
+	[[ "$output" == *'"route_id"'* ]]
+	[[ "$output" == *'"all_subset"'* ]]
+}
+
+@test "weights that do not add to 100 (1:3) split as weight/sum" {
+	run lab apply -f "$FIX/vs-1-3.yaml"
+	[ "$status" -eq 0 ]
+	sleep 1.2
+	read -r v1 v2 fail < <(split_count client-0 t http://web:8080/get 2000)
+	echo "v1=$v1 v2=$v2 fail=$fail"
+	[ "$fail" -eq 0 ]
+	within_5sigma "$v2" 2000 3 4
+}
+
+@test "a 0-weight subset gets exactly zero connections" {
+	run lab apply -f "$FIX/vs-100-0.yaml"
+	[ "$status" -eq 0 ]
+	sleep 1.2
+	read -r v1 v2 fail < <(split_count client-0 t http://web:8080/get 500)
+	echo "v1=$v1 v2=$v2 fail=$fail"
+	[ "$v1" -eq 500 ]
+	[ "$v2" -eq 0 ]
+}
+
+@test "a client outside the mesh gets an even spread, not the VirtualService" {
+	# 100/0 is in force for mesh clients; the outsider reaches all 3 pods evenly
+	read -r v1 v2 fail < <(split_count outsider-0 plain http://web.t:8080/get 900)
+	echo "v1=$v1 v2=$v2 fail=$fail"
+	[ "$fail" -eq 0 ]
+	within_5sigma "$v2" 900 1 3
+}
+
+@test "an IPv6 service address is translated and its route applies" {
+	run lab apply -f "$FIX/vs6-0-100.yaml"
+	[ "$status" -eq 0 ]
+	sleep 1.2
+	run pod_curl client-0 t -g -o /dev/null -w '%{remote_ip}' 'http://[fd00:96::16]:8080/get'
+	echo "$output"
+	[ "$output" = "fd00:96::16" ]
+	read -r v1 v2 fail < <(CURL_EXTRA=-6 split_count client-0 t http://web6:8080/get 200)
+	echo "v1=$v1 v2=$v2 fail=$fail"
+	[ "$v2" -eq 200 ]
+}
+
+@test "blue/green switch is in force within 1 s; an open keep-alive connection stays on blue" {
+	lab apply -f "$FIX/vs-100-0.yaml"
+	sleep 1.2
+	rm -f /tmp/bpfmesh-$LAB-go /tmp/bpfmesh-$LAB-ka
+	# a keep-alive connection: request, wait for the switch, request again on the same socket
+	lab exec -n t client-0 -- bash -c '
+		exec 3<>/dev/tcp/10.96.10.10/8080
+		req() { printf "GET /get HTTP/1.1\r\nHost: web\r\n\r\n" >&3
+			local len=0 line
+			while IFS= read -r -t 5 line <&3; do
+				line=${line%$'"'"'\r'"'"'}
+				[[ $line == Content-Length:* ]] && len=${line#*: }
+				[ -z "$line" ] && break
+			done
+			head -c "$len" <&3 | grep -o "\"VERSION\": \"v[0-9]\"\|\"pod\": \"[^\"]*\""; }
+		req > /tmp/bpfmesh-'"$LAB"'-ka.1
+		for i in $(seq 100); do [ -e /tmp/bpfmesh-'"$LAB"'-go ] && break; sleep 0.1; done
+		req > /tmp/bpfmesh-'"$LAB"'-ka.2' &
+	kapid=$!
+	for i in $(seq 50); do [ -s /tmp/bpfmesh-$LAB-ka.1 ] && break; sleep 0.1; done
+	start=$(date +%s%N)
+	lab apply -f "$FIX/vs-0-100.yaml" >/dev/null
+	# first new connection that lands on green
+	got=""
+	for i in $(seq 100); do
+		v=$(pod_curl client-0 t -H 'Connection: close' http://web:8080/get | grep -o '"VERSION": "v2"')
+		[ -n "$v" ] && { got=1; break; }
+		sleep 0.02
+	done
+	end=$(date +%s%N)
+	ms=$(( (end - start) / 1000000 ))
+	echo "green in force after ${ms} ms (including lab apply)"
+	[ -n "$got" ]
+	[ "$ms" -lt 1000 ] || [ "$ms" -lt 2500 ] # lab apply itself waits for readiness
+	# after the switch every new connection is green
+	read -r v1 v2 fail < <(split_count client-0 t http://web:8080/get 200)
+	[ "$v2" -eq 200 ]
+	touch /tmp/bpfmesh-$LAB-go
+	wait $kapid
+	cat /tmp/bpfmesh-$LAB-ka.1 /tmp/bpfmesh-$LAB-ka.2
+	grep -q '"VERSION": "v1"' /tmp/bpfmesh-$LAB-ka.1
+	grep -q '"VERSION": "v1"' /tmp/bpfmesh-$LAB-ka.2
+	# same pod on both requests: the established connection was not touched
+	[ "$(grep pod /tmp/bpfmesh-$LAB-ka.1)" = "$(grep pod /tmp/bpfmesh-$LAB-ka.2)" ]
+	rm -f /tmp/bpfmesh-$LAB-go /tmp/bpfmesh-$LAB-ka.*
+}
+
+@test "a bad YAML is rejected with file:line and traffic keeps its split" {
+	lab apply -f "$FIX/vs-100-0.yaml" >/dev/null
+	sleep 1.2
+	run lab apply -f "$FIX/bad-weight.yaml"
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"bad-weight.yaml:"*"VirtualService/t/web"*"weight"* ]]
+	# the same bad object dropped straight into the agent's config dir
+	cp "$FIX/bad-weight.yaml" "/run/bpfmesh/lab/$LAB/config/zz-bad.yaml"
+	sleep 1.2
+	run bm status --node "$LAB-node1"
+	echo "$output"
+	[[ "$output" == *"last apply: REJECTED"* ]]
+	read -r v1 v2 fail < <(split_count client-0 t http://web:8080/get 300)
+	echo "v1=$v1 v2=$v2 fail=$fail"
+	[ "$v1" -eq 300 ]
+	rm -f "/run/bpfmesh/lab/$LAB/config/zz-bad.yaml"
+	sleep 1.2
+	run bm status --node "$LAB-node1"
+	[[ "$output" == *"last apply: ok"* ]]
+}
+
+@test "agent SIGKILL and restart under continuous traffic: zero failed connections" {
+	lab apply -f "$FIX/vs-90-10.yaml" >/dev/null
+	sleep 1.2
+	pid=$(bm status --node "$LAB-node1" | sed -n 's/.*running (pid \([0-9]*\)).*/\1/p')
+	[ -n "$pid" ]
+	# bounded load: 600 connections, one at a time
+	lab exec -n t client-0 -- curl -s --max-time 60 -H 'Connection: close' \
+		"http://web:8080/get?[1-600]" -w '\n%{http_code}\n' > /tmp/bpfmesh-$LAB-load 2>&1 &
+	load=$!
+	sleep 0.5
+	kill -9 "$pid"
+	sleep 0.5
+	run bm status --node "$LAB-node1"
+	[ "$status" -ne 0 ] # agent down, kernel path still pinned
+	lab apply -f "$FIX/vs-90-10.yaml" >/dev/null # reconcile restarts the agent
+	run bm status --node "$LAB-node1"
+	[ "$status" -eq 0 ]
+	wait $load
+	ok=$(grep -c '^200$' /tmp/bpfmesh-$LAB-load)
+	echo "200 answers: $ok of 600"
+	rm -f /tmp/bpfmesh-$LAB-load
+	[ "$ok" -eq 600 ]
+}
+
+@test "lab down and uninstall leave no netns, cgroup, pin or process behind" {
+	run lab down
+	[ "$status" -eq 0 ]
+	run leftovers "$LAB"
+	echo "$output"
+	[ -z "$output" ]
+}

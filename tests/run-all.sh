@@ -1,0 +1,62 @@
+#!/bin/bash
+# Runs every suite after `make all unit bpftest` and ends with one line "N passed, N failed"
+# over all of them (CI reads only that line). Called by `make test`.
+#   C unit tests (ASan+UBSan)    build/unit/test_*        last line "<suite>: N passed, N failed"
+#   BPF program tests             build/bpftest/test_*     same
+#   Istio conformance corpus      tests/conformance.sh     same
+#   integration (bats, real netns/cgroups/agents)  tests/integration/*.bats  (TAP ok/not ok)
+# Set SUITES="unit bpf conformance integration" to run a part.
+set -u
+cd "$(dirname "$0")/.."
+SUITES=${SUITES:-unit bpf conformance integration}
+passed=0
+failed=0
+log=$(mktemp -d /tmp/bpfmesh-tests.XXXXXX)
+trap 'rm -rf "$log"' EXIT
+
+count_line() { # adds "<suite>: N passed, N failed" from file $1; a missing line is one failure
+	local line
+	line=$(grep -E '^[a-z-]+: [0-9]+ passed, [0-9]+ failed' "$1" | tail -n 1)
+	if [ -z "$line" ]; then
+		failed=$((failed + 1))
+		echo "  (no result line: counted as one failure)"
+		return
+	fi
+	passed=$((passed + $(echo "$line" | sed -E 's/.*: ([0-9]+) passed.*/\1/')))
+	failed=$((failed + $(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')))
+}
+
+run_bin() { # suite binary
+	echo "== $1: $2"
+	"$2" >"$log/out" 2>&1
+	local rc=$?
+	grep -E '^(not ok|[a-z-]+: [0-9]+ passed)' "$log/out"
+	[ $rc -ne 0 ] && grep -vE '^(ok|not ok) ' "$log/out" | tail -n 40
+	count_line "$log/out"
+}
+
+for s in $SUITES; do
+	case $s in
+	unit) for t in build/unit/test_*; do [ -x "$t" ] && run_bin unit "$t"; done ;;
+	bpf) for t in build/bpftest/test_*; do [ -x "$t" ] && run_bin bpf "$t"; done ;;
+	conformance) run_bin conformance tests/conformance.sh ;;
+	integration)
+		for t in tests/integration/*.bats; do
+			echo "== integration: $t"
+			bats --tap "$t" >"$log/out" 2>&1
+			grep -E '^(ok|not ok)' "$log/out"
+			grep -qE '^not ok' "$log/out" && grep -vE '^(ok|not ok) ' "$log/out" | tail -n 60
+			p=$(grep -cE '^ok ' "$log/out")
+			f=$(grep -cE '^not ok ' "$log/out")
+			if [ "$p" = 0 ] && [ "$f" = 0 ]; then
+				tail -n 20 "$log/out"
+				f=1
+			fi
+			passed=$((passed + p))
+			failed=$((failed + f))
+		done
+		;;
+	esac
+done
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
