@@ -739,7 +739,7 @@ static int check_capacity(struct sync *s, const struct rs_table *t, struct diags
 
 int sync_apply(struct sync *s, const struct rs_table *t, struct diags *d, struct sync_result *res)
 {
-	int err = 0;
+	int err = 0, *idx;
 
 	memset(res, 0, sizeof(*res));
 	sync_tick(s);
@@ -747,20 +747,46 @@ int sync_apply(struct sync *s, const struct rs_table *t, struct diags *d, struct
 		return -ENOSPC;
 	for (int i = 0; i < s->nrecs; i++)
 		s->recs[i].seen = 0;
+	/* 1: which live entries stay (rec_get may grow s->recs: keep indexes, not pointers) */
+	idx = calloc(t->nservices + 1, sizeof(int));
+	if (!idx)
+		return -ENOMEM;
 	for (int i = 0; i < t->nservices; i++) {
-		const struct rs_service *rs = &t->services[i];
 		struct bm_svc_key key;
 		struct svc_rec *r;
-		uint64_t content = svc_content(t, rs);
 
-		rs_key(rs, &key);
+		rs_key(&t->services[i], &key);
 		r = rec_get(s, &key, true);
 		if (r->seen) {
-			diags_add(d, DIAG_WARN, &rs->svc->pos, NULL, "spec.clusterIP",
+			diags_add(d, DIAG_WARN, &t->services[i].svc->pos, NULL, "spec.clusterIP",
 				  "address/port already used by another Service; ignored");
+			idx[i] = -1;
 			continue;
 		}
 		r->seen = 1;
+		idx[i] = (int)(r - s->recs);
+	}
+	/* 2: services gone from the config go first, so their entries make room for new ones */
+	for (int i = 0; i < s->nrecs; i++) {
+		struct svc_rec *r = &s->recs[i];
+
+		if (!r->live || r->seen)
+			continue;
+		bpf_map_delete_elem(s->fds.svc, &r->key);
+		rec_release(s, r);
+		r->live = 0;
+		res->services_deleted++;
+	}
+	/* 3: write what changed, each service flipped on its own */
+	for (int i = 0; i < t->nservices; i++) {
+		const struct rs_service *rs = &t->services[i];
+		struct svc_rec *r;
+		uint64_t content;
+
+		if (idx[i] < 0)
+			continue;
+		r = &s->recs[idx[i]];
+		content = svc_content(t, rs);
 		if (r->live && r->content == content) {
 			res->services_unchanged++;
 			continue;
@@ -774,19 +800,9 @@ int sync_apply(struct sync *s, const struct rs_table *t, struct diags *d, struct
 		r->content = content;
 		res->services_written++;
 	}
-	/* Services gone from the config: delete the entry, then release what it owned. */
-	for (int i = 0; !err && i < s->nrecs; i++) {
-		struct svc_rec *r = &s->recs[i];
-
-		if (!r->live || r->seen)
-			continue;
-		bpf_map_delete_elem(s->fds.svc, &r->key);
-		rec_release(s, r);
-		r->live = 0;
-		res->services_deleted++;
-	}
-	/* Compact dead records so the table does not grow forever. */
-	if (!err) {
+	free(idx);
+	/* Compact records that are not live, so the table does not grow forever. */
+	{
 		int keep = 0;
 
 		free(s->svc_index.e);

@@ -351,6 +351,84 @@ static void test_recover_from_maps(void)
 	split3(R("v1", 1) R("v2", 3), 0.25, 0.75, 0, "simple: RANDOM");
 }
 
+/* A table of n services with one backend each, built directly (no YAML: the point is size). */
+static void synth_table(struct rs_table *t, int n)
+{
+	static struct svc_obj so = {.name = "synth", .ns = "t"};
+
+	memset(t, 0, sizeof(*t));
+	t->services = calloc(n, sizeof(*t->services));
+	t->subsets = calloc(n, sizeof(*t->subsets));
+	t->backends = calloc(1, sizeof(*t->backends));
+	t->nservices = t->nsubsets = n;
+	t->nbackends = 1;
+	t->backends[0] = (struct rs_backend){.addr = {10, 244, 9, 9}, .family = BM_FAM_V4, .port = 80};
+	for (int i = 0; i < n; i++) {
+		struct rs_service *rs = &t->services[i];
+
+		t->subsets[i].name = strdup("(all)");
+		t->subsets[i].backends = calloc(1, sizeof(int));
+		t->subsets[i].n = 1;
+		rs->svc = &so;
+		rs->fqdn = strdup("synth.t.svc.cluster.local");
+		rs->addr[0] = 10;
+		rs->addr[1] = 100 + (i >> 16);
+		rs->addr[2] = (i >> 8) & 0xff;
+		rs->addr[3] = i & 0xff;
+		rs->family = BM_FAM_V4;
+		rs->port = 80;
+		rs->proto = IPPROTO_TCP;
+		rs->svc_id = i + 1;
+		rs->all_subset = i;
+	}
+}
+
+static void test_full_map_keeps_old_config(void)
+{
+	struct diags d = {0};
+	struct sync_result res;
+	struct rs_table t;
+	char buf[4096] = "";
+	FILE *f;
+	int err;
+
+	if (!CHECK_OK(apply("simple: RANDOM", R("v1", 100) R("v2", 0), NULL), "apply a config"))
+		return;
+	synth_table(&t, BM_MAX_SERVICES + 1);
+	err = sync_apply(sync_, &t, &d, &res);
+	CHECK_EQ(err, -ENOSPC, "one service too many is refused");
+	CHECK_EQ(res.services_written, 0, "nothing written");
+	f = fmemopen(buf, sizeof(buf) - 1, "w");
+	diags_print(&d, f);
+	fclose(f);
+	CHECK_CONTAINS(buf, "bm_svc: map full", "the error names the map");
+	CHECK_CONTAINS(buf, "config in force is unchanged", "and says nothing changed");
+	diags_free(&d);
+	rs_free(&t);
+	/* the old config still decides */
+	if (CHECK_OK(draw(CLIENT_CG, 1000), "test_run"))
+		CHECK_EQ(skel->bss->hits[id_of("10.244.1.2")], 1000, "old route still in force");
+}
+
+static void test_capacity_65536_services(void)
+{
+	struct diags d = {0};
+	struct sync_result res;
+	struct rs_table t;
+
+	synth_table(&t, BM_MAX_SERVICES);
+	CHECK_EQ(BM_MAX_SERVICES >= 65536, 1, "at least 65,536 services");
+	CHECK_OK(sync_apply(sync_, &t, &d, &res), "a full service map applies");
+	CHECK_EQ(res.services_written, BM_MAX_SERVICES, "every service written");
+	diags_print(&d, stderr);
+	diags_free(&d);
+	rs_free(&t);
+	fake_now += 10 * BM_ID_QUARANTINE_MS;
+	CHECK_OK(apply("simple: RANDOM", "", NULL), "back to a small config");
+	fake_now += 10 * BM_ID_QUARANTINE_MS;
+	sync_tick(sync_);
+}
+
 int main(void)
 {
 	struct sync_pod pod = {.cgroup_id = CLIENT_CG,
@@ -399,6 +477,8 @@ int main(void)
 	RUN(test_unknown_service_and_empty_subset);
 	RUN(test_update_unchanged_and_quarantine);
 	RUN(test_recover_from_maps);
+	RUN(test_full_map_keeps_old_config);
+	RUN(test_capacity_65536_services);
 
 	rc = CHECK_DONE("lb");
 	sync_free(sync_);
