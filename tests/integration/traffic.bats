@@ -203,6 +203,21 @@ teardown_file() {
 	[ "$ok" -eq 600 ]
 }
 
+@test "lab stop takes a pod's server down, lab start brings it back (deploy/NAME works)" {
+	ip=$(lab status | awk '$2 == "t/web-v2-0" { print $6 }')
+	[ -n "$ip" ]
+	run lab stop -n t deploy/web-v2
+	[ "$status" -eq 0 ]
+	run lab status
+	[[ "$output" == *"pod t/web-v2-0 node node1 ip $ip"*"stopped"* ]]
+	run pod_curl client-0 t "http://$ip:8080/get"
+	[ "$status" -ne 0 ]
+	run lab start -n t web-v2-0
+	[ "$status" -eq 0 ]
+	run pod_curl client-0 t "http://$ip:8080/get"
+	[[ "$output" == *'"pod": "web-v2-0"'* ]]
+}
+
 @test "lab down and uninstall leave no netns, cgroup, pin or process behind" {
 	run lab down
 	[ "$status" -eq 0 ]
