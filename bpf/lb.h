@@ -128,8 +128,83 @@ struct bm_pick {
 	__u32 svc_id;
 	__u32 subset_id;
 	__u32 backend_id;
+	__u32 sub_flags;  /* BM_SUB_F_* that apply to this connection (mesh clients only) */
+	__u32 pool_key;	  /* connection pool to count it in, 0 = none */
+	__u32 timeout_ms; /* connect timeout to enforce, 0 = none */
 	struct bm_backend be;
 };
+
+static __always_inline int bm_ejected(__u32 backend_id)
+{
+	struct bm_health *h = bpf_map_lookup_elem(&bm_health, &backend_id);
+
+	return h && h->od.ejected;
+}
+
+struct bm_probe {
+	__u32 first, n, start;
+	__u32 slot, backend_id;
+	int found;
+};
+
+/* One step of the walk over a subset for a host that is not ejected. */
+static long bm_probe_step(__u32 i, void *arg)
+{
+	struct bm_probe *p = arg;
+	__u32 slot = p->first + (p->start + i) % p->n;
+	__u32 *bid = bpf_map_lookup_elem(&bm_slot, &slot);
+
+	if (!bid || !*bid || bm_ejected(*bid))
+		return 0;
+	p->slot = slot;
+	p->backend_id = *bid;
+	p->found = 1;
+	return 1;
+}
+
+/*
+ * The picked host is ejected: take the next one in the subset that is not. If every host is
+ * ejected, Envoy's panic mode decides: below minHealthPercent (0 = never, Istio's default) it
+ * balances over all hosts anyway, else there is no healthy upstream.
+ * Returns 0 with the slot and backend id updated, or -1.
+ */
+static __always_inline int bm_skip_ejected(const struct bm_subset *s, __u32 sid, __u32 *slot,
+					   __u32 *bid)
+{
+	struct bm_probe p = {.first = s->first_slot, .n = s->n};
+	struct bm_policy *pol;
+
+	p.start = *slot - s->first_slot + 1;
+	bm_count(BM_ST_SKIPPED_EJECTED);
+	if (s->n > 1)
+		bpf_loop(s->n - 1, bm_probe_step, &p, 0);
+	if (p.found) {
+		*slot = p.slot;
+		*bid = p.backend_id;
+		return 0;
+	}
+	pol = bpf_map_lookup_elem(&bm_policy, &sid);
+	return pol && bm_od_panic(0, s->n, &pol->od) ? 0 : -1;
+}
+
+/* connectionPool: the client's open connections to this subset, against the limit. */
+static __always_inline int bm_pool_check(const struct bm_client *c, __u32 sid,
+					 const struct bm_subset *s, struct bm_pick *out)
+{
+	struct bm_policy *pol = bpf_map_lookup_elem(&bm_policy, &sid);
+	struct bm_cpool_key k = {.cgroup_id = c->cgroup_id};
+	__s32 *cnt;
+
+	if (!pol)
+		return 0;
+	out->timeout_ms = (s->flags & BM_SUB_F_TIMEOUT) ? pol->connect_timeout_ms : 0;
+	if (!(s->flags & BM_SUB_F_POOL) || !pol->max_conns)
+		return 0;
+	k.pool_key = pol->pool_key;
+	out->pool_key = pol->pool_key;
+	cnt = bpf_map_lookup_elem(&bm_cpool, &k);
+	return cnt && *cnt >= (__s32)pol->max_conns ? -1 : 0;
+}
 
 /*
  * The whole decision for one connect/sendmsg: service lookup, weighted subset (mesh clients
@@ -143,7 +218,7 @@ static __always_inline int bm_xlate(const struct bm_svc_key *key, const struct b
 	struct bm_svc svc;
 	struct bm_route *r;
 	struct bm_backend *be;
-	__u32 sid, lb, slot, *bid;
+	__u32 sid, lb, slot, *bid, picked;
 	struct bm_subset *s;
 	int idx;
 
@@ -171,11 +246,21 @@ static __always_inline int bm_xlate(const struct bm_svc_key *key, const struct b
 	bid = bpf_map_lookup_elem(&bm_slot, &slot);
 	if (!bid || *bid == 0)
 		return BM_X_NOBACKEND;
-	be = bpf_map_lookup_elem(&bm_backend, bid);
+	picked = *bid;
+	if (c->in_mesh && s->flags) {
+		out->sub_flags = s->flags;
+		if ((s->flags & BM_SUB_F_OUTLIER) && bm_ejected(picked) &&
+		    bm_skip_ejected(s, sid, &slot, &picked))
+			return BM_X_NOBACKEND;
+		if ((s->flags & (BM_SUB_F_POOL | BM_SUB_F_TIMEOUT)) &&
+		    bm_pool_check(c, sid, s, out))
+			return BM_X_OVERFLOW;
+	}
+	be = bpf_map_lookup_elem(&bm_backend, &picked);
 	if (!be || !(be->flags & BM_BE_F_USED))
 		return BM_X_NOBACKEND;
 	out->subset_id = sid;
-	out->backend_id = *bid;
+	out->backend_id = picked;
 	out->be = *be;
 	return BM_X_OK;
 }

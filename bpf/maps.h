@@ -139,6 +139,37 @@ struct {
 	__uint(pinning, BM_PIN);
 } bm_names SEC(".maps");
 
+/* Subset id -> DestinationRule policy, for subsets whose flags say they have one. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, BM_MAX_SUBSETS);
+	__type(key, __u32);
+	__type(value, struct bm_policy);
+	__uint(pinning, BM_PIN);
+} bm_policy SEC(".maps");
+
+/* Backend id -> outlier state. Created on a backend's first result under a policy; a hash so
+ * that only backends under outlier detection cost memory. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, BM_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct bm_health);
+	__uint(pinning, BM_PIN);
+} bm_health SEC(".maps");
+
+/* (client pod, service subset) -> open connections, for maxConnections. LRU: a full map
+ * forgets the coldest pair rather than refusing connects. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, BM_MAX_POOLS);
+	__type(key, struct bm_cpool_key);
+	__type(value, __s32);
+	__uint(pinning, BM_PIN);
+} bm_cpool SEC(".maps");
+
 static __always_inline void bm_count(__u32 stat)
 {
 	__u64 *v = bpf_map_lookup_elem(&bm_stats, &stat);

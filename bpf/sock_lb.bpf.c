@@ -12,6 +12,7 @@
 
 #define IPPROTO_TCP_  6
 #define ECONNREFUSED_ 111
+#define EBUSY_	      16
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -89,6 +90,11 @@ static __always_inline int bm_sock_xlate(struct bpf_sock_addr *ctx, int v6, int 
 		bm_count(BM_ST_MISS);
 		return 1;
 	}
+	if (res == BM_X_OVERFLOW) {
+		bm_count(BM_ST_POOL_OVERFLOW);
+		bpf_set_retval(-EBUSY_);
+		return 0;
+	}
 	if (res != BM_X_OK) {
 		bm_count(BM_ST_NO_BACKEND);
 		bpf_set_retval(-ECONNREFUSED_);
@@ -120,6 +126,10 @@ static __always_inline int bm_sock_xlate(struct bpf_sock_addr *ctx, int v6, int 
 			st->backend_id = pick.backend_id;
 			st->svc_id = pick.svc_id;
 			st->subset_id = pick.subset_id;
+			st->sub_flags = pick.sub_flags;
+			st->pool_key = pick.pool_key;
+			st->timeout_ms = pick.timeout_ms;
+			st->cgroup_id = cl.cgroup_id;
 		}
 	}
 	bm_write_dest(ctx, v6, mapped, &pick.be);

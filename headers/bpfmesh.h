@@ -15,10 +15,12 @@
 
 #ifndef __VMLINUX_H__
 #include <linux/types.h>
+#include <linux/bpf.h> /* struct bpf_spin_lock */
 #endif
+#include "outlier.h"
 
 /* Bump when any struct below changes layout. */
-#define BM_MAP_ABI 1
+#define BM_MAP_ABI 2
 
 /* Sizes: every one a named constant, overridable at build time. */
 #ifndef BM_MAX_SERVICES
@@ -40,6 +42,7 @@
 #define BM_MAX_PODS 16384 /* local workloads known by cgroup id */
 #endif
 #define BM_MAX_CONNS	    262144 /* UDP reverse-translation entries (LRU) */
+#define BM_MAX_POOLS	    65536  /* (client pod, service subset) connection counts (LRU) */
 #define BM_ID_QUARANTINE_MS 200
 
 /* Load-balancing policies (DestinationRule trafficPolicy.loadBalancer). */
@@ -87,11 +90,44 @@ struct bm_route {
 	__u32 subset[BM_MAX_ROUTE_DESTS];
 };
 
-/* A subset: n backends at slots [first_slot, first_slot + n) of bm_slot. */
+#define BM_SUB_F_OUTLIER 1 /* outlier detection on: skip ejected hosts, record results */
+#define BM_SUB_F_POOL	 2 /* connectionPool.tcp.maxConnections set */
+#define BM_SUB_F_TIMEOUT 4 /* a connectTimeout to enforce */
+
+/* A subset: n backends at slots [first_slot, first_slot + n) of bm_slot. The flags say which
+ * policy lookups a connect needs, so a subset without policy costs nothing extra. */
 struct bm_subset {
 	__u32 first_slot;
 	__u32 n;
-	__u32 lb; /* enum bm_lb */
+	__u32 lb;    /* enum bm_lb */
+	__u32 flags; /* BM_SUB_F_* */
+};
+
+/* A subset's DestinationRule policy (bm_policy, keyed by subset id, immutable like it). */
+struct bm_policy {
+	struct bm_outlier od; /* outlierDetection (Envoy's semantics: headers/outlier.h) */
+	__u32 max_conns;      /* connectionPool.tcp.maxConnections, per client pod; 0 = unlimited */
+	__u32 connect_timeout_ms; /* connectionPool.tcp.connectTimeout, default 10 s */
+	__u32 pool_key; /* stable id of (service, subset): what connection counts are kept by */
+	__u32 pad;
+};
+
+/*
+ * Outlier state of one backend (bm_health, keyed by backend id). The kernel records results
+ * (sockops) and the agent un-ejects at interval ticks; both under the lock. Envoy keeps this
+ * per (cluster, host); bpfmesh per host, with the cluster (subset) of the last result.
+ */
+struct bm_health {
+	struct bpf_spin_lock lock;
+	__u32 subset_id; /* cluster of the last result */
+	struct bm_hoststate od;
+	struct bm_outlier pol; /* that cluster's policy, for the agent's ticks */
+};
+
+/* Connections a client pod holds to one (service, subset): connectionPool.tcp.maxConnections. */
+struct bm_cpool_key {
+	__u64 cgroup_id;
+	__u32 pool_key;
 	__u32 pad;
 };
 
@@ -135,10 +171,15 @@ struct bm_sock {
 	__u8 orig_addr[16]; /* the service address the application dialed */
 	__be16 orig_port;
 	__u8 family;
-	__u8 counted; /* 1 while bm_bstate.active holds a reference */
+	__u8 counted; /* 1 while bm_bstate.active (and bm_cpool) hold a reference */
 	__u32 backend_id;
 	__u32 svc_id;
 	__u32 subset_id;
+	__u32 sub_flags;  /* BM_SUB_F_* of the subset it was picked from */
+	__u32 pool_key;	  /* 0 = no connection pool limit */
+	__u32 timeout_ms; /* connect timeout to enforce, 0 = kernel default */
+	__u64 cgroup_id;  /* the client pod */
+	__u64 connect_ns; /* when the SYN left (bpf_ktime_get_ns) */
 };
 
 /* UDP reverse translation for recvmsg: keyed by socket cookie and the backend address. */
@@ -160,7 +201,8 @@ struct bm_udp_val {
 enum bm_xlate_res {
 	BM_X_MISS = 0,	    /* not a service address: left alone */
 	BM_X_OK = 1,	    /* translated */
-	BM_X_NOBACKEND = 2, /* a service, but nothing to send to: connect fails */
+	BM_X_NOBACKEND = 2, /* a service, but nothing to send to: connect fails (ECONNREFUSED) */
+	BM_X_OVERFLOW = 3,  /* connectionPool.tcp.maxConnections reached: connect fails (EBUSY) */
 };
 
 /* bm_meta[0]: agent-visible state, read by `bpfmesh status`. */
@@ -177,11 +219,16 @@ struct bm_meta {
 
 /* Per-CPU datapath counters (bm_stats), indexed by enum bm_stat. */
 enum bm_stat {
-	BM_ST_XLATE = 0,  /* connects/sendmsgs translated */
-	BM_ST_NO_BACKEND, /* service known, no usable backend: connect refused */
-	BM_ST_MISS,	  /* not a service address: left alone */
-	BM_ST_NONMESH,	  /* translated for a client outside the mesh (even spread) */
-	BM_ST_RESTORED,	  /* getpeername/recvmsg answers restored */
+	BM_ST_XLATE = 0,       /* connects/sendmsgs translated */
+	BM_ST_NO_BACKEND,      /* service known, no usable backend: connect refused */
+	BM_ST_MISS,	       /* not a service address: left alone */
+	BM_ST_NONMESH,	       /* translated for a client outside the mesh (even spread) */
+	BM_ST_RESTORED,	       /* getpeername/recvmsg answers restored */
+	BM_ST_POOL_OVERFLOW,   /* connects refused by connectionPool.tcp.maxConnections */
+	BM_ST_EJECTED,	       /* backends ejected by outlier detection */
+	BM_ST_EJECT_OVERFLOW,  /* ejections refused by maxEjectionPercent */
+	BM_ST_CONNECT_FAIL,    /* connects that failed (refused, timed out) */
+	BM_ST_SKIPPED_EJECTED, /* picks that skipped an ejected backend */
 	BM_ST_MAX,
 };
 
@@ -213,5 +260,8 @@ struct bm_name {
 #define BM_MAP_META    bm_meta
 #define BM_MAP_STATS   bm_stats
 #define BM_MAP_NAMES   bm_names
+#define BM_MAP_POLICY  bm_policy
+#define BM_MAP_HEALTH  bm_health
+#define BM_MAP_CPOOL   bm_cpool
 
 #endif /* BPFMESH_H */

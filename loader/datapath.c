@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <dirent.h>
+#include <stddef.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -37,12 +38,28 @@ static const char *const dp_progs[] = {
 };
 #define DP_NPROGS (sizeof(dp_progs) / sizeof(dp_progs[0]))
 
-/* Every pinned map, for opening and for uninstall. */
-static const char *const dp_maps[] = {
-    STR(BM_MAP_SVC),	 STR(BM_MAP_ROUTE),  STR(BM_MAP_SUBSET), STR(BM_MAP_SLOT),
-    STR(BM_MAP_BACKEND), STR(BM_MAP_BSTATE), STR(BM_MAP_RR),	 STR(BM_MAP_POD),
-    STR(BM_MAP_SOCK),	 STR(BM_MAP_UDP),    STR(BM_MAP_META),	 STR(BM_MAP_STATS),
-    STR(BM_MAP_NAMES),
+/* Every pinned map: its pin name and where its fd goes in struct bm_mapfds (-1: not kept open).
+ * The one list to extend when a map is added. */
+static const struct {
+	const char *name;
+	long off;
+} dp_maps[] = {
+    {STR(BM_MAP_SVC), offsetof(struct bm_mapfds, svc)},
+    {STR(BM_MAP_ROUTE), offsetof(struct bm_mapfds, route)},
+    {STR(BM_MAP_SUBSET), offsetof(struct bm_mapfds, subset)},
+    {STR(BM_MAP_SLOT), offsetof(struct bm_mapfds, slot)},
+    {STR(BM_MAP_BACKEND), offsetof(struct bm_mapfds, backend)},
+    {STR(BM_MAP_BSTATE), offsetof(struct bm_mapfds, bstate)},
+    {STR(BM_MAP_RR), offsetof(struct bm_mapfds, rr)},
+    {STR(BM_MAP_POD), offsetof(struct bm_mapfds, pod)},
+    {STR(BM_MAP_META), offsetof(struct bm_mapfds, meta)},
+    {STR(BM_MAP_STATS), offsetof(struct bm_mapfds, stats)},
+    {STR(BM_MAP_NAMES), offsetof(struct bm_mapfds, names)},
+    {STR(BM_MAP_POLICY), offsetof(struct bm_mapfds, policy)},
+    {STR(BM_MAP_HEALTH), offsetof(struct bm_mapfds, health)},
+    {STR(BM_MAP_CPOOL), offsetof(struct bm_mapfds, cpool)},
+    {STR(BM_MAP_SOCK), -1},
+    {STR(BM_MAP_UDP), -1},
 };
 #define DP_NMAPS (sizeof(dp_maps) / sizeof(dp_maps[0]))
 
@@ -206,19 +223,20 @@ fail:
 	return NULL;
 }
 
+static int *fd_slot(struct bm_mapfds *f, size_t i)
+{
+	return dp_maps[i].off < 0 ? NULL : (int *)((char *)f + dp_maps[i].off);
+}
+
 void dp_mapfds(const struct dp *dp, struct bm_mapfds *f)
 {
-	f->svc = bpf_map__fd(dp->lb->maps.bm_svc);
-	f->route = bpf_map__fd(dp->lb->maps.bm_route);
-	f->subset = bpf_map__fd(dp->lb->maps.bm_subset);
-	f->slot = bpf_map__fd(dp->lb->maps.bm_slot);
-	f->backend = bpf_map__fd(dp->lb->maps.bm_backend);
-	f->bstate = bpf_map__fd(dp->lb->maps.bm_bstate);
-	f->rr = bpf_map__fd(dp->lb->maps.bm_rr);
-	f->pod = bpf_map__fd(dp->lb->maps.bm_pod);
-	f->meta = bpf_map__fd(dp->lb->maps.bm_meta);
-	f->stats = bpf_map__fd(dp->lb->maps.bm_stats);
-	f->names = bpf_map__fd(dp->lb->maps.bm_names);
+	for (size_t i = 0; i < DP_NMAPS; i++) {
+		int *slot = fd_slot(f, i);
+		struct bpf_map *m = bpf_object__find_map_by_name(dp->lb->obj, dp_maps[i].name);
+
+		if (slot)
+			*slot = m ? bpf_map__fd(m) : -1;
+	}
 }
 
 void dp_close(struct dp *dp)
@@ -240,18 +258,16 @@ static int open_pin(const char *pin_dir, const char *name)
 
 int dp_open_pinned(const char *pin_dir, struct bm_mapfds *f)
 {
-	int *slots[] = {&f->svc, &f->route, &f->subset, &f->slot,  &f->backend, &f->bstate,
-			&f->rr,	 &f->pod,   &f->meta,	&f->stats, &f->names};
-	const char *names[] = {STR(BM_MAP_SVC),	  STR(BM_MAP_ROUTE),   STR(BM_MAP_SUBSET),
-			       STR(BM_MAP_SLOT),  STR(BM_MAP_BACKEND), STR(BM_MAP_BSTATE),
-			       STR(BM_MAP_RR),	  STR(BM_MAP_POD),     STR(BM_MAP_META),
-			       STR(BM_MAP_STATS), STR(BM_MAP_NAMES)};
+	for (size_t i = 0; i < DP_NMAPS; i++)
+		if (fd_slot(f, i))
+			*fd_slot(f, i) = -1;
+	for (size_t i = 0; i < DP_NMAPS; i++) {
+		int *slot = fd_slot(f, i);
 
-	for (size_t i = 0; i < sizeof(slots) / sizeof(slots[0]); i++)
-		*slots[i] = -1;
-	for (size_t i = 0; i < sizeof(slots) / sizeof(slots[0]); i++) {
-		*slots[i] = open_pin(pin_dir, names[i]);
-		if (*slots[i] < 0) {
+		if (!slot)
+			continue;
+		*slot = open_pin(pin_dir, dp_maps[i].name);
+		if (*slot < 0) {
 			int err = -errno;
 
 			dp_close_fds(f);
@@ -263,13 +279,13 @@ int dp_open_pinned(const char *pin_dir, struct bm_mapfds *f)
 
 void dp_close_fds(struct bm_mapfds *f)
 {
-	int *slots[] = {&f->svc, &f->route, &f->subset, &f->slot,  &f->backend, &f->bstate,
-			&f->rr,	 &f->pod,   &f->meta,	&f->stats, &f->names};
+	for (size_t i = 0; i < DP_NMAPS; i++) {
+		int *slot = fd_slot(f, i);
 
-	for (size_t i = 0; i < sizeof(slots) / sizeof(slots[0]); i++) {
-		if (*slots[i] >= 0)
-			close(*slots[i]);
-		*slots[i] = -1;
+		if (slot && *slot >= 0)
+			close(*slot);
+		if (slot)
+			*slot = -1;
 	}
 }
 
@@ -306,7 +322,7 @@ int dp_uninstall(const char *pin_dir)
 		unlink(path);
 	}
 	for (size_t i = 0; i < DP_NMAPS; i++) {
-		snprintf(path, sizeof(path), "%s/%s", pin_dir, dp_maps[i]);
+		snprintf(path, sizeof(path), "%s/%s", pin_dir, dp_maps[i].name);
 		unlink(path);
 	}
 	/* Anything else a newer version pinned here goes too. */

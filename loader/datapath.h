@@ -12,7 +12,8 @@
 
 /* File descriptors of the shared maps; -1 when not open. */
 struct bm_mapfds {
-	int svc, route, subset, slot, backend, bstate, rr, pod, meta, stats, names;
+	int svc, route, subset, slot, backend, bstate, rr, pod, meta, stats, names, policy, health,
+	    cpool;
 };
 
 struct dp;

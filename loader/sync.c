@@ -312,6 +312,7 @@ struct sync {
 	int nq, capq;
 	uint64_t generation;
 	int nservices;
+	uint64_t *last_tick; /* per backend id: last outlier interval tick (ns) */
 };
 
 static uint64_t mono_ms(void *arg)
@@ -336,7 +337,8 @@ struct sync *sync_new(const struct bm_mapfds *fds, const struct sync_clock *clk)
 	ida_init(&s->backends, BM_MAX_BACKENDS);
 	slots_init(&s->slots, BM_MAX_SLOTS);
 	s->be_refs = calloc(BM_MAX_BACKENDS, sizeof(int));
-	if (!s->be_refs)
+	s->last_tick = calloc(BM_MAX_BACKENDS, sizeof(uint64_t));
+	if (!s->be_refs || !s->last_tick)
 		abort();
 	return s;
 }
@@ -350,6 +352,7 @@ void sync_free(struct sync *s)
 	free(s->backends.used);
 	free(s->slots.free);
 	free(s->be_refs);
+	free(s->last_tick);
 	free(s->be_index.e);
 	free(s->svc_index.e);
 	free(s->recs);
@@ -389,6 +392,8 @@ static void release(struct sync *s, const struct qent *q)
 
 	switch (q->kind) {
 	case Q_SUBSET:
+		if (s->fds.policy >= 0)
+			bpf_map_delete_elem(s->fds.policy, &q->id);
 		ida_put(&s->subsets, q->id);
 		break;
 	case Q_ROUTE:
@@ -403,6 +408,8 @@ static void release(struct sync *s, const struct qent *q)
 			break; /* referenced again since: keep it */
 		bpf_map_update_elem(s->fds.backend, &q->id, &zero, BPF_ANY);
 		bpf_map_update_elem(s->fds.bstate, &q->id, &zs, BPF_ANY);
+		if (s->fds.health >= 0)
+			bpf_map_delete_elem(s->fds.health, &q->id);
 		ida_put(&s->backends, q->id);
 		break;
 	}
@@ -563,6 +570,15 @@ static uint64_t subset_content(const struct rs_table *t, int si, uint64_t h)
 
 	h = mix(h, sub->lb);
 	h = mix(h, sub->n);
+	h = mix(h, sub->policy.outlier);
+	h = mix(h, sub->policy.consec_5xx);
+	h = mix(h, sub->policy.consec_gw);
+	h = mix(h, sub->policy.interval_ms);
+	h = mix(h, sub->policy.base_ejection_ms);
+	h = mix(h, sub->policy.max_ejection_pct);
+	h = mix(h, sub->policy.min_health_pct);
+	h = mix(h, sub->policy.max_conns);
+	h = mix(h, sub->policy.connect_timeout_ms);
 	for (int i = 0; i < sub->n; i++) {
 		const struct rs_backend *b = &t->backends[sub->backends[i]];
 		uint64_t a = 0, c = 0;
@@ -635,15 +651,46 @@ static void put_name(struct sync *s, uint32_t kind, uint32_t id, const char *fmt
 	bpf_map_update_elem(s->fds.names, &k, &v, BPF_ANY);
 }
 
-/* Write one subset under fresh ids; fills rec. */
-static int write_subset(struct sync *s, const struct rs_table *t, int si, struct sub_rec *rec)
+/* The kernel form of a subset's DestinationRule policy; returns the BM_SUB_F_* flags. */
+static uint32_t policy_of(const struct rs_subset *sub, uint32_t pool_key, struct bm_policy *p)
+{
+	const struct rs_policy *rp = &sub->policy;
+	uint32_t flags = BM_SUB_F_TIMEOUT; /* Istio's connectTimeout applies always (10 s) */
+
+	memset(p, 0, sizeof(*p));
+	bm_od_defaults(&p->od);
+	p->od.consec_5xx = rp->consec_5xx;
+	p->od.consec_gw = rp->consec_gw;
+	p->od.interval_ns = rp->interval_ms * 1000000ULL;
+	p->od.base_ejection_ns = rp->base_ejection_ms * 1000000ULL;
+	p->od.max_ejection_pct = rp->max_ejection_pct;
+	p->od.min_health_pct = rp->min_health_pct;
+	p->max_conns = rp->max_conns;
+	p->connect_timeout_ms = rp->connect_timeout_ms;
+	p->pool_key = pool_key ? pool_key : 1;
+	if (rp->outlier && (rp->consec_5xx || rp->consec_gw))
+		flags |= BM_SUB_F_OUTLIER;
+	if (rp->max_conns)
+		flags |= BM_SUB_F_POOL;
+	return flags;
+}
+
+/* Write one subset under fresh ids; fills rec. pool_key names (service, subset) stably. */
+static int write_subset(struct sync *s, const struct rs_table *t, int si, struct sub_rec *rec,
+			uint32_t pool_key)
 {
 	const struct rs_subset *sub = &t->subsets[si];
 	struct bm_subset v = {.n = sub->n, .lb = sub->lb};
 	uint32_t sid = ida_get(&s->subsets), zero = 0;
+	struct bm_policy pol;
 
 	if (!sid)
 		return -ENOSPC;
+	v.flags = policy_of(sub, pool_key, &pol);
+	if (s->fds.policy >= 0 && bpf_map_update_elem(s->fds.policy, &sid, &pol, BPF_ANY)) {
+		ida_put(&s->subsets, sid);
+		return -errno;
+	}
 	if (slots_get(&s->slots, sub->n, &v.first_slot)) {
 		ida_put(&s->subsets, sid);
 		return -ENOSPC;
@@ -670,14 +717,20 @@ static int write_service(struct sync *s, const struct rs_table *t, const struct 
 	struct bm_route rt = {};
 	int err;
 
+	char key[600];
+
 	r->nsubs = 0;
-	err = write_subset(s, t, rs->all_subset, &r->subs[r->nsubs++]);
+	snprintf(key, sizeof(key), "%s:%u/(all)", rs->fqdn, rs->port);
+	err = write_subset(s, t, rs->all_subset, &r->subs[r->nsubs++], rs_hash32(key));
 	if (err)
 		return err;
 	val.all_subset = r->subs[0].id;
 	if (rs->has_route) {
 		for (int i = 0; i < rs->ndests; i++) {
-			err = write_subset(s, t, rs->dests[i].subset, &r->subs[r->nsubs]);
+			snprintf(key, sizeof(key), "%s:%u/%s", rs->fqdn, rs->port,
+				 t->subsets[rs->dests[i].subset].name);
+			err = write_subset(s, t, rs->dests[i].subset, &r->subs[r->nsubs],
+					   rs_hash32(key));
 			if (err)
 				return err;
 			rt.subset[rt.n] = r->subs[r->nsubs++].id;
@@ -822,6 +875,42 @@ int sync_apply(struct sync *s, const struct rs_table *t, struct diags *d, struct
 	s->nservices = s->nrecs;
 	res->backends = (int)s->be_index.n;
 	return err;
+}
+
+int sync_health_tick(struct sync *s, uint64_t now_ns)
+{
+	__u32 key, next, *prev = NULL;
+	int changed = 0;
+
+	if (s->fds.health < 0)
+		return 0;
+	while (bpf_map_get_next_key(s->fds.health, prev, &next) == 0) {
+		struct bm_health h;
+		struct bm_hoststate before;
+		int r;
+
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem_flags(s->fds.health, &key, &h, BPF_F_LOCK))
+			continue;
+		if (!h.od.ejected && !h.od.num_ejections)
+			continue;
+		/* Envoy's interval timer: each host is looked at once per interval */
+		if (key < BM_MAX_BACKENDS && s->last_tick &&
+		    now_ns - s->last_tick[key] < h.pol.interval_ns)
+			continue;
+		if (key < BM_MAX_BACKENDS && s->last_tick)
+			s->last_tick[key] = now_ns;
+		before = h.od;
+		r = bm_od_tick(&h.od, &h.pol, now_ns);
+		if (memcmp(&before, &h.od, sizeof(before)) == 0)
+			continue;
+		/* written under the lock; a result recorded meanwhile is lost only if it raced
+		 * this one update, which Envoy's own timer/worker split allows too */
+		bpf_map_update_elem(s->fds.health, &key, &h, BPF_F_LOCK | BPF_EXIST);
+		changed += r == BM_OD_UNEJECTED;
+	}
+	return changed;
 }
 
 int sync_set_pods(struct sync *s, const struct sync_pod *pods, int n)

@@ -53,6 +53,11 @@ int sync_set_pods(struct sync *s, const struct sync_pod *pods, int n);
 /* Release quarantined ids older than BM_ID_QUARANTINE_MS; cheap, call from a timer. */
 void sync_tick(struct sync *s);
 
+/* Outlier detection's interval work (Envoy's interval timer): un-eject hosts whose ejection
+ * time is up and decay multipliers, each host once per its interval. now_ns is
+ * CLOCK_MONOTONIC, the kernel's bpf_ktime_get_ns. Returns the number of hosts un-ejected. */
+int sync_health_tick(struct sync *s, uint64_t now_ns);
+
 /* Record an apply attempt in bm_meta (generation, ok, counts). */
 void sync_set_meta(struct sync *s, int ok, int loaded);
 

@@ -288,6 +288,48 @@ static uint32_t dr_lb(const struct dr_obj *dr, const struct dr_subset *sub)
 	return BM_LB_LEAST_REQUEST;
 }
 
+void rs_policy_of(const struct dr_obj *dr, const struct dr_subset *sub, struct rs_policy *out)
+{
+	const struct traffic_policy *od = NULL, *cp = NULL;
+
+	if (sub && sub->has_policy && sub->policy.has_outlier)
+		od = &sub->policy;
+	else if (dr && dr->has_policy && dr->policy.has_outlier)
+		od = &dr->policy;
+	if (sub && sub->has_policy && sub->policy.has_connection_pool)
+		cp = &sub->policy;
+	else if (dr && dr->has_policy && dr->policy.has_connection_pool)
+		cp = &dr->policy;
+	*out = (struct rs_policy){.consec_5xx = 5,
+				  .interval_ms = 10000,
+				  .base_ejection_ms = 30000,
+				  .max_ejection_pct = 10,
+				  .connect_timeout_ms = 10000};
+	if (od) {
+		out->outlier = true;
+		if (od->consecutive_5xx >= 0)
+			out->consec_5xx = od->consecutive_5xx;
+		if (od->consecutive_gateway >= 0)
+			out->consec_gw = od->consecutive_gateway;
+		if (od->interval_ms > 0)
+			out->interval_ms = od->interval_ms;
+		if (od->base_ejection_ms > 0)
+			out->base_ejection_ms = od->base_ejection_ms;
+		if (od->max_ejection_percent >= 0)
+			out->max_ejection_pct = od->max_ejection_percent;
+		if (od->min_health_percent >= 0)
+			out->min_health_pct = od->min_health_percent;
+	}
+	if (cp) {
+		if (cp->max_connections > 0)
+			out->max_conns = cp->max_connections > UINT32_MAX
+					     ? UINT32_MAX
+					     : (uint32_t)cp->max_connections;
+		if (cp->connect_timeout_ms > 0)
+			out->connect_timeout_ms = (uint32_t)cp->connect_timeout_ms;
+	}
+}
+
 /* ---------- building the table ---------- */
 
 static int add_backend(struct rs_table *t, const uint8_t addr[16], uint8_t fam, uint16_t port,
@@ -331,13 +373,15 @@ static uint16_t target_port(const struct svc_port *p, const struct workload_obj 
 /* Endpoints of service s port p (family fam) whose labels also match `labels` (a subset). */
 static int add_subset(struct rs_table *t, const struct mesh_config *c, const struct svc_obj *s,
 		      const struct svc_port *p, uint8_t fam, const char *name,
-		      const struct kvlist *labels, uint32_t lb)
+		      const struct kvlist *labels, const struct dr_obj *dr,
+		      const struct dr_subset *ds)
 {
 	struct rs_subset *sub;
 
 	t->subsets = grow(t->subsets, t->nsubsets, sizeof(*t->subsets));
 	sub = &t->subsets[t->nsubsets];
-	*sub = (struct rs_subset){.name = strdup(name), .lb = lb};
+	*sub = (struct rs_subset){.name = strdup(name), .lb = dr_lb(dr, ds)};
+	rs_policy_of(dr, ds, &sub->policy);
 	for (int i = 0; i < c->nworkloads; i++) {
 		const struct workload_obj *w = &c->workloads[i];
 		uint16_t tp;
@@ -460,7 +504,7 @@ static int resolve_route(struct rs_table *t, const struct mesh_config *c, struct
 			break;
 		}
 		idx = add_subset(t, c, ds, dp, rs->family, rd->subset ? rd->subset : "(all)",
-				 sub ? &sub->labels : NULL, dr_lb(dr, sub));
+				 sub ? &sub->labels : NULL, dr, sub);
 		rs->dests[rs->ndests].subset = idx;
 		rs->dests[rs->ndests].weight = w;
 		rs->ndests++;
@@ -492,7 +536,7 @@ static int resolve_port(struct rs_table *t, const struct mesh_config *c, const s
 	memcpy(rs->addr, addr, 16);
 	dr = find_dr(c, fq, s->ns);
 	/* add_subset may move t->services? No: it grows t->subsets only. */
-	rs->all_subset = add_subset(t, c, s, p, fam, "(all)", NULL, dr_lb(dr, NULL));
+	rs->all_subset = add_subset(t, c, s, p, fam, "(all)", NULL, dr, NULL);
 	rs->vs = find_vs(c, fq);
 	if (!rs->vs)
 		return 0;

@@ -19,9 +19,24 @@ struct rs_backend {
 	const struct workload_obj *wl; /* the pod or WorkloadEntry behind it */
 };
 
+/* The DestinationRule policy in force for a subset (Istio merges per section: a subset's
+ * outlierDetection or connectionPool replaces the rule-level one). Defaults are Istio's. */
+struct rs_policy {
+	bool outlier;		     /* outlierDetection present: without it Istio ejects nothing */
+	uint32_t consec_5xx;	     /* 0 = off; default 5 */
+	uint32_t consec_gw;	     /* 0 = off (default) */
+	uint64_t interval_ms;	     /* default 10s */
+	uint64_t base_ejection_ms;   /* default 30s */
+	uint32_t max_ejection_pct;   /* default 10 */
+	uint32_t min_health_pct;     /* default 0: panic mode off */
+	uint32_t max_conns;	     /* connectionPool.tcp.maxConnections; 0 = unlimited */
+	uint32_t connect_timeout_ms; /* default 10s */
+};
+
 struct rs_subset {
-	char *name;    /* subset name, or "(all)" */
-	uint32_t lb;   /* enum bm_lb */
+	char *name;  /* subset name, or "(all)" */
+	uint32_t lb; /* enum bm_lb */
+	struct rs_policy policy;
 	int *backends; /* indexes into rs_table.backends */
 	int n;
 };
@@ -64,6 +79,9 @@ struct rs_table {
  */
 int resolve(const struct mesh_config *c, struct rs_table *t, struct diags *d);
 void rs_free(struct rs_table *t);
+
+/* Effective policy of subset `sub` (may be NULL) of DestinationRule `dr` (may be NULL). */
+void rs_policy_of(const struct dr_obj *dr, const struct dr_subset *sub, struct rs_policy *out);
 
 /* The address a Service gets (first cluster IP, or the allocated one), as text. */
 int resolve_service_vip(const struct mesh_config *c, const struct svc_obj *s, int family, char *buf,

@@ -18,7 +18,7 @@ struct bm_svc_key test_key = {};
 __u64 test_cgroup = 0;
 __u32 draws = 0;
 __u64 hits[TEST_MAX_IDS] = {}; /* by backend id */
-__u64 res_count[3] = {};       /* by enum bm_xlate_res */
+__u64 res_count[4] = {};       /* by enum bm_xlate_res */
 
 /* Deterministic mode: every point of [0, total) of det_route, once. */
 struct bm_route det_route = {};
@@ -33,7 +33,7 @@ static long one_draw(__u32 i, void *ctx)
 
 	bm_client_load(&c, test_cgroup);
 	r = bm_xlate(&test_key, &c, &p);
-	if (r >= 0 && r < 3)
+	if (r >= 0 && r < 4)
 		res_count[r]++;
 	if (r == BM_X_OK && p.backend_id < TEST_MAX_IDS)
 		hits[p.backend_id]++;

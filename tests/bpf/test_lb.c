@@ -362,7 +362,8 @@ static void synth_table(struct rs_table *t, int n)
 	t->backends = calloc(1, sizeof(*t->backends));
 	t->nservices = t->nsubsets = n;
 	t->nbackends = 1;
-	t->backends[0] = (struct rs_backend){.addr = {10, 244, 9, 9}, .family = BM_FAM_V4, .port = 80};
+	t->backends[0] =
+	    (struct rs_backend){.addr = {10, 244, 9, 9}, .family = BM_FAM_V4, .port = 80};
 	for (int i = 0; i < n; i++) {
 		struct rs_service *rs = &t->services[i];
 
@@ -408,6 +409,96 @@ static void test_full_map_keeps_old_config(void)
 	/* the old config still decides */
 	if (CHECK_OK(draw(CLIENT_CG, 1000), "test_run"))
 		CHECK_EQ(skel->bss->hits[id_of("10.244.1.2")], 1000, "old route still in force");
+}
+
+/* the "all" subset of the web service, as the kernel holds it */
+static uint32_t all_subset_id(void)
+{
+	struct bm_svc_key key = {.port = htons(80), .proto = IPPROTO_TCP, .family = BM_FAM_V4};
+	struct bm_svc v = {};
+	struct in_addr a;
+
+	inet_pton(AF_INET, "10.96.0.10", &a);
+	memcpy(key.addr, &a, 4);
+	bpf_map_lookup_elem(fds.svc, &key, &v);
+	return v.all_subset;
+}
+
+static void set_ejected(const char *ip, int ejected)
+{
+	struct bm_health h = {.od = {.ejected = ejected}};
+	uint32_t id = id_of(ip);
+
+	bpf_map_update_elem(fds.health, &id, &h, BPF_ANY);
+}
+
+#define OUTLIER(extra) "simple: RANDOM\n    outlierDetection: {consecutive5xxErrors: 1" extra "}"
+
+static void test_ejected_backend_never_picked(void)
+{
+	if (!CHECK_OK(apply(OUTLIER(""), "", NULL), "apply"))
+		return;
+	set_ejected("10.244.1.3", 1);
+	if (!CHECK_OK(draw(CLIENT_CG, 3000), "test_run"))
+		return;
+	CHECK_EQ(skel->bss->hits[id_of("10.244.1.3")], 0, "ejected host: no new connections");
+	CHECK_EQ(skel->bss->res_count[BM_X_OK], 3000, "the others take them all");
+	/* outside the mesh there is no outlier detection (kube-proxy semantics) */
+	if (CHECK_OK(draw(OTHER_CG, 3000), "test_run"))
+		within(skel->bss->hits[id_of("10.244.1.3")], 3000, 1.0 / 3,
+		       "non-mesh still reaches it");
+	set_ejected("10.244.1.3", 0);
+}
+
+static void test_all_ejected_no_panic_then_panic(void)
+{
+	if (!CHECK_OK(apply(OUTLIER(""), "", NULL), "apply"))
+		return;
+	set_ejected("10.244.1.2", 1);
+	set_ejected("10.244.1.3", 1);
+	set_ejected("10.244.1.4", 1);
+	if (CHECK_OK(draw(CLIENT_CG, 100), "test_run"))
+		CHECK_EQ(skel->bss->res_count[BM_X_NOBACKEND], 100, "no healthy upstream");
+	/* minHealthPercent 50: below it Envoy balances over all hosts anyway (panic) */
+	if (!CHECK_OK(apply(OUTLIER(", minHealthPercent: 50"), "", NULL), "apply panic"))
+		return;
+	set_ejected("10.244.1.2", 1);
+	set_ejected("10.244.1.3", 1);
+	set_ejected("10.244.1.4", 1);
+	if (CHECK_OK(draw(CLIENT_CG, 100), "test_run"))
+		CHECK_EQ(skel->bss->res_count[BM_X_OK], 100, "panic: traffic flows");
+	set_ejected("10.244.1.2", 0);
+	set_ejected("10.244.1.3", 0);
+	set_ejected("10.244.1.4", 0);
+}
+
+static void test_connection_pool_limit(void)
+{
+	struct bm_cpool_key k = {.cgroup_id = CLIENT_CG};
+	struct bm_policy pol;
+	uint32_t sid;
+	__s32 n;
+
+	if (!CHECK_OK(
+		apply("simple: RANDOM\n    connectionPool: {tcp: {maxConnections: 2}}", "", NULL),
+		"apply"))
+		return;
+	sid = all_subset_id();
+	if (!CHECK_OK(bpf_map_lookup_elem(fds.policy, &sid, &pol), "policy written"))
+		return;
+	CHECK_EQ(pol.max_conns, 2, "maxConnections");
+	k.pool_key = pol.pool_key;
+	n = 1;
+	bpf_map_update_elem(fds.cpool, &k, &n, BPF_ANY);
+	if (CHECK_OK(draw(CLIENT_CG, 10), "test_run"))
+		CHECK_EQ(skel->bss->res_count[BM_X_OK], 10, "below the limit: allowed");
+	n = 2;
+	bpf_map_update_elem(fds.cpool, &k, &n, BPF_ANY);
+	if (CHECK_OK(draw(CLIENT_CG, 10), "test_run"))
+		CHECK_EQ(skel->bss->res_count[BM_X_OVERFLOW], 10, "at the limit: refused");
+	if (CHECK_OK(draw(OTHER_CG, 10), "test_run"))
+		CHECK_EQ(skel->bss->res_count[BM_X_OK], 10, "another client has its own count");
+	bpf_map_delete_elem(fds.cpool, &k);
 }
 
 static void test_capacity_65536_services(void)
@@ -458,6 +549,9 @@ int main(void)
 	    .meta = bpf_map__fd(skel->maps.bm_meta),
 	    .stats = bpf_map__fd(skel->maps.bm_stats),
 	    .names = bpf_map__fd(skel->maps.bm_names),
+	    .policy = bpf_map__fd(skel->maps.bm_policy),
+	    .health = bpf_map__fd(skel->maps.bm_health),
+	    .cpool = bpf_map__fd(skel->maps.bm_cpool),
 	};
 	sync_ = sync_new(&fds, &(struct sync_clock){.now_ms = fake_clock});
 	sync_set_pods(sync_, &pod, 1);
@@ -477,6 +571,9 @@ int main(void)
 	RUN(test_unknown_service_and_empty_subset);
 	RUN(test_update_unchanged_and_quarantine);
 	RUN(test_recover_from_maps);
+	RUN(test_ejected_backend_never_picked);
+	RUN(test_all_ejected_no_panic_then_panic);
+	RUN(test_connection_pool_limit);
 	RUN(test_full_map_keeps_old_config);
 	RUN(test_capacity_65536_services);
 
