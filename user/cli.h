@@ -9,6 +9,7 @@
 
 int cmd_status(int argc, char **argv);
 int cmd_services(int argc, char **argv);
+int cmd_endpoints(int argc, char **argv);
 int cmd_uninstall(int argc, char **argv);
 int cmd_lab(int argc, char **argv);
 

@@ -183,6 +183,112 @@ int cmd_services(int argc, char **argv)
 	return 0;
 }
 
+/* Every backend id the live services reference, once, with the name of a subset holding it. */
+struct ep_list {
+	__u32 *ids;
+	__u32 *subset;
+	int n;
+};
+
+static void ep_add(struct ep_list *l, __u32 id, __u32 sid)
+{
+	for (int i = 0; i < l->n; i++)
+		if (l->ids[i] == id) {
+			return;
+		}
+	if ((l->n & (l->n - 1)) == 0) {
+		l->ids = realloc(l->ids, (l->n ? 2 * l->n : 1) * sizeof(__u32));
+		l->subset = realloc(l->subset, (l->n ? 2 * l->n : 1) * sizeof(__u32));
+		if (!l->ids || !l->subset)
+			abort();
+	}
+	l->ids[l->n] = id;
+	l->subset[l->n++] = sid;
+}
+
+static void ep_collect_subset(const struct bm_mapfds *f, struct ep_list *l, __u32 sid)
+{
+	struct bm_subset sub;
+
+	if (bpf_map_lookup_elem(f->subset, &sid, &sub))
+		return;
+	for (__u32 i = 0; i < sub.n; i++) {
+		__u32 slot = sub.first_slot + i, bid;
+
+		if (bpf_map_lookup_elem(f->slot, &slot, &bid) == 0 && bid)
+			ep_add(l, bid, sid);
+	}
+}
+
+int cmd_endpoints(int argc, char **argv)
+{
+	struct bm_svc_key key, next, *prev = NULL;
+	struct ep_list l = {0};
+	struct node_args na;
+	struct bm_mapfds f;
+	struct timespec ts;
+	__u64 now;
+
+	if (parse_node_args(argc, argv, &na, "bpfmesh endpoints --node NAME [--bpffs DIR]"))
+		return 2;
+	if (dp_open_pinned(na.pin_dir, &f)) {
+		fprintf(stderr, "bpfmesh endpoints: no pinned maps for node %s in %s\n", na.node,
+			na.pin_dir);
+		return 1;
+	}
+	while (bpf_map_get_next_key(f.svc, prev, &next) == 0) {
+		struct bm_svc v;
+		struct bm_route r;
+
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(f.svc, &key, &v))
+			continue;
+		/* route subsets first, so a backend is shown under its named subset */
+		if ((v.flags & BM_SVC_F_HAS_ROUTE) &&
+		    bpf_map_lookup_elem(f.route, &v.route_id, &r) == 0)
+			for (__u32 i = 0; i < r.n && i < BM_MAX_ROUTE_DESTS; i++)
+				ep_collect_subset(&f, &l, r.subset[i]);
+		ep_collect_subset(&f, &l, v.all_subset);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+	printf("%-28s %-26s %5s %5s %9s %6s  %s\n", "BACKEND", "STATE", "5XX", "GW", "EJECTIONS",
+	       "ACTIVE", "SUBSET");
+	for (int i = 0; i < l.n; i++) {
+		struct bm_backend be;
+		struct bm_bstate bs = {};
+		struct bm_health h = {};
+		char a[INET6_ADDRSTRLEN + 8], addr[INET6_ADDRSTRLEN + 16], state[64],
+		    sn[BM_NAME_LEN + 8];
+
+		if (bpf_map_lookup_elem(f.backend, &l.ids[i], &be))
+			continue;
+		bpf_map_lookup_elem(f.bstate, &l.ids[i], &bs);
+		bpf_map_lookup_elem_flags(f.health, &l.ids[i], &h, BPF_F_LOCK);
+		rs_format_addr(be.addr, be.family, a, sizeof(a));
+		snprintf(addr, sizeof(addr), be.family == BM_FAM_V6 ? "[%s]:%u" : "%s:%u", a,
+			 ntohs(be.port));
+		if (h.od.ejected) {
+			__u64 until = h.od.ejected_at_ns + bm_od_ejection_ns(&h.od, &h.pol);
+
+			snprintf(state, sizeof(state), "EJECTED %.1fs more",
+				 until > now ? (until - now) / 1e9 : 0.0);
+		} else {
+			snprintf(state, sizeof(state), "healthy");
+		}
+		name_of(&f, BM_NAME_SUBSET, l.subset[i], sn, sizeof(sn));
+		printf("%-28s %-26s %5u %5u %9u %6d  %s\n", addr, state, h.od.consec_5xx,
+		       h.od.consec_gw, h.od.ejections_total, bs.active, sn);
+	}
+	if (!l.n)
+		printf("no endpoints\n");
+	free(l.ids);
+	free(l.subset);
+	dp_close_fds(&f);
+	return 0;
+}
+
 static void rm_rf_run_dir(const char *dir)
 {
 	char path[600];

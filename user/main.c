@@ -21,6 +21,7 @@ static const struct subcmd cmds[] = {
     {"analyze", cmd_analyze, "validate, and say where bpfmesh differs from Istio (-f FILE)"},
     {"status", cmd_status, "is the node's agent attached with its config (--node NAME)"},
     {"services", cmd_services, "service addresses, routes and backends in the kernel"},
+    {"endpoints", cmd_endpoints, "each backend: healthy or ejected, counters, connections"},
     {"uninstall", cmd_uninstall, "stop the node's agent and remove every pin (--node NAME)"},
     {"lab", cmd_lab, "pods on this machine: up, apply, exec, stop, start, status, down"},
 };
