@@ -79,7 +79,7 @@ static __always_inline int bm_sock_xlate(struct bpf_sock_addr *ctx, int v6, int 
 	struct bm_svc_key key = {};
 	struct bm_client cl = {};
 	struct bm_pick pick = {};
-	struct bm_sock *st;
+	struct bm_sock rec = {};
 	int mapped, res;
 
 	if (!bm_key_from_ctx(ctx, v6, &key, &mapped))
@@ -118,18 +118,27 @@ static __always_inline int bm_sock_xlate(struct bpf_sock_addr *ctx, int v6, int 
 		bpf_map_update_elem(&bm_udp, &uk, &uv, BPF_ANY);
 	}
 	if (!is_sendmsg) {
-		st = bpf_sk_storage_get(&bm_sock, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-		if (st && !st->counted) {
-			__builtin_memcpy(st->orig_addr, key.addr, 16);
-			st->orig_port = key.port;
-			st->family = mapped ? BM_FAM_V6 : key.family;
-			st->backend_id = pick.backend_id;
-			st->svc_id = pick.svc_id;
-			st->subset_id = pick.subset_id;
-			st->sub_flags = pick.sub_flags;
-			st->pool_key = pick.pool_key;
-			st->timeout_ms = pick.timeout_ms;
-			st->cgroup_id = cl.cgroup_id;
+		__u64 cookie = bpf_get_socket_cookie(ctx);
+
+		__builtin_memcpy(rec.orig_addr, key.addr, 16);
+		rec.orig_port = key.port;
+		rec.family = mapped ? BM_FAM_V6 : key.family;
+		rec.backend_id = pick.backend_id;
+		rec.svc_id = pick.svc_id;
+		rec.subset_id = pick.subset_id;
+		rec.sub_flags = pick.sub_flags;
+		rec.pool_key = pick.pool_key;
+		rec.timeout_ms = pick.timeout_ms;
+		rec.cgroup_id = cl.cgroup_id;
+		rec.created_ns = bpf_ktime_get_ns();
+		if (key.proto != IPPROTO_TCP_) {
+			struct bm_sock *u = bpf_sk_storage_get(&bm_sock_udp, ctx->sk, 0,
+							       BPF_SK_STORAGE_GET_F_CREATE);
+
+			if (u)
+				*u = rec; /* a re-connect replaces it */
+		} else if (bpf_map_update_elem(&bm_sock, &cookie, &rec, BPF_ANY)) {
+			bm_count(BM_ST_SOCK_FULL);
 		}
 	}
 	bm_write_dest(ctx, v6, mapped, &pick.be);
@@ -163,9 +172,12 @@ int bm_sendmsg6(struct bpf_sock_addr *ctx)
 /* getpeername: the service address the socket was connected to, if we translated it. */
 static __always_inline int bm_restore_peer(struct bpf_sock_addr *ctx, int v6)
 {
-	struct bm_sock *st = bpf_sk_storage_get(&bm_sock, ctx->sk, 0, 0);
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	struct bm_sock *st = bpf_map_lookup_elem(&bm_sock, &cookie);
 	__u32 a[4], cur[4];
 
+	if (!st)
+		st = bpf_sk_storage_get(&bm_sock_udp, ctx->sk, 0, 0);
 	if (!st)
 		return 1;
 	__builtin_memcpy(a, st->orig_addr, 16);

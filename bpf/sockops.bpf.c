@@ -116,15 +116,13 @@ static __always_inline void bm_set_user_timeout(struct bpf_sock_ops *skops, int 
 SEC("sockops")
 int bm_sockops(struct bpf_sock_ops *skops)
 {
-	struct bpf_sock *sk = skops->sk;
+	__u64 cookie, elapsed_ms;
 	struct bm_sock *st;
-	__u64 elapsed_ms;
 
-	if (!sk)
-		return 1;
 	switch (skops->op) {
 	case BPF_SOCK_OPS_TCP_CONNECT_CB:
-		st = bpf_sk_storage_get(&bm_sock, sk, 0, 0);
+		cookie = bpf_get_socket_cookie(skops);
+		st = bpf_map_lookup_elem(&bm_sock, &cookie);
 		if (!st || st->counted)
 			break;
 		st->counted = 1;
@@ -137,7 +135,8 @@ int bm_sockops(struct bpf_sock_ops *skops)
 						     BPF_SOCK_OPS_STATE_CB_FLAG);
 		break;
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
-		st = bpf_sk_storage_get(&bm_sock, sk, 0, 0);
+		cookie = bpf_get_socket_cookie(skops);
+		st = bpf_map_lookup_elem(&bm_sock, &cookie);
 		if (!st || st->counted != 1)
 			break;
 		if (st->timeout_ms)
@@ -147,19 +146,23 @@ int bm_sockops(struct bpf_sock_ops *skops)
 	case BPF_SOCK_OPS_STATE_CB:
 		if (skops->args[1] != TCP_CLOSE_)
 			break;
-		st = bpf_sk_storage_get(&bm_sock, sk, 0, 0);
+		cookie = bpf_get_socket_cookie(skops);
+		st = bpf_map_lookup_elem(&bm_sock, &cookie);
 		if (!st || st->counted != 1)
 			break;
 		st->counted = 2; /* released: never counted again */
 		bm_active_add(st->backend_id, -1);
 		bm_pool_add(st, -1);
-		if (skops->args[0] != TCP_SYN_SENT_)
-			break;
-		/* The connect failed. Timed out if it lasted (nearly) the connect timeout. */
-		bm_count(BM_ST_CONNECT_FAIL);
-		elapsed_ms = (bpf_ktime_get_ns() - st->connect_ns) / 1000000;
-		bm_record(st, st->timeout_ms && elapsed_ms * 10 >= (__u64)st->timeout_ms * 9 ? 504
-											     : 503);
+		if (skops->args[0] == TCP_SYN_SENT_) {
+			/* The connect failed. Timed out if it lasted (nearly) the connect timeout.
+			 */
+			bm_count(BM_ST_CONNECT_FAIL);
+			elapsed_ms = (bpf_ktime_get_ns() - st->connect_ns) / 1000000;
+			bm_record(st, st->timeout_ms && elapsed_ms * 10 >= (__u64)st->timeout_ms * 9
+					  ? 504
+					  : 503);
+		}
+		bpf_map_delete_elem(&bm_sock, &cookie); /* the connection is over */
 		break;
 	}
 	return 1;

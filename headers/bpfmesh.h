@@ -20,7 +20,7 @@
 #include "outlier.h"
 
 /* Bump when any struct below changes layout. */
-#define BM_MAP_ABI 2
+#define BM_MAP_ABI 3
 
 /* Sizes: every one a named constant, overridable at build time. */
 #ifndef BM_MAX_SERVICES
@@ -166,7 +166,7 @@ struct bm_pod {
 	__u32 pad;
 };
 
-/* What connect4/6 remembers about a socket it translated (socket storage). */
+/* What connect4/6 remembers about a socket it translated (bm_sock, keyed by socket cookie). */
 struct bm_sock {
 	__u8 orig_addr[16]; /* the service address the application dialed */
 	__be16 orig_port;
@@ -180,6 +180,7 @@ struct bm_sock {
 	__u32 timeout_ms; /* connect timeout to enforce, 0 = kernel default */
 	__u64 cgroup_id;  /* the client pod */
 	__u64 connect_ns; /* when the SYN left (bpf_ktime_get_ns) */
+	__u64 created_ns; /* when connect4 made the record: the agent sweep uses it */
 };
 
 /* UDP reverse translation for recvmsg: keyed by socket cookie and the backend address. */
@@ -229,6 +230,7 @@ enum bm_stat {
 	BM_ST_EJECT_OVERFLOW,  /* ejections refused by maxEjectionPercent */
 	BM_ST_CONNECT_FAIL,    /* connects that failed (refused, timed out) */
 	BM_ST_SKIPPED_EJECTED, /* picks that skipped an ejected backend */
+	BM_ST_SOCK_FULL,       /* bm_sock full: a connection went on without its record */
 	BM_ST_MAX,
 };
 
@@ -263,5 +265,6 @@ struct bm_name {
 #define BM_MAP_POLICY  bm_policy
 #define BM_MAP_HEALTH  bm_health
 #define BM_MAP_CPOOL   bm_cpool
+#define BM_MAP_SOCKUDP bm_sock_udp
 
 #endif /* BPFMESH_H */

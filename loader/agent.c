@@ -290,6 +290,8 @@ static int loop(struct agent *a)
 			sync_health_tick(a->sync, now_ms() * 1000000ULL);
 			if (a->current && ++a->ticks % 10 == 0) /* pods: once a second */
 				sync_pods(a, a->current);
+			if (a->ticks % 300 == 0) /* every 30 s: records no sockops will free */
+				sync_sweep_socks(a->sync, now_ms() * 1000000ULL, 30000000000ULL);
 		}
 		if (reload_at && now_ms() >= reload_at) {
 			reload_at = 0;

@@ -13,110 +13,9 @@
 #include <time.h>
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
+#include "htab.h"
 #include "sync.h"
 #include "log.h"
-
-/* ---------- a small open-addressing table: fixed 24-byte keys -> int ---------- */
-
-#define HKEY 24
-
-struct hent {
-	uint8_t state; /* 0 empty, 1 used, 2 deleted */
-	uint8_t key[HKEY];
-	int val;
-};
-
-struct htab {
-	struct hent *e;
-	size_t cap, n, dead;
-};
-
-static uint64_t hkey_hash(const uint8_t *k)
-{
-	uint64_t h = 1469598103934665603ULL;
-
-	for (int i = 0; i < HKEY; i++) {
-		h ^= k[i];
-		h *= 1099511628211ULL;
-	}
-	return h;
-}
-
-static struct hent *h_find(struct htab *h, const uint8_t *k, bool for_insert)
-{
-	struct hent *tomb = NULL;
-
-	if (!h->cap)
-		return NULL;
-	for (size_t i = hkey_hash(k) & (h->cap - 1), n = 0; n < h->cap;
-	     i = (i + 1) & (h->cap - 1), n++) {
-		struct hent *e = &h->e[i];
-
-		if (e->state == 0)
-			return for_insert ? (tomb ? tomb : e) : NULL;
-		if (e->state == 2) {
-			if (!tomb)
-				tomb = e;
-			continue;
-		}
-		if (memcmp(e->key, k, HKEY) == 0)
-			return e;
-	}
-	return for_insert ? tomb : NULL;
-}
-
-static void h_put(struct htab *h, const uint8_t *k, int val);
-
-static void h_grow(struct htab *h)
-{
-	struct hent *old = h->e;
-	size_t oc = h->cap;
-
-	h->cap = oc ? oc * 2 : 64;
-	h->e = calloc(h->cap, sizeof(*h->e));
-	if (!h->e)
-		abort();
-	h->n = h->dead = 0;
-	for (size_t i = 0; i < oc; i++)
-		if (old[i].state == 1)
-			h_put(h, old[i].key, old[i].val);
-	free(old);
-}
-
-static void h_put(struct htab *h, const uint8_t *k, int val)
-{
-	struct hent *e;
-
-	if ((h->n + h->dead + 1) * 4 >= h->cap * 3)
-		h_grow(h);
-	e = h_find(h, k, true);
-	if (e->state != 1) {
-		if (e->state == 2)
-			h->dead--;
-		h->n++;
-	}
-	e->state = 1;
-	memcpy(e->key, k, HKEY);
-	e->val = val;
-}
-
-static int *h_get(struct htab *h, const uint8_t *k)
-{
-	struct hent *e = h_find(h, k, false);
-
-	return e ? &e->val : NULL;
-}
-
-static void h_del(struct htab *h, const uint8_t *k)
-{
-	struct hent *e = h_find(h, k, false);
-
-	if (e) {
-		e->state = 2;
-		h->n--;
-		h->dead++;
-	}
-}
 
 /* ---------- id allocator (bitmap) ---------- */
 
@@ -911,6 +810,28 @@ int sync_health_tick(struct sync *s, uint64_t now_ns)
 		changed += r == BM_OD_UNEJECTED;
 	}
 	return changed;
+}
+
+int sync_sweep_socks(struct sync *s, uint64_t now_ns, uint64_t max_age_ns)
+{
+	__u64 key, next, *prev = NULL;
+	int n = 0;
+
+	if (s->fds.sock < 0)
+		return 0;
+	while (bpf_map_get_next_key(s->fds.sock, prev, &next) == 0) {
+		struct bm_sock st;
+
+		key = next;
+		if (bpf_map_lookup_elem(s->fds.sock, &key, &st) == 0 && st.counted != 1 &&
+		    now_ns > st.created_ns && now_ns - st.created_ns > max_age_ns) {
+			bpf_map_delete_elem(s->fds.sock, &key);
+			n++;
+			continue; /* prev stays: the next key after it is still right */
+		}
+		prev = &key;
+	}
+	return n;
 }
 
 int sync_set_pods(struct sync *s, const struct sync_pod *pods, int n)

@@ -58,6 +58,10 @@ void sync_tick(struct sync *s);
  * CLOCK_MONOTONIC, the kernel's bpf_ktime_get_ns. Returns the number of hosts un-ejected. */
 int sync_health_tick(struct sync *s, uint64_t now_ns);
 
+/* Delete bm_sock records older than max_age_ns whose socket never got to hold a count (its
+ * connect failed before the SYN left, so sockops never saw it). Returns how many. */
+int sync_sweep_socks(struct sync *s, uint64_t now_ns, uint64_t max_age_ns);
+
 /* Record an apply attempt in bm_meta (generation, ok, counts). */
 void sync_set_meta(struct sync *s, int ok, int loaded);
 

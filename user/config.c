@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "htab.h"
 #include "validate.h"
 
 /* ---------------- small helpers ---------------- */
@@ -228,6 +229,10 @@ void config_free(struct mesh_config *c)
 {
 	if (!c)
 		return;
+	if (c->ids) {
+		h_free(c->ids);
+		free(c->ids);
+	}
 	for (int i = 0; i < c->nnamespaces; i++)
 		ns_free(&c->namespaces[i]);
 	for (int i = 0; i < c->nservices; i++)
@@ -600,56 +605,95 @@ static bool same_other(const struct other_obj *a, const struct other_obj *b)
 	       strcmp(a->kind, b->kind) == 0 && same_id(a->ns, a->name, b->ns, b->name);
 }
 
-#define ADD_OR_REPLACE(arr, n, obj, freefn, match)                                                 \
+/* The index of the object with this identity in its array, or NULL; tag tells arrays apart. */
+static int *id_get(struct mesh_config *c, const char *tag, const char *ns, const char *name,
+		   bool create)
+{
+	uint8_t k[HKEY];
+	char t[300];
+	int *i;
+
+	if (!c->ids) {
+		c->ids = calloc(1, sizeof(*c->ids));
+		if (!c->ids)
+			abort();
+	}
+	snprintf(t, sizeof(t), "%s", tag);
+	h_strkey(k, t, ns ? ns : "", name);
+	i = h_get(c->ids, k);
+	if (!i && create) {
+		h_put(c->ids, k, -1);
+		i = h_get(c->ids, k);
+	}
+	return i;
+}
+
+/* Add obj to arr, or replace the object of the same identity when it comes from the same file
+ * (kubectl apply keeps the last); identities are looked up in c->ids, not by scanning. */
+#define ADD_OR_REPLACE(arr, n, obj, freefn, match, tag, ns_, name_)                                \
 	do {                                                                                       \
-		for (int _i = 0; _i < (n); _i++) {                                                 \
-			if ((match) && replace_same_file(v, &(arr)[_i].pos, &(obj)->pos)) {        \
-				freefn(&(arr)[_i]);                                                \
-				(arr)[_i] = *(obj);                                                \
-				return 0;                                                          \
-			}                                                                          \
+		int *_id = id_get(c, (tag), (ns_), (name_), true);                                 \
+		int _i = *_id;                                                                     \
+		if (_i >= 0 && _i < (n) && (match) &&                                              \
+		    replace_same_file(v, &(arr)[_i].pos, &(obj)->pos)) {                           \
+			freefn(&(arr)[_i]);                                                        \
+			(arr)[_i] = *(obj);                                                        \
+			return 0;                                                                  \
 		}                                                                                  \
 		void *_slot = grow((void **)&(arr), &(n), sizeof(*(obj)));                         \
 		if (!_slot)                                                                        \
 			return -1;                                                                 \
 		memcpy(_slot, (obj), sizeof(*(obj)));                                              \
+		if (_i < 0)                                                                        \
+			*id_get(c, (tag), (ns_), (name_), true) = (n)-1;                           \
 		return 0;                                                                          \
 	} while (0)
 
 static int add_ns(struct mesh_config *c, struct vctx *v, struct ns_obj *o)
 {
 	ADD_OR_REPLACE(c->namespaces, c->nnamespaces, o, ns_free,
-		       strcmp(c->namespaces[_i].name, o->name) == 0);
+		       strcmp(c->namespaces[_i].name, o->name) == 0, "Namespace", "", o->name);
 }
 
 static int add_svc(struct mesh_config *c, struct vctx *v, struct svc_obj *o)
 {
 	ADD_OR_REPLACE(c->services, c->nservices, o, svc_free,
-		       same_id(c->services[_i].ns, c->services[_i].name, o->ns, o->name));
+		       same_id(c->services[_i].ns, c->services[_i].name, o->ns, o->name), "Service",
+		       o->ns, o->name);
 }
 
 static int add_wl(struct mesh_config *c, struct vctx *v, struct workload_obj *o)
 {
+	static const char *const tags[] = {"Deployment", "Pod", "WorkloadEntry"};
+
 	ADD_OR_REPLACE(c->workloads, c->nworkloads, o, wl_free,
 		       c->workloads[_i].kind == o->kind &&
-			   same_id(c->workloads[_i].ns, c->workloads[_i].name, o->ns, o->name));
+			   same_id(c->workloads[_i].ns, c->workloads[_i].name, o->ns, o->name),
+		       tags[o->kind], o->ns, o->name);
 }
 
 static int add_vs(struct mesh_config *c, struct vctx *v, struct vs_obj *o)
 {
 	ADD_OR_REPLACE(c->vses, c->nvses, o, vs_free,
-		       same_id(c->vses[_i].ns, c->vses[_i].name, o->ns, o->name));
+		       same_id(c->vses[_i].ns, c->vses[_i].name, o->ns, o->name), "VirtualService",
+		       o->ns, o->name);
 }
 
 static int add_dr(struct mesh_config *c, struct vctx *v, struct dr_obj *o)
 {
 	ADD_OR_REPLACE(c->drs, c->ndrs, o, dr_free,
-		       same_id(c->drs[_i].ns, c->drs[_i].name, o->ns, o->name));
+		       same_id(c->drs[_i].ns, c->drs[_i].name, o->ns, o->name), "DestinationRule",
+		       o->ns, o->name);
 }
 
 static int add_other(struct mesh_config *c, struct vctx *v, struct other_obj *o)
 {
-	ADD_OR_REPLACE(c->others, c->nothers, o, other_free, same_other(&c->others[_i], o));
+	char tag[300];
+
+	snprintf(tag, sizeof(tag), "%.*s/%s", (int)group_len(o->api_version), o->api_version,
+		 o->kind);
+	ADD_OR_REPLACE(c->others, c->nothers, o, other_free, same_other(&c->others[_i], o), tag,
+		       o->ns, o->name);
 }
 
 /* Copy a valid object into c; -1 when memory ran out (nothing added then). */

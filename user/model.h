@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+struct htab;
+
 /* Where an object or field came from, for error messages: file:line. */
 struct srcpos {
 	const char *file; /* interned in mesh_config; not freed separately */
@@ -235,6 +237,7 @@ struct mesh_config {
 	int nothers;
 	char **files; /* interned file names that srcpos.file points into */
 	int nfiles;
+	struct htab *ids; /* private to config.c: (kind, namespace, name) -> array index */
 };
 
 struct mesh_config *config_new(void);

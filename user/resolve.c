@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include "htab.h"
 #include "resolve.h"
 
 #define RS_POOL_V4   0x0a600000u /* 10.96.0.0/12: Kubernetes' default service range */
@@ -99,60 +100,73 @@ static int cmp_svc_ptr(const void *a, const void *b)
 	return r ? r : strcmp(x->name, y->name);
 }
 
-static bool v4_taken(const uint32_t *used, int n, uint32_t a)
-{
-	for (int i = 0; i < n; i++)
-		if (used[i] == a)
-			return true;
-	return false;
-}
-
 /* The allocated IPv4 address of a Service without clusterIP (host order), 0 if it has one. */
-static uint32_t alloc_vip(const struct mesh_config *c, const struct svc_obj *want)
+/*
+ * Allocate addresses for every Service without clusterIP, in namespace/name order, skipping
+ * explicit clusterIPs: out[i] is service i's address (host order), 0 if it has its own.
+ */
+static void alloc_vips(const struct mesh_config *c, uint32_t *out)
 {
 	const struct svc_obj **v = calloc(c->nservices + 1, sizeof(*v));
-	uint32_t *used = calloc(c->nservices + 1, sizeof(*used)), got = 0;
-	int nv = 0, nused = 0;
+	struct htab used = {0};
+	int nv = 0;
 	struct in_addr ia;
+	uint8_t k[HKEY];
 
-	if (!v || !used)
+	if (!v)
 		abort();
 	for (int i = 0; i < c->nservices; i++) {
 		const struct svc_obj *s = &c->services[i];
 
+		out[i] = 0;
 		if (!serviceable(s))
 			continue;
 		if (s->ncluster_ips == 0) {
 			v[nv++] = s;
 			continue;
 		}
-		for (int k = 0; k < s->ncluster_ips; k++)
-			if (inet_pton(AF_INET, s->cluster_ips[k], &ia) == 1)
-				used[nused++] = ntohl(ia.s_addr);
+		for (int n = 0; n < s->ncluster_ips; n++) {
+			if (inet_pton(AF_INET, s->cluster_ips[n], &ia) != 1)
+				continue;
+			memset(k, 0, sizeof(k));
+			memcpy(k, &ia.s_addr, 4);
+			h_put(&used, k, 1);
+		}
 	}
 	qsort(v, nv, sizeof(*v), cmp_svc_ptr);
 	for (int i = 0; i < nv; i++) {
 		char key[512];
-		uint32_t off, a;
+		uint32_t off, a, be;
 
 		snprintf(key, sizeof(key), "%s/%s", v[i]->ns, v[i]->name);
 		off = rs_hash32(key) % (RS_POOL_SIZE - 2) + 1;
 		/* probe: skip addresses taken by explicit clusterIPs or earlier services */
 		for (;;) {
 			a = RS_POOL_V4 + off;
-			if ((a & 0xff) != 0 && (a & 0xff) != 0xff && !v4_taken(used, nused, a))
+			be = htonl(a);
+			memset(k, 0, sizeof(k));
+			memcpy(k, &be, 4);
+			if ((a & 0xff) != 0 && (a & 0xff) != 0xff && !h_get(&used, k))
 				break;
 			off = off % (RS_POOL_SIZE - 2) + 1;
 		}
-		used[nused++] = a;
-		if (v[i] == want) {
-			got = a;
-			break;
-		}
+		h_put(&used, k, 1);
+		out[v[i] - c->services] = a;
 	}
+	h_free(&used);
 	free(v);
-	free(used);
-	return got;
+}
+
+static uint32_t alloc_vip(const struct mesh_config *c, const struct svc_obj *want)
+{
+	uint32_t *all = calloc(c->nservices + 1, sizeof(uint32_t)), a;
+
+	if (!all)
+		abort();
+	alloc_vips(c, all);
+	a = all[want - c->services];
+	free(all);
+	return a;
 }
 
 int resolve_service_vip(const struct mesh_config *c, const struct svc_obj *s, int family, char *buf,
@@ -177,19 +191,104 @@ int resolve_service_vip(const struct mesh_config *c, const struct svc_obj *s, in
 	return -1;
 }
 
-/* ---------- lookups ---------- */
+/* ---------- indexes (built once per resolve: configs of 10,000s of objects) ---------- */
 
-static const struct svc_obj *find_service(const struct mesh_config *c, const char *fqdn)
+struct rs_addr {
+	uint8_t addr[16];
+	uint8_t family;
+	bool ok;
+};
+
+struct rs_index {
+	uint32_t *vip4;		      /* per service: allocated IPv4 (host order), 0 = none */
+	struct htab svc_by_fqdn;      /* fqdn key -> service index */
+	struct htab wl_by_label;      /* (namespace, label=value) key -> first entry */
+	int *entry_next;	      /* label entries: next entry of the same key, -1 = end */
+	int *entry_wl;		      /* label entries: the workload */
+	struct rs_addr (*wl_addr)[2]; /* per workload: parsed addresses */
+	struct htab be_by_addr;	      /* (address, port, family) -> backend index */
+};
+
+static bool is_workload_endpoint(const struct workload_obj *w)
 {
+	return w->kind != WL_DEPLOYMENT && w->naddresses > 0;
+}
+
+static struct rs_index *index_build(const struct mesh_config *c)
+{
+	struct rs_index *ix = calloc(1, sizeof(*ix));
+	int nentries = 0, e = 0;
+	uint8_t k[HKEY];
+
+	if (!ix)
+		abort();
+	ix->vip4 = calloc(c->nservices + 1, sizeof(uint32_t));
+	ix->wl_addr = calloc(c->nworkloads + 1, sizeof(*ix->wl_addr));
+	for (int i = 0; i < c->nworkloads; i++)
+		nentries += c->workloads[i].labels.n;
+	ix->entry_next = calloc(nentries + 1, sizeof(int));
+	ix->entry_wl = calloc(nentries + 1, sizeof(int));
+	if (!ix->vip4 || !ix->wl_addr || !ix->entry_next || !ix->entry_wl)
+		abort();
+	alloc_vips(c, ix->vip4);
 	for (int i = 0; i < c->nservices; i++) {
 		char *f = config_fqdn(c->services[i].name, c->services[i].ns);
-		bool eq = strcmp(f, fqdn) == 0;
 
+		h_strkey(k, f, NULL, NULL);
+		if (!h_get(&ix->svc_by_fqdn,
+			   k)) /* the first of duplicates, as the linear scan did */
+			h_put(&ix->svc_by_fqdn, k, i);
 		free(f);
-		if (eq)
-			return &c->services[i];
 	}
-	return NULL;
+	/* label lists, built backwards so each list is in config order */
+	for (int i = c->nworkloads - 1; i >= 0; i--) {
+		const struct workload_obj *w = &c->workloads[i];
+
+		for (int a = 0; a < w->naddresses && a < 2; a++)
+			ix->wl_addr[i][a].ok =
+			    rs_parse_addr(w->addresses[a], ix->wl_addr[i][a].addr,
+					  &ix->wl_addr[i][a].family) == 0;
+		if (!is_workload_endpoint(w))
+			continue;
+		for (int l = 0; l < w->labels.n; l++) {
+			int *head;
+
+			h_strkey(k, w->ns, w->labels.v[l].key, w->labels.v[l].val);
+			head = h_get(&ix->wl_by_label, k);
+			ix->entry_wl[e] = i;
+			ix->entry_next[e] = head ? *head : -1;
+			h_put(&ix->wl_by_label, k, e);
+			e++;
+		}
+	}
+	return ix;
+}
+
+static void index_free(struct rs_index *ix)
+{
+	if (!ix)
+		return;
+	free(ix->vip4);
+	free(ix->wl_addr);
+	free(ix->entry_next);
+	free(ix->entry_wl);
+	h_free(&ix->svc_by_fqdn);
+	h_free(&ix->wl_by_label);
+	h_free(&ix->be_by_addr);
+	free(ix);
+}
+
+/* ---------- lookups ---------- */
+
+static const struct svc_obj *find_service(const struct rs_index *ix, const struct mesh_config *c,
+					  const char *fqdn)
+{
+	uint8_t k[HKEY];
+	int *i;
+
+	h_strkey(k, fqdn, NULL, NULL);
+	i = h_get((struct htab *)&ix->svc_by_fqdn, k);
+	return i ? &c->services[*i] : NULL;
 }
 
 static bool host_matches(const char *pattern, const char *fqdn)
@@ -335,12 +434,16 @@ void rs_policy_of(const struct dr_obj *dr, const struct dr_subset *sub, struct r
 static int add_backend(struct rs_table *t, const uint8_t addr[16], uint8_t fam, uint16_t port,
 		       const struct workload_obj *w)
 {
-	for (int i = 0; i < t->nbackends; i++) {
-		struct rs_backend *b = &t->backends[i];
+	uint8_t k[HKEY] = {0};
+	int *i;
 
-		if (b->family == fam && b->port == port && memcmp(b->addr, addr, 16) == 0)
-			return i;
-	}
+	memcpy(k, addr, 16);
+	memcpy(k + 16, &port, 2);
+	k[18] = fam;
+	i = h_get(&t->ix->be_by_addr, k);
+	if (i)
+		return *i;
+	h_put(&t->ix->be_by_addr, k, t->nbackends);
 	t->backends = grow(t->backends, t->nbackends, sizeof(*t->backends));
 	t->backends[t->nbackends] = (struct rs_backend){.family = fam, .port = port, .wl = w};
 	memcpy(t->backends[t->nbackends].addr, addr, 16);
@@ -382,8 +485,17 @@ static int add_subset(struct rs_table *t, const struct mesh_config *c, const str
 	sub = &t->subsets[t->nsubsets];
 	*sub = (struct rs_subset){.name = strdup(name), .lb = dr_lb(dr, ds)};
 	rs_policy_of(dr, ds, &sub->policy);
-	for (int i = 0; i < c->nworkloads; i++) {
-		const struct workload_obj *w = &c->workloads[i];
+	if (!s->has_selector || s->selector.n == 0)
+		return t->nsubsets++; /* no selector: endpoints are managed elsewhere */
+	/* candidates: the workloads carrying the selector's first label, in this namespace */
+	uint8_t k[HKEY];
+	int *head;
+
+	h_strkey(k, s->ns, s->selector.v[0].key, s->selector.v[0].val);
+	head = h_get(&t->ix->wl_by_label, k);
+	for (int e = head ? *head : -1; e >= 0; e = t->ix->entry_next[e]) {
+		int wi = t->ix->entry_wl[e];
+		const struct workload_obj *w = &c->workloads[wi];
 		uint16_t tp;
 
 		if (!is_endpoint(s, w) || (labels && !kv_match(labels, &w->labels)))
@@ -391,13 +503,14 @@ static int add_subset(struct rs_table *t, const struct mesh_config *c, const str
 		tp = target_port(p, w);
 		if (!tp)
 			continue;
-		for (int a = 0; a < w->naddresses; a++) {
-			uint8_t addr[16], f;
+		for (int a = 0; a < w->naddresses && a < 2; a++) {
+			const struct rs_addr *ra = &t->ix->wl_addr[wi][a];
 
-			if (rs_parse_addr(w->addresses[a], addr, &f) || f != fam)
+			if (!ra->ok || ra->family != fam)
 				continue;
+			sub = &t->subsets[t->nsubsets];
 			sub->backends = grow(sub->backends, sub->n, sizeof(int));
-			sub->backends[sub->n++] = add_backend(t, addr, f, tp, w);
+			sub->backends[sub->n++] = add_backend(t, ra->addr, ra->family, tp, w);
 		}
 	}
 	return t->nsubsets++;
@@ -458,7 +571,7 @@ static int resolve_route(struct rs_table *t, const struct mesh_config *c, struct
 		const struct route_dest *rd = &r->dests[i];
 		uint32_t w = r->ndests == 1 ? 1 : (uint32_t)rd->weight;
 		char *fq = config_fqdn(rd->host, vs->ns);
-		const struct svc_obj *ds = find_service(c, fq);
+		const struct svc_obj *ds = find_service(t->ix, c, fq);
 		const struct dr_obj *dr = ds ? find_dr(c, fq, ds->ns) : NULL;
 		const struct dr_subset *sub = NULL;
 		const struct svc_port *dp;
@@ -547,26 +660,47 @@ static int resolve_port(struct rs_table *t, const struct mesh_config *c, const s
 	return resolve_route(t, c, rs, rs->vs, r, d);
 }
 
+/* The service's address of one family: its own clusterIP(s), or the allocated one. */
+static int service_addr(const struct rs_index *ix, const struct mesh_config *c,
+			const struct svc_obj *s, uint8_t family, uint8_t addr[16])
+{
+	uint8_t fam;
+
+	if (!serviceable(s))
+		return -1;
+	for (int k = 0; k < s->ncluster_ips; k++)
+		if (rs_parse_addr(s->cluster_ips[k], addr, &fam) == 0 && fam == family)
+			return 0;
+	if (s->ncluster_ips == 0 && family == BM_FAM_V4 && ix->vip4[s - c->services]) {
+		uint32_t be = htonl(ix->vip4[s - c->services]);
+
+		memset(addr, 0, 16);
+		memcpy(addr, &be, 4);
+		return 0;
+	}
+	return -1;
+}
+
 int resolve(const struct mesh_config *c, struct rs_table *t, struct diags *d)
 {
 	int errors = 0;
 
 	memset(t, 0, sizeof(*t));
+	t->ix = index_build(c);
 	for (int i = 0; i < c->nservices; i++) {
 		const struct svc_obj *s = &c->services[i];
 
-		for (int fam = BM_FAM_V4; fam <= BM_FAM_V6; fam += 2) {
-			char buf[64];
-			uint8_t addr[16], f;
+		for (uint8_t fam = BM_FAM_V4; fam <= BM_FAM_V6; fam += 2) {
+			uint8_t addr[16];
 
-			if (resolve_service_vip(c, s, fam, buf, sizeof(buf)) < 0)
-				continue;
-			if (rs_parse_addr(buf, addr, &f))
+			if (service_addr(t->ix, c, s, fam, addr))
 				continue;
 			for (int pi = 0; pi < s->nports; pi++)
-				errors += resolve_port(t, c, s, pi, addr, f, d);
+				errors += resolve_port(t, c, s, pi, addr, fam, d);
 		}
 	}
+	index_free(t->ix);
+	t->ix = NULL;
 	return errors;
 }
 

@@ -62,7 +62,10 @@ struct rs_service {
 	int ndests;
 };
 
+struct rs_index; /* private to resolve.c: lookups built once per resolve() */
+
 struct rs_table {
+	struct rs_index *ix;
 	struct rs_service *services;
 	int nservices;
 	struct rs_subset *subsets;

@@ -552,6 +552,7 @@ int main(void)
 	    .policy = bpf_map__fd(skel->maps.bm_policy),
 	    .health = bpf_map__fd(skel->maps.bm_health),
 	    .cpool = bpf_map__fd(skel->maps.bm_cpool),
+	    .sock = bpf_map__fd(skel->maps.bm_sock),
 	};
 	sync_ = sync_new(&fds, &(struct sync_clock){.now_ms = fake_clock});
 	sync_set_pods(sync_, &pod, 1);
