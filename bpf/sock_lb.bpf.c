@@ -51,6 +51,9 @@ static __always_inline int bm_key_from_ctx(struct bpf_sock_addr *ctx, int v6, st
 	return 1;
 }
 
+/* The address writes below repeat on purpose: shared as one helper, clang computes
+ * &ctx->user_ip6 once into a register and the verifier rejects stores through a modified ctx
+ * pointer ("dereference of modified ctx ptr"). */
 static __always_inline void bm_write_dest(struct bpf_sock_addr *ctx, int v6, int mapped,
 					  const struct bm_backend *be)
 {

@@ -52,6 +52,23 @@ bad:
 	return -1;
 }
 
+/* parse --node/--bpffs and open that node's pinned maps; 0, or the exit code to return */
+static int open_node(int argc, char **argv, const char *cmd, struct node_args *na,
+		     struct bm_mapfds *f)
+{
+	char usage[128];
+
+	snprintf(usage, sizeof(usage), "bpfmesh %s --node NAME [--bpffs DIR]", cmd);
+	if (parse_node_args(argc, argv, na, usage))
+		return 2;
+	if (dp_open_pinned(na->pin_dir, f)) {
+		fprintf(stderr, "bpfmesh %s: no pinned maps for node %s in %s\n", cmd, na->node,
+			na->pin_dir);
+		return 1;
+	}
+	return 0;
+}
+
 int cmd_status(int argc, char **argv)
 {
 	struct node_args na;
@@ -138,13 +155,10 @@ int cmd_services(int argc, char **argv)
 	struct bm_mapfds f;
 	int n = 0;
 
-	if (parse_node_args(argc, argv, &na, "bpfmesh services --node NAME [--bpffs DIR]"))
-		return 2;
-	if (dp_open_pinned(na.pin_dir, &f)) {
-		fprintf(stderr, "bpfmesh services: no pinned maps for node %s in %s\n", na.node,
-			na.pin_dir);
-		return 1;
-	}
+	int rc = open_node(argc, argv, "services", &na, &f);
+
+	if (rc)
+		return rc;
 	while (bpf_map_get_next_key(f.svc, prev, &next) == 0) {
 		char a[INET6_ADDRSTRLEN], name[BM_NAME_LEN + 8];
 		struct bm_svc v;
@@ -229,13 +243,10 @@ int cmd_endpoints(int argc, char **argv)
 	struct timespec ts;
 	__u64 now;
 
-	if (parse_node_args(argc, argv, &na, "bpfmesh endpoints --node NAME [--bpffs DIR]"))
-		return 2;
-	if (dp_open_pinned(na.pin_dir, &f)) {
-		fprintf(stderr, "bpfmesh endpoints: no pinned maps for node %s in %s\n", na.node,
-			na.pin_dir);
-		return 1;
-	}
+	int rc = open_node(argc, argv, "endpoints", &na, &f);
+
+	if (rc)
+		return rc;
 	while (bpf_map_get_next_key(f.svc, prev, &next) == 0) {
 		struct bm_svc v;
 		struct bm_route r;

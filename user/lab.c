@@ -287,6 +287,24 @@ static void pod_addrs(const struct lab *l, const struct lab_pod *p, char *v4, ch
 }
 
 /* Alive and not a zombie: an orphan's zombie can linger until init gets round to reaping it. */
+/* In a forked child: own session, stdout/stderr appended to log, stdin from /dev/null. */
+static void daemon_stdio(const char *log)
+{
+	int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+
+	setsid();
+	if (fd >= 0) {
+		dup2(fd, 1);
+		dup2(fd, 2);
+		close(fd);
+	}
+	fd = open("/dev/null", O_RDONLY);
+	if (fd >= 0) {
+		dup2(fd, 0);
+		close(fd);
+	}
+}
+
 static bool pid_alive(int pid)
 {
 	char path[64], buf[256], *p;
@@ -389,17 +407,7 @@ static int agent_start(struct lab *l, struct lab_node *n)
 	if (pid < 0)
 		return -1;
 	if (pid == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-
-		setsid();
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-			close(fd);
-		}
-		fd = open("/dev/null", O_RDONLY);
-		if (fd >= 0)
-			dup2(fd, 0);
+		daemon_stdio(log);
 		execl(self, self, "agent", "--config-dir", l->config, "--cgroup", cg, "--node", an,
 		      "--bpffs", l->bpffs, (char *)NULL);
 		_exit(127);
@@ -526,14 +534,7 @@ static int pod_server_start(struct lab *l, struct lab_pod *p, const struct mesh_
 				       .env = w->env,
 				       .ports = ports,
 				       .nports = nports};
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-
-		setsid();
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-			close(fd);
-		}
+		daemon_stdio(log);
 		if (enter_pod(l, p))
 			_exit(1);
 		_exit(echo_run(&ec) ? 1 : 0);
