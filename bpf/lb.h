@@ -111,16 +111,22 @@ static __always_inline __u64 bm_mix64(__u64 x)
 static __always_inline void bm_client_load(struct bm_client *c, __u64 cgroup_id)
 {
 	struct bm_pod *p = bpf_map_lookup_elem(&bm_pod, &cgroup_id);
+	__u64 none = 0;
 
 	c->cgroup_id = cgroup_id;
-	c->in_mesh = p && (p->flags & BM_POD_F_IN_MESH);
-	if (p)
-		c->hash = bm_mix64(((__u64)p->addr4[0] << 24 | (__u64)p->addr4[1] << 16 |
-				    (__u64)p->addr4[2] << 8 | p->addr4[3]) ^
-				   ((__u64)p->addr6[12] << 56 | (__u64)p->addr6[13] << 48 |
-				    (__u64)p->addr6[14] << 40 | (__u64)p->addr6[15] << 32));
-	else
+	if (!p) {
+		/* not a pod cgroup the agent knows: entry 0 says whether such processes (a plain
+		 * VM's services, or processes in the node cgroup itself) are in the mesh */
+		p = bpf_map_lookup_elem(&bm_pod, &none);
+		c->in_mesh = p && (p->flags & BM_POD_F_IN_MESH);
 		c->hash = bm_mix64(cgroup_id);
+		return;
+	}
+	c->in_mesh = p->flags & BM_POD_F_IN_MESH;
+	c->hash = bm_mix64(((__u64)p->addr4[0] << 24 | (__u64)p->addr4[1] << 16 |
+			    (__u64)p->addr4[2] << 8 | p->addr4[3]) ^
+			   ((__u64)p->addr6[12] << 56 | (__u64)p->addr6[13] << 48 |
+			    (__u64)p->addr6[14] << 40 | (__u64)p->addr6[15] << 32));
 }
 
 /* What a translation decided. */

@@ -157,7 +157,8 @@ struct bm_bstate {
 
 #define BM_POD_F_IN_MESH 1
 
-/* A local workload, keyed by its cgroup id (the kernel's attribution of a client). */
+/* A local workload, keyed by its cgroup id (the kernel's attribution of a client). Key 0 is
+ * the default for cgroups that are not a known pod (agent option --unmatched-cgroups). */
 struct bm_pod {
 	__u32 flags;
 	__u32 pod_id;

@@ -37,6 +37,7 @@ struct agent {
 	int loaded;
 	uint64_t applied_gen;
 	struct mesh_config *current; /* the config in force, for pod rescans */
+	bool unmatched_mesh; /* cgroups that are no known pod: in the mesh (default) or not */
 	uint64_t ticks;
 };
 
@@ -79,7 +80,35 @@ static int take_lock(struct agent *a)
 	snprintf(pid, sizeof(pid), "%d\n", getpid());
 	if (ftruncate(fd, 0) || write(fd, pid, strlen(pid)) < 0)
 		pr_warn("write %s: %s", path, strerror(errno));
+	/* where the pins are, so the CLI finds them without --bpffs */
+	snprintf(path, sizeof(path), "%s/bpffs", a->run_dir);
+	FILE *f = fopen(path, "w");
+
+	if (f) {
+		fprintf(f, "%s\n", a->bpffs);
+		fclose(f);
+	}
 	return fd; /* kept open for the agent's life: the lock goes with the process */
+}
+
+const char *agent_bpffs(const char *node, char *buf, size_t len)
+{
+	char dir[512], path[600];
+	FILE *f;
+
+	if (agent_run_dir(dir, sizeof(dir), node))
+		return NULL;
+	snprintf(path, sizeof(path), "%s/bpffs", dir);
+	f = fopen(path, "r");
+	if (!f)
+		return NULL;
+	if (!fgets(buf, (int)len, f)) {
+		fclose(f);
+		return NULL;
+	}
+	fclose(f);
+	buf[strcspn(buf, "\n")] = 0;
+	return buf[0] ? buf : NULL;
 }
 
 pid_t agent_pid(const char *node)
@@ -138,13 +167,20 @@ static void fill_pod(struct bm_pod *p, const struct mesh_config *c, const struct
 /* Scan <cgroup>/<ns>_<pod> directories and map their cgroup ids to pods of the config. */
 static void sync_pods(struct agent *a, const struct mesh_config *c)
 {
-	struct sync_pod *pods = NULL;
-	int n = 0, cap = 0;
+	struct sync_pod *pods = calloc(64, sizeof(*pods));
+	int n = 1, cap = 64;
 	struct dirent *de;
 	DIR *d = opendir(a->cgroup);
 
-	if (!d)
+	if (!pods)
+		abort();
+	/* entry 0: processes in cgroups that are no known pod */
+	pods[0].cgroup_id = 0;
+	pods[0].pod.flags = a->unmatched_mesh ? BM_POD_F_IN_MESH : 0;
+	if (!d) {
+		free(pods);
 		return;
+	}
 	while ((de = readdir(d))) {
 		char path[1024], ns[256];
 		const struct workload_obj *w;
@@ -302,8 +338,12 @@ static int loop(struct agent *a)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: bpfmesh agent --config-dir DIR --cgroup CGROUP_DIR --node NAME "
-			"[--bpffs DIR]\n");
+	fprintf(stderr,
+		"usage: bpfmesh agent --config-dir DIR --cgroup CGROUP_DIR --node NAME "
+		"[--bpffs DIR] [--unmatched-cgroups mesh|plain]\n"
+		"  processes in CGROUP_DIR that are in no <namespace>_<pod> child cgroup of "
+		"a\n  known Pod are mesh clients (default) or plain ones (even spread, no "
+		"policy)\n");
 }
 
 int cmd_agent(int argc, char **argv)
@@ -312,9 +352,10 @@ int cmd_agent(int argc, char **argv)
 					     {"cgroup", required_argument, 0, 'g'},
 					     {"node", required_argument, 0, 'n'},
 					     {"bpffs", required_argument, 0, 'b'},
+					     {"unmatched-cgroups", required_argument, 0, 'u'},
 					     {"help", no_argument, 0, 'h'},
 					     {0, 0, 0, 0}};
-	struct agent a = {.bpffs = "/sys/fs/bpf"};
+	struct agent a = {.bpffs = "/sys/fs/bpf", .unmatched_mesh = true};
 	int o, lock, rc;
 
 	optind = 1;
@@ -331,6 +372,13 @@ int cmd_agent(int argc, char **argv)
 			break;
 		case 'b':
 			a.bpffs = optarg;
+			break;
+		case 'u':
+			if (strcmp(optarg, "mesh") && strcmp(optarg, "plain")) {
+				usage();
+				return 2;
+			}
+			a.unmatched_mesh = !strcmp(optarg, "mesh");
 			break;
 		default:
 			usage();

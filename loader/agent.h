@@ -17,6 +17,9 @@ int cmd_agent(int argc, char **argv);
 /* /run/bpfmesh/<node>: lock file and logs of one agent. */
 int agent_run_dir(char *buf, size_t len, const char *node);
 
+/* The bpffs an agent for node last ran with (NULL if unknown): the CLI's default --bpffs. */
+const char *agent_bpffs(const char *node, char *buf, size_t len);
+
 /* pid of the running agent for node, or 0 if none holds its lock. */
 pid_t agent_pid(const char *node);
 

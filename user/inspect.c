@@ -23,6 +23,7 @@ struct node_args {
 	const char *node;
 	const char *bpffs;
 	char pin_dir[512];
+	char bpffs_buf[256];
 };
 
 static int parse_node_args(int argc, char **argv, struct node_args *na, const char *usage)
@@ -33,7 +34,7 @@ static int parse_node_args(int argc, char **argv, struct node_args *na, const ch
 	int o;
 
 	na->node = NULL;
-	na->bpffs = "/sys/fs/bpf";
+	na->bpffs = NULL;
 	optind = 1;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (o == 'n')
@@ -43,8 +44,14 @@ static int parse_node_args(int argc, char **argv, struct node_args *na, const ch
 		else
 			goto bad;
 	}
-	if (!na->node || strchr(na->node, '/') ||
-	    dp_pin_dir(na->pin_dir, sizeof(na->pin_dir), na->bpffs, na->node))
+	if (!na->node || strchr(na->node, '/'))
+		goto bad;
+	/* default: where that node's agent pinned (remembered in its run dir), else the usual */
+	if (!na->bpffs)
+		na->bpffs = agent_bpffs(na->node, na->bpffs_buf, sizeof(na->bpffs_buf));
+	if (!na->bpffs)
+		na->bpffs = "/sys/fs/bpf";
+	if (dp_pin_dir(na->pin_dir, sizeof(na->pin_dir), na->bpffs, na->node))
 		goto bad;
 	return 0;
 bad:
@@ -307,6 +314,8 @@ static void rm_rf_run_dir(const char *dir)
 	snprintf(path, sizeof(path), "%s/agent.lock", dir);
 	unlink(path);
 	snprintf(path, sizeof(path), "%s/agent.log", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/bpffs", dir);
 	unlink(path);
 	rmdir(dir);
 	rmdir("/run/bpfmesh"); /* only if no other node is left */

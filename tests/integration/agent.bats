@@ -1,0 +1,128 @@
+#!/usr/bin/env bats
+# The agent on its own, as on a plain Linux VM: no lab. A bpffs directory the agent has to
+# mount itself, a config directory written by hand, backends that are plain python HTTP
+# servers in a network namespace, and a client process placed directly in the agent's cgroup
+# (no pod cgroup: such processes are mesh clients by default).
+load helpers
+
+NODE=itest-agent
+NS=bmt-agent
+PY=/usr/bin/python3
+
+setup_file() {
+	export CGDIR BPFFS CFG WORK
+	CGDIR="$(cg2)/bpfmesh-itest"
+	WORK=$(mktemp -d /tmp/bpfmesh-itest.XXXXXX)
+	BPFFS="$WORK/bpffs"
+	CFG="$WORK/config"
+	mkdir -p "$CGDIR" "$BPFFS" "$CFG" "$WORK/a" "$WORK/b"
+	echo backend-a > "$WORK/a/who"
+	echo backend-b > "$WORK/b/who"
+	ip netns add $NS
+	ip -n $NS link set lo up
+	ip -n $NS addr add 10.244.200.2/32 dev lo
+	ip -n $NS addr add 10.244.200.3/32 dev lo
+	for x in a:2 b:3; do
+		nsenter --net=/run/netns/$NS $PY -m http.server --bind 10.244.200.${x#*:} \
+			--directory "$WORK/${x%:*}" 8080 >/dev/null 2>&1 &
+		echo $! >> "$WORK/pids"
+	done
+	cat > "$CFG/mesh.yaml" <<Y
+apiVersion: v1
+kind: Service
+metadata: {name: svc, namespace: vm}
+spec:
+  clusterIP: 10.96.99.1
+  selector: {app: svc}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: vm, labels: {app: svc, version: v1}}
+spec: {containers: [{name: c}]}
+status: {podIP: 10.244.200.2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: vm, labels: {app: svc, version: v2}}
+spec: {containers: [{name: c}]}
+status: {podIP: 10.244.200.3}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: svc, namespace: vm}
+spec:
+  host: svc.vm.svc.cluster.local
+  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
+Y
+	vs 100 0 > "$CFG/vs.yaml"
+	"$BM" agent --config-dir "$CFG" --cgroup "$CGDIR" --node $NODE --bpffs "$BPFFS" \
+		> "$WORK/agent.log" 2>&1 &
+	echo $! >> "$WORK/pids"
+	for _ in $(seq 100); do "$BM" status --node $NODE >/dev/null 2>&1 && break; sleep 0.1; done
+}
+
+teardown_file() {
+	"$BM" uninstall --node $NODE >/dev/null 2>&1 || true
+	[ -f "$WORK/pids" ] && kill $(cat "$WORK/pids") 2>/dev/null
+	sleep 0.2
+	ip netns del $NS 2>/dev/null || true
+	umount "$BPFFS" 2>/dev/null || true
+	rmdir "$CGDIR" 2>/dev/null || true
+	rm -rf "$WORK"
+}
+
+vs() {
+	cat <<Y
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: svc, namespace: vm}
+spec:
+  hosts: [svc.vm.svc.cluster.local]
+  http:
+  - route:
+    - {destination: {host: svc.vm.svc.cluster.local, subset: v1}, weight: $1}
+    - {destination: {host: svc.vm.svc.cluster.local, subset: v2}, weight: $2}
+Y
+}
+
+# N fetches from a process in the agent's cgroup itself, inside the backends' netns
+fetch() {
+	bash -c "echo \$\$ > '$CGDIR/cgroup.procs'; exec nsenter --net=/run/netns/$NS \
+		curl -s --max-time 5 'http://10.96.99.1/who?[1-$1]'"
+}
+
+@test "the agent mounts its bpffs, pins there, and status finds it without --bpffs" {
+	cat "$WORK/agent.log"
+	mountpoint -q "$BPFFS"
+	[ -e "$BPFFS/bpfmesh/$NODE/bm_svc" ]
+	[ -e "$BPFFS/bpfmesh/$NODE/link_bm_connect4" ]
+	run "$BM" status --node $NODE
+	echo "$output"
+	[ "$status" -eq 0 ]
+	run "$BM" services --node $NODE
+	[[ "$output" == *"10.96.99.1:80/TCP vm/svc"* ]]
+}
+
+@test "a process directly in the agent's cgroup is a mesh client: the route applies" {
+	run fetch 40
+	echo "$output" | sort | uniq -c
+	[ "$(grep -c backend-a <<<"$output")" -eq 40 ]
+}
+
+@test "a config file written by hand is in force within a second" {
+	vs 0 100 > "$CFG/vs.yaml.tmp" && mv "$CFG/vs.yaml.tmp" "$CFG/vs.yaml"
+	sleep 1
+	run fetch 40
+	[ "$(grep -c backend-b <<<"$output")" -eq 40 ]
+}
+
+@test "uninstall removes the pins, stops the agent, and status then fails" {
+	run "$BM" uninstall --node $NODE
+	[ "$status" -eq 0 ]
+	[ ! -e "$BPFFS/bpfmesh" ]
+	[ ! -e /run/bpfmesh/$NODE ]
+	run "$BM" status --node $NODE
+	[ "$status" -ne 0 ]
+	! pgrep -f "agent .*--node $NODE" >/dev/null
+}
