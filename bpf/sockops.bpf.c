@@ -8,7 +8,8 @@
  *  - The connect's outcome feeds outlier detection right here, so a failing backend leaves
  *    rotation before connect() even returns to the application: established counts as 200,
  *    refused as 503, timed out (connectTimeout, enforced with TCP_USER_TIMEOUT while in
- *    SYN_SENT) as 504, exactly as Envoy counts TCP upstream failures.
+ *    SYN_SENT) as 504, exactly as Envoy counts TCP upstream failures. A reset before any
+ *    reply is counted (bm_stats) but not scored, for the same reason.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -16,6 +17,7 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+#define TCP_ESTABLISHED_  1
 #define TCP_SYN_SENT_	  2
 #define TCP_CLOSE_	  7
 #define SOL_TCP_	  6

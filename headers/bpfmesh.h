@@ -232,6 +232,7 @@ enum bm_stat {
 	BM_ST_CONNECT_FAIL,    /* connects that failed (refused, timed out) */
 	BM_ST_SKIPPED_EJECTED, /* picks that skipped an ejected backend */
 	BM_ST_SOCK_FULL,       /* bm_sock full: a connection went on without its record */
+	BM_ST_RESET_NO_REPLY,  /* connections reset before any byte came back (a 503) */
 	BM_ST_MAX,
 };
 

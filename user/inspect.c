@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include "agent.h"
 #include "cli.h"
 
@@ -76,6 +77,44 @@ static int open_node(int argc, char **argv, const char *cmd, struct node_args *n
 	return 0;
 }
 
+/* The per-CPU datapath counters (bm_stats), summed. */
+static void print_stats(const char *pin_dir)
+{
+	static const char *const names[BM_ST_MAX] = {
+	    [BM_ST_XLATE] = "translated",
+	    [BM_ST_NO_BACKEND] = "refused: no backend",
+	    [BM_ST_MISS] = "not a service",
+	    [BM_ST_NONMESH] = "translated for clients outside the mesh",
+	    [BM_ST_RESTORED] = "original address restored",
+	    [BM_ST_POOL_OVERFLOW] = "refused: maxConnections",
+	    [BM_ST_EJECTED] = "ejections",
+	    [BM_ST_EJECT_OVERFLOW] = "ejections refused by maxEjectionPercent",
+	    [BM_ST_CONNECT_FAIL] = "connects failed (refused or timed out)",
+	    [BM_ST_SKIPPED_EJECTED] = "picks that skipped an ejected backend",
+	    [BM_ST_SOCK_FULL] = "connections without a record (bm_sock full)",
+	    [BM_ST_RESET_NO_REPLY] = "connections reset before any reply",
+	};
+	int ncpu = libbpf_num_possible_cpus();
+	struct bm_mapfds f;
+	__u64 *v;
+
+	if (ncpu <= 0 || dp_open_pinned(pin_dir, &f))
+		return;
+	v = calloc(ncpu, sizeof(*v));
+	printf("datapath counters:\n");
+	for (__u32 k = 0; v && k < BM_ST_MAX; k++) {
+		__u64 sum = 0;
+
+		if (bpf_map_lookup_elem(f.stats, &k, v))
+			continue;
+		for (int c = 0; c < ncpu; c++)
+			sum += v[c];
+		printf("  %-46s %llu\n", names[k] ? names[k] : "?", (unsigned long long)sum);
+	}
+	free(v);
+	dp_close_fds(&f);
+}
+
 int cmd_status(int argc, char **argv)
 {
 	struct node_args na;
@@ -110,6 +149,7 @@ int cmd_status(int argc, char **argv)
 	} else {
 		printf("config:   none\n");
 	}
+	print_stats(na.pin_dir);
 	return pid && attached && meta.loaded ? 0 : 1;
 }
 

@@ -135,6 +135,16 @@ wait_healthy() { # IP, up to 10 s
 	lab start -n cb canary-v2-0
 }
 
+@test "bpfmesh status shows the datapath counters the suite made move" {
+	run bm status --node "$LAB-node1"
+	echo "$output"
+	count() { awk -v k="$1" 'index($0, k) { print $NF }' <<<"$output"; }
+	[ "$(count "ejections  ")" -ge 2 ]            # web-2 (refused), web-1 (timed out)
+	[ "$(count "connects failed")" -ge 3 ]
+	[ "$(count "refused: maxConnections")" -ge 2 ] # the N+1 connects
+	[ "$(count "picks that skipped")" -ge 1 ]
+}
+
 @test "lab down leaves nothing behind" {
 	run lab down
 	[ "$status" -eq 0 ]
