@@ -93,6 +93,7 @@ static __always_inline int bm_subset_slot(__u32 sid, __u32 lb, __u64 hash, __u32
 /* The client, as the kernel attributes it: its cgroup decides mesh membership. */
 struct bm_client {
 	__u64 cgroup_id;
+	__u32 pod_id; /* 0 = not a known pod */
 	int in_mesh;
 	__u64 hash; /* of its pod address, for consistentHash.useSourceIp */
 };
@@ -123,6 +124,7 @@ static __always_inline void bm_client_load(struct bm_client *c, __u64 cgroup_id)
 		return;
 	}
 	c->in_mesh = p->flags & BM_POD_F_IN_MESH;
+	c->pod_id = p->pod_id;
 	c->hash = bm_mix64(((__u64)p->addr4[0] << 24 | (__u64)p->addr4[1] << 16 |
 			    (__u64)p->addr4[2] << 8 | p->addr4[3]) ^
 			   ((__u64)p->addr6[12] << 56 | (__u64)p->addr6[13] << 48 |

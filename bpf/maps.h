@@ -185,6 +185,17 @@ struct {
 	__uint(pinning, BM_PIN);
 } bm_cpool SEC(".maps");
 
+/* Traffic counters (headers/bpfmesh.h): per CPU, not preallocated. Full: new (pod, service,
+ * backend) triples are not counted (bm_stats says how many). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, BM_MAX_TRAFFIC);
+	__type(key, struct bm_traffic_key);
+	__type(value, struct bm_traffic);
+	__uint(pinning, BM_PIN);
+} bm_traffic SEC(".maps");
+
 static __always_inline void bm_count(__u32 stat)
 {
 	__u64 *v = bpf_map_lookup_elem(&bm_stats, &stat);

@@ -133,6 +133,7 @@ static __always_inline int bm_sock_xlate(struct bpf_sock_addr *ctx, int v6, int 
 		rec.pool_key = pick.pool_key;
 		rec.timeout_ms = pick.timeout_ms;
 		rec.cgroup_id = cl.cgroup_id;
+		rec.src_pod = cl.pod_id;
 		rec.created_ns = bpf_ktime_get_ns();
 		if (key.proto != IPPROTO_TCP_) {
 			struct bm_sock *u = bpf_sk_storage_get(&bm_sock_udp, ctx->sk, 0,

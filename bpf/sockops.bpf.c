@@ -110,6 +110,48 @@ static __always_inline void bm_record(const struct bm_sock *st, __u32 code)
 		bm_count(BM_ST_EJECT_OVERFLOW);
 }
 
+enum bm_tr_event { BM_TR_OPEN, BM_TR_CLOSE, BM_TR_FAIL };
+
+/* Count one connection event (and at close its bytes) for (client pod, service, backend). */
+/* from/acked/rcvd: skops->args[0], bytes_acked, bytes_received, read once by the caller (the
+ * verifier rejects ctx reads through a pointer the compiler computed for several of them). */
+static __always_inline void bm_traffic_add(const struct bm_sock *st, int ev, __u32 from,
+					   __u64 acked, __u64 rcvd)
+{
+	struct bm_traffic_key k = {
+	    .src_pod = st->src_pod, .svc_id = st->svc_id, .backend_id = st->backend_id};
+	struct bm_traffic zero = {}, *t = bpf_map_lookup_elem(&bm_traffic, &k);
+
+	if (!t) {
+		bpf_map_update_elem(&bm_traffic, &k, &zero, BPF_NOEXIST);
+		t = bpf_map_lookup_elem(&bm_traffic, &k);
+		if (!t)
+			return;
+	}
+	/* per-CPU value: plain adds are safe */
+	if (ev == BM_TR_OPEN) {
+		t->opened++;
+	} else if (ev == BM_TR_FAIL) {
+		t->connect_failed++;
+	} else {
+		/* bytes_acked/bytes_received count sequence space: the SYN's and the FINs' 1s
+		 * too. Take them out by the state the socket closed from, so these are payload
+		 * bytes, what the application wrote and read. */
+		__u64 sent = acked, recv = rcvd;
+		int our_fin_acked = from == TCP_FIN_WAIT2 || from == TCP_CLOSING ||
+				    from == TCP_LAST_ACK || from == TCP_TIME_WAIT;
+		int peer_fin = from == TCP_CLOSE_WAIT || from == TCP_LAST_ACK ||
+			       from == TCP_CLOSING || from == TCP_FIN_WAIT2 ||
+			       from == TCP_TIME_WAIT;
+
+		sent -= sent >= (__u64)(1 + our_fin_acked) ? 1 + our_fin_acked : sent;
+		recv -= recv >= (__u64)peer_fin ? peer_fin : recv;
+		t->closed++;
+		t->bytes_sent += sent;
+		t->bytes_received += recv;
+	}
+}
+
 static __always_inline void bm_set_user_timeout(struct bpf_sock_ops *skops, int ms)
 {
 	bpf_setsockopt(skops, SOL_TCP_, TCP_USER_TIMEOUT_, &ms, sizeof(ms));
@@ -143,10 +185,14 @@ int bm_sockops(struct bpf_sock_ops *skops)
 			break;
 		if (st->timeout_ms)
 			bm_set_user_timeout(skops, 0); /* the connect timeout ends here */
+		bm_traffic_add(st, BM_TR_OPEN, 0, 0, 0);
 		bm_record(st, 200);
 		break;
-	case BPF_SOCK_OPS_STATE_CB:
-		if (skops->args[1] != TCP_CLOSE_)
+	case BPF_SOCK_OPS_STATE_CB: {
+		__u32 from = skops->args[0], to = skops->args[1];
+		__u64 acked = skops->bytes_acked, rcvd = skops->bytes_received;
+
+		if (to != TCP_CLOSE_)
 			break;
 		cookie = bpf_get_socket_cookie(skops);
 		st = bpf_map_lookup_elem(&bm_sock, &cookie);
@@ -155,17 +201,27 @@ int bm_sockops(struct bpf_sock_ops *skops)
 		st->counted = 2; /* released: never counted again */
 		bm_active_add(st->backend_id, -1);
 		bm_pool_add(st, -1);
-		if (skops->args[0] == TCP_SYN_SENT_) {
-			/* The connect failed. Timed out if it lasted (nearly) the connect timeout.
+		if (from == TCP_SYN_SENT_) {
+			/* The connect failed: timed out if it lasted (nearly) the connect timeout
 			 */
 			bm_count(BM_ST_CONNECT_FAIL);
+			bm_traffic_add(st, BM_TR_FAIL, from, 0, 0);
 			elapsed_ms = (bpf_ktime_get_ns() - st->connect_ns) / 1000000;
 			bm_record(st, st->timeout_ms && elapsed_ms * 10 >= (__u64)st->timeout_ms * 9
 					  ? 504
 					  : 503);
+		} else {
+			bm_traffic_add(st, BM_TR_CLOSE, from, acked, rcvd);
+			/* Straight from ESTABLISHED to CLOSE, skipping the FIN states, is a reset;
+			 * before any byte came back it is counted, not scored: Envoy's TCP mapping
+			 * (SEMANTICS.md) already scored the connection a success when established.
+			 */
+			if (from == TCP_ESTABLISHED_ && rcvd == 0)
+				bm_count(BM_ST_RESET_NO_REPLY);
 		}
 		bpf_map_delete_elem(&bm_sock, &cookie); /* the connection is over */
 		break;
+	}
 	}
 	return 1;
 }

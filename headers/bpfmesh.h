@@ -20,7 +20,7 @@
 #include "outlier.h"
 
 /* Bump when any struct below changes layout. */
-#define BM_MAP_ABI 3
+#define BM_MAP_ABI 4
 
 /* Sizes: every one a named constant, overridable at build time. */
 #ifndef BM_MAX_SERVICES
@@ -157,7 +157,8 @@ struct bm_bstate {
 
 #define BM_POD_F_IN_MESH 1
 
-/* A local workload, keyed by its cgroup id (the kernel's attribution of a client). Key 0 is
+/* A local workload, keyed by its cgroup id (the kernel's attribution of a client); pod_id is
+ * a stable hash of namespace/name, so counters keyed by it survive restarts. Key 0 is
  * the default for cgroups that are not a known pod (agent option --unmatched-cgroups). */
 struct bm_pod {
 	__u32 flags;
@@ -179,6 +180,7 @@ struct bm_sock {
 	__u32 sub_flags;  /* BM_SUB_F_* of the subset it was picked from */
 	__u32 pool_key;	  /* 0 = no connection pool limit */
 	__u32 timeout_ms; /* connect timeout to enforce, 0 = kernel default */
+	__u32 src_pod;	  /* bm_pod.pod_id of the client, 0 = not a known pod */
 	__u64 cgroup_id;  /* the client pod */
 	__u64 connect_ns; /* when the SYN left (bpf_ktime_get_ns) */
 	__u64 created_ns; /* when connect4 made the record: the agent sweep uses it */
@@ -198,6 +200,29 @@ struct bm_udp_val {
 	__be16 port;
 	__u8 pad[6];
 };
+
+/*
+ * Traffic counters, per (client pod, service, backend): what Istio's TCP metrics are built from
+ * (reporter "source"). The agent turns ids into Istio's labels at scrape time: pod ids into
+ * workload/app/version, backend ids into the destination pod. Per-CPU: written on every
+ * connection open and close.
+ */
+struct bm_traffic_key {
+	__u32 src_pod; /* bm_pod.pod_id, 0 = not a known pod */
+	__u32 svc_id;
+	__u32 backend_id;
+	__u32 pad;
+};
+
+struct bm_traffic {
+	__u64 opened;	      /* connections established */
+	__u64 closed;	      /* established connections closed (any way) */
+	__u64 bytes_sent;     /* payload acknowledged by the backend, counted at close */
+	__u64 bytes_received; /* payload received from the backend, counted at close */
+	__u64 connect_failed; /* connects refused or timed out */
+};
+
+#define BM_MAX_TRAFFIC 65536
 
 /* Outcome of one translation (bpf/lb.h bm_xlate); the test program tallies these. */
 enum bm_xlate_res {
@@ -268,5 +293,6 @@ struct bm_name {
 #define BM_MAP_HEALTH  bm_health
 #define BM_MAP_CPOOL   bm_cpool
 #define BM_MAP_SOCKUDP bm_sock_udp
+#define BM_MAP_TRAFFIC bm_traffic
 
 #endif /* BPFMESH_H */

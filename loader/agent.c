@@ -17,12 +17,15 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 #include <sys/inotify.h>
+#include <sys/socket.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
 #include "agent.h"
 #include "log.h"
+#include "metrics.h"
 #include "sync.h"
 
 #define RELOAD_DEBOUNCE_MS 30
@@ -38,6 +41,8 @@ struct agent {
 	uint64_t applied_gen;
 	struct mesh_config *current; /* the config in force, for pod rescans */
 	bool unmatched_mesh; /* cgroups that are no known pod: in the mesh (default) or not */
+	const char *metrics_addr, *health_addr;
+	int lfd[2]; /* listening sockets: metrics, health (-1 if not bound) */
 	uint64_t ticks;
 };
 
@@ -149,7 +154,8 @@ static void fill_pod(struct bm_pod *p, const struct mesh_config *c, const struct
 		     int index)
 {
 	memset(p, 0, sizeof(*p));
-	p->pod_id = index + 1;
+	(void)index;
+	p->pod_id = metrics_pod_id(w->ns, w->name); /* stable: counters survive restarts */
 	if (config_in_mesh(c, w))
 		p->flags |= BM_POD_F_IN_MESH;
 	for (int i = 0; i < w->naddresses; i++) {
@@ -253,6 +259,108 @@ static void reload(struct agent *a)
 	diags_free(&d);
 }
 
+/* Listen on "ADDR:PORT" (IPv4, or [IPv6]:PORT); -1 with a warning when it can't. */
+static int listen_on(const char *spec)
+{
+	char host[128];
+	const char *colon = strrchr(spec, ':');
+	struct sockaddr_storage ss = {};
+	socklen_t sl;
+	int fd, one = 1, port;
+
+	if (!colon || (size_t)(colon - spec) >= sizeof(host) || (port = atoi(colon + 1)) <= 0 ||
+	    port > 65535)
+		goto bad;
+	snprintf(host, sizeof(host), "%.*s", (int)(colon - spec), spec);
+	if (host[0] == '[') {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+
+		host[strlen(host) - 1] = 0;
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons(port);
+		if (inet_pton(AF_INET6, host + 1, &s6->sin6_addr) != 1)
+			goto bad;
+		sl = sizeof(*s6);
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(port);
+		if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
+			goto bad;
+		sl = sizeof(*s4);
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, sl) || listen(fd, 64)) {
+		pr_warn("listen %s: %s (metrics/health not served there)", spec, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+bad:
+	pr_warn("bad address %s (want ADDR:PORT)", spec);
+	return -1;
+}
+
+static bool agent_is_ready(struct agent *a)
+{
+	return a->loaded && dp_links_attached(a->pin_dir);
+}
+
+/* One request, answered and closed: scrapes and probes are small and rare. */
+static void serve_one(struct agent *a, int lfd)
+{
+	struct timeval tv = {.tv_sec = 0, .tv_usec = 300000};
+	char req[2048], path[256] = "", *body = NULL, head[256];
+	size_t blen = 0;
+	const char *status = "404 Not Found", *ctype = "text/plain";
+	FILE *m;
+	ssize_t n;
+	int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+
+	if (c < 0)
+		return;
+	setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	n = read(c, req, sizeof(req) - 1);
+	if (n <= 0) {
+		close(c);
+		return;
+	}
+	req[n] = 0;
+	sscanf(req, "GET %255s", path);
+	m = open_memstream(&body, &blen);
+	if (!m) {
+		close(c);
+		return;
+	}
+	if (!strcmp(path, "/metrics") || !strncmp(path, "/metrics?", 9)) {
+		status = "200 OK";
+		ctype = "text/plain; version=0.0.4; charset=utf-8";
+		if (a->current)
+			metrics_render(&a->fds, a->current, m);
+	} else if (!strcmp(path, "/healthz/ready")) {
+		bool ok = agent_is_ready(a);
+
+		status = ok ? "200 OK" : "503 Service Unavailable";
+		fputs(ok ? "ready\n" : "not ready\n", m);
+	} else {
+		fputs("not found\n", m);
+	}
+	fclose(m);
+	snprintf(head, sizeof(head),
+		 "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+		 "Connection: close\r\n\r\n",
+		 status, ctype, blen);
+	if (write(c, head, strlen(head)) < 0 || (blen && write(c, body, blen) < 0))
+		pr_debug("metrics: client went away");
+	free(body);
+	close(c);
+}
+
 static int setup_fds(struct agent *a, int *ifd, int *sfd, int *tfd)
 {
 	/* 100 ms: outlier ticks run at each host's own interval, checked this often */
@@ -290,7 +398,11 @@ static int loop(struct agent *a)
 		return 1;
 	}
 	for (;;) {
-		struct pollfd p[3] = {{ifd, POLLIN, 0}, {sfd, POLLIN, 0}, {tfd, POLLIN, 0}};
+		struct pollfd p[5] = {{ifd, POLLIN, 0},
+				      {sfd, POLLIN, 0},
+				      {tfd, POLLIN, 0},
+				      {a->lfd[0], POLLIN, 0},
+				      {a->lfd[1], POLLIN, 0}};
 		int timeout = -1;
 		char buf[4096] __attribute__((aligned(8)));
 
@@ -299,8 +411,11 @@ static int loop(struct agent *a)
 
 			timeout = reload_at > n ? (int)(reload_at - n) : 0;
 		}
-		if (poll(p, 3, timeout) < 0 && errno != EINTR)
+		if (poll(p, 5, timeout) < 0 && errno != EINTR)
 			return 1;
+		for (int i = 3; i < 5; i++)
+			if (p[i].fd >= 0 && (p[i].revents & POLLIN))
+				serve_one(a, p[i].fd);
 		if (p[1].revents) {
 			struct signalfd_siginfo si;
 
@@ -353,9 +468,15 @@ int cmd_agent(int argc, char **argv)
 					     {"node", required_argument, 0, 'n'},
 					     {"bpffs", required_argument, 0, 'b'},
 					     {"unmatched-cgroups", required_argument, 0, 'u'},
+					     {"metrics-addr", required_argument, 0, 'm'},
+					     {"health-addr", required_argument, 0, 'H'},
 					     {"help", no_argument, 0, 'h'},
 					     {0, 0, 0, 0}};
-	struct agent a = {.bpffs = "/sys/fs/bpf", .unmatched_mesh = true};
+	struct agent a = {.bpffs = "/sys/fs/bpf",
+			  .unmatched_mesh = true,
+			  .metrics_addr = "0.0.0.0:15020",
+			  .health_addr = "0.0.0.0:15021",
+			  .lfd = {-1, -1}};
 	int o, lock, rc;
 
 	optind = 1;
@@ -372,6 +493,12 @@ int cmd_agent(int argc, char **argv)
 			break;
 		case 'b':
 			a.bpffs = optarg;
+			break;
+		case 'm':
+			a.metrics_addr = optarg;
+			break;
+		case 'H':
+			a.health_addr = optarg;
 			break;
 		case 'u':
 			if (strcmp(optarg, "mesh") && strcmp(optarg, "plain")) {
@@ -405,11 +532,16 @@ int cmd_agent(int argc, char **argv)
 	sync_recover(a.sync);
 	sync_set_meta(a.sync, 0, 0);
 	pr_info("node %s: attached to %s, pins in %s", a.node, a.cgroup, a.pin_dir);
+	a.lfd[0] = listen_on(a.metrics_addr);
+	a.lfd[1] = listen_on(a.health_addr);
 	reload(&a);
 	rc = loop(&a);
 	sync_free(a.sync);
 	dp_close(a.dp);
 	config_free(a.current);
+	for (int i = 0; i < 2; i++)
+		if (a.lfd[i] >= 0)
+			close(a.lfd[i]);
 	close(lock);
 	return rc;
 }

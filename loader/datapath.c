@@ -58,7 +58,9 @@ static const struct {
     {STR(BM_MAP_POLICY), offsetof(struct bm_mapfds, policy)},
     {STR(BM_MAP_HEALTH), offsetof(struct bm_mapfds, health)},
     {STR(BM_MAP_CPOOL), offsetof(struct bm_mapfds, cpool)},
-    {STR(BM_MAP_SOCK), -1},
+    {STR(BM_MAP_SOCK), offsetof(struct bm_mapfds, sock)},
+    {STR(BM_MAP_TRAFFIC), offsetof(struct bm_mapfds, traffic)},
+    {STR(BM_MAP_SOCKUDP), -1},
     {STR(BM_MAP_UDP), -1},
 };
 #define DP_NMAPS (sizeof(dp_maps) / sizeof(dp_maps[0]))

@@ -150,6 +150,8 @@ struct lab_node {
 	char name[64];
 	int index; /* 1-based: 10.244.<index>.0/24 */
 	int agent_pid;
+	int metrics_port; /* the agent's /metrics on 127.0.0.1 */
+	int health_port;  /* its /healthz/ready on 127.0.0.1 */
 };
 
 struct lab_pod {
@@ -209,8 +211,8 @@ static int state_save(const struct lab *l)
 
 	bprintf(&b, "lab %s %s\n", l->name, l->bpffs);
 	for (int i = 0; i < l->nnodes; i++)
-		bprintf(&b, "node %s %d %d\n", l->nodes[i].name, l->nodes[i].index,
-			l->nodes[i].agent_pid);
+		bprintf(&b, "node %s %d %d %d %d\n", l->nodes[i].name, l->nodes[i].index,
+			l->nodes[i].agent_pid, l->nodes[i].metrics_port, l->nodes[i].health_port);
 	for (int i = 0; i < l->npods; i++)
 		bprintf(&b, "pod %s %s %s %d %d\n", l->pods[i].ns, l->pods[i].name, l->pods[i].node,
 			l->pods[i].k, l->pods[i].pid);
@@ -247,8 +249,9 @@ static int state_load(struct lab *l)
 
 		if (sscanf(line, "lab %*s %255s", bpffs) == 1) {
 			l->bpffs = strdup(bpffs);
-		} else if (l->nnodes < LAB_MAX_NODES && sscanf(line, "node %63s %d %d", n->name,
-							       &n->index, &n->agent_pid) == 3) {
+		} else if (l->nnodes < LAB_MAX_NODES &&
+			   sscanf(line, "node %63s %d %d %d %d", n->name, &n->index, &n->agent_pid,
+				  &n->metrics_port, &n->health_port) == 5) {
 			l->nnodes++;
 		} else if (sscanf(line, "pod %63s %127s %63s %d %d", p.ns, p.name, p.node, &p.k,
 				  &p.pid) == 5) {
@@ -391,9 +394,24 @@ static void node_routes(struct lab *l)
 	}
 }
 
+/* A free TCP port on loopback (the kernel's pick), for an agent's listeners. */
+static int free_port(void)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t sl = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = 0;
+
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&sa, &sl) == 0)
+		port = ntohs(sa.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
 static int agent_start(struct lab *l, struct lab_node *n)
 {
-	char an[256], cg[400], log[700], self[600];
+	char an[256], cg[400], log[700], self[600], maddr[64], haddr[64];
 	pid_t pid;
 	ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
 
@@ -403,13 +421,20 @@ static int agent_start(struct lab *l, struct lab_node *n)
 	agent_name(l, n->name, an, sizeof(an));
 	snprintf(cg, sizeof(cg), "%s/%s", l->cg_root, n->name);
 	snprintf(log, sizeof(log), "%s/agent-%s.log", l->dir, n->name);
+	if (!n->metrics_port)
+		n->metrics_port = free_port();
+	if (!n->health_port)
+		n->health_port = free_port();
+	snprintf(maddr, sizeof(maddr), "127.0.0.1:%d", n->metrics_port);
+	snprintf(haddr, sizeof(haddr), "127.0.0.1:%d", n->health_port);
 	pid = fork();
 	if (pid < 0)
 		return -1;
 	if (pid == 0) {
 		daemon_stdio(log);
 		execl(self, self, "agent", "--config-dir", l->config, "--cgroup", cg, "--node", an,
-		      "--bpffs", l->bpffs, (char *)NULL);
+		      "--bpffs", l->bpffs, "--metrics-addr", maddr, "--health-addr", haddr,
+		      (char *)NULL);
 		_exit(127);
 	}
 	n->agent_pid = pid;
@@ -1259,8 +1284,10 @@ static int lab_status(struct lab *l)
 		struct lab_node *n = &l->nodes[i];
 
 		agent_name(l, n->name, an, sizeof(an));
-		printf("node %s agent %s pid %d %s cgroup %s/%s\n", n->name, an, agent_pid(an),
-		       agent_ready(l, n) ? "ready" : "NOT-READY", l->cg_root, n->name);
+		printf("node %s agent %s pid %d %s cgroup %s/%s metrics "
+		       "http://127.0.0.1:%d/metrics health http://127.0.0.1:%d/healthz/ready\n",
+		       n->name, an, agent_pid(an), agent_ready(l, n) ? "ready" : "NOT-READY",
+		       l->cg_root, n->name, n->metrics_port, n->health_port);
 	}
 	for (int i = 0; i < l->npods; i++) {
 		struct lab_pod *p = &l->pods[i];

@@ -1,0 +1,118 @@
+#!/usr/bin/env bats
+# Istio's TCP metrics from the kernel's counters, scraped by a real Prometheus: per-version
+# connection counts and bytes must equal exactly what the client did; promtool accepts the
+# text; counters never go backwards across a config change or an agent restart.
+load helpers
+
+LAB=imt
+
+setup_file() {
+	export LAB WORK PROM_PORT MPORT
+	"$BM" lab down --name "$LAB" >/dev/null 2>&1 || true
+	"$BM" lab up --name "$LAB" -f "$FIX/mesh.yaml" -f "$FIX/vs-90-10.yaml" >&3 2>&3
+	WORK=$(mktemp -d /tmp/bpfmesh-metrics.XXXXXX)
+	MPORT=$(lab status | sed -n 's|^node node1 .*metrics http://127.0.0.1:\([0-9]*\)/metrics.*|\1|p')
+	PROM_PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	cat > "$WORK/prometheus.yml" <<Y
+global: {scrape_interval: 1s}
+scrape_configs:
+  - job_name: bpfmesh
+    static_configs: [{targets: ["127.0.0.1:$MPORT"]}]
+Y
+	prometheus --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$WORK/tsdb" \
+		--web.listen-address="127.0.0.1:$PROM_PORT" > "$WORK/prometheus.log" 2>&1 &
+	echo $! > "$WORK/prom.pid"
+	for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PROM_PORT/-/ready" >/dev/null && break; sleep 0.1; done
+}
+
+teardown_file() {
+	[ -f "$WORK/prom.pid" ] && kill "$(cat "$WORK/prom.pid")" 2>/dev/null
+	sleep 0.2
+	"$BM" lab down --name "$LAB" >/dev/null 2>&1 || true
+	rm -rf "$WORK"
+}
+
+# PromQL -> "label value" lines
+promql() {
+	curl -s --get "http://127.0.0.1:$PROM_PORT/api/v1/query" --data-urlencode "query=$1" |
+		/usr/bin/python3 -c '
+import json, sys
+for r in json.load(sys.stdin)["data"]["result"]:
+    print(" ".join(list(r["metric"].values()) + [r["value"][1]]))'
+}
+
+@test "the client's connections and bytes, as Prometheus sees them, are exactly what it did" {
+	lab exec -n t client-0 -- curl -s --max-time 60 -H 'Connection: close' \
+		-w 'SIZES %{size_request} %{size_header} %{size_download}\n' \
+		"http://web:8080/get?[1-300]" > "$WORK/client.out"
+	v1=$(grep -c '"VERSION": "v1"' "$WORK/client.out" || true)
+	v2=$(grep -c '"VERSION": "v2"' "$WORK/client.out" || true)
+	sent=$(awk '/^SIZES/ { s += $2 } END { print s }' "$WORK/client.out")
+	recv=$(awk '/^SIZES/ { r += $3 + $4 } END { print r }' "$WORK/client.out")
+	echo "client: v1=$v1 v2=$v2 sent=$sent received=$recv"
+	[ $((v1 + v2)) -eq 300 ]
+	want="v1 $v1
+v2 $v2"
+	for _ in $(seq 60); do
+		got=$(promql 'sum by (destination_version) (istio_tcp_connections_opened_total{source_workload="client"})' | sort)
+		[ "$got" = "$want" ] && break
+		sleep 0.25
+	done
+	echo "prometheus: $got"
+	[ "$got" = "$want" ]
+	[ "$(promql 'sum(istio_tcp_connections_closed_total{source_workload="client"})')" = "300" ]
+	[ "$(promql 'sum(istio_tcp_sent_bytes_total{source_workload="client"})')" = "$sent" ]
+	[ "$(promql 'sum(istio_tcp_received_bytes_total{source_workload="client"})')" = "$recv" ]
+}
+
+@test "labels name source and destination workloads, namespaces, versions and the service" {
+	run curl -s "http://127.0.0.1:$MPORT/metrics"
+	line=$(grep '^istio_tcp_connections_opened_total{' <<<"$output" | grep 'destination_version="v2"')
+	echo "$line"
+	for kv in 'reporter="source"' 'source_workload="client"' 'source_workload_namespace="t"' \
+		'source_app="client"' 'destination_service="web.t.svc.cluster.local"' \
+		'destination_service_name="web"' 'destination_service_namespace="t"' \
+		'destination_workload="web-v2"' 'destination_workload_namespace="t"' \
+		'destination_app="web"' 'destination_version="v2"' 'request_protocol="tcp"' \
+		'connection_security_policy="none"' 'source_principal="unknown"'; do
+		[[ "$line" == *"$kv"* ]]
+	done
+}
+
+@test "promtool check metrics accepts a scrape" {
+	curl -s "http://127.0.0.1:$MPORT/metrics" > "$WORK/scrape.txt"
+	run promtool check metrics < "$WORK/scrape.txt"
+	echo "$output"
+	[ "$status" -eq 0 ]
+}
+
+@test "healthz/ready answers 200 while the agent is ready" {
+	hport=$(lab status | sed -n 's|^node node1 .*health http://127.0.0.1:\([0-9]*\)/healthz.*|\1|p')
+	run curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$hport/healthz/ready"
+	[ "$output" = 200 ]
+}
+
+@test "counters never go backwards across a config change and an agent restart" {
+	before=$(promql 'sum(istio_tcp_connections_opened_total)')
+	lab apply -f "$FIX/vs-1-3.yaml" >/dev/null
+	pid=$(bm status --node "$LAB-node1" | sed -n 's/.*running (pid \([0-9]*\)).*/\1/p')
+	kill -9 "$pid"
+	sleep 0.3
+	lab apply -f "$FIX/vs-1-3.yaml" >/dev/null # the lab restarts the agent
+	after=""
+	for _ in $(seq 40); do
+		after=$(curl -s "http://127.0.0.1:$MPORT/metrics" |
+			awk '/^istio_tcp_connections_opened_total\{/ { s += $NF } END { print s + 0 }')
+		[ "$after" -ge "$before" ] && break
+		sleep 0.25
+	done
+	echo "before $before after $after"
+	[ "$after" -eq "$before" ]
+}
+
+@test "lab down leaves nothing behind" {
+	run lab down
+	[ "$status" -eq 0 ]
+	run leftovers "$LAB"
+	[ -z "$output" ]
+}

@@ -1,0 +1,318 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * metrics.c: the agent's Prometheus text, from the pinned maps and the config in force.
+ * Istio's TCP metrics (istio_tcp_*) with Istio's labels, so Kiali and the Istio Grafana
+ * dashboards work unchanged, and bpfmesh_* operational metrics. Called by the agent's
+ * /metrics handler (loader/agent.c). The kernel counts by ids (bm_traffic); the labels come
+ * from the config here: pod ids are hashes of namespace/name, backends are matched to pods
+ * by address.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "metrics.h"
+
+/* The workload a pod belongs to: its Deployment (lab pods are NAME-<n>) or itself. */
+static void workload_of(const struct workload_obj *w, char *buf, size_t len)
+{
+	const char *owner = kv_get(&w->annotations, "bpfmesh.io/owner");
+	const char *dash = strrchr(w->name, '-');
+
+	if (owner && !strcmp(owner, "Deployment") && dash && dash[1] &&
+	    strspn(dash + 1, "0123456789") == strlen(dash + 1))
+		snprintf(buf, len, "%.*s", (int)(dash - w->name), w->name);
+	else
+		snprintf(buf, len, "%s", w->name);
+}
+
+uint32_t metrics_pod_id(const char *ns, const char *name)
+{
+	char key[512];
+
+	snprintf(key, sizeof(key), "%s/%s", ns, name);
+	return rs_hash32(key) | 1; /* never 0: 0 means "not a known pod" */
+}
+
+static const struct workload_obj *pod_by_id(const struct mesh_config *c, uint32_t id)
+{
+	for (int i = 0; id && i < c->nworkloads; i++) {
+		const struct workload_obj *w = &c->workloads[i];
+
+		if (w->kind != WL_DEPLOYMENT && metrics_pod_id(w->ns, w->name) == id)
+			return w;
+	}
+	return NULL;
+}
+
+static const struct workload_obj *pod_by_addr(const struct mesh_config *c, const uint8_t *addr,
+					      uint8_t family)
+{
+	for (int i = 0; i < c->nworkloads; i++) {
+		const struct workload_obj *w = &c->workloads[i];
+
+		for (int a = 0; w->kind != WL_DEPLOYMENT && a < w->naddresses; a++) {
+			uint8_t x[16], f;
+
+			if (!rs_parse_addr(w->addresses[a], x, &f) && f == family &&
+			    !memcmp(x, addr, 16))
+				return w;
+		}
+	}
+	return NULL;
+}
+
+static const char *or_unknown(const char *s)
+{
+	return s && *s ? s : "unknown";
+}
+
+/* Label values are config strings: escape what the text format requires. */
+static void put_label(FILE *out, const char *name, const char *val, bool first)
+{
+	fprintf(out, "%s%s=\"", first ? "" : ",", name);
+	for (const char *p = or_unknown(val); *p; p++) {
+		if (*p == '\\' || *p == '"')
+			fputc('\\', out);
+		if (*p == '\n')
+			fputs("\\n", out);
+		else
+			fputc(*p, out);
+	}
+	fputc('"', out);
+}
+
+struct series {
+	char labels[2048];
+	struct bm_traffic v;
+};
+
+static void source_labels(FILE *out, const struct workload_obj *src)
+{
+	char wl[256] = "";
+
+	if (src)
+		workload_of(src, wl, sizeof(wl));
+	put_label(out, "reporter", "source", true);
+	put_label(out, "source_workload", wl, false);
+	put_label(out, "source_workload_namespace", src ? src->ns : NULL, false);
+	put_label(out, "source_principal", NULL, false);
+	put_label(out, "source_app", src ? kv_get(&src->labels, "app") : NULL, false);
+	put_label(out, "source_version", src ? kv_get(&src->labels, "version") : NULL, false);
+}
+
+static void dest_labels(FILE *out, const char *svc_ns, const char *svc_name,
+			const struct workload_obj *dst)
+{
+	char fq[512] = "", wl[256] = "";
+
+	if (svc_name)
+		snprintf(fq, sizeof(fq), "%s.%s.svc.cluster.local", svc_name, svc_ns);
+	if (dst)
+		workload_of(dst, wl, sizeof(wl));
+	put_label(out, "destination_service", fq, false);
+	put_label(out, "destination_service_name", svc_name, false);
+	put_label(out, "destination_service_namespace", svc_ns, false);
+	put_label(out, "destination_workload", wl, false);
+	put_label(out, "destination_workload_namespace", dst ? dst->ns : NULL, false);
+	put_label(out, "destination_principal", NULL, false);
+	put_label(out, "destination_app", dst ? kv_get(&dst->labels, "app") : NULL, false);
+	put_label(out, "destination_version", dst ? kv_get(&dst->labels, "version") : NULL, false);
+	put_label(out, "request_protocol", "tcp", false);
+	put_label(out, "response_flags", "-", false);
+	/* no mTLS yet: the kernel path carries plaintext */
+	put_label(out, "connection_security_policy", "none", false);
+}
+
+/* One series per (source pod, service, backend), with its per-CPU values summed. */
+static int collect(const struct bm_mapfds *f, const struct mesh_config *c, struct series **out)
+{
+	int ncpu = libbpf_num_possible_cpus(), n = 0, cap = 0;
+	struct bm_traffic_key key, next, *prev = NULL;
+	struct bm_traffic *vals;
+	struct series *v = NULL;
+
+	if (ncpu <= 0 || f->traffic < 0)
+		return 0;
+	vals = calloc(ncpu, sizeof(*vals));
+	if (!vals)
+		return 0;
+	while (bpf_map_get_next_key(f->traffic, prev, &next) == 0) {
+		struct bm_name_key nk = {.kind = BM_NAME_SVC};
+		struct bm_name nm = {};
+		struct bm_backend be;
+		char svc_ns[128] = "", *svc_name = NULL;
+		FILE *lf;
+
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(f->traffic, &key, vals))
+			continue;
+		if (n == cap) {
+			cap = cap ? 2 * cap : 64;
+			v = realloc(v, cap * sizeof(*v));
+			if (!v)
+				abort();
+		}
+		memset(&v[n], 0, sizeof(v[n]));
+		for (int i = 0; i < ncpu; i++) {
+			v[n].v.opened += vals[i].opened;
+			v[n].v.closed += vals[i].closed;
+			v[n].v.bytes_sent += vals[i].bytes_sent;
+			v[n].v.bytes_received += vals[i].bytes_received;
+			v[n].v.connect_failed += vals[i].connect_failed;
+		}
+		nk.id = key.svc_id;
+		if (f->names >= 0 && bpf_map_lookup_elem(f->names, &nk, &nm) == 0) {
+			char *slash = strchr(nm.name, '/');
+
+			if (slash) {
+				snprintf(svc_ns, sizeof(svc_ns), "%.*s", (int)(slash - nm.name),
+					 nm.name);
+				svc_name = slash + 1;
+			}
+		}
+		lf = fmemopen(v[n].labels, sizeof(v[n].labels) - 1, "w");
+		if (!lf)
+			continue;
+		source_labels(lf, pod_by_id(c, key.src_pod));
+		dest_labels(lf, svc_ns, svc_name,
+			    bpf_map_lookup_elem(f->backend, &key.backend_id, &be) == 0
+				? pod_by_addr(c, be.addr, be.family)
+				: NULL);
+		fclose(lf);
+		n++;
+	}
+	free(vals);
+	*out = v;
+	return n;
+}
+
+/* Series with the same labels (several backends of one pod, ...) are one in Prometheus. */
+static int merge(struct series *v, int n)
+{
+	int m = 0;
+
+	for (int i = 0; i < n; i++) {
+		int j;
+
+		for (j = 0; j < m && strcmp(v[j].labels, v[i].labels); j++)
+			;
+		if (j == m) {
+			v[m++] = v[i];
+			continue;
+		}
+		v[j].v.opened += v[i].v.opened;
+		v[j].v.closed += v[i].v.closed;
+		v[j].v.bytes_sent += v[i].v.bytes_sent;
+		v[j].v.bytes_received += v[i].v.bytes_received;
+		v[j].v.connect_failed += v[i].v.connect_failed;
+	}
+	return m;
+}
+
+#define FAMILY(out, name, help) fprintf(out, "# HELP %s %s\n# TYPE %s counter\n", name, help, name)
+
+static void istio_metrics(FILE *out, struct series *v, int n)
+{
+	FAMILY(out, "istio_tcp_connections_opened_total", "TCP connections opened (Istio).");
+	for (int i = 0; i < n; i++)
+		fprintf(out, "istio_tcp_connections_opened_total{%s} %llu\n", v[i].labels,
+			(unsigned long long)v[i].v.opened);
+	FAMILY(out, "istio_tcp_connections_closed_total", "TCP connections closed (Istio).");
+	for (int i = 0; i < n; i++)
+		fprintf(out, "istio_tcp_connections_closed_total{%s} %llu\n", v[i].labels,
+			(unsigned long long)v[i].v.closed);
+	FAMILY(out, "istio_tcp_sent_bytes_total", "Bytes sent by the source, counted at close.");
+	for (int i = 0; i < n; i++)
+		fprintf(out, "istio_tcp_sent_bytes_total{%s} %llu\n", v[i].labels,
+			(unsigned long long)v[i].v.bytes_sent);
+	FAMILY(out, "istio_tcp_received_bytes_total",
+	       "Bytes received by the source, counted at close.");
+	for (int i = 0; i < n; i++)
+		fprintf(out, "istio_tcp_received_bytes_total{%s} %llu\n", v[i].labels,
+			(unsigned long long)v[i].v.bytes_received);
+	FAMILY(out, "bpfmesh_tcp_connect_failures_total",
+	       "Connects refused or timed out, by source and destination.");
+	for (int i = 0; i < n; i++)
+		fprintf(out, "bpfmesh_tcp_connect_failures_total{%s} %llu\n", v[i].labels,
+			(unsigned long long)v[i].v.connect_failed);
+}
+
+static void operational_metrics(FILE *out, const struct bm_mapfds *f)
+{
+	static const char *const ev[BM_ST_MAX] = {
+	    [BM_ST_XLATE] = "translated",
+	    [BM_ST_NO_BACKEND] = "no_backend",
+	    [BM_ST_MISS] = "not_a_service",
+	    [BM_ST_NONMESH] = "translated_outside_mesh",
+	    [BM_ST_RESTORED] = "address_restored",
+	    [BM_ST_POOL_OVERFLOW] = "pool_overflow",
+	    [BM_ST_EJECTED] = "ejected",
+	    [BM_ST_EJECT_OVERFLOW] = "ejection_overflow",
+	    [BM_ST_CONNECT_FAIL] = "connect_failed",
+	    [BM_ST_SKIPPED_EJECTED] = "skipped_ejected",
+	    [BM_ST_SOCK_FULL] = "connection_record_full",
+	    [BM_ST_RESET_NO_REPLY] = "reset_before_reply",
+	};
+	int ncpu = libbpf_num_possible_cpus();
+	struct bm_meta meta = {};
+	__u32 zero = 0, key, next, *prev = NULL, ejected = 0;
+	__u64 *vals = ncpu > 0 ? calloc(ncpu, sizeof(__u64)) : NULL;
+
+	bpf_map_lookup_elem(f->meta, &zero, &meta);
+	fprintf(out,
+		"# HELP bpfmesh_config_generations_total Config generations put in force.\n"
+		"# TYPE bpfmesh_config_generations_total counter\n"
+		"bpfmesh_config_generations_total %llu\n",
+		(unsigned long long)meta.generation);
+	fprintf(out,
+		"# HELP bpfmesh_config_last_apply_success 1 if the last apply succeeded.\n"
+		"# TYPE bpfmesh_config_last_apply_success gauge\n"
+		"bpfmesh_config_last_apply_success %u\n",
+		meta.last_apply_ok);
+	fprintf(out,
+		"# HELP bpfmesh_map_fill_ratio Entries in use over capacity.\n"
+		"# TYPE bpfmesh_map_fill_ratio gauge\n"
+		"bpfmesh_map_fill_ratio{map=\"bm_svc\"} %g\n"
+		"bpfmesh_map_fill_ratio{map=\"bm_backend\"} %g\n",
+		(double)meta.nservices / BM_MAX_SERVICES, (double)meta.nbackends / BM_MAX_BACKENDS);
+	fprintf(out, "# HELP bpfmesh_datapath_events_total Datapath events, by kind.\n"
+		     "# TYPE bpfmesh_datapath_events_total counter\n");
+	for (__u32 k = 0; vals && k < BM_ST_MAX; k++) {
+		__u64 sum = 0;
+
+		if (bpf_map_lookup_elem(f->stats, &k, vals))
+			continue;
+		for (int c = 0; c < ncpu; c++)
+			sum += vals[c];
+		fprintf(out, "bpfmesh_datapath_events_total{event=\"%s\"} %llu\n",
+			ev[k] ? ev[k] : "other", (unsigned long long)sum);
+	}
+	free(vals);
+	while (f->health >= 0 && bpf_map_get_next_key(f->health, prev, &next) == 0) {
+		struct bm_health h;
+
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem_flags(f->health, &key, &h, BPF_F_LOCK) == 0 && h.od.ejected)
+			ejected++;
+	}
+	fprintf(out,
+		"# HELP bpfmesh_ejected_backends Backends out of rotation now.\n"
+		"# TYPE bpfmesh_ejected_backends gauge\nbpfmesh_ejected_backends %u\n",
+		ejected);
+}
+
+int metrics_render(const struct bm_mapfds *f, const struct mesh_config *c, FILE *out)
+{
+	struct series *v = NULL;
+	int n = collect(f, c, &v);
+
+	n = merge(v, n);
+	istio_metrics(out, v, n);
+	operational_metrics(out, f);
+	free(v);
+	return 0;
+}

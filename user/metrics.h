@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * metrics.h: Prometheus text for one node (Istio's TCP metrics and bpfmesh_* ones), rendered
+ * from its pinned maps and the config in force. Used by the agent's /metrics endpoint.
+ */
+#ifndef BM_METRICS_H
+#define BM_METRICS_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include "datapath.h"
+#include "model.h"
+#include "resolve.h"
+
+/* The stable id of a pod in bm_pod and bm_traffic: a hash of namespace/name, never 0. */
+uint32_t metrics_pod_id(const char *ns, const char *name);
+
+int metrics_render(const struct bm_mapfds *f, const struct mesh_config *c, FILE *out);
+
+#endif /* BM_METRICS_H */
