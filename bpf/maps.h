@@ -196,6 +196,13 @@ struct {
 	__uint(pinning, BM_PIN);
 } bm_traffic SEC(".maps");
 
+/* Flow log: connection events for `bpfmesh observe`. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, BM_EVENTS_BYTES);
+	__uint(pinning, BM_PIN);
+} bm_events SEC(".maps");
+
 static __always_inline void bm_count(__u32 stat)
 {
 	__u64 *v = bpf_map_lookup_elem(&bm_stats, &stat);

@@ -66,7 +66,7 @@ static long bm_ejcount_step(__u32 i, void *arg)
 }
 
 /* Feed one result (200/503/504) of a connection to its backend's outlier state. */
-static __always_inline void bm_record(const struct bm_sock *st, __u32 code)
+static __always_inline int bm_record(const struct bm_sock *st, __u32 code)
 {
 	struct bm_health fresh = {}, *h;
 	struct bm_ejcount ec = {};
@@ -78,21 +78,21 @@ static __always_inline void bm_record(const struct bm_sock *st, __u32 code)
 	int r;
 
 	if (!(st->sub_flags & BM_SUB_F_OUTLIER))
-		return;
+		return 0;
 	pol = bpf_map_lookup_elem(&bm_policy, &sid);
 	sub = bpf_map_lookup_elem(&bm_subset, &sid);
 	if (!pol || !sub)
-		return;
+		return 0;
 	od = pol->od;
 	n = sub->n;
 	h = bpf_map_lookup_elem(&bm_health, &bid);
 	if (!h) {
 		if (code < 500)
-			return; /* a success on a fresh host changes nothing */
+			return 0; /* a success on a fresh host changes nothing */
 		bpf_map_update_elem(&bm_health, &bid, &fresh, BPF_NOEXIST);
 		h = bpf_map_lookup_elem(&bm_health, &bid);
 		if (!h)
-			return;
+			return 0;
 	}
 	if (code >= 500) {
 		/* maxEjectionPercent needs the cluster's ejected count: walk it (failures only) */
@@ -108,6 +108,7 @@ static __always_inline void bm_record(const struct bm_sock *st, __u32 code)
 		bm_count(BM_ST_EJECTED);
 	else if (r == BM_OD_OVERFLOW)
 		bm_count(BM_ST_EJECT_OVERFLOW);
+	return r;
 }
 
 enum bm_tr_event { BM_TR_OPEN, BM_TR_CLOSE, BM_TR_FAIL };
@@ -115,41 +116,67 @@ enum bm_tr_event { BM_TR_OPEN, BM_TR_CLOSE, BM_TR_FAIL };
 /* Count one connection event (and at close its bytes) for (client pod, service, backend). */
 /* from/acked/rcvd: skops->args[0], bytes_acked, bytes_received, read once by the caller (the
  * verifier rejects ctx reads through a pointer the compiler computed for several of them). */
-static __always_inline void bm_traffic_add(const struct bm_sock *st, int ev, __u32 from,
-					   __u64 acked, __u64 rcvd)
+static __always_inline struct bm_traffic bm_traffic_add(const struct bm_sock *st, int ev,
+							__u32 from, __u64 acked, __u64 rcvd)
 {
 	struct bm_traffic_key k = {
 	    .src_pod = st->src_pod, .svc_id = st->svc_id, .backend_id = st->backend_id};
-	struct bm_traffic zero = {}, *t = bpf_map_lookup_elem(&bm_traffic, &k);
+	struct bm_traffic d = {}, zero = {}, *t;
 
-	if (!t) {
-		bpf_map_update_elem(&bm_traffic, &k, &zero, BPF_NOEXIST);
-		t = bpf_map_lookup_elem(&bm_traffic, &k);
-		if (!t)
-			return;
-	}
-	/* per-CPU value: plain adds are safe */
 	if (ev == BM_TR_OPEN) {
-		t->opened++;
+		d.opened = 1;
 	} else if (ev == BM_TR_FAIL) {
-		t->connect_failed++;
+		d.connect_failed = 1;
 	} else {
 		/* bytes_acked/bytes_received count sequence space: the SYN's and the FINs' 1s
 		 * too. Take them out by the state the socket closed from, so these are payload
 		 * bytes, what the application wrote and read. */
-		__u64 sent = acked, recv = rcvd;
 		int our_fin_acked = from == TCP_FIN_WAIT2 || from == TCP_CLOSING ||
 				    from == TCP_LAST_ACK || from == TCP_TIME_WAIT;
 		int peer_fin = from == TCP_CLOSE_WAIT || from == TCP_LAST_ACK ||
 			       from == TCP_CLOSING || from == TCP_FIN_WAIT2 ||
 			       from == TCP_TIME_WAIT;
 
-		sent -= sent >= (__u64)(1 + our_fin_acked) ? 1 + our_fin_acked : sent;
-		recv -= recv >= (__u64)peer_fin ? peer_fin : recv;
-		t->closed++;
-		t->bytes_sent += sent;
-		t->bytes_received += recv;
+		d.closed = 1;
+		d.bytes_sent =
+		    acked - (acked >= (__u64)(1 + our_fin_acked) ? 1 + our_fin_acked : acked);
+		d.bytes_received = rcvd - (rcvd >= (__u64)peer_fin ? peer_fin : rcvd);
 	}
+	t = bpf_map_lookup_elem(&bm_traffic, &k);
+	if (!t) {
+		bpf_map_update_elem(&bm_traffic, &k, &zero, BPF_NOEXIST);
+		t = bpf_map_lookup_elem(&bm_traffic, &k);
+	}
+	if (t) { /* per-CPU value: plain adds are safe */
+		t->opened += d.opened;
+		t->closed += d.closed;
+		t->connect_failed += d.connect_failed;
+		t->bytes_sent += d.bytes_sent;
+		t->bytes_received += d.bytes_received;
+	}
+	return d;
+}
+
+/* One flow log event; dropped (and counted) when nobody reads and the buffer is full. */
+static __always_inline void bm_event(const struct bm_sock *st, __u32 type, __u64 cookie, __u64 sent,
+				     __u64 recv, __u64 duration_ns)
+{
+	struct bm_event *e = bpf_ringbuf_reserve(&bm_events, sizeof(*e), 0);
+
+	if (!e) {
+		bm_count(BM_ST_EVENTS_LOST);
+		return;
+	}
+	e->ts_ns = bpf_ktime_get_ns();
+	e->type = type;
+	e->src_pod = st->src_pod;
+	e->svc_id = st->svc_id;
+	e->backend_id = st->backend_id;
+	e->bytes_sent = sent;
+	e->bytes_received = recv;
+	e->duration_ns = duration_ns;
+	e->cookie = cookie;
+	bpf_ringbuf_submit(e, 0);
 }
 
 static __always_inline void bm_set_user_timeout(struct bpf_sock_ops *skops, int ms)
@@ -186,6 +213,8 @@ int bm_sockops(struct bpf_sock_ops *skops)
 		if (st->timeout_ms)
 			bm_set_user_timeout(skops, 0); /* the connect timeout ends here */
 		bm_traffic_add(st, BM_TR_OPEN, 0, 0, 0);
+		st->established_ns = bpf_ktime_get_ns();
+		bm_event(st, BM_EV_OPEN, bpf_get_socket_cookie(skops), 0, 0, 0);
 		bm_record(st, 200);
 		break;
 	case BPF_SOCK_OPS_STATE_CB: {
@@ -211,7 +240,10 @@ int bm_sockops(struct bpf_sock_ops *skops)
 					  ? 504
 					  : 503);
 		} else {
-			bm_traffic_add(st, BM_TR_CLOSE, from, acked, rcvd);
+			struct bm_traffic d = bm_traffic_add(st, BM_TR_CLOSE, from, acked, rcvd);
+
+			bm_event(st, BM_EV_CLOSE, cookie, d.bytes_sent, d.bytes_received,
+				 bpf_ktime_get_ns() - st->established_ns);
 			/* Straight from ESTABLISHED to CLOSE, skipping the FIN states, is a reset;
 			 * before any byte came back it is counted, not scored: Envoy's TCP mapping
 			 * (SEMANTICS.md) already scored the connection a success when established.

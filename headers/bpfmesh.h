@@ -20,7 +20,7 @@
 #include "outlier.h"
 
 /* Bump when any struct below changes layout. */
-#define BM_MAP_ABI 4
+#define BM_MAP_ABI 5
 
 /* Sizes: every one a named constant, overridable at build time. */
 #ifndef BM_MAX_SERVICES
@@ -177,13 +177,14 @@ struct bm_sock {
 	__u32 backend_id;
 	__u32 svc_id;
 	__u32 subset_id;
-	__u32 sub_flags;  /* BM_SUB_F_* of the subset it was picked from */
-	__u32 pool_key;	  /* 0 = no connection pool limit */
-	__u32 timeout_ms; /* connect timeout to enforce, 0 = kernel default */
-	__u32 src_pod;	  /* bm_pod.pod_id of the client, 0 = not a known pod */
-	__u64 cgroup_id;  /* the client pod */
-	__u64 connect_ns; /* when the SYN left (bpf_ktime_get_ns) */
-	__u64 created_ns; /* when connect4 made the record: the agent sweep uses it */
+	__u32 sub_flags;      /* BM_SUB_F_* of the subset it was picked from */
+	__u32 pool_key;	      /* 0 = no connection pool limit */
+	__u32 timeout_ms;     /* connect timeout to enforce, 0 = kernel default */
+	__u32 src_pod;	      /* bm_pod.pod_id of the client, 0 = not a known pod */
+	__u64 cgroup_id;      /* the client pod */
+	__u64 connect_ns;     /* when the SYN left (bpf_ktime_get_ns) */
+	__u64 created_ns;     /* when connect4 made the record: the agent sweep uses it */
+	__u64 established_ns; /* when it was established (flow log durations) */
 };
 
 /* UDP reverse translation for recvmsg: keyed by socket cookie and the backend address. */
@@ -224,6 +225,28 @@ struct bm_traffic {
 
 #define BM_MAX_TRAFFIC 65536
 
+/* Flow log (bm_events ring buffer), read by `bpfmesh observe`. */
+enum bm_event_type {
+	BM_EV_OPEN = 1,	 /* connection established */
+	BM_EV_CLOSE = 2, /* established connection closed: bytes and duration */
+	BM_EV_FAIL = 3,	 /* connect refused or timed out */
+	BM_EV_EJECT = 4, /* the backend was ejected by outlier detection */
+};
+
+struct bm_event {
+	__u64 ts_ns; /* bpf_ktime_get_ns */
+	__u32 type;  /* enum bm_event_type */
+	__u32 src_pod;
+	__u32 svc_id;
+	__u32 backend_id;
+	__u64 bytes_sent;
+	__u64 bytes_received;
+	__u64 duration_ns; /* close: since established; fail: since the SYN */
+	__u64 cookie;	   /* socket cookie: ties a close to its open */
+};
+
+#define BM_EVENTS_BYTES (1 << 20) /* ring buffer size; full: events dropped (counted) */
+
 /* Outcome of one translation (bpf/lb.h bm_xlate); the test program tallies these. */
 enum bm_xlate_res {
 	BM_X_MISS = 0,	    /* not a service address: left alone */
@@ -258,14 +281,17 @@ enum bm_stat {
 	BM_ST_SKIPPED_EJECTED, /* picks that skipped an ejected backend */
 	BM_ST_SOCK_FULL,       /* bm_sock full: a connection went on without its record */
 	BM_ST_RESET_NO_REPLY,  /* connections reset before any byte came back (a 503) */
+	BM_ST_EVENTS_LOST,     /* flow log events dropped: ring buffer full */
 	BM_ST_MAX,
 };
 
 /* Display names for `bpfmesh services` (not read by the datapath): the agent writes the name
  * of every service id and subset id it puts in force. */
-#define BM_NAME_SVC    1
-#define BM_NAME_SUBSET 2
-#define BM_NAME_LEN    96
+#define BM_NAME_SVC	1
+#define BM_NAME_SUBSET	2
+#define BM_NAME_POD	3 /* pod id -> "namespace/workload/pod" */
+#define BM_NAME_BACKEND 4 /* backend id -> "namespace/workload/pod/version" */
+#define BM_NAME_LEN	96
 struct bm_name_key {
 	__u32 kind; /* BM_NAME_* */
 	__u32 id;
@@ -294,5 +320,6 @@ struct bm_name {
 #define BM_MAP_CPOOL   bm_cpool
 #define BM_MAP_SOCKUDP bm_sock_udp
 #define BM_MAP_TRAFFIC bm_traffic
+#define BM_MAP_EVENTS  bm_events
 
 #endif /* BPFMESH_H */

@@ -209,6 +209,13 @@ static void sync_pods(struct agent *a, const struct mesh_config *c)
 		}
 		pods[n].cgroup_id = st.st_ino; /* cgroup v2: the id is the inode number */
 		fill_pod(&pods[n].pod, c, w, (int)(w - c->workloads));
+		{
+			char wl[256];
+
+			metrics_workload_name(w, wl, sizeof(wl));
+			put_name4(a->sync, BM_NAME_POD, pods[n].pod.pod_id, w->ns, wl, w->name,
+				  kv_get(&w->labels, "version"));
+		}
 		n++;
 	}
 	closedir(d);

@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include "htab.h"
+#include "metrics.h"
 #include "sync.h"
 #include "log.h"
 
@@ -509,6 +510,20 @@ static void rs_key(const struct rs_service *rs, struct bm_svc_key *k)
 	k->family = rs->family;
 }
 
+/* "a/b/c/d" names for the CLI (bm_names); NULL parts print as "unknown". */
+void put_name4(struct sync *s, uint32_t kind, uint32_t id, const char *a, const char *b,
+	       const char *c, const char *d)
+{
+	struct bm_name_key k = {.kind = kind, .id = id};
+	struct bm_name v = {};
+
+	if (s->fds.names < 0)
+		return;
+	snprintf(v.name, sizeof(v.name), "%s/%s/%s/%s", a ? a : "unknown", b ? b : "unknown",
+		 c ? c : "unknown", d ? d : "unknown");
+	bpf_map_update_elem(s->fds.names, &k, &v, BPF_ANY);
+}
+
 static uint32_t backend_id(struct sync *s, const struct rs_backend *b)
 {
 	uint16_t port = htons(b->port);
@@ -535,6 +550,13 @@ static uint32_t backend_id(struct sync *s, const struct rs_backend *b)
 		return 0;
 	}
 	h_put(&s->be_index, k, id);
+	if (b->wl) {
+		char wl[256];
+
+		metrics_workload_name(b->wl, wl, sizeof(wl));
+		put_name4(s, BM_NAME_BACKEND, id, b->wl->ns, wl, b->wl->name,
+			  kv_get(&b->wl->labels, "version"));
+	}
 	return id;
 }
 

@@ -62,6 +62,11 @@ int sync_health_tick(struct sync *s, uint64_t now_ns);
  * connect failed before the SYN left, so sockops never saw it). Returns how many. */
 int sync_sweep_socks(struct sync *s, uint64_t now_ns, uint64_t max_age_ns);
 
+/* Write a display name "a/b/c/d" (bm_names) for the CLI, e.g. a pod's
+ * namespace/workload/pod/version. */
+void put_name4(struct sync *s, uint32_t kind, uint32_t id, const char *a, const char *b,
+	       const char *c, const char *d);
+
 /* Record an apply attempt in bm_meta (generation, ok, counts). */
 void sync_set_meta(struct sync *s, int ok, int loaded);
 

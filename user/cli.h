@@ -10,6 +10,8 @@
 int cmd_status(int argc, char **argv);
 int cmd_services(int argc, char **argv);
 int cmd_endpoints(int argc, char **argv);
+int cmd_observe(int argc, char **argv);
+int cmd_graph(int argc, char **argv);
 int cmd_uninstall(int argc, char **argv);
 int cmd_lab(int argc, char **argv);
 

@@ -22,6 +22,9 @@ static const struct subcmd cmds[] = {
     {"status", cmd_status, "is the node's agent attached with its config (--node NAME)"},
     {"services", cmd_services, "service addresses, routes and backends in the kernel"},
     {"endpoints", cmd_endpoints, "each backend: healthy or ejected, counters, connections"},
+    {"observe", cmd_observe, "the flow log: connection events (--node NAME [--follow] [--json])"},
+    {"graph", cmd_graph,
+     "service graph from live counters (--node NAME|--all --format dot|json|svg)"},
     {"uninstall", cmd_uninstall, "stop the node's agent and remove every pin (--node NAME)"},
     {"lab", cmd_lab, "pods on this machine: up, apply, exec, stop, start, status, down"},
 };

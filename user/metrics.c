@@ -15,7 +15,7 @@
 #include "metrics.h"
 
 /* The workload a pod belongs to: its Deployment (lab pods are NAME-<n>) or itself. */
-static void workload_of(const struct workload_obj *w, char *buf, size_t len)
+void metrics_workload_name(const struct workload_obj *w, char *buf, size_t len)
 {
 	const char *owner = kv_get(&w->annotations, "bpfmesh.io/owner");
 	const char *dash = strrchr(w->name, '-');
@@ -93,7 +93,7 @@ static void source_labels(FILE *out, const struct workload_obj *src)
 	char wl[256] = "";
 
 	if (src)
-		workload_of(src, wl, sizeof(wl));
+		metrics_workload_name(src, wl, sizeof(wl));
 	put_label(out, "reporter", "source", true);
 	put_label(out, "source_workload", wl, false);
 	put_label(out, "source_workload_namespace", src ? src->ns : NULL, false);
@@ -110,7 +110,7 @@ static void dest_labels(FILE *out, const char *svc_ns, const char *svc_name,
 	if (svc_name)
 		snprintf(fq, sizeof(fq), "%s.%s.svc.cluster.local", svc_name, svc_ns);
 	if (dst)
-		workload_of(dst, wl, sizeof(wl));
+		metrics_workload_name(dst, wl, sizeof(wl));
 	put_label(out, "destination_service", fq, false);
 	put_label(out, "destination_service_name", svc_name, false);
 	put_label(out, "destination_service_namespace", svc_ns, false);

@@ -110,6 +110,40 @@ v2 $v2"
 	[ "$after" -eq "$before" ]
 }
 
+@test "observe --json: one open and one close per connection, with the right workloads" {
+	bm observe --node "$LAB-node1" > /dev/null # drain what earlier tests left
+	lab exec -n t client-0 -- curl -s -o /dev/null -H 'Connection: close' \
+		"http://web:8080/get?[1-20]"
+	sleep 0.2
+	bm observe --node "$LAB-node1" --json --workload client > "$WORK/flows.json"
+	/usr/bin/python3 - "$WORK/flows.json" <<'P'
+import collections, json, sys
+ev = [json.loads(l) for l in open(sys.argv[1])]
+per = collections.defaultdict(list)
+for e in ev:
+    assert e["source"]["workload"] == "client" and e["source"]["namespace"] == "t", e
+    assert e["destination"]["workload"] in ("web-v1", "web-v2"), e
+    assert e["destination"]["service"] == "web", e
+    per[e["connection"]].append(e["verdict"])
+assert len(per) == 20, len(per)
+assert all(sorted(v) == ["close", "open"] for v in per.values()), per
+print("20 connections, each one open and one close")
+P
+}
+
+@test "graph --format json has the edges the traffic made and no others; svg renders" {
+	run bm graph --node "$LAB-node1" --format json --window 0
+	echo "$output"
+	edges=$(/usr/bin/python3 -c '
+import json, sys
+g = json.loads(sys.argv[1])
+print(" ".join(sorted("%s>%s" % (e["source"], e["destination"]) for e in g["edges"])))' "$output")
+	[ "$edges" = "t/client>t/web-v1 t/client>t/web-v2" ]
+	run bm graph --node "$LAB-node1" --format svg --window 0
+	[[ "$output" == *"<svg"* ]]
+	[[ "$output" == *"t/client"* ]] # (Graphviz writes "-" as &#45;)
+}
+
 @test "lab down leaves nothing behind" {
 	run lab down
 	[ "$status" -eq 0 ]

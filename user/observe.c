@@ -1,0 +1,191 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * observe.c: `bpfmesh observe --node NAME [--follow] [--json] [--workload W] [--service S]
+ * [--verdict open|close|fail|eject]`, the flow log, like `hubble observe`. It reads the node's
+ * pinned ring buffer (bm_events) directly, so it works while the agent is down; names come
+ * from the pinned bm_names map. A ring buffer has one reader: two observers share the events.
+ * Without --follow it prints what is buffered and exits.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "agent.h"
+#include "cli.h"
+
+struct obs {
+	int names_fd;
+	bool json;
+	const char *workload, *service, *verdict;
+	long shown;
+};
+
+static volatile sig_atomic_t obs_stop;
+
+static void obs_sigint(int sig)
+{
+	(void)sig;
+	obs_stop = 1;
+}
+
+static const char *verdict_name(__u32 t)
+{
+	switch (t) {
+	case BM_EV_OPEN:
+		return "open";
+	case BM_EV_CLOSE:
+		return "close";
+	case BM_EV_FAIL:
+		return "fail";
+	case BM_EV_EJECT:
+		return "eject";
+	}
+	return "unknown";
+}
+
+/* Split a bm_names entry "a/b/c[/d]" into parts (unknown when missing). */
+static int name_parts(int fd, __u32 kind, __u32 id, char parts[4][BM_NAME_LEN])
+{
+	struct bm_name_key k = {.kind = kind, .id = id};
+	struct bm_name v = {};
+	char *save = NULL, *tok;
+	int n = 0;
+
+	for (int i = 0; i < 4; i++)
+		snprintf(parts[i], BM_NAME_LEN, "unknown");
+	if (!id || fd < 0 || bpf_map_lookup_elem(fd, &k, &v))
+		return 0;
+	v.name[BM_NAME_LEN - 1] = 0;
+	for (tok = strtok_r(v.name, "/", &save); tok && n < 4; tok = strtok_r(NULL, "/", &save))
+		snprintf(parts[n++], BM_NAME_LEN, "%s", tok);
+	return n;
+}
+
+static int on_event(void *ctx, void *data, size_t len)
+{
+	struct obs *o = ctx;
+	const struct bm_event *e = data;
+	char src[4][BM_NAME_LEN], dst[4][BM_NAME_LEN], svc[4][BM_NAME_LEN];
+
+	if (len < sizeof(*e))
+		return 0;
+	name_parts(o->names_fd, BM_NAME_POD, e->src_pod, src);
+	name_parts(o->names_fd, BM_NAME_BACKEND, e->backend_id, dst);
+	name_parts(o->names_fd, BM_NAME_SVC, e->svc_id, svc);
+	if (o->verdict && strcmp(o->verdict, verdict_name(e->type)))
+		return 0;
+	if (o->workload && strcmp(o->workload, src[1]) && strcmp(o->workload, dst[1]))
+		return 0;
+	if (o->service && strcmp(o->service, svc[1]))
+		return 0;
+	if (o->json) {
+		printf(
+		    "{\"time_ns\":%llu,\"verdict\":\"%s\",\"connection\":%llu,"
+		    "\"source\":{\"namespace\":\"%s\",\"workload\":\"%s\",\"pod\":\"%s\"},"
+		    "\"destination\":{\"service\":\"%s\",\"service_namespace\":\"%s\","
+		    "\"namespace\":\"%s\",\"workload\":\"%s\",\"pod\":\"%s\",\"version\":\"%s\"},"
+		    "\"bytes_sent\":%llu,\"bytes_received\":%llu,\"duration_ms\":%.3f}\n",
+		    (unsigned long long)e->ts_ns, verdict_name(e->type),
+		    (unsigned long long)e->cookie, src[0], src[1], src[2], svc[1], svc[0], dst[0],
+		    dst[1], dst[2], dst[3], (unsigned long long)e->bytes_sent,
+		    (unsigned long long)e->bytes_received, e->duration_ns / 1e6);
+	} else {
+		printf("%-6s %s/%s (%s) -> %s/%s -> %s/%s v=%s", verdict_name(e->type), src[0],
+		       src[1], src[2], svc[0], svc[1], dst[0], dst[2], dst[3]);
+		if (e->type == BM_EV_CLOSE)
+			printf(" sent %llu received %llu in %.1f ms",
+			       (unsigned long long)e->bytes_sent,
+			       (unsigned long long)e->bytes_received, e->duration_ns / 1e6);
+		else if (e->type == BM_EV_FAIL)
+			printf(" after %.1f ms", e->duration_ns / 1e6);
+		printf("\n");
+	}
+	o->shown++;
+	return 0;
+}
+
+int cmd_observe(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"node", required_argument, 0, 'n'},     {"bpffs", required_argument, 0, 'b'},
+	    {"follow", no_argument, 0, 'f'},	     {"json", no_argument, 0, 'j'},
+	    {"workload", required_argument, 0, 'w'}, {"service", required_argument, 0, 's'},
+	    {"verdict", required_argument, 0, 'v'},  {0, 0, 0, 0}};
+	struct obs o = {.names_fd = -1};
+	const char *node = NULL, *bpffs = NULL;
+	char pin[600], path[700], bbuf[256];
+	struct ring_buffer *rb;
+	bool follow = false;
+	int fd, opt;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'n':
+			node = optarg;
+			break;
+		case 'b':
+			bpffs = optarg;
+			break;
+		case 'f':
+			follow = true;
+			break;
+		case 'j':
+			o.json = true;
+			break;
+		case 'w':
+			o.workload = optarg;
+			break;
+		case 's':
+			o.service = optarg;
+			break;
+		case 'v':
+			o.verdict = optarg;
+			break;
+		default:
+			goto usage;
+		}
+	}
+	if (!node || strchr(node, '/'))
+		goto usage;
+	if (!bpffs)
+		bpffs = agent_bpffs(node, bbuf, sizeof(bbuf));
+	if (dp_pin_dir(pin, sizeof(pin), bpffs ? bpffs : "/sys/fs/bpf", node))
+		goto usage;
+	snprintf(path, sizeof(path), "%s/bm_events", pin);
+	fd = bpf_obj_get(path);
+	if (fd < 0) {
+		fprintf(stderr, "bpfmesh observe: no flow log for node %s (%s)\n", node, path);
+		return 1;
+	}
+	snprintf(path, sizeof(path), "%s/bm_names", pin);
+	o.names_fd = bpf_obj_get(path);
+	rb = ring_buffer__new(fd, on_event, &o, NULL);
+	if (!rb) {
+		fprintf(stderr, "bpfmesh observe: cannot read %s/bm_events\n", pin);
+		return 1;
+	}
+	signal(SIGINT, obs_sigint);
+	signal(SIGTERM, obs_sigint);
+	do {
+		if (follow)
+			ring_buffer__poll(rb, 200);
+		else
+			ring_buffer__consume(rb);
+		fflush(stdout);
+	} while (follow && !obs_stop);
+	ring_buffer__free(rb);
+	close(fd);
+	if (o.names_fd >= 0)
+		close(o.names_fd);
+	return 0;
+usage:
+	fprintf(stderr, "usage: bpfmesh observe --node NAME [--follow] [--json] [--workload W] "
+			"[--service S] [--verdict open|close|fail|eject]\n");
+	return 2;
+}
