@@ -348,7 +348,7 @@ static void serve_one(struct agent *a, int lfd)
 		status = "200 OK";
 		ctype = "text/plain; version=0.0.4; charset=utf-8";
 		if (a->current)
-			metrics_render(&a->fds, a->current, m);
+			metrics_render(&a->fds, a->current, a->pin_dir, m);
 	} else if (!strcmp(path, "/healthz/ready")) {
 		bool ok = agent_is_ready(a);
 

@@ -79,6 +79,20 @@ echo "  after rollback: v1 $v1, v2 $v2 of 200"
 say "what the kernel holds (bpfmesh services --node $LAB-node1)"
 $BM services --node $LAB-node1 | grep -A4 'orders-service'
 
+say "Istio metrics, as Prometheus scrapes them (the agent's /metrics)"
+mport=$($BM lab status --name $LAB | sed -n 's|^node node1 .*metrics http://127.0.0.1:\([0-9]*\)/metrics.*|\1|p')
+curl -s "http://127.0.0.1:$mport/metrics" |
+	awk '/^istio_tcp_connections_opened_total\{/ {
+		match($0, /destination_workload="[^"]*"/); w = substr($0, RSTART + 22, RLENGTH - 23)
+		match($0, /destination_version="[^"]*"/); v = substr($0, RSTART + 21, RLENGTH - 22)
+		t[w " " v] += $NF } END { for (k in t) printf "  istio_tcp_connections_opened_total %-28s %d\n", k, t[k] }' | sort
+
+say "service graph (bpfmesh graph --node $LAB-node1 --format dot; svg with --format svg)"
+$BM graph --node $LAB-node1 --format dot --window 0
+
+say "flow log, last few events (bpfmesh observe --node $LAB-node1)"
+$BM observe --node $LAB-node1 | tail -n 4
+
 say "tearing down"
 cleanup
 trap - EXIT

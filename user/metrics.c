@@ -9,6 +9,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -305,7 +306,108 @@ static void operational_metrics(FILE *out, const struct bm_mapfds *f)
 		ejected);
 }
 
-int metrics_render(const struct bm_mapfds *f, const struct mesh_config *c, FILE *out)
+/* Per backend under outlier detection: ejected now, ejections so far, with Istio's names. */
+static void ejection_metrics(FILE *out, const struct bm_mapfds *f, const struct mesh_config *c)
+{
+	__u32 key, next, *prev = NULL;
+	char *lines = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&lines, &len);
+
+	if (!m)
+		return;
+	fprintf(out, "# HELP bpfmesh_outlier_ejections_total Ejections of a backend so far.\n"
+		     "# TYPE bpfmesh_outlier_ejections_total counter\n");
+	fprintf(m, "# HELP bpfmesh_outlier_ejected 1 while a backend is out of rotation.\n"
+		   "# TYPE bpfmesh_outlier_ejected gauge\n");
+	while (f->health >= 0 && bpf_map_get_next_key(f->health, prev, &next) == 0) {
+		const struct workload_obj *w = NULL;
+		struct bm_health h;
+		struct bm_backend be;
+		char wl[256] = "", addr[64] = "";
+
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem_flags(f->health, &key, &h, BPF_F_LOCK))
+			continue;
+		if (bpf_map_lookup_elem(f->backend, &key, &be) == 0) {
+			w = pod_by_addr(c, be.addr, be.family);
+			rs_format_addr(be.addr, be.family, addr, sizeof(addr));
+			snprintf(addr + strlen(addr), sizeof(addr) - strlen(addr), ":%u",
+				 ntohs(be.port));
+		}
+		if (w)
+			metrics_workload_name(w, wl, sizeof(wl));
+		for (int i = 0; i < 2; i++) {
+			FILE *o = i ? m : out;
+
+			fputs(i ? "bpfmesh_outlier_ejected{" : "bpfmesh_outlier_ejections_total{",
+			      o);
+			put_label(o, "destination_workload", wl, true);
+			put_label(o, "destination_workload_namespace", w ? w->ns : NULL, false);
+			put_label(o, "destination_version",
+				  w ? kv_get(&w->labels, "version") : NULL, false);
+			put_label(o, "backend", addr, false);
+			fprintf(o, "} %u\n", i ? h.od.ejected : h.od.ejections_total);
+		}
+	}
+	fclose(m);
+	fputs(lines, out);
+	free(lines);
+}
+
+/* Run counts and run time of each attached program (kernel.bpf_stats_enabled must be 1 for
+ * the kernel to count: the agent does not turn it on, it costs every run). */
+static void program_metrics(FILE *out, const char *pin_dir)
+{
+	static const char *const progs[] = {"bm_connect4", "bm_connect6",     "bm_sendmsg4",
+					    "bm_sendmsg6", "bm_getpeername4", "bm_getpeername6",
+					    "bm_recvmsg4", "bm_recvmsg6",     "bm_sockops"};
+	char *run = NULL, *cnt = NULL;
+	size_t rl = 0, cl = 0;
+	FILE *r = open_memstream(&run, &rl), *n = open_memstream(&cnt, &cl);
+
+	for (size_t i = 0; r && n && pin_dir && i < sizeof(progs) / sizeof(progs[0]); i++) {
+		struct bpf_link_info li = {};
+		struct bpf_prog_info pi = {};
+		__u32 ll = sizeof(li), pl = sizeof(pi);
+		char path[700];
+		int lfd, pfd;
+
+		snprintf(path, sizeof(path), "%s/link_%s", pin_dir, progs[i]);
+		lfd = bpf_obj_get(path);
+		if (lfd < 0)
+			continue;
+		if (bpf_obj_get_info_by_fd(lfd, &li, &ll) == 0 &&
+		    (pfd = bpf_prog_get_fd_by_id(li.prog_id)) >= 0) {
+			if (bpf_obj_get_info_by_fd(pfd, &pi, &pl) == 0) {
+				fprintf(r,
+					"bpfmesh_program_run_seconds_total{program=\"%s\"} %.9f\n",
+					progs[i], pi.run_time_ns / 1e9);
+				fprintf(n, "bpfmesh_program_runs_total{program=\"%s\"} %llu\n",
+					progs[i], (unsigned long long)pi.run_cnt);
+			}
+			close(pfd);
+		}
+		close(lfd);
+	}
+	if (r)
+		fclose(r);
+	if (n)
+		fclose(n);
+	fprintf(out,
+		"# HELP bpfmesh_program_run_seconds_total Time spent in each program "
+		"(counted while kernel.bpf_stats_enabled=1).\n"
+		"# TYPE bpfmesh_program_run_seconds_total counter\n%s"
+		"# HELP bpfmesh_program_runs_total Runs of each program (counted while "
+		"kernel.bpf_stats_enabled=1).\n# TYPE bpfmesh_program_runs_total counter\n%s",
+		run ? run : "", cnt ? cnt : "");
+	free(run);
+	free(cnt);
+}
+
+int metrics_render(const struct bm_mapfds *f, const struct mesh_config *c, const char *pin_dir,
+		   FILE *out)
 {
 	struct series *v = NULL;
 	int n = collect(f, c, &v);
@@ -313,6 +415,8 @@ int metrics_render(const struct bm_mapfds *f, const struct mesh_config *c, FILE 
 	n = merge(v, n);
 	istio_metrics(out, v, n);
 	operational_metrics(out, f);
+	ejection_metrics(out, f, c);
+	program_metrics(out, pin_dir);
 	free(v);
 	return 0;
 }

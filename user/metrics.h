@@ -18,6 +18,7 @@ uint32_t metrics_pod_id(const char *ns, const char *name);
 /* The workload (Deployment, or the pod itself) a pod belongs to, as Istio names it. */
 void metrics_workload_name(const struct workload_obj *w, char *buf, size_t len);
 
-int metrics_render(const struct bm_mapfds *f, const struct mesh_config *c, FILE *out);
+int metrics_render(const struct bm_mapfds *f, const struct mesh_config *c, const char *pin_dir,
+		   FILE *out);
 
 #endif /* BM_METRICS_H */

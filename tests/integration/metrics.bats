@@ -144,6 +144,24 @@ print(" ".join(sorted("%s>%s" % (e["source"], e["destination"]) for e in g["edge
 	[[ "$output" == *"t/client"* ]] # (Graphviz writes "-" as &#45;)
 }
 
+@test "every metric the Grafana dashboard queries is in a live scrape" {
+	curl -s "http://127.0.0.1:$MPORT/metrics" > "$WORK/scrape.txt"
+	/usr/bin/python3 - "$BATS_TEST_DIRNAME/../../deploy/grafana/bpfmesh-dashboard.json" \
+		"$WORK/scrape.txt" <<'P'
+import json, re, sys
+dash = json.load(open(sys.argv[1]))
+# exported families (a family may have no series yet, e.g. no backend under outlier detection)
+have = {l.split()[2] for l in open(sys.argv[2]) if l.startswith("# TYPE ")}
+want = set()
+for p in dash["panels"]:
+    for t in p["targets"]:
+        want |= set(re.findall(r"\b((?:istio|bpfmesh)_[a-z_]+)", t["expr"]))
+missing = want - have
+assert not missing, missing
+print(len(want), "metrics used by the dashboard, all exported")
+P
+}
+
 @test "lab down leaves nothing behind" {
 	run lab down
 	[ "$status" -eq 0 ]
