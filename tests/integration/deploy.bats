@@ -1,0 +1,404 @@
+#!/usr/bin/env bats
+# deploy/, checked without a cluster: the Kubernetes and Prometheus YAML parse (PyYAML, Debian's
+# python3-yaml) and say what the agent needs (host network, privileges, the bpffs, cgroup, run
+# and config mounts, flags the agent really has, Istio's ports and probes); the systemd unit and
+# the Containerfile run `bpfmesh agent` and never uninstall on stop; every bpfmesh command in
+# deploy/vm.md exists with the options it is given. Nothing is started, nothing left behind.
+load helpers
+
+ROOT="$(cd "$BATS_TEST_DIRNAME/../.." && pwd)"
+DS="$ROOT/deploy/kubernetes/daemonset.yaml"
+PY=/usr/bin/python3
+
+setup_file() {
+	export WORK
+	WORK=$(mktemp -d /tmp/bpfmesh-ideploy.XXXXXX)
+}
+
+teardown_file() {
+	rm -rf "$WORK"
+}
+
+needs_yaml() {
+	"$PY" -c 'import yaml' 2>/dev/null || {
+		echo "python3-yaml (PyYAML) is missing: scripts/deps.sh installs it"
+		return 1
+	}
+}
+
+# py SCRIPT-ON-STDIN ARGS...: a Python check; it prints what is wrong and exits 1.
+py() { "$PY" - "$@"; }
+
+@test "every YAML file under deploy/kubernetes and deploy/prometheus parses" {
+	needs_yaml
+	local n=0 f
+	for f in $(find "$ROOT/deploy/kubernetes" "$ROOT/deploy/prometheus" -name '*.yaml' -o \
+		-name '*.yml'); do
+		run py "$f" <<'EOF'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d is not None]
+assert docs, "no document"
+print(len(docs), "documents")
+EOF
+		echo "$f: $output"
+		[ "$status" -eq 0 ]
+		n=$((n + 1))
+	done
+	[ "$n" -ge 2 ]
+}
+
+@test "daemonset.yaml: namespace, service account, RBAC for pods/services/namespaces/endpoints and Istio CRDs" {
+	needs_yaml
+	run py "$DS" <<'EOF'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+by = {}
+for d in docs:
+    by.setdefault(d["kind"], []).append(d)
+bad = []
+def check(c, m):
+    if not c: bad.append(m)
+ns = "bpfmesh-system"
+check(any(d["metadata"]["name"] == ns for d in by.get("Namespace", [])), "no Namespace " + ns)
+sa = by.get("ServiceAccount", [{}])[0].get("metadata", {})
+check(sa.get("namespace") == ns, "ServiceAccount not in " + ns)
+role = by["ClusterRole"][0]
+def grants(group, res):
+    return any(group in r.get("apiGroups", []) and res in r.get("resources", [])
+               and {"get", "list", "watch"} <= set(r.get("verbs", [])) for r in role["rules"])
+for res in ["pods", "services", "namespaces", "endpoints"]:
+    check(grants("", res), "ClusterRole: no get/list/watch on " + res)
+for res in ["virtualservices", "destinationrules", "serviceentries", "workloadentries"]:
+    check(grants("networking.istio.io", res), "ClusterRole: no get/list/watch on " + res)
+for res in ["authorizationpolicies", "peerauthentications"]:
+    check(grants("security.istio.io", res), "ClusterRole: no get/list/watch on " + res)
+for r in role["rules"]:
+    check(set(r["verbs"]) <= {"get", "list", "watch"}, "ClusterRole grants more than reads")
+b = by["ClusterRoleBinding"][0]
+check(b["roleRef"]["name"] == role["metadata"]["name"], "binding names another role")
+check({"kind": "ServiceAccount", "name": sa.get("name"), "namespace": ns} in b["subjects"],
+      "binding is not to the agent's ServiceAccount")
+cm = by["ConfigMap"][0]
+check(cm["metadata"]["name"] == "bpfmesh-config" and cm["data"], "no ConfigMap bpfmesh-config")
+print("\n".join(bad))
+sys.exit(1 if bad else 0)
+EOF
+	echo "$output"
+	[ "$status" -eq 0 ]
+}
+
+@test "daemonset.yaml: host network, privileged agent and bpffs init, the four host mounts, real agent flags" {
+	needs_yaml
+	"$BM" agent --help > "$WORK/agent-usage" 2>&1 || true
+	run py "$DS" "$WORK/agent-usage" <<'EOF'
+import re, sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+usage = open(sys.argv[2]).read()
+ds = [d for d in docs if d["kind"] == "DaemonSet"][0]
+cm = [d for d in docs if d["kind"] == "ConfigMap"][0]
+t = ds["spec"]["template"]
+spec = t["spec"]
+bad = []
+def check(c, m):
+    if not c: bad.append(m)
+check(ds["metadata"]["namespace"] == "bpfmesh-system", "DaemonSet not in bpfmesh-system")
+check(ds["spec"]["selector"]["matchLabels"].items() <= t["metadata"]["labels"].items(),
+      "selector does not match the template's labels")
+check(spec.get("hostNetwork") is True, "hostNetwork is not true")
+check(spec.get("hostPID") is False, "hostPID is not false")
+check(spec.get("serviceAccountName") == "bpfmesh-agent", "not the agent's ServiceAccount")
+check({"operator": "Exists"} in spec.get("tolerations", []), "no toleration for every taint")
+us = ds["spec"]["updateStrategy"]
+check(us["type"] == "RollingUpdate" and us["rollingUpdate"]["maxUnavailable"] == 1,
+      "updateStrategy is not RollingUpdate/maxUnavailable 1")
+vols = {v["name"]: v for v in spec["volumes"]}
+agent = [c for c in spec["containers"] if c["name"] == "agent"][0]
+check(agent["securityContext"].get("privileged") is True, "agent is not privileged")
+def mounts(c):
+    return {m["mountPath"]: m for m in c.get("volumeMounts", [])}
+am = mounts(agent)
+for path in ["/sys/fs/bpf", "/sys/fs/cgroup", "/run/bpfmesh"]:
+    m = am.get(path)
+    check(m is not None, "agent: no mount at " + path)
+    if m:
+        hp = vols[m["name"]].get("hostPath", {}).get("path")
+        check(hp == path, "%s: not the host's %s (hostPath %s)" % (path, path, hp))
+check(am.get("/sys/fs/bpf", {}).get("mountPropagation") == "Bidirectional",
+      "agent: /sys/fs/bpf is not Bidirectional")
+inits = spec.get("initContainers", [])
+check(inits, "no initContainer")
+for i in inits:
+    check(i["securityContext"].get("privileged") is True, i["name"] + ": not privileged")
+    check("mount -t bpf bpf /sys/fs/bpf" in " ".join(i["command"] + i.get("args", [])),
+          i["name"] + ": does not mount bpffs")
+    check(mounts(i).get("/sys/fs/bpf", {}).get("mountPropagation") == "Bidirectional",
+          i["name"] + ": /sys/fs/bpf is not Bidirectional")
+argv = agent.get("command", []) + agent.get("args", [])
+check(argv[:2] == ["/usr/local/bin/bpfmesh", "agent"], "agent command is not bpfmesh agent: %s" % argv)
+opts = {}
+for i, a in enumerate(argv):
+    if a.startswith("--"):
+        opts[a] = argv[i + 1] if i + 1 < len(argv) else None
+        check(a in usage, a + ": not an option of `bpfmesh agent`")
+for o in ["--config-dir", "--cgroup", "--node"]:
+    check(o in opts, "agent args lack " + o)
+cfg = am.get(opts.get("--config-dir"))
+check(cfg is not None, "nothing mounted at --config-dir %s" % opts.get("--config-dir"))
+if cfg:
+    check(vols[cfg["name"]].get("configMap", {}).get("name") == cm["metadata"]["name"],
+          "--config-dir is not the ConfigMap " + cm["metadata"]["name"])
+check(opts.get("--cgroup", "").startswith("/sys/fs/cgroup/"), "--cgroup is not under /sys/fs/cgroup")
+check(opts.get("--node") == "$(NODE_NAME)", "--node is not $(NODE_NAME)")
+env = {e["name"]: e for e in agent.get("env", [])}
+check(env.get("NODE_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+      == "spec.nodeName", "NODE_NAME does not come from spec.nodeName")
+check("requests" in agent.get("resources", {}) and "limits" in agent["resources"], "no resources")
+print("\n".join(bad))
+sys.exit(1 if bad else 0)
+EOF
+	echo "$output"
+	[ "$status" -eq 0 ]
+}
+
+@test "daemonset.yaml: ports 15020/15021, readiness on /healthz/ready:15021, liveness by bpfmesh status, scrape annotations" {
+	needs_yaml
+	run py "$DS" <<'EOF'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+ds = [d for d in docs if d["kind"] == "DaemonSet"][0]
+t = ds["spec"]["template"]
+agent = [c for c in t["spec"]["containers"] if c["name"] == "agent"][0]
+bad = []
+def check(c, m):
+    if not c: bad.append(m)
+ports = {p["containerPort"]: p for p in agent["ports"]}
+check(15020 in ports and 15021 in ports, "ports 15020 and 15021 not both declared")
+rp = agent.get("readinessProbe", {}).get("httpGet", {})
+check(rp.get("path") == "/healthz/ready" and rp.get("port") in (15021, "health"),
+      "readinessProbe is not GET /healthz/ready on 15021: %s" % rp)
+lp = " ".join(agent.get("livenessProbe", {}).get("exec", {}).get("command", []))
+check("bpfmesh status --node" in lp and "NODE_NAME" in lp, "livenessProbe is not bpfmesh status")
+# exec probes are not $(VAR)-expanded by Kubernetes: the variable must reach a shell
+check("$(NODE_NAME)" not in lp, "livenessProbe uses $(NODE_NAME), which exec probes do not expand")
+a = t["metadata"].get("annotations", {})
+check(a.get("prometheus.io/scrape") == "true", "prometheus.io/scrape is not \"true\"")
+check(a.get("prometheus.io/port") == "15020", "prometheus.io/port is not \"15020\"")
+check(a.get("prometheus.io/path") == "/metrics", "prometheus.io/path is not /metrics")
+print("\n".join(bad))
+sys.exit(1 if bad else 0)
+EOF
+	echo "$output"
+	[ "$status" -eq 0 ]
+}
+
+@test "the ConfigMap's example config passes bpfmesh validate" {
+	needs_yaml
+	mkdir -p "$WORK/cm"
+	run py "$DS" "$WORK/cm" <<'EOF'
+import os, sys, yaml
+cm = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "ConfigMap"][0]
+for k, v in cm["data"].items():
+    open(os.path.join(sys.argv[2], k), "w").write(v)
+    print(k)
+EOF
+	[ "$status" -eq 0 ]
+	run "$BM" validate "$WORK/cm"
+	echo "$output"
+	[ "$status" -eq 0 ]
+}
+
+@test "systemd unit: ExecStart runs bpfmesh agent, Restart=always, the cgroup it makes is the one it uses, no uninstall" {
+	local u="$ROOT/deploy/systemd/bpfmesh-agent.service"
+	run py "$u" <<'EOF'
+import re, sys
+env, keys, bad = {}, {}, []
+def check(c, m):
+    if not c: bad.append(m)
+for line in open(sys.argv[1]):
+    line = line.strip()
+    if not line or line.startswith(("#", ";", "[")):
+        continue
+    k, _, v = line.partition("=")
+    keys.setdefault(k, []).append(v)
+    if k == "Environment":
+        n, _, val = v.partition("=")
+        env[n] = val
+def expand(s):
+    return re.sub(r"\$\{(\w+)\}", lambda m: env.get(m.group(1), m.group(0)), s)
+start = expand(keys.get("ExecStart", [""])[0]).split()
+check(start[:2] == ["/usr/local/bin/bpfmesh", "agent"], "ExecStart is not bpfmesh agent: %s" % start)
+opts = {a: start[i + 1] for i, a in enumerate(start[:-1]) if a.startswith("--")}
+for o in ["--config-dir", "--cgroup", "--node"]:
+    check(o in opts, "ExecStart lacks " + o)
+check(opts.get("--node") == "%H", "--node is not %H")
+pre = " ".join(expand(v) for v in keys.get("ExecStartPre", []))
+check("mkdir -p" in pre and opts.get("--cgroup", "?") in pre.split(),
+      "ExecStartPre does not mkdir -p the --cgroup directory")
+check(keys.get("Restart") == ["always"], "Restart is not always")
+for k, vs in keys.items():
+    for v in vs:
+        check("uninstall" not in v, "%s=%s uninstalls" % (k, v))
+caps = set(" ".join(keys.get("CapabilityBoundingSet", [])).split())
+want = {"CAP_BPF", "CAP_NET_ADMIN", "CAP_SYS_ADMIN", "CAP_PERFMON"}
+check(caps == want, "CapabilityBoundingSet is %s" % sorted(caps))
+check(set(" ".join(keys.get("AmbientCapabilities", [])).split()) == want, "AmbientCapabilities")
+check(keys.get("LimitMEMLOCK") == ["infinity"], "LimitMEMLOCK is not infinity")
+print("\n".join(bad))
+sys.exit(1 if bad else 0)
+EOF
+	echo "$output"
+	[ "$status" -eq 0 ]
+}
+
+@test "systemd unit: systemd-analyze verify finds nothing wrong (with build/bpfmesh as the binary)" {
+	command -v systemd-analyze >/dev/null || skip "no systemd-analyze"
+	sed "s|/usr/local/bin/bpfmesh|$BM|" "$ROOT/deploy/systemd/bpfmesh-agent.service" \
+		> "$WORK/bpfmesh-agent.service"
+	run systemd-analyze verify "$WORK/bpfmesh-agent.service"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	# verify reports unknown keys and bad values as warnings, exit 0: no output is the check
+	[ -z "$(grep bpfmesh-agent.service <<<"$output")" ]
+}
+
+@test "Containerfile: debian:12 build and runtime stages, copies build/bpfmesh, ENTRYPOINT bpfmesh agent, runtime libraries" {
+	local cf="$ROOT/deploy/container/Containerfile" l c r pkg
+	run py "$cf" <<'EOF'
+import json, re, sys
+text = re.sub(r"\\\n", " ", open(sys.argv[1]).read())
+lines = [l.strip() for l in text.splitlines() if l.strip() and not l.strip().startswith("#")]
+bad = []
+def check(c, m):
+    if not c: bad.append(m)
+froms = [l for l in lines if l.startswith("FROM ")]
+check(len(froms) >= 2 and all(l.split()[1] == "debian:12" for l in froms),
+      "not multi-stage on debian:12: %s" % froms)
+build = [l for l in lines if l.startswith("RUN ") and re.search(r"\bmake\b", l)]
+check(build and "apt-get install" in " ".join(lines[:lines.index(froms[1])]), "no apt-get + make in the build stage")
+for p in "clang llvm libbpf-dev libelf-dev zlib1g-dev libyaml-dev libssl-dev bpftool make gcc".split():
+    check(re.search(r"\s%s(\s|$)" % re.escape(p), " ".join(lines[:lines.index(froms[1])])),
+          "build stage does not install " + p)
+copy = [l for l in lines if l.startswith("COPY --from=")]
+check(any(re.search(r"build/bpfmesh\s+/usr/local/bin/bpfmesh$", l) for l in copy),
+      "no COPY of build/bpfmesh to /usr/local/bin/bpfmesh")
+ep = [l for l in lines if l.startswith("ENTRYPOINT")]
+argv = json.loads(ep[-1][len("ENTRYPOINT"):]) if ep else []
+check(len(argv) == 2 and argv[0].endswith("bpfmesh") and argv[1] == "agent",
+      "ENTRYPOINT is not bpfmesh agent: %s" % argv)
+rt = " ".join(lines[lines.index(froms[1]):])
+print("RUNTIME " + rt)
+print("\n".join(bad))
+sys.exit(1 if bad else 0)
+EOF
+	grep -v '^RUNTIME ' <<<"$output" || true
+	[ "$status" -eq 0 ]
+	local runtime
+	runtime=$(grep '^RUNTIME ' <<<"$output")
+	# every shared library build/bpfmesh links comes from a package the runtime stage installs
+	for l in $(ldd "$BM" | awk '$3 ~ /^\// { print $3 }'); do
+		r=""
+		for c in "$l" "$(readlink -f "$l")" "/usr$l" "/usr$(readlink -f "$l")"; do
+			r=$(dpkg -S "$c" 2>/dev/null | head -n 1)
+			[ -n "$r" ] && break
+		done
+		pkg=${r%%:*}
+		[ -n "$pkg" ] || { echo "${l##*/}: no package found"; return 1; }
+		[ "$pkg" = libc6 ] && continue # in the base image
+		[[ " $runtime " == *" $pkg "* ]] || { echo "${l##*/} ($pkg) not installed at runtime"; return 1; }
+	done
+}
+
+@test "prometheus.yml: pod discovery kept by the scrape annotation, a static job for a VM on :15020; promtool accepts it" {
+	needs_yaml
+	local p="$ROOT/deploy/prometheus/prometheus.yml"
+	run py "$p" "$WORK/prom-check.yml" <<'EOF'
+import sys, yaml
+d = yaml.safe_load(open(sys.argv[1]))
+bad = []
+def check(c, m):
+    if not c: bad.append(m)
+jobs = d["scrape_configs"]
+k8s = [j for j in jobs if any(s.get("role") == "pod" for s in j.get("kubernetes_sd_configs", []))]
+check(k8s, "no kubernetes_sd_configs job with role: pod")
+for j in k8s:
+    check(any(r.get("action") == "keep" and r.get("source_labels") ==
+              ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"] for r in j["relabel_configs"]),
+          j["job_name"] + ": does not keep pods by prometheus.io/scrape")
+    check(any("__meta_kubernetes_pod_annotation_prometheus_io_port" in r.get("source_labels", [])
+              and r.get("target_label") == "__address__" for r in j["relabel_configs"]),
+          j["job_name"] + ": does not use prometheus.io/port")
+    # Debian's promtool has no Kubernetes discovery: check the rest with a static target
+    del j["kubernetes_sd_configs"]
+    j["static_configs"] = [{"targets": ["127.0.0.1:15020"]}]
+static = [t for j in jobs for s in j.get("static_configs", []) for t in s["targets"]
+          if j not in k8s]
+check(any(t.endswith(":15020") for t in static), "no static target on :15020")
+yaml.safe_dump(d, open(sys.argv[2], "w"))
+print("\n".join(bad))
+sys.exit(1 if bad else 0)
+EOF
+	echo "$output"
+	[ "$status" -eq 0 ]
+	command -v promtool >/dev/null || skip "no promtool"
+	run promtool check config "$WORK/prom-check.yml"
+	echo "$output"
+	[ "$status" -eq 0 ]
+}
+
+@test "deploy/vm.md: every bpfmesh command in it is a real subcommand with real options" {
+	local help cmds sub opt usage n=0
+	help=$("$BM" --help 2>&1)
+	cmds=$(py "$ROOT/deploy/vm.md" <<'EOF'
+import re, sys
+# commands: every line of ```sh blocks (continuations joined, heredoc bodies and comments
+# dropped), and "$ command" lines of output blocks
+out, block, heredoc, pending = [], None, None, ""
+for raw in open(sys.argv[1]):
+    line = raw.rstrip("\n")
+    if line.startswith("```"):
+        block = None if block is not None else line[3:].strip()
+        continue
+    if block is None:
+        continue
+    if heredoc:
+        if line.strip() == heredoc:
+            heredoc = None
+        continue
+    if block != "sh":
+        if not line.startswith("$ "):
+            continue
+        line = line[2:]
+    m = re.search(r"<<-?'?(\w+)'?", line)
+    if m:
+        heredoc = m.group(1)
+    line = re.sub(r"(^|\s)#.*", "", line)
+    if line.endswith("\\"):
+        pending += line[:-1] + " "
+        continue
+    line, pending = pending + line, ""
+    for m in re.finditer(r"(?:^|[\s;|&(])bpfmesh((?:\s+[^\s;|&)]+)*)", line):
+        words = m.group(1).split()
+        if words:
+            out.append(" ".join(words))
+print("\n".join(out))
+EOF
+)
+	echo "$cmds"
+	while read -r sub rest; do
+		[ -n "$sub" ] || continue
+		n=$((n + 1))
+		if [ "$sub" = --help ]; then
+			continue
+		fi
+		grep -qE "^  $sub " <<<"$help" || { echo "not a subcommand: bpfmesh $sub"; return 1; }
+		usage=$("$BM" "$sub" --no-such-option 2>&1 || true)
+		for opt in $rest; do
+			opt=${opt%%=*}
+			[[ "$opt" == --* ]] || continue
+			[[ "$usage" =~ (^|[^a-z-])$opt([^a-z-]|$) ]] ||
+				{ echo "bpfmesh $sub: no option $opt"; return 1; }
+		done
+	done <<<"$cmds"
+	echo "$n commands"
+	[ "$n" -ge 10 ]
+}
