@@ -93,6 +93,7 @@ static void print_stats(const char *pin_dir)
 	    [BM_ST_SKIPPED_EJECTED] = "picks that skipped an ejected backend",
 	    [BM_ST_SOCK_FULL] = "connections without a record (bm_sock full)",
 	    [BM_ST_RESET_NO_REPLY] = "connections reset before any reply",
+	    [BM_ST_EVENTS_LOST] = "flow log events lost (ring buffer full)",
 	};
 	int ncpu = libbpf_num_possible_cpus();
 	struct bm_mapfds f;

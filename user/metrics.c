@@ -256,6 +256,7 @@ static void operational_metrics(FILE *out, const struct bm_mapfds *f)
 	    [BM_ST_SKIPPED_EJECTED] = "skipped_ejected",
 	    [BM_ST_SOCK_FULL] = "connection_record_full",
 	    [BM_ST_RESET_NO_REPLY] = "reset_before_reply",
+	    [BM_ST_EVENTS_LOST] = "flow_log_events_lost",
 	};
 	int ncpu = libbpf_num_possible_cpus();
 	struct bm_meta meta = {};
