@@ -241,6 +241,25 @@ static void istio_metrics(FILE *out, struct series *v, int n)
 			(unsigned long long)v[i].v.connect_failed);
 }
 
+/* A hash map's fill: keys walked (bounded by its capacity), over its max_entries. */
+static void fill_ratio(FILE *out, const char *name, int fd)
+{
+	struct bpf_map_info info = {};
+	__u32 ilen = sizeof(info), n = 0;
+	char key[64], next[64];
+	void *prev = NULL;
+
+	if (fd < 0 || bpf_obj_get_info_by_fd(fd, &info, &ilen) || !info.max_entries ||
+	    info.key_size > sizeof(key))
+		return;
+	while (n < info.max_entries && bpf_map_get_next_key(fd, prev, next) == 0) {
+		memcpy(key, next, info.key_size);
+		prev = key;
+		n++;
+	}
+	fprintf(out, "bpfmesh_map_fill_ratio{map=\"%s\"} %g\n", name, (double)n / info.max_entries);
+}
+
 static void operational_metrics(FILE *out, const struct bm_mapfds *f)
 {
 	static const char *const ev[BM_ST_MAX] = {
@@ -280,6 +299,12 @@ static void operational_metrics(FILE *out, const struct bm_mapfds *f)
 		"bpfmesh_map_fill_ratio{map=\"bm_svc\"} %g\n"
 		"bpfmesh_map_fill_ratio{map=\"bm_backend\"} %g\n",
 		(double)meta.nservices / BM_MAX_SERVICES, (double)meta.nbackends / BM_MAX_BACKENDS);
+	fill_ratio(out, "bm_pod", f->pod);
+	fill_ratio(out, "bm_policy", f->policy);
+	fill_ratio(out, "bm_health", f->health);
+	fill_ratio(out, "bm_sock", f->sock);
+	fill_ratio(out, "bm_traffic", f->traffic);
+	fill_ratio(out, "bm_cpool", f->cpool);
 	fprintf(out, "# HELP bpfmesh_datapath_events_total Datapath events, by kind.\n"
 		     "# TYPE bpfmesh_datapath_events_total counter\n");
 	for (__u32 k = 0; vals && k < BM_ST_MAX; k++) {

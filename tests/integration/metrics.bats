@@ -84,6 +84,11 @@ v2 $v2"
 	run promtool check metrics < "$WORK/scrape.txt"
 	echo "$output"
 	[ "$status" -eq 0 ]
+	# operational metrics: map fill per map, program stats, config generation
+	awk '/^bpfmesh_map_fill_ratio\{map="bm_pod"\}/ { ok = $NF > 0 } END { exit !ok }' "$WORK/scrape.txt"
+	grep -q '^bpfmesh_map_fill_ratio{map="bm_traffic"}' "$WORK/scrape.txt"
+	grep -q '^bpfmesh_program_runs_total{program="bm_connect4"}' "$WORK/scrape.txt"
+	awk '/^bpfmesh_config_generations_total/ { ok = $NF >= 1 } END { exit !ok }' "$WORK/scrape.txt"
 }
 
 @test "healthz/ready answers 200 while the agent is ready" {
