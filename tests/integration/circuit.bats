@@ -7,13 +7,18 @@ load helpers
 LAB=icb
 
 setup_file() {
-	export LAB
+	export LAB TC_DIRS_NEW=""
+	# tc (loading the SYN-drop fixture) creates iproute2's pin dirs: remove them after if new
+	for d in ip tc xdp; do [ -e "/sys/fs/bpf/$d" ] || TC_DIRS_NEW="$TC_DIRS_NEW $d"; done
 	"$BM" lab down --name "$LAB" >/dev/null 2>&1 || true
 	"$BM" lab up --name "$LAB" -f "$FIX/circuit.yaml" >&3 2>&3
 }
 
 teardown_file() {
 	"$BM" lab down --name "$LAB" >/dev/null 2>&1 || true
+	for d in $TC_DIRS_NEW; do
+		find "/sys/fs/bpf/$d" -depth -type d -empty -delete 2>/dev/null || true
+	done
 }
 
 pod_ip() { lab status | awk -v p="$1" '$2 == p { print $6 }'; }
