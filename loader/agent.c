@@ -170,60 +170,123 @@ static void fill_pod(struct bm_pod *p, const struct mesh_config *c, const struct
 	}
 }
 
-/* Scan <cgroup>/<ns>_<pod> directories and map their cgroup ids to pods of the config. */
-static void sync_pods(struct agent *a, const struct mesh_config *c)
+static const struct workload_obj *find_pod_uid(const struct mesh_config *c, const char *uid)
 {
-	struct sync_pod *pods = calloc(64, sizeof(*pods));
-	int n = 1, cap = 64;
-	struct dirent *de;
-	DIR *d = opendir(a->cgroup);
+	for (int i = 0; uid[0] && i < c->nworkloads; i++) {
+		const struct workload_obj *w = &c->workloads[i];
 
-	if (!pods)
-		abort();
-	/* entry 0: processes in cgroups that are no known pod */
-	pods[0].cgroup_id = 0;
-	pods[0].pod.flags = a->unmatched_mesh ? BM_POD_F_IN_MESH : 0;
-	if (!d) {
-		free(pods);
-		return;
+		if (w->kind == WL_POD && w->uid && strcmp(w->uid, uid) == 0)
+			return w;
 	}
+	return NULL;
+}
+
+/*
+ * Which pod a cgroup directory is, by its name:
+ *  - <namespace>_<pod>, directly under --cgroup (the lab, a VM set up by hand);
+ *  - the kubelet's: kubepods[-<qos>]-pod<uid>.slice (systemd driver, '-' in the uid written
+ *    as '_') or pod<uid> (cgroupfs driver), matched with Pod metadata.uid.
+ */
+static const struct workload_obj *pod_of_dir(const struct mesh_config *c, const char *name,
+					     int depth)
+{
+	const char *us = strchr(name, '_'), *p;
+	char buf[256];
+	size_t n;
+
+	if (depth == 0 && us && !strstr(name, ".slice") && (size_t)(us - name) < sizeof(buf)) {
+		memcpy(buf, name, us - name);
+		buf[us - name] = 0;
+		return find_pod(c, buf, us + 1);
+	}
+	/* "pod<uid>" (cgroupfs) or "...-pod<uid>.slice" (systemd), not the "pods" of kubepods */
+	p = strncmp(name, "pod", 3) == 0 ? name : strstr(name, "-pod");
+	if (!p)
+		return NULL;
+	p += *p == '-' ? 4 : 3;
+	n = strcspn(p, ".");
+	if (!n || n >= sizeof(buf))
+		return NULL;
+	memcpy(buf, p, n);
+	buf[n] = 0;
+	for (char *q = buf; *q; q++)
+		if (*q == '_')
+			*q = '-';
+	return find_pod_uid(c, buf);
+}
+
+struct pod_scan {
+	struct agent *a;
+	const struct mesh_config *c;
+	struct sync_pod *pods;
+	int n, cap;
+};
+
+static void scan_add(struct pod_scan *ps, __u64 cgroup_id, const struct workload_obj *w)
+{
+	if (ps->n == ps->cap) {
+		ps->cap *= 2;
+		ps->pods = realloc(ps->pods, ps->cap * sizeof(*ps->pods));
+		if (!ps->pods)
+			abort();
+	}
+	ps->pods[ps->n].cgroup_id = cgroup_id;
+	fill_pod(&ps->pods[ps->n].pod, ps->c, w, (int)(w - ps->c->workloads));
+	ps->n++;
+}
+
+/* Walk the cgroup tree; every cgroup at or below a pod's is that pod's (a container's task
+ * runs in its own scope below the pod cgroup, and that is the id the kernel reports). */
+static void scan_dir(struct pod_scan *ps, const char *dir, int depth,
+		     const struct workload_obj *pod)
+{
+	struct dirent *de;
+	DIR *d;
+
+	if (depth > 5 || !(d = opendir(dir)))
+		return;
 	while ((de = readdir(d))) {
-		char path[1024], ns[256];
-		const struct workload_obj *w;
-		const char *us = strchr(de->d_name, '_');
+		const struct workload_obj *w = pod;
+		char path[1024];
 		struct stat st;
 
-		if (de->d_type != DT_DIR || !us || (size_t)(us - de->d_name) >= sizeof(ns))
+		if (de->d_type != DT_DIR || de->d_name[0] == '.')
 			continue;
-		memcpy(ns, de->d_name, us - de->d_name);
-		ns[us - de->d_name] = 0;
-		w = find_pod(c, ns, us + 1);
-		snprintf(path, sizeof(path), "%s/%s", a->cgroup, de->d_name);
-		if (!w || stat(path, &st))
+		if (!w)
+			w = pod_of_dir(ps->c, de->d_name, depth);
+		if (snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= (int)sizeof(path) ||
+		    stat(path, &st))
 			continue;
-		if (n == cap) {
-			cap = cap ? 2 * cap : 64;
-			pods = realloc(pods, cap * sizeof(*pods));
-			if (!pods)
-				abort();
-		}
-		pods[n].cgroup_id = st.st_ino; /* cgroup v2: the id is the inode number */
-		fill_pod(&pods[n].pod, c, w, (int)(w - c->workloads));
-		{
+		if (w)
+			scan_add(ps, st.st_ino, w); /* cgroup v2: the id is the inode number */
+		if (w && !pod) { /* the pod's own cgroup: name the pod for the CLI, once */
 			char wl[256];
 
 			metrics_workload_name(w, wl, sizeof(wl));
-			put_name4(a->sync, BM_NAME_POD, pods[n].pod.pod_id, w->ns, wl, w->name,
-				  kv_get(&w->labels, "version"));
+			put_name4(ps->a->sync, BM_NAME_POD, metrics_pod_id(w->ns, w->name), w->ns,
+				  wl, w->name, kv_get(&w->labels, "version"));
 		}
-		n++;
+		scan_dir(ps, path, depth + 1, w);
 	}
 	closedir(d);
-	if (n > BM_MAX_PODS)
-		pr_warn("bm_pod full: %d local pods, capacity %d; the rest are outside the mesh", n,
-			BM_MAX_PODS);
-	sync_set_pods(a->sync, pods, n > BM_MAX_PODS ? BM_MAX_PODS : n);
-	free(pods);
+}
+
+/* Map the cgroup ids of local pods to the pods of the config (bm_pod), and name them. */
+static void sync_pods(struct agent *a, const struct mesh_config *c)
+{
+	struct pod_scan ps = {.a = a, .c = c, .n = 1, .cap = 64};
+
+	ps.pods = calloc(ps.cap, sizeof(*ps.pods));
+	if (!ps.pods)
+		abort();
+	/* entry 0: processes in cgroups that are no known pod */
+	ps.pods[0].pod.flags = a->unmatched_mesh ? BM_POD_F_IN_MESH : 0;
+	scan_dir(&ps, a->cgroup, 0, NULL);
+	if (ps.n > BM_MAX_PODS)
+		pr_warn("bm_pod full: %d local pod cgroups, capacity %d; the rest are unmatched",
+			ps.n, BM_MAX_PODS);
+	sync_set_pods(a->sync, ps.pods, ps.n > BM_MAX_PODS ? BM_MAX_PODS : ps.n);
+	free(ps.pods);
 }
 
 /* ---------- applying config ---------- */

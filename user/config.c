@@ -173,6 +173,7 @@ static void wl_free(struct workload_obj *o)
 	free(o->ports);
 	kvlist_free(&o->env);
 	free(o->node_name);
+	free(o->uid);
 	for (int i = 0; i < 2; i++)
 		free(o->addresses[i]);
 	free(o->service_account);
@@ -369,6 +370,7 @@ static void pod_extract(struct xctx *x, struct workload_obj *w, const struct obj
 	const struct ynode *st = ymap_get(h->root, "status"), *ips = ymap_get(st, "podIPs");
 
 	wl_head(x, w, h, WL_POD);
+	w->uid = xdup(x, ymap_str(h->meta, "uid"));
 	kv_from_map(x, &w->labels, ymap_get(h->meta, "labels"));
 	kv_from_map(x, &w->annotations, ymap_get(h->meta, "annotations"));
 	containers_extract(x, w, h->spec);

@@ -120,8 +120,9 @@ struct workload_obj {
 	char *addresses[2]; /* Pod status.podIPs / podIP, WorkloadEntry address; may be NULL */
 	int naddresses;
 	char *service_account; /* may be NULL ("default" is implied by callers) */
-	char *network;	       /* WorkloadEntry network, may be NULL */
-	int weight;	       /* WorkloadEntry weight, 0 if unset */
+	char *uid;     /* Pod metadata.uid (how the kubelet names pod cgroups), may be NULL */
+	char *network; /* WorkloadEntry network, may be NULL */
+	int weight;    /* WorkloadEntry weight, 0 if unset */
 };
 
 /* ---------------- Istio networking ---------------- */

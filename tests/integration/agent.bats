@@ -10,12 +10,16 @@ NS=bmt-agent
 PY=/usr/bin/python3
 
 setup_file() {
-	export CGDIR BPFFS CFG WORK
+	export CGDIR BPFFS CFG WORK MPORT KSCOPE
 	CGDIR="$(cg2)/bpfmesh-itest"
 	WORK=$(mktemp -d /tmp/bpfmesh-itest.XXXXXX)
 	BPFFS="$WORK/bpffs"
 	CFG="$WORK/config"
 	mkdir -p "$CGDIR" "$BPFFS" "$CFG" "$WORK/a" "$WORK/b"
+	# a pod as the kubelet (systemd driver) lays it out, with a container scope below it
+	KSCOPE="$CGDIR/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1234_abcd_5678.slice/cri-containerd-c0ffee.scope"
+	mkdir -p "$KSCOPE"
+	MPORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 	echo backend-a > "$WORK/a/who"
 	echo backend-b > "$WORK/b/who"
 	ip netns add $NS
@@ -48,6 +52,12 @@ metadata: {name: b, namespace: vm, labels: {app: svc, version: v2}}
 spec: {containers: [{name: c}]}
 status: {podIP: 10.244.200.3}
 ---
+apiVersion: v1
+kind: Pod
+metadata: {name: kpod-7d9f-x2x4q, namespace: vm, uid: 1234-abcd-5678, labels: {app: kclient}}
+spec: {containers: [{name: c}]}
+status: {podIP: 10.244.200.9}
+---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: svc, namespace: vm}
@@ -57,7 +67,7 @@ spec:
 Y
 	vs 100 0 > "$CFG/vs.yaml"
 	"$BM" agent --config-dir "$CFG" --cgroup "$CGDIR" --node $NODE --bpffs "$BPFFS" \
-		> "$WORK/agent.log" 2>&1 &
+		--metrics-addr 127.0.0.1:$MPORT --health-addr 127.0.0.1:0 > "$WORK/agent.log" 2>&1 &
 	echo $! >> "$WORK/pids"
 	for _ in $(seq 100); do "$BM" status --node $NODE >/dev/null 2>&1 && break; sleep 0.1; done
 }
@@ -68,7 +78,8 @@ teardown_file() {
 	sleep 0.2
 	ip netns del $NS 2>/dev/null || true
 	umount "$BPFFS" 2>/dev/null || true
-	rmdir "$CGDIR" 2>/dev/null || true
+	# cgroups deepest first
+	find "$CGDIR" -depth -type d -exec rmdir {} \; 2>/dev/null || true
 	rm -rf "$WORK"
 }
 
@@ -115,6 +126,20 @@ fetch() {
 	sleep 1
 	run fetch 40
 	[ "$(grep -c backend-b <<<"$output")" -eq 40 ]
+}
+
+@test "a client in a kubelet pod cgroup (container scope) is attributed to its Pod by uid" {
+	bash -c "echo \$\$ > '$KSCOPE/cgroup.procs'; exec nsenter --net=/run/netns/$NS \
+		curl -s -o /dev/null --max-time 5 'http://10.96.99.1/who?[1-7]'"
+	sleep 0.2
+	run curl -s "http://127.0.0.1:$MPORT/metrics"
+	lines=$(grep '^istio_tcp_connections_opened_total{' <<<"$output" |
+		grep 'source_workload="kpod-7d9f-x2x4q"' || true)
+	echo "$lines"
+	# not in a mesh namespace: spread over both backends, 7 connections in all
+	[ "$(awk '{ s += $NF } END { print s + 0 }' <<<"$lines")" -eq 7 ]
+	[[ "$lines" == *'source_app="kclient"'* ]]
+	[[ "$lines" == *'source_workload_namespace="vm"'* ]]
 }
 
 @test "uninstall removes the pins, stops the agent, and status then fails" {
