@@ -64,13 +64,13 @@ static __always_inline __u32 bm_pick_least(__u32 first, __u32 n)
 	return a;
 }
 
-/* Pick a slot of subset `sid` with policy `lb`; hash is the client's source hash. */
-static __always_inline int bm_subset_slot(__u32 sid, __u32 lb, __u64 hash, __u32 *slot)
+/* Pick a slot of subset s (id sid) with policy lb; hash is the client's source hash. */
+static __always_inline int bm_subset_slot(const struct bm_subset *s, __u32 sid, __u32 lb,
+					  __u64 hash, __u32 *slot)
 {
-	struct bm_subset *s = bpf_map_lookup_elem(&bm_subset, &sid);
 	__u32 *cursor;
 
-	if (!s || s->n == 0)
+	if (s->n == 0)
 		return -1;
 	switch (lb) {
 	case BM_LB_ROUND_ROBIN:
@@ -249,7 +249,7 @@ static __always_inline int bm_xlate(const struct bm_svc_key *key, const struct b
 	if (!s)
 		return BM_X_NOBACKEND;
 	lb = c->in_mesh ? s->lb : BM_LB_RANDOM;
-	if (bm_subset_slot(sid, lb, c->hash, &slot) < 0)
+	if (bm_subset_slot(s, sid, lb, c->hash, &slot) < 0)
 		return BM_X_NOBACKEND;
 	bid = bpf_map_lookup_elem(&bm_slot, &slot);
 	if (!bid || *bid == 0)

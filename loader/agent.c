@@ -150,11 +150,9 @@ static const struct workload_obj *find_pod(const struct mesh_config *c, const ch
 	return NULL;
 }
 
-static void fill_pod(struct bm_pod *p, const struct mesh_config *c, const struct workload_obj *w,
-		     int index)
+static void fill_pod(struct bm_pod *p, const struct mesh_config *c, const struct workload_obj *w)
 {
 	memset(p, 0, sizeof(*p));
-	(void)index;
 	p->pod_id = metrics_pod_id(w->ns, w->name); /* stable: counters survive restarts */
 	if (config_in_mesh(c, w))
 		p->flags |= BM_POD_F_IN_MESH;
@@ -231,7 +229,7 @@ static void scan_add(struct pod_scan *ps, __u64 cgroup_id, const struct workload
 			abort();
 	}
 	ps->pods[ps->n].cgroup_id = cgroup_id;
-	fill_pod(&ps->pods[ps->n].pod, ps->c, w, (int)(w - ps->c->workloads));
+	fill_pod(&ps->pods[ps->n].pod, ps->c, w);
 	ps->n++;
 }
 

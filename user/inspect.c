@@ -196,50 +196,69 @@ static void print_subset(const struct bm_mapfds *f, const char *label, __u32 sid
 	printf("\n");
 }
 
-int cmd_services(int argc, char **argv)
+/* Call fn for every live service entry with its route (NULL when it has none). */
+typedef void (*svc_fn)(const struct bm_mapfds *f, const struct bm_svc_key *key,
+		       const struct bm_svc *v, const struct bm_route *r, void *arg);
+
+static int for_each_service(const struct bm_mapfds *f, svc_fn fn, void *arg)
 {
 	struct bm_svc_key key, next, *prev = NULL;
-	struct node_args na;
-	struct bm_mapfds f;
 	int n = 0;
 
+	while (bpf_map_get_next_key(f->svc, prev, &next) == 0) {
+		struct bm_svc v;
+		struct bm_route r;
+		bool routed;
+
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(f->svc, &key, &v))
+			continue;
+		routed = (v.flags & BM_SVC_F_HAS_ROUTE) &&
+			 bpf_map_lookup_elem(f->route, &v.route_id, &r) == 0;
+		fn(f, &key, &v, routed ? &r : NULL, arg);
+		n++;
+	}
+	return n;
+}
+
+static void print_service(const struct bm_mapfds *f, const struct bm_svc_key *key,
+			  const struct bm_svc *v, const struct bm_route *r, void *arg)
+{
+	char a[INET6_ADDRSTRLEN], name[BM_NAME_LEN + 8];
+
+	(void)arg;
+	rs_format_addr(key->addr, key->family, a, sizeof(a));
+	name_of(f, BM_NAME_SVC, v->svc_id, name, sizeof(name));
+	printf(key->family == BM_FAM_V6 ? "[%s]:%u/%s %s\n" : "%s:%u/%s %s\n", a, ntohs(key->port),
+	       key->proto == IPPROTO_UDP ? "UDP" : "TCP", name);
+	if (r) {
+		printf("  route [id %u] (mesh clients, per connection):", v->route_id);
+		for (__u32 i = 0; i < r->n && i < BM_MAX_ROUTE_DESTS; i++) {
+			char sn[BM_NAME_LEN + 8];
+			__u32 w = r->cum[i] - (i ? r->cum[i - 1] : 0);
+
+			name_of(f, BM_NAME_SUBSET, r->subset[i], sn, sizeof(sn));
+			printf(" %s weight %u (%.1f%%)", sn, w, 100.0 * w / r->total);
+		}
+		printf("\n");
+		for (__u32 i = 0; i < r->n && i < BM_MAX_ROUTE_DESTS; i++)
+			print_subset(f, "subset", r->subset[i]);
+	} else {
+		printf("  no route: every endpoint\n");
+	}
+	print_subset(f, "all", v->all_subset);
+}
+
+int cmd_services(int argc, char **argv)
+{
+	struct node_args na;
+	struct bm_mapfds f;
 	int rc = open_node(argc, argv, "services", &na, &f);
 
 	if (rc)
 		return rc;
-	while (bpf_map_get_next_key(f.svc, prev, &next) == 0) {
-		char a[INET6_ADDRSTRLEN], name[BM_NAME_LEN + 8];
-		struct bm_svc v;
-		struct bm_route r;
-
-		key = next;
-		prev = &key;
-		if (bpf_map_lookup_elem(f.svc, &key, &v))
-			continue;
-		rs_format_addr(key.addr, key.family, a, sizeof(a));
-		name_of(&f, BM_NAME_SVC, v.svc_id, name, sizeof(name));
-		printf(key.family == BM_FAM_V6 ? "[%s]:%u/%s %s\n" : "%s:%u/%s %s\n", a,
-		       ntohs(key.port), key.proto == IPPROTO_UDP ? "UDP" : "TCP", name);
-		if ((v.flags & BM_SVC_F_HAS_ROUTE) &&
-		    bpf_map_lookup_elem(f.route, &v.route_id, &r) == 0) {
-			printf("  route [id %u] (mesh clients, per connection):", v.route_id);
-			for (__u32 i = 0; i < r.n && i < BM_MAX_ROUTE_DESTS; i++) {
-				char sn[BM_NAME_LEN + 8];
-				__u32 w = r.cum[i] - (i ? r.cum[i - 1] : 0);
-
-				name_of(&f, BM_NAME_SUBSET, r.subset[i], sn, sizeof(sn));
-				printf(" %s weight %u (%.1f%%)", sn, w, 100.0 * w / r.total);
-			}
-			printf("\n");
-			for (__u32 i = 0; i < r.n && i < BM_MAX_ROUTE_DESTS; i++)
-				print_subset(&f, "subset", r.subset[i]);
-		} else {
-			printf("  no route: every endpoint\n");
-		}
-		print_subset(&f, "all", v.all_subset);
-		n++;
-	}
-	if (!n)
+	if (!for_each_service(&f, print_service, NULL))
 		printf("no services\n");
 	dp_close_fds(&f);
 	return 0;
@@ -282,9 +301,18 @@ static void ep_collect_subset(const struct bm_mapfds *f, struct ep_list *l, __u3
 	}
 }
 
+/* route subsets first, so a backend is shown under its named subset */
+static void collect_service(const struct bm_mapfds *f, const struct bm_svc_key *key,
+			    const struct bm_svc *v, const struct bm_route *r, void *arg)
+{
+	(void)key;
+	for (__u32 i = 0; r && i < r->n && i < BM_MAX_ROUTE_DESTS; i++)
+		ep_collect_subset(f, arg, r->subset[i]);
+	ep_collect_subset(f, arg, v->all_subset);
+}
+
 int cmd_endpoints(int argc, char **argv)
 {
-	struct bm_svc_key key, next, *prev = NULL;
 	struct ep_list l = {0};
 	struct node_args na;
 	struct bm_mapfds f;
@@ -295,21 +323,7 @@ int cmd_endpoints(int argc, char **argv)
 
 	if (rc)
 		return rc;
-	while (bpf_map_get_next_key(f.svc, prev, &next) == 0) {
-		struct bm_svc v;
-		struct bm_route r;
-
-		key = next;
-		prev = &key;
-		if (bpf_map_lookup_elem(f.svc, &key, &v))
-			continue;
-		/* route subsets first, so a backend is shown under its named subset */
-		if ((v.flags & BM_SVC_F_HAS_ROUTE) &&
-		    bpf_map_lookup_elem(f.route, &v.route_id, &r) == 0)
-			for (__u32 i = 0; i < r.n && i < BM_MAX_ROUTE_DESTS; i++)
-				ep_collect_subset(&f, &l, r.subset[i]);
-		ep_collect_subset(&f, &l, v.all_subset);
-	}
+	for_each_service(&f, collect_service, &l);
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	now = ts.tv_sec * 1000000000ULL + ts.tv_nsec;
 	printf("%-28s %-26s %5s %5s %9s %6s  %s\n", "BACKEND", "STATE", "5XX", "GW", "EJECTIONS",

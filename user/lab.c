@@ -612,7 +612,6 @@ static int pod_net_up(struct lab *l, struct lab_pod *p)
 {
 	char ns[400], node_ns[256], cg[800], v4[64], v6[64], hostdir[600];
 	const struct lab_node *n = node_find(l, p->node);
-	int idx = (int)(p - l->pods);
 
 	netns_pod(l, p, ns, sizeof(ns));
 	netns_node(l, p->node, node_ns, sizeof(node_ns));
@@ -632,8 +631,7 @@ static int pod_net_up(struct lab *l, struct lab_pod *p)
 		  "ip -n %s route add default via 10.244.%d.1 && "
 		  "ip -n %s -6 route add default via fd00:244:%x::1",
 		  ns, ns, ns, p->k, node_ns, ns, node_ns, p->k, ns, ns, v4, ns, v6, ns, n->index,
-		  ns, n->index) ||
-		       idx < 0
+		  ns, n->index)
 		   ? -1
 		   : 0;
 }
