@@ -14,5 +14,6 @@ int cmd_observe(int argc, char **argv);
 int cmd_graph(int argc, char **argv);
 int cmd_uninstall(int argc, char **argv);
 int cmd_lab(int argc, char **argv);
+int cmd_ca(int argc, char **argv);
 
 #endif /* BM_CLI_H */

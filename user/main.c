@@ -27,6 +27,7 @@ static const struct subcmd cmds[] = {
      "service graph from live counters (--node NAME|--all --format dot|json|svg)"},
     {"uninstall", cmd_uninstall, "stop the node's agent and remove every pin (--node NAME)"},
     {"lab", cmd_lab, "pods on this machine: up, apply, exec, stop, start, status, down"},
+    {"ca", cmd_ca, "mesh CA and workload certificates: init, issue, show"},
 };
 
 static void usage(FILE *f)
