@@ -32,6 +32,9 @@
 #define CA_SERIAL_BYTES 16	       /* 128 bits, as CA/B and SPIFFE recommend (>= 64) */
 #define CA_SPIFFE_MAX	2048	       /* SPIFFE's limit on a SPIFFE ID */
 #define CA_TD_MAX	255	       /* a DNS name */
+/* The root's notBefore is this far in the past: a node whose clock is behind the one that ran
+ * `ca init` must still accept it. Workload certs start exactly at the `now` the issuer passes. */
+#define CA_ROOT_BACKDATE 3600
 
 struct ca {
 	X509 *cert;
@@ -538,7 +541,7 @@ int ca_init(const char *dir, const char *trust_domain, char *err, size_t errlen)
 	snprintf(cn, sizeof(cn), "bpfmesh root CA %s", trust_domain);
 	rc = -EIO;
 	if (!(key = new_key()) || !(x = X509_new()) ||
-	    !cert_base(x, key, time(NULL), CA_ROOT_DAYS, 0, cn) ||
+	    !cert_base(x, key, time(NULL) - CA_ROOT_BACKDATE, CA_ROOT_DAYS, 0, cn) ||
 	    !X509_set_issuer_name(x, X509_get_subject_name(x))) {
 		sslerrf(err, errlen, "%s: cannot build the CA certificate", crt_path);
 		goto out;
