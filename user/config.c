@@ -10,7 +10,9 @@
  * two files is left for config_validate() to report.
  */
 #include <ctype.h>
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -213,6 +215,67 @@ static void dr_free(struct dr_obj *o)
 	strv_free(o->export_to, o->nexport_to);
 }
 
+static void ap_values_free(struct ap_values *l)
+{
+	strv_free(l->v, l->n);
+	free(l->cidr);
+	free(l->port);
+	memset(l, 0, sizeof(*l));
+}
+
+static void pa_free(struct pa_obj *o)
+{
+	free(o->name);
+	free(o->ns);
+	free(o->creation_ts);
+	kvlist_free(&o->selector);
+	free(o->ports);
+}
+
+static void ap_rule_free(struct ap_rule *r)
+{
+	for (int i = 0; i < r->nfrom; i++) {
+		struct ap_source *s = &r->from[i];
+		struct ap_values *all[] = {&s->principals,	   &s->not_principals,
+					   &s->request_principals, &s->not_request_principals,
+					   &s->namespaces,	   &s->not_namespaces,
+					   &s->service_accounts,   &s->not_service_accounts,
+					   &s->ip_blocks,	   &s->not_ip_blocks,
+					   &s->remote_ip_blocks,   &s->not_remote_ip_blocks};
+
+		for (size_t k = 0; k < sizeof(all) / sizeof(all[0]); k++)
+			ap_values_free(all[k]);
+	}
+	for (int i = 0; i < r->nto; i++) {
+		struct ap_operation *o = &r->to[i];
+		struct ap_values *all[] = {&o->hosts,	&o->not_hosts,	 &o->ports, &o->not_ports,
+					   &o->methods, &o->not_methods, &o->paths, &o->not_paths};
+
+		for (size_t k = 0; k < sizeof(all) / sizeof(all[0]); k++)
+			ap_values_free(all[k]);
+	}
+	for (int i = 0; i < r->nwhen; i++) {
+		free(r->when[i].key);
+		ap_values_free(&r->when[i].values);
+		ap_values_free(&r->when[i].not_values);
+	}
+	free(r->from);
+	free(r->to);
+	free(r->when);
+}
+
+static void ap_free(struct ap_obj *o)
+{
+	free(o->name);
+	free(o->ns);
+	free(o->creation_ts);
+	kvlist_free(&o->selector);
+	free(o->provider);
+	for (int i = 0; i < o->nrules; i++)
+		ap_rule_free(&o->rules[i]);
+	free(o->rules);
+}
+
 static void other_free(struct other_obj *o)
 {
 	free(o->api_version);
@@ -244,6 +307,10 @@ void config_free(struct mesh_config *c)
 		vs_free(&c->vses[i]);
 	for (int i = 0; i < c->ndrs; i++)
 		dr_free(&c->drs[i]);
+	for (int i = 0; i < c->npas; i++)
+		pa_free(&c->pas[i]);
+	for (int i = 0; i < c->naps; i++)
+		ap_free(&c->aps[i]);
 	for (int i = 0; i < c->nothers; i++)
 		other_free(&c->others[i]);
 	free(c->namespaces);
@@ -251,6 +318,8 @@ void config_free(struct mesh_config *c)
 	free(c->workloads);
 	free(c->vses);
 	free(c->drs);
+	free(c->pas);
+	free(c->aps);
 	free(c->others);
 	strv_free(c->files, c->nfiles);
 	free(c);
@@ -553,6 +622,201 @@ static void dr_extract(struct xctx *x, struct dr_obj *o, const struct objhead *h
 	}
 }
 
+/* ---------------- security kinds ---------------- */
+
+static enum mtls_mode mtls_from_name(const char *s)
+{
+	static const char *const names[] = {"UNSET", "DISABLE", "PERMISSIVE", "STRICT"};
+
+	for (int i = 0; s && i < 4; i++)
+		if (strcmp(s, names[i]) == 0)
+			return (enum mtls_mode)i;
+	return MTLS_UNSET;
+}
+
+int config_parse_prefix(const char *s, struct ip_prefix *out)
+{
+	char addr[64];
+	const char *slash = s ? strchr(s, '/') : NULL;
+	size_t alen = slash ? (size_t)(slash - s) : (s ? strlen(s) : 0);
+	uint8_t v4[4];
+	long bits;
+	char *end;
+
+	memset(out, 0, sizeof(*out));
+	if (!s || alen == 0 || alen >= sizeof(addr))
+		return -1;
+	memcpy(addr, s, alen);
+	addr[alen] = 0;
+	if (inet_pton(AF_INET, addr, v4) == 1) {
+		out->v4 = true;
+		out->ip[10] = out->ip[11] = 0xff;
+		memcpy(out->ip + 12, v4, 4);
+		bits = 32;
+	} else if (inet_pton(AF_INET6, addr, out->ip) == 1) {
+		bits = 128;
+	} else {
+		return -1;
+	}
+	if (slash) {
+		long max = bits;
+
+		bits = strtol(slash + 1, &end, 10);
+		if (*end || !slash[1] || bits < 0 || bits > max)
+			return -1;
+	}
+	out->len = (int)bits + (out->v4 ? 96 : 0);
+	/* A block written with host bits set (10.1.2.3/8) means its network, as in Envoy. */
+	for (int i = 0; i < 16; i++) {
+		int keep = out->len - 8 * i;
+
+		if (keep <= 0)
+			out->ip[i] = 0;
+		else if (keep < 8)
+			out->ip[i] &= (uint8_t)(0xff << (8 - keep));
+	}
+	return 0;
+}
+
+enum vkind { V_STR = 0, V_IP, V_PORT };
+
+static void values_extract(struct xctx *x, struct ap_values *l, const struct ynode *seq,
+			   enum vkind kind)
+{
+	l->v = strv_from_seq(x, seq, &l->n);
+	if (!l->n || kind == V_STR)
+		return;
+	if (kind == V_IP)
+		l->cidr = xcalloc(x, l->n, sizeof(*l->cidr));
+	else
+		l->port = xcalloc(x, l->n, sizeof(*l->port));
+	for (int i = 0; i < l->n && (l->cidr || l->port); i++) {
+		if (l->cidr && l->v[i])
+			config_parse_prefix(l->v[i], &l->cidr[i]); /* validated: cannot fail */
+		else if (l->port && l->v[i])
+			l->port[i] = atoi(l->v[i]);
+	}
+}
+
+static void source_extract(struct xctx *x, struct ap_source *s, const struct ynode *n)
+{
+	static const struct {
+		const char *key;
+		size_t off;
+		enum vkind kind;
+	} f[] = {
+#define F(k, m, t) {k, offsetof(struct ap_source, m), t}
+	    F("principals", principals, V_STR),
+	    F("notPrincipals", not_principals, V_STR),
+	    F("requestPrincipals", request_principals, V_STR),
+	    F("notRequestPrincipals", not_request_principals, V_STR),
+	    F("namespaces", namespaces, V_STR),
+	    F("notNamespaces", not_namespaces, V_STR),
+	    F("serviceAccounts", service_accounts, V_STR),
+	    F("notServiceAccounts", not_service_accounts, V_STR),
+	    F("ipBlocks", ip_blocks, V_IP),
+	    F("notIpBlocks", not_ip_blocks, V_IP),
+	    F("remoteIpBlocks", remote_ip_blocks, V_IP),
+	    F("notRemoteIpBlocks", not_remote_ip_blocks, V_IP),
+#undef F
+	};
+
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+		values_extract(x, (struct ap_values *)((char *)s + f[i].off), ymap_get(n, f[i].key),
+			       f[i].kind);
+}
+
+static void operation_extract(struct xctx *x, struct ap_operation *o, const struct ynode *n)
+{
+	values_extract(x, &o->hosts, ymap_get(n, "hosts"), V_STR);
+	values_extract(x, &o->not_hosts, ymap_get(n, "notHosts"), V_STR);
+	values_extract(x, &o->ports, ymap_get(n, "ports"), V_PORT);
+	values_extract(x, &o->not_ports, ymap_get(n, "notPorts"), V_PORT);
+	values_extract(x, &o->methods, ymap_get(n, "methods"), V_STR);
+	values_extract(x, &o->not_methods, ymap_get(n, "notMethods"), V_STR);
+	values_extract(x, &o->paths, ymap_get(n, "paths"), V_STR);
+	values_extract(x, &o->not_paths, ymap_get(n, "notPaths"), V_STR);
+}
+
+static void condition_extract(struct xctx *x, struct ap_condition *c, const struct ynode *n)
+{
+	const char *key = ymap_str(n, "key");
+	enum vkind kind = V_STR;
+
+	if (key && (!strcmp(key, "source.ip") || !strcmp(key, "remote.ip") ||
+		    !strcmp(key, "destination.ip")))
+		kind = V_IP;
+	else if (key && !strcmp(key, "destination.port"))
+		kind = V_PORT;
+	c->key = xdup(x, key);
+	values_extract(x, &c->values, ymap_get(n, "values"), kind);
+	values_extract(x, &c->not_values, ymap_get(n, "notValues"), kind);
+}
+
+static void rule_extract(struct xctx *x, struct ap_rule *r, const struct ynode *n)
+{
+	const struct ynode *from = ymap_get(n, "from"), *to = ymap_get(n, "to");
+	const struct ynode *when = ymap_get(n, "when");
+
+	r->from = xcalloc(x, ynode_is_seq(from) ? from->n : 0, sizeof(*r->from));
+	r->to = xcalloc(x, ynode_is_seq(to) ? to->n : 0, sizeof(*r->to));
+	r->when = xcalloc(x, ynode_is_seq(when) ? when->n : 0, sizeof(*r->when));
+	if (!r->from || !r->to || !r->when)
+		return;
+	for (int i = 0; ynode_is_seq(from) && i < from->n; i++)
+		source_extract(x, &r->from[r->nfrom++], ymap_get(from->items[i], "source"));
+	for (int i = 0; ynode_is_seq(to) && i < to->n; i++)
+		operation_extract(x, &r->to[r->nto++], ymap_get(to->items[i], "operation"));
+	for (int i = 0; ynode_is_seq(when) && i < when->n; i++)
+		condition_extract(x, &r->when[r->nwhen++], when->items[i]);
+}
+
+static void pa_extract(struct xctx *x, struct pa_obj *o, const struct objhead *h)
+{
+	const struct ynode *plm = ymap_get(h->spec, "portLevelMtls");
+
+	o->name = xdup(x, h->name);
+	o->ns = xdup(x, h->ns);
+	o->pos = h->pos;
+	o->creation_ts = xdup(x, ynode_text(ymap_get(h->meta, "creationTimestamp")));
+	kv_from_map(x, &o->selector, ymap_get(ymap_get(h->spec, "selector"), "matchLabels"));
+	o->mode = mtls_from_name(ymap_str(ymap_get(h->spec, "mtls"), "mode"));
+	o->ports = xcalloc(x, ynode_is_map(plm) ? plm->n : 0, sizeof(*o->ports));
+	for (int i = 0; o->ports && ynode_is_map(plm) && i < plm->n; i++) {
+		o->ports[o->nports].port = atoi(plm->pairs[i].key);
+		o->ports[o->nports++].mode = mtls_from_name(ymap_str(plm->pairs[i].val, "mode"));
+	}
+}
+
+static void ap_extract(struct xctx *x, struct ap_obj *o, const struct objhead *h)
+{
+	static const char *const actions[] = {"ALLOW", "DENY", "AUDIT", "CUSTOM"};
+	const struct ynode *sel = ymap_get(h->spec, "selector"),
+			   *rules = ymap_get(h->spec, "rules");
+	const char *action = ymap_str(h->spec, "action");
+
+	o->name = xdup(x, h->name);
+	o->ns = xdup(x, h->ns);
+	o->pos = h->pos;
+	o->creation_ts = xdup(x, ynode_text(ymap_get(h->meta, "creationTimestamp")));
+	o->has_selector = sel != NULL;
+	kv_from_map(x, &o->selector, ymap_get(sel, "matchLabels"));
+	o->has_target_ref = ymap_get(h->spec, "targetRef") || ymap_len(h->spec, "targetRefs") > 0;
+	for (int i = 0; action && i < 4; i++)
+		if (strcmp(action, actions[i]) == 0)
+			o->action = (enum ap_action)i;
+	o->provider = xdup(x, ymap_str(ymap_get(h->spec, "provider"), "name"));
+	o->has_rules = rules != NULL;
+	o->rules = xcalloc(x, ynode_is_seq(rules) ? rules->n : 0, sizeof(*o->rules));
+	for (int i = 0; o->rules && ynode_is_seq(rules) && i < rules->n; i++) {
+		struct ap_rule *r = &o->rules[o->nrules++];
+
+		r->pos.file = h->pos.file;
+		r->pos.line = rules->items[i]->line;
+		rule_extract(x, r, rules->items[i]);
+	}
+}
+
 static void other_extract(struct xctx *x, struct other_obj *o, const struct objhead *h)
 {
 	o->api_version = xdup(x, h->api_version);
@@ -698,6 +962,47 @@ static int add_other(struct mesh_config *c, struct vctx *v, struct other_obj *o)
 		       o->ns, o->name);
 }
 
+/*
+ * The typed copies of the security kinds, added next to their other_obj identity copy, which
+ * is the one that reports a same-file replacement; these follow it silently. `order` is the
+ * slot's index (a replacement keeps its slot, as kubectl keeps the object's age).
+ */
+#define ADD_TYPED(arr, n, obj, freefn, tag)                                                        \
+	do {                                                                                       \
+		int *_id = id_get(c, (tag), (obj)->ns, (obj)->name, true);                         \
+		int _i = *_id;                                                                     \
+		if (_i >= 0 && _i < (n) && (arr)[_i].pos.file == (obj)->pos.file) {                \
+			freefn(&(arr)[_i]);                                                        \
+			(arr)[_i] = *(obj);                                                        \
+			return 0;                                                                  \
+		}                                                                                  \
+		void *_slot = grow((void **)&(arr), &(n), sizeof(*(obj)));                         \
+		if (!_slot)                                                                        \
+			return -1;                                                                 \
+		memcpy(_slot, (obj), sizeof(*(obj)));                                              \
+		if (_i < 0)                                                                        \
+			*id_get(c, (tag), (obj)->ns, (obj)->name, true) = (n)-1;                   \
+		return 0;                                                                          \
+	} while (0)
+
+static int add_pa(struct mesh_config *c, struct pa_obj *o)
+{
+	ADD_TYPED(c->pas, c->npas, o, pa_free, "PeerAuthentication");
+}
+
+static int add_ap(struct mesh_config *c, struct ap_obj *o)
+{
+	ADD_TYPED(c->aps, c->naps, o, ap_free, "AuthorizationPolicy");
+}
+
+static void renumber_security(struct mesh_config *c)
+{
+	for (int i = 0; i < c->npas; i++)
+		c->pas[i].order = i;
+	for (int i = 0; i < c->naps; i++)
+		c->aps[i].order = i;
+}
+
 /* Copy a valid object into c; -1 when memory ran out (nothing added then). */
 static int add_object(struct mesh_config *c, struct vctx *v, const struct objhead *h)
 {
@@ -710,6 +1015,8 @@ static int add_object(struct mesh_config *c, struct vctx *v, const struct objhea
 		struct dr_obj dr;
 		struct other_obj other;
 	} o;
+	struct pa_obj pa = {0};
+	struct ap_obj ap = {0};
 	int rc;
 
 	memset(&o, 0, sizeof(o));
@@ -752,6 +1059,32 @@ static int add_object(struct mesh_config *c, struct vctx *v, const struct objhea
 		rc = x.oom ? -1 : add_dr(c, v, &o.dr);
 		if (rc < 0)
 			dr_free(&o.dr);
+		return rc;
+	case OBJ_PEERAUTHENTICATION:
+	case OBJ_AUTHORIZATIONPOLICY:
+		if (h->kind == OBJ_PEERAUTHENTICATION)
+			pa_extract(&x, &pa, h);
+		else
+			ap_extract(&x, &ap, h);
+		other_extract(&x, &o.other, h);
+		rc = x.oom ? -1 : 0;
+		if (rc == 0 && h->kind == OBJ_PEERAUTHENTICATION)
+			rc = add_pa(c, &pa);
+		else if (rc == 0)
+			rc = add_ap(c, &ap);
+		if (rc < 0) {
+			pa_free(&pa);
+			ap_free(&ap);
+			other_free(&o.other);
+			return rc;
+		}
+		renumber_security(c);
+		/* The identity copy: its id entry has a different tag, so the two arrays replace
+		 * (or append) in step; a failure here leaves an extra typed object, reported as
+		 * out of memory. */
+		rc = add_other(c, v, &o.other);
+		if (rc < 0)
+			other_free(&o.other);
 		return rc;
 	default:
 		other_extract(&x, &o.other, h);

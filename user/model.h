@@ -213,8 +213,94 @@ struct dr_obj {
 	int nexport_to;
 };
 
+/* ---------------- Istio security ---------------- */
+
+/*
+ * PeerAuthentication and AuthorizationPolicy as security.c evaluates them. Both kinds are also
+ * kept as other_obj entries (identity only), which is what duplicate detection and `lab` use.
+ * `order` is the load order (index in the array); security.c breaks Istio's "oldest wins" ties
+ * with creation_ts (absent = oldest, as Go's zero time), then namespace/name, then order.
+ */
+enum mtls_mode { MTLS_UNSET = 0, MTLS_DISABLE, MTLS_PERMISSIVE, MTLS_STRICT };
+
+struct pa_port_mtls {
+	int port; /* workload (target) port */
+	enum mtls_mode mode;
+};
+
+struct pa_obj {
+	char *name;
+	char *ns;
+	struct srcpos pos;
+	char *creation_ts; /* metadata.creationTimestamp as written (RFC 3339), may be NULL */
+	int order;
+	struct kvlist selector; /* spec.selector.matchLabels; empty = namespace/mesh-wide */
+	enum mtls_mode mode;	/* spec.mtls.mode; UNSET when absent */
+	struct pa_port_mtls *ports;
+	int nports;
+};
+
+/* An address prefix in one 128-bit space: IPv4 as v4-mapped ::ffff:a.b.c.d (len 96..128). */
+struct ip_prefix {
+	uint8_t ip[16]; /* host bits cleared */
+	int len;	/* 0..128 */
+	bool v4;	/* written as IPv4 (an IPv6 prefix never matches an IPv4 peer) */
+};
+
+/* The values of one match field, as written; cidr/port are parsed once at load for the
+ * fields that hold addresses or ports (parallel to v), NULL otherwise. */
+struct ap_values {
+	char **v;
+	int n;
+	struct ip_prefix *cidr;
+	int *port;
+};
+
+struct ap_source {
+	struct ap_values principals, not_principals, request_principals, not_request_principals,
+	    namespaces, not_namespaces, service_accounts, not_service_accounts, ip_blocks,
+	    not_ip_blocks, remote_ip_blocks, not_remote_ip_blocks;
+};
+
+struct ap_operation {
+	struct ap_values hosts, not_hosts, ports, not_ports, methods, not_methods, paths, not_paths;
+};
+
+struct ap_condition {
+	char *key;
+	struct ap_values values, not_values;
+};
+
+struct ap_rule {
+	struct srcpos pos;
+	struct ap_source *from;
+	int nfrom;
+	struct ap_operation *to;
+	int nto;
+	struct ap_condition *when;
+	int nwhen;
+};
+
+enum ap_action { AP_ALLOW = 0, AP_DENY, AP_AUDIT, AP_CUSTOM };
+
+struct ap_obj {
+	char *name;
+	char *ns;
+	struct srcpos pos;
+	char *creation_ts; /* as in pa_obj */
+	int order;
+	bool has_selector;	/* spec.selector present (matchLabels may still be empty) */
+	struct kvlist selector; /* spec.selector.matchLabels */
+	bool has_target_ref;	/* targetRef/targetRefs: for gateways/waypoints, not workloads */
+	enum ap_action action;
+	char *provider; /* CUSTOM provider.name, may be NULL */
+	bool has_rules; /* `rules` present at all (absent: ALLOW nothing, DENY nothing) */
+	struct ap_rule *rules;
+	int nrules;
+};
+
 /* Any other kind (Gateway, ServiceEntry, PeerAuthentication, AuthorizationPolicy, ...):
- * validated, then kept by identity only. Later capabilities add typed structs. */
+ * validated, then kept by identity only (the two security kinds also have typed copies). */
 struct other_obj {
 	char *api_version;
 	char *kind;
@@ -234,6 +320,10 @@ struct mesh_config {
 	int nvses;
 	struct dr_obj *drs;
 	int ndrs;
+	struct pa_obj *pas;
+	int npas;
+	struct ap_obj *aps;
+	int naps;
 	struct other_obj *others;
 	int nothers;
 	char **files; /* interned file names that srcpos.file points into */
@@ -277,6 +367,10 @@ int config_analyze(const struct mesh_config *c, struct diags *d);
  * Returns a heap string.
  */
 char *config_fqdn(const char *host, const char *ns);
+
+/* "10.0.0.0/8", "10.1.2.3" (/32), "2001:db8::/32", "::1" (/128) -> p (host bits cleared,
+ * IPv4 v4-mapped); 0, or -1 when s is neither an address nor a CIDR block. */
+int config_parse_prefix(const char *s, struct ip_prefix *p);
 
 /* Labels helpers. */
 const char *kv_get(const struct kvlist *l, const char *key);
