@@ -203,6 +203,57 @@ struct {
 	__uint(pinning, BM_PIN);
 } bm_events SEC(".maps");
 
+/* This node (one entry): where tunnelled connects go. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bm_node);
+	__uint(pinning, BM_PIN);
+} bm_node SEC(".maps");
+
+/* Workload address (and port) -> tunnel/STRICT/policy flags. Looked up by connect4 only for
+ * mesh connects that are no service, and by the inbound hook only for SYNs. The agent rewrites
+ * it whole on each config change; full: the agent's sync fails and says so. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, BM_MAX_WL);
+	__type(key, struct bm_wl_key);
+	__type(value, struct bm_wl);
+	__uint(pinning, BM_PIN);
+} bm_wl SEC(".maps");
+
+/* AuthorizationPolicy verdicts for plaintext connects (bpfmesh.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, BM_MAX_AUTHZ);
+	__type(key, struct bm_authz_key);
+	__type(value, struct bm_authz);
+	__uint(pinning, BM_PIN);
+} bm_authz SEC(".maps");
+
+/* The local agent's own connections to local workloads: a STRICT workload's pass. LRU so a
+ * crashed agent's entries age out instead of filling it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, BM_MAX_AGENTC);
+	__type(key, struct bm_conn4);
+	__type(value, __u64);
+	__uint(pinning, BM_PIN);
+} bm_agentc SEC(".maps");
+
+/* Tunnelled connection's client address -> real destination, for the agent's accept. LRU:
+ * an entry the agent never took (client gone first) ages out. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, BM_MAX_CONNS);
+	__type(key, struct bm_orig_key);
+	__type(value, struct bm_orig);
+	__uint(pinning, BM_PIN);
+} bm_orig SEC(".maps");
+
 static __always_inline void bm_count(__u32 stat)
 {
 	__u64 *v = bpf_map_lookup_elem(&bm_stats, &stat);

@@ -13,6 +13,7 @@
 #define IPPROTO_TCP_  6
 #define ECONNREFUSED_ 111
 #define EBUSY_	      16
+#define EPERM_	      1
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -76,6 +77,60 @@ static __always_inline void bm_write_dest(struct bpf_sock_addr *ctx, int v6, int
 	ctx->user_port = (__u32)be->port;
 }
 
+/* Istio ambient's agent ports: no workload has business connecting to them. */
+static __always_inline int bm_agent_port(__be16 port)
+{
+	__u16 p = bpf_ntohs(port);
+
+	return p == BM_PORT_OUTBOUND || p == BM_PORT_INBOUND || p == BM_PORT_HBONE ||
+	       p == BM_PORT_METRICS || p == BM_PORT_HEALTH;
+}
+
+/*
+ * Should this mesh connect go through the local agent's mTLS tunnel? The service path knows
+ * from the backend's flag; a connect to a bare address (no service) looks the address up.
+ * On yes, dst becomes the agent's outbound listener. IPv4 only: the tunnel carries IPv4.
+ */
+static __always_inline int bm_tunnel(const struct bm_svc_key *key, struct bm_pick *pick, int res,
+				     struct bm_backend *dst)
+{
+	struct bm_wl_key wk = {};
+	struct bm_node *node;
+	struct bm_wl *wl;
+	__u32 zero = 0;
+
+	if (key->proto != IPPROTO_TCP_ || key->family != BM_FAM_V4)
+		return 0;
+	if (res == BM_X_OK) {
+		if (!(pick->be.flags & BM_BE_F_TUNNEL) || pick->be.family != BM_FAM_V4)
+			return 0;
+	} else {
+		__builtin_memcpy(wk.addr, key->addr, 4);
+		wk.family = BM_FAM_V4;
+		wk.port = key->port;
+		wl = bpf_map_lookup_elem(&bm_wl, &wk);
+		if (!wl) {
+			wk.port = 0;
+			wl = bpf_map_lookup_elem(&bm_wl, &wk);
+		}
+		if (!wl || !(wl->flags & BM_WL_F_TUNNEL))
+			return 0;
+		__builtin_memcpy(pick->be.addr, key->addr, 16);
+		pick->be.port = key->port;
+		pick->be.family = BM_FAM_V4;
+	}
+	node = bpf_map_lookup_elem(&bm_node, &zero);
+	if (!node || !(node->flags & BM_NODE_F_TUNNEL))
+		return 0; /* no agent tunnel: plaintext, which a STRICT peer refuses */
+	__builtin_memset(dst, 0, sizeof(*dst));
+	__builtin_memcpy(dst->addr, node->addr4, 4);
+	dst->port = node->outbound_port;
+	dst->family = BM_FAM_V4;
+	/* The agent accepts every connect: its outcome says nothing of the backend. */
+	pick->sub_flags = (pick->sub_flags & ~BM_SUB_F_OUTLIER) | BM_CONN_F_TUNNEL;
+	return 1;
+}
+
 /* Translate; 1 = let the syscall go on, 0 = fail it with ECONNREFUSED (no backend). */
 static __always_inline int bm_sock_xlate(struct bpf_sock_addr *ctx, int v6, int is_sendmsg)
 {
@@ -83,15 +138,26 @@ static __always_inline int bm_sock_xlate(struct bpf_sock_addr *ctx, int v6, int 
 	struct bm_client cl = {};
 	struct bm_pick pick = {};
 	struct bm_sock rec = {};
-	int mapped, res;
+	struct bm_backend tun;
+	int mapped, res, tunnel = 0;
 
 	if (!bm_key_from_ctx(ctx, v6, &key, &mapped))
 		return 1;
+	if (bm_agent_port(key.port)) {
+		bm_count(BM_ST_AGENT_PORT);
+		bpf_set_retval(-EPERM_);
+		return 0;
+	}
 	bm_client_load(&cl, bpf_get_current_cgroup_id());
 	res = bm_xlate(&key, &cl, &pick);
+	if ((res == BM_X_OK || res == BM_X_MISS) && cl.in_mesh && !is_sendmsg)
+		tunnel = bm_tunnel(&key, &pick, res, &tun);
 	if (res == BM_X_MISS) {
-		bm_count(BM_ST_MISS);
-		return 1;
+		if (!tunnel) {
+			bm_count(BM_ST_MISS);
+			return 1;
+		}
+		res = BM_X_OK; /* a bare workload address, tunnelled */
 	}
 	if (res == BM_X_OVERFLOW) {
 		bm_count(BM_ST_POOL_OVERFLOW);
@@ -103,7 +169,7 @@ static __always_inline int bm_sock_xlate(struct bpf_sock_addr *ctx, int v6, int 
 		bpf_set_retval(-ECONNREFUSED_);
 		return 0;
 	}
-	bm_count(BM_ST_XLATE);
+	bm_count(tunnel ? BM_ST_TUNNELLED : BM_ST_XLATE);
 	if (!cl.in_mesh)
 		bm_count(BM_ST_NONMESH);
 
@@ -145,7 +211,7 @@ static __always_inline int bm_sock_xlate(struct bpf_sock_addr *ctx, int v6, int 
 			bm_count(BM_ST_SOCK_FULL);
 		}
 	}
-	bm_write_dest(ctx, v6, mapped, &pick.be);
+	bm_write_dest(ctx, v6, mapped, tunnel ? &tun : &pick.be);
 	return 1;
 }
 

@@ -13,6 +13,7 @@
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
 #include "lb.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -179,6 +180,45 @@ static __always_inline void bm_event(const struct bm_sock *st, __u32 type, __u64
 	bpf_ringbuf_submit(e, 0);
 }
 
+/* The client's address as the agent will see it on accept: a v4-mapped IPv6 socket's too. */
+static __always_inline void bm_orig_key(struct bpf_sock_ops *skops, struct bm_orig_key *k)
+{
+	/* both read unconditionally: a conditional read becomes ctx pointer arithmetic */
+	__u32 a4 = skops->local_ip4, a6 = skops->local_ip6[3], fam = skops->family;
+	__u32 port = skops->local_port; /* host order in sock_ops */
+	__u32 a;
+
+	asm volatile("" : "+r"(a4), "+r"(a6)); /* keep both loads as loads */
+	a = fam == 10 /* AF_INET6 */ ? a6 : a4;
+
+	__builtin_memcpy(k->addr, &a, 4);
+	k->port = bpf_htons((__u16)port);
+}
+
+/* A tunnelled connect: tell the agent where it was really going (bm_orig). */
+static __always_inline void bm_orig_put(struct bpf_sock_ops *skops, const struct bm_sock *st)
+{
+	struct bm_orig_key k = {};
+	struct bm_orig o = {};
+	struct bm_backend *be = 0;
+	__u32 bid = st->backend_id;
+
+	bm_orig_key(skops, &k);
+	if (bid)
+		be = bpf_map_lookup_elem(&bm_backend, &bid);
+	if (be) {
+		__builtin_memcpy(o.addr, be->addr, 4);
+		o.port = be->port;
+	} else {
+		__builtin_memcpy(o.addr, st->orig_addr, 4);
+		o.port = st->orig_port;
+	}
+	o.backend_id = bid;
+	o.svc_id = st->svc_id;
+	o.src_pod = st->src_pod;
+	bpf_map_update_elem(&bm_orig, &k, &o, BPF_ANY);
+}
+
 static __always_inline void bm_set_user_timeout(struct bpf_sock_ops *skops, int ms)
 {
 	bpf_setsockopt(skops, SOL_TCP_, TCP_USER_TIMEOUT_, &ms, sizeof(ms));
@@ -202,6 +242,8 @@ int bm_sockops(struct bpf_sock_ops *skops)
 		bm_pool_add(st, 1);
 		if (st->timeout_ms)
 			bm_set_user_timeout(skops, st->timeout_ms);
+		if (st->sub_flags & BM_CONN_F_TUNNEL)
+			bm_orig_put(skops, st);
 		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
 						     BPF_SOCK_OPS_STATE_CB_FLAG);
 		break;
@@ -250,6 +292,12 @@ int bm_sockops(struct bpf_sock_ops *skops)
 			 */
 			if (from == TCP_ESTABLISHED_ && rcvd == 0)
 				bm_count(BM_ST_RESET_NO_REPLY);
+		}
+		if (st->sub_flags & BM_CONN_F_TUNNEL) {
+			struct bm_orig_key ok = {};
+
+			bm_orig_key(skops, &ok);
+			bpf_map_delete_elem(&bm_orig, &ok); /* if the agent has not taken it */
 		}
 		bpf_map_delete_elem(&bm_sock, &cookie); /* the connection is over */
 		break;

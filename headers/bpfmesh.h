@@ -20,7 +20,7 @@
 #include "outlier.h"
 
 /* Bump when any struct below changes layout. */
-#define BM_MAP_ABI 5
+#define BM_MAP_ABI 6
 
 /* Sizes: every one a named constant, overridable at build time. */
 #ifndef BM_MAX_SERVICES
@@ -93,6 +93,9 @@ struct bm_route {
 #define BM_SUB_F_OUTLIER 1 /* outlier detection on: skip ejected hosts, record results */
 #define BM_SUB_F_POOL	 2 /* connectionPool.tcp.maxConnections set */
 #define BM_SUB_F_TIMEOUT 4 /* a connectTimeout to enforce */
+/* Not a subset flag: set in bm_sock.sub_flags of a connection sent through the local agent's
+ * mTLS tunnel (its SYN went to the agent, so its outcome says nothing about the backend). */
+#define BM_CONN_F_TUNNEL 8
 
 /* A subset: n backends at slots [first_slot, first_slot + n) of bm_slot. The flags say which
  * policy lookups a connect needs, so a subset without policy costs nothing extra. */
@@ -132,6 +135,9 @@ struct bm_cpool_key {
 };
 
 #define BM_BE_F_USED 1
+#define BM_BE_F_TUNNEL                                                                             \
+	2 /* a mesh workload on another node, mTLS not DISABLE: mesh clients reach                 \
+	   * it through the local agent's tunnel */
 
 /* An endpoint. Its id is stable for as long as the (addr, port) exists in config. */
 struct bm_backend {
@@ -187,6 +193,102 @@ struct bm_sock {
 	__u64 established_ns; /* when it was established (flow log durations) */
 };
 
+/*
+ * Zero trust (mTLS tunnel, PeerAuthentication, AuthorizationPolicy). Istio ambient's ports: a
+ * workload may not connect to any of them (connect4/6 refuse it).
+ */
+#define BM_PORT_OUTBOUND 15001 /* the agent's outbound listener: tunnelled connects go here */
+#define BM_PORT_INBOUND	 15006
+#define BM_PORT_HBONE	 15008 /* the agent's mTLS listener, for other nodes' agents */
+#define BM_PORT_METRICS	 15020
+#define BM_PORT_HEALTH	 15021
+
+#define BM_NODE_F_TUNNEL 1 /* the agent has certificates and listens: tunnel remote mesh traffic   \
+			    */
+
+/* bm_node[0]: this node, as the datapath needs it. */
+struct bm_node {
+	__u8 addr4[4];	      /* the node address the agent listens on */
+	__be16 outbound_port; /* BM_PORT_OUTBOUND, network order */
+	__u16 flags;	      /* BM_NODE_F_* */
+};
+
+/* bm_wl: what the datapath knows about a workload address, per port; port 0 is every port
+ * without an entry of its own (portLevelMtls makes port entries). */
+#define BM_WL_F_TUNNEL 1 /* remote mesh workload: mesh clients dialing it directly are tunnelled   \
+			  */
+#define BM_WL_F_STRICT                                                                             \
+	2		/* local workload, STRICT: plaintext only from the local agent and from    \
+			 * local mesh pods (whose identity the kernel attests) */
+#define BM_WL_F_AUTHZ 4 /* local workload under AuthorizationPolicy: bm_authz decides plaintext */
+#define BM_WL_F_MESH  8 /* local pod in the mesh */
+
+struct bm_wl_key {
+	__u8 addr[16]; /* IPv4 in the first 4 bytes, like bm_svc_key */
+	__be16 port;   /* 0 = any port */
+	__u8 family;
+	__u8 pad;
+};
+
+struct bm_wl {
+	__u32 flags;  /* BM_WL_F_* */
+	__u32 pod_id; /* bm_pod.pod_id: the bm_authz tables are keyed by it */
+};
+
+/*
+ * bm_authz: AuthorizationPolicy compiled for plaintext connections to local workloads, as an
+ * LPM trie over (pod, port, source address). The agent evaluates Istio's rules once per
+ * address prefix the policies name (user/security.h), so the kernel does one longest-prefix
+ * lookup per SYN. port 0 holds the verdicts for ports no policy names. Addresses are IPv6,
+ * IPv4 as v4-mapped.
+ */
+#define BM_AUTHZ_FIXED_BITS 64 /* pod_id + port + pad: always matched whole */
+struct bm_authz_key {
+	__u32 prefixlen; /* BM_AUTHZ_FIXED_BITS + address bits */
+	__u32 pod_id;
+	__be16 port;
+	__u16 pad;
+	__u8 addr[16];
+};
+
+#define BM_AUTHZ_ALLOW 0
+#define BM_AUTHZ_DENY  1
+struct bm_authz {
+	__u32 verdict;	 /* BM_AUTHZ_* */
+	__u32 policy_id; /* what decided (bm_names BM_NAME_POLICY), 0 = no policy matched */
+};
+
+/* bm_agentc: connections the local agent opens to local workloads (tunnel delivery), which
+ * a STRICT workload accepts in plaintext. The agent adds the 4-tuple before its SYN leaves. */
+struct bm_conn4 {
+	__u8 saddr[4];
+	__u8 daddr[4];
+	__be16 sport;
+	__be16 dport;
+};
+
+/* bm_orig: a tunnelled connection's real destination, keyed by the client's address as the
+ * agent sees it on accept (sockops writes it when the SYN leaves). */
+struct bm_orig_key {
+	__u8 addr[4];
+	__be16 port;
+	__u16 pad;
+};
+
+struct bm_orig {
+	__u8 addr[4]; /* backend address (network order) */
+	__be16 port;
+	__u16 pad;
+	__u32 backend_id; /* 0 when dialed by address, not through a service */
+	__u32 svc_id;
+	__u32 src_pod;
+	__u32 pad2;
+};
+
+#define BM_MAX_WL     65536
+#define BM_MAX_AUTHZ  65536
+#define BM_MAX_AGENTC 65536 /* LRU: a crashed agent's leftovers age out */
+
 /* UDP reverse translation for recvmsg: keyed by socket cookie and the backend address. */
 struct bm_udp_key {
 	__u64 cookie;
@@ -231,6 +333,7 @@ enum bm_event_type {
 	BM_EV_CLOSE = 2, /* established connection closed: bytes and duration */
 	BM_EV_FAIL = 3,	 /* connect refused or timed out */
 	BM_EV_EJECT = 4, /* the backend was ejected by outlier detection */
+	BM_EV_DENY = 5,	 /* a plaintext SYN dropped: STRICT peer or AuthorizationPolicy */
 };
 
 struct bm_event {
@@ -243,6 +346,13 @@ struct bm_event {
 	__u64 bytes_received;
 	__u64 duration_ns; /* close: since established; fail: since the SYN */
 	__u64 cookie;	   /* socket cookie: ties a close to its open */
+	/* BM_EV_DENY: the source, the destination pod (backend_id = its pod id) and port, and
+	 * the policy that denied (0 = STRICT mTLS, no policy) */
+	__u8 peer_addr[16];
+	__be16 port;
+	__u8 family;
+	__u8 pad;
+	__u32 policy_id;
 };
 
 #define BM_EVENTS_BYTES (1 << 20) /* ring buffer size; full: events dropped (counted) */
@@ -282,6 +392,10 @@ enum bm_stat {
 	BM_ST_SOCK_FULL,       /* bm_sock full: a connection went on without its record */
 	BM_ST_RESET_NO_REPLY,  /* connections reset before any byte came back (a 503) */
 	BM_ST_EVENTS_LOST,     /* flow log events dropped: ring buffer full */
+	BM_ST_TUNNELLED,       /* connects sent to the local agent's mTLS tunnel */
+	BM_ST_STRICT_DROP,     /* plaintext SYNs to a STRICT workload dropped */
+	BM_ST_AUTHZ_DENY,      /* plaintext SYNs dropped by AuthorizationPolicy */
+	BM_ST_AGENT_PORT,      /* workload connects to the agent's ports refused */
 	BM_ST_MAX,
 };
 
@@ -291,6 +405,7 @@ enum bm_stat {
 #define BM_NAME_SUBSET	2
 #define BM_NAME_POD	3 /* pod id -> "namespace/workload/pod" */
 #define BM_NAME_BACKEND 4 /* backend id -> "namespace/workload/pod/version" */
+#define BM_NAME_POLICY	5 /* AuthorizationPolicy id -> "namespace/name" */
 #define BM_NAME_LEN	96
 struct bm_name_key {
 	__u32 kind; /* BM_NAME_* */
@@ -321,5 +436,10 @@ struct bm_name {
 #define BM_MAP_SOCKUDP bm_sock_udp
 #define BM_MAP_TRAFFIC bm_traffic
 #define BM_MAP_EVENTS  bm_events
+#define BM_MAP_NODE    bm_node
+#define BM_MAP_WL      bm_wl
+#define BM_MAP_AUTHZ   bm_authz
+#define BM_MAP_AGENTC  bm_agentc
+#define BM_MAP_ORIG    bm_orig
 
 #endif /* BPFMESH_H */

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <sched.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -26,7 +27,10 @@
 #include "agent.h"
 #include "log.h"
 #include "metrics.h"
+#include "secsync.h"
 #include "sync.h"
+#include "tunnel.h"
+#include "validate.h"
 
 #define RELOAD_DEBOUNCE_MS 30
 
@@ -44,6 +48,11 @@ struct agent {
 	const char *metrics_addr, *health_addr;
 	int lfd[2]; /* listening sockets: metrics, health (-1 if not bound) */
 	uint64_t ticks;
+	/* zero trust */
+	struct tunnel_opts topts;
+	const char *netns; /* network namespace of the node address (lab); NULL: our own */
+	struct secsync *sec;
+	struct tunnel *tun;
 };
 
 int agent_run_dir(char *buf, size_t len, const char *node)
@@ -218,6 +227,8 @@ struct pod_scan {
 	const struct mesh_config *c;
 	struct sync_pod *pods;
 	int n, cap;
+	const struct workload_obj **local; /* distinct pods found (their own cgroups) */
+	int nlocal, caplocal;
 };
 
 static void scan_add(struct pod_scan *ps, __u64 cgroup_id, const struct workload_obj *w)
@@ -260,6 +271,14 @@ static void scan_dir(struct pod_scan *ps, const char *dir, int depth,
 		if (w && !pod) { /* the pod's own cgroup: name the pod for the CLI, once */
 			char wl[256];
 
+			if (ps->nlocal == ps->caplocal) {
+				ps->caplocal = ps->caplocal ? 2 * ps->caplocal : 16;
+				ps->local = realloc(ps->local, ps->caplocal * sizeof(*ps->local));
+				if (!ps->local)
+					abort();
+			}
+			ps->local[ps->nlocal++] = w;
+
 			metrics_workload_name(w, wl, sizeof(wl));
 			put_name4(ps->a->sync, BM_NAME_POD, metrics_pod_id(w->ns, w->name), w->ns,
 				  wl, w->name, kv_get(&w->labels, "version"));
@@ -284,7 +303,9 @@ static void sync_pods(struct agent *a, const struct mesh_config *c)
 		pr_warn("bm_pod full: %d local pod cgroups, capacity %d; the rest are unmatched",
 			ps.n, BM_MAX_PODS);
 	sync_set_pods(a->sync, ps.pods, ps.n > BM_MAX_PODS ? BM_MAX_PODS : ps.n);
+	secsync_workloads(a->sec, c, a->applied_gen, ps.local, ps.nlocal);
 	free(ps.pods);
+	free(ps.local);
 }
 
 /* ---------- applying config ---------- */
@@ -314,10 +335,13 @@ static void reload(struct agent *a)
 	} else {
 		config_free(a->current);
 		a->current = c;
+		a->applied_gen++;
+		secsync_backends(a->sec, a->sync, c, &t);
+		if (a->tun)
+			tunnel_set_config(a->tun, c);
 		sync_pods(a, c);
 		a->loaded = 1;
 		sync_set_meta(a->sync, 1, 1);
-		a->applied_gen++;
 		pr_info("applied config: %d service ports (%d written, %d unchanged, %d removed), "
 			"%d backends, in %llu ms",
 			t.nservices, res.services_written, res.services_unchanged,
@@ -410,6 +434,8 @@ static void serve_one(struct agent *a, int lfd)
 		ctype = "text/plain; version=0.0.4; charset=utf-8";
 		if (a->current)
 			metrics_render(&a->fds, a->current, a->pin_dir, m);
+		if (a->tun)
+			tunnel_metrics(a->tun, m);
 	} else if (!strcmp(path, "/healthz/ready")) {
 		bool ok = agent_is_ready(a);
 
@@ -466,11 +492,10 @@ static int loop(struct agent *a)
 		return 1;
 	}
 	for (;;) {
-		struct pollfd p[5] = {{ifd, POLLIN, 0},
-				      {sfd, POLLIN, 0},
-				      {tfd, POLLIN, 0},
-				      {a->lfd[0], POLLIN, 0},
-				      {a->lfd[1], POLLIN, 0}};
+		struct pollfd p[6] = {
+		    {ifd, POLLIN, 0},	    {sfd, POLLIN, 0},
+		    {tfd, POLLIN, 0},	    {a->lfd[0], POLLIN, 0},
+		    {a->lfd[1], POLLIN, 0}, {a->tun ? tunnel_fd(a->tun) : -1, POLLIN, 0}};
 		int timeout = -1;
 		char buf[4096] __attribute__((aligned(8)));
 
@@ -479,8 +504,10 @@ static int loop(struct agent *a)
 
 			timeout = reload_at > n ? (int)(reload_at - n) : 0;
 		}
-		if (poll(p, 5, timeout) < 0 && errno != EINTR)
+		if (poll(p, 6, timeout) < 0 && errno != EINTR)
 			return 1;
+		if (p[5].fd >= 0 && (p[5].revents & POLLIN))
+			tunnel_run(a->tun);
 		for (int i = 3; i < 5; i++)
 			if (p[i].fd >= 0 && (p[i].revents & POLLIN))
 				serve_one(a, p[i].fd);
@@ -509,6 +536,8 @@ static int loop(struct agent *a)
 			sync_health_tick(a->sync, now_ms() * 1000000ULL);
 			if (a->current && ++a->ticks % 10 == 0) /* pods: once a second */
 				sync_pods(a, a->current);
+			if (a->tun && a->ticks % 10 == 0)
+				tunnel_tick(a->tun, time(NULL));
 			if (a->ticks % 300 == 0) /* every 30 s: records no sockops will free */
 				sync_sweep_socks(a->sync, now_ms() * 1000000ULL, 30000000000ULL);
 		}
@@ -519,14 +548,82 @@ static int loop(struct agent *a)
 	}
 }
 
+/* The trust domain a CA directory was made for (bpfmesh ca init writes it). */
+static void read_trust_domain(const char *dir, char *td, size_t len)
+{
+	char path[600];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/trust-domain", dir);
+	f = fopen(path, "r");
+	if (f && fgets(td, (int)len, f))
+		td[strcspn(td, "\r\n")] = 0;
+	if (f)
+		fclose(f);
+}
+
+/* Kernel state for PeerAuthentication/AuthorizationPolicy, and the mTLS tunnel when certs
+ * are configured. The tunnel's sockets live in the node address's netns (the lab's node
+ * namespaces; the host's own on a real node), entered after the metrics listeners. */
+static int start_zero_trust(struct agent *a, char *td, size_t tdlen)
+{
+	struct secsync_opts so = {.root_ns = a->topts.root_ns, .node_ip = a->topts.node_ip};
+	bool want_tunnel = a->topts.ca_dir || a->topts.certs_dir;
+
+	if (!a->topts.trust_domain) {
+		if (a->topts.ca_dir)
+			read_trust_domain(a->topts.ca_dir, td, tdlen);
+		a->topts.trust_domain = td[0] ? td : "cluster.local";
+	}
+	if (want_tunnel && !a->topts.node_ip) {
+		fprintf(stderr, "bpfmesh agent: --ca-dir/--certs-dir need --node-ip\n");
+		return -1;
+	}
+	if (a->netns) {
+		int fd = open(a->netns, O_RDONLY | O_CLOEXEC);
+
+		if (fd < 0 || setns(fd, CLONE_NEWNET)) {
+			pr_warn("netns %s: %s", a->netns, strerror(errno));
+			if (fd >= 0)
+				close(fd);
+			return -1;
+		}
+		close(fd);
+	}
+	a->topts.node = a->node;
+	a->topts.run_dir = a->run_dir;
+	a->topts.fds = &a->fds;
+	if (want_tunnel) {
+		a->tun = tunnel_new(&a->topts);
+		if (!a->tun)
+			return -1;
+	}
+	so.trust_domain = a->topts.trust_domain;
+	so.tunnel = a->tun != NULL;
+	a->sec = secsync_new(&a->fds, &so);
+	return a->sec ? 0 : -1;
+}
+
 static void usage(void)
 {
-	fprintf(stderr,
-		"usage: bpfmesh agent --config-dir DIR --cgroup CGROUP_DIR --node NAME "
-		"[--bpffs DIR] [--unmatched-cgroups mesh|plain]\n"
-		"  processes in CGROUP_DIR that are in no <namespace>_<pod> child cgroup of "
-		"a\n  known Pod are mesh clients (default) or plain ones (even spread, no "
-		"policy)\n");
+	fprintf(
+	    stderr,
+	    "usage: bpfmesh agent --config-dir DIR --cgroup CGROUP_DIR --node NAME "
+	    "[--bpffs DIR] [--unmatched-cgroups mesh|plain]\n"
+	    "  processes in CGROUP_DIR that are in no <namespace>_<pod> child cgroup of "
+	    "a\n  known Pod are mesh clients (default) or plain ones (even spread, no "
+	    "policy)\n"
+	    "  [--metrics-addr ADDR:PORT] [--health-addr ADDR:PORT]\n"
+	    "mTLS between nodes (needs --node-ip and one of --ca-dir / --certs-dir):\n"
+	    "  --node-ip IP          this node's address: the tunnel listens there (15001, 15008)\n"
+	    "  --netns PATH          network namespace that holds --node-ip (default: ours)\n"
+	    "  --ca-dir DIR          issue workload certificates from this mesh CA "
+	    "(bpfmesh ca init)\n"
+	    "  --certs-dir DIR       or read them: DIR/<ns>/<sa>/ in cert-manager or SPIRE "
+	    "layout,\n                        trust bundle DIR/ca.crt or DIR/bundle.pem\n"
+	    "  --trust-domain TD     default: DIR/trust-domain of --ca-dir, else cluster.local\n"
+	    "  --cert-ttl DURATION   workload certificate lifetime (default 24h; renewed at half)\n"
+	    "  --root-namespace NS   Istio root namespace (default istio-system)\n");
 }
 
 int cmd_agent(int argc, char **argv)
@@ -538,13 +635,23 @@ int cmd_agent(int argc, char **argv)
 					     {"unmatched-cgroups", required_argument, 0, 'u'},
 					     {"metrics-addr", required_argument, 0, 'm'},
 					     {"health-addr", required_argument, 0, 'H'},
+					     {"node-ip", required_argument, 0, 'I'},
+					     {"netns", required_argument, 0, 'N'},
+					     {"ca-dir", required_argument, 0, 'C'},
+					     {"certs-dir", required_argument, 0, 'D'},
+					     {"trust-domain", required_argument, 0, 'T'},
+					     {"cert-ttl", required_argument, 0, 'L'},
+					     {"root-namespace", required_argument, 0, 'R'},
 					     {"help", no_argument, 0, 'h'},
 					     {0, 0, 0, 0}};
 	struct agent a = {.bpffs = "/sys/fs/bpf",
 			  .unmatched_mesh = true,
 			  .metrics_addr = "0.0.0.0:15020",
 			  .health_addr = "0.0.0.0:15021",
-			  .lfd = {-1, -1}};
+			  .lfd = {-1, -1},
+			  .topts = {.root_ns = "istio-system", .cert_ttl_s = 24 * 3600}};
+	char td[256] = "";
+	int64_t ns;
 	int o, lock, rc;
 
 	optind = 1;
@@ -567,6 +674,34 @@ int cmd_agent(int argc, char **argv)
 			break;
 		case 'H':
 			a.health_addr = optarg;
+			break;
+		case 'I':
+			a.topts.node_ip = optarg;
+			break;
+		case 'N':
+			a.netns = optarg;
+			break;
+		case 'C':
+			a.topts.ca_dir = optarg;
+			break;
+		case 'D':
+			a.topts.certs_dir = optarg;
+			break;
+		case 'T':
+			a.topts.trust_domain = optarg;
+			break;
+		case 'R':
+			a.topts.root_ns = optarg;
+			break;
+		case 'L':
+			if (parse_duration_ns(optarg, &ns) || ns < 1000000000LL) {
+				fprintf(stderr,
+					"bpfmesh agent: --cert-ttl %s: want a duration of "
+					"at least 1s, like 24h or 10s\n",
+					optarg);
+				return 2;
+			}
+			a.topts.cert_ttl_s = ns / 1000000000LL;
 			break;
 		case 'u':
 			if (strcmp(optarg, "mesh") && strcmp(optarg, "plain")) {
@@ -602,8 +737,12 @@ int cmd_agent(int argc, char **argv)
 	pr_info("node %s: attached to %s, pins in %s", a.node, a.cgroup, a.pin_dir);
 	a.lfd[0] = listen_on(a.metrics_addr);
 	a.lfd[1] = listen_on(a.health_addr);
+	if (start_zero_trust(&a, td, sizeof(td)))
+		return 1;
 	reload(&a);
 	rc = loop(&a);
+	tunnel_free(a.tun);
+	secsync_free(a.sec);
 	sync_free(a.sync);
 	dp_close(a.dp);
 	config_free(a.current);

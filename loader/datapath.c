@@ -22,6 +22,7 @@
 #include "log.h"
 #include "sock_lb.skel.h"
 #include "sockops.skel.h"
+#include "inbound.skel.h"
 
 #define STR_(x) #x
 #define STR(x)	STR_(x)
@@ -29,12 +30,13 @@
 struct dp {
 	struct sock_lb_bpf *lb;
 	struct sockops_bpf *ops;
+	struct inbound_bpf *in;
 };
 
 /* Every program we attach, in the order they are attached. */
 static const char *const dp_progs[] = {
     "bm_connect4",     "bm_connect6", "bm_sendmsg4", "bm_sendmsg6", "bm_getpeername4",
-    "bm_getpeername6", "bm_recvmsg4", "bm_recvmsg6", "bm_sockops",
+    "bm_getpeername6", "bm_recvmsg4", "bm_recvmsg6", "bm_sockops",  "bm_ingress",
 };
 #define DP_NPROGS (sizeof(dp_progs) / sizeof(dp_progs[0]))
 
@@ -60,6 +62,12 @@ static const struct {
     {STR(BM_MAP_CPOOL), offsetof(struct bm_mapfds, cpool)},
     {STR(BM_MAP_SOCK), offsetof(struct bm_mapfds, sock)},
     {STR(BM_MAP_TRAFFIC), offsetof(struct bm_mapfds, traffic)},
+    {STR(BM_MAP_NODE), offsetof(struct bm_mapfds, node)},
+    {STR(BM_MAP_WL), offsetof(struct bm_mapfds, wl)},
+    {STR(BM_MAP_AUTHZ), offsetof(struct bm_mapfds, authz)},
+    {STR(BM_MAP_AGENTC), offsetof(struct bm_mapfds, agentc)},
+    {STR(BM_MAP_ORIG), offsetof(struct bm_mapfds, orig)},
+    {STR(BM_MAP_EVENTS), -1},
     {STR(BM_MAP_SOCKUDP), -1},
     {STR(BM_MAP_UDP), -1},
 };
@@ -211,11 +219,18 @@ struct dp *dp_load_attach(const char *pin_dir, const char *cgroup_dir)
 		pr_warn("load sockops program failed (see libbpf output above)");
 		goto fail;
 	}
+	dp->in = inbound_bpf__open_opts(&opts);
+	if (!dp->in || (err = inbound_bpf__load(dp->in))) {
+		pr_warn("load inbound program failed (see libbpf output above)");
+		goto fail;
+	}
 	/* On cgroup v2 the cgroup id is the directory's inode number. */
 	bpf_object__for_each_program(
 	    prog, dp->lb->obj) if (attach_one(prog, cg_fd, st.st_ino, pin_dir)) goto fail;
 	bpf_object__for_each_program(
 	    prog, dp->ops->obj) if (attach_one(prog, cg_fd, st.st_ino, pin_dir)) goto fail;
+	bpf_object__for_each_program(
+	    prog, dp->in->obj) if (attach_one(prog, cg_fd, st.st_ino, pin_dir)) goto fail;
 	close(cg_fd);
 	return dp;
 fail:
@@ -245,6 +260,7 @@ void dp_close(struct dp *dp)
 {
 	if (!dp)
 		return;
+	inbound_bpf__destroy(dp->in);
 	sockops_bpf__destroy(dp->ops);
 	sock_lb_bpf__destroy(dp->lb);
 	free(dp);

@@ -13,7 +13,7 @@
 /* File descriptors of the shared maps; -1 when not open. */
 struct bm_mapfds {
 	int svc, route, subset, slot, backend, bstate, rr, pod, meta, stats, names, policy, health,
-	    cpool, sock, traffic;
+	    cpool, sock, traffic, node, wl, authz, agentc, orig;
 };
 
 struct dp;

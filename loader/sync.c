@@ -524,6 +524,16 @@ void put_name4(struct sync *s, uint32_t kind, uint32_t id, const char *a, const 
 	bpf_map_update_elem(s->fds.names, &k, &v, BPF_ANY);
 }
 
+uint32_t sync_backend_lookup(struct sync *s, const struct rs_backend *b)
+{
+	uint8_t k[HKEY];
+	int *idx;
+
+	be_key(k, b->addr, htons(b->port), b->family);
+	idx = h_get(&s->be_index, k);
+	return idx ? (uint32_t)*idx : 0;
+}
+
 static uint32_t backend_id(struct sync *s, const struct rs_backend *b)
 {
 	uint16_t port = htons(b->port);

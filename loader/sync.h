@@ -47,6 +47,9 @@ int sync_recover(struct sync *s);
  */
 int sync_apply(struct sync *s, const struct rs_table *t, struct diags *d, struct sync_result *res);
 
+/* The id of a backend in force, 0 if it has none. */
+uint32_t sync_backend_lookup(struct sync *s, const struct rs_backend *b);
+
 /* Replace the contents of bm_pod with pods (n entries). */
 int sync_set_pods(struct sync *s, const struct sync_pod *pods, int n);
 

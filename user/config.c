@@ -175,6 +175,7 @@ static void wl_free(struct workload_obj *o)
 	free(o->ports);
 	kvlist_free(&o->env);
 	free(o->node_name);
+	free(o->host_ip);
 	free(o->uid);
 	for (int i = 0; i < 2; i++)
 		free(o->addresses[i]);
@@ -448,6 +449,7 @@ static void pod_extract(struct xctx *x, struct workload_obj *w, const struct obj
 			w->addresses[w->naddresses++] = xdup(x, ymap_str(ips->items[i], "ip"));
 	if (!w->naddresses && ymap_str(st, "podIP"))
 		w->addresses[w->naddresses++] = xdup(x, ymap_str(st, "podIP"));
+	w->host_ip = xdup(x, ymap_str(st, "hostIP"));
 }
 
 static void we_extract(struct xctx *x, struct workload_obj *w, const struct objhead *h)

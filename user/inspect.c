@@ -94,6 +94,10 @@ static void print_stats(const char *pin_dir)
 	    [BM_ST_SOCK_FULL] = "connections without a record (bm_sock full)",
 	    [BM_ST_RESET_NO_REPLY] = "connections reset before any reply",
 	    [BM_ST_EVENTS_LOST] = "flow log events lost (ring buffer full)",
+	    [BM_ST_TUNNELLED] = "sent through the mTLS tunnel",
+	    [BM_ST_STRICT_DROP] = "dropped: plaintext to STRICT",
+	    [BM_ST_AUTHZ_DENY] = "dropped: AuthorizationPolicy",
+	    [BM_ST_AGENT_PORT] = "refused: agent port",
 	};
 	int ncpu = libbpf_num_possible_cpus();
 	struct bm_mapfds f;

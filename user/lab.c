@@ -31,9 +31,11 @@
 #include <sys/wait.h>
 #include <bpf/bpf.h>
 #include "agent.h"
+#include "ca.h"
 #include "cli.h"
 #include "echo.h"
 #include "resolve.h"
+#include "validate.h"
 
 #define LAB_ROOT       "/run/bpfmesh/lab"
 #define LAB_MAX_NODES  200
@@ -169,6 +171,8 @@ struct lab {
 	char config[600];
 	char cg_root[256]; /* <cgroup2>/bpfmesh-<lab> */
 	const char *bpffs;
+	long cert_ttl_s; /* workload certificate lifetime the agents use */
+	int mtls;	 /* 1: agents run the mTLS tunnel (the lab's CA in <dir>/ca) */
 	struct lab_node nodes[LAB_MAX_NODES];
 	int nnodes;
 	struct lab_pod *pods;
@@ -209,7 +213,7 @@ static int state_save(const struct lab *l)
 	char path[700];
 	int rc;
 
-	bprintf(&b, "lab %s %s\n", l->name, l->bpffs);
+	bprintf(&b, "lab %s %s %ld %d\n", l->name, l->bpffs, l->cert_ttl_s, l->mtls);
 	for (int i = 0; i < l->nnodes; i++)
 		bprintf(&b, "node %s %d %d %d %d\n", l->nodes[i].name, l->nodes[i].index,
 			l->nodes[i].agent_pid, l->nodes[i].metrics_port, l->nodes[i].health_port);
@@ -247,7 +251,7 @@ static int state_load(struct lab *l)
 		struct lab_node *n = &l->nodes[l->nnodes];
 		struct lab_pod p = {0};
 
-		if (sscanf(line, "lab %*s %255s", bpffs) == 1) {
+		if (sscanf(line, "lab %*s %255s %ld %d", bpffs, &l->cert_ttl_s, &l->mtls) >= 1) {
 			l->bpffs = strdup(bpffs);
 		} else if (l->nnodes < LAB_MAX_NODES &&
 			   sscanf(line, "node %63s %d %d %d %d", n->name, &n->index, &n->agent_pid,
@@ -411,7 +415,8 @@ static int free_port(void)
 
 static int agent_start(struct lab *l, struct lab_node *n)
 {
-	char an[256], cg[400], log[700], self[600], maddr[64], haddr[64];
+	char an[256], cg[400], log[700], self[600], maddr[64], haddr[64], nip[32], ns[300],
+	    nsp[320], ca[700], ttl[32];
 	pid_t pid;
 	ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
 
@@ -427,14 +432,26 @@ static int agent_start(struct lab *l, struct lab_node *n)
 		n->health_port = free_port();
 	snprintf(maddr, sizeof(maddr), "127.0.0.1:%d", n->metrics_port);
 	snprintf(haddr, sizeof(haddr), "127.0.0.1:%d", n->health_port);
+	snprintf(nip, sizeof(nip), "10.244.255.%d", n->index);
+	netns_node(l, n->name, ns, sizeof(ns));
+	snprintf(nsp, sizeof(nsp), "/run/netns/%s", ns);
+	snprintf(ca, sizeof(ca), "%s/ca", l->dir);
+	snprintf(ttl, sizeof(ttl), "%lds", l->cert_ttl_s > 0 ? l->cert_ttl_s : 86400);
 	pid = fork();
 	if (pid < 0)
 		return -1;
 	if (pid == 0) {
 		daemon_stdio(log);
-		execl(self, self, "agent", "--config-dir", l->config, "--cgroup", cg, "--node", an,
-		      "--bpffs", l->bpffs, "--metrics-addr", maddr, "--health-addr", haddr,
-		      (char *)NULL);
+		if (l->mtls)
+			execl(self, self, "agent", "--config-dir", l->config, "--cgroup", cg,
+			      "--node", an, "--bpffs", l->bpffs, "--metrics-addr", maddr,
+			      "--health-addr", haddr, "--node-ip", nip, "--netns", nsp, "--ca-dir",
+			      ca, "--cert-ttl", ttl, (char *)NULL);
+		else
+			execl(self, self, "agent", "--config-dir", l->config, "--cgroup", cg,
+			      "--node", an, "--bpffs", l->bpffs, "--metrics-addr", maddr,
+			      "--health-addr", haddr, "--node-ip", nip, "--netns", nsp,
+			      (char *)NULL);
 		_exit(127);
 	}
 	n->agent_pid = pid;
@@ -783,9 +800,9 @@ static int write_pod_object(struct lab *l, const struct lab_pod *p, const struct
 		bprintf(&b, "}");
 	}
 	bprintf(&b,
-		"]}]},\n \"status\": {\"podIP\": \"%s\", \"podIPs\": [{\"ip\": \"%s\"}, "
-		"{\"ip\": \"%s\"}]}}\n",
-		v4, v4, v6);
+		"]}]},\n \"status\": {\"hostIP\": \"10.244.255.%d\", \"podIP\": \"%s\", "
+		"\"podIPs\": [{\"ip\": \"%s\"}, {\"ip\": \"%s\"}]}}\n",
+		node_find(l, p->node) ? node_find(l, p->node)->index : 0, v4, v4, v6);
 	snprintf(path, sizeof(path), "%s/Pod.%s.%s.json", l->config, p->ns, p->name);
 	rc = write_file(path, b.p, b.n);
 	free(b.p);
@@ -1129,6 +1146,8 @@ struct lab_args {
 	char **files;
 	int nfiles;
 	int argi; /* first positional argument */
+	long cert_ttl_s;
+	int mtls;
 };
 
 static int parse_args(int argc, char **argv, struct lab_args *a)
@@ -1137,12 +1156,17 @@ static int parse_args(int argc, char **argv, struct lab_args *a)
 					     {"bpffs", required_argument, 0, 'b'},
 					     {"namespace", required_argument, 0, 'n'},
 					     {"file", required_argument, 0, 'f'},
+					     {"mtls", required_argument, 0, 'M'},
+					     {"cert-ttl", required_argument, 0, 'T'},
 					     {0, 0, 0, 0}};
+	int64_t ns;
 	int o;
 
 	memset(a, 0, sizeof(*a));
 	a->name = "lab";
 	a->ns = "default";
+	a->mtls = 1;
+	a->cert_ttl_s = 86400;
 	a->files = calloc(argc + 1, sizeof(char *));
 	optind = 1;
 	/* argv ends before any "--" (the caller cuts it), so options may come anywhere */
@@ -1159,6 +1183,23 @@ static int parse_args(int argc, char **argv, struct lab_args *a)
 			break;
 		case 'f':
 			a->files[a->nfiles++] = optarg;
+			break;
+		case 'M':
+			if (strcmp(optarg, "on") && strcmp(optarg, "off")) {
+				fprintf(stderr, "lab: --mtls on|off\n");
+				return -1;
+			}
+			a->mtls = !strcmp(optarg, "on");
+			break;
+		case 'T':
+			if (parse_duration_ns(optarg, &ns) || ns < 1000000000LL) {
+				fprintf(stderr,
+					"lab: --cert-ttl %s: want a duration of at least "
+					"1s\n",
+					optarg);
+				return -1;
+			}
+			a->cert_ttl_s = ns / 1000000000LL;
 			break;
 		default:
 			return -1;
@@ -1249,11 +1290,23 @@ static int lab_up(struct lab_args *a)
 		return 1;
 	}
 	if (a->nfiles == 0) {
-		fprintf(stderr, "usage: bpfmesh lab up -f FILE... [--name LAB]\n");
+		fprintf(stderr, "usage: bpfmesh lab up -f FILE... [--name LAB] [--mtls on|off] "
+				"[--cert-ttl DURATION]\n");
 		return 2;
 	}
+	l.mtls = a->mtls;
+	l.cert_ttl_s = a->cert_ttl_s;
 	if (sh("mkdir -p '%s'", l.config) || fabric_up(&l) || state_save(&l))
 		goto fail;
+	if (l.mtls) { /* the lab's own mesh CA, like istiod's */
+		char err[300];
+
+		snprintf(path, sizeof(path), "%s/ca", l.dir);
+		if (ca_init(path, "cluster.local", err, sizeof(err))) {
+			fprintf(stderr, "lab: %s\n", err);
+			goto fail;
+		}
+	}
 	if (apply_files(&l, a->files, a->nfiles))
 		goto fail;
 	if (reconcile(&l))
@@ -1364,7 +1417,8 @@ static int lab_start_stop(struct lab *l, struct lab_pod *p, bool start)
 
 static void lab_usage(void)
 {
-	fprintf(stderr, "usage: bpfmesh lab up -f FILE... [--name LAB]\n"
+	fprintf(stderr, "usage: bpfmesh lab up -f FILE... [--name LAB] [--mtls on|off] "
+			"[--cert-ttl DURATION]\n"
 			"       bpfmesh lab apply -f FILE... [--name LAB]\n"
 			"       bpfmesh lab exec [-n NS] POD|deploy/NAME -- CMD...\n"
 			"       bpfmesh lab stop|start [-n NS] POD|deploy/NAME\n"

@@ -276,6 +276,10 @@ static void operational_metrics(FILE *out, const struct bm_mapfds *f)
 	    [BM_ST_SOCK_FULL] = "connection_record_full",
 	    [BM_ST_RESET_NO_REPLY] = "reset_before_reply",
 	    [BM_ST_EVENTS_LOST] = "flow_log_events_lost",
+	    [BM_ST_TUNNELLED] = "tunnelled",
+	    [BM_ST_STRICT_DROP] = "strict_plaintext_dropped",
+	    [BM_ST_AUTHZ_DENY] = "authorization_denied",
+	    [BM_ST_AGENT_PORT] = "agent_port_refused",
 	};
 	int ncpu = libbpf_num_possible_cpus();
 	struct bm_meta meta = {};

@@ -121,6 +121,7 @@ struct workload_obj {
 	int naddresses;
 	char *service_account; /* may be NULL ("default" is implied by callers) */
 	char *uid;     /* Pod metadata.uid (how the kubelet names pod cgroups), may be NULL */
+	char *host_ip; /* Pod status.hostIP: its node's address (where its agent listens) */
 	char *network; /* WorkloadEntry network, may be NULL */
 	int weight;    /* WorkloadEntry weight, 0 if unset */
 };

@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * secsync.h: the zero-trust part of the kernel's state, derived from the config in force by
+ * the agent after every apply and pod rescan:
+ *  - bm_node: this node's address and whether the agent's mTLS tunnel is up;
+ *  - bm_backend flags: which backends mesh clients reach through the tunnel (a mesh workload
+ *    on another node whose PeerAuthentication for that port is not DISABLE);
+ *  - bm_wl: per workload address and port, tunnel / STRICT / under-policy / mesh flags;
+ *  - bm_authz: AuthorizationPolicy verdicts for plaintext connects to local workloads, one
+ *    entry per (workload, port, source prefix), evaluated with user/security.h.
+ */
+#ifndef BM_SECSYNC_H
+#define BM_SECSYNC_H
+
+#include <stdbool.h>
+#include "datapath.h"
+#include "model.h"
+#include "resolve.h"
+#include "sync.h"
+
+struct secsync_opts {
+	const char *root_ns;	  /* Istio root namespace (mesh-wide policies) */
+	const char *trust_domain; /* for local mesh pods' principals */
+	const char *node_ip;	  /* this node's address, NULL if unknown */
+	bool tunnel;		  /* the agent's tunnel is up: tunnel remote mesh traffic */
+};
+
+struct secsync;
+
+struct secsync *secsync_new(const struct bm_mapfds *fds, const struct secsync_opts *o);
+void secsync_free(struct secsync *ss);
+
+/* Backend tunnel flags for the backends of t (after sync_apply put t in force). */
+void secsync_backends(struct secsync *ss, struct sync *s, const struct mesh_config *c,
+		      const struct rs_table *t);
+
+/* bm_node, bm_wl and bm_authz for config c and the local workloads (distinct pods found in
+ * the node's cgroups). Skips the work when neither changed since the last call. */
+int secsync_workloads(struct secsync *ss, const struct mesh_config *c, uint64_t config_gen,
+		      const struct workload_obj *const *local, int nlocal);
+
+/* Is w a workload on another node (its status.hostIP is not ours)? */
+bool secsync_remote(const struct secsync *ss, const struct workload_obj *w);
+
+#endif /* BM_SECSYNC_H */

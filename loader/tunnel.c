@@ -1,0 +1,1237 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * tunnel.c: see tunnel.h. One connection pair (struct tconn) per tunnelled connection: a
+ * plaintext side (the local client, or the local pod) and a TLS side (the peer agent). Each
+ * side is a non-blocking socket in one epoll set; pump() moves what it can both ways and then
+ * says which readiness it waits for. TLS 1.3 session tickets are cached per (client identity,
+ * destination workload, peer node), so a new connection resumes instead of paying a full
+ * handshake with certificate verification.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <bpf/bpf.h>
+#include "bpfmesh.h"
+#include "ca.h"
+#include "log.h"
+#include "security.h"
+#include "tunnel.h"
+
+#define BUFSZ	     16384
+#define HDRMAX	     2048
+#define MAX_SESSIONS 256
+
+enum ev_kind { EV_LISTEN_OUT, EV_LISTEN_IN, EV_PLAIN, EV_TLS };
+
+struct tconn;
+struct tev {
+	enum ev_kind kind;
+	struct tconn *c;
+};
+
+enum tstate {
+	T_OUT_CONNECT,	 /* TCP to the peer agent in progress */
+	T_OUT_HANDSHAKE, /* TLS client handshake */
+	T_OUT_RESPONSE,	 /* CONNECT sent, reading the status line */
+	T_IN_HANDSHAKE,	 /* TLS server handshake */
+	T_IN_REQUEST,	 /* reading the CONNECT request */
+	T_IN_CONNECT,	 /* TCP to the local pod in progress */
+	T_RELAY,
+	T_DEAD,
+};
+
+struct buf {
+	char d[BUFSZ];
+	size_t len, off;
+};
+
+/* A workload identity this agent holds a certificate for. */
+struct ident {
+	char ns[64], sa[128], spiffe[320];
+	EVP_PKEY *key;
+	X509 *cert;
+	STACK_OF(X509) * chain; /* intermediates (bring-your-own), or NULL */
+	time_t not_before, not_after, files_mtime;
+	unsigned gen; /* bumps on renewal: cached sessions of older ones are not resumed */
+	struct ident *next;
+};
+
+struct session {
+	char key[512];
+	SSL_SESSION *s;
+	unsigned long used;
+};
+
+struct tconn {
+	struct tunnel *t;
+	enum tstate st;
+	bool outbound;
+	int pfd, sfd; /* plaintext side, TLS side */
+	SSL *ssl;
+	struct tev pev, sev;
+	uint32_t pmask, smask; /* epoll interest registered */
+	struct buf p2s, s2p;   /* plaintext -> TLS, TLS -> plaintext */
+	char hdr[HDRMAX];
+	size_t hdr_len;
+	bool p_eof, s_eof, p_shut, s_shut;
+	struct bm_conn4 agentc; /* inbound: the pass registered for a STRICT pod */
+	bool has_agentc;
+	char want_id[320]; /* outbound: the SPIFFE ID the server must present */
+	char sess_key[512];
+	char dst[64];	 /* "ip:port" of the destination workload */
+	char src_ip[64]; /* the original client address */
+	char peer[64];	 /* the other agent, "ip:port" */
+	struct tconn *next_dead;
+};
+
+struct tunnel {
+	struct tunnel_opts o;
+	const struct mesh_config *c;
+	struct ca *ca;
+	X509_STORE *store; /* trust anchors, shared by both contexts */
+	SSL_CTX *cctx, *sctx;
+	int ep, lout, lin;
+	struct tev ev_out, ev_in;
+	struct ident *ids;
+	struct session sess[MAX_SESSIONS];
+	unsigned long sess_clock;
+	struct tconn *dead;
+	int ex_idx;
+	struct {
+		unsigned long out_accepted, out_rejected, out_failed, in_accepted, in_rejected,
+		    in_denied, full_handshakes, resumed, active, certs_issued;
+	} n;
+};
+
+/* ---------- small helpers ---------- */
+
+static void ssl_errs(char *buf, size_t len)
+{
+	unsigned long e = ERR_get_error();
+
+	if (!e)
+		snprintf(buf, len, "connection closed");
+	else
+		ERR_error_string_n(e, buf, len);
+	ERR_clear_error();
+}
+
+static void fmt_addr(const struct sockaddr_in *sa, char *buf, size_t len)
+{
+	char ip[INET_ADDRSTRLEN] = "?";
+
+	inet_ntop(AF_INET, &sa->sin_addr, ip, sizeof(ip));
+	snprintf(buf, len, "%s:%u", ip, ntohs(sa->sin_port));
+}
+
+static int listen_tcp(const char *ip, int port)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+	int fd, one = 1;
+
+	if (inet_pton(AF_INET, ip, &sa.sin_addr) != 1)
+		return -1;
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 512)) {
+		pr_warn("tunnel: listen %s:%d: %s", ip, port, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static const struct workload_obj *pod_by_ip(const struct mesh_config *c, const char *ip)
+{
+	for (int i = 0; c && i < c->nworkloads; i++) {
+		const struct workload_obj *w = &c->workloads[i];
+
+		if (w->kind != WL_POD)
+			continue;
+		for (int a = 0; a < w->naddresses; a++)
+			if (!strcmp(w->addresses[a], ip))
+				return w;
+	}
+	return NULL;
+}
+
+static const char *sa_of(const struct workload_obj *w)
+{
+	return w->service_account ? w->service_account : "default";
+}
+
+/* ---------- identities and certificates ---------- */
+
+static void publish(struct tunnel *t, struct ident *id)
+{
+	char path[700], err[256], serial[80], exp[32];
+	struct tm tm;
+
+	snprintf(path, sizeof(path), "%s/certs", t->o.run_dir);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/certs/%s_%s.pem", t->o.run_dir, id->ns, id->sa);
+	if (ca_write_cert(path, id->cert, err, sizeof(err)))
+		pr_warn("certs: %s", err);
+	ca_serial_hex(id->cert, serial, sizeof(serial));
+	gmtime_r(&id->not_after, &tm);
+	strftime(exp, sizeof(exp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	pr_info("certs: %s serial %s valid until %s", id->spiffe, serial, exp);
+}
+
+static time_t asn1_time(const ASN1_TIME *a)
+{
+	struct tm tm;
+
+	if (!a || !ASN1_TIME_to_tm(a, &tm))
+		return 0;
+	return timegm(&tm);
+}
+
+/* Issue (own CA) or load (bring your own) id's certificate. */
+static int ident_load(struct tunnel *t, struct ident *id, time_t now)
+{
+	char err[300], dir[700];
+	EVP_PKEY *key = NULL;
+	X509 *cert = NULL;
+	STACK_OF(X509) *chain = NULL, *bundle = NULL;
+
+	if (t->ca) {
+		if (ca_issue(t->ca, id->spiffe, t->o.cert_ttl_s, now, &key, &cert, err,
+			     sizeof(err))) {
+			pr_warn("certs: %s: %s", id->spiffe, err);
+			return -1;
+		}
+	} else {
+		struct stat st;
+
+		snprintf(dir, sizeof(dir), "%s/%s/%s", t->o.certs_dir, id->ns, id->sa);
+		if (ca_load_workload_dir(dir, &key, &chain, &bundle, err, sizeof(err))) {
+			pr_warn("certs: %s: %s", id->spiffe, err);
+			return -1;
+		}
+		cert = sk_X509_shift(chain);
+		sk_X509_pop_free(bundle, X509_free);
+		id->files_mtime = stat(dir, &st) ? 0 : st.st_mtime;
+	}
+	EVP_PKEY_free(id->key);
+	X509_free(id->cert);
+	if (id->chain)
+		sk_X509_pop_free(id->chain, X509_free);
+	id->key = key;
+	id->cert = cert;
+	id->chain = chain;
+	id->not_before = asn1_time(X509_get0_notBefore(cert));
+	id->not_after = asn1_time(X509_get0_notAfter(cert));
+	id->gen++;
+	t->n.certs_issued++;
+	publish(t, id);
+	return 0;
+}
+
+static struct ident *ident_get(struct tunnel *t, const char *ns, const char *sa)
+{
+	struct ident *id;
+
+	for (id = t->ids; id; id = id->next)
+		if (!strcmp(id->ns, ns) && !strcmp(id->sa, sa))
+			return id->cert ? id : NULL;
+	id = calloc(1, sizeof(*id));
+	if (!id)
+		return NULL;
+	snprintf(id->ns, sizeof(id->ns), "%s", ns);
+	snprintf(id->sa, sizeof(id->sa), "%s", sa);
+	snprintf(id->spiffe, sizeof(id->spiffe), "spiffe://%s/ns/%s/sa/%s", t->o.trust_domain, ns,
+		 sa);
+	id->next = t->ids;
+	t->ids = id;
+	if (ident_load(t, id, time(NULL)))
+		return NULL;
+	return id;
+}
+
+void tunnel_tick(struct tunnel *t, time_t now)
+{
+	for (struct ident *id = t->ids; id; id = id->next) {
+		if (t->ca) {
+			/* renew at half life, like Istio's workload certs */
+			if (id->cert && now < id->not_before + (id->not_after - id->not_before) / 2)
+				continue;
+		} else {
+			char dir[700];
+			struct stat st;
+
+			snprintf(dir, sizeof(dir), "%s/%s/%s", t->o.certs_dir, id->ns, id->sa);
+			if (id->cert && (stat(dir, &st) || st.st_mtime == id->files_mtime))
+				continue;
+		}
+		ident_load(t, id, now);
+	}
+}
+
+static int use_ident(SSL *ssl, const struct ident *id)
+{
+	return SSL_use_cert_and_key(ssl, id->cert, id->key, id->chain, 1) == 1 ? 0 : -1;
+}
+
+/* ---------- session cache (client side) ---------- */
+
+static struct session *sess_find(struct tunnel *t, const char *key)
+{
+	for (int i = 0; i < MAX_SESSIONS; i++)
+		if (t->sess[i].s && !strcmp(t->sess[i].key, key))
+			return &t->sess[i];
+	return NULL;
+}
+
+static int on_new_session(SSL *ssl, SSL_SESSION *s)
+{
+	struct tconn *c = SSL_get_ex_data(
+	    ssl, ((struct tunnel *)SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)))->ex_idx);
+	struct session *slot;
+	struct tunnel *t;
+
+	if (!c || !c->sess_key[0])
+		return 0;
+	t = c->t;
+	slot = sess_find(t, c->sess_key);
+	if (!slot) {
+		slot = &t->sess[0];
+		for (int i = 0; i < MAX_SESSIONS; i++) {
+			if (!t->sess[i].s) {
+				slot = &t->sess[i];
+				break;
+			}
+			if (t->sess[i].used < slot->used)
+				slot = &t->sess[i];
+		}
+	}
+	if (slot->s)
+		SSL_SESSION_free(slot->s);
+	snprintf(slot->key, sizeof(slot->key), "%s", c->sess_key);
+	slot->s = s;
+	slot->used = ++t->sess_clock;
+	return 1; /* we keep the reference */
+}
+
+/* ---------- connection lifecycle ---------- */
+
+static void ep_set(struct tconn *c, int fd, struct tev *ev, uint32_t *cur, uint32_t want)
+{
+	struct epoll_event e = {.events = want, .data.ptr = ev};
+
+	if (fd < 0 || *cur == want)
+		return;
+	if (!*cur)
+		epoll_ctl(c->t->ep, EPOLL_CTL_ADD, fd, &e);
+	else if (!want)
+		epoll_ctl(c->t->ep, EPOLL_CTL_DEL, fd, NULL);
+	else
+		epoll_ctl(c->t->ep, EPOLL_CTL_MOD, fd, &e);
+	*cur = want;
+}
+
+static void agentc_drop(struct tconn *c)
+{
+	if (c->has_agentc && c->t->o.fds->agentc >= 0)
+		bpf_map_delete_elem(c->t->o.fds->agentc, &c->agentc);
+	c->has_agentc = false;
+}
+
+static void conn_close(struct tconn *c)
+{
+	if (c->st == T_DEAD)
+		return;
+	c->st = T_DEAD;
+	ep_set(c, c->pfd, &c->pev, &c->pmask, 0);
+	ep_set(c, c->sfd, &c->sev, &c->smask, 0);
+	agentc_drop(c);
+	if (c->ssl)
+		SSL_free(c->ssl);
+	c->ssl = NULL;
+	if (c->pfd >= 0)
+		close(c->pfd);
+	if (c->sfd >= 0)
+		close(c->sfd);
+	c->pfd = c->sfd = -1;
+	c->t->n.active--;
+	c->next_dead = c->t->dead; /* freed after this batch of events */
+	c->t->dead = c;
+}
+
+static struct tconn *conn_new(struct tunnel *t, bool outbound)
+{
+	struct tconn *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->t = t;
+	c->outbound = outbound;
+	c->pfd = c->sfd = -1;
+	c->pev = (struct tev){EV_PLAIN, c};
+	c->sev = (struct tev){EV_TLS, c};
+	t->n.active++;
+	return c;
+}
+
+static int tcp_connect(const struct sockaddr_in *dst, const struct sockaddr_in *src)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
+
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (src && bind(fd, (const struct sockaddr *)src, sizeof(*src))) {
+		close(fd);
+		return -1;
+	}
+	if (connect(fd, (const struct sockaddr *)dst, sizeof(*dst)) && errno != EINPROGRESS) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static bool connect_done(int fd)
+{
+	int err = 0;
+	socklen_t l = sizeof(err);
+
+	return getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) == 0 && err == 0;
+}
+
+static void buf_put(struct buf *b, const char *d, size_t n)
+{
+	if (b->off && b->off == b->len)
+		b->off = b->len = 0;
+	if (n > sizeof(b->d) - b->len)
+		n = sizeof(b->d) - b->len;
+	memcpy(b->d + b->len, d, n);
+	b->len += n;
+}
+
+/* ---------- relay ---------- */
+
+/* TLS I/O result: >0 bytes, 0 would block (*want set), -1 closed/failed. */
+static int tls_io(struct tconn *c, int r, uint32_t *want)
+{
+	switch (SSL_get_error(c->ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+		*want |= EPOLLIN;
+		return 0;
+	case SSL_ERROR_WANT_WRITE:
+		*want |= EPOLLOUT;
+		return 0;
+	default:
+		return -1;
+	}
+}
+
+/* Move what can move both ways; then register the readiness still needed. */
+static void pump(struct tconn *c)
+{
+	uint32_t pw = 0, sw = 0;
+	bool progress = true;
+
+	while (progress && c->st != T_DEAD) {
+		progress = false;
+		/* plaintext -> TLS */
+		if (c->st == T_RELAY && !c->p_eof && c->p2s.len == c->p2s.off) {
+			ssize_t n = read(c->pfd, c->p2s.d, sizeof(c->p2s.d));
+
+			if (n > 0) {
+				c->p2s.len = n;
+				c->p2s.off = 0;
+				progress = true;
+			} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+				c->p_eof = true;
+				progress = true;
+				if (n < 0) { /* reset: pass it on as a close */
+					conn_close(c);
+					return;
+				}
+			}
+		}
+		if (c->p2s.len > c->p2s.off) {
+			int r = SSL_write(c->ssl, c->p2s.d + c->p2s.off,
+					  (int)(c->p2s.len - c->p2s.off));
+
+			if (r > 0) {
+				c->p2s.off += r;
+				progress = true;
+			} else if (tls_io(c, r, &sw) < 0) {
+				conn_close(c);
+				return;
+			}
+		}
+		if (c->st == T_RELAY && c->p_eof && c->p2s.off == c->p2s.len && !c->s_shut) {
+			SSL_shutdown(c->ssl); /* close_notify: TLS 1.3 half-close */
+			c->s_shut = true;
+			progress = true;
+		}
+		/* TLS -> plaintext */
+		if (!c->s_eof && c->s2p.len == c->s2p.off &&
+		    (c->st == T_RELAY || c->st == T_IN_CONNECT)) {
+			int r;
+
+			if (c->st == T_IN_CONNECT)
+				goto out_read; /* keep early bytes until the pod is connected */
+			r = SSL_read(c->ssl, c->s2p.d, sizeof(c->s2p.d));
+			if (r > 0) {
+				c->s2p.len = r;
+				c->s2p.off = 0;
+				progress = true;
+			} else if (SSL_get_error(c->ssl, r) == SSL_ERROR_ZERO_RETURN) {
+				c->s_eof = true;
+				progress = true;
+			} else if (tls_io(c, r, &sw) < 0) {
+				conn_close(c);
+				return;
+			}
+		}
+	out_read:
+		if (c->st == T_RELAY && c->s2p.len > c->s2p.off) {
+			ssize_t n = write(c->pfd, c->s2p.d + c->s2p.off, c->s2p.len - c->s2p.off);
+
+			if (n > 0) {
+				c->s2p.off += n;
+				progress = true;
+			} else if (n < 0 && errno == EAGAIN) {
+				pw |= EPOLLOUT;
+			} else {
+				conn_close(c);
+				return;
+			}
+		}
+		if (c->st == T_RELAY && c->s_eof && c->s2p.off == c->s2p.len && !c->p_shut) {
+			shutdown(c->pfd, SHUT_WR);
+			c->p_shut = true;
+			progress = true;
+		}
+	}
+	if (c->st == T_DEAD)
+		return;
+	if (c->p_eof && c->s_eof && c->p_shut && c->s_shut) {
+		conn_close(c);
+		return;
+	}
+	if (c->st == T_RELAY && !c->p_eof && c->p2s.len == c->p2s.off)
+		pw |= EPOLLIN;
+	if (c->st == T_RELAY && !c->s_eof && c->s2p.len == c->s2p.off)
+		sw |= EPOLLIN;
+	ep_set(c, c->pfd, &c->pev, &c->pmask, pw);
+	ep_set(c, c->sfd, &c->sev, &c->smask, sw ? sw : EPOLLIN);
+}
+
+/* ---------- outbound: local client -> peer agent ---------- */
+
+static void out_fail(struct tconn *c, const char *why)
+{
+	pr_info("tunnel: %s -> %s via %s: %s; connection closed", c->src_ip, c->dst, c->peer, why);
+	c->t->n.out_failed++;
+	conn_close(c);
+}
+
+static void out_handshake(struct tconn *c)
+{
+	char got[320] = "", why[600];
+	uint32_t want = 0;
+	X509 *peer;
+	int r = SSL_connect(c->ssl);
+
+	if (r != 1) {
+		if (tls_io(c, r, &want) == 0) {
+			ep_set(c, c->sfd, &c->sev, &c->smask, want);
+			return;
+		}
+		long v = SSL_get_verify_result(c->ssl);
+		char e[256];
+
+		ssl_errs(e, sizeof(e));
+		snprintf(why, sizeof(why), "TLS handshake failed: %s",
+			 v != X509_V_OK ? X509_verify_cert_error_string(v) : e);
+		out_fail(c, why);
+		return;
+	}
+	peer = SSL_get0_peer_certificate(c->ssl);
+	if (!peer || ca_spiffe_id(peer, got, sizeof(got)) || strcmp(got, c->want_id)) {
+		snprintf(why, sizeof(why), "server presented identity %s, want %s",
+			 got[0] ? got : "(none)", c->want_id);
+		out_fail(c, why);
+		return;
+	}
+	if (SSL_session_reused(c->ssl))
+		c->t->n.resumed++;
+	else
+		c->t->n.full_handshakes++;
+	c->st = T_OUT_RESPONSE;
+	snprintf(why, sizeof(why), "CONNECT %s HTTP/1.1\r\nHost: %s\r\nForwarded: for=%s\r\n\r\n",
+		 c->dst, c->dst, c->src_ip);
+	buf_put(&c->p2s, why, strlen(why));
+	pump(c);
+	ep_set(c, c->sfd, &c->sev, &c->smask, EPOLLIN | (c->p2s.off < c->p2s.len ? EPOLLOUT : 0));
+}
+
+/* Read the CONNECT response; 200 starts the relay, anything else closes. */
+static void out_response(struct tconn *c)
+{
+	uint32_t want = 0;
+	char *end;
+	int r;
+
+	if (c->p2s.len > c->p2s.off)
+		pump(c);
+	while (c->st == T_OUT_RESPONSE) {
+		r = SSL_read(c->ssl, c->hdr + c->hdr_len, sizeof(c->hdr) - 1 - c->hdr_len);
+		if (r <= 0) {
+			if (tls_io(c, r, &want) == 0) {
+				ep_set(c, c->sfd, &c->sev, &c->smask, want | EPOLLIN);
+				return;
+			}
+			out_fail(c, "peer agent closed the tunnel before answering");
+			return;
+		}
+		c->hdr_len += r;
+		c->hdr[c->hdr_len] = 0;
+		end = strstr(c->hdr, "\r\n\r\n");
+		if (!end) {
+			if (c->hdr_len >= sizeof(c->hdr) - 1)
+				out_fail(c, "oversized response from peer agent");
+			continue;
+		}
+		if (strncmp(c->hdr, "HTTP/1.1 200", 12)) {
+			char why[128];
+
+			snprintf(why, sizeof(why), "peer agent answered \"%.*s\"",
+				 (int)strcspn(c->hdr, "\r"), c->hdr);
+			out_fail(c, why);
+			return;
+		}
+		end += 4;
+		buf_put(&c->s2p, end, c->hdr + c->hdr_len - end);
+		c->st = T_RELAY;
+		pr_debug("tunnel: %s -> %s via %s open", c->src_ip, c->dst, c->peer);
+		pump(c);
+	}
+}
+
+static void out_connected(struct tconn *c)
+{
+	struct ident *id;
+	struct session *s;
+	const struct workload_obj *src;
+	char sni[80];
+
+	if (!connect_done(c->sfd)) {
+		out_fail(c, "peer agent unreachable");
+		return;
+	}
+	src = pod_by_ip(c->t->c, c->src_ip);
+	id = src ? ident_get(c->t, src->ns, sa_of(src)) : NULL;
+	if (!id) {
+		out_fail(c, "no identity for the client");
+		return;
+	}
+	c->ssl = SSL_new(c->t->cctx);
+	if (!c->ssl || use_ident(c->ssl, id)) {
+		out_fail(c, "TLS setup failed");
+		return;
+	}
+	SSL_set_ex_data(c->ssl, c->t->ex_idx, c);
+	/* SNI names the destination pod: the server presents that workload's certificate */
+	snprintf(sni, sizeof(sni), "%.*s.pod.bpfmesh", (int)strcspn(c->dst, ":"), c->dst);
+	SSL_set_tlsext_host_name(c->ssl, sni);
+	snprintf(c->sess_key, sizeof(c->sess_key), "%s#%u|%s|%s|%s", id->spiffe, id->gen,
+		 c->want_id, sni, c->peer);
+	s = sess_find(c->t, c->sess_key);
+	if (s) {
+		SSL_set_session(c->ssl, s->s);
+		s->used = ++c->t->sess_clock;
+	}
+	SSL_set_fd(c->ssl, c->sfd);
+	c->st = T_OUT_HANDSHAKE;
+	out_handshake(c);
+}
+
+static void out_accept(struct tunnel *t)
+{
+	for (int i = 0; i < 64; i++) {
+		struct sockaddr_in peer;
+		socklen_t pl = sizeof(peer);
+		struct bm_orig_key k = {};
+		struct bm_orig o;
+		const struct workload_obj *dst;
+		struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(BM_PORT_HBONE)};
+		struct tconn *c;
+		char ip[INET_ADDRSTRLEN];
+		int fd = accept4(t->lout, (struct sockaddr *)&peer, &pl,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC),
+		    one = 1;
+
+		if (fd < 0)
+			return;
+		memcpy(k.addr, &peer.sin_addr, 4);
+		k.port = peer.sin_port;
+		if (t->o.fds->orig < 0 || bpf_map_lookup_elem(t->o.fds->orig, &k, &o)) {
+			/* not sent here by the kernel: nobody may use this port directly */
+			char a[64];
+
+			fmt_addr(&peer, a, sizeof(a));
+			pr_info("tunnel: %s connected to the outbound port without a captured "
+				"destination; closed",
+				a);
+			t->n.out_rejected++;
+			close(fd);
+			continue;
+		}
+		bpf_map_delete_elem(t->o.fds->orig, &k);
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		t->n.out_accepted++;
+		c = conn_new(t, true);
+		if (!c) {
+			close(fd);
+			continue;
+		}
+		c->pfd = fd;
+		inet_ntop(AF_INET, &peer.sin_addr, c->src_ip, sizeof(c->src_ip));
+		inet_ntop(AF_INET, o.addr, ip, sizeof(ip));
+		snprintf(c->dst, sizeof(c->dst), "%s:%u", ip, ntohs(o.port));
+		dst = pod_by_ip(t->c, ip);
+		snprintf(c->peer, sizeof(c->peer), "%s:%d",
+			 dst && dst->host_ip ? dst->host_ip : "?", BM_PORT_HBONE);
+		if (!dst || !dst->host_ip || inet_pton(AF_INET, dst->host_ip, &to.sin_addr) != 1) {
+			out_fail(c, "destination is no pod with a known node");
+			continue;
+		}
+		snprintf(c->want_id, sizeof(c->want_id), "spiffe://%s/ns/%s/sa/%s",
+			 t->o.trust_domain, dst->ns, sa_of(dst));
+		c->sfd = tcp_connect(&to, NULL);
+		if (c->sfd < 0) {
+			out_fail(c, strerror(errno));
+			continue;
+		}
+		c->st = T_OUT_CONNECT;
+		ep_set(c, c->sfd, &c->sev, &c->smask, EPOLLOUT);
+	}
+}
+
+/* ---------- inbound: peer agent -> local pod ---------- */
+
+static void in_fail(struct tconn *c, const char *why)
+{
+	pr_info("tunnel: rejected %s: %s", c->peer, why);
+	c->t->n.in_rejected++;
+	conn_close(c);
+}
+
+/* Server side: present the certificate of the workload the client asked for (SNI). */
+static int on_servername(SSL *ssl, int *alert, void *arg)
+{
+	struct tunnel *t = arg;
+	const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+	const struct workload_obj *w;
+	struct ident *id;
+	char ip[64];
+	size_t n;
+
+	if (!sni || !strstr(sni, ".pod.bpfmesh"))
+		goto bad;
+	n = strstr(sni, ".pod.bpfmesh") - sni;
+	if (n >= sizeof(ip))
+		goto bad;
+	memcpy(ip, sni, n);
+	ip[n] = 0;
+	w = pod_by_ip(t->c, ip);
+	if (!w || !w->host_ip || strcmp(w->host_ip, t->o.node_ip))
+		goto bad;
+	id = ident_get(t, w->ns, sa_of(w));
+	if (!id || use_ident(ssl, id))
+		goto bad;
+	return SSL_TLSEXT_ERR_OK;
+bad:
+	*alert = SSL_AD_UNRECOGNIZED_NAME;
+	return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
+static void in_connected(struct tconn *c)
+{
+	static const char ok[] = "HTTP/1.1 200 OK\r\n\r\n";
+
+	agentc_drop(c); /* the SYN is through: the pass is spent */
+	if (!connect_done(c->pfd)) {
+		static const char bad[] = "HTTP/1.1 503 Service Unavailable\r\n\r\n";
+
+		SSL_write(c->ssl, bad, sizeof(bad) - 1);
+		pr_info("tunnel: %s -> %s: destination refused the connection", c->src_ip, c->dst);
+		conn_close(c);
+		return;
+	}
+	buf_put(&c->p2s, ok, sizeof(ok) - 1);
+	c->st = T_RELAY;
+	pump(c);
+}
+
+/* Connect to the local pod from the node's address, with a STRICT pass in bm_agentc. */
+static int in_dial(struct tconn *c, const char *ip, int port)
+{
+	struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons(port)};
+	struct sockaddr_in src = {.sin_family = AF_INET};
+	socklen_t sl = sizeof(src);
+	__u64 now = 1;
+	int u, fd, one = 1;
+
+	if (inet_pton(AF_INET, ip, &dst.sin_addr) != 1)
+		return -1;
+	/* the source address routing picks, so the 4-tuple is known before the SYN */
+	u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (u < 0 || connect(u, (struct sockaddr *)&dst, sizeof(dst)) ||
+	    getsockname(u, (struct sockaddr *)&src, &sl)) {
+		if (u >= 0)
+			close(u);
+		return -1;
+	}
+	close(u);
+	src.sin_port = 0;
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	sl = sizeof(src);
+	if (bind(fd, (struct sockaddr *)&src, sizeof(src)) ||
+	    getsockname(fd, (struct sockaddr *)&src, &sl)) {
+		close(fd);
+		return -1;
+	}
+	memcpy(c->agentc.saddr, &src.sin_addr, 4);
+	memcpy(c->agentc.daddr, &dst.sin_addr, 4);
+	c->agentc.sport = src.sin_port;
+	c->agentc.dport = dst.sin_port;
+	c->has_agentc = c->t->o.fds->agentc >= 0 &&
+			bpf_map_update_elem(c->t->o.fds->agentc, &c->agentc, &now, BPF_ANY) == 0;
+	if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) && errno != EINPROGRESS) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void in_request(struct tconn *c)
+{
+	static const char forbidden[] = "HTTP/1.1 403 Forbidden\r\n\r\n";
+	static const char badreq[] = "HTTP/1.1 400 Bad Request\r\n\r\n";
+	char target[128] = "", principal[320], ns[64] = "", pname[200], *end, *f, *colon;
+	const struct workload_obj *w;
+	struct sec_decision d;
+	struct sec_peer peer = {.ip_len = 128};
+	uint32_t want = 0;
+	int r, port;
+
+	while (c->st == T_IN_REQUEST) {
+		r = SSL_read(c->ssl, c->hdr + c->hdr_len, sizeof(c->hdr) - 1 - c->hdr_len);
+		if (r <= 0) {
+			if (tls_io(c, r, &want) == 0) {
+				ep_set(c, c->sfd, &c->sev, &c->smask, want | EPOLLIN);
+				return;
+			}
+			conn_close(c);
+			return;
+		}
+		c->hdr_len += r;
+		c->hdr[c->hdr_len] = 0;
+		end = strstr(c->hdr, "\r\n\r\n");
+		if (!end && c->hdr_len < sizeof(c->hdr) - 1)
+			continue;
+		if (!end || sscanf(c->hdr, "CONNECT %127s HTTP/1.1", target) != 1 ||
+		    !(colon = strrchr(target, ':')) || (port = atoi(colon + 1)) <= 0 ||
+		    port > 65535) {
+			SSL_write(c->ssl, badreq, sizeof(badreq) - 1);
+			in_fail(c, "malformed CONNECT request");
+			return;
+		}
+		*colon = 0;
+		snprintf(c->dst, sizeof(c->dst), "%s:%d", target, port);
+		f = strstr(c->hdr, "\r\nForwarded: for=");
+		if (f && f < end)
+			snprintf(c->src_ip, sizeof(c->src_ip), "%.*s", (int)strcspn(f + 17, "\r;,"),
+				 f + 17);
+		w = pod_by_ip(c->t->c, target);
+		if (!w || !w->host_ip || strcmp(w->host_ip, c->t->o.node_ip)) {
+			SSL_write(c->ssl, badreq, sizeof(badreq) - 1);
+			in_fail(c, "CONNECT target is not a pod on this node");
+			return;
+		}
+		/* the principal: the verified SPIFFE ID without its scheme */
+		ca_spiffe_id(SSL_get0_peer_certificate(c->ssl), principal, sizeof(principal));
+		memmove(principal, principal + 9, strlen(principal + 9) + 1);
+		ca_spiffe_parse(c->want_id, NULL, 0, ns, sizeof(ns), NULL, 0);
+		peer.principal = principal;
+		peer.ns = ns;
+		{
+			struct in_addr a4;
+			struct in6_addr a6;
+
+			if (inet_pton(AF_INET, c->src_ip, &a4) == 1) {
+				peer.ip[10] = peer.ip[11] = 0xff;
+				memcpy(peer.ip + 12, &a4, 4);
+			} else if (inet_pton(AF_INET6, c->src_ip, &a6) == 1) {
+				memcpy(peer.ip, &a6, 16);
+			} else {
+				peer.ip_len = 0; /* unknown source: matches only ::/0 */
+			}
+		}
+		sec_authorize(c->t->c, c->t->o.root_ns, w, port, &peer, &d);
+		if (d.audit)
+			pr_info("tunnel: audit: %s (%s) -> %s/%s:%d matched AUDIT policy %s",
+				c->want_id, c->src_ip, w->ns, w->name, port,
+				sec_policy_name(d.audit, pname, sizeof(pname)));
+		if (d.verdict == SEC_DENY) {
+			pr_info("tunnel: denied %s (%s) -> %s/%s:%d: %s %s", c->want_id, c->src_ip,
+				w->ns, w->name, port, d.reason,
+				d.by ? sec_policy_name(d.by, pname, sizeof(pname)) : "");
+			SSL_write(c->ssl, forbidden, sizeof(forbidden) - 1);
+			c->t->n.in_denied++;
+			conn_close(c);
+			return;
+		}
+		end += 4;
+		buf_put(&c->s2p, end, c->hdr + c->hdr_len - end);
+		c->pfd = in_dial(c, target, port);
+		if (c->pfd < 0) {
+			static const char bad[] = "HTTP/1.1 503 Service Unavailable\r\n\r\n";
+
+			SSL_write(c->ssl, bad, sizeof(bad) - 1);
+			in_fail(c, "cannot connect to the destination pod");
+			return;
+		}
+		c->st = T_IN_CONNECT;
+		ep_set(c, c->pfd, &c->pev, &c->pmask, EPOLLOUT);
+		ep_set(c, c->sfd, &c->sev, &c->smask, 0);
+	}
+}
+
+static void in_handshake(struct tconn *c)
+{
+	char id[320] = "", td[256] = "", why[600];
+	uint32_t want = 0;
+	X509 *peer;
+	int r = SSL_accept(c->ssl);
+
+	if (r != 1) {
+		if (tls_io(c, r, &want) == 0) {
+			ep_set(c, c->sfd, &c->sev, &c->smask, want);
+			return;
+		}
+		long v = SSL_get_verify_result(c->ssl);
+		char e[256];
+
+		ssl_errs(e, sizeof(e));
+		snprintf(why, sizeof(why), "TLS handshake failed: %s",
+			 v != X509_V_OK ? X509_verify_cert_error_string(v) : e);
+		in_fail(c, why);
+		return;
+	}
+	peer = SSL_get0_peer_certificate(c->ssl);
+	if (!peer || ca_spiffe_id(peer, id, sizeof(id)) ||
+	    ca_spiffe_parse(id, td, sizeof(td), NULL, 0, NULL, 0)) {
+		in_fail(c, "client certificate has no SPIFFE ID of the form "
+			   "spiffe://TD/ns/NS/sa/SA");
+		return;
+	}
+	if (strcmp(td, c->t->o.trust_domain)) {
+		snprintf(why, sizeof(why), "client %s: trust domain %s is not %s", id, td,
+			 c->t->o.trust_domain);
+		in_fail(c, why);
+		return;
+	}
+	snprintf(c->want_id, sizeof(c->want_id), "%s", id); /* the verified client identity */
+	if (SSL_session_reused(c->ssl))
+		c->t->n.resumed++;
+	else
+		c->t->n.full_handshakes++;
+	c->st = T_IN_REQUEST;
+	in_request(c);
+}
+
+static void in_accept(struct tunnel *t)
+{
+	for (int i = 0; i < 64; i++) {
+		struct sockaddr_in peer;
+		socklen_t pl = sizeof(peer);
+		int fd = accept4(t->lin, (struct sockaddr *)&peer, &pl,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC),
+		    one = 1;
+		struct tconn *c;
+
+		if (fd < 0)
+			return;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		t->n.in_accepted++;
+		c = conn_new(t, false);
+		if (!c) {
+			close(fd);
+			continue;
+		}
+		c->sfd = fd;
+		fmt_addr(&peer, c->peer, sizeof(c->peer));
+		c->ssl = SSL_new(t->sctx);
+		if (!c->ssl) {
+			in_fail(c, "TLS setup failed");
+			continue;
+		}
+		SSL_set_fd(c->ssl, fd);
+		c->st = T_IN_HANDSHAKE;
+		in_handshake(c);
+	}
+}
+
+/* ---------- dispatch ---------- */
+
+static void on_event(struct tunnel *t, struct tev *ev, uint32_t events)
+{
+	struct tconn *c = ev->c;
+
+	if (ev->kind == EV_LISTEN_OUT) {
+		out_accept(t);
+		return;
+	}
+	if (ev->kind == EV_LISTEN_IN) {
+		in_accept(t);
+		return;
+	}
+	if (c->st == T_DEAD)
+		return;
+	(void)events;
+	switch (c->st) {
+	case T_OUT_CONNECT:
+		out_connected(c);
+		break;
+	case T_OUT_HANDSHAKE:
+		out_handshake(c);
+		break;
+	case T_OUT_RESPONSE:
+		out_response(c);
+		break;
+	case T_IN_HANDSHAKE:
+		in_handshake(c);
+		break;
+	case T_IN_REQUEST:
+		in_request(c);
+		break;
+	case T_IN_CONNECT:
+		if (ev->kind == EV_PLAIN)
+			in_connected(c);
+		break;
+	case T_RELAY:
+		pump(c);
+		break;
+	case T_DEAD:
+		break;
+	}
+}
+
+void tunnel_run(struct tunnel *t)
+{
+	struct epoll_event evs[64];
+	int n = epoll_wait(t->ep, evs, 64, 0);
+
+	for (int i = 0; i < n; i++)
+		on_event(t, evs[i].data.ptr, evs[i].events);
+	while (t->dead) {
+		struct tconn *c = t->dead;
+
+		t->dead = c->next_dead;
+		free(c);
+	}
+}
+
+int tunnel_fd(const struct tunnel *t)
+{
+	return t->ep;
+}
+
+void tunnel_set_config(struct tunnel *t, const struct mesh_config *c)
+{
+	t->c = c;
+}
+
+void tunnel_metrics(const struct tunnel *t, FILE *f)
+{
+	fprintf(f, "# HELP bpfmesh_tunnel_connections_total Tunnelled connections by direction and "
+		   "outcome.\n# TYPE bpfmesh_tunnel_connections_total counter\n");
+	fprintf(
+	    f,
+	    "bpfmesh_tunnel_connections_total{direction=\"outbound\",outcome=\"accepted\"} %lu\n",
+	    t->n.out_accepted);
+	fprintf(
+	    f,
+	    "bpfmesh_tunnel_connections_total{direction=\"outbound\",outcome=\"rejected\"} %lu\n",
+	    t->n.out_rejected);
+	fprintf(f,
+		"bpfmesh_tunnel_connections_total{direction=\"outbound\",outcome=\"failed\"} %lu\n",
+		t->n.out_failed);
+	fprintf(
+	    f, "bpfmesh_tunnel_connections_total{direction=\"inbound\",outcome=\"accepted\"} %lu\n",
+	    t->n.in_accepted);
+	fprintf(
+	    f, "bpfmesh_tunnel_connections_total{direction=\"inbound\",outcome=\"rejected\"} %lu\n",
+	    t->n.in_rejected);
+	fprintf(f,
+		"bpfmesh_tunnel_connections_total{direction=\"inbound\",outcome=\"denied\"} %lu\n",
+		t->n.in_denied);
+	fprintf(f, "# HELP bpfmesh_tunnel_handshakes_total TLS handshakes, full or resumed.\n"
+		   "# TYPE bpfmesh_tunnel_handshakes_total counter\n");
+	fprintf(f, "bpfmesh_tunnel_handshakes_total{kind=\"full\"} %lu\n", t->n.full_handshakes);
+	fprintf(f, "bpfmesh_tunnel_handshakes_total{kind=\"resumed\"} %lu\n", t->n.resumed);
+	fprintf(f,
+		"# HELP bpfmesh_tunnel_active Open tunnelled connections.\n"
+		"# TYPE bpfmesh_tunnel_active gauge\nbpfmesh_tunnel_active %lu\n",
+		t->n.active);
+	fprintf(f,
+		"# HELP bpfmesh_certificates_issued_total Workload certificates issued or loaded.\n"
+		"# TYPE bpfmesh_certificates_issued_total counter\n"
+		"bpfmesh_certificates_issued_total %lu\n",
+		t->n.certs_issued);
+}
+
+/* ---------- setup ---------- */
+
+static SSL_CTX *ctx_new(struct tunnel *t, bool server)
+{
+	SSL_CTX *x = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+
+	if (!x)
+		return NULL;
+	SSL_CTX_set_min_proto_version(x, TLS1_3_VERSION);
+	SSL_CTX_set_app_data(x, t);
+	X509_STORE_up_ref(t->store);
+	SSL_CTX_set_cert_store(x, t->store);
+	SSL_CTX_set_mode(x, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+				SSL_MODE_RELEASE_BUFFERS);
+	if (server) {
+		long life = t->o.cert_ttl_s / 2;
+
+		SSL_CTX_set_verify(x, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+		SSL_CTX_set_tlsext_servername_callback(x, on_servername);
+		SSL_CTX_set_tlsext_servername_arg(x, t);
+		/* a ticket outlives no certificate: resumed peers were verified within a half life
+		 */
+		SSL_CTX_set_timeout(x, life < 1 ? 1 : life > 7200 ? 7200 : life);
+		SSL_CTX_set_num_tickets(x, 1);
+		/* resumption with client certificates needs a context id */
+		SSL_CTX_set_session_id_context(x, (const unsigned char *)"bpfmesh-hbone", 13);
+	} else {
+		SSL_CTX_set_verify(x, SSL_VERIFY_PEER, NULL);
+		SSL_CTX_set_session_cache_mode(x, SSL_SESS_CACHE_CLIENT |
+						      SSL_SESS_CACHE_NO_INTERNAL_STORE);
+		SSL_CTX_sess_set_new_cb(x, on_new_session);
+	}
+	return x;
+}
+
+static int load_trust(struct tunnel *t)
+{
+	char err[300], path[600];
+	STACK_OF(X509) *b = NULL;
+
+	t->store = X509_STORE_new();
+	if (!t->store)
+		return -1;
+	if (t->ca)
+		return X509_STORE_add_cert(t->store, ca_cert(t->ca)) == 1 ? 0 : -1;
+	snprintf(path, sizeof(path), "%s/ca.crt", t->o.certs_dir);
+	if (access(path, R_OK))
+		snprintf(path, sizeof(path), "%s/bundle.pem", t->o.certs_dir);
+	if (ca_load_pem_certs(path, &b, err, sizeof(err))) {
+		pr_warn("tunnel: trust bundle: %s", err);
+		return -1;
+	}
+	for (int i = 0; i < sk_X509_num(b); i++)
+		X509_STORE_add_cert(t->store, sk_X509_value(b, i));
+	sk_X509_pop_free(b, X509_free);
+	return 0;
+}
+
+struct tunnel *tunnel_new(const struct tunnel_opts *o)
+{
+	struct tunnel *t = calloc(1, sizeof(*t));
+	char err[300];
+
+	if (!t)
+		return NULL;
+	t->o = *o;
+	t->ep = t->lout = t->lin = -1;
+	if (o->ca_dir) {
+		t->ca = ca_load(o->ca_dir, err, sizeof(err));
+		if (!t->ca) {
+			pr_warn("tunnel: %s", err);
+			goto fail;
+		}
+	}
+	t->ex_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	if (load_trust(t) || !(t->cctx = ctx_new(t, false)) || !(t->sctx = ctx_new(t, true)))
+		goto fail;
+	t->ep = epoll_create1(EPOLL_CLOEXEC);
+	t->lout = listen_tcp(o->node_ip, BM_PORT_OUTBOUND);
+	t->lin = listen_tcp(o->node_ip, BM_PORT_HBONE);
+	if (t->ep < 0 || t->lout < 0 || t->lin < 0)
+		goto fail;
+	t->ev_out = (struct tev){EV_LISTEN_OUT, NULL};
+	t->ev_in = (struct tev){EV_LISTEN_IN, NULL};
+	{
+		struct epoll_event e1 = {.events = EPOLLIN, .data.ptr = &t->ev_out};
+		struct epoll_event e2 = {.events = EPOLLIN, .data.ptr = &t->ev_in};
+
+		epoll_ctl(t->ep, EPOLL_CTL_ADD, t->lout, &e1);
+		epoll_ctl(t->ep, EPOLL_CTL_ADD, t->lin, &e2);
+	}
+	pr_info("tunnel: outbound on %s:%d, mTLS (HBONE) on %s:%d, trust domain %s, %s", o->node_ip,
+		BM_PORT_OUTBOUND, o->node_ip, BM_PORT_HBONE, o->trust_domain,
+		o->ca_dir ? "certificates from the mesh CA" : "certificates from files");
+	return t;
+fail:
+	tunnel_free(t);
+	return NULL;
+}
+
+void tunnel_free(struct tunnel *t)
+{
+	if (!t)
+		return;
+	if (t->lout >= 0)
+		close(t->lout);
+	if (t->lin >= 0)
+		close(t->lin);
+	if (t->ep >= 0)
+		close(t->ep);
+	SSL_CTX_free(t->cctx);
+	SSL_CTX_free(t->sctx);
+	X509_STORE_free(t->store);
+	for (int i = 0; i < MAX_SESSIONS; i++)
+		if (t->sess[i].s)
+			SSL_SESSION_free(t->sess[i].s);
+	while (t->ids) {
+		struct ident *id = t->ids;
+
+		t->ids = id->next;
+		EVP_PKEY_free(id->key);
+		X509_free(id->cert);
+		if (id->chain)
+			sk_X509_pop_free(id->chain, X509_free);
+		free(id);
+	}
+	ca_free(t->ca);
+	free(t);
+}

@@ -1,0 +1,337 @@
+#!/usr/bin/env bats
+# Zero trust between nodes: the agents' mTLS tunnel (SPIFFE identities from the lab's mesh CA),
+# PeerAuthentication STRICT/PERMISSIVE enforced in the kernel on the destination node,
+# AuthorizationPolicy by identity (agent) and by address (kernel), identity failures, the
+# agent ports, certificate rotation (a 10 s TTL for the whole suite) and agent restarts.
+# Servers on node2, clients on node1 (tests/integration/fixtures/mtls.yaml).
+load helpers
+
+LAB=imt
+CFG=/run/bpfmesh/lab/$LAB/config
+LOG2=/run/bpfmesh/lab/$LAB/agent-node2.log
+LOG1=/run/bpfmesh/lab/$LAB/agent-node1.log
+TMPD=/tmp/bpfmesh-$LAB-test
+
+setup_file() {
+	export LAB
+	"$BM" lab down --name "$LAB" >/dev/null 2>&1 || true
+	rm -rf "$TMPD"
+	mkdir -p "$TMPD"
+	"$BM" lab up --name "$LAB" --cert-ttl 10s -f "$FIX/mtls.yaml" >&3 2>&3
+}
+
+teardown_file() {
+	pkill -f "openssl s_server -accept 10.244.255.2:15008" 2>/dev/null || true
+	pkill -f "tcpdump -i fab0 --immediate-mode -Z root -U -w $TMPD" 2>/dev/null || true
+	"$BM" lab down --name "$LAB" >/dev/null 2>&1 || true
+	rm -rf "$TMPD"
+}
+
+pod_ip() { # NS POD -> IPv4
+	lab status | awk -v p="pod $1/$2 " 'index($0, p) == 1 { print $6 }'
+}
+
+get() { # NS POD URL: prints the body, fails when curl fails
+	lab exec -n "$1" "$2" -- curl -s --max-time 4 -H 'Connection: close' "$3"
+}
+
+set_policy() { # replace every AuthorizationPolicy of the lab with FILE (or none)
+	rm -f "$CFG"/AuthorizationPolicy.*
+	if [ -n "${1:-}" ]; then lab apply -f "$1" >/dev/null; fi
+	sleep 0.5 # the agents' inotify debounce and sync
+}
+
+stat_of() { # NODE COUNTER: a datapath counter from `bpfmesh status`
+	local phrase
+	case $2 in
+	tunnelled) phrase="sent through the mTLS tunnel" ;;
+	strict_drop) phrase="dropped: plaintext to STRICT" ;;
+	authz_deny) phrase="dropped: AuthorizationPolicy" ;;
+	agent_port) phrase="refused: agent port" ;;
+	esac
+	bm status --node "$LAB-$1" | grep -F "$phrase" | awk '{ print $NF }'
+}
+
+@test "both agents run the tunnel with certificates from the lab's CA" {
+	run lab status
+	echo "$output"
+	[[ "$output" == *"node node1 agent $LAB-node1"*"ready"* ]]
+	[[ "$output" == *"node node2 agent $LAB-node2"*"ready"* ]]
+	grep -q "tunnel: outbound on 10.244.255.1:15001, mTLS (HBONE) on 10.244.255.1:15008" "$LOG1"
+	grep -q "tunnel: outbound on 10.244.255.2:15001" "$LOG2"
+	[ "$(stat -c %a "/run/bpfmesh/lab/$LAB/ca/ca.key")" = 600 ]
+}
+
+@test "STRICT: a mesh pod on node1 reaches a STRICT pod on node2; the link carries only TLS" {
+	marker="bpfmesh-plaintext-marker-$RANDOM$RANDOM"
+	ip netns exec "bm-$LAB-node1" tcpdump -i fab0 --immediate-mode -Z root -U -w "$TMPD/link.pcap" tcp >/dev/null 2>&1 &
+	dump=$!
+	sleep 1
+	run get zt sleep-0 "http://httpbin.zt:8000/anything?m=$marker"
+	kill "$dump"
+	wait "$dump" || true
+	echo "$output" | head -5
+	[[ "$output" == *'"pod": "httpbin-0"'* ]]
+	[[ "$output" == *"$marker"* ]] # the pod got the request, marker included
+	# the capture: TLS application data records to/from 15008, never the marker
+	python3 - "$TMPD/link.pcap" "$marker" <<'EOF'
+import struct, sys
+data = open(sys.argv[1], 'rb').read()
+marker = sys.argv[2].encode()
+assert marker not in data, "plaintext marker seen on the link"
+off, tls, plain_ports = 24, 0, set()
+linktype = struct.unpack('<I', data[20:24])[0]
+while off + 16 <= len(data):
+    incl = struct.unpack('<I', data[off + 8:off + 12])[0]
+    pkt = data[off + 16:off + 16 + incl]
+    off += 16 + incl
+    l2 = 14 if linktype == 1 else 16
+    ip = pkt[l2:]
+    if len(ip) < 20 or ip[0] >> 4 != 4 or ip[9] != 6:
+        continue
+    tcp = ip[(ip[0] & 15) * 4:]
+    sport, dport = struct.unpack('>HH', tcp[:4])
+    payload = tcp[(tcp[12] >> 4) * 4:]
+    if not payload:
+        continue
+    if 15008 in (sport, dport):
+        tls += payload[:3] in (b'\x17\x03\x03', b'\x16\x03\x01', b'\x16\x03\x03', b'\x14\x03\x03')
+    else:
+        plain_ports.add((sport, dport))
+print("TLS records:", tls, "other payload flows:", plain_ports)
+assert tls >= 4, "no TLS records on port 15008"
+assert not plain_ports, "payload outside the tunnel"
+EOF
+	[ "$(stat_of node1 tunnelled)" -ge 1 ]
+}
+
+@test "STRICT: a pod outside the mesh gets nothing through, by service or by pod address" {
+	before=$(stat_of node2 strict_drop)
+	run get legacy sleep-0 http://httpbin.zt:8000/get
+	[ "$status" -ne 0 ]
+	ip=$(pod_ip zt httpbin-0)
+	run lab exec -n legacy sleep-0 -- curl -s --max-time 3 "http://$ip:8080/get"
+	[ "$status" -ne 0 ]
+	[ "$(stat_of node2 strict_drop)" -gt "$before" ]
+	bm observe --node "$LAB-node2" --json --count 1 --type deny --timeout 1 >/dev/null 2>&1 || true
+}
+
+@test "PERMISSIVE accepts both plaintext and mTLS" {
+	run get legacy sleep-0 http://httpbin-p.zt:8000/get
+	[[ "$output" == *'"pod": "httpbin-p-0"'* ]]
+	run get zt sleep-0 http://httpbin-p.zt:8000/get
+	[[ "$output" == *'"pod": "httpbin-p-0"'* ]]
+}
+
+@test "a mesh pod dialing the STRICT pod's address directly is tunnelled too" {
+	ip=$(pod_ip zt httpbin-0)
+	run get zt sleep-0 "http://$ip:8080/get"
+	[[ "$output" == *'"pod": "httpbin-0"'* ]]
+}
+
+@test "agent ports: workloads cannot connect to 15001/15006/15008/15020/15021" {
+	for port in 15001 15006 15008 15020 15021; do
+		run lab exec -n zt sleep-0 -- curl -s --max-time 2 "http://10.244.255.1:$port/"
+		[ "$status" -ne 0 ]
+		run lab exec -n legacy sleep-0 -- curl -s --max-time 2 "http://10.244.255.2:$port/"
+		[ "$status" -ne 0 ]
+	done
+	[ "$(stat_of node1 agent_port)" -ge 10 ]
+	# plaintext to 15008 from outside any pod (the node itself) fails the TLS handshake
+	run ip netns exec "bm-$LAB-node1" curl -s --max-time 3 http://10.244.255.2:15008/
+	[ "$status" -ne 0 ]
+	grep -q "tunnel: rejected 10.244.255.1:[0-9]*: TLS handshake failed" "$LOG2"
+}
+
+# openssl s_client from node1 (not a pod) to node2's tunnel with a given client cert.
+s_client() { # CERT KEY
+	local ip
+	ip=$(pod_ip zt httpbin-0)
+	echo | ip netns exec "bm-$LAB-node1" timeout 5 openssl s_client -connect 10.244.255.2:15008 \
+		-servername "$ip.pod.bpfmesh" -cert "$1" -key "$2" \
+		-CAfile "/run/bpfmesh/lab/$LAB/ca/ca.crt" >"$TMPD/s_client.out" 2>&1 || true
+}
+
+@test "identity: a client certificate from another CA is rejected" {
+	bm ca init --dir "$TMPD/otherca" >/dev/null
+	bm ca issue --dir "$TMPD/otherca" --id spiffe://cluster.local/ns/zt/sa/sleep \
+		--cert "$TMPD/o.crt" --key "$TMPD/o.key" >/dev/null
+	s_client "$TMPD/o.crt" "$TMPD/o.key"
+	sleep 0.3
+	grep "tunnel: rejected" "$LOG2" | tail -3
+	grep -q "tunnel: rejected .*: TLS handshake failed: unable to get local issuer certificate" "$LOG2"
+}
+
+@test "identity: an expired client certificate is rejected" {
+	bm ca issue --dir "/run/bpfmesh/lab/$LAB/ca" --id spiffe://cluster.local/ns/zt/sa/sleep \
+		--ttl 3600 --not-before-offset -7200 --cert "$TMPD/e.crt" --key "$TMPD/e.key" >/dev/null
+	s_client "$TMPD/e.crt" "$TMPD/e.key"
+	sleep 0.3
+	grep -q "tunnel: rejected .*: TLS handshake failed: certificate has expired" "$LOG2"
+}
+
+@test "identity: a certificate of another trust domain is rejected" {
+	bm ca issue --dir "/run/bpfmesh/lab/$LAB/ca" --id spiffe://evil.example/ns/zt/sa/sleep \
+		--cert "$TMPD/t.crt" --key "$TMPD/t.key" >/dev/null
+	s_client "$TMPD/t.crt" "$TMPD/t.key"
+	sleep 0.3
+	grep -q "tunnel: rejected .*: client spiffe://evil.example/ns/zt/sa/sleep: trust domain evil.example is not cluster.local" "$LOG2"
+}
+
+@test "AuthorizationPolicy: allow by principal" {
+	set_policy "$FIX/mtls/allow-principal.yaml"
+	run get zt sleep-0 http://httpbin.zt:8000/get
+	[[ "$output" == *'"pod": "httpbin-0"'* ]]
+	run get ext sleep-0 http://httpbin.zt:8000/get
+	[ "$status" -ne 0 ]
+	grep -q "tunnel: denied spiffe://cluster.local/ns/ext/sa/sleep .* -> zt/httpbin-0:8080: no ALLOW policy matched" "$LOG2"
+}
+
+@test "AuthorizationPolicy: deny by namespace, with the policy's name in the log" {
+	set_policy "$FIX/mtls/deny-ns.yaml"
+	run get ext sleep-0 http://httpbin.zt:8000/get
+	[ "$status" -ne 0 ]
+	grep -q "tunnel: denied spiffe://cluster.local/ns/ext/sa/sleep .*denied by policy zt/httpbin-deny-ext" "$LOG2"
+	run get zt sleep-0 http://httpbin.zt:8000/get
+	[[ "$output" == *'"pod": "httpbin-0"'* ]]
+}
+
+@test "AuthorizationPolicy: deny by ipBlock (tunnel and kernel paths)" {
+	ip=$(pod_ip zt sleep-0)
+	lip=$(pod_ip legacy sleep-0)
+	cat >"$TMPD/deny-ip.yaml" <<EOF
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-ip, namespace: zt}
+spec:
+  action: DENY
+  rules:
+    - from: [{source: {ipBlocks: ["$ip/32", "$lip"]}}]
+EOF
+	set_policy "$TMPD/deny-ip.yaml"
+	run get zt sleep-0 http://httpbin.zt:8000/get
+	[ "$status" -ne 0 ]
+	run get ext sleep-0 http://httpbin.zt:8000/get
+	[[ "$output" == *'"pod": "httpbin-0"'* ]]
+	# plaintext to the PERMISSIVE pod: the kernel on node2 drops the SYN
+	before=$(stat_of node2 authz_deny)
+	run get legacy sleep-0 http://httpbin-p.zt:8000/get
+	[ "$status" -ne 0 ]
+	[ "$(stat_of node2 authz_deny)" -gt "$before" ]
+}
+
+@test "AuthorizationPolicy: spec {} denies all, rules [{}] allows all" {
+	set_policy "$FIX/mtls/allow-nothing.yaml"
+	run get zt sleep-0 http://httpbin.zt:8000/get
+	[ "$status" -ne 0 ]
+	run get legacy sleep-0 http://httpbin-p.zt:8000/get
+	[ "$status" -ne 0 ]
+	set_policy "$FIX/mtls/allow-all.yaml"
+	run get zt sleep-0 http://httpbin.zt:8000/get
+	[[ "$output" == *'"pod": "httpbin-0"'* ]]
+	run get legacy sleep-0 http://httpbin-p.zt:8000/get
+	[[ "$output" == *'"pod": "httpbin-p-0"'* ]]
+}
+
+@test "AuthorizationPolicy: DENY beats ALLOW; AUDIT changes nothing" {
+	rm -f "$CFG"/AuthorizationPolicy.*
+	lab apply -f "$FIX/mtls/allow-all.yaml" -f "$FIX/mtls/deny-zt.yaml" >/dev/null
+	sleep 0.5
+	run get zt sleep-0 http://httpbin.zt:8000/get
+	[ "$status" -ne 0 ]
+	set_policy "$FIX/mtls/audit.yaml"
+	run get zt sleep-0 http://httpbin.zt:8000/get
+	[[ "$output" == *'"pod": "httpbin-0"'* ]]
+	grep -q "tunnel: audit: spiffe://cluster.local/ns/zt/sa/sleep .* matched AUDIT policy zt/audit-all" "$LOG2"
+	set_policy
+}
+
+serial_of() { openssl x509 -noout -serial -in "$1" | cut -d= -f2; }
+
+@test "rotation (10 s TTL): an open connection survives two rotations; new ones get the new cert" {
+	pem=/run/bpfmesh/$LAB-node2/certs/zt_httpbin.pem
+	first=$(serial_of "$pem")
+	# one keep-alive connection, a request every 2 s for 12 s (two renewals at 5 s each)
+	run lab exec -n zt sleep-0 -- python3 - <<'EOF'
+import socket, time
+s = socket.create_connection(("10.96.30.10", 8000), timeout=5)
+ok = 0
+for i in range(7):
+    s.sendall(b"GET /get HTTP/1.1\r\nHost: httpbin\r\n\r\n")
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        buf += s.recv(65536)
+    head, body = buf.split(b"\r\n\r\n", 1)
+    n = int([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0])
+    while len(body) < n:
+        body += s.recv(65536)
+    ok += b'"pod": "httpbin-0"' in body
+    time.sleep(2)
+print("ok", ok)
+EOF
+	echo "$output"
+	[[ "$output" == *"ok 7"* ]]
+	now=$(serial_of "$pem")
+	[ "$now" != "$first" ]
+	[ "$(grep -c "certs: spiffe://cluster.local/ns/zt/sa/httpbin serial" "$LOG2")" -ge 3 ]
+	# a new connection is served with the certificate now in force
+	ip=$(pod_ip zt httpbin-0)
+	bm ca issue --dir "/run/bpfmesh/lab/$LAB/ca" --id spiffe://cluster.local/ns/zt/sa/sleep \
+		--cert "$TMPD/c.crt" --key "$TMPD/c.key" >/dev/null
+	echo | ip netns exec "bm-$LAB-node1" timeout 5 openssl s_client -connect 10.244.255.2:15008 \
+		-servername "$ip.pod.bpfmesh" -cert "$TMPD/c.crt" -key "$TMPD/c.key" \
+		-CAfile "/run/bpfmesh/lab/$LAB/ca/ca.crt" 2>/dev/null | openssl x509 -noout -serial >"$TMPD/served"
+	served=$(cut -d= -f2 "$TMPD/served")
+	cur=$(serial_of "$pem")
+	echo "served $served in force $cur first $first"
+	[ "$served" = "$cur" ]
+	[ "$served" != "$first" ]
+}
+
+@test "a server presenting the wrong SPIFFE ID is refused; STRICT holds while node2's agent is down" {
+	pid=$(bm status --node "$LAB-node2" | sed -n 's/.*running (pid \([0-9]*\)).*/\1/p')
+	kill "$pid"
+	for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	# nothing plaintext gets in while the agent is down
+	run get legacy sleep-0 http://httpbin.zt:8000/get
+	[ "$status" -ne 0 ]
+	run get zt sleep-0 http://httpbin.zt:8000/get
+	[ "$status" -ne 0 ]
+	# an impostor on node2's tunnel port, with a valid mesh certificate of another identity
+	bm ca issue --dir "/run/bpfmesh/lab/$LAB/ca" --id spiffe://cluster.local/ns/zt/sa/impostor \
+		--cert "$TMPD/i.crt" --key "$TMPD/i.key" >/dev/null
+	ip netns exec "bm-$LAB-node2" openssl s_server -accept 10.244.255.2:15008 -cert "$TMPD/i.crt" \
+		-key "$TMPD/i.key" -CAfile "/run/bpfmesh/lab/$LAB/ca/ca.crt" -Verify 1 -quiet \
+		>/dev/null 2>&1 &
+	srv=$!
+	sleep 0.5
+	run get zt sleep-0 http://httpbin.zt:8000/get
+	kill "$srv"
+	wait "$srv" || true
+	[ "$status" -ne 0 ]
+	grep -q "server presented identity spiffe://cluster.local/ns/zt/sa/impostor, want spiffe://cluster.local/ns/zt/sa/httpbin" "$LOG1"
+	# the agent comes back: new connections work again
+	lab apply -f "$FIX/mtls.yaml" >/dev/null
+	for i in $(seq 50); do
+		out=$(get zt sleep-0 http://httpbin.zt:8000/get 2>/dev/null) && break
+		sleep 0.2
+	done
+	[[ "$out" == *'"pod": "httpbin-0"'* ]]
+	run get legacy sleep-0 http://httpbin.zt:8000/get
+	[ "$status" -ne 0 ]
+}
+
+@test "the tunnel resumes TLS sessions instead of full handshakes" {
+	for i in 1 2 3 4 5; do get zt sleep-0 http://httpbin.zt:8000/get >/dev/null; done
+	m=$(curl -s "$(lab status | sed -n 's/^node node1 .*metrics \(http[^ ]*\).*/\1/p')")
+	echo "$m" | grep bpfmesh_tunnel_handshakes_total
+	resumed=$(echo "$m" | awk '/bpfmesh_tunnel_handshakes_total{kind="resumed"}/ { print $2 }')
+	[ "$resumed" -ge 3 ]
+}
+
+@test "lab down leaves nothing behind" {
+	"$BM" lab down --name "$LAB"
+	run leftovers "$LAB"
+	echo "$output"
+	[ -z "$output" ]
+}
