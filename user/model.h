@@ -357,8 +357,9 @@ int config_validate(const struct mesh_config *c, struct diags *d);
 /*
  * Notes for `bpfmesh analyze`, added to d as warnings: where bpfmesh behaves differently from
  * Istio (weighted http splits decided per connection) and settings that cannot act (an
- * outlierDetection maxEjectionPercent too small for the number of hosts). Returns the number
- * of notes added.
+ * outlierDetection maxEjectionPercent too small for the number of hosts), AuthorizationPolicy
+ * rules whose HTTP-only fields act differently per TCP connection, CUSTOM actions (denied: no
+ * provider) and targetRef policies (no effect). Returns the number of notes added.
  */
 int config_analyze(const struct mesh_config *c, struct diags *d);
 

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "security.h"
 #include "validate.h"
 
 #define PATHMAX 256
@@ -3285,7 +3286,103 @@ static int note_ejections(const struct mesh_config *c, struct diags *d)
 	return n;
 }
 
+/* Append name to a ", "-separated list once. */
+static void list_add(char *buf, size_t len, const char *name)
+{
+	size_t used = strlen(buf), nl = strlen(name);
+	const char *p = buf;
+
+	while ((p = strstr(p, name))) {
+		if ((p == buf || p[-1] == ' ') && (p[nl] == 0 || p[nl] == ','))
+			return;
+		p += nl;
+	}
+	pathf(buf + used, len - used, "%s%s", used ? ", " : "", name);
+}
+
+/* The HTTP-only fields a rule uses, as a list for a message ("" when none). */
+static void rule_http_fields(const struct ap_rule *r, char *buf, size_t len)
+{
+	buf[0] = 0;
+	for (int i = 0; i < r->nfrom; i++) {
+		if (r->from[i].request_principals.n)
+			list_add(buf, len, "requestPrincipals");
+		if (r->from[i].not_request_principals.n)
+			list_add(buf, len, "notRequestPrincipals");
+	}
+	for (int i = 0; i < r->nto; i++) {
+		const struct ap_operation *o = &r->to[i];
+		const struct {
+			const struct ap_values *l;
+			const char *name;
+		} f[] = {{&o->hosts, "hosts"},	   {&o->not_hosts, "notHosts"},
+			 {&o->methods, "methods"}, {&o->not_methods, "notMethods"},
+			 {&o->paths, "paths"},	   {&o->not_paths, "notPaths"}};
+
+		for (size_t k = 0; k < sizeof(f) / sizeof(f[0]); k++)
+			if (f[k].l->n)
+				list_add(buf, len, f[k].name);
+	}
+	for (int i = 0; i < r->nwhen; i++)
+		if (!sec_l4_condition_key(r->when[i].key))
+			list_add(buf, len, r->when[i].key);
+}
+
+/*
+ * bpfmesh decides AuthorizationPolicy per connection (security.c), as Istio does for TCP
+ * traffic: HTTP-only fields drop an ALLOW rule and are ignored in DENY/AUDIT rules. Istio
+ * applies them to HTTP traffic, so a user reading the policy as HTTP rules needs to know.
+ */
+static int note_authz(const struct mesh_config *c, struct diags *d)
+{
+	static const char *const actions[] = {"ALLOW", "DENY", "AUDIT", "CUSTOM"};
+	char obj[512], field[PATHMAX], fields[1024];
+	int n = 0;
+
+	for (int i = 0; i < c->naps; i++) {
+		const struct ap_obj *a = &c->aps[i];
+
+		vs_object(obj, sizeof(obj), "AuthorizationPolicy", a->ns, a->name);
+		if (a->has_target_ref) {
+			diags_add(d, DIAG_WARN, &a->pos, obj, "spec.targetRef",
+				  "applies to gateways and waypoints, which bpfmesh does not have: "
+				  "the policy has no effect");
+			n++;
+			continue;
+		}
+		if (a->action == AP_CUSTOM) {
+			diags_add(d, DIAG_WARN, &a->pos, obj, "spec.action",
+				  "CUSTOM: bpfmesh cannot call the external authorizer \"%s\": "
+				  "connections matching the rules are denied",
+				  a->provider ? a->provider : "");
+			n++;
+		}
+		for (int r = 0; r < a->nrules; r++) {
+			rule_http_fields(&a->rules[r], fields, sizeof(fields));
+			if (!fields[0])
+				continue;
+			pathf(field, sizeof(field), "spec.rules[%d]", r);
+			if (a->action == AP_ALLOW)
+				diags_add(
+				    d, DIAG_WARN, &a->rules[r].pos, obj, field,
+				    "uses HTTP-only fields (%s): bpfmesh decides per "
+				    "connection (L4), so this rule never matches (Istio drops "
+				    "such rules from ALLOW policies on TCP traffic)",
+				    fields);
+			else
+				diags_add(d, DIAG_WARN, &a->rules[r].pos, obj, field,
+					  "uses HTTP-only fields (%s): bpfmesh decides per "
+					  "connection (L4), so they are ignored and this %s rule "
+					  "matches on its other fields alone (as Istio does on TCP "
+					  "traffic)",
+					  fields, actions[a->action]);
+			n++;
+		}
+	}
+	return n;
+}
+
 int config_analyze(const struct mesh_config *c, struct diags *d)
 {
-	return note_weighted_splits(c, d) + note_ejections(c, d);
+	return note_weighted_splits(c, d) + note_ejections(c, d) + note_authz(c, d);
 }

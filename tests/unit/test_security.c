@@ -955,6 +955,52 @@ out:
 	config_free(c);
 }
 
+/* ---------------- analyze notes ---------------- */
+
+static bool has_note(const struct diags *d, const char *field, const char *text)
+{
+	for (int i = 0; i < d->n; i++)
+		if (d->v[i].sev == DIAG_WARN && d->v[i].field && !strcmp(d->v[i].field, field) &&
+		    strstr(d->v[i].msg, text))
+			return true;
+	for (int i = 0; i < d->n; i++)
+		fprintf(stderr, "    have: %s: %s\n", d->v[i].field ? d->v[i].field : "-",
+			d->v[i].msg);
+	return false;
+}
+
+static void test_analyze_notes(void)
+{
+	struct mesh_config *c =
+	    load(AP("app", "allow-get",
+		    "{rules: [{to: [{operation: {ports: ['80']}}]}, {to: "
+		    "[{operation: {methods: [GET], paths: ['/x']}}]}]}")
+		     AP("app", "deny-jwt",
+			"{action: DENY, rules: [{from: [{source: "
+			"{requestPrincipals: ['*']}}], when: [{key: connection.sni, "
+			"values: [a]}, {key: source.ip, values: ['10.0.0.1']}]}]}")
+			 AP("app", "ext", "{action: CUSTOM, provider: {name: opa}, rules: [{}]}")
+			     AP("app", "gw",
+				"{targetRef: {kind: Gateway, group: "
+				"gateway.networking.k8s.io, name: gw}}"));
+	struct diags d = {0};
+
+	CHECK_EQ(config_analyze(c, &d), 4, "four notes");
+	CHECK(has_note(&d, "spec.rules[1]", "(methods, paths)"), "ALLOW rule named");
+	CHECK(has_note(&d, "spec.rules[1]", "never matches"), "ALLOW: dropped");
+	CHECK(has_note(&d, "spec.rules[0]",
+		       "(requestPrincipals, connection.sni): bpfmesh decides per connection (L4), "
+		       "so they are ignored and this DENY rule"),
+	      "DENY: fields ignored, L4 when keys not listed");
+	CHECK(has_note(&d, "spec.action",
+		       "external authorizer \"opa\": connections matching "
+		       "the rules are denied"),
+	      "CUSTOM fails closed");
+	CHECK(has_note(&d, "spec.targetRef", "no effect"), "targetRef");
+	diags_free(&d);
+	config_free(c);
+}
+
 static void test_policy_name(void)
 {
 	struct mesh_config *c = load(AP("app", "pol", "{}"));
@@ -1021,6 +1067,7 @@ int main(void)
 	RUN(test_policy_ports);
 	RUN(test_policy_prefixes_set);
 	RUN(test_policy_prefixes_property);
+	RUN(test_analyze_notes);
 	RUN(test_policy_name);
 	unlink(path);
 	rmdir(tmpdir);
