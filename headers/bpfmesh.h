@@ -20,7 +20,7 @@
 #include "outlier.h"
 
 /* Bump when any struct below changes layout. */
-#define BM_MAP_ABI 5
+#define BM_MAP_ABI 6
 
 /* Sizes: every one a named constant, overridable at build time. */
 #ifndef BM_MAX_SERVICES
@@ -44,6 +44,9 @@
 #define BM_MAX_CONNS	    262144 /* UDP reverse-translation entries (LRU) */
 #define BM_MAX_POOLS	    65536  /* (client pod, service subset) connection counts (LRU) */
 #define BM_ID_QUARANTINE_MS 200
+#ifndef BM_MAX_ACCEL
+#define BM_MAX_ACCEL 65536 /* accelerated same-node connections (two sockhash entries each) */
+#endif
 
 /* Load-balancing policies (DestinationRule trafficPolicy.loadBalancer). */
 enum bm_lb {
@@ -187,6 +190,60 @@ struct bm_sock {
 	__u64 established_ns; /* when it was established (flow log durations) */
 };
 
+/*
+ * Same-node acceleration (bpf/accel.h). A socket's 4-tuple as that socket sees it: local
+ * address and port first. Addresses in network byte order (IPv4 in the first 4 bytes, an
+ * IPv4-mapped IPv6 socket is keyed as IPv4, so both ends of a connection agree); ports in
+ * network byte order. Keys bm_sockhash (each end by its own view) and bm_accel (by the client's).
+ */
+struct bm_sockkey {
+	__u8 laddr[16];
+	__u8 raddr[16];
+	__be16 lport;
+	__be16 rport;
+	__u8 family; /* BM_FAM_V4 / BM_FAM_V6 */
+	__u8 pad[3];
+};
+
+/* How one direction of an accelerated connection carries its data; decided by the first send
+ * and never changed after, so a receiver never has bytes in both its TCP receive queue and its
+ * sockmap ingress queue (it would read them out of order). */
+enum bm_accel_mode {
+	BM_ACCEL_UNDECIDED = 0,
+	BM_ACCEL_REDIRECT = 1, /* every send goes straight to the peer's ingress */
+	BM_ACCEL_TCP = 2,      /* the peer was not in bm_sockhash at the first send */
+};
+
+/* One accelerated connection (bm_accel, keyed by the client socket's bm_sockkey): bytes that
+ * bypassed TCP, which bytes_acked/bytes_received never see. Made by the client's sockops at
+ * ESTABLISHED, deleted by it at TCP_CLOSE after adding the bytes to bm_traffic. */
+struct bm_accel {
+	__u64 sent;	/* client -> server, redirected */
+	__u64 rcvd;	/* server -> client, redirected */
+	__u8 fwd_mode;	/* enum bm_accel_mode, client -> server */
+	__u8 rev_mode;	/* enum bm_accel_mode, server -> client */
+	__u8 pad[6];
+};
+
+/* A local pod address (bm_podaddr, written by the agent with bm_pod): both ends of a
+ * connection must be one for it to be accelerated. */
+struct bm_addr_key {
+	__u8 addr[16];
+	__u32 family; /* BM_FAM_V4 / BM_FAM_V6 */
+};
+
+struct bm_podaddr {
+	__u32 pod_id;
+	__u32 flags; /* BM_POD_F_* */
+};
+
+/* bm_conf[0]: runtime switches the agent writes before it attaches the programs. */
+#define BM_CONF_F_ACCEL 1 /* same-node acceleration on (agent --accel on) */
+struct bm_conf {
+	__u32 flags;
+	__u32 pad;
+};
+
 /* UDP reverse translation for recvmsg: keyed by socket cookie and the backend address. */
 struct bm_udp_key {
 	__u64 cookie;
@@ -282,6 +339,9 @@ enum bm_stat {
 	BM_ST_SOCK_FULL,       /* bm_sock full: a connection went on without its record */
 	BM_ST_RESET_NO_REPLY,  /* connections reset before any byte came back (a 503) */
 	BM_ST_EVENTS_LOST,     /* flow log events dropped: ring buffer full */
+	BM_ST_ACCEL_CONNS,     /* connections accelerated: both ends in bm_sockhash */
+	BM_ST_ACCEL_BYTES,     /* payload bytes redirected socket to socket, both directions */
+	BM_ST_ACCEL_FULL,      /* connections not accelerated: bm_accel or bm_sockhash full */
 	BM_ST_MAX,
 };
 
@@ -321,5 +381,9 @@ struct bm_name {
 #define BM_MAP_SOCKUDP bm_sock_udp
 #define BM_MAP_TRAFFIC bm_traffic
 #define BM_MAP_EVENTS  bm_events
+#define BM_MAP_SOCKHASH bm_sockhash
+#define BM_MAP_ACCEL	bm_accel
+#define BM_MAP_PODADDR	bm_podaddr
+#define BM_MAP_CONF	bm_conf
 
 #endif /* BPFMESH_H */

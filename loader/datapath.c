@@ -22,6 +22,7 @@
 #include "log.h"
 #include "sock_lb.skel.h"
 #include "sockops.skel.h"
+#include "accel.skel.h"
 
 #define STR_(x) #x
 #define STR(x)	STR_(x)
@@ -29,6 +30,7 @@
 struct dp {
 	struct sock_lb_bpf *lb;
 	struct sockops_bpf *ops;
+	struct accel_bpf *accel;
 };
 
 /* Every program we attach, in the order they are attached. */
@@ -60,6 +62,10 @@ static const struct {
     {STR(BM_MAP_CPOOL), offsetof(struct bm_mapfds, cpool)},
     {STR(BM_MAP_SOCK), offsetof(struct bm_mapfds, sock)},
     {STR(BM_MAP_TRAFFIC), offsetof(struct bm_mapfds, traffic)},
+    {STR(BM_MAP_SOCKHASH), offsetof(struct bm_mapfds, sockhash)},
+    {STR(BM_MAP_ACCEL), offsetof(struct bm_mapfds, accel)},
+    {STR(BM_MAP_PODADDR), offsetof(struct bm_mapfds, podaddr)},
+    {STR(BM_MAP_CONF), offsetof(struct bm_mapfds, conf)},
     {STR(BM_MAP_SOCKUDP), -1},
     {STR(BM_MAP_UDP), -1},
 };
@@ -184,13 +190,14 @@ static int attach_one(struct bpf_program *prog, int cg_fd, __u64 cg_id, const ch
 	return err ? -errno : 0;
 }
 
-struct dp *dp_load_attach(const char *pin_dir, const char *cgroup_dir)
+struct dp *dp_load_attach(const char *pin_dir, const char *cgroup_dir, const struct bm_conf *conf)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = pin_dir);
 	struct bpf_program *prog;
 	struct dp *dp = calloc(1, sizeof(*dp));
 	struct stat st;
 	int cg_fd = -1, err;
+	__u32 zero = 0;
 
 	if (!dp)
 		return NULL;
@@ -209,6 +216,22 @@ struct dp *dp_load_attach(const char *pin_dir, const char *cgroup_dir)
 	dp->ops = sockops_bpf__open_opts(&opts);
 	if (!dp->ops || (err = sockops_bpf__load(dp->ops))) {
 		pr_warn("load sockops program failed (see libbpf output above)");
+		goto fail;
+	}
+	dp->accel = accel_bpf__open_opts(&opts);
+	if (!dp->accel || (err = accel_bpf__load(dp->accel))) {
+		pr_warn("load accel program failed (see libbpf output above)");
+		goto fail;
+	}
+	if (bpf_map_update_elem(bpf_map__fd(dp->ops->maps.bm_conf), &zero, conf, BPF_ANY)) {
+		pr_warn("write bm_conf: %s", strerror(errno));
+		goto fail;
+	}
+	/* The map holds the program: attaching again replaces it (restarts, upgrades); sockets
+	 * already in the map keep the program they went in with until they close. */
+	if (bpf_prog_attach(bpf_program__fd(dp->accel->progs.bm_accel_msg),
+			    bpf_map__fd(dp->ops->maps.bm_sockhash), BPF_SK_MSG_VERDICT, 0)) {
+		pr_warn("attach bm_accel_msg to bm_sockhash: %s", strerror(errno));
 		goto fail;
 	}
 	/* On cgroup v2 the cgroup id is the directory's inode number. */
@@ -245,6 +268,7 @@ void dp_close(struct dp *dp)
 {
 	if (!dp)
 		return;
+	accel_bpf__destroy(dp->accel);
 	sockops_bpf__destroy(dp->ops);
 	sock_lb_bpf__destroy(dp->lb);
 	free(dp);
@@ -311,6 +335,22 @@ bool dp_links_attached(const char *pin_dir)
 		close(fd);
 	}
 	return true;
+}
+
+long dp_sockhash_count(int fd)
+{
+	struct bm_sockkey key, next;
+	void *prev = NULL;
+	long n = 0;
+
+	if (fd < 0)
+		return -EBADF;
+	while (n < 2 * BM_MAX_ACCEL && bpf_map_get_next_key(fd, prev, &next) == 0) {
+		key = next;
+		prev = &key;
+		n++;
+	}
+	return n;
 }
 
 int dp_uninstall(const char *pin_dir)

@@ -169,6 +169,7 @@ struct lab {
 	char config[600];
 	char cg_root[256]; /* <cgroup2>/bpfmesh-<lab> */
 	const char *bpffs;
+	bool accel_off; /* lab up --accel off: every agent runs with --accel off */
 	struct lab_node nodes[LAB_MAX_NODES];
 	int nnodes;
 	struct lab_pod *pods;
@@ -210,6 +211,7 @@ static int state_save(const struct lab *l)
 	int rc;
 
 	bprintf(&b, "lab %s %s\n", l->name, l->bpffs);
+	bprintf(&b, "accel %s\n", l->accel_off ? "off" : "on");
 	for (int i = 0; i < l->nnodes; i++)
 		bprintf(&b, "node %s %d %d %d %d\n", l->nodes[i].name, l->nodes[i].index,
 			l->nodes[i].agent_pid, l->nodes[i].metrics_port, l->nodes[i].health_port);
@@ -249,6 +251,8 @@ static int state_load(struct lab *l)
 
 		if (sscanf(line, "lab %*s %255s", bpffs) == 1) {
 			l->bpffs = strdup(bpffs);
+		} else if (!strcmp(line, "accel off\n")) {
+			l->accel_off = true;
 		} else if (l->nnodes < LAB_MAX_NODES &&
 			   sscanf(line, "node %63s %d %d %d %d", n->name, &n->index, &n->agent_pid,
 				  &n->metrics_port, &n->health_port) == 5) {
@@ -434,7 +438,7 @@ static int agent_start(struct lab *l, struct lab_node *n)
 		daemon_stdio(log);
 		execl(self, self, "agent", "--config-dir", l->config, "--cgroup", cg, "--node", an,
 		      "--bpffs", l->bpffs, "--metrics-addr", maddr, "--health-addr", haddr,
-		      (char *)NULL);
+		      "--accel", l->accel_off ? "off" : "on", (char *)NULL);
 		_exit(127);
 	}
 	n->agent_pid = pid;
@@ -1126,6 +1130,7 @@ struct lab_args {
 	const char *name;
 	const char *bpffs;
 	const char *ns;
+	const char *accel; /* "on" / "off" (lab up) */
 	char **files;
 	int nfiles;
 	int argi; /* first positional argument */
@@ -1137,6 +1142,7 @@ static int parse_args(int argc, char **argv, struct lab_args *a)
 					     {"bpffs", required_argument, 0, 'b'},
 					     {"namespace", required_argument, 0, 'n'},
 					     {"file", required_argument, 0, 'f'},
+					     {"accel", required_argument, 0, 'a'},
 					     {0, 0, 0, 0}};
 	int o;
 
@@ -1159,6 +1165,13 @@ static int parse_args(int argc, char **argv, struct lab_args *a)
 			break;
 		case 'f':
 			a->files[a->nfiles++] = optarg;
+			break;
+		case 'a':
+			if (strcmp(optarg, "on") && strcmp(optarg, "off")) {
+				fprintf(stderr, "lab: --accel on|off\n");
+				return -1;
+			}
+			a->accel = optarg;
 			break;
 		default:
 			return -1;
@@ -1241,6 +1254,7 @@ static int lab_up(struct lab_args *a)
 
 	memset(&l, 0, sizeof(l));
 	l.bpffs = a->bpffs;
+	l.accel_off = a->accel && !strcmp(a->accel, "off");
 	lab_paths(&l, a->name);
 	snprintf(path, sizeof(path), "%s/lab.state", l.dir);
 	if (access(path, F_OK) == 0) {
@@ -1249,7 +1263,7 @@ static int lab_up(struct lab_args *a)
 		return 1;
 	}
 	if (a->nfiles == 0) {
-		fprintf(stderr, "usage: bpfmesh lab up -f FILE... [--name LAB]\n");
+		fprintf(stderr, "usage: bpfmesh lab up -f FILE... [--name LAB] [--accel on|off]\n");
 		return 2;
 	}
 	if (sh("mkdir -p '%s'", l.config) || fabric_up(&l) || state_save(&l))
@@ -1277,7 +1291,7 @@ static int lab_status(struct lab *l)
 {
 	char an[256], v4[64], v6[64];
 
-	printf("lab %s (config %s)\n", l->name, l->config);
+	printf("lab %s (config %s) accel %s\n", l->name, l->config, l->accel_off ? "off" : "on");
 	for (int i = 0; i < l->nnodes; i++) {
 		struct lab_node *n = &l->nodes[i];
 
@@ -1364,7 +1378,7 @@ static int lab_start_stop(struct lab *l, struct lab_pod *p, bool start)
 
 static void lab_usage(void)
 {
-	fprintf(stderr, "usage: bpfmesh lab up -f FILE... [--name LAB]\n"
+	fprintf(stderr, "usage: bpfmesh lab up -f FILE... [--name LAB] [--accel on|off]\n"
 			"       bpfmesh lab apply -f FILE... [--name LAB]\n"
 			"       bpfmesh lab exec [-n NS] POD|deploy/NAME -- CMD...\n"
 			"       bpfmesh lab stop|start [-n NS] POD|deploy/NAME\n"
