@@ -264,7 +264,8 @@ int bm_sockops(struct bpf_sock_ops *skops)
 					  ? 504
 					  : 503);
 		} else {
-			struct bm_traffic d = bm_traffic_add(st, BM_TR_CLOSE, from, acked, rcvd, xsent, xrcvd);
+			struct bm_traffic d =
+			    bm_traffic_add(st, BM_TR_CLOSE, from, acked, rcvd, xsent, xrcvd);
 
 			bm_event(st, BM_EV_CLOSE, cookie, d.bytes_sent, d.bytes_received,
 				 bpf_ktime_get_ns() - st->established_ns);

@@ -218,10 +218,10 @@ enum bm_accel_mode {
  * bypassed TCP, which bytes_acked/bytes_received never see. Made by the client's sockops at
  * ESTABLISHED, deleted by it at TCP_CLOSE after adding the bytes to bm_traffic. */
 struct bm_accel {
-	__u64 sent;	/* client -> server, redirected */
-	__u64 rcvd;	/* server -> client, redirected */
-	__u8 fwd_mode;	/* enum bm_accel_mode, client -> server */
-	__u8 rev_mode;	/* enum bm_accel_mode, server -> client */
+	__u64 sent;    /* client -> server, redirected */
+	__u64 rcvd;    /* server -> client, redirected */
+	__u8 fwd_mode; /* enum bm_accel_mode, client -> server */
+	__u8 rev_mode; /* enum bm_accel_mode, server -> client */
 	__u8 pad[6];
 };
 
@@ -381,6 +381,8 @@ struct bm_name {
 #define BM_MAP_SOCKUDP bm_sock_udp
 #define BM_MAP_TRAFFIC bm_traffic
 #define BM_MAP_EVENTS  bm_events
+
+/* same-node acceleration (bpf/accel.h) */
 #define BM_MAP_SOCKHASH bm_sockhash
 #define BM_MAP_ACCEL	bm_accel
 #define BM_MAP_PODADDR	bm_podaddr

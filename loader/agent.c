@@ -612,8 +612,8 @@ int cmd_agent(int argc, char **argv)
 	a.sync = sync_new(&a.fds, NULL);
 	sync_recover(a.sync);
 	sync_set_meta(a.sync, 0, 0);
-	pr_info("node %s: attached to %s, pins in %s, acceleration %s", a.node, a.cgroup,
-		a.pin_dir, a.accel ? "on" : "off");
+	pr_info("node %s: attached to %s, pins in %s, acceleration %s", a.node, a.cgroup, a.pin_dir,
+		a.accel ? "on" : "off");
 	a.lfd[0] = listen_on(a.metrics_addr);
 	a.lfd[1] = listen_on(a.health_addr);
 	reload(&a);
