@@ -254,12 +254,64 @@ struct {
 	__uint(pinning, BM_PIN);
 } bm_orig SEC(".maps");
 
+/* Same-node acceleration (bpf/accel.h). Both established sockets of a pod-to-pod connection on
+ * this node, each keyed by its own 4-tuple; the sk_msg program (accel.bpf.c, attached to this
+ * map) sends each write straight to the peer's receive queue. The kernel takes a socket out
+ * when it closes, however it closes. Full: the socket is not inserted and its connection simply
+ * goes through TCP (counted, BM_ST_ACCEL_FULL). */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 2 * BM_MAX_ACCEL);
+	__type(key, struct bm_sockkey);
+	__type(value, __u64);
+	__uint(pinning, BM_PIN);
+} bm_sockhash SEC(".maps");
+
+/* Client 4-tuple -> bytes that bypassed TCP and how each direction carries data. Made at the
+ * client's ESTABLISHED, deleted at its TCP_CLOSE (sockops). Full: not accelerated (counted). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, BM_MAX_ACCEL);
+	__type(key, struct bm_sockkey);
+	__type(value, struct bm_accel);
+	__uint(pinning, BM_PIN);
+} bm_accel SEC(".maps");
+
+/* Local pod address -> pod: only connections with a local pod at both ends are accelerated.
+ * Written by the agent with bm_pod, same capacity; full: the rest are not accelerated. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 2 * BM_MAX_PODS);
+	__type(key, struct bm_addr_key);
+	__type(value, struct bm_podaddr);
+	__uint(pinning, BM_PIN);
+} bm_podaddr SEC(".maps");
+
+/* Runtime switches (one entry), written by the agent before it attaches. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bm_conf);
+	__uint(pinning, BM_PIN);
+} bm_conf SEC(".maps");
+
 static __always_inline void bm_count(__u32 stat)
 {
 	__u64 *v = bpf_map_lookup_elem(&bm_stats, &stat);
 
 	if (v)
 		*v += 1;
+}
+
+static __always_inline void bm_count_add(__u32 stat, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&bm_stats, &stat);
+
+	if (v)
+		*v += n;
 }
 
 #endif /* BM_MAPS_H */

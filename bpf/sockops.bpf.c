@@ -10,11 +10,14 @@
  *    refused as 503, timed out (connectTimeout, enforced with TCP_USER_TIMEOUT while in
  *    SYN_SENT) as 504, exactly as Envoy counts TCP upstream failures. A reset before any
  *    reply is counted (bm_stats) but not scored, for the same reason.
+ *  - Same-node acceleration (accel.h): established pod-to-pod sockets go into bm_sockhash;
+ *    bytes that bypassed TCP are added to the connection's counts at close.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "lb.h"
+#include "accel.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -117,8 +120,10 @@ enum bm_tr_event { BM_TR_OPEN, BM_TR_CLOSE, BM_TR_FAIL };
 /* Count one connection event (and at close its bytes) for (client pod, service, backend). */
 /* from/acked/rcvd: skops->args[0], bytes_acked, bytes_received, read once by the caller (the
  * verifier rejects ctx reads through a pointer the compiler computed for several of them). */
+/* xsent/xrcvd: payload that bypassed TCP (same-node acceleration), which acked/rcvd miss. */
 static __always_inline struct bm_traffic bm_traffic_add(const struct bm_sock *st, int ev,
-							__u32 from, __u64 acked, __u64 rcvd)
+							__u32 from, __u64 acked, __u64 rcvd,
+							__u64 xsent, __u64 xrcvd)
 {
 	struct bm_traffic_key k = {
 	    .src_pod = st->src_pod, .svc_id = st->svc_id, .backend_id = st->backend_id};
@@ -142,6 +147,8 @@ static __always_inline struct bm_traffic bm_traffic_add(const struct bm_sock *st
 		d.bytes_sent =
 		    acked - (acked >= (__u64)(1 + our_fin_acked) ? 1 + our_fin_acked : acked);
 		d.bytes_received = rcvd - (rcvd >= (__u64)peer_fin ? peer_fin : rcvd);
+		d.bytes_sent += xsent;
+		d.bytes_received += xrcvd;
 	}
 	t = bpf_map_lookup_elem(&bm_traffic, &k);
 	if (!t) {
@@ -227,7 +234,9 @@ static __always_inline void bm_set_user_timeout(struct bpf_sock_ops *skops, int 
 SEC("sockops")
 int bm_sockops(struct bpf_sock_ops *skops)
 {
+	struct bm_sockraw raw = {};
 	__u64 cookie, elapsed_ms;
+	struct bm_sockkey key;
 	struct bm_sock *st;
 
 	switch (skops->op) {
@@ -247,24 +256,38 @@ int bm_sockops(struct bpf_sock_ops *skops)
 		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
 						     BPF_SOCK_OPS_STATE_CB_FLAG);
 		break;
+	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+		BM_SOCKRAW_READ(&raw, skops);
+		if (bm_sockkey_of(&raw, &key))
+			bm_accel_server(skops, &key);
+		break;
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		BM_SOCKRAW_READ(&raw, skops);
+		if (bm_sockkey_of(&raw, &key) && bm_accel_client(skops, &key))
+			bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
+							     BPF_SOCK_OPS_STATE_CB_FLAG);
 		cookie = bpf_get_socket_cookie(skops);
 		st = bpf_map_lookup_elem(&bm_sock, &cookie);
 		if (!st || st->counted != 1)
 			break;
 		if (st->timeout_ms)
 			bm_set_user_timeout(skops, 0); /* the connect timeout ends here */
-		bm_traffic_add(st, BM_TR_OPEN, 0, 0, 0);
+		bm_traffic_add(st, BM_TR_OPEN, 0, 0, 0, 0, 0);
 		st->established_ns = bpf_ktime_get_ns();
 		bm_event(st, BM_EV_OPEN, bpf_get_socket_cookie(skops), 0, 0, 0);
 		bm_record(st, 200);
 		break;
 	case BPF_SOCK_OPS_STATE_CB: {
 		__u32 from = skops->args[0], to = skops->args[1];
-		__u64 acked = skops->bytes_acked, rcvd = skops->bytes_received;
+		__u64 acked = skops->bytes_acked, rcvd = skops->bytes_received, xsent, xrcvd;
 
 		if (to != TCP_CLOSE_)
 			break;
+		BM_SOCKRAW_READ(&raw, skops);
+		if (bm_sockkey_of(&raw, &key))
+			bm_accel_close(&key, &xsent, &xrcvd);
+		else
+			xsent = xrcvd = 0;
 		cookie = bpf_get_socket_cookie(skops);
 		st = bpf_map_lookup_elem(&bm_sock, &cookie);
 		if (!st || st->counted != 1)
@@ -276,13 +299,14 @@ int bm_sockops(struct bpf_sock_ops *skops)
 			/* The connect failed: timed out if it lasted (nearly) the connect timeout
 			 */
 			bm_count(BM_ST_CONNECT_FAIL);
-			bm_traffic_add(st, BM_TR_FAIL, from, 0, 0);
+			bm_traffic_add(st, BM_TR_FAIL, from, 0, 0, 0, 0);
 			elapsed_ms = (bpf_ktime_get_ns() - st->connect_ns) / 1000000;
 			bm_record(st, st->timeout_ms && elapsed_ms * 10 >= (__u64)st->timeout_ms * 9
 					  ? 504
 					  : 503);
 		} else {
-			struct bm_traffic d = bm_traffic_add(st, BM_TR_CLOSE, from, acked, rcvd);
+			struct bm_traffic d =
+			    bm_traffic_add(st, BM_TR_CLOSE, from, acked, rcvd, xsent, xrcvd);
 
 			bm_event(st, BM_EV_CLOSE, cookie, d.bytes_sent, d.bytes_received,
 				 bpf_ktime_get_ns() - st->established_ns);
@@ -290,7 +314,7 @@ int bm_sockops(struct bpf_sock_ops *skops)
 			 * before any byte came back it is counted, not scored: Envoy's TCP mapping
 			 * (SEMANTICS.md) already scored the connection a success when established.
 			 */
-			if (from == TCP_ESTABLISHED_ && rcvd == 0)
+			if (from == TCP_ESTABLISHED_ && rcvd == 0 && xrcvd == 0)
 				bm_count(BM_ST_RESET_NO_REPLY);
 		}
 		if (st->sub_flags & BM_CONN_F_TUNNEL) {

@@ -44,6 +44,9 @@
 #define BM_MAX_CONNS	    262144 /* UDP reverse-translation entries (LRU) */
 #define BM_MAX_POOLS	    65536  /* (client pod, service subset) connection counts (LRU) */
 #define BM_ID_QUARANTINE_MS 200
+#ifndef BM_MAX_ACCEL
+#define BM_MAX_ACCEL 65536 /* accelerated same-node connections (two sockhash entries each) */
+#endif
 
 /* Load-balancing policies (DestinationRule trafficPolicy.loadBalancer). */
 enum bm_lb {
@@ -203,8 +206,9 @@ struct bm_sock {
 #define BM_PORT_METRICS	 15020
 #define BM_PORT_HEALTH	 15021
 
-#define BM_NODE_F_TUNNEL 1 /* the agent has certificates and listens: tunnel remote mesh traffic   \
-			    */
+#define BM_NODE_F_TUNNEL                                                                           \
+	1 /* the agent has certificates and listens: tunnel remote mesh traffic                    \
+	   */
 
 /* bm_node[0]: this node, as the datapath needs it. */
 struct bm_node {
@@ -215,8 +219,9 @@ struct bm_node {
 
 /* bm_wl: what the datapath knows about a workload address, per port; port 0 is every port
  * without an entry of its own (portLevelMtls makes port entries). */
-#define BM_WL_F_TUNNEL 1 /* remote mesh workload: mesh clients dialing it directly are tunnelled   \
-			  */
+#define BM_WL_F_TUNNEL                                                                             \
+	1 /* remote mesh workload: mesh clients dialing it directly are tunnelled                  \
+	   */
 #define BM_WL_F_STRICT                                                                             \
 	2		/* local workload, STRICT: plaintext only from the local agent and from    \
 			 * local mesh pods (whose identity the kernel attests) */
@@ -288,6 +293,60 @@ struct bm_orig {
 #define BM_MAX_WL     65536
 #define BM_MAX_AUTHZ  65536
 #define BM_MAX_AGENTC 65536 /* LRU: a crashed agent's leftovers age out */
+
+/*
+ * Same-node acceleration (bpf/accel.h). A socket's 4-tuple as that socket sees it: local
+ * address and port first. Addresses in network byte order (IPv4 in the first 4 bytes, an
+ * IPv4-mapped IPv6 socket is keyed as IPv4, so both ends of a connection agree); ports in
+ * network byte order. Keys bm_sockhash (each end by its own view) and bm_accel (by the client's).
+ */
+struct bm_sockkey {
+	__u8 laddr[16];
+	__u8 raddr[16];
+	__be16 lport;
+	__be16 rport;
+	__u8 family; /* BM_FAM_V4 / BM_FAM_V6 */
+	__u8 pad[3];
+};
+
+/* How one direction of an accelerated connection carries its data; decided by the first send
+ * and never changed after, so a receiver never has bytes in both its TCP receive queue and its
+ * sockmap ingress queue (it would read them out of order). */
+enum bm_accel_mode {
+	BM_ACCEL_UNDECIDED = 0,
+	BM_ACCEL_REDIRECT = 1, /* every send goes straight to the peer's ingress */
+	BM_ACCEL_TCP = 2,      /* the peer was not in bm_sockhash at the first send */
+};
+
+/* One accelerated connection (bm_accel, keyed by the client socket's bm_sockkey): bytes that
+ * bypassed TCP, which bytes_acked/bytes_received never see. Made by the client's sockops at
+ * ESTABLISHED, deleted by it at TCP_CLOSE after adding the bytes to bm_traffic. */
+struct bm_accel {
+	__u64 sent;    /* client -> server, redirected */
+	__u64 rcvd;    /* server -> client, redirected */
+	__u8 fwd_mode; /* enum bm_accel_mode, client -> server */
+	__u8 rev_mode; /* enum bm_accel_mode, server -> client */
+	__u8 pad[6];
+};
+
+/* A local pod address (bm_podaddr, written by the agent with bm_pod): both ends of a
+ * connection must be one for it to be accelerated. */
+struct bm_addr_key {
+	__u8 addr[16];
+	__u32 family; /* BM_FAM_V4 / BM_FAM_V6 */
+};
+
+struct bm_podaddr {
+	__u32 pod_id;
+	__u32 flags; /* BM_POD_F_* */
+};
+
+/* bm_conf[0]: runtime switches the agent writes before it attaches the programs. */
+#define BM_CONF_F_ACCEL 1 /* same-node acceleration on (agent --accel on) */
+struct bm_conf {
+	__u32 flags;
+	__u32 pad;
+};
 
 /* UDP reverse translation for recvmsg: keyed by socket cookie and the backend address. */
 struct bm_udp_key {
@@ -396,6 +455,9 @@ enum bm_stat {
 	BM_ST_STRICT_DROP,     /* plaintext SYNs to a STRICT workload dropped */
 	BM_ST_AUTHZ_DENY,      /* plaintext SYNs dropped by AuthorizationPolicy */
 	BM_ST_AGENT_PORT,      /* workload connects to the agent's ports refused */
+	BM_ST_ACCEL_CONNS,     /* connections accelerated: both ends in bm_sockhash */
+	BM_ST_ACCEL_BYTES,     /* payload bytes redirected socket to socket, both directions */
+	BM_ST_ACCEL_FULL,      /* connections not accelerated: bm_accel or bm_sockhash full */
 	BM_ST_MAX,
 };
 
@@ -441,5 +503,11 @@ struct bm_name {
 #define BM_MAP_AUTHZ   bm_authz
 #define BM_MAP_AGENTC  bm_agentc
 #define BM_MAP_ORIG    bm_orig
+
+/* same-node acceleration (bpf/accel.h) */
+#define BM_MAP_SOCKHASH bm_sockhash
+#define BM_MAP_ACCEL	bm_accel
+#define BM_MAP_PODADDR	bm_podaddr
+#define BM_MAP_CONF	bm_conf
 
 #endif /* BPFMESH_H */

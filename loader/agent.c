@@ -45,6 +45,7 @@ struct agent {
 	uint64_t applied_gen;
 	struct mesh_config *current; /* the config in force, for pod rescans */
 	bool unmatched_mesh; /* cgroups that are no known pod: in the mesh (default) or not */
+	bool accel;	     /* same-node acceleration (--accel on|off, default on) */
 	const char *metrics_addr, *health_addr;
 	int lfd[2]; /* listening sockets: metrics, health (-1 if not bound) */
 	uint64_t ticks;
@@ -609,10 +610,11 @@ static void usage(void)
 	fprintf(
 	    stderr,
 	    "usage: bpfmesh agent --config-dir DIR --cgroup CGROUP_DIR --node NAME "
-	    "[--bpffs DIR] [--unmatched-cgroups mesh|plain]\n"
+	    "[--bpffs DIR] [--unmatched-cgroups mesh|plain] [--accel on|off]\n"
 	    "  processes in CGROUP_DIR that are in no <namespace>_<pod> child cgroup of "
 	    "a\n  known Pod are mesh clients (default) or plain ones (even spread, no "
 	    "policy)\n"
+	    "  --accel on: pod-to-pod TCP on this node skips the TCP/IP stack (sockmap)\n"
 	    "  [--metrics-addr ADDR:PORT] [--health-addr ADDR:PORT]\n"
 	    "mTLS between nodes (needs --node-ip and one of --ca-dir / --certs-dir):\n"
 	    "  --node-ip IP          this node's address: the tunnel listens there (15001, 15008)\n"
@@ -642,10 +644,12 @@ int cmd_agent(int argc, char **argv)
 					     {"trust-domain", required_argument, 0, 'T'},
 					     {"cert-ttl", required_argument, 0, 'L'},
 					     {"root-namespace", required_argument, 0, 'R'},
+					     {"accel", required_argument, 0, 'a'},
 					     {"help", no_argument, 0, 'h'},
 					     {0, 0, 0, 0}};
 	struct agent a = {.bpffs = "/sys/fs/bpf",
 			  .unmatched_mesh = true,
+			  .accel = true,
 			  .metrics_addr = "0.0.0.0:15020",
 			  .health_addr = "0.0.0.0:15021",
 			  .lfd = {-1, -1},
@@ -703,6 +707,13 @@ int cmd_agent(int argc, char **argv)
 			}
 			a.topts.cert_ttl_s = ns / 1000000000LL;
 			break;
+		case 'a':
+			if (strcmp(optarg, "on") && strcmp(optarg, "off")) {
+				usage();
+				return 2;
+			}
+			a.accel = !strcmp(optarg, "on");
+			break;
 		case 'u':
 			if (strcmp(optarg, "mesh") && strcmp(optarg, "plain")) {
 				usage();
@@ -727,14 +738,17 @@ int cmd_agent(int argc, char **argv)
 		return 1;
 	if (dp_ensure_bpffs(a.bpffs))
 		return 1;
-	a.dp = dp_load_attach(a.pin_dir, a.cgroup);
+	struct bm_conf conf = {.flags = a.accel ? BM_CONF_F_ACCEL : 0};
+
+	a.dp = dp_load_attach(a.pin_dir, a.cgroup, &conf);
 	if (!a.dp)
 		return 1;
 	dp_mapfds(a.dp, &a.fds);
 	a.sync = sync_new(&a.fds, NULL);
 	sync_recover(a.sync);
 	sync_set_meta(a.sync, 0, 0);
-	pr_info("node %s: attached to %s, pins in %s", a.node, a.cgroup, a.pin_dir);
+	pr_info("node %s: attached to %s, pins in %s, acceleration %s", a.node, a.cgroup, a.pin_dir,
+		a.accel ? "on" : "off");
 	a.lfd[0] = listen_on(a.metrics_addr);
 	a.lfd[1] = listen_on(a.health_addr);
 	if (start_zero_trust(&a, td, sizeof(td)))

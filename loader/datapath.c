@@ -23,6 +23,7 @@
 #include "sock_lb.skel.h"
 #include "sockops.skel.h"
 #include "inbound.skel.h"
+#include "accel.skel.h"
 
 #define STR_(x) #x
 #define STR(x)	STR_(x)
@@ -31,6 +32,7 @@ struct dp {
 	struct sock_lb_bpf *lb;
 	struct sockops_bpf *ops;
 	struct inbound_bpf *in;
+	struct accel_bpf *accel;
 };
 
 /* Every program we attach, in the order they are attached. */
@@ -68,6 +70,10 @@ static const struct {
     {STR(BM_MAP_AGENTC), offsetof(struct bm_mapfds, agentc)},
     {STR(BM_MAP_ORIG), offsetof(struct bm_mapfds, orig)},
     {STR(BM_MAP_EVENTS), -1},
+    {STR(BM_MAP_SOCKHASH), offsetof(struct bm_mapfds, sockhash)},
+    {STR(BM_MAP_ACCEL), offsetof(struct bm_mapfds, accel)},
+    {STR(BM_MAP_PODADDR), offsetof(struct bm_mapfds, podaddr)},
+    {STR(BM_MAP_CONF), offsetof(struct bm_mapfds, conf)},
     {STR(BM_MAP_SOCKUDP), -1},
     {STR(BM_MAP_UDP), -1},
 };
@@ -192,13 +198,14 @@ static int attach_one(struct bpf_program *prog, int cg_fd, __u64 cg_id, const ch
 	return err ? -errno : 0;
 }
 
-struct dp *dp_load_attach(const char *pin_dir, const char *cgroup_dir)
+struct dp *dp_load_attach(const char *pin_dir, const char *cgroup_dir, const struct bm_conf *conf)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = pin_dir);
 	struct bpf_program *prog;
 	struct dp *dp = calloc(1, sizeof(*dp));
 	struct stat st;
 	int cg_fd = -1, err;
+	__u32 zero = 0;
 
 	if (!dp)
 		return NULL;
@@ -222,6 +229,22 @@ struct dp *dp_load_attach(const char *pin_dir, const char *cgroup_dir)
 	dp->in = inbound_bpf__open_opts(&opts);
 	if (!dp->in || (err = inbound_bpf__load(dp->in))) {
 		pr_warn("load inbound program failed (see libbpf output above)");
+		goto fail;
+	}
+	dp->accel = accel_bpf__open_opts(&opts);
+	if (!dp->accel || (err = accel_bpf__load(dp->accel))) {
+		pr_warn("load accel program failed (see libbpf output above)");
+		goto fail;
+	}
+	if (bpf_map_update_elem(bpf_map__fd(dp->ops->maps.bm_conf), &zero, conf, BPF_ANY)) {
+		pr_warn("write bm_conf: %s", strerror(errno));
+		goto fail;
+	}
+	/* The map holds the program: attaching again replaces it (restarts, upgrades); sockets
+	 * already in the map keep the program they went in with until they close. */
+	if (bpf_prog_attach(bpf_program__fd(dp->accel->progs.bm_accel_msg),
+			    bpf_map__fd(dp->ops->maps.bm_sockhash), BPF_SK_MSG_VERDICT, 0)) {
+		pr_warn("attach bm_accel_msg to bm_sockhash: %s", strerror(errno));
 		goto fail;
 	}
 	/* On cgroup v2 the cgroup id is the directory's inode number. */
@@ -261,6 +284,7 @@ void dp_close(struct dp *dp)
 	if (!dp)
 		return;
 	inbound_bpf__destroy(dp->in);
+	accel_bpf__destroy(dp->accel);
 	sockops_bpf__destroy(dp->ops);
 	sock_lb_bpf__destroy(dp->lb);
 	free(dp);
@@ -327,6 +351,22 @@ bool dp_links_attached(const char *pin_dir)
 		close(fd);
 	}
 	return true;
+}
+
+long dp_sockhash_count(int fd)
+{
+	struct bm_sockkey key, next;
+	void *prev = NULL;
+	long n = 0;
+
+	if (fd < 0)
+		return -EBADF;
+	while (n < 2 * BM_MAX_ACCEL && bpf_map_get_next_key(fd, prev, &next) == 0) {
+		key = next;
+		prev = &key;
+		n++;
+	}
+	return n;
 }
 
 int dp_uninstall(const char *pin_dir)

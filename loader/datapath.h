@@ -9,11 +9,12 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include "bpfmesh.h"
 
 /* File descriptors of the shared maps; -1 when not open. */
 struct bm_mapfds {
 	int svc, route, subset, slot, backend, bstate, rr, pod, meta, stats, names, policy, health,
-	    cpool, sock, traffic, node, wl, authz, agentc, orig;
+	    cpool, sock, traffic, node, wl, authz, agentc, orig, sockhash, accel, podaddr, conf;
 };
 
 struct dp;
@@ -30,9 +31,11 @@ int dp_cgroup2_root(char *buf, size_t len);
 /*
  * Load programs, reusing pinned maps when present (so state survives restarts and upgrades),
  * and attach them to cgroup_dir through pinned links. A link already pinned is updated in place
- * to the new program, so there is no moment without a program attached.
+ * to the new program, so there is no moment without a program attached. conf (bm_conf) is
+ * written before anything is attached, so the programs never run with a stale switch. The
+ * sk_msg program is attached to bm_sockhash (no link: the map holds it).
  */
-struct dp *dp_load_attach(const char *pin_dir, const char *cgroup_dir);
+struct dp *dp_load_attach(const char *pin_dir, const char *cgroup_dir, const struct bm_conf *conf);
 void dp_mapfds(const struct dp *dp, struct bm_mapfds *fds);
 /* Closes fds; pins stay (the kernel path keeps working without the agent). */
 void dp_close(struct dp *dp);
@@ -43,6 +46,9 @@ void dp_close_fds(struct bm_mapfds *fds);
 
 /* true if every program's link is pinned under pin_dir and still attached. */
 bool dp_links_attached(const char *pin_dir);
+
+/* Sockets in bm_sockhash now (same-node acceleration), or -errno. */
+long dp_sockhash_count(int sockhash_fd);
 
 /* Remove every pin under pin_dir (links first: that detaches), then the directory. */
 int dp_uninstall(const char *pin_dir);

@@ -866,6 +866,61 @@ int sync_sweep_socks(struct sync *s, uint64_t now_ns, uint64_t max_age_ns)
 	return n;
 }
 
+/* A pod's addresses as bm_podaddr keys; returns how many (0 to 2). */
+static int pod_addr_keys(const struct bm_pod *p, struct bm_addr_key *k)
+{
+	static const __u8 zero[16];
+	int n = 0;
+
+	if (memcmp(p->addr4, zero, 4)) {
+		memset(&k[n], 0, sizeof(k[n]));
+		memcpy(k[n].addr, p->addr4, 4);
+		k[n++].family = BM_FAM_V4;
+	}
+	if (memcmp(p->addr6, zero, 16)) {
+		memset(&k[n], 0, sizeof(k[n]));
+		memcpy(k[n].addr, p->addr6, 16);
+		k[n++].family = BM_FAM_V6;
+	}
+	return n;
+}
+
+/* bm_podaddr: every local pod's addresses (what same-node acceleration checks both ends by). */
+static int sync_pod_addrs(struct sync *s, const struct sync_pod *pods, int n)
+{
+	struct bm_addr_key key, next, *prev = NULL, k[2];
+	int err = 0;
+
+	if (s->fds.podaddr < 0)
+		return 0;
+	for (int i = 0; i < n; i++) {
+		struct bm_podaddr v = {.pod_id = pods[i].pod.pod_id, .flags = pods[i].pod.flags};
+		int nk = pod_addr_keys(&pods[i].pod, k);
+
+		for (int j = 0; j < nk; j++)
+			if (bpf_map_update_elem(s->fds.podaddr, &k[j], &v, BPF_ANY))
+				err = -errno;
+	}
+	while (bpf_map_get_next_key(s->fds.podaddr, prev, &next) == 0) {
+		bool keep = false;
+
+		for (int i = 0; i < n && !keep; i++) {
+			int nk = pod_addr_keys(&pods[i].pod, k);
+
+			for (int j = 0; j < nk && !keep; j++)
+				keep = !memcmp(&k[j], &next, sizeof(next));
+		}
+		key = next;
+		if (!keep) {
+			bpf_map_delete_elem(s->fds.podaddr, &key);
+			prev = NULL; /* restart after a delete */
+			continue;
+		}
+		prev = &key;
+	}
+	return err;
+}
+
 int sync_set_pods(struct sync *s, const struct sync_pod *pods, int n)
 {
 	__u64 key, next, *prev = NULL;
@@ -887,7 +942,7 @@ int sync_set_pods(struct sync *s, const struct sync_pod *pods, int n)
 		}
 		prev = &key;
 	}
-	return err;
+	return sync_pod_addrs(s, pods, n) ? -EIO : err;
 }
 
 void sync_set_meta(struct sync *s, int ok, int loaded)

@@ -98,6 +98,9 @@ static void print_stats(const char *pin_dir)
 	    [BM_ST_STRICT_DROP] = "dropped: plaintext to STRICT",
 	    [BM_ST_AUTHZ_DENY] = "dropped: AuthorizationPolicy",
 	    [BM_ST_AGENT_PORT] = "refused: agent port",
+	    [BM_ST_ACCEL_CONNS] = "connections accelerated (same node)",
+	    [BM_ST_ACCEL_BYTES] = "bytes redirected socket to socket",
+	    [BM_ST_ACCEL_FULL] = "connections not accelerated: map full",
 	};
 	int ncpu = libbpf_num_possible_cpus();
 	struct bm_mapfds f;
@@ -125,6 +128,8 @@ int cmd_status(int argc, char **argv)
 	struct node_args na;
 	struct bm_mapfds f;
 	struct bm_meta meta = {};
+	struct bm_conf conf = {};
+	long nsock = -1;
 	__u32 zero = 0;
 	pid_t pid;
 	bool attached;
@@ -135,6 +140,8 @@ int cmd_status(int argc, char **argv)
 	attached = dp_links_attached(na.pin_dir);
 	if (dp_open_pinned(na.pin_dir, &f) == 0) {
 		bpf_map_lookup_elem(f.meta, &zero, &meta);
+		bpf_map_lookup_elem(f.conf, &zero, &conf);
+		nsock = dp_sockhash_count(f.sockhash);
 		dp_close_fds(&f);
 	}
 	printf("node:     %s\n", na.node);
@@ -154,6 +161,9 @@ int cmd_status(int argc, char **argv)
 	} else {
 		printf("config:   none\n");
 	}
+	if (nsock >= 0)
+		printf("accel:    %s, %ld sockets in bm_sockhash\n",
+		       conf.flags & BM_CONF_F_ACCEL ? "on" : "off", nsock);
 	print_stats(na.pin_dir);
 	return pid && attached && meta.loaded ? 0 : 1;
 }

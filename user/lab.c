@@ -173,6 +173,7 @@ struct lab {
 	const char *bpffs;
 	long cert_ttl_s; /* workload certificate lifetime the agents use */
 	int mtls;	 /* 1: agents run the mTLS tunnel (the lab's CA in <dir>/ca) */
+	bool accel_off;	 /* lab up --accel off: every agent runs with --accel off */
 	struct lab_node nodes[LAB_MAX_NODES];
 	int nnodes;
 	struct lab_pod *pods;
@@ -214,6 +215,8 @@ static int state_save(const struct lab *l)
 	int rc;
 
 	bprintf(&b, "lab %s %s %ld %d\n", l->name, l->bpffs, l->cert_ttl_s, l->mtls);
+	bprintf(&b, "lab %s %s\n", l->name, l->bpffs);
+	bprintf(&b, "accel %s\n", l->accel_off ? "off" : "on");
 	for (int i = 0; i < l->nnodes; i++)
 		bprintf(&b, "node %s %d %d %d %d\n", l->nodes[i].name, l->nodes[i].index,
 			l->nodes[i].agent_pid, l->nodes[i].metrics_port, l->nodes[i].health_port);
@@ -253,6 +256,8 @@ static int state_load(struct lab *l)
 
 		if (sscanf(line, "lab %*s %255s %ld %d", bpffs, &l->cert_ttl_s, &l->mtls) >= 1) {
 			l->bpffs = strdup(bpffs);
+		} else if (!strcmp(line, "accel off\n")) {
+			l->accel_off = true;
 		} else if (l->nnodes < LAB_MAX_NODES &&
 			   sscanf(line, "node %63s %d %d %d %d", n->name, &n->index, &n->agent_pid,
 				  &n->metrics_port, &n->health_port) == 5) {
@@ -446,12 +451,13 @@ static int agent_start(struct lab *l, struct lab_node *n)
 			execl(self, self, "agent", "--config-dir", l->config, "--cgroup", cg,
 			      "--node", an, "--bpffs", l->bpffs, "--metrics-addr", maddr,
 			      "--health-addr", haddr, "--node-ip", nip, "--netns", nsp, "--ca-dir",
-			      ca, "--cert-ttl", ttl, (char *)NULL);
+			      ca, "--cert-ttl", ttl, "--accel", l->accel_off ? "off" : "on",
+			      (char *)NULL);
 		else
 			execl(self, self, "agent", "--config-dir", l->config, "--cgroup", cg,
 			      "--node", an, "--bpffs", l->bpffs, "--metrics-addr", maddr,
-			      "--health-addr", haddr, "--node-ip", nip, "--netns", nsp,
-			      (char *)NULL);
+			      "--health-addr", haddr, "--node-ip", nip, "--netns", nsp, "--accel",
+			      l->accel_off ? "off" : "on", (char *)NULL);
 		_exit(127);
 	}
 	n->agent_pid = pid;
@@ -1143,6 +1149,7 @@ struct lab_args {
 	const char *name;
 	const char *bpffs;
 	const char *ns;
+	const char *accel; /* "on" / "off" (lab up) */
 	char **files;
 	int nfiles;
 	int argi; /* first positional argument */
@@ -1152,13 +1159,11 @@ struct lab_args {
 
 static int parse_args(int argc, char **argv, struct lab_args *a)
 {
-	static const struct option opts[] = {{"name", required_argument, 0, 'N'},
-					     {"bpffs", required_argument, 0, 'b'},
-					     {"namespace", required_argument, 0, 'n'},
-					     {"file", required_argument, 0, 'f'},
-					     {"mtls", required_argument, 0, 'M'},
-					     {"cert-ttl", required_argument, 0, 'T'},
-					     {0, 0, 0, 0}};
+	static const struct option opts[] = {
+	    {"name", required_argument, 0, 'N'},      {"bpffs", required_argument, 0, 'b'},
+	    {"namespace", required_argument, 0, 'n'}, {"file", required_argument, 0, 'f'},
+	    {"mtls", required_argument, 0, 'M'},      {"cert-ttl", required_argument, 0, 'T'},
+	    {"accel", required_argument, 0, 'a'},     {0, 0, 0, 0}};
 	int64_t ns;
 	int o;
 
@@ -1200,6 +1205,13 @@ static int parse_args(int argc, char **argv, struct lab_args *a)
 				return -1;
 			}
 			a->cert_ttl_s = ns / 1000000000LL;
+			break;
+		case 'a':
+			if (strcmp(optarg, "on") && strcmp(optarg, "off")) {
+				fprintf(stderr, "lab: --accel on|off\n");
+				return -1;
+			}
+			a->accel = optarg;
 			break;
 		default:
 			return -1;
@@ -1282,6 +1294,7 @@ static int lab_up(struct lab_args *a)
 
 	memset(&l, 0, sizeof(l));
 	l.bpffs = a->bpffs;
+	l.accel_off = a->accel && !strcmp(a->accel, "off");
 	lab_paths(&l, a->name);
 	snprintf(path, sizeof(path), "%s/lab.state", l.dir);
 	if (access(path, F_OK) == 0) {
@@ -1291,7 +1304,7 @@ static int lab_up(struct lab_args *a)
 	}
 	if (a->nfiles == 0) {
 		fprintf(stderr, "usage: bpfmesh lab up -f FILE... [--name LAB] [--mtls on|off] "
-				"[--cert-ttl DURATION]\n");
+				"[--cert-ttl DURATION] [--accel on|off]\n");
 		return 2;
 	}
 	l.mtls = a->mtls;
@@ -1330,7 +1343,7 @@ static int lab_status(struct lab *l)
 {
 	char an[256], v4[64], v6[64];
 
-	printf("lab %s (config %s)\n", l->name, l->config);
+	printf("lab %s (config %s) accel %s\n", l->name, l->config, l->accel_off ? "off" : "on");
 	for (int i = 0; i < l->nnodes; i++) {
 		struct lab_node *n = &l->nodes[i];
 
@@ -1418,7 +1431,7 @@ static int lab_start_stop(struct lab *l, struct lab_pod *p, bool start)
 static void lab_usage(void)
 {
 	fprintf(stderr, "usage: bpfmesh lab up -f FILE... [--name LAB] [--mtls on|off] "
-			"[--cert-ttl DURATION]\n"
+			"[--cert-ttl DURATION] [--accel on|off]\n"
 			"       bpfmesh lab apply -f FILE... [--name LAB]\n"
 			"       bpfmesh lab exec [-n NS] POD|deploy/NAME -- CMD...\n"
 			"       bpfmesh lab stop|start [-n NS] POD|deploy/NAME\n"

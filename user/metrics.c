@@ -280,6 +280,9 @@ static void operational_metrics(FILE *out, const struct bm_mapfds *f)
 	    [BM_ST_STRICT_DROP] = "strict_plaintext_dropped",
 	    [BM_ST_AUTHZ_DENY] = "authorization_denied",
 	    [BM_ST_AGENT_PORT] = "agent_port_refused",
+	    [BM_ST_ACCEL_CONNS] = "accelerated_connections",
+	    [BM_ST_ACCEL_BYTES] = "accelerated_bytes",
+	    [BM_ST_ACCEL_FULL] = "accel_map_full",
 	};
 	int ncpu = libbpf_num_possible_cpus();
 	struct bm_meta meta = {};
@@ -309,6 +312,8 @@ static void operational_metrics(FILE *out, const struct bm_mapfds *f)
 	fill_ratio(out, "bm_sock", f->sock);
 	fill_ratio(out, "bm_traffic", f->traffic);
 	fill_ratio(out, "bm_cpool", f->cpool);
+	fill_ratio(out, "bm_accel", f->accel);
+	fill_ratio(out, "bm_podaddr", f->podaddr);
 	fprintf(out, "# HELP bpfmesh_datapath_events_total Datapath events, by kind.\n"
 		     "# TYPE bpfmesh_datapath_events_total counter\n");
 	for (__u32 k = 0; vals && k < BM_ST_MAX; k++) {

@@ -47,7 +47,8 @@ pyget() { python3 -c 'import json, sys; d = json.load(sys.stdin); print(eval(sys
 	for m in bm_svc:hash bm_route:hash bm_subset:array bm_slot:array bm_backend:array \
 		bm_bstate:array bm_rr:array bm_pod:hash bm_sock:hash bm_sock_udp:sk_storage \
 		bm_udp:lru_hash bm_meta:array bm_stats:percpu_array bm_names:hash bm_policy:hash \
-		bm_health:hash bm_cpool:lru_hash bm_traffic:percpu_hash; do
+		bm_health:hash bm_cpool:lru_hash bm_traffic:percpu_hash bm_accel:hash bm_podaddr:hash \
+		bm_conf:array; do
 		t=${m#*:}
 		m=${m%:*}
 		run bpftool map show pinned "$P/$m"
@@ -59,6 +60,10 @@ pyget() { python3 -c 'import json, sys; d = json.load(sys.stdin); print(eval(sys
 	run bpftool map show pinned "$P/bm_events"
 	[ "$status" -eq 0 ]
 	[[ "$output" == *": ringbuf  name bm_events  "* ]]
+	# same-node acceleration: the kernel keeps no BTF for a sockhash (keys print as hex)
+	run bpftool map show pinned "$P/bm_sockhash"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *": sockhash  name bm_sockhash  "* ]]
 }
 
 @test "bm_svc: dump shows the service key and its ids" {
