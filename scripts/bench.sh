@@ -274,8 +274,8 @@ $paths_report
   bpfmesh program runs for it; it dials srv-0's pod address. **direct-x**: the same from
   clientx-0 on node2 (through the fabric).
 - **kernel**: client-0 in the mesh (\`bpfmesh lab exec\`), dialing Service VIPs (10.96.50.20 for
-  sockperf and iperf3, 10.96.50.30:80 for HTTP) that connect4 turns into srv-0's address.
-  $([ -n "$LAB_ACCEL" ] && echo "Agent run with \`--accel off\`." || echo "")
+  sockperf and iperf3, 10.96.50.30:80 for HTTP) that connect4 turns into srv-0's address.$([ -n "$LAB_ACCEL" ] && echo "
+  Agent run with \`--accel off\`.")
 - **accel**: as kernel, in a second lab brought up with \`--accel on\` (same-node acceleration).
   $([ -n "$LAB_ACCEL" ] || echo "Not measured: this build's agent has no \`--accel\`.")
 - **mtls**: clientx-0 (node2) in the mesh of a third lab with a STRICT PeerAuthentication
@@ -288,7 +288,9 @@ $paths_report
   verify required\`; ECDSA P-256 certificates made with the openssl CLI for the run.
 - Servers, all in srv-0 (a mesh pod, its netns and cgroup): \`sockperf server --tcp -i 0.0.0.0 -p
   11111\`, \`iperf3 -s -p 5201\`, and the lab's echo HTTP server on 8080.
-- Commands (CLIENT = the path's client prefix, ADDR/PORT = the path's address):
+- Commands, run by each path's client: \`ip netns exec bm-$LAB-bench-client-0 CMD\` (direct,
+  haproxy; clientx-0 for direct-x, haproxy-mtls), \`bpfmesh lab exec --name $LAB -n bench client-0
+  -- CMD\` (kernel; accel and mtls in their labs); ADDR/PORT are the path's:
   - ping-pong: \`sockperf ping-pong --tcp -i ADDR -p PORT -t $D -m 64 --full-rtt\`
   - open loop: \`sockperf under-load --tcp -i ADDR -p PORT -t $D -m 64 --full-rtt --mps 1000|10000
     --reply-every 1\` (every message answered; sockperf's 400 ms warm-up is not counted)
