@@ -39,7 +39,7 @@ LAB=bn
 	for t in "kernel path p50 within 3%" "connection rate >= 95%" "accel p50 <= 0.8x" \
 		"connect4 <= 300 ns" "services applied < 1 s" "weight change in force < 5 ms" \
 		"mtls added p50" "mtls added p99" "mtls throughput" "agent RSS < 20 MB"; do
-		grep -F "| $t" <<<"$output" | grep -qE '\| (met|\*\*missed\*\*|n/a) \|$' ||
+		grep -F "$t" <<<"$output" | grep -qE '\| (met|\*\*missed\*\*|n/a) \|$' ||
 			{ echo "no verdict: $t"; false; }
 	done
 	# ejection still inside the failing connect; connect4 and apply measured
