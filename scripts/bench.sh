@@ -1,46 +1,103 @@
 #!/bin/bash
-# `make bench`: benchmarks that print ratios against a baseline measured in the same run, and
-# write docs/benchmarks.md. Bounded in count and time; the lab is always torn down.
+# `make bench`: a benchmark suite, bpfmesh against no mesh and against a pair of haproxy
+# "sidecars" (the stand-in for Envoy), every number next to a baseline from the same run.
+#   0. paths (tests/bench/paths.sh): latency (ping-pong; 1,000 and 10,000 msg/s open loop),
+#      connection rate, throughput, CPU per request and peak RSS over direct / kernel / accel /
+#      haproxy / direct-x / mtls / haproxy-mtls, alternating paths in every round
 #   1. outlier ejection: time from a failing connect to the backend being out of rotation
-#      (baseline: the failing connect's own duration)
 #   2. connect4 cost per call (kernel.bpf_stats_enabled), with 10 and with 10,000 services
-#      (baseline: the whole connect()+close() seen by the application)
 #   3. apply time: 10,000 services with 100,000 endpoints; then one weight change
-# BENCH_QUICK=1 runs a few seconds' worth (the smoke test in `make test`).
+# Prints the tables and writes docs/benchmarks.md (BENCH_OUT overrides). BENCH_QUICK=1 or
+# --quick: a smoke run of about a minute, 1 round of 1 s per measurement, written to a temp file
+# (or BENCH_OUT), never to docs/. Every load is bounded (timeout); the labs, servers and
+# haproxies are torn down on any exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+QUICK=${BENCH_QUICK:-0}
+[ "${1:-}" = --quick ] && QUICK=1
 BM=$PWD/build/bpfmesh
-LAB=bench
+LAB=${BENCH_LAB:-bn}
+LAB_ACCEL=""
+LAB_MTLS=""
 PY=/usr/bin/python3
 PROBE=$PWD/tests/bench/probe.py
-OUT=${BENCH_OUT:-docs/benchmarks.md}
-QUICK=${BENCH_QUICK:-0}
 TRIALS=$([ "$QUICK" = 1 ] && echo 3 || echo 15)
 CONNS=$([ "$QUICK" = 1 ] && echo 200 || echo 2000)
-NSVC=$([ "$QUICK" = 1 ] && echo 1000 || echo 10000)
+NSVC=$([ "$QUICK" = 1 ] && echo 200 || echo 10000)
 NEP=$((NSVC * 10))
+D=$([ "$QUICK" = 1 ] && echo 1 || echo 3)      # seconds per path measurement
+ROUNDS=$([ "$QUICK" = 1 ] && echo 1 || echo 3) # rounds over every path
 work=$(mktemp -d /tmp/bpfmesh-bench.XXXXXX)
+if [ "$QUICK" = 1 ]; then OUT=${BENCH_OUT:-$work/benchmarks.md}; else OUT=${BENCH_OUT:-docs/benchmarks.md}; fi
 stats_was=$(cat /proc/sys/kernel/bpf_stats_enabled)
+CG=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
+started=()
+pids_add() { started+=("$@"); }
 
 cleanup() {
-	$BM lab down --name $LAB >/dev/null 2>&1 || true
-	$BM uninstall --node bench-scale >/dev/null 2>&1 || true
-	rmdir "$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)/bpfmesh-bench-scale" 2>/dev/null || true
+	local p
+	for p in "${started[@]}"; do kill "$p" 2>/dev/null || true; done
+	sleep 0.2
+	for p in "${started[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+	for l in $LAB $LAB_ACCEL $LAB_MTLS; do $BM lab down --name "$l" >/dev/null 2>&1 || true; done
+	$BM uninstall --node "$LAB-scale" >/dev/null 2>&1 || true
+	rmdir "$CG/bpfmesh-$LAB-scale" 2>/dev/null || true
 	echo "$stats_was" > /proc/sys/kernel/bpf_stats_enabled
 	rm -rf "$work"
 }
 trap cleanup EXIT
-$BM lab down --name $LAB >/dev/null 2>&1 || true
+trap 'exit 130' INT TERM
+$BM lab down --name "$LAB" >/dev/null 2>&1 || true
 
-inpod() { $BM lab exec --name $LAB -n bench client-0 -- "$@"; }
+inpod() { $BM lab exec --name "$LAB" -n bench client-0 -- "$@"; }
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+source tests/bench/paths.sh
 
-$BM lab up --name $LAB -f tests/bench/bench.yaml >/dev/null
+# Optional paths: measured when the agent / CLI has them, "n/a (not built)" otherwise.
+accel_flag=()
+if $BM agent --help 2>&1 | grep -q -- --accel; then
+	accel_flag=(--accel off) # the kernel path is the one without acceleration
+	LAB_ACCEL=${LAB}a
+fi
+$BM ca --help >/dev/null 2>&1 && LAB_MTLS=${LAB}m
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+t_start=$(date +%s)
+
+# ---- 0. paths ----
+$BM lab up --name "$LAB" "${accel_flag[@]}" -f tests/bench/bench.yaml >/dev/null
+perf_endpoint "$LAB"
+servers_up "$LAB"
+if [ -n "$LAB_ACCEL" ]; then
+	$BM lab down --name "$LAB_ACCEL" >/dev/null 2>&1 || true
+	$BM lab up --name "$LAB_ACCEL" --accel on -f tests/bench/bench.yaml >/dev/null
+	perf_endpoint "$LAB_ACCEL"
+	servers_up "$LAB_ACCEL"
+fi
+if [ -n "$LAB_MTLS" ]; then
+	# mesh mTLS: STRICT PeerAuthentication for the namespace (Istio's way to require it),
+	# plus --mtls on when the lab has such a switch
+	mtls_flag=()
+	$BM lab 2>&1 | grep -q -- --mtls && mtls_flag=(--mtls on)
+	$BM lab down --name "$LAB_MTLS" >/dev/null 2>&1 || true
+	$BM lab up --name "$LAB_MTLS" "${mtls_flag[@]}" -f tests/bench/bench.yaml \
+		-f tests/bench/mtls.yaml >/dev/null
+	perf_endpoint "$LAB_MTLS"
+	servers_up "$LAB_MTLS"
+fi
+sidecars_up
+paths_setup
+paths_run
+paths_report=$(paths_table)
+rss_path=$([ -n "$LAB_MTLS" ] && echo mtls || echo kernel)
+agent_rss=$(med "$rss_path" rss)
+for l in $LAB_ACCEL $LAB_MTLS; do $BM lab down --name "$l" >/dev/null; done
+t_paths=$(($(date +%s) - t_start))
+
 pin=/sys/fs/bpf/bpfmesh/$LAB-node1
 
 # ---- 1. ejection ----
 web1=$($BM lab status --name $LAB | awk '$2 == "bench/web-1" { print $6 }')
-$BM lab stop --name $LAB -n bench web-1 >/dev/null
+$BM lab stop --name "$LAB" -n bench web-1 >/dev/null
 : > "$work/eject"
 # each trial starts from fresh hosts: otherwise Envoy's backoff makes every ejection longer
 clear_health() {
@@ -66,7 +123,7 @@ ej_med=$(awk '{ print $5 - $1 }' "$work/eject.ok" | median)
 ej_max=$(awk '{ print $5 - $1 }' "$work/eject.ok" | sort -n | tail -n 1)
 fail_med=$(awk '{ print $2 - $1 }' "$work/eject.ok" | median)
 next_ok_all="$(awk '$3 == 0 && $4 == 1' "$work/eject" | wc -l)/$TRIALS"
-$BM lab start --name $LAB -n bench web-1 >/dev/null
+$BM lab start --name "$LAB" -n bench web-1 >/dev/null
 
 # ---- 2. connect4 cost ----
 echo 1 > /proc/sys/kernel/bpf_stats_enabled
@@ -92,15 +149,15 @@ done
 read -r c4_big app_big < <(measure_connect4)
 
 # ---- 3. apply at scale ----
-CG=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
-mkdir -p "$CG/bpfmesh-bench-scale" "$work/cfg"
+mkdir -p "$CG/bpfmesh-$LAB-scale" "$work/cfg"
 awk -v n="$NSVC" -v e="$NEP" 'BEGIN {
 	print "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: s\n  labels: {istio-injection: enabled}"
 	for (i = 0; i < n; i++)
 		printf "---\napiVersion: v1\nkind: Service\nmetadata: {name: svc%d, namespace: s}\nspec:\n  clusterIP: 10.%d.%d.%d\n  selector: {app: a%d}\n  ports: [{name: http, port: 80, targetPort: 8080}]\n", i, 100 + int(i / 65536), int(i / 256) % 256, i % 256, i
 	for (i = 0; i < e; i++)
 		printf "---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: we%d, namespace: s}\nspec:\n  address: 10.%d.%d.%d\n  labels: {app: a%d}\n", i, 200 + int(i / 65536), int(i / 256) % 256, i % 256, int(i * n / e) }' > "$work/cfg/big.yaml"
-$BM agent --config-dir "$work/cfg" --cgroup "$CG/bpfmesh-bench-scale" --node bench-scale > "$work/agent.log" 2>&1 &
+$BM agent --config-dir "$work/cfg" --cgroup "$CG/bpfmesh-$LAB-scale" --node "$LAB-scale" > "$work/agent.log" 2>&1 &
+pids_add $!
 for _ in $(seq 600); do grep -q "applied config" "$work/agent.log" && break; sleep 0.1; done
 apply_full=$(sed -n 's/.*applied config.* in \([0-9]*\) ms/\1/p' "$work/agent.log" | head -1)
 cat > "$work/cfg/vs.yaml" <<'Y'
@@ -116,9 +173,50 @@ for _ in $(seq 600); do [ "$(grep -c "applied config" "$work/agent.log")" -ge 2 
 apply_weight=$(sed -n 's/.*applied config.* in \([0-9]*\) ms/\1/p' "$work/agent.log" | sed -n 2p)
 written=$(sed -n 's/.*(\([0-9]*\) written.*/\1/p' "$work/agent.log" | sed -n 2p)
 
+
 # ---- report ----
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b ? a / b : 0 }'; }
 us() { awk -v n="$1" 'BEGIN { printf "%.1f", n / 1000 }'; }
+# target NAME VALUE-TEXT AWK-CONDITION [VARS...]: a row "met"/"missed" ("n/a" when a value is
+# missing or the path is not built)
+target() {
+	local name=$1 text=$2 cond=$3 v verdict
+	shift 3
+	for v in "$@"; do
+		case ${v#*=} in '' | - | n/a*) verdict="n/a" ;; esac
+	done
+	if [ -z "${verdict:-}" ]; then
+		verdict=$(awk $(printf -- '-v %s ' "$@") "BEGIN { print ($cond) ? \"met\" : \"**missed**\" }")
+	fi
+	echo "| $name | $text | $verdict |"
+}
+# added latency of a path over its baseline, "+12.3" (or the path's n/a text)
+added() {
+	case $1 in [0-9]*) awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.1f", a - b }' ;; *) echo "$1" ;; esac
+}
+pp() { [ -n "${NA[$1]:-}" ] && echo "${NA[$1]}" || med "$1" "$2"; }
+d50=$(pp direct pp_p50) k50=$(pp kernel pp_p50) a50=$(pp accel pp_p50)
+dconn=$(pp direct conn) kconn=$(pp kernel conn)
+x50=$(pp direct-x pp_p50) x99=$(pp direct-x pp_p99) m50=$(pp mtls pp_p50) m99=$(pp mtls pp_p99)
+h50=$(pp haproxy-mtls pp_p50) h99=$(pp haproxy-mtls pp_p99)
+mt=$(pp mtls tput) ht=$(pp haproxy-mtls tput)
+nsvc_txt=$(printf "%'d" "$NSVC")
+targets=$(
+	echo "| target | measured | verdict |"
+	echo "|---|---|---|"
+	target "kernel path p50 within 3% of direct (ping-pong)" "$k50 vs $d50 us" "k <= 1.03 * d" k="$k50" d="$d50"
+	target "kernel path connection rate >= 95% of direct" "$kconn vs $dconn /s" "k >= 0.95 * d" k="$kconn" d="$dconn"
+	target "accel p50 <= 0.8x direct (ping-pong)" "$a50 vs $d50 us" "a <= 0.8 * d" a="$a50" d="$d50"
+	target "connect4 <= 300 ns at $nsvc_txt services" "$c4_big ns/call" "c <= 300" c="$c4_big"
+	target "$nsvc_txt services applied < 1 s" "$apply_full ms" "a < 1000" a="$apply_full"
+	target "weight change in force < 5 ms" "$apply_weight ms" "a < 5" a="$apply_weight"
+	target "mtls added p50 <= half of haproxy-mtls's (over direct-x)" "$(added "$m50" "$x50") vs $(added "$h50" "$x50") us" \
+		"m - x <= 0.5 * (h - x)" m="$m50" h="$h50" x="$x50"
+	target "mtls added p99 <= half of haproxy-mtls's (over direct-x)" "$(added "$m99" "$x99") vs $(added "$h99" "$x99") us" \
+		"m - x <= 0.5 * (h - x)" m="$m99" h="$h99" x="$x99"
+	target "mtls throughput >= 1.5x haproxy-mtls" "$mt vs $ht Gbit/s" "m >= 1.5 * h" m="$mt" h="$ht"
+	target "agent RSS < 20 MB at 1,000 req/s ($rss_path lab)" "$agent_rss MB" "r < 20" r="$agent_rss"
+)
 report=$(cat <<R
 | measurement | value | baseline (same run) | ratio |
 |---|---|---|---|
@@ -132,39 +230,105 @@ report=$(cat <<R
 | then one weight change (whole config re-read; $written service rewritten) | $apply_weight ms | full apply | $(ratio "$apply_weight" "$apply_full") |
 R
 )
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+t_total=$(($(date +%s) - t_start))
+echo "## Paths (median of $ROUNDS round(s) of ${D} s per measurement; ratio to direct, or to direct-x for cross-node paths)"
+echo "$paths_report"
+echo
+echo "## Targets"
+echo "$targets"
+echo
+echo "## Ejection, connect4, apply"
 echo "$report"
-if [ "$QUICK" != 1 ]; then
-	cat > "$OUT" <<D
+echo
+echo "load average before/after: $load_before / $load_after; paths ${t_paths} s, total ${t_total} s"
+
+busy=$(awk -v a="${load_before%% *}" -v n="$(nproc)" 'BEGIN { print (a > 0.3 * n) ? 1 : 0 }')
+cat > "$OUT" <<D
 # Benchmarks
 
-Produced by \`make bench\` (scripts/bench.sh) on $(date -u +%Y-%m-%d): $(nproc) cores,
-$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), kernel $(uname -r). Every ratio is
-against a baseline measured in the same run. Re-run with \`make bench\`.
+Produced by \`make bench\` (scripts/bench.sh$([ "$QUICK" = 1 ] && echo ", smoke run: BENCH_QUICK=1")) on $(date -u +%Y-%m-%d).
+Re-run with \`make bench\` (about $((t_total / 60 + 1)) minutes); every ratio is against a
+baseline measured in the same run.
+
+**Machine**: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(nproc) cores,
+$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), kernel $(uname -r), Debian $(cat /etc/debian_version),
+sockperf $(sockperf --version 2>&1 | awk '/version/ { print $NF; exit }' | tr -d '#=' ), $(haproxy -v | awk 'NR == 1 { print "HAProxy " $3 }'),
+$(iperf3 --version | awk 'NR == 1 { print $1, $2 }'), $(wrk -v 2>&1 | awk 'NR == 1 { print $1, $2 }').
+Load average before / after the run: $load_before / $load_after.
+$([ "$busy" = 1 ] && echo "**The machine was not idle**: other developers' builds and tests shared its $(nproc) cores
+during this run, so the tails (p99, p99.9) carry their noise; paths alternate inside every round,
+so each ratio compares paths that saw the same load." || echo "The machine looked idle (load average below 0.3 per core) when the run started; other
+developers share it, so some noise in the tails is theirs.")
+
+## Paths
+
+$ROUNDS round(s); in each, every measurement runs for every path in turn (direct, kernel, accel,
+haproxy, direct-x, mtls, haproxy-mtls) before the next measurement, for ${D} s each. Cells are
+medians over the rounds, with the ratio to \`direct\` (same node) or to \`direct-x\` (client on
+node2) in brackets. The last row shows each round's ping-pong p50, to show drift.
+
+$paths_report
+
+- **direct**: a plain process in client-0's network namespace, not in its cgroup, so no
+  bpfmesh program runs for it; it dials srv-0's pod address. **direct-x**: the same from
+  clientx-0 on node2 (through the fabric).
+- **kernel**: client-0 in the mesh (\`bpfmesh lab exec\`), dialing Service VIPs (10.96.50.20 for
+  sockperf and iperf3, 10.96.50.30:80 for HTTP) that connect4 turns into srv-0's address.$([ -n "$LAB_ACCEL" ] && echo "
+  Agent run with \`--accel off\`.")
+- **accel**: as kernel, in a second lab brought up with \`--accel on\` (same-node acceleration).
+  $([ -n "$LAB_ACCEL" ] || echo "Not measured: this build's agent has no \`--accel\`.")
+- **mtls**: clientx-0 (node2) in the mesh of a third lab with a STRICT PeerAuthentication
+  (tests/bench/mtls.yaml), to the perf VIP on srv-0 (node1). $([ -n "$LAB_MTLS" ] || echo "Not measured: this build has no \`bpfmesh ca\`.")
+- **haproxy**: client-0 -> haproxy in client-0's netns (127.0.0.1:16111) -> haproxy in srv-0's
+  netns (:15111) -> 127.0.0.1 of srv-0. Both haproxy processes are single-threaded
+  (\`nbthread 1\`), TCP mode, outside the mesh's cgroups. **haproxy-mtls**: the same pair from
+  clientx-0 (node2), with TLS between the two: client side \`server s1 ADDR ssl crt client.pem
+  ca-file ca.crt verify required\`, server side \`bind :PORT ssl crt server.pem ca-file ca.crt
+  verify required\`; ECDSA P-256 certificates made with the openssl CLI for the run.
+- Servers, all in srv-0 (a mesh pod, its netns and cgroup): \`sockperf server --tcp -i 0.0.0.0 -p
+  11111\`, \`iperf3 -s -p 5201\`, and the lab's echo HTTP server on 8080.
+- Commands, run by each path's client: \`ip netns exec bm-$LAB-bench-client-0 CMD\` (direct,
+  haproxy; clientx-0 for direct-x, haproxy-mtls), \`bpfmesh lab exec --name $LAB -n bench client-0
+  -- CMD\` (kernel; accel and mtls in their labs); ADDR/PORT are the path's:
+  - ping-pong: \`sockperf ping-pong --tcp -i ADDR -p PORT -t $D -m 64 --full-rtt\`
+  - open loop: \`sockperf under-load --tcp -i ADDR -p PORT -t $D -m 64 --full-rtt --mps 1000|10000
+    --reply-every 1\` (every message answered; sockperf's 400 ms warm-up is not counted)
+  - connection rate: \`wrk -t1 -c4 -d${D}s -H "Connection: close" http://ADDR/\`: every
+    request is a new connection (connect, one HTTP exchange, close), 4 at a time; the number
+    is wrk's Requests/sec
+  - throughput: \`iperf3 -c ADDR -p PORT -t $D -J\`, one stream, received bits/s
+- **CPU**: user + system time of the bpfmesh agents of the lab (every node) or of the haproxy
+  pair, during the 10,000 msg/s run, per 1,000 answered messages. The agent's share is what
+  the control plane costs; the BPF programs run inside the application's own syscalls and are
+  in the latency rows (and in section connect4 below). **RSS**: VmHWM at the end of the paths,
+  the largest agent of the lab / the sum of the haproxy pair.
+
+## Targets
+
+$targets
+
+## Ejection, connect4, apply
 
 $report
 
-## Reading it
-- **Ejection** (circuit breaking, target under 1 ms: met). It happens in sockops when the
-  refused SYN's RST arrives, before \`connect()\` returns to the application: the delay from
-  the start of the failing connect to the ejection is smaller than the failing connect itself
-  (ratio < 1), and the very next connect goes to a healthy backend. Each trial starts from a
-  fresh host (the bench clears outlier state), since Envoy's backoff lengthens back-to-back
-  ejections.
-- **connect4 cost** (target under 300 ns at 10,000 services: **missed** on this machine). The
-  number is the program's own run time from \`kernel.bpf_stats_enabled\` (run_time_ns /
-  run_cnt). It does not grow with the number of services (hash lookups). On this VM a connect
-  that is not to a service (one hash lookup) already measures about 500 ns, and every hash
-  insert about 900 ns whatever the map type (tried: hash, preallocated hash, LRU hash; socket
-  storage was 1.7 us, which is why the per-connection record is a hash keyed by socket cookie).
-  What would close the gap: no record insert on connect for connections that need neither
-  getpeername nor counting (e.g. keep the original address in a per-CPU scratch and write the
-  record from sockops), and measuring on bare metal, where a map update costs ~100 ns.
-- **Service vs pod address**: what an application sees for connect()+close() through the
-  kernel path against dialing the pod directly (same run, same pods).
-- **Apply** (target: 10,000 services in under 1 s and a weight change in force under 5 ms:
-  **missed**). Parsing and validating 17 MB of YAML takes most of it; the map writes for the
-  weight change touch one service (the sync skips unchanged services). What would close it:
-  re-parse only the files that changed and keep the resolved table between applies.
+- **Ejection** (circuit breaking, target under 1 ms). It happens in sockops when the refused
+  SYN's RST arrives, before \`connect()\` returns to the application: the delay from the start of
+  the failing connect to the ejection is smaller than the failing connect itself (ratio < 1),
+  and the very next connect goes to a healthy backend. Each trial starts from a fresh host (the
+  bench clears outlier state), since Envoy's backoff lengthens back-to-back ejections.
+- **connect4 cost**: the program's own run time from \`kernel.bpf_stats_enabled\`
+  (\`bpftool prog show\` run_time_ns / run_cnt of the connect4 program), over $CONNS connects to
+  the web Service from client-0, before and after $NSVC filler services are applied. It does not
+  grow with the number of services (hash lookups). On this VM a connect that is not to a
+  service already measures about 500 ns, and every hash insert about 900 ns whatever the map
+  type; what would close the gap: no record insert on connect for connections that need neither
+  getpeername nor counting, and measuring on bare metal, where a map update costs ~100 ns.
+- **Apply**: an agent of its own (\`--node $LAB-scale\`) reads $NSVC Services and $NEP
+  WorkloadEntries; the time is the agent's own "applied config ... in N ms" (parse, validate,
+  resolve, map writes). Then a VirtualService changing one service's weights is added; its time
+  is the same log line for the second apply. Parsing and validating the whole YAML again takes
+  most of it; what would close it: re-parse only the files that changed and keep the resolved
+  table between applies.
 D
-	echo "wrote $OUT"
-fi
+echo "wrote $OUT"

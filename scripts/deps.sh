@@ -3,7 +3,8 @@
 # Called by `make deps` (and so by make test / demo / bench). Idempotent; quiet when all is there.
 set -e
 PKGS="clang llvm libbpf-dev libelf-dev zlib1g-dev libyaml-dev libssl-dev bpftool bats
-iproute2 curl make gcc pkg-config bc socat python3 python3-yaml prometheus graphviz"
+iproute2 curl make gcc pkg-config bc socat python3 python3-yaml prometheus graphviz
+sockperf iperf3 wrk haproxy openssl"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
