@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include "bpfmesh.h"
+#include "htab.h"
 #include "log.h"
 #include "metrics.h"
 #include "secsync.h"
@@ -135,17 +136,44 @@ static bool wants_tunnel(const struct secsync *ss, const struct mesh_config *c,
 	       secsync_remote(ss, w) && sec_mtls_mode(c, ss->o.root_ns, w, port) != MTLS_DISABLE;
 }
 
+/* The Pod behind a backend: its own workload, or for a WorkloadEntry that names a pod's
+ * address, that pod (the pod's PeerAuthentication and node decide). */
+static const struct workload_obj *backend_pod(struct htab *pods, const struct mesh_config *c,
+					      const struct rs_backend *b)
+{
+	uint8_t k[HKEY] = {};
+	int *i;
+
+	if (!b->wl || b->wl->kind == WL_POD)
+		return b->wl;
+	memcpy(k, b->addr, 16);
+	i = h_get(pods, k);
+	return i ? &c->workloads[*i] : b->wl;
+}
+
 void secsync_backends(struct secsync *ss, struct sync *s, const struct mesh_config *c,
 		      const struct rs_table *t)
 {
 	uint32_t *now = calloc(t->nbackends + 1, sizeof(*now));
+	struct htab pods = {0};
 	size_t nnow = 0;
 
 	if (!now)
 		abort();
-	for (int i = 0; i < t->nbackends; i++) {
+	for (int i = 0; ss->o.tunnel && i < c->nworkloads; i++) {
+		const struct workload_obj *w = &c->workloads[i];
+
+		for (int a = 0; w->kind == WL_POD && a < w->naddresses; a++) {
+			uint8_t k[HKEY] = {}, fam;
+
+			if (!rs_parse_addr(w->addresses[a], k, &fam))
+				h_put(&pods, k, i);
+		}
+	}
+	for (int i = 0; ss->o.tunnel && i < t->nbackends; i++) {
 		const struct rs_backend *b = &t->backends[i];
-		bool want = b->family == BM_FAM_V4 && wants_tunnel(ss, c, b->wl, b->port);
+		bool want = b->family == BM_FAM_V4 &&
+			    wants_tunnel(ss, c, backend_pod(&pods, c, b), b->port);
 		uint32_t id = want ? sync_backend_lookup(s, b) : 0;
 		struct bm_backend be;
 
@@ -171,6 +199,7 @@ void secsync_backends(struct secsync *ss, struct sync *s, const struct mesh_conf
 		be.flags &= ~BM_BE_F_TUNNEL;
 		bpf_map_update_elem(ss->fds.backend, &id, &be, BPF_ANY);
 	}
+	h_free(&pods);
 	free(ss->tunnelled);
 	ss->tunnelled = now;
 	ss->ntunnelled = nnow;

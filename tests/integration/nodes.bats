@@ -8,7 +8,7 @@ LAB=ind
 setup_file() {
 	export LAB
 	"$BM" lab down --name "$LAB" >/dev/null 2>&1 || true
-	"$BM" lab up --name "$LAB" -f "$FIX/two-nodes.yaml" -f "$FIX/two-nodes-v2.yaml" >&3 2>&3
+	"$BM" lab up --name "$LAB" --mtls off -f "$FIX/two-nodes.yaml" -f "$FIX/two-nodes-v2.yaml" >&3 2>&3
 }
 
 teardown_file() {
