@@ -104,7 +104,7 @@ static void source_labels(FILE *out, const struct workload_obj *src)
 }
 
 static void dest_labels(FILE *out, const char *svc_ns, const char *svc_name,
-			const struct workload_obj *dst)
+			const struct workload_obj *dst, bool mtls)
 {
 	char fq[512] = "", wl[256] = "";
 
@@ -122,8 +122,8 @@ static void dest_labels(FILE *out, const char *svc_ns, const char *svc_name,
 	put_label(out, "destination_version", dst ? kv_get(&dst->labels, "version") : NULL, false);
 	put_label(out, "request_protocol", "tcp", false);
 	put_label(out, "response_flags", "-", false);
-	/* no mTLS yet: the kernel path carries plaintext */
-	put_label(out, "connection_security_policy", "none", false);
+	/* tunnelled backends (another node, mTLS not DISABLE) go over the agents' mutual TLS */
+	put_label(out, "connection_security_policy", mtls ? "mutual_tls" : "none", false);
 }
 
 /* One series per (source pod, service, backend), with its per-CPU values summed. */
@@ -178,10 +178,11 @@ static int collect(const struct bm_mapfds *f, const struct mesh_config *c, struc
 		if (!lf)
 			continue;
 		source_labels(lf, pod_by_id(c, key.src_pod));
-		dest_labels(lf, svc_ns, svc_name,
-			    bpf_map_lookup_elem(f->backend, &key.backend_id, &be) == 0
-				? pod_by_addr(c, be.addr, be.family)
-				: NULL);
+		if (bpf_map_lookup_elem(f->backend, &key.backend_id, &be))
+			dest_labels(lf, svc_ns, svc_name, NULL, false);
+		else
+			dest_labels(lf, svc_ns, svc_name, pod_by_addr(c, be.addr, be.family),
+				    be.flags & BM_BE_F_TUNNEL);
 		fclose(lf);
 		n++;
 	}

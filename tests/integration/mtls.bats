@@ -329,6 +329,47 @@ EOF
 	[ "$resumed" -ge 3 ]
 }
 
+@test "metrics label tunnelled traffic connection_security_policy=mutual_tls" {
+	get zt sleep-0 http://httpbin.zt:8000/get >/dev/null
+	m=$(curl -s "$(lab status | sed -n 's/^node node1 .*metrics \(http[^ ]*\).*/\1/p')")
+	echo "$m" | grep 'istio_tcp_connections_opened_total.*destination_workload="httpbin"' | head -2
+	echo "$m" | grep 'istio_tcp_connections_opened_total.*destination_workload="httpbin".*connection_security_policy="mutual_tls"'
+}
+
+@test "bring your own certificates: node2's agent serves cert-manager-layout files" {
+	ca=/run/bpfmesh/lab/$LAB/ca # plays the role of cert-manager's issuer
+	d=$TMPD/byo
+	mkdir -p "$d/zt/httpbin"
+	bm ca issue --dir "$ca" --id spiffe://cluster.local/ns/zt/sa/httpbin \
+		--cert "$d/zt/httpbin/tls.crt" --key "$d/zt/httpbin/tls.key" >/dev/null
+	cp "$ca/ca.crt" "$d/zt/httpbin/ca.crt"
+	cp "$ca/ca.crt" "$d/ca.crt"
+	pid=$(bm status --node "$LAB-node2" | sed -n 's/.*running (pid \([0-9]*\)).*/\1/p')
+	mapfile -d '' args <"/proc/$pid/cmdline"
+	kill "$pid"
+	for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	for i in "${!args[@]}"; do
+		[ "${args[$i]}" = --ca-dir ] && args[$i]=--certs-dir && args[$((i + 1))]=$d
+	done
+	setsid "${args[@]}" >>"$LOG2" 2>&1 </dev/null &
+	byo=$!
+	for i in $(seq 50); do
+		out=$(get zt sleep-0 http://httpbin.zt:8000/get 2>/dev/null) && break
+		sleep 0.2
+	done
+	[[ "$out" == *'"pod": "httpbin-0"'* ]]
+	ip=$(pod_ip zt httpbin-0)
+	echo | ip netns exec "bm-$LAB-node1" timeout 5 openssl s_client -connect 10.244.255.2:15008 \
+		-servername "$ip.pod.bpfmesh" -cert "$TMPD/c.crt" -key "$TMPD/c.key" \
+		-CAfile "$ca/ca.crt" 2>/dev/null | openssl x509 -noout -serial >"$TMPD/served"
+	kill "$byo"
+	for i in $(seq 50); do kill -0 "$byo" 2>/dev/null || break; sleep 0.1; done
+	echo "served $(cat "$TMPD/served"), file $(serial_of "$d/zt/httpbin/tls.crt")"
+	[ "$(cut -d= -f2 "$TMPD/served")" = "$(serial_of "$d/zt/httpbin/tls.crt")" ]
+	grep -q "certificates from files" "$LOG2"
+	lab apply -f "$FIX/mtls.yaml" >/dev/null # the lab's own agent again
+}
+
 @test "lab down leaves nothing behind" {
 	"$BM" lab down --name "$LAB"
 	run leftovers "$LAB"
