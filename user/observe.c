@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * observe.c: `bpfmesh observe --node NAME [--follow] [--json] [--workload W] [--service S]
- * [--verdict open|close|fail|eject]`, the flow log, like `hubble observe`. It reads the node's
+ * [--verdict open|close|fail|eject|deny]`, the flow log, like `hubble observe`. It reads the node's
  * pinned ring buffer (bm_events) directly, so it works while the agent is down; names come
  * from the pinned bm_names map. A ring buffer has one reader: two observers share the events.
  * Without --follow it prints what is buffered and exits.
  */
 #include <getopt.h>
+#include <arpa/inet.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,8 @@ static const char *verdict_name(__u32 t)
 		return "fail";
 	case BM_EV_EJECT:
 		return "eject";
+	case BM_EV_DENY:
+		return "deny";
 	}
 	return "unknown";
 }
@@ -66,6 +69,38 @@ static int name_parts(int fd, __u32 kind, __u32 id, char parts[4][BM_NAME_LEN])
 	return n;
 }
 
+/* A plaintext SYN the destination's kernel dropped: STRICT mTLS (policy 0) or a policy. */
+static int on_deny(struct obs *o, const struct bm_event *e)
+{
+	char dst[4][BM_NAME_LEN], src[64] = "?", policy[BM_NAME_LEN] = "";
+	struct bm_name_key k = {.kind = BM_NAME_POLICY, .id = e->policy_id};
+	struct bm_name v;
+
+	if (o->verdict && strcmp(o->verdict, "deny"))
+		return 0;
+	name_parts(o->names_fd, BM_NAME_POD, e->backend_id, dst);
+	if (o->workload && strcmp(o->workload, dst[1]))
+		return 0;
+	inet_ntop(e->family == BM_FAM_V6 ? AF_INET6 : AF_INET, e->peer_addr, src, sizeof(src));
+	if (!e->policy_id)
+		snprintf(policy, sizeof(policy), "PeerAuthentication STRICT (plaintext)");
+	else if (o->names_fd >= 0 && bpf_map_lookup_elem(o->names_fd, &k, &v) == 0)
+		snprintf(policy, sizeof(policy), "AuthorizationPolicy %.*s", BM_NAME_LEN - 30,
+			 v.name);
+	else
+		snprintf(policy, sizeof(policy), "AuthorizationPolicy (id %u)", e->policy_id);
+	if (o->json)
+		printf("{\"time_ns\":%llu,\"verdict\":\"deny\",\"source_address\":\"%s\","
+		       "\"destination\":{\"namespace\":\"%s\",\"workload\":\"%s\",\"pod\":\"%s\","
+		       "\"port\":%u},\"by\":\"%s\"}\n",
+		       (unsigned long long)e->ts_ns, src, dst[0], dst[1], dst[2], ntohs(e->port),
+		       policy);
+	else
+		printf("deny   %s -> %s/%s:%u by %s\n", src, dst[0], dst[2], ntohs(e->port), policy);
+	o->shown++;
+	return 0;
+}
+
 static int on_event(void *ctx, void *data, size_t len)
 {
 	struct obs *o = ctx;
@@ -74,6 +109,8 @@ static int on_event(void *ctx, void *data, size_t len)
 
 	if (len < sizeof(*e))
 		return 0;
+	if (e->type == BM_EV_DENY)
+		return on_deny(o, e);
 	name_parts(o->names_fd, BM_NAME_POD, e->src_pod, src);
 	name_parts(o->names_fd, BM_NAME_BACKEND, e->backend_id, dst);
 	name_parts(o->names_fd, BM_NAME_SVC, e->svc_id, svc);
@@ -186,6 +223,6 @@ int cmd_observe(int argc, char **argv)
 	return 0;
 usage:
 	fprintf(stderr, "usage: bpfmesh observe --node NAME [--follow] [--json] [--workload W] "
-			"[--service S] [--verdict open|close|fail|eject]\n");
+			"[--service S] [--verdict open|close|fail|eject|deny]\n");
 	return 2;
 }

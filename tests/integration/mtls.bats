@@ -113,7 +113,10 @@ EOF
 	run lab exec -n legacy sleep-0 -- curl -s --max-time 3 "http://$ip:8080/get"
 	[ "$status" -ne 0 ]
 	[ "$(stat_of node2 strict_drop)" -gt "$before" ]
-	bm observe --node "$LAB-node2" --json --count 1 --type deny --timeout 1 >/dev/null 2>&1 || true
+	# the flow log names the source, the pod, the port and why
+	run bm observe --node "$LAB-node2" --verdict deny
+	echo "$output" | tail -3
+	[[ "$output" == *"deny   $(pod_ip legacy sleep-0) -> zt/httpbin-0:8080 by PeerAuthentication STRICT (plaintext)"* ]]
 }
 
 @test "PERMISSIVE accepts both plaintext and mTLS" {
@@ -218,6 +221,8 @@ EOF
 	run get legacy sleep-0 http://httpbin-p.zt:8000/get
 	[ "$status" -ne 0 ]
 	[ "$(stat_of node2 authz_deny)" -gt "$before" ]
+	run bm observe --node "$LAB-node2" --verdict deny
+	[[ "$output" == *"deny   $lip -> zt/httpbin-p-0:8080 by AuthorizationPolicy zt/deny-ip"* ]]
 }
 
 @test "AuthorizationPolicy: spec {} denies all, rules [{}] allows all" {
