@@ -440,6 +440,25 @@ static int tls_io(struct tconn *c, int r, uint32_t *want)
 	}
 }
 
+/* A handshake step that did not finish: true when it waits for the socket (registered),
+ * false when it failed, with the reason (the certificate check's, if that was it) in why. */
+static bool handshake_pending(struct tconn *c, int r, char *why, size_t len)
+{
+	uint32_t want = 0;
+	char e[256];
+	long v;
+
+	if (tls_io(c, r, &want) == 0) {
+		ep_set(c, c->sfd, &c->sev, &c->smask, want);
+		return true;
+	}
+	v = SSL_get_verify_result(c->ssl);
+	ssl_errs(e, sizeof(e));
+	snprintf(why, len, "TLS handshake failed: %s",
+		 v != X509_V_OK ? X509_verify_cert_error_string(v) : e);
+	return false;
+}
+
 /* Move what can move both ways; then register the readiness still needed. */
 static void pump(struct tconn *c)
 {
@@ -548,21 +567,12 @@ static void out_fail(struct tconn *c, const char *why)
 static void out_handshake(struct tconn *c)
 {
 	char got[320] = "", why[600];
-	uint32_t want = 0;
 	X509 *peer;
 	int r = SSL_connect(c->ssl);
 
 	if (r != 1) {
-		if (tls_io(c, r, &want) == 0) {
-			ep_set(c, c->sfd, &c->sev, &c->smask, want);
+		if (handshake_pending(c, r, why, sizeof(why)))
 			return;
-		}
-		long v = SSL_get_verify_result(c->ssl);
-		char e[256];
-
-		ssl_errs(e, sizeof(e));
-		snprintf(why, sizeof(why), "TLS handshake failed: %s",
-			 v != X509_V_OK ? X509_verify_cert_error_string(v) : e);
 		out_fail(c, why);
 		return;
 	}
@@ -925,21 +935,12 @@ static void in_request(struct tconn *c)
 static void in_handshake(struct tconn *c)
 {
 	char id[320] = "", td[256] = "", why[600];
-	uint32_t want = 0;
 	X509 *peer;
 	int r = SSL_accept(c->ssl);
 
 	if (r != 1) {
-		if (tls_io(c, r, &want) == 0) {
-			ep_set(c, c->sfd, &c->sev, &c->smask, want);
+		if (handshake_pending(c, r, why, sizeof(why)))
 			return;
-		}
-		long v = SSL_get_verify_result(c->ssl);
-		char e[256];
-
-		ssl_errs(e, sizeof(e));
-		snprintf(why, sizeof(why), "TLS handshake failed: %s",
-			 v != X509_V_OK ? X509_verify_cert_error_string(v) : e);
 		in_fail(c, why);
 		return;
 	}

@@ -54,11 +54,16 @@ median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 source tests/bench/paths.sh
 
 # Optional paths: measured when the agent / CLI has them, "n/a (not built)" otherwise.
+# (usage texts exit non-zero: read them whole, not through a pipefail pipeline)
 accel_flag=()
-if $BM agent --help 2>&1 | grep -q -- --accel; then
+agent_help=$($BM agent --help 2>&1 || true)
+if [[ $agent_help == *--accel* ]]; then
 	accel_flag=(--accel off) # the kernel path is the one without acceleration
 	LAB_ACCEL=${LAB}a
 fi
+lab_help=$($BM lab 2>&1 || true)
+# the kernel and accel paths are same-node: no tunnel either way, but keep those labs plain
+[[ $lab_help == *--mtls* ]] && accel_flag+=(--mtls off)
 $BM ca --help >/dev/null 2>&1 && LAB_MTLS=${LAB}m
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 t_start=$(date +%s)
@@ -69,7 +74,8 @@ perf_endpoint "$LAB"
 servers_up "$LAB"
 if [ -n "$LAB_ACCEL" ]; then
 	$BM lab down --name "$LAB_ACCEL" >/dev/null 2>&1 || true
-	$BM lab up --name "$LAB_ACCEL" --accel on -f tests/bench/bench.yaml >/dev/null
+	$BM lab up --name "$LAB_ACCEL" --accel on "${accel_flag[@]:2}" -f tests/bench/bench.yaml \
+		>/dev/null
 	perf_endpoint "$LAB_ACCEL"
 	servers_up "$LAB_ACCEL"
 fi
@@ -77,7 +83,7 @@ if [ -n "$LAB_MTLS" ]; then
 	# mesh mTLS: STRICT PeerAuthentication for the namespace (Istio's way to require it),
 	# plus --mtls on when the lab has such a switch
 	mtls_flag=()
-	$BM lab 2>&1 | grep -q -- --mtls && mtls_flag=(--mtls on)
+	[[ $lab_help == *--mtls* ]] && mtls_flag=(--mtls on)
 	$BM lab down --name "$LAB_MTLS" >/dev/null 2>&1 || true
 	$BM lab up --name "$LAB_MTLS" "${mtls_flag[@]}" -f tests/bench/bench.yaml \
 		-f tests/bench/mtls.yaml >/dev/null

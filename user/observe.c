@@ -96,7 +96,8 @@ static int on_deny(struct obs *o, const struct bm_event *e)
 		       (unsigned long long)e->ts_ns, src, dst[0], dst[1], dst[2], ntohs(e->port),
 		       policy);
 	else
-		printf("deny   %s -> %s/%s:%u by %s\n", src, dst[0], dst[2], ntohs(e->port), policy);
+		printf("deny   %s -> %s/%s:%u by %s\n", src, dst[0], dst[2], ntohs(e->port),
+		       policy);
 	o->shown++;
 	return 0;
 }
