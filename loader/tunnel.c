@@ -1119,8 +1119,9 @@ static SSL_CTX *ctx_new(struct tunnel *t, bool server)
 	SSL_CTX_set_app_data(x, t);
 	X509_STORE_up_ref(t->store);
 	SSL_CTX_set_cert_store(x, t->store);
-	SSL_CTX_set_mode(x, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-				SSL_MODE_RELEASE_BUFFERS);
+	/* buffers stay with the connection: releasing them when idle costs a malloc/free pair
+	 * per record on a busy relay */
+	SSL_CTX_set_mode(x, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	if (server) {
 		long life = t->o.cert_ttl_s / 2;
 
