@@ -434,7 +434,8 @@ static void serve_one(struct agent *a, int lfd)
 		status = "200 OK";
 		ctype = "text/plain; version=0.0.4; charset=utf-8";
 		if (a->current)
-			metrics_render(&a->fds, a->current, a->pin_dir, m);
+			metrics_render(&a->fds, a->current, a->pin_dir,
+				       a->tun ? a->topts.trust_domain : NULL, m);
 		if (a->tun)
 			tunnel_metrics(a->tun, m);
 	} else if (!strcmp(path, "/healthz/ready")) {

@@ -89,7 +89,23 @@ struct series {
 	struct bm_traffic v;
 };
 
-static void source_labels(FILE *out, const struct workload_obj *src)
+/* Istio's principal label: the SPIFFE ID of a workload when the connection is mutual TLS
+ * (td set), else unknown. */
+static void principal_label(FILE *out, const char *name, const struct workload_obj *w,
+			    const char *td)
+{
+	char id[400];
+
+	if (!td || !w) {
+		put_label(out, name, NULL, false);
+		return;
+	}
+	snprintf(id, sizeof(id), "spiffe://%s/ns/%s/sa/%s", td, w->ns,
+		 w->service_account ? w->service_account : "default");
+	put_label(out, name, id, false);
+}
+
+static void source_labels(FILE *out, const struct workload_obj *src, const char *td)
 {
 	char wl[256] = "";
 
@@ -98,13 +114,13 @@ static void source_labels(FILE *out, const struct workload_obj *src)
 	put_label(out, "reporter", "source", true);
 	put_label(out, "source_workload", wl, false);
 	put_label(out, "source_workload_namespace", src ? src->ns : NULL, false);
-	put_label(out, "source_principal", NULL, false);
+	principal_label(out, "source_principal", src, td);
 	put_label(out, "source_app", src ? kv_get(&src->labels, "app") : NULL, false);
 	put_label(out, "source_version", src ? kv_get(&src->labels, "version") : NULL, false);
 }
 
 static void dest_labels(FILE *out, const char *svc_ns, const char *svc_name,
-			const struct workload_obj *dst, bool mtls)
+			const struct workload_obj *dst, const char *td)
 {
 	char fq[512] = "", wl[256] = "";
 
@@ -117,17 +133,17 @@ static void dest_labels(FILE *out, const char *svc_ns, const char *svc_name,
 	put_label(out, "destination_service_namespace", svc_ns, false);
 	put_label(out, "destination_workload", wl, false);
 	put_label(out, "destination_workload_namespace", dst ? dst->ns : NULL, false);
-	put_label(out, "destination_principal", NULL, false);
+	principal_label(out, "destination_principal", dst, td);
 	put_label(out, "destination_app", dst ? kv_get(&dst->labels, "app") : NULL, false);
 	put_label(out, "destination_version", dst ? kv_get(&dst->labels, "version") : NULL, false);
 	put_label(out, "request_protocol", "tcp", false);
 	put_label(out, "response_flags", "-", false);
-	/* tunnelled backends (another node, mTLS not DISABLE) go over the agents' mutual TLS */
-	put_label(out, "connection_security_policy", mtls ? "mutual_tls" : "none", false);
+	put_label(out, "connection_security_policy", td ? "mutual_tls" : "none", false);
 }
 
 /* One series per (source pod, service, backend), with its per-CPU values summed. */
-static int collect(const struct bm_mapfds *f, const struct mesh_config *c, struct series **out)
+static int collect(const struct bm_mapfds *f, const struct mesh_config *c, const char *td,
+		   struct series **out)
 {
 	int ncpu = libbpf_num_possible_cpus(), n = 0, cap = 0;
 	struct bm_traffic_key key, next, *prev = NULL;
@@ -143,6 +159,9 @@ static int collect(const struct bm_mapfds *f, const struct mesh_config *c, struc
 		struct bm_name_key nk = {.kind = BM_NAME_SVC};
 		struct bm_name nm = {};
 		struct bm_backend be;
+		const struct workload_obj *src;
+		const char *mtd;
+		bool have_be;
 		char svc_ns[128] = "", *svc_name = NULL;
 		FILE *lf;
 
@@ -177,12 +196,16 @@ static int collect(const struct bm_mapfds *f, const struct mesh_config *c, struc
 		lf = fmemopen(v[n].labels, sizeof(v[n].labels) - 1, "w");
 		if (!lf)
 			continue;
-		source_labels(lf, pod_by_id(c, key.src_pod));
-		if (bpf_map_lookup_elem(f->backend, &key.backend_id, &be))
-			dest_labels(lf, svc_ns, svc_name, NULL, false);
-		else
-			dest_labels(lf, svc_ns, svc_name, pod_by_addr(c, be.addr, be.family),
-				    be.flags & BM_BE_F_TUNNEL);
+		have_be = bpf_map_lookup_elem(f->backend, &key.backend_id, &be) == 0;
+		src = pod_by_id(c, key.src_pod);
+		/* a mesh pod to a tunnelled backend (another node, mTLS not DISABLE): the agents'
+		 * mutual TLS; clients outside the mesh never take the tunnel */
+		mtd = have_be && (be.flags & BM_BE_F_TUNNEL) && src && config_in_mesh(c, src)
+			  ? td
+			  : NULL;
+		source_labels(lf, src, mtd);
+		dest_labels(lf, svc_ns, svc_name,
+			    have_be ? pod_by_addr(c, be.addr, be.family) : NULL, mtd);
 		fclose(lf);
 		n++;
 	}
@@ -443,10 +466,10 @@ static void program_metrics(FILE *out, const char *pin_dir)
 }
 
 int metrics_render(const struct bm_mapfds *f, const struct mesh_config *c, const char *pin_dir,
-		   FILE *out)
+		   const char *trust_domain, FILE *out)
 {
 	struct series *v = NULL;
-	int n = collect(f, c, &v);
+	int n = collect(f, c, trust_domain, &v);
 
 	n = merge(v, n);
 	istio_metrics(out, v, n);

@@ -18,7 +18,9 @@ uint32_t metrics_pod_id(const char *ns, const char *name);
 /* The workload (Deployment, or the pod itself) a pod belongs to, as Istio names it. */
 void metrics_workload_name(const struct workload_obj *w, char *buf, size_t len);
 
+/* The /metrics page. trust_domain: the mesh's when the agent runs the mTLS tunnel (tunnelled
+ * series get principals and connection_security_policy="mutual_tls"), else NULL. */
 int metrics_render(const struct bm_mapfds *f, const struct mesh_config *c, const char *pin_dir,
-		   FILE *out);
+		   const char *trust_domain, FILE *out);
 
 #endif /* BM_METRICS_H */

@@ -334,11 +334,13 @@ EOF
 	[ "$resumed" -ge 3 ]
 }
 
-@test "metrics label tunnelled traffic connection_security_policy=mutual_tls" {
+@test "metrics label tunnelled traffic mutual_tls, with SPIFFE principals" {
 	get zt sleep-0 http://httpbin.zt:8000/get >/dev/null
 	m=$(curl -s "$(lab status | sed -n 's/^node node1 .*metrics \(http[^ ]*\).*/\1/p')")
 	echo "$m" | grep 'istio_tcp_connections_opened_total.*destination_workload="httpbin"' | head -2
-	echo "$m" | grep 'istio_tcp_connections_opened_total.*destination_workload="httpbin".*connection_security_policy="mutual_tls"'
+	echo "$m" | grep 'istio_tcp_connections_opened_total{.*source_principal="spiffe://cluster.local/ns/zt/sa/sleep".*destination_workload="httpbin".*destination_principal="spiffe://cluster.local/ns/zt/sa/httpbin".*connection_security_policy="mutual_tls"'
+	# same-node and plaintext series keep "none" and unknown principals
+	echo "$m" | grep 'istio_tcp_connections_opened_total{.*source_workload="sleep",source_workload_namespace="legacy".*connection_security_policy="none"'
 }
 
 @test "bring your own certificates: node2's agent serves cert-manager-layout files" {
