@@ -127,7 +127,40 @@ static __always_inline int bm_inbound_verdict(const struct bm_syn *s)
 	return 1;
 }
 
-/* Parse a SYN (no ACK) to a TCP port; 0 if this packet is anything else. */
+#define BM_V6_EXT_MAX 6 /* extension headers walked before giving up */
+
+/* Skip IPv6 extension headers to the TCP header: its offset, 0 when the packet is no TCP
+ * (or a non-first fragment), -1 when the chain is too long to tell. */
+static __always_inline int bm_v6_tcp_off(struct __sk_buff *skb, __u8 nh, __u32 off)
+{
+	int i;
+
+#pragma unroll
+	for (i = 0; i < BM_V6_EXT_MAX; i++) {
+		__u8 eh[4];
+
+		if (nh == PROTO_TCP_)
+			return off;
+		if (nh != 0 && nh != 43 && nh != 44 && nh != 51 && nh != 60)
+			return 0; /* UDP, ICMPv6, no next header...: not a SYN */
+		if (bpf_skb_load_bytes(skb, off, eh, sizeof(eh)))
+			return 0;
+		if (nh == 44) { /* fragment: only the first one carries the TCP header */
+			if ((eh[2] << 8 | eh[3]) & 0xfff8)
+				return 0;
+			off += 8;
+		} else if (nh == 51) { /* AH: length in 4-octet units, minus 2 */
+			off += (eh[1] + 2) * 4;
+		} else {
+			off += (eh[1] + 1) * 8;
+		}
+		nh = eh[0];
+	}
+	return nh == PROTO_TCP_ ? (int)off : -1;
+}
+
+/* Parse a SYN (no ACK) to a TCP port: 1, or 0 if this packet is anything else, or -1 for an
+ * IPv6 packet whose header chain is too long to find its TCP header in (s->dst.addr set). */
 static __always_inline int bm_parse_syn(struct __sk_buff *skb, struct bm_syn *s)
 {
 	__u8 tcp[14];
@@ -146,12 +179,18 @@ static __always_inline int bm_parse_syn(struct __sk_buff *skb, struct bm_syn *s)
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6_)) {
 		struct ipv6hdr ip6;
 
-		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)) || ip6.nexthdr != PROTO_TCP_)
+		int toff;
+
+		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)))
 			return 0;
-		off = sizeof(ip6);
 		__builtin_memcpy(s->src.addr, &ip6.saddr, 16);
 		__builtin_memcpy(s->dst.addr, &ip6.daddr, 16);
 		s->src.family = s->dst.family = BM_FAM_V6;
+		/* extension headers first: a SYN behind them must not slip past the checks */
+		toff = bm_v6_tcp_off(skb, ip6.nexthdr, sizeof(ip6));
+		if (toff <= 0)
+			return toff;
+		off = toff;
 	} else {
 		return 0;
 	}
@@ -168,8 +207,19 @@ SEC("cgroup_skb/ingress")
 int bm_ingress(struct __sk_buff *skb)
 {
 	struct bm_syn s = {};
+	const struct bm_wl *wl;
+	int r = bm_parse_syn(skb, &s);
 
-	if (!bm_parse_syn(skb, &s))
+	if (r == 0)
 		return 1;
+	if (r < 0) {
+		/* can't see the ports: refuse it where plaintext is judged at all */
+		wl = bm_wl_get(&s.dst);
+		if (wl && (wl->flags & (BM_WL_F_STRICT | BM_WL_F_AUTHZ))) {
+			bm_count(BM_ST_STRICT_DROP);
+			return 0;
+		}
+		return 1;
+	}
 	return bm_inbound_verdict(&s);
 }

@@ -59,16 +59,24 @@ static int kcmp(const void *a, const void *b)
 static int kv_commit(int fd, struct kvset *cur, struct kvset *next, const char *map)
 {
 	uint8_t *keys;
+	size_t written;
 	int err = 0;
 
-	for (size_t i = 0; i < next->n; i++)
-		if (bpf_map_update_elem(fd, next->k + i * next->ksz, next->v + i * next->vsz,
-					BPF_ANY)) {
+	for (written = 0; written < next->n; written++)
+		if (bpf_map_update_elem(fd, next->k + written * next->ksz,
+					next->v + written * next->vsz, BPF_ANY)) {
 			err = -errno;
 			pr_warn("%s: %s (%zu entries wanted); the rest of it stays as it was", map,
 				strerror(errno), next->n);
 			break;
 		}
+	if (err) {
+		/* the map holds the old entries and what was written: remember all of them, so
+		 * a later commit deletes what is no longer wanted */
+		next->n = written;
+		for (size_t i = 0; i < cur->n; i++)
+			kv_add(next, cur->k + i * cur->ksz, cur->v + i * cur->vsz);
+	}
 	/* sorted copy of next's keys for the membership test */
 	keys = malloc(next->n * next->ksz + 1);
 	if (!keys)

@@ -32,6 +32,7 @@
 #define BUFSZ	     16384
 #define HDRMAX	     2048
 #define MAX_SESSIONS 256
+#define SETUP_SECS   10 /* connect + handshake + CONNECT, or the connection is closed */
 
 enum ev_kind { EV_LISTEN_OUT, EV_LISTEN_IN, EV_PLAIN, EV_TLS };
 
@@ -94,6 +95,8 @@ struct tconn {
 	char src_ip[64]; /* the original client address */
 	char peer[64];	 /* the other agent, "ip:port" */
 	struct tconn *next_dead;
+	struct tconn *prev, *next; /* every connection not yet freed (setup deadlines) */
+	time_t deadline;	   /* setup (connect, handshake, CONNECT) must be done by then */
 };
 
 struct tunnel {
@@ -108,12 +111,18 @@ struct tunnel {
 	struct session sess[MAX_SESSIONS];
 	unsigned long sess_clock;
 	struct tconn *dead;
+	struct tconn *live;
+	bool paused; /* listeners out of epoll: no fds left (EMFILE) */
 	int ex_idx;
 	struct {
 		unsigned long out_accepted, out_rejected, out_failed, in_accepted, in_rejected,
 		    in_denied, full_handshakes, resumed, active, certs_issued;
 	} n;
 };
+
+static void free_dead(struct tunnel *t);
+static void conn_close(struct tconn *c);
+static void listeners_watch(struct tunnel *t, bool on);
 
 /* ---------- small helpers ---------- */
 
@@ -265,6 +274,21 @@ static struct ident *ident_get(struct tunnel *t, const char *ns, const char *sa)
 
 void tunnel_tick(struct tunnel *t, time_t now)
 {
+	/* a connection still setting up after SETUP_SECS (a peer that says nothing) goes */
+	for (struct tconn *c = t->live; c; c = c->next) {
+		if (c->st == T_RELAY || c->st == T_DEAD || now < c->deadline)
+			continue;
+		pr_info("tunnel: %s %s: not set up after %d s; closed",
+			c->outbound ? c->src_ip : c->peer, c->dst, SETUP_SECS);
+		if (c->outbound)
+			c->t->n.out_failed++;
+		else
+			c->t->n.in_rejected++;
+		conn_close(c);
+	}
+	free_dead(t);
+	if (t->paused)
+		listeners_watch(t, true);
 	for (struct ident *id = t->ids; id; id = id->next) {
 		if (t->ca) {
 			/* renew at half life, like Istio's workload certs */
@@ -329,6 +353,28 @@ static int on_new_session(SSL *ssl, SSL_SESSION *s)
 
 /* ---------- connection lifecycle ---------- */
 
+static void listeners_watch(struct tunnel *t, bool on)
+{
+	struct epoll_event e1 = {.events = EPOLLIN, .data.ptr = &t->ev_out};
+	struct epoll_event e2 = {.events = EPOLLIN, .data.ptr = &t->ev_in};
+	int op = on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL;
+
+	epoll_ctl(t->ep, op, t->lout, &e1);
+	epoll_ctl(t->ep, op, t->lin, &e2);
+	t->paused = !on;
+}
+
+/* Out of fds: a readable listener would wake the loop forever. Stop watching the listeners
+ * until the next tick (connections keep waiting in the backlog). */
+static void accept_failed(struct tunnel *t)
+{
+	if ((errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) &&
+	    !t->paused) {
+		pr_warn("tunnel: accept: %s; not accepting for a second", strerror(errno));
+		listeners_watch(t, false);
+	}
+}
+
 static void ep_set(struct tconn *c, int fd, struct tev *ev, uint32_t *cur, uint32_t want)
 {
 	struct epoll_event e = {.events = want, .data.ptr = ev};
@@ -368,6 +414,7 @@ static void conn_close(struct tconn *c)
 		close(c->sfd);
 	c->pfd = c->sfd = -1;
 	c->t->n.active--;
+	ERR_clear_error(); /* what this connection's failure queued must not fail the next one */
 	c->next_dead = c->t->dead; /* freed after this batch of events */
 	c->t->dead = c;
 }
@@ -383,6 +430,11 @@ static struct tconn *conn_new(struct tunnel *t, bool outbound)
 	c->pfd = c->sfd = -1;
 	c->pev = (struct tev){EV_PLAIN, c};
 	c->sev = (struct tev){EV_TLS, c};
+	c->deadline = time(NULL) + SETUP_SECS;
+	c->next = t->live;
+	if (t->live)
+		t->live->prev = c;
+	t->live = c;
 	t->n.active++;
 	return c;
 }
@@ -394,6 +446,7 @@ static int tcp_connect(const struct sockaddr_in *dst, const struct sockaddr_in *
 	if (fd < 0)
 		return -1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 	if (src && bind(fd, (const struct sockaddr *)src, sizeof(*src))) {
 		close(fd);
 		return -1;
@@ -497,9 +550,17 @@ static void pump(struct tconn *c)
 			}
 		}
 		if (c->st == T_RELAY && c->p_eof && c->p2s.off == c->p2s.len && !c->s_shut) {
-			SSL_shutdown(c->ssl); /* close_notify: TLS 1.3 half-close */
-			c->s_shut = true;
-			progress = true;
+			/* close_notify: TLS 1.3 half-close; retried until it is out of OpenSSL's
+			 * buffer, or the peer never sees the end */
+			int r = SSL_shutdown(c->ssl);
+
+			if (r >= 0) {
+				c->s_shut = true;
+				progress = true;
+			} else if (tls_io(c, r, &sw) < 0) {
+				conn_close(c);
+				return;
+			}
 		}
 		/* TLS -> plaintext */
 		if (!c->s_eof && c->s2p.len == c->s2p.off &&
@@ -552,7 +613,7 @@ static void pump(struct tconn *c)
 	if (c->st == T_RELAY && !c->s_eof && c->s2p.len == c->s2p.off)
 		sw |= EPOLLIN;
 	ep_set(c, c->pfd, &c->pev, &c->pmask, pw);
-	ep_set(c, c->sfd, &c->sev, &c->smask, sw ? sw : EPOLLIN);
+	ep_set(c, c->sfd, &c->sev, &c->smask, sw); /* nothing wanted: no interest, no spinning */
 }
 
 /* ---------- outbound: local client -> peer agent ---------- */
@@ -691,8 +752,10 @@ static void out_accept(struct tunnel *t)
 				 SOCK_NONBLOCK | SOCK_CLOEXEC),
 		    one = 1;
 
-		if (fd < 0)
+		if (fd < 0) {
+			accept_failed(t);
 			return;
+		}
 		memcpy(k.addr, &peer.sin_addr, 4);
 		k.port = peer.sin_port;
 		if (t->o.fds->orig < 0 || bpf_map_lookup_elem(t->o.fds->orig, &k, &o)) {
@@ -976,9 +1039,12 @@ static void in_accept(struct tunnel *t)
 		    one = 1;
 		struct tconn *c;
 
-		if (fd < 0)
+		if (fd < 0) {
+			accept_failed(t);
 			return;
+		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)); /* dead peers go */
 		t->n.in_accepted++;
 		c = conn_new(t, false);
 		if (!c) {
@@ -1004,6 +1070,7 @@ static void on_event(struct tunnel *t, struct tev *ev, uint32_t events)
 {
 	struct tconn *c = ev->c;
 
+	ERR_clear_error(); /* SSL_get_error() reads the queue: start each event with it empty */
 	if (ev->kind == EV_LISTEN_OUT) {
 		out_accept(t);
 		return;
@@ -1050,10 +1117,23 @@ void tunnel_run(struct tunnel *t)
 
 	for (int i = 0; i < n; i++)
 		on_event(t, evs[i].data.ptr, evs[i].events);
+	free_dead(t);
+}
+
+/* Connections closed during a batch of events are freed after it (events still queued may
+ * point at them). */
+static void free_dead(struct tunnel *t)
+{
 	while (t->dead) {
 		struct tconn *c = t->dead;
 
 		t->dead = c->next_dead;
+		if (c->prev)
+			c->prev->next = c->next;
+		else
+			t->live = c->next;
+		if (c->next)
+			c->next->prev = c->prev;
 		free(c);
 	}
 }
@@ -1192,13 +1272,7 @@ struct tunnel *tunnel_new(const struct tunnel_opts *o)
 		goto fail;
 	t->ev_out = (struct tev){EV_LISTEN_OUT, NULL};
 	t->ev_in = (struct tev){EV_LISTEN_IN, NULL};
-	{
-		struct epoll_event e1 = {.events = EPOLLIN, .data.ptr = &t->ev_out};
-		struct epoll_event e2 = {.events = EPOLLIN, .data.ptr = &t->ev_in};
-
-		epoll_ctl(t->ep, EPOLL_CTL_ADD, t->lout, &e1);
-		epoll_ctl(t->ep, EPOLL_CTL_ADD, t->lin, &e2);
-	}
+	listeners_watch(t, true);
 	pr_info("tunnel: outbound on %s:%d, mTLS (HBONE) on %s:%d, trust domain %s, %s", o->node_ip,
 		BM_PORT_OUTBOUND, o->node_ip, BM_PORT_HBONE, o->trust_domain,
 		o->ca_dir ? "certificates from the mesh CA" : "certificates from files");

@@ -22,6 +22,7 @@ setup_file() {
 
 teardown_file() {
 	pkill -f "openssl s_server -accept 10.244.255.2:15008" 2>/dev/null || true
+	pkill -f "accel_peer.py server 9100" 2>/dev/null || true
 	pkill -f "tcpdump -i fab0 --immediate-mode -Z root -U -w $TMPD" 2>/dev/null || true
 	"$BM" lab down --name "$LAB" >/dev/null 2>&1 || true
 	rm -rf "$TMPD"
@@ -130,6 +131,25 @@ EOF
 	ip=$(pod_ip zt httpbin-0)
 	run get zt sleep-0 "http://$ip:8080/get"
 	[[ "$output" == *'"pod": "httpbin-0"'* ]]
+}
+
+@test "the tunnel carries 32 MiB with half-close both ways, and a server reset" {
+	peer=$BATS_TEST_DIRNAME/accel_peer.py
+	ip=$(pod_ip zt httpbin-0)
+	setsid "$BM" lab exec --name "$LAB" -n zt httpbin-0 -- /usr/bin/python3 "$peer" server 9100 \
+		>"$TMPD/peer.log" 2>&1 </dev/null &
+	for i in $(seq 50); do
+		lab exec -n zt sleep-0 -- /usr/bin/python3 "$peer" echo "$ip" 9100 1 >/dev/null 2>&1 && break
+		sleep 0.1
+	done
+	# 32 MiB up, shutdown(SHUT_WR), then the server's sha256 line and 1 MiB back after EOF
+	run lab exec -n zt sleep-0 -- /usr/bin/python3 "$peer" sink "$ip" 9100 33554432 1048576
+	echo "$output"
+	[[ "$output" == *"sha256 ok"* ]]
+	run lab exec -n zt sleep-0 -- /usr/bin/python3 "$peer" rst "$ip" 9100
+	echo "$output"
+	[ "$status" -eq 0 ]
+	pkill -f "accel_peer.py server 9100" || true
 }
 
 @test "agent ports: workloads cannot connect to 15001/15006/15008/15020/15021" {
