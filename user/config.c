@@ -898,12 +898,11 @@ static int *id_get(struct mesh_config *c, const char *tag, const char *ns, const
 
 /* Add obj to arr, or replace the object of the same identity when it comes from the same file
  * (kubectl apply keeps the last); identities are looked up in c->ids, not by scanning. */
-#define ADD_OR_REPLACE(arr, n, obj, freefn, match, tag, ns_, name_)                                \
+#define ADD_SLOT(arr, n, obj, freefn, replace, tag, ns_, name_)                                    \
 	do {                                                                                       \
 		int *_id = id_get(c, (tag), (ns_), (name_), true);                                 \
 		int _i = *_id;                                                                     \
-		if (_i >= 0 && _i < (n) && (match) &&                                              \
-		    replace_same_file(v, &(arr)[_i].pos, &(obj)->pos)) {                           \
+		if (_i >= 0 && _i < (n) && (replace)) {                                            \
 			freefn(&(arr)[_i]);                                                        \
 			(arr)[_i] = *(obj);                                                        \
 			return 0;                                                                  \
@@ -916,6 +915,11 @@ static int *id_get(struct mesh_config *c, const char *tag, const char *ns, const
 			*id_get(c, (tag), (ns_), (name_), true) = (n)-1;                           \
 		return 0;                                                                          \
 	} while (0)
+
+/* The same identity again in the same file replaces it (with a warning, in v). */
+#define ADD_OR_REPLACE(arr, n, obj, freefn, match, tag, ns_, name_)                                \
+	ADD_SLOT(arr, n, obj, freefn,                                                              \
+		 (match) && replace_same_file(v, &(arr)[_i].pos, &(obj)->pos), tag, ns_, name_)
 
 static int add_ns(struct mesh_config *c, struct vctx *v, struct ns_obj *o)
 {
@@ -970,22 +974,8 @@ static int add_other(struct mesh_config *c, struct vctx *v, struct other_obj *o)
  * slot's index (a replacement keeps its slot, as kubectl keeps the object's age).
  */
 #define ADD_TYPED(arr, n, obj, freefn, tag)                                                        \
-	do {                                                                                       \
-		int *_id = id_get(c, (tag), (obj)->ns, (obj)->name, true);                         \
-		int _i = *_id;                                                                     \
-		if (_i >= 0 && _i < (n) && (arr)[_i].pos.file == (obj)->pos.file) {                \
-			freefn(&(arr)[_i]);                                                        \
-			(arr)[_i] = *(obj);                                                        \
-			return 0;                                                                  \
-		}                                                                                  \
-		void *_slot = grow((void **)&(arr), &(n), sizeof(*(obj)));                         \
-		if (!_slot)                                                                        \
-			return -1;                                                                 \
-		memcpy(_slot, (obj), sizeof(*(obj)));                                              \
-		if (_i < 0)                                                                        \
-			*id_get(c, (tag), (obj)->ns, (obj)->name, true) = (n)-1;                   \
-		return 0;                                                                          \
-	} while (0)
+	ADD_SLOT(arr, n, obj, freefn, (arr)[_i].pos.file == (obj)->pos.file, tag, (obj)->ns,       \
+		 (obj)->name)
 
 static int add_pa(struct mesh_config *c, struct pa_obj *o)
 {
