@@ -24,9 +24,6 @@
 #include <bpf/bpf_endian.h>
 #include "maps.h"
 
-#define BM_AF_INET  2
-#define BM_AF_INET6 10
-
 /* A socket's addresses as bpf_sock_ops / sk_msg_md give them. */
 struct bm_sockraw {
 	__u32 family; /* AF_INET / AF_INET6 */
@@ -55,11 +52,6 @@ struct bm_sockraw {
 		(r)->rport = (ctx)->remote_port;                                                   \
 	} while (0)
 
-static __always_inline int bm_v4mapped(const __u32 *a)
-{
-	return a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff);
-}
-
 /* The socket's key; 0 if it is neither IPv4 nor IPv6. A v4-mapped IPv6 socket is keyed as
  * IPv4, so the two ends of one connection agree on the key whatever sockets they use. */
 static __always_inline int bm_sockkey_of(const struct bm_sockraw *r, struct bm_sockkey *k)
@@ -77,7 +69,7 @@ static __always_inline int bm_sockkey_of(const struct bm_sockraw *r, struct bm_s
 	}
 	if (r->family != BM_AF_INET6)
 		return 0;
-	if (bm_v4mapped(r->lip6) && bm_v4mapped(r->rip6)) {
+	if (bm_is_v4mapped(r->lip6) && bm_is_v4mapped(r->rip6)) {
 		__builtin_memcpy(k->laddr, &r->lip6[3], 4);
 		__builtin_memcpy(k->raddr, &r->rip6[3], 4);
 		k->family = BM_FAM_V4;
@@ -98,14 +90,6 @@ static __always_inline void bm_sockkey_peer(const struct bm_sockkey *k, struct b
 	p->lport = k->rport;
 	p->rport = k->lport;
 	p->family = k->family;
-}
-
-/* The agent's own ports (outbound/inbound capture, tunnel, metrics, health): never touched. */
-static __always_inline int bm_agent_port(__be16 port)
-{
-	__u16 p = bpf_ntohs(port);
-
-	return p == 15001 || p == 15006 || p == 15008 || p == 15020 || p == 15021;
 }
 
 static __always_inline int bm_local_mesh_pod(const __u8 *addr, __u8 family)

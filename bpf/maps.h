@@ -9,6 +9,7 @@
 #define BM_MAPS_H
 
 #include "bpfmesh.h"
+#include "net.h"
 
 #ifndef BM_PIN
 #define BM_PIN LIBBPF_PIN_BY_NAME
@@ -212,9 +213,9 @@ struct {
 	__uint(pinning, BM_PIN);
 } bm_node SEC(".maps");
 
-/* Workload address (and port) -> tunnel/STRICT/policy flags. Looked up by connect4 only for
- * mesh connects that are no service, and by the inbound hook only for SYNs. The agent rewrites
- * it whole on each config change; full: the agent's sync fails and says so. */
+/* Address (and port) of a workload on another node -> tunnel flags. Looked up by connect4/6
+ * only for mesh connects that are no service. The agent rewrites it by difference on each
+ * config change; full: the agent's sync fails and says so. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -223,6 +224,17 @@ struct {
 	__type(value, struct bm_wl);
 	__uint(pinning, BM_PIN);
 } bm_wl SEC(".maps");
+
+/* Local pod (and port) -> its inbound policy (STRICT, under AuthorizationPolicy), judged for
+ * the pod a packet is delivered to (bpf/inbound.h). Full: the agent's sync fails loudly. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, BM_MAX_INPOD);
+	__type(key, struct bm_inpod_key);
+	__type(value, struct bm_inpod);
+	__uint(pinning, BM_PIN);
+} bm_inpod SEC(".maps");
 
 /* AuthorizationPolicy verdicts for plaintext connects (bpfmesh.h). */
 struct {
@@ -234,15 +246,27 @@ struct {
 	__uint(pinning, BM_PIN);
 } bm_authz SEC(".maps");
 
-/* The local agent's own connections to local workloads: a STRICT workload's pass. LRU so a
- * crashed agent's entries age out instead of filling it. */
+/* Connections whose source the kernel vouches for (bpfmesh.h): local mesh pods' connects to
+ * local pods (sockops) and the agent's own deliveries. LRU: full, the coldest entry goes
+ * (counted when an insert fails); a connection never closed ages out. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, BM_MAX_AGENTC);
-	__type(key, struct bm_conn4);
-	__type(value, __u64);
+	__uint(max_entries, BM_MAX_ATTEST);
+	__type(key, struct bm_attest_key);
+	__type(value, struct bm_attest);
 	__uint(pinning, BM_PIN);
-} bm_agentc SEC(".maps");
+} bm_attest SEC(".maps");
+
+/* Addresses of the mesh's nodes (their agents): the only sources the agent's mTLS listener
+ * (15008) takes a SYN from (bpf/listen.bpf.c). Written by the agent from the config. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, BM_MAX_PODS);
+	__type(key, struct bm_addr_key);
+	__type(value, __u32);
+	__uint(pinning, BM_PIN);
+} bm_peer SEC(".maps");
 
 /* Tunnelled connection's client address -> real destination, for the agent's accept. LRU:
  * an entry the agent never took (client gone first) ages out. */
@@ -288,6 +312,17 @@ struct {
 	__type(value, struct bm_podaddr);
 	__uint(pinning, BM_PIN);
 } bm_podaddr SEC(".maps");
+
+/* Host-side interface of a local pod (ifindex in the node's namespace) -> the pod: what
+ * sav.bpf.c verifies its frames against. Written by the agent as it finds pods' veths. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, BM_MAX_PODS);
+	__type(key, __u32);
+	__type(value, struct bm_pod);
+	__uint(pinning, BM_PIN);
+} bm_ifpod SEC(".maps");
 
 /* Runtime switches (one entry), written by the agent before it attaches. */
 struct {

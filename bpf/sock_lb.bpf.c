@@ -10,17 +10,7 @@
 #include <bpf/bpf_endian.h>
 #include "lb.h"
 
-#define IPPROTO_TCP_  6
-#define ECONNREFUSED_ 111
-#define EBUSY_	      16
-#define EPERM_	      1
-
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
-
-static __always_inline int bm_is_v4mapped(const __u32 *a)
-{
-	return a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff);
-}
 
 /* Key for the address the application asked for; returns 0 if it can't be a service. */
 static __always_inline int bm_key_from_ctx(struct bpf_sock_addr *ctx, int v6, struct bm_svc_key *k,
@@ -77,15 +67,6 @@ static __always_inline void bm_write_dest(struct bpf_sock_addr *ctx, int v6, int
 	ctx->user_port = (__u32)be->port;
 }
 
-/* Istio ambient's agent ports: no workload has business connecting to them. */
-static __always_inline int bm_agent_port(__be16 port)
-{
-	__u16 p = bpf_ntohs(port);
-
-	return p == BM_PORT_OUTBOUND || p == BM_PORT_INBOUND || p == BM_PORT_HBONE ||
-	       p == BM_PORT_METRICS || p == BM_PORT_HEALTH;
-}
-
 /*
  * Should this mesh connect go through the local agent's mTLS tunnel? The service path knows
  * from the backend's flag; a connect to a bare address (no service) looks the address up.
@@ -99,7 +80,7 @@ static __always_inline int bm_tunnel(const struct bm_svc_key *key, struct bm_pic
 	struct bm_wl *wl;
 	__u32 zero = 0;
 
-	if (key->proto != IPPROTO_TCP_ || key->family != BM_FAM_V4)
+	if (key->proto != BM_PROTO_TCP || key->family != BM_FAM_V4)
 		return 0;
 	if (res == BM_X_OK) {
 		if (!(pick->be.flags & BM_BE_F_TUNNEL) || pick->be.family != BM_FAM_V4)
@@ -131,6 +112,31 @@ static __always_inline int bm_tunnel(const struct bm_svc_key *key, struct bm_pic
 	return 1;
 }
 
+/*
+ * A mesh client's IPv6 connect to a STRICT mesh workload on another node: the tunnel carries
+ * IPv4 only, and the far node would drop the plaintext SYN, so refuse it here, at once.
+ */
+static __always_inline int bm_v6_refused(const struct bm_svc_key *key, const struct bm_pick *pick,
+					 int res)
+{
+	struct bm_wl_key wk = {};
+	struct bm_wl *wl;
+
+	if (key->proto != BM_PROTO_TCP || key->family != BM_FAM_V6)
+		return 0;
+	if (res == BM_X_OK)
+		return !!(pick->be.flags & BM_BE_F_NOV6);
+	__builtin_memcpy(wk.addr, key->addr, 16);
+	wk.family = BM_FAM_V6;
+	wk.port = key->port;
+	wl = bpf_map_lookup_elem(&bm_wl, &wk);
+	if (!wl) {
+		wk.port = 0;
+		wl = bpf_map_lookup_elem(&bm_wl, &wk);
+	}
+	return wl && (wl->flags & BM_WL_F_NOV6);
+}
+
 /* Translate; 1 = let the syscall go on, 0 = fail it with ECONNREFUSED (no backend). */
 static __always_inline int bm_sock_xlate(struct bpf_sock_addr *ctx, int v6, int is_sendmsg)
 {
@@ -145,13 +151,19 @@ static __always_inline int bm_sock_xlate(struct bpf_sock_addr *ctx, int v6, int 
 		return 1;
 	if (bm_agent_port(key.port)) {
 		bm_count(BM_ST_AGENT_PORT);
-		bpf_set_retval(-EPERM_);
+		bpf_set_retval(-BM_EPERM);
 		return 0;
 	}
 	bm_client_load(&cl, bpf_get_current_cgroup_id());
 	res = bm_xlate(&key, &cl, &pick);
-	if ((res == BM_X_OK || res == BM_X_MISS) && cl.in_mesh && !is_sendmsg)
+	if ((res == BM_X_OK || res == BM_X_MISS) && cl.in_mesh && !is_sendmsg) {
+		if (bm_v6_refused(&key, &pick, res)) {
+			bm_count(BM_ST_V6_REFUSED);
+			bpf_set_retval(-BM_ECONNREFUSED);
+			return 0;
+		}
 		tunnel = bm_tunnel(&key, &pick, res, &tun);
+	}
 	if (res == BM_X_MISS) {
 		if (!tunnel) {
 			bm_count(BM_ST_MISS);
@@ -161,19 +173,19 @@ static __always_inline int bm_sock_xlate(struct bpf_sock_addr *ctx, int v6, int 
 	}
 	if (res == BM_X_OVERFLOW) {
 		bm_count(BM_ST_POOL_OVERFLOW);
-		bpf_set_retval(-EBUSY_);
+		bpf_set_retval(-BM_EBUSY);
 		return 0;
 	}
 	if (res != BM_X_OK) {
 		bm_count(BM_ST_NO_BACKEND);
-		bpf_set_retval(-ECONNREFUSED_);
+		bpf_set_retval(-BM_ECONNREFUSED);
 		return 0;
 	}
 	bm_count(tunnel ? BM_ST_TUNNELLED : BM_ST_XLATE);
 	if (!cl.in_mesh)
 		bm_count(BM_ST_NONMESH);
 
-	if (key.proto != IPPROTO_TCP_) {
+	if (key.proto != BM_PROTO_TCP) {
 		/* UDP: remember how to restore the source of replies (recvmsg). */
 		struct bm_udp_key uk = {};
 		struct bm_udp_val uv = {};
@@ -201,7 +213,7 @@ static __always_inline int bm_sock_xlate(struct bpf_sock_addr *ctx, int v6, int 
 		rec.cgroup_id = cl.cgroup_id;
 		rec.src_pod = cl.pod_id;
 		rec.created_ns = bpf_ktime_get_ns();
-		if (key.proto != IPPROTO_TCP_) {
+		if (key.proto != BM_PROTO_TCP) {
 			struct bm_sock *u = bpf_sk_storage_get(&bm_sock_udp, ctx->sk, 0,
 							       BPF_SK_STORAGE_GET_F_CREATE);
 

@@ -18,6 +18,7 @@
 #include <bpf/bpf_endian.h>
 #include "lb.h"
 #include "accel.h"
+#include "inbound.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -26,6 +27,34 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define TCP_CLOSE_	  7
 #define SOL_TCP_	  6
 #define TCP_USER_TIMEOUT_ 18
+
+/* A local pod's connect about to send its SYN: vouch for it if it goes to a local pod. */
+static __always_inline int bm_attest_put(struct bpf_sock_ops *skops)
+{
+	__u64 cg = bpf_get_current_cgroup_id(); /* the connecting process: connect() context */
+	struct bm_sockraw raw = {};
+	struct bm_sockkey key;
+	struct bm_pod *pod = bpf_map_lookup_elem(&bm_pod, &cg);
+
+	if (!pod)
+		return 0;
+	BM_SOCKRAW_READ(&raw, skops);
+	if (!bm_sockkey_of(&raw, &key))
+		return 0;
+	return bm_attest_connect(key.laddr, key.raddr, key.lport, key.rport, key.family, pod);
+}
+
+static __always_inline void bm_attest_del(const struct bm_sockkey *key)
+{
+	struct bm_attest_key k = {};
+
+	__builtin_memcpy(k.saddr, key->laddr, 16);
+	__builtin_memcpy(k.daddr, key->raddr, 16);
+	k.sport = key->lport;
+	k.dport = key->rport;
+	k.family = key->family;
+	bpf_map_delete_elem(&bm_attest, &k);
+}
 
 static __always_inline void bm_active_add(__u32 backend_id, int delta)
 {
@@ -241,6 +270,9 @@ int bm_sockops(struct bpf_sock_ops *skops)
 
 	switch (skops->op) {
 	case BPF_SOCK_OPS_TCP_CONNECT_CB:
+		if (bm_attest_put(skops)) /* its entry goes at TCP_CLOSE */
+			bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
+							     BPF_SOCK_OPS_STATE_CB_FLAG);
 		cookie = bpf_get_socket_cookie(skops);
 		st = bpf_map_lookup_elem(&bm_sock, &cookie);
 		if (!st || st->counted)
@@ -284,10 +316,12 @@ int bm_sockops(struct bpf_sock_ops *skops)
 		if (to != TCP_CLOSE_)
 			break;
 		BM_SOCKRAW_READ(&raw, skops);
-		if (bm_sockkey_of(&raw, &key))
+		if (bm_sockkey_of(&raw, &key)) {
 			bm_accel_close(&key, &xsent, &xrcvd);
-		else
+			bm_attest_del(&key);
+		} else {
 			xsent = xrcvd = 0;
+		}
 		cookie = bpf_get_socket_cookie(skops);
 		st = bpf_map_lookup_elem(&bm_sock, &cookie);
 		if (!st || st->counted != 1)

@@ -20,7 +20,7 @@
 #include "outlier.h"
 
 /* Bump when any struct below changes layout. */
-#define BM_MAP_ABI 6
+#define BM_MAP_ABI 7
 
 /* Sizes: every one a named constant, overridable at build time. */
 #ifndef BM_MAX_SERVICES
@@ -141,6 +141,9 @@ struct bm_cpool_key {
 #define BM_BE_F_TUNNEL                                                                             \
 	2 /* a mesh workload on another node, mTLS not DISABLE: mesh clients reach                 \
 	   * it through the local agent's tunnel */
+#define BM_BE_F_NOV6                                                                               \
+	4 /* an IPv6 address of a STRICT mesh workload on another node: the tunnel carries IPv4    \
+	   * only, so mesh clients are refused at connect instead of dropped there */
 
 /* An endpoint. Its id is stable for as long as the (addr, port) exists in config. */
 struct bm_backend {
@@ -217,16 +220,15 @@ struct bm_node {
 	__u16 flags;	      /* BM_NODE_F_* */
 };
 
-/* bm_wl: what the datapath knows about a workload address, per port; port 0 is every port
- * without an entry of its own (portLevelMtls makes port entries). */
+/* bm_wl: what connect4/6 knows about a workload address on another node, per port; port 0 is
+ * every port without an entry of its own (portLevelMtls makes port entries). Local workloads
+ * are not judged by address at all: see bm_inpod. */
 #define BM_WL_F_TUNNEL                                                                             \
 	1 /* remote mesh workload: mesh clients dialing it directly are tunnelled                  \
 	   */
-#define BM_WL_F_STRICT                                                                             \
-	2		/* local workload, STRICT: plaintext only from the local agent and from    \
-			 * local mesh pods (whose identity the kernel attests) */
-#define BM_WL_F_AUTHZ 4 /* local workload under AuthorizationPolicy: bm_authz decides plaintext */
-#define BM_WL_F_MESH  8 /* local pod in the mesh */
+#define BM_WL_F_NOV6                                                                               \
+	16 /* remote STRICT mesh workload's IPv6 address: the tunnel carries IPv4 only, so a       \
+	    * mesh client's connect is refused at once instead of dropped at the far end */
 
 struct bm_wl_key {
 	__u8 addr[16]; /* IPv4 in the first 4 bytes, like bm_svc_key */
@@ -241,18 +243,67 @@ struct bm_wl {
 };
 
 /*
- * bm_authz: AuthorizationPolicy compiled for plaintext connections to local workloads, as an
- * LPM trie over (pod, port, source address). The agent evaluates Istio's rules once per
- * address prefix the policies name (user/security.h), so the kernel does one longest-prefix
- * lookup per SYN. port 0 holds the verdicts for ports no policy names. Addresses are IPv6,
- * IPv4 as v4-mapped.
+ * Inbound policy of a local workload (bm_inpod), keyed by the receiving pod, never by the
+ * address a packet was sent to: the kernel knows which pod a packet is delivered to (the
+ * network namespace it arrives in, the cgroup of the socket that takes it), whatever address
+ * (link-local, one the pod added itself) the sender used. Port 0 holds the pod's default;
+ * portLevelMtls adds entries for the ports whose mode differs.
  */
-#define BM_AUTHZ_FIXED_BITS 64 /* pod_id + port + pad: always matched whole */
+struct bm_inpod_key {
+	__u32 pod_id; /* bm_pod.pod_id */
+	__be16 port;  /* destination port, 0 = every port without an entry of its own */
+	__u16 pad;
+};
+
+#define BM_IN_F_STRICT 1 /* PeerAuthentication STRICT: plaintext only from attested sources */
+#define BM_IN_F_AUTHZ  2 /* AuthorizationPolicy applies: bm_authz decides plaintext */
+#define BM_IN_F_JUDGED 4 /* port 0 only: some port of the pod is judged (set with any flag) */
+struct bm_inpod {
+	__u32 flags; /* BM_IN_F_* */
+	__u32 pad;
+};
+
+/*
+ * bm_attest: connections whose source the kernel itself vouches for, by 4-tuple as the
+ * destination sees it (a connection's source address proves nothing: a pod can add any
+ * address to its interface). Written before the SYN leaves by
+ *  - sockops, for a local mesh pod's connect to a local pod (the client's cgroup names it);
+ *  - the agent, for its own deliveries of tunnelled connections (it authorized them with the
+ *    peer's verified certificate).
+ * IPv4 in the first 4 bytes of each address; ports in network order.
+ */
+struct bm_attest_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__be16 sport;
+	__be16 dport;
+	__u8 family; /* BM_FAM_V4 / BM_FAM_V6 */
+	__u8 pad[3];
+};
+
+#define BM_AT_F_AGENT 1 /* the local agent, delivering what it authorized */
+#define BM_AT_F_MESH  2 /* a local pod in the mesh (src_pod) */
+struct bm_attest {
+	__u32 src_pod; /* bm_pod.pod_id of the client; 0 for the agent */
+	__u32 flags;   /* BM_AT_F_* */
+};
+
+/*
+ * bm_authz: AuthorizationPolicy compiled for plaintext connections to local workloads, as an
+ * LPM trie over (pod, port, attested source pod, source address). The agent evaluates Istio's
+ * rules once per address prefix the policies name (user/security.h), so the kernel does one
+ * longest-prefix lookup per SYN. src_pod 0 holds the verdicts for sources the kernel does not
+ * vouch for (judged by address only, as Istio judges plaintext); an attested local mesh pod
+ * gets entries of its own, evaluated with its identity. port 0 holds the verdicts for ports
+ * no policy names. Addresses are IPv6, IPv4 as v4-mapped.
+ */
+#define BM_AUTHZ_FIXED_BITS 96 /* pod_id + port + pad + src_pod: always matched whole */
 struct bm_authz_key {
 	__u32 prefixlen; /* BM_AUTHZ_FIXED_BITS + address bits */
 	__u32 pod_id;
 	__be16 port;
 	__u16 pad;
+	__u32 src_pod;
 	__u8 addr[16];
 };
 
@@ -261,15 +312,6 @@ struct bm_authz_key {
 struct bm_authz {
 	__u32 verdict;	 /* BM_AUTHZ_* */
 	__u32 policy_id; /* what decided (bm_names BM_NAME_POLICY), 0 = no policy matched */
-};
-
-/* bm_agentc: connections the local agent opens to local workloads (tunnel delivery), which
- * a STRICT workload accepts in plaintext. The agent adds the 4-tuple before its SYN leaves. */
-struct bm_conn4 {
-	__u8 saddr[4];
-	__u8 daddr[4];
-	__be16 sport;
-	__be16 dport;
 };
 
 /* bm_orig: a tunnelled connection's real destination, keyed by the client's address as the
@@ -292,7 +334,8 @@ struct bm_orig {
 
 #define BM_MAX_WL     65536
 #define BM_MAX_AUTHZ  65536
-#define BM_MAX_AGENTC 65536 /* LRU: a crashed agent's leftovers age out */
+#define BM_MAX_ATTEST 65536 /* LRU: entries of connections that never closed age out */
+#define BM_MAX_INPOD  (4 * BM_MAX_PODS)
 
 /*
  * Same-node acceleration (bpf/accel.h). A socket's 4-tuple as that socket sees it: local
@@ -341,8 +384,15 @@ struct bm_podaddr {
 	__u32 flags; /* BM_POD_F_* */
 };
 
+/* bm_ifpod: a local pod's host-side interface (its veth's peer in the node's namespace, by
+ * ifindex there) -> the pod, for source address verification of everything the pod sends,
+ * raw frames and ARP included (bpf/sav.bpf.c). */
+#define BM_POD_F_SAV_TC 2 /* bm_pod flag: a veth of this pod is verified at tc (the cgroup hook
+			   * need not check addresses again) */
+
 /* bm_conf[0]: runtime switches the agent writes before it attaches the programs. */
-#define BM_CONF_F_ACCEL 1 /* same-node acceleration on (agent --accel on) */
+#define BM_CONF_F_ACCEL	     1 /* same-node acceleration on (agent --accel on) */
+#define BM_CONF_F_STRICT_UDP 2 /* --strict-udp drop: no plaintext UDP into STRICT pods */
 struct bm_conf {
 	__u32 flags;
 	__u32 pad;
@@ -410,8 +460,17 @@ struct bm_event {
 	__u8 peer_addr[16];
 	__be16 port;
 	__u8 family;
-	__u8 pad;
+	__u8 reason; /* BM_EV_DENY: enum bm_deny */
 	__u32 policy_id;
+};
+
+/* Why the kernel refused something (bm_event.reason of BM_EV_DENY). */
+enum bm_deny {
+	BM_DENY_STRICT = 0,	/* plaintext TCP to a STRICT workload from an unattested source */
+	BM_DENY_AUTHZ = 1,	/* AuthorizationPolicy (policy_id names it) */
+	BM_DENY_STRICT_UDP = 2, /* plaintext UDP to a STRICT workload, --strict-udp drop */
+	BM_DENY_SPOOF = 3,	/* a pod sent from an address that is not its own */
+	BM_DENY_AGENT_PORT = 4, /* a pod's packet to the agent's listeners the kernel did not send */
 };
 
 #define BM_EVENTS_BYTES (1 << 20) /* ring buffer size; full: events dropped (counted) */
@@ -436,28 +495,43 @@ struct bm_meta {
 	__u32 pad;
 };
 
-/* Per-CPU datapath counters (bm_stats), indexed by enum bm_stat. */
+/*
+ * Per-CPU datapath counters (bm_stats), indexed by enum bm_stat: one list, so `bpfmesh
+ * status` (the phrase) and /metrics (the event label of bpfmesh_datapath_events_total) can
+ * never miss one. X(id, status phrase, metric label).
+ */
+#define BM_STATS(X)                                                                                \
+	X(XLATE, "translated", "translated")                                                       \
+	X(NO_BACKEND, "refused: no backend", "no_backend")                                         \
+	X(MISS, "not a service", "not_a_service")                                                  \
+	X(NONMESH, "translated for clients outside the mesh", "translated_outside_mesh")           \
+	X(RESTORED, "original address restored", "address_restored")                               \
+	X(POOL_OVERFLOW, "refused: maxConnections", "pool_overflow")                               \
+	X(EJECTED, "ejections", "ejected")                                                         \
+	X(EJECT_OVERFLOW, "ejections refused by maxEjectionPercent", "ejection_overflow")          \
+	X(CONNECT_FAIL, "connects failed (refused or timed out)", "connect_failed")                \
+	X(SKIPPED_EJECTED, "picks that skipped an ejected backend", "skipped_ejected")             \
+	X(SOCK_FULL, "connections without a record (bm_sock full)", "connection_record_full")      \
+	X(RESET_NO_REPLY, "connections reset before any reply", "reset_before_reply")              \
+	X(EVENTS_LOST, "flow log events lost (ring buffer full)", "flow_log_events_lost")          \
+	X(TUNNELLED, "sent through the mTLS tunnel", "tunnelled")                                  \
+	X(STRICT_DROP, "dropped: plaintext to STRICT", "strict_plaintext_dropped")                 \
+	X(AUTHZ_DENY, "dropped: AuthorizationPolicy", "authorization_denied")                      \
+	X(AGENT_PORT, "refused: agent port", "agent_port_refused")                                 \
+	X(ACCEL_CONNS, "connections accelerated (same node)", "accelerated_connections")           \
+	X(ACCEL_BYTES, "bytes redirected socket to socket", "accelerated_bytes")                   \
+	X(ACCEL_FULL, "connections not accelerated: map full", "accel_map_full")                   \
+	X(STRICT_UDP_DROP, "dropped: plaintext UDP to STRICT", "strict_udp_dropped")               \
+	X(SPOOF_DROP, "dropped: pod sent from an address not its own", "spoofed_source_dropped")   \
+	X(AGENT_PORT_DROP, "dropped: packets to agent listeners not captured",                    \
+	  "agent_port_dropped")                                                                    \
+	X(V6_REFUSED, "refused: IPv6 to a remote STRICT workload", "ipv6_strict_refused")          \
+	X(ATTEST_FULL, "connections not attested (bm_attest full)", "attest_map_full")
+
 enum bm_stat {
-	BM_ST_XLATE = 0,       /* connects/sendmsgs translated */
-	BM_ST_NO_BACKEND,      /* service known, no usable backend: connect refused */
-	BM_ST_MISS,	       /* not a service address: left alone */
-	BM_ST_NONMESH,	       /* translated for a client outside the mesh (even spread) */
-	BM_ST_RESTORED,	       /* getpeername/recvmsg answers restored */
-	BM_ST_POOL_OVERFLOW,   /* connects refused by connectionPool.tcp.maxConnections */
-	BM_ST_EJECTED,	       /* backends ejected by outlier detection */
-	BM_ST_EJECT_OVERFLOW,  /* ejections refused by maxEjectionPercent */
-	BM_ST_CONNECT_FAIL,    /* connects that failed (refused, timed out) */
-	BM_ST_SKIPPED_EJECTED, /* picks that skipped an ejected backend */
-	BM_ST_SOCK_FULL,       /* bm_sock full: a connection went on without its record */
-	BM_ST_RESET_NO_REPLY,  /* connections reset before any byte came back (a 503) */
-	BM_ST_EVENTS_LOST,     /* flow log events dropped: ring buffer full */
-	BM_ST_TUNNELLED,       /* connects sent to the local agent's mTLS tunnel */
-	BM_ST_STRICT_DROP,     /* plaintext SYNs to a STRICT workload dropped */
-	BM_ST_AUTHZ_DENY,      /* plaintext SYNs dropped by AuthorizationPolicy */
-	BM_ST_AGENT_PORT,      /* workload connects to the agent's ports refused */
-	BM_ST_ACCEL_CONNS,     /* connections accelerated: both ends in bm_sockhash */
-	BM_ST_ACCEL_BYTES,     /* payload bytes redirected socket to socket, both directions */
-	BM_ST_ACCEL_FULL,      /* connections not accelerated: bm_accel or bm_sockhash full */
+#define BM_STAT_ENUM(id, phrase, metric) BM_ST_##id,
+	BM_STATS(BM_STAT_ENUM)
+#undef BM_STAT_ENUM
 	BM_ST_MAX,
 };
 
@@ -478,36 +552,59 @@ struct bm_name {
 	char name[BM_NAME_LEN];
 };
 
-/* Pin and map names: one place, so pins and code cannot drift. <= 15 chars each. */
-#define BM_MAP_SVC     bm_svc
-#define BM_MAP_ROUTE   bm_route
-#define BM_MAP_SUBSET  bm_subset
-#define BM_MAP_SLOT    bm_slot
-#define BM_MAP_BACKEND bm_backend
-#define BM_MAP_BSTATE  bm_bstate
-#define BM_MAP_RR      bm_rr
-#define BM_MAP_POD     bm_pod
-#define BM_MAP_SOCK    bm_sock
-#define BM_MAP_UDP     bm_udp
-#define BM_MAP_META    bm_meta
-#define BM_MAP_STATS   bm_stats
-#define BM_MAP_NAMES   bm_names
-#define BM_MAP_POLICY  bm_policy
-#define BM_MAP_HEALTH  bm_health
-#define BM_MAP_CPOOL   bm_cpool
-#define BM_MAP_SOCKUDP bm_sock_udp
-#define BM_MAP_TRAFFIC bm_traffic
-#define BM_MAP_EVENTS  bm_events
-#define BM_MAP_NODE    bm_node
-#define BM_MAP_WL      bm_wl
-#define BM_MAP_AUTHZ   bm_authz
-#define BM_MAP_AGENTC  bm_agentc
-#define BM_MAP_ORIG    bm_orig
+/*
+ * Pin and map names: one place, so pins and code cannot drift. <= 15 chars each. BM_MAPS lists
+ * every pinned map: X(field of struct bm_mapfds, name) for the ones the agent and CLI keep
+ * open, Y(name) for the ones only the programs use.
+ */
+#define BM_MAPS(X, Y)                                                                              \
+	X(svc, bm_svc)                                                                             \
+	X(route, bm_route)                                                                         \
+	X(subset, bm_subset)                                                                       \
+	X(slot, bm_slot)                                                                           \
+	X(backend, bm_backend)                                                                     \
+	X(bstate, bm_bstate)                                                                       \
+	X(rr, bm_rr)                                                                               \
+	X(pod, bm_pod)                                                                             \
+	X(meta, bm_meta)                                                                           \
+	X(stats, bm_stats)                                                                         \
+	X(names, bm_names)                                                                         \
+	X(policy, bm_policy)                                                                       \
+	X(health, bm_health)                                                                       \
+	X(cpool, bm_cpool)                                                                         \
+	X(sock, bm_sock)                                                                           \
+	X(traffic, bm_traffic)                                                                     \
+	X(node, bm_node)                                                                           \
+	X(wl, bm_wl)                                                                               \
+	X(inpod, bm_inpod)                                                                         \
+	X(authz, bm_authz)                                                                         \
+	X(attest, bm_attest)                                                                       \
+	X(peer, bm_peer)                                                                           \
+	X(orig, bm_orig)                                                                           \
+	X(sockhash, bm_sockhash)                                                                   \
+	X(accel, bm_accel)                                                                         \
+	X(podaddr, bm_podaddr)                                                                     \
+	X(conf, bm_conf)                                                                           \
+	X(ifpod, bm_ifpod)                                                                         \
+	Y(bm_events)                                                                               \
+	Y(bm_sock_udp)                                                                             \
+	Y(bm_udp)
 
-/* same-node acceleration (bpf/accel.h) */
-#define BM_MAP_SOCKHASH bm_sockhash
-#define BM_MAP_ACCEL	bm_accel
-#define BM_MAP_PODADDR	bm_podaddr
-#define BM_MAP_CONF	bm_conf
+/* Programs the agent attaches to the node cgroup, each through a pinned link link_<name>, in
+ * attach order. (Not here: bm_accel_msg, held by bm_sockhash; bm_pod_lookup, one instance per
+ * local pod, linked to that pod's network namespace as inpod/<pod id>; the listener socket
+ * filters, held by the agent's sockets.) */
+#define BM_CGROUP_PROGS(X)                                                                         \
+	X(bm_connect4)                                                                             \
+	X(bm_connect6)                                                                             \
+	X(bm_sendmsg4)                                                                             \
+	X(bm_sendmsg6)                                                                             \
+	X(bm_getpeername4)                                                                         \
+	X(bm_getpeername6)                                                                         \
+	X(bm_recvmsg4)                                                                             \
+	X(bm_recvmsg6)                                                                             \
+	X(bm_sockops)                                                                              \
+	X(bm_ingress)                                                                              \
+	X(bm_egress)
 
 #endif /* BPFMESH_H */

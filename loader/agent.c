@@ -27,6 +27,7 @@
 #include "agent.h"
 #include "log.h"
 #include "metrics.h"
+#include "podnet.h"
 #include "secsync.h"
 #include "sync.h"
 #include "tunnel.h"
@@ -54,6 +55,8 @@ struct agent {
 	const char *netns; /* network namespace of the node address (lab); NULL: our own */
 	struct secsync *sec;
 	struct tunnel *tun;
+	struct podnet *pn;
+	bool strict_udp; /* --strict-udp drop */
 };
 
 int agent_run_dir(char *buf, size_t len, const char *node)
@@ -163,7 +166,7 @@ static const struct workload_obj *find_pod(const struct mesh_config *c, const ch
 static void fill_pod(struct bm_pod *p, const struct mesh_config *c, const struct workload_obj *w)
 {
 	memset(p, 0, sizeof(*p));
-	p->pod_id = metrics_pod_id(w->ns, w->name); /* stable: counters survive restarts */
+	p->pod_id = config_pod_id(w); /* stable: counters survive restarts */
 	if (config_in_mesh(c, w))
 		p->flags |= BM_POD_F_IN_MESH;
 	for (int i = 0; i < w->naddresses; i++) {
@@ -229,6 +232,7 @@ struct pod_scan {
 	struct sync_pod *pods;
 	int n, cap;
 	const struct workload_obj **local; /* distinct pods found (their own cgroups) */
+	char **local_cg;		   /* ... and those cgroups' paths */
 	int nlocal, caplocal;
 };
 
@@ -275,13 +279,16 @@ static void scan_dir(struct pod_scan *ps, const char *dir, int depth,
 			if (ps->nlocal == ps->caplocal) {
 				ps->caplocal = ps->caplocal ? 2 * ps->caplocal : 16;
 				ps->local = realloc(ps->local, ps->caplocal * sizeof(*ps->local));
-				if (!ps->local)
+				ps->local_cg =
+				    realloc(ps->local_cg, ps->caplocal * sizeof(*ps->local_cg));
+				if (!ps->local || !ps->local_cg)
 					abort();
 			}
+			ps->local_cg[ps->nlocal] = strdup(path);
 			ps->local[ps->nlocal++] = w;
 
 			metrics_workload_name(w, wl, sizeof(wl));
-			put_name4(ps->a->sync, BM_NAME_POD, metrics_pod_id(w->ns, w->name), w->ns,
+			put_name4(ps->a->sync, BM_NAME_POD, config_pod_id(w), w->ns,
 				  wl, w->name, kv_get(&w->labels, "version"));
 		}
 		scan_dir(ps, path, depth + 1, w);
@@ -303,8 +310,34 @@ static void sync_pods(struct agent *a, const struct mesh_config *c)
 	if (ps.n > BM_MAX_PODS)
 		pr_warn("bm_pod full: %d local pod cgroups, capacity %d; the rest are unmatched",
 			ps.n, BM_MAX_PODS);
+	/* policy before membership: a new pod's STRICT entries are in before its cgroup is */
+	if (secsync_workloads(a->sec, c, a->applied_gen, ps.local, ps.nlocal))
+		pr_warn("zero-trust state not fully written; retrying at the next rescan");
+	if (a->pn) {
+		struct podnet_pod *pp = calloc(ps.nlocal + 1, sizeof(*pp));
+		int covered;
+
+		if (!pp)
+			abort();
+		for (int i = 0; i < ps.nlocal; i++) {
+			pp[i].pod_id = config_pod_id(ps.local[i]);
+			pp[i].cgroup = ps.local_cg[i];
+			fill_pod(&pp[i].pod, c, ps.local[i]);
+		}
+		covered = podnet_sync(a->pn, pp, ps.nlocal);
+		if (covered < ps.nlocal)
+			pr_debug("podnet: %d of %d local pods covered", covered, ps.nlocal);
+		/* pods verified at their veth need no second address check in the cgroup hook */
+		for (int i = 0; i < ps.nlocal; i++)
+			for (int j = 1; pp[i].sav && j < ps.n; j++)
+				if (ps.pods[j].pod.pod_id == pp[i].pod_id)
+					ps.pods[j].pod.flags |= BM_POD_F_SAV_TC;
+		free(pp);
+	}
 	sync_set_pods(a->sync, ps.pods, ps.n > BM_MAX_PODS ? BM_MAX_PODS : ps.n);
-	secsync_workloads(a->sec, c, a->applied_gen, ps.local, ps.nlocal);
+	for (int i = 0; i < ps.nlocal; i++)
+		free(ps.local_cg[i]);
+	free(ps.local_cg);
 	free(ps.pods);
 	free(ps.local);
 }
@@ -337,7 +370,9 @@ static void reload(struct agent *a)
 		config_free(a->current);
 		a->current = c;
 		a->applied_gen++;
-		secsync_backends(a->sec, a->sync, c, &t);
+		if (secsync_backends(a->sec, a->sync, c, &t))
+			pr_warn("mTLS backend flags not fully written: some connects may not be "
+				"tunnelled until the next apply");
 		if (a->tun)
 			tunnel_set_config(a->tun, c);
 		sync_pods(a, c);
@@ -595,6 +630,8 @@ static int start_zero_trust(struct agent *a, char *td, size_t tdlen)
 	a->topts.node = a->node;
 	a->topts.run_dir = a->run_dir;
 	a->topts.fds = &a->fds;
+	a->topts.filter_out = dp_listener_prog(a->dp, DP_LISTEN_OUTBOUND);
+	a->topts.filter_hbone = dp_listener_prog(a->dp, DP_LISTEN_HBONE);
 	if (want_tunnel) {
 		a->tun = tunnel_new(&a->topts);
 		if (!a->tun)
@@ -604,6 +641,32 @@ static int start_zero_trust(struct agent *a, char *td, size_t tdlen)
 	so.tunnel = a->tun != NULL;
 	a->sec = secsync_new(&a->fds, &so);
 	return a->sec ? 0 : -1;
+}
+
+/* A fatal signal: say so in the log (async-signal-safe: one write), then die of it. */
+static void on_fatal(int sig)
+{
+	char msg[96];
+	const char *name = sig == SIGSEGV ? "SIGSEGV" : sig == SIGBUS ? "SIGBUS"
+			 : sig == SIGABRT ? "SIGABRT" : sig == SIGFPE ? "SIGFPE"
+			 : sig == SIGILL ? "SIGILL" : "fatal signal";
+	int n = snprintf(msg, sizeof(msg), "FATAL agent killed by %s (signal %d)\n", name, sig);
+
+	if (n > 0 && write(2, msg, n) < 0)
+		msg[0] = 0;
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void process_signals(void)
+{
+	static const int fatal[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL};
+
+	/* a peer that resets while we write must cost that connection, not the agent: the
+	 * agent once died silently mid-transfer of SIGPIPE's default action */
+	signal(SIGPIPE, SIG_IGN);
+	for (size_t i = 0; i < sizeof(fatal) / sizeof(fatal[0]); i++)
+		signal(fatal[i], on_fatal);
 }
 
 static void usage(void)
@@ -616,6 +679,8 @@ static void usage(void)
 	    "a\n  known Pod are mesh clients (default) or plain ones (even spread, no "
 	    "policy)\n"
 	    "  --accel on: pod-to-pod TCP on this node skips the TCP/IP stack (sockmap)\n"
+	    "  [--strict-udp drop|pass]: drop plaintext UDP to STRICT pods (default pass:\n"
+	    "  Istio does not capture UDP either)\n"
 	    "  [--metrics-addr ADDR:PORT] [--health-addr ADDR:PORT]\n"
 	    "mTLS between nodes (needs --node-ip and one of --ca-dir / --certs-dir):\n"
 	    "  --node-ip IP          this node's address: the tunnel listens there (15001, 15008)\n"
@@ -646,6 +711,7 @@ int cmd_agent(int argc, char **argv)
 					     {"cert-ttl", required_argument, 0, 'L'},
 					     {"root-namespace", required_argument, 0, 'R'},
 					     {"accel", required_argument, 0, 'a'},
+					     {"strict-udp", required_argument, 0, 'U'},
 					     {"help", no_argument, 0, 'h'},
 					     {0, 0, 0, 0}};
 	struct agent a = {.bpffs = "/sys/fs/bpf",
@@ -656,6 +722,8 @@ int cmd_agent(int argc, char **argv)
 			  .lfd = {-1, -1},
 			  .topts = {.root_ns = "istio-system", .cert_ttl_s = 24 * 3600}};
 	char td[256] = "";
+	struct stat nst;
+	ino_t host_ns;
 	int64_t ns;
 	int o, lock, rc;
 
@@ -715,6 +783,13 @@ int cmd_agent(int argc, char **argv)
 			}
 			a.accel = !strcmp(optarg, "on");
 			break;
+		case 'U':
+			if (strcmp(optarg, "drop") && strcmp(optarg, "pass")) {
+				usage();
+				return 2;
+			}
+			a.strict_udp = !strcmp(optarg, "drop");
+			break;
 		case 'u':
 			if (strcmp(optarg, "mesh") && strcmp(optarg, "plain")) {
 				usage();
@@ -734,12 +809,14 @@ int cmd_agent(int argc, char **argv)
 	if (agent_run_dir(a.run_dir, sizeof(a.run_dir), a.node) ||
 	    dp_pin_dir(a.pin_dir, sizeof(a.pin_dir), a.bpffs, a.node))
 		return 2;
+	process_signals();
 	lock = take_lock(&a);
 	if (lock < 0)
 		return 1;
 	if (dp_ensure_bpffs(a.bpffs))
 		return 1;
-	struct bm_conf conf = {.flags = a.accel ? BM_CONF_F_ACCEL : 0};
+	struct bm_conf conf = {.flags = (a.accel ? BM_CONF_F_ACCEL : 0) |
+					(a.strict_udp ? BM_CONF_F_STRICT_UDP : 0)};
 
 	a.dp = dp_load_attach(a.pin_dir, a.cgroup, &conf);
 	if (!a.dp)
@@ -748,14 +825,18 @@ int cmd_agent(int argc, char **argv)
 	a.sync = sync_new(&a.fds, NULL);
 	sync_recover(a.sync);
 	sync_set_meta(a.sync, 0, 0);
-	pr_info("node %s: attached to %s, pins in %s, acceleration %s", a.node, a.cgroup, a.pin_dir,
-		a.accel ? "on" : "off");
+	pr_info("node %s: attached to %s, pins in %s, acceleration %s, strict UDP %s", a.node,
+		a.cgroup, a.pin_dir, a.accel ? "on" : "off", a.strict_udp ? "drop" : "pass");
 	a.lfd[0] = listen_on(a.metrics_addr);
 	a.lfd[1] = listen_on(a.health_addr);
+	host_ns = stat("/proc/self/ns/net", &nst) ? 0 : nst.st_ino;
 	if (start_zero_trust(&a, td, sizeof(td)))
 		return 1;
+	a.pn = podnet_new(a.pin_dir, host_ns, stat("/proc/self/ns/net", &nst) ? 0 : nst.st_ino,
+			  dp_sav_prog(a.dp), a.fds.ifpod);
 	reload(&a);
 	rc = loop(&a);
+	podnet_free(a.pn);
 	tunnel_free(a.tun);
 	secsync_free(a.sec);
 	sync_free(a.sync);

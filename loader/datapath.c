@@ -24,6 +24,9 @@
 #include "sockops.skel.h"
 #include "inbound.skel.h"
 #include "accel.skel.h"
+#include "listen.skel.h"
+#include "sav.skel.h"
+#include "podnet.h"
 
 #define STR_(x) #x
 #define STR(x)	STR_(x)
@@ -33,49 +36,29 @@ struct dp {
 	struct sockops_bpf *ops;
 	struct inbound_bpf *in;
 	struct accel_bpf *accel;
+	struct listen_bpf *listen;
+	struct sav_bpf *sav;
 };
 
-/* Every program we attach, in the order they are attached. */
+/* Every program attached to the node cgroup, in the order they are attached. */
 static const char *const dp_progs[] = {
-    "bm_connect4",     "bm_connect6", "bm_sendmsg4", "bm_sendmsg6", "bm_getpeername4",
-    "bm_getpeername6", "bm_recvmsg4", "bm_recvmsg6", "bm_sockops",  "bm_ingress",
+#define DP_PROG_NAME(name) #name,
+    BM_CGROUP_PROGS(DP_PROG_NAME)
+#undef DP_PROG_NAME
 };
 #define DP_NPROGS (sizeof(dp_progs) / sizeof(dp_progs[0]))
 
 /* Every pinned map: its pin name and where its fd goes in struct bm_mapfds (-1: not kept open).
- * The one list to extend when a map is added. */
+ * Generated from BM_MAPS (bpfmesh.h), the one list to extend when a map is added. */
 static const struct {
 	const char *name;
 	long off;
 } dp_maps[] = {
-    {STR(BM_MAP_SVC), offsetof(struct bm_mapfds, svc)},
-    {STR(BM_MAP_ROUTE), offsetof(struct bm_mapfds, route)},
-    {STR(BM_MAP_SUBSET), offsetof(struct bm_mapfds, subset)},
-    {STR(BM_MAP_SLOT), offsetof(struct bm_mapfds, slot)},
-    {STR(BM_MAP_BACKEND), offsetof(struct bm_mapfds, backend)},
-    {STR(BM_MAP_BSTATE), offsetof(struct bm_mapfds, bstate)},
-    {STR(BM_MAP_RR), offsetof(struct bm_mapfds, rr)},
-    {STR(BM_MAP_POD), offsetof(struct bm_mapfds, pod)},
-    {STR(BM_MAP_META), offsetof(struct bm_mapfds, meta)},
-    {STR(BM_MAP_STATS), offsetof(struct bm_mapfds, stats)},
-    {STR(BM_MAP_NAMES), offsetof(struct bm_mapfds, names)},
-    {STR(BM_MAP_POLICY), offsetof(struct bm_mapfds, policy)},
-    {STR(BM_MAP_HEALTH), offsetof(struct bm_mapfds, health)},
-    {STR(BM_MAP_CPOOL), offsetof(struct bm_mapfds, cpool)},
-    {STR(BM_MAP_SOCK), offsetof(struct bm_mapfds, sock)},
-    {STR(BM_MAP_TRAFFIC), offsetof(struct bm_mapfds, traffic)},
-    {STR(BM_MAP_NODE), offsetof(struct bm_mapfds, node)},
-    {STR(BM_MAP_WL), offsetof(struct bm_mapfds, wl)},
-    {STR(BM_MAP_AUTHZ), offsetof(struct bm_mapfds, authz)},
-    {STR(BM_MAP_AGENTC), offsetof(struct bm_mapfds, agentc)},
-    {STR(BM_MAP_ORIG), offsetof(struct bm_mapfds, orig)},
-    {STR(BM_MAP_EVENTS), -1},
-    {STR(BM_MAP_SOCKHASH), offsetof(struct bm_mapfds, sockhash)},
-    {STR(BM_MAP_ACCEL), offsetof(struct bm_mapfds, accel)},
-    {STR(BM_MAP_PODADDR), offsetof(struct bm_mapfds, podaddr)},
-    {STR(BM_MAP_CONF), offsetof(struct bm_mapfds, conf)},
-    {STR(BM_MAP_SOCKUDP), -1},
-    {STR(BM_MAP_UDP), -1},
+#define DP_MAP_FD(field, name) {#name, offsetof(struct bm_mapfds, field)},
+#define DP_MAP_PIN(name)       {#name, -1},
+    BM_MAPS(DP_MAP_FD, DP_MAP_PIN)
+#undef DP_MAP_FD
+#undef DP_MAP_PIN
 };
 #define DP_NMAPS (sizeof(dp_maps) / sizeof(dp_maps[0]))
 
@@ -236,6 +219,23 @@ struct dp *dp_load_attach(const char *pin_dir, const char *cgroup_dir, const str
 		pr_warn("load accel program failed (see libbpf output above)");
 		goto fail;
 	}
+	dp->listen = listen_bpf__open_opts(&opts);
+	if (!dp->listen || (err = listen_bpf__load(dp->listen))) {
+		pr_warn("load listener filters failed (see libbpf output above)");
+		goto fail;
+	}
+	dp->sav = sav_bpf__open_opts(&opts);
+	if (!dp->sav || (err = sav_bpf__load(dp->sav))) {
+		pr_warn("load source address verification failed (see libbpf output above)");
+		goto fail;
+	}
+	for (size_t i = 0; i < DP_NMAPS; i++)
+		if (!bpf_object__find_map_by_name(dp->lb->obj, dp_maps[i].name) &&
+		    !bpf_object__find_map_by_name(dp->ops->obj, dp_maps[i].name) &&
+		    !bpf_object__find_map_by_name(dp->in->obj, dp_maps[i].name)) {
+			pr_warn("map %s (BM_MAPS) is in no program object", dp_maps[i].name);
+			goto fail;
+		}
 	if (bpf_map_update_elem(bpf_map__fd(dp->ops->maps.bm_conf), &zero, conf, BPF_ANY)) {
 		pr_warn("write bm_conf: %s", strerror(errno));
 		goto fail;
@@ -263,6 +263,19 @@ fail:
 	return NULL;
 }
 
+int dp_sav_prog(const struct dp *dp)
+{
+	return dp && dp->sav ? bpf_program__fd(dp->sav->progs.bm_pod_out) : -1;
+}
+
+int dp_listener_prog(const struct dp *dp, enum dp_listener which)
+{
+	if (!dp || !dp->listen)
+		return -1;
+	return bpf_program__fd(which == DP_LISTEN_OUTBOUND ? dp->listen->progs.bm_listen_out
+							   : dp->listen->progs.bm_listen_hbone);
+}
+
 static int *fd_slot(struct bm_mapfds *f, size_t i)
 {
 	return dp_maps[i].off < 0 ? NULL : (int *)((char *)f + dp_maps[i].off);
@@ -283,6 +296,8 @@ void dp_close(struct dp *dp)
 {
 	if (!dp)
 		return;
+	sav_bpf__destroy(dp->sav);
+	listen_bpf__destroy(dp->listen);
 	inbound_bpf__destroy(dp->in);
 	accel_bpf__destroy(dp->accel);
 	sockops_bpf__destroy(dp->ops);
@@ -373,8 +388,15 @@ int dp_uninstall(const char *pin_dir)
 {
 	char path[512];
 	struct dirent *de;
+	int fd;
 	DIR *d;
 
+	/* the pods' veth filters first (they are no pins: tc holds them) */
+	fd = open_pin(pin_dir, "bm_ifpod");
+	if (fd >= 0) {
+		podnet_detach_all(fd);
+		close(fd);
+	}
 	for (size_t i = 0; i < DP_NPROGS; i++) {
 		snprintf(path, sizeof(path), "%s/link_%s", pin_dir, dp_progs[i]);
 		unlink(path);

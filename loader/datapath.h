@@ -11,11 +11,17 @@
 #include <stddef.h>
 #include "bpfmesh.h"
 
-/* File descriptors of the shared maps; -1 when not open. */
+/* File descriptors of the shared maps (BM_MAPS in bpfmesh.h); -1 when not open. */
 struct bm_mapfds {
-	int svc, route, subset, slot, backend, bstate, rr, pod, meta, stats, names, policy, health,
-	    cpool, sock, traffic, node, wl, authz, agentc, orig, sockhash, accel, podaddr, conf;
+#define BM_MAPFD_FIELD(field, name) int field;
+#define BM_MAPFD_NONE(name)
+	BM_MAPS(BM_MAPFD_FIELD, BM_MAPFD_NONE)
+#undef BM_MAPFD_FIELD
+#undef BM_MAPFD_NONE
 };
+
+/* Socket filters for the agent's own listeners (bpf/listen.bpf.c). */
+enum dp_listener { DP_LISTEN_OUTBOUND = 0, DP_LISTEN_HBONE = 1 };
 
 struct dp;
 
@@ -37,6 +43,10 @@ int dp_cgroup2_root(char *buf, size_t len);
  */
 struct dp *dp_load_attach(const char *pin_dir, const char *cgroup_dir, const struct bm_conf *conf);
 void dp_mapfds(const struct dp *dp, struct bm_mapfds *fds);
+/* The source address verification program for pods' veths (bpf/sav.bpf.c), or -1. */
+int dp_sav_prog(const struct dp *dp);
+/* The socket filter program for one of the agent's listeners (SO_ATTACH_BPF), or -1. */
+int dp_listener_prog(const struct dp *dp, enum dp_listener which);
 /* Closes fds; pins stay (the kernel path keeps working without the agent). */
 void dp_close(struct dp *dp);
 

@@ -28,8 +28,9 @@ struct secsync {
 	struct secsync_opts o;
 	uint8_t node_ip[4];
 	bool have_node_ip;
-	struct kvset wl, authz; /* what the maps hold now */
+	struct kvset wl, inpod, authz, peer; /* what the maps hold now */
 	uint32_t *tunnelled;	/* backend ids we flagged, to clear them when that changes */
+	uint8_t *tunnelled_flag; /* which flag (BM_BE_F_TUNNEL / BM_BE_F_NOV6) */
 	size_t ntunnelled;
 	uint64_t last_gen, last_local;
 	bool done_once;
@@ -113,6 +114,10 @@ struct secsync *secsync_new(const struct bm_mapfds *fds, const struct secsync_op
 	ss->wl.vsz = sizeof(struct bm_wl);
 	ss->authz.ksz = sizeof(struct bm_authz_key);
 	ss->authz.vsz = sizeof(struct bm_authz);
+	ss->inpod.ksz = sizeof(struct bm_inpod_key);
+	ss->inpod.vsz = sizeof(struct bm_inpod);
+	ss->peer.ksz = sizeof(struct bm_addr_key);
+	ss->peer.vsz = sizeof(__u32);
 	return ss;
 }
 
@@ -124,7 +129,12 @@ void secsync_free(struct secsync *ss)
 	free(ss->wl.v);
 	free(ss->authz.k);
 	free(ss->authz.v);
+	free(ss->inpod.k);
+	free(ss->inpod.v);
+	free(ss->peer.k);
+	free(ss->peer.v);
 	free(ss->tunnelled);
+	free(ss->tunnelled_flag);
 	free(ss);
 }
 
@@ -159,16 +169,40 @@ static const struct workload_obj *backend_pod(struct htab *pods, const struct me
 	return i ? &c->workloads[*i] : b->wl;
 }
 
-void secsync_backends(struct secsync *ss, struct sync *s, const struct mesh_config *c,
-		      const struct rs_table *t)
+/* A mesh client's IPv6 connect to w:port would reach a STRICT pod on another node as
+ * plaintext (the tunnel carries IPv4 only): refused at connect (BM_BE_F_NOV6). */
+static bool refuse_v6(const struct secsync *ss, const struct mesh_config *c,
+		      const struct workload_obj *w, int port)
 {
-	uint32_t *now = calloc(t->nbackends + 1, sizeof(*now));
+	return w && w->kind == WL_POD && config_in_mesh(c, w) && secsync_remote(ss, w) &&
+	       sec_mtls_mode(c, ss->o.root_ns, w, port) == MTLS_STRICT;
+}
+
+/* Set or clear flag on backend id; -errno when the write failed. */
+static int backend_flag(const struct secsync *ss, uint32_t id, uint8_t flag, bool on)
+{
+	struct bm_backend be;
+
+	if (bpf_map_lookup_elem(ss->fds.backend, &id, &be))
+		return 0; /* gone with its config */
+	if (!!(be.flags & flag) == on)
+		return 0;
+	be.flags = on ? be.flags | flag : be.flags & ~flag;
+	return bpf_map_update_elem(ss->fds.backend, &id, &be, BPF_ANY) ? -errno : 0;
+}
+
+int secsync_backends(struct secsync *ss, struct sync *s, const struct mesh_config *c,
+		     const struct rs_table *t)
+{
+	uint32_t *now = calloc(2 * (t->nbackends + 1), sizeof(*now));
+	uint8_t *nowflag = calloc(2 * (t->nbackends + 1), 1);
 	struct htab pods = {0};
 	size_t nnow = 0;
+	int err = 0;
 
-	if (!now)
+	if (!now || !nowflag)
 		abort();
-	for (int i = 0; ss->o.tunnel && i < c->nworkloads; i++) {
+	for (int i = 0; i < c->nworkloads; i++) {
 		const struct workload_obj *w = &c->workloads[i];
 
 		for (int a = 0; w->kind == WL_POD && a < w->naddresses; a++) {
@@ -178,48 +212,52 @@ void secsync_backends(struct secsync *ss, struct sync *s, const struct mesh_conf
 				h_put(&pods, k, i);
 		}
 	}
-	for (int i = 0; ss->o.tunnel && i < t->nbackends; i++) {
+	for (int i = 0; i < t->nbackends; i++) {
 		const struct rs_backend *b = &t->backends[i];
-		bool want = b->family == BM_FAM_V4 &&
-			    wants_tunnel(ss, c, backend_pod(&pods, c, b), b->port);
-		uint32_t id = want ? sync_backend_lookup(s, b) : 0;
-		struct bm_backend be;
+		const struct workload_obj *w = backend_pod(&pods, c, b);
+		uint8_t flag = 0;
+		uint32_t id;
 
-		if (!id || bpf_map_lookup_elem(ss->fds.backend, &id, &be))
+		if (b->family == BM_FAM_V4 && wants_tunnel(ss, c, w, b->port))
+			flag = BM_BE_F_TUNNEL;
+		else if (b->family == BM_FAM_V6 && refuse_v6(ss, c, w, b->port))
+			flag = BM_BE_F_NOV6;
+		if (!flag || !(id = sync_backend_lookup(s, b)))
 			continue;
-		now[nnow++] = id;
-		if (!(be.flags & BM_BE_F_TUNNEL)) {
-			be.flags |= BM_BE_F_TUNNEL;
-			bpf_map_update_elem(ss->fds.backend, &id, &be, BPF_ANY);
+		now[nnow] = id;
+		nowflag[nnow++] = flag;
+		if (backend_flag(ss, id, flag, true) && !err) {
+			err = -errno;
+			pr_warn("bm_backend: cannot mark backend %u for mTLS: %s", id, strerror(errno));
 		}
 	}
-	/* clear the flag where it is no longer wanted */
+	/* clear the flags where they are no longer wanted */
 	for (size_t i = 0; i < ss->ntunnelled; i++) {
 		uint32_t id = ss->tunnelled[i];
-		struct bm_backend be;
+		uint8_t flag = ss->tunnelled_flag[i];
 		bool still = false;
 
 		for (size_t j = 0; j < nnow && !still; j++)
-			still = now[j] == id;
-		if (still || bpf_map_lookup_elem(ss->fds.backend, &id, &be) ||
-		    !(be.flags & BM_BE_F_TUNNEL))
-			continue;
-		be.flags &= ~BM_BE_F_TUNNEL;
-		bpf_map_update_elem(ss->fds.backend, &id, &be, BPF_ANY);
+			still = now[j] == id && nowflag[j] == flag;
+		if (!still)
+			backend_flag(ss, id, flag, false);
 	}
 	h_free(&pods);
 	free(ss->tunnelled);
+	free(ss->tunnelled_flag);
 	ss->tunnelled = now;
+	ss->tunnelled_flag = nowflag;
 	ss->ntunnelled = nnow;
+	return err;
 }
 
-/* bm_wl entries for every address of w: port 0 with base flags, and a port entry for each
- * port whose mode differs (portLevelMtls). */
+/* bm_wl entries for every address of remote mesh workload w: port 0 with base flags, and a
+ * port entry for each port whose mode differs (portLevelMtls). */
 static void wl_entries(struct secsync *ss, struct kvset *out, const struct mesh_config *c,
-		       const struct workload_obj *w, uint32_t flags, bool local)
+		       const struct workload_obj *w)
 {
 	enum mtls_mode base = sec_mtls_mode(c, ss->o.root_ns, w, 0);
-	uint32_t pod_id = metrics_pod_id(w->ns, w->name);
+	uint32_t pod_id = config_pod_id(w);
 
 	for (int a = 0; a < w->naddresses; a++) {
 		struct bm_wl_key k = {};
@@ -235,17 +273,49 @@ static void wl_entries(struct secsync *ss, struct kvset *out, const struct mesh_
 
 			if (p >= 0 && m == base)
 				continue;
-			v.flags = flags;
-			if (local && m == MTLS_STRICT)
-				v.flags |= BM_WL_F_STRICT;
-			if (!local && m != MTLS_DISABLE && fam == BM_FAM_V4)
+			v.flags = 0;
+			if (ss->o.tunnel && m != MTLS_DISABLE && fam == BM_FAM_V4)
 				v.flags |= BM_WL_F_TUNNEL;
+			if (m == MTLS_STRICT && fam == BM_FAM_V6)
+				v.flags |= BM_WL_F_NOV6;
 			if (!v.flags && p < 0)
 				continue; /* a port entry is kept: it overrides port 0's flags */
 			k.port = htons(port);
 			kv_add(out, &k, &v);
 		}
 	}
+}
+
+/* bm_inpod entries for local workload w: port 0 (its default) and every port whose mode
+ * differs; the port 0 entry says whether any port is judged. */
+static void inpod_entries(struct secsync *ss, struct kvset *out, const struct mesh_config *c,
+			  const struct workload_obj *w)
+{
+	uint32_t authz = sec_has_policy(c, ss->o.root_ns, w) ? BM_IN_F_AUTHZ : 0;
+	enum mtls_mode base = sec_mtls_mode(c, ss->o.root_ns, w, 0);
+	struct bm_inpod_key k = {.pod_id = config_pod_id(w)};
+	struct bm_inpod v0 = {.flags = authz | (base == MTLS_STRICT ? BM_IN_F_STRICT : 0)};
+	size_t first = out->n;
+	bool judged = v0.flags != 0;
+
+	for (int p = 0; p < w->nports; p++) {
+		int port = w->ports[p].port;
+		enum mtls_mode m = sec_mtls_mode(c, ss->o.root_ns, w, port);
+		struct bm_inpod v = {.flags = authz | (m == MTLS_STRICT ? BM_IN_F_STRICT : 0)};
+
+		if (m == base)
+			continue;
+		k.port = htons(port);
+		kv_add(out, &k, &v);
+		judged |= v.flags != 0;
+	}
+	if (!judged) {
+		out->n = first; /* nothing judged: no entries at all */
+		return;
+	}
+	v0.flags |= BM_IN_F_JUDGED;
+	k.port = 0;
+	kv_add(out, &k, &v0);
 }
 
 static uint32_t policy_id(struct secsync *ss, const struct ap_obj *p)
@@ -265,9 +335,10 @@ static uint32_t policy_id(struct secsync *ss, const struct ap_obj *p)
 }
 
 static void authz_put(struct secsync *ss, struct kvset *out, uint32_t pod_id, int port,
-		      const uint8_t ip[16], int len, const struct sec_decision *d)
+		      uint32_t src_pod, const uint8_t ip[16], int len, const struct sec_decision *d)
 {
-	struct bm_authz_key k = {.prefixlen = BM_AUTHZ_FIXED_BITS + len, .pod_id = pod_id};
+	struct bm_authz_key k = {
+	    .prefixlen = BM_AUTHZ_FIXED_BITS + len, .pod_id = pod_id, .src_pod = src_pod};
 	struct bm_authz v = {.verdict = d->verdict == SEC_DENY ? BM_AUTHZ_DENY : BM_AUTHZ_ALLOW};
 
 	k.port = htons(port);
@@ -294,13 +365,16 @@ static bool peer_ip(const char *s, uint8_t out[16])
 }
 
 /* bm_authz for local workload w: every (port, prefix) the policies name, evaluated for a
- * plaintext peer; then each local mesh pod's own addresses with its identity, which the
- * kernel attests for same-node connects. */
+ * plaintext peer the kernel does not vouch for (src_pod 0); then, for each local mesh pod the
+ * kernel attests by its cgroup (bm_attest), entries of its own pod id: its addresses with its
+ * identity, and any other address it may use (link-local) with its identity and no known
+ * address, as Istio judges a peer whose address matches no ipBlock. */
 static void authz_entries(struct secsync *ss, struct kvset *out, const struct mesh_config *c,
 			  const struct workload_obj *w, const struct workload_obj *const *local,
 			  int nlocal)
 {
-	uint32_t pod_id = metrics_pod_id(w->ns, w->name);
+	static const uint8_t any[16];
+	uint32_t pod_id = config_pod_id(w);
 	struct sec_prefix *pre = NULL;
 	int *ports = NULL, nports, npre;
 
@@ -315,28 +389,53 @@ static void authz_entries(struct secsync *ss, struct kvset *out, const struct me
 
 			memcpy(peer.ip, pre[i].ip, 16);
 			sec_authorize(c, ss->o.root_ns, w, port, &peer, &d);
-			authz_put(ss, out, pod_id, port, pre[i].ip, pre[i].len, &d);
+			authz_put(ss, out, pod_id, port, 0, pre[i].ip, pre[i].len, &d);
 		}
 		for (int l = 0; l < nlocal; l++) {
 			const struct workload_obj *src = local[l];
+			uint32_t src_id = config_pod_id(src);
 			char principal[320];
-			struct sec_peer peer = {
-			    .principal = principal, .ns = src->ns, .ip_len = 128};
+			struct sec_peer peer = {.principal = principal, .ns = src->ns};
 
 			if (!config_in_mesh(c, src))
 				continue;
 			snprintf(principal, sizeof(principal), "%s/ns/%s/sa/%s", ss->o.trust_domain,
 				 src->ns, src->service_account ? src->service_account : "default");
+			sec_authorize(c, ss->o.root_ns, w, port, &peer, &d); /* ip_len 0 */
+			authz_put(ss, out, pod_id, port, src_id, any, 0, &d);
+			peer.ip_len = 128;
 			for (int a = 0; a < src->naddresses; a++) {
 				if (!peer_ip(src->addresses[a], peer.ip))
 					continue;
 				sec_authorize(c, ss->o.root_ns, w, port, &peer, &d);
-				authz_put(ss, out, pod_id, port, peer.ip, 128, &d);
+				authz_put(ss, out, pod_id, port, src_id, peer.ip, 128, &d);
 			}
 		}
 	}
 	free(ports);
 	free(pre);
+}
+
+/* bm_peer: the address of every node that runs pods of the config, and ours. */
+static void peer_entries(struct secsync *ss, struct kvset *out, const struct mesh_config *c)
+{
+	__u32 one = 1;
+	struct htab seen = {0};
+
+	for (int i = -1; i < c->nworkloads; i++) {
+		const char *ip = i < 0 ? ss->o.node_ip : c->workloads[i].host_ip;
+		uint8_t k[HKEY] = {}, fam;
+		struct bm_addr_key ak = {};
+
+		if (!ip || (i >= 0 && c->workloads[i].kind != WL_POD) ||
+		    rs_parse_addr(ip, k, &fam) || h_get(&seen, k))
+			continue;
+		h_put(&seen, k, 1);
+		memcpy(ak.addr, k, 16);
+		ak.family = fam;
+		kv_add(out, &ak, &one);
+	}
+	h_free(&seen);
 }
 
 static uint64_t local_hash(const struct workload_obj *const *local, int n)
@@ -352,11 +451,13 @@ int secsync_workloads(struct secsync *ss, const struct mesh_config *c, uint64_t 
 		      const struct workload_obj *const *local, int nlocal)
 {
 	struct kvset wl = {.ksz = ss->wl.ksz, .vsz = ss->wl.vsz};
+	struct kvset in = {.ksz = ss->inpod.ksz, .vsz = ss->inpod.vsz};
 	struct kvset az = {.ksz = ss->authz.ksz, .vsz = ss->authz.vsz};
+	struct kvset pe = {.ksz = ss->peer.ksz, .vsz = ss->peer.vsz};
 	struct bm_node node = {.outbound_port = htons(BM_PORT_OUTBOUND)};
 	uint64_t lh = local_hash(local, nlocal);
 	__u32 zero = 0;
-	int err;
+	int err = 0;
 
 	if (ss->done_once && config_gen == ss->last_gen && lh == ss->last_local)
 		return 0;
@@ -364,31 +465,42 @@ int secsync_workloads(struct secsync *ss, const struct mesh_config *c, uint64_t 
 		memcpy(node.addr4, ss->node_ip, 4);
 	if (ss->o.tunnel && ss->have_node_ip)
 		node.flags |= BM_NODE_F_TUNNEL;
-	if (ss->fds.node >= 0)
-		bpf_map_update_elem(ss->fds.node, &zero, &node, BPF_ANY);
+	if (ss->fds.node >= 0 && bpf_map_update_elem(ss->fds.node, &zero, &node, BPF_ANY)) {
+		err = -errno;
+		pr_warn("bm_node: %s: the tunnel flag is not in force", strerror(errno));
+	}
 	for (int i = 0; i < nlocal; i++) {
 		const struct workload_obj *w = local[i];
-		uint32_t flags = config_in_mesh(c, w) ? BM_WL_F_MESH : 0;
 
-		if (sec_has_policy(c, ss->o.root_ns, w)) {
-			flags |= BM_WL_F_AUTHZ;
+		if (sec_has_policy(c, ss->o.root_ns, w))
 			authz_entries(ss, &az, c, w, local, nlocal);
-		}
-		wl_entries(ss, &wl, c, w, flags, true);
+		inpod_entries(ss, &in, c, w);
 	}
-	for (int i = 0; ss->o.tunnel && i < c->nworkloads; i++) {
+	for (int i = 0; i < c->nworkloads; i++) {
 		const struct workload_obj *w = &c->workloads[i];
 
 		if (w->kind == WL_POD && config_in_mesh(c, w) && secsync_remote(ss, w))
-			wl_entries(ss, &wl, c, w, 0, false);
+			wl_entries(ss, &wl, c, w);
 	}
-	err = kv_commit(ss->fds.wl, &ss->wl, &wl, "bm_wl");
+	peer_entries(ss, &pe, c);
+	/* policy first, then the flags that send traffic to it: a pod is never marked STRICT or
+	 * under policy before its verdicts are in */
 	if (!err)
 		err = kv_commit(ss->fds.authz, &ss->authz, &az, "bm_authz");
+	if (!err)
+		err = kv_commit(ss->fds.inpod, &ss->inpod, &in, "bm_inpod");
+	if (!err)
+		err = kv_commit(ss->fds.wl, &ss->wl, &wl, "bm_wl");
+	if (!err)
+		err = kv_commit(ss->fds.peer, &ss->peer, &pe, "bm_peer");
 	free(wl.k);
 	free(wl.v);
+	free(in.k);
+	free(in.v);
 	free(az.k);
 	free(az.v);
+	free(pe.k);
+	free(pe.v);
 	if (!err) {
 		ss->done_once = true;
 		ss->last_gen = config_gen;

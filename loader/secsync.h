@@ -4,10 +4,16 @@
  * the agent after every apply and pod rescan:
  *  - bm_node: this node's address and whether the agent's mTLS tunnel is up;
  *  - bm_backend flags: which backends mesh clients reach through the tunnel (a mesh workload
- *    on another node whose PeerAuthentication for that port is not DISABLE);
- *  - bm_wl: per workload address and port, tunnel / STRICT / under-policy / mesh flags;
+ *    on another node whose PeerAuthentication for that port is not DISABLE), and which IPv6
+ *    ones they are refused (STRICT on another node: the tunnel carries IPv4 only);
+ *  - bm_wl: per remote workload address and port, the same two flags for direct connects;
+ *  - bm_inpod: per local pod (and port), STRICT / under-policy flags, judged for the pod a
+ *    packet is delivered to (bpf/inbound.h);
  *  - bm_authz: AuthorizationPolicy verdicts for plaintext connects to local workloads, one
- *    entry per (workload, port, source prefix), evaluated with user/security.h.
+ *    entry per (workload, port, attested source pod or none, source prefix), evaluated with
+ *    user/security.h;
+ *  - bm_peer: the mesh's node addresses, the only sources the mTLS listener takes SYNs from.
+ * Every map write is checked: a failed write of this state fails the call loudly.
  */
 #ifndef BM_SECSYNC_H
 #define BM_SECSYNC_H
@@ -30,12 +36,14 @@ struct secsync;
 struct secsync *secsync_new(const struct bm_mapfds *fds, const struct secsync_opts *o);
 void secsync_free(struct secsync *ss);
 
-/* Backend tunnel flags for the backends of t (after sync_apply put t in force). */
-void secsync_backends(struct secsync *ss, struct sync *s, const struct mesh_config *c,
-		      const struct rs_table *t);
+/* Backend tunnel / IPv6-refusal flags for the backends of t (after sync_apply put t in
+ * force). 0, or -errno when a write failed (logged). */
+int secsync_backends(struct secsync *ss, struct sync *s, const struct mesh_config *c,
+		     const struct rs_table *t);
 
-/* bm_node, bm_wl and bm_authz for config c and the local workloads (distinct pods found in
- * the node's cgroups). Skips the work when neither changed since the last call. */
+/* bm_node, bm_wl, bm_inpod, bm_authz and bm_peer for config c and the local workloads
+ * (distinct pods found in the node's cgroups). Skips the work when neither changed since the
+ * last call. 0, or -errno when a map could not be written (logged; retried next call). */
 int secsync_workloads(struct secsync *ss, const struct mesh_config *c, uint64_t config_gen,
 		      const struct workload_obj *const *local, int nlocal);
 

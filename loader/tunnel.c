@@ -87,8 +87,9 @@ struct tconn {
 	char hdr[HDRMAX];
 	size_t hdr_len;
 	bool p_eof, s_eof, p_shut, s_shut;
-	struct bm_conn4 agentc; /* inbound: the pass registered for a STRICT pod */
-	bool has_agentc;
+	struct bm_attest_key attest; /* inbound: the pass registered for the local pod */
+	bool has_attest;
+	uint32_t src_pod; /* outbound: the client pod as the kernel attested it (bm_orig) */
 	char want_id[320]; /* outbound: the SPIFFE ID the server must present */
 	char sess_key[512];
 	char dst[64];	 /* "ip:port" of the destination workload */
@@ -145,7 +146,8 @@ static void fmt_addr(const struct sockaddr_in *sa, char *buf, size_t len)
 	snprintf(buf, len, "%s:%u", ip, ntohs(sa->sin_port));
 }
 
-static int listen_tcp(const char *ip, int port)
+/* A listener with a socket filter (bpf/listen.bpf.c) in place before it takes any SYN. */
+static int listen_tcp(const char *ip, int port, int filter_prog)
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
 	int fd, one = 1;
@@ -156,6 +158,12 @@ static int listen_tcp(const char *ip, int port)
 	if (fd < 0)
 		return -1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (filter_prog >= 0 &&
+	    setsockopt(fd, SOL_SOCKET, SO_ATTACH_BPF, &filter_prog, sizeof(filter_prog))) {
+		pr_warn("tunnel: filter for %s:%d: %s", ip, port, strerror(errno));
+		close(fd);
+		return -1;
+	}
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 512)) {
 		pr_warn("tunnel: listen %s:%d: %s", ip, port, strerror(errno));
 		close(fd);
@@ -390,11 +398,11 @@ static void ep_set(struct tconn *c, int fd, struct tev *ev, uint32_t *cur, uint3
 	*cur = want;
 }
 
-static void agentc_drop(struct tconn *c)
+static void attest_drop(struct tconn *c)
 {
-	if (c->has_agentc && c->t->o.fds->agentc >= 0)
-		bpf_map_delete_elem(c->t->o.fds->agentc, &c->agentc);
-	c->has_agentc = false;
+	if (c->has_attest && c->t->o.fds->attest >= 0)
+		bpf_map_delete_elem(c->t->o.fds->attest, &c->attest);
+	c->has_attest = false;
 }
 
 static void conn_close(struct tconn *c)
@@ -404,7 +412,7 @@ static void conn_close(struct tconn *c)
 	c->st = T_DEAD;
 	ep_set(c, c->pfd, &c->pev, &c->pmask, 0);
 	ep_set(c, c->sfd, &c->sev, &c->smask, 0);
-	agentc_drop(c);
+	attest_drop(c);
 	if (c->ssl)
 		SSL_free(c->ssl);
 	c->ssl = NULL;
@@ -710,8 +718,10 @@ static void out_connected(struct tconn *c)
 		out_fail(c, "peer agent unreachable");
 		return;
 	}
-	src = pod_by_ip(c->t->c, c->src_ip);
-	id = src ? ident_get(c->t, src->ns, sa_of(src)) : NULL;
+	/* the client is who the kernel says opened the connection (its cgroup, recorded with
+	 * the captured destination), never whoever owns its source address in the config */
+	src = config_pod_by_id(c->t->c, c->src_pod);
+	id = src && src->kind == WL_POD ? ident_get(c->t, src->ns, sa_of(src)) : NULL;
 	if (!id) {
 		out_fail(c, "no identity for the client");
 		return;
@@ -779,6 +789,7 @@ static void out_accept(struct tunnel *t)
 			continue;
 		}
 		c->pfd = fd;
+		c->src_pod = o.src_pod;
 		inet_ntop(AF_INET, &peer.sin_addr, c->src_ip, sizeof(c->src_ip));
 		inet_ntop(AF_INET, o.addr, ip, sizeof(ip));
 		snprintf(c->dst, sizeof(c->dst), "%s:%u", ip, ntohs(o.port));
@@ -843,7 +854,7 @@ static void in_connected(struct tconn *c)
 {
 	static const char ok[] = "HTTP/1.1 200 OK\r\n\r\n";
 
-	agentc_drop(c); /* the SYN is through: the pass is spent */
+	attest_drop(c); /* the SYN is through: the pass is spent */
 	if (!connect_done(c->pfd)) {
 		static const char bad[] = "HTTP/1.1 503 Service Unavailable\r\n\r\n";
 
@@ -857,13 +868,14 @@ static void in_connected(struct tconn *c)
 	pump(c);
 }
 
-/* Connect to the local pod from the node's address, with a STRICT pass in bm_agentc. */
+/* Connect to the local pod from the node's address, with a pass in bm_attest: the pod's
+ * inbound judge takes the agent's word (it authorized this with the peer's certificate). */
 static int in_dial(struct tconn *c, const char *ip, int port)
 {
 	struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons(port)};
 	struct sockaddr_in src = {.sin_family = AF_INET};
 	socklen_t sl = sizeof(src);
-	__u64 now = 1;
+	struct bm_attest pass = {.flags = BM_AT_F_AGENT};
 	int u, fd, one = 1;
 
 	if (inet_pton(AF_INET, ip, &dst.sin_addr) != 1)
@@ -888,12 +900,17 @@ static int in_dial(struct tconn *c, const char *ip, int port)
 		close(fd);
 		return -1;
 	}
-	memcpy(c->agentc.saddr, &src.sin_addr, 4);
-	memcpy(c->agentc.daddr, &dst.sin_addr, 4);
-	c->agentc.sport = src.sin_port;
-	c->agentc.dport = dst.sin_port;
-	c->has_agentc = c->t->o.fds->agentc >= 0 &&
-			bpf_map_update_elem(c->t->o.fds->agentc, &c->agentc, &now, BPF_ANY) == 0;
+	memset(&c->attest, 0, sizeof(c->attest));
+	memcpy(c->attest.saddr, &src.sin_addr, 4);
+	memcpy(c->attest.daddr, &dst.sin_addr, 4);
+	c->attest.sport = src.sin_port;
+	c->attest.dport = dst.sin_port;
+	c->attest.family = BM_FAM_V4;
+	c->has_attest = c->t->o.fds->attest >= 0 &&
+			bpf_map_update_elem(c->t->o.fds->attest, &c->attest, &pass, BPF_ANY) == 0;
+	if (!c->has_attest)
+		pr_warn("tunnel: bm_attest: %s: a STRICT pod will refuse this delivery",
+			strerror(errno));
 	if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) && errno != EINPROGRESS) {
 		close(fd);
 		return -1;
@@ -901,11 +918,37 @@ static int in_dial(struct tconn *c, const char *ip, int port)
 	return fd;
 }
 
+/*
+ * The client address policy judges (ipBlocks): what the peer agent says in Forwarded only if
+ * the TCP peer is a node of the mesh, the address is a pod on that node, and that pod's
+ * identity is the one the stream's certificate proved. Anything else (a workload with a
+ * stolen certificate, a peer that lies or says nothing) is judged by its real address.
+ */
+static void source_address(struct tconn *c, const char *fwd)
+{
+	const struct workload_obj *w = fwd[0] ? pod_by_ip(c->t->c, fwd) : NULL;
+	char peer_ip[64], want[320];
+
+	snprintf(peer_ip, sizeof(peer_ip), "%.*s", (int)strcspn(c->peer, ":"), c->peer);
+	if (w && w->host_ip && !strcmp(w->host_ip, peer_ip)) {
+		snprintf(want, sizeof(want), "spiffe://%s/ns/%s/sa/%s", c->t->o.trust_domain,
+			 w->ns, sa_of(w));
+		if (!strcmp(want, c->want_id)) {
+			snprintf(c->src_ip, sizeof(c->src_ip), "%s", fwd);
+			return;
+		}
+	}
+	if (fwd[0])
+		pr_debug("tunnel: %s (%s) says Forwarded: for=%s; not its own pod: judged as %s",
+			 c->peer, c->want_id, fwd, peer_ip);
+	snprintf(c->src_ip, sizeof(c->src_ip), "%s", peer_ip);
+}
+
 static void in_request(struct tconn *c)
 {
 	static const char forbidden[] = "HTTP/1.1 403 Forbidden\r\n\r\n";
 	static const char badreq[] = "HTTP/1.1 400 Bad Request\r\n\r\n";
-	char target[128] = "", principal[320], ns[64] = "", pname[200], *end, *f, *colon;
+	char target[128] = "", principal[320], ns[64] = "", pname[200], fwd[64], *end, *f, *colon;
 	const struct workload_obj *w;
 	struct sec_decision d;
 	struct sec_peer peer = {.ip_len = 128};
@@ -937,9 +980,10 @@ static void in_request(struct tconn *c)
 		*colon = 0;
 		snprintf(c->dst, sizeof(c->dst), "%s:%d", target, port);
 		f = strstr(c->hdr, "\r\nForwarded: for=");
+		fwd[0] = 0;
 		if (f && f < end)
-			snprintf(c->src_ip, sizeof(c->src_ip), "%.*s", (int)strcspn(f + 17, "\r;,"),
-				 f + 17);
+			snprintf(fwd, sizeof(fwd), "%.*s", (int)strcspn(f + 17, "\r;,"), f + 17);
+		source_address(c, fwd);
 		w = pod_by_ip(c->t->c, target);
 		if (!w || !w->host_ip || strcmp(w->host_ip, c->t->o.node_ip)) {
 			SSL_write(c->ssl, badreq, sizeof(badreq) - 1);
@@ -1266,8 +1310,8 @@ struct tunnel *tunnel_new(const struct tunnel_opts *o)
 	if (load_trust(t) || !(t->cctx = ctx_new(t, false)) || !(t->sctx = ctx_new(t, true)))
 		goto fail;
 	t->ep = epoll_create1(EPOLL_CLOEXEC);
-	t->lout = listen_tcp(o->node_ip, BM_PORT_OUTBOUND);
-	t->lin = listen_tcp(o->node_ip, BM_PORT_HBONE);
+	t->lout = listen_tcp(o->node_ip, BM_PORT_OUTBOUND, o->filter_out);
+	t->lin = listen_tcp(o->node_ip, BM_PORT_HBONE, o->filter_hbone);
 	if (t->ep < 0 || t->lout < 0 || t->lin < 0)
 		goto fail;
 	t->ev_out = (struct tev){EV_LISTEN_OUT, NULL};

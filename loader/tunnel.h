@@ -9,7 +9,9 @@
  *    CONNECT, and relays;
  *  - inbound (15008): verifies the peer's chain and trust domain, applies AuthorizationPolicy
  *    with the peer's identity, connects to the local pod (registering the 4-tuple in
- *    bm_agentc so a STRICT pod lets it in) and relays plaintext.
+ *    bm_attest so the pod's inbound judge lets it in) and relays plaintext.
+ * The client identity is the pod the kernel attested at connect (its cgroup), never the owner
+ * of a source address; the listeners carry socket filters (bpf/listen.bpf.c).
  * Workload certificates are issued by the agent from the mesh CA (`bpfmesh ca init`) or read
  * from cert-manager / SPIRE files, and renewed at half life; open connections keep theirs.
  * Event-driven: one epoll set, non-blocking sockets, no thread per connection.
@@ -33,6 +35,7 @@ struct tunnel_opts {
 	const char *run_dir;	  /* certs/ below it gets the public certs in force */
 	long cert_ttl_s;	  /* workload certificate lifetime */
 	const struct bm_mapfds *fds;
+	int filter_out, filter_hbone; /* listener socket filters (datapath.h), -1 for none */
 };
 
 struct tunnel;

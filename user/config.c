@@ -285,6 +285,82 @@ static void other_free(struct other_obj *o)
 	free(o->ns);
 }
 
+static uint32_t fnv1a32(const char *s)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *s; s++) {
+		h ^= (uint8_t)*s;
+		h *= 16777619u;
+	}
+	return h;
+}
+
+static uint8_t *id_key(uint8_t k[HKEY], uint32_t id)
+{
+	memset(k, 0, HKEY);
+	memcpy(k, &id, sizeof(id));
+	return k;
+}
+
+static int cmp_pod_name(const void *a, const void *b)
+{
+	const struct workload_obj *x = *(const struct workload_obj *const *)a,
+				  *y = *(const struct workload_obj *const *)b;
+	int r = strcmp(x->ns, y->ns);
+
+	return r ? r : strcmp(x->name, y->name);
+}
+
+void config_index(struct mesh_config *c)
+{
+	const struct workload_obj **v = calloc(c->nworkloads + 1, sizeof(*v));
+	int n = 0;
+
+	if (!v)
+		abort();
+	if (c->pod_ids)
+		h_free(c->pod_ids);
+	else if (!(c->pod_ids = calloc(1, sizeof(*c->pod_ids))))
+		abort();
+	for (int i = 0; i < c->nworkloads; i++)
+		if (c->workloads[i].kind != WL_DEPLOYMENT)
+			v[n++] = &c->workloads[i];
+	qsort(v, n, sizeof(*v), cmp_pod_name);
+	for (int i = 0; i < n; i++) {
+		struct workload_obj *w = (struct workload_obj *)v[i];
+		char key[512];
+		uint8_t k[HKEY];
+		uint32_t id;
+
+		snprintf(key, sizeof(key), "%s/%s", w->ns, w->name);
+		id = fnv1a32(key) | 1; /* never 0: 0 means "not a known pod" */
+		for (int salt = 1; h_get(c->pod_ids, id_key(k, id)); salt++) {
+			snprintf(key, sizeof(key), "%s/%s#%d", w->ns, w->name, salt);
+			id = fnv1a32(key) | 1;
+		}
+		w->pod_id = id;
+		h_put(c->pod_ids, id_key(k, id), (int)(w - c->workloads));
+	}
+	free(v);
+}
+
+uint32_t config_pod_id(const struct workload_obj *w)
+{
+	return w->pod_id;
+}
+
+const struct workload_obj *config_pod_by_id(const struct mesh_config *c, uint32_t id)
+{
+	uint8_t k[HKEY];
+	int *i;
+
+	if (!id || !c->pod_ids)
+		return NULL;
+	i = h_get(c->pod_ids, id_key(k, id));
+	return i ? &c->workloads[*i] : NULL;
+}
+
 struct mesh_config *config_new(void)
 {
 	return calloc(1, sizeof(struct mesh_config));
@@ -297,6 +373,10 @@ void config_free(struct mesh_config *c)
 	if (c->ids) {
 		h_free(c->ids);
 		free(c->ids);
+	}
+	if (c->pod_ids) {
+		h_free(c->pod_ids);
+		free(c->pod_ids);
 	}
 	for (int i = 0; i < c->nnamespaces; i++)
 		ns_free(&c->namespaces[i]);
@@ -407,6 +487,7 @@ static void containers_extract(struct xctx *x, struct workload_obj *w, const str
 		}
 	}
 	w->node_name = xdup(x, ymap_str(ps, "nodeName"));
+	w->host_network = ymap_bool(ps, "hostNetwork", false);
 	w->service_account =
 	    xdup(x, ymap_str(ps, "serviceAccountName") ? ymap_str(ps, "serviceAccountName")
 						       : ymap_str(ps, "serviceAccount"));
@@ -1253,6 +1334,7 @@ int config_load_dir(struct mesh_config *c, const char *dir, struct diags *d)
 		if (config_load_file(c, files[i], d) < 0)
 			rc = -1;
 	strv_free(files, n);
+	config_index(c);
 	return rc;
 }
 

@@ -81,26 +81,9 @@ static int open_node(int argc, char **argv, const char *cmd, struct node_args *n
 static void print_stats(const char *pin_dir)
 {
 	static const char *const names[BM_ST_MAX] = {
-	    [BM_ST_XLATE] = "translated",
-	    [BM_ST_NO_BACKEND] = "refused: no backend",
-	    [BM_ST_MISS] = "not a service",
-	    [BM_ST_NONMESH] = "translated for clients outside the mesh",
-	    [BM_ST_RESTORED] = "original address restored",
-	    [BM_ST_POOL_OVERFLOW] = "refused: maxConnections",
-	    [BM_ST_EJECTED] = "ejections",
-	    [BM_ST_EJECT_OVERFLOW] = "ejections refused by maxEjectionPercent",
-	    [BM_ST_CONNECT_FAIL] = "connects failed (refused or timed out)",
-	    [BM_ST_SKIPPED_EJECTED] = "picks that skipped an ejected backend",
-	    [BM_ST_SOCK_FULL] = "connections without a record (bm_sock full)",
-	    [BM_ST_RESET_NO_REPLY] = "connections reset before any reply",
-	    [BM_ST_EVENTS_LOST] = "flow log events lost (ring buffer full)",
-	    [BM_ST_TUNNELLED] = "sent through the mTLS tunnel",
-	    [BM_ST_STRICT_DROP] = "dropped: plaintext to STRICT",
-	    [BM_ST_AUTHZ_DENY] = "dropped: AuthorizationPolicy",
-	    [BM_ST_AGENT_PORT] = "refused: agent port",
-	    [BM_ST_ACCEL_CONNS] = "connections accelerated (same node)",
-	    [BM_ST_ACCEL_BYTES] = "bytes redirected socket to socket",
-	    [BM_ST_ACCEL_FULL] = "connections not accelerated: map full",
+#define STAT_PHRASE(id, phrase, metric) [BM_ST_##id] = phrase,
+	    BM_STATS(STAT_PHRASE)
+#undef STAT_PHRASE
 	};
 	int ncpu = libbpf_num_possible_cpus();
 	struct bm_mapfds f;

@@ -36,17 +36,6 @@ uint32_t metrics_pod_id(const char *ns, const char *name)
 	return rs_hash32(key) | 1; /* never 0: 0 means "not a known pod" */
 }
 
-static const struct workload_obj *pod_by_id(const struct mesh_config *c, uint32_t id)
-{
-	for (int i = 0; id && i < c->nworkloads; i++) {
-		const struct workload_obj *w = &c->workloads[i];
-
-		if (w->kind != WL_DEPLOYMENT && metrics_pod_id(w->ns, w->name) == id)
-			return w;
-	}
-	return NULL;
-}
-
 static const struct workload_obj *pod_by_addr(const struct mesh_config *c, const uint8_t *addr,
 					      uint8_t family)
 {
@@ -197,7 +186,7 @@ static int collect(const struct bm_mapfds *f, const struct mesh_config *c, const
 		if (!lf)
 			continue;
 		have_be = bpf_map_lookup_elem(f->backend, &key.backend_id, &be) == 0;
-		src = pod_by_id(c, key.src_pod);
+		src = config_pod_by_id(c, key.src_pod);
 		/* a mesh pod to a tunnelled backend (another node, mTLS not DISABLE): the agents'
 		 * mutual TLS; clients outside the mesh never take the tunnel */
 		mtd = have_be && (be.flags & BM_BE_F_TUNNEL) && src && config_in_mesh(c, src)
@@ -287,26 +276,9 @@ static void fill_ratio(FILE *out, const char *name, int fd)
 static void operational_metrics(FILE *out, const struct bm_mapfds *f)
 {
 	static const char *const ev[BM_ST_MAX] = {
-	    [BM_ST_XLATE] = "translated",
-	    [BM_ST_NO_BACKEND] = "no_backend",
-	    [BM_ST_MISS] = "not_a_service",
-	    [BM_ST_NONMESH] = "translated_outside_mesh",
-	    [BM_ST_RESTORED] = "address_restored",
-	    [BM_ST_POOL_OVERFLOW] = "pool_overflow",
-	    [BM_ST_EJECTED] = "ejected",
-	    [BM_ST_EJECT_OVERFLOW] = "ejection_overflow",
-	    [BM_ST_CONNECT_FAIL] = "connect_failed",
-	    [BM_ST_SKIPPED_EJECTED] = "skipped_ejected",
-	    [BM_ST_SOCK_FULL] = "connection_record_full",
-	    [BM_ST_RESET_NO_REPLY] = "reset_before_reply",
-	    [BM_ST_EVENTS_LOST] = "flow_log_events_lost",
-	    [BM_ST_TUNNELLED] = "tunnelled",
-	    [BM_ST_STRICT_DROP] = "strict_plaintext_dropped",
-	    [BM_ST_AUTHZ_DENY] = "authorization_denied",
-	    [BM_ST_AGENT_PORT] = "agent_port_refused",
-	    [BM_ST_ACCEL_CONNS] = "accelerated_connections",
-	    [BM_ST_ACCEL_BYTES] = "accelerated_bytes",
-	    [BM_ST_ACCEL_FULL] = "accel_map_full",
+#define STAT_METRIC(id, phrase, metric) [BM_ST_##id] = metric,
+	    BM_STATS(STAT_METRIC)
+#undef STAT_METRIC
 	};
 	int ncpu = libbpf_num_possible_cpus();
 	struct bm_meta meta = {};
@@ -419,9 +391,11 @@ static void ejection_metrics(FILE *out, const struct bm_mapfds *f, const struct 
  * the kernel to count: the agent does not turn it on, it costs every run). */
 static void program_metrics(FILE *out, const char *pin_dir)
 {
-	static const char *const progs[] = {"bm_connect4", "bm_connect6",     "bm_sendmsg4",
-					    "bm_sendmsg6", "bm_getpeername4", "bm_getpeername6",
-					    "bm_recvmsg4", "bm_recvmsg6",     "bm_sockops"};
+	static const char *const progs[] = {
+#define PROG_NAME(name) #name,
+	    BM_CGROUP_PROGS(PROG_NAME)
+#undef PROG_NAME
+	};
 	char *run = NULL, *cnt = NULL;
 	size_t rl = 0, cl = 0;
 	FILE *r = open_memstream(&run, &rl), *n = open_memstream(&cnt, &cl);

@@ -124,6 +124,8 @@ struct workload_obj {
 	char *host_ip; /* Pod status.hostIP: its node's address (where its agent listens) */
 	char *network; /* WorkloadEntry network, may be NULL */
 	int weight;    /* WorkloadEntry weight, 0 if unset */
+	bool host_network; /* Pod/Deployment template spec.hostNetwork: true */
+	uint32_t pod_id;   /* see config_pod_id(); 0 until config_index() */
 };
 
 /* ---------------- Istio networking ---------------- */
@@ -330,6 +332,7 @@ struct mesh_config {
 	char **files; /* interned file names that srcpos.file points into */
 	int nfiles;
 	struct htab *ids; /* private to config.c: (kind, namespace, name) -> array index */
+	struct htab *pod_ids; /* private to config.c: pod id -> workload index (config_index) */
 };
 
 struct mesh_config *config_new(void);
@@ -373,6 +376,18 @@ char *config_fqdn(const char *host, const char *ns);
 /* "10.0.0.0/8", "10.1.2.3" (/32), "2001:db8::/32", "::1" (/128) -> p (host bits cleared,
  * IPv4 v4-mapped); 0, or -1 when s is neither an address nor a CIDR block. */
 int config_parse_prefix(const char *s, struct ip_prefix *p);
+
+/*
+ * Pod ids: what the kernel keys a pod by (bm_pod.pod_id, bm_inpod, bm_authz, bm_attest, the
+ * traffic counters) for every Pod and WorkloadEntry. A stable hash of namespace/name, so
+ * counters survive agent restarts; but a name is chosen by whoever creates the pod, so two
+ * pods are never let share one: on a collision the pod whose namespace/name sorts later is
+ * rehashed until its id is free. config_index() assigns them once the config is complete
+ * (call it before sharing the config between threads); 0 is never an id.
+ */
+void config_index(struct mesh_config *c);
+uint32_t config_pod_id(const struct workload_obj *w);
+const struct workload_obj *config_pod_by_id(const struct mesh_config *c, uint32_t id);
 
 /* Labels helpers. */
 const char *kv_get(const struct kvlist *l, const char *key);

@@ -69,11 +69,14 @@ static int name_parts(int fd, __u32 kind, __u32 id, char parts[4][BM_NAME_LEN])
 	return n;
 }
 
-/* A plaintext SYN the destination's kernel dropped: STRICT mTLS (policy 0) or a policy. */
+/* Something the kernel refused (enum bm_deny): a connection into a local pod (STRICT, a
+ * policy, plaintext UDP), or a packet a local pod may not send (a spoofed source, the agent's
+ * listeners). backend_id is the local pod either way. */
 static int on_deny(struct obs *o, const struct bm_event *e)
 {
-	char dst[4][BM_NAME_LEN], src[64] = "?", policy[BM_NAME_LEN] = "";
+	char dst[4][BM_NAME_LEN], src[64] = "?", policy[BM_NAME_LEN + 64] = "";
 	struct bm_name_key k = {.kind = BM_NAME_POLICY, .id = e->policy_id};
+	bool outgoing = e->reason == BM_DENY_SPOOF || e->reason == BM_DENY_AGENT_PORT;
 	struct bm_name v;
 
 	if (o->verdict && strcmp(o->verdict, "deny"))
@@ -82,19 +85,39 @@ static int on_deny(struct obs *o, const struct bm_event *e)
 	if (o->workload && strcmp(o->workload, dst[1]))
 		return 0;
 	inet_ntop(e->family == BM_FAM_V6 ? AF_INET6 : AF_INET, e->peer_addr, src, sizeof(src));
-	if (!e->policy_id)
+	switch (e->reason) {
+	case BM_DENY_AUTHZ:
+		if (o->names_fd >= 0 && bpf_map_lookup_elem(o->names_fd, &k, &v) == 0)
+			snprintf(policy, sizeof(policy), "AuthorizationPolicy %.*s",
+				 BM_NAME_LEN - 30, v.name);
+		else
+			snprintf(policy, sizeof(policy), "AuthorizationPolicy (id %u)",
+				 e->policy_id);
+		break;
+	case BM_DENY_STRICT_UDP:
+		snprintf(policy, sizeof(policy),
+			 "PeerAuthentication STRICT (plaintext UDP, --strict-udp drop)");
+		break;
+	case BM_DENY_SPOOF:
+		snprintf(policy, sizeof(policy),
+			 "source address verification (not the pod's own address)");
+		break;
+	case BM_DENY_AGENT_PORT:
+		snprintf(policy, sizeof(policy),
+			 "agent port guard (not a connection the kernel sent there)");
+		break;
+	default:
 		snprintf(policy, sizeof(policy), "PeerAuthentication STRICT (plaintext)");
-	else if (o->names_fd >= 0 && bpf_map_lookup_elem(o->names_fd, &k, &v) == 0)
-		snprintf(policy, sizeof(policy), "AuthorizationPolicy %.*s", BM_NAME_LEN - 30,
-			 v.name);
-	else
-		snprintf(policy, sizeof(policy), "AuthorizationPolicy (id %u)", e->policy_id);
+	}
 	if (o->json)
 		printf("{\"time_ns\":%llu,\"verdict\":\"deny\",\"source_address\":\"%s\","
-		       "\"destination\":{\"namespace\":\"%s\",\"workload\":\"%s\",\"pod\":\"%s\","
+		       "\"%s\":{\"namespace\":\"%s\",\"workload\":\"%s\",\"pod\":\"%s\","
 		       "\"port\":%u},\"by\":\"%s\"}\n",
-		       (unsigned long long)e->ts_ns, src, dst[0], dst[1], dst[2], ntohs(e->port),
-		       policy);
+		       (unsigned long long)e->ts_ns, src, outgoing ? "source" : "destination",
+		       dst[0], dst[1], dst[2], ntohs(e->port), policy);
+	else if (outgoing)
+		printf("deny   %s/%s sent %s -> port %u: by %s\n", dst[0], dst[2], src,
+		       ntohs(e->port), policy);
 	else
 		printf("deny   %s -> %s/%s:%u by %s\n", src, dst[0], dst[2], ntohs(e->port),
 		       policy);

@@ -888,7 +888,7 @@ SCHEMA(cport_s, U_IGNORE, FIR("containerPort", PORT), FS("name"), FE("protocol",
 SCHEMA(env_s, U_IGNORE, FS("name"), FS("value"));
 SCHEMA(container_s, U_IGNORE, FS("name"), FLO("ports", cport_s), FLO("env", env_s));
 SCHEMA(pod_spec_s, U_IGNORE, FLO("containers", container_s), FLO("initContainers", container_s),
-       FS("nodeName"), FS("serviceAccountName"), FS("serviceAccount"));
+       FS("nodeName"), FS("serviceAccountName"), FS("serviceAccount"), FB("hostNetwork"));
 SCHEMA(pod_ip_s, U_IGNORE, FS("ip"));
 SCHEMA(pod_status_s, U_IGNORE, FS("podIP"), FLO("podIPs", pod_ip_s));
 SCHEMA(template_s, U_IGNORE, FO("metadata", meta_s), FO("spec", pod_spec_s));
@@ -2587,7 +2587,15 @@ static void svc_rules(struct vctx *v, const struct ynode *spec)
 static void pod_spec_rules(struct vctx *v, const struct ynode *ps, const char *path)
 {
 	const struct ynode *cs = g(ps, "containers");
+	const char *node = ymap_str(ps, "nodeName");
 	char p[PATHMAX], q[PATHMAX], r[PATHMAX];
+
+	/* the API server's ValidateNodeName: a DNS-1123 subdomain */
+	if (node && !dns_subdomain(node))
+		vctx_err(v, g(ps, "nodeName"), pjoin(p, path, "nodeName"),
+			 "invalid node name \"%s\": must be lower case letters, digits, '-' and "
+			 "'.' (a DNS-1123 subdomain)",
+			 node);
 
 	if (count(cs) == 0)
 		vctx_err(v, ps ? ps : NULL, pjoin(p, path, "containers"), "required");
