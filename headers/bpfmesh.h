@@ -493,6 +493,8 @@ struct bm_meta {
 	__u32 nservices;
 	__u32 nbackends;
 	__u32 pad;
+	__u64 apply_started_ns; /* CLOCK_REALTIME when the agent began reading the last config
+				 * (lab apply waits for an apply that began after its writes) */
 };
 
 /*

@@ -2,13 +2,22 @@
 /*
  * agent.c: `bpfmesh agent`, the node agent. Loads and attaches the datapath to one cgroup,
  * watches the config directory with inotify and puts every valid change in force; a bad
- * config is reported and the one in force stays. Local workloads are found as child cgroups
+ * config is reported and the one in force stays.
+ *
+ * Threads. This file is the control thread: one poll loop over named slots (enum slot) and
+ * a 100 ms timer (enum tick periods), which applies configs, rescans pods, keeps certificates
+ * (certs.h) and serves /metrics and /healthz/ready (httpd.h, non-blocking with deadlines).
+ * Config files are read, validated and resolved on a worker thread that hands back a finished
+ * result, so a pathological file never stalls the loop. Traffic never waits for any of it:
+ * the mTLS tunnel runs on its own data thread (tunnel.h) and gets the config and identities
+ * in force as published snapshots. Local workloads are found as child cgroups
  * named <namespace>_<pod> under the node cgroup and matched with Pod objects of the config.
  * SIGTERM/SIGINT stop the agent and leave the pins, so the kernel path keeps working until
  * the next agent takes over; `bpfmesh uninstall` is what removes them.
  */
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <sched.h>
@@ -19,12 +28,16 @@
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
 #include "agent.h"
+#include "certs.h"
+#include "cfgref.h"
+#include "httpd.h"
 #include "log.h"
 #include "metrics.h"
 #include "podnet.h"
@@ -44,19 +57,36 @@ struct agent {
 	struct sync *sync;
 	int loaded;
 	uint64_t applied_gen;
-	struct mesh_config *current; /* the config in force, for pod rescans */
+	struct cfgref *current; /* the config in force, for pod rescans and /metrics */
 	bool unmatched_mesh; /* cgroups that are no known pod: in the mesh (default) or not */
 	bool accel;	     /* same-node acceleration (--accel on|off, default on) */
 	const char *metrics_addr, *health_addr;
-	int lfd[2]; /* listening sockets: metrics, health (-1 if not bound) */
+	struct httpd *httpd;
 	uint64_t ticks;
+	/* the config worker: one load at a time; a change during it loads again after */
+	pthread_t loader;
+	bool loading, reload_again;
+	int loaded_fd; /* eventfd: the worker is done */
+	struct load_job *job;
 	/* zero trust */
 	struct tunnel_opts topts;
+	struct certs_opts copts;
+	struct certs *certs;
 	const char *netns; /* network namespace of the node address (lab); NULL: our own */
 	struct secsync *sec;
 	struct tunnel *tun;
 	struct podnet *pn;
 	bool strict_udp; /* --strict-udp drop */
+};
+
+/* The control loop's poll slots, by name; httpd's fds follow SLOT_HTTP. */
+enum slot { SLOT_INOTIFY, SLOT_SIGNAL, SLOT_TIMER, SLOT_LOADED, SLOT_HTTP, SLOT_MAX };
+
+/* What runs at which multiple of the 100 ms timer. */
+enum tick_period {
+	TICK_MS = 100,	   /* outlier un-ejection and id quarantine: every tick */
+	TICK_PODS = 10,	   /* pod rescan, certificates: once a second */
+	TICK_SWEEP = 300,  /* bm_sock records no sockops will free: every 30 s */
 };
 
 int agent_run_dir(char *buf, size_t len, const char *node)
@@ -335,6 +365,34 @@ static void sync_pods(struct agent *a, const struct mesh_config *c)
 		free(pp);
 	}
 	sync_set_pods(a->sync, ps.pods, ps.n > BM_MAX_PODS ? BM_MAX_PODS : ps.n);
+	if (a->certs) {
+		struct certs_want *cw = calloc(ps.nlocal + 1, sizeof(*cw));
+		char (*pods)[256] = calloc(ps.nlocal + 1, sizeof(*pods));
+		int n = 0;
+
+		if (!cw || !pods)
+			abort();
+		for (int i = 0; i < ps.nlocal; i++) {
+			const struct workload_obj *w = ps.local[i];
+
+			if (!config_in_mesh(c, w))
+				continue;
+			snprintf(pods[n], sizeof(pods[n]), "%s/%s", w->ns, w->name);
+			cw[n] = (struct certs_want){.ns = w->ns,
+						    .sa = w->service_account ? w->service_account
+									     : "default",
+						    .pod = pods[n]};
+			n++;
+		}
+		if (certs_sync(a->certs, cw, n, time(NULL)) && a->tun) {
+			struct idset *ids = certs_idset(a->certs);
+
+			tunnel_publish(a->tun, a->current, ids);
+			idset_put(ids);
+		}
+		free(cw);
+		free(pods);
+	}
 	for (int i = 0; i < ps.nlocal; i++)
 		free(ps.local_cg[i]);
 	free(ps.local_cg);
@@ -344,93 +402,104 @@ static void sync_pods(struct agent *a, const struct mesh_config *c)
 
 /* ---------- applying config ---------- */
 
-static void reload(struct agent *a)
-{
-	uint64_t t0 = now_ms();
-	struct mesh_config *c = config_new();
-	struct sync_result res;
-	struct diags d = {0};
+/* One load of the config directory, done on the worker thread: parse, validate, resolve. */
+struct load_job {
+	const char *dir;
+	int done_fd;
+	uint64_t t0;
+	struct mesh_config *c;
 	struct rs_table t;
+	struct diags d;
+};
+
+static void *load_worker(void *arg)
+{
+	struct load_job *j = arg;
+	uint64_t one = 1;
+
+	j->c = config_new();
+	config_load_dir(j->c, j->dir, &j->d);
+	if (j->d.nerrors == 0)
+		config_validate(j->c, &j->d);
+	if (j->d.nerrors == 0)
+		resolve(j->c, &j->t, &j->d);
+	if (write(j->done_fd, &one, sizeof(one)) < 0)
+		abort(); /* an eventfd write cannot fail short of a bug */
+	return NULL;
+}
+
+static void reload_start(struct agent *a)
+{
+	struct load_job *j;
+
+	if (a->loading) {
+		a->reload_again = true; /* files changed while it read them: again, after */
+		return;
+	}
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		abort();
+	j->dir = a->config_dir;
+	j->done_fd = a->loaded_fd;
+	j->t0 = now_ms();
+	a->job = j;
+	a->loading = true;
+	a->reload_again = false;
+	sync_set_meta_started(a->sync);
+	if (pthread_create(&a->loader, NULL, load_worker, j)) {
+		pr_warn("config: cannot start the loader thread: %s", strerror(errno));
+		load_worker(j); /* then here, once */
+	}
+}
+
+/* The worker is done: put its result in force (map writes stay on this thread). */
+static void reload_finish(struct agent *a)
+{
+	struct load_job *j = a->job;
+	struct sync_result res;
+	uint64_t v;
 	int err;
 
-	config_load_dir(c, a->config_dir, &d);
-	if (d.nerrors == 0)
-		config_validate(c, &d);
-	memset(&t, 0, sizeof(t));
-	if (d.nerrors == 0)
-		resolve(c, &t, &d);
-	err = d.nerrors ? -EINVAL : sync_apply(a->sync, &t, &d, &res);
-	diags_print(&d, stderr);
+	if (read(a->loaded_fd, &v, sizeof(v)) < 0 || !j)
+		return;
+	pthread_join(a->loader, NULL);
+	a->job = NULL;
+	a->loading = false;
+	err = j->d.nerrors ? -EINVAL : sync_apply(a->sync, &j->t, &j->d, &res);
+	diags_print(&j->d, stderr);
 	if (err) {
 		sync_set_meta(a->sync, 0, a->loaded);
 		pr_warn("config in %s rejected (%d errors); generation %llu stays in force",
-			a->config_dir, d.nerrors, (unsigned long long)a->applied_gen);
-		config_free(c);
+			a->config_dir, j->d.nerrors, (unsigned long long)a->applied_gen);
+		config_free(j->c);
 	} else {
-		config_free(a->current);
-		a->current = c;
+		struct mesh_config *c = j->c;
+
+		cfgref_put(a->current);
+		a->current = cfgref_new(c);
 		a->applied_gen++;
-		if (secsync_backends(a->sec, a->sync, c, &t))
+		if (secsync_backends(a->sec, a->sync, c, &j->t))
 			pr_warn("mTLS backend flags not fully written: some connects may not be "
 				"tunnelled until the next apply");
-		if (a->tun)
-			tunnel_set_config(a->tun, c);
+		if (a->tun) {
+			struct idset *ids = a->certs ? certs_idset(a->certs) : NULL;
+
+			tunnel_publish(a->tun, a->current, ids);
+			idset_put(ids);
+		}
 		sync_pods(a, c);
 		a->loaded = 1;
 		sync_set_meta(a->sync, 1, 1);
 		pr_info("applied config: %d service ports (%d written, %d unchanged, %d removed), "
 			"%d backends, in %llu ms",
-			t.nservices, res.services_written, res.services_unchanged,
-			res.services_deleted, res.backends, (unsigned long long)(now_ms() - t0));
+			j->t.nservices, res.services_written, res.services_unchanged,
+			res.services_deleted, res.backends, (unsigned long long)(now_ms() - j->t0));
 	}
-	rs_free(&t);
-	diags_free(&d);
-}
-
-/* Listen on "ADDR:PORT" (IPv4, or [IPv6]:PORT); -1 with a warning when it can't. */
-static int listen_on(const char *spec)
-{
-	char host[128];
-	const char *colon = strrchr(spec, ':');
-	struct sockaddr_storage ss = {};
-	socklen_t sl;
-	int fd, one = 1, port;
-
-	if (!colon || (size_t)(colon - spec) >= sizeof(host) || (port = atoi(colon + 1)) <= 0 ||
-	    port > 65535)
-		goto bad;
-	snprintf(host, sizeof(host), "%.*s", (int)(colon - spec), spec);
-	if (host[0] == '[') {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-
-		host[strlen(host) - 1] = 0;
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons(port);
-		if (inet_pton(AF_INET6, host + 1, &s6->sin6_addr) != 1)
-			goto bad;
-		sl = sizeof(*s6);
-	} else {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons(port);
-		if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
-			goto bad;
-		sl = sizeof(*s4);
-	}
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss, sl) || listen(fd, 64)) {
-		pr_warn("listen %s: %s (metrics/health not served there)", spec, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	return fd;
-bad:
-	pr_warn("bad address %s (want ADDR:PORT)", spec);
-	return -1;
+	rs_free(&j->t);
+	diags_free(&j->d);
+	free(j);
+	if (a->reload_again)
+		reload_start(a);
 }
 
 static bool agent_is_ready(struct agent *a)
@@ -438,64 +507,41 @@ static bool agent_is_ready(struct agent *a)
 	return a->loaded && dp_links_attached(a->pin_dir);
 }
 
-/* One request, answered and closed: scrapes and probes are small and rare. */
-static void serve_one(struct agent *a, int lfd)
+/* GET /metrics and /healthz/ready (httpd.h calls this on the control thread). */
+static const char *http_answer(void *arg, const char *path, FILE *m, const char **ctype)
 {
-	struct timeval tv = {.tv_sec = 0, .tv_usec = 300000};
-	char req[2048], path[256] = "", *body = NULL, head[256];
-	size_t blen = 0;
-	const char *status = "404 Not Found", *ctype = "text/plain";
-	FILE *m;
-	ssize_t n;
-	int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	struct agent *a = arg;
 
-	if (c < 0)
-		return;
-	setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	n = read(c, req, sizeof(req) - 1);
-	if (n <= 0) {
-		close(c);
-		return;
-	}
-	req[n] = 0;
-	sscanf(req, "GET %255s", path);
-	m = open_memstream(&body, &blen);
-	if (!m) {
-		close(c);
-		return;
-	}
 	if (!strcmp(path, "/metrics") || !strncmp(path, "/metrics?", 9)) {
-		status = "200 OK";
-		ctype = "text/plain; version=0.0.4; charset=utf-8";
+		*ctype = "text/plain; version=0.0.4; charset=utf-8";
 		if (a->current)
-			metrics_render(&a->fds, a->current, a->pin_dir,
+			metrics_render(&a->fds, a->current->c, a->pin_dir,
 				       a->tun ? a->topts.trust_domain : NULL, m);
 		if (a->tun)
 			tunnel_metrics(a->tun, m);
-	} else if (!strcmp(path, "/healthz/ready")) {
+		if (a->certs)
+			fprintf(m,
+				"# HELP bpfmesh_certificates_issued_total Workload certificates "
+				"issued or loaded.\n# TYPE bpfmesh_certificates_issued_total "
+				"counter\nbpfmesh_certificates_issued_total %lu\n",
+				certs_issued(a->certs));
+		return "200 OK";
+	}
+	if (!strcmp(path, "/healthz/ready")) {
 		bool ok = agent_is_ready(a);
 
-		status = ok ? "200 OK" : "503 Service Unavailable";
 		fputs(ok ? "ready\n" : "not ready\n", m);
-	} else {
-		fputs("not found\n", m);
+		return ok ? "200 OK" : "503 Service Unavailable";
 	}
-	fclose(m);
-	snprintf(head, sizeof(head),
-		 "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-		 "Connection: close\r\n\r\n",
-		 status, ctype, blen);
-	if (write(c, head, strlen(head)) < 0 || (blen && write(c, body, blen) < 0))
-		pr_debug("metrics: client went away");
-	free(body);
-	close(c);
+	fputs("not found\n", m);
+	return "404 Not Found";
 }
 
-static int setup_fds(struct agent *a, int *ifd, int *sfd, int *tfd)
+static int setup_fds(struct agent *a, struct pollfd *p)
 {
 	/* 100 ms: outlier ticks run at each host's own interval, checked this often */
-	struct itimerspec its = {.it_interval = {0, 100000000}, .it_value = {0, 100000000}};
+	struct itimerspec its = {.it_interval = {0, TICK_MS * 1000000},
+				 .it_value = {0, TICK_MS * 1000000}};
 	sigset_t mask;
 
 	sigemptyset(&mask);
@@ -503,84 +549,90 @@ static int setup_fds(struct agent *a, int *ifd, int *sfd, int *tfd)
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
-	*sfd = signalfd(-1, &mask, SFD_CLOEXEC);
-	*ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	*tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-	if (*sfd < 0 || *ifd < 0 || *tfd < 0)
-		return -1;
-	if (inotify_add_watch(*ifd, a->config_dir,
+	p[SLOT_SIGNAL] = (struct pollfd){signalfd(-1, &mask, SFD_CLOEXEC), POLLIN, 0};
+	p[SLOT_INOTIFY] = (struct pollfd){inotify_init1(IN_NONBLOCK | IN_CLOEXEC), POLLIN, 0};
+	p[SLOT_TIMER] =
+	    (struct pollfd){timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK), POLLIN, 0};
+	p[SLOT_LOADED] = (struct pollfd){a->loaded_fd, POLLIN, 0};
+	for (int i = 0; i < SLOT_HTTP; i++)
+		if (p[i].fd < 0)
+			return -1;
+	if (inotify_add_watch(p[SLOT_INOTIFY].fd, a->config_dir,
 			      IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE |
 				  IN_ATTRIB) < 0) {
 		pr_warn("watch %s: %s", a->config_dir, strerror(errno));
 		return -1;
 	}
 	/* New pod cgroups show up here; a missed event is caught by the 1 s rescan anyway. */
-	inotify_add_watch(*ifd, a->cgroup, IN_CREATE | IN_DELETE);
-	return timerfd_settime(*tfd, 0, &its, NULL);
+	inotify_add_watch(p[SLOT_INOTIFY].fd, a->cgroup, IN_CREATE | IN_DELETE);
+	return timerfd_settime(p[SLOT_TIMER].fd, 0, &its, NULL);
+}
+
+static void on_tick(struct agent *a, uint64_t ticks)
+{
+	sync_tick(a->sync);
+	sync_health_tick(a->sync, now_ms() * 1000000ULL);
+	for (uint64_t i = 0; i < ticks; i++) {
+		a->ticks++;
+		if (a->current && a->ticks % TICK_PODS == 0)
+			sync_pods(a, a->current->c);
+		if (a->ticks % TICK_SWEEP == 0)
+			sync_sweep_socks(a->sync, now_ms() * 1000000ULL, 30000000000ULL);
+	}
 }
 
 static int loop(struct agent *a)
 {
-	int ifd, sfd, tfd;
+	struct pollfd p[SLOT_MAX + HTTPD_MAX_FDS];
 	uint64_t reload_at = 0;
+	char buf[4096] __attribute__((aligned(8)));
 
-	if (setup_fds(a, &ifd, &sfd, &tfd)) {
+	if (setup_fds(a, p)) {
 		pr_warn("agent setup: %s", strerror(errno));
 		return 1;
 	}
+	reload_start(a);
 	for (;;) {
-		struct pollfd p[6] = {
-		    {ifd, POLLIN, 0},	    {sfd, POLLIN, 0},
-		    {tfd, POLLIN, 0},	    {a->lfd[0], POLLIN, 0},
-		    {a->lfd[1], POLLIN, 0}, {a->tun ? tunnel_fd(a->tun) : -1, POLLIN, 0}};
-		int timeout = -1;
-		char buf[4096] __attribute__((aligned(8)));
+		int nh = httpd_fds(a->httpd, p + SLOT_HTTP), timeout = httpd_timeout(a->httpd, now_ms());
+		uint64_t n = now_ms();
 
 		if (reload_at) {
-			uint64_t n = now_ms();
+			int left = reload_at > n ? (int)(reload_at - n) : 0;
 
-			timeout = reload_at > n ? (int)(reload_at - n) : 0;
+			timeout = timeout < 0 || left < timeout ? left : timeout;
 		}
-		if (poll(p, 6, timeout) < 0 && errno != EINTR)
+		if (poll(p, SLOT_HTTP + nh, timeout) < 0 && errno != EINTR)
 			return 1;
-		if (p[5].fd >= 0 && (p[5].revents & POLLIN))
-			tunnel_run(a->tun);
-		for (int i = 3; i < 5; i++)
-			if (p[i].fd >= 0 && (p[i].revents & POLLIN))
-				serve_one(a, p[i].fd);
-		if (p[1].revents) {
+		httpd_run(a->httpd, p + SLOT_HTTP, nh, now_ms());
+		if (p[SLOT_SIGNAL].revents) {
 			struct signalfd_siginfo si;
 
-			if (read(sfd, &si, sizeof(si)) == sizeof(si) && si.ssi_signo != SIGHUP) {
+			if (read(p[SLOT_SIGNAL].fd, &si, sizeof(si)) == sizeof(si) &&
+			    si.ssi_signo != SIGHUP) {
 				pr_info("signal %u: stopping; pinned datapath stays in force",
 					si.ssi_signo);
 				return 0;
 			}
 			reload_at = now_ms();
 		}
-		if (p[0].revents) {
-			while (read(ifd, buf, sizeof(buf)) > 0)
+		if (p[SLOT_INOTIFY].revents) {
+			while (read(p[SLOT_INOTIFY].fd, buf, sizeof(buf)) > 0)
 				;
 			/* Debounce: editors and `kubectl cp` write in several steps. */
 			reload_at = now_ms() + RELOAD_DEBOUNCE_MS;
 		}
-		if (p[2].revents) {
+		if (p[SLOT_LOADED].revents)
+			reload_finish(a);
+		if (p[SLOT_TIMER].revents) {
 			uint64_t ticks;
 
-			if (read(tfd, &ticks, sizeof(ticks)) < 0)
+			if (read(p[SLOT_TIMER].fd, &ticks, sizeof(ticks)) < 0)
 				ticks = 0;
-			sync_tick(a->sync);
-			sync_health_tick(a->sync, now_ms() * 1000000ULL);
-			if (a->current && ++a->ticks % 10 == 0) /* pods: once a second */
-				sync_pods(a, a->current);
-			if (a->tun && a->ticks % 10 == 0)
-				tunnel_tick(a->tun, time(NULL));
-			if (a->ticks % 300 == 0) /* every 30 s: records no sockops will free */
-				sync_sweep_socks(a->sync, now_ms() * 1000000ULL, 30000000000ULL);
+			on_tick(a, ticks);
 		}
 		if (reload_at && now_ms() >= reload_at) {
 			reload_at = 0;
-			reload(a);
+			reload_start(a);
 		}
 	}
 }
@@ -605,15 +657,18 @@ static void read_trust_domain(const char *dir, char *td, size_t len)
 static int start_zero_trust(struct agent *a, char *td, size_t tdlen)
 {
 	struct secsync_opts so = {.root_ns = a->topts.root_ns, .node_ip = a->topts.node_ip};
-	bool want_tunnel = a->topts.ca_dir || a->topts.certs_dir;
+	bool want_tunnel = a->copts.ca_dir || a->copts.certs_dir || a->copts.ca_addr;
+	char err[600];
 
 	if (!a->topts.trust_domain) {
-		if (a->topts.ca_dir)
-			read_trust_domain(a->topts.ca_dir, td, tdlen);
+		if (a->copts.ca_dir)
+			read_trust_domain(a->copts.ca_dir, td, tdlen);
+		else if (a->copts.node_cert_dir)
+			read_trust_domain(a->copts.node_cert_dir, td, tdlen);
 		a->topts.trust_domain = td[0] ? td : "cluster.local";
 	}
 	if (want_tunnel && !a->topts.node_ip) {
-		fprintf(stderr, "bpfmesh agent: --ca-dir/--certs-dir need --node-ip\n");
+		fprintf(stderr, "bpfmesh agent: --ca-addr/--ca-dir/--certs-dir need --node-ip\n");
 		return -1;
 	}
 	if (a->netns) {
@@ -628,13 +683,27 @@ static int start_zero_trust(struct agent *a, char *td, size_t tdlen)
 		close(fd);
 	}
 	a->topts.node = a->node;
-	a->topts.run_dir = a->run_dir;
 	a->topts.fds = &a->fds;
 	a->topts.filter_out = dp_listener_prog(a->dp, DP_LISTEN_OUTBOUND);
 	a->topts.filter_hbone = dp_listener_prog(a->dp, DP_LISTEN_HBONE);
 	if (want_tunnel) {
-		a->tun = tunnel_new(&a->topts);
-		if (!a->tun)
+		X509_STORE *trust;
+
+		a->copts.trust_domain = a->topts.trust_domain;
+		a->copts.run_dir = a->run_dir;
+		a->copts.cert_ttl_s = a->topts.cert_ttl_s;
+		a->certs = certs_new(&a->copts, err, sizeof(err));
+		if (!a->certs) {
+			pr_warn("certs: %s", err);
+			return -1;
+		}
+		a->topts.cert_source = a->copts.ca_addr ? "certificates from the CA service"
+				       : a->copts.ca_dir ? "certificates from the mesh CA"
+							 : "certificates from files";
+		trust = certs_trust(a->certs);
+		a->tun = tunnel_new(&a->topts, trust);
+		X509_STORE_free(trust);
+		if (!a->tun || tunnel_start(a->tun))
 			return -1;
 	}
 	so.trust_domain = a->topts.trust_domain;
@@ -682,11 +751,14 @@ static void usage(void)
 	    "  [--strict-udp drop|pass]: drop plaintext UDP to STRICT pods (default pass:\n"
 	    "  Istio does not capture UDP either)\n"
 	    "  [--metrics-addr ADDR:PORT] [--health-addr ADDR:PORT]\n"
-	    "mTLS between nodes (needs --node-ip and one of --ca-dir / --certs-dir):\n"
+	    "mTLS between nodes (needs --node-ip and one of --ca-addr / --certs-dir / --ca-dir):\n"
 	    "  --node-ip IP          this node's address: the tunnel listens there (15001, 15008)\n"
 	    "  --netns PATH          network namespace that holds --node-ip (default: ours)\n"
-	    "  --ca-dir DIR          issue workload certificates from this mesh CA "
-	    "(bpfmesh ca init)\n"
+	    "  --ca-addr IP:PORT     ask the CA service (bpfmesh ca serve) for workload "
+	    "certificates,\n                        as this node: --node-cert DIR (node.crt, "
+	    "node.key, ca.crt)\n"
+	    "  --ca-dir DIR          sign workload certificates with this CA key (one machine "
+	    "only:\n                        any identity can be minted where the key is)\n"
 	    "  --certs-dir DIR       or read them: DIR/<ns>/<sa>/ in cert-manager or SPIRE "
 	    "layout,\n                        trust bundle DIR/ca.crt or DIR/bundle.pem\n"
 	    "  --trust-domain TD     default: DIR/trust-domain of --ca-dir, else cluster.local\n"
@@ -711,6 +783,8 @@ int cmd_agent(int argc, char **argv)
 					     {"cert-ttl", required_argument, 0, 'L'},
 					     {"root-namespace", required_argument, 0, 'R'},
 					     {"accel", required_argument, 0, 'a'},
+					     {"ca-addr", required_argument, 0, 'A'},
+					     {"node-cert", required_argument, 0, 'K'},
 					     {"strict-udp", required_argument, 0, 'U'},
 					     {"help", no_argument, 0, 'h'},
 					     {0, 0, 0, 0}};
@@ -719,9 +793,10 @@ int cmd_agent(int argc, char **argv)
 			  .accel = true,
 			  .metrics_addr = "0.0.0.0:15020",
 			  .health_addr = "0.0.0.0:15021",
-			  .lfd = {-1, -1},
+			  .loaded_fd = -1,
 			  .topts = {.root_ns = "istio-system", .cert_ttl_s = 24 * 3600}};
 	char td[256] = "";
+	struct bm_conf conf = {};
 	struct stat nst;
 	ino_t host_ns;
 	int64_t ns;
@@ -755,10 +830,16 @@ int cmd_agent(int argc, char **argv)
 			a.netns = optarg;
 			break;
 		case 'C':
-			a.topts.ca_dir = optarg;
+			a.copts.ca_dir = optarg;
 			break;
 		case 'D':
-			a.topts.certs_dir = optarg;
+			a.copts.certs_dir = optarg;
+			break;
+		case 'A':
+			a.copts.ca_addr = optarg;
+			break;
+		case 'K':
+			a.copts.node_cert_dir = optarg;
 			break;
 		case 'T':
 			a.topts.trust_domain = optarg;
@@ -813,38 +894,49 @@ int cmd_agent(int argc, char **argv)
 	lock = take_lock(&a);
 	if (lock < 0)
 		return 1;
+	rc = 1;
 	if (dp_ensure_bpffs(a.bpffs))
-		return 1;
-	struct bm_conf conf = {.flags = (a.accel ? BM_CONF_F_ACCEL : 0) |
-					(a.strict_udp ? BM_CONF_F_STRICT_UDP : 0)};
-
+		goto cleanup;
+	conf.flags = (a.accel ? BM_CONF_F_ACCEL : 0) | (a.strict_udp ? BM_CONF_F_STRICT_UDP : 0);
 	a.dp = dp_load_attach(a.pin_dir, a.cgroup, &conf);
 	if (!a.dp)
-		return 1;
+		goto cleanup;
 	dp_mapfds(a.dp, &a.fds);
 	a.sync = sync_new(&a.fds, NULL);
 	sync_recover(a.sync);
 	sync_set_meta(a.sync, 0, 0);
 	pr_info("node %s: attached to %s, pins in %s, acceleration %s, strict UDP %s", a.node,
 		a.cgroup, a.pin_dir, a.accel ? "on" : "off", a.strict_udp ? "drop" : "pass");
-	a.lfd[0] = listen_on(a.metrics_addr);
-	a.lfd[1] = listen_on(a.health_addr);
+	a.httpd = httpd_new(http_answer, &a);
+	a.loaded_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (!a.httpd || a.loaded_fd < 0)
+		goto cleanup;
+	httpd_listen(a.httpd, a.metrics_addr);
+	httpd_listen(a.httpd, a.health_addr);
 	host_ns = stat("/proc/self/ns/net", &nst) ? 0 : nst.st_ino;
 	if (start_zero_trust(&a, td, sizeof(td)))
-		return 1;
+		goto cleanup;
 	a.pn = podnet_new(a.pin_dir, host_ns, stat("/proc/self/ns/net", &nst) ? 0 : nst.st_ino,
 			  dp_sav_prog(a.dp), a.fds.ifpod);
-	reload(&a);
 	rc = loop(&a);
+cleanup:
+	if (a.loading) { /* let the worker finish: it owns its job */
+		pthread_join(a.loader, NULL);
+		config_free(a.job->c);
+		rs_free(&a.job->t);
+		diags_free(&a.job->d);
+		free(a.job);
+	}
 	podnet_free(a.pn);
 	tunnel_free(a.tun);
+	certs_free(a.certs);
 	secsync_free(a.sec);
 	sync_free(a.sync);
 	dp_close(a.dp);
-	config_free(a.current);
-	for (int i = 0; i < 2; i++)
-		if (a.lfd[i] >= 0)
-			close(a.lfd[i]);
+	cfgref_put(a.current);
+	httpd_free(a.httpd);
+	if (a.loaded_fd >= 0)
+		close(a.loaded_fd);
 	close(lock);
 	return rc;
 }

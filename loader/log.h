@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * log.h: the agent's and CLI's log lines, on stderr with a level and a wall-clock stamp, with
- * printf format checking. pr_debug prints only when BPFMESH_DEBUG is set in the environment.
+ * printf format checking, one write per line (any thread). pr_debug prints only when
+ * BPFMESH_DEBUG is set in the environment.
  */
 #ifndef BM_LOG_H
 #define BM_LOG_H
@@ -16,17 +17,24 @@ bm_log(const char *lvl, const char *fmt, ...)
 {
 	struct timespec ts;
 	struct tm tm;
-	char stamp[32];
+	char line[1024];
 	va_list ap;
+	int n;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
-	strftime(stamp, sizeof(stamp), "%H:%M:%S", &tm);
-	fprintf(stderr, "%s.%03ld %s ", stamp, ts.tv_nsec / 1000000, lvl);
+	n = (int)strftime(line, sizeof(line), "%H:%M:%S", &tm);
+	n += snprintf(line + n, sizeof(line) - n, ".%03ld %s ", ts.tv_nsec / 1000000, lvl);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	if (n < (int)sizeof(line))
+		n += vsnprintf(line + n, sizeof(line) - n, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	if (n > (int)sizeof(line) - 2)
+		n = (int)sizeof(line) - 2;
+	line[n++] = '\n';
+	line[n] = 0;
+	/* one write per line: lines of the control and data threads never interleave */
+	fputs(line, stderr);
 }
 
 #define pr_warn(...) bm_log("WARN", __VA_ARGS__)

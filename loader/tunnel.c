@@ -6,9 +6,23 @@
  * says which readiness it waits for. TLS 1.3 session tickets are cached per (client identity,
  * destination workload, peer node), so a new connection resumes instead of paying a full
  * handshake with certificate verification.
+ *
+ * Threads: everything here runs on the tunnel's own data thread (tunnel_start), which owns
+ * every socket and TLS object. The agent's control thread hands it, through tunnel_publish(),
+ * immutable snapshots of the config in force and of the identities (certs.h); the thread
+ * takes the newest between two batches of events, so a connection never sees a config change
+ * in the middle of an event. Nothing on this thread blocks: no file, no CA, no config.
+ *
+ * What an unauthenticated peer can cost: a connection that has sent nothing holds a small
+ * struct and a socket, no TLS state (that is made when its first bytes come), no relay
+ * buffers (made once it is set up); handshakes pending per source address and in all are
+ * capped; every connection not set up in SETUP_SECS goes; rejections are logged at most
+ * LOG_BURST a second; and memory freed after a burst goes back to the system (malloc_trim).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +31,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <openssl/err.h>
@@ -25,6 +40,8 @@
 #include <bpf/bpf.h>
 #include "bpfmesh.h"
 #include "ca.h"
+#include "certs.h"
+#include "cfgref.h"
 #include "log.h"
 #include "security.h"
 #include "tunnel.h"
@@ -33,8 +50,12 @@
 #define HDRMAX	     2048
 #define MAX_SESSIONS 256
 #define SETUP_SECS   10 /* connect + handshake + CONNECT, or the connection is closed */
+#define PENDING_PER_SOURCE 64	/* inbound connections not set up yet, per peer address */
+#define PENDING_MAX	   1024 /* ... and in all */
+#define PENDING_SLOTS	   2048 /* table of per-source counts (open addressing) */
+#define LOG_BURST	   10	/* rejection lines a second; the rest are counted */
 
-enum ev_kind { EV_LISTEN_OUT, EV_LISTEN_IN, EV_PLAIN, EV_TLS };
+enum ev_kind { EV_LISTEN_OUT, EV_LISTEN_IN, EV_PLAIN, EV_TLS, EV_WAKE };
 
 struct tconn;
 struct tev {
@@ -43,6 +64,7 @@ struct tev {
 };
 
 enum tstate {
+	T_IN_WAIT,	 /* accepted, nothing heard yet: no TLS state */
 	T_OUT_CONNECT,	 /* TCP to the peer agent in progress */
 	T_OUT_HANDSHAKE, /* TLS client handshake */
 	T_OUT_RESPONSE,	 /* CONNECT sent, reading the status line */
@@ -56,17 +78,6 @@ enum tstate {
 struct buf {
 	char d[BUFSZ];
 	size_t len, off;
-};
-
-/* A workload identity this agent holds a certificate for. */
-struct ident {
-	char ns[64], sa[128], spiffe[320];
-	EVP_PKEY *key;
-	X509 *cert;
-	STACK_OF(X509) * chain; /* intermediates (bring-your-own), or NULL */
-	time_t not_before, not_after, files_mtime;
-	unsigned gen; /* bumps on renewal: cached sessions of older ones are not resumed */
-	struct ident *next;
 };
 
 struct session {
@@ -83,13 +94,15 @@ struct tconn {
 	SSL *ssl;
 	struct tev pev, sev;
 	uint32_t pmask, smask; /* epoll interest registered */
-	struct buf p2s, s2p;   /* plaintext -> TLS, TLS -> plaintext */
+	struct buf *p2s, *s2p; /* plaintext -> TLS, TLS -> plaintext (made at setup) */
 	char hdr[HDRMAX];
 	size_t hdr_len;
 	bool p_eof, s_eof, p_shut, s_shut;
 	struct bm_attest_key attest; /* inbound: the pass registered for the local pod */
 	bool has_attest;
-	uint32_t src_pod; /* outbound: the client pod as the kernel attested it (bm_orig) */
+	uint32_t src_pod;  /* outbound: the client pod as the kernel attested it (bm_orig) */
+	uint32_t peer4;	   /* inbound: the peer's IPv4 address (pending counts) */
+	bool pending;	   /* inbound: counted in the pending handshakes */
 	char want_id[320]; /* outbound: the SPIFFE ID the server must present */
 	char sess_key[512];
 	char dst[64];	 /* "ip:port" of the destination workload */
@@ -100,25 +113,47 @@ struct tconn {
 	time_t deadline;	   /* setup (connect, handshake, CONNECT) must be done by then */
 };
 
+/* Counters, written by the data thread and read by the control thread's /metrics. */
+struct tcounters {
+	unsigned long out_accepted, out_rejected, out_failed, in_accepted, in_rejected, in_denied,
+	    in_overload, full_handshakes, resumed, active, logs_suppressed;
+};
+#define CNT_ADD(t, f, v) __atomic_add_fetch(&(t)->n.f, (v), __ATOMIC_RELAXED)
+#define CNT(t, f)	 CNT_ADD(t, f, 1)
+#define CNT_GET(t, f)	 __atomic_load_n(&(t)->n.f, __ATOMIC_RELAXED)
+
 struct tunnel {
 	struct tunnel_opts o;
-	const struct mesh_config *c;
-	struct ca *ca;
-	X509_STORE *store; /* trust anchors, shared by both contexts */
 	SSL_CTX *cctx, *sctx;
-	int ep, lout, lin;
-	struct tev ev_out, ev_in;
-	struct ident *ids;
+	int ep, lout, lin, wake;
+	struct tev ev_out, ev_in, ev_wake;
+	/* what the control thread published (under mu), and the data thread's copies */
+	pthread_mutex_t mu;
+	struct cfgref *pub_cfg;
+	struct idset *pub_ids;
+	unsigned pub_gen, cur_gen;
+	struct cfgref *cfg;
+	const struct mesh_config *c;
+	struct idset *ids;
 	struct session sess[MAX_SESSIONS];
 	unsigned long sess_clock;
 	struct tconn *dead;
 	struct tconn *live;
 	bool paused; /* listeners out of epoll: no fds left (EMFILE) */
 	int ex_idx;
+	pthread_t th;
+	bool started;
+	int stop; /* atomic */
+	struct tcounters n;
+	/* inbound connections not set up yet, per peer IPv4 address */
 	struct {
-		unsigned long out_accepted, out_rejected, out_failed, in_accepted, in_rejected,
-		    in_denied, full_handshakes, resumed, active, certs_issued;
-	} n;
+		uint32_t addr;
+		int count;
+	} pend[PENDING_SLOTS];
+	int npending;
+	time_t log_sec;
+	int log_n;
+	unsigned long peak_active;
 };
 
 static void free_dead(struct tunnel *t);
@@ -191,126 +226,98 @@ static const char *sa_of(const struct workload_obj *w)
 	return w->service_account ? w->service_account : "default";
 }
 
-/* ---------- identities and certificates ---------- */
+/* ---------- what unauthenticated peers may cost ---------- */
 
-static void publish(struct tunnel *t, struct ident *id)
+/* A rejection line, at most LOG_BURST a second (the rest counted, and said once). */
+static bool log_ok(struct tunnel *t)
 {
-	char path[700], err[256], serial[80], exp[32];
-	struct tm tm;
+	time_t now = time(NULL);
 
-	snprintf(path, sizeof(path), "%s/certs", t->o.run_dir);
-	mkdir(path, 0755);
-	snprintf(path, sizeof(path), "%s/certs/%s_%s.pem", t->o.run_dir, id->ns, id->sa);
-	if (ca_write_cert(path, id->cert, err, sizeof(err)))
-		pr_warn("certs: %s", err);
-	ca_serial_hex(id->cert, serial, sizeof(serial));
-	gmtime_r(&id->not_after, &tm);
-	strftime(exp, sizeof(exp), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	pr_info("certs: %s serial %s valid until %s", id->spiffe, serial, exp);
-}
-
-static time_t asn1_time(const ASN1_TIME *a)
-{
-	struct tm tm;
-
-	if (!a || !ASN1_TIME_to_tm(a, &tm))
-		return 0;
-	return timegm(&tm);
-}
-
-/* Issue (own CA) or load (bring your own) id's certificate. */
-static int ident_load(struct tunnel *t, struct ident *id, time_t now)
-{
-	char err[300], dir[700];
-	EVP_PKEY *key = NULL;
-	X509 *cert = NULL;
-	STACK_OF(X509) *chain = NULL, *bundle = NULL;
-
-	if (t->ca) {
-		if (ca_issue(t->ca, id->spiffe, t->o.cert_ttl_s, now, &key, &cert, err,
-			     sizeof(err))) {
-			pr_warn("certs: %s: %s", id->spiffe, err);
-			return -1;
-		}
-	} else {
-		struct stat st;
-
-		snprintf(dir, sizeof(dir), "%s/%s/%s", t->o.certs_dir, id->ns, id->sa);
-		if (ca_load_workload_dir(dir, &key, &chain, &bundle, err, sizeof(err))) {
-			pr_warn("certs: %s: %s", id->spiffe, err);
-			return -1;
-		}
-		cert = sk_X509_shift(chain);
-		sk_X509_pop_free(bundle, X509_free);
-		id->files_mtime = stat(dir, &st) ? 0 : st.st_mtime;
+	if (now != t->log_sec) {
+		if (t->log_n > LOG_BURST)
+			pr_info("tunnel: %d similar lines suppressed in the last second",
+				t->log_n - LOG_BURST);
+		t->log_sec = now;
+		t->log_n = 0;
 	}
-	EVP_PKEY_free(id->key);
-	X509_free(id->cert);
-	if (id->chain)
-		sk_X509_pop_free(id->chain, X509_free);
-	id->key = key;
-	id->cert = cert;
-	id->chain = chain;
-	id->not_before = asn1_time(X509_get0_notBefore(cert));
-	id->not_after = asn1_time(X509_get0_notAfter(cert));
-	id->gen++;
-	t->n.certs_issued++;
-	publish(t, id);
-	return 0;
+	if (++t->log_n <= LOG_BURST)
+		return true;
+	CNT(t, logs_suppressed);
+	return false;
 }
 
-static struct ident *ident_get(struct tunnel *t, const char *ns, const char *sa)
+static int *pend_slot(struct tunnel *t, uint32_t addr, bool add)
 {
-	struct ident *id;
+	uint32_t h = (addr * 2654435761u) % PENDING_SLOTS;
 
-	for (id = t->ids; id; id = id->next)
-		if (!strcmp(id->ns, ns) && !strcmp(id->sa, sa))
-			return id->cert ? id : NULL;
-	id = calloc(1, sizeof(*id));
-	if (!id)
-		return NULL;
-	snprintf(id->ns, sizeof(id->ns), "%s", ns);
-	snprintf(id->sa, sizeof(id->sa), "%s", sa);
-	snprintf(id->spiffe, sizeof(id->spiffe), "spiffe://%s/ns/%s/sa/%s", t->o.trust_domain, ns,
-		 sa);
-	id->next = t->ids;
-	t->ids = id;
-	if (ident_load(t, id, time(NULL)))
-		return NULL;
-	return id;
+	for (int i = 0; i < PENDING_SLOTS; i++, h = (h + 1) % PENDING_SLOTS) {
+		if (t->pend[h].count && t->pend[h].addr == addr)
+			return &t->pend[h].count;
+		if (!t->pend[h].count) {
+			if (!add)
+				continue; /* a freed slot: the address may sit further on */
+			t->pend[h].addr = addr;
+			return &t->pend[h].count;
+		}
+	}
+	return NULL;
 }
 
-void tunnel_tick(struct tunnel *t, time_t now)
+/* Count an inbound connection as pending; false (and nothing counted) over a cap. */
+static bool pend_take(struct tconn *c)
 {
+	struct tunnel *t = c->t;
+	int *n = pend_slot(t, c->peer4, false);
+
+	if (!n)
+		n = pend_slot(t, c->peer4, true);
+	if (!n || *n >= PENDING_PER_SOURCE || t->npending >= PENDING_MAX)
+		return false;
+	(*n)++;
+	t->npending++;
+	c->pending = true;
+	return true;
+}
+
+static void pend_drop(struct tconn *c)
+{
+	int *n;
+
+	if (!c->pending)
+		return;
+	c->pending = false;
+	c->t->npending--;
+	n = pend_slot(c->t, c->peer4, false);
+	if (n && *n > 0)
+		--*n;
+}
+
+static void tick(struct tunnel *t, time_t now)
+{
+	unsigned long active = CNT_GET(t, active);
+
 	/* a connection still setting up after SETUP_SECS (a peer that says nothing) goes */
 	for (struct tconn *c = t->live; c; c = c->next) {
 		if (c->st == T_RELAY || c->st == T_DEAD || now < c->deadline)
 			continue;
-		pr_info("tunnel: %s %s: not set up after %d s; closed",
-			c->outbound ? c->src_ip : c->peer, c->dst, SETUP_SECS);
+		if (log_ok(t))
+			pr_info("tunnel: %s %s: not set up after %d s; closed",
+				c->outbound ? c->src_ip : c->peer, c->dst, SETUP_SECS);
 		if (c->outbound)
-			c->t->n.out_failed++;
+			CNT(t, out_failed);
 		else
-			c->t->n.in_rejected++;
+			CNT(t, in_rejected);
 		conn_close(c);
 	}
 	free_dead(t);
 	if (t->paused)
 		listeners_watch(t, true);
-	for (struct ident *id = t->ids; id; id = id->next) {
-		if (t->ca) {
-			/* renew at half life, like Istio's workload certs */
-			if (id->cert && now < id->not_before + (id->not_after - id->not_before) / 2)
-				continue;
-		} else {
-			char dir[700];
-			struct stat st;
-
-			snprintf(dir, sizeof(dir), "%s/%s/%s", t->o.certs_dir, id->ns, id->sa);
-			if (id->cert && (stat(dir, &st) || st.st_mtime == id->files_mtime))
-				continue;
-		}
-		ident_load(t, id, now);
+	/* after a burst, give the memory back: glibc keeps freed heap for reuse otherwise */
+	if (active > t->peak_active)
+		t->peak_active = active;
+	if (t->peak_active >= 64 && active < t->peak_active / 4) {
+		malloc_trim(0);
+		t->peak_active = active;
 	}
 }
 
@@ -410,6 +417,7 @@ static void conn_close(struct tconn *c)
 	if (c->st == T_DEAD)
 		return;
 	c->st = T_DEAD;
+	pend_drop(c);
 	ep_set(c, c->pfd, &c->pev, &c->pmask, 0);
 	ep_set(c, c->sfd, &c->sev, &c->smask, 0);
 	attest_drop(c);
@@ -421,7 +429,7 @@ static void conn_close(struct tconn *c)
 	if (c->sfd >= 0)
 		close(c->sfd);
 	c->pfd = c->sfd = -1;
-	c->t->n.active--;
+	CNT_ADD(c->t, active, -1UL);
 	ERR_clear_error(); /* what this connection's failure queued must not fail the next one */
 	c->next_dead = c->t->dead; /* freed after this batch of events */
 	c->t->dead = c;
@@ -443,7 +451,7 @@ static struct tconn *conn_new(struct tunnel *t, bool outbound)
 	if (t->live)
 		t->live->prev = c;
 	t->live = c;
-	t->n.active++;
+	CNT(t, active);
 	return c;
 }
 
@@ -472,6 +480,16 @@ static bool connect_done(int fd)
 	socklen_t l = sizeof(err);
 
 	return getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) == 0 && err == 0;
+}
+
+/* The relay buffers, made when a connection has passed setup far enough to need them. */
+static bool conn_bufs(struct tconn *c)
+{
+	if (!c->p2s)
+		c->p2s = calloc(1, sizeof(*c->p2s));
+	if (!c->s2p)
+		c->s2p = calloc(1, sizeof(*c->s2p));
+	return c->p2s && c->s2p;
 }
 
 static void buf_put(struct buf *b, const char *d, size_t n)
@@ -529,12 +547,12 @@ static void pump(struct tconn *c)
 	while (progress && c->st != T_DEAD) {
 		progress = false;
 		/* plaintext -> TLS */
-		if (c->st == T_RELAY && !c->p_eof && c->p2s.len == c->p2s.off) {
-			ssize_t n = read(c->pfd, c->p2s.d, sizeof(c->p2s.d));
+		if (c->st == T_RELAY && !c->p_eof && c->p2s->len == c->p2s->off) {
+			ssize_t n = read(c->pfd, c->p2s->d, sizeof(c->p2s->d));
 
 			if (n > 0) {
-				c->p2s.len = n;
-				c->p2s.off = 0;
+				c->p2s->len = n;
+				c->p2s->off = 0;
 				progress = true;
 			} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
 				c->p_eof = true;
@@ -545,19 +563,19 @@ static void pump(struct tconn *c)
 				}
 			}
 		}
-		if (c->p2s.len > c->p2s.off) {
-			int r = SSL_write(c->ssl, c->p2s.d + c->p2s.off,
-					  (int)(c->p2s.len - c->p2s.off));
+		if (c->p2s->len > c->p2s->off) {
+			int r = SSL_write(c->ssl, c->p2s->d + c->p2s->off,
+					  (int)(c->p2s->len - c->p2s->off));
 
 			if (r > 0) {
-				c->p2s.off += r;
+				c->p2s->off += r;
 				progress = true;
 			} else if (tls_io(c, r, &sw) < 0) {
 				conn_close(c);
 				return;
 			}
 		}
-		if (c->st == T_RELAY && c->p_eof && c->p2s.off == c->p2s.len && !c->s_shut) {
+		if (c->st == T_RELAY && c->p_eof && c->p2s->off == c->p2s->len && !c->s_shut) {
 			/* close_notify: TLS 1.3 half-close; retried until it is out of OpenSSL's
 			 * buffer, or the peer never sees the end */
 			int r = SSL_shutdown(c->ssl);
@@ -571,16 +589,16 @@ static void pump(struct tconn *c)
 			}
 		}
 		/* TLS -> plaintext */
-		if (!c->s_eof && c->s2p.len == c->s2p.off &&
+		if (!c->s_eof && c->s2p->len == c->s2p->off &&
 		    (c->st == T_RELAY || c->st == T_IN_CONNECT)) {
 			int r;
 
 			if (c->st == T_IN_CONNECT)
 				goto out_read; /* keep early bytes until the pod is connected */
-			r = SSL_read(c->ssl, c->s2p.d, sizeof(c->s2p.d));
+			r = SSL_read(c->ssl, c->s2p->d, sizeof(c->s2p->d));
 			if (r > 0) {
-				c->s2p.len = r;
-				c->s2p.off = 0;
+				c->s2p->len = r;
+				c->s2p->off = 0;
 				progress = true;
 			} else if (SSL_get_error(c->ssl, r) == SSL_ERROR_ZERO_RETURN) {
 				c->s_eof = true;
@@ -591,11 +609,11 @@ static void pump(struct tconn *c)
 			}
 		}
 	out_read:
-		if (c->st == T_RELAY && c->s2p.len > c->s2p.off) {
-			ssize_t n = write(c->pfd, c->s2p.d + c->s2p.off, c->s2p.len - c->s2p.off);
+		if (c->st == T_RELAY && c->s2p->len > c->s2p->off) {
+			ssize_t n = write(c->pfd, c->s2p->d + c->s2p->off, c->s2p->len - c->s2p->off);
 
 			if (n > 0) {
-				c->s2p.off += n;
+				c->s2p->off += n;
 				progress = true;
 			} else if (n < 0 && errno == EAGAIN) {
 				pw |= EPOLLOUT;
@@ -604,7 +622,7 @@ static void pump(struct tconn *c)
 				return;
 			}
 		}
-		if (c->st == T_RELAY && c->s_eof && c->s2p.off == c->s2p.len && !c->p_shut) {
+		if (c->st == T_RELAY && c->s_eof && c->s2p->off == c->s2p->len && !c->p_shut) {
 			shutdown(c->pfd, SHUT_WR);
 			c->p_shut = true;
 			progress = true;
@@ -616,9 +634,9 @@ static void pump(struct tconn *c)
 		conn_close(c);
 		return;
 	}
-	if (c->st == T_RELAY && !c->p_eof && c->p2s.len == c->p2s.off)
+	if (c->st == T_RELAY && !c->p_eof && c->p2s->len == c->p2s->off)
 		pw |= EPOLLIN;
-	if (c->st == T_RELAY && !c->s_eof && c->s2p.len == c->s2p.off)
+	if (c->st == T_RELAY && !c->s_eof && c->s2p->len == c->s2p->off)
 		sw |= EPOLLIN;
 	ep_set(c, c->pfd, &c->pev, &c->pmask, pw);
 	ep_set(c, c->sfd, &c->sev, &c->smask, sw); /* nothing wanted: no interest, no spinning */
@@ -629,7 +647,7 @@ static void pump(struct tconn *c)
 static void out_fail(struct tconn *c, const char *why)
 {
 	pr_info("tunnel: %s -> %s via %s: %s; connection closed", c->src_ip, c->dst, c->peer, why);
-	c->t->n.out_failed++;
+	CNT(c->t, out_failed);
 	conn_close(c);
 }
 
@@ -653,15 +671,20 @@ static void out_handshake(struct tconn *c)
 		return;
 	}
 	if (SSL_session_reused(c->ssl))
-		c->t->n.resumed++;
+		CNT(c->t, resumed);
 	else
-		c->t->n.full_handshakes++;
+		CNT(c->t, full_handshakes);
+	if (!conn_bufs(c)) {
+		out_fail(c, "out of memory");
+		return;
+	}
+	SSL_clear_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS);
 	c->st = T_OUT_RESPONSE;
 	snprintf(why, sizeof(why), "CONNECT %s HTTP/1.1\r\nHost: %s\r\nForwarded: for=%s\r\n\r\n",
 		 c->dst, c->dst, c->src_ip);
-	buf_put(&c->p2s, why, strlen(why));
+	buf_put(c->p2s, why, strlen(why));
 	pump(c);
-	ep_set(c, c->sfd, &c->sev, &c->smask, EPOLLIN | (c->p2s.off < c->p2s.len ? EPOLLOUT : 0));
+	ep_set(c, c->sfd, &c->sev, &c->smask, EPOLLIN | (c->p2s->off < c->p2s->len ? EPOLLOUT : 0));
 }
 
 /* Read the CONNECT response; 200 starts the relay, anything else closes. */
@@ -671,7 +694,7 @@ static void out_response(struct tconn *c)
 	char *end;
 	int r;
 
-	if (c->p2s.len > c->p2s.off)
+	if (c->p2s && c->p2s->len > c->p2s->off)
 		pump(c);
 	while (c->st == T_OUT_RESPONSE) {
 		r = SSL_read(c->ssl, c->hdr + c->hdr_len, sizeof(c->hdr) - 1 - c->hdr_len);
@@ -700,7 +723,7 @@ static void out_response(struct tconn *c)
 			return;
 		}
 		end += 4;
-		buf_put(&c->s2p, end, c->hdr + c->hdr_len - end);
+		buf_put(c->s2p, end, c->hdr + c->hdr_len - end);
 		c->st = T_RELAY;
 		pr_debug("tunnel: %s -> %s via %s open", c->src_ip, c->dst, c->peer);
 		pump(c);
@@ -709,7 +732,7 @@ static void out_response(struct tconn *c)
 
 static void out_connected(struct tconn *c)
 {
-	struct ident *id;
+	const struct ident *id;
 	struct session *s;
 	const struct workload_obj *src;
 	char sni[80];
@@ -721,7 +744,7 @@ static void out_connected(struct tconn *c)
 	/* the client is who the kernel says opened the connection (its cgroup, recorded with
 	 * the captured destination), never whoever owns its source address in the config */
 	src = config_pod_by_id(c->t->c, c->src_pod);
-	id = src && src->kind == WL_POD ? ident_get(c->t, src->ns, sa_of(src)) : NULL;
+	id = src && src->kind == WL_POD ? idset_find(c->t->ids, src->ns, sa_of(src)) : NULL;
 	if (!id) {
 		out_fail(c, "no identity for the client");
 		return;
@@ -731,6 +754,7 @@ static void out_connected(struct tconn *c)
 		out_fail(c, "TLS setup failed");
 		return;
 	}
+	SSL_set_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS); /* until set up */
 	SSL_set_ex_data(c->ssl, c->t->ex_idx, c);
 	/* SNI names the destination pod: the server presents that workload's certificate */
 	snprintf(sni, sizeof(sni), "%.*s.pod.bpfmesh", (int)strcspn(c->dst, ":"), c->dst);
@@ -776,13 +800,13 @@ static void out_accept(struct tunnel *t)
 			pr_info("tunnel: %s connected to the outbound port without a captured "
 				"destination; closed",
 				a);
-			t->n.out_rejected++;
+			CNT(t, out_rejected);
 			close(fd);
 			continue;
 		}
 		bpf_map_delete_elem(t->o.fds->orig, &k);
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		t->n.out_accepted++;
+		CNT(t, out_accepted);
 		c = conn_new(t, true);
 		if (!c) {
 			close(fd);
@@ -816,8 +840,9 @@ static void out_accept(struct tunnel *t)
 
 static void in_fail(struct tconn *c, const char *why)
 {
-	pr_info("tunnel: rejected %s: %s", c->peer, why);
-	c->t->n.in_rejected++;
+	if (log_ok(c->t))
+		pr_info("tunnel: rejected %s: %s", c->peer, why);
+	CNT(c->t, in_rejected);
 	conn_close(c);
 }
 
@@ -827,7 +852,7 @@ static int on_servername(SSL *ssl, int *alert, void *arg)
 	struct tunnel *t = arg;
 	const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
 	const struct workload_obj *w;
-	struct ident *id;
+	const struct ident *id;
 	char ip[64];
 	size_t n;
 
@@ -841,7 +866,7 @@ static int on_servername(SSL *ssl, int *alert, void *arg)
 	w = pod_by_ip(t->c, ip);
 	if (!w || !w->host_ip || strcmp(w->host_ip, t->o.node_ip))
 		goto bad;
-	id = ident_get(t, w->ns, sa_of(w));
+	id = idset_find(t->ids, w->ns, sa_of(w));
 	if (!id || use_ident(ssl, id))
 		goto bad;
 	return SSL_TLSEXT_ERR_OK;
@@ -863,7 +888,7 @@ static void in_connected(struct tconn *c)
 		conn_close(c);
 		return;
 	}
-	buf_put(&c->p2s, ok, sizeof(ok) - 1);
+	buf_put(c->p2s, ok, sizeof(ok) - 1);
 	c->st = T_RELAY;
 	pump(c);
 }
@@ -1019,12 +1044,18 @@ static void in_request(struct tconn *c)
 				w->ns, w->name, port, d.reason,
 				d.by ? sec_policy_name(d.by, pname, sizeof(pname)) : "");
 			SSL_write(c->ssl, forbidden, sizeof(forbidden) - 1);
-			c->t->n.in_denied++;
+			CNT(c->t, in_denied);
 			conn_close(c);
 			return;
 		}
 		end += 4;
-		buf_put(&c->s2p, end, c->hdr + c->hdr_len - end);
+		if (!conn_bufs(c)) {
+			in_fail(c, "out of memory");
+			return;
+		}
+		SSL_clear_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS);
+		pend_drop(c); /* authenticated and authorized: no longer a pending handshake */
+		buf_put(c->s2p, end, c->hdr + c->hdr_len - end);
 		c->pfd = in_dial(c, target, port);
 		if (c->pfd < 0) {
 			static const char bad[] = "HTTP/1.1 503 Service Unavailable\r\n\r\n";
@@ -1066,11 +1097,25 @@ static void in_handshake(struct tconn *c)
 	}
 	snprintf(c->want_id, sizeof(c->want_id), "%s", id); /* the verified client identity */
 	if (SSL_session_reused(c->ssl))
-		c->t->n.resumed++;
+		CNT(c->t, resumed);
 	else
-		c->t->n.full_handshakes++;
+		CNT(c->t, full_handshakes);
 	c->st = T_IN_REQUEST;
 	in_request(c);
+}
+
+/* Its first bytes came: now it gets TLS state. */
+static void in_hello(struct tconn *c)
+{
+	c->ssl = SSL_new(c->t->sctx);
+	if (!c->ssl) {
+		in_fail(c, "TLS setup failed");
+		return;
+	}
+	SSL_set_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS); /* until set up: no idle buffers */
+	SSL_set_fd(c->ssl, c->sfd);
+	c->st = T_IN_HANDSHAKE;
+	in_handshake(c);
 }
 
 static void in_accept(struct tunnel *t)
@@ -1089,22 +1134,26 @@ static void in_accept(struct tunnel *t)
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)); /* dead peers go */
-		t->n.in_accepted++;
+		CNT(t, in_accepted);
 		c = conn_new(t, false);
 		if (!c) {
 			close(fd);
 			continue;
 		}
 		c->sfd = fd;
+		c->peer4 = peer.sin_addr.s_addr;
 		fmt_addr(&peer, c->peer, sizeof(c->peer));
-		c->ssl = SSL_new(t->sctx);
-		if (!c->ssl) {
-			in_fail(c, "TLS setup failed");
+		if (!pend_take(c)) {
+			CNT(t, in_overload);
+			if (log_ok(t))
+				pr_info("tunnel: rejected %s: too many handshakes pending (%d from it, "
+					"%d in all)",
+					c->peer, *pend_slot(t, c->peer4, true), t->npending);
+			conn_close(c);
 			continue;
 		}
-		SSL_set_fd(c->ssl, fd);
-		c->st = T_IN_HANDSHAKE;
-		in_handshake(c);
+		c->st = T_IN_WAIT;
+		ep_set(c, c->sfd, &c->sev, &c->smask, EPOLLIN);
 	}
 }
 
@@ -1123,10 +1172,20 @@ static void on_event(struct tunnel *t, struct tev *ev, uint32_t events)
 		in_accept(t);
 		return;
 	}
+	if (ev->kind == EV_WAKE) {
+		uint64_t v;
+
+		if (read(t->wake, &v, sizeof(v)) < 0)
+			v = 0;
+		return;
+	}
 	if (c->st == T_DEAD)
 		return;
 	(void)events;
 	switch (c->st) {
+	case T_IN_WAIT:
+		in_hello(c);
+		break;
 	case T_OUT_CONNECT:
 		out_connected(c);
 		break;
@@ -1154,14 +1213,71 @@ static void on_event(struct tunnel *t, struct tev *ev, uint32_t events)
 	}
 }
 
-void tunnel_run(struct tunnel *t)
+/* Take what the control thread published last, between two batches of events. */
+static void take_snapshot(struct tunnel *t)
 {
-	struct epoll_event evs[64];
-	int n = epoll_wait(t->ep, evs, 64, 0);
+	struct cfgref *cfg;
+	struct idset *ids;
 
-	for (int i = 0; i < n; i++)
-		on_event(t, evs[i].data.ptr, evs[i].events);
-	free_dead(t);
+	if (__atomic_load_n(&t->pub_gen, __ATOMIC_ACQUIRE) == t->cur_gen)
+		return;
+	pthread_mutex_lock(&t->mu);
+	cfg = cfgref_get(t->pub_cfg);
+	ids = idset_get(t->pub_ids);
+	t->cur_gen = t->pub_gen;
+	pthread_mutex_unlock(&t->mu);
+	cfgref_put(t->cfg);
+	idset_put(t->ids);
+	t->cfg = cfg;
+	t->c = cfg ? cfg->c : NULL;
+	t->ids = ids;
+}
+
+static void *data_thread(void *arg)
+{
+	struct tunnel *t = arg;
+	struct epoll_event evs[64];
+	time_t last = 0;
+
+	while (!__atomic_load_n(&t->stop, __ATOMIC_ACQUIRE)) {
+		int n = epoll_wait(t->ep, evs, 64, 1000);
+		time_t now;
+
+		take_snapshot(t);
+		for (int i = 0; i < n; i++)
+			on_event(t, evs[i].data.ptr, evs[i].events);
+		free_dead(t);
+		now = time(NULL);
+		if (now != last) {
+			tick(t, now);
+			last = now;
+		}
+	}
+	return NULL;
+}
+
+int tunnel_start(struct tunnel *t)
+{
+	if (pthread_create(&t->th, NULL, data_thread, t))
+		return -1;
+	pthread_setname_np(t->th, "bpfmesh-data");
+	t->started = true;
+	return 0;
+}
+
+void tunnel_publish(struct tunnel *t, struct cfgref *cfg, struct idset *ids)
+{
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&t->mu);
+	cfgref_put(t->pub_cfg);
+	idset_put(t->pub_ids);
+	t->pub_cfg = cfgref_get(cfg);
+	t->pub_ids = idset_get(ids);
+	__atomic_add_fetch(&t->pub_gen, 1, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&t->mu);
+	if (write(t->wake, &one, sizeof(one)) < 0)
+		pr_debug("tunnel: wake: %s", strerror(errno));
 }
 
 /* Connections closed during a batch of events are freed after it (events still queued may
@@ -1178,62 +1294,54 @@ static void free_dead(struct tunnel *t)
 			t->live = c->next;
 		if (c->next)
 			c->next->prev = c->prev;
+		free(c->p2s);
+		free(c->s2p);
 		free(c);
 	}
 }
 
-int tunnel_fd(const struct tunnel *t)
-{
-	return t->ep;
-}
-
-void tunnel_set_config(struct tunnel *t, const struct mesh_config *c)
-{
-	t->c = c;
-}
-
 void tunnel_metrics(const struct tunnel *t, FILE *f)
 {
+	static const struct {
+		const char *dir, *outcome;
+		size_t off;
+	} conns[] = {
+	    {"outbound", "accepted", offsetof(struct tcounters, out_accepted)},
+	    {"outbound", "rejected", offsetof(struct tcounters, out_rejected)},
+	    {"outbound", "failed", offsetof(struct tcounters, out_failed)},
+	    {"inbound", "accepted", offsetof(struct tcounters, in_accepted)},
+	    {"inbound", "rejected", offsetof(struct tcounters, in_rejected)},
+	    {"inbound", "denied", offsetof(struct tcounters, in_denied)},
+	    {"inbound", "overload", offsetof(struct tcounters, in_overload)},
+	};
+
 	fprintf(f, "# HELP bpfmesh_tunnel_connections_total Tunnelled connections by direction and "
 		   "outcome.\n# TYPE bpfmesh_tunnel_connections_total counter\n");
-	fprintf(
-	    f,
-	    "bpfmesh_tunnel_connections_total{direction=\"outbound\",outcome=\"accepted\"} %lu\n",
-	    t->n.out_accepted);
-	fprintf(
-	    f,
-	    "bpfmesh_tunnel_connections_total{direction=\"outbound\",outcome=\"rejected\"} %lu\n",
-	    t->n.out_rejected);
-	fprintf(f,
-		"bpfmesh_tunnel_connections_total{direction=\"outbound\",outcome=\"failed\"} %lu\n",
-		t->n.out_failed);
-	fprintf(
-	    f, "bpfmesh_tunnel_connections_total{direction=\"inbound\",outcome=\"accepted\"} %lu\n",
-	    t->n.in_accepted);
-	fprintf(
-	    f, "bpfmesh_tunnel_connections_total{direction=\"inbound\",outcome=\"rejected\"} %lu\n",
-	    t->n.in_rejected);
-	fprintf(f,
-		"bpfmesh_tunnel_connections_total{direction=\"inbound\",outcome=\"denied\"} %lu\n",
-		t->n.in_denied);
+	for (size_t i = 0; i < sizeof(conns) / sizeof(conns[0]); i++)
+		fprintf(f,
+			"bpfmesh_tunnel_connections_total{direction=\"%s\",outcome=\"%s\"} %lu\n",
+			conns[i].dir, conns[i].outcome,
+			__atomic_load_n((const unsigned long *)((const char *)&t->n + conns[i].off),
+					__ATOMIC_RELAXED));
 	fprintf(f, "# HELP bpfmesh_tunnel_handshakes_total TLS handshakes, full or resumed.\n"
 		   "# TYPE bpfmesh_tunnel_handshakes_total counter\n");
-	fprintf(f, "bpfmesh_tunnel_handshakes_total{kind=\"full\"} %lu\n", t->n.full_handshakes);
-	fprintf(f, "bpfmesh_tunnel_handshakes_total{kind=\"resumed\"} %lu\n", t->n.resumed);
+	fprintf(f, "bpfmesh_tunnel_handshakes_total{kind=\"full\"} %lu\n",
+		CNT_GET(t, full_handshakes));
+	fprintf(f, "bpfmesh_tunnel_handshakes_total{kind=\"resumed\"} %lu\n", CNT_GET(t, resumed));
 	fprintf(f,
 		"# HELP bpfmesh_tunnel_active Open tunnelled connections.\n"
 		"# TYPE bpfmesh_tunnel_active gauge\nbpfmesh_tunnel_active %lu\n",
-		t->n.active);
+		CNT_GET(t, active));
 	fprintf(f,
-		"# HELP bpfmesh_certificates_issued_total Workload certificates issued or loaded.\n"
-		"# TYPE bpfmesh_certificates_issued_total counter\n"
-		"bpfmesh_certificates_issued_total %lu\n",
-		t->n.certs_issued);
+		"# HELP bpfmesh_tunnel_log_lines_suppressed_total Rejection log lines over the rate "
+		"limit.\n# TYPE bpfmesh_tunnel_log_lines_suppressed_total counter\n"
+		"bpfmesh_tunnel_log_lines_suppressed_total %lu\n",
+		CNT_GET(t, logs_suppressed));
 }
 
 /* ---------- setup ---------- */
 
-static SSL_CTX *ctx_new(struct tunnel *t, bool server)
+static SSL_CTX *ctx_new(struct tunnel *t, X509_STORE *trust, bool server)
 {
 	SSL_CTX *x = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
 
@@ -1241,10 +1349,11 @@ static SSL_CTX *ctx_new(struct tunnel *t, bool server)
 		return NULL;
 	SSL_CTX_set_min_proto_version(x, TLS1_3_VERSION);
 	SSL_CTX_set_app_data(x, t);
-	X509_STORE_up_ref(t->store);
-	SSL_CTX_set_cert_store(x, t->store);
-	/* buffers stay with the connection: releasing them when idle costs a malloc/free pair
-	 * per record on a busy relay */
+	X509_STORE_up_ref(trust);
+	SSL_CTX_set_cert_store(x, trust);
+	/* buffers stay with a connection once it relays: releasing them when idle costs a
+	 * malloc/free pair per record on a busy relay (each connection sets RELEASE_BUFFERS until
+	 * it is set up, so one that never is holds none) */
 	SSL_CTX_set_mode(x, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	if (server) {
 		long life = t->o.cert_ttl_s / 2;
@@ -1267,59 +1376,35 @@ static SSL_CTX *ctx_new(struct tunnel *t, bool server)
 	return x;
 }
 
-static int load_trust(struct tunnel *t)
-{
-	char err[300], path[600];
-	STACK_OF(X509) *b = NULL;
-
-	t->store = X509_STORE_new();
-	if (!t->store)
-		return -1;
-	if (t->ca)
-		return X509_STORE_add_cert(t->store, ca_cert(t->ca)) == 1 ? 0 : -1;
-	snprintf(path, sizeof(path), "%s/ca.crt", t->o.certs_dir);
-	if (access(path, R_OK))
-		snprintf(path, sizeof(path), "%s/bundle.pem", t->o.certs_dir);
-	if (ca_load_pem_certs(path, &b, err, sizeof(err))) {
-		pr_warn("tunnel: trust bundle: %s", err);
-		return -1;
-	}
-	for (int i = 0; i < sk_X509_num(b); i++)
-		X509_STORE_add_cert(t->store, sk_X509_value(b, i));
-	sk_X509_pop_free(b, X509_free);
-	return 0;
-}
-
-struct tunnel *tunnel_new(const struct tunnel_opts *o)
+struct tunnel *tunnel_new(const struct tunnel_opts *o, X509_STORE *trust)
 {
 	struct tunnel *t = calloc(1, sizeof(*t));
-	char err[300];
 
 	if (!t)
 		return NULL;
 	t->o = *o;
-	t->ep = t->lout = t->lin = -1;
-	if (o->ca_dir) {
-		t->ca = ca_load(o->ca_dir, err, sizeof(err));
-		if (!t->ca) {
-			pr_warn("tunnel: %s", err);
-			goto fail;
-		}
-	}
+	t->ep = t->lout = t->lin = t->wake = -1;
+	pthread_mutex_init(&t->mu, NULL);
 	t->ex_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-	if (load_trust(t) || !(t->cctx = ctx_new(t, false)) || !(t->sctx = ctx_new(t, true)))
+	if (!(t->cctx = ctx_new(t, trust, false)) || !(t->sctx = ctx_new(t, trust, true)))
 		goto fail;
 	t->ep = epoll_create1(EPOLL_CLOEXEC);
+	t->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	t->lout = listen_tcp(o->node_ip, BM_PORT_OUTBOUND, o->filter_out);
 	t->lin = listen_tcp(o->node_ip, BM_PORT_HBONE, o->filter_hbone);
-	if (t->ep < 0 || t->lout < 0 || t->lin < 0)
+	if (t->ep < 0 || t->wake < 0 || t->lout < 0 || t->lin < 0)
 		goto fail;
 	t->ev_out = (struct tev){EV_LISTEN_OUT, NULL};
 	t->ev_in = (struct tev){EV_LISTEN_IN, NULL};
+	t->ev_wake = (struct tev){EV_WAKE, NULL};
+	{
+		struct epoll_event e = {.events = EPOLLIN, .data.ptr = &t->ev_wake};
+
+		epoll_ctl(t->ep, EPOLL_CTL_ADD, t->wake, &e);
+	}
 	listeners_watch(t, true);
 	pr_info("tunnel: outbound on %s:%d, mTLS (HBONE) on %s:%d, trust domain %s, %s", o->node_ip,
-		BM_PORT_OUTBOUND, o->node_ip, BM_PORT_HBONE, o->trust_domain,
-		o->ca_dir ? "certificates from the mesh CA" : "certificates from files");
+		BM_PORT_OUTBOUND, o->node_ip, BM_PORT_HBONE, o->trust_domain, o->cert_source);
 	return t;
 fail:
 	tunnel_free(t);
@@ -1330,28 +1415,34 @@ void tunnel_free(struct tunnel *t)
 {
 	if (!t)
 		return;
+	if (t->started) {
+		uint64_t one = 1;
+
+		__atomic_store_n(&t->stop, 1, __ATOMIC_RELEASE);
+		if (write(t->wake, &one, sizeof(one)) < 0)
+			pr_debug("tunnel: wake: %s", strerror(errno));
+		pthread_join(t->th, NULL);
+	}
+	for (struct tconn *c = t->live; c; c = c->next)
+		conn_close(c);
+	free_dead(t);
 	if (t->lout >= 0)
 		close(t->lout);
 	if (t->lin >= 0)
 		close(t->lin);
 	if (t->ep >= 0)
 		close(t->ep);
+	if (t->wake >= 0)
+		close(t->wake);
 	SSL_CTX_free(t->cctx);
 	SSL_CTX_free(t->sctx);
-	X509_STORE_free(t->store);
 	for (int i = 0; i < MAX_SESSIONS; i++)
 		if (t->sess[i].s)
 			SSL_SESSION_free(t->sess[i].s);
-	while (t->ids) {
-		struct ident *id = t->ids;
-
-		t->ids = id->next;
-		EVP_PKEY_free(id->key);
-		X509_free(id->cert);
-		if (id->chain)
-			sk_X509_pop_free(id->chain, X509_free);
-		free(id);
-	}
-	ca_free(t->ca);
+	cfgref_put(t->cfg);
+	idset_put(t->ids);
+	cfgref_put(t->pub_cfg);
+	idset_put(t->pub_ids);
+	pthread_mutex_destroy(&t->mu);
 	free(t);
 }

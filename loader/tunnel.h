@@ -12,9 +12,10 @@
  *    bm_attest so the pod's inbound judge lets it in) and relays plaintext.
  * The client identity is the pod the kernel attested at connect (its cgroup), never the owner
  * of a source address; the listeners carry socket filters (bpf/listen.bpf.c).
- * Workload certificates are issued by the agent from the mesh CA (`bpfmesh ca init`) or read
- * from cert-manager / SPIRE files, and renewed at half life; open connections keep theirs.
- * Event-driven: one epoll set, non-blocking sockets, no thread per connection.
+ * Workload certificates come from certs.h (the control thread), published to the tunnel with
+ * the config in force; open connections keep the certificate they started with.
+ * Event-driven: one data thread with one epoll set, non-blocking sockets, no thread per
+ * connection; the agent's control thread never touches a tunnel socket.
  */
 #ifndef BM_TUNNEL_H
 #define BM_TUNNEL_H
@@ -22,35 +23,36 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <time.h>
+#include <openssl/x509.h>
 #include "datapath.h"
 #include "model.h"
 
 struct tunnel_opts {
 	const char *node;	  /* agent name, for logs */
-	const char *ca_dir;	  /* mesh CA to issue workload certs from, or NULL */
-	const char *certs_dir;	  /* bring your own: DIR/<ns>/<sa>/ in cert-manager/SPIRE layout */
 	const char *trust_domain; /* cluster.local unless set */
 	const char *root_ns;	  /* Istio root namespace, for AuthorizationPolicy */
 	const char *node_ip;	  /* IPv4 the listeners bind to */
-	const char *run_dir;	  /* certs/ below it gets the public certs in force */
-	long cert_ttl_s;	  /* workload certificate lifetime */
+	const char *cert_source;  /* for the start-up line: where certificates come from */
+	long cert_ttl_s;	  /* workload certificate lifetime (bounds session tickets) */
 	const struct bm_mapfds *fds;
 	int filter_out, filter_hbone; /* listener socket filters (datapath.h), -1 for none */
 };
 
 struct tunnel;
+struct cfgref;
+struct idset;
 
-/* Listeners are created in the calling thread's network namespace. NULL on failure. */
-struct tunnel *tunnel_new(const struct tunnel_opts *o);
+/* Listeners are created in the calling thread's network namespace, with trust (the mesh's
+ * anchors, certs_trust()) for both TLS sides. NULL on failure. */
+struct tunnel *tunnel_new(const struct tunnel_opts *o, X509_STORE *trust);
+/* Start the data thread (it inherits the caller's network namespace). */
+int tunnel_start(struct tunnel *t);
+/* Stops the data thread, closes every connection. */
 void tunnel_free(struct tunnel *t);
-/* An fd that polls readable when tunnel_run has work. */
-int tunnel_fd(const struct tunnel *t);
-void tunnel_run(struct tunnel *t);
-/* Certificate renewal; call about once a second. now: wall clock. */
-void tunnel_tick(struct tunnel *t, time_t now);
-/* The config in force (borrowed until the next call). */
-void tunnel_set_config(struct tunnel *t, const struct mesh_config *c);
-/* Prometheus lines for the tunnel's counters. */
+/* From the control thread: the config and identities in force (the tunnel takes references;
+ * the data thread switches to them between two batches of events). */
+void tunnel_publish(struct tunnel *t, struct cfgref *cfg, struct idset *ids);
+/* Prometheus lines for the tunnel's counters (any thread). */
 void tunnel_metrics(const struct tunnel *t, FILE *f);
 
 #endif /* BM_TUNNEL_H */

@@ -648,14 +648,12 @@ X509 *ca_cert(const struct ca *ca)
 	return ca->cert;
 }
 
-int ca_issue(const struct ca *ca, const char *spiffe_id, long ttl_secs, time_t now, EVP_PKEY **key,
-	     X509 **cert, char *err, size_t errlen)
+int ca_sign(const struct ca *ca, EVP_PKEY *pub, const char *spiffe_id, long ttl_secs, time_t now,
+	    X509 **cert, char *err, size_t errlen)
 {
-	EVP_PKEY *k = NULL;
 	X509 *x = NULL;
 	X509V3_CTX ctx;
 
-	*key = NULL;
 	*cert = NULL;
 	if (!ca_spiffe_valid(spiffe_id)) {
 		errf(err, errlen, "invalid SPIFFE ID \"%s\": want spiffe://TRUST-DOMAIN/PATH",
@@ -666,8 +664,7 @@ int ca_issue(const struct ca *ca, const char *spiffe_id, long ttl_secs, time_t n
 		errf(err, errlen, "invalid certificate lifetime %ld s: must be positive", ttl_secs);
 		return -EINVAL;
 	}
-	if (!(k = new_key()) || !(x = X509_new()) ||
-	    !cert_base(x, k, now, ttl_secs / 86400, ttl_secs % 86400, NULL) ||
+	if (!(x = X509_new()) || !cert_base(x, pub, now, ttl_secs / 86400, ttl_secs % 86400, NULL) ||
 	    !X509_set_issuer_name(x, X509_get_subject_name(ca->cert)))
 		goto fail;
 	X509V3_set_ctx(&ctx, ca->cert, x, NULL, NULL, 0);
@@ -678,14 +675,109 @@ int ca_issue(const struct ca *ca, const char *spiffe_id, long ttl_secs, time_t n
 	    !add_ext(x, &ctx, NID_authority_key_identifier, "keyid:always") ||
 	    !add_uri_san(x, spiffe_id) || !X509_sign(x, ca->key, EVP_sha256()))
 		goto fail;
-	*key = k;
 	*cert = x;
 	return 0;
 fail:
 	sslerrf(err, errlen, "cannot issue a certificate for %s", spiffe_id);
 	X509_free(x);
-	EVP_PKEY_free(k);
 	return -EIO;
+}
+
+int ca_issue(const struct ca *ca, const char *spiffe_id, long ttl_secs, time_t now, EVP_PKEY **key,
+	     X509 **cert, char *err, size_t errlen)
+{
+	EVP_PKEY *k = new_key();
+	int rc;
+
+	*key = NULL;
+	*cert = NULL;
+	if (!k) {
+		sslerrf(err, errlen, "cannot make a key for %s", spiffe_id ? spiffe_id : "");
+		return -EIO;
+	}
+	rc = ca_sign(ca, k, spiffe_id, ttl_secs, now, cert, err, errlen);
+	if (rc) {
+		EVP_PKEY_free(k);
+		return rc;
+	}
+	*key = k;
+	return 0;
+}
+
+int ca_csr_new(EVP_PKEY **key, char **pem, char *err, size_t errlen)
+{
+	X509_REQ *req = X509_REQ_new();
+	EVP_PKEY *k = new_key();
+	BIO *b = BIO_new(BIO_s_mem());
+	char *data;
+	long n;
+	int rc = -EIO;
+
+	*key = NULL;
+	*pem = NULL;
+	if (!req || !k || !b || !X509_REQ_set_version(req, 0) ||
+	    !X509_NAME_add_entry_by_txt(X509_REQ_get_subject_name(req), "O", MBSTRING_ASC,
+					(const unsigned char *)"bpfmesh", -1, -1, 0) ||
+	    !X509_REQ_set_pubkey(req, k) || !X509_REQ_sign(req, k, EVP_sha256()) ||
+	    !PEM_write_bio_X509_REQ(b, req) || (n = BIO_get_mem_data(b, &data)) <= 0 ||
+	    !(*pem = strndup(data, n))) {
+		sslerrf(err, errlen, "cannot make a certificate request");
+		EVP_PKEY_free(k);
+		goto out;
+	}
+	*key = k;
+	rc = 0;
+out:
+	BIO_free(b);
+	X509_REQ_free(req);
+	return rc;
+}
+
+EVP_PKEY *ca_csr_pubkey(const char *pem, size_t len, char *err, size_t errlen)
+{
+	BIO *b = BIO_new_mem_buf(pem, (int)len);
+	X509_REQ *req = b ? PEM_read_bio_X509_REQ(b, NULL, NULL, NULL) : NULL;
+	EVP_PKEY *k = req ? X509_REQ_get_pubkey(req) : NULL;
+
+	if (!k || X509_REQ_verify(req, k) != 1) {
+		sslerrf(err, errlen, "not a certificate request signed by its own key");
+		EVP_PKEY_free(k);
+		k = NULL;
+	}
+	X509_REQ_free(req);
+	BIO_free(b);
+	return k;
+}
+
+int ca_pem_certs(const char *pem, size_t len, STACK_OF(X509) * *out, char *err, size_t errlen)
+{
+	BIO *b = BIO_new_mem_buf(pem, (int)len);
+	X509 *x;
+
+	*out = sk_X509_new_null();
+	if (!b || !*out) {
+		BIO_free(b);
+		sk_X509_free(*out);
+		*out = NULL;
+		errf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL)))
+		sk_X509_push(*out, x);
+	ERR_clear_error();
+	BIO_free(b);
+	if (sk_X509_num(*out) == 0) {
+		sk_X509_free(*out);
+		*out = NULL;
+		errf(err, errlen, "no PEM certificate in the answer");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+EVP_PKEY *ca_key(const struct ca *ca)
+{
+	return ca->key;
 }
 
 /* ---------------- bring your own CA ---------------- */

@@ -45,6 +45,24 @@ X509 *ca_cert(const struct ca *ca); /* borrowed */
 int ca_issue(const struct ca *ca, const char *spiffe_id, long ttl_secs, time_t now, EVP_PKEY **key,
 	     X509 **cert, char *err, size_t errlen);
 
+/* The same certificate for a key someone else holds (the CA service signs a CSR's key). */
+int ca_sign(const struct ca *ca, EVP_PKEY *pub, const char *spiffe_id, long ttl_secs, time_t now,
+	    X509 **cert, char *err, size_t errlen);
+
+/* A fresh P-256 key and a PEM certificate request for it (subject O=bpfmesh, no names: the CA
+ * decides the identity). Caller frees *key and *pem. */
+int ca_csr_new(EVP_PKEY **key, char **pem, char *err, size_t errlen);
+/* The public key of a PEM certificate request, verified against the request's own signature;
+ * NULL + err when it is not one. */
+EVP_PKEY *ca_csr_pubkey(const char *pem, size_t len, char *err, size_t errlen);
+/* Every certificate of a PEM buffer; -EINVAL when it holds none. */
+int ca_pem_certs(const char *pem, size_t len, STACK_OF(X509) * *out, char *err, size_t errlen);
+EVP_PKEY *ca_key(const struct ca *ca); /* borrowed */
+
+/* SPIFFE ID of a node of the mesh (its agent asks the CA service for its pods' certificates
+ * with it): spiffe://TD/bpfmesh/node/NAME, NAME as the pods' spec.nodeName says. */
+#define CA_NODE_PATH "/bpfmesh/node/"
+
 /* The certificate's SPIFFE ID: its single URI SAN, which must be spiffe://TD/PATH. -ENOENT when
  * the certificate has no URI SAN, -EINVAL when it has more than one or the one doesn't parse as
  * spiffe://TD/PATH (including any other URI scheme), -ENOSPC when buf is too small. */

@@ -114,10 +114,11 @@ pyget() { python3 -c 'import json, sys; d = json.load(sys.stdin); print(eval(sys
 	[ "$status" -eq 0 ]
 	has_fields "$output" flags pod_id addr4 addr6 pad
 	local id
+	# flags: 1 = in the mesh, 2 = its veth is verified at tc (source address verification)
 	id=$(stat -c %i "$CG/t_client-0")
-	[ "$(pyget "[e['value']['flags'] for e in d if e['key'] == $id]" <<<"$output")" = "[1]" ]
+	[ "$(pyget "[e['value']['flags'] for e in d if e['key'] == $id]" <<<"$output")" = "[3]" ]
 	id=$(stat -c %i "$CG/plain_outsider-0")
-	[ "$(pyget "[e['value']['flags'] for e in d if e['key'] == $id]" <<<"$output")" = "[0]" ]
+	[ "$(pyget "[e['value']['flags'] for e in d if e['key'] == $id]" <<<"$output")" = "[2]" ]
 }
 
 @test "bm_policy, bm_names, bm_meta: dumps show field names" {
@@ -187,7 +188,7 @@ pyget() { python3 -c 'import json, sys; d = json.load(sys.stdin); print(eval(sys
 	for l in connect4:inet4_connect connect6:inet6_connect sendmsg4:udp4_sendmsg \
 		sendmsg6:udp6_sendmsg getpeername4:inet4_getpeername \
 		getpeername6:inet6_getpeername recvmsg4:udp4_recvmsg recvmsg6:udp6_recvmsg \
-		sockops:sock_ops; do
+		sockops:sock_ops ingress:inet_ingress egress:inet_egress; do
 		t=${l#*:}
 		l=${l%:*}
 		run bpftool link show pinned "$P/link_bm_$l"
@@ -210,13 +211,13 @@ pyget() { python3 -c 'import json, sys; d = json.load(sys.stdin); print(eval(sys
 	[[ "$output" == *"$id: cgroup_sock_addr  name bm_connect4 "* ]]
 }
 
-@test "cgroup show: the node's cgroup has all nine programs; a pod's has them effective" {
+@test "cgroup show: the node's cgroup has all eleven programs; a pod's has them effective" {
 	local p
 	run bpftool cgroup show "$CG"
 	echo "$output"
 	[ "$status" -eq 0 ]
 	for p in bm_sockops bm_connect4 bm_connect6 bm_sendmsg4 bm_sendmsg6 bm_recvmsg4 \
-		bm_recvmsg6 bm_getpeername4 bm_getpeername6; do
+		bm_recvmsg6 bm_getpeername4 bm_getpeername6 bm_ingress bm_egress; do
 		[[ "$output" == *" $p"* ]] || { echo "missing $p"; return 1; }
 	done
 	run bpftool cgroup show "$CG/t_client-0"
@@ -226,6 +227,21 @@ pyget() { python3 -c 'import json, sys; d = json.load(sys.stdin); print(eval(sys
 	run bpftool cgroup tree "$(dirname "$CG")"
 	[[ "$output" == *"$CG"* ]]
 	[[ "$output" == *"bm_sockops"* ]]
+}
+
+@test "each pod's network namespace has its sk_lookup link; its veth has the SAV filter" {
+	local pod ino
+	for pod in t_client-0 plain_outsider-0; do
+		ino=$(stat -L -c %i "/proc/$(head -1 "$CG/$pod/cgroup.procs")/ns/net")
+		run bpftool -j link show
+		[ "$status" -eq 0 ]
+		pyget "[l for l in d if l.get('type') == 'netns' and l.get('netns_ino') == $ino]" <<<"$output" | grep -q "sk_lookup" || {
+			echo "no sk_lookup link in $pod's namespace ($ino): $output"
+			return 1
+		}
+	done
+	run nsenter --net="/run/netns/bm-$LAB-node1" bpftool net show
+	[[ "$output" == *"bm_pod_out"* ]]
 }
 
 @test "lab down leaves no netns, cgroup, pin or process behind" {
