@@ -22,7 +22,7 @@
 #include "log.h"
 
 #define CA_TIMEOUT_MS 3000 /* one request to the CA service, connect to answer */
-#define CA_RETRY_SECS 5	   /* after a failure, before asking again for that identity */
+#define CA_RETRY_SECS 1	   /* after a failure, before asking again for that identity */
 #define CA_ANSWER_MAX 65536
 
 struct slot {

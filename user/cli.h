@@ -15,5 +15,8 @@ int cmd_graph(int argc, char **argv);
 int cmd_uninstall(int argc, char **argv);
 int cmd_lab(int argc, char **argv);
 int cmd_ca(int argc, char **argv);
+/* `bpfmesh ca serve` / `ca node` (ca_serve.c), dispatched by cmd_ca */
+int ca_serve_cmd(int argc, char **argv);
+int ca_node_cmd(int argc, char **argv);
 
 #endif /* BM_CLI_H */

@@ -29,7 +29,10 @@ static int usage(void)
 		"usage: bpfmesh ca init --dir DIR [--trust-domain TD]\n"
 		"       bpfmesh ca issue --dir DIR --id SPIFFE_ID [--ttl DURATION] --cert FILE "
 		"--key FILE [--not-before-offset SECONDS]\n"
-		"       bpfmesh ca show FILE\n");
+		"       bpfmesh ca show FILE\n"
+		"       bpfmesh ca node --dir DIR --node NAME --out DIR [--ttl DURATION]\n"
+		"       bpfmesh ca serve --dir DIR --config-dir DIR --listen IP:PORT "
+		"[--netns PATH] [--max-ttl DURATION]\n");
 	return 2;
 }
 
@@ -199,6 +202,10 @@ int cmd_ca(int argc, char **argv)
 		return ca_issue_cmd(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "show"))
 		return ca_show_cmd(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "node"))
+		return ca_node_cmd(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "serve"))
+		return ca_serve_cmd(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
 		usage();
 		return 0;

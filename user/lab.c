@@ -15,6 +15,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <getopt.h>
 #include <sched.h>
 #include <signal.h>
@@ -34,6 +35,7 @@
 #include "ca.h"
 #include "cli.h"
 #include "echo.h"
+#include "names.h"
 #include "resolve.h"
 #include "validate.h"
 
@@ -44,31 +46,128 @@
 
 /* ---------- small helpers ---------- */
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* Run a shell command quietly; its output goes to stderr only when it fails. */
-static int sh(const char *fmt, ...)
+/*
+ * Run a command from its argv, never through a shell: names from YAML or flags are arguments,
+ * not code. Quiet: its output goes to stderr only when it fails.
+ */
+static int runv(char *const argv[])
 {
-	char cmd[4096], full[4200];
-	va_list ap;
-	int rc;
+	char out[8192];
+	size_t n = 0;
+	int pfd[2], status;
+	ssize_t r;
+	pid_t pid;
 
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	snprintf(full, sizeof(full), "out=$( { %s ; } 2>&1 ) || { echo \"$out\" >&2; exit 1; }",
-		 cmd);
-	rc = system(full);
-	if (rc != 0 && getenv("BPFMESH_DEBUG"))
-		fprintf(stderr, "lab: command failed: %s\n", cmd);
-	return rc == 0 ? 0 : -1;
+	if (pipe2(pfd, O_CLOEXEC))
+		return -1;
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0) {
+		close(pfd[0]);
+		close(pfd[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		dup2(pfd[1], 1);
+		dup2(pfd[1], 2);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	close(pfd[1]);
+	for (;;) { /* keep what fits, drain the rest: the child never blocks on a full pipe */
+		char junk[256];
+
+		r = n < sizeof(out) - 1 ? read(pfd[0], out + n, sizeof(out) - 1 - n)
+					: read(pfd[0], junk, sizeof(junk));
+		if (r <= 0)
+			break;
+		if (n < sizeof(out) - 1)
+			n += r;
+	}
+	close(pfd[0]);
+	out[n] = 0;
+	if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status)) {
+		fprintf(stderr, "lab: %s", argv[0]);
+		for (int i = 1; argv[i]; i++)
+			fprintf(stderr, " %s", argv[i]);
+		fprintf(stderr, ": %s%s", out[0] ? out : "failed\n",
+			n && out[n - 1] != '\n' ? "\n" : "");
+		return -1;
+	}
+	return 0;
+}
+#define RUN(...) runv((char *const[]){__VA_ARGS__, NULL})
+/* The same, and a failure is expected (cleanup of what may be gone already). */
+static void run_quiet(char *const argv[])
+{
+	int fd = open("/dev/null", O_WRONLY | O_CLOEXEC), saved = dup(2);
+
+	if (fd >= 0 && saved >= 0) {
+		dup2(fd, 2);
+		runv(argv);
+		dup2(saved, 2);
+	}
+	if (fd >= 0)
+		close(fd);
+	if (saved >= 0)
+		close(saved);
+}
+#define RUN_QUIET(...) run_quiet((char *const[]){__VA_ARGS__, NULL})
+
+static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *f)
+{
+	(void)st;
+	(void)f;
+	return (type == FTW_DP ? rmdir(path) : unlink(path)) && errno != ENOENT ? -1 : 0;
+}
+
+/* rm -rf, without a shell and without following symlinks out of the tree. */
+static int rm_tree(const char *path)
+{
+	if (access(path, F_OK))
+		return 0;
+	return nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* The last n lines of a file, to stderr (a crashed agent's log). */
+static void print_tail(const char *path, int n)
+{
+	char *lines[64] = {0}, buf[1024];
+	FILE *f = fopen(path, "r");
+	int k = 0;
+
+	if (!f)
+		return;
+	if (n > 64)
+		n = 64;
+	while (fgets(buf, sizeof(buf), f)) {
+		free(lines[k % n]);
+		lines[k++ % n] = strdup(buf);
+	}
+	fclose(f);
+	for (int i = k > n ? k - n : 0; i < k; i++)
+		fputs(lines[i % n] ? lines[i % n] : "", stderr);
+	for (int i = 0; i < n; i++)
+		free(lines[i]);
 }
 
 static int write_file(const char *path, const char *data, size_t len)
 {
-	char tmp[1100];
+	char tmp[1100], *cur;
+	struct stat st;
 	int fd;
 
+	/* the same bytes again: leave the file (and its watchers) alone */
+	if (stat(path, &st) == 0 && (size_t)st.st_size == len && (fd = open(path, O_RDONLY)) >= 0) {
+		cur = malloc(len + 1);
+		if (cur && read(fd, cur, len) == (ssize_t)len && !memcmp(cur, data, len)) {
+			free(cur);
+			close(fd);
+			return 0;
+		}
+		free(cur);
+		close(fd);
+	}
 	snprintf(tmp, sizeof(tmp), "%s.tmp%d", path, getpid());
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
@@ -178,6 +277,10 @@ struct lab {
 	int nnodes;
 	struct lab_pod *pods;
 	int npods, cappods;
+	int supervisor_pid;  /* the process that runs and restarts agents and the CA */
+	int changed;	     /* config files this command changed (lab apply waits for them) */
+	uint64_t written_ns; /* CLOCK_REALTIME after the last such change */
+	bool strict_udp;     /* lab up --strict-udp drop */
 };
 
 static void lab_paths(struct lab *l, const char *name)
@@ -217,6 +320,8 @@ static int state_save(const struct lab *l)
 	bprintf(&b, "lab %s %s %ld %d\n", l->name, l->bpffs, l->cert_ttl_s, l->mtls);
 	bprintf(&b, "lab %s %s\n", l->name, l->bpffs);
 	bprintf(&b, "accel %s\n", l->accel_off ? "off" : "on");
+	bprintf(&b, "strict-udp %s\n", l->strict_udp ? "drop" : "pass");
+	bprintf(&b, "supervisor %d\n", l->supervisor_pid);
 	for (int i = 0; i < l->nnodes; i++)
 		bprintf(&b, "node %s %d %d %d %d\n", l->nodes[i].name, l->nodes[i].index,
 			l->nodes[i].agent_pid, l->nodes[i].metrics_port, l->nodes[i].health_port);
@@ -258,6 +363,9 @@ static int state_load(struct lab *l)
 			l->bpffs = strdup(bpffs);
 		} else if (!strcmp(line, "accel off\n")) {
 			l->accel_off = true;
+		} else if (!strcmp(line, "strict-udp drop\n")) {
+			l->strict_udp = true;
+		} else if (sscanf(line, "supervisor %d", &l->supervisor_pid) == 1) {
 		} else if (l->nnodes < LAB_MAX_NODES &&
 			   sscanf(line, "node %63s %d %d %d %d", n->name, &n->index, &n->agent_pid,
 				  &n->metrics_port, &n->health_port) == 5) {
@@ -340,21 +448,23 @@ static bool pid_alive(int pid)
 
 /* ---------- nodes ---------- */
 
+#define LAB_CA_ADDR "10.244.255.254" /* the lab's CA service, on the fabric's bridge */
+#define LAB_CA_PORT "15012"	     /* Istio's CA port */
+
 static int fabric_up(struct lab *l)
 {
-	char fab[256];
+	char fab[256], p[300];
 
 	snprintf(fab, sizeof(fab), "bm-%s-fabric", l->name);
-	if (access("/run/netns", F_OK) == 0) {
-		char p[300];
-
-		snprintf(p, sizeof(p), "/run/netns/%s", fab);
-		if (access(p, F_OK) == 0)
-			return 0;
-	}
-	return sh("ip netns add %s && ip -n %s link set lo up && "
-		  "ip -n %s link add br0 type bridge && ip -n %s link set br0 up",
-		  fab, fab, fab, fab);
+	snprintf(p, sizeof(p), "/run/netns/%s", fab);
+	if (access(p, F_OK) == 0)
+		return 0;
+	if (RUN("ip", "netns", "add", fab) || RUN("ip", "-n", fab, "link", "set", "lo", "up") ||
+	    RUN("ip", "-n", fab, "link", "add", "br0", "type", "bridge") ||
+	    RUN("ip", "-n", fab, "link", "set", "br0", "up") ||
+	    RUN("ip", "-n", fab, "addr", "add", LAB_CA_ADDR "/24", "dev", "br0"))
+		return -1;
+	return 0;
 }
 
 static int node_up(struct lab *l, struct lab_node *n)
@@ -369,19 +479,29 @@ static int node_up(struct lab *l, struct lab_node *n)
 	if (mkdir(cg, 0755) && errno != EEXIST)
 		return -1;
 	/* node netns: a bridge for its pods, a leg into the fabric, routes to other nodes */
-	if (sh("ip netns add %s && ip -n %s link set lo up && "
-	       "ip netns exec %s sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 "
-	       "net.ipv6.conf.default.accept_dad=0 && "
-	       "ip -n %s link add br0 type bridge && ip -n %s link set br0 up && "
-	       "ip -n %s addr add 10.244.%d.1/24 dev br0 && "
-	       "ip -n %s addr add fd00:244:%x::1/64 dev br0 nodad && "
-	       "ip link add n%d netns %s type veth peer name fab0 netns %s && "
-	       "ip -n %s link set n%d master br0 up && ip -n %s link set fab0 up && "
-	       "ip -n %s addr add 10.244.255.%d/24 dev fab0 && "
-	       "ip -n %s addr add fd00:244:ff::%x/64 dev fab0 nodad",
-	       ns, ns, ns, ns, ns, ns, n->index, ns, n->index, n->index, fab, ns, fab, n->index, ns,
-	       ns, n->index, ns, n->index))
-		return -1;
+	{
+		char br4[32], br6[48], leg[16], fab4[32], fab6[48];
+
+		snprintf(br4, sizeof(br4), "10.244.%d.1/24", n->index);
+		snprintf(br6, sizeof(br6), "fd00:244:%x::1/64", n->index);
+		snprintf(leg, sizeof(leg), "n%d", n->index);
+		snprintf(fab4, sizeof(fab4), "10.244.255.%d/24", n->index);
+		snprintf(fab6, sizeof(fab6), "fd00:244:ff::%x/64", n->index);
+		if (RUN("ip", "netns", "add", ns) || RUN("ip", "-n", ns, "link", "set", "lo", "up") ||
+		    RUN("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1",
+			"net.ipv6.conf.all.forwarding=1", "net.ipv6.conf.default.accept_dad=0") ||
+		    RUN("ip", "-n", ns, "link", "add", "br0", "type", "bridge") ||
+		    RUN("ip", "-n", ns, "link", "set", "br0", "up") ||
+		    RUN("ip", "-n", ns, "addr", "add", br4, "dev", "br0") ||
+		    RUN("ip", "-n", ns, "addr", "add", br6, "dev", "br0", "nodad") ||
+		    RUN("ip", "link", "add", leg, "netns", fab, "type", "veth", "peer", "name", "fab0",
+			"netns", ns) ||
+		    RUN("ip", "-n", fab, "link", "set", leg, "master", "br0", "up") ||
+		    RUN("ip", "-n", ns, "link", "set", "fab0", "up") ||
+		    RUN("ip", "-n", ns, "addr", "add", fab4, "dev", "fab0") ||
+		    RUN("ip", "-n", ns, "addr", "add", fab6, "dev", "fab0", "nodad"))
+			return -1;
+	}
 	return 0;
 }
 
@@ -395,10 +515,15 @@ static void node_routes(struct lab *l)
 		for (int j = 0; j < l->nnodes; j++) {
 			if (i == j)
 				continue;
-			sh("ip -n %s route replace 10.244.%d.0/24 via 10.244.255.%d && "
-			   "ip -n %s -6 route replace fd00:244:%x::/64 via fd00:244:ff::%x",
-			   ns, l->nodes[j].index, l->nodes[j].index, ns, l->nodes[j].index,
-			   l->nodes[j].index);
+			char d4[32], v4[32], d6[48], v6[48];
+			int x = l->nodes[j].index;
+
+			snprintf(d4, sizeof(d4), "10.244.%d.0/24", x);
+			snprintf(v4, sizeof(v4), "10.244.255.%d", x);
+			snprintf(d6, sizeof(d6), "fd00:244:%x::/64", x);
+			snprintf(v6, sizeof(v6), "fd00:244:ff::%x", x);
+			RUN("ip", "-n", ns, "route", "replace", d4, "via", v4);
+			RUN("ip", "-n", ns, "-6", "route", "replace", d6, "via", v6);
 		}
 	}
 }
@@ -418,50 +543,314 @@ static int free_port(void)
 	return port;
 }
 
-static int agent_start(struct lab *l, struct lab_node *n)
+static int self_exe(char *buf, size_t len)
+{
+	ssize_t n = readlink("/proc/self/exe", buf, len - 1);
+
+	if (n < 0)
+		return -1;
+	buf[n] = 0;
+	return 0;
+}
+
+/* Start node n's agent (the supervisor's child); its pid, or -1. */
+static pid_t spawn_agent(struct lab *l, struct lab_node *n)
 {
 	char an[256], cg[400], log[700], self[600], maddr[64], haddr[64], nip[32], ns[300],
-	    nsp[320], ca[700], ttl[32];
+	    nsp[320], cadir[700], ttl[32];
+	char *av[40];
+	int k = 0;
 	pid_t pid;
-	ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
 
-	if (len < 0)
+	if (self_exe(self, sizeof(self)))
 		return -1;
-	self[len] = 0;
 	agent_name(l, n->name, an, sizeof(an));
 	snprintf(cg, sizeof(cg), "%s/%s", l->cg_root, n->name);
 	snprintf(log, sizeof(log), "%s/agent-%s.log", l->dir, n->name);
-	if (!n->metrics_port)
-		n->metrics_port = free_port();
-	if (!n->health_port)
-		n->health_port = free_port();
 	snprintf(maddr, sizeof(maddr), "127.0.0.1:%d", n->metrics_port);
 	snprintf(haddr, sizeof(haddr), "127.0.0.1:%d", n->health_port);
 	snprintf(nip, sizeof(nip), "10.244.255.%d", n->index);
 	netns_node(l, n->name, ns, sizeof(ns));
 	snprintf(nsp, sizeof(nsp), "/run/netns/%s", ns);
-	snprintf(ca, sizeof(ca), "%s/ca", l->dir);
+	snprintf(cadir, sizeof(cadir), "%s/nodes/%s", l->dir, n->name);
 	snprintf(ttl, sizeof(ttl), "%lds", l->cert_ttl_s > 0 ? l->cert_ttl_s : 86400);
+	av[k++] = self;
+	av[k++] = "agent";
+	av[k++] = "--config-dir";
+	av[k++] = l->config;
+	av[k++] = "--cgroup";
+	av[k++] = cg;
+	av[k++] = "--node";
+	av[k++] = an;
+	av[k++] = "--bpffs";
+	av[k++] = (char *)l->bpffs;
+	av[k++] = "--metrics-addr";
+	av[k++] = maddr;
+	av[k++] = "--health-addr";
+	av[k++] = haddr;
+	av[k++] = "--node-ip";
+	av[k++] = nip;
+	av[k++] = "--netns";
+	av[k++] = nsp;
+	if (l->mtls) { /* certificates from the lab's CA service, as this node */
+		av[k++] = "--ca-addr";
+		av[k++] = LAB_CA_ADDR ":" LAB_CA_PORT;
+		av[k++] = "--node-cert";
+		av[k++] = cadir;
+		av[k++] = "--cert-ttl";
+		av[k++] = ttl;
+	}
+	av[k++] = "--accel";
+	av[k++] = l->accel_off ? "off" : "on";
+	av[k++] = "--strict-udp";
+	av[k++] = l->strict_udp ? "drop" : "pass";
+	av[k] = NULL;
+	pid = fork();
+	if (pid == 0) {
+		daemon_stdio(log);
+		execv(self, av);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* Start the lab's CA service (the supervisor's child). */
+static pid_t spawn_ca(struct lab *l)
+{
+	char self[600], cadir[700], log[700], fab[300];
+	pid_t pid;
+
+	if (self_exe(self, sizeof(self)))
+		return -1;
+	snprintf(cadir, sizeof(cadir), "%s/ca", l->dir);
+	snprintf(log, sizeof(log), "%s/ca.log", l->dir);
+	snprintf(fab, sizeof(fab), "/run/netns/bm-%s-fabric", l->name);
+	pid = fork();
+	if (pid == 0) {
+		daemon_stdio(log);
+		execl(self, self, "ca", "serve", "--dir", cadir, "--config-dir", l->config,
+		      "--listen", LAB_CA_ADDR ":" LAB_CA_PORT, "--netns", fab, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* ---------- the supervisor: agents and the CA are restarted when they exit ---------- */
+
+#define SUP_RESTART_MS 100  /* as systemd's RestartSec */
+#define SUP_BACKOFF_MS 5000 /* the most, for one that keeps dying at once */
+#define SUP_STABLE_MS  5000 /* up this long: the next exit restarts it at once again */
+
+struct child {
+	pid_t pid;
+	uint64_t started, restart_at;
+	int backoff;
+	char log[700];
+};
+
+static void __attribute__((format(printf, 2, 3))) sup_log(const char *path, const char *fmt, ...)
+{
+	char line[512], stamp[32];
+	struct timespec ts;
+	struct tm tm;
+	va_list ap;
+	FILE *f = fopen(path, "a");
+	int n;
+
+	if (!f)
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(stamp, sizeof(stamp), "%H:%M:%S", &tm);
+	n = snprintf(line, sizeof(line), "%s.%03ld INFO lab: ", stamp, ts.tv_nsec / 1000000);
+	va_start(ap, fmt);
+	vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+	va_end(ap);
+	fprintf(f, "%s\n", line);
+	fclose(f);
+}
+
+static bool held(const struct lab *l, const char *node)
+{
+	char path[700];
+
+	snprintf(path, sizeof(path), "%s/hold-%s", l->dir, node);
+	return access(path, F_OK) == 0;
+}
+
+static void sup_exited(struct child *ch, const char *what, int status, uint64_t now)
+{
+	char how[96];
+
+	if (WIFSIGNALED(status))
+		snprintf(how, sizeof(how), "killed by signal %d (%s)", WTERMSIG(status),
+			 strsignal(WTERMSIG(status)));
+	else
+		snprintf(how, sizeof(how), "exited with status %d", WEXITSTATUS(status));
+	ch->backoff = now - ch->started < SUP_STABLE_MS
+			  ? (ch->backoff ? ch->backoff * 2 : SUP_RESTART_MS)
+			  : SUP_RESTART_MS;
+	if (ch->backoff > SUP_BACKOFF_MS)
+		ch->backoff = SUP_BACKOFF_MS;
+	ch->restart_at = now + ch->backoff;
+	ch->pid = 0;
+	sup_log(ch->log, "%s %s; restarting in %d ms", what, how, ch->backoff);
+}
+
+static volatile sig_atomic_t sup_stop;
+
+static void sup_on_term(int sig)
+{
+	(void)sig;
+	sup_stop = 1;
+}
+
+static int lab_supervise(const char *name, const char *bpffs)
+{
+	struct child agents[LAB_MAX_NODES] = {0}, ca = {0};
+	struct lab *l = calloc(1, sizeof(*l));
+	struct timespec mt = {0};
+	char path[700];
+
+	if (!l)
+		return 1;
+	signal(SIGTERM, sup_on_term);
+	signal(SIGINT, sup_on_term);
+	signal(SIGHUP, SIG_IGN);
+	l->bpffs = bpffs;
+	lab_paths(l, name);
+	snprintf(ca.log, sizeof(ca.log), "%s/ca.log", l->dir);
+	snprintf(path, sizeof(path), "%s/lab.state", l->dir);
+	while (!sup_stop) {
+		uint64_t now = mono_ms();
+		struct stat st;
+		int status;
+		pid_t pid;
+
+		/* the lab's nodes, as the lab commands last wrote them */
+		if (stat(path, &st)) {
+			break; /* the lab is gone */
+		} else if (st.st_mtim.tv_sec != mt.tv_sec || st.st_mtim.tv_nsec != mt.tv_nsec) {
+			struct lab fresh = {.bpffs = bpffs};
+
+			lab_paths(&fresh, name);
+			if (state_load(&fresh) == 0) {
+				free(l->pods);
+				*l = fresh;
+				mt = st.st_mtim;
+			}
+		}
+		while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+			if (pid == ca.pid)
+				sup_exited(&ca, "the CA service", status, now);
+			for (int i = 0; i < l->nnodes; i++)
+				if (pid == agents[i].pid)
+					sup_exited(&agents[i], "agent", status, now);
+		}
+		if (l->mtls && !ca.pid && now >= ca.restart_at) {
+			ca.pid = spawn_ca(l);
+			ca.started = now;
+		}
+		for (int i = 0; i < l->nnodes; i++) {
+			struct child *ch = &agents[i];
+			char an[256];
+
+			snprintf(ch->log, sizeof(ch->log), "%s/agent-%s.log", l->dir,
+				 l->nodes[i].name);
+			agent_name(l, l->nodes[i].name, an, sizeof(an));
+			if (held(l, l->nodes[i].name)) {
+				if (ch->pid > 0)
+					kill(ch->pid, SIGTERM); /* `lab agent stop`: reaped above */
+				continue;
+			}
+			/* one started by an earlier supervisor, or by hand: let it run */
+			if (ch->pid > 0 || agent_pid(an) || now < ch->restart_at)
+				continue;
+			ch->pid = spawn_agent(l, &l->nodes[i]);
+			ch->started = now;
+		}
+		usleep(50 * 1000);
+	}
+	/* stop everything this supervisor runs */
+	if (ca.pid > 0)
+		kill(ca.pid, SIGTERM);
+	for (int i = 0; i < LAB_MAX_NODES; i++)
+		if (agents[i].pid > 0)
+			kill(agents[i].pid, SIGTERM);
+	for (int t = 0; t < 60 && waitpid(-1, NULL, WNOHANG) >= 0; t++)
+		usleep(50 * 1000);
+	if (ca.pid > 0)
+		kill(ca.pid, SIGKILL);
+	for (int i = 0; i < LAB_MAX_NODES; i++)
+		if (agents[i].pid > 0)
+			kill(agents[i].pid, SIGKILL);
+	while (waitpid(-1, NULL, 0) > 0)
+		;
+	free(l->pods);
+	free(l);
+	return 0;
+}
+
+/* The supervisor of lab l, started if it does not run. */
+static int supervisor_ensure(struct lab *l)
+{
+	char self[600], log[700];
+	pid_t pid;
+
+	if (pid_alive(l->supervisor_pid))
+		return 0;
+	if (self_exe(self, sizeof(self)))
+		return -1;
+	snprintf(log, sizeof(log), "%s/supervisor.log", l->dir);
 	pid = fork();
 	if (pid < 0)
 		return -1;
 	if (pid == 0) {
 		daemon_stdio(log);
-		if (l->mtls)
-			execl(self, self, "agent", "--config-dir", l->config, "--cgroup", cg,
-			      "--node", an, "--bpffs", l->bpffs, "--metrics-addr", maddr,
-			      "--health-addr", haddr, "--node-ip", nip, "--netns", nsp, "--ca-dir",
-			      ca, "--cert-ttl", ttl, "--accel", l->accel_off ? "off" : "on",
-			      (char *)NULL);
-		else
-			execl(self, self, "agent", "--config-dir", l->config, "--cgroup", cg,
-			      "--node", an, "--bpffs", l->bpffs, "--metrics-addr", maddr,
-			      "--health-addr", haddr, "--node-ip", nip, "--netns", nsp, "--accel",
-			      l->accel_off ? "off" : "on", (char *)NULL);
+		execl(self, self, "lab", "supervise", "--name", l->name, "--bpffs", l->bpffs,
+		      (char *)NULL);
 		_exit(127);
 	}
-	n->agent_pid = pid;
-	return 0;
+	l->supervisor_pid = pid;
+	return state_save(l);
+}
+
+static void supervisor_stop(struct lab *l)
+{
+	int pid = l->supervisor_pid;
+
+	if (!pid_alive(pid))
+		return;
+	kill(pid, SIGTERM);
+	for (int i = 0; i < 100 && pid_alive(pid); i++) {
+		waitpid(pid, NULL, WNOHANG);
+		usleep(50 * 1000);
+	}
+	if (pid_alive(pid))
+		kill(pid, SIGKILL);
+	waitpid(pid, NULL, WNOHANG);
+}
+
+/* The node's identity for the CA service (its agent's --node-cert). */
+static int node_cert(struct lab *l, const struct lab_node *n)
+{
+	char cadir[700], out[700], crt[800];
+
+	snprintf(cadir, sizeof(cadir), "%s/ca", l->dir);
+	snprintf(out, sizeof(out), "%s/nodes", l->dir);
+	mkdir(out, 0700);
+	snprintf(out, sizeof(out), "%s/nodes/%s", l->dir, n->name);
+	snprintf(crt, sizeof(crt), "%s/node.crt", out);
+	if (access(crt, F_OK) == 0)
+		return 0;
+	{
+		char self[600];
+
+		if (self_exe(self, sizeof(self)))
+			return -1;
+		return RUN(self, "ca", "node", "--dir", cadir, "--node", (char *)n->name, "--out",
+			   out);
+	}
 }
 
 /* Ready = `bpfmesh status` would say so, and every local pod is in its bm_pod map. */
@@ -633,7 +1022,8 @@ static bool pod_answers(struct lab *l, struct lab_pod *p, const struct mesh_conf
 
 static int pod_net_up(struct lab *l, struct lab_pod *p)
 {
-	char ns[400], node_ns[256], cg[800], v4[64], v6[64], hostdir[600];
+	char ns[400], node_ns[256], cg[800], v4[64], v6[64], hostdir[600], path[700], veth[16],
+	    a4[80], a6[80], gw4[32], gw6[48];
 	const struct lab_node *n = node_find(l, p->node);
 
 	netns_pod(l, p, ns, sizeof(ns));
@@ -643,20 +1033,31 @@ static int pod_net_up(struct lab *l, struct lab_pod *p)
 	if (mkdir(cg, 0755) && errno != EEXIST)
 		return -1;
 	snprintf(hostdir, sizeof(hostdir), "/etc/netns/%s", ns);
-	sh("mkdir -p %s && echo 'nameserver 127.0.0.1' > %s/resolv.conf", hostdir, hostdir);
+	mkdir("/etc/netns", 0755);
+	if (mkdir(hostdir, 0755) && errno != EEXIST)
+		return -1;
+	snprintf(path, sizeof(path), "%s/resolv.conf", hostdir);
+	if (write_file(path, "nameserver 127.0.0.1\n", 21))
+		return -1;
 	/* the node-side veth name must fit IFNAMSIZ: derive it from the node and slot */
-	return sh("ip netns add %s && ip -n %s link set lo up && "
-		  "ip netns exec %s sysctl -qw net.ipv6.conf.all.accept_dad=0 "
-		  "net.ipv6.conf.default.accept_dad=0 && "
-		  "ip link add p%d netns %s type veth peer name eth0 netns %s && "
-		  "ip -n %s link set p%d master br0 up && ip -n %s link set eth0 up && "
-		  "ip -n %s addr add %s/24 dev eth0 && ip -n %s addr add %s/64 dev eth0 nodad && "
-		  "ip -n %s route add default via 10.244.%d.1 && "
-		  "ip -n %s -6 route add default via fd00:244:%x::1",
-		  ns, ns, ns, p->k, node_ns, ns, node_ns, p->k, ns, ns, v4, ns, v6, ns, n->index,
-		  ns, n->index)
-		   ? -1
-		   : 0;
+	snprintf(veth, sizeof(veth), "p%d", p->k);
+	snprintf(a4, sizeof(a4), "%s/24", v4);
+	snprintf(a6, sizeof(a6), "%s/64", v6);
+	snprintf(gw4, sizeof(gw4), "10.244.%d.1", n->index);
+	snprintf(gw6, sizeof(gw6), "fd00:244:%x::1", n->index);
+	if (RUN("ip", "netns", "add", ns) || RUN("ip", "-n", ns, "link", "set", "lo", "up") ||
+	    RUN("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0",
+		"net.ipv6.conf.default.accept_dad=0") ||
+	    RUN("ip", "link", "add", veth, "netns", node_ns, "type", "veth", "peer", "name", "eth0",
+		"netns", ns) ||
+	    RUN("ip", "-n", node_ns, "link", "set", veth, "master", "br0", "up") ||
+	    RUN("ip", "-n", ns, "link", "set", "eth0", "up") ||
+	    RUN("ip", "-n", ns, "addr", "add", a4, "dev", "eth0") ||
+	    RUN("ip", "-n", ns, "addr", "add", a6, "dev", "eth0", "nodad") ||
+	    RUN("ip", "-n", ns, "route", "add", "default", "via", gw4) ||
+	    RUN("ip", "-n", ns, "-6", "route", "add", "default", "via", gw6))
+		return -1;
+	return 0;
 }
 
 static void pod_kill(struct lab_pod *p)
@@ -680,7 +1081,9 @@ static void pod_destroy(struct lab *l, struct lab_pod *p)
 
 	pod_kill(p);
 	netns_pod(l, p, ns, sizeof(ns));
-	sh("ip netns del %s 2>/dev/null; rm -rf /etc/netns/%s; true", ns, ns);
+	RUN_QUIET("ip", "netns", "del", ns);
+	snprintf(path, sizeof(path), "/etc/netns/%s", ns);
+	rm_tree(path);
 	snprintf(cg, sizeof(cg), "%s/%s/%s_%s", l->cg_root, p->node, p->ns, p->name);
 	/* processes a `lab exec` left in the cgroup must go before it can be removed */
 	for (int i = 0; i < 50 && rmdir(cg) && errno == EBUSY; i++) {
@@ -925,7 +1328,9 @@ static int reconcile(struct lab *l)
 		snprintf(n->name, sizeof(n->name), "%s", want[i].node);
 		n->index = node_index_free(l);
 		l->nnodes++;
-		if (node_up(l, n)) {
+		n->metrics_port = free_port();
+		n->health_port = free_port();
+		if (node_up(l, n) || (l->mtls && node_cert(l, n))) {
 			fprintf(stderr, "lab: cannot create node %s\n", n->name);
 			err = -1;
 		}
@@ -971,25 +1376,20 @@ static int reconcile(struct lab *l)
 	for (int i = 0; i < l->npods; i++)
 		if (!pid_alive(l->pods[i].pid))
 			pod_server_start(l, &l->pods[i], c);
-	for (int i = 0; i < l->nnodes; i++)
-		if (!pid_alive(l->nodes[i].agent_pid))
-			agent_start(l, &l->nodes[i]);
 	state_save(l);
+	if (supervisor_ensure(l)) { /* it starts the agents (and the CA) and keeps them up */
+		config_free(c);
+		return -1;
+	}
 	/* ready: every agent attached with the config, every pod enrolled and answering */
 	uint64_t deadline = mono_ms() + LAB_READY_SECS * 1000;
 	bool ready = false;
 
 	while (!ready && mono_ms() < deadline) {
 		ready = true;
-		for (int i = 0; i < l->nnodes; i++) {
-			int pid = l->nodes[i].agent_pid;
-
-			/* reap it if it is our child (lab up); otherwise just probe it */
-			if (waitpid(pid, NULL, WNOHANG) != pid && pid_alive(pid))
-				continue;
-			fprintf(stderr, "lab %s: the agent of node %s exited; its log:\n", l->name,
-				l->nodes[i].name);
-			sh("tail -n 20 '%s/agent-%s.log' >&2", l->dir, l->nodes[i].name);
+		if (!pid_alive(l->supervisor_pid)) {
+			fprintf(stderr, "lab %s: the supervisor exited; its log is %s/supervisor.log\n",
+				l->name, l->dir);
 			deadline = 0;
 		}
 		for (int i = 0; i < l->nnodes && ready; i++)
@@ -1003,6 +1403,16 @@ static int reconcile(struct lab *l)
 	if (!ready) {
 		fprintf(stderr, "lab %s: not ready after %d s; see logs in %s\n", l->name,
 			LAB_READY_SECS, l->dir);
+		for (int i = 0; i < l->nnodes; i++) {
+			char log[800];
+
+			if (agent_ready(l, &l->nodes[i]))
+				continue;
+			fprintf(stderr, "lab %s: node %s is not ready; the end of its log:\n",
+				l->name, l->nodes[i].name);
+			snprintf(log, sizeof(log), "%s/agent-%s.log", l->dir, l->nodes[i].name);
+			print_tail(log, 20);
+		}
 		return -1;
 	}
 	return 0;
@@ -1011,24 +1421,156 @@ static int reconcile(struct lab *l)
 /* ---------- storing objects (like an API server) ---------- */
 
 struct store_ctx {
-	const char *dir;
+	int dirfd; /* files are made relative to it only: never a path outside */
 	int n;
+	bool bad;
 };
+
+/* A kind as an API server would take it for a file name part: a letter, then letters and
+ * digits (no '/', no '.'). */
+static bool kind_ok(const char *k)
+{
+	if (!k || !((*k >= 'A' && *k <= 'Z') || (*k >= 'a' && *k <= 'z')) || strlen(k) > 63)
+		return false;
+	for (; *k; k++)
+		if (!((*k >= 'A' && *k <= 'Z') || (*k >= 'a' && *k <= 'z') || (*k >= '0' && *k <= '9')))
+			return false;
+	return true;
+}
+
+/* Write data to name in dirfd, atomically (temp file + rename in the same directory). */
+static int write_at(int dirfd, const char *name, const char *data, size_t len)
+{
+	char tmp[600];
+	int fd;
+
+	snprintf(tmp, sizeof(tmp), ".%s.tmp%d", name, getpid());
+	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -1;
+	if (write(fd, data, len) != (ssize_t)len) {
+		close(fd);
+		unlinkat(dirfd, tmp, 0);
+		return -1;
+	}
+	close(fd);
+	return renameat(dirfd, tmp, dirfd, name);
+}
 
 static int store_object(void *arg, const char *kind, const char *ns, const char *name,
 			const char *yaml, size_t len)
 {
 	struct store_ctx *sc = arg;
-	char path[1200];
+	char file[600];
 
-	snprintf(path, sizeof(path), "%s/%s.%s.%s.yaml", sc->dir, kind, ns, name);
+	/* every part is checked before it becomes part of a file name */
+	if (!kind_ok(kind) || !names_dns_label(ns) || !names_dns_subdomain(name)) {
+		fprintf(stderr,
+			"lab apply: %s/%s/%s: not a valid kind, namespace (DNS-1123 label) and name "
+			"(DNS-1123 subdomain); not stored\n",
+			kind ? kind : "?", ns ? ns : "?", name ? name : "?");
+		sc->bad = true;
+		return -1;
+	}
+	snprintf(file, sizeof(file), "%s.%s.%s.yaml", kind, ns, name);
 	sc->n++;
-	return write_file(path, yaml, len);
+	return write_at(sc->dirfd, file, yaml, len);
 }
 
+static bool plain_entry(int dirfd, const struct dirent *de)
+{
+	struct stat st;
+
+	return de->d_name[0] != '.' && fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       S_ISREG(st.st_mode);
+}
+
+static char *read_at(int dirfd, const char *name, size_t *len)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	char *buf = NULL;
+
+	if (fd < 0 || fstat(fd, &st) || !(buf = malloc(st.st_size + 1)) ||
+	    read(fd, buf, st.st_size) != st.st_size) {
+		free(buf);
+		buf = NULL;
+	} else {
+		*len = st.st_size;
+	}
+	if (fd >= 0)
+		close(fd);
+	return buf;
+}
+
+/* Copy the regular files of from into to (made if needed). */
 static int copy_dir(const char *from, const char *to)
 {
-	return sh("mkdir -p '%s' && cp -a '%s'/. '%s'/ 2>/dev/null; true", to, from, to);
+	int ffd, tfd, rc = 0;
+	struct dirent *de;
+	DIR *d;
+
+	if (mkdir(to, 0755) && errno != EEXIST)
+		return -1;
+	ffd = open(from, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	tfd = open(to, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	d = ffd >= 0 ? fdopendir(dup(ffd)) : NULL;
+	while (d && tfd >= 0 && (de = readdir(d))) {
+		size_t len;
+		char *buf;
+
+		if (!plain_entry(ffd, de))
+			continue;
+		buf = read_at(ffd, de->d_name, &len);
+		if (!buf || write_at(tfd, de->d_name, buf, len))
+			rc = -1;
+		free(buf);
+	}
+	if (d)
+		closedir(d);
+	if (ffd >= 0)
+		close(ffd);
+	if (tfd >= 0)
+		close(tfd);
+	return d && tfd >= 0 ? rc : -1;
+}
+
+/* Move every file of from that differs from its namesake in to (each rename atomic).
+ * Returns how many moved, or -1. */
+static int move_changed(const char *from, const char *to)
+{
+	int ffd = open(from, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int tfd = open(to, O_RDONLY | O_DIRECTORY | O_CLOEXEC), moved = 0;
+	struct dirent *de;
+	DIR *d = ffd >= 0 ? fdopendir(dup(ffd)) : NULL;
+
+	while (d && tfd >= 0 && (de = readdir(d))) {
+		size_t la = 0, lb = 0;
+		char *a, *b;
+		bool same;
+
+		if (!plain_entry(ffd, de))
+			continue;
+		a = read_at(ffd, de->d_name, &la);
+		b = read_at(tfd, de->d_name, &lb);
+		same = a && b && la == lb && !memcmp(a, b, la);
+		free(a);
+		free(b);
+		if (same)
+			continue;
+		if (renameat(ffd, de->d_name, tfd, de->d_name)) {
+			moved = -1;
+			break;
+		}
+		moved++;
+	}
+	if (d)
+		closedir(d);
+	if (ffd >= 0)
+		close(ffd);
+	if (tfd >= 0)
+		close(tfd);
+	return d && tfd >= 0 ? moved : -1;
 }
 
 /* Where an object of the user's files is, by "Kind/ns/name" (as diagnostics name it). */
@@ -1089,9 +1631,9 @@ static int apply_files(struct lab *l, char **files, int nfiles)
 {
 	char scratch[700];
 	struct diags d = {0};
-	struct store_ctx sc;
+	struct store_ctx sc = {.dirfd = -1};
 	struct mesh_config *c, *user = config_new();
-	int rc = -1;
+	int rc = -1, moved;
 
 	for (int i = 0; i < nfiles; i++)
 		config_load_file(user, files[i], &d);
@@ -1105,16 +1647,18 @@ static int apply_files(struct lab *l, char **files, int nfiles)
 	diags_free(&d);
 	memset(&d, 0, sizeof(d));
 	snprintf(scratch, sizeof(scratch), "%s/.apply.%d", l->dir, getpid());
-	sh("rm -rf '%s'", scratch);
+	rm_tree(scratch);
 	if (copy_dir(l->config, scratch)) {
 		config_free(user);
 		return -1;
 	}
-	sc.dir = scratch;
+	sc.dirfd = open(scratch, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	sc.n = 0;
-	for (int i = 0; i < nfiles; i++) {
-		if (config_split_file(files[i], store_object, &sc, &d)) {
+	sc.bad = false;
+	for (int i = 0; sc.dirfd >= 0 && i < nfiles; i++) {
+		if (config_split_file(files[i], store_object, &sc, &d) || sc.bad) {
 			diags_print(&d, stderr);
+			fprintf(stderr, "lab apply: rejected, nothing changed\n");
 			goto out;
 		}
 	}
@@ -1131,13 +1675,16 @@ static int apply_files(struct lab *l, char **files, int nfiles)
 		goto out;
 	}
 	/* move objects in one by one (each rename is atomic; the agent debounces) */
-	rc = sh("cd '%s' && for f in *; do [ -f \"$f\" ] && { cmp -s \"$f\" '%s'/\"$f\" || "
-		"mv -f \"$f\" '%s'/\"$f\"; }; done; true",
-		scratch, l->config, l->config);
-	if (!rc)
+	moved = move_changed(scratch, l->config);
+	rc = moved < 0 ? -1 : 0;
+	if (!rc) {
 		printf("%d object(s) applied\n", sc.n);
+		l->changed += moved;
+	}
 out:
-	sh("rm -rf '%s'", scratch);
+	if (sc.dirfd >= 0)
+		close(sc.dirfd);
+	rm_tree(scratch);
 	diags_free(&d);
 	config_free(user);
 	return rc;
@@ -1155,6 +1702,8 @@ struct lab_args {
 	int argi; /* first positional argument */
 	long cert_ttl_s;
 	int mtls;
+	bool strict_udp; /* lab up --strict-udp drop */
+	bool no_wait;	 /* lab apply --no-wait */
 };
 
 static int parse_args(int argc, char **argv, struct lab_args *a)
@@ -1163,7 +1712,8 @@ static int parse_args(int argc, char **argv, struct lab_args *a)
 	    {"name", required_argument, 0, 'N'},      {"bpffs", required_argument, 0, 'b'},
 	    {"namespace", required_argument, 0, 'n'}, {"file", required_argument, 0, 'f'},
 	    {"mtls", required_argument, 0, 'M'},      {"cert-ttl", required_argument, 0, 'T'},
-	    {"accel", required_argument, 0, 'a'},     {0, 0, 0, 0}};
+	    {"accel", required_argument, 0, 'a'},     {"strict-udp", required_argument, 0, 'U'},
+	    {"no-wait", no_argument, 0, 'W'},	      {0, 0, 0, 0}};
 	int64_t ns;
 	int o;
 
@@ -1213,13 +1763,27 @@ static int parse_args(int argc, char **argv, struct lab_args *a)
 			}
 			a->accel = optarg;
 			break;
+		case 'U':
+			if (strcmp(optarg, "drop") && strcmp(optarg, "pass")) {
+				fprintf(stderr, "lab: --strict-udp drop|pass\n");
+				return -1;
+			}
+			a->strict_udp = !strcmp(optarg, "drop");
+			break;
+		case 'W':
+			a->no_wait = true;
+			break;
 		default:
 			return -1;
 		}
 	}
 	a->argi = optind;
-	if (strchr(a->name, '/') || strlen(a->name) > 12) {
-		fprintf(stderr, "lab: --name must be a short name (at most 12 characters)\n");
+	/* it becomes part of namespace, cgroup and file names: check it before any is made */
+	if (!names_dns_label(a->name) || strlen(a->name) > 12) {
+		fprintf(stderr,
+			"lab: --name %s: want a DNS-1123 label (lower case letters, digits and '-') "
+			"of at most 12 characters\n",
+			a->name);
 		return -1;
 	}
 	return 0;
@@ -1264,6 +1828,7 @@ static int lab_down(struct lab *l)
 	char an[256], fab[256];
 	int rc = 0;
 
+	supervisor_stop(l); /* first: nothing may start an agent again */
 	for (int i = 0; i < l->npods; i++)
 		pod_destroy(l, &l->pods[i]);
 	for (int i = 0; i < l->nnodes; i++) {
@@ -1274,17 +1839,93 @@ static int lab_down(struct lab *l)
 		if (cmd_uninstall(5, argv))
 			rc = -1;
 		netns_node(l, l->nodes[i].name, ns, sizeof(ns));
-		sh("ip netns del %s 2>/dev/null; true", ns);
+		RUN_QUIET("ip", "netns", "del", ns);
 		snprintf(cg, sizeof(cg), "%s/%s", l->cg_root, l->nodes[i].name);
 		rmdir(cg);
 	}
 	snprintf(fab, sizeof(fab), "bm-%s-fabric", l->name);
-	sh("ip netns del %s 2>/dev/null; true", fab);
+	RUN_QUIET("ip", "netns", "del", fab);
 	rmdir(l->cg_root);
-	sh("rm -rf '%s'", l->dir);
+	rm_tree(l->dir);
 	rmdir(LAB_ROOT);
 	rmdir("/run/bpfmesh");
 	return rc;
+}
+
+/* The newest change in a directory (a file renamed in, changed, or one removed), as
+ * CLOCK_REALTIME ns: what lab apply waits for the agents to have read. */
+static uint64_t dir_newest(const char *dir)
+{
+	struct stat st;
+	struct dirent *de;
+	uint64_t newest = 0;
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(dup(fd)) : NULL;
+
+#define NS_OF(t) ((uint64_t)(t).tv_sec * 1000000000ULL + (t).tv_nsec)
+	if (fd >= 0 && fstat(fd, &st) == 0)
+		newest = NS_OF(st.st_mtim);
+	while (d && (de = readdir(d)))
+		if (de->d_name[0] != '.' && fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    NS_OF(st.st_ctim) > newest)
+			newest = NS_OF(st.st_ctim);
+#undef NS_OF
+	if (d)
+		closedir(d);
+	if (fd >= 0)
+		close(fd);
+	return newest;
+}
+
+/* Wait until every agent has begun and finished reading the config after `since` (a config
+ * change): the change is then in force on every node. */
+static int wait_in_force(struct lab *l, uint64_t since, uint64_t t0)
+{
+	uint64_t deadline = mono_ms() + 10000;
+	int rejected = 0;
+
+	for (int i = 0; i < l->nnodes; i++) {
+		char an[256], pin[600];
+		bool done = false;
+
+		agent_name(l, l->nodes[i].name, an, sizeof(an));
+		dp_pin_dir(pin, sizeof(pin), l->bpffs, an);
+		while (!done && mono_ms() < deadline) {
+			struct bm_mapfds f;
+			struct bm_meta meta = {};
+			__u32 zero = 0;
+
+			if (dp_open_pinned(pin, &f) == 0) {
+				bpf_map_lookup_elem(f.meta, &zero, &meta);
+				dp_close_fds(&f);
+			}
+			done = meta.apply_started_ns > since &&
+			       meta.last_apply_ns >= meta.apply_started_ns;
+			if (done && !meta.last_apply_ok) {
+				fprintf(stderr, "lab: node %s rejected the config; see %s/agent-%s.log\n",
+					l->nodes[i].name, l->dir, l->nodes[i].name);
+				rejected++;
+			}
+			if (!done)
+				usleep(5000);
+		}
+		if (!done) {
+			fprintf(stderr, "lab: node %s did not read the change within 10 s\n",
+				l->nodes[i].name);
+			return -1;
+		}
+	}
+	printf("in force on %d node(s) in %llu ms\n", l->nnodes,
+	       (unsigned long long)(mono_ms() - t0));
+	return rejected ? -1 : 0;
+}
+
+static uint64_t real_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
 }
 
 static int lab_up(struct lab_args *a)
@@ -1304,12 +1945,16 @@ static int lab_up(struct lab_args *a)
 	}
 	if (a->nfiles == 0) {
 		fprintf(stderr, "usage: bpfmesh lab up -f FILE... [--name LAB] [--mtls on|off] "
-				"[--cert-ttl DURATION] [--accel on|off]\n");
+				"[--cert-ttl DURATION] [--accel on|off] [--strict-udp drop|pass]\n");
 		return 2;
 	}
 	l.mtls = a->mtls;
 	l.cert_ttl_s = a->cert_ttl_s;
-	if (sh("mkdir -p '%s'", l.config) || fabric_up(&l) || state_save(&l))
+	l.strict_udp = a->strict_udp;
+	mkdir("/run/bpfmesh", 0755);
+	mkdir(LAB_ROOT, 0755);
+	if ((mkdir(l.dir, 0755) && errno != EEXIST) || (mkdir(l.config, 0755) && errno != EEXIST) ||
+	    fabric_up(&l) || state_save(&l))
 		goto fail;
 	if (l.mtls) { /* the lab's own mesh CA, like istiod's */
 		char err[300];
@@ -1428,6 +2073,57 @@ static int lab_start_stop(struct lab *l, struct lab_pod *p, bool start)
 	return rc ? 1 : 0;
 }
 
+/* `lab agent stop|start|restart NODE`: what `systemctl` does to a unit, for the lab's agents
+ * (stop: the supervisor lets it down until start). */
+static int lab_agent(struct lab *l, const char *verb, const char *node)
+{
+	struct lab_node *n = node ? node_find(l, node) : NULL;
+	char path[700], an[256];
+	int fd;
+
+	if (!n) {
+		fprintf(stderr, "lab %s: no node %s\n", l->name, node ? node : "(none)");
+		return 1;
+	}
+	agent_name(l, n->name, an, sizeof(an));
+	snprintf(path, sizeof(path), "%s/hold-%s", l->dir, n->name);
+	if (!strcmp(verb, "stop") || !strcmp(verb, "restart")) {
+		fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+		if (fd >= 0)
+			close(fd);
+		for (int i = 0; i < 200 && agent_pid(an); i++) {
+			if (i == 0 || i == 100) /* not the supervisor's: stop it ourselves */
+				kill(agent_pid(an), SIGTERM);
+			usleep(25 * 1000);
+		}
+		if (agent_pid(an)) {
+			fprintf(stderr, "lab %s: the agent of node %s does not stop\n", l->name,
+				n->name);
+			return 1;
+		}
+		if (!strcmp(verb, "stop")) {
+			printf("agent of node %s stopped\n", n->name);
+			return 0;
+		}
+	}
+	if (!strcmp(verb, "start") || !strcmp(verb, "restart")) {
+		unlink(path);
+		if (supervisor_ensure(l))
+			return 1;
+		for (int i = 0; i < 400 && !agent_ready(l, n); i++)
+			usleep(25 * 1000);
+		if (!agent_ready(l, n)) {
+			fprintf(stderr, "lab %s: the agent of node %s is not ready after 10 s\n",
+				l->name, n->name);
+			return 1;
+		}
+		printf("agent of node %s running\n", n->name);
+		return 0;
+	}
+	fprintf(stderr, "usage: bpfmesh lab agent stop|start|restart NODE [--name LAB]\n");
+	return 2;
+}
+
 static void lab_usage(void)
 {
 	fprintf(stderr, "usage: bpfmesh lab up -f FILE... [--name LAB] [--mtls on|off] "
@@ -1436,6 +2132,7 @@ static void lab_usage(void)
 			"       bpfmesh lab exec [-n NS] POD|deploy/NAME -- CMD...\n"
 			"       bpfmesh lab stop|start [-n NS] POD|deploy/NAME\n"
 			"       bpfmesh lab status [--name LAB]\n"
+			"       bpfmesh lab agent stop|start|restart NODE [--name LAB]\n"
 			"       bpfmesh lab down [--name LAB]\n");
 }
 
@@ -1471,6 +2168,11 @@ int cmd_lab(int argc, char **argv)
 		free(a.files);
 		return rc;
 	}
+	if (!strcmp(sub, "supervise")) { /* internal: started by lab up */
+		rc = lab_supervise(a.name, a.bpffs ? a.bpffs : "/sys/fs/bpf");
+		free(a.files);
+		return rc;
+	}
 	if (lab_open(&l, &a)) {
 		free(a.files);
 		return 1;
@@ -1482,7 +2184,16 @@ int cmd_lab(int argc, char **argv)
 	} else if (!strcmp(sub, "status")) {
 		rc = lab_status(&l);
 	} else if (!strcmp(sub, "apply")) {
+		uint64_t t0 = mono_ms(), before = real_ns(), newest;
+
 		rc = a.nfiles && !apply_files(&l, a.files, a.nfiles) && !reconcile(&l) ? 0 : 1;
+		/* in force on every node before returning: what the user applied is what the next
+		 * connection gets */
+		newest = dir_newest(l.config);
+		if (!rc && !a.no_wait && newest > before && wait_in_force(&l, newest, t0))
+			rc = 1;
+	} else if (!strcmp(sub, "agent")) {
+		rc = npos == 2 ? lab_agent(&l, pos[0], pos[1]) : lab_agent(&l, "", NULL);
 	} else if (!strcmp(sub, "exec") || !strcmp(sub, "stop") || !strcmp(sub, "start")) {
 		struct lab_pod *p = npos > 0 ? pod_arg(&l, a.ns, pos[0]) : NULL;
 

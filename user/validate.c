@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "security.h"
+#include "names.h"
 #include "validate.h"
 
 #define PATHMAX 256
@@ -178,15 +179,9 @@ static bool is_alnum(char c, bool upper)
 	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (upper && c >= 'A' && c <= 'Z');
 }
 
-/* RFC 1123 label of len bytes; Istio allows upper case, Kubernetes object names do not. */
 static bool dns_label_n(const char *s, size_t len, bool upper)
 {
-	if (len == 0 || len > 63 || !is_alnum(s[0], upper) || !is_alnum(s[len - 1], upper))
-		return false;
-	for (size_t i = 1; i + 1 < len; i++)
-		if (!is_alnum(s[i], upper) && s[i] != '-')
-			return false;
-	return true;
+	return names_dns_label_n(s, len, upper);
 }
 
 static bool dns_label(const char *s, bool upper)
@@ -194,23 +189,9 @@ static bool dns_label(const char *s, bool upper)
 	return dns_label_n(s, strlen(s), upper);
 }
 
-/* Kubernetes DNS subdomain: lower-case labels joined by dots, at most 253 bytes. */
 static bool dns_subdomain(const char *s)
 {
-	size_t len = strlen(s);
-
-	if (len == 0 || len > 253)
-		return false;
-	for (const char *p = s;;) {
-		const char *dot = strchr(p, '.');
-		size_t l = dot ? (size_t)(dot - p) : strlen(p);
-
-		if (!dns_label_n(p, l, false))
-			return false;
-		if (!dot)
-			return true;
-		p = dot + 1;
-	}
+	return names_dns_subdomain(s);
 }
 
 /* Kubernetes DNS-1035 label (Service names): must start with a letter. */

@@ -314,9 +314,7 @@ EOF
 }
 
 @test "a server presenting the wrong SPIFFE ID is refused; STRICT holds while node2's agent is down" {
-	pid=$(bm status --node "$LAB-node2" | sed -n 's/.*running (pid \([0-9]*\)).*/\1/p')
-	kill "$pid"
-	for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	lab agent stop node2 # the lab's supervisor leaves it down until `lab agent start`
 	# nothing plaintext gets in while the agent is down
 	run get legacy sleep-0 http://httpbin.zt:8000/get
 	[ "$status" -ne 0 ]
@@ -336,7 +334,7 @@ EOF
 	[ "$status" -ne 0 ]
 	grep -q "server presented identity spiffe://cluster.local/ns/zt/sa/impostor, want spiffe://cluster.local/ns/zt/sa/httpbin" "$LOG1"
 	# the agent comes back: new connections work again
-	lab apply -f "$FIX/mtls.yaml" >/dev/null
+	lab agent start node2 >/dev/null
 	for i in $(seq 50); do
 		out=$(get zt sleep-0 http://httpbin.zt:8000/get 2>/dev/null) && break
 		sleep 0.2
@@ -373,10 +371,11 @@ EOF
 	cp "$ca/ca.crt" "$d/ca.crt"
 	pid=$(bm status --node "$LAB-node2" | sed -n 's/.*running (pid \([0-9]*\)).*/\1/p')
 	mapfile -d '' args <"/proc/$pid/cmdline"
-	kill "$pid"
-	for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	lab agent stop node2 >/dev/null
+	# the same agent, with certificates from files instead of the lab's CA service
 	for i in "${!args[@]}"; do
-		[ "${args[$i]}" = --ca-dir ] && args[$i]=--certs-dir && args[$((i + 1))]=$d
+		[ "${args[$i]}" = --ca-addr ] && args[$i]=--certs-dir && args[$((i + 1))]=$d
+		[ "${args[$i]}" = --node-cert ] && unset "args[$i]" "args[$((i + 1))]"
 	done
 	setsid "${args[@]}" >>"$LOG2" 2>&1 </dev/null &
 	byo=$!
@@ -394,7 +393,7 @@ EOF
 	echo "served $(cat "$TMPD/served"), file $(serial_of "$d/zt/httpbin/tls.crt")"
 	[ "$(cut -d= -f2 "$TMPD/served")" = "$(serial_of "$d/zt/httpbin/tls.crt")" ]
 	grep -q "certificates from files" "$LOG2"
-	lab apply -f "$FIX/mtls.yaml" >/dev/null # the lab's own agent again
+	lab agent start node2 >/dev/null # the lab's own agent again
 }
 
 @test "lab down leaves nothing behind" {
