@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "htab.h"
 #include "security.h"
 #include "names.h"
 #include "validate.h"
@@ -956,6 +957,24 @@ static bool str_in_seq(const struct ynode *seq, int upto, const char *s)
 	return false;
 }
 
+/*
+ * Duplicate detection in one pass (validation is linear in the size of what it checks: a
+ * Service with 20,000 ports must not cost 400 million comparisons). The first index where
+ * (a, b) was seen, or -1 after recording idx as that first one.
+ */
+static int seen_at(struct htab *h, const char *a, const char *b, int idx)
+{
+	uint8_t k[HKEY];
+	int *prev;
+
+	h_strkey(k, a, b, NULL);
+	prev = h_get(h, k);
+	if (prev)
+		return *prev;
+	h_put(h, k, idx);
+	return -1;
+}
+
 /* exportTo entries: ".", "*", a namespace, or "~" for ServiceEntries; no duplicates. */
 static void check_export_to(struct vctx *v, const struct ynode *spec, const char *path,
 			    bool service_entry)
@@ -1652,6 +1671,8 @@ static void check_vs_hosts(struct vctx *v, const struct ynode *hosts, bool to_ga
 {
 	char p[PATHMAX], why[320];
 	bool all_valid = true;
+	struct htab seen = {0};
+	int wild[64], nwild = 0;
 
 	for (int i = 0; i < count(hosts); i++) {
 		const char *h = hosts->items[i]->str;
@@ -1669,12 +1690,32 @@ static void check_vs_hosts(struct vctx *v, const struct ynode *hosts, bool to_ga
 			all_valid = false;
 		}
 	}
-	for (int i = 0; all_valid && i < count(hosts); i++)
-		for (int k = i + 1; k < hosts->n; k++)
-			if (host_matches(hosts->items[i]->str, hosts->items[k]->str))
-				vctx_err(v, hosts->items[k], pidx(p, "spec.hosts", k),
-					 "duplicate host \"%s\" (matches spec.hosts[%d] \"%s\")",
-					 hosts->items[k]->str, i, hosts->items[i]->str);
+	if (!all_valid)
+		return;
+	/* exact duplicates in one pass; only pairs with a wildcard need a match each */
+	for (int k = 0; k < count(hosts); k++) {
+		const char *h = hosts->items[k]->str;
+		int i = -1;
+
+		for (int w = 0; w < nwild && i < 0; w++)
+			if (wild[w] < k && host_matches(hosts->items[wild[w]]->str, h))
+				i = wild[w];
+		if (i < 0 && h[0] == '*')
+			for (int j = 0; j < k && i < 0; j++)
+				if (host_matches(hosts->items[j]->str, h))
+					i = j;
+		if (i < 0)
+			i = seen_at(&seen, h, NULL, k);
+		else
+			seen_at(&seen, h, NULL, k);
+		if (i >= 0)
+			vctx_err(v, hosts->items[k], pidx(p, "spec.hosts", k),
+				 "duplicate host \"%s\" (matches spec.hosts[%d] \"%s\")", h, i,
+				 hosts->items[i]->str);
+		if (h[0] == '*' && nwild < (int)(sizeof(wild) / sizeof(wild[0])))
+			wild[nwild++] = k;
+	}
+	h_free(&seen);
 }
 
 static void vs_rules(struct vctx *v, const struct ynode *spec)
@@ -1931,6 +1972,8 @@ static void dr_rules(struct vctx *v, const struct ynode *spec)
 	const char *host = ymap_str(spec, "host");
 	const struct ynode *subsets = g(spec, "subsets"), *sel = g(spec, "workloadSelector");
 	char p[PATHMAX], q[PATHMAX], why[320];
+	struct htab seen = {0};
+	int k;
 
 	if (!host)
 		vctx_err(v, spec, "spec.host", "required");
@@ -1948,18 +1991,14 @@ static void dr_rules(struct vctx *v, const struct ynode *spec)
 		else if (!dns_label(name, true))
 			vctx_err(v, g(s, "name"), pjoin(q, p, "name"), "subset name is invalid: %s",
 				 name);
-		for (int k = 0; name && k < i; k++)
-			if (ymap_str(subsets->items[k], "name") &&
-			    strcmp(ymap_str(subsets->items[k], "name"), name) == 0) {
-				vctx_err(v, g(s, "name"), pjoin(q, p, "name"),
-					 "duplicate subset name \"%s\" (also spec.subsets[%d])",
-					 name, k);
-				break;
-			}
+		if (name && (k = seen_at(&seen, name, NULL, i)) >= 0)
+			vctx_err(v, g(s, "name"), pjoin(q, p, "name"),
+				 "duplicate subset name \"%s\" (also spec.subsets[%d])", name, k);
 		check_labels(v, g(s, "labels"), pjoin(q, p, "labels"));
 		if (has(s, "trafficPolicy"))
 			check_policy(v, g(s, "trafficPolicy"), pjoin(q, p, "trafficPolicy"));
 	}
+	h_free(&seen);
 	check_export_to(v, spec, "spec.exportTo", false);
 	if (sel) {
 		check_selector_labels(v, sel, "matchLabels", "spec.workloadSelector");
@@ -2075,6 +2114,7 @@ static void se_ports_rules(struct vctx *v, const struct ynode *spec, const char 
 {
 	const struct ynode *ports = g(spec, "ports");
 	char p[PATHMAX], q[PATHMAX];
+	struct htab seen = {0};
 
 	for (int i = 0; i < count(ports); i++) {
 		const struct ynode *pt = ports->items[i];
@@ -2083,13 +2123,14 @@ static void se_ports_rules(struct vctx *v, const struct ynode *spec, const char 
 		int64_t num = ymap_int(pt, "number", 0);
 
 		pidx(p, "spec.ports", i);
-		for (int k = 0; k < i; k++) {
-			const char *kn = ymap_str(ports->items[k], "name");
+		{
+			char nums[32];
 
-			if (strcmp(kn ? kn : "", name) == 0)
+			snprintf(nums, sizeof(nums), "%lld", (long long)num);
+			if (seen_at(&seen, "name", name, i) >= 0)
 				vctx_err(v, pt, pjoin(q, p, "name"),
 					 "service entry port name \"%s\" already defined", name);
-			if (ymap_int(ports->items[k], "number", 0) == num)
+			if (seen_at(&seen, "number", nums, i) >= 0)
 				vctx_err(v, pt, pjoin(q, p, "number"),
 					 "service entry port %lld already defined", (long long)num);
 		}
@@ -2104,6 +2145,7 @@ static void se_ports_rules(struct vctx *v, const struct ynode *spec, const char 
 			vctx_warn(v, g(pt, "targetPort"), pjoin(q, p, "targetPort"),
 				  "targetPort has no effect when resolution mode is NONE");
 	}
+	h_free(&seen);
 }
 
 static void se_endpoint_rules(struct vctx *v, const struct ynode *spec, const char *res)
@@ -2255,6 +2297,7 @@ static void gw_rules(struct vctx *v, const struct ynode *root, const struct ynod
 {
 	const char *name = ymap_str(g(root, "metadata"), "name");
 	const struct ynode *servers = g(spec, "servers");
+	struct htab seen = {0};
 	char p[PATHMAX];
 
 	if (name && !dns_label(name, true))
@@ -2266,18 +2309,11 @@ static void gw_rules(struct vctx *v, const struct ynode *root, const struct ynod
 		const char *pn = ymap_str(g(servers->items[i], "port"), "name");
 
 		check_server(v, servers->items[i], pidx(p, "spec.servers", i));
-		for (int k = 0; pn && k < i; k++) {
-			const char *kn = ymap_str(g(servers->items[k], "port"), "name");
-
-			if (kn && strcmp(kn, pn) == 0) {
-				vctx_err(v, servers->items[i], p,
-					 "port names in servers must be unique: "
-					 "duplicate name %s",
-					 pn);
-				break;
-			}
-		}
+		if (pn && seen_at(&seen, pn, NULL, i) >= 0)
+			vctx_err(v, servers->items[i], p,
+				 "port names in servers must be unique: duplicate name %s", pn);
 	}
+	h_free(&seen);
 }
 
 /* ---------------- rules: PeerAuthentication, AuthorizationPolicy ---------------- */
@@ -2497,7 +2533,7 @@ static void check_meta(struct vctx *v, enum obj_kind kind, const struct ynode *r
 	check_labels(v, g(meta, "labels"), "metadata.labels");
 }
 
-static void svc_port_rules(struct vctx *v, const struct ynode *ports, int i)
+static void svc_port_rules(struct vctx *v, const struct ynode *ports, int i, struct htab *seen)
 {
 	const struct ynode *pt = ports->items[i], *tp = g(pt, "targetPort");
 	const char *name = ymap_str(pt, "name");
@@ -2519,15 +2555,13 @@ static void svc_port_rules(struct vctx *v, const struct ynode *ports, int i)
 		    "invalid port name \"%s\": must be at most 15 lower case letters, digits and "
 		    "'-', with a letter",
 		    tp->str);
-	for (int k = 0; k < i; k++) {
-		const struct ynode *o = ports->items[k];
-		const char *on = ymap_str(o, "name"), *op = ymap_str(o, "protocol");
+	if (name && seen_at(seen, "name", name, i) >= 0)
+		vctx_err(v, g(pt, "name"), pjoin(q, p, "name"), "duplicate port name \"%s\"", name);
+	if (has(pt, "port")) {
+		char num[32];
 
-		if (name && on && strcmp(name, on) == 0)
-			vctx_err(v, g(pt, "name"), pjoin(q, p, "name"),
-				 "duplicate port name \"%s\"", name);
-		if (ymap_int(o, "port", 0) == ymap_int(pt, "port", -1) &&
-		    strcmp(op ? op : "TCP", proto) == 0)
+		snprintf(num, sizeof(num), "%lld/%s", (long long)ymap_int(pt, "port", 0), proto);
+		if (seen_at(seen, "port", num, i) >= 0)
 			vctx_err(v, g(pt, "port"), pjoin(q, p, "port"), "duplicate port %lld/%s",
 				 (long long)ymap_int(pt, "port", 0), proto);
 	}
@@ -2548,8 +2582,11 @@ static void svc_rules(struct vctx *v, const struct ynode *spec)
 		vctx_err(v, spec, "spec.ports",
 			 "required (only a headless Service, clusterIP: None, "
 			 "may have no ports)");
+	struct htab seen = {0};
+
 	for (int i = 0; i < count(ports); i++)
-		svc_port_rules(v, ports, i);
+		svc_port_rules(v, ports, i, &seen);
+	h_free(&seen);
 	if (cip && *cip && !headless && !valid_ip(cip))
 		vctx_err(v, g(spec, "clusterIP"), "spec.clusterIP",
 			 "must be a valid IP address or None, got \"%s\"", cip);
@@ -3073,45 +3110,44 @@ static bool vs_public(const struct vs_obj *vs)
 
 /* Two mesh VirtualServices for one host: Istio uses only one (analyzer IST0109). The same
  * object defined twice is left to check_duplicates(). */
-static int check_vs_conflict(const struct vs_obj *a, const struct vs_obj *b, struct diags *d)
-{
-	char obj[512], field[64];
-	int nerr = 0;
-
-	for (int i = 0; i < b->nhosts; i++) {
-		char *hb = config_fqdn(b->hosts[i], b->ns);
-
-		for (int k = 0; hb && hb[0] != '*' && k < a->nhosts; k++) {
-			char *ha = config_fqdn(a->hosts[k], a->ns);
-
-			if (ha && strcmp(ha, hb) == 0) {
-				vs_object(obj, sizeof(obj), "VirtualService", b->ns, b->name);
-				pathf(field, sizeof(field), "spec.hosts[%d]", i);
-				diags_add(
-				    d, DIAG_ERROR, &b->pos, obj, field,
-				    "host %s is also routed by VirtualService/%s/%s at %s:%d; "
-				    "Istio would use only one of them",
-				    hb, a->ns, a->name, a->pos.file, a->pos.line);
-				nerr++;
-			}
-			free(ha);
-		}
-		free(hb);
-	}
-	return nerr;
-}
-
 static int check_vs_conflicts(const struct mesh_config *c, struct diags *d)
 {
+	struct htab first = {0}; /* fqdn -> the first mesh VirtualService routing it */
 	int nerr = 0;
 
-	for (int j = 0; j < c->nvses; j++)
-		for (int i = 0; i < j; i++)
-			if (vs_to_mesh(&c->vses[i]) && vs_to_mesh(&c->vses[j]) &&
-			    vs_public(&c->vses[i]) && vs_public(&c->vses[j]) &&
-			    !(!strcmp(c->vses[i].ns, c->vses[j].ns) &&
-			      !strcmp(c->vses[i].name, c->vses[j].name)))
-				nerr += check_vs_conflict(&c->vses[i], &c->vses[j], d);
+	for (int j = 0; j < c->nvses; j++) {
+		const struct vs_obj *b = &c->vses[j];
+
+		if (!vs_to_mesh(b) || !vs_public(b))
+			continue;
+		for (int i = 0; i < b->nhosts; i++) {
+			char *hb = config_fqdn(b->hosts[i], b->ns), obj[512], field[64];
+			uint8_t k[HKEY];
+			const struct vs_obj *a;
+			int *prev;
+
+			if (!hb || hb[0] == '*') {
+				free(hb);
+				continue;
+			}
+			h_strkey(k, hb, NULL, NULL);
+			prev = h_get(&first, k);
+			a = prev ? &c->vses[*prev] : NULL;
+			if (!a) {
+				h_put(&first, k, j);
+			} else if (strcmp(a->ns, b->ns) || strcmp(a->name, b->name)) {
+				vs_object(obj, sizeof(obj), "VirtualService", b->ns, b->name);
+				pathf(field, sizeof(field), "spec.hosts[%d]", i);
+				diags_add(d, DIAG_ERROR, &b->pos, obj, field,
+					  "host %s is also routed by VirtualService/%s/%s at %s:%d; "
+					  "Istio would use only one of them",
+					  hb, a->ns, a->name, a->pos.file, a->pos.line);
+				nerr++;
+			}
+			free(hb);
+		}
+	}
+	h_free(&first);
 	return nerr;
 }
 

@@ -422,6 +422,53 @@ static bool flow_colon_error(const yaml_parser_t *p)
 	       !strcmp(p->context, "while scanning a plain scalar");
 }
 
+/*
+ * Before building anything: walk the events and stop at the first nesting deeper than
+ * YT_MAX_DEPTH (or a document of more events than YT_MAX_NODES allows), so a pathological file
+ * is refused in time linear in the bytes read up to that point. libyaml's document loader would
+ * first build the whole tree (tens of seconds for 100,000 levels). 0 when the stream is within
+ * bounds or does not parse (the loader then reports its own error), -1 with err set.
+ */
+static int depth_precheck(const char *buf, size_t len, struct yerror *err)
+{
+	yaml_parser_t parser;
+	long events = 0;
+	int depth = 0, rc = 0;
+
+	if (!yaml_parser_initialize(&parser))
+		return 0;
+	yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
+	for (;;) {
+		yaml_event_t ev;
+		int line;
+
+		if (!yaml_parser_parse(&parser, &ev))
+			break;
+		line = (int)ev.start_mark.line + 1;
+		if (ev.type == YAML_SEQUENCE_START_EVENT || ev.type == YAML_MAPPING_START_EVENT)
+			depth++;
+		else if (ev.type == YAML_SEQUENCE_END_EVENT || ev.type == YAML_MAPPING_END_EVENT)
+			depth--;
+		else if (ev.type == YAML_DOCUMENT_START_EVENT)
+			events = 0;
+		if (ev.type == YAML_STREAM_END_EVENT) {
+			yaml_event_delete(&ev);
+			break;
+		}
+		yaml_event_delete(&ev);
+		if (depth > YT_MAX_DEPTH || ++events > 2L * YT_MAX_NODES) {
+			err->line = line;
+			snprintf(err->msg, sizeof(err->msg),
+				 "document nests deeper than %d levels or has too many nodes",
+				 YT_MAX_DEPTH);
+			rc = -1;
+			break;
+		}
+	}
+	yaml_parser_delete(&parser);
+	return rc;
+}
+
 /* One attempt; 1 = retry with *fixed (the flow-colon case above), 0 = done, -1 = error. */
 static int load_attempt(const char *buf, size_t len, struct yfile *out, struct yerror *err,
 			char **fixed, size_t *fixed_len)
@@ -469,6 +516,8 @@ int yfile_load_mem(const char *buf, size_t len, struct yfile *out, struct yerror
 	err->line = 0;
 	err->io = false;
 	err->msg[0] = 0;
+	if (depth_precheck(buf, len, err))
+		return -1;
 	/* Each retry quotes one more scalar; a bound keeps a pathological file finite. */
 	for (int tries = 0; tries < 256; tries++) {
 		char *fixed = NULL;
