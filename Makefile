@@ -21,7 +21,7 @@ WARN     := -Wall -Wextra -Werror
 CFLAGS   ?= -O2 -g
 # snprintf truncation is handled where it matters (paths are checked); the -O2 heuristic is noise
 CFLAGS   += $(WARN) -Wno-format-truncation -std=gnu11 -D_GNU_SOURCE -Iheaders -Iuser -Iloader -I$(BUILD)
-LDLIBS   := -lbpf -lelf -lz -lyaml -lssl -lcrypto -lm
+LDLIBS   := -lbpf -lelf -lz -lyaml -lssl -lcrypto -lm -lpthread
 BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) $(WARN) -Wno-unused-function \
 	-Wno-unused-parameter \
 	-Iheaders -Ibpf -I$(BUILD)
@@ -42,8 +42,17 @@ SAN_OBJS  := $(patsubst %.c,$(BUILD)/san/%.o,$(LIB_SRCS))
 BPFT_SRCS := $(wildcard tests/bpf/test_*.c)
 BPFT_BINS := $(patsubst tests/bpf/%.c,$(BUILD)/bpftest/%,$(BPFT_SRCS))
 
+# Fuzz targets (libFuzzer, clang): the library rebuilt with ASan+UBSan and coverage.
+FUZZ_CC   ?= clang
+FUZZ_SAN  := -fsanitize=address,undefined -fno-omit-frame-pointer -g -O1
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
+FUZZ_OBJS := $(patsubst %.c,$(BUILD)/fuzzobj/%.o,$(LIB_SRCS))
+FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -Iheaders -Iuser -Iloader -I$(BUILD) -Itests/unit
+FUZZ_SECS ?= 600
+
 .SECONDARY:
-.PHONY: all deps test unit bpftest integration conformance demo bench clean format
+.PHONY: all deps test unit bpftest fuzz-build fuzz integration conformance demo bench clean format
 all: $(BUILD)/bpfmesh
 
 deps:
@@ -90,12 +99,28 @@ $(BUILD)/bpftest/%: tests/bpf/%.c $(LIB_OBJS) $(TSKELS) tests/unit/check.h
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -Itests/unit $< $(LIB_OBJS) -o $@ $(LDLIBS)
 
+$(BUILD)/fuzzobj/%.o: %.c $(HDRS) $(SKELS)
+	$(call msg,CC-FUZZ,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_OBJS) $(TSKELS)
+	$(call msg,FUZZ,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer $< $(FUZZ_OBJS) -o $@ $(LDLIBS)
+
 unit: $(UNIT_BINS)
 bpftest: $(BPFT_BINS) $(BUILD)/bpfmesh
+fuzz-build: $(FUZZ_BINS)
+
+# Long fuzzing runs: FUZZ_SECS per target (default 10 minutes).
+fuzz: deps
+	$(Q)$(MAKE) --no-print-directory fuzz-build
+	$(Q)tests/fuzz/run.sh $(FUZZ_SECS)
 
 # The test entry point: installs deps, builds, runs every suite, prints "N passed, N failed".
 test: deps
-	$(Q)$(MAKE) --no-print-directory all unit bpftest
+	$(Q)$(MAKE) --no-print-directory all unit bpftest fuzz-build
 	$(Q)tests/run-all.sh
 
 demo: deps

@@ -493,8 +493,8 @@ struct bm_meta {
 	__u32 nservices;
 	__u32 nbackends;
 	__u32 pad;
-	__u64 apply_started_ns; /* CLOCK_REALTIME when the agent began reading the last config
-				 * (lab apply waits for an apply that began after its writes) */
+	__u64 config_stamp; /* config_dir_stamp() of the config last read (applied or not):
+			     * lab apply waits for every agent's to equal the directory's */
 };
 
 /*

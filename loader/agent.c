@@ -406,7 +406,7 @@ static void sync_pods(struct agent *a, const struct mesh_config *c)
 struct load_job {
 	const char *dir;
 	int done_fd;
-	uint64_t t0;
+	uint64_t t0, stamp;
 	struct mesh_config *c;
 	struct rs_table t;
 	struct diags d;
@@ -418,6 +418,7 @@ static void *load_worker(void *arg)
 	uint64_t one = 1;
 
 	j->c = config_new();
+	j->stamp = config_dir_stamp(j->dir); /* before reading: a later change reloads again */
 	config_load_dir(j->c, j->dir, &j->d);
 	if (j->d.nerrors == 0)
 		config_validate(j->c, &j->d);
@@ -445,7 +446,6 @@ static void reload_start(struct agent *a)
 	a->job = j;
 	a->loading = true;
 	a->reload_again = false;
-	sync_set_meta_started(a->sync);
 	if (pthread_create(&a->loader, NULL, load_worker, j)) {
 		pr_warn("config: cannot start the loader thread: %s", strerror(errno));
 		load_worker(j); /* then here, once */
@@ -468,7 +468,7 @@ static void reload_finish(struct agent *a)
 	err = j->d.nerrors ? -EINVAL : sync_apply(a->sync, &j->t, &j->d, &res);
 	diags_print(&j->d, stderr);
 	if (err) {
-		sync_set_meta(a->sync, 0, a->loaded);
+		sync_set_meta(a->sync, 0, a->loaded, j->stamp);
 		pr_warn("config in %s rejected (%d errors); generation %llu stays in force",
 			a->config_dir, j->d.nerrors, (unsigned long long)a->applied_gen);
 		config_free(j->c);
@@ -489,7 +489,7 @@ static void reload_finish(struct agent *a)
 		}
 		sync_pods(a, c);
 		a->loaded = 1;
-		sync_set_meta(a->sync, 1, 1);
+		sync_set_meta(a->sync, 1, 1, j->stamp);
 		pr_info("applied config: %d service ports (%d written, %d unchanged, %d removed), "
 			"%d backends, in %llu ms",
 			j->t.nservices, res.services_written, res.services_unchanged,
@@ -904,7 +904,7 @@ int cmd_agent(int argc, char **argv)
 	dp_mapfds(a.dp, &a.fds);
 	a.sync = sync_new(&a.fds, NULL);
 	sync_recover(a.sync);
-	sync_set_meta(a.sync, 0, 0);
+	sync_set_meta(a.sync, 0, 0, 0);
 	pr_info("node %s: attached to %s, pins in %s, acceleration %s, strict UDP %s", a.node,
 		a.cgroup, a.pin_dir, a.accel ? "on" : "off", a.strict_udp ? "drop" : "pass");
 	a.httpd = httpd_new(http_answer, &a);

@@ -945,27 +945,15 @@ int sync_set_pods(struct sync *s, const struct sync_pod *pods, int n)
 	return sync_pod_addrs(s, pods, n) ? -EIO : err;
 }
 
-void sync_set_meta_started(struct sync *s)
+void sync_set_meta(struct sync *s, int ok, int loaded, uint64_t stamp)
 {
 	struct bm_meta meta = {};
 	struct timespec ts;
 	__u32 zero = 0;
 
 	bpf_map_lookup_elem(s->fds.meta, &zero, &meta);
-	clock_gettime(CLOCK_REALTIME, &ts);
-	meta.abi = BM_MAP_ABI;
-	meta.apply_started_ns = ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-	if (bpf_map_update_elem(s->fds.meta, &zero, &meta, BPF_ANY))
-		pr_warn("bm_meta: %s", strerror(errno));
-}
-
-void sync_set_meta(struct sync *s, int ok, int loaded)
-{
-	struct bm_meta meta = {};
-	struct timespec ts;
-	__u32 zero = 0;
-
-	bpf_map_lookup_elem(s->fds.meta, &zero, &meta);
+	if (stamp)
+		meta.config_stamp = stamp;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	meta.abi = BM_MAP_ABI;
 	if (ok)

@@ -70,10 +70,8 @@ int sync_sweep_socks(struct sync *s, uint64_t now_ns, uint64_t max_age_ns);
 void put_name4(struct sync *s, uint32_t kind, uint32_t id, const char *a, const char *b,
 	       const char *c, const char *d);
 
-/* Record in bm_meta that an apply began (its config is being read now). */
-void sync_set_meta_started(struct sync *s);
-
-/* Record an apply attempt in bm_meta (generation, ok, counts). */
-void sync_set_meta(struct sync *s, int ok, int loaded);
+/* Record an apply attempt in bm_meta (generation, ok, counts, and the config_dir_stamp() of
+ * what it read, when not 0). */
+void sync_set_meta(struct sync *s, int ok, int loaded, uint64_t stamp);
 
 #endif /* BM_SYNC_H */

@@ -41,6 +41,7 @@
 #include "bpfmesh.h"
 #include "ca.h"
 #include "certs.h"
+#include "hbone.h"
 #include "cfgref.h"
 #include "log.h"
 #include "security.h"
@@ -691,8 +692,8 @@ static void out_handshake(struct tconn *c)
 static void out_response(struct tconn *c)
 {
 	uint32_t want = 0;
-	char *end;
-	int r;
+	size_t head;
+	int r, parsed, status;
 
 	if (c->p2s && c->p2s->len > c->p2s->off)
 		pump(c);
@@ -707,14 +708,15 @@ static void out_response(struct tconn *c)
 			return;
 		}
 		c->hdr_len += r;
-		c->hdr[c->hdr_len] = 0;
-		end = strstr(c->hdr, "\r\n\r\n");
-		if (!end) {
-			if (c->hdr_len >= sizeof(c->hdr) - 1)
-				out_fail(c, "oversized response from peer agent");
+		parsed = hbone_parse_response(c->hdr, c->hdr_len, sizeof(c->hdr) - 1, &status,
+					      &head);
+		if (parsed == 0)
 			continue;
+		if (parsed < 0) {
+			out_fail(c, "malformed or oversized response from peer agent");
+			return;
 		}
-		if (strncmp(c->hdr, "HTTP/1.1 200", 12)) {
+		if (status != 200) {
 			char why[128];
 
 			snprintf(why, sizeof(why), "peer agent answered \"%.*s\"",
@@ -722,8 +724,7 @@ static void out_response(struct tconn *c)
 			out_fail(c, why);
 			return;
 		}
-		end += 4;
-		buf_put(c->s2p, end, c->hdr + c->hdr_len - end);
+		buf_put(c->s2p, c->hdr + head, c->hdr_len - head);
 		c->st = T_RELAY;
 		pr_debug("tunnel: %s -> %s via %s open", c->src_ip, c->dst, c->peer);
 		pump(c);
@@ -973,12 +974,13 @@ static void in_request(struct tconn *c)
 {
 	static const char forbidden[] = "HTTP/1.1 403 Forbidden\r\n\r\n";
 	static const char badreq[] = "HTTP/1.1 400 Bad Request\r\n\r\n";
-	char target[128] = "", principal[320], ns[64] = "", pname[200], fwd[64], *end, *f, *colon;
+	char principal[320], ns[64] = "", pname[200];
+	struct hbone_connect req;
 	const struct workload_obj *w;
 	struct sec_decision d;
 	struct sec_peer peer = {.ip_len = 128};
 	uint32_t want = 0;
-	int r, port;
+	int r, port, parsed;
 
 	while (c->st == T_IN_REQUEST) {
 		r = SSL_read(c->ssl, c->hdr + c->hdr_len, sizeof(c->hdr) - 1 - c->hdr_len);
@@ -991,25 +993,18 @@ static void in_request(struct tconn *c)
 			return;
 		}
 		c->hdr_len += r;
-		c->hdr[c->hdr_len] = 0;
-		end = strstr(c->hdr, "\r\n\r\n");
-		if (!end && c->hdr_len < sizeof(c->hdr) - 1)
+		parsed = hbone_parse_connect(c->hdr, c->hdr_len, sizeof(c->hdr) - 1, &req);
+		if (parsed == 0)
 			continue;
-		if (!end || sscanf(c->hdr, "CONNECT %127s HTTP/1.1", target) != 1 ||
-		    !(colon = strrchr(target, ':')) || (port = atoi(colon + 1)) <= 0 ||
-		    port > 65535) {
+		if (parsed < 0) {
 			SSL_write(c->ssl, badreq, sizeof(badreq) - 1);
 			in_fail(c, "malformed CONNECT request");
 			return;
 		}
-		*colon = 0;
-		snprintf(c->dst, sizeof(c->dst), "%s:%d", target, port);
-		f = strstr(c->hdr, "\r\nForwarded: for=");
-		fwd[0] = 0;
-		if (f && f < end)
-			snprintf(fwd, sizeof(fwd), "%.*s", (int)strcspn(f + 17, "\r;,"), f + 17);
-		source_address(c, fwd);
-		w = pod_by_ip(c->t->c, target);
+		port = req.port;
+		snprintf(c->dst, sizeof(c->dst), "%s:%d", req.host, port);
+		source_address(c, req.forwarded);
+		w = pod_by_ip(c->t->c, req.host);
 		if (!w || !w->host_ip || strcmp(w->host_ip, c->t->o.node_ip)) {
 			SSL_write(c->ssl, badreq, sizeof(badreq) - 1);
 			in_fail(c, "CONNECT target is not a pod on this node");
@@ -1048,15 +1043,14 @@ static void in_request(struct tconn *c)
 			conn_close(c);
 			return;
 		}
-		end += 4;
 		if (!conn_bufs(c)) {
 			in_fail(c, "out of memory");
 			return;
 		}
 		SSL_clear_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS);
 		pend_drop(c); /* authenticated and authorized: no longer a pending handshake */
-		buf_put(c->s2p, end, c->hdr + c->hdr_len - end);
-		c->pfd = in_dial(c, target, port);
+		buf_put(c->s2p, c->hdr + req.head_len, c->hdr_len - req.head_len);
+		c->pfd = in_dial(c, req.host, port);
 		if (c->pfd < 0) {
 			static const char bad[] = "HTTP/1.1 503 Service Unavailable\r\n\r\n";
 

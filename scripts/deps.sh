@@ -4,7 +4,7 @@
 set -e
 PKGS="clang llvm libbpf-dev libelf-dev zlib1g-dev libyaml-dev libssl-dev bpftool bats
 iproute2 curl make gcc pkg-config bc socat python3 python3-yaml prometheus graphviz
-sockperf iperf3 wrk haproxy openssl tcpdump"
+sockperf iperf3 wrk haproxy openssl tcpdump libclang-rt-14-dev shellcheck"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

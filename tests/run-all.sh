@@ -4,11 +4,12 @@
 #   C unit tests (ASan+UBSan)    build/unit/test_*        last line "<suite>: N passed, N failed"
 #   BPF program tests             build/bpftest/test_*     same
 #   Istio conformance corpus      tests/conformance.sh     same
+#   fuzz targets (libFuzzer)      tests/fuzz/run.sh        same, FUZZ_SECS each (default 15)
 #   integration (bats, real netns/cgroups/agents)  tests/integration/*.bats  (TAP ok/not ok)
 # Set SUITES="unit bpf conformance integration" to run a part.
 set -u
 cd "$(dirname "$0")/.."
-SUITES=${SUITES:-unit bpf conformance integration}
+SUITES=${SUITES:-unit bpf conformance fuzz integration}
 passed=0
 failed=0
 log=$(mktemp -d /tmp/bpfmesh-tests.XXXXXX)
@@ -40,6 +41,13 @@ for s in $SUITES; do
 	unit) for t in build/unit/test_*; do [ -x "$t" ] && run_bin unit "$t"; done ;;
 	bpf) for t in build/bpftest/test_*; do [ -x "$t" ] && run_bin bpf "$t"; done ;;
 	conformance) run_bin conformance tests/conformance.sh ;;
+	fuzz)
+		echo "== fuzz: tests/fuzz/run.sh ${FUZZ_SECS:-15}"
+		tests/fuzz/run.sh "${FUZZ_SECS:-15}" >"$log/out" 2>&1
+		grep -E '^(ok|not ok|fuzz: |  fuzz_)' "$log/out"
+		grep -q '^not ok' "$log/out" && tail -n 40 "$log/out"
+		count_line "$log/out"
+		;;
 	integration)
 		for t in tests/integration/*.bats; do
 			echo "== integration: $t"

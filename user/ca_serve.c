@@ -183,6 +183,10 @@ static void serve(struct casrv *s, SSL *ssl, const char *node)
 		}
 	}
 	body = end + 4;
+	if (!node) { /* read first, then refuse: a peer still writing would lose the answer */
+		reply(ssl, 403, "Forbidden", "not a node of this mesh\n");
+		goto out;
+	}
 	if (strncmp(req, "POST /v1/certificate ", 21) ||
 	    !header(req, "X-Bpfmesh-Pod", pod, sizeof(pod)) ||
 	    sscanf(pod, "%127[^/]/%199s", ns, name) != 2) {
@@ -267,7 +271,7 @@ static void *conn_thread(void *arg)
 	    strlen(p + strlen(CA_NODE_PATH)) >= sizeof(node) || strchr(p + strlen(CA_NODE_PATH), '/')) {
 		logf_("refused %s: %s is no node identity of %s", j->peer, id[0] ? id : "no SPIFFE ID",
 		      s->td);
-		reply(ssl, 403, "Forbidden", "not a node of this mesh\n");
+		serve(s, ssl, NULL);
 		goto out;
 	}
 	snprintf(node, sizeof(node), "%s", p + strlen(CA_NODE_PATH));

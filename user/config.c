@@ -1249,10 +1249,11 @@ static void load_doc(struct mesh_config *c, const char *file, const struct ynode
 	}
 }
 
-int config_load_file(struct mesh_config *c, const char *path, struct diags *d)
+static int load_yfile(struct mesh_config *c, const char *name, const char *buf, size_t len,
+		      struct diags *d)
 {
-	const char *file = intern_file(c, path);
-	struct srcpos pos = {.file = file ? file : path};
+	const char *file = intern_file(c, name);
+	struct srcpos pos = {.file = file ? file : name};
 	struct yfile yf;
 	struct yerror ye;
 
@@ -1260,7 +1261,7 @@ int config_load_file(struct mesh_config *c, const char *path, struct diags *d)
 		diags_add(d, DIAG_ERROR, &pos, NULL, NULL, "out of memory");
 		return -1;
 	}
-	if (yfile_load(path, &yf, &ye) < 0) {
+	if ((buf ? yfile_load_mem(buf, len, &yf, &ye) : yfile_load(name, &yf, &ye)) < 0) {
 		pos.line = ye.line;
 		diags_add(d, DIAG_ERROR, &pos, NULL, ye.io ? NULL : "yaml", "%s", ye.msg);
 		return -1;
@@ -1270,6 +1271,17 @@ int config_load_file(struct mesh_config *c, const char *path, struct diags *d)
 			load_doc(c, file, yf.docs[i].root, d);
 	yfile_free(&yf);
 	return 0;
+}
+
+int config_load_file(struct mesh_config *c, const char *path, struct diags *d)
+{
+	return load_yfile(c, path, NULL, 0, d);
+}
+
+int config_load_mem(struct mesh_config *c, const char *name, const char *buf, size_t len,
+		    struct diags *d)
+{
+	return load_yfile(c, name, buf ? buf : "", buf ? len : 0, d);
 }
 
 static bool config_ext(const char *name)
@@ -1315,6 +1327,31 @@ static char **list_dir(const char *dir, int *n)
 	if (v)
 		qsort(v, *n, sizeof(*v), cmp_str);
 	return v;
+}
+
+uint64_t config_dir_stamp(const char *dir)
+{
+	uint64_t h = 1469598103934665603ULL;
+	char **files;
+	int n;
+
+	files = list_dir(dir, &n);
+	for (int i = 0; i < n; i++) {
+		struct stat st;
+		char line[1200];
+
+		if (stat(files[i], &st))
+			continue;
+		snprintf(line, sizeof(line), "%s|%lld|%lld.%09ld|%lld.%09ld|%llu", files[i],
+			 (long long)st.st_size, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
+			 (long long)st.st_ctim.tv_sec, st.st_ctim.tv_nsec,
+			 (unsigned long long)st.st_ino);
+		for (const char *p = line; *p; p++)
+			h = (h ^ (uint8_t)*p) * 1099511628211ULL;
+		h = (h ^ 0xff) * 1099511628211ULL;
+	}
+	strv_free(files, n);
+	return h | 1; /* 0 means "none read yet" */
 }
 
 int config_load_dir(struct mesh_config *c, const char *dir, struct diags *d)

@@ -6,6 +6,7 @@
  * read the pins, never the YAML, so they tell the truth even while the agent is down.
  */
 #include <errno.h>
+#include <ftw.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
@@ -359,17 +361,18 @@ int cmd_endpoints(int argc, char **argv)
 	return 0;
 }
 
+static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *f)
+{
+	(void)st;
+	(void)f;
+	return (type == FTW_DP ? rmdir(path) : unlink(path)) && errno != ENOENT ? -1 : 0;
+}
+
+/* The agent's run directory, whole: lock, bpffs note, the certs/ it published. */
 static void rm_rf_run_dir(const char *dir)
 {
-	char path[600];
-
-	snprintf(path, sizeof(path), "%s/agent.lock", dir);
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/agent.log", dir);
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/bpffs", dir);
-	unlink(path);
-	rmdir(dir);
+	if (access(dir, F_OK) == 0)
+		nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
 	rmdir("/run/bpfmesh"); /* only if no other node is left */
 }
 

@@ -1852,34 +1852,9 @@ static int lab_down(struct lab *l)
 	return rc;
 }
 
-/* The newest change in a directory (a file renamed in, changed, or one removed), as
- * CLOCK_REALTIME ns: what lab apply waits for the agents to have read. */
-static uint64_t dir_newest(const char *dir)
-{
-	struct stat st;
-	struct dirent *de;
-	uint64_t newest = 0;
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *d = fd >= 0 ? fdopendir(dup(fd)) : NULL;
-
-#define NS_OF(t) ((uint64_t)(t).tv_sec * 1000000000ULL + (t).tv_nsec)
-	if (fd >= 0 && fstat(fd, &st) == 0)
-		newest = NS_OF(st.st_mtim);
-	while (d && (de = readdir(d)))
-		if (de->d_name[0] != '.' && fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    NS_OF(st.st_ctim) > newest)
-			newest = NS_OF(st.st_ctim);
-#undef NS_OF
-	if (d)
-		closedir(d);
-	if (fd >= 0)
-		close(fd);
-	return newest;
-}
-
-/* Wait until every agent has begun and finished reading the config after `since` (a config
- * change): the change is then in force on every node. */
-static int wait_in_force(struct lab *l, uint64_t since, uint64_t t0)
+/* Wait until every agent has read the config directory as it is now (its stamp): the change
+ * is then in force on every node. */
+static int wait_in_force(struct lab *l, uint64_t stamp, uint64_t t0)
 {
 	uint64_t deadline = mono_ms() + 10000;
 	int rejected = 0;
@@ -1899,8 +1874,7 @@ static int wait_in_force(struct lab *l, uint64_t since, uint64_t t0)
 				bpf_map_lookup_elem(f.meta, &zero, &meta);
 				dp_close_fds(&f);
 			}
-			done = meta.apply_started_ns > since &&
-			       meta.last_apply_ns >= meta.apply_started_ns;
+			done = meta.config_stamp == stamp;
 			if (done && !meta.last_apply_ok) {
 				fprintf(stderr, "lab: node %s rejected the config; see %s/agent-%s.log\n",
 					l->nodes[i].name, l->dir, l->nodes[i].name);
@@ -1920,13 +1894,6 @@ static int wait_in_force(struct lab *l, uint64_t since, uint64_t t0)
 	return rejected ? -1 : 0;
 }
 
-static uint64_t real_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-}
 
 static int lab_up(struct lab_args *a)
 {
@@ -2184,13 +2151,13 @@ int cmd_lab(int argc, char **argv)
 	} else if (!strcmp(sub, "status")) {
 		rc = lab_status(&l);
 	} else if (!strcmp(sub, "apply")) {
-		uint64_t t0 = mono_ms(), before = real_ns(), newest;
+		uint64_t t0 = mono_ms(), before = config_dir_stamp(l.config), after;
 
 		rc = a.nfiles && !apply_files(&l, a.files, a.nfiles) && !reconcile(&l) ? 0 : 1;
 		/* in force on every node before returning: what the user applied is what the next
 		 * connection gets */
-		newest = dir_newest(l.config);
-		if (!rc && !a.no_wait && newest > before && wait_in_force(&l, newest, t0))
+		after = config_dir_stamp(l.config);
+		if (!rc && !a.no_wait && after != before && wait_in_force(&l, after, t0))
 			rc = 1;
 	} else if (!strcmp(sub, "agent")) {
 		rc = npos == 2 ? lab_agent(&l, pos[0], pos[1]) : lab_agent(&l, "", NULL);

@@ -347,6 +347,16 @@ void config_free(struct mesh_config *c);
  */
 int config_load_file(struct mesh_config *c, const char *path, struct diags *d);
 
+/* The same for YAML already in memory (stdin, fuzzing); name stands for the file in
+ * messages. */
+int config_load_mem(struct mesh_config *c, const char *name, const char *buf, size_t len,
+		    struct diags *d);
+
+/* A fingerprint of what config_load_dir would read now (names, sizes, times, inodes of
+ * those files): the agent records the one it loaded in bm_meta, and `lab apply` waits until
+ * every agent's equals the directory's. Never 0. */
+uint64_t config_dir_stamp(const char *dir);
+
 /* Every *.yaml, *.yml and *.json regular file directly in dir, in name order. */
 int config_load_dir(struct mesh_config *c, const char *dir, struct diags *d);
 

@@ -3425,8 +3425,13 @@ static int note_mtls(const struct mesh_config *c, struct diags *d)
 			  "STRICT is enforced in the destination node's kernel; bpfmesh differs "
 			  "from Istio: mesh pods on the same node talk in plaintext (the kernel "
 			  "attests their identity, nothing crosses a wire), and the tunnel carries "
-			  "IPv4 only, so IPv6 from other nodes is refused (docs/mtls.md)");
-		n++;
+			  "IPv4 only, so IPv6 from mesh pods on other nodes is refused at connect "
+			  "(docs/mtls.md)");
+		diags_add(d, DIAG_WARN, &p->pos, obj, "spec.mtls.mode",
+			  "STRICT covers TCP: plaintext UDP still reaches the workloads it selects, "
+			  "as in Istio (which captures no UDP either); run the agents with "
+			  "--strict-udp drop to refuse it (docs/security-policy.md)");
+		n += 2;
 	}
 	return n;
 }

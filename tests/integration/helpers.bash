@@ -43,5 +43,8 @@ leftovers() { # prints anything of lab $1 still around
 	ls -d /sys/fs/bpf/bpfmesh/"$l"-* 2>/dev/null || true
 	ls -d /etc/netns/bm-"$l"-* 2>/dev/null || true
 	[ -d /run/bpfmesh/lab/"$l" ] && echo "state /run/bpfmesh/lab/$l"
+	ls -d /run/bpfmesh/"$l"-* 2>/dev/null || true # agents' run dirs (certs/ included)
 	pgrep -af "bpfmesh agent .*--node $l-" || true
+	pgrep -af "bpfmesh lab supervise --name $l( |\$)" || true
+	pgrep -af "bpfmesh ca serve --dir /run/bpfmesh/lab/$l/" || true
 }

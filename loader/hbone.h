@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * hbone.h: the tunnel's CONNECT framing (HTTP/1.1 CONNECT ip:port, Forwarded: for=..., then
+ * the raw stream), as pure functions over bytes that touch no socket, so the tunnel (tunnel.c)
+ * and the fuzz targets (tests/fuzz/) run the same code. Input is whatever a peer sent: any
+ * bytes, NULs included, never assumed terminated.
+ */
+#ifndef BM_HBONE_H
+#define BM_HBONE_H
+
+#include <stddef.h>
+
+struct hbone_connect {
+	char host[64];	      /* the target address, without brackets */
+	int port;	      /* 1..65535 */
+	char forwarded[64];   /* the first Forwarded header's for= address ("" if none) */
+	size_t head_len;      /* bytes of the request head, CRLFCRLF included */
+};
+
+/* A CONNECT request at the start of buf[0..len): 1 parsed (*out filled), 0 incomplete (and
+ * len < max), -1 malformed or longer than max bytes. */
+int hbone_parse_connect(const char *buf, size_t len, size_t max, struct hbone_connect *out);
+
+/* The answer to a CONNECT: 1 with the status code and head length, 0 incomplete, -1
+ * malformed or longer than max. */
+int hbone_parse_response(const char *buf, size_t len, size_t max, int *status, size_t *head_len);
+
+#endif /* BM_HBONE_H */
