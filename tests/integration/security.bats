@@ -6,9 +6,9 @@
 # reach it), friend and foe (mesh2), attacker (outside the mesh); node2 has rsrv (STRICT, the
 # same policy), rperm (PERMISSIVE), rattacker (outside the mesh), web v1/v2. The lab runs with
 # --strict-udp drop.
-load helpers
 # shellcheck disable=SC2016 # single quotes: the text is for a pod's shell, or an attack string
 # shellcheck disable=SC2143 # [ -z "$(... | grep)" ]: a failing `! grep` never fails a bats test
+load helpers
 
 LAB=isec
 DIR=/run/bpfmesh/lab/$LAB
