@@ -402,3 +402,36 @@ EOF
 	echo "$n commands"
 	[ "$n" -ge 10 ]
 }
+
+@test "ca.yaml: the CA as a Deployment of its own, key from a Secret, real ca serve flags, a Service on 15012" {
+	needs_yaml
+	"$BM" ca serve --help >"$WORK/ca-usage" 2>&1 || true
+	run py "$BATS_TEST_DIRNAME/../../deploy/kubernetes/ca.yaml" "$WORK/ca-usage" <<'PYEOF'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+usage = open(sys.argv[2]).read()
+bad = []
+def check(c, m):
+    if not c: bad.append(m)
+dep = [d for d in docs if d["kind"] == "Deployment"][0]
+svc = [d for d in docs if d["kind"] == "Service"][0]
+spec = dep["spec"]["template"]["spec"]
+c = spec["containers"][0]
+argv = c["command"] + c["args"]
+check(argv[:3] == ["/usr/local/bin/bpfmesh", "ca", "serve"], "not bpfmesh ca serve: %s" % argv)
+opts = {a: argv[i + 1] for i, a in enumerate(argv) if a.startswith("--")}
+for o in opts:
+    check(o in usage, o + ": not an option of `bpfmesh ca serve`")
+vols = {v["name"]: v for v in spec["volumes"]}
+mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+ca = mounts.get(opts.get("--dir"))
+check(ca is not None and "secret" in vols[ca["name"]], "--dir is not a mounted Secret")
+check(spec.get("hostNetwork") is not True, "the CA must not share a node's network")
+check(c["securityContext"].get("privileged") is not True, "the CA must not be privileged")
+check(svc["spec"]["ports"][0]["port"] == 15012, "the Service is not on 15012")
+print("\n".join(bad))
+sys.exit(1 if bad else 0)
+PYEOF
+	echo "$output"
+	[ "$status" -eq 0 ]
+}
