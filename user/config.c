@@ -1405,14 +1405,14 @@ char *config_fqdn(const char *host, const char *ns)
 	/* Wildcards, addresses and names that are already qualified stay as they are. */
 	if (h[0] == '*' || strchr(h, ':') || (dots == 3 && strspn(h, "0123456789.") == len))
 		return h;
-	if (dots == 0 && asprintf(&out, "%s.%s.svc.cluster.local", h, ns ? ns : "default") < 0)
-		out = NULL;
-	else if (dots > 0 && ends_with(h, ".svc") && asprintf(&out, "%s.cluster.local", h) < 0)
-		out = NULL;
-	else if (dots == 1 && asprintf(&out, "%s.svc.cluster.local", h) < 0)
-		out = NULL;
-	else if (dots > 1 && !ends_with(h, ".svc"))
+	if (dots > 1 && !ends_with(h, ".svc"))
 		return h;
+	/* one asprintf, whichever form ("a", "a.svc", "a.b", "a.b.svc") this is */
+	if (asprintf(&out, dots == 0 ? "%s.%s.svc.cluster.local"
+			  : ends_with(h, ".svc") ? "%s.cluster.local%.0s"
+						 : "%s.svc.cluster.local%.0s",
+		     h, ns ? ns : "default") < 0)
+		out = NULL;
 	free(h);
 	return out;
 }
