@@ -171,5 +171,6 @@ P
 	run lab down
 	[ "$status" -eq 0 ]
 	run leftovers "$LAB"
+	echo "$output"
 	[ -z "$output" ]
 }

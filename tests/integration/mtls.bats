@@ -6,7 +6,7 @@
 # Servers on node2, clients on node1 (tests/integration/fixtures/mtls.yaml).
 load helpers
 
-LAB=imt
+LAB=imtls
 CFG=/run/bpfmesh/lab/$LAB/config
 LOG2=/run/bpfmesh/lab/$LAB/agent-node2.log
 LOG1=/run/bpfmesh/lab/$LAB/agent-node1.log
