@@ -1,12 +1,23 @@
 # SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 # bpfmesh build. `make` builds build/bpfmesh (BPF objects embedded as skeletons).
-# `make demo` / `make test` / `make bench` install missing Debian packages first.
-# V=1 shows every command.
+# `make demo` / `make test` / `make bench` / `make fuzz` install missing Debian packages first.
+# V=1 shows every command. CFLAGS, CC, CLANG, BPFTOOL may be set on the command line: the flags
+# the build needs (include paths, warnings, dependency files) are kept apart, as
+# libbpf-bootstrap's Makefile does, so `make CFLAGS=-O0` still builds.
+#
+# Layers, and what each may include (enforced by the include paths below):
+#   headers/   shared by kernel and user side            <- everything
+#   bpf/       the programs                               -> headers
+#   user/lib/  the library: config model, validation, analysis, policy, pins' read side
+#                                                         -> headers
+#   user/cli/  the CLI commands                           -> user/lib
+#   user/lab/  the lab and its echo server                -> user/lib
+#   loader/    the node agent                             -> user/lib, its BPF skeletons
+#   cmd/       the binary's entry point: dispatch only     -> all of them
 
 BUILD    ?= build
 CLANG    ?= clang
 BPFTOOL  ?= bpftool
-CC       ?= gcc
 ARCH     := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 
 ifeq ($(V),1)
@@ -17,28 +28,38 @@ Q = @
 msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
 endif
 
-WARN     := -Wall -Wextra -Werror
 CFLAGS   ?= -O2 -g
 # snprintf truncation is handled where it matters (paths are checked); the -O2 heuristic is noise
-CFLAGS   += $(WARN) -Wno-format-truncation -std=gnu11 -D_GNU_SOURCE -Iheaders -Iuser -Iloader -I$(BUILD)
+WARN     := -Wall -Wextra -Werror -Wno-format-truncation
+BASE     := -std=gnu11 -D_GNU_SOURCE -MMD -MP
+INC_LIB  := -Iheaders -Iuser/lib
+INC_CLI  := $(INC_LIB) -Iuser/cli
+INC_LAB  := $(INC_LIB) -Iuser/lab
+INC_LDR  := $(INC_LIB) -Iloader -I$(BUILD)
+INC_CMD  := $(INC_LDR) -Iuser/cli -Iuser/lab
 LDLIBS   := -lbpf -lelf -lz -lyaml -lssl -lcrypto -lm -lpthread
-BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) $(WARN) -Wno-unused-function \
-	-Wno-unused-parameter \
-	-Iheaders -Ibpf -I$(BUILD)
+BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Wextra -Werror \
+	-Wno-unused-function -Wno-unused-parameter -Iheaders -Ibpf -I$(BUILD)
 
 BPF_SRCS  := $(wildcard bpf/*.bpf.c)
 TBPF_SRCS := $(wildcard tests/bpf/*.bpf.c)
 SKELS     := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
 TSKELS    := $(patsubst tests/bpf/%.bpf.c,$(BUILD)/%.skel.h,$(TBPF_SRCS))
-LIB_SRCS  := $(filter-out user/main.c,$(wildcard user/*.c loader/*.c))
-LIB_OBJS  := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
-HDRS      := $(wildcard headers/*.h user/*.h loader/*.h bpf/*.h)
+LIB_SRCS  := $(wildcard user/lib/*.c)
+CLI_SRCS  := $(wildcard user/cli/*.c)
+LAB_SRCS  := $(wildcard user/lab/*.c)
+LDR_SRCS  := $(wildcard loader/*.c)
+ALL_SRCS  := $(LIB_SRCS) $(CLI_SRCS) $(LAB_SRCS) $(LDR_SRCS)
+OBJS      = $(patsubst %.c,$(BUILD)/$(1)/%.o,$(2))
 
-# Unit tests are built twice over: once plain, once with ASan+UBSan (what `make test` runs).
+# the include path of a source by its folder
+inc = $(if $(filter user/lib/%,$(1)),$(INC_LIB),$(if $(filter user/cli/%,$(1)),$(INC_CLI),$(if \
+	$(filter user/lab/%,$(1)),$(INC_LAB),$(if $(filter loader/%,$(1)),$(INC_LDR),$(INC_CMD)))))
+
+# Unit tests run with ASan+UBSan; the library's are pure C (no clang, bpftool or BTF needed).
 SAN       := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
-SAN_OBJS  := $(patsubst %.c,$(BUILD)/san/%.o,$(LIB_SRCS))
 BPFT_SRCS := $(wildcard tests/bpf/test_*.c)
 BPFT_BINS := $(patsubst tests/bpf/%.c,$(BUILD)/bpftest/%,$(BPFT_SRCS))
 
@@ -47,13 +68,15 @@ FUZZ_CC   ?= clang
 FUZZ_SAN  := -fsanitize=address,undefined -fno-omit-frame-pointer -g -O1
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
-FUZZ_OBJS := $(patsubst %.c,$(BUILD)/fuzzobj/%.o,$(LIB_SRCS))
-FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -Iheaders -Iuser -Iloader -I$(BUILD) -Itests/unit
 FUZZ_SECS ?= 600
 
-.SECONDARY:
-.PHONY: all deps test unit bpftest fuzz-build fuzz integration conformance demo bench clean format
+.DELETE_ON_ERROR:
+# the BPF objects are kept (bpftool reads them); the skeletons are named here, so they are no
+# intermediate files and order-only prerequisites on them are built
+.SECONDARY: $(patsubst %.skel.h,%.bpf.o,$(SKELS) $(TSKELS))
+.PHONY: all deps test unit bpftest fuzz-build fuzz demo bench clean format skels
 all: $(BUILD)/bpfmesh
+skels: $(SKELS) $(TSKELS)
 
 deps:
 	$(Q)scripts/deps.sh
@@ -61,62 +84,86 @@ deps:
 $(BUILD)/vmlinux.h:
 	$(call msg,GEN,$@)
 	$(Q)mkdir -p $(BUILD)
-	$(Q)$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
+	$(Q)$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@
 
-$(BUILD)/%.bpf.o: bpf/%.bpf.c $(BUILD)/vmlinux.h $(HDRS)
+$(BUILD)/%.bpf.o: bpf/%.bpf.c $(BUILD)/vmlinux.h
 	$(call msg,BPF,$@)
-	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+	$(Q)$(CLANG) $(BPF_CFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/%.bpf.o: tests/bpf/%.bpf.c $(BUILD)/vmlinux.h $(HDRS)
+$(BUILD)/%.bpf.o: tests/bpf/%.bpf.c $(BUILD)/vmlinux.h
 	$(call msg,BPF,$@)
-	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+	$(Q)$(CLANG) $(BPF_CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/%.skel.h: $(BUILD)/%.bpf.o
 	$(call msg,SKEL,$@)
-	$(Q)$(BPFTOOL) gen skeleton $< > $@.tmp && mv $@.tmp $@
+	$(Q)$(BPFTOOL) gen skeleton $< > $@
 
-$(BUILD)/obj/%.o: %.c $(HDRS) $(SKELS)
+# Objects: each depends on what it includes (-MMD); the loader's and the binary's need the
+# skeletons to exist first (order-only), the library, CLI and lab never include one.
+$(BUILD)/obj/loader/%.o: loader/%.c | $(SKELS)
 	$(call msg,CC,$@)
 	$(Q)mkdir -p $(dir $@)
-	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(BASE) $(WARN) $(INC_LDR) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/san/%.o: %.c $(HDRS) $(SKELS)
+$(BUILD)/obj/cmd/%.o: cmd/%.c | $(SKELS)
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) $(BASE) $(WARN) $(INC_CMD) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.o: %.c
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) $(BASE) $(WARN) $(call inc,$<) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/san/loader/%.o: loader/%.c | $(SKELS)
 	$(call msg,CC-SAN,$@)
 	$(Q)mkdir -p $(dir $@)
-	$(Q)$(CC) $(CFLAGS) $(SAN) -c $< -o $@
+	$(Q)$(CC) $(BASE) $(WARN) $(INC_LDR) $(CFLAGS) $(SAN) -c $< -o $@
 
-$(BUILD)/bpfmesh: $(BUILD)/obj/user/main.o $(LIB_OBJS)
+$(BUILD)/san/%.o: %.c
+	$(call msg,CC-SAN,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) $(BASE) $(WARN) $(call inc,$<) $(CFLAGS) $(SAN) -c $< -o $@
+
+$(BUILD)/fuzzobj/loader/%.o: loader/%.c | $(SKELS)
+	$(call msg,CC-FUZZ,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(FUZZ_CC) $(BASE) $(INC_LDR) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(BUILD)/fuzzobj/%.o: %.c
+	$(call msg,CC-FUZZ,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(FUZZ_CC) $(BASE) $(call inc,$<) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(BUILD)/bpfmesh: $(BUILD)/obj/cmd/main.o $(call OBJS,obj,$(ALL_SRCS))
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/unit/%: tests/unit/%.c $(SAN_OBJS) tests/unit/check.h
+# Unit tests: the library and the CLI, and the echo server of the lab; no skeletons.
+UNIT_OBJS := $(call OBJS,san,$(LIB_SRCS) $(CLI_SRCS) user/lab/echo.c loader/hbone.c)
+$(BUILD)/unit/%: tests/unit/%.c $(UNIT_OBJS) tests/unit/check.h
 	$(call msg,UNIT,$@)
 	$(Q)mkdir -p $(dir $@)
-	$(Q)$(CC) $(CFLAGS) $(SAN) -Itests/unit $< $(SAN_OBJS) -o $@ $(LDLIBS)
+	$(Q)$(CC) $(BASE) $(WARN) $(INC_LAB) -Iuser/cli -Iloader -Itests/unit $(CFLAGS) $(SAN) $< $(UNIT_OBJS) \
+		-o $@ $(LDLIBS)
 
-$(BUILD)/bpftest/%: tests/bpf/%.c $(LIB_OBJS) $(TSKELS) tests/unit/check.h
+$(BUILD)/bpftest/%: tests/bpf/%.c $(call OBJS,obj,$(LIB_SRCS) $(LDR_SRCS)) $(TSKELS) \
+		tests/unit/check.h
 	$(call msg,BPFTEST,$@)
 	$(Q)mkdir -p $(dir $@)
-	$(Q)$(CC) $(CFLAGS) -Itests/unit $< $(LIB_OBJS) -o $@ $(LDLIBS)
+	$(Q)$(CC) $(BASE) $(WARN) $(INC_LDR) -Itests/unit $(CFLAGS) $< \
+		$(call OBJS,obj,$(LIB_SRCS) $(LDR_SRCS)) -o $@ $(LDLIBS)
 
-$(BUILD)/fuzzobj/%.o: %.c $(HDRS) $(SKELS)
-	$(call msg,CC-FUZZ,$@)
-	$(Q)mkdir -p $(dir $@)
-	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c $< -o $@
-
+FUZZ_OBJS := $(call OBJS,fuzzobj,$(LIB_SRCS) loader/hbone.c)
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_OBJS) $(TSKELS)
 	$(call msg,FUZZ,$@)
 	$(Q)mkdir -p $(dir $@)
-	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer $< $(FUZZ_OBJS) -o $@ $(LDLIBS)
+	$(Q)$(FUZZ_CC) $(BASE) $(INC_LDR) -Itests/unit $(FUZZ_SAN) -fsanitize=fuzzer $< $(FUZZ_OBJS) \
+		-o $@ $(LDLIBS)
 
 unit: $(UNIT_BINS)
 bpftest: $(BPFT_BINS) $(BUILD)/bpfmesh
 fuzz-build: $(FUZZ_BINS)
-
-# Long fuzzing runs: FUZZ_SECS per target (default 10 minutes).
-fuzz: deps
-	$(Q)$(MAKE) --no-print-directory fuzz-build
-	$(Q)tests/fuzz/run.sh $(FUZZ_SECS)
 
 # The test entry point: installs deps, builds, runs every suite, prints "N passed, N failed".
 test: deps
@@ -131,8 +178,16 @@ bench: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)scripts/bench.sh
 
+# Long fuzzing runs: FUZZ_SECS per target (default 10 minutes).
+fuzz: deps
+	$(Q)$(MAKE) --no-print-directory fuzz-build
+	$(Q)tests/fuzz/run.sh $(FUZZ_SECS)
+
 format:
-	clang-format -i $(wildcard bpf/*.c bpf/*.h headers/*.h user/*.c user/*.h loader/*.c loader/*.h tests/unit/*.c tests/unit/*.h tests/bpf/*.c)
+	clang-format -i $(wildcard bpf/*.c bpf/*.h headers/*.h user/*/*.c user/*/*.h loader/*.c \
+		loader/*.h cmd/*.c tests/unit/*.c tests/unit/*.h tests/bpf/*.c tests/fuzz/*.c)
 
 clean:
 	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

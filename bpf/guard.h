@@ -45,7 +45,8 @@ static __always_inline int bm_agent_port_ok(const struct bm_pkt *p, __u64 cookie
 	if (p->proto == BM_PROTO_UDP)
 		return 0;
 	if (!bm_pkt_is_syn(p))
-		return 1; /* a segment of a connection that got in (or a stray: the stack resets it) */
+		return 1; /* a segment of a connection that got in (or a stray: the stack resets it)
+			   */
 	if (p->dport != node->outbound_port)
 		return 0;
 	st = bpf_map_lookup_elem(&bm_sock, &cookie);

@@ -10,16 +10,16 @@
 #include <bpf/bpf_endian.h>
 #include "bpfmesh.h"
 
-#define BM_ETH_P_IP   0x0800
-#define BM_ETH_P_ARP  0x0806
-#define BM_ETH_P_IPV6 0x86DD
-#define BM_PROTO_TCP  6
-#define BM_PROTO_UDP  17
-#define BM_PROTO_ICMP6 58
-#define BM_AF_INET    2
-#define BM_AF_INET6   10
-#define BM_TCP_SYN    0x02
-#define BM_TCP_ACK    0x10
+#define BM_ETH_P_IP	    0x0800
+#define BM_ETH_P_ARP	    0x0806
+#define BM_ETH_P_IPV6	    0x86DD
+#define BM_PROTO_TCP	    6
+#define BM_PROTO_UDP	    17
+#define BM_PROTO_ICMP6	    58
+#define BM_AF_INET	    2
+#define BM_AF_INET6	    10
+#define BM_TCP_SYN	    0x02
+#define BM_TCP_ACK	    0x10
 #define BM_LOOPBACK_IFINDEX 1 /* lo is ifindex 1 in every network namespace */
 
 /* errno values the socket hooks hand back with bpf_set_retval() */

@@ -22,16 +22,16 @@ struct bm_pkt {
 	__u8 family; /* BM_FAM_V4 / BM_FAM_V6 */
 	__u8 proto;  /* IPPROTO_*, after IPv6 extension headers */
 	__u8 tcp_flags;
-	__u8 l4;      /* 1: sport/dport/tcp_flags were read */
-	__u16 l4off;  /* transport header offset from the network header (BM_PKT_OK) */
+	__u8 l4;     /* 1: sport/dport/tcp_flags were read */
+	__u16 l4off; /* transport header offset from the network header (BM_PKT_OK) */
 	__u16 pad;
 };
 
 #define BM_V6_EXT_MAX 6 /* extension headers walked before giving up */
 
 enum bm_parse_res {
-	BM_PKT_OTHER = 0, /* not IPv4/IPv6 (ARP, ...) or too short */
-	BM_PKT_OK = 1,	  /* addresses and protocol read; ports when l4 */
+	BM_PKT_OTHER = 0,   /* not IPv4/IPv6 (ARP, ...) or too short */
+	BM_PKT_OK = 1,	    /* addresses and protocol read; ports when l4 */
 	BM_PKT_OPAQUE = -1, /* IPv6 whose header chain is too long to find its transport in */
 };
 

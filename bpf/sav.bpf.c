@@ -19,10 +19,10 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-#define TC_ACT_OK_   0
-#define TC_ACT_SHOT_ 2
-#define ICMP6_RA	 134
-#define ICMP6_NA	 136
+#define TC_ACT_OK_     0
+#define TC_ACT_SHOT_   2
+#define ICMP6_RA       134
+#define ICMP6_NA       136
 #define ICMP6_REDIRECT 137
 
 static __always_inline int bm_arp_ok(struct __sk_buff *skb, const struct bm_pod *pod)
@@ -39,8 +39,7 @@ static __always_inline int bm_arp_ok(struct __sk_buff *skb, const struct bm_pod 
 }
 
 /* ICMPv6 the pod may send: what neighbours believe about addresses and routers. */
-static __always_inline int bm_icmp6_ok(struct __sk_buff *skb, const struct bm_pod *pod,
-				       __u32 off)
+static __always_inline int bm_icmp6_ok(struct __sk_buff *skb, const struct bm_pod *pod, __u32 off)
 {
 	__u8 type, target[16];
 

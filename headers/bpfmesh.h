@@ -291,7 +291,7 @@ struct bm_attest {
 /*
  * bm_authz: AuthorizationPolicy compiled for plaintext connections to local workloads, as an
  * LPM trie over (pod, port, attested source pod, source address). The agent evaluates Istio's
- * rules once per address prefix the policies name (user/security.h), so the kernel does one
+ * rules once per address prefix the policies name (user/lib/security.h), so the kernel does one
  * longest-prefix lookup per SYN. src_pod 0 holds the verdicts for sources the kernel does not
  * vouch for (judged by address only, as Istio judges plaintext); an attested local mesh pod
  * gets entries of its own, evaluated with its identity. port 0 holds the verdicts for ports
@@ -387,8 +387,9 @@ struct bm_podaddr {
 /* bm_ifpod: a local pod's host-side interface (its veth's peer in the node's namespace, by
  * ifindex there) -> the pod, for source address verification of everything the pod sends,
  * raw frames and ARP included (bpf/sav.bpf.c). */
-#define BM_POD_F_SAV_TC 2 /* bm_pod flag: a veth of this pod is verified at tc (the cgroup hook
-			   * need not check addresses again) */
+#define BM_POD_F_SAV_TC                                                                            \
+	2 /* bm_pod flag: a veth of this pod is verified at tc (the cgroup hook                    \
+	   * need not check addresses again) */
 
 /* bm_conf[0]: runtime switches the agent writes before it attaches the programs. */
 #define BM_CONF_F_ACCEL	     1 /* same-node acceleration on (agent --accel on) */
@@ -470,7 +471,8 @@ enum bm_deny {
 	BM_DENY_AUTHZ = 1,	/* AuthorizationPolicy (policy_id names it) */
 	BM_DENY_STRICT_UDP = 2, /* plaintext UDP to a STRICT workload, --strict-udp drop */
 	BM_DENY_SPOOF = 3,	/* a pod sent from an address that is not its own */
-	BM_DENY_AGENT_PORT = 4, /* a pod's packet to the agent's listeners the kernel did not send */
+	BM_DENY_AGENT_PORT =
+	    4, /* a pod's packet to the agent's listeners the kernel did not send */
 };
 
 #define BM_EVENTS_BYTES (1 << 20) /* ring buffer size; full: events dropped (counted) */
@@ -525,7 +527,7 @@ struct bm_meta {
 	X(ACCEL_FULL, "connections not accelerated: map full", "accel_map_full")                   \
 	X(STRICT_UDP_DROP, "dropped: plaintext UDP to STRICT", "strict_udp_dropped")               \
 	X(SPOOF_DROP, "dropped: pod sent from an address not its own", "spoofed_source_dropped")   \
-	X(AGENT_PORT_DROP, "dropped: packets to agent listeners not captured",                    \
+	X(AGENT_PORT_DROP, "dropped: packets to agent listeners not captured",                     \
 	  "agent_port_dropped")                                                                    \
 	X(V6_REFUSED, "refused: IPv6 to a remote STRICT workload", "ipv6_strict_refused")          \
 	X(ATTEST_FULL, "connections not attested (bm_attest full)", "attest_map_full")
@@ -534,7 +536,7 @@ enum bm_stat {
 #define BM_STAT_ENUM(id, phrase, metric) BM_ST_##id,
 	BM_STATS(BM_STAT_ENUM)
 #undef BM_STAT_ENUM
-	BM_ST_MAX,
+	    BM_ST_MAX,
 };
 
 /* Display names for `bpfmesh services` (not read by the datapath): the agent writes the name

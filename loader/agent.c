@@ -44,7 +44,8 @@
 #include "secsync.h"
 #include "sync.h"
 #include "tunnel.h"
-#include "validate.h"
+#include "duration.h"
+#include "pins.h"
 
 #define RELOAD_DEBOUNCE_MS 30
 
@@ -58,8 +59,8 @@ struct agent {
 	int loaded;
 	uint64_t applied_gen;
 	struct cfgref *current; /* the config in force, for pod rescans and /metrics */
-	bool unmatched_mesh; /* cgroups that are no known pod: in the mesh (default) or not */
-	bool accel;	     /* same-node acceleration (--accel on|off, default on) */
+	bool unmatched_mesh;	/* cgroups that are no known pod: in the mesh (default) or not */
+	bool accel;		/* same-node acceleration (--accel on|off, default on) */
 	const char *metrics_addr, *health_addr;
 	struct httpd *httpd;
 	uint64_t ticks;
@@ -84,17 +85,10 @@ enum slot { SLOT_INOTIFY, SLOT_SIGNAL, SLOT_TIMER, SLOT_LOADED, SLOT_HTTP, SLOT_
 
 /* What runs at which multiple of the 100 ms timer. */
 enum tick_period {
-	TICK_MS = 100,	   /* outlier un-ejection and id quarantine: every tick */
-	TICK_PODS = 10,	   /* pod rescan, certificates: once a second */
-	TICK_SWEEP = 300,  /* bm_sock records no sockops will free: every 30 s */
+	TICK_MS = 100,	  /* outlier un-ejection and id quarantine: every tick */
+	TICK_PODS = 10,	  /* pod rescan, certificates: once a second */
+	TICK_SWEEP = 300, /* bm_sock records no sockops will free: every 30 s */
 };
-
-int agent_run_dir(char *buf, size_t len, const char *node)
-{
-	int n = snprintf(buf, len, "/run/bpfmesh/%s", node);
-
-	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
-}
 
 static uint64_t now_ms(void)
 {
@@ -137,46 +131,6 @@ static int take_lock(struct agent *a)
 		fclose(f);
 	}
 	return fd; /* kept open for the agent's life: the lock goes with the process */
-}
-
-const char *agent_bpffs(const char *node, char *buf, size_t len)
-{
-	char dir[512], path[600];
-	FILE *f;
-
-	if (agent_run_dir(dir, sizeof(dir), node))
-		return NULL;
-	snprintf(path, sizeof(path), "%s/bpffs", dir);
-	f = fopen(path, "r");
-	if (!f)
-		return NULL;
-	if (!fgets(buf, (int)len, f)) {
-		fclose(f);
-		return NULL;
-	}
-	fclose(f);
-	buf[strcspn(buf, "\n")] = 0;
-	return buf[0] ? buf : NULL;
-}
-
-pid_t agent_pid(const char *node)
-{
-	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
-	char dir[512], path[600];
-	int fd;
-
-	if (agent_run_dir(dir, sizeof(dir), node))
-		return 0;
-	snprintf(path, sizeof(path), "%s/agent.lock", dir);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	if (fcntl(fd, F_GETLK, &fl) || fl.l_type == F_UNLCK) {
-		close(fd);
-		return 0;
-	}
-	close(fd);
-	return fl.l_pid;
 }
 
 /* ---------- local workloads ---------- */
@@ -318,8 +272,8 @@ static void scan_dir(struct pod_scan *ps, const char *dir, int depth,
 			ps->local[ps->nlocal++] = w;
 
 			metrics_workload_name(w, wl, sizeof(wl));
-			put_name4(ps->a->sync, BM_NAME_POD, config_pod_id(w), w->ns,
-				  wl, w->name, kv_get(&w->labels, "version"));
+			put_name4(ps->a->sync, BM_NAME_POD, config_pod_id(w), w->ns, wl, w->name,
+				  kv_get(&w->labels, "version"));
 		}
 		scan_dir(ps, path, depth + 1, w);
 	}
@@ -367,7 +321,7 @@ static void sync_pods(struct agent *a, const struct mesh_config *c)
 	sync_set_pods(a->sync, ps.pods, ps.n > BM_MAX_PODS ? BM_MAX_PODS : ps.n);
 	if (a->certs) {
 		struct certs_want *cw = calloc(ps.nlocal + 1, sizeof(*cw));
-		char (*pods)[256] = calloc(ps.nlocal + 1, sizeof(*pods));
+		char(*pods)[256] = calloc(ps.nlocal + 1, sizeof(*pods));
 		int n = 0;
 
 		if (!cw || !pods)
@@ -593,7 +547,8 @@ static int loop(struct agent *a)
 	}
 	reload_start(a);
 	for (;;) {
-		int nh = httpd_fds(a->httpd, p + SLOT_HTTP), timeout = httpd_timeout(a->httpd, now_ms());
+		int nh = httpd_fds(a->httpd, p + SLOT_HTTP),
+		    timeout = httpd_timeout(a->httpd, now_ms());
 		uint64_t n = now_ms();
 
 		if (reload_at) {
@@ -697,7 +652,7 @@ static int start_zero_trust(struct agent *a, char *td, size_t tdlen)
 			pr_warn("certs: %s", err);
 			return -1;
 		}
-		a->topts.cert_source = a->copts.ca_addr ? "certificates from the CA service"
+		a->topts.cert_source = a->copts.ca_addr	 ? "certificates from the CA service"
 				       : a->copts.ca_dir ? "certificates from the mesh CA"
 							 : "certificates from files";
 		trust = certs_trust(a->certs);
@@ -716,9 +671,12 @@ static int start_zero_trust(struct agent *a, char *td, size_t tdlen)
 static void on_fatal(int sig)
 {
 	char msg[96];
-	const char *name = sig == SIGSEGV ? "SIGSEGV" : sig == SIGBUS ? "SIGBUS"
-			 : sig == SIGABRT ? "SIGABRT" : sig == SIGFPE ? "SIGFPE"
-			 : sig == SIGILL ? "SIGILL" : "fatal signal";
+	const char *name = sig == SIGSEGV   ? "SIGSEGV"
+			   : sig == SIGBUS  ? "SIGBUS"
+			   : sig == SIGABRT ? "SIGABRT"
+			   : sig == SIGFPE  ? "SIGFPE"
+			   : sig == SIGILL  ? "SIGILL"
+					    : "fatal signal";
 	int n = snprintf(msg, sizeof(msg), "FATAL agent killed by %s (signal %d)\n", name, sig);
 
 	if (n > 0 && write(2, msg, n) < 0)

@@ -223,7 +223,8 @@ static int ca_request(struct certs *cs, const char *pod, const char *csr, char *
 			continue;
 		}
 		if (SSL_get_error(ssl, r) == SSL_ERROR_ZERO_RETURN ||
-		    SSL_get_error(ssl, r) == SSL_ERROR_SYSCALL || ssl_wait(ssl, fd, r, CA_TIMEOUT_MS))
+		    SSL_get_error(ssl, r) == SSL_ERROR_SYSCALL ||
+		    ssl_wait(ssl, fd, r, CA_TIMEOUT_MS))
 			break;
 	}
 	ans[alen] = 0;
@@ -244,15 +245,14 @@ static int ca_request(struct certs *cs, const char *pod, const char *csr, char *
 	}
 	rc = 0;
 	goto out;
-tlsfail:
-	{
-		unsigned long e = ERR_get_error();
-		char es[256] = "connection closed";
+tlsfail : {
+	unsigned long e = ERR_get_error();
+	char es[256] = "connection closed";
 
-		if (e)
-			ERR_error_string_n(e, es, sizeof(es));
-		snprintf(why, wlen, "CA service %s: TLS: %s", cs->o.ca_addr, es);
-	}
+	if (e)
+		ERR_error_string_n(e, es, sizeof(es));
+	snprintf(why, wlen, "CA service %s: TLS: %s", cs->o.ca_addr, es);
+}
 out:
 	ERR_clear_error();
 	if (ssl) {
@@ -453,7 +453,8 @@ static int ca_client(struct certs *cs, char *err, size_t errlen)
 	STACK_OF(X509) *chain = NULL;
 
 	if (!cs->o.node_cert_dir) {
-		snprintf(err, errlen, "--ca-addr needs --node-cert DIR (node.crt, node.key, ca.crt)");
+		snprintf(err, errlen,
+			 "--ca-addr needs --node-cert DIR (node.crt, node.key, ca.crt)");
 		return -1;
 	}
 	snprintf(crt, sizeof(crt), "%s/node.crt", cs->o.node_cert_dir);
@@ -461,8 +462,7 @@ static int ca_client(struct certs *cs, char *err, size_t errlen)
 	cs->ca_ctx = SSL_CTX_new(TLS_client_method());
 	if (!cs->ca_ctx || ca_load_pem_certs(crt, &chain, err, errlen))
 		return -1;
-	if (ca_spiffe_id(sk_X509_value(chain, 0), id, sizeof(id)) ||
-	    !strstr(id, CA_NODE_PATH)) {
+	if (ca_spiffe_id(sk_X509_value(chain, 0), id, sizeof(id)) || !strstr(id, CA_NODE_PATH)) {
 		snprintf(err, errlen, "%s: not a node certificate (want a SPIFFE ID .../%s...)",
 			 crt, CA_NODE_PATH + 1);
 		sk_X509_pop_free(chain, X509_free);

@@ -40,35 +40,6 @@ struct dp {
 	struct sav_bpf *sav;
 };
 
-/* Every program attached to the node cgroup, in the order they are attached. */
-static const char *const dp_progs[] = {
-#define DP_PROG_NAME(name) #name,
-    BM_CGROUP_PROGS(DP_PROG_NAME)
-#undef DP_PROG_NAME
-};
-#define DP_NPROGS (sizeof(dp_progs) / sizeof(dp_progs[0]))
-
-/* Every pinned map: its pin name and where its fd goes in struct bm_mapfds (-1: not kept open).
- * Generated from BM_MAPS (bpfmesh.h), the one list to extend when a map is added. */
-static const struct {
-	const char *name;
-	long off;
-} dp_maps[] = {
-#define DP_MAP_FD(field, name) {#name, offsetof(struct bm_mapfds, field)},
-#define DP_MAP_PIN(name)       {#name, -1},
-    BM_MAPS(DP_MAP_FD, DP_MAP_PIN)
-#undef DP_MAP_FD
-#undef DP_MAP_PIN
-};
-#define DP_NMAPS (sizeof(dp_maps) / sizeof(dp_maps[0]))
-
-int dp_pin_dir(char *buf, size_t len, const char *bpffs, const char *node)
-{
-	int n = snprintf(buf, len, "%s/bpfmesh/%s", bpffs, node);
-
-	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
-}
-
 int dp_ensure_bpffs(const char *dir)
 {
 	struct statfs sf;
@@ -83,25 +54,6 @@ int dp_ensure_bpffs(const char *dir)
 	}
 	pr_info("mounted bpffs at %s", dir);
 	return 0;
-}
-
-int dp_cgroup2_root(char *buf, size_t len)
-{
-	FILE *f = setmntent("/proc/mounts", "r");
-	struct mntent *m;
-	int err = -ENOENT;
-
-	if (!f)
-		return -errno;
-	while ((m = getmntent(f))) {
-		if (strcmp(m->mnt_type, "cgroup2") == 0) {
-			snprintf(buf, len, "%s", m->mnt_dir);
-			err = 0;
-			break;
-		}
-	}
-	endmntent(f);
-	return err;
 }
 
 static int mkdir_p(const char *path)
@@ -229,11 +181,10 @@ struct dp *dp_load_attach(const char *pin_dir, const char *cgroup_dir, const str
 		pr_warn("load source address verification failed (see libbpf output above)");
 		goto fail;
 	}
-	for (size_t i = 0; i < DP_NMAPS; i++)
-		if (!bpf_object__find_map_by_name(dp->lb->obj, dp_maps[i].name) &&
-		    !bpf_object__find_map_by_name(dp->ops->obj, dp_maps[i].name) &&
-		    !bpf_object__find_map_by_name(dp->in->obj, dp_maps[i].name)) {
-			pr_warn("map %s (BM_MAPS) is in no program object", dp_maps[i].name);
+	/* every map BM_MAPS names is one the programs declare (maps.h): lists cannot drift */
+	for (size_t i = 0; i < pins_nmaps(); i++)
+		if (!bpf_object__find_map_by_name(dp->lb->obj, pins_map_name(i))) {
+			pr_warn("map %s (BM_MAPS) is in no program object", pins_map_name(i));
 			goto fail;
 		}
 	if (bpf_map_update_elem(bpf_map__fd(dp->ops->maps.bm_conf), &zero, conf, BPF_ANY)) {
@@ -276,16 +227,11 @@ int dp_listener_prog(const struct dp *dp, enum dp_listener which)
 							   : dp->listen->progs.bm_listen_hbone);
 }
 
-static int *fd_slot(struct bm_mapfds *f, size_t i)
-{
-	return dp_maps[i].off < 0 ? NULL : (int *)((char *)f + dp_maps[i].off);
-}
-
 void dp_mapfds(const struct dp *dp, struct bm_mapfds *f)
 {
-	for (size_t i = 0; i < DP_NMAPS; i++) {
-		int *slot = fd_slot(f, i);
-		struct bpf_map *m = bpf_object__find_map_by_name(dp->lb->obj, dp_maps[i].name);
+	for (size_t i = 0; i < pins_nmaps(); i++) {
+		int *slot = pins_map_fd(f, i);
+		struct bpf_map *m = bpf_object__find_map_by_name(dp->lb->obj, pins_map_name(i));
 
 		if (slot)
 			*slot = m ? bpf_map__fd(m) : -1;
@@ -303,127 +249,4 @@ void dp_close(struct dp *dp)
 	sockops_bpf__destroy(dp->ops);
 	sock_lb_bpf__destroy(dp->lb);
 	free(dp);
-}
-
-static int open_pin(const char *pin_dir, const char *name)
-{
-	char path[512];
-
-	snprintf(path, sizeof(path), "%s/%s", pin_dir, name);
-	return bpf_obj_get(path);
-}
-
-int dp_open_pinned(const char *pin_dir, struct bm_mapfds *f)
-{
-	for (size_t i = 0; i < DP_NMAPS; i++)
-		if (fd_slot(f, i))
-			*fd_slot(f, i) = -1;
-	for (size_t i = 0; i < DP_NMAPS; i++) {
-		int *slot = fd_slot(f, i);
-
-		if (!slot)
-			continue;
-		*slot = open_pin(pin_dir, dp_maps[i].name);
-		if (*slot < 0) {
-			int err = -errno;
-
-			dp_close_fds(f);
-			return err;
-		}
-	}
-	return 0;
-}
-
-void dp_close_fds(struct bm_mapfds *f)
-{
-	for (size_t i = 0; i < DP_NMAPS; i++) {
-		int *slot = fd_slot(f, i);
-
-		if (slot && *slot >= 0)
-			close(*slot);
-		if (slot)
-			*slot = -1;
-	}
-}
-
-bool dp_links_attached(const char *pin_dir)
-{
-	for (size_t i = 0; i < DP_NPROGS; i++) {
-		struct bpf_link_info info;
-		__u32 ilen = sizeof(info);
-		char name[64];
-		int fd;
-
-		snprintf(name, sizeof(name), "link_%s", dp_progs[i]);
-		fd = open_pin(pin_dir, name);
-		if (fd < 0)
-			return false;
-		memset(&info, 0, sizeof(info));
-		if (bpf_obj_get_info_by_fd(fd, &info, &ilen) || info.cgroup.cgroup_id == 0) {
-			close(fd);
-			return false;
-		}
-		close(fd);
-	}
-	return true;
-}
-
-long dp_sockhash_count(int fd)
-{
-	struct bm_sockkey key, next;
-	void *prev = NULL;
-	long n = 0;
-
-	if (fd < 0)
-		return -EBADF;
-	while (n < 2 * BM_MAX_ACCEL && bpf_map_get_next_key(fd, prev, &next) == 0) {
-		key = next;
-		prev = &key;
-		n++;
-	}
-	return n;
-}
-
-int dp_uninstall(const char *pin_dir)
-{
-	char path[512];
-	struct dirent *de;
-	int fd;
-	DIR *d;
-
-	/* the pods' veth filters first (they are no pins: tc holds them) */
-	fd = open_pin(pin_dir, "bm_ifpod");
-	if (fd >= 0) {
-		podnet_detach_all(fd);
-		close(fd);
-	}
-	for (size_t i = 0; i < DP_NPROGS; i++) {
-		snprintf(path, sizeof(path), "%s/link_%s", pin_dir, dp_progs[i]);
-		unlink(path);
-	}
-	for (size_t i = 0; i < DP_NMAPS; i++) {
-		snprintf(path, sizeof(path), "%s/%s", pin_dir, dp_maps[i].name);
-		unlink(path);
-	}
-	/* Anything else a newer version pinned here goes too. */
-	d = opendir(pin_dir);
-	if (d) {
-		while ((de = readdir(d))) {
-			if (de->d_name[0] == '.')
-				continue;
-			snprintf(path, sizeof(path), "%s/%s", pin_dir, de->d_name);
-			unlink(path);
-		}
-		closedir(d);
-	}
-	if (rmdir(pin_dir) && errno != ENOENT)
-		return -errno;
-	/* The parent <bpffs>/bpfmesh goes when the last node is gone. */
-	snprintf(path, sizeof(path), "%s", pin_dir);
-	char *slash = strrchr(path, '/');
-	if (slash) {
-		*slash = 0;
-		rmdir(path);
-	}
-	return 0;
 }

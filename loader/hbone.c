@@ -41,8 +41,8 @@ static void forwarded_for(const char *v, const char *end, char *out, size_t cap)
 
 	out[0] = 0;
 	for (p = v; p + 4 <= end; p++)
-		if (!strncasecmp(p, "for=", 4) && (p == v || p[-1] == ' ' || p[-1] == ';' ||
-						   p[-1] == ','))
+		if (!strncasecmp(p, "for=", 4) &&
+		    (p == v || p[-1] == ' ' || p[-1] == ';' || p[-1] == ','))
 			break;
 	if (p + 4 > end)
 		return;

@@ -11,10 +11,10 @@
 #include <stddef.h>
 
 struct hbone_connect {
-	char host[64];	      /* the target address, without brackets */
-	int port;	      /* 1..65535 */
-	char forwarded[64];   /* the first Forwarded header's for= address ("" if none) */
-	size_t head_len;      /* bytes of the request head, CRLFCRLF included */
+	char host[64];	    /* the target address, without brackets */
+	int port;	    /* 1..65535 */
+	char forwarded[64]; /* the first Forwarded header's for= address ("" if none) */
+	size_t head_len;    /* bytes of the request head, CRLFCRLF included */
 };
 
 /* A CONNECT request at the start of buf[0..len): 1 parsed (*out filled), 0 incomplete (and

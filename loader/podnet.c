@@ -18,12 +18,11 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "log.h"
+#include "pins.h"
 #include "podnet.h"
 #include "inpod.skel.h"
 
 #define PIN_PREFIX "inpod_"
-#define TC_HANDLE  0xb5ec /* our filter on a pod veth's clsact ingress */
-#define TC_PRIO	   1
 #define MAX_VETHS  8 /* host-side interfaces one pod may have */
 
 struct attached {
@@ -42,8 +41,8 @@ struct podnet {
 	bool warned_load, warned_tc;
 };
 
-struct podnet *podnet_new(const char *pin_dir, ino_t host_netns, ino_t node_netns,
-			  int sav_prog, int ifpod_fd)
+struct podnet *podnet_new(const char *pin_dir, ino_t host_netns, ino_t node_netns, int sav_prog,
+			  int ifpod_fd)
 {
 	struct podnet *pn = calloc(1, sizeof(*pn));
 
@@ -97,8 +96,8 @@ static int nl_nsid(int nl, int nsfd)
 	if (nl_send(nl, &req.h) || (n = recv(nl, buf, sizeof(buf), 0)) <= 0)
 		return -1;
 	for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
-		struct rtattr *a = (struct rtattr *)((char *)NLMSG_DATA(h) +
-						     NLMSG_ALIGN(sizeof(struct rtgenmsg)));
+		struct rtattr *a =
+		    (struct rtattr *)((char *)NLMSG_DATA(h) + NLMSG_ALIGN(sizeof(struct rtgenmsg)));
 		int len = h->nlmsg_len - NLMSG_LENGTH(sizeof(struct rtgenmsg));
 
 		if (h->nlmsg_type != RTM_NEWNSID)
@@ -185,8 +184,8 @@ static int pod_veths(int nsfd, int *out, int max)
 static int tc_filter(struct podnet *pn, int ifindex, const struct bm_pod *pod)
 {
 	DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
-	DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = pn->sav_prog, .handle = TC_HANDLE,
-			    .priority = TC_PRIO, .flags = BPF_TC_F_REPLACE);
+	DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = pn->sav_prog, .handle = BM_TC_HANDLE,
+			    .priority = BM_TC_PRIO, .flags = BPF_TC_F_REPLACE);
 	__u32 key = ifindex;
 	int err;
 
@@ -197,21 +196,6 @@ static int tc_filter(struct podnet *pn, int ifindex, const struct bm_pod *pod)
 	if (err && err != -EEXIST)
 		return err;
 	return bpf_tc_attach(&hook, &opts);
-}
-
-void podnet_detach_all(int ifpod_fd)
-{
-	__u32 key, next, *prev = NULL;
-
-	while (ifpod_fd >= 0 && bpf_map_get_next_key(ifpod_fd, prev, &next) == 0) {
-		DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = next,
-				    .attach_point = BPF_TC_INGRESS);
-		DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = TC_HANDLE, .priority = TC_PRIO);
-
-		bpf_tc_detach(&hook, &opts); /* gone with its pod already: fine */
-		key = next;
-		prev = &key;
-	}
 }
 
 void podnet_free(struct podnet *pn)

@@ -34,15 +34,12 @@ struct podnet;
 
 /* host_netns/node_netns: inode numbers of namespaces that are never a pod's own (the agent's
  * original one and the one that holds the node address; they may be the same). */
-struct podnet *podnet_new(const char *pin_dir, ino_t host_netns, ino_t node_netns,
-			  int sav_prog, int ifpod_fd);
+struct podnet *podnet_new(const char *pin_dir, ino_t host_netns, ino_t node_netns, int sav_prog,
+			  int ifpod_fd);
 void podnet_free(struct podnet *pn);
 
 /* Make the per-pod links and filters match pods. Returns how many of them have their sk_lookup
  * link now; pods[i].sav says which have their veths verified. */
 int podnet_sync(struct podnet *pn, struct podnet_pod *pods, int n);
-
-/* Take the tc filters off every interface bm_ifpod names (uninstall), in this namespace. */
-void podnet_detach_all(int ifpod_fd);
 
 #endif /* BM_PODNET_H */

@@ -29,7 +29,7 @@ struct secsync {
 	uint8_t node_ip[4];
 	bool have_node_ip;
 	struct kvset wl, inpod, authz, peer; /* what the maps hold now */
-	uint32_t *tunnelled;	/* backend ids we flagged, to clear them when that changes */
+	uint32_t *tunnelled;	 /* backend ids we flagged, to clear them when that changes */
 	uint8_t *tunnelled_flag; /* which flag (BM_BE_F_TUNNEL / BM_BE_F_NOV6) */
 	size_t ntunnelled;
 	uint64_t last_gen, last_local;
@@ -228,7 +228,8 @@ int secsync_backends(struct secsync *ss, struct sync *s, const struct mesh_confi
 		nowflag[nnow++] = flag;
 		if (backend_flag(ss, id, flag, true) && !err) {
 			err = -errno;
-			pr_warn("bm_backend: cannot mark backend %u for mTLS: %s", id, strerror(errno));
+			pr_warn("bm_backend: cannot mark backend %u for mTLS: %s", id,
+				strerror(errno));
 		}
 	}
 	/* clear the flags where they are no longer wanted */

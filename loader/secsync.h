@@ -11,7 +11,7 @@
  *    packet is delivered to (bpf/inbound.h);
  *  - bm_authz: AuthorizationPolicy verdicts for plaintext connects to local workloads, one
  *    entry per (workload, port, attested source pod or none, source prefix), evaluated with
- *    user/security.h;
+ *    user/lib/security.h;
  *  - bm_peer: the mesh's node addresses, the only sources the mTLS listener takes SYNs from.
  * Every map write is checked: a failed write of this state fails the call loudly.
  */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * sync.h: puts a resolved service table (user/resolve.h) into the kernel maps, atomically per
+ * sync.h: puts a resolved service table (user/lib/resolve.h) into the kernel maps, atomically per
  * service, and keeps the id and slot allocators that make that possible. Called by the agent
  * on every config change; also by the BPF program tests, which drive it against the test
  * object's own (unpinned) maps.

@@ -47,10 +47,10 @@
 #include "security.h"
 #include "tunnel.h"
 
-#define BUFSZ	     16384
-#define HDRMAX	     2048
-#define MAX_SESSIONS 256
-#define SETUP_SECS   10 /* connect + handshake + CONNECT, or the connection is closed */
+#define BUFSZ		   16384
+#define HDRMAX		   2048
+#define MAX_SESSIONS	   256
+#define SETUP_SECS	   10	/* connect + handshake + CONNECT, or the connection is closed */
 #define PENDING_PER_SOURCE 64	/* inbound connections not set up yet, per peer address */
 #define PENDING_MAX	   1024 /* ... and in all */
 #define PENDING_SLOTS	   2048 /* table of per-source counts (open addressing) */
@@ -611,7 +611,8 @@ static void pump(struct tconn *c)
 		}
 	out_read:
 		if (c->st == T_RELAY && c->s2p->len > c->s2p->off) {
-			ssize_t n = write(c->pfd, c->s2p->d + c->s2p->off, c->s2p->len - c->s2p->off);
+			ssize_t n =
+			    write(c->pfd, c->s2p->d + c->s2p->off, c->s2p->len - c->s2p->off);
 
 			if (n > 0) {
 				c->s2p->off += n;
@@ -708,8 +709,8 @@ static void out_response(struct tconn *c)
 			return;
 		}
 		c->hdr_len += r;
-		parsed = hbone_parse_response(c->hdr, c->hdr_len, sizeof(c->hdr) - 1, &status,
-					      &head);
+		parsed =
+		    hbone_parse_response(c->hdr, c->hdr_len, sizeof(c->hdr) - 1, &status, &head);
 		if (parsed == 0)
 			continue;
 		if (parsed < 0) {
@@ -957,8 +958,8 @@ static void source_address(struct tconn *c, const char *fwd)
 
 	snprintf(peer_ip, sizeof(peer_ip), "%.*s", (int)strcspn(c->peer, ":"), c->peer);
 	if (w && w->host_ip && !strcmp(w->host_ip, peer_ip)) {
-		snprintf(want, sizeof(want), "spiffe://%s/ns/%s/sa/%s", c->t->o.trust_domain,
-			 w->ns, sa_of(w));
+		snprintf(want, sizeof(want), "spiffe://%s/ns/%s/sa/%s", c->t->o.trust_domain, w->ns,
+			 sa_of(w));
 		if (!strcmp(want, c->want_id)) {
 			snprintf(c->src_ip, sizeof(c->src_ip), "%s", fwd);
 			return;
@@ -1140,9 +1141,10 @@ static void in_accept(struct tunnel *t)
 		if (!pend_take(c)) {
 			CNT(t, in_overload);
 			if (log_ok(t))
-				pr_info("tunnel: rejected %s: too many handshakes pending (%d from it, "
-					"%d in all)",
-					c->peer, *pend_slot(t, c->peer4, true), t->npending);
+				pr_info(
+				    "tunnel: rejected %s: too many handshakes pending (%d from it, "
+				    "%d in all)",
+				    c->peer, *pend_slot(t, c->peer4, true), t->npending);
 			conn_close(c);
 			continue;
 		}
@@ -1326,11 +1328,12 @@ void tunnel_metrics(const struct tunnel *t, FILE *f)
 		"# HELP bpfmesh_tunnel_active Open tunnelled connections.\n"
 		"# TYPE bpfmesh_tunnel_active gauge\nbpfmesh_tunnel_active %lu\n",
 		CNT_GET(t, active));
-	fprintf(f,
-		"# HELP bpfmesh_tunnel_log_lines_suppressed_total Rejection log lines over the rate "
-		"limit.\n# TYPE bpfmesh_tunnel_log_lines_suppressed_total counter\n"
-		"bpfmesh_tunnel_log_lines_suppressed_total %lu\n",
-		CNT_GET(t, logs_suppressed));
+	fprintf(
+	    f,
+	    "# HELP bpfmesh_tunnel_log_lines_suppressed_total Rejection log lines over the rate "
+	    "limit.\n# TYPE bpfmesh_tunnel_log_lines_suppressed_total counter\n"
+	    "bpfmesh_tunnel_log_lines_suppressed_total %lu\n",
+	    CNT_GET(t, logs_suppressed));
 }
 
 /* ---------- setup ---------- */

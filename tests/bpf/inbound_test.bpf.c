@@ -13,8 +13,8 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-__u32 test_pod = 0;   /* the receiving pod */
-__u32 test_on_lo = 0; /* arrived on its loopback */
+__u32 test_pod = 0;		/* the receiving pod */
+__u32 test_on_lo = 0;		/* arrived on its loopback */
 struct bm_pod test_sender = {}; /* for the source check */
 
 int parse_res = 0;

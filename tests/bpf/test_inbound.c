@@ -143,9 +143,8 @@ static void attest(const char *src, const char *dst, uint16_t sport, uint16_t dp
 
 static void authz(uint32_t pod, uint32_t src_pod, const char *v4, int bits, uint32_t verdict)
 {
-	struct bm_authz_key k = {.prefixlen = BM_AUTHZ_FIXED_BITS + 96 + bits,
-				 .pod_id = pod,
-				 .src_pod = src_pod};
+	struct bm_authz_key k = {
+	    .prefixlen = BM_AUTHZ_FIXED_BITS + 96 + bits, .pod_id = pod, .src_pod = src_pod};
 	struct bm_authz v = {.verdict = verdict, .policy_id = 42};
 
 	k.addr[10] = k.addr[11] = 0xff;
@@ -176,7 +175,7 @@ static int judge(const struct pkt *p, uint32_t pod, int on_lo, uint32_t *v)
 	return skel->bss->judged;
 }
 
-#define EXPECT(p, pod, lo, want_judged, want_verdict, what)                                       \
+#define EXPECT(p, pod, lo, want_judged, want_verdict, what)                                        \
 	do {                                                                                       \
 		uint32_t _v = 9;                                                                   \
 		int _j = judge(p, pod, lo, &_v);                                                   \

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * test_ca.c: unit tests of the mesh CA (user/ca.c): CA creation and loading, workload
+ * test_ca.c: unit tests of the mesh CA (user/lib/ca.c): CA creation and loading, workload
  * certificates verified against the root with OpenSSL's own chain verification (including
  * expiry and a foreign CA), SPIFFE ID extraction and parsing, serials as `openssl x509` prints
  * them, and the bring-your-own-CA layouts of cert-manager's csi-driver and spiffe-helper. Run by

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * test_config.c: unit tests of the configuration model (user/config.c, validate.c, diag.c,
+ * test_config.c: unit tests of the configuration model (user/lib/config.c, validate.c, diag.c,
  * yamltree.c) and of `bpfmesh validate` / `analyze` (cmd_validate.c). Run by `make test`
  * under ASan+UBSan. Each test writes YAML into a private mkdtemp directory, loads it and
  * checks the model, or the exact diagnostic lines users would see.
@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "cmd.h"
+#include "cli.h"
 #include "model.h"
 
 static char tmpdir[64];

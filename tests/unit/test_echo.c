@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * test_echo.c: tests for the lab's echo server (user/echo.c) over real loopback sockets. One
+ * test_echo.c: tests for the lab's echo server (user/lab/echo.c) over real loopback sockets. One
  * forked child runs echo_run() on two free high ports for the whole suite; the last test stops
  * it with SIGTERM and expects exit status 0, which under ASan also means LeakSanitizer found
  * nothing in the child. main() kills and reaps the child whatever happened before.

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * test_resolve.c: unit tests of user/resolve.c, config -> service table: endpoints by selector,
+ * test_resolve.c: unit tests of user/lib/resolve.c, config -> service table: endpoints by selector,
  * named target ports, subsets by labels, weights (0 dropped, single destination), per-port
  * route choice, DestinationRule/subset load-balancer precedence, VIP allocation, errors.
  */

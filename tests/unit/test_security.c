@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * test_security.c: unit tests of user/security.c (PeerAuthentication modes, AuthorizationPolicy
+ * test_security.c: unit tests of user/lib/security.c (PeerAuthentication modes, AuthorizationPolicy
  * verdicts for L4, the port and prefix sets the kernel tables are built from) and of the typed
  * security model config.c builds. Run under ASan+UBSan. Each test loads YAML written to a
  * private mkdtemp directory and evaluates against workloads built in the test.

@@ -15,7 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cmd.h"
+#include "cli.h"
 #include "model.h"
 
 static int usage(const char *cmd)

@@ -1408,9 +1408,10 @@ char *config_fqdn(const char *host, const char *ns)
 	if (dots > 1 && !ends_with(h, ".svc"))
 		return h;
 	/* one asprintf, whichever form ("a", "a.svc", "a.b", "a.b.svc") this is */
-	if (asprintf(&out, dots == 0 ? "%s.%s.svc.cluster.local"
-			  : ends_with(h, ".svc") ? "%s.cluster.local%.0s"
-						 : "%s.svc.cluster.local%.0s",
+	if (asprintf(&out,
+		     dots == 0		    ? "%s.%s.svc.cluster.local"
+		     : ends_with(h, ".svc") ? "%s.cluster.local%.0s"
+					    : "%s.svc.cluster.local%.0s",
 		     h, ns ? ns : "default") < 0)
 		out = NULL;
 	free(h);

@@ -31,13 +31,13 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <bpf/bpf.h>
-#include "agent.h"
+#include "pins.h"
 #include "ca.h"
-#include "cli.h"
+#include "lab.h"
 #include "echo.h"
 #include "names.h"
 #include "resolve.h"
-#include "validate.h"
+#include "duration.h"
 
 #define LAB_ROOT       "/run/bpfmesh/lab"
 #define LAB_MAX_NODES  200
@@ -487,15 +487,16 @@ static int node_up(struct lab *l, struct lab_node *n)
 		snprintf(leg, sizeof(leg), "n%d", n->index);
 		snprintf(fab4, sizeof(fab4), "10.244.255.%d/24", n->index);
 		snprintf(fab6, sizeof(fab6), "fd00:244:ff::%x/64", n->index);
-		if (RUN("ip", "netns", "add", ns) || RUN("ip", "-n", ns, "link", "set", "lo", "up") ||
+		if (RUN("ip", "netns", "add", ns) ||
+		    RUN("ip", "-n", ns, "link", "set", "lo", "up") ||
 		    RUN("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1",
 			"net.ipv6.conf.all.forwarding=1", "net.ipv6.conf.default.accept_dad=0") ||
 		    RUN("ip", "-n", ns, "link", "add", "br0", "type", "bridge") ||
 		    RUN("ip", "-n", ns, "link", "set", "br0", "up") ||
 		    RUN("ip", "-n", ns, "addr", "add", br4, "dev", "br0") ||
 		    RUN("ip", "-n", ns, "addr", "add", br6, "dev", "br0", "nodad") ||
-		    RUN("ip", "link", "add", leg, "netns", fab, "type", "veth", "peer", "name", "fab0",
-			"netns", ns) ||
+		    RUN("ip", "link", "add", leg, "netns", fab, "type", "veth", "peer", "name",
+			"fab0", "netns", ns) ||
 		    RUN("ip", "-n", fab, "link", "set", leg, "master", "br0", "up") ||
 		    RUN("ip", "-n", ns, "link", "set", "fab0", "up") ||
 		    RUN("ip", "-n", ns, "addr", "add", fab4, "dev", "fab0") ||
@@ -1388,7 +1389,8 @@ static int reconcile(struct lab *l)
 	while (!ready && mono_ms() < deadline) {
 		ready = true;
 		if (!pid_alive(l->supervisor_pid)) {
-			fprintf(stderr, "lab %s: the supervisor exited; its log is %s/supervisor.log\n",
+			fprintf(stderr,
+				"lab %s: the supervisor exited; its log is %s/supervisor.log\n",
 				l->name, l->dir);
 			deadline = 0;
 		}
@@ -1433,7 +1435,8 @@ static bool kind_ok(const char *k)
 	if (!k || !((*k >= 'A' && *k <= 'Z') || (*k >= 'a' && *k <= 'z')) || strlen(k) > 63)
 		return false;
 	for (; *k; k++)
-		if (!((*k >= 'A' && *k <= 'Z') || (*k >= 'a' && *k <= 'z') || (*k >= '0' && *k <= '9')))
+		if (!((*k >= 'A' && *k <= 'Z') || (*k >= 'a' && *k <= 'z') ||
+		      (*k >= '0' && *k <= '9')))
 			return false;
 	return true;
 }
@@ -1465,10 +1468,11 @@ static int store_object(void *arg, const char *kind, const char *ns, const char 
 
 	/* every part is checked before it becomes part of a file name */
 	if (!kind_ok(kind) || !names_dns_label(ns) || !names_dns_subdomain(name)) {
-		fprintf(stderr,
-			"lab apply: %s/%s/%s: not a valid kind, namespace (DNS-1123 label) and name "
-			"(DNS-1123 subdomain); not stored\n",
-			kind ? kind : "?", ns ? ns : "?", name ? name : "?");
+		fprintf(
+		    stderr,
+		    "lab apply: %s/%s/%s: not a valid kind, namespace (DNS-1123 label) and name "
+		    "(DNS-1123 subdomain); not stored\n",
+		    kind ? kind : "?", ns ? ns : "?", name ? name : "?");
 		sc->bad = true;
 		return -1;
 	}
@@ -1780,10 +1784,11 @@ static int parse_args(int argc, char **argv, struct lab_args *a)
 	a->argi = optind;
 	/* it becomes part of namespace, cgroup and file names: check it before any is made */
 	if (!names_dns_label(a->name) || strlen(a->name) > 12) {
-		fprintf(stderr,
-			"lab: --name %s: want a DNS-1123 label (lower case letters, digits and '-') "
-			"of at most 12 characters\n",
-			a->name);
+		fprintf(
+		    stderr,
+		    "lab: --name %s: want a DNS-1123 label (lower case letters, digits and '-') "
+		    "of at most 12 characters\n",
+		    a->name);
 		return -1;
 	}
 	return 0;
@@ -1832,12 +1837,14 @@ static int lab_down(struct lab *l)
 	for (int i = 0; i < l->npods; i++)
 		pod_destroy(l, &l->pods[i]);
 	for (int i = 0; i < l->nnodes; i++) {
-		char *argv[] = {"uninstall", "--node", an, "--bpffs", (char *)l->bpffs, NULL};
-		char ns[256], cg[400];
+		char ns[256], cg[400], pin[600];
 
 		agent_name(l, l->nodes[i].name, an, sizeof(an));
-		if (cmd_uninstall(5, argv))
+		dp_pin_dir(pin, sizeof(pin), l->bpffs, an);
+		if (pins_uninstall_node(an, pin))
 			rc = -1;
+		else
+			printf("node %s uninstalled\n", an);
 		netns_node(l, l->nodes[i].name, ns, sizeof(ns));
 		RUN_QUIET("ip", "netns", "del", ns);
 		snprintf(cg, sizeof(cg), "%s/%s", l->cg_root, l->nodes[i].name);
@@ -1876,7 +1883,8 @@ static int wait_in_force(struct lab *l, uint64_t stamp, uint64_t t0)
 			}
 			done = meta.config_stamp == stamp;
 			if (done && !meta.last_apply_ok) {
-				fprintf(stderr, "lab: node %s rejected the config; see %s/agent-%s.log\n",
+				fprintf(stderr,
+					"lab: node %s rejected the config; see %s/agent-%s.log\n",
 					l->nodes[i].name, l->dir, l->nodes[i].name);
 				rejected++;
 			}
@@ -1894,7 +1902,6 @@ static int wait_in_force(struct lab *l, uint64_t stamp, uint64_t t0)
 	return rejected ? -1 : 0;
 }
 
-
 static int lab_up(struct lab_args *a)
 {
 	struct lab l;
@@ -1911,8 +1918,9 @@ static int lab_up(struct lab_args *a)
 		return 1;
 	}
 	if (a->nfiles == 0) {
-		fprintf(stderr, "usage: bpfmesh lab up -f FILE... [--name LAB] [--mtls on|off] "
-				"[--cert-ttl DURATION] [--accel on|off] [--strict-udp drop|pass]\n");
+		fprintf(stderr,
+			"usage: bpfmesh lab up -f FILE... [--name LAB] [--mtls on|off] "
+			"[--cert-ttl DURATION] [--accel on|off] [--strict-udp drop|pass]\n");
 		return 2;
 	}
 	l.mtls = a->mtls;

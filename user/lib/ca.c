@@ -664,7 +664,8 @@ int ca_sign(const struct ca *ca, EVP_PKEY *pub, const char *spiffe_id, long ttl_
 		errf(err, errlen, "invalid certificate lifetime %ld s: must be positive", ttl_secs);
 		return -EINVAL;
 	}
-	if (!(x = X509_new()) || !cert_base(x, pub, now, ttl_secs / 86400, ttl_secs % 86400, NULL) ||
+	if (!(x = X509_new()) ||
+	    !cert_base(x, pub, now, ttl_secs / 86400, ttl_secs % 86400, NULL) ||
 	    !X509_set_issuer_name(x, X509_get_subject_name(ca->cert)))
 		goto fail;
 	X509V3_set_ctx(&ctx, ca->cert, x, NULL, NULL, 0);

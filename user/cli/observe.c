@@ -16,7 +16,7 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include "agent.h"
+#include "pins.h"
 #include "cli.h"
 
 struct obs {

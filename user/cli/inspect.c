@@ -19,7 +19,8 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include "agent.h"
+#include "pins.h"
+#include "resolve.h"
 #include "cli.h"
 
 struct node_args {
@@ -361,45 +362,16 @@ int cmd_endpoints(int argc, char **argv)
 	return 0;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *f)
-{
-	(void)st;
-	(void)f;
-	return (type == FTW_DP ? rmdir(path) : unlink(path)) && errno != ENOENT ? -1 : 0;
-}
-
-/* The agent's run directory, whole: lock, bpffs note, the certs/ it published. */
-static void rm_rf_run_dir(const char *dir)
-{
-	if (access(dir, F_OK) == 0)
-		nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
-	rmdir("/run/bpfmesh"); /* only if no other node is left */
-}
-
 int cmd_uninstall(int argc, char **argv)
 {
 	struct node_args na;
-	char run_dir[512];
-	pid_t pid;
 
 	if (parse_node_args(argc, argv, &na, "bpfmesh uninstall --node NAME [--bpffs DIR]"))
 		return 2;
-	pid = agent_pid(na.node);
-	if (pid > 0) {
-		kill(pid, SIGTERM);
-		for (int i = 0; i < 50 && agent_pid(na.node); i++)
-			usleep(100 * 1000);
-		if (agent_pid(na.node))
-			kill(pid, SIGKILL);
-		for (int i = 0; i < 50 && agent_pid(na.node); i++)
-			usleep(100 * 1000);
-	}
-	if (dp_uninstall(na.pin_dir)) {
+	if (pins_uninstall_node(na.node, na.pin_dir)) {
 		fprintf(stderr, "bpfmesh uninstall: %s: %s\n", na.pin_dir, strerror(errno));
 		return 1;
 	}
-	if (agent_run_dir(run_dir, sizeof(run_dir), na.node) == 0)
-		rm_rf_run_dir(run_dir);
 	printf("node %s uninstalled\n", na.node);
 	return 0;
 }

@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * main.c: the `bpfmesh` binary: one CLI for the node agent, config validation, inspection and
- * the local lab. Only dispatch lives here; each subcommand is in its own module.
+ * main.c: the `bpfmesh` binary: one CLI for the node agent (loader/), config validation and
+ * inspection (user/cli/) and the local lab (user/lab/). Only dispatch lives here: the one file
+ * that sees all three; none of them sees another.
  */
 #include <stdio.h>
 #include <string.h>
 #include "agent.h"
 #include "cli.h"
-#include "cmd.h"
+#include "lab.h"
 
 struct subcmd {
 	const char *name;

@@ -10,6 +10,7 @@
 #ifndef BM_VALIDATE_H
 #define BM_VALIDATE_H
 
+#include "duration.h"
 #include "model.h"
 #include "yamltree.h"
 
@@ -48,9 +49,6 @@ void vctx_err(struct vctx *v, const struct ynode *at, const char *field, const c
     __attribute__((format(printf, 4, 5)));
 void vctx_warn(struct vctx *v, const struct ynode *at, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-
-/* Go duration syntax ("10s", "1.5s", "100ms", "1h30m") -> nanoseconds; -1 if malformed. */
-int parse_duration_ns(const char *s, int64_t *ns);
 
 /*
  * Check one object (the document's root map) of a recognised kind. Reports to v and returns

@@ -120,10 +120,10 @@ struct workload_obj {
 	char *addresses[2]; /* Pod status.podIPs / podIP, WorkloadEntry address; may be NULL */
 	int naddresses;
 	char *service_account; /* may be NULL ("default" is implied by callers) */
-	char *uid;     /* Pod metadata.uid (how the kubelet names pod cgroups), may be NULL */
-	char *host_ip; /* Pod status.hostIP: its node's address (where its agent listens) */
-	char *network; /* WorkloadEntry network, may be NULL */
-	int weight;    /* WorkloadEntry weight, 0 if unset */
+	char *uid;	   /* Pod metadata.uid (how the kubelet names pod cgroups), may be NULL */
+	char *host_ip;	   /* Pod status.hostIP: its node's address (where its agent listens) */
+	char *network;	   /* WorkloadEntry network, may be NULL */
+	int weight;	   /* WorkloadEntry weight, 0 if unset */
 	bool host_network; /* Pod/Deployment template spec.hostNetwork: true */
 	uint32_t pod_id;   /* see config_pod_id(); 0 until config_index() */
 };
@@ -331,7 +331,7 @@ struct mesh_config {
 	int nothers;
 	char **files; /* interned file names that srcpos.file points into */
 	int nfiles;
-	struct htab *ids; /* private to config.c: (kind, namespace, name) -> array index */
+	struct htab *ids;     /* private to config.c: (kind, namespace, name) -> array index */
 	struct htab *pod_ids; /* private to config.c: pod id -> workload index (config_index) */
 };
 

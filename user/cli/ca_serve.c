@@ -40,7 +40,7 @@
 #include "cli.h"
 #include "model.h"
 #include "names.h"
-#include "validate.h"
+#include "duration.h"
 
 #define MAX_CONNS      64
 #define IO_TIMEOUT_S   5
@@ -110,7 +110,8 @@ static bool find_pod(struct casrv *s, const char *ns, const char *name, char *no
 		if (w->kind == WL_POD && !strcmp(w->ns, ns) && !strcmp(w->name, name)) {
 			found = true;
 			snprintf(node, len, "%s", w->node_name ? w->node_name : "");
-			snprintf(sa, len, "%s", w->service_account ? w->service_account : "default");
+			snprintf(sa, len, "%s",
+				 w->service_account ? w->service_account : "default");
 		}
 	}
 	pthread_mutex_unlock(&s->mu);
@@ -121,8 +122,8 @@ static void reply(SSL *ssl, int code, const char *reason, const char *body)
 {
 	char head[256];
 	int n = snprintf(head, sizeof(head),
-			 "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-			 code, reason, strlen(body));
+			 "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n", code,
+			 reason, strlen(body));
 
 	SSL_write(ssl, head, n);
 	if (*body)
@@ -193,8 +194,7 @@ static void serve(struct casrv *s, SSL *ssl, const char *node)
 		reply(ssl, 400, "Bad Request", "want POST /v1/certificate with X-Bpfmesh-Pod\n");
 		goto out;
 	}
-	if (header(req, "X-Bpfmesh-Ttl", ttls, sizeof(ttls)) && atol(ttls) > 0 &&
-	    atol(ttls) < ttl)
+	if (header(req, "X-Bpfmesh-Ttl", ttls, sizeof(ttls)) && atol(ttls) > 0 && atol(ttls) < ttl)
 		ttl = atol(ttls);
 	if (!find_pod(s, ns, name, pnode, psa, sizeof(pnode))) {
 		snprintf(why, sizeof(why), "no pod %s/%s", ns, name);
@@ -268,9 +268,10 @@ static void *conn_thread(void *arg)
 	if (ca_spiffe_id(SSL_get0_peer_certificate(ssl), id, sizeof(id)) ||
 	    sscanf(id, "spiffe://%255[^/]", td) != 1 || strcmp(td, s->td) ||
 	    !(p = strstr(id, CA_NODE_PATH)) || p != id + 9 + strlen(td) ||
-	    strlen(p + strlen(CA_NODE_PATH)) >= sizeof(node) || strchr(p + strlen(CA_NODE_PATH), '/')) {
-		logf_("refused %s: %s is no node identity of %s", j->peer, id[0] ? id : "no SPIFFE ID",
-		      s->td);
+	    strlen(p + strlen(CA_NODE_PATH)) >= sizeof(node) ||
+	    strchr(p + strlen(CA_NODE_PATH), '/')) {
+		logf_("refused %s: %s is no node identity of %s", j->peer,
+		      id[0] ? id : "no SPIFFE ID", s->td);
 		serve(s, ssl, NULL);
 		goto out;
 	}
@@ -473,20 +474,19 @@ int ca_serve_cmd(int argc, char **argv)
 
 static int node_usage(void)
 {
-	fprintf(stderr, "usage: bpfmesh ca node --dir CA_DIR --node NAME --out DIR [--ttl DURATION]\n"
-			"  writes DIR/node.crt, node.key, ca.crt and trust-domain: the identity the "
-			"node's\n  agent shows the CA service (spiffe://TD/bpfmesh/node/NAME)\n");
+	fprintf(stderr,
+		"usage: bpfmesh ca node --dir CA_DIR --node NAME --out DIR [--ttl DURATION]\n"
+		"  writes DIR/node.crt, node.key, ca.crt and trust-domain: the identity the "
+		"node's\n  agent shows the CA service (spiffe://TD/bpfmesh/node/NAME)\n");
 	return 2;
 }
 
 int ca_node_cmd(int argc, char **argv)
 {
-	static const struct option opts[] = {{"dir", required_argument, 0, 'd'},
-					     {"node", required_argument, 0, 'n'},
-					     {"out", required_argument, 0, 'o'},
-					     {"ttl", required_argument, 0, 't'},
-					     {"help", no_argument, 0, 'h'},
-					     {0, 0, 0, 0}};
+	static const struct option opts[] = {
+	    {"dir", required_argument, 0, 'd'}, {"node", required_argument, 0, 'n'},
+	    {"out", required_argument, 0, 'o'}, {"ttl", required_argument, 0, 't'},
+	    {"help", no_argument, 0, 'h'},	{0, 0, 0, 0}};
 	const char *dir = NULL, *node = NULL, *out = NULL;
 	char err[512] = "", td[256], id[600], path[700];
 	long ttl = NODE_TTL;

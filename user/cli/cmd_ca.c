@@ -18,7 +18,7 @@
 
 #include "ca.h"
 #include "cli.h"
-#include "validate.h" /* parse_duration_ns: the same duration syntax as Istio's CRDs */
+#include "duration.h" /* the same duration syntax as Istio's CRDs */
 
 #define CA_DEFAULT_TD  "cluster.local"
 #define CA_DEFAULT_TTL (24 * 3600L)

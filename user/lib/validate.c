@@ -1,0 +1,196 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * validate.c: whether one object is valid, by the rules Istio and Kubernetes apply, so that
+ * `bpfmesh validate` rejects what `kubectl apply` / istiod would reject and accepts what they
+ * accept. config.c calls validate_object() for every object it reads (see validate.h).
+ *
+ * Each object is checked in two passes: the schema pass (vcore.c over the tables of
+ * vschemas.c) checks types, ranges, enum values and unknown fields the way the API server's
+ * CRD schemas do; only when that is clean does the rules pass of its kind (vrules_*.c) apply
+ * Istio's own validation, so the rules can trust the types. Then the notices: what bpfmesh
+ * accepts but does not act on is said, never ignored silently.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vcore.h"
+
+/* ---------------- fields accepted but not acted on yet ---------------- */
+
+static void note_unenforced(struct vctx *v, const struct ynode *map, const char *path,
+			    const char *const *fields)
+{
+	char p[PATHMAX];
+
+	for (; *fields; fields++)
+		if (has(map, *fields))
+			vctx_warn(v, g(map, *fields), pjoin(p, path, *fields), "not yet enforced");
+}
+
+static void vs_notices(struct vctx *v, const struct ynode *spec)
+{
+	static const char *const http_f[] = {
+	    "retries",	      "timeout",	  "fault",   "mirror",	 "mirrors", "mirrorPercent",
+	    "mirror_percent", "mirrorPercentage", "rewrite", "redirect", "headers", "corsPolicy",
+	    "directResponse", "delegate",	  NULL};
+	static const char *const dest_f[] = {"headers", NULL};
+	const struct ynode *http = g(spec, "http"), *gws = g(spec, "gateways");
+	char p[PATHMAX], q[PATHMAX];
+
+	for (int i = 0; i < count(http); i++) {
+		const struct ynode *route = g(http->items[i], "route");
+
+		pidx(p, "spec.http", i);
+		note_unenforced(v, http->items[i], p, http_f);
+		for (int k = 0; k < count(route); k++)
+			note_unenforced(v, route->items[k], pidx(q, pjoin(q, p, "route"), k),
+					dest_f);
+	}
+	for (int i = 0; i < count(gws); i++)
+		if (strcmp(gws->items[i]->str, "mesh"))
+			vctx_warn(v, gws->items[i], pidx(p, "spec.gateways", i),
+				  "not yet enforced (bpfmesh has no ingress or egress gateway)");
+	note_unenforced(v, spec, "spec", (const char *const[]){"exportTo", NULL});
+}
+
+static void policy_notices(struct vctx *v, const struct ynode *tp, const char *path)
+{
+	static const char *const tp_f[] = {"tls",	    "portLevelSettings", "tunnel",
+					   "proxyProtocol", "retryBudget",	 NULL};
+	static const char *const lb_f[] = {"localityLbSetting", "warmupDurationSecs", "warmup",
+					   NULL};
+	static const char *const ch_f[] = {
+	    "httpHeaderName",  "httpCookie", "httpQueryParameterName", "ringHash", "maglev",
+	    "minimumRingSize", NULL};
+	static const char *const cp_f[] = {"http", NULL};
+	static const char *const tcp_f[] = {"tcpKeepalive", "maxConnectionDuration", "idleTimeout",
+					    NULL};
+	static const char *const od_f[] = {"splitExternalLocalOriginErrors",
+					   "consecutiveLocalOriginFailures", NULL};
+	const struct ynode *lb = g(tp, "loadBalancer"), *cp = g(tp, "connectionPool");
+	char p[PATHMAX], q[PATHMAX];
+
+	note_unenforced(v, tp, path, tp_f);
+	note_unenforced(v, lb, pjoin(p, path, "loadBalancer"), lb_f);
+	note_unenforced(v, g(lb, "consistentHash"), pjoin(q, p, "consistentHash"), ch_f);
+	note_unenforced(v, cp, pjoin(p, path, "connectionPool"), cp_f);
+	note_unenforced(v, g(cp, "tcp"), pjoin(q, p, "tcp"), tcp_f);
+	note_unenforced(v, g(tp, "outlierDetection"), pjoin(p, path, "outlierDetection"), od_f);
+}
+
+static void dr_notices(struct vctx *v, const struct ynode *spec)
+{
+	const struct ynode *subsets = g(spec, "subsets");
+	char p[PATHMAX], q[PATHMAX];
+
+	policy_notices(v, g(spec, "trafficPolicy"), "spec.trafficPolicy");
+	for (int i = 0; i < count(subsets); i++)
+		policy_notices(v, g(subsets->items[i], "trafficPolicy"),
+			       pjoin(q, pidx(p, "spec.subsets", i), "trafficPolicy"));
+	note_unenforced(v, spec, "spec",
+			(const char *const[]){"exportTo", "workloadSelector", NULL});
+}
+
+/* ---------------- one object ---------------- */
+
+static bool spec_required(enum obj_kind kind)
+{
+	switch (kind) {
+	case OBJ_SERVICE:
+	case OBJ_DEPLOYMENT:
+	case OBJ_POD:
+	case OBJ_WORKLOADENTRY:
+	case OBJ_VIRTUALSERVICE:
+	case OBJ_DESTINATIONRULE:
+	case OBJ_GATEWAY:
+	case OBJ_SERVICEENTRY:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static void kind_rules(struct vctx *v, enum obj_kind kind, const struct ynode *root,
+		       const struct ynode *spec)
+{
+	switch (kind) {
+	case OBJ_SERVICE:
+		svc_rules(v, spec);
+		break;
+	case OBJ_DEPLOYMENT:
+		deploy_rules(v, spec);
+		break;
+	case OBJ_POD:
+		pod_rules(v, root);
+		break;
+	case OBJ_WORKLOADENTRY:
+		we_rules(v, spec);
+		break;
+	case OBJ_VIRTUALSERVICE:
+		vs_rules(v, spec);
+		break;
+	case OBJ_DESTINATIONRULE:
+		dr_rules(v, spec);
+		break;
+	case OBJ_GATEWAY:
+		gw_rules(v, root, spec);
+		break;
+	case OBJ_SERVICEENTRY:
+		se_rules(v, spec);
+		break;
+	case OBJ_PEERAUTHENTICATION:
+		pa_rules(v, spec);
+		break;
+	case OBJ_AUTHORIZATIONPOLICY:
+		ap_rules(v, spec ? spec : root);
+		break;
+	default:
+		break;
+	}
+}
+
+/* Warnings about what bpfmesh accepts but does not act on (SEMANTICS.md: say so clearly). */
+static void kind_notices(struct vctx *v, enum obj_kind kind, const struct ynode *spec)
+{
+	switch (kind) {
+	case OBJ_VIRTUALSERVICE:
+		vs_notices(v, spec);
+		break;
+	case OBJ_DESTINATIONRULE:
+		dr_notices(v, spec);
+		break;
+	case OBJ_GATEWAY:
+	case OBJ_SERVICEENTRY:
+		vctx_warn(v, NULL, NULL,
+			  "not yet enforced (checked by Istio's rules, then ignored)");
+		break;
+	case OBJ_ISTIO_UNCHECKED:
+		vctx_warn(v, NULL, NULL, "neither validated nor enforced by bpfmesh");
+		break;
+	case OBJ_K8S_UNUSED:
+		vctx_warn(v, NULL, NULL, "ignored (bpfmesh does not use this kind)");
+		break;
+	default:
+		break;
+	}
+}
+
+int validate_object(struct vctx *v, enum obj_kind kind, const struct ynode *root)
+{
+	int before = v->nerr;
+	const struct ynode *spec;
+
+	check_obj(v, root, "", schema_root(kind));
+	if (v->nerr > before)
+		return v->nerr - before;
+	check_meta(v, kind, root);
+	spec = g(root, "spec");
+	if (!spec && spec_required(kind))
+		vctx_err(v, root, "spec", "required");
+	else
+		kind_rules(v, kind, root, spec);
+	if (v->nerr == before)
+		kind_notices(v, kind, spec);
+	return v->nerr - before;
+}
