@@ -37,7 +37,7 @@ INC_CLI  := $(INC_LIB) -Iuser/cli
 INC_LAB  := $(INC_LIB) -Iuser/lab
 INC_LDR  := $(INC_LIB) -Iloader -I$(BUILD)
 INC_CMD  := $(INC_LDR) -Iuser/cli -Iuser/lab
-LDLIBS   := -lbpf -lelf -lz -lyaml -lssl -lcrypto -lm -lpthread
+LDLIBS   := -lbpf -lelf -lz -lyaml -ljson-c -lssl -lcrypto -lm -lpthread
 BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Wextra -Werror \
 	-Wno-unused-function -Wno-unused-parameter -Iheaders -Ibpf -I$(BUILD)
 

@@ -356,11 +356,18 @@ static void sync_pods(struct agent *a, const struct mesh_config *c)
 
 /* ---------- applying config ---------- */
 
-/* One load of the config directory, done on the worker thread: parse, validate, resolve. */
+/*
+ * One load of the config directory, done on the worker thread: parse and validate each
+ * object, put back the last good version of each rejected one (from the config in force,
+ * which the job holds a reference to), resolve. Objects are judged one at a time, as the API
+ * server does: only a directory that cannot be read at all keeps the old config whole.
+ */
 struct load_job {
 	const char *dir;
 	int done_fd;
 	uint64_t t0, stamp;
+	struct cfgref *prev; /* the config in force when the load started, or NULL */
+	bool unreadable;     /* the directory itself */
 	struct mesh_config *c;
 	struct rs_table t;
 	struct diags d;
@@ -372,12 +379,13 @@ static void *load_worker(void *arg)
 	uint64_t one = 1;
 
 	j->c = config_new();
+	j->c->keep_sources = true;
 	j->stamp = config_dir_stamp(j->dir); /* before reading: a later change reloads again */
-	config_load_dir(j->c, j->dir, &j->d);
-	if (j->d.nerrors == 0)
-		config_validate(j->c, &j->d);
-	if (j->d.nerrors == 0)
+	j->unreadable = config_load_dir(j->c, j->dir, &j->d) < 0;
+	if (!j->unreadable) {
+		config_retain(j->c, j->prev ? j->prev->c : NULL);
 		resolve(j->c, &j->t, &j->d);
+	}
 	if (write(j->done_fd, &one, sizeof(one)) < 0)
 		abort(); /* an eventfd write cannot fail short of a bug */
 	return NULL;
@@ -396,6 +404,7 @@ static void reload_start(struct agent *a)
 		abort();
 	j->dir = a->config_dir;
 	j->done_fd = a->loaded_fd;
+	j->prev = a->current ? cfgref_get(a->current) : NULL;
 	j->t0 = now_ms();
 	a->job = j;
 	a->loading = true;
@@ -403,6 +412,42 @@ static void reload_start(struct agent *a)
 	if (pthread_create(&a->loader, NULL, load_worker, j)) {
 		pr_warn("config: cannot start the loader thread: %s", strerror(errno));
 		load_worker(j); /* then here, once */
+	}
+}
+
+/*
+ * Each rejected object, in the log and in <run dir>/rejected (read by `bpfmesh status`): one
+ * line per object in the diagnostics' format, saying what stays in force instead.
+ */
+static void report_rejected(struct agent *a, const struct mesh_config *c)
+{
+	char path[600], tmp[640];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/rejected", a->run_dir);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	f = fopen(tmp, "w");
+	for (int i = 0; i < c->nrejected; i++) {
+		const struct rejected_obj *r = &c->rejected[i];
+		char line[2400], kept[700];
+
+		if (r->kept && r->object)
+			snprintf(kept, sizeof(kept), "its last good version (%s:%d) stays in force",
+				 r->kept_from.file, r->kept_from.line);
+		else if (r->kept)
+			snprintf(kept, sizeof(kept), "the objects it had stay in force");
+		else
+			snprintf(kept, sizeof(kept), "not applied (no earlier version)");
+		snprintf(line, sizeof(line), "%s:%d: %s%s%s%s%s; %s", r->pos.file, r->err_line,
+			 r->object ? r->object : "", r->object ? ": " : "",
+			 r->field ? r->field : "", r->field ? ": " : "", r->msg, kept);
+		pr_warn("config: rejected %s", line);
+		if (f)
+			fprintf(f, "%s\n", line);
+	}
+	if (!f || fclose(f) || rename(tmp, path)) {
+		pr_warn("%s: %s", path, strerror(errno));
+		unlink(tmp);
 	}
 }
 
@@ -419,12 +464,16 @@ static void reload_finish(struct agent *a)
 	pthread_join(a->loader, NULL);
 	a->job = NULL;
 	a->loading = false;
-	err = j->d.nerrors ? -EINVAL : sync_apply(a->sync, &j->t, &j->d, &res);
+	if (j->prev)
+		cfgref_put(j->prev);
+	err = j->unreadable ? -EIO : sync_apply(a->sync, &j->t, &j->d, &res);
 	diags_print(&j->d, stderr);
 	if (err) {
 		sync_set_meta(a->sync, 0, a->loaded, j->stamp);
-		pr_warn("config in %s rejected (%d errors); generation %llu stays in force",
-			a->config_dir, j->d.nerrors, (unsigned long long)a->applied_gen);
+		pr_warn("config in %s not applied (%s); generation %llu stays in force",
+			a->config_dir,
+			j->unreadable ? "cannot read the directory" : "map writes failed",
+			(unsigned long long)a->applied_gen);
 		config_free(j->c);
 	} else {
 		struct mesh_config *c = j->c;
@@ -444,6 +493,7 @@ static void reload_finish(struct agent *a)
 		sync_pods(a, c);
 		a->loaded = 1;
 		sync_set_meta(a->sync, 1, 1, j->stamp);
+		report_rejected(a, c);
 		pr_info("applied config: %d service ports (%d written, %d unchanged, %d removed), "
 			"%d backends, in %llu ms",
 			j->t.nservices, res.services_written, res.services_unchanged,
@@ -473,6 +523,12 @@ static const char *http_answer(void *arg, const char *path, FILE *m, const char 
 				       a->tun ? a->topts.trust_domain : NULL, m);
 		if (a->tun)
 			tunnel_metrics(a->tun, m);
+		fprintf(m,
+			"# HELP bpfmesh_config_rejected_objects Objects of the config directory "
+			"rejected as invalid (the last good version of each, if any, stays in "
+			"force).\n# TYPE bpfmesh_config_rejected_objects gauge\n"
+			"bpfmesh_config_rejected_objects %d\n",
+			a->current ? a->current->c->nrejected : 0);
 		if (a->certs)
 			fprintf(m,
 				"# HELP bpfmesh_certificates_issued_total Workload certificates "
@@ -880,6 +936,8 @@ int cmd_agent(int argc, char **argv)
 cleanup:
 	if (a.loading) { /* let the worker finish: it owns its job */
 		pthread_join(a.loader, NULL);
+		if (a.job->prev)
+			cfgref_put(a.job->prev);
 		config_free(a.job->c);
 		rs_free(&a.job->t);
 		diags_free(&a.job->d);

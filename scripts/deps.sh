@@ -3,7 +3,7 @@
 # Called by `make deps` (and so by make test / demo / bench). Idempotent; quiet when all is there.
 set -e
 PKGS="clang llvm libbpf-dev libelf-dev zlib1g-dev libyaml-dev libssl-dev bpftool bats
-iproute2 curl make gcc pkg-config bc socat python3 python3-yaml prometheus graphviz
+iproute2 curl make gcc pkg-config bc socat python3 python3-yaml prometheus graphviz libjson-c-dev
 sockperf iperf3 wrk haproxy openssl tcpdump libclang-rt-14-dev shellcheck"
 missing=""
 for p in $PKGS; do

@@ -87,7 +87,6 @@ static int apply(const char *lb, const char *routes, struct sync_result *res)
 			routes);
 	fclose(f);
 	config_load_file(c, path, &d);
-	config_validate(c, &d);
 	resolve(c, &t, &d);
 	diags_print(&d, stderr);
 	err = d.nerrors ? -EINVAL : sync_apply(sync_, &t, &d, res ? res : &r);

@@ -8,6 +8,13 @@ bm() { "$BM" "$@"; }
 lab() { local sub=$1; shift; "$BM" lab "$sub" --name "$LAB" "$@"; }
 cg2() { awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts; }
 
+# the /metrics page of node NODE's agent in lab $LAB
+lab_metrics() {
+	local port
+	port=$(lab status | sed -n "s|^node $1 .*metrics http://127.0.0.1:\([0-9]*\)/metrics.*|\1|p")
+	curl -s --max-time 5 "http://127.0.0.1:$port/metrics"
+}
+
 # curl from a pod: lab_curl POD [-n NS] URL [curl args...]
 pod_curl() {
 	local pod=$1 ns=$2

@@ -163,20 +163,38 @@ teardown_file() {
 	run lab apply -f "$FIX/bad-weight.yaml"
 	echo "$output"
 	[ "$status" -ne 0 ]
-	[[ "$output" == *"bad-weight.yaml:"*"VirtualService/t/web"*"weight"* ]]
-	# the same bad object dropped straight into the agent's config dir
+	[[ "$output" == *"bad-weight.yaml:12: VirtualService/t/web: spec.http[0].route[0].weight:"* ]]
+	[[ "$output" == *"0 object(s) applied"* ]]
+	[[ "$output" == *"1 object(s) rejected"* ]]
+	# the same bad object dropped straight into the agent's config dir: the valid one stays
 	cp "$FIX/bad-weight.yaml" "/run/bpfmesh/lab/$LAB/config/zz-bad.yaml"
 	sleep 1.2
 	run bm status --node "$LAB-node1"
 	echo "$output"
-	[[ "$output" == *"last apply: REJECTED"* ]]
+	[[ "$output" == *"last apply: ok"* ]]
+	[[ "$output" == *"rejected objects:"*"zz-bad.yaml:12: VirtualService/t/web: spec.http[0].route[0].weight: "* ]]
+	run lab_metrics node1
+	[[ "$output" == *"bpfmesh_config_rejected_objects 1"* ]]
 	read -r v1 v2 fail < <(split_count client-0 t http://web:8080/get 300)
 	echo "v1=$v1 v2=$v2 fail=$fail"
 	[ "$v1" -eq 300 ]
+	# the live object itself turns invalid: its last good version stays in force
+	live="/run/bpfmesh/lab/$LAB/config/VirtualService.t.web.yaml"
+	cp "$live" "$BATS_TEST_TMPDIR/good.yaml"
 	rm -f "/run/bpfmesh/lab/$LAB/config/zz-bad.yaml"
+	cp "$FIX/bad-weight.yaml" "$live"
+	sleep 1.2
+	run bm status --node "$LAB-node1"
+	echo "$output"
+	[[ "$output" == *"VirtualService.t.web.yaml:12: VirtualService/t/web:"*"its last good version (${live}:"*") stays in force"* ]]
+	read -r v1 v2 fail < <(split_count client-0 t http://web:8080/get 300)
+	echo "v1=$v1 v2=$v2 fail=$fail"
+	[ "$v1" -eq 300 ]
+	cp "$BATS_TEST_TMPDIR/good.yaml" "$live"
 	sleep 1.2
 	run bm status --node "$LAB-node1"
 	[[ "$output" == *"last apply: ok"* ]]
+	[[ "$output" == *"rejected objects: none"* ]]
 }
 
 @test "agent SIGKILL and restart under continuous traffic: zero failed connections" {

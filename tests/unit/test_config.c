@@ -34,18 +34,27 @@ static const char *put(const char *name, const char *text)
 	return p;
 }
 
-/* Load one YAML text as t.yaml and run the cross-object checks. */
+/* Load one YAML text as t.yaml: each object checked on its own, as `validate` does. */
 static struct mesh_config *load(const char *yaml, struct diags *d)
 {
 	struct mesh_config *c = config_new();
 
 	config_load_file(c, put("t.yaml", yaml), d);
-	config_validate(c, d);
 	return c;
 }
 
-/* Diagnostic i as printed, with the test directory removed from every path. */
-static const char *line_of(const struct diags *d, int i)
+/* The same, then the analysis across objects, as `analyze` does. */
+static struct mesh_config *load_analyzed(const char *yaml, struct diags *d)
+{
+	struct mesh_config *c = load(yaml, d);
+
+	config_analyze(c, d);
+	return c;
+}
+
+/* Diagnostic i as printed (by validate, or by analyze when analyzer), with the test directory
+ * removed from every path. */
+static const char *print_of(const struct diags *d, int i, bool analyzer)
 {
 	static char out[1024];
 	char *buf = NULL, *p;
@@ -55,7 +64,10 @@ static const char *line_of(const struct diags *d, int i)
 	out[0] = 0;
 	if (!f || i >= d->n)
 		return out;
-	diag_print(&d->v[i], f);
+	if (analyzer)
+		diag_print_analyzer(&d->v[i], f);
+	else
+		diag_print(&d->v[i], f);
 	fclose(f);
 	for (p = buf; *p && strlen(out) + 1 < sizeof(out);) {
 		if (strncmp(p, tmpdir, dl) == 0 && p[dl] == '/') {
@@ -70,15 +82,26 @@ static const char *line_of(const struct diags *d, int i)
 	return out;
 }
 
-/* true if one of the diagnostics prints exactly as want. */
-static bool has_line(const struct diags *d, const char *want)
+static bool has_print(const struct diags *d, const char *want, bool analyzer)
 {
 	for (int i = 0; i < d->n; i++)
-		if (strcmp(line_of(d, i), want) == 0)
+		if (strcmp(print_of(d, i, analyzer), want) == 0)
 			return true;
 	for (int i = 0; i < d->n; i++)
-		fprintf(stderr, "    have: %s\n", line_of(d, i));
+		fprintf(stderr, "    have: %s\n", print_of(d, i, analyzer));
 	return false;
+}
+
+/* true if one of the diagnostics prints exactly as want (as validate prints it). */
+static bool has_line(const struct diags *d, const char *want)
+{
+	return has_print(d, want, false);
+}
+
+/* The same as `analyze` prints it. */
+static bool has_finding(const struct diags *d, const char *want)
+{
+	return has_print(d, want, true);
 }
 
 static int count_errors(const struct diags *d)
@@ -682,11 +705,12 @@ out:
 struct split_seen {
 	int n;
 	char kind[4][32], ns[4][32], name[4][32];
+	int line[4];
 	char *yaml[4];
 };
 
-static int split_cb(void *arg, const char *kind, const char *ns, const char *name, const char *yaml,
-		    size_t len)
+static int split_cb(void *arg, const char *kind, const char *ns, const char *name, int line,
+		    const char *yaml, size_t len)
 {
 	struct split_seen *s = arg;
 
@@ -695,6 +719,7 @@ static int split_cb(void *arg, const char *kind, const char *ns, const char *nam
 	snprintf(s->kind[s->n], 32, "%s", kind);
 	snprintf(s->ns[s->n], 32, "%s", ns);
 	snprintf(s->name[s->n], 32, "%s", name);
+	s->line[s->n] = line;
 	s->yaml[s->n] = strndup(yaml, len);
 	s->n++;
 	return 0;
@@ -733,6 +758,8 @@ static void test_split_file(void)
 	CHECK_STR(s.name[1], "p", "name");
 	CHECK_STR(s.ns[1], "shop", "namespace");
 	CHECK_STR(s.kind[2], "VirtualService", "from the second document");
+	CHECK_EQ(s.line[0], 4, "first item's line");
+	CHECK_EQ(s.line[2], 15, "third object's line");
 	CHECK(!strstr(s.yaml[1], "List") && !strstr(s.yaml[1], "items"), "unwrapped");
 	CHECK_CONTAINS(s.yaml[1], "\"false\"", "quoted scalar stays a string");
 	/* Each piece is a standalone document that loads on its own. */
@@ -802,10 +829,6 @@ static void test_wrong_types(void)
 	    "  http: [{route: [{destination: {host: orders}, weight: 1.5}]}]\n",
 	    "t.yaml:6: VirtualService/shop/orders: spec.http[0].route[0].weight: must be "
 	    "an integer");
-	expect_vs_error("  hosts: [orders]\n"
-			"  http: [{route: [{destination: {host: orders}}]}]\n"
-			"  retrys: {attempts: 3}\n",
-			"t.yaml:7: VirtualService/shop/orders: spec.retrys: unknown field");
 	/* YAML 1.1, as kubectl reads it: a plain yes/no/on/off is a boolean, not a string. */
 	expect_vs_error("  hosts: [orders]\n"
 			"  http:\n"
@@ -813,6 +836,32 @@ static void test_wrong_types(void)
 			"    route: [{destination: {host: orders}}]\n",
 			"t.yaml:7: VirtualService/shop/orders: "
 			"spec.http[0].match[0].sourceLabels[canary]: must be a string");
+}
+
+/* The API server drops a field its schema does not know, and warns: so do we. */
+static void test_unknown_field(void)
+{
+	struct diags d = {0};
+	struct mesh_config *c = load("apiVersion: networking.istio.io/v1\n"
+				     "kind: VirtualService\n"
+				     "metadata: {name: orders, namespace: shop}\n"
+				     "spec:\n"
+				     "  hosts: [orders]\n"
+				     "  http:\n"
+				     "  - route: [{destination: {host: orders}}]\n"
+				     "    websocketUpgrade: true\n"
+				     "  retrys: {attempts: 3}\n",
+				     &d);
+
+	CHECK_EQ(count_errors(&d), 0, "accepted");
+	CHECK_EQ(c->nvses, 1, "loaded");
+	CHECK(has_line(&d, "t.yaml:8: VirtualService/shop/orders: spec.http[0].websocketUpgrade: "
+			   "warning: unknown field (ignored)"),
+	      "nested: warned");
+	CHECK(has_line(&d, "t.yaml:9: VirtualService/shop/orders: spec.retrys: warning: unknown "
+			   "field (ignored)"),
+	      "top of spec: warned");
+	done(c, &d);
 }
 
 static void test_negative_and_zero_weights(void)
@@ -994,54 +1043,97 @@ static void test_duplicate_subsets(void)
 	done(c, &d);
 }
 
+/* Istio accepts a VirtualService naming a subset nothing defines (the route answers 503):
+ * validate accepts it, analyze reports IST0101 as istioctl analyze does. */
 static void test_unknown_subset(void)
 {
+	static const char *yaml = "apiVersion: networking.istio.io/v1\n"
+				  "kind: VirtualService\n"
+				  "metadata: {name: reviews}\n"
+				  "spec:\n"
+				  "  hosts: [reviews]\n"
+				  "  http:\n"
+				  "  - route:\n"
+				  "    - {destination: {host: reviews, subset: v3}, weight: 1}\n"
+				  "    - {destination: {host: ratings, subset: v1}, weight: 1}\n"
+				  "---\n"
+				  "apiVersion: networking.istio.io/v1\n"
+				  "kind: DestinationRule\n"
+				  "metadata: {name: reviews}\n"
+				  "spec:\n"
+				  "  host: reviews.default.svc.cluster.local\n"
+				  "  subsets: [{name: v1, labels: {version: v1}}]\n"
+				  "---\n"
+				  "apiVersion: v1\n"
+				  "kind: Service\n"
+				  "metadata: {name: reviews}\n"
+				  "spec: {selector: {app: reviews}, ports: [{port: 9080}]}\n"
+				  "---\n"
+				  "apiVersion: v1\n"
+				  "kind: Service\n"
+				  "metadata: {name: ratings}\n"
+				  "spec: {selector: {app: ratings}, ports: [{port: 9080}]}\n";
 	struct diags d = {0};
-	struct mesh_config *c = load("apiVersion: networking.istio.io/v1\n"
-				     "kind: VirtualService\n"
-				     "metadata: {name: reviews}\n"
-				     "spec:\n"
-				     "  hosts: [reviews]\n"
-				     "  http:\n"
-				     "  - route:\n"
-				     "    - {destination: {host: reviews, subset: v3}, weight: 1}\n"
-				     "    - {destination: {host: ratings, subset: v1}, weight: 1}\n"
-				     "---\n"
-				     "apiVersion: networking.istio.io/v1\n"
-				     "kind: DestinationRule\n"
-				     "metadata: {name: reviews}\n"
-				     "spec:\n"
-				     "  host: reviews.default.svc.cluster.local\n"
-				     "  subsets: [{name: v1, labels: {version: v1}}]\n",
-				     &d);
+	struct mesh_config *c = load(yaml, &d);
 
-	CHECK_EQ(count_errors(&d), 2, "two errors");
-	CHECK(has_line(&d, "t.yaml:8: VirtualService/default/reviews: "
-			   "spec.http[0].route[0].destination.subset: subset \"v3\" is not defined "
-			   "by any DestinationRule for host reviews.default.svc.cluster.local"),
+	CHECK_EQ(count_errors(&d), 0, "validate: every object is valid");
+	CHECK_EQ(c->nvses, 1, "and loaded");
+	config_analyze(c, &d);
+	CHECK_EQ(count_errors(&d), 2, "analyze: two errors");
+	CHECK(has_finding(&d, "Error [IST0101] (VirtualService default/reviews t.yaml:8) "
+			      "Referenced host+subset in destinationrule not found: "
+			      "\"reviews+v3\""),
 	      "subset missing from the DestinationRule");
-	CHECK(has_line(&d,
-		       "t.yaml:9: VirtualService/default/reviews: "
-		       "spec.http[0].route[1].destination.subset: subset \"v1\" is undefined: no "
-		       "DestinationRule for host ratings.default.svc.cluster.local is loaded "
-		       "(Istio would return 503)"),
+	CHECK(has_finding(&d, "Error [IST0101] (VirtualService default/reviews t.yaml:9) "
+			      "Referenced host+subset in destinationrule not found: "
+			      "\"ratings+v1\""),
 	      "no DestinationRule for the host");
 	done(c, &d);
-	/* Given no DestinationRule at all (a VirtualService validated on its own), the rules
-	 * may live in the cluster already: a warning. */
-	c = load("apiVersion: networking.istio.io/v1\n"
-		 "kind: VirtualService\n"
-		 "metadata: {name: reviews}\n"
-		 "spec:\n"
-		 "  hosts: [reviews]\n"
-		 "  http: [{route: [{destination: {host: reviews, subset: v3}}]}]\n",
-		 &d);
-	CHECK_EQ(count_errors(&d), 0, "warning only");
-	CHECK(has_line(&d, "t.yaml:6: VirtualService/default/reviews: "
-			   "spec.http[0].route[0].destination.subset: warning: subset \"v3\" needs "
-			   "a DestinationRule for host reviews.default.svc.cluster.local; none was "
-			   "given (Istio returns 503 until one defines it)"),
-	      "no DestinationRule given");
+	/* The same whether or not any DestinationRule is loaded (no "maybe it is in the
+	 * cluster" warning one way and an error the other). */
+	c = load_analyzed("apiVersion: networking.istio.io/v1\n"
+			  "kind: VirtualService\n"
+			  "metadata: {name: reviews}\n"
+			  "spec:\n"
+			  "  hosts: [reviews]\n"
+			  "  http: [{route: [{destination: {host: reviews, subset: v3}}]}]\n",
+			  &d);
+	CHECK(has_finding(&d, "Error [IST0101] (VirtualService default/reviews t.yaml:6) "
+			      "Referenced host not found: \"reviews\""),
+	      "no Service: the host is the first thing missing");
+	done(c, &d);
+}
+
+/* A destination port the Service does not have, and a multi-port Service without one. */
+static void test_destination_ports(void)
+{
+	struct diags d = {0};
+	struct mesh_config *c =
+	    load_analyzed("apiVersion: v1\n"
+			  "kind: Service\n"
+			  "metadata: {name: orders}\n"
+			  "spec: {selector: {app: orders}, ports: [{name: http, port: 80}, "
+			  "{name: grpc, port: 9000}]}\n"
+			  "---\n"
+			  "apiVersion: networking.istio.io/v1\n"
+			  "kind: VirtualService\n"
+			  "metadata: {name: orders}\n"
+			  "spec:\n"
+			  "  hosts: [orders]\n"
+			  "  http:\n"
+			  "  - route:\n"
+			  "    - {destination: {host: orders, port: {number: 81}}, weight: 50}\n"
+			  "    - {destination: {host: orders}, weight: 50}\n",
+			  &d);
+
+	CHECK(has_finding(&d, "Error [IST0101] (VirtualService default/orders t.yaml:13) "
+			      "Referenced host:port not found: \"orders:81\""),
+	      "unknown port");
+	CHECK(has_finding(&d, "Error [IST0112] (VirtualService default/orders t.yaml:14) This "
+			      "VirtualService routes to a service \"orders\" that exposes multiple "
+			      "ports [80 9000]. Specifying a port in the destination is required "
+			      "to disambiguate."),
+	      "port required");
 	done(c, &d);
 }
 
@@ -1096,6 +1188,79 @@ static void test_flow_colon(void)
 	done(c, &d);
 }
 
+/* One invalid object is rejected alone, and listed with its first error. */
+static void test_rejected_objects(void)
+{
+	struct diags d = {0};
+	struct mesh_config *c = load("apiVersion: v1\nkind: Service\nmetadata: {name: s}\n"
+				     "spec: {selector: {app: s}, ports: [{port: 80}]}\n---\n"
+				     "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+				     "metadata: {name: bad, namespace: shop}\nspec:\n"
+				     "  hosts: [s]\n"
+				     "  http: [{route: [{destination: {host: s}, weight: abc}]}]\n"
+				     "---\n- not an object\n",
+				     &d);
+
+	CHECK_EQ(c->nservices, 1, "the valid object is loaded");
+	CHECK_EQ(c->nvses, 0, "the invalid one is not");
+	if (CHECK_EQ(c->nrejected, 2, "two rejected: an object and a document")) {
+		const struct rejected_obj *r = &c->rejected[0];
+
+		CHECK_STR(r->object, "VirtualService/shop/bad", "named");
+		CHECK_EQ(r->pos.line, 6, "where it starts");
+		CHECK_EQ(r->err_line, 11, "where its first error is");
+		CHECK_STR(r->field, "spec.http[0].route[0].weight", "the field");
+		CHECK_STR(r->msg, "must be an integer", "the message");
+		CHECK(!r->kept, "nothing kept without an earlier version");
+		CHECK(c->rejected[1].object == NULL, "a document that is no object has no name");
+		CHECK(!c->rejected[1].unreadable, "but the file was read");
+	}
+	done(c, &d);
+}
+
+/* The agent keeps the last good version of an object that turns invalid, and every object
+ * of a file that stops being YAML; an object removed from a valid file goes. */
+static void test_retain_last_good(void)
+{
+	struct diags d = {0};
+	struct mesh_config *prev = config_new(), *next = config_new();
+	char a[256], b[256];
+
+	prev->keep_sources = next->keep_sources = true;
+	snprintf(a, sizeof(a), "%s",
+		 put("ra.yaml", "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+				"metadata: {name: vs}\nspec: {hosts: [s], http: [{route: "
+				"[{destination: {host: s}, weight: 1}]}]}\n---\n"
+				"apiVersion: v1\nkind: Namespace\nmetadata: {name: gone}\n"));
+	snprintf(b, sizeof(b), "%s",
+		 put("rb.yaml", "apiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
+				"metadata: {name: dr}\nspec: {host: s}\n"));
+	config_load_file(prev, a, &d);
+	config_load_file(prev, b, &d);
+	CHECK_EQ(prev->nsources, 3, "three valid objects kept as sources");
+	put("ra.yaml", "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+		       "metadata: {name: vs}\nspec: {hosts: [s], http: [{route: "
+		       "[{destination: {host: s}, weight: -1}]}]}\n");
+	put("rb.yaml", "apiVersion: [unclosed\n");
+	config_load_file(next, a, &d);
+	config_load_file(next, b, &d);
+	CHECK_EQ(next->nvses + next->ndrs + next->nnamespaces, 0, "nothing valid in the new files");
+	CHECK_EQ(config_retain(next, prev), 2, "two objects put back");
+	CHECK_EQ(next->nvses, 1, "the VirtualService's last good version");
+	if (next->nvses)
+		CHECK_EQ(next->vses[0].routes[0].dests[0].weight, 1, "the old weight");
+	CHECK_EQ(next->ndrs, 1, "the unreadable file's DestinationRule");
+	CHECK_EQ(next->nnamespaces, 0, "an object removed from a valid file stays removed");
+	if (CHECK_EQ(next->nrejected, 2, "both reported")) {
+		CHECK(next->rejected[0].kept, "the object: kept");
+		CHECK_EQ(next->rejected[0].kept_from.line, 1, "from where it was");
+		CHECK(next->rejected[1].kept && next->rejected[1].unreadable, "the file: kept");
+	}
+	config_free(prev);
+	config_free(next);
+	diags_free(&d);
+}
+
 static void test_duplicate_objects(void)
 {
 	struct diags d = {0};
@@ -1103,10 +1268,16 @@ static void test_duplicate_objects(void)
 	const char *ns = "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n";
 
 	config_load_file(c, put("a.yaml", ns), &d);
-	config_load_file(c, put("b.yaml", ns), &d);
-	CHECK_EQ(config_validate(c, &d), 1, "one error");
-	CHECK(has_line(&d, "b.yaml:1: Namespace/a: duplicate object: also defined at a.yaml:1"),
-	      "across files");
+	config_load_file(c,
+			 put("b.yaml", "apiVersion: v1\nkind: Namespace\n"
+				       "metadata: {name: a, labels: {from: b}}\n"),
+			 &d);
+	CHECK_EQ(count_errors(&d), 0, "across files: no error (kubectl apply keeps the last)");
+	CHECK(has_line(&d, "b.yaml:1: Namespace/a: warning: duplicate object: replaces the one at "
+			   "a.yaml:1 (kubectl apply keeps the last)"),
+	      "across files: a warning");
+	if (CHECK_EQ(c->nnamespaces, 1, "one object"))
+		CHECK_STR(kv_get(&c->namespaces[0].labels, "from"), "b", "the last one");
 	done(c, &d);
 	/* Within one file the later document replaces the earlier, as kubectl apply does. */
 	c = load("apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n"
@@ -1138,27 +1309,43 @@ static void test_conflicting_virtual_services(void)
 		 "[{destination: {host: orders}}]}]}\n",
 		 &d);
 
-	CHECK(has_line(&d,
-		       "t.yaml:6: VirtualService/default/b: spec.hosts[0]: host "
-		       "orders.default.svc.cluster.local is also routed by "
-		       "VirtualService/default/a at t.yaml:1; Istio would use only one of them"),
-	      "conflict");
+	CHECK_EQ(count_errors(&d), 0, "both valid (Istio accepts both)");
+	CHECK_EQ(c->nvses, 2, "both loaded");
+	config_analyze(c, &d);
+	CHECK(has_finding(&d, "Error [IST0109] (VirtualService default/b t.yaml:6) The "
+			      "VirtualServices default/a,default/b associated with mesh gateway "
+			      "define the same host */orders.default.svc.cluster.local which can "
+			      "lead to undefined behavior. This can be fixed by merging the "
+			      "conflicting VirtualServices into a single resource."),
+	      "IST0109 on the second");
+	CHECK(has_finding(&d, "Error [IST0109] (VirtualService default/a t.yaml:1) The "
+			      "VirtualServices default/a,default/b associated with mesh gateway "
+			      "define the same host */orders.default.svc.cluster.local which can "
+			      "lead to undefined behavior. This can be fixed by merging the "
+			      "conflicting VirtualServices into a single resource."),
+	      "and on the first, as Istio reports it");
 	done(c, &d);
 }
 
 /* ---------------- commands ---------------- */
 
-/* Run a command with stderr sent to /dev/null (its output is checked through diags above). */
+/* Run a command with stdout and stderr sent to /dev/null (its output is checked through diags
+ * above). */
 static int quietly(int (*fn)(int, char **), int argc, char **argv)
 {
-	int saved = dup(2), null = open("/dev/null", O_WRONLY), rc;
+	int out = dup(1), err = dup(2), null = open("/dev/null", O_WRONLY), rc;
 
+	fflush(stdout);
 	fflush(stderr);
+	dup2(null, 1);
 	dup2(null, 2);
 	rc = fn(argc, argv);
+	fflush(stdout);
 	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
+	dup2(out, 1);
+	dup2(err, 2);
+	close(out);
+	close(err);
 	close(null);
 	return rc;
 }
@@ -1182,13 +1369,35 @@ static void test_cmd_validate(void)
 	CHECK_EQ(quietly(cmd_validate, 1, argv), 2, "usage");
 	argv[1] = "-x";
 	CHECK_EQ(quietly(cmd_validate, 2, argv), 2, "unknown option");
+	argv[1] = "--help";
+	CHECK_EQ(quietly(cmd_validate, 2, argv), 0, "validate --help: exit 0");
 	argv[0] = "analyze";
 	argv[1] = "-f";
+	argv[2] =
+	    (char *)put("whole.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: orders}\n"
+				      "spec: {selector: {app: orders}, ports: [{port: 80}]}\n---\n"
+				      "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+				      "metadata: {name: orders}\nspec: {hosts: [orders], http: "
+				      "[{route: [{destination: {host: orders}}]}]}\n");
+	CHECK_EQ(quietly(cmd_analyze, 3, argv), 0, "analyze: a whole config has no error");
 	argv[2] = good;
-	CHECK_EQ(quietly(cmd_analyze, 3, argv), 0, "analyze: notes are warnings");
+	CHECK_EQ(quietly(cmd_analyze, 3, argv), 1, "analyze: IST0101 (hosts not loaded) fails");
+	argv[1] = "--failure-threshold=Info";
+	argv[2] = (char *)put("note.yaml", "apiVersion: security.istio.io/v1\n"
+					   "kind: PeerAuthentication\nmetadata: {name: p}\n"
+					   "spec: {mtls: {mode: STRICT}}\n");
+	CHECK_EQ(quietly(cmd_analyze, 3, argv), 1, "--failure-threshold Info: notes fail");
+	argv[1] = "-f";
+	CHECK_EQ(quietly(cmd_analyze, 3, argv), 0, "default threshold: notes do not");
 	argv[2] = bad;
-	CHECK_EQ(quietly(cmd_analyze, 3, argv), 1, "analyze: errors fail");
+	CHECK_EQ(quietly(cmd_analyze, 3, argv), 1, "analyze: invalid objects fail");
 	CHECK_EQ(quietly(cmd_analyze, 2, argv), 2, "analyze: -f needs a file");
+	argv[1] = "-o";
+	argv[2] = "xml";
+	argv[3] = bad;
+	CHECK_EQ(quietly(cmd_analyze, 4, argv), 2, "analyze: -o json|yaml only");
+	argv[1] = "-h";
+	CHECK_EQ(quietly(cmd_analyze, 2, argv), 0, "analyze -h: exit 0");
 	unlink(good);
 	unlink(bad);
 }
@@ -1242,11 +1451,10 @@ static void test_analyze_notes(void)
 			   "weighted split is decided per connection in the kernel (Istio splits "
 			   "http routes per request)"),
 	      "per connection");
-	CHECK(has_line(&d,
-		       "t.yaml:16: DestinationRule/default/orders: "
-		       "spec.trafficPolicy.outlierDetection.maxEjectionPercent: warning: outlier "
-		       "detection can never eject a host: ejecting 1 of 4 hosts is 25%, above "
-		       "maxEjectionPercent 10% (the default)"),
+	CHECK(has_line(&d, "t.yaml:16: DestinationRule/default/orders: "
+			   "spec.trafficPolicy.outlierDetection: warning: outlier "
+			   "detection can never eject a host: ejecting 1 of 4 hosts is 25%, above "
+			   "maxEjectionPercent 10% (the default)"),
 	      "too few hosts for the default 10%");
 	done(c, &d);
 }
@@ -1282,6 +1490,10 @@ int main(void)
 	RUN(test_bad_load_balancer);
 	RUN(test_duplicate_subsets);
 	RUN(test_unknown_subset);
+	RUN(test_rejected_objects);
+	RUN(test_retain_last_good);
+	RUN(test_destination_ports);
+	RUN(test_unknown_field);
 	RUN(test_yaml_syntax_error);
 	RUN(test_flow_colon);
 	RUN(test_duplicate_objects);

@@ -42,7 +42,6 @@ static int load(const char *extra, struct mesh_config **c, struct rs_table *t, s
 	memset(d, 0, sizeof(*d));
 	*c = config_new();
 	config_load_file(*c, path, d);
-	config_validate(*c, d);
 	return resolve(*c, t, d);
 }
 
@@ -185,17 +184,70 @@ static void test_dual_stack_and_vip_allocation(void)
 	done(c, &t, &d);
 }
 
-static void test_unknown_destination_host(void)
+/* A destination naming what does not exist keeps its share with no backends (those connects
+ * are refused, as Istio answers 503), and the rest of the route works: one bad reference does
+ * not take the service down. */
+static void test_missing_destinations(void)
 {
 	struct mesh_config *c;
 	struct rs_table t;
 	struct diags d;
+	const struct rs_service *s;
 	const char *extra = "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
 			    "metadata: {name: api, namespace: ns}\nspec:\n  hosts: [api]\n  http:\n"
-			    "  - route: [{destination: {host: nowhere}}]\n";
+			    "  - route:\n"
+			    "    - {destination: {host: nowhere}, weight: 10}\n"
+			    "    - {destination: {host: api, subset: v9}, weight: 20}\n"
+			    "    - {destination: {host: api, port: {number: 99}}, weight: 30}\n"
+			    "    - {destination: {host: api}, weight: 40}\n";
 
-	CHECK(load(extra, &c, &t, &d) > 0, "an error");
-	CHECK(d.nerrors > 0, "reported");
+	CHECK_EQ(load(extra, &c, &t, &d), 0, "no errors: the config applies");
+	CHECK_EQ(d.nerrors, 0, "none reported as errors");
+	CHECK_EQ(d.n, 3, "three warnings");
+	s = svc(&t, "10.96.1.1", 80);
+	if (!CHECK(s && s->has_route, "route in force"))
+		goto out;
+	if (!CHECK_EQ(s->ndests, 4, "every destination keeps its weight"))
+		goto out;
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ(t.subsets[s->dests[i].subset].n, 0, "missing: no backends");
+	CHECK_EQ(s->dests[3].weight, 40, "the valid one");
+	CHECK_EQ(t.subsets[s->dests[3].subset].n, 2, "with its endpoints");
+out:
+	done(c, &t, &d);
+}
+
+/* Two DestinationRules for one host in one namespace are merged as Istio merges them: the
+ * second one's subsets are found, the first one's policy applies. */
+static void test_merged_destination_rules(void)
+{
+	struct mesh_config *c;
+	struct rs_table t;
+	struct diags d;
+	const struct rs_service *s;
+	const char *extra =
+	    "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
+	    "metadata: {name: a, namespace: ns}\nspec:\n  host: api\n"
+	    "  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}\n"
+	    "  subsets: [{name: v1, labels: {version: v1}}]\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
+	    "metadata: {name: b, namespace: ns}\nspec:\n  host: api\n"
+	    "  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n"
+	    "  subsets: [{name: v2, labels: {version: v2}}, {name: v1, labels: {version: v2}}]\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+	    "metadata: {name: api, namespace: ns}\nspec:\n  hosts: [api]\n  http:\n"
+	    "  - route:\n    - {destination: {host: api, subset: v1}, weight: 50}\n"
+	    "    - {destination: {host: api, subset: v2}, weight: 50}\n";
+
+	CHECK_EQ(load(extra, &c, &t, &d), 0, "no errors");
+	CHECK_EQ(d.n, 0, "no warnings: both subsets exist");
+	s = svc(&t, "10.96.1.1", 80);
+	if (!CHECK(s && s->ndests == 2, "two destinations"))
+		goto out;
+	CHECK_EQ(t.subsets[s->dests[0].subset].n, 1, "v1 from the first rule (first wins)");
+	CHECK_EQ(t.subsets[s->dests[1].subset].n, 1, "v2 from the second rule");
+	CHECK_EQ(t.subsets[s->dests[1].subset].lb, BM_LB_ROUND_ROBIN, "the first rule's policy");
+out:
 	done(c, &t, &d);
 }
 
@@ -210,7 +262,8 @@ int main(void)
 	RUN(test_weights_subsets_and_lb);
 	RUN(test_single_destination_any_weight);
 	RUN(test_dual_stack_and_vip_allocation);
-	RUN(test_unknown_destination_host);
+	RUN(test_missing_destinations);
+	RUN(test_merged_destination_rules);
 	rc = CHECK_DONE("resolve");
 	snprintf(path, sizeof(path), "%s/c.yaml", dir);
 	unlink(path);

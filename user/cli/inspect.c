@@ -109,6 +109,28 @@ static void print_stats(const char *pin_dir)
 	dp_close_fds(&f);
 }
 
+/* The objects the agent rejected at its last apply (<run dir>/rejected, one per line). */
+static void print_rejected(const char *node)
+{
+	char path[600], line[4096];
+	int n = 0;
+	FILE *f;
+
+	if (agent_run_dir(path, sizeof(path) - 16, node))
+		return;
+	strcat(path, "/rejected");
+	f = fopen(path, "r");
+	while (f && fgets(line, sizeof(line), f)) {
+		if (!n++)
+			printf("rejected objects:\n");
+		printf("  %s%s", line, strchr(line, '\n') ? "" : "\n");
+	}
+	if (f)
+		fclose(f);
+	if (f && !n)
+		printf("rejected objects: none\n");
+}
+
 int cmd_status(int argc, char **argv)
 {
 	struct node_args na;
@@ -144,6 +166,7 @@ int cmd_status(int argc, char **argv)
 		       meta.loaded ? "loaded" : "not loaded", (unsigned long long)meta.generation,
 		       meta.nservices, meta.nbackends);
 		printf("last apply: %s at %s\n", meta.last_apply_ok ? "ok" : "REJECTED", when);
+		print_rejected(na.node);
 	} else {
 		printf("config:   none\n");
 	}

@@ -9,7 +9,8 @@
  *    (<namespace>_<pod>, which is how the agent recognises it), an /etc/hosts that resolves
  *    service names as Kubernetes DNS would, and the built-in echo server (echo.c);
  *  - config: one file per object in the lab's config directory, shared by every agent; the
- *    lab adds the Pod objects with their addresses, like a kubelet reporting status.
+ *    lab writes the Pod objects with their addresses, like a kubelet reporting status (for
+ *    a Pod of the user's files, into that Pod's own file: one object, one file).
  * Every command takes --name LAB; state lives in /run/bpfmesh/lab/<LAB>/.
  */
 #include <dirent.h>
@@ -1098,7 +1099,7 @@ static void pod_destroy(struct lab *l, struct lab_pod *p)
 		}
 		usleep(20000);
 	}
-	snprintf(path, sizeof(path), "%s/Pod.%s.%s.json", l->config, p->ns, p->name);
+	snprintf(path, sizeof(path), "%s/Pod.%s.%s.yaml", l->config, p->ns, p->name);
 	unlink(path);
 }
 
@@ -1135,8 +1136,11 @@ static int desired_pods(const struct mesh_config *c, struct want_pod **out, cons
 		const char *owner = kv_get(&w->annotations, "bpfmesh.io/owner");
 		int reps = w->kind == WL_DEPLOYMENT ? w->replicas : 1;
 
-		if (w->kind == WL_WORKLOADENTRY || (w->kind == WL_POD && owner))
-			continue; /* lab-made Pod objects mirror Deployments */
+		/* lab-made Pod objects mirror Deployments' replicas; a Pod of the user's files
+		 * (owner absent, or "Pod" once the lab wrote its status) is a pod itself */
+		if (w->kind == WL_WORKLOADENTRY ||
+		    (w->kind == WL_POD && owner && strcmp(owner, "Pod")))
+			continue;
 		for (int r = 0; r < reps; r++) {
 			if (n == cap) {
 				cap = cap ? 2 * cap : 32;
@@ -1213,7 +1217,7 @@ static int write_pod_object(struct lab *l, const struct lab_pod *p, const struct
 		"]}]},\n \"status\": {\"hostIP\": \"10.244.255.%d\", \"podIP\": \"%s\", "
 		"\"podIPs\": [{\"ip\": \"%s\"}, {\"ip\": \"%s\"}]}}\n",
 		node_find(l, p->node) ? node_find(l, p->node)->index : 0, v4, v4, v6);
-	snprintf(path, sizeof(path), "%s/Pod.%s.%s.json", l->config, p->ns, p->name);
+	snprintf(path, sizeof(path), "%s/Pod.%s.%s.yaml", l->config, p->ns, p->name);
 	rc = write_file(path, b.p, b.n);
 	free(b.p);
 	return rc;
@@ -1256,12 +1260,12 @@ static int load_config(const struct lab *l, struct mesh_config **out, bool quiet
 	struct mesh_config *c = config_new();
 	struct diags d = {0};
 
-	config_load_dir(c, l->config, &d);
-	if (!d.nerrors)
-		config_validate(c, &d);
-	if (d.nerrors || !quiet)
+	/* objects are judged one by one: an invalid one is left out (apply never stores one) */
+	int rc = config_load_dir(c, l->config, &d);
+
+	if (rc < 0 || !quiet)
 		diags_print(&d, stderr);
-	if (d.nerrors) {
+	if (rc < 0) {
 		diags_free(&d);
 		config_free(c);
 		return -1;
@@ -1424,9 +1428,22 @@ static int reconcile(struct lab *l)
 
 struct store_ctx {
 	int dirfd; /* files are made relative to it only: never a path outside */
-	int n;
-	bool bad;
+	const char *file;
+	const struct mesh_config *user; /* the user's files loaded: which objects are invalid */
+	int n, rejected;		/* stored; refused here (beyond user->nrejected) */
 };
+
+/* Whether the object starting at file:line was rejected when the user's files were loaded. */
+static bool user_rejected(const struct store_ctx *sc, int line)
+{
+	for (int i = 0; i < sc->user->nrejected; i++) {
+		const struct rejected_obj *r = &sc->user->rejected[i];
+
+		if (r->pos.line == line && r->pos.file && !strcmp(r->pos.file, sc->file))
+			return true;
+	}
+	return false;
+}
 
 /* A kind as an API server would take it for a file name part: a letter, then letters and
  * digits (no '/', no '.'). */
@@ -1460,25 +1477,30 @@ static int write_at(int dirfd, const char *name, const char *data, size_t len)
 	return renameat(dirfd, tmp, dirfd, name);
 }
 
-static int store_object(void *arg, const char *kind, const char *ns, const char *name,
+/* One object of the user's files, stored as the API server would: one file per object. An
+ * invalid one (already reported by the load) is left out, as the API server refuses it. */
+static int store_object(void *arg, const char *kind, const char *ns, const char *name, int line,
 			const char *yaml, size_t len)
 {
 	struct store_ctx *sc = arg;
 	char file[600];
 
+	if (user_rejected(sc, line))
+		return 0; /* counted in user->nrejected */
 	/* every part is checked before it becomes part of a file name */
 	if (!kind_ok(kind) || !names_dns_label(ns) || !names_dns_subdomain(name)) {
-		fprintf(
-		    stderr,
-		    "lab apply: %s/%s/%s: not a valid kind, namespace (DNS-1123 label) and name "
-		    "(DNS-1123 subdomain); not stored\n",
-		    kind ? kind : "?", ns ? ns : "?", name ? name : "?");
-		sc->bad = true;
-		return -1;
+		fprintf(stderr,
+			"%s:%d: %s/%s/%s: not a valid kind, namespace (DNS-1123 label) and name "
+			"(DNS-1123 subdomain); not stored\n",
+			sc->file, line, kind ? kind : "?", ns ? ns : "?", name ? name : "?");
+		sc->rejected++;
+		return 0;
 	}
 	snprintf(file, sizeof(file), "%s.%s.%s.yaml", kind, ns, name);
+	if (write_at(sc->dirfd, file, yaml, len))
+		return -1;
 	sc->n++;
-	return write_at(sc->dirfd, file, yaml, len);
+	return 0;
 }
 
 static bool plain_entry(int dirfd, const struct dirent *de)
@@ -1626,70 +1648,76 @@ static void rename_scratch(struct diags *d, const char *scratch, const struct me
 	}
 }
 
+/* Analysis across objects of what the lab holds after the apply, for the objects the user
+ * applied (so a route naming an unknown subset is said now, not found at run time). */
+static void analyze_applied(const char *scratch, const struct mesh_config *user, const char *live)
+{
+	struct mesh_config *c = config_new();
+	struct diags d = {0}, quiet = {0};
+
+	config_load_dir(c, scratch, &quiet);
+	config_analyze(c, &d);
+	rename_scratch(&d, scratch, user, live);
+	for (int i = 0; i < d.n; i++)
+		if (d.v[i].sev != DIAG_INFO && user_pos(user, d.v[i].object))
+			diag_print_analyzer(&d.v[i], stderr);
+	diags_free(&quiet);
+	diags_free(&d);
+	config_free(c);
+}
+
 /*
- * Apply files: each is checked on its own first (errors name the user's file and line), then
- * stored in a scratch copy of the config and the whole is validated as the cluster would hold
- * it. Only then do the new objects move into the live config. A bad file changes nothing.
+ * Apply files as `kubectl apply -f` does: every object is judged on its own (errors and
+ * warnings name the user's file and line, and are printed whether or not the apply succeeds);
+ * the valid ones are stored in a scratch copy of the config, analysed with the rest of what
+ * the lab holds, then moved into the live config one by one. Returns 0 when every object was
+ * applied, 1 when some were rejected (the others are applied), -1 when nothing could be.
  */
 static int apply_files(struct lab *l, char **files, int nfiles)
 {
 	char scratch[700];
-	struct diags d = {0};
+	struct diags d = {0}, again = {0};
 	struct store_ctx sc = {.dirfd = -1};
-	struct mesh_config *c, *user = config_new();
+	struct mesh_config *user = config_new();
 	int rc = -1, moved;
 
 	for (int i = 0; i < nfiles; i++)
 		config_load_file(user, files[i], &d);
-	if (d.nerrors) {
-		diags_print(&d, stderr);
-		fprintf(stderr, "lab apply: rejected, nothing changed\n");
-		diags_free(&d);
-		config_free(user);
-		return -1;
-	}
-	diags_free(&d);
-	memset(&d, 0, sizeof(d));
+	diags_print(&d, stderr);
 	snprintf(scratch, sizeof(scratch), "%s/.apply.%d", l->dir, getpid());
 	rm_tree(scratch);
-	if (copy_dir(l->config, scratch)) {
-		config_free(user);
-		return -1;
-	}
-	sc.dirfd = open(scratch, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	sc.n = 0;
-	sc.bad = false;
-	for (int i = 0; sc.dirfd >= 0 && i < nfiles; i++) {
-		if (config_split_file(files[i], store_object, &sc, &d) || sc.bad) {
-			diags_print(&d, stderr);
-			fprintf(stderr, "lab apply: rejected, nothing changed\n");
-			goto out;
-		}
-	}
-	/* validate what the cluster would hold after the apply */
-	c = config_new();
-	config_load_dir(c, scratch, &d);
-	if (!d.nerrors)
-		config_validate(c, &d);
-	config_free(c);
-	rename_scratch(&d, scratch, user, l->config);
-	if (d.nerrors) {
-		diags_print(&d, stderr);
-		fprintf(stderr, "lab apply: rejected, nothing changed\n");
+	if (copy_dir(l->config, scratch))
 		goto out;
+	sc.dirfd = open(scratch, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	sc.user = user;
+	for (int i = 0; sc.dirfd >= 0 && i < nfiles; i++) {
+		sc.file = files[i];
+		/* problems were reported by the load above; the split only finds them again */
+		config_split_file(files[i], store_object, &sc, &again);
 	}
+	if (sc.dirfd < 0)
+		goto out;
+	if (sc.n)
+		analyze_applied(scratch, user, l->config);
 	/* move objects in one by one (each rename is atomic; the agent debounces) */
 	moved = move_changed(scratch, l->config);
-	rc = moved < 0 ? -1 : 0;
-	if (!rc) {
-		printf("%d object(s) applied\n", sc.n);
-		l->changed += moved;
-	}
+	if (moved < 0)
+		goto out;
+	l->changed += moved;
+	printf("%d object(s) applied\n", sc.n);
+	sc.rejected += user->nrejected;
+	if (sc.rejected)
+		fprintf(stderr,
+			"lab apply: %d object(s) rejected (see above); the others are "
+			"applied\n",
+			sc.rejected);
+	rc = sc.rejected ? 1 : 0;
 out:
 	if (sc.dirfd >= 0)
 		close(sc.dirfd);
 	rm_tree(scratch);
 	diags_free(&d);
+	diags_free(&again);
 	config_free(user);
 	return rc;
 }
@@ -1906,6 +1934,7 @@ static int lab_up(struct lab_args *a)
 {
 	struct lab l;
 	char path[700];
+	int applied;
 
 	memset(&l, 0, sizeof(l));
 	l.bpffs = a->bpffs;
@@ -1940,13 +1969,16 @@ static int lab_up(struct lab_args *a)
 			goto fail;
 		}
 	}
-	if (apply_files(&l, a->files, a->nfiles))
-		goto fail;
-	if (reconcile(&l))
+	applied = apply_files(&l, a->files, a->nfiles);
+	if (applied < 0 || reconcile(&l))
 		goto fail;
 	printf("lab %s is up: %d node(s), %d pod(s)\n", l.name, l.nnodes, l.npods);
+	if (applied)
+		fprintf(stderr,
+			"lab %s: some objects were rejected (above); it runs without them\n",
+			l.name);
 	free(l.pods);
-	return 0;
+	return applied ? 1 : 0;
 fail:
 	if (getenv("BPFMESH_LAB_KEEP")) {
 		fprintf(stderr, "lab %s: up failed; kept for debugging (BPFMESH_LAB_KEEP)\n",
@@ -2161,11 +2193,13 @@ int cmd_lab(int argc, char **argv)
 	} else if (!strcmp(sub, "apply")) {
 		uint64_t t0 = mono_ms(), before = config_dir_stamp(l.config), after;
 
-		rc = a.nfiles && !apply_files(&l, a.files, a.nfiles) && !reconcile(&l) ? 0 : 1;
+		int applied = a.nfiles ? apply_files(&l, a.files, a.nfiles) : -1;
+
+		rc = applied >= 0 && !reconcile(&l) ? applied : 1;
 		/* in force on every node before returning: what the user applied is what the next
-		 * connection gets */
+		 * connection gets (also when some objects were rejected: the others are applied) */
 		after = config_dir_stamp(l.config);
-		if (!rc && !a.no_wait && after != before && wait_in_force(&l, after, t0))
+		if (applied >= 0 && !a.no_wait && after != before && wait_in_force(&l, after, t0))
 			rc = 1;
 	} else if (!strcmp(sub, "agent")) {
 		rc = npos == 2 ? lab_agent(&l, pos[0], pos[1]) : lab_agent(&l, "", NULL);

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * analyze.c: config_analyze(), the notes `bpfmesh analyze` prints: where bpfmesh behaves
- * differently from Istio for a config (weighted splits per connection, mTLS on one node,
- * UDP), settings that cannot act (an outlierDetection that can never eject), and policy fields
- * that act differently per TCP connection.
+ * analyze.c: config_analyze(), what `bpfmesh analyze` finds across objects: Istio's analyzers
+ * (crosscheck.c, IST codes), then bpfmesh's own notes (BM codes, listed in docs/analyze.md):
+ * where bpfmesh behaves differently from Istio for a config (weighted splits per connection,
+ * mTLS on one node, UDP), settings that cannot act (an outlierDetection that can never eject),
+ * and policy fields that act differently per TCP connection.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,9 +34,9 @@ static int note_weighted_splits(const struct mesh_config *c, struct diags *d)
 			vs_object(obj, sizeof(obj), "VirtualService", vs->ns, vs->name);
 			route_path(path, vs, r);
 			pathf(field, sizeof(field), "%s.route", path);
-			diags_add(d, DIAG_WARN, &vs->routes[r].pos, obj, field,
-				  "weighted split is decided per connection in the kernel (Istio "
-				  "splits http routes per request)");
+			diags_addc(d, DIAG_WARN, "BM0001", &vs->routes[r].pos, obj, field,
+				   "weighted split is decided per connection in the kernel (Istio "
+				   "splits http routes per request)");
 			n++;
 		}
 	}
@@ -69,27 +70,35 @@ static int count_hosts(const struct mesh_config *c, const struct dr_obj *dr,
 }
 
 /* Envoy ejects only while 100 * (ejected + 1) / hosts <= maxEjectionPercent: with too few
- * hosts not even the first ejection is allowed (the default 10% needs at least 10 hosts). */
+ * hosts not even the first ejection is allowed (the default 10% needs at least 10 hosts).
+ * base is where that outlierDetection is written; subset names the subset it acts for when
+ * the subset inherits it from the rule. */
 static int note_ejection(const struct traffic_policy *p, int hosts, const struct srcpos *pos,
-			 const char *obj, const char *field, struct diags *d)
+			 const char *obj, const char *base, const char *subset, struct diags *d)
 {
 	int max = p->max_ejection_percent >= 0 ? p->max_ejection_percent : 10;
+	char field[PATHMAX], who[300] = "";
 
 	if (!p->has_outlier || hosts <= 0 ||
 	    (p->consecutive_5xx == 0 && p->consecutive_gateway <= 0))
 		return 0;
 	if (100 <= max * hosts)
 		return 0;
-	diags_add(d, DIAG_WARN, pos, obj, field,
-		  "outlier detection can never eject a host: ejecting 1 of %d hosts is %d%%, above "
-		  "maxEjectionPercent %d%%%s",
-		  hosts, 100 / hosts, max, p->max_ejection_percent < 0 ? " (the default)" : "");
+	pathf(field, sizeof(field), "%s.outlierDetection%s", base,
+	      p->max_ejection_percent >= 0 ? ".maxEjectionPercent" : "");
+	if (subset)
+		pathf(who, sizeof(who), " of subset %s", subset);
+	diags_addc(d, DIAG_WARN, "BM0002", pos, obj, field,
+		   "outlier detection can never eject a host%s: ejecting 1 of %d hosts is %d%%, "
+		   "above maxEjectionPercent %d%%%s",
+		   who, hosts, 100 / hosts, max,
+		   p->max_ejection_percent < 0 ? " (the default)" : "");
 	return 1;
 }
 
 static int note_ejections(const struct mesh_config *c, struct diags *d)
 {
-	char obj[512], field[PATHMAX];
+	char obj[512], base[PATHMAX];
 	int n = 0;
 
 	for (int i = 0; i < c->ndrs; i++) {
@@ -98,20 +107,18 @@ static int note_ejections(const struct mesh_config *c, struct diags *d)
 		vs_object(obj, sizeof(obj), "DestinationRule", dr->ns, dr->name);
 		if (dr->has_policy)
 			n += note_ejection(&dr->policy, count_hosts(c, dr, NULL), &dr->pos, obj,
-					   "spec.trafficPolicy.outlierDetection.maxEjectionPercent",
-					   d);
+					   "spec.trafficPolicy", NULL, d);
 		for (int k = 0; k < dr->nsubsets; k++) {
 			const struct dr_subset *s = &dr->subsets[k];
-			const struct traffic_policy *p =
-			    s->has_policy && s->policy.has_outlier ? &s->policy : &dr->policy;
+			bool own = s->has_policy && s->policy.has_outlier;
 
-			if (!(s->has_policy && s->policy.has_outlier) && !dr->has_policy)
+			if (!own && !dr->has_policy)
 				continue;
-			pathf(field, sizeof(field),
-			      "spec.subsets[%d].trafficPolicy.outlierDetection.maxEjectionPercent",
-			      k);
-			n += note_ejection(p, count_hosts(c, dr, &s->labels), &s->pos, obj, field,
-					   d);
+			pathf(base, sizeof(base), "spec.subsets[%d].trafficPolicy", k);
+			n += note_ejection(own ? &s->policy : &dr->policy,
+					   count_hosts(c, dr, &s->labels), own ? &s->pos : &dr->pos,
+					   obj, own ? base : "spec.trafficPolicy",
+					   own ? NULL : s->name, d);
 		}
 	}
 	return n;
@@ -175,17 +182,18 @@ static int note_authz(const struct mesh_config *c, struct diags *d)
 
 		vs_object(obj, sizeof(obj), "AuthorizationPolicy", a->ns, a->name);
 		if (a->has_target_ref) {
-			diags_add(d, DIAG_WARN, &a->pos, obj, "spec.targetRef",
-				  "applies to gateways and waypoints, which bpfmesh does not have: "
-				  "the policy has no effect");
+			diags_addc(
+			    d, DIAG_WARN, "BM0004", &a->pos, obj, "spec.targetRef",
+			    "applies to gateways and waypoints, which bpfmesh does not have: "
+			    "the policy has no effect");
 			n++;
 			continue;
 		}
 		if (a->action == AP_CUSTOM) {
-			diags_add(d, DIAG_WARN, &a->pos, obj, "spec.action",
-				  "CUSTOM: bpfmesh cannot call the external authorizer \"%s\": "
-				  "connections matching the rules are denied",
-				  a->provider ? a->provider : "");
+			diags_addc(d, DIAG_WARN, "BM0005", &a->pos, obj, "spec.action",
+				   "CUSTOM: bpfmesh cannot call the external authorizer \"%s\": "
+				   "connections matching the rules are denied",
+				   a->provider ? a->provider : "");
 			n++;
 		}
 		for (int r = 0; r < a->nrules; r++) {
@@ -194,19 +202,20 @@ static int note_authz(const struct mesh_config *c, struct diags *d)
 				continue;
 			pathf(field, sizeof(field), "spec.rules[%d]", r);
 			if (a->action == AP_ALLOW)
-				diags_add(
-				    d, DIAG_WARN, &a->rules[r].pos, obj, field,
+				diags_addc(
+				    d, DIAG_WARN, "BM0003", &a->rules[r].pos, obj, field,
 				    "uses HTTP-only fields (%s): bpfmesh decides per "
 				    "connection (L4), so this rule never matches (Istio drops "
 				    "such rules from ALLOW policies on TCP traffic)",
 				    fields);
 			else
-				diags_add(d, DIAG_WARN, &a->rules[r].pos, obj, field,
-					  "uses HTTP-only fields (%s): bpfmesh decides per "
-					  "connection (L4), so they are ignored and this %s rule "
-					  "matches on its other fields alone (as Istio does on TCP "
-					  "traffic)",
-					  fields, actions[a->action]);
+				diags_addc(
+				    d, DIAG_WARN, "BM0003", &a->rules[r].pos, obj, field,
+				    "uses HTTP-only fields (%s): bpfmesh decides per "
+				    "connection (L4), so they are ignored and this %s rule "
+				    "matches on its other fields alone (as Istio does on TCP "
+				    "traffic)",
+				    fields, actions[a->action]);
 			n++;
 		}
 	}
@@ -229,14 +238,15 @@ static int note_mtls(const struct mesh_config *c, struct diags *d)
 		if (!strict)
 			continue;
 		vs_object(obj, sizeof(obj), "PeerAuthentication", p->ns, p->name);
-		diags_add(d, DIAG_WARN, &p->pos, obj, "spec.mtls.mode",
-			  "STRICT is enforced in the destination node's kernel; bpfmesh differs "
-			  "from Istio: mesh pods on the same node talk in plaintext (the kernel "
-			  "attests their identity, nothing crosses a wire), and the tunnel carries "
-			  "IPv4 only, so IPv6 from mesh pods on other nodes is refused at connect "
-			  "(docs/mtls.md)");
-		diags_add(
-		    d, DIAG_WARN, &p->pos, obj, "spec.mtls.mode",
+		diags_addc(
+		    d, DIAG_INFO, "BM0006", &p->pos, obj, "spec.mtls.mode",
+		    "STRICT is enforced in the destination node's kernel; bpfmesh differs "
+		    "from Istio: mesh pods on the same node talk in plaintext (the kernel "
+		    "attests their identity, nothing crosses a wire), and the tunnel carries "
+		    "IPv4 only, so IPv6 from mesh pods on other nodes is refused at connect "
+		    "(docs/mtls.md)");
+		diags_addc(
+		    d, DIAG_INFO, "BM0010", &p->pos, obj, "spec.mtls.mode",
 		    "STRICT covers TCP: plaintext UDP still reaches the workloads it selects, "
 		    "as in Istio (which captures no UDP either); run the agents with "
 		    "--strict-udp drop to refuse it (docs/security-policy.md)");
@@ -247,6 +257,6 @@ static int note_mtls(const struct mesh_config *c, struct diags *d)
 
 int config_analyze(const struct mesh_config *c, struct diags *d)
 {
-	return note_weighted_splits(c, d) + note_ejections(c, d) + note_authz(c, d) +
-	       note_mtls(c, d);
+	return analyze_istio(c, d) + note_weighted_splits(c, d) + note_ejections(c, d) +
+	       note_authz(c, d) + note_mtls(c, d);
 }

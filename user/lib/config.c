@@ -5,9 +5,11 @@
  *
  * Every object is first checked by validate_object() (validate.c); only a valid object is
  * copied into the model, so the copying code below reads fields without re-checking types.
- * Objects are keyed like the API server keys them (kind, namespace, name): a later document of
- * the same file replaces an earlier one as `kubectl apply -f` would, while the same object in
- * two files is left for config_validate() to report.
+ * Objects are keyed like the API server keys them (kind, namespace, name): a later document
+ * (of the same file or a later one) replaces an earlier one as `kubectl apply -f` would, with
+ * a warning. An invalid object is listed in mesh_config.rejected and left out; the rest load
+ * (the API server judges objects one at a time). config_retain() gives the agent the last
+ * good version of a rejected object.
  */
 #include <ctype.h>
 #include <arpa/inet.h>
@@ -283,6 +285,22 @@ static void other_free(struct other_obj *o)
 	free(o->kind);
 	free(o->name);
 	free(o->ns);
+	strv_free(o->hosts, o->nhosts);
+}
+
+/* What config_retain() needs of a valid object: its identity and its tree. */
+struct obj_source {
+	char *key;
+	const char *file; /* interned */
+	struct ynode *root;
+};
+
+static void rejected_free(struct rejected_obj *r)
+{
+	free(r->object);
+	free(r->key);
+	free(r->field);
+	free(r->msg);
 }
 
 static uint32_t fnv1a32(const char *s)
@@ -394,6 +412,18 @@ void config_free(struct mesh_config *c)
 		ap_free(&c->aps[i]);
 	for (int i = 0; i < c->nothers; i++)
 		other_free(&c->others[i]);
+	for (int i = 0; i < c->nrejected; i++)
+		rejected_free(&c->rejected[i]);
+	for (int i = 0; i < c->nsources; i++) {
+		free(c->sources[i].key);
+		ynode_free(c->sources[i].root);
+	}
+	if (c->src_ids) {
+		h_free(c->src_ids);
+		free(c->src_ids);
+	}
+	free(c->rejected);
+	free(c->sources);
 	free(c->namespaces);
 	free(c->services);
 	free(c->workloads);
@@ -907,36 +937,22 @@ static void other_extract(struct xctx *x, struct other_obj *o, const struct objh
 	o->name = xdup(x, h->name);
 	o->ns = xdup(x, h->ns);
 	o->pos = h->pos;
+	if (h->kind == OBJ_SERVICEENTRY)
+		o->hosts = strv_from_seq(x, ymap_get(h->spec, "hosts"), &o->nhosts);
 }
 
 /* ---------------- adding objects, duplicates ---------------- */
 
 /*
- * The same object twice in one file is what `kubectl apply -f` turns into "created" then
- * "configured": the later document replaces the earlier one in place (keeping its position,
- * which matters where the oldest object wins). Across files it is left for config_validate().
+ * The same object again, later in the same file or in a later file, is what `kubectl apply -f`
+ * turns into "created" then "configured": the later document replaces the earlier one in
+ * place (keeping its position, which matters where the oldest object wins), with a warning.
  */
-static bool replace_same_file(struct vctx *v, const struct srcpos *old, const struct srcpos *new)
+static void report_replace(struct vctx *v, const struct srcpos *old)
 {
-	if (old->file != new->file)
-		return false;
 	vctx_warn(v, NULL, NULL,
-		  "duplicate object: replaces the one at %s:%d (kubectl apply keeps "
-		  "the last)",
+		  "duplicate object: replaces the one at %s:%d (kubectl apply keeps the last)",
 		  old->file, old->line);
-	return true;
-}
-
-static bool same_id(const char *ns1, const char *name1, const char *ns2, const char *name2)
-{
-	return strcmp(name1, name2) == 0 && strcmp(ns1 ? ns1 : "", ns2 ? ns2 : "") == 0;
-}
-
-static const char *group_of(const char *api_version)
-{
-	const char *slash = strrchr(api_version, '/');
-
-	return slash ? api_version : "";
 }
 
 static size_t group_len(const char *api_version)
@@ -944,14 +960,6 @@ static size_t group_len(const char *api_version)
 	const char *slash = strrchr(api_version, '/');
 
 	return slash ? (size_t)(slash - api_version) : 0;
-}
-
-static bool same_other(const struct other_obj *a, const struct other_obj *b)
-{
-	return group_len(a->api_version) == group_len(b->api_version) &&
-	       strncmp(group_of(a->api_version), group_of(b->api_version),
-		       group_len(a->api_version)) == 0 &&
-	       strcmp(a->kind, b->kind) == 0 && same_id(a->ns, a->name, b->ns, b->name);
 }
 
 /* The index of the object with this identity in its array, or NULL; tag tells arrays apart. */
@@ -977,13 +985,14 @@ static int *id_get(struct mesh_config *c, const char *tag, const char *ns, const
 	return i;
 }
 
-/* Add obj to arr, or replace the object of the same identity when it comes from the same file
- * (kubectl apply keeps the last); identities are looked up in c->ids, not by scanning. */
-#define ADD_SLOT(arr, n, obj, freefn, replace, tag, ns_, name_)                                    \
+/* Add obj to arr, or replace the object of the same identity (kubectl apply keeps the last),
+ * reporting it to v when v is not NULL; identities are looked up in c->ids, not by scanning. */
+#define ADD_SLOT(arr, n, obj, freefn, v, tag, ns_, name_)                                          \
 	do {                                                                                       \
-		int *_id = id_get(c, (tag), (ns_), (name_), true);                                 \
-		int _i = *_id;                                                                     \
-		if (_i >= 0 && _i < (n) && (replace)) {                                            \
+		int _i = *id_get(c, (tag), (ns_), (name_), true);                                  \
+		if (_i >= 0 && _i < (n)) {                                                         \
+			if (v)                                                                     \
+				report_replace((v), &(arr)[_i].pos);                               \
 			freefn(&(arr)[_i]);                                                        \
 			(arr)[_i] = *(obj);                                                        \
 			return 0;                                                                  \
@@ -992,51 +1001,35 @@ static int *id_get(struct mesh_config *c, const char *tag, const char *ns, const
 		if (!_slot)                                                                        \
 			return -1;                                                                 \
 		memcpy(_slot, (obj), sizeof(*(obj)));                                              \
-		if (_i < 0)                                                                        \
-			*id_get(c, (tag), (ns_), (name_), true) = (n)-1;                           \
+		*id_get(c, (tag), (ns_), (name_), true) = (n)-1;                                   \
 		return 0;                                                                          \
 	} while (0)
 
-/* The same identity again in the same file replaces it (with a warning, in v). */
-#define ADD_OR_REPLACE(arr, n, obj, freefn, match, tag, ns_, name_)                                \
-	ADD_SLOT(arr, n, obj, freefn,                                                              \
-		 (match) && replace_same_file(v, &(arr)[_i].pos, &(obj)->pos), tag, ns_, name_)
-
 static int add_ns(struct mesh_config *c, struct vctx *v, struct ns_obj *o)
 {
-	ADD_OR_REPLACE(c->namespaces, c->nnamespaces, o, ns_free,
-		       strcmp(c->namespaces[_i].name, o->name) == 0, "Namespace", "", o->name);
+	ADD_SLOT(c->namespaces, c->nnamespaces, o, ns_free, v, "Namespace", "", o->name);
 }
 
 static int add_svc(struct mesh_config *c, struct vctx *v, struct svc_obj *o)
 {
-	ADD_OR_REPLACE(c->services, c->nservices, o, svc_free,
-		       same_id(c->services[_i].ns, c->services[_i].name, o->ns, o->name), "Service",
-		       o->ns, o->name);
+	ADD_SLOT(c->services, c->nservices, o, svc_free, v, "Service", o->ns, o->name);
 }
 
 static int add_wl(struct mesh_config *c, struct vctx *v, struct workload_obj *o)
 {
 	static const char *const tags[] = {"Deployment", "Pod", "WorkloadEntry"};
 
-	ADD_OR_REPLACE(c->workloads, c->nworkloads, o, wl_free,
-		       c->workloads[_i].kind == o->kind &&
-			   same_id(c->workloads[_i].ns, c->workloads[_i].name, o->ns, o->name),
-		       tags[o->kind], o->ns, o->name);
+	ADD_SLOT(c->workloads, c->nworkloads, o, wl_free, v, tags[o->kind], o->ns, o->name);
 }
 
 static int add_vs(struct mesh_config *c, struct vctx *v, struct vs_obj *o)
 {
-	ADD_OR_REPLACE(c->vses, c->nvses, o, vs_free,
-		       same_id(c->vses[_i].ns, c->vses[_i].name, o->ns, o->name), "VirtualService",
-		       o->ns, o->name);
+	ADD_SLOT(c->vses, c->nvses, o, vs_free, v, "VirtualService", o->ns, o->name);
 }
 
 static int add_dr(struct mesh_config *c, struct vctx *v, struct dr_obj *o)
 {
-	ADD_OR_REPLACE(c->drs, c->ndrs, o, dr_free,
-		       same_id(c->drs[_i].ns, c->drs[_i].name, o->ns, o->name), "DestinationRule",
-		       o->ns, o->name);
+	ADD_SLOT(c->drs, c->ndrs, o, dr_free, v, "DestinationRule", o->ns, o->name);
 }
 
 static int add_other(struct mesh_config *c, struct vctx *v, struct other_obj *o)
@@ -1045,27 +1038,22 @@ static int add_other(struct mesh_config *c, struct vctx *v, struct other_obj *o)
 
 	snprintf(tag, sizeof(tag), "%.*s/%s", (int)group_len(o->api_version), o->api_version,
 		 o->kind);
-	ADD_OR_REPLACE(c->others, c->nothers, o, other_free, same_other(&c->others[_i], o), tag,
-		       o->ns, o->name);
+	ADD_SLOT(c->others, c->nothers, o, other_free, v, tag, o->ns, o->name);
 }
 
 /*
  * The typed copies of the security kinds, added next to their other_obj identity copy, which
- * is the one that reports a same-file replacement; these follow it silently. `order` is the
- * slot's index (a replacement keeps its slot, as kubectl keeps the object's age).
+ * is the one that reports a replacement; these follow it silently. `order` is the slot's
+ * index (a replacement keeps its slot, as kubectl keeps the object's age).
  */
-#define ADD_TYPED(arr, n, obj, freefn, tag)                                                        \
-	ADD_SLOT(arr, n, obj, freefn, (arr)[_i].pos.file == (obj)->pos.file, tag, (obj)->ns,       \
-		 (obj)->name)
-
 static int add_pa(struct mesh_config *c, struct pa_obj *o)
 {
-	ADD_TYPED(c->pas, c->npas, o, pa_free, "PeerAuthentication");
+	ADD_SLOT(c->pas, c->npas, o, pa_free, NULL, "PeerAuthentication", o->ns, o->name);
 }
 
 static int add_ap(struct mesh_config *c, struct ap_obj *o)
 {
-	ADD_TYPED(c->aps, c->naps, o, ap_free, "AuthorizationPolicy");
+	ADD_SLOT(c->aps, c->naps, o, ap_free, NULL, "AuthorizationPolicy", o->ns, o->name);
 }
 
 static void renumber_security(struct mesh_config *c)
@@ -1170,6 +1158,86 @@ static int add_object(struct mesh_config *c, struct vctx *v, const struct objhea
 
 /* ---------------- loading ---------------- */
 
+/* The identity an object is kept and rejected by: group/kind (the typed kinds by kind alone,
+ * as c->ids tags them), namespace ("" for cluster-scoped kinds) and name. */
+static char *obj_key(const struct objhead *h)
+{
+	char *k;
+
+	if (!h->name)
+		return strdup("");
+	if (asprintf(&k, "%.*s/%s\x1f%s\x1f%s", (int)group_len(h->api_version), h->api_version,
+		     h->kind_name, obj_is_namespaced(h->kind) ? h->ns : "", h->name) < 0)
+		return NULL;
+	return k;
+}
+
+static struct obj_source *source_find(const struct mesh_config *c, const char *key)
+{
+	uint8_t k[HKEY];
+	int *i;
+
+	if (!c->src_ids || !key[0])
+		return NULL;
+	h_strkey(k, key, NULL, NULL);
+	i = h_get(c->src_ids, k);
+	return i && !strcmp(c->sources[*i].key, key) ? &c->sources[*i] : NULL;
+}
+
+/* Keep the tree of a valid object (the last one of an identity wins); best effort: without
+ * memory the object simply has no last good version to fall back on. */
+static void source_keep(struct mesh_config *c, const char *file, const struct ynode *root,
+			char *key)
+{
+	struct obj_source *s = key ? source_find(c, key) : NULL;
+	struct ynode *copy = key ? ynode_clone(root) : NULL;
+	uint8_t k[HKEY];
+
+	if (!copy || (!s && !c->src_ids && !(c->src_ids = calloc(1, sizeof(*c->src_ids))))) {
+		ynode_free(copy);
+		free(key);
+		return;
+	}
+	if (s) {
+		ynode_free(s->root);
+		free(key);
+	} else if ((s = grow((void **)&c->sources, &c->nsources, sizeof(*s)))) {
+		s->key = key;
+		h_strkey(k, key, NULL, NULL);
+		h_put(c->src_ids, k, c->nsources - 1);
+	} else {
+		ynode_free(copy);
+		free(key);
+		return;
+	}
+	s->file = file;
+	s->root = copy;
+}
+
+/* Record a rejected object with the first error reported for it (diagnostics from index
+ * first on); key is taken over. */
+static void reject(struct mesh_config *c, const char *object, char *key, const struct srcpos *pos,
+		   const struct diags *d, int first)
+{
+	struct rejected_obj *r = grow((void **)&c->rejected, &c->nrejected, sizeof(*r));
+	const struct diag *why = NULL;
+
+	for (int i = first; !why && i < d->n; i++)
+		if (d->v[i].sev == DIAG_ERROR)
+			why = &d->v[i];
+	if (!r) {
+		free(key);
+		return;
+	}
+	r->object = object ? strdup(object) : NULL;
+	r->key = key ? key : strdup("");
+	r->pos = *pos;
+	r->err_line = why && why->line > 0 ? why->line : pos->line;
+	if (why)
+		r->field = why->field ? strdup(why->field) : NULL;
+	r->msg = strdup(why ? why->msg : "rejected");
+}
+
 static void load_object(struct mesh_config *c, const char *file, const struct ynode *root,
 			struct diags *d)
 {
@@ -1177,6 +1245,7 @@ static void load_object(struct mesh_config *c, const char *file, const struct yn
 	struct objhead h = {.root = root, .pos = pos};
 	char object[512];
 	struct vctx v = {.d = d, .file = file, .object = object, .line = root->line};
+	int first = d->n;
 
 	h.meta = ymap_get(root, "metadata");
 	h.spec = ymap_get(root, "spec");
@@ -1187,6 +1256,7 @@ static void load_object(struct mesh_config *c, const char *file, const struct yn
 	if (!h.api_version || !h.kind_name) {
 		diags_add(d, DIAG_ERROR, &pos, NULL, h.api_version ? "kind" : "apiVersion",
 			  "required (every object needs apiVersion and kind)");
+		reject(c, NULL, NULL, &pos, d, first);
 		return;
 	}
 	h.kind = obj_kind_of(h.api_version, h.kind_name);
@@ -1203,10 +1273,13 @@ static void load_object(struct mesh_config *c, const char *file, const struct yn
 		if (!h.name)
 			return;
 	} else if (validate_object(&v, h.kind, root) > 0) {
+		reject(c, object, obj_key(&h), &pos, d, first);
 		return;
 	}
 	if (add_object(c, &v, &h) < 0)
 		vctx_err(&v, NULL, NULL, "out of memory");
+	else if (c->keep_sources && h.name)
+		source_keep(c, file, root, obj_key(&h));
 }
 
 static bool is_list(const struct ynode *root)
@@ -1228,6 +1301,7 @@ static void load_doc(struct mesh_config *c, const char *file, const struct ynode
 	if (!ynode_is_map(root)) {
 		diags_add(d, DIAG_ERROR, &pos, NULL, NULL,
 			  "expected a Kubernetes object (a map with apiVersion and kind)");
+		reject(c, NULL, NULL, &pos, d, d->n - 1);
 		return;
 	}
 	if (!is_list(root)) {
@@ -1237,15 +1311,18 @@ static void load_doc(struct mesh_config *c, const char *file, const struct ynode
 	items = ymap_get(root, "items");
 	if (items && !ynode_is_seq(items)) {
 		diags_add(d, DIAG_ERROR, &pos, NULL, "items", "must be a list");
+		reject(c, NULL, NULL, &pos, d, d->n - 1);
 		return;
 	}
 	for (int i = 0; items && i < items->n; i++) {
 		pos.line = items->items[i]->line;
 		if (ynode_is_map(items->items[i]))
 			load_object(c, file, items->items[i], d);
-		else
+		else {
 			diags_add(d, DIAG_ERROR, &pos, NULL, "items",
 				  "expected a Kubernetes object (a map with apiVersion and kind)");
+			reject(c, NULL, NULL, &pos, d, d->n - 1);
+		}
 	}
 }
 
@@ -1264,6 +1341,9 @@ static int load_yfile(struct mesh_config *c, const char *name, const char *buf, 
 	if ((buf ? yfile_load_mem(buf, len, &yf, &ye) : yfile_load(name, &yf, &ye)) < 0) {
 		pos.line = ye.line;
 		diags_add(d, DIAG_ERROR, &pos, NULL, ye.io ? NULL : "yaml", "%s", ye.msg);
+		reject(c, NULL, NULL, &pos, d, d->n - 1);
+		if (c->nrejected)
+			c->rejected[c->nrejected - 1].unreadable = true;
 		return -1;
 	}
 	for (int i = 0; i < yf.ndocs; i++)
@@ -1359,7 +1439,7 @@ int config_load_dir(struct mesh_config *c, const char *dir, struct diags *d)
 	struct srcpos pos = {.file = dir};
 	DIR *probe = opendir(dir);
 	char **files;
-	int n, rc = 0;
+	int n;
 
 	if (!probe) {
 		diags_add(d, DIAG_ERROR, &pos, NULL, NULL, "cannot read directory");
@@ -1368,11 +1448,68 @@ int config_load_dir(struct mesh_config *c, const char *dir, struct diags *d)
 	closedir(probe);
 	files = list_dir(dir, &n);
 	for (int i = 0; i < n; i++)
-		if (config_load_file(c, files[i], d) < 0)
-			rc = -1;
+		config_load_file(c, files[i], d); /* a bad file is reported and rejected */
 	strv_free(files, n);
 	config_index(c);
-	return rc;
+	return 0;
+}
+
+/* Whether next holds a valid object of this identity (loaded or retained). */
+static bool has_source(const struct mesh_config *next, const char *key)
+{
+	return source_find(next, key) != NULL;
+}
+
+/* Load prev's version of an object into next (validated again, quietly: it passed before). */
+static bool retain_one(struct mesh_config *next, const struct obj_source *s)
+{
+	const char *file = intern_file(next, s->file);
+	struct diags quiet = {0};
+	int before = next->nsources;
+
+	if (file)
+		load_object(next, file, s->root, &quiet);
+	diags_free(&quiet);
+	return file && next->nsources > before;
+}
+
+int config_retain(struct mesh_config *next, const struct mesh_config *prev)
+{
+	int kept = 0, nrej = next->nrejected;
+
+	if (!prev)
+		return 0;
+	for (int i = 0; i < nrej; i++) {
+		struct rejected_obj *r = &next->rejected[i];
+		const struct obj_source *s = r->object ? source_find(prev, r->key) : NULL;
+
+		if (!s || has_source(next, r->key) || !retain_one(next, s))
+			continue;
+		r = &next->rejected[i]; /* load_object may have grown the array */
+		r->kept = true;
+		r->kept_from =
+		    (struct srcpos){.file = intern_file(next, s->file), .line = s->root->line};
+		kept++;
+	}
+	/* A file that could not be read keeps every object it had. */
+	for (int i = 0; i < nrej; i++) {
+		const char *bad = next->rejected[i].unreadable ? next->rejected[i].pos.file : NULL;
+
+		for (int k = 0; bad && k < prev->nsources; k++) {
+			const struct obj_source *s = &prev->sources[k];
+
+			if (strcmp(s->file, bad) || has_source(next, s->key) ||
+			    !retain_one(next, s))
+				continue;
+			next->rejected[i].kept = true;
+			next->rejected[i].kept_from =
+			    (struct srcpos){.file = next->rejected[i].pos.file};
+			kept++;
+		}
+	}
+	if (kept)
+		config_index(next);
+	return kept;
 }
 
 /* ---------------- hosts, labels, enrollment ---------------- */
@@ -1503,7 +1640,7 @@ static int split_emit(yaml_document_t *doc, yaml_node_t *node, const char *file,
 	else if (ydoc_emit_subtree(doc, node, &yaml, &len) < 0)
 		diags_add(d, DIAG_ERROR, &pos, NULL, NULL, "cannot re-emit the object as YAML");
 	else
-		rc = cb(arg, kind, ns ? ns : "default", name, yaml, len) ? -1 : 0;
+		rc = cb(arg, kind, ns ? ns : "default", name, pos.line, yaml, len) ? -1 : 0;
 	free(yaml);
 	ynode_free(t);
 	return rc;
@@ -1517,16 +1654,16 @@ static int split_doc_objects(yaml_document_t *doc, const char *file, config_obje
 	yaml_node_t *items = ydoc_map_get(doc, root, "items");
 	const char *k =
 	    kind && kind->type == YAML_SCALAR_NODE ? (char *)kind->data.scalar.value : NULL;
+	int bad = 0;
 
 	if (!root || root->type == YAML_SCALAR_NODE)
 		return 0; /* an empty document */
 	if (!(k && ends_with(k, "List") && items && items->type == YAML_SEQUENCE_NODE))
-		return split_emit(doc, root, file, cb, arg, d);
+		return split_emit(doc, root, file, cb, arg, d) < 0;
 	for (yaml_node_item_t *it = items->data.sequence.items.start;
 	     it < items->data.sequence.items.top; it++)
-		if (split_emit(doc, yaml_document_get_node(doc, *it), file, cb, arg, d) < 0)
-			return -1;
-	return 0;
+		bad += split_emit(doc, yaml_document_get_node(doc, *it), file, cb, arg, d) < 0;
+	return bad;
 }
 
 /* All documents are parsed before the first callback, so a syntax error late in a file does
@@ -1573,9 +1710,9 @@ int config_split_file(const char *path, config_object_cb cb, void *arg, struct d
 	struct split_doc *docs;
 	int n, rc = split_parse(path, &docs, &n, d);
 
-	for (int i = 0; rc == 0 && i < n; i++)
+	for (int i = 0; rc >= 0 && i < n; i++)
 		if (yaml_document_get_root_node(&docs[i].doc))
-			rc = split_doc_objects(&docs[i].doc, path, cb, arg, d);
+			rc += split_doc_objects(&docs[i].doc, path, cb, arg, d);
 	for (int i = 0; i < n; i++)
 		if (docs[i].loaded)
 			yaml_document_delete(&docs[i].doc);

@@ -6,10 +6,12 @@
  *   file:line: Kind/namespace/name: field: message
  *   file:line: Kind/namespace/name: field: warning: message
  * Parts that are unknown (no object, no field, no line) are left out rather than printed empty.
+ * `analyze` prints the same list the way istioctl analyze does (diag_print_analyzer).
  */
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "model.h"
 
@@ -36,16 +38,14 @@ static int diags_reserve(struct diags *d)
 	return 0;
 }
 
-void diags_add(struct diags *d, enum diag_sev sev, const struct srcpos *pos, const char *object,
-	       const char *field, const char *fmt, ...)
+static void diags_vadd(struct diags *d, enum diag_sev sev, const char *code,
+		       const struct srcpos *pos, const char *object, const char *field,
+		       const char *fmt, va_list ap)
 {
-	struct diag g = {.sev = sev};
-	va_list ap;
+	struct diag g = {.sev = sev, .code = code};
 
-	va_start(ap, fmt);
 	if (vasprintf(&g.msg, fmt, ap) < 0)
 		g.msg = NULL;
-	va_end(ap);
 	if (pos) {
 		g.file = dup_or_null(pos->file);
 		g.line = pos->line;
@@ -68,6 +68,39 @@ void diags_add(struct diags *d, enum diag_sev sev, const struct srcpos *pos, con
 		d->nerrors++;
 }
 
+void diags_add(struct diags *d, enum diag_sev sev, const struct srcpos *pos, const char *object,
+	       const char *field, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	diags_vadd(d, sev, NULL, pos, object, field, fmt, ap);
+	va_end(ap);
+}
+
+void diags_addc(struct diags *d, enum diag_sev sev, const char *code, const struct srcpos *pos,
+		const char *object, const char *field, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	diags_vadd(d, sev, code, pos, object, field, fmt, ap);
+	va_end(ap);
+}
+
+const char *diag_level_name(enum diag_sev sev)
+{
+	return sev == DIAG_ERROR ? "Error" : sev == DIAG_WARN ? "Warning" : "Info";
+}
+
+int diag_level_parse(const char *s)
+{
+	for (int l = DIAG_ERROR; l <= DIAG_INFO; l++)
+		if (!strcasecmp(s, diag_level_name(l)))
+			return l;
+	return -1;
+}
+
 void diag_print(const struct diag *g, FILE *f)
 {
 	if (g->file && g->line > 0)
@@ -78,7 +111,51 @@ void diag_print(const struct diag *g, FILE *f)
 		fprintf(f, "%s: ", g->object);
 	if (g->field)
 		fprintf(f, "%s: ", g->field);
-	fprintf(f, "%s%s\n", g->sev == DIAG_WARN ? "warning: " : "", g->msg);
+	fprintf(f, "%s%s\n",
+		g->sev == DIAG_WARN   ? "warning: "
+		: g->sev == DIAG_INFO ? "info: "
+				      : "",
+		g->msg);
+}
+
+/*
+ * As istioctl analyze prints a message: level, code, the resource (kind, then namespace/name)
+ * with where it was read, and the message. Findings of the per-object validation carry no
+ * code of their own: they are Istio's SchemaValidationError (IST0106) and SchemaWarning
+ * (IST0133), with the field in front of the message as Istio's validation errors have it.
+ */
+void diag_print_analyzer(const struct diag *g, FILE *f)
+{
+	const char *slash = g->object ? strchr(g->object, '/') : NULL;
+	bool origin = g->object || g->file;
+	char msg[4096];
+
+	fprintf(f, "%s [%s] %s", diag_level_name(g->sev), diag_code(g), origin ? "(" : "");
+	if (g->object && slash)
+		fprintf(f, "%.*s %s", (int)(slash - g->object), g->object, slash + 1);
+	else if (g->object)
+		fprintf(f, "%s", g->object);
+	if (g->file)
+		fprintf(f, "%s%s", g->object ? " " : "", g->file);
+	if (g->file && g->line > 0)
+		fprintf(f, ":%d", g->line);
+	fprintf(f, "%s%s\n", origin ? ") " : "", diag_message(g, msg, sizeof(msg)));
+}
+
+const char *diag_code(const struct diag *g)
+{
+	return g->code ? g->code : g->sev == DIAG_ERROR ? "IST0106" : "IST0133";
+}
+
+const char *diag_message(const struct diag *g, char *buf, size_t len)
+{
+	if (g->code)
+		snprintf(buf, len, "%s", g->msg);
+	else
+		snprintf(buf, len, "Schema validation %s: %s%s%s",
+			 g->sev == DIAG_ERROR ? "error" : "warning", g->field ? g->field : "",
+			 g->field ? ": " : "", g->msg);
+	return buf;
 }
 
 void diags_print(const struct diags *d, FILE *f)

@@ -32,12 +32,15 @@ struct kvlist {
 
 /* ---------------- diagnostics ---------------- */
 
-enum diag_sev { DIAG_ERROR = 0, DIAG_WARN = 1 };
+/* Istio's analyzer levels; validation uses errors and warnings only. */
+enum diag_sev { DIAG_ERROR = 0, DIAG_WARN = 1, DIAG_INFO = 2 };
 
 /* Printed as `file:line: kind/namespace/name: field: message` (severity "warning: " prefix
- * before the message for warnings). */
+ * before the message for warnings), or by `analyze` as Istio's analyzer prints it:
+ * `Error [IST0101] (VirtualService ns/name file:line) message`. */
 struct diag {
 	enum diag_sev sev;
+	const char *code; /* analyzer code ("IST0101", "BM0001", see docs/analyze.md), or NULL */
 	char *file;
 	int line;
 	char *object; /* "VirtualService/microservices/orders-service", or NULL */
@@ -53,9 +56,22 @@ struct diags {
 
 void diags_add(struct diags *d, enum diag_sev sev, const struct srcpos *pos, const char *object,
 	       const char *field, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* The same with an analyzer code (a static string). */
+void diags_addc(struct diags *d, enum diag_sev sev, const char *code, const struct srcpos *pos,
+		const char *object, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
 void diags_print(const struct diags *d, FILE *f);
 /* One diagnostic in the format above (lets callers filter, e.g. `validate -q`). */
 void diag_print(const struct diag *g, FILE *f);
+/* One diagnostic as an analyzer line (codes: IST0106/IST0133 for validation findings). */
+void diag_print_analyzer(const struct diag *g, FILE *f);
+/* The analyzer code of a finding (IST0106/IST0133 for validation findings), and its message
+ * as the analyzer prints it (buf, returned). */
+const char *diag_code(const struct diag *g);
+const char *diag_message(const struct diag *g, char *buf, size_t len);
+/* "Error", "Warning", "Info"; and back (case-insensitive), -1 when not a level. */
+const char *diag_level_name(enum diag_sev sev);
+int diag_level_parse(const char *s);
 void diags_free(struct diags *d);
 
 /* ---------------- Kubernetes kinds ---------------- */
@@ -310,7 +326,29 @@ struct other_obj {
 	char *name;
 	char *ns;
 	struct srcpos pos;
+	char **hosts; /* ServiceEntry spec.hosts (what analyze resolves destinations against) */
+	int nhosts;
 };
+
+/*
+ * An object that was not loaded because it is invalid, and why (its first error), or a file
+ * that could not be read at all (object NULL). Kubernetes and Istio reject objects one at a
+ * time: the rest of the config applies. config_retain() puts an object's last good version
+ * back in force where one is known.
+ */
+struct rejected_obj {
+	char *object;	   /* "Kind/ns/name" as diagnostics print it; NULL for a whole file */
+	char *key;	   /* private to config.c: the identity, "" when it has none (no name) */
+	struct srcpos pos; /* where the object (or the file) starts */
+	int err_line;	   /* of the first error */
+	char *field;	   /* of the first error, may be NULL */
+	char *msg;
+	bool unreadable;	 /* the whole file: not readable, or not YAML */
+	bool kept;		 /* its last good version stays in force (config_retain) */
+	struct srcpos kept_from; /* where that version was read */
+};
+
+struct obj_source; /* private to config.c: an object's tree, kept for config_retain() */
 
 struct mesh_config {
 	struct ns_obj *namespaces;
@@ -331,6 +369,12 @@ struct mesh_config {
 	int nothers;
 	char **files; /* interned file names that srcpos.file points into */
 	int nfiles;
+	struct rejected_obj *rejected; /* in load order */
+	int nrejected;
+	bool keep_sources; /* set before loading: keep each valid object's tree (the agent) */
+	struct obj_source *sources;
+	int nsources;
+	struct htab *src_ids; /* private to config.c: identity -> index into sources */
 	struct htab *ids;     /* private to config.c: (kind, namespace, name) -> array index */
 	struct htab *pod_ids; /* private to config.c: pod id -> workload index (config_index) */
 };
@@ -342,8 +386,10 @@ void config_free(struct mesh_config *c);
  * Parse one YAML file (many documents, `kind: List` wrappers) and append its objects to c.
  * Problems go to d with file:line positions. Per-object problems (bad field types, unknown
  * enum values, missing required fields, Istio's single-object validation rules) are reported
- * here; the object is not added when it has errors. Returns 0, or -1 if the file could not be
- * read or is not YAML (also reported in d).
+ * here; the object is not added when it has errors, and is listed in c->rejected. An object
+ * loaded again (same kind, namespace and name, in this file or a later one) replaces the
+ * earlier one with a warning, as `kubectl apply -f` keeps the last. Returns 0, or -1 if the
+ * file could not be read or is not YAML (also reported in d, and listed in c->rejected).
  */
 int config_load_file(struct mesh_config *c, const char *path, struct diags *d);
 
@@ -357,22 +403,26 @@ int config_load_mem(struct mesh_config *c, const char *name, const char *buf, si
  * every agent's equals the directory's. Never 0. */
 uint64_t config_dir_stamp(const char *dir);
 
-/* Every *.yaml, *.yml and *.json regular file directly in dir, in name order. */
+/* Every *.yaml, *.yml and *.json regular file directly in dir, in name order. Returns -1
+ * only when dir cannot be read; a file that cannot is reported and listed in c->rejected. */
 int config_load_dir(struct mesh_config *c, const char *dir, struct diags *d);
 
 /*
- * Cross-object checks over everything loaded: duplicate objects (same kind/ns/name), a VS
- * destination subset that no DestinationRule for that host defines, duplicate subset names,
- * two DestinationRules for one host in one namespace, ... Returns the number of errors added.
+ * Put back in force, for every object rejected in next (and every object of a file of next
+ * that could not be read), its last good version from prev, unless next has a valid version
+ * of it anyway. prev must have been loaded with keep_sources set (next too, to carry them on).
+ * Marks the rejected entries it kept; returns how many objects it put back.
  */
-int config_validate(const struct mesh_config *c, struct diags *d);
+int config_retain(struct mesh_config *next, const struct mesh_config *prev);
 
 /*
- * Notes for `bpfmesh analyze`, added to d as warnings: where bpfmesh behaves differently from
- * Istio (weighted http splits decided per connection) and settings that cannot act (an
- * outlierDetection maxEjectionPercent too small for the number of hosts), AuthorizationPolicy
- * rules whose HTTP-only fields act differently per TCP connection, CUSTOM actions (denied: no
- * provider) and targetRef policies (no effect). Returns the number of notes added.
+ * Istio's analysis across objects (analyze.c), added to d with analyzer codes: references to
+ * what is not there (IST0101: a destination host, port or subset), two mesh VirtualServices
+ * for one host (IST0109), DestinationRules that Istio merges, and the notes on where bpfmesh
+ * acts differently from Istio or does not act at all (BM codes, docs/analyze.md): routes the
+ * kernel does not enforce, weighted http splits decided per connection, an outlierDetection
+ * that can never eject, AuthorizationPolicy fields that act differently per TCP connection,
+ * CUSTOM actions and targetRef policies. Returns the number of findings added.
  */
 int config_analyze(const struct mesh_config *c, struct diags *d);
 
@@ -410,11 +460,13 @@ bool config_in_mesh(const struct mesh_config *c, const struct workload_obj *w);
 /*
  * Split a YAML file into one document per object (unwrapping `kind: List`), for `lab apply`,
  * which stores objects one per file like an API server does. cb gets kind, namespace ("default"
- * when absent), name and the object re-emitted as a standalone YAML document. Returns 0, or -1
- * with the problem in d.
+ * when absent), name, the line the object starts on and the object re-emitted as a standalone
+ * YAML document. An object without kind or name, or whose cb fails, is reported in d and the
+ * others go on. Returns how many failed, or -1 when the file is not YAML (nothing was given to
+ * cb then).
  */
 typedef int (*config_object_cb)(void *arg, const char *kind, const char *ns, const char *name,
-				const char *yaml, size_t len);
+				int line, const char *yaml, size_t len);
 int config_split_file(const char *path, config_object_cb cb, void *arg, struct diags *d);
 
 #endif /* BM_MODEL_H */

@@ -59,7 +59,8 @@ size_t pins_nmaps(void);
 const char *pins_map_name(size_t i);
 int *pins_map_fd(struct bm_mapfds *f, size_t i); /* NULL: a map not kept open */
 
-/* /run/bpfmesh/<node>: lock file, bpffs note, certs/ of one agent. */
+/* /run/bpfmesh/<node>: lock file, bpffs note, certs/ and rejected (objects the last apply
+ * rejected) of one agent. */
 int agent_run_dir(char *buf, size_t len, const char *node);
 
 /* The bpffs an agent for node last ran with (NULL if unknown): the CLI's default --bpffs. */

@@ -207,6 +207,7 @@ struct rs_index {
 	int *entry_wl;		      /* label entries: the workload */
 	struct rs_addr (*wl_addr)[2]; /* per workload: parsed addresses */
 	struct htab be_by_addr;	      /* (address, port, family) -> backend index */
+	struct htab warned;	      /* route destinations reported missing (once, not per port) */
 };
 
 static bool is_workload_endpoint(const struct workload_obj *w)
@@ -275,6 +276,7 @@ static void index_free(struct rs_index *ix)
 	h_free(&ix->svc_by_fqdn);
 	h_free(&ix->wl_by_label);
 	h_free(&ix->be_by_addr);
+	h_free(&ix->warned);
 	free(ix);
 }
 
@@ -304,9 +306,9 @@ static bool host_matches(const char *pattern, const char *fqdn)
 	return lf >= lp && strcmp(fqdn + lf - lp, pattern + 1) == 0;
 }
 
-/* The DestinationRule for a host: exact host beats wildcard; the service's namespace first. */
-static const struct dr_obj *find_dr(const struct mesh_config *c, const char *fqdn,
-				    const char *svc_ns)
+/* The DestinationRule for a host: exact host beats wildcard; the service's namespace first;
+ * of equals, the first loaded (Istio: the oldest). */
+const struct dr_obj *rs_find_dr(const struct mesh_config *c, const char *fqdn, const char *svc_ns)
 {
 	const struct dr_obj *best = NULL;
 	int best_score = -1;
@@ -330,6 +332,28 @@ static const struct dr_obj *find_dr(const struct mesh_config *c, const char *fqd
 		}
 	}
 	return best;
+}
+
+/* Istio merges the DestinationRules of one host in one namespace: a subset is looked up in
+ * dr, then in the others for exactly its host and namespace, in load order (first wins). */
+const struct dr_subset *rs_find_subset(const struct mesh_config *c, const struct dr_obj *dr,
+				       const char *name)
+{
+	for (int pass = 0; pass < 2; pass++) {
+		for (int i = 0; i < c->ndrs; i++) {
+			const struct dr_obj *o = &c->drs[i];
+
+			if ((pass == 0) != (o == dr))
+				continue;
+			if (o != dr && (strcmp(o->ns, dr->ns) || !o->host || !dr->host ||
+					strcmp(o->host, dr->host)))
+				continue;
+			for (int k = 0; k < o->nsubsets; k++)
+				if (o->subsets[k].name && !strcmp(o->subsets[k].name, name))
+					return &o->subsets[k];
+		}
+	}
+	return NULL;
 }
 
 static bool vs_for_mesh(const struct vs_obj *vs)
@@ -560,11 +584,32 @@ static void objname(char *buf, size_t len, const char *kind, const char *ns, con
 	snprintf(buf, len, "%s/%s/%s", kind, ns, name);
 }
 
+/* A destination that names what does not exist: a subset with no backends, so that a connect
+ * routed there is refused and counted (no_backend), as Istio answers such a route with 503. */
+static int empty_subset(struct rs_table *t, const char *name)
+{
+	t->subsets = grow(t->subsets, t->nsubsets, sizeof(*t->subsets));
+	t->subsets[t->nsubsets] = (struct rs_subset){.name = strdup(name), .lb = BM_LB_RANDOM};
+	rs_policy_of(NULL, NULL, &t->subsets[t->nsubsets].policy);
+	return t->nsubsets++;
+}
+
+static void add_dest(struct rs_service *rs, int subset, uint32_t w)
+{
+	rs->dests[rs->ndests].subset = subset;
+	rs->dests[rs->ndests].weight = w;
+	rs->ndests++;
+}
+
+/*
+ * The destinations of the route in force. One that names a host, port or subset that does not
+ * exist is kept with no backends (its share of connections is refused) and reported as a
+ * warning: like Istio, the rest of the config applies (analyze reports it as IST0101).
+ */
 static int resolve_route(struct rs_table *t, const struct mesh_config *c, struct rs_service *rs,
 			 const struct vs_obj *vs, const struct vs_route *r, struct diags *d)
 {
 	char obj[512];
-	int errors = 0;
 
 	objname(obj, sizeof(obj), "VirtualService", vs->ns, vs->name);
 	for (int i = 0; i < r->ndests; i++) {
@@ -572,57 +617,60 @@ static int resolve_route(struct rs_table *t, const struct mesh_config *c, struct
 		uint32_t w = r->ndests == 1 ? 1 : (uint32_t)rd->weight;
 		char *fq = config_fqdn(rd->host, vs->ns);
 		const struct svc_obj *ds = find_service(t->ix, c, fq);
-		const struct dr_obj *dr = ds ? find_dr(c, fq, ds->ns) : NULL;
+		const struct dr_obj *dr = ds ? rs_find_dr(c, fq, ds->ns) : NULL;
 		const struct dr_subset *sub = NULL;
-		const struct svc_port *dp;
-		int idx;
+		const struct svc_port *dp = NULL;
+		const char *missing = NULL;
 
 		if (w == 0) {
 			free(fq);
 			continue; /* weight 0 never picked: not even stored */
 		}
-		if (!ds) {
-			diags_add(d, DIAG_ERROR, &rd->pos, obj, "destination.host",
-				  "no Service named %s", fq);
-			errors++;
+		if (rs->ndests >= BM_MAX_ROUTE_DESTS) {
+			diags_add(d, DIAG_WARN, &rd->pos, obj, "route",
+				  "more than %d weighted destinations: the ones after the first %d "
+				  "are not used",
+				  BM_MAX_ROUTE_DESTS, BM_MAX_ROUTE_DESTS);
+			free(fq);
+			break;
+		}
+		if (!ds)
+			missing = "host";
+		else if (rd->subset && !(dr && (sub = rs_find_subset(c, dr, rd->subset))))
+			missing = "subset";
+		else if (!(dp = dest_port(ds, rd, &rs->svc->ports[rs->port_index])))
+			missing = "port";
+		if (missing) {
+			char field[32], what[600];
+
+			uint8_t key[HKEY] = {0};
+
+			memcpy(key, &rd, sizeof(rd));
+			snprintf(field, sizeof(field), "destination.%s", missing);
+			if (!ds)
+				snprintf(what, sizeof(what), "no Service named %s", fq);
+			else if (!strcmp(missing, "subset"))
+				snprintf(what, sizeof(what), "no subset %s of %s", rd->subset, fq);
+			else
+				snprintf(what, sizeof(what), "Service %s/%s has no port %d", ds->ns,
+					 ds->name, rd->port ? rd->port : rs->port);
+			if (!h_get(&t->ix->warned, key))
+				diags_add(d, DIAG_WARN, &rd->pos, obj, field,
+					  "%s; connections routed here are refused (Istio answers "
+					  "503)",
+					  what);
+			h_put(&t->ix->warned, key, 1);
+			add_dest(rs, empty_subset(t, rd->subset ? rd->subset : "(none)"), w);
 			free(fq);
 			continue;
 		}
-		if (rd->subset) {
-			for (int k = 0; dr && k < dr->nsubsets; k++)
-				if (strcmp(dr->subsets[k].name, rd->subset) == 0)
-					sub = &dr->subsets[k];
-			if (!sub) {
-				diags_add(d, DIAG_ERROR, &rd->pos, obj, "destination.subset",
-					  "subset %s is not defined by any DestinationRule for %s",
-					  rd->subset, fq);
-				errors++;
-				free(fq);
-				continue;
-			}
-		}
 		free(fq);
-		dp = dest_port(ds, rd, &rs->svc->ports[rs->port_index]);
-		if (!dp) {
-			diags_add(d, DIAG_ERROR, &rd->pos, obj, "destination.port",
-				  "Service %s/%s has no port %d", ds->ns, ds->name,
-				  rd->port ? rd->port : rs->port);
-			errors++;
-			continue;
-		}
-		if (rs->ndests >= BM_MAX_ROUTE_DESTS) {
-			diags_add(d, DIAG_ERROR, &rd->pos, obj, "route",
-				  "more than %d weighted destinations", BM_MAX_ROUTE_DESTS);
-			errors++;
-			break;
-		}
-		idx = add_subset(t, c, ds, dp, rs->family, rd->subset ? rd->subset : "(all)",
-				 sub ? &sub->labels : NULL, dr, sub);
-		rs->dests[rs->ndests].subset = idx;
-		rs->dests[rs->ndests].weight = w;
-		rs->ndests++;
+		add_dest(rs,
+			 add_subset(t, c, ds, dp, rs->family, rd->subset ? rd->subset : "(all)",
+				    sub ? &sub->labels : NULL, dr, sub),
+			 w);
 	}
-	return errors;
+	return 0;
 }
 
 static int resolve_port(struct rs_table *t, const struct mesh_config *c, const struct svc_obj *s,
@@ -647,7 +695,7 @@ static int resolve_port(struct rs_table *t, const struct mesh_config *c, const s
 				  .svc_id = rs_hash32(fq) & 0x7fffffff};
 	rs->proto = p->protocol && strcmp(p->protocol, "UDP") == 0 ? IPPROTO_UDP : IPPROTO_TCP;
 	memcpy(rs->addr, addr, 16);
-	dr = find_dr(c, fq, s->ns);
+	dr = rs_find_dr(c, fq, s->ns);
 	/* add_subset may move t->services? No: it grows t->subsets only. */
 	rs->all_subset = add_subset(t, c, s, p, fam, "(all)", NULL, dr, NULL);
 	rs->vs = find_vs(c, fq);

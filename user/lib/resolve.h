@@ -77,11 +77,20 @@ struct rs_table {
 /*
  * Build the table. Services without a clusterIP get a stable address from 10.96.0.0/12 (hash
  * of namespace/name, probing in name order), so every agent and the lab agree without an API
- * server. Problems (unknown destination host, too many destinations) go to d as errors.
- * Returns the number of errors added; t is filled either way and must be freed.
+ * server. A route destination that names a missing host, port or subset keeps its weight with
+ * no backends (refused at connect, as Istio answers 503); that and destinations beyond
+ * BM_MAX_ROUTE_DESTS go to d as warnings. Returns the number of errors added (none today);
+ * t is filled either way and must be freed.
  */
 int resolve(const struct mesh_config *c, struct rs_table *t, struct diags *d);
 void rs_free(struct rs_table *t);
+
+/* The DestinationRule in force for a host (exact beats wildcard, the service's namespace
+ * first, then load order), and a subset of it merged as Istio merges the rules of one host in
+ * one namespace (the first definition of a name wins); NULL when there is none. */
+const struct dr_obj *rs_find_dr(const struct mesh_config *c, const char *fqdn, const char *svc_ns);
+const struct dr_subset *rs_find_subset(const struct mesh_config *c, const struct dr_obj *dr,
+				       const char *name);
 
 /* Effective policy of subset `sub` (may be NULL) of DestinationRule `dr` (may be NULL). */
 void rs_policy_of(const struct dr_obj *dr, const struct dr_subset *sub, struct rs_policy *out);

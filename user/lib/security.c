@@ -43,7 +43,7 @@ const char *sec_policy_name(const struct ap_obj *p, char *buf, size_t len)
  * Istio sorts policies by creationTimestamp, then namespace/name, and lets the first win.
  * Kubernetes writes timestamps as RFC 3339 UTC ("2024-01-02T03:04:05Z"), which sort as
  * strings; an absent one is Go's zero time, older than any. The load order breaks what is
- * left (the same object in two files, an error config_validate reports anyway).
+ * left (an object loaded twice keeps its first slot, so it cannot tie with itself).
  */
 static int age_cmp(const char *ta, const char *nsa, const char *na, int oa, const char *tb,
 		   const char *nsb, const char *nb, int ob)

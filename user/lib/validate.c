@@ -28,6 +28,42 @@ static void note_unenforced(struct vctx *v, const struct ynode *map, const char 
 			vctx_warn(v, g(map, *fields), pjoin(p, path, *fields), "not yet enforced");
 }
 
+/*
+ * The kernel routes a connection when it is made, before any request is read: per port it
+ * takes the first http route (tcp for plain TCP ports) without match conditions, and no
+ * tls route (resolve.c, pick_route). A route with match conditions is therefore not in force,
+ * and the user must see which route is instead.
+ */
+static void note_matches(struct vctx *v, const struct ynode *spec, const char *list)
+{
+	const struct ynode *routes = g(spec, list);
+	char p[PATHMAX], path[PATHMAX], fallback[PATHMAX + 96];
+	int first_plain = -1;
+
+	for (int i = 0; i < count(routes) && first_plain < 0; i++)
+		if (!has(routes->items[i], "match"))
+			first_plain = i;
+	if (first_plain >= 0)
+		pathf(fallback, sizeof(fallback),
+		      "connections use spec.%s[%d], the first %s route "
+		      "without match",
+		      list, first_plain, list);
+	else
+		pathf(fallback, sizeof(fallback),
+		      "no %s route is without match, so connections go to every endpoint of the "
+		      "Service as if there were no VirtualService",
+		      list);
+	for (int i = 0; i < count(routes); i++) {
+		if (!has(routes->items[i], "match"))
+			continue;
+		pjoin(p, pidx(path, pathf(p, sizeof(p), "spec.%s", list), i), "match");
+		vctx_warn(v, g(routes->items[i], "match"), p,
+			  "not enforced: the kernel routes each connection before any request is "
+			  "read, so routes with match conditions are skipped; %s",
+			  fallback);
+	}
+}
+
 static void vs_notices(struct vctx *v, const struct ynode *spec)
 {
 	static const char *const http_f[] = {
@@ -47,6 +83,12 @@ static void vs_notices(struct vctx *v, const struct ynode *spec)
 			note_unenforced(v, route->items[k], pidx(q, pjoin(q, p, "route"), k),
 					dest_f);
 	}
+	note_matches(v, spec, "http");
+	note_matches(v, spec, "tcp");
+	for (int i = 0; i < count(g(spec, "tls")); i++)
+		vctx_warn(v, g(spec, "tls")->items[i], pidx(p, "spec.tls", i),
+			  "not enforced: tls routes pick a destination by SNI, which the kernel "
+			  "path does not read; connections use the http or tcp routes");
 	for (int i = 0; i < count(gws); i++)
 		if (strcmp(gws->items[i]->str, "mesh"))
 			vctx_warn(v, gws->items[i], pidx(p, "spec.gateways", i),
@@ -54,10 +96,35 @@ static void vs_notices(struct vctx *v, const struct ynode *spec)
 	note_unenforced(v, spec, "spec", (const char *const[]){"exportTo", NULL});
 }
 
+/* DestinationRule tls: the mesh's own mTLS does not depend on it (docs/mtls.md); say what the
+ * mode given means here. */
+static void note_tls(struct vctx *v, const struct ynode *tls, const char *path)
+{
+	const char *mode = ynode_str(g(tls, "mode"));
+
+	if (!tls)
+		return;
+	if (!mode || !strcmp(mode, "ISTIO_MUTUAL"))
+		vctx_warn(v, tls, path,
+			  "no effect needed: connections to mesh workloads whose "
+			  "PeerAuthentication is not DISABLE use the mesh's mutual TLS anyway (as "
+			  "Istio's automatic mTLS does)");
+	else if (!strcmp(mode, "DISABLE"))
+		vctx_warn(v, tls, path,
+			  "not enforced: connections to mesh workloads whose PeerAuthentication is "
+			  "not DISABLE still use the mesh's mutual TLS (Istio would send "
+			  "plaintext, which STRICT refuses)");
+	else
+		vctx_warn(v, tls, path,
+			  "not enforced: bpfmesh originates no %s TLS; connections leave as the "
+			  "application sent them (mesh workloads still get the mesh's mutual TLS)",
+			  mode);
+}
+
 static void policy_notices(struct vctx *v, const struct ynode *tp, const char *path)
 {
-	static const char *const tp_f[] = {"tls",	    "portLevelSettings", "tunnel",
-					   "proxyProtocol", "retryBudget",	 NULL};
+	static const char *const tp_f[] = {"portLevelSettings", "tunnel", "proxyProtocol",
+					   "retryBudget", NULL};
 	static const char *const lb_f[] = {"localityLbSetting", "warmupDurationSecs", "warmup",
 					   NULL};
 	static const char *const ch_f[] = {
@@ -72,6 +139,7 @@ static void policy_notices(struct vctx *v, const struct ynode *tp, const char *p
 	char p[PATHMAX], q[PATHMAX];
 
 	note_unenforced(v, tp, path, tp_f);
+	note_tls(v, g(tp, "tls"), pjoin(p, path, "tls"));
 	note_unenforced(v, lb, pjoin(p, path, "loadBalancer"), lb_f);
 	note_unenforced(v, g(lb, "consistentHash"), pjoin(q, p, "consistentHash"), ch_f);
 	note_unenforced(v, cp, pjoin(p, path, "connectionPool"), cp_f);

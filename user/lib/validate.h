@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * validate.h: the per-object checks of validate.c as config.c calls them while loading a file.
- * Not for other callers: they use config_load_file() and config_validate() from model.h.
+ * Not for other callers: they use config_load_file() and config_analyze() from model.h.
  *
  * config.c recognises an object's apiVersion/kind, asks validate_object() whether it is valid
  * (types, unknown fields, Istio's and Kubernetes' rules), and only then copies it into the
@@ -29,6 +29,7 @@ enum obj_kind {
 	OBJ_AUTHORIZATIONPOLICY,
 	OBJ_ISTIO_UNCHECKED, /* an Istio kind we know of but neither check nor enforce */
 	OBJ_K8S_UNUSED,	     /* a Kubernetes kind bpfmesh has no use for (ConfigMap, ...) */
+	OBJ_SERVICEACCOUNT,  /* pods' identities come from serviceAccountName: nothing to read */
 };
 
 /* Where problems of the object being loaded go. */

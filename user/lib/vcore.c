@@ -128,7 +128,7 @@ static const struct kind_entry kinds[] = {
     {"extensions.istio.io", "WasmPlugin", v_any, OBJ_ISTIO_UNCHECKED},
     {"", "ConfigMap", v_core, OBJ_K8S_UNUSED},
     {"", "Secret", v_core, OBJ_K8S_UNUSED},
-    {"", "ServiceAccount", v_core, OBJ_K8S_UNUSED},
+    {"", "ServiceAccount", v_core, OBJ_SERVICEACCOUNT},
     {"", "Endpoints", v_core, OBJ_K8S_UNUSED},
     {"apps", "StatefulSet", v_apps, OBJ_K8S_UNUSED},
     {"apps", "DaemonSet", v_apps, OBJ_K8S_UNUSED},
@@ -529,9 +529,7 @@ void check_obj(struct vctx *v, const struct ynode *n, const char *path, const st
 		const struct field *f = find_field(s, key);
 
 		pjoin(p, path, key);
-		if (!f && s->unknown == U_ERROR)
-			vctx_err(v, val, p, "unknown field");
-		else if (!f && s->unknown == U_WARN)
+		if (!f && s->unknown == U_WARN)
 			vctx_warn(v, val, p, "unknown field (ignored)");
 		else if (f && !ynode_is_null(val))
 			check_value(v, val, p, f);

@@ -43,9 +43,10 @@ struct field {
 	int64_t min, max;
 };
 
-/* What an unknown field is: an error where our list of fields is complete (the API server
- * would reject it too), a warning where Istio may have added fields we do not list yet. */
-enum unknown_mode { U_ERROR, U_WARN, U_IGNORE };
+/* What an unknown field is: a warning "unknown field (ignored)", as the API server drops the
+ * fields a CRD or built-in schema does not know (and warns), or nothing at all where a map
+ * holds free-form keys (metadata we do not read). */
+enum unknown_mode { U_WARN, U_IGNORE };
 
 struct schema {
 	enum unknown_mode unknown;
@@ -196,6 +197,7 @@ void pod_rules(struct vctx *v, const struct ynode *root);
 void svc_rules(struct vctx *v, const struct ynode *spec);
 
 /* crosscheck.c */
+int analyze_istio(const struct mesh_config *c, struct diags *d);
 void route_path(char *buf, const struct vs_obj *vs, int r);
 void vs_object(char *buf, size_t len, const char *kind, const char *ns, const char *name);
 

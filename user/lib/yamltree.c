@@ -309,6 +309,36 @@ void ynode_free(struct ynode *n)
 	free(n);
 }
 
+struct ynode *ynode_clone(const struct ynode *n)
+{
+	struct ynode *c = n ? calloc(1, sizeof(*c)) : NULL;
+	bool ok = c != NULL;
+
+	if (!c)
+		return NULL;
+	*c = (struct ynode){.type = n->type, .line = n->line, .skind = n->skind};
+	if (n->str)
+		ok = (c->str = strdup(n->str)) != NULL;
+	if (ok && n->type == YN_SEQ)
+		ok = (c->items = calloc(n->n ? n->n : 1, sizeof(*c->items))) != NULL;
+	if (ok && n->type == YN_MAP)
+		ok = (c->pairs = calloc(n->n ? n->n : 1, sizeof(*c->pairs))) != NULL;
+	if (ok)
+		c->n = n->n; /* only now may ynode_free() walk the (zeroed) slots */
+	for (int i = 0; ok && n->type == YN_SEQ && i < n->n; i++)
+		ok = (c->items[i] = ynode_clone(n->items[i])) != NULL || !n->items[i];
+	for (int i = 0; ok && n->type == YN_MAP && i < n->n; i++) {
+		ok = (c->pairs[i].key = strdup(n->pairs[i].key)) != NULL;
+		if (ok && n->pairs[i].val)
+			ok = (c->pairs[i].val = ynode_clone(n->pairs[i].val)) != NULL;
+	}
+	if (!ok) {
+		ynode_free(c);
+		return NULL;
+	}
+	return c;
+}
+
 /* ---------------- loading files ---------------- */
 
 static void parser_error(const yaml_parser_t *p, struct yerror *err)

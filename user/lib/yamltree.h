@@ -65,6 +65,9 @@ void yfile_free(struct yfile *f);
 /* Build a tree from one libyaml node (documents loaded by yaml_parser_load). */
 struct ynode *ytree_build(yaml_document_t *doc, yaml_node_t *node, struct yerror *err);
 void ynode_free(struct ynode *n);
+/* A deep copy (the agent keeps the last good version of each object); NULL when out of
+ * memory. */
+struct ynode *ynode_clone(const struct ynode *n);
 
 /* ---- accessors; all take NULL and return "absent" for it ---- */
 
