@@ -546,6 +546,8 @@ enum bm_stat {
 #define BM_NAME_POD	3 /* pod id -> "namespace/workload/pod" */
 #define BM_NAME_BACKEND 4 /* backend id -> "namespace/workload/pod/version" */
 #define BM_NAME_POLICY	5 /* AuthorizationPolicy id -> "namespace/name" */
+#define BM_NAME_ROUTE	6 /* route id -> its VirtualService, route in force, routes not */
+#define BM_NAME_VS	7 /* service id -> a VirtualService with no route in force */
 #define BM_NAME_LEN	96
 struct bm_name_key {
 	__u32 kind; /* BM_NAME_* */

@@ -676,6 +676,21 @@ static int write_service(struct sync *s, const struct rs_table *t, const struct 
 		val.flags |= BM_SVC_F_HAS_ROUTE;
 	}
 	put_name(s, BM_NAME_SVC, rs->svc_id, "%s/%s", rs->svc->ns, rs->svc->name);
+	if (rs->vs) {
+		char text[512];
+
+		rs_route_text(rs, text, sizeof(text));
+		if (strlen(text) >= BM_NAME_LEN)
+			memcpy(text + BM_NAME_LEN - 4, "...", 4);
+		put_name(s, rs->has_route ? BM_NAME_ROUTE : BM_NAME_VS,
+			 rs->has_route ? val.route_id : rs->svc_id, "%s%s", text, "");
+	}
+	if (!rs->vs || rs->has_route) { /* no stale "no route" note for this service */
+		struct bm_name_key k = {.kind = BM_NAME_VS, .id = rs->svc_id};
+
+		if (s->fds.names >= 0)
+			bpf_map_delete_elem(s->fds.names, &k);
+	}
 	/* The flip: from here on new connects see the new config, all of it. */
 	if (bpf_map_update_elem(s->fds.svc, &r->key, &val, BPF_ANY))
 		return -errno;

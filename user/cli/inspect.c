@@ -256,6 +256,9 @@ static void print_service(const struct bm_mapfds *f, const struct bm_svc_key *ke
 	printf(key->family == BM_FAM_V6 ? "[%s]:%u/%s %s\n" : "%s:%u/%s %s\n", a, ntohs(key->port),
 	       key->proto == IPPROTO_UDP ? "UDP" : "TCP", name);
 	if (r) {
+		name_of(f, BM_NAME_ROUTE, v->route_id, name, sizeof(name));
+		if (name[0] != '#')
+			printf("  VirtualService %s\n", name);
 		printf("  route [id %u] (mesh clients, per connection):", v->route_id);
 		for (__u32 i = 0; i < r->n && i < BM_MAX_ROUTE_DESTS; i++) {
 			char sn[BM_NAME_LEN + 8];
@@ -268,6 +271,9 @@ static void print_service(const struct bm_mapfds *f, const struct bm_svc_key *ke
 		for (__u32 i = 0; i < r->n && i < BM_MAX_ROUTE_DESTS; i++)
 			print_subset(f, "subset", r->subset[i]);
 	} else {
+		name_of(f, BM_NAME_VS, v->svc_id, name, sizeof(name));
+		if (name[0] != '#')
+			printf("  VirtualService %s\n", name);
 		printf("  no route: every endpoint\n");
 	}
 	print_subset(f, "all", v->all_subset);

@@ -976,6 +976,11 @@ static int pod_server_start(struct lab *l, struct lab_pod *p, const struct mesh_
 		daemon_stdio(log);
 		if (enter_pod(l, p))
 			_exit(1);
+		if (nports == 0) { /* a client: nothing to serve, it lives until stopped */
+			fprintf(stderr, "echo: no ports to serve; waiting\n");
+			for (;;)
+				pause();
+		}
 		_exit(echo_run(&ec) ? 1 : 0);
 	}
 	p->pid = pid;

@@ -32,7 +32,7 @@ static int note_weighted_splits(const struct mesh_config *c, struct diags *d)
 			if (vs->routes[r].kind != ROUTE_HTTP || weighted < 2)
 				continue;
 			vs_object(obj, sizeof(obj), "VirtualService", vs->ns, vs->name);
-			route_path(path, vs, r);
+			config_route_path(path, sizeof(path), vs, r);
 			pathf(field, sizeof(field), "%s.route", path);
 			diags_addc(d, DIAG_WARN, "BM0001", &vs->routes[r].pos, obj, field,
 				   "weighted split is decided per connection in the kernel (Istio "

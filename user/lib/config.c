@@ -1514,6 +1514,18 @@ int config_retain(struct mesh_config *next, const struct mesh_config *prev)
 
 /* ---------------- hosts, labels, enrollment ---------------- */
 
+const char *config_route_path(char *buf, size_t len, const struct vs_obj *vs, int r)
+{
+	static const char *const lists[] = {
+	    [ROUTE_HTTP] = "http", [ROUTE_TCP] = "tcp", [ROUTE_TLS] = "tls"};
+	int idx = 0;
+
+	for (int i = 0; i < r; i++)
+		idx += vs->routes[i].kind == vs->routes[r].kind;
+	snprintf(buf, len, "spec.%s[%d]", lists[vs->routes[r].kind], idx);
+	return buf;
+}
+
 static bool ends_with(const char *s, const char *suffix)
 {
 	size_t ls = strlen(s), lx = strlen(suffix);

@@ -17,21 +17,6 @@
 #include "resolve.h"
 #include "vcore.h"
 
-static const char *route_list_name(enum route_kind k)
-{
-	return k == ROUTE_HTTP ? "http" : k == ROUTE_TLS ? "tls" : "tcp";
-}
-
-/* spec.http[2] for the third http route, counting routes of the same kind only. */
-void route_path(char *buf, const struct vs_obj *vs, int r)
-{
-	int idx = 0;
-
-	for (int i = 0; i < r; i++)
-		idx += vs->routes[i].kind == vs->routes[r].kind;
-	pathf(buf, PATHMAX, "spec.%s[%d]", route_list_name(vs->routes[r].kind), idx);
-}
-
 void vs_object(char *buf, size_t len, const char *kind, const char *ns, const char *name)
 {
 	pathf(buf, len, "%s/%s/%s", kind, ns, name);
@@ -95,7 +80,7 @@ static int check_dest(const struct mesh_config *c, const struct vs_obj *vs, int 
 	if (!fqdn)
 		return 0;
 	vs_object(obj, sizeof(obj), "VirtualService", vs->ns, vs->name);
-	route_path(path, vs, r);
+	config_route_path(path, sizeof(path), vs, r);
 	if (!s && !se_covers(c, fqdn)) {
 		pathf(field, sizeof(field), "%s.route[%d].destination.host", path, k);
 		diags_addc(d, DIAG_ERROR, "IST0101", &rd->pos, obj, field,

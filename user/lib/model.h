@@ -449,6 +449,9 @@ void config_index(struct mesh_config *c);
 uint32_t config_pod_id(const struct workload_obj *w);
 const struct workload_obj *config_pod_by_id(const struct mesh_config *c, uint32_t id);
 
+/* "spec.http[2]" for route r of vs (routes counted within their own list). */
+const char *config_route_path(char *buf, size_t len, const struct vs_obj *vs, int r);
+
 /* Labels helpers. */
 const char *kv_get(const struct kvlist *l, const char *key);
 /* true if every selector entry equals the label value (empty selector matches everything) */

@@ -550,8 +550,9 @@ static bool port_is_tcp_only(const struct svc_port *p)
 		 strncmp(n, "kubernetes.io/h2c", 17) == 0);
 }
 
-/* The route the kernel enforces for this port: first without match conditions. */
-static const struct vs_route *pick_route(const struct vs_obj *vs, const struct svc_port *p)
+/* The route the kernel enforces for this port: first without match conditions; its index in
+ * vs->routes, or -1. */
+static int pick_route(const struct vs_obj *vs, const struct svc_port *p)
 {
 	enum route_kind want = port_is_tcp_only(p) ? ROUTE_TCP : ROUTE_HTTP;
 
@@ -560,12 +561,37 @@ static const struct vs_route *pick_route(const struct vs_obj *vs, const struct s
 			const struct vs_route *r = &vs->routes[i];
 
 			if (r->kind == want && !r->has_match)
-				return r;
+				return i;
 		}
 		/* a VS with only tcp routes on an unnamed port, or only http on a tcp one */
 		want = want == ROUTE_HTTP ? ROUTE_TCP : ROUTE_HTTP;
 	}
-	return NULL;
+	return -1;
+}
+
+void rs_route_text(const struct rs_service *rs, char *buf, size_t len)
+{
+	const struct vs_obj *vs = rs->vs;
+	size_t used;
+	char p[64];
+	int skipped = 0;
+
+	buf[0] = 0;
+	if (!vs)
+		return;
+	if (rs->route >= 0)
+		used = snprintf(buf, len, "%s/%s %s; ", vs->ns, vs->name,
+				config_route_path(p, sizeof(p), vs, rs->route));
+	else
+		used = snprintf(buf, len, "%s/%s: no route; ", vs->ns, vs->name);
+	for (int i = 0; i < vs->nroutes && used < len; i++) {
+		if (i == rs->route || (!vs->routes[i].has_match && vs->routes[i].kind != ROUTE_TLS))
+			continue;
+		used += snprintf(buf + used, len - used, "%s%s", skipped++ ? "," : "not in force: ",
+				 config_route_path(p, sizeof(p), vs, i));
+	}
+	if (!skipped && used >= 2 && used < len)
+		buf[used - 2] = 0; /* nothing skipped: drop the "; " */
 }
 
 static const struct svc_port *dest_port(const struct svc_obj *ds, const struct route_dest *d,
@@ -698,12 +724,14 @@ static int resolve_port(struct rs_table *t, const struct mesh_config *c, const s
 	dr = rs_find_dr(c, fq, s->ns);
 	/* add_subset may move t->services? No: it grows t->subsets only. */
 	rs->all_subset = add_subset(t, c, s, p, fam, "(all)", NULL, dr, NULL);
+	rs->route = -1;
 	rs->vs = find_vs(c, fq);
 	if (!rs->vs)
 		return 0;
-	r = pick_route(rs->vs, p);
-	if (!r)
+	rs->route = pick_route(rs->vs, p);
+	if (rs->route < 0)
 		return 0;
+	r = &rs->vs->routes[rs->route];
 	rs->has_route = true;
 	return resolve_route(t, c, rs, rs->vs, r, d);
 }

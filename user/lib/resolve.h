@@ -58,6 +58,7 @@ struct rs_service {
 	int all_subset;	 /* index into rs_table.subsets */
 	bool has_route;
 	const struct vs_obj *vs; /* the VirtualService in force, if any */
+	int route;		 /* index of its route in force in vs->routes, or -1 */
 	struct rs_dest dests[BM_MAX_ROUTE_DESTS];
 	int ndests;
 };
@@ -98,6 +99,10 @@ void rs_policy_of(const struct dr_obj *dr, const struct dr_subset *sub, struct r
 /* The address a Service gets (first cluster IP, or the allocated one), as text. */
 int resolve_service_vip(const struct mesh_config *c, const struct svc_obj *s, int family, char *buf,
 			size_t len);
+
+/* For `bpfmesh services`: which route of the VirtualService is in force and which are not,
+ * "shop/reviews spec.http[1]; not in force: spec.http[0]" ("" without a VirtualService). */
+void rs_route_text(const struct rs_service *rs, char *buf, size_t len);
 
 uint32_t rs_hash32(const char *s);
 const char *rs_lb_name(uint32_t lb);

@@ -198,7 +198,6 @@ void svc_rules(struct vctx *v, const struct ynode *spec);
 
 /* crosscheck.c */
 int analyze_istio(const struct mesh_config *c, struct diags *d);
-void route_path(char *buf, const struct vs_obj *vs, int r);
 void vs_object(char *buf, size_t len, const char *kind, const char *ns, const char *name);
 
 #endif /* BM_VCORE_H */
