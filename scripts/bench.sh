@@ -102,22 +102,22 @@ t_paths=$(($(date +%s) - t_start))
 pin=/sys/fs/bpf/bpfmesh/$LAB-node1
 
 # ---- 1. ejection ----
-web1=$($BM lab status --name $LAB | awk '$2 == "bench/web-1" { print $6 }')
 $BM lab stop --name "$LAB" -n bench web-1 >/dev/null
 : > "$work/eject"
 # each trial starts from fresh hosts: otherwise Envoy's backoff makes every ejection longer
 clear_health() {
-	bpftool map dump pinned $pin/bm_health -j | $PY -c '
+	bpftool map dump pinned "$pin/bm_health" -j | $PY -c '
 import json, sys
 for e in json.load(sys.stdin):
     print(" ".join(e["key"]))' | while read -r k; do
-		bpftool map delete pinned $pin/bm_health key $k
+		# shellcheck disable=SC2086 # the key's bytes are separate words
+		bpftool map delete pinned "$pin/bm_health" key $k
 	done
 }
 for i in $(seq "$TRIALS"); do
 	clear_health
-	read -r t0 t1 ok next_ok < <(inpod $PY "$PROBE" fail 10.96.50.10 80)
-	at=$(bpftool map dump pinned $pin/bm_health -j | $PY -c '
+	read -r t0 t1 ok next_ok < <(inpod "$PY" "$PROBE" fail 10.96.50.10 80)
+	at=$(bpftool map dump pinned "$pin/bm_health" -j | $PY -c '
 import json, sys
 print(max(e["formatted"]["value"]["od"]["ejected_at_ns"] for e in json.load(sys.stdin)))')
 	echo "$t0 $t1 $ok $next_ok $at" >> "$work/eject"
@@ -133,23 +133,23 @@ $BM lab start --name "$LAB" -n bench web-1 >/dev/null
 
 # ---- 2. connect4 cost ----
 echo 1 > /proc/sys/kernel/bpf_stats_enabled
-prog_id=$(bpftool link show pinned $pin/link_bm_connect4 -j | $PY -c 'import json,sys; print(json.load(sys.stdin)["prog_id"])')
+prog_id=$(bpftool link show pinned "$pin/link_bm_connect4" -j | $PY -c 'import json,sys; print(json.load(sys.stdin)["prog_id"])')
 prog_stats() { bpftool prog show id "$prog_id" -j | $PY -c 'import json,sys; p=json.load(sys.stdin); print(p.get("run_time_ns",0), p.get("run_cnt",0))'; }
 measure_connect4() { # prints: ns per connect4 call, app-side mean connect+close ns (service)
 	local r0 c0 r1 c1 app
 	read -r r0 c0 < <(prog_stats)
-	read -r app _ _ < <(inpod $PY "$PROBE" connects 10.96.50.10 80 "$CONNS")
+	read -r app _ _ < <(inpod "$PY" "$PROBE" connects 10.96.50.10 80 "$CONNS")
 	read -r r1 c1 < <(prog_stats)
 	echo $(((r1 - r0) / (c1 - c0))) "$app"
 }
-read -r direct_app _ _ < <(inpod $PY "$PROBE" connects "$($BM lab status --name $LAB | awk '$2 == "bench/web-0" { print $6 }')" 8080 "$CONNS")
+read -r direct_app _ _ < <(inpod "$PY" "$PROBE" connects "$($BM lab status --name "$LAB" | awk '$2 == "bench/web-0" { print $6 }')" 8080 "$CONNS")
 read -r c4_small app_small < <(measure_connect4)
 awk -v n="$NSVC" 'BEGIN {
 	for (i = 0; i < n; i++)
 		printf "---\napiVersion: v1\nkind: Service\nmetadata: {name: filler%d, namespace: bench}\nspec:\n  clusterIP: 10.%d.%d.%d\n  selector: {app: none}\n  ports: [{port: 80}]\n", i, 104 + int(i / 65536), int(i / 256) % 256, i % 256 }' > "$work/filler.yaml"
-$BM lab apply --name $LAB -f "$work/filler.yaml" >/dev/null
+$BM lab apply --name "$LAB" -f "$work/filler.yaml" >/dev/null
 for _ in $(seq 100); do
-	[ "$($BM status --node $LAB-node1 | sed -n 's/.*generation [0-9]*, \([0-9]*\) service ports.*/\1/p')" -gt "$NSVC" ] && break
+	[ "$($BM status --node "$LAB-node1" | sed -n 's/.*generation [0-9]*, \([0-9]*\) service ports.*/\1/p')" -gt "$NSVC" ] && break
 	sleep 0.2
 done
 read -r c4_big app_big < <(measure_connect4)
@@ -192,7 +192,9 @@ target() {
 		case ${v#*=} in '' | - | n/a*) verdict="n/a" ;; esac
 	done
 	if [ -z "${verdict:-}" ]; then
-		verdict=$(awk $(printf -- '-v %s ' "$@") "BEGIN { print ($cond) ? \"met\" : \"**missed**\" }")
+		local -a vars=()
+		for v in "$@"; do vars+=(-v "$v"); done
+		verdict=$(awk "${vars[@]}" "BEGIN { print ($cond) ? \"met\" : \"**missed**\" }")
 	fi
 	echo "| $name | $text | $verdict |"
 }
@@ -200,7 +202,7 @@ target() {
 added() {
 	case $1 in [0-9]*) awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.1f", a - b }' ;; *) echo "$1" ;; esac
 }
-pp() { [ -n "${NA[$1]:-}" ] && echo "${NA[$1]}" || med "$1" "$2"; }
+pp() { if [ -n "${NA[$1]:-}" ]; then echo "${NA[$1]}"; else med "$1" "$2"; fi; }
 d50=$(pp direct pp_p50) k50=$(pp kernel pp_p50) a50=$(pp accel pp_p50)
 dconn=$(pp direct conn) kconn=$(pp kernel conn)
 x50=$(pp direct-x pp_p50) x99=$(pp direct-x pp_p99) m50=$(pp mtls pp_p50) m99=$(pp mtls pp_p99)

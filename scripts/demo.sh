@@ -24,6 +24,7 @@ $BM lab up --name $LAB -f $EX/00-namespace.yaml -f $EX/orders-service.yaml \
 $BM lab status --name $LAB
 
 say "the guide's loop, from deploy/frontend: curl -s http://orders-service:8080/get | grep VERSION"
+# shellcheck disable=SC2016 # the loop runs in the pod's shell
 $BM lab exec --name $LAB -n microservices deploy/frontend -- bash -c \
 	'for i in $(seq 5); do curl -s http://orders-service:8080/get | grep VERSION || echo call; done'
 
@@ -53,7 +54,7 @@ switch_to() { # file version
 	t0=$(date +%s%N)
 	$BM lab apply --name $LAB -f "$file" >/dev/null
 	t1=$(date +%s%N)
-	for i in $(seq 200); do
+	for _ in $(seq 200); do
 		if $BM lab exec --name $LAB -n microservices deploy/frontend -- \
 			curl -s -H 'Connection: close' http://orders-service:8080/get |
 			grep -q "\"VERSION\": \"$want\""; then

@@ -18,4 +18,5 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # --no-install-recommends keeps prometheus from pulling a web UI stack we do not use.
+# shellcheck disable=SC2086 # $missing is a list of package names
 apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -11,20 +11,29 @@
 #
 # Pass/fail is the exit status only. Where Istio's `_err` names a field path (spec.x.y) and
 # ours differs, a "note:" line says so, to keep the two close without failing on wording.
-# Prints one line per failure and ends with "conformance: N passed, N failed".
+# Prints one line per failure and ends with "conformance: N passed, N failed, N skipped".
+# Without the corpus (a clone with no ../shared beside it; CONFORMANCE_DIR overrides where it
+# is looked for) the suite is one skipped test, and a failure when CI=true.
 set -u
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 bin=${1:-build/bpfmesh}
 case $bin in /*) ;; *) bin=$repo/$bin ;; esac
-corpus=$(cd "$repo/../shared/conformance/istio" 2>/dev/null && pwd) || {
-	echo "conformance: corpus not found at $repo/../shared/conformance/istio" >&2
-	echo "conformance: 0 passed, 1 failed"
-	exit 1
+corpus=$(cd "${CONFORMANCE_DIR:-$repo/../shared/conformance/istio}" 2>/dev/null && pwd) || {
+	# A user's clone has no ../shared beside it: nothing to run, and that is no failure;
+	# on CI the corpus must be there.
+	echo "conformance: corpus not found at ${CONFORMANCE_DIR:-$repo/../shared/conformance/istio}" >&2
+	if [ "${CI:-}" = true ]; then
+		echo "conformance: 0 passed, 1 failed, 0 skipped"
+		exit 1
+	fi
+	echo "ok - conformance # SKIP corpus not found"
+	echo "conformance: 0 passed, 0 failed, 1 skipped"
+	exit 0
 }
 if [ ! -x "$bin" ]; then
 	echo "conformance: $bin is not an executable" >&2
-	echo "conformance: 0 passed, 1 failed"
+	echo "conformance: 0 passed, 1 failed, 0 skipped"
 	exit 1
 fi
 
@@ -95,5 +104,5 @@ while IFS= read -r f; do
 	done
 done < <(find "$corpus/reject" -type f \( -name '*.yaml' -o -name '*.yml' \) | sort)
 
-echo "conformance: $passed passed, $failed failed"
+echo "conformance: $passed passed, $failed failed, 0 skipped"
 [ "$failed" -eq 0 ]

@@ -1,21 +1,27 @@
 #!/bin/bash
-# Runs every suite after `make all unit bpftest` and ends with one line "N passed, N failed"
-# over all of them (CI reads only that line). Called by `make test`.
-#   C unit tests (ASan+UBSan)    build/unit/test_*        last line "<suite>: N passed, N failed"
+# Runs every suite after `make all unit bpftest` and ends with one line
+# "N passed, N failed, N skipped" over all of them (CI reads only that line). Called by
+# `make test`.
+#   C unit tests (ASan+UBSan)    build/unit/test_*        last line "<suite>: N passed, N failed,
+#                                                         N skipped"
 #   BPF program tests             build/bpftest/test_*     same
 #   Istio conformance corpus      tests/conformance.sh     same
 #   fuzz targets (libFuzzer)      tests/fuzz/run.sh        same, FUZZ_SECS each (default 15)
-#   integration (bats, real netns/cgroups/agents)  tests/integration/*.bats  (TAP ok/not ok)
-# Set SUITES="unit bpf conformance integration" to run a part.
+#   lint (shellcheck)             every bats suite and shell script, one test per file
+#   integration (bats, real netns/cgroups/agents)  tests/integration/*.bats  (TAP ok/not ok;
+#                                 "ok ... # skip" counts as skipped)
+# Set SUITES="unit bpf conformance fuzz lint integration" to run a part.
 set -u
-cd "$(dirname "$0")/.."
-SUITES=${SUITES:-unit bpf conformance fuzz integration}
+cd "$(dirname "$0")/.." || exit 1
+SUITES=${SUITES:-unit bpf conformance fuzz lint integration}
 passed=0
 failed=0
+skipped=0
 log=$(mktemp -d /tmp/bpfmesh-tests.XXXXXX)
 trap 'rm -rf "$log"' EXIT
 
-count_line() { # adds "<suite>: N passed, N failed" from file $1; a missing line is one failure
+# adds "<suite>: N passed, N failed[, N skipped]" from file $1; a missing line is one failure
+count_line() {
 	local line
 	line=$(grep -E '^[a-z-]+: [0-9]+ passed, [0-9]+ failed' "$1" | tail -n 1)
 	if [ -z "$line" ]; then
@@ -25,6 +31,9 @@ count_line() { # adds "<suite>: N passed, N failed" from file $1; a missing line
 	fi
 	passed=$((passed + $(echo "$line" | sed -E 's/.*: ([0-9]+) passed.*/\1/')))
 	failed=$((failed + $(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')))
+	case $line in
+	*skipped*) skipped=$((skipped + $(echo "$line" | sed -E 's/.* ([0-9]+) skipped.*/\1/'))) ;;
+	esac
 }
 
 run_bin() { # suite binary
@@ -48,23 +57,43 @@ for s in $SUITES; do
 		grep -q '^not ok' "$log/out" && tail -n 40 "$log/out"
 		count_line "$log/out"
 		;;
+	lint)
+		echo "== lint: shellcheck"
+		if ! command -v shellcheck >/dev/null; then
+			echo "not ok - shellcheck is not installed (scripts/deps.sh installs it)"
+			failed=$((failed + 1))
+			continue
+		fi
+		for f in tests/integration/*.bats tests/integration/helpers.bash scripts/*.sh \
+			tests/*.sh tests/fuzz/run.sh; do
+			if shellcheck -x "$f" >"$log/out" 2>&1; then
+				passed=$((passed + 1))
+			else
+				echo "not ok - shellcheck $f"
+				head -n 40 "$log/out"
+				failed=$((failed + 1))
+			fi
+		done
+		;;
 	integration)
 		for t in tests/integration/*.bats; do
 			echo "== integration: $t"
 			bats --tap "$t" >"$log/out" 2>&1
 			grep -E '^(ok|not ok)' "$log/out"
 			grep -qE '^not ok' "$log/out" && grep -vE '^(ok|not ok) ' "$log/out" | tail -n 60
-			p=$(grep -cE '^ok ' "$log/out")
+			s=$(grep -ciE '^ok .* # skip' "$log/out")
+			p=$(($(grep -cE '^ok ' "$log/out") - s))
 			f=$(grep -cE '^not ok ' "$log/out")
-			if [ "$p" = 0 ] && [ "$f" = 0 ]; then
+			if [ "$p" = 0 ] && [ "$f" = 0 ] && [ "$s" = 0 ]; then
 				tail -n 20 "$log/out"
 				f=1
 			fi
 			passed=$((passed + p))
 			failed=$((failed + f))
+			skipped=$((skipped + s))
 		done
 		;;
 	esac
 done
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" = 0 ]

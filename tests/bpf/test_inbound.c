@@ -357,11 +357,8 @@ static void test_source_check(void)
 
 int main(void)
 {
-	if (geteuid() != 0) {
-		printf("inbound: skipped (needs root for BPF)\n");
-		printf("inbound: 0 passed, 0 failed, 1 skipped\n");
-		return 0;
-	}
+	if (geteuid() != 0)
+		return CHECK_SKIP_ALL("inbound", "needs root for BPF");
 	skel = inbound_test_bpf__open_and_load();
 	if (!skel) {
 		fprintf(stderr, "inbound_test.bpf.o: load failed\n");

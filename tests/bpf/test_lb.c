@@ -525,6 +525,8 @@ int main(void)
 			       .pod = {.flags = BM_POD_F_IN_MESH, .addr4 = {10, 244, 1, 9}}};
 	int rc;
 
+	if (geteuid() != 0)
+		return CHECK_SKIP_ALL("lb", "needs root for BPF");
 	if (!mkdtemp(tmpdir)) {
 		perror("mkdtemp");
 		return 1;

@@ -4,7 +4,7 @@
 # with "fuzz: N passed, N failed" (a target passes when it found nothing). `make test` runs it
 # for a short budget, `make fuzz` for long. A crash leaves its input in build/fuzz/crashes/.
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 secs=${1:-20}
 passed=0
 failed=0

@@ -67,14 +67,14 @@ spec:
 Y
 	vs 100 0 > "$CFG/vs.yaml"
 	"$BM" agent --config-dir "$CFG" --cgroup "$CGDIR" --node $NODE --bpffs "$BPFFS" \
-		--metrics-addr 127.0.0.1:$MPORT --health-addr 127.0.0.1:0 > "$WORK/agent.log" 2>&1 &
+		--metrics-addr "127.0.0.1:$MPORT" --health-addr 127.0.0.1:0 > "$WORK/agent.log" 2>&1 &
 	echo $! >> "$WORK/pids"
 	for _ in $(seq 100); do "$BM" status --node $NODE >/dev/null 2>&1 && break; sleep 0.1; done
 }
 
 teardown_file() {
 	"$BM" uninstall --node $NODE >/dev/null 2>&1 || true
-	[ -f "$WORK/pids" ] && kill $(cat "$WORK/pids") 2>/dev/null
+	[ -f "$WORK/pids" ] && xargs kill < "$WORK/pids" 2>/dev/null
 	sleep 0.2
 	ip netns del $NS 2>/dev/null || true
 	umount "$BPFFS" 2>/dev/null || true
@@ -133,13 +133,13 @@ fetch() {
 		curl -s -o /dev/null --max-time 5 'http://10.96.99.1/who?[1-7]'"
 	sleep 0.2
 	run curl -s "http://127.0.0.1:$MPORT/metrics"
-	lines=$(grep '^istio_tcp_connections_opened_total{' <<<"$output" |
+	series=$(grep '^istio_tcp_connections_opened_total{' <<<"$output" |
 		grep 'source_workload="kpod-7d9f-x2x4q"' || true)
-	echo "$lines"
+	echo "$series"
 	# not in a mesh namespace: spread over both backends, 7 connections in all
-	[ "$(awk '{ s += $NF } END { print s + 0 }' <<<"$lines")" -eq 7 ]
-	[[ "$lines" == *'source_app="kclient"'* ]]
-	[[ "$lines" == *'source_workload_namespace="vm"'* ]]
+	[ "$(awk '{ s += $NF } END { print s + 0 }' <<<"$series")" -eq 7 ]
+	[[ "$series" == *'source_app="kclient"'* ]]
+	[[ "$series" == *'source_workload_namespace="vm"'* ]]
 }
 
 @test "uninstall removes the pins, stops the agent, and status then fails" {
@@ -149,5 +149,6 @@ fetch() {
 	[ ! -e /run/bpfmesh/$NODE ]
 	run "$BM" status --node $NODE
 	[ "$status" -ne 0 ]
-	! pgrep -f "agent .*--node $NODE" >/dev/null
+	run pgrep -f "agent .*--node $NODE"
+	[ "$status" -ne 0 ]
 }

@@ -8,10 +8,10 @@ LAB=ibt
 
 setup_file() {
 	export LAB P CG WORK
-	P=/sys/fs/bpf/bpfmesh/$LAB-node1
+	P=$(pins "$LAB" node1)
 	WORK=$(mktemp -d /tmp/bpfmesh-$LAB.XXXXXX)
-	"$BM" lab down --name "$LAB" >/dev/null 2>&1 || true
-	"$BM" lab up --name "$LAB" -f "$FIX/mesh.yaml" -f "$FIX/vs-90-10.yaml" >&3 2>&3
+	lab_teardown "$LAB"
+	lab_up "$LAB" -f "$FIX/mesh.yaml" -f "$FIX/vs-90-10.yaml" >&3 2>&3
 	CG=$("$BM" lab status --name "$LAB" | awk '$1 == "node" && $2 == "node1" {
 		for (i = 3; i < NF; i++) if ($i == "cgroup") print $(i + 1) }')
 	# traffic, so that the counters and live-state maps have entries
@@ -20,8 +20,8 @@ setup_file() {
 }
 
 teardown_file() {
-	"$BM" lab down --name "$LAB" >/dev/null 2>&1 || true
-	[ -f "$WORK/pids" ] && kill $(cat "$WORK/pids") 2>/dev/null
+	lab_teardown "$LAB"
+	[ -f "$WORK/pids" ] && xargs kill < "$WORK/pids" 2>/dev/null
 	rm -rf "$WORK"
 }
 
@@ -37,7 +37,14 @@ has_fields() {
 }
 
 # u32 KEY as the 4 little-endian bytes bpftool takes
+# the four bytes of a little-endian u32 key, as bpftool takes them: lookup MAP $(le32 N)
 le32() { printf '%d %d %d %d' $(($1 & 255)) $((($1 >> 8) & 255)) $((($1 >> 16) & 255)) $(($1 >> 24)); }
+# lookup_le32 MAP N: bpftool map lookup of key N (the bytes must be separate words)
+lookup_le32() {
+	local -a k
+	read -ra k <<<"$(le32 "$2")"
+	bpftool map lookup pinned "$1" key "${k[@]}"
+}
 
 # pyget EXPR: EXPR over d, the JSON on stdin (bpftool prints BTF-formatted maps as JSON)
 pyget() { python3 -c 'import json, sys; d = json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"; }
@@ -86,25 +93,25 @@ pyget() { python3 -c 'import json, sys; d = json.load(sys.stdin); print(eval(sys
 	local sub slot be
 	sub=$(bpftool map dump pinned "$P/bm_route" | pyget 'd[0]["value"]["subset"][0]')
 	[ -n "$sub" ] && [ "$sub" -gt 0 ]
-	run bpftool map lookup pinned "$P/bm_subset" key $(le32 "$sub")
+	run lookup_le32 "$P/bm_subset" "$sub"
 	echo "$output"
 	[ "$status" -eq 0 ]
 	has_fields "$output" first_slot n lb flags
 	slot=$(pyget 'd["value"]["first_slot"]' <<<"$output")
-	run bpftool map lookup pinned "$P/bm_slot" key $(le32 "$slot")
+	run lookup_le32 "$P/bm_slot" "$slot"
 	[ "$status" -eq 0 ]
 	has_fields "$output" key value
 	be=$(pyget 'd["value"]' <<<"$output")
 	[ "$be" -gt 0 ]
-	run bpftool map lookup pinned "$P/bm_backend" key $(le32 "$be")
+	run lookup_le32 "$P/bm_backend" "$be"
 	echo "$output"
 	[ "$status" -eq 0 ]
 	has_fields "$output" addr port family flags pod_id
 	[[ "$output" == *'"addr": [10,244,'* ]]
-	run bpftool map lookup pinned "$P/bm_bstate" key $(le32 "$be")
+	run lookup_le32 "$P/bm_bstate" "$be"
 	[ "$status" -eq 0 ]
 	has_fields "$output" active consec_5xx consec_gw eject_count ejected_until_ns
-	run bpftool map lookup pinned "$P/bm_rr" key $(le32 "$sub")
+	run lookup_le32 "$P/bm_rr" "$sub"
 	[ "$status" -eq 0 ]
 	has_fields "$output" key value
 }
@@ -146,8 +153,7 @@ pyget() { python3 -c 'import json, sys; d = json.load(sys.stdin); print(eval(sys
 	"$BM" lab exec --name "$LAB" -n t client-0 -- curl -s -o /dev/null \
 		http://web:8080/delay/3 >/dev/null 2>&1 &
 	echo $! >> "$WORK/pids"
-	local i
-	for i in $(seq 20); do
+	for _ in $(seq 20); do
 		run bpftool map dump pinned "$P/bm_sock"
 		[[ "$output" == *'"orig_addr"'* ]] && break
 		sleep 0.1
@@ -221,7 +227,7 @@ pyget() { python3 -c 'import json, sys; d = json.load(sys.stdin); print(eval(sys
 		[[ "$output" == *" $p"* ]] || { echo "missing $p"; return 1; }
 	done
 	run bpftool cgroup show "$CG/t_client-0"
-	[ -z "$(grep bm_ <<<"$output")" ]
+	if grep bm_ <<<"$output"; then false; fi
 	run bpftool cgroup show "$CG/t_client-0" effective
 	[[ "$output" == *"cgroup_inet4_connect bm_connect4"* ]]
 	run bpftool cgroup tree "$(dirname "$CG")"
@@ -245,7 +251,7 @@ pyget() { python3 -c 'import json, sys; d = json.load(sys.stdin); print(eval(sys
 }
 
 @test "lab down leaves no netns, cgroup, pin or process behind" {
-	[ -f "$WORK/pids" ] && kill $(cat "$WORK/pids") 2>/dev/null || true
+	[ -f "$WORK/pids" ] && xargs kill < "$WORK/pids" 2>/dev/null || true
 	run lab down
 	[ "$status" -eq 0 ]
 	run leftovers "$LAB"

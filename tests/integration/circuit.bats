@@ -10,12 +10,12 @@ setup_file() {
 	export LAB TC_DIRS_NEW=""
 	# tc (loading the SYN-drop fixture) creates iproute2's pin dirs: remove them after if new
 	for d in ip tc xdp; do [ -e "/sys/fs/bpf/$d" ] || TC_DIRS_NEW="$TC_DIRS_NEW $d"; done
-	"$BM" lab down --name "$LAB" >/dev/null 2>&1 || true
-	"$BM" lab up --name "$LAB" -f "$FIX/circuit.yaml" >&3 2>&3
+	lab_teardown "$LAB"
+	lab_up "$LAB" -f "$FIX/circuit.yaml" >&3 2>&3
 }
 
 teardown_file() {
-	"$BM" lab down --name "$LAB" >/dev/null 2>&1 || true
+	lab_teardown "$LAB"
 	for d in $TC_DIRS_NEW; do
 		find "/sys/fs/bpf/$d" -depth -type d -empty -delete 2>/dev/null || true
 	done
@@ -36,7 +36,7 @@ endpoint_state() { # IP -> "healthy" or "EJECTED"
 }
 
 wait_healthy() { # IP, up to 10 s
-	for i in $(seq 100); do
+	for _ in $(seq 100); do
 		[ "$(endpoint_state "$1")" = healthy ] && return 0
 		sleep 0.1
 	done
@@ -53,7 +53,7 @@ wait_healthy() { # IP, up to 10 s
 	[ "$failed" -ge 1 ]
 	[ "$failed" -le 2 ]
 	# the failures are the first ones: once ejected, none
-	[ -z "$(tail -n 20 <<<"$output" | grep '^000$')" ]
+	if tail -n 20 <<<"$output" | grep '^000$'; then false; fi
 	bm endpoints --node "$LAB-node1"
 	[ "$(endpoint_state "$ip")" = EJECTED ]
 }
@@ -62,6 +62,7 @@ wait_healthy() { # IP, up to 10 s
 	ip=$(pod_ip cb/web-2)
 	lab start -n cb web-2
 	wait_healthy "$ip"
+	# shellcheck disable=SC2016 # expanded by the pod's shell
 	run lab exec -n cb client-0 -- bash -c \
 		'for i in $(seq 9); do curl -s --max-time 4 -H "Connection: close" http://web/get; done'
 	n=$(grep -c '"pod": "web-2"' <<<"$output" || true)
@@ -112,7 +113,7 @@ wait_healthy() { # IP, up to 10 s
 	lab exec -n cb client-0 -- bash -c '
 		exec 3<>/dev/tcp/10.96.30.20/80; exec 4<>/dev/tcp/10.96.30.20/80
 		echo $$ > /tmp/bm-holder.pid; sleep 30' &
-	for i in $(seq 50); do [ -s /tmp/bm-holder.pid ] && break; sleep 0.1; done
+	for _ in $(seq 50); do [ -s /tmp/bm-holder.pid ] && break; sleep 0.1; done
 	run lab exec -n cb client-0 -- bash -c '(exec 5<>/dev/tcp/10.96.30.20/80)'
 	[ "$status" -ne 0 ] # the holder has both slots
 	kill -9 "$(cat /tmp/bm-holder.pid)"

@@ -9,12 +9,12 @@ CFG="$FIX/config"
 
 setup_file() {
 	export LAB
-	"$BM" lab down --name "$LAB" >/dev/null 2>&1 || true
-	"$BM" lab up --name "$LAB" -f "$CFG/base.yaml" >&3 2>&3
+	lab_teardown "$LAB"
+	lab_up "$LAB" -f "$CFG/base.yaml" >&3 2>&3
 }
 
 teardown_file() {
-	"$BM" lab down --name "$LAB" >/dev/null 2>&1 || true
+	lab_teardown "$LAB"
 }
 
 # the datapath counter with this phrase on node1, from bpfmesh status

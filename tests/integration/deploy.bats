@@ -32,8 +32,7 @@ py() { "$PY" - "$@"; }
 @test "every YAML file under deploy/kubernetes and deploy/prometheus parses" {
 	needs_yaml
 	local n=0 f
-	for f in $(find "$ROOT/deploy/kubernetes" "$ROOT/deploy/prometheus" -name '*.yaml' -o \
-		-name '*.yml'); do
+	while IFS= read -r f; do
 		run py "$f" <<'EOF'
 import sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d is not None]
@@ -43,7 +42,8 @@ EOF
 		echo "$f: $output"
 		[ "$status" -eq 0 ]
 		n=$((n + 1))
-	done
+	done < <(find "$ROOT/deploy/kubernetes" "$ROOT/deploy/prometheus" -name '*.yaml' -o \
+		-name '*.yml')
 	[ "$n" -ge 2 ]
 }
 
@@ -258,7 +258,7 @@ EOF
 	echo "$output"
 	[ "$status" -eq 0 ]
 	# verify reports unknown keys and bad values as warnings, exit 0: no output is the check
-	[ -z "$(grep bpfmesh-agent.service <<<"$output")" ]
+	if grep bpfmesh-agent.service <<<"$output"; then false; fi
 }
 
 @test "Containerfile: debian:12 build and runtime stages, copies build/bpfmesh, ENTRYPOINT bpfmesh agent, runtime libraries" {

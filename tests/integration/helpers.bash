@@ -2,10 +2,28 @@
 # it down in teardown_file, even when tests fail; leftovers (netns, cgroups, pins, processes)
 # are checked by the suite's last test.
 BM="$(cd "$BATS_TEST_DIRNAME/../.." && pwd)/build/bpfmesh"
-FIX="$BATS_TEST_DIRNAME/fixtures"
+export FIX="$BATS_TEST_DIRNAME/fixtures" # the suites' YAML
 
 bm() { "$BM" "$@"; }
 lab() { local sub=$1; shift; "$BM" lab "$sub" --name "$LAB" "$@"; }
+
+# Each lab pins in a bpffs of its own (the agents mount it), so that no suite sees another's
+# pins or leaves any in /sys/fs/bpf: suite_bpffs LAB prints where, pins LAB NODE a node's pins.
+suite_bpffs() { echo "/run/bpfmesh-test/bpffs-$1"; }
+pins() { echo "$(suite_bpffs "$1")/bpfmesh/$1-$2"; }
+# lab_up LAB ARGS...: bring lab LAB up on its own bpffs
+lab_up() {
+	local l=$1
+	shift
+	mkdir -p "$(suite_bpffs "$l")"
+	"$BM" lab up --name "$l" --bpffs "$(suite_bpffs "$l")" "$@"
+}
+# lab_teardown LAB: down (if up), and its bpffs unmounted and removed
+lab_teardown() {
+	"$BM" lab down --name "$1" >/dev/null 2>&1 || true
+	if mountpoint -q "$(suite_bpffs "$1")"; then umount "$(suite_bpffs "$1")" || true; fi
+	rmdir "$(suite_bpffs "$1")" /run/bpfmesh-test 2>/dev/null || true
+}
 cg2() { awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts; }
 
 # the /metrics page of node NODE's agent in lab $LAB
@@ -25,6 +43,7 @@ pod_curl() {
 # N new connections (Connection: close) to URL from POD; prints "V1 V2 FAILED" (counts)
 split_count() {
 	local pod=$1 ns=$2 url=$3 n=$4 out
+	# shellcheck disable=SC2086 # CURL_EXTRA is a list of curl options
 	out=$(lab exec -n "$ns" "$pod" -- curl ${CURL_EXTRA:-} -s --max-time 60 -H "Connection: close" \
 		"$url?[1-$n]" -w '\n' 2>/dev/null) || true # refused connects are counted, not fatal
 	local v1 v2
@@ -47,7 +66,7 @@ leftovers() { # prints anything of lab $1 still around
 	root=$(cg2)
 	ip netns list 2>/dev/null | grep -E "^bm-$l-" || true
 	[ -d "$root/bpfmesh-$l" ] && echo "cgroup $root/bpfmesh-$l"
-	ls -d /sys/fs/bpf/bpfmesh/"$l"-* 2>/dev/null || true
+	ls -d /sys/fs/bpf/bpfmesh/"$l"-* "$(suite_bpffs "$l")"/bpfmesh/"$l"-* 2>/dev/null || true
 	ls -d /etc/netns/bm-"$l"-* 2>/dev/null || true
 	[ -d /run/bpfmesh/lab/"$l" ] && echo "state /run/bpfmesh/lab/$l"
 	ls -d /run/bpfmesh/"$l"-* 2>/dev/null || true # agents' run dirs (certs/ included)

@@ -8,8 +8,8 @@ LAB=imt
 
 setup_file() {
 	export LAB WORK PROM_PORT MPORT
-	"$BM" lab down --name "$LAB" >/dev/null 2>&1 || true
-	"$BM" lab up --name "$LAB" -f "$FIX/mesh.yaml" -f "$FIX/vs-90-10.yaml" >&3 2>&3
+	lab_teardown "$LAB"
+	lab_up "$LAB" -f "$FIX/mesh.yaml" -f "$FIX/vs-90-10.yaml" >&3 2>&3
 	WORK=$(mktemp -d /tmp/bpfmesh-metrics.XXXXXX)
 	MPORT=$(lab status | sed -n 's|^node node1 .*metrics http://127.0.0.1:\([0-9]*\)/metrics.*|\1|p')
 	PROM_PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -28,7 +28,7 @@ Y
 teardown_file() {
 	[ -f "$WORK/prom.pid" ] && kill "$(cat "$WORK/prom.pid")" 2>/dev/null
 	sleep 0.2
-	"$BM" lab down --name "$LAB" >/dev/null 2>&1 || true
+	lab_teardown "$LAB"
 	rm -rf "$WORK"
 }
 

@@ -14,17 +14,17 @@ TMPD=/tmp/bpfmesh-$LAB-test
 
 setup_file() {
 	export LAB
-	"$BM" lab down --name "$LAB" >/dev/null 2>&1 || true
+	lab_teardown "$LAB"
 	rm -rf "$TMPD"
 	mkdir -p "$TMPD"
-	"$BM" lab up --name "$LAB" --cert-ttl 10s -f "$FIX/mtls.yaml" >&3 2>&3
+	lab_up "$LAB" --cert-ttl 10s -f "$FIX/mtls.yaml" >&3 2>&3
 }
 
 teardown_file() {
 	pkill -f "openssl s_server -accept 10.244.255.2:15008" 2>/dev/null || true
 	pkill -f "accel_peer.py server 9100" 2>/dev/null || true
 	pkill -f "tcpdump -i fab0 --immediate-mode -Z root -U -w $TMPD" 2>/dev/null || true
-	"$BM" lab down --name "$LAB" >/dev/null 2>&1 || true
+	lab_teardown "$LAB"
 	rm -rf "$TMPD"
 }
 
@@ -374,7 +374,7 @@ EOF
 	lab agent stop node2 >/dev/null
 	# the same agent, with certificates from files instead of the lab's CA service
 	for i in "${!args[@]}"; do
-		[ "${args[$i]}" = --ca-addr ] && args[$i]=--certs-dir && args[$((i + 1))]=$d
+		[ "${args[$i]}" = --ca-addr ] && args[i]=--certs-dir && args[i + 1]=$d
 		[ "${args[$i]}" = --node-cert ] && unset "args[$i]" "args[$((i + 1))]"
 	done
 	setsid "${args[@]}" >>"$LOG2" 2>&1 </dev/null &

@@ -7,12 +7,12 @@ LAB=ind
 
 setup_file() {
 	export LAB
-	"$BM" lab down --name "$LAB" >/dev/null 2>&1 || true
-	"$BM" lab up --name "$LAB" --mtls off -f "$FIX/two-nodes.yaml" -f "$FIX/two-nodes-v2.yaml" >&3 2>&3
+	lab_teardown "$LAB"
+	lab_up "$LAB" --mtls off -f "$FIX/two-nodes.yaml" -f "$FIX/two-nodes-v2.yaml" >&3 2>&3
 }
 
 teardown_file() {
-	"$BM" lab down --name "$LAB" >/dev/null 2>&1 || true
+	lab_teardown "$LAB"
 }
 
 @test "two nodes, two agents, each ready with its own pins" {
@@ -24,8 +24,8 @@ teardown_file() {
 	[[ "$output" == *"pod two/web-v2-0 node node2 ip 10.244.2."* ]]
 	bm status --node "$LAB-node1"
 	bm status --node "$LAB-node2"
-	[ -e "/sys/fs/bpf/bpfmesh/$LAB-node1/bm_svc" ]
-	[ -e "/sys/fs/bpf/bpfmesh/$LAB-node2/bm_svc" ]
+	[ -e "$(pins "$LAB" node1)/bm_svc" ]
+	[ -e "$(pins "$LAB" node2)/bm_svc" ]
 }
 
 @test "a client on node1 reaches v2 on node2 through its node's kernel path" {
@@ -77,8 +77,8 @@ teardown_file() {
 @test "uninstall of one node removes only its pins and agent" {
 	run bm uninstall --node "$LAB-node2"
 	[ "$status" -eq 0 ]
-	[ ! -e "/sys/fs/bpf/bpfmesh/$LAB-node2" ]
-	[ -e "/sys/fs/bpf/bpfmesh/$LAB-node1/bm_svc" ]
+	[ ! -e "$(pins "$LAB" node2)" ]
+	[ -e "$(pins "$LAB" node1)/bm_svc" ]
 	run bm status --node "$LAB-node2"
 	[ "$status" -ne 0 ]
 	bm status --node "$LAB-node1"

@@ -7,8 +7,8 @@ LAB=itr
 
 setup_file() {
 	export LAB
-	"$BM" lab down --name "$LAB" >/dev/null 2>&1 || true
-	"$BM" lab up --name "$LAB" -f "$FIX/mesh.yaml" -f "$FIX/vs-90-10.yaml" >&3 2>&3
+	lab_teardown "$LAB"
+	lab_up "$LAB" -f "$FIX/mesh.yaml" -f "$FIX/vs-90-10.yaml" >&3 2>&3
 }
 
 teardown() {
@@ -16,7 +16,7 @@ teardown() {
 }
 
 teardown_file() {
-	"$BM" lab down --name "$LAB" >/dev/null 2>&1 || true
+	lab_teardown "$LAB"
 }
 
 @test "lab status lists the node, its ready agent and every pod" {
@@ -63,7 +63,7 @@ teardown_file() {
 }
 
 @test "bpftool dumps pinned maps with field names (BTF)" {
-	run bpftool map dump pinned "/sys/fs/bpf/bpfmesh/$LAB-node1/bm_svc"
+	run bpftool map dump pinned "$(pins "$LAB" node1)/bm_svc"
 	echo "$output" | head -30
 	[ "$status" -eq 0 ]
 	[[ "$output" == *'"route_id"'* ]]
@@ -115,6 +115,7 @@ teardown_file() {
 	sleep 1.2
 	rm -f /tmp/bpfmesh-$LAB-go /tmp/bpfmesh-$LAB-ka
 	# a keep-alive connection: request, wait for the switch, request again on the same socket
+	# shellcheck disable=SC2016 # the script runs in the pod's shell
 	lab exec -n t client-0 -- bash -c '
 		exec 3<>/dev/tcp/10.96.10.10/8080
 		req() { printf "GET /get HTTP/1.1\r\nHost: web\r\n\r\n" >&3
@@ -129,12 +130,12 @@ teardown_file() {
 		for i in $(seq 100); do [ -e /tmp/bpfmesh-'"$LAB"'-go ] && break; sleep 0.1; done
 		req > /tmp/bpfmesh-'"$LAB"'-ka.2' &
 	kapid=$!
-	for i in $(seq 50); do [ -s /tmp/bpfmesh-$LAB-ka.1 ] && break; sleep 0.1; done
+	for _ in $(seq 50); do [ -s "/tmp/bpfmesh-$LAB-ka.1" ] && break; sleep 0.1; done
 	start=$(date +%s%N)
 	lab apply -f "$FIX/vs-0-100.yaml" >/dev/null
 	# first new connection that lands on green
 	got=""
-	for i in $(seq 100); do
+	for _ in $(seq 100); do
 		v=$(pod_curl client-0 t -H 'Connection: close' http://web:8080/get | grep -o '"VERSION": "v2"')
 		[ -n "$v" ] && { got=1; break; }
 		sleep 0.02
