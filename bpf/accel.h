@@ -24,15 +24,6 @@
 #include <bpf/bpf_endian.h>
 #include "maps.h"
 
-/* A socket's addresses as bpf_sock_ops / sk_msg_md give them. */
-struct bm_sockraw {
-	__u32 family; /* AF_INET / AF_INET6 */
-	__u32 lip4, rip4;
-	__u32 lip6[4], rip6[4];
-	__u32 lport; /* host byte order */
-	__u32 rport; /* network byte order in the upper 16 bits (sockops, sk_msg) or the lower */
-};
-
 /* Field by field: the verifier forbids ctx reads through a computed pointer. Works for both
  * struct bpf_sock_ops and struct sk_msg_md, which name these fields alike. */
 #define BM_SOCKRAW_READ(r, ctx)                                                                    \

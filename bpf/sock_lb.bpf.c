@@ -3,12 +3,13 @@
  * sock_lb.bpf.c: the socket-layer service translation, attached by the agent to a node's
  * cgroup. connect4/6 (TCP, connected UDP) and sendmsg4/6 (unconnected UDP) turn a service
  * address into a backend chosen by lb.h; getpeername4/6 and recvmsg4/6 hand the application
- * back the address it dialed, so it never sees the rewrite. Each SEC() is a thin wrapper.
+ * back the address it dialed, so it never sees the rewrite. Each SEC() is a thin wrapper: the
+ * decision is xlate.h's, this file reads and writes the socket address around it.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
-#include "lb.h"
+#include "xlate.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -67,163 +68,30 @@ static __always_inline void bm_write_dest(struct bpf_sock_addr *ctx, int v6, int
 	ctx->user_port = (__u32)be->port;
 }
 
-/*
- * Should this mesh connect go through the local agent's mTLS tunnel? The service path knows
- * from the backend's flag; a connect to a bare address (no service) looks the address up.
- * On yes, dst becomes the agent's outbound listener. IPv4 only: the tunnel carries IPv4.
- */
-static __always_inline int bm_tunnel(const struct bm_svc_key *key, struct bm_pick *pick, int res,
-				     struct bm_backend *dst)
-{
-	struct bm_wl_key wk = {};
-	struct bm_node *node;
-	struct bm_wl *wl;
-	__u32 zero = 0;
-
-	if (key->proto != BM_PROTO_TCP || key->family != BM_FAM_V4)
-		return 0;
-	if (res == BM_X_OK) {
-		if (!(pick->be.flags & BM_BE_F_TUNNEL) || pick->be.family != BM_FAM_V4)
-			return 0;
-	} else {
-		__builtin_memcpy(wk.addr, key->addr, 4);
-		wk.family = BM_FAM_V4;
-		wk.port = key->port;
-		wl = bpf_map_lookup_elem(&bm_wl, &wk);
-		if (!wl) {
-			wk.port = 0;
-			wl = bpf_map_lookup_elem(&bm_wl, &wk);
-		}
-		if (!wl || !(wl->flags & BM_WL_F_TUNNEL))
-			return 0;
-		__builtin_memcpy(pick->be.addr, key->addr, 16);
-		pick->be.port = key->port;
-		pick->be.family = BM_FAM_V4;
-	}
-	node = bpf_map_lookup_elem(&bm_node, &zero);
-	if (!node || !(node->flags & BM_NODE_F_TUNNEL))
-		return 0; /* no agent tunnel: plaintext, which a STRICT peer refuses */
-	__builtin_memset(dst, 0, sizeof(*dst));
-	__builtin_memcpy(dst->addr, node->addr4, 4);
-	dst->port = node->outbound_port;
-	dst->family = BM_FAM_V4;
-	/* The agent accepts every connect: its outcome says nothing of the backend. */
-	pick->sub_flags = (pick->sub_flags & ~BM_SUB_F_OUTLIER) | BM_CONN_F_TUNNEL;
-	return 1;
-}
-
-/*
- * A mesh client's IPv6 connect to a STRICT mesh workload on another node: the tunnel carries
- * IPv4 only, and the far node would drop the plaintext SYN, so refuse it here, at once.
- */
-static __always_inline int bm_v6_refused(const struct bm_svc_key *key, const struct bm_pick *pick,
-					 int res)
-{
-	struct bm_wl_key wk = {};
-	struct bm_wl *wl;
-
-	if (key->proto != BM_PROTO_TCP || key->family != BM_FAM_V6)
-		return 0;
-	if (res == BM_X_OK)
-		return !!(pick->be.flags & BM_BE_F_NOV6);
-	__builtin_memcpy(wk.addr, key->addr, 16);
-	wk.family = BM_FAM_V6;
-	wk.port = key->port;
-	wl = bpf_map_lookup_elem(&bm_wl, &wk);
-	if (!wl) {
-		wk.port = 0;
-		wl = bpf_map_lookup_elem(&bm_wl, &wk);
-	}
-	return wl && (wl->flags & BM_WL_F_NOV6);
-}
-
-/* Translate; 1 = let the syscall go on, 0 = fail it with ECONNREFUSED (no backend). */
+/* Translate; 1 = let the syscall go on, 0 = fail it (bpf_set_retval says with what). */
 static __always_inline int bm_sock_xlate(struct bpf_sock_addr *ctx, int v6, int is_sendmsg)
 {
 	struct bm_svc_key key = {};
-	struct bm_client cl = {};
-	struct bm_pick pick = {};
-	struct bm_sock rec = {};
-	struct bm_backend tun;
-	int mapped, res, tunnel = 0;
+	struct bm_decision d;
+	int mapped;
 
 	if (!bm_key_from_ctx(ctx, v6, &key, &mapped))
 		return 1;
-	if (bm_agent_port(key.port)) {
-		bm_count(BM_ST_AGENT_PORT);
-		bpf_set_retval(-BM_EPERM);
+	bm_sock_decide(&key, mapped, bpf_get_current_cgroup_id(), is_sendmsg,
+		       bpf_get_socket_cookie(ctx), bpf_ktime_get_ns(), &d);
+	if (!d.allow) {
+		bpf_set_retval(-d.err);
 		return 0;
 	}
-	bm_client_load(&cl, bpf_get_current_cgroup_id());
-	res = bm_xlate(&key, &cl, &pick);
-	if ((res == BM_X_OK || res == BM_X_MISS) && cl.in_mesh && !is_sendmsg) {
-		if (bm_v6_refused(&key, &pick, res)) {
-			bm_count(BM_ST_V6_REFUSED);
-			bpf_set_retval(-BM_ECONNREFUSED);
-			return 0;
-		}
-		tunnel = bm_tunnel(&key, &pick, res, &tun);
-	}
-	if (res == BM_X_MISS) {
-		if (!tunnel) {
-			bm_count(BM_ST_MISS);
-			return 1;
-		}
-		res = BM_X_OK; /* a bare workload address, tunnelled */
-	}
-	if (res == BM_X_OVERFLOW) {
-		bm_count(BM_ST_POOL_OVERFLOW);
-		bpf_set_retval(-BM_EBUSY);
-		return 0;
-	}
-	if (res != BM_X_OK) {
-		bm_count(BM_ST_NO_BACKEND);
-		bpf_set_retval(-BM_ECONNREFUSED);
-		return 0;
-	}
-	bm_count(tunnel ? BM_ST_TUNNELLED : BM_ST_XLATE);
-	if (!cl.in_mesh)
-		bm_count(BM_ST_NONMESH);
+	if (d.record && key.proto != BM_PROTO_TCP) {
+		struct bm_sock *u =
+		    bpf_sk_storage_get(&bm_sock_udp, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 
-	if (key.proto != BM_PROTO_TCP) {
-		/* UDP: remember how to restore the source of replies (recvmsg). */
-		struct bm_udp_key uk = {};
-		struct bm_udp_val uv = {};
-
-		uk.cookie = bpf_get_socket_cookie(ctx);
-		__builtin_memcpy(uk.addr, pick.be.addr, 16);
-		uk.port = pick.be.port;
-		uk.family = pick.be.family;
-		__builtin_memcpy(uv.addr, key.addr, 16);
-		uv.port = key.port;
-		bpf_map_update_elem(&bm_udp, &uk, &uv, BPF_ANY);
+		if (u)
+			*u = d.rec; /* a re-connect replaces it */
 	}
-	if (!is_sendmsg) {
-		__u64 cookie = bpf_get_socket_cookie(ctx);
-
-		__builtin_memcpy(rec.orig_addr, key.addr, 16);
-		rec.orig_port = key.port;
-		rec.family = mapped ? BM_FAM_V6 : key.family;
-		rec.backend_id = pick.backend_id;
-		rec.svc_id = pick.svc_id;
-		rec.subset_id = pick.subset_id;
-		rec.sub_flags = pick.sub_flags;
-		rec.pool_key = pick.pool_key;
-		rec.timeout_ms = pick.timeout_ms;
-		rec.cgroup_id = cl.cgroup_id;
-		rec.src_pod = cl.pod_id;
-		rec.created_ns = bpf_ktime_get_ns();
-		if (key.proto != BM_PROTO_TCP) {
-			struct bm_sock *u = bpf_sk_storage_get(&bm_sock_udp, ctx->sk, 0,
-							       BPF_SK_STORAGE_GET_F_CREATE);
-
-			if (u)
-				*u = rec; /* a re-connect replaces it */
-		} else if (bpf_map_update_elem(&bm_sock, &cookie, &rec, BPF_ANY)) {
-			bm_count(BM_ST_SOCK_FULL);
-		}
-	}
-	bm_write_dest(ctx, v6, mapped, tunnel ? &tun : &pick.be);
+	if (d.rewrite)
+		bm_write_dest(ctx, v6, mapped, &d.dst);
 	return 1;
 }
 

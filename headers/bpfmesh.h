@@ -20,7 +20,7 @@
 #include "outlier.h"
 
 /* Bump when any struct below changes layout. */
-#define BM_MAP_ABI 7
+#define BM_MAP_ABI 8
 
 /* Sizes: every one a named constant, overridable at build time. */
 #ifndef BM_MAX_SERVICES
@@ -155,16 +155,11 @@ struct bm_backend {
 };
 
 /*
- * Per-backend live state, written by the kernel (sockops) and, for health, by the agent.
- * Kept apart from bm_backend so config updates never clobber it. Health fields are for
- * outlier detection (a later capability) and are zero until then.
+ * Per-backend live state, written by the kernel (sockops). Kept apart from bm_backend so config
+ * updates never clobber it. Outlier detection's state is bm_health's (struct bm_health).
  */
 struct bm_bstate {
 	__s32 active; /* open connections balanced to this backend (LEAST_REQUEST) */
-	__u32 consec_5xx;
-	__u32 consec_gw;
-	__u32 eject_count;
-	__u64 ejected_until_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns); 0 = healthy */
 };
 
 #define BM_POD_F_IN_MESH 1
@@ -197,6 +192,16 @@ struct bm_sock {
 	__u64 connect_ns;     /* when the SYN left (bpf_ktime_get_ns) */
 	__u64 created_ns;     /* when connect4 made the record: the agent sweep uses it */
 	__u64 established_ns; /* when it was established (flow log durations) */
+};
+
+/* What the connect-time decision says (bpf/xlate.h bm_sock_decide; read by its program test). */
+struct bm_decision {
+	__s32 allow;	       /* 1: the syscall goes on; 0: it fails with -err */
+	__s32 err;	       /* BM_EPERM, BM_EBUSY or BM_ECONNREFUSED (bpf/net.h) when !allow */
+	__s32 rewrite;	       /* 1: the destination becomes dst */
+	__s32 record;	       /* 1: rec describes the connection (TCP ones are in bm_sock) */
+	struct bm_backend dst; /* the backend, or this node's agent for a tunnelled connect */
+	struct bm_sock rec;
 };
 
 /*
@@ -343,6 +348,16 @@ struct bm_orig {
  * IPv4-mapped IPv6 socket is keyed as IPv4, so both ends of a connection agree); ports in
  * network byte order. Keys bm_sockhash (each end by its own view) and bm_accel (by the client's).
  */
+/* A socket's addresses as bpf_sock_ops / sk_msg_md give them (bpf/accel.h turns them into a
+ * bm_sockkey; its program test fills one). */
+struct bm_sockraw {
+	__u32 family; /* AF_INET / AF_INET6 */
+	__u32 lip4, rip4;
+	__u32 lip6[4], rip6[4];
+	__u32 lport; /* host byte order */
+	__u32 rport; /* network byte order in the upper 16 bits (sockops, sk_msg) or the lower */
+};
+
 struct bm_sockkey {
 	__u8 laddr[16];
 	__u8 raddr[16];

@@ -35,6 +35,7 @@
 #include <sys/stat.h>
 #include <sys/timerfd.h>
 #include "agent.h"
+#include "args.h"
 #include "certs.h"
 #include "cfgref.h"
 #include "httpd.h"
@@ -752,10 +753,10 @@ static void process_signals(void)
 		signal(fatal[i], on_fatal);
 }
 
-static void usage(void)
+static void usage_to(FILE *f)
 {
 	fprintf(
-	    stderr,
+	    f,
 	    "usage: bpfmesh agent --config-dir DIR --cgroup CGROUP_DIR --node NAME "
 	    "[--bpffs DIR] [--unmatched-cgroups mesh|plain] [--accel on|off]\n"
 	    "  processes in CGROUP_DIR that are in no <namespace>_<pod> child cgroup of "
@@ -780,8 +781,17 @@ static void usage(void)
 	    "  --root-namespace NS   Istio root namespace (default istio-system)\n");
 }
 
+static void usage(void)
+{
+	usage_to(stderr);
+}
+
 int cmd_agent(int argc, char **argv)
 {
+	if (args_help(argc, argv)) {
+		usage_to(stdout);
+		return 0;
+	}
 	static const struct option opts[] = {{"config-dir", required_argument, 0, 'c'},
 					     {"cgroup", required_argument, 0, 'g'},
 					     {"node", required_argument, 0, 'n'},

@@ -1,14 +1,16 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * lb_test.bpf.c: a tc program that runs the connect-time decision of bpf/lb.h many times per
- * bpf_prog_test_run_opts call, because cgroup sock_addr programs cannot be test-run. Driven by
- * tests/bpf/test_lb.c, which fills this object's own (unpinned) maps through the agent's real
- * resolve + sync code and reads the tallies from .bss.
+ * lb_test.bpf.c: tc programs that run the connect-time decision, because cgroup sock_addr
+ * programs cannot be test-run: lb_draws the pick of bpf/lb.h many times per
+ * bpf_prog_test_run_opts call, xlate_once the whole decision of bpf/xlate.h (refusals, the
+ * tunnel, the connection record) once. Driven by tests/bpf/test_lb.c, which fills this
+ * object's own (unpinned) maps through the agent's real resolve + sync code and reads the
+ * results from .bss.
  */
 #define BM_PIN LIBBPF_PIN_NONE
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
-#include "lb.h"
+#include "xlate.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -55,6 +57,18 @@ SEC("tc")
 int lb_draws(struct __sk_buff *skb)
 {
 	bpf_loop(draws, one_draw, NULL, 0);
+	return 0;
+}
+
+/* xlate_once: bm_sock_decide(test_key, ...) into decision */
+struct bm_decision decision = {};
+__u32 x_mapped = 0, x_sendmsg = 0;
+__u64 x_cookie = 0;
+
+SEC("tc")
+int xlate_once(struct __sk_buff *skb)
+{
+	bm_sock_decide(&test_key, x_mapped, test_cgroup, x_sendmsg, x_cookie, 123, &decision);
 	return 0;
 }
 

@@ -297,6 +297,160 @@ static void test_unknown_service_and_empty_subset(void)
 	if (!CHECK_OK(run_prog(skel->progs.lb_draws), "test_run"))
 		return;
 	CHECK_EQ(skel->bss->res_count[BM_X_MISS], 10, "not a service: left alone");
+	/* half the weight to a subset no DestinationRule defines: that share has no endpoints */
+	if (!CHECK_OK(apply("simple: RANDOM", R("v1", 50) R("v9", 50), NULL), "apply") ||
+	    !CHECK_OK(draw(CLIENT_CG, N), "test_run"))
+		return;
+	within(skel->bss->res_count[BM_X_NOBACKEND], N, 0.5, "the empty subset's share: refused");
+	within(skel->bss->res_count[BM_X_OK], N, 0.5, "the rest: translated");
+	CHECK_EQ(skel->bss->hits[id_of("10.244.1.3")] + skel->bss->hits[id_of("10.244.1.4")], 0,
+		 "and only to v1");
+}
+
+/* The whole decision of xlate.h once, for key (host order port), from cgroup cg. */
+static struct bm_decision *decide(const char *addr, int port, int proto, uint64_t cg,
+				  uint64_t cookie)
+{
+	struct in6_addr a6;
+	struct in_addr a;
+
+	memset(&skel->bss->test_key, 0, sizeof(skel->bss->test_key));
+	memset(&skel->bss->decision, 0xa5, sizeof(skel->bss->decision));
+	if (inet_pton(AF_INET, addr, &a) == 1) {
+		memcpy(skel->bss->test_key.addr, &a, 4);
+		skel->bss->test_key.family = BM_FAM_V4;
+	} else {
+		inet_pton(AF_INET6, addr, &a6);
+		memcpy(skel->bss->test_key.addr, &a6, 16);
+		skel->bss->test_key.family = BM_FAM_V6;
+	}
+	skel->bss->test_key.port = htons(port);
+	skel->bss->test_key.proto = proto;
+	skel->bss->test_cgroup = cg;
+	skel->bss->x_cookie = cookie;
+	skel->bss->x_mapped = 0;
+	skel->bss->x_sendmsg = 0;
+	return run_prog(skel->progs.xlate_once) ? NULL : &skel->bss->decision;
+}
+
+static uint64_t stat_of(enum bm_stat st)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	uint64_t v[ncpu > 0 ? ncpu : 1], sum = 0;
+	uint32_t k = st;
+
+	if (ncpu > 0 && bpf_map_lookup_elem(fds.stats, &k, v) == 0)
+		for (int i = 0; i < ncpu; i++)
+			sum += v[i];
+	return sum;
+}
+
+static void test_decision_translate_and_record(void)
+{
+	uint64_t xl = stat_of(BM_ST_XLATE);
+	struct bm_decision *d;
+	struct bm_sock rec;
+	uint64_t cookie = 4711;
+	uint32_t a = id_of("10.244.1.2");
+
+	if (!CHECK_OK(apply("simple: RANDOM", R("v1", 100), NULL), "apply"))
+		return;
+	d = decide("10.96.0.10", 80, IPPROTO_TCP, CLIENT_CG, cookie);
+	if (!CHECK(d, "test_run"))
+		return;
+	CHECK_EQ(d->allow, 1, "goes on");
+	CHECK_EQ(d->rewrite, 1, "to the backend");
+	CHECK(!memcmp(d->dst.addr, "\x0a\xf4\x01\x02", 4), "v1's pod 10.244.1.2");
+	CHECK_EQ(ntohs(d->dst.port), 8080, "its target port");
+	CHECK_EQ(d->record, 1, "recorded");
+	CHECK_EQ(d->rec.backend_id, a, "the backend id");
+	CHECK_EQ(d->rec.cgroup_id, CLIENT_CG, "the client");
+	CHECK_EQ(d->rec.created_ns, 123, "when");
+	CHECK_EQ(ntohs(d->rec.orig_port), 80, "what was dialed");
+	CHECK_EQ(stat_of(BM_ST_XLATE) - xl, 1, "counted as translated");
+	if (CHECK_OK(bpf_map_lookup_elem(fds.sock, &cookie, &rec), "in bm_sock by the cookie"))
+		CHECK_EQ(rec.backend_id, a, "the same record");
+	bpf_map_delete_elem(fds.sock, &cookie);
+}
+
+static void test_decision_refusals(void)
+{
+	uint64_t ap = stat_of(BM_ST_AGENT_PORT), nb = stat_of(BM_ST_NO_BACKEND),
+		 miss = stat_of(BM_ST_MISS), v6 = stat_of(BM_ST_V6_REFUSED);
+	struct bm_wl_key wk = {.family = BM_FAM_V6};
+	struct bm_wl wl = {.flags = BM_WL_F_NOV6};
+	struct bm_decision *d;
+	struct in6_addr a6;
+
+	if (!CHECK_OK(apply("simple: RANDOM", R("v9", 100), NULL), "apply"))
+		return;
+	d = decide("10.96.0.10", 15008, IPPROTO_TCP, CLIENT_CG, 1);
+	if (CHECK(d, "test_run")) {
+		CHECK(!d->allow && d->err == 1, "an agent port: EPERM");
+		CHECK_EQ(stat_of(BM_ST_AGENT_PORT) - ap, 1, "counted");
+	}
+	d = decide("10.96.0.10", 80, IPPROTO_TCP, CLIENT_CG, 2);
+	if (CHECK(d, "test_run")) {
+		CHECK(!d->allow && d->err == 111, "a route with no endpoints: ECONNREFUSED");
+		CHECK_EQ(stat_of(BM_ST_NO_BACKEND) - nb, 1, "counted as no backend");
+	}
+	d = decide("10.96.0.99", 80, IPPROTO_TCP, CLIENT_CG, 3);
+	if (CHECK(d, "test_run")) {
+		CHECK(d->allow && !d->rewrite && !d->record, "not a service: left alone");
+		CHECK_EQ(stat_of(BM_ST_MISS) - miss, 1, "counted as not a service");
+	}
+	inet_pton(AF_INET6, "fd00:244:2::5", &a6);
+	memcpy(wk.addr, &a6, 16);
+	bpf_map_update_elem(bpf_map__fd(skel->maps.bm_wl), &wk, &wl, BPF_ANY);
+	d = decide("fd00:244:2::5", 8080, IPPROTO_TCP, CLIENT_CG, 4);
+	if (CHECK(d, "test_run")) {
+		CHECK(!d->allow && d->err == 111, "IPv6 to a remote STRICT workload: refused");
+		CHECK_EQ(stat_of(BM_ST_V6_REFUSED) - v6, 1, "counted");
+	}
+	d = decide("fd00:244:2::5", 8080, IPPROTO_TCP, OTHER_CG, 5);
+	CHECK(d && d->allow, "a client outside the mesh is not refused (it is not tunnelled)");
+	bpf_map_delete_elem(bpf_map__fd(skel->maps.bm_wl), &wk);
+}
+
+/* A backend on another node with mTLS: a mesh client's connect goes to this node's agent. */
+static void test_decision_tunnel(void)
+{
+	struct bm_node node = {.addr4 = {10, 244, 255, 1},
+			       .outbound_port = htons(BM_PORT_OUTBOUND),
+			       .flags = BM_NODE_F_TUNNEL};
+	uint64_t tun = stat_of(BM_ST_TUNNELLED);
+	uint32_t a, zero = 0;
+	struct bm_backend be;
+	struct bm_decision *d;
+
+	if (!CHECK_OK(apply("simple: RANDOM", R("v1", 100), NULL), "apply"))
+		return;
+	a = id_of("10.244.1.2");
+	if (!CHECK_OK(bpf_map_lookup_elem(fds.backend, &a, &be), "backend"))
+		return;
+	be.flags |= BM_BE_F_TUNNEL;
+	bpf_map_update_elem(fds.backend, &a, &be, BPF_ANY);
+	bpf_map_update_elem(bpf_map__fd(skel->maps.bm_node), &zero, &node, BPF_ANY);
+	d = decide("10.96.0.10", 80, IPPROTO_TCP, CLIENT_CG, 6);
+	if (CHECK(d, "test_run")) {
+		CHECK(d->allow && d->rewrite, "goes on");
+		CHECK(!memcmp(d->dst.addr, node.addr4, 4), "to this node's agent");
+		CHECK_EQ(ntohs(d->dst.port), BM_PORT_OUTBOUND, "its outbound port");
+		CHECK(d->rec.sub_flags & BM_CONN_F_TUNNEL, "recorded as tunnelled");
+		CHECK(!(d->rec.sub_flags & BM_SUB_F_OUTLIER), "not scored (the agent accepts all)");
+		CHECK_EQ(d->rec.backend_id, a, "for the real backend");
+		CHECK_EQ(stat_of(BM_ST_TUNNELLED) - tun, 1, "counted as tunnelled");
+	}
+	d = decide("10.96.0.10", 80, IPPROTO_TCP, OTHER_CG, 7);
+	CHECK(d && memcmp(d->dst.addr, node.addr4, 4) && ntohs(d->dst.port) == 8080,
+	      "outside the mesh: straight to a backend (any: the route is for mesh clients)");
+	node.flags = 0;
+	bpf_map_update_elem(bpf_map__fd(skel->maps.bm_node), &zero, &node, BPF_ANY);
+	d = decide("10.96.0.10", 80, IPPROTO_TCP, CLIENT_CG, 8);
+	CHECK(d && !memcmp(d->dst.addr, "\x0a\xf4\x01\x02", 4),
+	      "no agent tunnel on this node: plaintext to the backend");
+	for (uint64_t c = 6; c <= 8; c++)
+		bpf_map_delete_elem(fds.sock, &c);
 }
 
 static void test_update_unchanged_and_quarantine(void)
@@ -571,6 +725,9 @@ int main(void)
 	RUN(test_least_request_prefers_idle);
 	RUN(test_source_ip_hash_sticks);
 	RUN(test_unknown_service_and_empty_subset);
+	RUN(test_decision_translate_and_record);
+	RUN(test_decision_refusals);
+	RUN(test_decision_tunnel);
 	RUN(test_update_unchanged_and_quarantine);
 	RUN(test_recover_from_maps);
 	RUN(test_ejected_backend_never_picked);

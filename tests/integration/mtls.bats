@@ -361,6 +361,17 @@ EOF
 	echo "$m" | grep 'istio_tcp_connections_opened_total{.*source_workload="sleep",source_workload_namespace="legacy".*connection_security_policy="none"'
 }
 
+@test "graph marks the tunnelled edge mTLS and a plaintext one plaintext" {
+	get zt sleep-0 http://httpbin.zt:8000/get >/dev/null
+	run bm graph --node "$LAB-node1" --format json --window 0
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *'{"source":"zt/sleep","destination":"zt/httpbin",'*'"mtls":true}'* ]]
+	[[ "$output" == *'{"source":"legacy/sleep",'*'"mtls":false}'* ]]
+	run bm graph --node "$LAB-node1" --format dot --window 0
+	[[ "$output" == *'"zt/sleep" -> "zt/httpbin"'*'mTLS"'*'style=bold'* ]]
+}
+
 @test "bring your own certificates: node2's agent serves cert-manager-layout files" {
 	ca=/run/bpfmesh/lab/$LAB/ca # plays the role of cert-manager's issuer
 	d=$TMPD/byo

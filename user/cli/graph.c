@@ -24,6 +24,7 @@ struct edge {
 	char svc[BM_NAME_LEN];
 	char version[BM_NAME_LEN];
 	__u64 opened, failed, opened0; /* opened0: at the start of the window */
+	int tunnelled, plain;	       /* series seen through the mTLS tunnel, and not */
 };
 
 struct graph {
@@ -79,18 +80,63 @@ static struct edge *edge_get(struct graph *g, const char *src, const char *dst, 
 	return &g->e[g->n++];
 }
 
+/* The pod ids of this node's mesh pods (bm_pod): only their connects take the tunnel. */
+static int mesh_pods(const char *pin_dir, __u32 **ids)
+{
+	__u64 key, next, *prev = NULL;
+	char path[700];
+	int fd, n = 0;
+
+	*ids = NULL;
+	snprintf(path, sizeof(path), "%s/bm_pod", pin_dir);
+	fd = bpf_obj_get(path);
+	while (fd >= 0 && bpf_map_get_next_key(fd, prev, &next) == 0) {
+		struct bm_pod p;
+		__u32 *nv;
+
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(fd, &key, &p) || !(p.flags & BM_POD_F_IN_MESH))
+			continue;
+		nv = realloc(*ids, (n + 1) * sizeof(**ids));
+		if (!nv)
+			break;
+		*ids = nv;
+		(*ids)[n++] = p.pod_id;
+	}
+	if (fd >= 0)
+		close(fd);
+	return n;
+}
+
+/* Did this series go through the mTLS tunnel? A mesh pod's connect to a backend flagged for
+ * it (on another node, mTLS not DISABLE), as connect4 decides. */
+static bool series_tunnelled(int bfd, const struct bm_traffic_key *k, const __u32 *mesh, int nmesh)
+{
+	struct bm_backend be;
+	bool in_mesh = false;
+
+	for (int i = 0; i < nmesh && !in_mesh; i++)
+		in_mesh = mesh[i] == k->src_pod;
+	return in_mesh && bfd >= 0 && bpf_map_lookup_elem(bfd, &k->backend_id, &be) == 0 &&
+	       (be.flags & BM_BE_F_TUNNEL);
+}
+
 /* Add one node's counters to g; `first` marks the start-of-window sample. */
 static int add_node(struct graph *g, const char *pin_dir, bool first)
 {
 	struct bm_traffic_key key, next, *prev = NULL;
-	int ncpu = libbpf_num_possible_cpus(), tfd, nfd;
+	int ncpu = libbpf_num_possible_cpus(), tfd, nfd, bfd, nmesh;
 	char path[700];
 	struct bm_traffic *vals;
+	__u32 *mesh;
 
 	snprintf(path, sizeof(path), "%s/bm_traffic", pin_dir);
 	tfd = bpf_obj_get(path);
 	snprintf(path, sizeof(path), "%s/bm_names", pin_dir);
 	nfd = bpf_obj_get(path);
+	snprintf(path, sizeof(path), "%s/bm_backend", pin_dir);
+	bfd = bpf_obj_get(path);
 	vals = ncpu > 0 ? calloc(ncpu, sizeof(*vals)) : NULL;
 	if (tfd < 0 || nfd < 0 || !vals) {
 		free(vals);
@@ -98,8 +144,11 @@ static int add_node(struct graph *g, const char *pin_dir, bool first)
 			close(tfd);
 		if (nfd >= 0)
 			close(nfd);
+		if (bfd >= 0)
+			close(bfd);
 		return -1;
 	}
+	nmesh = mesh_pods(pin_dir, &mesh);
 	while (bpf_map_get_next_key(tfd, prev, &next) == 0) {
 		char sn[BM_NAME_LEN + 8], dn[BM_NAME_LEN + 8], vn[BM_NAME_LEN + 8];
 		char src[2 * BM_NAME_LEN], dst[2 * BM_NAME_LEN], a[BM_NAME_LEN], b[BM_NAME_LEN],
@@ -126,6 +175,10 @@ static int add_node(struct graph *g, const char *pin_dir, bool first)
 		snprintf(dst, sizeof(dst), "%s/%s", a, b);
 		part(dn, 3, ver, sizeof(ver));
 		e = edge_get(g, src, dst, vn[0] ? vn : "unknown", ver);
+		if (!first && series_tunnelled(bfd, &key, mesh, nmesh))
+			e->tunnelled++;
+		else if (!first)
+			e->plain++;
 		if (first)
 			e->opened0 += opened;
 		else {
@@ -134,9 +187,18 @@ static int add_node(struct graph *g, const char *pin_dir, bool first)
 		}
 	}
 	free(vals);
+	free(mesh);
 	close(tfd);
 	close(nfd);
+	if (bfd >= 0)
+		close(bfd);
 	return 0;
+}
+
+/* An edge is mTLS when every connection on it took the tunnel. */
+static bool edge_mtls(const struct edge *e)
+{
+	return e->tunnelled > 0 && e->plain == 0;
 }
 
 /* Every node's pin directory on this machine: agents' run dirs name their bpffs. */
@@ -187,11 +249,11 @@ static void print_json(const struct graph *g, double window)
 
 		printf("%s{\"source\":\"%s\",\"destination\":\"%s\",\"service\":\"%s\","
 		       "\"version\":\"%s\",\"connections\":%llu,\"connections_per_second\":%.2f,"
-		       "\"error_ratio\":%.4f,\"mtls\":false}",
+		       "\"error_ratio\":%.4f,\"mtls\":%s}",
 		       i ? "," : "", e->src, e->dst, e->svc, e->version,
 		       (unsigned long long)e->opened,
 		       window > 0 ? (e->opened - e->opened0) / window : 0.0,
-		       tries ? (double)e->failed / tries : 0.0);
+		       tries ? (double)e->failed / tries : 0.0, edge_mtls(e) ? "true" : "false");
 	}
 	printf("]}\n");
 }
@@ -205,10 +267,11 @@ static void print_dot(FILE *out, const struct graph *g, double window)
 
 		fprintf(out,
 			"  \"%s\" -> \"%s\" [label=\"%s %s\\n%llu conn, %.1f/s, %.1f%% err, "
-			"plaintext\"%s];\n",
+			"%s\"%s%s];\n",
 			e->src, e->dst, e->svc, e->version, (unsigned long long)e->opened,
 			window > 0 ? (e->opened - e->opened0) / window : 0.0,
-			tries ? 100.0 * e->failed / tries : 0.0, e->failed ? ", color=red" : "");
+			tries ? 100.0 * e->failed / tries : 0.0, edge_mtls(e) ? "mTLS" : "plaintext",
+			e->failed ? ", color=red" : "", edge_mtls(e) ? ", style=bold" : "");
 	}
 	fprintf(out, "}\n");
 }

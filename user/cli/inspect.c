@@ -2,8 +2,10 @@
 /*
  * inspect.c: the CLI commands that read a node's pinned state: `status` (is the agent
  * attached with its config loaded), `services` (each service address with routes, subsets,
- * weights and backends as the kernel holds them) and `uninstall` (remove every trace). They
- * read the pins, never the YAML, so they tell the truth even while the agent is down.
+ * weights and backends as the kernel holds them), `endpoints` (each backend's health) and
+ * `uninstall` (remove every trace). They read the pins, never the YAML, so they tell the truth
+ * even while the agent is down. Each answer is collected once as a json-c tree, then printed
+ * as text (the default), wide text, JSON or YAML (-o).
  */
 #include <errno.h>
 #include <ftw.h>
@@ -19,32 +21,46 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include "args.h"
+#include "cli.h"
+#include "emit.h"
 #include "pins.h"
 #include "resolve.h"
-#include "cli.h"
 
 struct node_args {
 	const char *node;
 	const char *bpffs;
+	enum out_fmt out;
 	char pin_dir[512];
 	char bpffs_buf[256];
 };
 
-static int parse_node_args(int argc, char **argv, struct node_args *na, const char *usage)
+/* --node NAME [--bpffs DIR] [-o json|yaml|wide]; 0, 1 after printing the usage for -h, or -1
+ * after printing it for a usage error. */
+static int parse_node_args(int argc, char **argv, struct node_args *na, const char *usage,
+			   bool with_output)
 {
 	static const struct option opts[] = {{"node", required_argument, 0, 'n'},
 					     {"bpffs", required_argument, 0, 'b'},
+					     {"output", required_argument, 0, 'o'},
 					     {0, 0, 0, 0}};
 	int o;
 
+	if (args_help(argc, argv)) {
+		printf("usage: %s\n", usage);
+		return 1;
+	}
 	na->node = NULL;
 	na->bpffs = NULL;
+	na->out = OUT_TEXT;
 	optind = 1;
-	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, with_output ? "o:" : "", opts, NULL)) != -1) {
 		if (o == 'n')
 			na->node = optarg;
 		else if (o == 'b')
 			na->bpffs = optarg;
+		else if (o == 'o' && with_output && (int)(na->out = out_fmt_parse(optarg)) >= 0)
+			continue;
 		else
 			goto bad;
 	}
@@ -63,39 +79,51 @@ bad:
 	return -1;
 }
 
-/* parse --node/--bpffs and open that node's pinned maps; 0, or the exit code to return */
+/* parse the arguments and open that node's pinned maps; 0, or -1 with *rc the exit code */
 static int open_node(int argc, char **argv, const char *cmd, struct node_args *na,
-		     struct bm_mapfds *f)
+		     struct bm_mapfds *f, int *rc)
 {
-	char usage[128];
+	char usage[160];
+	int r;
 
-	snprintf(usage, sizeof(usage), "bpfmesh %s --node NAME [--bpffs DIR]", cmd);
-	if (parse_node_args(argc, argv, na, usage))
-		return 2;
+	snprintf(usage, sizeof(usage), "bpfmesh %s --node NAME [--bpffs DIR] [-o json|yaml|wide]",
+		 cmd);
+	r = parse_node_args(argc, argv, na, usage, true);
+	if (r) {
+		*rc = r > 0 ? 0 : 2;
+		return -1;
+	}
 	if (dp_open_pinned(na->pin_dir, f)) {
 		fprintf(stderr, "bpfmesh %s: no pinned maps for node %s in %s\n", cmd, na->node,
 			na->pin_dir);
-		return 1;
+		*rc = 1;
+		return -1;
 	}
 	return 0;
 }
 
-/* The per-CPU datapath counters (bm_stats), summed. */
-static void print_stats(const char *pin_dir)
-{
-	static const char *const names[BM_ST_MAX] = {
+static const char *const stat_phrase[BM_ST_MAX] = {
 #define STAT_PHRASE(id, phrase, metric) [BM_ST_##id] = phrase,
-	    BM_STATS(STAT_PHRASE)
+    BM_STATS(STAT_PHRASE)
 #undef STAT_PHRASE
-	};
+};
+static const char *const stat_metric[BM_ST_MAX] = {
+#define STAT_METRIC(id, phrase, metric) [BM_ST_##id] = metric,
+    BM_STATS(STAT_METRIC)
+#undef STAT_METRIC
+};
+
+/* The per-CPU datapath counters (bm_stats), summed: {metric label: count}, in enum order. */
+static struct json_object *collect_stats(const char *pin_dir)
+{
 	int ncpu = libbpf_num_possible_cpus();
+	struct json_object *o = json_object_new_object();
 	struct bm_mapfds f;
 	__u64 *v;
 
 	if (ncpu <= 0 || dp_open_pinned(pin_dir, &f))
-		return;
+		return o;
 	v = calloc(ncpu, sizeof(*v));
-	printf("datapath counters:\n");
 	for (__u32 k = 0; v && k < BM_ST_MAX; k++) {
 		__u64 sum = 0;
 
@@ -103,32 +131,92 @@ static void print_stats(const char *pin_dir)
 			continue;
 		for (int c = 0; c < ncpu; c++)
 			sum += v[c];
-		printf("  %-46s %llu\n", names[k] ? names[k] : "?", (unsigned long long)sum);
+		jset_int(o, stat_metric[k], (long long)sum);
 	}
 	free(v);
 	dp_close_fds(&f);
+	return o;
 }
 
-/* The objects the agent rejected at its last apply (<run dir>/rejected, one per line). */
-static void print_rejected(const char *node)
+/* The objects the agent rejected at its last apply (<run dir>/rejected, one per line); NULL
+ * when the agent wrote no such file. */
+static struct json_object *collect_rejected(const char *node)
 {
 	char path[600], line[4096];
-	int n = 0;
+	struct json_object *list;
 	FILE *f;
 
 	if (agent_run_dir(path, sizeof(path) - 16, node))
-		return;
+		return NULL;
 	strcat(path, "/rejected");
 	f = fopen(path, "r");
-	while (f && fgets(line, sizeof(line), f)) {
-		if (!n++)
-			printf("rejected objects:\n");
-		printf("  %s%s", line, strchr(line, '\n') ? "" : "\n");
+	if (!f)
+		return NULL;
+	list = json_object_new_array();
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = 0;
+		json_object_array_add(list, json_object_new_string(line));
 	}
-	if (f)
-		fclose(f);
-	if (f && !n)
-		printf("rejected objects: none\n");
+	fclose(f);
+	return list;
+}
+
+static const char *jstr(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) && v ? json_object_get_string(v) : NULL;
+}
+
+static long long jint(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : 0;
+}
+
+static struct json_object *jget(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) ? v : NULL;
+}
+
+static void print_status_text(struct json_object *st, const char *pin_dir)
+{
+	struct json_object *cfg = jget(st, "config"), *rej = jget(st, "rejectedObjects");
+	struct json_object *stats = jget(st, "datapath");
+
+	printf("node:     %s\n", jstr(st, "node"));
+	printf("agent:    %s", jint(st, "agentPid") ? "running" : "not running");
+	if (jint(st, "agentPid"))
+		printf(" (pid %lld)", jint(st, "agentPid"));
+	printf("\nattached: %s (pins in %s)\n",
+	       json_object_get_boolean(jget(st, "attached")) ? "yes" : "no", pin_dir);
+	if (cfg) {
+		printf("config:   %s, generation %lld, %lld service ports, %lld backends\n",
+		       json_object_get_boolean(jget(cfg, "loaded")) ? "loaded" : "not loaded",
+		       jint(cfg, "generation"), jint(cfg, "servicePorts"), jint(cfg, "backends"));
+		printf("last apply: %s at %s\n",
+		       json_object_get_boolean(jget(cfg, "lastApplyOk")) ? "ok" : "REJECTED",
+		       jstr(cfg, "lastApply"));
+		for (size_t i = 0; rej && i < json_object_array_length(rej); i++)
+			printf("%s  %s\n", i ? "" : "rejected objects:\n",
+			       json_object_get_string(json_object_array_get_idx(rej, i)));
+		if (rej && !json_object_array_length(rej))
+			printf("rejected objects: none\n");
+	} else {
+		printf("config:   none\n");
+	}
+	if (jget(st, "accel"))
+		printf("accel:    %s, %lld sockets in bm_sockhash\n",
+		       json_object_get_boolean(jget(st, "accel")) ? "on" : "off",
+		       jint(st, "acceleratedSockets"));
+	if (json_object_object_length(stats))
+		printf("datapath counters:\n");
+	for (__u32 k = 0; k < BM_ST_MAX; k++)
+		if (jget(stats, stat_metric[k]))
+			printf("  %-46s %lld\n", stat_phrase[k], jint(stats, stat_metric[k]));
 }
 
 int cmd_status(int argc, char **argv)
@@ -137,13 +225,16 @@ int cmd_status(int argc, char **argv)
 	struct bm_mapfds f;
 	struct bm_meta meta = {};
 	struct bm_conf conf = {};
+	struct json_object *st;
 	long nsock = -1;
 	__u32 zero = 0;
 	pid_t pid;
 	bool attached;
+	int r = parse_node_args(argc, argv, &na,
+				"bpfmesh status --node NAME [--bpffs DIR] [-o json|yaml|wide]", true);
 
-	if (parse_node_args(argc, argv, &na, "bpfmesh status --node NAME [--bpffs DIR]"))
-		return 2;
+	if (r)
+		return r > 0 ? 0 : 2;
 	pid = agent_pid(na.node);
 	attached = dp_links_attached(na.pin_dir);
 	if (dp_open_pinned(na.pin_dir, &f) == 0) {
@@ -152,28 +243,39 @@ int cmd_status(int argc, char **argv)
 		nsock = dp_sockhash_count(f.sockhash);
 		dp_close_fds(&f);
 	}
-	printf("node:     %s\n", na.node);
-	printf("agent:    %s", pid ? "running" : "not running");
-	if (pid)
-		printf(" (pid %d)", (int)pid);
-	printf("\nattached: %s (pins in %s)\n", attached ? "yes" : "no", na.pin_dir);
+	st = json_object_new_object();
+	jset_str(st, "node", na.node);
+	jset_int(st, "agentPid", pid);
+	jset_bool(st, "attached", attached);
+	jset_str(st, "pins", na.pin_dir);
 	if (meta.abi) {
+		struct json_object *cfg = json_object_new_object(), *rej;
 		time_t t = meta.last_apply_ns / 1000000000ULL;
 		char when[64];
 
 		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
-		printf("config:   %s, generation %llu, %u service ports, %u backends\n",
-		       meta.loaded ? "loaded" : "not loaded", (unsigned long long)meta.generation,
-		       meta.nservices, meta.nbackends);
-		printf("last apply: %s at %s\n", meta.last_apply_ok ? "ok" : "REJECTED", when);
-		print_rejected(na.node);
-	} else {
-		printf("config:   none\n");
+		jset_bool(cfg, "loaded", meta.loaded);
+		jset_int(cfg, "generation", (long long)meta.generation);
+		jset_int(cfg, "servicePorts", meta.nservices);
+		jset_int(cfg, "backends", meta.nbackends);
+		jset_bool(cfg, "lastApplyOk", meta.last_apply_ok);
+		jset_str(cfg, "lastApply", when);
+		json_object_object_add(st, "config", cfg);
+		rej = collect_rejected(na.node);
+		if (rej)
+			json_object_object_add(st, "rejectedObjects", rej);
 	}
-	if (nsock >= 0)
-		printf("accel:    %s, %ld sockets in bm_sockhash\n",
-		       conf.flags & BM_CONF_F_ACCEL ? "on" : "off", nsock);
-	print_stats(na.pin_dir);
+	if (nsock >= 0) {
+		jset_bool(st, "accel", conf.flags & BM_CONF_F_ACCEL);
+		jset_bool(st, "strictUdpDrop", conf.flags & BM_CONF_F_STRICT_UDP);
+		jset_int(st, "acceleratedSockets", nsock);
+	}
+	json_object_object_add(st, "datapath", collect_stats(na.pin_dir));
+	if (na.out == OUT_JSON || na.out == OUT_YAML)
+		out_write(stdout, st, na.out);
+	else
+		print_status_text(st, na.pin_dir);
+	json_object_put(st);
 	return pid && attached && meta.loaded ? 0 : 1;
 }
 
@@ -188,33 +290,84 @@ static void name_of(const struct bm_mapfds *f, __u32 kind, __u32 id, char *buf, 
 		snprintf(buf, len, "#%u", id);
 }
 
-static void print_subset(const struct bm_mapfds *f, const char *label, __u32 sid)
+/* A name the agent wrote, or NULL (not "#id") when it wrote none. */
+static struct json_object *jname(const struct bm_mapfds *f, __u32 kind, __u32 id)
 {
-	struct bm_subset sub;
 	char name[BM_NAME_LEN + 8];
 
-	name_of(f, BM_NAME_SUBSET, sid, name, sizeof(name));
+	name_of(f, kind, id, name, sizeof(name));
+	return name[0] == '#' ? NULL : json_object_new_string(name);
+}
+
+static void format_ep(const struct bm_backend *be, char *buf, size_t len)
+{
+	char a[INET6_ADDRSTRLEN];
+
+	rs_format_addr(be->addr, be->family, a, sizeof(a));
+	snprintf(buf, len, be->family == BM_FAM_V6 ? "[%s]:%u" : "%s:%u", a, ntohs(be->port));
+}
+
+static struct json_object *collect_subset(const struct bm_mapfds *f, const char *role, __u32 sid)
+{
+	struct json_object *o = json_object_new_object(), *eps;
+	struct bm_subset sub;
+
+	jset_str(o, "role", role);
+	json_object_object_add(o, "name", jname(f, BM_NAME_SUBSET, sid));
+	jset_int(o, "id", sid);
 	if (bpf_map_lookup_elem(f->subset, &sid, &sub)) {
-		printf("    %s %s: (missing subset %u)\n", label, name, sid);
-		return;
+		jset_bool(o, "missing", 1);
+		return o;
 	}
-	printf("    %s %s [id %u, %s]:", label, name, sid, rs_lb_name(sub.lb));
-	if (!sub.n)
-		printf(" (no endpoints)");
+	jset_str(o, "loadBalancer", rs_lb_name(sub.lb));
+	eps = json_object_new_array();
 	for (__u32 i = 0; i < sub.n; i++) {
 		__u32 slot = sub.first_slot + i, bid;
+		struct json_object *e;
 		struct bm_backend be;
 		struct bm_bstate bs = {};
-		char a[INET6_ADDRSTRLEN];
+		char addr[INET6_ADDRSTRLEN + 16];
 
 		if (bpf_map_lookup_elem(f->slot, &slot, &bid) ||
 		    bpf_map_lookup_elem(f->backend, &bid, &be))
 			continue;
 		bpf_map_lookup_elem(f->bstate, &bid, &bs);
-		rs_format_addr(be.addr, be.family, a, sizeof(a));
-		printf(be.family == BM_FAM_V6 ? " [%s]:%u" : " %s:%u", a, ntohs(be.port));
-		if (bs.active)
-			printf("(active %d)", bs.active);
+		format_ep(&be, addr, sizeof(addr));
+		e = json_object_new_object();
+		jset_str(e, "address", addr);
+		jset_int(e, "backendId", bid);
+		json_object_object_add(e, "pod", jname(f, BM_NAME_BACKEND, bid));
+		jset_int(e, "active", bs.active);
+		json_object_array_add(eps, e);
+	}
+	json_object_object_add(o, "endpoints", eps);
+	return o;
+}
+
+static void print_subset_text(struct json_object *sub, bool wide)
+{
+	struct json_object *eps = jget(sub, "endpoints");
+	const char *name = jstr(sub, "name");
+	char id[32];
+
+	snprintf(id, sizeof(id), "#%lld", jint(sub, "id"));
+	if (jget(sub, "missing")) {
+		printf("    %s %s: (missing subset %lld)\n", jstr(sub, "role"), name ? name : id,
+		       jint(sub, "id"));
+		return;
+	}
+	printf("    %s %s [id %lld, %s]:", jstr(sub, "role"), name ? name : id, jint(sub, "id"),
+	       jstr(sub, "loadBalancer"));
+	if (!json_object_array_length(eps))
+		printf(" (no endpoints)");
+	for (size_t i = 0; i < json_object_array_length(eps); i++) {
+		struct json_object *e = json_object_array_get_idx(eps, i);
+
+		printf(" %s", jstr(e, "address"));
+		if (wide && jstr(e, "pod"))
+			printf("(%s)", jstr(e, "pod"));
+		if (jint(e, "active"))
+			printf("(active %lld)", jint(e, "active"));
 	}
 	printf("\n");
 }
@@ -245,50 +398,95 @@ static int for_each_service(const struct bm_mapfds *f, svc_fn fn, void *arg)
 	return n;
 }
 
-static void print_service(const struct bm_mapfds *f, const struct bm_svc_key *key,
-			  const struct bm_svc *v, const struct bm_route *r, void *arg)
+static void collect_service(const struct bm_mapfds *f, const struct bm_svc_key *key,
+			    const struct bm_svc *v, const struct bm_route *r, void *arg)
 {
-	char a[INET6_ADDRSTRLEN], name[BM_NAME_LEN + 8];
+	struct json_object *o = json_object_new_object(), *subs = json_object_new_array();
+	char a[INET6_ADDRSTRLEN];
 
-	(void)arg;
 	rs_format_addr(key->addr, key->family, a, sizeof(a));
-	name_of(f, BM_NAME_SVC, v->svc_id, name, sizeof(name));
-	printf(key->family == BM_FAM_V6 ? "[%s]:%u/%s %s\n" : "%s:%u/%s %s\n", a, ntohs(key->port),
-	       key->proto == IPPROTO_UDP ? "UDP" : "TCP", name);
+	jset_str(o, "address", a);
+	jset_int(o, "port", ntohs(key->port));
+	jset_str(o, "protocol", key->proto == IPPROTO_UDP ? "UDP" : "TCP");
+	jset_str(o, "family", key->family == BM_FAM_V6 ? "IPv6" : "IPv4");
+	json_object_object_add(o, "service", jname(f, BM_NAME_SVC, v->svc_id));
 	if (r) {
-		name_of(f, BM_NAME_ROUTE, v->route_id, name, sizeof(name));
-		if (name[0] != '#')
-			printf("  VirtualService %s\n", name);
-		printf("  route [id %u] (mesh clients, per connection):", v->route_id);
+		struct json_object *route = json_object_new_object(), *d = json_object_new_array();
+
+		json_object_object_add(o, "virtualService", jname(f, BM_NAME_ROUTE, v->route_id));
+		jset_int(route, "id", v->route_id);
 		for (__u32 i = 0; i < r->n && i < BM_MAX_ROUTE_DESTS; i++) {
-			char sn[BM_NAME_LEN + 8];
+			struct json_object *e = json_object_new_object();
 			__u32 w = r->cum[i] - (i ? r->cum[i - 1] : 0);
 
-			name_of(f, BM_NAME_SUBSET, r->subset[i], sn, sizeof(sn));
-			printf(" %s weight %u (%.1f%%)", sn, w, 100.0 * w / r->total);
+			json_object_object_add(e, "subset", jname(f, BM_NAME_SUBSET, r->subset[i]));
+			jset_int(e, "subsetId", r->subset[i]);
+			jset_int(e, "weight", w);
+			jset_double(e, "percent", 100.0 * w / r->total);
+			json_object_array_add(d, e);
+			json_object_array_add(subs, collect_subset(f, "subset", r->subset[i]));
+		}
+		json_object_object_add(route, "destinations", d);
+		json_object_object_add(o, "route", route);
+	} else {
+		json_object_object_add(o, "virtualService", jname(f, BM_NAME_VS, v->svc_id));
+		json_object_object_add(o, "route", NULL);
+	}
+	json_object_array_add(subs, collect_subset(f, "all", v->all_subset));
+	json_object_object_add(o, "subsets", subs);
+	json_object_array_add(arg, o);
+}
+
+static void print_service_text(struct json_object *o, bool wide)
+{
+	struct json_object *route = jget(o, "route"), *subs = jget(o, "subsets");
+	const char *vs = jstr(o, "virtualService"), *svc = jstr(o, "service");
+
+	printf(!strcmp(jstr(o, "family"), "IPv6") ? "[%s]:%lld/%s %s\n" : "%s:%lld/%s %s\n",
+	       jstr(o, "address"), jint(o, "port"), jstr(o, "protocol"), svc ? svc : "?");
+	if (vs)
+		printf("  VirtualService %s\n", vs);
+	if (route) {
+		struct json_object *d = jget(route, "destinations");
+
+		printf("  route [id %lld] (mesh clients, per connection):", jint(route, "id"));
+		for (size_t i = 0; i < json_object_array_length(d); i++) {
+			struct json_object *e = json_object_array_get_idx(d, i);
+			const char *sn = jstr(e, "subset");
+
+			if (sn)
+				printf(" %s", sn);
+			else
+				printf(" #%lld", jint(e, "subsetId"));
+			printf(" weight %lld (%.1f%%)", jint(e, "weight"),
+			       json_object_get_double(jget(e, "percent")));
 		}
 		printf("\n");
-		for (__u32 i = 0; i < r->n && i < BM_MAX_ROUTE_DESTS; i++)
-			print_subset(f, "subset", r->subset[i]);
 	} else {
-		name_of(f, BM_NAME_VS, v->svc_id, name, sizeof(name));
-		if (name[0] != '#')
-			printf("  VirtualService %s\n", name);
 		printf("  no route: every endpoint\n");
 	}
-	print_subset(f, "all", v->all_subset);
+	for (size_t i = 0; i < json_object_array_length(subs); i++)
+		print_subset_text(json_object_array_get_idx(subs, i), wide);
 }
 
 int cmd_services(int argc, char **argv)
 {
 	struct node_args na;
 	struct bm_mapfds f;
-	int rc = open_node(argc, argv, "services", &na, &f);
+	struct json_object *list;
+	int rc = 0;
 
-	if (rc)
+	if (open_node(argc, argv, "services", &na, &f, &rc))
 		return rc;
-	if (!for_each_service(&f, print_service, NULL))
+	list = json_object_new_array();
+	for_each_service(&f, collect_service, list);
+	if (na.out == OUT_JSON || na.out == OUT_YAML)
+		out_write(stdout, list, na.out);
+	else if (!json_object_array_length(list))
 		printf("no services\n");
+	for (size_t i = 0; na.out <= OUT_WIDE && i < json_object_array_length(list); i++)
+		print_service_text(json_object_array_get_idx(list, i), na.out == OUT_WIDE);
+	json_object_put(list);
 	dp_close_fds(&f);
 	return 0;
 }
@@ -331,8 +529,8 @@ static void ep_collect_subset(const struct bm_mapfds *f, struct ep_list *l, __u3
 }
 
 /* route subsets first, so a backend is shown under its named subset */
-static void collect_service(const struct bm_mapfds *f, const struct bm_svc_key *key,
-			    const struct bm_svc *v, const struct bm_route *r, void *arg)
+static void ep_collect_service(const struct bm_mapfds *f, const struct bm_svc_key *key,
+			       const struct bm_svc *v, const struct bm_route *r, void *arg)
 {
 	(void)key;
 	for (__u32 i = 0; r && i < r->n && i < BM_MAX_ROUTE_DESTS; i++)
@@ -340,51 +538,88 @@ static void collect_service(const struct bm_mapfds *f, const struct bm_svc_key *
 	ep_collect_subset(f, arg, v->all_subset);
 }
 
+static struct json_object *collect_endpoint(const struct bm_mapfds *f, __u32 id, __u32 sid,
+					    __u64 now)
+{
+	struct json_object *o;
+	struct bm_backend be;
+	struct bm_bstate bs = {};
+	struct bm_health h = {};
+	char addr[INET6_ADDRSTRLEN + 16];
+
+	if (bpf_map_lookup_elem(f->backend, &id, &be))
+		return NULL;
+	bpf_map_lookup_elem(f->bstate, &id, &bs);
+	bpf_map_lookup_elem_flags(f->health, &id, &h, BPF_F_LOCK);
+	format_ep(&be, addr, sizeof(addr));
+	o = json_object_new_object();
+	jset_str(o, "address", addr);
+	jset_int(o, "backendId", id);
+	json_object_object_add(o, "pod", jname(f, BM_NAME_BACKEND, id));
+	jset_str(o, "state", h.od.ejected ? "ejected" : "healthy");
+	if (h.od.ejected) {
+		__u64 until = h.od.ejected_at_ns + bm_od_ejection_ns(&h.od, &h.pol);
+
+		jset_double(o, "ejectedForSeconds", until > now ? (until - now) / 1e9 : 0.0);
+	}
+	jset_int(o, "consecutive5xx", h.od.consec_5xx);
+	jset_int(o, "consecutiveGatewayErrors", h.od.consec_gw);
+	jset_int(o, "ejections", h.od.ejections_total);
+	jset_int(o, "active", bs.active);
+	json_object_object_add(o, "subset", jname(f, BM_NAME_SUBSET, sid));
+	jset_int(o, "subsetId", sid);
+	return o;
+}
+
 int cmd_endpoints(int argc, char **argv)
 {
 	struct ep_list l = {0};
 	struct node_args na;
 	struct bm_mapfds f;
+	struct json_object *list;
 	struct timespec ts;
+	int rc = 0;
 	__u64 now;
 
-	int rc = open_node(argc, argv, "endpoints", &na, &f);
-
-	if (rc)
+	if (open_node(argc, argv, "endpoints", &na, &f, &rc))
 		return rc;
-	for_each_service(&f, collect_service, &l);
+	for_each_service(&f, ep_collect_service, &l);
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	now = ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-	printf("%-28s %-26s %5s %5s %9s %6s  %s\n", "BACKEND", "STATE", "5XX", "GW", "EJECTIONS",
-	       "ACTIVE", "SUBSET");
+	list = json_object_new_array();
 	for (int i = 0; i < l.n; i++) {
-		struct bm_backend be;
-		struct bm_bstate bs = {};
-		struct bm_health h = {};
-		char a[INET6_ADDRSTRLEN + 8], addr[INET6_ADDRSTRLEN + 16], state[64],
-		    sn[BM_NAME_LEN + 8];
+		struct json_object *e = collect_endpoint(&f, l.ids[i], l.subset[i], now);
 
-		if (bpf_map_lookup_elem(f.backend, &l.ids[i], &be))
-			continue;
-		bpf_map_lookup_elem(f.bstate, &l.ids[i], &bs);
-		bpf_map_lookup_elem_flags(f.health, &l.ids[i], &h, BPF_F_LOCK);
-		rs_format_addr(be.addr, be.family, a, sizeof(a));
-		snprintf(addr, sizeof(addr), be.family == BM_FAM_V6 ? "[%s]:%u" : "%s:%u", a,
-			 ntohs(be.port));
-		if (h.od.ejected) {
-			__u64 until = h.od.ejected_at_ns + bm_od_ejection_ns(&h.od, &h.pol);
-
-			snprintf(state, sizeof(state), "EJECTED %.1fs more",
-				 until > now ? (until - now) / 1e9 : 0.0);
-		} else {
-			snprintf(state, sizeof(state), "healthy");
-		}
-		name_of(&f, BM_NAME_SUBSET, l.subset[i], sn, sizeof(sn));
-		printf("%-28s %-26s %5u %5u %9u %6d  %s\n", addr, state, h.od.consec_5xx,
-		       h.od.consec_gw, h.od.ejections_total, bs.active, sn);
+		if (e)
+			json_object_array_add(list, e);
 	}
-	if (!l.n)
+	if (na.out == OUT_JSON || na.out == OUT_YAML) {
+		out_write(stdout, list, na.out);
+	} else if (json_object_array_length(list)) {
+		printf("%-28s %-26s %5s %5s %9s %6s  %s%s\n", "BACKEND", "STATE", "5XX", "GW",
+		       "EJECTIONS", "ACTIVE", "SUBSET", na.out == OUT_WIDE ? "  POD" : "");
+	} else {
 		printf("no endpoints\n");
+	}
+	for (size_t i = 0; na.out <= OUT_WIDE && i < json_object_array_length(list); i++) {
+		struct json_object *e = json_object_array_get_idx(list, i);
+		char state[64], sid[32];
+		const char *sn = jstr(e, "subset");
+
+		if (!strcmp(jstr(e, "state"), "ejected"))
+			snprintf(state, sizeof(state), "EJECTED %.1fs more",
+				 json_object_get_double(jget(e, "ejectedForSeconds")));
+		else
+			snprintf(state, sizeof(state), "healthy");
+		snprintf(sid, sizeof(sid), "#%lld", jint(e, "subsetId"));
+		printf("%-28s %-26s %5lld %5lld %9lld %6lld  %s", jstr(e, "address"), state,
+		       jint(e, "consecutive5xx"), jint(e, "consecutiveGatewayErrors"),
+		       jint(e, "ejections"), jint(e, "active"), sn ? sn : sid);
+		if (na.out == OUT_WIDE)
+			printf("  %s", jstr(e, "pod") ? jstr(e, "pod") : "-");
+		printf("\n");
+	}
+	json_object_put(list);
 	free(l.ids);
 	free(l.subset);
 	dp_close_fds(&f);
@@ -394,9 +629,11 @@ int cmd_endpoints(int argc, char **argv)
 int cmd_uninstall(int argc, char **argv)
 {
 	struct node_args na;
+	int r = parse_node_args(argc, argv, &na, "bpfmesh uninstall --node NAME [--bpffs DIR]",
+				false);
 
-	if (parse_node_args(argc, argv, &na, "bpfmesh uninstall --node NAME [--bpffs DIR]"))
-		return 2;
+	if (r)
+		return r > 0 ? 0 : 2;
 	if (pins_uninstall_node(na.node, na.pin_dir)) {
 		fprintf(stderr, "bpfmesh uninstall: %s: %s\n", na.pin_dir, strerror(errno));
 		return 1;

@@ -1,0 +1,175 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * xlate.h: what a connect (or an unconnected UDP send) to an address becomes, decided without
+ * the socket: bm_sock_decide() takes the address asked for and the caller's cgroup, and says
+ * whether the syscall goes on, to which address, with which connection record. The cgroup
+ * hooks (sock_lb.bpf.c) read and write the socket address around it; the test program
+ * (tests/bpf/lb_test.bpf.c) calls it directly, since cgroup programs cannot be test-run.
+ */
+#ifndef BM_XLATE_H
+#define BM_XLATE_H
+
+#include "lb.h"
+
+/*
+ * Should this mesh connect go through the local agent's mTLS tunnel? The service path knows
+ * from the backend's flag; a connect to a bare address (no service) looks the address up.
+ * On yes, dst becomes the agent's outbound listener. IPv4 only: the tunnel carries IPv4.
+ */
+static __always_inline int bm_tunnel(const struct bm_svc_key *key, struct bm_pick *pick, int res,
+				     struct bm_backend *dst)
+{
+	struct bm_wl_key wk = {};
+	struct bm_node *node;
+	struct bm_wl *wl;
+	__u32 zero = 0;
+
+	if (key->proto != BM_PROTO_TCP || key->family != BM_FAM_V4)
+		return 0;
+	if (res == BM_X_OK) {
+		if (!(pick->be.flags & BM_BE_F_TUNNEL) || pick->be.family != BM_FAM_V4)
+			return 0;
+	} else {
+		__builtin_memcpy(wk.addr, key->addr, 4);
+		wk.family = BM_FAM_V4;
+		wk.port = key->port;
+		wl = bpf_map_lookup_elem(&bm_wl, &wk);
+		if (!wl) {
+			wk.port = 0;
+			wl = bpf_map_lookup_elem(&bm_wl, &wk);
+		}
+		if (!wl || !(wl->flags & BM_WL_F_TUNNEL))
+			return 0;
+		__builtin_memcpy(pick->be.addr, key->addr, 16);
+		pick->be.port = key->port;
+		pick->be.family = BM_FAM_V4;
+	}
+	node = bpf_map_lookup_elem(&bm_node, &zero);
+	if (!node || !(node->flags & BM_NODE_F_TUNNEL))
+		return 0; /* no agent tunnel: plaintext, which a STRICT peer refuses */
+	__builtin_memset(dst, 0, sizeof(*dst));
+	__builtin_memcpy(dst->addr, node->addr4, 4);
+	dst->port = node->outbound_port;
+	dst->family = BM_FAM_V4;
+	/* The agent accepts every connect: its outcome says nothing of the backend. */
+	pick->sub_flags = (pick->sub_flags & ~BM_SUB_F_OUTLIER) | BM_CONN_F_TUNNEL;
+	return 1;
+}
+
+/*
+ * A mesh client's IPv6 connect to a STRICT mesh workload on another node: the tunnel carries
+ * IPv4 only, and the far node would drop the plaintext SYN, so refuse it here, at once.
+ */
+static __always_inline int bm_v6_refused(const struct bm_svc_key *key, const struct bm_pick *pick,
+					 int res)
+{
+	struct bm_wl_key wk = {};
+	struct bm_wl *wl;
+
+	if (key->proto != BM_PROTO_TCP || key->family != BM_FAM_V6)
+		return 0;
+	if (res == BM_X_OK)
+		return !!(pick->be.flags & BM_BE_F_NOV6);
+	__builtin_memcpy(wk.addr, key->addr, 16);
+	wk.family = BM_FAM_V6;
+	wk.port = key->port;
+	wl = bpf_map_lookup_elem(&bm_wl, &wk);
+	if (!wl) {
+		wk.port = 0;
+		wl = bpf_map_lookup_elem(&bm_wl, &wk);
+	}
+	return wl && (wl->flags & BM_WL_F_NOV6);
+}
+
+/*
+ * key: the address asked for (a v4-mapped IPv6 one as IPv4, mapped set); cgroup_id: the
+ * caller's; cookie: the socket's (bm_sock and bm_udp are keyed by it). Counts every outcome
+ * (bm_stats), records TCP connections in bm_sock and UDP reply sources in bm_udp.
+ */
+static __always_inline void bm_sock_decide(const struct bm_svc_key *key, int mapped,
+					   __u64 cgroup_id, int is_sendmsg, __u64 cookie, __u64 now,
+					   struct bm_decision *d)
+{
+	struct bm_client cl = {};
+	struct bm_pick pick = {};
+	struct bm_backend tun;
+	int res, tunnel = 0;
+
+	__builtin_memset(d, 0, sizeof(*d));
+	d->allow = 1;
+	if (bm_agent_port(key->port)) {
+		bm_count(BM_ST_AGENT_PORT);
+		d->allow = 0;
+		d->err = BM_EPERM;
+		return;
+	}
+	bm_client_load(&cl, cgroup_id);
+	res = bm_xlate(key, &cl, &pick);
+	if ((res == BM_X_OK || res == BM_X_MISS) && cl.in_mesh && !is_sendmsg) {
+		if (bm_v6_refused(key, &pick, res)) {
+			bm_count(BM_ST_V6_REFUSED);
+			d->allow = 0;
+			d->err = BM_ECONNREFUSED;
+			return;
+		}
+		tunnel = bm_tunnel(key, &pick, res, &tun);
+	}
+	if (res == BM_X_MISS) {
+		if (!tunnel) {
+			bm_count(BM_ST_MISS);
+			return;
+		}
+		res = BM_X_OK; /* a bare workload address, tunnelled */
+	}
+	if (res == BM_X_OVERFLOW) {
+		bm_count(BM_ST_POOL_OVERFLOW);
+		d->allow = 0;
+		d->err = BM_EBUSY;
+		return;
+	}
+	if (res != BM_X_OK) {
+		bm_count(BM_ST_NO_BACKEND);
+		d->allow = 0;
+		d->err = BM_ECONNREFUSED;
+		return;
+	}
+	bm_count(tunnel ? BM_ST_TUNNELLED : BM_ST_XLATE);
+	if (!cl.in_mesh)
+		bm_count(BM_ST_NONMESH);
+	if (key->proto != BM_PROTO_TCP) {
+		/* UDP: remember how to restore the source of replies (recvmsg). */
+		struct bm_udp_key uk = {};
+		struct bm_udp_val uv = {};
+
+		uk.cookie = cookie;
+		__builtin_memcpy(uk.addr, pick.be.addr, 16);
+		uk.port = pick.be.port;
+		uk.family = pick.be.family;
+		__builtin_memcpy(uv.addr, key->addr, 16);
+		uv.port = key->port;
+		bpf_map_update_elem(&bm_udp, &uk, &uv, BPF_ANY);
+	}
+	if (!is_sendmsg) {
+		struct bm_sock *rec = &d->rec;
+
+		__builtin_memcpy(rec->orig_addr, key->addr, 16);
+		rec->orig_port = key->port;
+		rec->family = mapped ? BM_FAM_V6 : key->family;
+		rec->backend_id = pick.backend_id;
+		rec->svc_id = pick.svc_id;
+		rec->subset_id = pick.subset_id;
+		rec->sub_flags = pick.sub_flags;
+		rec->pool_key = pick.pool_key;
+		rec->timeout_ms = pick.timeout_ms;
+		rec->cgroup_id = cl.cgroup_id;
+		rec->src_pod = cl.pod_id;
+		rec->created_ns = now;
+		d->record = 1;
+		if (key->proto == BM_PROTO_TCP && bpf_map_update_elem(&bm_sock, &cookie, rec, BPF_ANY))
+			bm_count(BM_ST_SOCK_FULL);
+	}
+	d->rewrite = 1;
+	d->dst = tunnel ? tun : pick.be;
+}
+
+#endif /* BM_XLATE_H */
