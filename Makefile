@@ -74,7 +74,7 @@ FUZZ_SECS ?= 600
 # the BPF objects are kept (bpftool reads them); the skeletons are named here, so they are no
 # intermediate files and order-only prerequisites on them are built
 .SECONDARY: $(patsubst %.skel.h,%.bpf.o,$(SKELS) $(TSKELS))
-.PHONY: all deps test unit bpftest fuzz-build fuzz demo bench clean format skels
+.PHONY: all deps test unit bpftest fuzz-build fuzz demo bench clean format skels FORCE
 all: $(BUILD)/bpfmesh
 skels: $(SKELS) $(TSKELS)
 
@@ -105,10 +105,18 @@ $(BUILD)/obj/loader/%.o: loader/%.c | $(SKELS)
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(CC) $(BASE) $(WARN) $(INC_LDR) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/obj/cmd/%.o: cmd/%.c | $(SKELS)
+$(BUILD)/obj/cmd/%.o: cmd/%.c $(BUILD)/version.h | $(SKELS)
 	$(call msg,CC,$@)
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(CC) $(BASE) $(WARN) $(INC_CMD) $(CFLAGS) -c $< -o $@
+
+# `bpfmesh version`: git describe of the tree built (rewritten only when it changes)
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
+$(BUILD)/version.h: FORCE
+	$(Q)mkdir -p $(BUILD)
+	$(Q)echo '#define BM_VERSION "$(VERSION)"' > $@.tmp
+	$(Q)cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+FORCE:
 
 $(BUILD)/obj/%.o: %.c
 	$(call msg,CC,$@)

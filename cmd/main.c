@@ -9,6 +9,7 @@
 #include "agent.h"
 #include "cli.h"
 #include "lab.h"
+#include "version.h"
 
 struct subcmd {
 	const char *name;
@@ -28,7 +29,7 @@ static const struct subcmd cmds[] = {
      "service graph from live counters (--node NAME|--all --format dot|json|svg)"},
     {"uninstall", cmd_uninstall, "stop the node's agent and remove every pin (--node NAME)"},
     {"lab", cmd_lab, "pods on this machine: up, apply, exec, stop, start, status, down"},
-    {"ca", cmd_ca, "mesh CA and workload certificates: init, issue, show"},
+    {"ca", cmd_ca, "mesh CA and workload certificates: init, issue, show, node, serve"},
 };
 
 static void usage(FILE *f)
@@ -36,6 +37,9 @@ static void usage(FILE *f)
 	fprintf(f, "usage: bpfmesh COMMAND [ARGS]\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		fprintf(f, "  %-10s %s\n", cmds[i].name, cmds[i].help);
+	fprintf(f, "  %-10s %s\n  %-10s %s\n\n", "version", "the version of this binary", "help",
+		"help [COMMAND [SUBCOMMAND]]: a command's usage");
+	fprintf(f, "Every command and subcommand takes -h/--help.\n");
 }
 
 int main(int argc, char **argv)
@@ -43,6 +47,30 @@ int main(int argc, char **argv)
 	if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
 		usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;
+	}
+	if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
+		printf("bpfmesh %s (map ABI %d)\n", BM_VERSION, BM_MAP_ABI);
+		return 0;
+	}
+	/* `bpfmesh help [COMMAND [SUB]]`: that command's --help */
+	if (!strcmp(argv[1], "help")) {
+		char help[] = "--help", *av[4] = {NULL, NULL, NULL, NULL};
+
+		if (argc < 3) {
+			usage(stdout);
+			return 0;
+		}
+		for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+			if (strcmp(argv[2], cmds[i].name))
+				continue;
+			av[0] = argv[2];
+			av[1] = argc > 3 ? argv[3] : help;
+			av[2] = argc > 3 ? help : NULL;
+			return cmds[i].fn(argc > 3 ? 3 : 2, av);
+		}
+		fprintf(stderr, "bpfmesh help: unknown command '%s'\n", argv[2]);
+		usage(stderr);
+		return 2;
 	}
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (strcmp(argv[1], cmds[i].name) == 0)

@@ -21,8 +21,8 @@
 
 enum { STEP_CONNECT = 1, STEP_ESTABLISHED, STEP_CLOSED };
 
-#define BID  7  /* the backend */
-#define SID  3  /* its subset */
+#define BID  7	/* the backend */
+#define SID  3	/* its subset */
 #define POOL 99 /* its connection pool key */
 #define CG   4242
 

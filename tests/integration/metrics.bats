@@ -136,6 +136,34 @@ print("20 connections, each one open and one close")
 P
 }
 
+@test "observe: wall-clock time on every line, RFC 3339 in JSON, --since leaves older events out" {
+	bm observe --node "$LAB-node1" > /dev/null # drain
+	t0=$(date -u +%s)
+	pod_curl client-0 t -o /dev/null -H 'Connection: close' http://web:8080/get
+	sleep 0.2
+	run bm observe --node "$LAB-node1" --json --since 10s
+	echo "$output"
+	line=$(grep '"verdict":"open"' <<<"$output" | head -1)
+	[[ "$line" =~ \"time\":\"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{9})Z\" ]]
+	t=$(date -u -d "${BASH_REMATCH[1]}" +%s)
+	echo "event at $t, test started at $t0"
+	[ "$t" -ge $((t0 - 1)) ] && [ "$t" -le $((t0 + 5)) ]
+	# the same events as text: each line starts with the time, as hubble prints it
+	pod_curl client-0 t -o /dev/null -H 'Connection: close' http://web:8080/get
+	sleep 0.2
+	run bm observe --node "$LAB-node1"
+	echo "$output"
+	[[ "$(head -1 <<<"$output")" =~ ^[A-Z][a-z]{2}\ [\ 0-9][0-9]\ [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}:\ open ]]
+	# --since: what is older is left out
+	pod_curl client-0 t -o /dev/null -H 'Connection: close' http://web:8080/get
+	sleep 2.2
+	run bm observe --node "$LAB-node1" --since 1s
+	echo "$output"
+	[ -z "$output" ]
+	run bm observe --node "$LAB-node1" --since 1x
+	[ "$status" -eq 2 ]
+}
+
 @test "graph --format json has the edges the traffic made and no others; svg renders" {
 	run bm graph --node "$LAB-node1" --format json --window 0
 	echo "$output"

@@ -126,6 +126,11 @@ dump_count() { # -> packets captured
 	foe_mac=$(in_pod mesh2 foe-0 cat /sys/class/net/eth0/address)
 	[[ "$neigh" != *"$foe_mac"* ]]
 	[ "$(stat_of node1 "dropped: pod sent from an address not its own")" -gt "$before" ]
+	# the flow log says who sent what, and no port for an ARP answer (it has none)
+	run bm observe --node "$LAB-node1" --verdict deny
+	echo "$output" | tail -3
+	[[ "$output" == *": deny   mesh2/foe-0 sent $friend: by source address verification"* ]]
+	[[ "$output" != *"port 0"* ]]
 }
 
 @test "forged sources (raw socket and AF_PACKET) never reach a STRICT pod" {

@@ -356,10 +356,15 @@ out:
 	return ctx;
 }
 
+const char ca_serve_usage[] =
+    "usage: bpfmesh ca serve --dir CA_DIR --config-dir DIR --listen IP:PORT [--netns PATH] "
+    "[--max-ttl DURATION]\n"
+    "  the mesh CA as a service: signs workload certificates over mutual TLS, each only\n"
+    "  for the node its pod is scheduled on (pods read from --config-dir)\n";
+
 static int serve_usage(void)
 {
-	fprintf(stderr, "usage: bpfmesh ca serve --dir CA_DIR --config-dir DIR --listen IP:PORT "
-			"[--netns PATH] [--max-ttl DURATION]\n");
+	fputs(ca_serve_usage, stderr);
 	return 2;
 }
 
@@ -472,12 +477,14 @@ int ca_serve_cmd(int argc, char **argv)
 	}
 }
 
+const char ca_node_usage[] =
+    "usage: bpfmesh ca node --dir CA_DIR --node NAME --out DIR [--ttl DURATION]\n"
+    "  writes DIR/node.crt, node.key, ca.crt and trust-domain: the identity the node's\n"
+    "  agent shows the CA service (spiffe://TD/bpfmesh/node/NAME)\n";
+
 static int node_usage(void)
 {
-	fprintf(stderr,
-		"usage: bpfmesh ca node --dir CA_DIR --node NAME --out DIR [--ttl DURATION]\n"
-		"  writes DIR/node.crt, node.key, ca.crt and trust-domain: the identity the "
-		"node's\n  agent shows the CA service (spiffe://TD/bpfmesh/node/NAME)\n");
+	fputs(ca_node_usage, stderr);
 	return 2;
 }
 

@@ -19,5 +19,6 @@ int cmd_ca(int argc, char **argv);
 /* `bpfmesh ca serve` / `ca node` (ca_serve.c), dispatched by cmd_ca */
 int ca_serve_cmd(int argc, char **argv);
 int ca_node_cmd(int argc, char **argv);
+extern const char ca_serve_usage[], ca_node_usage[];
 
 #endif /* BM_CLI_H */

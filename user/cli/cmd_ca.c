@@ -17,22 +17,26 @@
 #include <openssl/x509.h>
 
 #include "ca.h"
+#include "args.h"
 #include "cli.h"
 #include "duration.h" /* the same duration syntax as Istio's CRDs */
 
 #define CA_DEFAULT_TD  "cluster.local"
 #define CA_DEFAULT_TTL (24 * 3600L)
 
+static const char init_usage[] = "usage: bpfmesh ca init --dir DIR [--trust-domain TD]\n"
+				 "  makes the mesh's root CA (ECDSA P-256, keys 0600) in DIR\n";
+static const char issue_usage[] =
+    "usage: bpfmesh ca issue --dir DIR --id SPIFFE_ID [--ttl DURATION] --cert FILE --key FILE "
+    "[--not-before-offset SECONDS]\n"
+    "  signs a certificate for one SPIFFE ID with the CA in DIR\n";
+static const char show_usage[] = "usage: bpfmesh ca show FILE\n"
+				 "  prints a certificate's SPIFFE ID, issuer and validity\n";
+
 static int usage(void)
 {
-	fprintf(stderr,
-		"usage: bpfmesh ca init --dir DIR [--trust-domain TD]\n"
-		"       bpfmesh ca issue --dir DIR --id SPIFFE_ID [--ttl DURATION] --cert FILE "
-		"--key FILE [--not-before-offset SECONDS]\n"
-		"       bpfmesh ca show FILE\n"
-		"       bpfmesh ca node --dir DIR --node NAME --out DIR [--ttl DURATION]\n"
-		"       bpfmesh ca serve --dir DIR --config-dir DIR --listen IP:PORT "
-		"[--netns PATH] [--max-ttl DURATION]\n");
+	fprintf(stderr, "%s%s%s%s%s", init_usage, issue_usage, show_usage, ca_node_usage,
+		ca_serve_usage);
 	return 2;
 }
 
@@ -194,8 +198,22 @@ static int ca_show_cmd(int argc, char **argv)
 
 int cmd_ca(int argc, char **argv)
 {
+	static const struct {
+		const char *name;
+		const char *usage;
+	} subs[] = {{"init", init_usage},
+		    {"issue", issue_usage},
+		    {"show", show_usage},
+		    {"node", ca_node_usage},
+		    {"serve", ca_serve_usage}};
+
 	if (argc < 2)
 		return usage();
+	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++)
+		if (!strcmp(argv[1], subs[i].name) && args_help(argc - 1, argv + 1)) {
+			fputs(subs[i].usage, stdout);
+			return 0;
+		}
 	if (!strcmp(argv[1], "init"))
 		return ca_init_cmd(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "issue"))
@@ -207,7 +225,8 @@ int cmd_ca(int argc, char **argv)
 	if (!strcmp(argv[1], "serve"))
 		return ca_serve_cmd(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-		usage();
+		printf("%s%s%s%s%s", init_usage, issue_usage, show_usage, ca_node_usage,
+		       ca_serve_usage);
 		return 0;
 	}
 	fprintf(stderr, "bpfmesh ca: unknown subcommand '%s'\n", argv[1]);

@@ -16,6 +16,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "pins.h"
+#include "args.h"
 #include "cli.h"
 
 struct edge {
@@ -270,11 +271,17 @@ static void print_dot(FILE *out, const struct graph *g, double window)
 			"%s\"%s%s];\n",
 			e->src, e->dst, e->svc, e->version, (unsigned long long)e->opened,
 			window > 0 ? (e->opened - e->opened0) / window : 0.0,
-			tries ? 100.0 * e->failed / tries : 0.0, edge_mtls(e) ? "mTLS" : "plaintext",
-			e->failed ? ", color=red" : "", edge_mtls(e) ? ", style=bold" : "");
+			tries ? 100.0 * e->failed / tries : 0.0,
+			edge_mtls(e) ? "mTLS" : "plaintext", e->failed ? ", color=red" : "",
+			edge_mtls(e) ? ", style=bold" : "");
 	}
 	fprintf(out, "}\n");
 }
+
+static const char graph_usage[] =
+    "usage: bpfmesh graph --node NAME|--all [--format dot|json|svg] [--window SECONDS]\n"
+    "  the service graph from the live counters, like Kiali's: workloads, calls,\n"
+    "  connections per second over the window, error ratio, mTLS\n";
 
 int cmd_graph(int argc, char **argv)
 {
@@ -290,6 +297,10 @@ int cmd_graph(int argc, char **argv)
 	bool all = false;
 	int ndirs = 0, o;
 
+	if (args_help(argc, argv)) {
+		fputs(graph_usage, stdout);
+		return 0;
+	}
 	optind = 1;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (o == 'n')
@@ -347,7 +358,6 @@ int cmd_graph(int argc, char **argv)
 	free(g.e);
 	return 0;
 usage:
-	fprintf(stderr, "usage: bpfmesh graph --node NAME|--all [--format dot|json|svg] "
-			"[--window SECONDS]\n");
+	fputs(graph_usage, stderr);
 	return 2;
 }

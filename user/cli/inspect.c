@@ -230,8 +230,8 @@ int cmd_status(int argc, char **argv)
 	__u32 zero = 0;
 	pid_t pid;
 	bool attached;
-	int r = parse_node_args(argc, argv, &na,
-				"bpfmesh status --node NAME [--bpffs DIR] [-o json|yaml|wide]", true);
+	int r = parse_node_args(
+	    argc, argv, &na, "bpfmesh status --node NAME [--bpffs DIR] [-o json|yaml|wide]", true);
 
 	if (r)
 		return r > 0 ? 0 : 2;
@@ -629,8 +629,8 @@ int cmd_endpoints(int argc, char **argv)
 int cmd_uninstall(int argc, char **argv)
 {
 	struct node_args na;
-	int r = parse_node_args(argc, argv, &na, "bpfmesh uninstall --node NAME [--bpffs DIR]",
-				false);
+	int r =
+	    parse_node_args(argc, argv, &na, "bpfmesh uninstall --node NAME [--bpffs DIR]", false);
 
 	if (r)
 		return r > 0 ? 0 : 2;

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * observe.c: `bpfmesh observe --node NAME [--follow] [--json] [--workload W] [--service S]
- * [--verdict open|close|fail|eject|deny]`, the flow log, like `hubble observe`. It reads the node's
- * pinned ring buffer (bm_events) directly, so it works while the agent is down; names come
- * from the pinned bm_names map. A ring buffer has one reader: two observers share the events.
- * Without --follow it prints what is buffered and exits.
+ * observe.c: `bpfmesh observe --node NAME [--follow] [--json] [--since DURATION] [--workload W]
+ * [--service S] [--verdict open|close|fail|eject|deny]`, the flow log, like `hubble observe`.
+ * It reads the node's pinned ring buffer (bm_events) directly, so it works while the agent is
+ * down; names come from the pinned bm_names map. A ring buffer has one reader: two observers
+ * share the events. Without --follow it prints what is buffered and exits. Each text line
+ * starts with the event's wall-clock time as hubble prints it ("Dec  1 16:04:53.816"); JSON
+ * lines carry it as RFC 3339 ("time") and as the kernel's monotonic nanoseconds ("time_ns").
  */
 #include <getopt.h>
 #include <arpa/inet.h>
@@ -16,15 +18,73 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include "pins.h"
+#include <json-c/json.h>
+#include "args.h"
 #include "cli.h"
+#include "duration.h"
+#include "emit.h"
+#include "pins.h"
 
 struct obs {
 	int names_fd;
 	bool json;
 	const char *workload, *service, *verdict;
 	long shown;
+	int64_t mono_to_real_ns; /* CLOCK_REALTIME - CLOCK_MONOTONIC, taken at start */
+	__u64 since_mono_ns;	 /* --since: events older than this are left out */
 };
+
+static int64_t clock_ns(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* The event's wall-clock time: "Dec  1 16:04:53.816" (text) or RFC 3339 UTC with
+ * nanoseconds (JSON). */
+static void event_time(const struct obs *o, __u64 mono_ns, bool rfc3339, char *buf, size_t len)
+{
+	int64_t real = (int64_t)mono_ns + o->mono_to_real_ns;
+	time_t sec = real / 1000000000LL;
+	long nsec = real % 1000000000LL;
+	struct tm tm;
+	char base[64];
+
+	if (rfc3339) {
+		gmtime_r(&sec, &tm);
+		strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+		snprintf(buf, len, "%s.%09ldZ", base, nsec);
+	} else {
+		localtime_r(&sec, &tm);
+		strftime(base, sizeof(base), "%b %e %H:%M:%S", &tm);
+		snprintf(buf, len, "%s.%03ld", base, nsec / 1000000);
+	}
+}
+
+/* One JSON line: the event object, with its time added first. */
+static void print_json(const struct obs *o, __u64 ts_ns, struct json_object *ev)
+{
+	char t[64];
+
+	event_time(o, ts_ns, true, t, sizeof(t));
+	jset_str(ev, "time", t);
+	jset_int(ev, "time_ns", (long long)ts_ns);
+	printf("%s\n", json_object_to_json_string_ext(ev, JSON_C_TO_STRING_PLAIN |
+							      JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(ev);
+}
+
+static struct json_object *peer_obj(const char *ns, const char *wl, const char *pod)
+{
+	struct json_object *p = json_object_new_object();
+
+	jset_str(p, "namespace", ns);
+	jset_str(p, "workload", wl);
+	jset_str(p, "pod", pod);
+	return p;
+}
 
 static volatile sig_atomic_t obs_stop;
 
@@ -109,18 +169,30 @@ static int on_deny(struct obs *o, const struct bm_event *e)
 	default:
 		snprintf(policy, sizeof(policy), "PeerAuthentication STRICT (plaintext)");
 	}
-	if (o->json)
-		printf("{\"time_ns\":%llu,\"verdict\":\"deny\",\"source_address\":\"%s\","
-		       "\"%s\":{\"namespace\":\"%s\",\"workload\":\"%s\",\"pod\":\"%s\","
-		       "\"port\":%u},\"by\":\"%s\"}\n",
-		       (unsigned long long)e->ts_ns, src, outgoing ? "source" : "destination",
-		       dst[0], dst[1], dst[2], ntohs(e->port), policy);
-	else if (outgoing)
-		printf("deny   %s/%s sent %s -> port %u: by %s\n", dst[0], dst[2], src,
-		       ntohs(e->port), policy);
-	else
-		printf("deny   %s -> %s/%s:%u by %s\n", src, dst[0], dst[2], ntohs(e->port),
-		       policy);
+	if (o->json) {
+		struct json_object *ev = json_object_new_object(), *who;
+
+		jset_str(ev, "verdict", "deny");
+		jset_str(ev, "source_address", src);
+		who = peer_obj(dst[0], dst[1], dst[2]);
+		if (e->port) /* ARP and ND have none */
+			jset_int(who, "port", ntohs(e->port));
+		json_object_object_add(ev, outgoing ? "source" : "destination", who);
+		jset_str(ev, "by", policy);
+		print_json(o, e->ts_ns, ev);
+	} else {
+		char t[64];
+
+		event_time(o, e->ts_ns, false, t, sizeof(t));
+		if (outgoing && e->port)
+			printf("%s: deny   %s/%s sent %s -> port %u: by %s\n", t, dst[0], dst[2],
+			       src, ntohs(e->port), policy);
+		else if (outgoing)
+			printf("%s: deny   %s/%s sent %s: by %s\n", t, dst[0], dst[2], src, policy);
+		else
+			printf("%s: deny   %s -> %s/%s:%u by %s\n", t, src, dst[0], dst[2],
+			       ntohs(e->port), policy);
+	}
 	o->shown++;
 	return 0;
 }
@@ -131,7 +203,7 @@ static int on_event(void *ctx, void *data, size_t len)
 	const struct bm_event *e = data;
 	char src[4][BM_NAME_LEN], dst[4][BM_NAME_LEN], svc[4][BM_NAME_LEN];
 
-	if (len < sizeof(*e))
+	if (len < sizeof(*e) || e->ts_ns < o->since_mono_ns)
 		return 0;
 	if (e->type == BM_EV_DENY)
 		return on_deny(o, e);
@@ -145,19 +217,26 @@ static int on_event(void *ctx, void *data, size_t len)
 	if (o->service && strcmp(o->service, svc[1]))
 		return 0;
 	if (o->json) {
-		printf(
-		    "{\"time_ns\":%llu,\"verdict\":\"%s\",\"connection\":%llu,"
-		    "\"source\":{\"namespace\":\"%s\",\"workload\":\"%s\",\"pod\":\"%s\"},"
-		    "\"destination\":{\"service\":\"%s\",\"service_namespace\":\"%s\","
-		    "\"namespace\":\"%s\",\"workload\":\"%s\",\"pod\":\"%s\",\"version\":\"%s\"},"
-		    "\"bytes_sent\":%llu,\"bytes_received\":%llu,\"duration_ms\":%.3f}\n",
-		    (unsigned long long)e->ts_ns, verdict_name(e->type),
-		    (unsigned long long)e->cookie, src[0], src[1], src[2], svc[1], svc[0], dst[0],
-		    dst[1], dst[2], dst[3], (unsigned long long)e->bytes_sent,
-		    (unsigned long long)e->bytes_received, e->duration_ns / 1e6);
+		struct json_object *ev = json_object_new_object(), *d;
+
+		jset_str(ev, "verdict", verdict_name(e->type));
+		jset_int(ev, "connection", (long long)e->cookie);
+		json_object_object_add(ev, "source", peer_obj(src[0], src[1], src[2]));
+		d = peer_obj(dst[0], dst[1], dst[2]);
+		jset_str(d, "service", svc[1]);
+		jset_str(d, "service_namespace", svc[0]);
+		jset_str(d, "version", dst[3]);
+		json_object_object_add(ev, "destination", d);
+		jset_int(ev, "bytes_sent", (long long)e->bytes_sent);
+		jset_int(ev, "bytes_received", (long long)e->bytes_received);
+		jset_double(ev, "duration_ms", e->duration_ns / 1e6);
+		print_json(o, e->ts_ns, ev);
 	} else {
-		printf("%-6s %s/%s (%s) -> %s/%s -> %s/%s v=%s", verdict_name(e->type), src[0],
-		       src[1], src[2], svc[0], svc[1], dst[0], dst[2], dst[3]);
+		char t[64];
+
+		event_time(o, e->ts_ns, false, t, sizeof(t));
+		printf("%s: %-6s %s/%s (%s) -> %s/%s -> %s/%s v=%s", t, verdict_name(e->type),
+		       src[0], src[1], src[2], svc[0], svc[1], dst[0], dst[2], dst[3]);
 		if (e->type == BM_EV_CLOSE)
 			printf(" sent %llu received %llu in %.1f ms",
 			       (unsigned long long)e->bytes_sent,
@@ -170,23 +249,55 @@ static int on_event(void *ctx, void *data, size_t len)
 	return 0;
 }
 
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: bpfmesh observe --node NAME [--bpffs DIR] [--follow] [--json] "
+		   "[--since DURATION]\n"
+		   "                       [--workload W] [--service S] "
+		   "[--verdict open|close|fail|eject|deny]\n"
+		   "  the node's flow log: what is buffered (and with --follow, what comes);\n"
+		   "  --since 5m: only events of the last five minutes\n");
+}
+
 int cmd_observe(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"node", required_argument, 0, 'n'},     {"bpffs", required_argument, 0, 'b'},
-	    {"follow", no_argument, 0, 'f'},	     {"json", no_argument, 0, 'j'},
-	    {"workload", required_argument, 0, 'w'}, {"service", required_argument, 0, 's'},
-	    {"verdict", required_argument, 0, 'v'},  {0, 0, 0, 0}};
+	static const struct option opts[] = {{"node", required_argument, 0, 'n'},
+					     {"bpffs", required_argument, 0, 'b'},
+					     {"follow", no_argument, 0, 'f'},
+					     {"json", no_argument, 0, 'j'},
+					     {"workload", required_argument, 0, 'w'},
+					     {"service", required_argument, 0, 's'},
+					     {"verdict", required_argument, 0, 'v'},
+					     {"since", required_argument, 0, 'S'},
+					     {0, 0, 0, 0}};
 	struct obs o = {.names_fd = -1};
+	int64_t since_ns;
 	const char *node = NULL, *bpffs = NULL;
 	char pin[600], path[700], bbuf[256];
 	struct ring_buffer *rb;
 	bool follow = false;
 	int fd, opt;
 
+	if (args_help(argc, argv)) {
+		usage(stdout);
+		return 0;
+	}
+	o.mono_to_real_ns = clock_ns(CLOCK_REALTIME) - clock_ns(CLOCK_MONOTONIC);
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (opt) {
+		case 'S':
+			if (parse_duration_ns(optarg, &since_ns) || since_ns < 0) {
+				fprintf(stderr,
+					"bpfmesh observe: --since %s: want a duration like 30s or "
+					"5m\n",
+					optarg);
+				return 2;
+			}
+			o.since_mono_ns = clock_ns(CLOCK_MONOTONIC) > since_ns
+					      ? (__u64)(clock_ns(CLOCK_MONOTONIC) - since_ns)
+					      : 0;
+			break;
 		case 'n':
 			node = optarg;
 			break;
@@ -246,7 +357,6 @@ int cmd_observe(int argc, char **argv)
 		close(o.names_fd);
 	return 0;
 usage:
-	fprintf(stderr, "usage: bpfmesh observe --node NAME [--follow] [--json] [--workload W] "
-			"[--service S] [--verdict open|close|fail|eject|deny]\n");
+	usage(stderr);
 	return 2;
 }

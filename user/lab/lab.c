@@ -32,6 +32,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <bpf/bpf.h>
+#include "args.h"
+#include "emit.h"
 #include "pins.h"
 #include "ca.h"
 #include "lab.h"
@@ -1741,16 +1743,22 @@ struct lab_args {
 	int mtls;
 	bool strict_udp; /* lab up --strict-udp drop */
 	bool no_wait;	 /* lab apply --no-wait */
+	int out;	 /* lab status -o: enum out_fmt */
 };
 
 static int parse_args(int argc, char **argv, struct lab_args *a)
 {
-	static const struct option opts[] = {
-	    {"name", required_argument, 0, 'N'},      {"bpffs", required_argument, 0, 'b'},
-	    {"namespace", required_argument, 0, 'n'}, {"file", required_argument, 0, 'f'},
-	    {"mtls", required_argument, 0, 'M'},      {"cert-ttl", required_argument, 0, 'T'},
-	    {"accel", required_argument, 0, 'a'},     {"strict-udp", required_argument, 0, 'U'},
-	    {"no-wait", no_argument, 0, 'W'},	      {0, 0, 0, 0}};
+	static const struct option opts[] = {{"name", required_argument, 0, 'N'},
+					     {"bpffs", required_argument, 0, 'b'},
+					     {"namespace", required_argument, 0, 'n'},
+					     {"file", required_argument, 0, 'f'},
+					     {"mtls", required_argument, 0, 'M'},
+					     {"cert-ttl", required_argument, 0, 'T'},
+					     {"accel", required_argument, 0, 'a'},
+					     {"strict-udp", required_argument, 0, 'U'},
+					     {"no-wait", no_argument, 0, 'W'},
+					     {"output", required_argument, 0, 'o'},
+					     {0, 0, 0, 0}};
 	int64_t ns;
 	int o;
 
@@ -1762,8 +1770,15 @@ static int parse_args(int argc, char **argv, struct lab_args *a)
 	a->files = calloc(argc + 1, sizeof(char *));
 	optind = 1;
 	/* argv ends before any "--" (the caller cuts it), so options may come anywhere */
-	while ((o = getopt_long(argc, argv, "n:f:", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "n:f:o:", opts, NULL)) != -1) {
 		switch (o) {
+		case 'o':
+			a->out = out_fmt_parse(optarg);
+			if (a->out < 0) {
+				fprintf(stderr, "lab: -o %s: want json, yaml or wide\n", optarg);
+				return -1;
+			}
+			break;
 		case 'N':
 			a->name = optarg;
 			break;
@@ -1996,27 +2011,74 @@ fail:
 	return 1;
 }
 
-static int lab_status(struct lab *l)
+/* lab status: one line per node and per pod; -o json|yaml the same as a tree, -o wide adds
+ * each pod's network namespace and server pid. */
+static int lab_status(struct lab *l, int out)
 {
-	char an[256], v4[64], v6[64];
+	struct json_object *st = json_object_new_object(), *nodes = json_object_new_array(),
+			   *pods = json_object_new_array();
+	char an[256], v4[64], v6[64], url[128], cg[700], ns[400];
 
-	printf("lab %s (config %s) accel %s\n", l->name, l->config, l->accel_off ? "off" : "on");
+	jset_str(st, "name", l->name);
+	jset_str(st, "config", l->config);
+	jset_bool(st, "accel", !l->accel_off);
+	jset_bool(st, "mtls", l->mtls);
+	if (out == OUT_TEXT || out == OUT_WIDE)
+		printf("lab %s (config %s) accel %s\n", l->name, l->config,
+		       l->accel_off ? "off" : "on");
 	for (int i = 0; i < l->nnodes; i++) {
 		struct lab_node *n = &l->nodes[i];
+		struct json_object *o = json_object_new_object();
+		bool ready = agent_ready(l, n);
 
 		agent_name(l, n->name, an, sizeof(an));
-		printf("node %s agent %s pid %d %s cgroup %s/%s metrics "
-		       "http://127.0.0.1:%d/metrics health http://127.0.0.1:%d/healthz/ready\n",
-		       n->name, an, agent_pid(an), agent_ready(l, n) ? "ready" : "NOT-READY",
-		       l->cg_root, n->name, n->metrics_port, n->health_port);
+		snprintf(cg, sizeof(cg), "%s/%s", l->cg_root, n->name);
+		jset_str(o, "name", n->name);
+		jset_str(o, "agent", an);
+		jset_int(o, "agentPid", agent_pid(an));
+		jset_bool(o, "ready", ready);
+		jset_str(o, "cgroup", cg);
+		snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", n->metrics_port);
+		jset_str(o, "metrics", url);
+		snprintf(url, sizeof(url), "http://127.0.0.1:%d/healthz/ready", n->health_port);
+		jset_str(o, "health", url);
+		json_object_array_add(nodes, o);
+		if (out == OUT_TEXT || out == OUT_WIDE)
+			printf("node %s agent %s pid %d %s cgroup %s metrics "
+			       "http://127.0.0.1:%d/metrics health "
+			       "http://127.0.0.1:%d/healthz/ready\n",
+			       n->name, an, agent_pid(an), ready ? "ready" : "NOT-READY", cg,
+			       n->metrics_port, n->health_port);
 	}
 	for (int i = 0; i < l->npods; i++) {
 		struct lab_pod *p = &l->pods[i];
+		struct json_object *o = json_object_new_object();
+		bool running = pid_alive(p->pid);
 
 		pod_addrs(l, p, v4, v6);
-		printf("pod %s/%s node %s ip %s ip6 %s %s\n", p->ns, p->name, p->node, v4, v6,
-		       pid_alive(p->pid) ? "running" : "stopped");
+		netns_pod(l, p, ns, sizeof(ns));
+		jset_str(o, "namespace", p->ns);
+		jset_str(o, "name", p->name);
+		jset_str(o, "node", p->node);
+		jset_str(o, "ip", v4);
+		jset_str(o, "ip6", v6);
+		jset_bool(o, "running", running);
+		jset_str(o, "netns", ns);
+		jset_int(o, "pid", running ? p->pid : 0);
+		json_object_array_add(pods, o);
+		if (out == OUT_TEXT || out == OUT_WIDE)
+			printf("pod %s/%s node %s ip %s ip6 %s %s", p->ns, p->name, p->node, v4, v6,
+			       running ? "running" : "stopped");
+		if (out == OUT_WIDE)
+			printf(" netns %s pid %d", ns, running ? p->pid : 0);
+		if (out == OUT_TEXT || out == OUT_WIDE)
+			printf("\n");
 	}
+	json_object_object_add(st, "nodes", nodes);
+	json_object_object_add(st, "pods", pods);
+	if (out == OUT_JSON || out == OUT_YAML)
+		out_write(stdout, st, out);
+	json_object_put(st);
 	return 0;
 }
 
@@ -2136,16 +2198,36 @@ static int lab_agent(struct lab *l, const char *verb, const char *node)
 	return 2;
 }
 
+static const struct {
+	const char *name, *usage;
+} lab_subs[] = {
+    {"up", "usage: bpfmesh lab up -f FILE... [--name LAB] [--bpffs DIR] [--mtls on|off] "
+	   "[--cert-ttl DURATION]\n"
+	   "                     [--accel on|off] [--strict-udp drop|pass]\n"
+	   "  nodes, agents and pods on this machine from Kubernetes and Istio YAML: every\n"
+	   "  Deployment replica and every Pod becomes a pod (netns + cgroup + echo server)\n"},
+    {"apply", "usage: bpfmesh lab apply -f FILE... [--name LAB] [--no-wait]\n"
+	      "  like kubectl apply -f: valid objects are applied, invalid ones reported (exit "
+	      "1);\n  waits until every agent has the change in force\n"},
+    {"exec", "usage: bpfmesh lab exec [--name LAB] [-n NS] POD|deploy/NAME -- CMD...\n"
+	     "  runs CMD in the pod (its network namespace and cgroup)\n"},
+    {"stop", "usage: bpfmesh lab stop [--name LAB] [-n NS] POD|deploy/NAME\n"},
+    {"start", "usage: bpfmesh lab start [--name LAB] [-n NS] POD|deploy/NAME\n"},
+    {"status", "usage: bpfmesh lab status [--name LAB] [-o json|yaml|wide]\n"},
+    {"agent", "usage: bpfmesh lab agent stop|start|restart NODE [--name LAB]\n"},
+    {"down", "usage: bpfmesh lab down [--name LAB]\n"
+	     "  removes every node, pod, pin, cgroup and process of the lab\n"},
+};
+
+static void lab_usage_to(FILE *f)
+{
+	for (size_t i = 0; i < sizeof(lab_subs) / sizeof(lab_subs[0]); i++)
+		fprintf(f, "%s", lab_subs[i].usage);
+}
+
 static void lab_usage(void)
 {
-	fprintf(stderr, "usage: bpfmesh lab up -f FILE... [--name LAB] [--mtls on|off] "
-			"[--cert-ttl DURATION] [--accel on|off]\n"
-			"       bpfmesh lab apply -f FILE... [--name LAB]\n"
-			"       bpfmesh lab exec [-n NS] POD|deploy/NAME -- CMD...\n"
-			"       bpfmesh lab stop|start [-n NS] POD|deploy/NAME\n"
-			"       bpfmesh lab status [--name LAB]\n"
-			"       bpfmesh lab agent stop|start|restart NODE [--name LAB]\n"
-			"       bpfmesh lab down [--name LAB]\n");
+	lab_usage_to(stderr);
 }
 
 int cmd_lab(int argc, char **argv)
@@ -2160,6 +2242,15 @@ int cmd_lab(int argc, char **argv)
 		return 2;
 	}
 	sub = argv[1];
+	if (!strcmp(sub, "-h") || !strcmp(sub, "--help") || !strcmp(sub, "help")) {
+		lab_usage_to(stdout);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(lab_subs) / sizeof(lab_subs[0]); i++)
+		if (!strcmp(sub, lab_subs[i].name) && args_help(argc - 1, argv + 1)) {
+			fputs(lab_subs[i].usage, stdout);
+			return 0;
+		}
 	/* `exec POD -- CMD...`: what follows "--" is the command, never our options */
 	for (int i = 2; i < argc; i++)
 		if (!strcmp(argv[i], "--")) {
@@ -2194,7 +2285,7 @@ int cmd_lab(int argc, char **argv)
 		if (!rc)
 			printf("lab %s is down\n", l.name);
 	} else if (!strcmp(sub, "status")) {
-		rc = lab_status(&l);
+		rc = lab_status(&l, a.out);
 	} else if (!strcmp(sub, "apply")) {
 		uint64_t t0 = mono_ms(), before = config_dir_stamp(l.config), after;
 
