@@ -468,7 +468,7 @@ static void reload_finish(struct agent *a)
 	if (j->prev)
 		cfgref_put(j->prev);
 	err = j->unreadable ? -EIO : sync_apply(a->sync, &j->t, &j->d, &res);
-	diags_print(&j->d, stderr);
+	log_diags(&j->d);
 	if (err) {
 		sync_set_meta(a->sync, 0, a->loaded, j->stamp);
 		pr_warn("config in %s not applied (%s); generation %llu stays in force",
@@ -826,6 +826,7 @@ int cmd_agent(int argc, char **argv)
 	int64_t ns;
 	int o, lock, rc;
 
+	log_init("agent");
 	optind = 1;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (o) {

@@ -250,3 +250,25 @@ void dp_close(struct dp *dp)
 	sock_lb_bpf__destroy(dp->lb);
 	free(dp);
 }
+
+int dp_map_put(int fd, const void *key, const void *val, unsigned long long flags, const char *what)
+{
+	int e;
+
+	if (bpf_map_update_elem(fd, key, val, flags) == 0)
+		return 0;
+	e = errno;
+	pr_warn("map %s: update failed: %s", what, strerror(e));
+	return -e;
+}
+
+int dp_map_del(int fd, const void *key, const char *what)
+{
+	int e;
+
+	if (bpf_map_delete_elem(fd, key) == 0 || errno == ENOENT)
+		return 0;
+	e = errno;
+	pr_warn("map %s: delete failed: %s", what, strerror(e));
+	return -e;
+}

@@ -35,4 +35,13 @@ int dp_listener_prog(const struct dp *dp, enum dp_listener which);
 /* Closes fds; pins stay (the kernel path keeps working without the agent). */
 void dp_close(struct dp *dp);
 
+/*
+ * Every map write of the agent goes through these: 0, or -errno after a WARN line naming the
+ * map (what) and the error. A delete of an absent key is no failure. Callers decide what a
+ * failure means; security state and service entries fail the apply (sync.c, secsync.c).
+ */
+int dp_map_put(int fd, const void *key, const void *val, unsigned long long flags,
+	       const char *what);
+int dp_map_del(int fd, const void *key, const char *what);
+
 #endif /* BM_DATAPATH_H */

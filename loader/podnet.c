@@ -17,6 +17,7 @@
 #include <linux/rtnetlink.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include "datapath.h"
 #include "log.h"
 #include "pins.h"
 #include "podnet.h"
@@ -313,7 +314,7 @@ static bool sav_sync(struct podnet *pn, struct attached *a, int nsfd, const stru
 		if (!still) {
 			__u32 key = a->veths[j];
 
-			bpf_map_delete_elem(pn->ifpod_fd, &key);
+			dp_map_del(pn->ifpod_fd, &key, "bm_ifpod");
 		}
 	}
 	memcpy(a->veths, ifx, n * sizeof(ifx[0]));
@@ -431,7 +432,7 @@ int podnet_sync(struct podnet *pn, struct podnet_pod *pods, int n)
 			for (int j = 0; j < pn->v[i].nveths; j++) {
 				__u32 key = pn->v[i].veths[j];
 
-				bpf_map_delete_elem(pn->ifpod_fd, &key);
+				dp_map_del(pn->ifpod_fd, &key, "bm_ifpod");
 			}
 			pn->v[i] = pn->v[--pn->n];
 		}

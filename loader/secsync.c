@@ -10,6 +10,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
+#include "datapath.h"
 #include "bpfmesh.h"
 #include "htab.h"
 #include "log.h"
@@ -85,11 +86,17 @@ static int kv_commit(int fd, struct kvset *cur, struct kvset *next, const char *
 	memcpy(keys, next->k, next->n * next->ksz);
 	g_ksz = next->ksz;
 	qsort(keys, next->n, next->ksz, kcmp);
-	for (size_t i = 0; !err && i < cur->n; i++) {
+	for (size_t i = 0, wrote_all = !err; wrote_all && i < cur->n; i++) {
 		const uint8_t *k = cur->k + i * cur->ksz;
 
-		if (!bsearch(k, keys, next->n, next->ksz, kcmp))
-			bpf_map_delete_elem(fd, k);
+		if (bsearch(k, keys, next->n, next->ksz, kcmp))
+			continue;
+		/* an entry that could not go is still in force: keep it, to delete it next time,
+		 * and say the map is not as wanted */
+		if (dp_map_del(fd, k, map)) {
+			kv_add(next, k, cur->v + i * cur->vsz);
+			err = -EIO;
+		}
 	}
 	free(keys);
 	free(cur->k);
@@ -331,7 +338,7 @@ static uint32_t policy_id(struct secsync *ss, const struct ap_obj *p)
 	nk.id = metrics_pod_id("authz", buf);
 	snprintf(nv.name, sizeof(nv.name), "%s", buf);
 	if (ss->fds.names >= 0)
-		bpf_map_update_elem(ss->fds.names, &nk, &nv, BPF_ANY);
+		dp_map_put(ss->fds.names, &nk, &nv, BPF_ANY, "bm_names");
 	return nk.id;
 }
 

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
+#include "datapath.h"
 #include "htab.h"
 #include "metrics.h"
 #include "sync.h"
@@ -293,11 +294,11 @@ static void release(struct sync *s, const struct qent *q)
 	switch (q->kind) {
 	case Q_SUBSET:
 		if (s->fds.policy >= 0)
-			bpf_map_delete_elem(s->fds.policy, &q->id);
+			dp_map_del(s->fds.policy, &q->id, "bm_policy");
 		ida_put(&s->subsets, q->id);
 		break;
 	case Q_ROUTE:
-		bpf_map_delete_elem(s->fds.route, &q->id);
+		dp_map_del(s->fds.route, &q->id, "bm_route");
 		ida_put(&s->routes, q->id);
 		break;
       case Q_SLOTS:
@@ -306,10 +307,11 @@ static void release(struct sync *s, const struct qent *q)
 	case Q_BACKEND:
 		if (s->be_refs[q->id] > 0)
 			break; /* referenced again since: keep it */
-		bpf_map_update_elem(s->fds.backend, &q->id, &zero, BPF_ANY);
-		bpf_map_update_elem(s->fds.bstate, &q->id, &zs, BPF_ANY);
-		if (s->fds.health >= 0)
-			bpf_map_delete_elem(s->fds.health, &q->id);
+		/* an id whose entries could not be cleared is not reused */
+		if (dp_map_put(s->fds.backend, &q->id, &zero, BPF_ANY, "bm_backend") ||
+		    dp_map_put(s->fds.bstate, &q->id, &zs, BPF_ANY, "bm_bstate") ||
+		    (s->fds.health >= 0 && dp_map_del(s->fds.health, &q->id, "bm_health")))
+			break;
 		ida_put(&s->backends, q->id);
 		break;
 	}
@@ -521,7 +523,7 @@ void put_name4(struct sync *s, uint32_t kind, uint32_t id, const char *a, const 
 		return;
 	snprintf(v.name, sizeof(v.name), "%s/%s/%s/%s", a ? a : "unknown", b ? b : "unknown",
 		 c ? c : "unknown", d ? d : "unknown");
-	bpf_map_update_elem(s->fds.names, &k, &v, BPF_ANY);
+	dp_map_put(s->fds.names, &k, &v, BPF_ANY, "bm_names");
 }
 
 uint32_t sync_backend_lookup(struct sync *s, const struct rs_backend *b)
@@ -579,7 +581,7 @@ static void put_name(struct sync *s, uint32_t kind, uint32_t id, const char *fmt
 	if (s->fds.names < 0)
 		return;
 	snprintf(v.name, sizeof(v.name), fmt, a, b);
-	bpf_map_update_elem(s->fds.names, &k, &v, BPF_ANY);
+	dp_map_put(s->fds.names, &k, &v, BPF_ANY, "bm_names");
 }
 
 /* The kernel form of a subset's DestinationRule policy; returns the BM_SUB_F_* flags. */
@@ -635,9 +637,10 @@ static int write_subset(struct sync *s, const struct rs_table *t, int si, struct
 			return -ENOSPC;
 		s->be_refs[id]++;
 	}
-	bpf_map_update_elem(s->fds.rr, &sid, &zero, BPF_ANY);
+	if (dp_map_put(s->fds.rr, &sid, &zero, BPF_ANY, "bm_rr"))
+		return -EIO;
 	put_name(s, BM_NAME_SUBSET, sid, "%s%s", sub->name, "");
-	return bpf_map_update_elem(s->fds.subset, &sid, &v, BPF_ANY) ? -errno : 0;
+	return dp_map_put(s->fds.subset, &sid, &v, BPF_ANY, "bm_subset");
 }
 
 static int write_service(struct sync *s, const struct rs_table *t, const struct rs_service *rs,
@@ -689,7 +692,7 @@ static int write_service(struct sync *s, const struct rs_table *t, const struct 
 		struct bm_name_key k = {.kind = BM_NAME_VS, .id = rs->svc_id};
 
 		if (s->fds.names >= 0)
-			bpf_map_delete_elem(s->fds.names, &k);
+			dp_map_del(s->fds.names, &k, "bm_names");
 	}
 	/* The flip: from here on new connects see the new config, all of it. */
 	if (bpf_map_update_elem(s->fds.svc, &r->key, &val, BPF_ANY))
@@ -771,7 +774,14 @@ int sync_apply(struct sync *s, const struct rs_table *t, struct diags *d, struct
 
 		if (!r->live || r->seen)
 			continue;
-		bpf_map_delete_elem(s->fds.svc, &r->key);
+		/* a service that stays in the kernel after it left the config misroutes: fail */
+		err = dp_map_del(s->fds.svc, &r->key, "bm_svc");
+		if (err) {
+			diags_add(d, DIAG_ERROR, NULL, NULL, "bm_svc",
+				  "removing a service address failed: %s", strerror(-err));
+			free(idx);
+			return err;
+		}
 		rec_release(s, r);
 		r->live = 0;
 		res->services_deleted++;
@@ -853,7 +863,8 @@ int sync_health_tick(struct sync *s, uint64_t now_ns)
 			continue;
 		/* written under the lock; a result recorded meanwhile is lost only if it raced
 		 * this one update, which Envoy's own timer/worker split allows too */
-		bpf_map_update_elem(s->fds.health, &key, &h, BPF_F_LOCK | BPF_EXIST);
+		if (dp_map_put(s->fds.health, &key, &h, BPF_F_LOCK | BPF_EXIST, "bm_health"))
+			continue;
 		changed += r == BM_OD_UNEJECTED;
 	}
 	return changed;
@@ -871,8 +882,8 @@ int sync_sweep_socks(struct sync *s, uint64_t now_ns, uint64_t max_age_ns)
 
 		key = next;
 		if (bpf_map_lookup_elem(s->fds.sock, &key, &st) == 0 && st.counted != 1 &&
-		    now_ns > st.created_ns && now_ns - st.created_ns > max_age_ns) {
-			bpf_map_delete_elem(s->fds.sock, &key);
+		    now_ns > st.created_ns && now_ns - st.created_ns > max_age_ns &&
+		    dp_map_del(s->fds.sock, &key, "bm_sock") == 0) {
 			n++;
 			continue; /* prev stays: the next key after it is still right */
 		}
@@ -913,8 +924,8 @@ static int sync_pod_addrs(struct sync *s, const struct sync_pod *pods, int n)
 		int nk = pod_addr_keys(&pods[i].pod, k);
 
 		for (int j = 0; j < nk; j++)
-			if (bpf_map_update_elem(s->fds.podaddr, &k[j], &v, BPF_ANY))
-				err = -errno;
+			if (dp_map_put(s->fds.podaddr, &k[j], &v, BPF_ANY, "bm_podaddr"))
+				err = -EIO;
 	}
 	while (bpf_map_get_next_key(s->fds.podaddr, prev, &next) == 0) {
 		bool keep = false;
@@ -926,11 +937,12 @@ static int sync_pod_addrs(struct sync *s, const struct sync_pod *pods, int n)
 				keep = !memcmp(&k[j], &next, sizeof(next));
 		}
 		key = next;
-		if (!keep) {
-			bpf_map_delete_elem(s->fds.podaddr, &key);
+		if (!keep && dp_map_del(s->fds.podaddr, &key, "bm_podaddr") == 0) {
 			prev = NULL; /* restart after a delete */
 			continue;
 		}
+		if (!keep)
+			err = -EIO; /* a gone pod's address stays: reported, passed over */
 		prev = &key;
 	}
 	return err;
@@ -942,8 +954,8 @@ int sync_set_pods(struct sync *s, const struct sync_pod *pods, int n)
 	int err = 0;
 
 	for (int i = 0; i < n; i++)
-		if (bpf_map_update_elem(s->fds.pod, &pods[i].cgroup_id, &pods[i].pod, BPF_ANY))
-			err = -errno;
+		if (dp_map_put(s->fds.pod, &pods[i].cgroup_id, &pods[i].pod, BPF_ANY, "bm_pod"))
+			err = -EIO;
 	/* delete entries of cgroups that are gone */
 	while (bpf_map_get_next_key(s->fds.pod, prev, &next) == 0) {
 		bool keep = false;
@@ -951,10 +963,10 @@ int sync_set_pods(struct sync *s, const struct sync_pod *pods, int n)
 		for (int i = 0; i < n && !keep; i++)
 			keep = pods[i].cgroup_id == next;
 		key = next;
-		if (!keep) {
-			bpf_map_delete_elem(s->fds.pod, &key);
-			continue; /* restart after a delete is safe: get_next_key(NULL) */
-		}
+		if (!keep && dp_map_del(s->fds.pod, &key, "bm_pod") == 0)
+			continue; /* prev stays: the next key after it is still right */
+		if (!keep)
+			err = -EIO; /* a gone cgroup's entry stays: reported, passed over */
 		prev = &key;
 	}
 	return sync_pod_addrs(s, pods, n) ? -EIO : err;
@@ -978,5 +990,5 @@ void sync_set_meta(struct sync *s, int ok, int loaded, uint64_t stamp)
 	meta.last_apply_ns = ts.tv_sec * 1000000000ULL + ts.tv_nsec;
 	meta.nservices = s->nservices;
 	meta.nbackends = (uint32_t)s->be_index.n;
-	bpf_map_update_elem(s->fds.meta, &zero, &meta, BPF_ANY);
+	dp_map_put(s->fds.meta, &zero, &meta, BPF_ANY, "bm_meta");
 }

@@ -38,6 +38,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <bpf/bpf.h>
+#include "datapath.h"
 #include "bpfmesh.h"
 #include "ca.h"
 #include "certs.h"
@@ -409,7 +410,7 @@ static void ep_set(struct tconn *c, int fd, struct tev *ev, uint32_t *cur, uint3
 static void attest_drop(struct tconn *c)
 {
 	if (c->has_attest && c->t->o.fds->attest >= 0)
-		bpf_map_delete_elem(c->t->o.fds->attest, &c->attest);
+		dp_map_del(c->t->o.fds->attest, &c->attest, "bm_attest");
 	c->has_attest = false;
 }
 
@@ -806,7 +807,7 @@ static void out_accept(struct tunnel *t)
 			close(fd);
 			continue;
 		}
-		bpf_map_delete_elem(t->o.fds->orig, &k);
+		dp_map_del(t->o.fds->orig, &k, "bm_orig");
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		CNT(t, out_accepted);
 		c = conn_new(t, true);

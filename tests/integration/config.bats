@@ -84,7 +84,8 @@ counter() {
 	# and that is what happens, header or not
 	run pod_curl client c -H 'end-user: jason' http://web:8080/get
 	[[ "$output" == *'"VERSION": "v1"'* ]]
-	grep -q "spec.http\[0\].match: warning: not enforced" "/run/bpfmesh/lab/$LAB/agent-node1.log"
+	grep -q "WARN agent: .*VirtualService/c/web: spec.http\[0\].match: not enforced" \
+		"/run/bpfmesh/lab/$LAB/agent-node1.log"
 }
 
 @test "an invalid object dropped into the config dir is in the agent's log, status and metrics" {

@@ -864,6 +864,40 @@ static void test_unknown_field(void)
 	done(c, &d);
 }
 
+/* Names as the API server checks them: most kinds take a DNS-1123 subdomain (253 characters,
+ * parts of any length), Services and Namespaces a 63-character label. */
+static void test_name_lengths(void)
+{
+	char long65[66], yaml[1024];
+	struct diags d = {0};
+	struct mesh_config *c;
+
+	memset(long65, 'a', 65);
+	long65[65] = 0;
+	snprintf(yaml, sizeof(yaml),
+		 "apiVersion: v1\nkind: Pod\nmetadata: {name: %s}\nspec: {containers: [{name: "
+		 "c}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: %s}\nspec: "
+		 "{ports: [{port: 80}]}\n",
+		 long65, long65);
+	c = load(yaml, &d);
+	CHECK_EQ(c->nworkloads, 1, "a Pod name of 65 characters is valid");
+	CHECK_EQ(c->nservices, 0, "a Service name of 65 is not");
+	CHECK(has_line(
+		  &d, "t.yaml:8: Service/default/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		      "aaaaaaaaaaaaaaaaaaa: metadata.name: invalid name "
+		      "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...\": longer than 63 characters"),
+	      "and says why");
+	done(c, &d);
+	c = load("apiVersion: v1\nkind: Pod\nmetadata: {name: Web}\nspec: {containers: [{name: "
+		 "c}]}\n",
+		 &d);
+	CHECK(has_line(&d,
+		       "t.yaml:3: Pod/default/Web: metadata.name: invalid name \"Web\": must be "
+		       "lower case letters, digits and '-' (parts separated by '.')"),
+	      "upper case: the pattern");
+	done(c, &d);
+}
+
 static void test_negative_and_zero_weights(void)
 {
 	expect_vs_error("  hosts: [orders]\n"
@@ -1494,6 +1528,7 @@ int main(void)
 	RUN(test_retain_last_good);
 	RUN(test_destination_ports);
 	RUN(test_unknown_field);
+	RUN(test_name_lengths);
 	RUN(test_yaml_syntax_error);
 	RUN(test_flow_colon);
 	RUN(test_duplicate_objects);

@@ -38,6 +38,7 @@
 #include <openssl/ssl.h>
 #include "ca.h"
 #include "cli.h"
+#include "log.h"
 #include "model.h"
 #include "names.h"
 #include "duration.h"
@@ -66,25 +67,6 @@ struct job {
 	int fd;
 	char peer[64];
 };
-
-static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void logf_(const char *fmt, ...)
-{
-	char line[1024], stamp[32];
-	struct timespec ts;
-	struct tm tm;
-	va_list ap;
-	int n;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(stamp, sizeof(stamp), "%H:%M:%S", &tm);
-	n = snprintf(line, sizeof(line), "%s.%03ld ca: ", stamp, ts.tv_nsec / 1000000);
-	va_start(ap, fmt);
-	vsnprintf(line + n, sizeof(line) - n, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "%s\n", line);
-}
 
 /* The pods as the config says now (reread at most once a second). */
 static bool find_pod(struct casrv *s, const char *ns, const char *name, char *node, char *sa,
@@ -231,11 +213,11 @@ static void serve(struct casrv *s, SSL *ssl, const char *node)
 		free(copy);
 	}
 	ca_serial_hex(cert, serial, sizeof(serial));
-	logf_("issued %s for pod %s/%s to node %s, serial %s, %ld s", id, ns, name, node, serial,
+	pr_info("issued %s for pod %s/%s to node %s, serial %s, %ld s", id, ns, name, node, serial,
 	      ttl);
 	goto out;
 refuse:
-	logf_("refused node %s: %s", node, why);
+	pr_warn("refused node %s: %s", node, why);
 	strncat(why, "\n", sizeof(why) - strlen(why) - 1);
 	reply(ssl, 403, "Forbidden", why);
 out:
@@ -261,7 +243,7 @@ static void *conn_thread(void *arg)
 
 		if (e)
 			ERR_error_string_n(e, es, sizeof(es));
-		logf_("refused %s: TLS handshake failed: %s", j->peer, es);
+		pr_warn("refused %s: TLS handshake failed: %s", j->peer, es);
 		goto out;
 	}
 	/* a node of this trust domain, by its certificate */
@@ -270,7 +252,7 @@ static void *conn_thread(void *arg)
 	    !(p = strstr(id, CA_NODE_PATH)) || p != id + 9 + strlen(td) ||
 	    strlen(p + strlen(CA_NODE_PATH)) >= sizeof(node) ||
 	    strchr(p + strlen(CA_NODE_PATH), '/')) {
-		logf_("refused %s: %s is no node identity of %s", j->peer,
+		pr_warn("refused %s: %s is no node identity of %s", j->peer,
 		      id[0] ? id : "no SPIFFE ID", s->td);
 		serve(s, ssl, NULL);
 		goto out;
@@ -412,6 +394,7 @@ int ca_serve_cmd(int argc, char **argv)
 	}
 	if (!dir || !s.config_dir || !listen_spec)
 		return serve_usage();
+	log_init("ca");
 	signal(SIGPIPE, SIG_IGN);
 	if (netns) {
 		int fd = open(netns, O_RDONLY | O_CLOEXEC);
@@ -436,7 +419,7 @@ int ca_serve_cmd(int argc, char **argv)
 			s.ctx ? "cannot listen there (want IP:PORT)" : err);
 		return 1;
 	}
-	logf_("serving workload certificates of trust domain %s on %s (node-bound, up to %ld s)",
+	pr_info("serving workload certificates of trust domain %s on %s (node-bound, up to %ld s)",
 	      s.td, listen_spec, s.max_ttl);
 	for (;;) {
 		struct sockaddr_in peer;

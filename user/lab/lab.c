@@ -34,6 +34,7 @@
 #include <bpf/bpf.h>
 #include "args.h"
 #include "emit.h"
+#include "log.h"
 #include "pins.h"
 #include "ca.h"
 #include "lab.h"
@@ -258,9 +259,11 @@ struct lab_node {
 	int health_port;  /* its /healthz/ready on 127.0.0.1 */
 };
 
+#define LAB_MAX_POD_NAME 128 /* with room for a replica's "-<n>" */
+
 struct lab_pod {
 	char ns[64];
-	char name[128];
+	char name[LAB_MAX_POD_NAME];
 	char node[64];
 	int k; /* host part: 10.244.<node>.<k> */
 	int pid;
@@ -652,26 +655,18 @@ struct child {
 	char log[700];
 };
 
+/* A line in the log of the child it is about (the supervisor's own log is its stderr). */
 static void __attribute__((format(printf, 2, 3))) sup_log(const char *path, const char *fmt, ...)
 {
-	char line[512], stamp[32];
-	struct timespec ts;
-	struct tm tm;
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 	va_list ap;
-	FILE *f = fopen(path, "a");
-	int n;
 
-	if (!f)
+	if (fd < 0)
 		return;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(stamp, sizeof(stamp), "%H:%M:%S", &tm);
-	n = snprintf(line, sizeof(line), "%s.%03ld INFO lab: ", stamp, ts.tv_nsec / 1000000);
 	va_start(ap, fmt);
-	vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+	bm_vlog_fd(fd, BM_LOG_INFO, fmt, ap);
 	va_end(ap);
-	fprintf(f, "%s\n", line);
-	fclose(f);
+	close(fd);
 }
 
 static bool held(const struct lab *l, const char *node)
@@ -718,6 +713,7 @@ static int lab_supervise(const char *name, const char *bpffs)
 
 	if (!l)
 		return 1;
+	log_init("lab");
 	signal(SIGTERM, sup_on_term);
 	signal(SIGINT, sup_on_term);
 	signal(SIGHUP, SIG_IGN);
@@ -1148,6 +1144,15 @@ static int desired_pods(const struct mesh_config *c, struct want_pod **out, cons
 		if (w->kind == WL_WORKLOADENTRY ||
 		    (w->kind == WL_POD && owner && strcmp(owner, "Pod")))
 			continue;
+		if (strlen(w->name) > LAB_MAX_POD_NAME - 8 || strlen(wl_node(w, *first)) > 63) {
+			fprintf(
+			    stderr,
+			    "lab: %s/%s/%s: a name longer than %d characters, or a nodeName longer "
+			    "than 63, is more than the lab can make (a cluster can); no pod made\n",
+			    w->kind == WL_DEPLOYMENT ? "Deployment" : "Pod", w->ns, w->name,
+			    LAB_MAX_POD_NAME - 8);
+			continue;
+		}
 		for (int r = 0; r < reps; r++) {
 			if (n == cap) {
 				cap = cap ? 2 * cap : 32;

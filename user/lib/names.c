@@ -25,6 +25,8 @@ bool names_dns_label(const char *s)
 	return s && names_dns_label_n(s, strlen(s), false);
 }
 
+/* Kubernetes' IsDNS1123Subdomain: dot-separated parts of the label pattern, at most 253 in
+ * all; unlike a label, a part may be longer than 63 (Pod names often are). */
 bool names_dns_subdomain(const char *s)
 {
 	size_t len = s ? strlen(s) : 0;
@@ -35,8 +37,11 @@ bool names_dns_subdomain(const char *s)
 		const char *dot = strchr(p, '.');
 		size_t l = dot ? (size_t)(dot - p) : strlen(p);
 
-		if (!names_dns_label_n(p, l, false))
+		if (l == 0 || !is_alnum(p[0], false) || !is_alnum(p[l - 1], false))
 			return false;
+		for (size_t i = 1; i + 1 < l; i++)
+			if (!is_alnum(p[i], false) && p[i] != '-')
+				return false;
 		if (!dot)
 			return true;
 		p = dot + 1;

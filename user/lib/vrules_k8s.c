@@ -29,10 +29,17 @@ void check_meta(struct vctx *v, enum obj_kind kind, const struct ynode *root)
 		ok = dns1035_label(name);
 	else
 		ok = dns_subdomain(name);
-	if (!ok)
+	if (!ok && strlen(name) > (kind == OBJ_NAMESPACE || kind == OBJ_SERVICE ? 63 : 253))
 		vctx_err(v, g(meta, "name"), "metadata.name",
-			 "invalid name \"%s\": must be lower case letters, digits and '-'%s", name,
-			 kind == OBJ_SERVICE ? ", starting with a letter" : "");
+			 "invalid name \"%.40s...\": longer than %d characters", name,
+			 kind == OBJ_NAMESPACE || kind == OBJ_SERVICE ? 63 : 253);
+	else if (!ok)
+		vctx_err(v, g(meta, "name"), "metadata.name",
+			 "invalid name \"%s\": must be lower case letters, digits and '-'%s%s",
+			 name, kind == OBJ_SERVICE ? ", starting with a letter" : "",
+			 kind == OBJ_NAMESPACE || kind == OBJ_SERVICE
+			     ? ""
+			     : " (parts separated by '.')");
 	if (ns && obj_is_namespaced(kind) && !dns_label(ns, false))
 		vctx_err(v, g(meta, "namespace"), "metadata.namespace", "invalid namespace \"%s\"",
 			 ns);
