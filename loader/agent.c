@@ -78,7 +78,8 @@ struct agent {
 	struct secsync *sec;
 	struct tunnel *tun;
 	struct podnet *pn;
-	bool strict_udp; /* --strict-udp drop */
+	bool strict_udp;	/* --strict-udp drop */
+	uint64_t retry_apply_ms; /* security state not fully written: apply again at this time */
 };
 
 /* The control loop's poll slots, by name; httpd's fds follow SLOT_HTTP. */
@@ -281,9 +282,12 @@ static void scan_dir(struct pod_scan *ps, const char *dir, int depth,
 	closedir(d);
 }
 
-/* Map the cgroup ids of local pods to the pods of the config (bm_pod), and name them. */
-static void sync_pods(struct agent *a, const struct mesh_config *c)
+/* Map the cgroup ids of local pods to the pods of the config (bm_pod), and name them.
+ * Returns 0, or -1 when the zero-trust state (STRICT and policy tables) is not as wanted. */
+static int sync_pods(struct agent *a, const struct mesh_config *c)
 {
+	int rc = 0;
+
 	struct pod_scan ps = {.a = a, .c = c, .n = 1, .cap = 64};
 
 	ps.pods = calloc(ps.cap, sizeof(*ps.pods));
@@ -296,8 +300,11 @@ static void sync_pods(struct agent *a, const struct mesh_config *c)
 		pr_warn("bm_pod full: %d local pod cgroups, capacity %d; the rest are unmatched",
 			ps.n, BM_MAX_PODS);
 	/* policy before membership: a new pod's STRICT entries are in before its cgroup is */
-	if (secsync_workloads(a->sec, c, a->applied_gen, ps.local, ps.nlocal))
-		pr_warn("zero-trust state not fully written; retrying at the next rescan");
+	if (secsync_workloads(a->sec, c, a->applied_gen, ps.local, ps.nlocal)) {
+		pr_err("zero-trust state (STRICT and policy tables) not fully written; retrying at "
+		       "the next rescan");
+		rc = -1;
+	}
 	if (a->pn) {
 		struct podnet_pod *pp = calloc(ps.nlocal + 1, sizeof(*pp));
 		int covered;
@@ -319,7 +326,11 @@ static void sync_pods(struct agent *a, const struct mesh_config *c)
 					ps.pods[j].pod.flags |= BM_POD_F_SAV_TC;
 		free(pp);
 	}
-	sync_set_pods(a->sync, ps.pods, ps.n > BM_MAX_PODS ? BM_MAX_PODS : ps.n);
+	if (sync_set_pods(a->sync, ps.pods, ps.n > BM_MAX_PODS ? BM_MAX_PODS : ps.n)) {
+		pr_err("local pods (bm_pod, bm_podaddr) not fully written; retrying at the next "
+		       "rescan");
+		rc = -1; /* a pod not marked in the mesh is treated as outside it */
+	}
 	if (a->certs) {
 		struct certs_want *cw = calloc(ps.nlocal + 1, sizeof(*cw));
 		char(*pods)[256] = calloc(ps.nlocal + 1, sizeof(*pods));
@@ -353,6 +364,7 @@ static void sync_pods(struct agent *a, const struct mesh_config *c)
 	free(ps.local_cg);
 	free(ps.pods);
 	free(ps.local);
+	return rc;
 }
 
 /* ---------- applying config ---------- */
@@ -482,18 +494,24 @@ static void reload_finish(struct agent *a)
 		cfgref_put(a->current);
 		a->current = cfgref_new(c);
 		a->applied_gen++;
-		if (secsync_backends(a->sec, a->sync, c, &j->t))
-			pr_warn("mTLS backend flags not fully written: some connects may not be "
-				"tunnelled until the next apply");
+		bool sec_ok = secsync_backends(a->sec, a->sync, c, &j->t) == 0;
+
+		if (!sec_ok)
+			pr_err("mTLS backend flags not fully written: connects to some remote "
+			       "workloads are not tunnelled (a STRICT peer refuses them); applying "
+			       "again in 1 s");
 		if (a->tun) {
 			struct idset *ids = a->certs ? certs_idset(a->certs) : NULL;
 
 			tunnel_publish(a->tun, a->current, ids);
 			idset_put(ids);
 		}
-		sync_pods(a, c);
+		sec_ok = sync_pods(a, c) == 0 && sec_ok;
 		a->loaded = 1;
-		sync_set_meta(a->sync, 1, 1, j->stamp);
+		/* services are in force either way; the apply reads as failed until the security
+		 * state is too (bpfmesh status: "last apply: REJECTED") */
+		sync_set_meta(a->sync, sec_ok, 1, j->stamp);
+		a->retry_apply_ms = sec_ok ? 0 : now_ms() + 1000;
 		report_rejected(a, c);
 		pr_info("applied config: %d service ports (%d written, %d unchanged, %d removed), "
 			"%d backends, in %llu ms",
@@ -587,6 +605,10 @@ static void on_tick(struct agent *a, uint64_t ticks)
 		a->ticks++;
 		if (a->current && a->ticks % TICK_PODS == 0)
 			sync_pods(a, a->current->c);
+		if (a->retry_apply_ms && now_ms() >= a->retry_apply_ms) {
+			a->retry_apply_ms = 0;
+			reload_start(a);
+		}
 		if (a->ticks % TICK_SWEEP == 0)
 			sync_sweep_socks(a->sync, now_ms() * 1000000ULL, 30000000000ULL);
 	}
