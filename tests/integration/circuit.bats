@@ -152,8 +152,5 @@ wait_healthy() { # IP, up to 10 s
 }
 
 @test "lab down leaves nothing behind" {
-	run lab down
-	[ "$status" -eq 0 ]
-	run leftovers "$LAB"
-	[ -z "$output" ]
+	lab_down_clean "$LAB"
 }

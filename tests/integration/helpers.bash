@@ -61,6 +61,17 @@ within_5sigma() {
 		ok = d <= 5 * sd; printf "k=%d expected %.1f +- %.1f\n", k, m, 5 * sd; exit ok ? 0 : 1 }'
 }
 
+# lab_down_clean LAB: the suite's last test: lab down succeeds and leaves nothing behind
+# shellcheck disable=SC2154 # status and output are set by bats' run
+lab_down_clean() {
+	run "$BM" lab down --name "$1"
+	echo "$output"
+	[ "$status" -eq 0 ] || return 1
+	run leftovers "$1"
+	echo "$output"
+	[ -z "$output" ]
+}
+
 leftovers() { # prints anything of lab $1 still around
 	local l=$1 root
 	root=$(cg2)

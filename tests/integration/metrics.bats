@@ -196,9 +196,5 @@ P
 }
 
 @test "lab down leaves nothing behind" {
-	run lab down
-	[ "$status" -eq 0 ]
-	run leftovers "$LAB"
-	echo "$output"
-	[ -z "$output" ]
+	lab_down_clean "$LAB"
 }

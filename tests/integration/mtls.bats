@@ -408,8 +408,5 @@ EOF
 }
 
 @test "lab down leaves nothing behind" {
-	"$BM" lab down --name "$LAB"
-	run leftovers "$LAB"
-	echo "$output"
-	[ -z "$output" ]
+	lab_down_clean "$LAB"
 }

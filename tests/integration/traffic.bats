@@ -240,9 +240,5 @@ teardown_file() {
 }
 
 @test "lab down and uninstall leave no netns, cgroup, pin or process behind" {
-	run lab down
-	[ "$status" -eq 0 ]
-	run leftovers "$LAB"
-	echo "$output"
-	[ -z "$output" ]
+	lab_down_clean "$LAB"
 }
