@@ -951,7 +951,7 @@ int cmd_agent(int argc, char **argv)
 	dp_mapfds(a.dp, &a.fds);
 	a.sync = sync_new(&a.fds, NULL);
 	sync_recover(a.sync);
-	sync_set_meta(a.sync, 0, 0, 0);
+	sync_init_meta(a.sync);
 	pr_info("node %s: attached to %s, pins in %s, acceleration %s, strict UDP %s", a.node,
 		a.cgroup, a.pin_dir, a.accel ? "on" : "off", a.strict_udp ? "drop" : "pass");
 	a.httpd = httpd_new(http_answer, &a);

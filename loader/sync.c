@@ -972,6 +972,22 @@ int sync_set_pods(struct sync *s, const struct sync_pod *pods, int n)
 	return sync_pod_addrs(s, pods, n) ? -EIO : err;
 }
 
+void sync_init_meta(struct sync *s)
+{
+	struct bm_meta meta = {};
+	__u32 zero = 0;
+
+	/* what an earlier agent put in force is still in force: keep its record; new maps
+	 * start empty ("config: none" until the first apply) */
+	if (bpf_map_lookup_elem(s->fds.meta, &zero, &meta) == 0 && meta.abi == BM_MAP_ABI) {
+		s->generation = meta.generation;
+		return;
+	}
+	memset(&meta, 0, sizeof(meta));
+	meta.abi = BM_MAP_ABI;
+	dp_map_put(s->fds.meta, &zero, &meta, BPF_ANY, "bm_meta");
+}
+
 void sync_set_meta(struct sync *s, int ok, int loaded, uint64_t stamp)
 {
 	struct bm_meta meta = {};

@@ -70,6 +70,10 @@ int sync_sweep_socks(struct sync *s, uint64_t now_ns, uint64_t max_age_ns);
 void put_name4(struct sync *s, uint32_t kind, uint32_t id, const char *a, const char *b,
 	       const char *c, const char *d);
 
+/* At start: keep bm_meta as an earlier agent left it (its config is still in force), or
+ * start it empty for new maps. */
+void sync_init_meta(struct sync *s);
+
 /* Record an apply attempt in bm_meta (generation, ok, counts, and the config_dir_stamp() of
  * what it read, when not 0). */
 void sync_set_meta(struct sync *s, int ok, int loaded, uint64_t stamp);

@@ -81,7 +81,7 @@ teardown_file() {
 	[ -e "$(pins "$LAB" node1)/bm_svc" ]
 	run bm status --node "$LAB-node2"
 	[ "$status" -ne 0 ]
-	bm status --node "$LAB-node1"
+	bm status --node "$LAB-node1" || { tail -40 "/run/bpfmesh/lab/$LAB/agent-node1.log"; false; }
 	run bm uninstall --node "$LAB-node2"
 	[ "$status" -eq 0 ] # idempotent
 }
