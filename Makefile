@@ -37,7 +37,10 @@ INC_CLI  := $(INC_LIB) -Iuser/cli
 INC_LAB  := $(INC_LIB) -Iuser/lab
 INC_LDR  := $(INC_LIB) -Iloader -I$(BUILD)
 INC_CMD  := $(INC_LDR) -Iuser/cli -Iuser/lab
-LDLIBS   := -lbpf -lelf -lz -lyaml -ljson-c -lssl -lcrypto -lm -lpthread
+LDLIBS   := -lbpf -lelf -lz -lyaml -ljson-c -lnghttp2 -lhttp_parser -lre2 -lssl -lcrypto -lm \
+	-lpthread -lstdc++
+CXX      ?= g++
+CXXBASE  := -std=c++17 -D_GNU_SOURCE -MMD -MP
 BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Wextra -Werror \
 	-Wno-unused-function -Wno-unused-parameter -Iheaders -Ibpf -I$(BUILD)
 
@@ -45,12 +48,12 @@ BPF_SRCS  := $(wildcard bpf/*.bpf.c)
 TBPF_SRCS := $(wildcard tests/bpf/*.bpf.c)
 SKELS     := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
 TSKELS    := $(patsubst tests/bpf/%.bpf.c,$(BUILD)/%.skel.h,$(TBPF_SRCS))
-LIB_SRCS  := $(wildcard user/lib/*.c)
+LIB_SRCS  := $(wildcard user/lib/*.c user/lib/*.cc)
 CLI_SRCS  := $(wildcard user/cli/*.c)
 LAB_SRCS  := $(wildcard user/lab/*.c)
 LDR_SRCS  := $(wildcard loader/*.c)
 ALL_SRCS  := $(LIB_SRCS) $(CLI_SRCS) $(LAB_SRCS) $(LDR_SRCS)
-OBJS      = $(patsubst %.c,$(BUILD)/$(1)/%.o,$(2))
+OBJS      = $(patsubst %.cc,$(BUILD)/$(1)/%.o,$(patsubst %.c,$(BUILD)/$(1)/%.o,$(2)))
 
 # the include path of a source by its folder
 inc = $(if $(filter user/lib/%,$(1)),$(INC_LIB),$(if $(filter user/cli/%,$(1)),$(INC_CLI),$(if \
@@ -65,6 +68,7 @@ BPFT_BINS := $(patsubst tests/bpf/%.c,$(BUILD)/bpftest/%,$(BPFT_SRCS))
 
 # Fuzz targets (libFuzzer, clang): the library rebuilt with ASan+UBSan and coverage.
 FUZZ_CC   ?= clang
+FUZZ_CXX  ?= clang++
 FUZZ_SAN  := -fsanitize=address,undefined -fno-omit-frame-pointer -g -O1
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
@@ -123,6 +127,12 @@ $(BUILD)/obj/%.o: %.c
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(CC) $(BASE) $(WARN) $(call inc,$<) $(CFLAGS) -c $< -o $@
 
+# the one C++ file: the RE2 shim (user/lib/regex.cc)
+$(BUILD)/obj/%.o: %.cc
+	$(call msg,CXX,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CXX) $(CXXBASE) $(WARN) $(call inc,$<) $(CFLAGS) -c $< -o $@
+
 $(BUILD)/san/loader/%.o: loader/%.c | $(SKELS)
 	$(call msg,CC-SAN,$@)
 	$(Q)mkdir -p $(dir $@)
@@ -133,6 +143,11 @@ $(BUILD)/san/%.o: %.c
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(CC) $(BASE) $(WARN) $(call inc,$<) $(CFLAGS) $(SAN) -c $< -o $@
 
+$(BUILD)/san/%.o: %.cc
+	$(call msg,CXX-SAN,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CXX) $(CXXBASE) $(WARN) $(call inc,$<) $(CFLAGS) $(SAN) -c $< -o $@
+
 $(BUILD)/fuzzobj/loader/%.o: loader/%.c | $(SKELS)
 	$(call msg,CC-FUZZ,$@)
 	$(Q)mkdir -p $(dir $@)
@@ -142,6 +157,11 @@ $(BUILD)/fuzzobj/%.o: %.c
 	$(call msg,CC-FUZZ,$@)
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(FUZZ_CC) $(BASE) $(call inc,$<) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(BUILD)/fuzzobj/%.o: %.cc
+	$(call msg,CXX-FUZZ,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(FUZZ_CXX) $(CXXBASE) $(call inc,$<) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c $< -o $@
 
 $(BUILD)/bpfmesh: $(BUILD)/obj/cmd/main.o $(call OBJS,obj,$(ALL_SRCS))
 	$(call msg,LINK,$@)
@@ -166,8 +186,11 @@ FUZZ_OBJS := $(call OBJS,fuzzobj,$(LIB_SRCS) loader/hbone.c)
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_OBJS) $(TSKELS)
 	$(call msg,FUZZ,$@)
 	$(Q)mkdir -p $(dir $@)
-	$(Q)$(FUZZ_CC) $(BASE) $(INC_LDR) -Itests/unit $(FUZZ_SAN) -fsanitize=fuzzer $< $(FUZZ_OBJS) \
-		-o $@ $(LDLIBS)
+	$(Q)mkdir -p $(BUILD)/fuzzobj/tests/fuzz
+	$(Q)$(FUZZ_CC) $(BASE) $(INC_LDR) -Itests/unit $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c $< \
+		-o $(BUILD)/fuzzobj/tests/fuzz/$(notdir $@).o
+	$(Q)$(FUZZ_CXX) $(FUZZ_SAN) -fsanitize=fuzzer $(BUILD)/fuzzobj/tests/fuzz/$(notdir $@).o \
+		$(FUZZ_OBJS) -o $@ $(LDLIBS)
 
 unit: $(UNIT_BINS)
 bpftest: $(BPFT_BINS) $(BUILD)/bpfmesh

@@ -3,7 +3,8 @@
 # Called by `make deps` (and so by make test / demo / bench). Idempotent; quiet when all is there.
 set -e
 PKGS="clang llvm libbpf-dev libelf-dev zlib1g-dev libyaml-dev libssl-dev bpftool bats
-iproute2 curl make gcc pkg-config bc socat python3 python3-yaml prometheus graphviz libjson-c-dev
+iproute2 curl make gcc g++ pkg-config bc socat python3 python3-yaml prometheus graphviz libjson-c-dev
+libnghttp2-dev libhttp-parser-dev libre2-dev python3-h2 nghttp2-client python3-grpcio
 sockperf iperf3 wrk haproxy openssl tcpdump libclang-rt-14-dev shellcheck"
 missing=""
 for p in $PKGS; do

@@ -19,96 +19,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "extract.h"
 #include "htab.h"
 #include "validate.h"
 
 /* ---------------- small helpers ---------------- */
-
-static char *dup(const char *s)
-{
-	return s ? strdup(s) : NULL;
-}
-
-/* Allocation failures are rare enough that one flag per object is all the bookkeeping
- * needed: the object is dropped and "out of memory" reported. */
-struct xctx {
-	bool oom;
-};
-
-static char *xdup(struct xctx *x, const char *s)
-{
-	char *r = dup(s);
-
-	if (s && !r)
-		x->oom = true;
-	return r;
-}
-
-static void *xcalloc(struct xctx *x, size_t n, size_t size)
-{
-	void *p = calloc(n ? n : 1, size);
-
-	if (!p)
-		x->oom = true;
-	return p;
-}
-
-static void kvlist_free(struct kvlist *l)
-{
-	for (int i = 0; i < l->n; i++) {
-		free(l->v[i].key);
-		free(l->v[i].val);
-	}
-	free(l->v);
-	l->v = NULL;
-	l->n = 0;
-}
-
-/* A string map (labels, selector); null values become "". */
-static void kv_from_map(struct xctx *x, struct kvlist *l, const struct ynode *map)
-{
-	if (!ynode_is_map(map) || map->n == 0)
-		return;
-	l->v = xcalloc(x, map->n, sizeof(*l->v));
-	if (!l->v)
-		return;
-	for (int i = 0; i < map->n; i++) {
-		const char *val = ynode_text(map->pairs[i].val);
-
-		l->v[l->n].key = xdup(x, map->pairs[i].key);
-		l->v[l->n].val = xdup(x, val ? val : "");
-		l->n++;
-	}
-}
-
-static void strv_free(char **v, int n)
-{
-	for (int i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
-}
-
-static char **strv_from_seq(struct xctx *x, const struct ynode *seq, int *n)
-{
-	char **v;
-
-	*n = 0;
-	if (!ynode_is_seq(seq) || seq->n == 0)
-		return NULL;
-	v = xcalloc(x, seq->n, sizeof(*v));
-	for (int i = 0; v && i < seq->n; i++)
-		v[(*n)++] = xdup(x, ynode_text(seq->items[i]));
-	return v;
-}
-
-static int64_t duration_ms(const struct ynode *n)
-{
-	int64_t ns;
-
-	if (!ynode_str(n) || parse_duration_ns(n->str, &ns) < 0)
-		return -1;
-	return ns / 1000000;
-}
 
 static const char *intern_file(struct mesh_config *c, const char *path)
 {
@@ -199,8 +114,11 @@ static void vs_free(struct vs_obj *o)
 		for (int k = 0; k < r->ndests; k++) {
 			free(r->dests[k].host);
 			free(r->dests[k].subset);
+			header_ops_free(&r->dests[k].req_headers);
+			header_ops_free(&r->dests[k].resp_headers);
 		}
 		free(r->dests);
+		http_route_free(r);
 	}
 	free(o->routes);
 }
@@ -600,6 +518,10 @@ static void route_dests_extract(struct xctx *x, struct vs_route *r, const struct
 		rd->port = (int)ymap_int(ymap_get(d, "port"), "number", 0);
 		rd->has_weight = ymap_get(l->items[i], "weight") != NULL;
 		rd->weight = (int)ymap_int(l->items[i], "weight", 0);
+		header_ops_extract(x, &rd->req_headers,
+				   ymap_get(ymap_get(l->items[i], "headers"), "request"));
+		header_ops_extract(x, &rd->resp_headers,
+				   ymap_get(ymap_get(l->items[i], "headers"), "response"));
 		rd->pos.file = file;
 		rd->pos.line = l->items[i]->line;
 	}
@@ -645,8 +567,12 @@ static void vs_routes_extract(struct xctx *x, struct vs_obj *o, const struct obj
 			r->pos.file = h->pos.file;
 			r->pos.line = l->items[i]->line;
 			r->has_match = ymap_len(l->items[i], "match") > 0;
-			if (r->kind == ROUTE_HTTP)
+			if (r->kind == ROUTE_HTTP) {
 				http_flags(r, l->items[i]);
+				http_route_extract(x, r, l->items[i], h->pos.file);
+			} else {
+				l4_matches_extract(x, r, l->items[i]);
+			}
 			route_dests_extract(x, r, ymap_get(l->items[i], "route"), h->pos.file);
 		}
 	}

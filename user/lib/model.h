@@ -146,12 +146,128 @@ struct workload_obj {
 
 /* ---------------- Istio networking ---------------- */
 
+/* Istio's StringMatch: exact, prefix or regex (RE2 syntax, whole-string match). SM_ANY is an
+ * empty StringMatch `{}`: for headers and query parameters, "present". */
+enum str_match_kind { SM_NONE = 0, SM_EXACT, SM_PREFIX, SM_REGEX, SM_ANY };
+
+struct str_match {
+	enum str_match_kind kind;
+	char *value;
+};
+
+/* A named StringMatch: headers, withoutHeaders, queryParams. */
+struct named_match {
+	char *name;
+	struct str_match m;
+};
+
+/* HTTPMatchRequest; every condition present must hold. */
+struct http_match {
+	struct str_match uri, scheme, method, authority;
+	struct named_match *headers, *without_headers, *query_params;
+	int nheaders, nwithout_headers, nquery_params;
+	int port;		/* 0: any */
+	struct kvlist source_labels;
+	char *source_namespace; /* NULL: any */
+	char **gateways;	/* a match's own gateways (empty: the VirtualService's) */
+	int ngateways;
+	bool ignore_uri_case;
+	bool l7;   /* a condition only a request can tell (not port/sourceLabels/sourceNamespace) */
+	int line;  /* where it is written */
+};
+
+/* Headers operations (Istio's Headers.HeaderOperations), for requests or responses. */
+struct header_ops {
+	struct kvlist set, add;
+	char **remove;
+	int nremove;
+};
+
+struct http_retry {
+	int attempts;		   /* Istio: 0 disables retries */
+	int64_t per_try_timeout_ms; /* -1: unset (the route timeout bounds each try) */
+	char *retry_on;		   /* as written, NULL: Istio's default */
+	bool retry_remote_localities;
+};
+
+struct http_fault {
+	bool delay, abort;
+	int64_t delay_ms;
+	double delay_pct; /* 0..100; 100 when no percentage is given */
+	int abort_status; /* httpStatus, 0 if unset */
+	char *abort_grpc; /* grpcStatus ("UNAVAILABLE"), NULL if unset */
+	double abort_pct;
+};
+
+struct http_redirect {
+	char *uri, *authority, *scheme; /* NULL: keep the request's */
+	int port;			/* 0: keep (derivePort below) */
+	bool derive_port_from_request;	/* derivePort FROM_REQUEST_PORT */
+	int code;			/* redirectCode, default 301 */
+};
+
+struct http_rewrite {
+	char *uri, *authority;		 /* NULL: unset */
+	char *regex_match, *regex_rewrite; /* uriRegexRewrite */
+};
+
+struct http_mirror {
+	char *host, *subset;
+	int port;
+	double percent; /* 0..100, default 100 */
+};
+
+struct cors_policy {
+	struct str_match *allow_origins;
+	int nallow_origins;
+	char *allow_methods, *allow_headers, *expose_headers; /* joined with ", " */
+	int64_t max_age_s;				      /* -1: unset */
+	int allow_credentials;				      /* -1 unset, 0, 1 */
+};
+
+/* The L7 part of an http route (NULL for tcp and tls routes). */
+struct http_route_spec {
+	struct http_match *matches;
+	int nmatches;
+	int64_t timeout_ms; /* -1: unset (no route timeout: Istio's default) */
+	bool has_retries;
+	struct http_retry retries;
+	bool has_fault;
+	struct http_fault fault;
+	bool has_redirect;
+	struct http_redirect redirect;
+	bool has_rewrite;
+	struct http_rewrite rewrite;
+	bool has_direct;
+	int direct_status;
+	char *direct_body; /* NULL: none */
+	struct header_ops req_headers, resp_headers;
+	struct http_mirror *mirrors;
+	int nmirrors;
+	bool has_cors;
+	struct cors_policy cors;
+	char *delegate_name, *delegate_ns; /* delegate: the VirtualService these routes come from */
+};
+
+/* An L4 match (tcp and tls routes): facts known at connect. */
+struct l4_match {
+	int port;
+	char **destination_subnets;
+	int ndestination_subnets;
+	struct kvlist source_labels;
+	char *source_namespace;
+	char **sni_hosts; /* tls routes */
+	int nsni_hosts;
+	int line;
+};
+
 struct route_dest {
 	char *host;
 	char *subset; /* may be NULL */
 	int port;     /* destination.port.number, 0 if unset */
 	int weight;   /* 0 if unset (see has_weight) */
 	bool has_weight;
+	struct header_ops req_headers, resp_headers; /* HTTPRouteDestination.headers */
 	struct srcpos pos;
 };
 
@@ -162,10 +278,12 @@ struct vs_route {
 	char *name; /* http[].name, may be NULL */
 	struct srcpos pos;
 	bool has_match; /* any match condition present (first-match semantics) */
-	/* Fields parsed and kept but not yet enforced by the kernel path; each set flag makes
-	 * validate/analyze print a "not yet enforced" warning. */
+	/* What the route asks for beyond choosing a destination (http routes). */
 	bool has_retries, has_timeout, has_fault, has_mirror, has_rewrite, has_redirect,
 	    has_headers_op, has_cors, has_direct_response, has_delegate;
+	struct http_route_spec *http; /* http routes: everything above, typed */
+	struct l4_match *l4;	      /* tcp and tls routes: their matches */
+	int nl4;
 	struct route_dest *dests;
 	int ndests;
 };

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "htab.h"
+#include "regex.h"
 #include "vcore.h"
 
 /* ---------------- rules: VirtualService ---------------- */
@@ -90,6 +91,21 @@ static bool header_name_ok(const char *s)
 	return true;
 }
 
+/* Istio compiles every regex (Go's regexp: RE2 syntax) and rejects what does not compile. */
+static void check_regex(struct vctx *v, const struct ynode *at, const char *path, const char *re)
+{
+	struct bm_regex *r;
+	char err[256];
+
+	r = bm_regex_new(re, false, err, sizeof(err));
+	if (!r)
+		vctx_err(v, at, path,
+			 "%s; Istio uses RE2 style regex-based match "
+			 "(https://github.com/google/re2/wiki/Syntax)",
+			 err);
+	bm_regex_free(r);
+}
+
 static void check_strmatch(struct vctx *v, const struct ynode *m, const char *path)
 {
 	const char *prefix = ymap_str(m, "prefix"), *regex = ymap_str(m, "regex");
@@ -103,6 +119,8 @@ static void check_strmatch(struct vctx *v, const struct ynode *m, const char *pa
 		vctx_err(v, g(m, "regex"), path, "regex string match should not be empty");
 	else if (regex && strlen(regex) > 1024)
 		vctx_err(v, g(m, "regex"), path, "regex is too large, max length allowed is 1024");
+	else if (regex)
+		check_regex(v, g(m, "regex"), path, regex);
 }
 
 static void check_header_matches(struct vctx *v, const struct ynode *m, const char *key,
@@ -296,6 +314,8 @@ static void check_rewrite(struct vctx *v, const struct ynode *r, const char *pat
 		   !*ymap_str(rr, "rewrite")))
 		vctx_err(v, rr, path,
 			 "UriRegexRewrite requires both Rewrite and Match fields to be specified");
+	else if (rr)
+		check_regex(v, g(rr, "match"), path, ymap_str(rr, "match"));
 }
 
 static void check_direct_response(struct vctx *v, const struct ynode *r, const char *path)
