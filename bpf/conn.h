@@ -9,6 +9,8 @@
  *    because a connect can still fail between the two;
  *  - bm_conn_established(): counted as a success (200) for outlier detection, opened in the
  *    traffic counters, an `open` flow event;
+ * A connection to the agent's HTTP path (BM_CONN_F_L7) has no backend yet: the agent counts
+ * and logs its requests, so it is in neither the traffic counters nor the flow log here.
  *  - bm_conn_closed(): TCP_CLOSE, whichever way it got there (FIN, RST, refused, killed). From
  *    SYN_SENT the connect failed: refused is 503, timed out (connectTimeout, enforced with
  *    TCP_USER_TIMEOUT while in SYN_SENT) 504, exactly as Envoy counts TCP upstream failures,
@@ -56,7 +58,7 @@ static __always_inline void bm_event(const struct bm_sock *st, __u32 type, __u64
 
 static __always_inline void bm_active_add(__u32 backend_id, int delta)
 {
-	struct bm_bstate *bs = bpf_map_lookup_elem(&bm_bstate, &backend_id);
+	struct bm_bstate *bs = backend_id ? bpf_map_lookup_elem(&bm_bstate, &backend_id) : 0;
 
 	if (bs)
 		__sync_fetch_and_add(&bs->active, delta);
@@ -208,7 +210,7 @@ static __always_inline int bm_conn_connect(struct bm_sock *st, __u64 now)
 
 static __always_inline void bm_conn_established(struct bm_sock *st, __u64 cookie, __u64 now)
 {
-	if (st->counted != 1)
+	if (st->counted != 1 || (st->sub_flags & BM_CONN_F_L7))
 		return;
 	bm_traffic_add(st, BM_TR_OPEN, 0, 0, 0, 0, 0);
 	st->established_ns = now;
@@ -233,6 +235,8 @@ static __always_inline int bm_conn_closed(struct bm_sock *st, __u64 cookie, __u3
 	st->counted = 2; /* released: never counted again */
 	bm_active_add(st->backend_id, -1);
 	bm_pool_add(st, -1);
+	if (st->sub_flags & BM_CONN_F_L7)
+		return 1;
 	if (from == BM_TCP_SYN_SENT) {
 		/* The connect failed: timed out if it lasted (nearly) the connect timeout */
 		bm_count(BM_ST_CONNECT_FAIL);

@@ -2,8 +2,9 @@
 /*
  * listen.bpf.c: socket filters the agent puts on its own listeners, so a SYN reaches them only
  * from whom the kernel says may send it, whatever a pod forges (raw packets, AF_PACKET):
- *  - the outbound listener (15001) takes only connects the kernel captured itself: sockops
- *    wrote the client's (address, port) to bm_orig before its SYN left;
+ *  - the outbound listener (15001) and the HTTP path's (15006) take only connects the kernel
+ *    captured itself: sockops wrote the client's (address, port) to bm_orig before its SYN
+ *    left;
  *  - the mTLS listener (15008) takes SYNs only from the mesh's nodes (bm_peer): other agents.
  * Anything but a SYN passes (it belongs to a connection that got in, or the stack resets it).
  * A socket filter returns how many bytes to keep: 0 drops.

@@ -72,7 +72,11 @@ static __always_inline void bm_orig_put(struct bpf_sock_ops *skops, const struct
 	bm_orig_key(skops, &k);
 	if (bid)
 		be = bpf_map_lookup_elem(&bm_backend, &bid);
-	if (be) {
+	if (st->sub_flags & BM_CONN_F_L7) {
+		__builtin_memcpy(o.addr, st->orig_addr, 4); /* the service: the agent routes */
+		o.port = st->orig_port;
+		o.flags = BM_ORIG_F_L7;
+	} else if (be) {
 		__builtin_memcpy(o.addr, be->addr, 4);
 		o.port = be->port;
 	} else {
@@ -109,7 +113,7 @@ int bm_sockops(struct bpf_sock_ops *skops)
 			break;
 		if (st->timeout_ms)
 			bm_set_user_timeout(skops, st->timeout_ms);
-		if (st->sub_flags & BM_CONN_F_TUNNEL)
+		if (st->sub_flags & (BM_CONN_F_TUNNEL | BM_CONN_F_L7))
 			bm_orig_put(skops, st);
 		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
 						     BPF_SOCK_OPS_STATE_CB_FLAG);
@@ -150,7 +154,7 @@ int bm_sockops(struct bpf_sock_ops *skops)
 		if (!st || !bm_conn_closed(st, cookie, from, acked, rcvd, xsent, xrcvd,
 					   bpf_ktime_get_ns()))
 			break;
-		if (st->sub_flags & BM_CONN_F_TUNNEL) {
+		if (st->sub_flags & (BM_CONN_F_TUNNEL | BM_CONN_F_L7)) {
 			struct bm_orig_key ok = {};
 
 			bm_orig_key(skops, &ok);

@@ -82,6 +82,36 @@ static __always_inline int bm_v6_refused(const struct bm_svc_key *key, const str
 }
 
 /*
+ * An HTTP port whose config needs requests (BM_SVC_F_L7): a mesh client's TCP connect goes to
+ * this node's agent, which routes each request (loader/l7*.c); the record keeps the service
+ * address, which the agent reads back from bm_orig. While the agent's HTTP path is not
+ * listening the kernel path serves the port as before (first route without match).
+ */
+static __always_inline int bm_l7(const struct bm_svc_key *key, const struct bm_client *cl,
+				 int is_sendmsg, struct bm_decision *d)
+{
+	struct bm_svc *svc;
+	struct bm_node *node;
+	__u32 zero = 0;
+
+	if (!cl->in_mesh || is_sendmsg || key->proto != BM_PROTO_TCP || key->family != BM_FAM_V4)
+		return 0;
+	svc = bpf_map_lookup_elem(&bm_svc, key);
+	if (!svc || !(svc->flags & BM_SVC_F_L7))
+		return 0;
+	node = bpf_map_lookup_elem(&bm_node, &zero);
+	if (!node || !(node->flags & BM_NODE_F_L7))
+		return 0;
+	__builtin_memset(&d->dst, 0, sizeof(d->dst));
+	__builtin_memcpy(d->dst.addr, node->addr4, 4);
+	d->dst.port = node->l7_port;
+	d->dst.family = BM_FAM_V4;
+	d->rec.svc_id = svc->svc_id;
+	d->rec.sub_flags = BM_CONN_F_L7;
+	return 1;
+}
+
+/*
  * key: the address asked for (a v4-mapped IPv6 one as IPv4, mapped set); cgroup_id: the
  * caller's; cookie: the socket's (bm_sock and bm_udp are keyed by it). Counts every outcome
  * (bm_stats), records TCP connections in bm_sock and UDP reply sources in bm_udp.
@@ -104,6 +134,22 @@ static __always_inline void bm_sock_decide(const struct bm_svc_key *key, int map
 		return;
 	}
 	bm_client_load(&cl, cgroup_id);
+	if (bm_l7(key, &cl, is_sendmsg, d)) {
+		struct bm_sock *rec = &d->rec;
+
+		bm_count(BM_ST_L7);
+		__builtin_memcpy(rec->orig_addr, key->addr, 16);
+		rec->orig_port = key->port;
+		rec->family = mapped ? BM_FAM_V6 : key->family;
+		rec->cgroup_id = cl.cgroup_id;
+		rec->src_pod = cl.pod_id;
+		rec->created_ns = now;
+		d->record = 1;
+		d->rewrite = 1;
+		if (bpf_map_update_elem(&bm_sock, &cookie, rec, BPF_ANY))
+			bm_count(BM_ST_SOCK_FULL);
+		return;
+	}
 	res = bm_xlate(key, &cl, &pick);
 	if ((res == BM_X_OK || res == BM_X_MISS) && cl.in_mesh && !is_sendmsg) {
 		if (bm_v6_refused(key, &pick, res)) {

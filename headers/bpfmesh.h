@@ -20,7 +20,7 @@
 #include "outlier.h"
 
 /* Bump when any struct below changes layout. */
-#define BM_MAP_ABI 8
+#define BM_MAP_ABI 9
 
 /* Sizes: every one a named constant, overridable at build time. */
 #ifndef BM_MAX_SERVICES
@@ -73,6 +73,9 @@ struct bm_svc_key {
 };
 
 #define BM_SVC_F_HAS_ROUTE 1 /* route_id is valid (a VirtualService applies) */
+#define BM_SVC_F_L7                                                                                \
+	2 /* an HTTP port whose config needs requests (loader/l7*.c): mesh clients' connects go  \
+	   * to the local agent's HTTP path, when it listens (BM_NODE_F_L7) */
 
 struct bm_svc {
 	__u32 svc_id;	  /* stable per service for counters */
@@ -99,6 +102,8 @@ struct bm_route {
 /* Not a subset flag: set in bm_sock.sub_flags of a connection sent through the local agent's
  * mTLS tunnel (its SYN went to the agent, so its outcome says nothing about the backend). */
 #define BM_CONN_F_TUNNEL 8
+/* ... and of one sent to the local agent's HTTP path (it routes and scores each request). */
+#define BM_CONN_F_L7 16
 
 /* A subset: n backends at slots [first_slot, first_slot + n) of bm_slot. The flags say which
  * policy lookups a connect needs, so a subset without policy costs nothing extra. */
@@ -210,6 +215,7 @@ struct bm_decision {
  */
 #define BM_PORT_OUTBOUND 15001 /* the agent's outbound listener: tunnelled connects go here */
 #define BM_PORT_INBOUND	 15006
+#define BM_PORT_HTTP	 15006 /* the agent's HTTP path: captured connects to L7 service ports */
 #define BM_PORT_HBONE	 15008 /* the agent's mTLS listener, for other nodes' agents */
 #define BM_PORT_METRICS	 15020
 #define BM_PORT_HEALTH	 15021
@@ -217,12 +223,15 @@ struct bm_decision {
 #define BM_NODE_F_TUNNEL                                                                           \
 	1 /* the agent has certificates and listens: tunnel remote mesh traffic                    \
 	   */
+#define BM_NODE_F_L7 2 /* the agent's HTTP path listens on addr4:l7_port */
 
 /* bm_node[0]: this node, as the datapath needs it. */
 struct bm_node {
 	__u8 addr4[4];	      /* the node address the agent listens on */
 	__be16 outbound_port; /* BM_PORT_OUTBOUND, network order */
 	__u16 flags;	      /* BM_NODE_F_* */
+	__be16 l7_port;	      /* BM_PORT_HTTP, network order */
+	__u16 pad;
 };
 
 /* bm_wl: what connect4/6 knows about a workload address on another node, per port; port 0 is
@@ -327,14 +336,15 @@ struct bm_orig_key {
 	__u16 pad;
 };
 
+#define BM_ORIG_F_L7 1 /* for the HTTP path: addr/port are the service's, backend_id 0 */
 struct bm_orig {
-	__u8 addr[4]; /* backend address (network order) */
+	__u8 addr[4]; /* backend address (network order); the service's with BM_ORIG_F_L7 */
 	__be16 port;
 	__u16 pad;
 	__u32 backend_id; /* 0 when dialed by address, not through a service */
 	__u32 svc_id;
 	__u32 src_pod;
-	__u32 pad2;
+	__u32 flags; /* BM_ORIG_F_* */
 };
 
 #define BM_MAX_WL     65536
@@ -545,7 +555,8 @@ struct bm_meta {
 	X(AGENT_PORT_DROP, "dropped: packets to agent listeners not captured",                     \
 	  "agent_port_dropped")                                                                    \
 	X(V6_REFUSED, "refused: IPv6 to a remote STRICT workload", "ipv6_strict_refused")          \
-	X(ATTEST_FULL, "connections not attested (bm_attest full)", "attest_map_full")
+	X(ATTEST_FULL, "connections not attested (bm_attest full)", "attest_map_full")            \
+	X(L7, "sent to the agent's HTTP path", "http_path")
 
 enum bm_stat {
 #define BM_STAT_ENUM(id, phrase, metric) BM_ST_##id,
@@ -563,6 +574,7 @@ enum bm_stat {
 #define BM_NAME_POLICY	5 /* AuthorizationPolicy id -> "namespace/name" */
 #define BM_NAME_ROUTE	6 /* route id -> its VirtualService, route in force, routes not */
 #define BM_NAME_VS	7 /* service id -> a VirtualService with no route in force */
+#define BM_NAME_L7	8 /* a port's all-endpoints subset id -> why it needs the HTTP path */
 #define BM_NAME_LEN	96
 struct bm_name_key {
 	__u32 kind; /* BM_NAME_* */

@@ -214,7 +214,13 @@ struct sync {
 	uint64_t generation;
 	int nservices;
 	uint64_t *last_tick; /* per backend id: last outlier interval tick (ns) */
+	bool l7;	     /* the agent's HTTP path listens: L7 ports get BM_SVC_F_L7 */
 };
+
+void sync_set_l7(struct sync *s, bool on)
+{
+	s->l7 = on;
+}
 
 static uint64_t mono_ms(void *arg)
 {
@@ -492,12 +498,13 @@ static uint64_t subset_content(const struct rs_table *t, int si, uint64_t h)
 	return h;
 }
 
-static uint64_t svc_content(const struct rs_table *t, const struct rs_service *rs)
+static uint64_t svc_content(const struct rs_table *t, const struct rs_service *rs, bool s_l7_flag)
 {
 	uint64_t h = mix(1, rs->svc_id);
 
 	h = subset_content(t, rs->all_subset, h);
 	h = mix(h, rs->has_route);
+	h = mix(h, rs_hash32(rs->l7_reason) + (s_l7_flag ? 1 : 0));
 	for (int i = 0; i < rs->ndests; i++)
 		h = subset_content(t, rs->dests[i].subset, mix(h, rs->dests[i].weight));
 	return mix(h, 0xfeed);
@@ -679,6 +686,16 @@ static int write_service(struct sync *s, const struct rs_table *t, const struct 
 		val.flags |= BM_SVC_F_HAS_ROUTE;
 	}
 	put_name(s, BM_NAME_SVC, rs->svc_id, "%s/%s", rs->svc->ns, rs->svc->name);
+	/* why this port needs the HTTP path (the services command says the path taken) */
+	if (rs->l7_reason[0]) {
+		put_name(s, BM_NAME_L7, val.all_subset, "%s%s", rs->l7_reason, "");
+	} else if (s->fds.names >= 0) {
+		struct bm_name_key k = {.kind = BM_NAME_L7, .id = val.all_subset};
+
+		dp_map_del(s->fds.names, &k, "bm_names");
+	}
+	if (rs->l7_reason[0] && s->l7)
+		val.flags |= BM_SVC_F_L7;
 	if (rs->vs) {
 		char text[512];
 
@@ -795,7 +812,7 @@ int sync_apply(struct sync *s, const struct rs_table *t, struct diags *d, struct
 		if (idx[i] < 0)
 			continue;
 		r = &s->recs[idx[i]];
-		content = svc_content(t, rs);
+		content = svc_content(t, rs, s->l7);
 		if (r->live && r->content == content) {
 			res->services_unchanged++;
 			continue;

@@ -70,6 +70,10 @@ int sync_sweep_socks(struct sync *s, uint64_t now_ns, uint64_t max_age_ns);
 void put_name4(struct sync *s, uint32_t kind, uint32_t id, const char *a, const char *b,
 	       const char *c, const char *d);
 
+/* The agent's HTTP path is listening (or not): ports that need it get BM_SVC_F_L7 at the
+ * next apply. */
+void sync_set_l7(struct sync *s, bool on);
+
 /* At start: keep bm_meta as an earlier agent left it (its config is still in force), or
  * start it empty for new maps. */
 void sync_init_meta(struct sync *s);

@@ -692,23 +692,12 @@ int main(void)
 		printf("lb: 0 passed, 1 failed\n");
 		return 1;
 	}
-	fds = (struct bm_mapfds){
-	    .svc = bpf_map__fd(skel->maps.bm_svc),
-	    .route = bpf_map__fd(skel->maps.bm_route),
-	    .subset = bpf_map__fd(skel->maps.bm_subset),
-	    .slot = bpf_map__fd(skel->maps.bm_slot),
-	    .backend = bpf_map__fd(skel->maps.bm_backend),
-	    .bstate = bpf_map__fd(skel->maps.bm_bstate),
-	    .rr = bpf_map__fd(skel->maps.bm_rr),
-	    .pod = bpf_map__fd(skel->maps.bm_pod),
-	    .meta = bpf_map__fd(skel->maps.bm_meta),
-	    .stats = bpf_map__fd(skel->maps.bm_stats),
-	    .names = bpf_map__fd(skel->maps.bm_names),
-	    .policy = bpf_map__fd(skel->maps.bm_policy),
-	    .health = bpf_map__fd(skel->maps.bm_health),
-	    .cpool = bpf_map__fd(skel->maps.bm_cpool),
-	    .sock = bpf_map__fd(skel->maps.bm_sock),
-	};
+	/* every map the sync may write, from this object's own (unpinned) copies */
+#define MAP_FD(field, name) fds.field = bpf_map__fd(skel->maps.name);
+#define NO_FD(name)
+	BM_MAPS(MAP_FD, NO_FD)
+#undef MAP_FD
+#undef NO_FD
 	sync_ = sync_new(&fds, &(struct sync_clock){.now_ms = fake_clock});
 	sync_set_pods(sync_, &pod, 1);
 

@@ -410,6 +410,8 @@ static void collect_service(const struct bm_mapfds *f, const struct bm_svc_key *
 	jset_str(o, "protocol", key->proto == IPPROTO_UDP ? "UDP" : "TCP");
 	jset_str(o, "family", key->family == BM_FAM_V6 ? "IPv6" : "IPv4");
 	json_object_object_add(o, "service", jname(f, BM_NAME_SVC, v->svc_id));
+	jset_str(o, "path", v->flags & BM_SVC_F_L7 ? "l7" : "kernel");
+	json_object_object_add(o, "l7Reason", jname(f, BM_NAME_L7, v->all_subset));
 	if (r) {
 		struct json_object *route = json_object_new_object(), *d = json_object_new_array();
 
@@ -444,6 +446,13 @@ static void print_service_text(struct json_object *o, bool wide)
 
 	printf(!strcmp(jstr(o, "family"), "IPv6") ? "[%s]:%lld/%s %s\n" : "%s:%lld/%s %s\n",
 	       jstr(o, "address"), jint(o, "port"), jstr(o, "protocol"), svc ? svc : "?");
+	if (!strcmp(jstr(o, "path"), "l7"))
+		printf("  path l7 (%s)\n", jstr(o, "l7Reason") ? jstr(o, "l7Reason") : "?");
+	else if (jstr(o, "l7Reason"))
+		printf("  path kernel (%s needs the HTTP path, and the agent's is not listening)\n",
+		       jstr(o, "l7Reason"));
+	else
+		printf("  path kernel\n");
 	if (vs)
 		printf("  VirtualService %s\n", vs);
 	if (route) {

@@ -123,14 +123,24 @@ static void vs_free(struct vs_obj *o)
 	free(o->routes);
 }
 
+static void policy_free(struct traffic_policy *p)
+{
+	free(p->hash_header);
+	free(p->hash_cookie);
+	free(p->hash_cookie_path);
+	free(p->hash_query);
+}
+
 static void dr_free(struct dr_obj *o)
 {
 	free(o->name);
 	free(o->ns);
 	free(o->host);
+	policy_free(&o->policy);
 	for (int i = 0; i < o->nsubsets; i++) {
 		free(o->subsets[i].name);
 		kvlist_free(&o->subsets[i].labels);
+		policy_free(&o->subsets[i].policy);
 	}
 	free(o->subsets);
 	strv_free(o->export_to, o->nexport_to);
@@ -606,10 +616,12 @@ static enum lb_simple lb_from_name(const char *s)
 	return LB_UNSET; /* absent or UNSPECIFIED */
 }
 
-static void policy_extract(struct traffic_policy *p, const struct ynode *tp)
+static void policy_extract(struct xctx *x, struct traffic_policy *p, const struct ynode *tp)
 {
 	const struct ynode *lb = ymap_get(tp, "loadBalancer"), *ch = ymap_get(lb, "consistentHash");
 	const struct ynode *cp = ymap_get(tp, "connectionPool"), *tcp = ymap_get(cp, "tcp");
+	const struct ynode *http = ymap_get(cp, "http"), *cookie = ymap_get(ch, "httpCookie");
+	const char *up = ymap_str(http, "h2UpgradePolicy");
 	const struct ynode *od = ymap_get(tp, "outlierDetection");
 	int64_t legacy = ymap_int(od, "consecutiveErrors", 0);
 
@@ -633,7 +645,23 @@ static void policy_extract(struct traffic_policy *p, const struct ynode *tp)
 	p->base_ejection_ms = duration_ms(ymap_get(od, "baseEjectionTime"));
 	p->max_ejection_percent = (int)ymap_int(od, "maxEjectionPercent", -1);
 	p->min_health_percent = (int)ymap_int(od, "minHealthPercent", -1);
+	p->hash_header = xdup(x, ymap_str(ch, "httpHeaderName"));
+	p->hash_cookie = xdup(x, ymap_str(cookie, "name"));
+	p->hash_cookie_path = xdup(x, ymap_str(cookie, "path"));
+	p->hash_cookie_ttl_ms = duration_ms(ymap_get(cookie, "ttl"));
+	p->hash_query = xdup(x, ymap_str(ch, "httpQueryParameterName"));
+	p->ring_size = ymap_int(ymap_get(ch, "ringHash"), "minimumRingSize",
+				ymap_int(ch, "minimumRingSize",
+					 ymap_int(ymap_get(ch, "maglev"), "tableSize", -1)));
+	p->has_http_pool = http != NULL;
+	p->http1_max_pending = ymap_int(http, "http1MaxPendingRequests", -1);
+	p->http2_max_requests = ymap_int(http, "http2MaxRequests", -1);
+	p->max_requests_per_conn = ymap_int(http, "maxRequestsPerConnection", -1);
+	p->max_retries = ymap_int(http, "maxRetries", -1);
+	p->idle_timeout_ms = duration_ms(ymap_get(http, "idleTimeout"));
+	p->h2_upgrade = up && !strcmp(up, "UPGRADE");
 }
+
 
 static void dr_extract(struct xctx *x, struct dr_obj *o, const struct objhead *h)
 {
@@ -645,7 +673,7 @@ static void dr_extract(struct xctx *x, struct dr_obj *o, const struct objhead *h
 	o->pos = h->pos;
 	o->host = xdup(x, ymap_str(h->spec, "host"));
 	o->has_policy = tp != NULL;
-	policy_extract(&o->policy, tp);
+	policy_extract(x, &o->policy, tp);
 	o->export_to = strv_from_seq(x, ymap_get(h->spec, "exportTo"), &o->nexport_to);
 	o->subsets = xcalloc(x, ynode_is_seq(subsets) ? subsets->n : 0, sizeof(*o->subsets));
 	for (int i = 0; o->subsets && ynode_is_seq(subsets) && i < subsets->n; i++) {
@@ -657,7 +685,7 @@ static void dr_extract(struct xctx *x, struct dr_obj *o, const struct objhead *h
 		ds->pos.line = s->line;
 		kv_from_map(x, &ds->labels, ymap_get(s, "labels"));
 		ds->has_policy = ymap_get(s, "trafficPolicy") != NULL;
-		policy_extract(&ds->policy, ymap_get(s, "trafficPolicy"));
+		policy_extract(x, &ds->policy, ymap_get(s, "trafficPolicy"));
 	}
 }
 
@@ -1517,7 +1545,7 @@ static bool is(const char *s, const char *want)
 	return s && strcmp(s, want) == 0;
 }
 
-static const struct kvlist *ns_labels(const struct mesh_config *c, const char *ns)
+const struct kvlist *config_ns_labels(const struct mesh_config *c, const char *ns)
 {
 	for (int i = 0; i < c->nnamespaces; i++)
 		if (strcmp(c->namespaces[i].name, ns ? ns : "default") == 0)
@@ -1536,7 +1564,7 @@ static const struct kvlist *ns_labels(const struct mesh_config *c, const char *n
  */
 bool config_in_mesh(const struct mesh_config *c, const struct workload_obj *w)
 {
-	const struct kvlist *nl = ns_labels(c, w->ns);
+	const struct kvlist *nl = config_ns_labels(c, w->ns);
 	const char *inj = kv_get(nl, "istio-injection"), *rev = kv_get(nl, "istio.io/rev");
 	const char *pod_inject = kv_get(&w->labels, "sidecar.istio.io/inject");
 	const char *pod_mode = kv_get(&w->labels, "istio.io/dataplane-mode");

@@ -327,6 +327,15 @@ struct traffic_policy {
 	int64_t base_ejection_ms;   /* -1 when unset */
 	int max_ejection_percent;   /* -1 when unset */
 	int min_health_percent;	    /* -1 when unset */
+	/* consistentHash on a request's header, cookie or query parameter (the HTTP path) */
+	char *hash_header, *hash_cookie, *hash_cookie_path, *hash_query;
+	int64_t hash_cookie_ttl_ms; /* -1 unset: a session cookie */
+	int64_t ring_size;	    /* ringHash.minimumRingSize / maglev.tableSize, -1 unset */
+	/* connectionPool.http (the HTTP path); -1 when unset */
+	bool has_http_pool;
+	int64_t http1_max_pending, http2_max_requests, max_requests_per_conn, max_retries,
+	    idle_timeout_ms;
+	bool h2_upgrade; /* h2UpgradePolicy: UPGRADE */
 };
 
 struct dr_subset {
@@ -574,6 +583,9 @@ const char *config_route_path(char *buf, size_t len, const struct vs_obj *vs, in
 const char *kv_get(const struct kvlist *l, const char *key);
 /* true if every selector entry equals the label value (empty selector matches everything) */
 bool kv_match(const struct kvlist *selector, const struct kvlist *labels);
+
+/* The labels of Namespace ns when it is in the config, else NULL. */
+const struct kvlist *config_ns_labels(const struct mesh_config *c, const char *ns);
 
 /* Istio mesh enrollment for a workload in namespace ns (see SEMANTICS.md / issue text). */
 bool config_in_mesh(const struct mesh_config *c, const struct workload_obj *w);

@@ -14,8 +14,10 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include "htab.h"
 #include "resolve.h"
+#include "security.h"
 
 #define RS_POOL_V4   0x0a600000u /* 10.96.0.0/12: Kubernetes' default service range */
 #define RS_POOL_SIZE (1u << 20)
@@ -507,7 +509,7 @@ static int add_subset(struct rs_table *t, const struct mesh_config *c, const str
 
 	t->subsets = grow(t->subsets, t->nsubsets, sizeof(*t->subsets));
 	sub = &t->subsets[t->nsubsets];
-	*sub = (struct rs_subset){.name = strdup(name), .lb = dr_lb(dr, ds)};
+	*sub = (struct rs_subset){.name = strdup(name), .lb = dr_lb(dr, ds), .dr = dr, .ds = ds};
 	rs_policy_of(dr, ds, &sub->policy);
 	if (!s->has_selector || s->selector.n == 0)
 		return t->nsubsets++; /* no selector: endpoints are managed elsewhere */
@@ -538,6 +540,133 @@ static int add_subset(struct rs_table *t, const struct mesh_config *c, const str
 		}
 	}
 	return t->nsubsets++;
+}
+
+/* Istio's protocol of a service port (kube.ConvertProtocol): appProtocol when set, else the
+ * name up to its first '-'. */
+enum rs_proto rs_port_proto(const struct svc_port *p)
+{
+	const char *n = p->app_protocol ? p->app_protocol : p->name;
+	size_t len;
+
+	if (!n || (p->protocol && strcmp(p->protocol, "TCP")))
+		return RS_TCP;
+	if (!strcmp(n, "kubernetes.io/h2c"))
+		return RS_HTTP2;
+	if (!strcmp(n, "kubernetes.io/ws"))
+		return RS_HTTP;
+	len = p->app_protocol ? strlen(n) : strcspn(n, "-");
+	if (len == 4 && !strncasecmp(n, "http", 4))
+		return RS_HTTP;
+	if (len == 5 && !strncasecmp(n, "http2", 5))
+		return RS_HTTP2;
+	if (len == 4 && !strncasecmp(n, "grpc", 4))
+		return RS_GRPC;
+	return RS_TCP;
+}
+
+/* What of an http route needs a request to act (the kernel sees connections), or NULL. */
+static const char *route_l7_need(const struct vs_route *r)
+{
+	const struct http_route_spec *h = r->http;
+
+	if (!h)
+		return NULL;
+	if (h->nmatches)
+		return "match";
+	if (h->has_retries)
+		return "retries";
+	if (h->timeout_ms >= 0)
+		return "timeout";
+	if (h->has_fault)
+		return "fault";
+	if (h->nmirrors)
+		return "mirror";
+	if (h->has_rewrite)
+		return "rewrite";
+	if (h->has_redirect)
+		return "redirect";
+	if (r->has_headers_op)
+		return "headers";
+	if (h->has_cors)
+		return "corsPolicy";
+	if (h->has_direct)
+		return "directResponse";
+	if (h->delegate_name)
+		return "delegate";
+	return NULL;
+}
+
+static const char *policy_l7_need(const struct traffic_policy *p)
+{
+	if (p->has_http_pool)
+		return "connectionPool.http";
+	if (p->lb_hash_other)
+		return "consistentHash";
+	return NULL;
+}
+
+/*
+ * Why a service port takes the agent's HTTP path, into rs->l7_reason ("" for the kernel
+ * path): an HTTP port (a) whose VirtualService, DestinationRules or AuthorizationPolicies
+ * ask for what only a request can give, or (b) that carries Istio ambient's
+ * istio.io/use-waypoint label on the Service, its Namespace or a destination workload.
+ */
+static void l7_reason_of(const struct rs_table *t, const struct mesh_config *c,
+			 struct rs_service *rs)
+{
+	const struct rs_subset *all = &t->subsets[rs->all_subset];
+	const struct kvlist *nl = config_ns_labels(c, rs->svc->ns);
+	char *out = rs->l7_reason, path[64];
+	size_t len = sizeof(rs->l7_reason);
+	const char *need;
+
+	out[0] = 0;
+	if (rs->http == RS_TCP || rs->proto != IPPROTO_TCP)
+		return;
+	if (kv_get(&rs->svc->labels, "istio.io/use-waypoint")) {
+		snprintf(out, len, "istio.io/use-waypoint on the Service");
+		return;
+	}
+	if (nl && kv_get(nl, "istio.io/use-waypoint")) {
+		snprintf(out, len, "istio.io/use-waypoint on Namespace %s", rs->svc->ns);
+		return;
+	}
+	for (int i = 0; i < all->n; i++) {
+		const struct workload_obj *w = t->backends[all->backends[i]].wl;
+
+		if (w && kv_get(&w->labels, "istio.io/use-waypoint")) {
+			snprintf(out, len, "istio.io/use-waypoint on %s/%s", w->ns, w->name);
+			return;
+		}
+	}
+	for (int i = 0; rs->vs && i < rs->vs->nroutes; i++) {
+		if (rs->vs->routes[i].kind != ROUTE_HTTP ||
+		    !(need = route_l7_need(&rs->vs->routes[i])))
+			continue;
+		snprintf(out, len, "%s in %s", need,
+			 config_route_path(path, sizeof(path), rs->vs, i));
+		return;
+	}
+	for (int i = 0; i <= rs->ndests; i++) {
+		const struct rs_subset *s = &t->subsets[i < rs->ndests ? rs->dests[i].subset
+									: rs->all_subset];
+
+		if ((s->ds && s->ds->has_policy && (need = policy_l7_need(&s->ds->policy))) ||
+		    (s->dr && s->dr->has_policy && (need = policy_l7_need(&s->dr->policy)))) {
+			snprintf(out, len, "%s of DestinationRule", need);
+			return;
+		}
+	}
+	for (int i = 0; i < all->n; i++) {
+		const struct workload_obj *w = t->backends[all->backends[i]].wl;
+		const struct ap_obj *ap = w ? sec_http_policy(c, NULL, w) : NULL;
+
+		if (ap) {
+			snprintf(out, len, "AuthorizationPolicy %s/%s", ap->ns, ap->name);
+			return;
+		}
+	}
 }
 
 static bool port_is_tcp_only(const struct svc_port *p)
@@ -725,15 +854,16 @@ static int resolve_port(struct rs_table *t, const struct mesh_config *c, const s
 	/* add_subset may move t->services? No: it grows t->subsets only. */
 	rs->all_subset = add_subset(t, c, s, p, fam, "(all)", NULL, dr, NULL);
 	rs->route = -1;
+	rs->http = rs_port_proto(p);
 	rs->vs = find_vs(c, fq);
-	if (!rs->vs)
-		return 0;
-	rs->route = pick_route(rs->vs, p);
-	if (rs->route < 0)
-		return 0;
-	r = &rs->vs->routes[rs->route];
-	rs->has_route = true;
-	return resolve_route(t, c, rs, rs->vs, r, d);
+	if (rs->vs && (rs->route = pick_route(rs->vs, p)) >= 0) {
+		r = &rs->vs->routes[rs->route];
+		rs->has_route = true;
+		resolve_route(t, c, rs, rs->vs, r, d);
+	}
+	/* t->services may not move: l7_reason_of reads rs through t */
+	l7_reason_of(t, c, rs);
+	return 0;
 }
 
 /* The service's address of one family: its own clusterIP(s), or the allocated one. */

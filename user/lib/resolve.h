@@ -37,6 +37,9 @@ struct rs_subset {
 	char *name;  /* subset name, or "(all)" */
 	uint32_t lb; /* enum bm_lb */
 	struct rs_policy policy;
+	/* where the policy comes from (the HTTP path reads the rest of it): NULL when none */
+	const struct dr_obj *dr;
+	const struct dr_subset *ds;
 	int *backends; /* indexes into rs_table.backends */
 	int n;
 };
@@ -45,6 +48,10 @@ struct rs_dest {
 	int subset; /* index into rs_table.subsets */
 	uint32_t weight;
 };
+
+/* A service port's protocol, by Istio's rules: its name (`http`, `http-*`, `http2`, `grpc`,
+ * ...) or appProtocol. */
+enum rs_proto { RS_TCP = 0, RS_HTTP, RS_HTTP2, RS_GRPC };
 
 struct rs_service {
 	const struct svc_obj *svc;
@@ -59,6 +66,10 @@ struct rs_service {
 	bool has_route;
 	const struct vs_obj *vs; /* the VirtualService in force, if any */
 	int route;		 /* index of its route in force in vs->routes, or -1 */
+	enum rs_proto http;	 /* the port's protocol as Istio reads its name/appProtocol */
+	/* Why this port needs the agent's HTTP path ("" when it does not): only an HTTP port
+	 * can; see rs_l7_reason(). */
+	char l7_reason[96];
 	struct rs_dest dests[BM_MAX_ROUTE_DESTS];
 	int ndests;
 };
@@ -99,6 +110,8 @@ void rs_policy_of(const struct dr_obj *dr, const struct dr_subset *sub, struct r
 /* The address a Service gets (first cluster IP, or the allocated one), as text. */
 int resolve_service_vip(const struct mesh_config *c, const struct svc_obj *s, int family, char *buf,
 			size_t len);
+
+enum rs_proto rs_port_proto(const struct svc_port *p);
 
 /* For `bpfmesh services`: which route of the VirtualService is in force and which are not,
  * "shop/reviews spec.http[1]; not in force: spec.http[0]" ("" without a VirtualService). */

@@ -379,6 +379,19 @@ static bool ap_applies(const struct ap_obj *p, const char *root, const struct wo
 	return streq(p->ns, w->ns) && kv_match(&p->selector, &w->labels);
 }
 
+const struct ap_obj *sec_http_policy(const struct mesh_config *c, const char *root_ns,
+				     const struct workload_obj *w)
+{
+	for (int i = 0; c && w && i < c->naps; i++) {
+		if (!ap_applies(&c->aps[i], root_of(root_ns), w))
+			continue;
+		for (int r = 0; r < c->aps[i].nrules; r++)
+			if (sec_rule_has_http(&c->aps[i].rules[r]))
+				return &c->aps[i];
+	}
+	return NULL;
+}
+
 bool sec_has_policy(const struct mesh_config *c, const char *root_ns, const struct workload_obj *w)
 {
 	for (int i = 0; c && w && i < c->naps; i++)

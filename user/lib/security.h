@@ -83,6 +83,11 @@ struct sec_decision {
 void sec_authorize(const struct mesh_config *c, const char *root_ns, const struct workload_obj *w,
 		   int dport, const struct sec_peer *src, struct sec_decision *d);
 
+/* The first AuthorizationPolicy that applies to w with a rule using HTTP-only fields (it needs
+ * the HTTP path to act as written), or NULL. */
+const struct ap_obj *sec_http_policy(const struct mesh_config *c, const char *root_ns,
+				     const struct workload_obj *w);
+
 /* Does any AuthorizationPolicy (any action) apply to w? */
 bool sec_has_policy(const struct mesh_config *c, const char *root_ns, const struct workload_obj *w);
 
