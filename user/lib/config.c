@@ -650,9 +650,9 @@ static void policy_extract(struct xctx *x, struct traffic_policy *p, const struc
 	p->hash_cookie_path = xdup(x, ymap_str(cookie, "path"));
 	p->hash_cookie_ttl_ms = duration_ms(ymap_get(cookie, "ttl"));
 	p->hash_query = xdup(x, ymap_str(ch, "httpQueryParameterName"));
-	p->ring_size = ymap_int(ymap_get(ch, "ringHash"), "minimumRingSize",
-				ymap_int(ch, "minimumRingSize",
-					 ymap_int(ymap_get(ch, "maglev"), "tableSize", -1)));
+	p->ring_size = ymap_int(
+	    ymap_get(ch, "ringHash"), "minimumRingSize",
+	    ymap_int(ch, "minimumRingSize", ymap_int(ymap_get(ch, "maglev"), "tableSize", -1)));
 	p->has_http_pool = http != NULL;
 	p->http1_max_pending = ymap_int(http, "http1MaxPendingRequests", -1);
 	p->http2_max_requests = ymap_int(http, "http2MaxRequests", -1);
@@ -661,7 +661,6 @@ static void policy_extract(struct xctx *x, struct traffic_policy *p, const struc
 	p->idle_timeout_ms = duration_ms(ymap_get(http, "idleTimeout"));
 	p->h2_upgrade = up && !strcmp(up, "UPGRADE");
 }
-
 
 static void dr_extract(struct xctx *x, struct dr_obj *o, const struct objhead *h)
 {

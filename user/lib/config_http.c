@@ -177,10 +177,9 @@ static void mirrors_extract(struct xctx *x, struct http_route_spec *h, const str
 		if (mp && ynode_num(ymap_get(mp, "value"), &v) == 0)
 			m->percent = v;
 		else if (ymap_get(n, "mirrorPercent") || ymap_get(n, "mirror_percent"))
-			m->percent = (double)ymap_int(n, ymap_get(n, "mirrorPercent")
-							 ? "mirrorPercent"
-							 : "mirror_percent",
-						      100);
+			m->percent = (double)ymap_int(
+			    n, ymap_get(n, "mirrorPercent") ? "mirrorPercent" : "mirror_percent",
+			    100);
 	}
 	for (int i = 0; ynode_is_seq(many) && i < many->n; i++) {
 		const struct ynode *d = ymap_get(many->items[i], "destination");
@@ -214,7 +213,8 @@ static char *joined(struct xctx *x, const struct ynode *seq)
 
 static void cors_extract(struct xctx *x, struct cors_policy *c, const struct ynode *n)
 {
-	const struct ynode *origins = ymap_get(n, "allowOrigins"), *old = ymap_get(n, "allowOrigin");
+	const struct ynode *origins = ymap_get(n, "allowOrigins"),
+			   *old = ymap_get(n, "allowOrigin");
 	int total = (ynode_is_seq(origins) ? origins->n : 0) + (ynode_is_seq(old) ? old->n : 0);
 	int64_t ms;
 	bool b;
@@ -328,8 +328,8 @@ void l4_matches_extract(struct xctx *x, struct vs_route *r, const struct ynode *
 		struct l4_match *l = &r->l4[r->nl4++];
 
 		l->port = (int)ymap_int(m, "port", 0);
-		l->destination_subnets = strv_from_seq(x, ymap_get(m, "destinationSubnets"),
-						       &l->ndestination_subnets);
+		l->destination_subnets =
+		    strv_from_seq(x, ymap_get(m, "destinationSubnets"), &l->ndestination_subnets);
 		kv_from_map(x, &l->source_labels, ymap_get(m, "sourceLabels"));
 		l->source_namespace = xdup(x, ymap_str(m, "sourceNamespace"));
 		l->sni_hosts = strv_from_seq(x, ymap_get(m, "sniHosts"), &l->nsni_hosts);

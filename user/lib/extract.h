@@ -101,9 +101,9 @@ static inline int64_t duration_ms(const struct ynode *n)
 	return ns / 1000000;
 }
 
-
 /* In config_http.c: the L7 part of an http route and the matches of a tcp/tls route. */
-void http_route_extract(struct xctx *x, struct vs_route *r, const struct ynode *n, const char *file);
+void http_route_extract(struct xctx *x, struct vs_route *r, const struct ynode *n,
+			const char *file);
 void l4_matches_extract(struct xctx *x, struct vs_route *r, const struct ynode *n);
 void http_route_free(struct vs_route *r);
 void header_ops_extract(struct xctx *x, struct header_ops *h, const struct ynode *ops);

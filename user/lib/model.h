@@ -166,14 +166,14 @@ struct http_match {
 	struct str_match uri, scheme, method, authority;
 	struct named_match *headers, *without_headers, *query_params;
 	int nheaders, nwithout_headers, nquery_params;
-	int port;		/* 0: any */
+	int port; /* 0: any */
 	struct kvlist source_labels;
 	char *source_namespace; /* NULL: any */
 	char **gateways;	/* a match's own gateways (empty: the VirtualService's) */
 	int ngateways;
 	bool ignore_uri_case;
-	bool l7;   /* a condition only a request can tell (not port/sourceLabels/sourceNamespace) */
-	int line;  /* where it is written */
+	bool l7;  /* a condition only a request can tell (not port/sourceLabels/sourceNamespace) */
+	int line; /* where it is written */
 };
 
 /* Headers operations (Istio's Headers.HeaderOperations), for requests or responses. */
@@ -184,9 +184,9 @@ struct header_ops {
 };
 
 struct http_retry {
-	int attempts;		   /* Istio: 0 disables retries */
+	int attempts;		    /* Istio: 0 disables retries */
 	int64_t per_try_timeout_ms; /* -1: unset (the route timeout bounds each try) */
-	char *retry_on;		   /* as written, NULL: Istio's default */
+	char *retry_on;		    /* as written, NULL: Istio's default */
 	bool retry_remote_localities;
 };
 
@@ -207,7 +207,7 @@ struct http_redirect {
 };
 
 struct http_rewrite {
-	char *uri, *authority;		 /* NULL: unset */
+	char *uri, *authority;		   /* NULL: unset */
 	char *regex_match, *regex_rewrite; /* uriRegexRewrite */
 };
 

@@ -509,7 +509,8 @@ static int add_subset(struct rs_table *t, const struct mesh_config *c, const str
 
 	t->subsets = grow(t->subsets, t->nsubsets, sizeof(*t->subsets));
 	sub = &t->subsets[t->nsubsets];
-	*sub = (struct rs_subset){.name = strdup(name), .lb = dr_lb(dr, ds), .dr = dr, .ds = ds};
+	*sub = (struct rs_subset){
+	    .name = strdup(name), .lb = dr_lb(dr, ds), .dr = dr, .ds = ds, .svc = s, .port = p};
 	rs_policy_of(dr, ds, &sub->policy);
 	if (!s->has_selector || s->selector.n == 0)
 		return t->nsubsets++; /* no selector: endpoints are managed elsewhere */
@@ -649,8 +650,8 @@ static void l7_reason_of(const struct rs_table *t, const struct mesh_config *c,
 		return;
 	}
 	for (int i = 0; i <= rs->ndests; i++) {
-		const struct rs_subset *s = &t->subsets[i < rs->ndests ? rs->dests[i].subset
-									: rs->all_subset];
+		const struct rs_subset *s =
+		    &t->subsets[i < rs->ndests ? rs->dests[i].subset : rs->all_subset];
 
 		if ((s->ds && s->ds->has_policy && (need = policy_l7_need(&s->ds->policy))) ||
 		    (s->dr && s->dr->has_policy && (need = policy_l7_need(&s->dr->policy)))) {
@@ -757,9 +758,61 @@ static void add_dest(struct rs_service *rs, int subset, uint32_t w)
 }
 
 /*
- * The destinations of the route in force. One that names a host, port or subset that does not
- * exist is kept with no backends (its share of connections is refused) and reported as a
- * warning: like Istio, the rest of the config applies (analyze reports it as IST0101).
+ * One destination (host, subset, port) of a route of vs, for port rs: the index of its
+ * subset in t. A destination that names what does not exist gets a subset with no backends
+ * (its share is refused, as Istio answers 503) and a warning, once per destination.
+ */
+static int resolve_dest(struct rs_table *t, const struct mesh_config *c, struct rs_service *rs,
+			const struct vs_obj *vs, const char *host, const char *subset, int port,
+			const struct srcpos *pos, const void *who, struct diags *d)
+{
+	char *fq = config_fqdn(host, vs->ns);
+	const struct svc_obj *ds = find_service(t->ix, c, fq);
+	const struct dr_obj *dr = ds ? rs_find_dr(c, fq, ds->ns) : NULL;
+	const struct dr_subset *sub = NULL;
+	const struct svc_port *dp = NULL;
+	const char *missing = NULL;
+	struct route_dest want = {.port = port};
+	int idx;
+
+	if (!ds)
+		missing = "host";
+	else if (subset && !(dr && (sub = rs_find_subset(c, dr, subset))))
+		missing = "subset";
+	else if (!(dp = dest_port(ds, &want, &rs->svc->ports[rs->port_index])))
+		missing = "port";
+	if (missing) {
+		char field[32], what[600], obj[512];
+		uint8_t key[HKEY] = {0};
+
+		objname(obj, sizeof(obj), "VirtualService", vs->ns, vs->name);
+		memcpy(key, &who, sizeof(who));
+		snprintf(field, sizeof(field), "destination.%s", missing);
+		if (!ds)
+			snprintf(what, sizeof(what), "no Service named %s", fq);
+		else if (!strcmp(missing, "subset"))
+			snprintf(what, sizeof(what), "no subset %s of %s", subset, fq);
+		else
+			snprintf(what, sizeof(what), "Service %s/%s has no port %d", ds->ns,
+				 ds->name, port ? port : rs->port);
+		if (!h_get(&t->ix->warned, key))
+			diags_add(d, DIAG_WARN, pos, obj, field,
+				  "%s; connections routed here are refused (Istio answers 503)",
+				  what);
+		h_put(&t->ix->warned, key, 1);
+		free(fq);
+		return empty_subset(t, subset ? subset : "(none)");
+	}
+	free(fq);
+	idx = add_subset(t, c, ds, dp, rs->family, subset ? subset : "(all)",
+			 sub ? &sub->labels : NULL, dr, sub);
+	return idx;
+}
+
+/*
+ * The destinations of the route in force (the kernel path). One that names a host, port or
+ * subset that does not exist is kept with no backends and reported (resolve_dest): like
+ * Istio, the rest of the config applies (analyze reports it as IST0101).
  */
 static int resolve_route(struct rs_table *t, const struct mesh_config *c, struct rs_service *rs,
 			 const struct vs_obj *vs, const struct vs_route *r, struct diags *d)
@@ -770,62 +823,91 @@ static int resolve_route(struct rs_table *t, const struct mesh_config *c, struct
 	for (int i = 0; i < r->ndests; i++) {
 		const struct route_dest *rd = &r->dests[i];
 		uint32_t w = r->ndests == 1 ? 1 : (uint32_t)rd->weight;
-		char *fq = config_fqdn(rd->host, vs->ns);
-		const struct svc_obj *ds = find_service(t->ix, c, fq);
-		const struct dr_obj *dr = ds ? rs_find_dr(c, fq, ds->ns) : NULL;
-		const struct dr_subset *sub = NULL;
-		const struct svc_port *dp = NULL;
-		const char *missing = NULL;
 
-		if (w == 0) {
-			free(fq);
+		if (w == 0)
 			continue; /* weight 0 never picked: not even stored */
-		}
 		if (rs->ndests >= BM_MAX_ROUTE_DESTS) {
 			diags_add(d, DIAG_WARN, &rd->pos, obj, "route",
 				  "more than %d weighted destinations: the ones after the first %d "
 				  "are not used",
 				  BM_MAX_ROUTE_DESTS, BM_MAX_ROUTE_DESTS);
-			free(fq);
 			break;
 		}
-		if (!ds)
-			missing = "host";
-		else if (rd->subset && !(dr && (sub = rs_find_subset(c, dr, rd->subset))))
-			missing = "subset";
-		else if (!(dp = dest_port(ds, rd, &rs->svc->ports[rs->port_index])))
-			missing = "port";
-		if (missing) {
-			char field[32], what[600];
-
-			uint8_t key[HKEY] = {0};
-
-			memcpy(key, &rd, sizeof(rd));
-			snprintf(field, sizeof(field), "destination.%s", missing);
-			if (!ds)
-				snprintf(what, sizeof(what), "no Service named %s", fq);
-			else if (!strcmp(missing, "subset"))
-				snprintf(what, sizeof(what), "no subset %s of %s", rd->subset, fq);
-			else
-				snprintf(what, sizeof(what), "Service %s/%s has no port %d", ds->ns,
-					 ds->name, rd->port ? rd->port : rs->port);
-			if (!h_get(&t->ix->warned, key))
-				diags_add(d, DIAG_WARN, &rd->pos, obj, field,
-					  "%s; connections routed here are refused (Istio answers "
-					  "503)",
-					  what);
-			h_put(&t->ix->warned, key, 1);
-			add_dest(rs, empty_subset(t, rd->subset ? rd->subset : "(none)"), w);
-			free(fq);
-			continue;
-		}
-		free(fq);
-		add_dest(rs,
-			 add_subset(t, c, ds, dp, rs->family, rd->subset ? rd->subset : "(all)",
-				    sub ? &sub->labels : NULL, dr, sub),
-			 w);
+		add_dest(
+		    rs, resolve_dest(t, c, rs, vs, rd->host, rd->subset, rd->port, &rd->pos, rd, d),
+		    w);
 	}
 	return 0;
+}
+
+/* The VirtualService a route delegates to (no hosts of its own), or NULL. */
+static const struct vs_obj *find_delegate(const struct mesh_config *c, const struct vs_obj *root,
+					  const struct http_route_spec *h)
+{
+	const char *ns = h->delegate_ns ? h->delegate_ns : root->ns;
+
+	for (int i = 0; i < c->nvses; i++)
+		if (!strcmp(c->vses[i].name, h->delegate_name) && !strcmp(c->vses[i].ns, ns) &&
+		    c->vses[i].nhosts == 0)
+			return &c->vses[i];
+	return NULL;
+}
+
+static void add_l7route(struct rs_table *t, const struct mesh_config *c, struct rs_service *rs,
+			const struct vs_obj *vs, int ri, const struct vs_route *parent,
+			struct diags *d)
+{
+	const struct vs_route *r = &vs->routes[ri];
+	struct rs_l7route *lr;
+
+	rs->l7routes = grow(rs->l7routes, rs->nl7routes, sizeof(*rs->l7routes));
+	lr = &rs->l7routes[rs->nl7routes++];
+	*lr = (struct rs_l7route){.vs = vs, .route = ri, .parent = parent};
+	lr->dests = calloc(r->ndests ? r->ndests : 1, sizeof(*lr->dests));
+	for (int i = 0; lr->dests && i < r->ndests; i++) {
+		const struct route_dest *rd = &r->dests[i];
+
+		lr->dests[lr->ndests++] = (struct rs_l7dest){
+		    .subset =
+			resolve_dest(t, c, rs, vs, rd->host, rd->subset, rd->port, &rd->pos, rd, d),
+		    .weight = r->ndests == 1 && !rd->has_weight ? 1 : (uint32_t)rd->weight,
+		    .rd = rd};
+	}
+	if (r->http && r->http->nmirrors)
+		lr->mirrors = calloc(r->http->nmirrors, sizeof(int));
+	for (int i = 0; lr->mirrors && i < r->http->nmirrors; i++) {
+		const struct http_mirror *m = &r->http->mirrors[i];
+
+		lr->mirrors[lr->nmirrors++] =
+		    resolve_dest(t, c, rs, vs, m->host, m->subset, m->port, &r->pos, m, d);
+	}
+}
+
+/*
+ * For a port on the HTTP path: every http route of its VirtualService in order, delegated
+ * routes in place of the route that delegates (Istio's delegation: the root route's matches
+ * and the delegate's both apply), each destination and mirror resolved to a subset.
+ */
+static void resolve_l7(struct rs_table *t, const struct mesh_config *c, struct rs_service *rs,
+		       struct diags *d)
+{
+	const struct vs_obj *vs = rs->vs;
+
+	for (int i = 0; vs && i < vs->nroutes; i++) {
+		const struct vs_route *r = &vs->routes[i];
+		const struct vs_obj *del;
+
+		if (r->kind != ROUTE_HTTP)
+			continue;
+		if (!r->http || !r->http->delegate_name) {
+			add_l7route(t, c, rs, vs, i, NULL, d);
+			continue;
+		}
+		del = find_delegate(c, vs, r->http);
+		for (int k = 0; del && k < del->nroutes; k++)
+			if (del->routes[k].kind == ROUTE_HTTP)
+				add_l7route(t, c, rs, del, k, r, d);
+	}
 }
 
 static int resolve_port(struct rs_table *t, const struct mesh_config *c, const struct svc_obj *s,
@@ -863,6 +945,8 @@ static int resolve_port(struct rs_table *t, const struct mesh_config *c, const s
 	}
 	/* t->services may not move: l7_reason_of reads rs through t */
 	l7_reason_of(t, c, rs);
+	if (rs->l7_reason[0] && fam == BM_FAM_V4)
+		resolve_l7(t, c, rs, d);
 	return 0;
 }
 
@@ -912,8 +996,14 @@ int resolve(const struct mesh_config *c, struct rs_table *t, struct diags *d)
 
 void rs_free(struct rs_table *t)
 {
-	for (int i = 0; i < t->nservices; i++)
+	for (int i = 0; i < t->nservices; i++) {
 		free(t->services[i].fqdn);
+		for (int k = 0; k < t->services[i].nl7routes; k++) {
+			free(t->services[i].l7routes[k].dests);
+			free(t->services[i].l7routes[k].mirrors);
+		}
+		free(t->services[i].l7routes);
+	}
 	for (int i = 0; i < t->nsubsets; i++) {
 		free(t->subsets[i].name);
 		free(t->subsets[i].backends);

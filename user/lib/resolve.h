@@ -40,13 +40,34 @@ struct rs_subset {
 	/* where the policy comes from (the HTTP path reads the rest of it): NULL when none */
 	const struct dr_obj *dr;
 	const struct dr_subset *ds;
-	int *backends; /* indexes into rs_table.backends */
+	const struct svc_obj *svc;   /* the service whose endpoints these are (NULL: none) */
+	const struct svc_port *port; /* and its port */
+	int *backends;		     /* indexes into rs_table.backends */
 	int n;
 };
 
 struct rs_dest {
 	int subset; /* index into rs_table.subsets */
 	uint32_t weight;
+};
+
+/* A destination of an http route on the HTTP path (resolve_l7): its subset, weight, and the
+ * route destination it comes from (its header operations). */
+struct rs_l7dest {
+	int subset;
+	uint32_t weight;
+	const struct route_dest *rd;
+};
+
+/* One http route as the HTTP path evaluates it, in the VirtualService's order. */
+struct rs_l7route {
+	const struct vs_obj *vs;       /* where the route is written (a delegate, for delegated) */
+	int route;		       /* index into vs->routes */
+	const struct vs_route *parent; /* the root route that delegated here, or NULL */
+	struct rs_l7dest *dests;
+	int ndests;
+	int *mirrors; /* subsets, parallel to the route's http->mirrors */
+	int nmirrors;
 };
 
 /* A service port's protocol, by Istio's rules: its name (`http`, `http-*`, `http2`, `grpc`,
@@ -70,6 +91,8 @@ struct rs_service {
 	/* Why this port needs the agent's HTTP path ("" when it does not): only an HTTP port
 	 * can; see rs_l7_reason(). */
 	char l7_reason[96];
+	struct rs_l7route *l7routes; /* IPv4 ports on the HTTP path: every http route */
+	int nl7routes;
 	struct rs_dest dests[BM_MAX_ROUTE_DESTS];
 	int ndests;
 };
