@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -394,6 +395,62 @@ static void test_ap_empty_rule_allows_all(void)
 	CHECK(ALLOWED(c, w, 443, SA_B, "2001:db8::1"), "anyone allowed");
 	CHECK_STR(by_name(), "allow-all", "by");
 	CHECK_STR(last.reason, "allowed by policy", "reason");
+	config_free(c);
+}
+
+static const char *hdr_of(void *arg, const char *name)
+{
+	const char *const *kv = arg;
+
+	for (int i = 0; kv[i]; i += 2)
+		if (!strcasecmp(kv[i], name))
+			return kv[i + 1];
+	return NULL;
+}
+
+/* Verdict for one request (the HTTP path): every field applies. */
+static int http_verdict(const struct mesh_config *c, const struct workload_obj *w,
+			const char *principal, const char *method, const char *path,
+			const char *host, const char **headers)
+{
+	struct sec_peer p = peer(principal, "10.1.1.1");
+	struct sec_http h = {.method = method,
+			     .path = path,
+			     .host = host,
+			     .header = hdr_of,
+			     .arg = (void *)headers};
+
+	sec_authorize_http(c, NULL, w, 8080, &p, &h, &last);
+	return last.verdict;
+}
+
+static void test_ap_http_fields_per_request(void)
+{
+	struct mesh_config *c =
+	    load(AP("app", "get-only",
+		    "{rules: [{from: [{source: {principals: ['" SA_A "']}}], to: [{operation: "
+		    "{methods: [GET], paths: ['/get', '/status/*'], hosts: ['Web.App*']}}]}]}")
+		 AP("app", "no-evil",
+		    "{action: DENY, rules: [{when: [{key: 'request.headers[x-evil]', values: "
+		    "['1']}]}]}"));
+	const struct workload_obj *w = wl("app", "a", "10.0.0.5");
+	const char *none[] = {NULL}, *evil[] = {"X-Evil", "1", NULL};
+
+	CHECK_EQ(http_verdict(c, w, SA_A, "GET", "/get", "web.app:8080", none), SEC_ALLOW,
+		 "GET /get from the principal");
+	CHECK_EQ(http_verdict(c, w, SA_A, "GET", "/status/200", "WEB.app", none), SEC_ALLOW,
+		 "path prefix; hosts compare case-insensitively");
+	CHECK_EQ(http_verdict(c, w, SA_A, "POST", "/get", "web.app", none), SEC_DENY,
+		 "POST is no GET");
+	CHECK_EQ(http_verdict(c, w, SA_A, "GET", "/post", "web.app", none), SEC_DENY,
+		 "another path");
+	CHECK_EQ(http_verdict(c, w, SA_B, "GET", "/get", "web.app", none), SEC_DENY,
+		 "another principal");
+	CHECK_EQ(http_verdict(c, w, SA_A, "GET", "/get", "web.app", evil), SEC_DENY,
+		 "a DENY on a request header");
+	CHECK_STR(by_name(), "no-evil", "by the DENY policy");
+	/* per connection the ALLOW rule needs HTTP: dropped, so nothing is allowed */
+	CHECK(DENIED(c, w, 8080, SA_A, "10.1.1.1"), "at L4 the HTTP rule cannot match");
 	config_free(c);
 }
 
@@ -1036,6 +1093,7 @@ int main(void)
 	RUN(test_pa_root_selector_ignored);
 	RUN(test_mtls_mode_name);
 	RUN(test_ap_no_policy_allows);
+	RUN(test_ap_http_fields_per_request);
 	RUN(test_ap_empty_spec_denies_all);
 	RUN(test_ap_empty_rule_allows_all);
 	RUN(test_ap_deny_beats_allow);

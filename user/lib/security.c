@@ -9,6 +9,7 @@
  * The model (config.c) already holds every CIDR and port parsed, so an evaluation only
  * compares; a workload's own addresses (destination.ip) are parsed per call.
  */
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -179,7 +180,8 @@ struct peer {
 	char ns[256];	       /* from src->ns, else from the principal */
 	char sa[256];	       /* "ns/sa" from the principal, "" when unknown */
 	const struct workload_obj *w;
-	struct ip_prefix waddr[2]; /* w's addresses */
+	const struct sec_http *http; /* the request, when judged per request; else NULL */
+	struct ip_prefix waddr[2];   /* w's addresses */
 	int nwaddr;
 	int dport;
 };
@@ -244,14 +246,67 @@ static bool ip_field(const struct ap_values *pos, const struct ap_values *neg, c
 	return !(neg->n && any_cidr(neg, ip, len));
 }
 
-/* HTTP-only source fields (requestPrincipals) are never looked at: an ALLOW rule using them is
- * dropped before this, and DENY-like actions drop the fields. */
+/* A value list against a request field: positive list must match, negative must not. icase:
+ * hosts compare case-insensitively (Istio's rule). */
+static bool http_field(const struct ap_values *pos, const struct ap_values *neg, const char *val,
+		       bool icase)
+{
+	char low[512];
+
+	if (icase && val) {
+		size_t i = 0;
+
+		for (; val[i] && i + 1 < sizeof(low); i++)
+			low[i] = (char)tolower((unsigned char)val[i]);
+		low[i] = 0;
+		val = low;
+	}
+	if (pos->n) {
+		bool any = false;
+
+		for (int i = 0; !any && i < pos->n; i++) {
+			char pat[512];
+			size_t k = 0;
+
+			for (; pos->v[i][k] && k + 1 < sizeof(pat); k++)
+				pat[k] = icase ? (char)tolower((unsigned char)pos->v[i][k])
+					       : pos->v[i][k];
+			pat[k] = 0;
+			any = str_match(pat, val ? val : "");
+		}
+		if (!any)
+			return false;
+	}
+	for (int i = 0; neg->n && i < neg->n; i++) {
+		char pat[512];
+		size_t k = 0;
+
+		for (; neg->v[i][k] && k + 1 < sizeof(pat); k++)
+			pat[k] = icase ? (char)tolower((unsigned char)neg->v[i][k]) : neg->v[i][k];
+		pat[k] = 0;
+		if (str_match(pat, val ? val : ""))
+			return false;
+	}
+	return true;
+}
+
+/* requestPrincipals need a JWT (RequestAuthentication, not enforced here): with none, a
+ * positive list never matches and a negative one always does. */
+static bool request_principal_ok(const struct ap_source *s)
+{
+	return s->request_principals.n == 0;
+}
+
+/* HTTP-only source fields (requestPrincipals) are looked at only per request; at L4 an ALLOW
+ * rule using them is dropped before this, and DENY-like actions drop the fields. */
 static bool source_match(const struct ap_source *s, const struct peer *p, const char *policy_ns)
 {
 	bool plain = p->principal == NULL;
 	const uint8_t *ip = p->src->ip;
 	int len = p->src->ip_len;
 
+	if (p->http && !request_principal_ok(s))
+		return false;
 	if (!mtls_field(&s->principals, &s->not_principals, p->principal, plain) ||
 	    !mtls_field(&s->namespaces, &s->not_namespaces, p->ns, plain))
 		return false;
@@ -267,7 +322,13 @@ static bool operation_match(const struct ap_operation *o, const struct peer *p)
 {
 	if (o->ports.n && !any_port(&o->ports, p->dport))
 		return false;
-	return !(o->not_ports.n && any_port(&o->not_ports, p->dport));
+	if (o->not_ports.n && any_port(&o->not_ports, p->dport))
+		return false;
+	if (!p->http)
+		return true;
+	return http_field(&o->methods, &o->not_methods, p->http->method, false) &&
+	       http_field(&o->paths, &o->not_paths, p->http->path, false) &&
+	       http_field(&o->hosts, &o->not_hosts, p->http->host, true);
 }
 
 bool sec_l4_condition_key(const char *key)
@@ -306,8 +367,33 @@ static bool cond_any(const struct ap_condition *c, const struct ap_values *l, co
 	return p->principal && any_str(l, p->principal); /* source.principal */
 }
 
+/* request.headers[name]: a request's header; other HTTP-only keys (request.auth.*, JWT claims)
+ * have no value here. */
+static const char *http_condition_value(const struct ap_condition *c, const struct peer *p)
+{
+	static const char pre[] = "request.headers[";
+	char name[256];
+	size_t l;
+
+	if (!p->http || !p->http->header || strncmp(c->key, pre, sizeof(pre) - 1))
+		return NULL;
+	l = strcspn(c->key + sizeof(pre) - 1, "]");
+	if (l >= sizeof(name))
+		return NULL;
+	memcpy(name, c->key + sizeof(pre) - 1, l);
+	name[l] = 0;
+	return p->http->header(p->http->arg, name);
+}
+
 static bool condition_match(const struct ap_condition *c, const struct peer *p)
 {
+	if (!sec_l4_condition_key(c->key) && p->http) {
+		const char *v = http_condition_value(c, p);
+
+		if (c->values.n && (!v || !any_str(&c->values, v)))
+			return false;
+		return !(c->not_values.n && v && any_str(&c->not_values, v));
+	}
 	if (!sec_l4_condition_key(c->key))
 		return true; /* HTTP-only: dropped (see rule_match) */
 	if (c->values.n && !cond_any(c, &c->values, p))
@@ -345,8 +431,9 @@ static bool rule_match(const struct ap_obj *pol, const struct ap_rule *r, const 
 	bool ok = r->nfrom == 0;
 
 	/* Istio for TCP: an ALLOW rule that needs HTTP can never match (stricter); DENY, AUDIT
-	 * (and our fail-closed CUSTOM) drop the HTTP fields instead (broader). */
-	if (pol->action == AP_ALLOW && sec_rule_has_http(r))
+	 * (and our fail-closed CUSTOM) drop the HTTP fields instead (broader). Per request
+	 * (p->http) every field is evaluated. */
+	if (!p->http && pol->action == AP_ALLOW && sec_rule_has_http(r))
 		return false;
 	for (int i = 0; !ok && i < r->nfrom; i++)
 		ok = source_match(&r->from[i], p, pol->ns);
@@ -403,6 +490,13 @@ bool sec_has_policy(const struct mesh_config *c, const char *root_ns, const stru
 void sec_authorize(const struct mesh_config *c, const char *root_ns, const struct workload_obj *w,
 		   int dport, const struct sec_peer *src, struct sec_decision *d)
 {
+	sec_authorize_http(c, root_ns, w, dport, src, NULL, d);
+}
+
+void sec_authorize_http(const struct mesh_config *c, const char *root_ns,
+			const struct workload_obj *w, int dport, const struct sec_peer *src,
+			const struct sec_http *http, struct sec_decision *d)
+{
 	const struct ap_obj *best[4] = {NULL, NULL, NULL, NULL}; /* oldest match per action */
 	const char *root = root_of(root_ns);
 	bool allow_exists = false;
@@ -414,6 +508,7 @@ void sec_authorize(const struct mesh_config *c, const char *root_ns, const struc
 	if (!c || !w || !src)
 		return;
 	peer_init(&p, src, w, dport);
+	p.http = http;
 	for (int i = 0; i < c->naps; i++) {
 		const struct ap_obj *pol = &c->aps[i];
 

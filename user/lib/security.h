@@ -88,6 +88,24 @@ void sec_authorize(const struct mesh_config *c, const char *root_ns, const struc
 const struct ap_obj *sec_http_policy(const struct mesh_config *c, const char *root_ns,
 				     const struct workload_obj *w);
 
+/* A request, for the HTTP path's per-request decisions. */
+struct sec_http {
+	const char *method;
+	const char *path; /* without the query string */
+	const char *host; /* the authority */
+	/* request.headers[name] conditions: the header's value, NULL when absent */
+	const char *(*header)(void *arg, const char *name);
+	void *arg;
+};
+
+/* sec_authorize for one request: every field applies, the HTTP-only ones too (methods, paths,
+ * hosts, request.headers[] conditions; requestPrincipals need a JWT, which is not verified
+ * here: a positive list never matches). A denied request is answered 403 "RBAC: access
+ * denied" by the caller. */
+void sec_authorize_http(const struct mesh_config *c, const char *root_ns,
+			const struct workload_obj *w, int dport, const struct sec_peer *src,
+			const struct sec_http *http, struct sec_decision *d);
+
 /* Does any AuthorizationPolicy (any action) apply to w? */
 bool sec_has_policy(const struct mesh_config *c, const char *root_ns, const struct workload_obj *w);
 
