@@ -59,7 +59,7 @@ static const char *or_unknown(const char *s)
 }
 
 /* Label values are config strings: escape what the text format requires. */
-static void put_label(FILE *out, const char *name, const char *val, bool first)
+void metrics_put_label(FILE *out, const char *name, const char *val, bool first)
 {
 	fprintf(out, "%s%s=\"", first ? "" : ",", name);
 	for (const char *p = or_unknown(val); *p; p++) {
@@ -86,30 +86,32 @@ static void principal_label(FILE *out, const char *name, const struct workload_o
 	char id[400];
 
 	if (!td || !w) {
-		put_label(out, name, NULL, false);
+		metrics_put_label(out, name, NULL, false);
 		return;
 	}
 	snprintf(id, sizeof(id), "spiffe://%s/ns/%s/sa/%s", td, w->ns,
 		 w->service_account ? w->service_account : "default");
-	put_label(out, name, id, false);
+	metrics_put_label(out, name, id, false);
 }
 
-static void source_labels(FILE *out, const struct workload_obj *src, const char *td)
+void metrics_source_labels(FILE *out, const char *reporter, const struct workload_obj *src,
+			   const char *td)
 {
 	char wl[256] = "";
 
 	if (src)
 		metrics_workload_name(src, wl, sizeof(wl));
-	put_label(out, "reporter", "source", true);
-	put_label(out, "source_workload", wl, false);
-	put_label(out, "source_workload_namespace", src ? src->ns : NULL, false);
+	metrics_put_label(out, "reporter", reporter, true);
+	metrics_put_label(out, "source_workload", wl, false);
+	metrics_put_label(out, "source_workload_namespace", src ? src->ns : NULL, false);
 	principal_label(out, "source_principal", src, td);
-	put_label(out, "source_app", src ? kv_get(&src->labels, "app") : NULL, false);
-	put_label(out, "source_version", src ? kv_get(&src->labels, "version") : NULL, false);
+	metrics_put_label(out, "source_app", src ? kv_get(&src->labels, "app") : NULL, false);
+	metrics_put_label(out, "source_version", src ? kv_get(&src->labels, "version") : NULL,
+			  false);
 }
 
-static void dest_labels(FILE *out, const char *svc_ns, const char *svc_name,
-			const struct workload_obj *dst, const char *td)
+void metrics_dest_labels(FILE *out, const char *svc_ns, const char *svc_name,
+			 const struct workload_obj *dst, const char *td)
 {
 	char fq[512] = "", wl[256] = "";
 
@@ -117,17 +119,15 @@ static void dest_labels(FILE *out, const char *svc_ns, const char *svc_name,
 		snprintf(fq, sizeof(fq), "%s.%s.svc.cluster.local", svc_name, svc_ns);
 	if (dst)
 		metrics_workload_name(dst, wl, sizeof(wl));
-	put_label(out, "destination_service", fq, false);
-	put_label(out, "destination_service_name", svc_name, false);
-	put_label(out, "destination_service_namespace", svc_ns, false);
-	put_label(out, "destination_workload", wl, false);
-	put_label(out, "destination_workload_namespace", dst ? dst->ns : NULL, false);
+	metrics_put_label(out, "destination_service", fq, false);
+	metrics_put_label(out, "destination_service_name", svc_name, false);
+	metrics_put_label(out, "destination_service_namespace", svc_ns, false);
+	metrics_put_label(out, "destination_workload", wl, false);
+	metrics_put_label(out, "destination_workload_namespace", dst ? dst->ns : NULL, false);
 	principal_label(out, "destination_principal", dst, td);
-	put_label(out, "destination_app", dst ? kv_get(&dst->labels, "app") : NULL, false);
-	put_label(out, "destination_version", dst ? kv_get(&dst->labels, "version") : NULL, false);
-	put_label(out, "request_protocol", "tcp", false);
-	put_label(out, "response_flags", "-", false);
-	put_label(out, "connection_security_policy", td ? "mutual_tls" : "none", false);
+	metrics_put_label(out, "destination_app", dst ? kv_get(&dst->labels, "app") : NULL, false);
+	metrics_put_label(out, "destination_version", dst ? kv_get(&dst->labels, "version") : NULL,
+			  false);
 }
 
 /* One series per (source pod, service, backend), with its per-CPU values summed. */
@@ -192,9 +192,13 @@ static int collect(const struct bm_mapfds *f, const struct mesh_config *c, const
 		mtd = have_be && (be.flags & BM_BE_F_TUNNEL) && src && config_in_mesh(c, src)
 			  ? td
 			  : NULL;
-		source_labels(lf, src, mtd);
-		dest_labels(lf, svc_ns, svc_name,
-			    have_be ? pod_by_addr(c, be.addr, be.family) : NULL, mtd);
+		metrics_source_labels(lf, "source", src, mtd);
+		metrics_dest_labels(lf, svc_ns, svc_name,
+				    have_be ? pod_by_addr(c, be.addr, be.family) : NULL, mtd);
+		metrics_put_label(lf, "request_protocol", "tcp", false);
+		metrics_put_label(lf, "response_flags", "-", false);
+		metrics_put_label(lf, "connection_security_policy", mtd ? "mutual_tls" : "none",
+				  false);
 		fclose(lf);
 		n++;
 	}
@@ -374,11 +378,12 @@ static void ejection_metrics(FILE *out, const struct bm_mapfds *f, const struct 
 
 			fputs(i ? "bpfmesh_outlier_ejected{" : "bpfmesh_outlier_ejections_total{",
 			      o);
-			put_label(o, "destination_workload", wl, true);
-			put_label(o, "destination_workload_namespace", w ? w->ns : NULL, false);
-			put_label(o, "destination_version",
-				  w ? kv_get(&w->labels, "version") : NULL, false);
-			put_label(o, "backend", addr, false);
+			metrics_put_label(o, "destination_workload", wl, true);
+			metrics_put_label(o, "destination_workload_namespace", w ? w->ns : NULL,
+					  false);
+			metrics_put_label(o, "destination_version",
+					  w ? kv_get(&w->labels, "version") : NULL, false);
+			metrics_put_label(o, "backend", addr, false);
 			fprintf(o, "} %u\n", i ? h.od.ejected : h.od.ejections_total);
 		}
 	}

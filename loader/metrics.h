@@ -6,6 +6,7 @@
 #ifndef BM_METRICS_H
 #define BM_METRICS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include "datapath.h"
@@ -17,6 +18,15 @@ uint32_t metrics_pod_id(const char *ns, const char *name);
 
 /* The workload (Deployment, or the pod itself) a pod belongs to, as Istio names it. */
 void metrics_workload_name(const struct workload_obj *w, char *buf, size_t len);
+
+/* Istio's standard labels as the TCP series carry them, for the HTTP path's series (l7.c):
+ * one label (escaped), the source's (reporter first), the destination's. td: the trust domain
+ * when the traffic is mutual TLS (principals are SPIFFE IDs), else NULL. */
+void metrics_put_label(FILE *out, const char *name, const char *val, bool first);
+void metrics_source_labels(FILE *out, const char *reporter, const struct workload_obj *src,
+			   const char *td);
+void metrics_dest_labels(FILE *out, const char *svc_ns, const char *svc_name,
+			 const struct workload_obj *dst, const char *td);
 
 /* The /metrics page. trust_domain: the mesh's when the agent runs the mTLS tunnel (tunnelled
  * series get principals and connection_security_policy="mutual_tls"), else NULL. */

@@ -156,10 +156,19 @@ struct tunnel {
 	time_t log_sec;
 	int log_n;
 	unsigned long peak_active;
+	/* connections handed over by the HTTP path (tunnel_adopt), under mu */
+	struct adopted {
+		int fd;
+		struct bm_orig o;
+		char src_ip[INET_ADDRSTRLEN];
+	} *adopt;
+	int nadopt, capadopt;
 };
 
 static void free_dead(struct tunnel *t);
 static void conn_close(struct tconn *c);
+static void out_start(struct tunnel *t, int fd, const char *src_ip, const struct bm_orig *o);
+static void take_snapshot(struct tunnel *t);
 static void listeners_watch(struct tunnel *t, bool on);
 
 /* ---------- small helpers ---------- */
@@ -781,9 +790,6 @@ static void out_accept(struct tunnel *t)
 		socklen_t pl = sizeof(peer);
 		struct bm_orig_key k = {};
 		struct bm_orig o;
-		const struct workload_obj *dst;
-		struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(BM_PORT_HBONE)};
-		struct tconn *c;
 		char ip[INET_ADDRSTRLEN];
 		int fd = accept4(t->lout, (struct sockaddr *)&peer, &pl,
 				 SOCK_NONBLOCK | SOCK_CLOEXEC),
@@ -810,33 +816,99 @@ static void out_accept(struct tunnel *t)
 		dp_map_del(t->o.fds->orig, &k, "bm_orig");
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		CNT(t, out_accepted);
-		c = conn_new(t, true);
-		if (!c) {
-			close(fd);
-			continue;
-		}
-		c->pfd = fd;
-		c->src_pod = o.src_pod;
-		inet_ntop(AF_INET, &peer.sin_addr, c->src_ip, sizeof(c->src_ip));
-		inet_ntop(AF_INET, o.addr, ip, sizeof(ip));
-		snprintf(c->dst, sizeof(c->dst), "%s:%u", ip, ntohs(o.port));
-		dst = pod_by_ip(t->c, ip);
-		snprintf(c->peer, sizeof(c->peer), "%s:%d",
-			 dst && dst->host_ip ? dst->host_ip : "?", BM_PORT_HBONE);
-		if (!dst || !dst->host_ip || inet_pton(AF_INET, dst->host_ip, &to.sin_addr) != 1) {
-			out_fail(c, "destination is no pod with a known node");
-			continue;
-		}
-		snprintf(c->want_id, sizeof(c->want_id), "spiffe://%s/ns/%s/sa/%s",
-			 t->o.trust_domain, dst->ns, sa_of(dst));
-		c->sfd = tcp_connect(&to, NULL);
-		if (c->sfd < 0) {
-			out_fail(c, strerror(errno));
-			continue;
-		}
-		c->st = T_OUT_CONNECT;
-		ep_set(c, c->sfd, &c->sev, &c->smask, EPOLLOUT);
+		inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof(ip));
+		out_start(t, fd, ip, &o);
 	}
+}
+
+/* A connection to carry to o's destination pod, for the client pod o->src_pod at src_ip:
+ * to that pod's node, mutual TLS, CONNECT. */
+static void out_start(struct tunnel *t, int fd, const char *src_ip, const struct bm_orig *o)
+{
+	struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(BM_PORT_HBONE)};
+	const struct workload_obj *dst;
+	struct tconn *c = conn_new(t, true);
+	char ip[INET_ADDRSTRLEN];
+
+	if (!c) {
+		close(fd);
+		return;
+	}
+	c->pfd = fd;
+	c->src_pod = o->src_pod;
+	snprintf(c->src_ip, sizeof(c->src_ip), "%s", src_ip);
+	inet_ntop(AF_INET, o->addr, ip, sizeof(ip));
+	snprintf(c->dst, sizeof(c->dst), "%s:%u", ip, ntohs(o->port));
+	dst = pod_by_ip(t->c, ip);
+	snprintf(c->peer, sizeof(c->peer), "%s:%d", dst && dst->host_ip ? dst->host_ip : "?",
+		 BM_PORT_HBONE);
+	if (!dst || !dst->host_ip || inet_pton(AF_INET, dst->host_ip, &to.sin_addr) != 1) {
+		out_fail(c, "destination is no pod with a known node");
+		return;
+	}
+	snprintf(c->want_id, sizeof(c->want_id), "spiffe://%s/ns/%s/sa/%s", t->o.trust_domain,
+		 dst->ns, sa_of(dst));
+	c->sfd = tcp_connect(&to, NULL);
+	if (c->sfd < 0) {
+		out_fail(c, strerror(errno));
+		return;
+	}
+	c->st = T_OUT_CONNECT;
+	ep_set(c, c->sfd, &c->sev, &c->smask, EPOLLOUT);
+}
+
+/* What the HTTP path handed over since the last wake. */
+static void take_adopted(struct tunnel *t)
+{
+	struct adopted *v;
+	int n;
+
+	pthread_mutex_lock(&t->mu);
+	v = t->adopt;
+	n = t->nadopt;
+	t->adopt = NULL;
+	t->nadopt = t->capadopt = 0;
+	pthread_mutex_unlock(&t->mu);
+	for (int i = 0; i < n; i++) {
+		CNT(t, out_accepted);
+		out_start(t, v[i].fd, v[i].src_ip, &v[i].o);
+	}
+	free(v);
+}
+
+int tunnel_adopt(struct tunnel *t, int fd, uint32_t src_pod, const char *src_ip,
+		 const uint8_t dst[4], uint16_t dst_port, uint32_t backend_id)
+{
+	uint64_t one = 1;
+	int rc = 0;
+
+	pthread_mutex_lock(&t->mu);
+	if (t->nadopt == t->capadopt) {
+		int cap = t->capadopt ? 2 * t->capadopt : 16;
+		struct adopted *v = realloc(t->adopt, cap * sizeof(*v));
+
+		if (!v) {
+			rc = -1;
+		} else {
+			t->adopt = v;
+			t->capadopt = cap;
+		}
+	}
+	if (!rc) {
+		struct adopted *a = &t->adopt[t->nadopt++];
+
+		memset(a, 0, sizeof(*a));
+		a->fd = fd;
+		memcpy(a->o.addr, dst, 4);
+		a->o.port = htons(dst_port);
+		a->o.src_pod = src_pod;
+		a->o.backend_id = backend_id;
+		snprintf(a->src_ip, sizeof(a->src_ip), "%s", src_ip ? src_ip : "");
+	}
+	pthread_mutex_unlock(&t->mu);
+	if (!rc && write(t->wake, &one, sizeof(one)) < 0)
+		pr_debug("tunnel: wake: %s", strerror(errno));
+	return rc;
 }
 
 /* ---------- inbound: peer agent -> local pod ---------- */
@@ -1174,6 +1246,8 @@ static void on_event(struct tunnel *t, struct tev *ev, uint32_t events)
 
 		if (read(t->wake, &v, sizeof(v)) < 0)
 			v = 0;
+		take_snapshot(t);
+		take_adopted(t);
 		return;
 	}
 	if (c->st == T_DEAD)
@@ -1441,6 +1515,9 @@ void tunnel_free(struct tunnel *t)
 	idset_put(t->ids);
 	cfgref_put(t->pub_cfg);
 	idset_put(t->pub_ids);
+	for (int i = 0; i < t->nadopt; i++)
+		close(t->adopt[i].fd);
+	free(t->adopt);
 	pthread_mutex_destroy(&t->mu);
 	free(t);
 }

@@ -21,6 +21,7 @@
 #define BM_TUNNEL_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <time.h>
 #include <openssl/x509.h>
@@ -52,6 +53,15 @@ void tunnel_free(struct tunnel *t);
 /* From the control thread: the config and identities in force (the tunnel takes references;
  * the data thread switches to them between two batches of events). */
 void tunnel_publish(struct tunnel *t, struct cfgref *cfg, struct idset *ids);
+/*
+ * From the HTTP path (l7.c), any thread: carry connection fd (one end of a socketpair) to the
+ * pod dst:dst_port on another node, as the client pod src_pod at src_ip, exactly as a captured
+ * connect: mutual TLS with that pod's identity, CONNECT. The tunnel owns fd from here on.
+ * 0, or -1 (fd not taken) when out of memory.
+ */
+int tunnel_adopt(struct tunnel *t, int fd, uint32_t src_pod, const char *src_ip,
+		 const uint8_t dst[4], uint16_t dst_port, uint32_t backend_id);
+
 /* Prometheus lines for the tunnel's counters (any thread). */
 void tunnel_metrics(const struct tunnel *t, FILE *f);
 
