@@ -47,10 +47,14 @@ static __always_inline int bm_agent_port_ok(const struct bm_pkt *p, __u64 cookie
 	if (!bm_pkt_is_syn(p))
 		return 1; /* a segment of a connection that got in (or a stray: the stack resets it)
 			   */
-	if (p->dport != node->outbound_port)
-		return 0;
+	/* a SYN only from a socket the kernel itself sent there: the tunnel's capture, or the
+	 * HTTP path's */
 	st = bpf_map_lookup_elem(&bm_sock, &cookie);
-	return st && (st->sub_flags & BM_CONN_F_TUNNEL);
+	if (p->dport == node->outbound_port)
+		return st && (st->sub_flags & BM_CONN_F_TUNNEL);
+	if (p->dport == node->l7_port && (node->flags & BM_NODE_F_L7))
+		return st && (st->sub_flags & BM_CONN_F_L7);
+	return 0;
 }
 
 /* Everything a local pod's socket sends (cgroup_skb/egress): 1 = send, 0 = drop. */

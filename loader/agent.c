@@ -39,6 +39,8 @@
 #include "certs.h"
 #include "cfgref.h"
 #include "httpd.h"
+#include "l7.h"
+#include "l7table.h"
 #include "log.h"
 #include "metrics.h"
 #include "podnet.h"
@@ -77,6 +79,8 @@ struct agent {
 	const char *netns; /* network namespace of the node address (lab); NULL: our own */
 	struct secsync *sec;
 	struct tunnel *tun;
+	struct l7 *l7;	 /* the HTTP path (l7.h), NULL without --node-ip */
+	int workers;	 /* --workers: its event loops */
 	struct podnet *pn;
 	bool strict_udp;	/* --strict-udp drop */
 	uint64_t retry_apply_ms; /* security state not fully written: apply again at this time */
@@ -464,6 +468,39 @@ static void report_rejected(struct agent *a, const struct mesh_config *c)
 	}
 }
 
+/* ---------- the HTTP path's table ---------- */
+
+static bool env_local(void *arg, const struct workload_obj *w)
+{
+	return !secsync_remote(((struct agent *)arg)->sec, w);
+}
+
+static bool env_tunnel(void *arg, const struct workload_obj *w, int port)
+{
+	struct agent *a = arg;
+
+	return a->tun && secsync_tunnelled(a->sec, a->current->c, w, port);
+}
+
+static uint32_t env_backend(void *arg, const struct rs_backend *b)
+{
+	return sync_backend_lookup(((struct agent *)arg)->sync, b);
+}
+
+/* What the HTTP path routes by, from the config just put in force. */
+static void publish_l7(struct agent *a, const struct rs_table *t)
+{
+	struct l7_env env = {.local = env_local, .tunnel = env_tunnel, .backend_id = env_backend,
+			     .arg = a};
+	struct l7_table *lt;
+
+	if (!a->l7)
+		return;
+	lt = l7_table_build(a->current, t, &env);
+	l7_publish(a->l7, a->current, lt);
+	l7_table_put(lt);
+}
+
 /* The worker is done: put its result in force (map writes stay on this thread). */
 static void reload_finish(struct agent *a)
 {
@@ -506,6 +543,7 @@ static void reload_finish(struct agent *a)
 			tunnel_publish(a->tun, a->current, ids);
 			idset_put(ids);
 		}
+		publish_l7(a, &j->t);
 		sec_ok = sync_pods(a, c) == 0 && sec_ok;
 		a->loaded = 1;
 		/* services are in force either way; the apply reads as failed until the security
@@ -542,6 +580,8 @@ static const char *http_answer(void *arg, const char *path, FILE *m, const char 
 				       a->tun ? a->topts.trust_domain : NULL, m);
 		if (a->tun)
 			tunnel_metrics(a->tun, m);
+		if (a->l7)
+			l7_metrics(a->l7, m);
 		fprintf(m,
 			"# HELP bpfmesh_config_rejected_objects Objects of the config directory "
 			"rejected as invalid (the last good version of each, if any, stays in "
@@ -737,11 +777,36 @@ static int start_zero_trust(struct agent *a, char *td, size_t tdlen)
 		trust = certs_trust(a->certs);
 		a->tun = tunnel_new(&a->topts, trust);
 		X509_STORE_free(trust);
-		if (!a->tun || tunnel_start(a->tun))
+		if (!a->tun)
 			return -1;
 	}
+	if (a->topts.node_ip) {
+		struct l7_opts lo = {.node = a->node,
+				     .node_ip = a->topts.node_ip,
+				     .workers = a->workers,
+				     .fds = &a->fds,
+				     .filter_prog = a->topts.filter_out,
+				     .trust_domain = a->tun ? a->topts.trust_domain : NULL,
+				     .root_ns = a->topts.root_ns,
+				     .tun = a->tun};
+
+		a->l7 = l7_new(&lo);
+		if (!a->l7)
+			pr_warn("l7: the HTTP path is not available: ports that need it stay on the "
+				"kernel path (per-connection routing)");
+		else if (a->tun)
+			tunnel_set_http(a->tun, l7_inbound, a->l7);
+	}
+	if (a->tun && tunnel_start(a->tun))
+		return -1;
+	if (a->l7 && l7_start(a->l7)) {
+		l7_free(a->l7);
+		a->l7 = NULL;
+	}
+	sync_set_l7(a->sync, a->l7 != NULL);
 	so.trust_domain = a->topts.trust_domain;
 	so.tunnel = a->tun != NULL;
+	so.l7 = a->l7 != NULL;
 	a->sec = secsync_new(&a->fds, &so);
 	return a->sec ? 0 : -1;
 }
@@ -789,7 +854,9 @@ static void usage_to(FILE *f)
 	    "  Istio does not capture UDP either)\n"
 	    "  [--metrics-addr ADDR:PORT] [--health-addr ADDR:PORT]\n"
 	    "mTLS between nodes (needs --node-ip and one of --ca-addr / --certs-dir / --ca-dir):\n"
-	    "  --node-ip IP          this node's address: the tunnel listens there (15001, 15008)\n"
+	    "  --node-ip IP          this node's address: the tunnel (15001, 15008) and the HTTP\n"
+	    "                        path (15006) listen there\n"
+	    "  --workers N           event loops of the HTTP path (default 2)\n"
 	    "  --netns PATH          network namespace that holds --node-ip (default: ours)\n"
 	    "  --ca-addr IP:PORT     ask the CA service (bpfmesh ca serve) for workload "
 	    "certificates,\n                        as this node: --node-cert DIR (node.crt, "
@@ -832,9 +899,11 @@ int cmd_agent(int argc, char **argv)
 					     {"ca-addr", required_argument, 0, 'A'},
 					     {"node-cert", required_argument, 0, 'K'},
 					     {"strict-udp", required_argument, 0, 'U'},
+					     {"workers", required_argument, 0, 'W'},
 					     {"help", no_argument, 0, 'h'},
 					     {0, 0, 0, 0}};
 	struct agent a = {.bpffs = "/sys/fs/bpf",
+			  .workers = 2,
 			  .unmatched_mesh = true,
 			  .accel = true,
 			  .metrics_addr = "0.0.0.0:15020",
@@ -911,6 +980,18 @@ int cmd_agent(int argc, char **argv)
 			}
 			a.accel = !strcmp(optarg, "on");
 			break;
+		case 'W': {
+			char *end;
+			long n = strtol(optarg, &end, 10);
+
+			if (*end || n < 1 || n > 64) {
+				fprintf(stderr, "bpfmesh agent: --workers %s: want 1 to 64\n",
+					optarg);
+				return 2;
+			}
+			a.workers = (int)n;
+			break;
+		}
 		case 'U':
 			if (strcmp(optarg, "drop") && strcmp(optarg, "pass")) {
 				usage();
@@ -977,7 +1058,10 @@ cleanup:
 		free(a.job);
 	}
 	podnet_free(a.pn);
+	secsync_stop_l7(a.sec); /* the kernel path serves the HTTP ports until the next agent */
+	l7_stop(a.l7);
 	tunnel_free(a.tun);
+	l7_free(a.l7);
 	certs_free(a.certs);
 	secsync_free(a.sec);
 	sync_free(a.sync);

@@ -118,6 +118,15 @@ int hbone_parse_connect(const char *buf, size_t len, size_t max, struct hbone_co
 			break;
 		if (eol - p > 10 && !strncasecmp(p, "forwarded:", 10) && !out->forwarded[0])
 			forwarded_for(p + 10, eol, out->forwarded, sizeof(out->forwarded));
+		if (eol - p > 17 && !strncasecmp(p, "bpfmesh-protocol:", 17)) {
+			const char *v = p + 17, *ve = eol;
+
+			while (v < ve && (*v == ' ' || *v == '\t'))
+				v++;
+			while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+				ve--;
+			out->http = ve - v == 8 && !strncasecmp(v, "http/1.1", 8);
+		}
 	}
 	return 1;
 }

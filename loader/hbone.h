@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * hbone.h: the tunnel's CONNECT framing (HTTP/1.1 CONNECT ip:port, Forwarded: for=..., then
- * the raw stream), as pure functions over bytes that touch no socket, so the tunnel (tunnel.c)
+ * Bpfmesh-Protocol: http/1.1 when the stream carries the HTTP path's requests, then the raw
+ * stream), as pure functions over bytes that touch no socket, so the tunnel (tunnel.c)
  * and the fuzz targets (tests/fuzz/) run the same code. Input is whatever a peer sent: any
  * bytes, NULs included, never assumed terminated.
  */
@@ -14,6 +15,8 @@ struct hbone_connect {
 	char host[64];	    /* the target address, without brackets */
 	int port;	    /* 1..65535 */
 	char forwarded[64]; /* the first Forwarded header's for= address ("" if none) */
+	int http;	    /* Bpfmesh-Protocol: http/1.1 (requests the sender's HTTP path
+			       routed: the receiver's HTTP path judges and counts them) */
 	size_t head_len;    /* bytes of the request head, CRLFCRLF included */
 };
 

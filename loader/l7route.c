@@ -594,13 +594,14 @@ bool l7_should_retry(const struct l7_retry_policy *p, const struct l7_try_result
 
 uint64_t l7_backoff_ms(int n, uint32_t rnd)
 {
-	uint64_t cap = 25;
+	/* Envoy's JitteredExponentialBackOffStrategy: the multiplier stops growing once the
+	 * base back-off passes the cap, so it cannot overflow */
+	uint64_t mult = 1, base;
 
-	for (int i = 1; i < n && cap < 250; i++)
-		cap *= 2;
-	if (cap > 250)
-		cap = 250;
-	return rnd % (cap + 1);
+	for (int i = 1; i < n && mult * L7_BACKOFF_BASE_MS <= L7_BACKOFF_MAX_MS; i++)
+		mult = 2 * mult + 1;
+	base = mult * L7_BACKOFF_BASE_MS;
+	return rnd % base < L7_BACKOFF_MAX_MS ? rnd % base : L7_BACKOFF_MAX_MS;
 }
 
 /* ---------------- faults ---------------- */

@@ -122,8 +122,10 @@ struct l7_try_result {
 };
 
 bool l7_should_retry(const struct l7_retry_policy *p, const struct l7_try_result *r);
-/* Envoy's fully jittered exponential back-off: try n (1 = the first retry) waits a random
- * time in [0, min(25 ms << (n-1), 250 ms)]. */
+/* Envoy's fully jittered exponential back-off (25 ms base, 250 ms cap, Istio's values):
+ * retry n (1 = the first) waits min(rnd % ((2^n - 1) x 25 ms), 250 ms). */
+#define L7_BACKOFF_BASE_MS 25
+#define L7_BACKOFF_MAX_MS  250
 uint64_t l7_backoff_ms(int n, uint32_t rnd);
 
 /* A fault of route rt hits this request, for random numbers in [0, 1). */

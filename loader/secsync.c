@@ -153,9 +153,8 @@ bool secsync_remote(const struct secsync *ss, const struct workload_obj *w)
 	       memcmp(a, ss->node_ip, 4) != 0;
 }
 
-/* Does a mesh client reach w:port through the tunnel? */
-static bool wants_tunnel(const struct secsync *ss, const struct mesh_config *c,
-			 const struct workload_obj *w, int port)
+bool secsync_tunnelled(const struct secsync *ss, const struct mesh_config *c,
+		       const struct workload_obj *w, int port)
 {
 	return ss->o.tunnel && w && w->kind == WL_POD && config_in_mesh(c, w) &&
 	       secsync_remote(ss, w) && sec_mtls_mode(c, ss->o.root_ns, w, port) != MTLS_DISABLE;
@@ -225,7 +224,7 @@ int secsync_backends(struct secsync *ss, struct sync *s, const struct mesh_confi
 		uint8_t flag = 0;
 		uint32_t id;
 
-		if (b->family == BM_FAM_V4 && wants_tunnel(ss, c, w, b->port))
+		if (b->family == BM_FAM_V4 && secsync_tunnelled(ss, c, w, b->port))
 			flag = BM_BE_F_TUNNEL;
 		else if (b->family == BM_FAM_V6 && refuse_v6(ss, c, w, b->port))
 			flag = BM_BE_F_NOV6;
@@ -455,6 +454,37 @@ static uint64_t local_hash(const struct workload_obj *const *local, int n)
 	return h ^ (uint64_t)n;
 }
 
+/* bm_node: this node's address, and which of the agent's listeners the kernel may send to. */
+static int node_put(struct secsync *ss)
+{
+	struct bm_node node = {.outbound_port = htons(BM_PORT_OUTBOUND),
+			       .l7_port = htons(BM_PORT_HTTP)};
+	__u32 zero = 0;
+
+	if (ss->have_node_ip)
+		memcpy(node.addr4, ss->node_ip, 4);
+	if (ss->o.tunnel && ss->have_node_ip)
+		node.flags |= BM_NODE_F_TUNNEL;
+	if (ss->o.l7 && ss->have_node_ip)
+		node.flags |= BM_NODE_F_L7;
+	if (ss->fds.node >= 0 && bpf_map_update_elem(ss->fds.node, &zero, &node, BPF_ANY)) {
+		int err = -errno;
+
+		pr_warn("bm_node: %s: the tunnel and HTTP path flags are not in force",
+			strerror(errno));
+		return err;
+	}
+	return 0;
+}
+
+int secsync_stop_l7(struct secsync *ss)
+{
+	if (!ss || !ss->o.l7)
+		return 0;
+	ss->o.l7 = false;
+	return node_put(ss);
+}
+
 int secsync_workloads(struct secsync *ss, const struct mesh_config *c, uint64_t config_gen,
 		      const struct workload_obj *const *local, int nlocal)
 {
@@ -462,21 +492,12 @@ int secsync_workloads(struct secsync *ss, const struct mesh_config *c, uint64_t 
 	struct kvset in = {.ksz = ss->inpod.ksz, .vsz = ss->inpod.vsz};
 	struct kvset az = {.ksz = ss->authz.ksz, .vsz = ss->authz.vsz};
 	struct kvset pe = {.ksz = ss->peer.ksz, .vsz = ss->peer.vsz};
-	struct bm_node node = {.outbound_port = htons(BM_PORT_OUTBOUND)};
 	uint64_t lh = local_hash(local, nlocal);
-	__u32 zero = 0;
 	int err = 0;
 
 	if (ss->done_once && config_gen == ss->last_gen && lh == ss->last_local)
 		return 0;
-	if (ss->have_node_ip)
-		memcpy(node.addr4, ss->node_ip, 4);
-	if (ss->o.tunnel && ss->have_node_ip)
-		node.flags |= BM_NODE_F_TUNNEL;
-	if (ss->fds.node >= 0 && bpf_map_update_elem(ss->fds.node, &zero, &node, BPF_ANY)) {
-		err = -errno;
-		pr_warn("bm_node: %s: the tunnel flag is not in force", strerror(errno));
-	}
+	err = node_put(ss);
 	for (int i = 0; i < nlocal; i++) {
 		const struct workload_obj *w = local[i];
 

@@ -2,7 +2,7 @@
 /*
  * secsync.h: the zero-trust part of the kernel's state, derived from the config in force by
  * the agent after every apply and pod rescan:
- *  - bm_node: this node's address and whether the agent's mTLS tunnel is up;
+ *  - bm_node: this node's address and whether the agent's mTLS tunnel and HTTP path are up;
  *  - bm_backend flags: which backends mesh clients reach through the tunnel (a mesh workload
  *    on another node whose PeerAuthentication for that port is not DISABLE), and which IPv6
  *    ones they are refused (STRICT on another node: the tunnel carries IPv4 only);
@@ -29,6 +29,7 @@ struct secsync_opts {
 	const char *trust_domain; /* for local mesh pods' principals */
 	const char *node_ip;	  /* this node's address, NULL if unknown */
 	bool tunnel;		  /* the agent's tunnel is up: tunnel remote mesh traffic */
+	bool l7;		  /* the agent's HTTP path listens on node_ip:BM_PORT_HTTP */
 };
 
 struct secsync;
@@ -49,5 +50,11 @@ int secsync_workloads(struct secsync *ss, const struct mesh_config *c, uint64_t 
 
 /* Is w a workload on another node (its status.hostIP is not ours)? */
 bool secsync_remote(const struct secsync *ss, const struct workload_obj *w);
+/* Does a mesh client reach w:port through the tunnel (a remote mesh pod, mTLS not DISABLE)? */
+bool secsync_tunnelled(const struct secsync *ss, const struct mesh_config *c,
+		       const struct workload_obj *w, int port);
+/* The HTTP path stops (agent shutdown): bm_node says so at once, so the kernel path serves
+ * its ports until the next agent listens. 0 or -errno. */
+int secsync_stop_l7(struct secsync *ss);
 
 #endif /* BM_SECSYNC_H */

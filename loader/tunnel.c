@@ -39,6 +39,7 @@
 #include <openssl/x509v3.h>
 #include <bpf/bpf.h>
 #include "datapath.h"
+#include "dial.h"
 #include "bpfmesh.h"
 #include "ca.h"
 #include "certs.h"
@@ -92,6 +93,7 @@ struct tconn {
 	struct tunnel *t;
 	enum tstate st;
 	bool outbound;
+	bool http; /* outbound: the HTTP path's requests (Bpfmesh-Protocol: http/1.1) */
 	int pfd, sfd; /* plaintext side, TLS side */
 	SSL *ssl;
 	struct tev pev, sev;
@@ -100,8 +102,7 @@ struct tconn {
 	char hdr[HDRMAX];
 	size_t hdr_len;
 	bool p_eof, s_eof, p_shut, s_shut;
-	struct bm_attest_key attest; /* inbound: the pass registered for the local pod */
-	bool has_attest;
+	struct dial_pass pass; /* inbound: the pass registered for the local pod (dial.h) */
 	uint32_t src_pod;  /* outbound: the client pod as the kernel attested it (bm_orig) */
 	uint32_t peer4;	   /* inbound: the peer's IPv4 address (pending counts) */
 	bool pending;	   /* inbound: counted in the pending handshakes */
@@ -118,7 +119,7 @@ struct tconn {
 /* Counters, written by the data thread and read by the control thread's /metrics. */
 struct tcounters {
 	unsigned long out_accepted, out_rejected, out_failed, in_accepted, in_rejected, in_denied,
-	    in_overload, full_handshakes, resumed, active, logs_suppressed;
+	    in_overload, in_http, full_handshakes, resumed, active, logs_suppressed;
 };
 #define CNT_ADD(t, f, v) __atomic_add_fetch(&(t)->n.f, (v), __ATOMIC_RELAXED)
 #define CNT(t, f)	 CNT_ADD(t, f, 1)
@@ -161,13 +162,18 @@ struct tunnel {
 		int fd;
 		struct bm_orig o;
 		char src_ip[INET_ADDRSTRLEN];
+		bool http;
 	} *adopt;
 	int nadopt, capadopt;
+	/* the HTTP path's streams from peers go here (set before the data thread starts) */
+	tunnel_http_fn http_in;
+	void *http_arg;
 };
 
 static void free_dead(struct tunnel *t);
 static void conn_close(struct tconn *c);
-static void out_start(struct tunnel *t, int fd, const char *src_ip, const struct bm_orig *o);
+static void out_start(struct tunnel *t, int fd, const char *src_ip, const struct bm_orig *o,
+		      bool http);
 static void take_snapshot(struct tunnel *t);
 static void listeners_watch(struct tunnel *t, bool on);
 
@@ -418,9 +424,7 @@ static void ep_set(struct tconn *c, int fd, struct tev *ev, uint32_t *cur, uint3
 
 static void attest_drop(struct tconn *c)
 {
-	if (c->has_attest && c->t->o.fds->attest >= 0)
-		dp_map_del(c->t->o.fds->attest, &c->attest, "bm_attest");
-	c->has_attest = false;
+	dial_pass_drop(c->t->o.fds->attest, &c->pass);
 }
 
 static void conn_close(struct tconn *c)
@@ -483,14 +487,6 @@ static int tcp_connect(const struct sockaddr_in *dst, const struct sockaddr_in *
 		return -1;
 	}
 	return fd;
-}
-
-static bool connect_done(int fd)
-{
-	int err = 0;
-	socklen_t l = sizeof(err);
-
-	return getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) == 0 && err == 0;
 }
 
 /* The relay buffers, made when a connection has passed setup far enough to need them. */
@@ -692,8 +688,8 @@ static void out_handshake(struct tconn *c)
 	}
 	SSL_clear_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS);
 	c->st = T_OUT_RESPONSE;
-	snprintf(why, sizeof(why), "CONNECT %s HTTP/1.1\r\nHost: %s\r\nForwarded: for=%s\r\n\r\n",
-		 c->dst, c->dst, c->src_ip);
+	snprintf(why, sizeof(why), "CONNECT %s HTTP/1.1\r\nHost: %s\r\nForwarded: for=%s\r\n%s\r\n",
+		 c->dst, c->dst, c->src_ip, c->http ? "Bpfmesh-Protocol: http/1.1\r\n" : "");
 	buf_put(c->p2s, why, strlen(why));
 	pump(c);
 	ep_set(c, c->sfd, &c->sev, &c->smask, EPOLLIN | (c->p2s->off < c->p2s->len ? EPOLLOUT : 0));
@@ -749,7 +745,7 @@ static void out_connected(struct tconn *c)
 	const struct workload_obj *src;
 	char sni[80];
 
-	if (!connect_done(c->sfd)) {
+	if (!dial_done(c->sfd)) {
 		out_fail(c, "peer agent unreachable");
 		return;
 	}
@@ -817,13 +813,14 @@ static void out_accept(struct tunnel *t)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		CNT(t, out_accepted);
 		inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof(ip));
-		out_start(t, fd, ip, &o);
+		out_start(t, fd, ip, &o, false);
 	}
 }
 
 /* A connection to carry to o's destination pod, for the client pod o->src_pod at src_ip:
  * to that pod's node, mutual TLS, CONNECT. */
-static void out_start(struct tunnel *t, int fd, const char *src_ip, const struct bm_orig *o)
+static void out_start(struct tunnel *t, int fd, const char *src_ip, const struct bm_orig *o,
+		      bool http)
 {
 	struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(BM_PORT_HBONE)};
 	const struct workload_obj *dst;
@@ -835,6 +832,7 @@ static void out_start(struct tunnel *t, int fd, const char *src_ip, const struct
 		return;
 	}
 	c->pfd = fd;
+	c->http = http;
 	c->src_pod = o->src_pod;
 	snprintf(c->src_ip, sizeof(c->src_ip), "%s", src_ip);
 	inet_ntop(AF_INET, o->addr, ip, sizeof(ip));
@@ -871,13 +869,13 @@ static void take_adopted(struct tunnel *t)
 	pthread_mutex_unlock(&t->mu);
 	for (int i = 0; i < n; i++) {
 		CNT(t, out_accepted);
-		out_start(t, v[i].fd, v[i].src_ip, &v[i].o);
+		out_start(t, v[i].fd, v[i].src_ip, &v[i].o, v[i].http);
 	}
 	free(v);
 }
 
 int tunnel_adopt(struct tunnel *t, int fd, uint32_t src_pod, const char *src_ip,
-		 const uint8_t dst[4], uint16_t dst_port, uint32_t backend_id)
+		 const uint8_t dst[4], uint16_t dst_port, uint32_t backend_id, bool http)
 {
 	uint64_t one = 1;
 	int rc = 0;
@@ -903,6 +901,7 @@ int tunnel_adopt(struct tunnel *t, int fd, uint32_t src_pod, const char *src_ip,
 		a->o.port = htons(dst_port);
 		a->o.src_pod = src_pod;
 		a->o.backend_id = backend_id;
+		a->http = http;
 		snprintf(a->src_ip, sizeof(a->src_ip), "%s", src_ip ? src_ip : "");
 	}
 	pthread_mutex_unlock(&t->mu);
@@ -955,7 +954,7 @@ static void in_connected(struct tconn *c)
 	static const char ok[] = "HTTP/1.1 200 OK\r\n\r\n";
 
 	attest_drop(c); /* the SYN is through: the pass is spent */
-	if (!connect_done(c->pfd)) {
+	if (!dial_done(c->pfd)) {
 		static const char bad[] = "HTTP/1.1 503 Service Unavailable\r\n\r\n";
 
 		SSL_write(c->ssl, bad, sizeof(bad) - 1);
@@ -968,54 +967,15 @@ static void in_connected(struct tconn *c)
 	pump(c);
 }
 
-/* Connect to the local pod from the node's address, with a pass in bm_attest: the pod's
- * inbound judge takes the agent's word (it authorized this with the peer's certificate). */
+/* Connect to the local pod with a pass in bm_attest: the pod's inbound judge takes the
+ * agent's word (it authorized this with the peer's certificate). */
 static int in_dial(struct tconn *c, const char *ip, int port)
 {
 	struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons(port)};
-	struct sockaddr_in src = {.sin_family = AF_INET};
-	socklen_t sl = sizeof(src);
-	struct bm_attest pass = {.flags = BM_AT_F_AGENT};
-	int u, fd, one = 1;
 
 	if (inet_pton(AF_INET, ip, &dst.sin_addr) != 1)
 		return -1;
-	/* the source address routing picks, so the 4-tuple is known before the SYN */
-	u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (u < 0 || connect(u, (struct sockaddr *)&dst, sizeof(dst)) ||
-	    getsockname(u, (struct sockaddr *)&src, &sl)) {
-		if (u >= 0)
-			close(u);
-		return -1;
-	}
-	close(u);
-	src.sin_port = 0;
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	sl = sizeof(src);
-	if (bind(fd, (struct sockaddr *)&src, sizeof(src)) ||
-	    getsockname(fd, (struct sockaddr *)&src, &sl)) {
-		close(fd);
-		return -1;
-	}
-	memset(&c->attest, 0, sizeof(c->attest));
-	memcpy(c->attest.saddr, &src.sin_addr, 4);
-	memcpy(c->attest.daddr, &dst.sin_addr, 4);
-	c->attest.sport = src.sin_port;
-	c->attest.dport = dst.sin_port;
-	c->attest.family = BM_FAM_V4;
-	c->has_attest = c->t->o.fds->attest >= 0 &&
-			bpf_map_update_elem(c->t->o.fds->attest, &c->attest, &pass, BPF_ANY) == 0;
-	if (!c->has_attest)
-		pr_warn("tunnel: bm_attest: %s: a STRICT pod will refuse this delivery",
-			strerror(errno));
-	if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) && errno != EINPROGRESS) {
-		close(fd);
-		return -1;
-	}
-	return fd;
+	return dial_attested(c->t->o.fds->attest, &dst, &c->pass);
 }
 
 /*
@@ -1042,6 +1002,41 @@ static void source_address(struct tconn *c, const char *fwd)
 		pr_debug("tunnel: %s (%s) says Forwarded: for=%s; not its own pod: judged as %s",
 			 c->peer, c->want_id, fwd, peer_ip);
 	snprintf(c->src_ip, sizeof(c->src_ip), "%s", peer_ip);
+}
+
+/* An authenticated stream of the peer's HTTP path: a socketpair to our HTTP path, which
+ * applies AuthorizationPolicy per request with the verified identity and counts each as the
+ * destination. */
+static int in_http(struct tconn *c, const struct hbone_connect *req, const struct workload_obj *w,
+		   const char *principal, const char *ns)
+{
+	static const char ok[] = "HTTP/1.1 200 OK\r\n\r\n";
+	struct tunnel_stream ts = {.dst_port = (uint16_t)req->port};
+	int sv[2];
+
+	(void)w;
+	if (inet_pton(AF_INET, req->host, ts.dst_ip) != 1 ||
+	    inet_pton(AF_INET, c->src_ip, ts.src_ip) != 1)
+		memset(ts.src_ip, 0, 4);
+	snprintf(ts.principal, sizeof(ts.principal), "%s", principal);
+	snprintf(ts.ns, sizeof(ts.ns), "%s", ns);
+	if (!conn_bufs(c) ||
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv))
+		return -1;
+	if (c->t->http_in(c->t->http_arg, sv[1], &ts)) {
+		close(sv[0]);
+		close(sv[1]);
+		return -1;
+	}
+	SSL_clear_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS);
+	pend_drop(c);
+	buf_put(c->s2p, c->hdr + req->head_len, c->hdr_len - req->head_len);
+	c->pfd = sv[0];
+	buf_put(c->p2s, ok, sizeof(ok) - 1);
+	c->st = T_RELAY;
+	CNT(c->t, in_http);
+	pump(c);
+	return 0;
 }
 
 static void in_request(struct tconn *c)
@@ -1102,6 +1097,13 @@ static void in_request(struct tconn *c)
 			} else {
 				peer.ip_len = 0; /* unknown source: matches only ::/0 */
 			}
+		}
+		if (req.http && c->t->http_in) {
+			/* the peer's HTTP path routed these requests: ours judges each one */
+			if (in_http(c, &req, w, principal, ns) == 0)
+				return;
+			in_fail(c, "cannot hand the stream to the HTTP path");
+			return;
 		}
 		sec_authorize(c->t->c, c->t->o.root_ns, w, port, &peer, &d);
 		if (d.audit)
@@ -1327,6 +1329,12 @@ static void *data_thread(void *arg)
 	return NULL;
 }
 
+void tunnel_set_http(struct tunnel *t, tunnel_http_fn fn, void *arg)
+{
+	t->http_in = fn;
+	t->http_arg = arg;
+}
+
 int tunnel_start(struct tunnel *t)
 {
 	if (pthread_create(&t->th, NULL, data_thread, t))
@@ -1384,6 +1392,7 @@ void tunnel_metrics(const struct tunnel *t, FILE *f)
 	    {"inbound", "rejected", offsetof(struct tcounters, in_rejected)},
 	    {"inbound", "denied", offsetof(struct tcounters, in_denied)},
 	    {"inbound", "overload", offsetof(struct tcounters, in_overload)},
+	    {"inbound", "http", offsetof(struct tcounters, in_http)},
 	};
 
 	fprintf(f, "# HELP bpfmesh_tunnel_connections_total Tunnelled connections by direction and "

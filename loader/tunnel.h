@@ -56,11 +56,30 @@ void tunnel_publish(struct tunnel *t, struct cfgref *cfg, struct idset *ids);
 /*
  * From the HTTP path (l7.c), any thread: carry connection fd (one end of a socketpair) to the
  * pod dst:dst_port on another node, as the client pod src_pod at src_ip, exactly as a captured
- * connect: mutual TLS with that pod's identity, CONNECT. The tunnel owns fd from here on.
+ * connect: mutual TLS with that pod's identity, CONNECT. http: the stream is HTTP/1.1 requests
+ * the HTTP path already routed (the CONNECT says so, and the destination's agent judges and
+ * counts each request, l7_inbound). The tunnel owns fd from here on.
  * 0, or -1 (fd not taken) when out of memory.
  */
 int tunnel_adopt(struct tunnel *t, int fd, uint32_t src_pod, const char *src_ip,
-		 const uint8_t dst[4], uint16_t dst_port, uint32_t backend_id);
+		 const uint8_t dst[4], uint16_t dst_port, uint32_t backend_id, bool http);
+
+/*
+ * Inbound streams that carry a peer's HTTP path (Bpfmesh-Protocol: http/1.1), for a pod of
+ * this node: authenticated here, then handed over as one end of a socketpair (fd) with what
+ * the tunnel verified; AuthorizationPolicy is the HTTP path's, per request. fn runs on the
+ * tunnel's data thread and owns fd when it returns 0.
+ */
+struct tunnel_stream {
+	uint8_t src_ip[4]; /* the client's address as the tunnel judged it (0 if unknown) */
+	uint8_t dst_ip[4];
+	uint16_t dst_port;   /* host order */
+	char principal[320]; /* the peer certificate's SPIFFE ID without spiffe:// */
+	char ns[128];	     /* the peer's namespace */
+};
+typedef int (*tunnel_http_fn)(void *arg, int fd, const struct tunnel_stream *s);
+/* Before tunnel_start. */
+void tunnel_set_http(struct tunnel *t, tunnel_http_fn fn, void *arg);
 
 /* Prometheus lines for the tunnel's counters (any thread). */
 void tunnel_metrics(const struct tunnel *t, FILE *f);

@@ -412,11 +412,13 @@ static void test_retry_policy(void)
 	l7_retry_on_parse("gateway-error", &p);
 	CHECK(l7_should_retry(&p, &r503) && !l7_should_retry(&p, &r500), "gateway-error");
 	/* back-off: fully jittered, 25 ms base doubling, 250 ms cap */
-	CHECK_EQ(l7_backoff_ms(1, 25), 25, "first retry: at most 25 ms");
-	CHECK_EQ(l7_backoff_ms(1, 26), 0, "... uniform in [0, 25]");
-	CHECK_EQ(l7_backoff_ms(2, 50), 50, "second: at most 50 ms");
-	CHECK_EQ(l7_backoff_ms(9, 250), 250, "capped at 250 ms");
-	CHECK_EQ(l7_backoff_ms(9, 251), 0, "never above");
+	CHECK_EQ(l7_backoff_ms(1, 24), 24, "first retry: below 25 ms");
+	CHECK_EQ(l7_backoff_ms(1, 25), 0, "... uniform in [0, 25)");
+	CHECK_EQ(l7_backoff_ms(2, 74), 74, "second: below (2^2 - 1) x 25 = 75 ms");
+	CHECK_EQ(l7_backoff_ms(2, 75), 0, "... and wraps there");
+	CHECK_EQ(l7_backoff_ms(3, 174), 174, "third: below 175 ms");
+	CHECK_EQ(l7_backoff_ms(4, 300), 250, "fourth: [0, 375) capped at 250 ms");
+	CHECK_EQ(l7_backoff_ms(40, 374), 250, "the multiplier stops growing past the cap");
 }
 
 static void test_faults(void)

@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * dial.h: how the agent connects to a pod on its own node (the tunnel's inbound side, the HTTP
+ * path's upstreams): non-blocking, from the address routing picks, with a pass for the
+ * 4-tuple in bm_attest before the SYN leaves, so the pod's inbound judge (bpf/inbound.h) takes
+ * the agent's word that it authorized what it delivers. The pass is spent once the connection
+ * is up (dial_pass_drop); unspent ones age out of the LRU map.
+ */
+#ifndef BM_DIAL_H
+#define BM_DIAL_H
+
+#include <stdbool.h>
+#include <netinet/in.h>
+#include "bpfmesh.h"
+
+struct dial_pass {
+	struct bm_attest_key key;
+	bool have; /* the pass is in bm_attest */
+};
+
+/* A connecting socket to dst (connect in progress, or done), or -1 with errno set. attest_fd
+ * < 0: no pass (a pod that judges nothing). The pass is registered before connect(); when
+ * that write fails the connection still goes (a STRICT pod refuses it; logged). */
+int dial_attested(int attest_fd, const struct sockaddr_in *dst, struct dial_pass *pass);
+void dial_pass_drop(int attest_fd, struct dial_pass *pass);
+
+/* Plain non-blocking connect (a pod on another node, a peer agent), or -1. */
+int dial_tcp(const struct sockaddr_in *dst);
+
+/* The connect of fd finished well (SO_ERROR is 0). */
+bool dial_done(int fd);
+
+#endif /* BM_DIAL_H */

@@ -1,0 +1,828 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * l7.c: the HTTP path's workers (see l7.h, l7int.h): each one an epoll loop with its own
+ * listener (SO_REUSEPORT spreads accepted connections over them), a timer heap, its
+ * connections and pools. A connection's first bytes say which codec takes it: the HTTP/2
+ * preface (h2c with prior knowledge, gRPC) or HTTP/1. Snapshots and streams from the tunnel
+ * are handed over under the worker's mutex and an eventfd wake-up; everything else a worker
+ * does is lock-free and on its own thread.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <bpf/bpf.h>
+#include "cfgref.h"
+#include "datapath.h"
+#include "l7int.h"
+#include "log.h"
+
+#define L7_MAX_WORKERS 64
+#define SNIFF_BYTES    24 /* the HTTP/2 connection preface */
+
+struct l7 {
+	struct l7_opts o;
+	char node_ip[64], td[256], root_ns[128], node[256];
+	struct l7w *w;
+	int nw;
+	unsigned next_w; /* round robin for hand-offs (atomic) */
+	pthread_mutex_t mu;
+	struct l7_snap *snap; /* the latest publish */
+	uint64_t gen;
+	bool started;
+};
+
+/* ---------------- small things ---------------- */
+
+uint64_t l7_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000ULL + ts.tv_nsec / 1000000;
+}
+
+uint32_t l7_rand(struct l7w *w)
+{
+	/* xorshift64*: per worker, seeded from getrandom; not for secrets */
+	w->rng ^= w->rng >> 12;
+	w->rng ^= w->rng << 25;
+	w->rng ^= w->rng >> 27;
+	return (uint32_t)((w->rng * 2685821657736338717ULL) >> 32);
+}
+
+const struct l7_opts *l7_opts_of(const struct l7w *w)
+{
+	return &w->l->o;
+}
+
+struct tunnel *l7_tunnel_of(const struct l7w *w)
+{
+	return w->l->o.tun;
+}
+
+void l7_flags_str(unsigned flags, char *buf, size_t len)
+{
+	size_t o = 0;
+
+	buf[0] = 0;
+#define X(n, b)                                                                                    \
+	if ((flags & RF_##n) && o + sizeof(#n) + 1 < len)                                          \
+		o += snprintf(buf + o, len - o, "%s%s", o ? "," : "", #n);
+	L7_RF(X)
+#undef X
+	if (!o)
+		snprintf(buf, len, "-");
+}
+
+void lb_put(struct l7_buf *b, const void *d, size_t n)
+{
+	if (!n)
+		return;
+	if (b->off && b->off == b->len)
+		b->off = b->len = 0;
+	if (b->len + n > b->cap) {
+		if (b->off) { /* slide down before growing */
+			memmove(b->p, b->p + b->off, b->len - b->off);
+			b->len -= b->off;
+			b->off = 0;
+		}
+		if (b->len + n > b->cap) {
+			size_t cap = b->cap ? b->cap : 4096;
+			char *p;
+
+			while (cap < b->len + n)
+				cap *= 2;
+			p = realloc(b->p, cap);
+			if (!p)
+				abort();
+			b->p = p;
+			b->cap = cap;
+		}
+	}
+	memcpy(b->p + b->len, d, n);
+	b->len += n;
+}
+
+void lb_printf(struct l7_buf *b, const char *fmt, ...)
+{
+	char tmp[1024];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n < sizeof(tmp)) {
+		lb_put(b, tmp, n);
+		return;
+	}
+	char *big = malloc(n + 1);
+
+	if (!big)
+		abort();
+	va_start(ap, fmt);
+	vsnprintf(big, n + 1, fmt, ap);
+	va_end(ap);
+	lb_put(b, big, n);
+	free(big);
+}
+
+void lb_consume(struct l7_buf *b, size_t n)
+{
+	b->off += n;
+	if (b->off >= b->len)
+		b->off = b->len = 0;
+}
+
+void lb_free(struct l7_buf *b)
+{
+	free(b->p);
+	memset(b, 0, sizeof(*b));
+}
+
+int lb_flush(struct l7_buf *b, int fd)
+{
+	while (lb_pending(b)) {
+		ssize_t n = send(fd, b->p + b->off, lb_pending(b), MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		if (n <= 0)
+			return -1;
+		lb_consume(b, n);
+	}
+	/* a buffer that once held a large body does not keep it */
+	if (b->cap > 4 * L7_BUF_HIGH) {
+		free(b->p);
+		b->p = NULL;
+		b->cap = b->off = b->len = 0;
+	}
+	return 0;
+}
+
+/* ---------------- timers: a binary min-heap per worker ---------------- */
+
+static void heap_swap(struct l7w *w, int a, int b)
+{
+	struct l7_timer *t = w->heap[a];
+
+	w->heap[a] = w->heap[b];
+	w->heap[b] = t;
+	w->heap[a]->idx = a;
+	w->heap[b]->idx = b;
+}
+
+static void heap_up(struct l7w *w, int i)
+{
+	while (i > 0 && w->heap[(i - 1) / 2]->due > w->heap[i]->due) {
+		heap_swap(w, i, (i - 1) / 2);
+		i = (i - 1) / 2;
+	}
+}
+
+static void heap_down(struct l7w *w, int i)
+{
+	for (;;) {
+		int l = 2 * i + 1, r = l + 1, m = i;
+
+		if (l < w->nheap && w->heap[l]->due < w->heap[m]->due)
+			m = l;
+		if (r < w->nheap && w->heap[r]->due < w->heap[m]->due)
+			m = r;
+		if (m == i)
+			return;
+		heap_swap(w, i, m);
+		i = m;
+	}
+}
+
+void l7_timer_stop(struct l7w *w, struct l7_timer *t)
+{
+	int i = t->idx;
+
+	if (i < 0)
+		return;
+	t->idx = -1;
+	w->nheap--;
+	if (i == w->nheap)
+		return;
+	w->heap[i] = w->heap[w->nheap];
+	w->heap[i]->idx = i;
+	heap_down(w, i);
+	heap_up(w, i);
+}
+
+void l7_timer_set(struct l7w *w, struct l7_timer *t, uint64_t due)
+{
+	l7_timer_stop(w, t);
+	if (w->nheap == w->capheap) {
+		int cap = w->capheap ? 2 * w->capheap : 256;
+		struct l7_timer **h = realloc(w->heap, cap * sizeof(*h));
+
+		if (!h)
+			abort();
+		w->heap = h;
+		w->capheap = cap;
+	}
+	t->due = due;
+	t->idx = w->nheap;
+	w->heap[w->nheap++] = t;
+	heap_up(w, t->idx);
+}
+
+static int timers_wait_ms(struct l7w *w)
+{
+	uint64_t now = l7_now();
+
+	if (!w->nheap)
+		return 1000;
+	if (w->heap[0]->due <= now)
+		return 0;
+	return w->heap[0]->due - now > 1000 ? 1000 : (int)(w->heap[0]->due - now);
+}
+
+static void timers_run(struct l7w *w)
+{
+	uint64_t now = l7_now();
+
+	w->now = now;
+	while (w->nheap && w->heap[0]->due <= now) {
+		struct l7_timer *t = w->heap[0];
+
+		l7_timer_stop(w, t);
+		t->fire(t);
+	}
+}
+
+/* ---------------- epoll ---------------- */
+
+void l7_io_want(struct l7w *w, struct l7_io *io, uint32_t mask)
+{
+	struct epoll_event e = {.events = mask, .data.ptr = io};
+
+	if (io->fd < 0 || io->mask == mask)
+		return;
+	if (!io->mask)
+		epoll_ctl(w->ep, EPOLL_CTL_ADD, io->fd, &e);
+	else if (!mask)
+		epoll_ctl(w->ep, EPOLL_CTL_DEL, io->fd, NULL);
+	else
+		epoll_ctl(w->ep, EPOLL_CTL_MOD, io->fd, &e);
+	io->mask = mask;
+}
+
+void l7_io_close(struct l7w *w, struct l7_io *io)
+{
+	if (io->fd < 0)
+		return;
+	l7_io_want(w, io, 0);
+	close(io->fd);
+	io->fd = -1;
+}
+
+void l7_defer_free(struct l7w *w, struct l7_dead *d)
+{
+	d->next = w->dead;
+	w->dead = d;
+}
+
+static void free_dead(struct l7w *w)
+{
+	while (w->dead) {
+		struct l7_dead *d = w->dead;
+
+		w->dead = d->next;
+		d->free(d);
+	}
+}
+
+/* ---------------- snapshots ---------------- */
+
+static void ip_key(uint8_t k[HKEY], const uint8_t ip[4])
+{
+	memset(k, 0, HKEY);
+	memcpy(k, ip, 4);
+	k[4] = 0x5e; /* never the zero key */
+}
+
+static void id_key(uint8_t k[HKEY], uint32_t id)
+{
+	memset(k, 0, HKEY);
+	memcpy(k, &id, 4);
+	k[5] = 0x1d;
+}
+
+static struct l7_snap *snap_new(struct cfgref *cfg, struct l7_table *t, uint64_t gen)
+{
+	struct l7_snap *s = calloc(1, sizeof(*s));
+	const struct mesh_config *c = cfg ? cfg->c : NULL;
+
+	if (!s)
+		abort();
+	s->refs = 1;
+	s->gen = gen;
+	s->cfg = cfgref_get(cfg);
+	s->c = c;
+	s->t = l7_table_get(t);
+	for (int i = 0; c && i < c->nworkloads; i++) {
+		const struct workload_obj *w = &c->workloads[i];
+		uint8_t k[HKEY], a[4];
+
+		if (w->kind != WL_POD)
+			continue;
+		id_key(k, config_pod_id(w));
+		h_put(&s->pods, k, i);
+		for (int j = 0; j < w->naddresses; j++)
+			if (inet_pton(AF_INET, w->addresses[j], a) == 1) {
+				ip_key(k, a);
+				h_put(&s->podip, k, i);
+			}
+	}
+	return s;
+}
+
+struct l7_snap *l7_snap_get(struct l7_snap *s)
+{
+	if (s)
+		__atomic_add_fetch(&s->refs, 1, __ATOMIC_ACQ_REL);
+	return s;
+}
+
+void l7_snap_put(struct l7_snap *s)
+{
+	if (!s || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL))
+		return;
+	h_free(&s->pods);
+	h_free(&s->podip);
+	l7_table_put(s->t);
+	cfgref_put(s->cfg);
+	free(s);
+}
+
+const struct workload_obj *l7_snap_pod(const struct l7_snap *s, uint32_t pod_id)
+{
+	uint8_t k[HKEY];
+	int *i;
+
+	if (!s || !s->c || !pod_id)
+		return NULL;
+	id_key(k, pod_id);
+	i = h_get((struct htab *)&s->pods, k);
+	return i ? &s->c->workloads[*i] : NULL;
+}
+
+const struct workload_obj *l7_snap_pod_ip(const struct l7_snap *s, const uint8_t ip[4])
+{
+	uint8_t k[HKEY];
+	int *i;
+
+	if (!s || !s->c)
+		return NULL;
+	ip_key(k, ip);
+	i = h_get((struct htab *)&s->podip, k);
+	return i ? &s->c->workloads[*i] : NULL;
+}
+
+/* ---------------- downstream connections ---------------- */
+
+/* A connection whose first bytes are not in yet: they say HTTP/1 or HTTP/2. */
+struct sniff {
+	struct l7_dead dead;
+	struct l7_dconn dc;
+	char b[SNIFF_BYTES];
+	size_t n;
+	struct l7_timer t;
+};
+
+static void sniff_free(struct l7_dead *d)
+{
+	free((struct sniff *)d);
+}
+
+static void sniff_drop(struct sniff *s)
+{
+	l7_timer_stop(s->dc.w, &s->t);
+	l7_io_close(s->dc.w, &s->dc.io);
+	__atomic_sub_fetch(&s->dc.w->c_active, 1, __ATOMIC_RELAXED);
+	l7_defer_free(s->dc.w, &s->dead);
+}
+
+static void sniff_timeout(struct l7_timer *t)
+{
+	struct sniff *s = (struct sniff *)((char *)t - offsetof(struct sniff, t));
+
+	sniff_drop(s); /* said nothing for the stream idle timeout */
+}
+
+/* Hand the connection to its codec; the sniffer goes. */
+static void sniff_done(struct sniff *s)
+{
+	struct l7_dconn dc = s->dc;
+	bool h2 = s->n >= SNIFF_BYTES && l7h2_preface(s->b, s->n);
+
+	l7_timer_stop(dc.w, &s->t);
+	l7_io_want(dc.w, &s->dc.io, 0);
+	s->dc.io.fd = -1; /* the codec owns the fd now */
+	l7_defer_free(dc.w, &s->dead);
+	if (h2)
+		l7h2_server(&dc, s->b, s->n, false, NULL);
+	else
+		l7h1_server(&dc, s->b, s->n);
+}
+
+static void sniff_io(struct l7_io *io, uint32_t ev)
+{
+	struct sniff *s = (struct sniff *)((char *)io - offsetof(struct sniff, dc.io));
+
+	(void)ev;
+	for (;;) {
+		ssize_t n = recv(io->fd, s->b + s->n, sizeof(s->b) - s->n, MSG_DONTWAIT);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (n <= 0) {
+			if (s->n)
+				sniff_done(s); /* let the codec answer what it got */
+			else
+				sniff_drop(s);
+			return;
+		}
+		s->n += n;
+		if (s->n == sizeof(s->b) || !l7h2_preface(s->b, s->n)) {
+			sniff_done(s);
+			return;
+		}
+	}
+}
+
+static void dconn_begin(struct l7w *w, int fd, const struct l7_dconn *proto)
+{
+	struct sniff *s = calloc(1, sizeof(*s));
+	int one = 1;
+
+	if (!s) {
+		close(fd);
+		return;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	s->dead.free = sniff_free;
+	s->dc = *proto;
+	s->dc.w = w;
+	s->dc.io.fd = fd;
+	s->dc.io.mask = 0;
+	s->dc.io.on = sniff_io;
+	s->t.idx = -1;
+	s->t.fire = sniff_timeout;
+	__atomic_add_fetch(&w->c_conns, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&w->c_active, 1, __ATOMIC_RELAXED);
+	l7_timer_set(w, &s->t, l7_now() + L7_STREAM_IDLE_MS);
+	l7_io_want(w, &s->dc.io, EPOLLIN | EPOLLRDHUP);
+}
+
+static void on_accept(struct l7_io *io, uint32_t ev)
+{
+	struct l7w *w = (struct l7w *)((char *)io - offsetof(struct l7w, lio));
+	const struct bm_mapfds *fds = w->l->o.fds;
+
+	(void)ev;
+	for (int i = 0; i < L7_ACCEPT_BURST; i++) {
+		struct sockaddr_in peer;
+		socklen_t pl = sizeof(peer);
+		struct bm_orig_key k = {};
+		struct bm_orig o;
+		struct l7_dconn dc = {.role = L7_SOURCE};
+		int fd = accept4(w->lfd, (struct sockaddr *)&peer, &pl,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE)
+				pr_warn("l7: accept: %s", strerror(errno));
+			return;
+		}
+		memcpy(k.addr, &peer.sin_addr, 4);
+		k.port = peer.sin_port;
+		if (!fds || fds->orig < 0 || bpf_map_lookup_elem(fds->orig, &k, &o) ||
+		    !(o.flags & BM_ORIG_F_L7)) {
+			/* not sent here by the kernel: nobody may use this port directly */
+			__atomic_add_fetch(&w->c_rejected, 1, __ATOMIC_RELAXED);
+			close(fd);
+			continue;
+		}
+		dp_map_del(fds->orig, &k, "bm_orig");
+		memcpy(dc.src_ip, &peer.sin_addr, 4);
+		dc.src_port = ntohs(peer.sin_port);
+		dc.src_pod = o.src_pod;
+		memcpy(dc.vip, o.addr, 4);
+		dc.vport = ntohs(o.port);
+		dconn_begin(w, fd, &dc);
+	}
+}
+
+/* ---------------- hand-offs and the loop ---------------- */
+
+static void take_queue(struct l7w *w)
+{
+	struct l7_queued *q;
+	struct l7_snap *snap;
+	int n;
+
+	pthread_mutex_lock(&w->mu);
+	q = w->q;
+	n = w->nq;
+	w->q = NULL;
+	w->nq = w->capq = 0;
+	pthread_mutex_unlock(&w->mu);
+	pthread_mutex_lock(&w->l->mu);
+	snap = l7_snap_get(w->l->snap);
+	pthread_mutex_unlock(&w->l->mu);
+	if (snap != w->snap) {
+		l7_snap_put(w->snap);
+		w->snap = snap;
+	} else {
+		l7_snap_put(snap);
+	}
+	for (int i = 0; i < n; i++) {
+		struct l7_dconn dc = {.role = L7_DEST};
+
+		memcpy(dc.src_ip, q[i].in.src_ip, 4);
+		memcpy(dc.dst_ip, q[i].in.dst_ip, 4);
+		dc.dst_port = q[i].in.dst_port;
+		snprintf(dc.principal, sizeof(dc.principal), "%s", q[i].in.principal);
+		snprintf(dc.peer_ns, sizeof(dc.peer_ns), "%s", q[i].in.ns);
+		dconn_begin(w, q[i].fd, &dc);
+	}
+	free(q);
+}
+
+static void on_wake(struct l7_io *io, uint32_t ev)
+{
+	struct l7w *w = (struct l7w *)((char *)io - offsetof(struct l7w, wio));
+	uint64_t v;
+
+	(void)ev;
+	if (read(w->wake, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		pr_debug("l7: wake: %s", strerror(errno));
+	take_queue(w);
+}
+
+static void wake(struct l7w *w)
+{
+	uint64_t one = 1;
+
+	if (write(w->wake, &one, sizeof(one)) < 0)
+		pr_debug("l7: wake: %s", strerror(errno));
+}
+
+static void *worker_main(void *arg)
+{
+	struct l7w *w = arg;
+	struct epoll_event ev[L7_EVENTS];
+	char name[16];
+
+	snprintf(name, sizeof(name), "bm-http-%d", w->id);
+	pthread_setname_np(pthread_self(), name);
+	take_queue(w);
+	while (!__atomic_load_n(&w->stop, __ATOMIC_ACQUIRE)) {
+		int n = epoll_wait(w->ep, ev, L7_EVENTS, timers_wait_ms(w));
+
+		w->now = l7_now();
+		for (int i = 0; i < n; i++) {
+			struct l7_io *io = ev[i].data.ptr;
+
+			if (io->fd >= 0 && io->mask)
+				io->on(io, ev[i].events);
+		}
+		timers_run(w);
+		free_dead(w);
+	}
+	return NULL;
+}
+
+/* ---------------- the API ---------------- */
+
+static int listen_reuseport(const char *ip, int port, int filter)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+	int fd, one = 1;
+
+	if (inet_pton(AF_INET, ip, &sa.sin_addr) != 1)
+		return -1;
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	if (filter >= 0 && setsockopt(fd, SOL_SOCKET, SO_ATTACH_BPF, &filter, sizeof(filter))) {
+		pr_warn("l7: filter for %s:%d: %s", ip, port, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 1024)) {
+		pr_warn("l7: listen %s:%d: %s", ip, port, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+struct l7 *l7_new(const struct l7_opts *o)
+{
+	struct l7 *l = calloc(1, sizeof(*l));
+	int nw = o->workers > 0 ? o->workers : 2;
+
+	if (!l)
+		return NULL;
+	if (nw > L7_MAX_WORKERS)
+		nw = L7_MAX_WORKERS;
+	l->o = *o;
+	snprintf(l->node_ip, sizeof(l->node_ip), "%s", o->node_ip ? o->node_ip : "");
+	snprintf(l->root_ns, sizeof(l->root_ns), "%s", o->root_ns ? o->root_ns : "istio-system");
+	snprintf(l->node, sizeof(l->node), "%s", o->node ? o->node : "");
+	if (o->trust_domain)
+		snprintf(l->td, sizeof(l->td), "%s", o->trust_domain);
+	l->o.node_ip = l->node_ip;
+	l->o.root_ns = l->root_ns;
+	l->o.node = l->node;
+	l->o.trust_domain = o->trust_domain ? l->td : NULL;
+	l->o.port = o->port ? o->port : BM_PORT_HTTP;
+	l->o.workers = nw;
+	pthread_mutex_init(&l->mu, NULL);
+	l->w = calloc(nw, sizeof(*l->w));
+	if (!l->w)
+		goto fail;
+	l->nw = nw;
+	for (int i = 0; i < nw; i++) {
+		struct l7w *w = &l->w[i];
+
+		w->l = l;
+		w->id = i;
+		w->ep = w->wake = w->lfd = -1;
+		pthread_mutex_init(&w->mu, NULL);
+		l7_stats_init(&w->stats);
+		if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || !w->rng)
+			w->rng = 0x9e3779b97f4a7c15ULL ^ (uint64_t)(uintptr_t)w;
+		w->ep = epoll_create1(EPOLL_CLOEXEC);
+		w->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		w->lfd = listen_reuseport(l->node_ip, l->o.port, o->filter_prog);
+		if (w->ep < 0 || w->wake < 0 || w->lfd < 0)
+			goto fail;
+		w->lio = (struct l7_io){.fd = w->lfd, .on = on_accept};
+		w->wio = (struct l7_io){.fd = w->wake, .on = on_wake};
+		l7_io_want(w, &w->lio, EPOLLIN);
+		l7_io_want(w, &w->wio, EPOLLIN);
+	}
+	return l;
+fail:
+	l7_free(l);
+	return NULL;
+}
+
+int l7_start(struct l7 *l)
+{
+	for (int i = 0; i < l->nw; i++)
+		if (pthread_create(&l->w[i].th, NULL, worker_main, &l->w[i])) {
+			pr_warn("l7: worker thread: %s", strerror(errno));
+			for (int j = 0; j < i; j++) {
+				__atomic_store_n(&l->w[j].stop, true, __ATOMIC_RELEASE);
+				wake(&l->w[j]);
+				pthread_join(l->w[j].th, NULL);
+			}
+			return -1;
+		}
+	l->started = true;
+	pr_info("l7: HTTP path on %s:%d, %d workers", l->node_ip, l->o.port, l->nw);
+	return 0;
+}
+
+void l7_stop(struct l7 *l)
+{
+	for (int i = 0; l && l->started && i < l->nw; i++) {
+		__atomic_store_n(&l->w[i].stop, true, __ATOMIC_RELEASE);
+		wake(&l->w[i]);
+		pthread_join(l->w[i].th, NULL);
+	}
+	if (l)
+		l->started = false;
+}
+
+void l7_free(struct l7 *l)
+{
+	if (!l)
+		return;
+	l7_stop(l);
+	for (int i = 0; l->w && i < l->nw; i++) {
+		struct l7w *w = &l->w[i];
+
+		/* open connections die with the process: the kernel resets them */
+		l7_pool_free(w);
+		free_dead(w);
+		for (int j = 0; j < w->nq; j++)
+			close(w->q[j].fd);
+		free(w->q);
+		free(w->heap);
+		h_free(&w->pools);
+		free(w->pv);
+		l7_snap_put(w->snap);
+		l7_stats_free(&w->stats);
+		if (w->ep >= 0)
+			close(w->ep);
+		if (w->wake >= 0)
+			close(w->wake);
+		if (w->lfd >= 0)
+			close(w->lfd);
+		pthread_mutex_destroy(&w->mu);
+	}
+	free(l->w);
+	l7_snap_put(l->snap);
+	pthread_mutex_destroy(&l->mu);
+	free(l);
+}
+
+void l7_publish(struct l7 *l, struct cfgref *cfg, struct l7_table *t)
+{
+	struct l7_snap *s, *old;
+
+	pthread_mutex_lock(&l->mu);
+	s = snap_new(cfg, t, ++l->gen);
+	old = l->snap;
+	l->snap = s;
+	pthread_mutex_unlock(&l->mu);
+	l7_snap_put(old);
+	for (int i = 0; i < l->nw; i++)
+		wake(&l->w[i]);
+}
+
+int l7_inbound(void *arg, int fd, const struct tunnel_stream *in)
+{
+	struct l7 *l = arg;
+	unsigned i = __atomic_fetch_add(&l->next_w, 1, __ATOMIC_RELAXED) % l->nw;
+	struct l7w *w = &l->w[i];
+	int rc = 0;
+
+	pthread_mutex_lock(&w->mu);
+	if (w->nq == w->capq) {
+		int cap = w->capq ? 2 * w->capq : 16;
+		struct l7_queued *q = realloc(w->q, cap * sizeof(*q));
+
+		if (q) {
+			w->q = q;
+			w->capq = cap;
+		} else {
+			rc = -1;
+		}
+	}
+	if (!rc) {
+		w->q[w->nq].fd = fd;
+		w->q[w->nq].in = *in;
+		w->nq++;
+	}
+	pthread_mutex_unlock(&w->mu);
+	if (!rc)
+		wake(w);
+	return rc;
+}
+
+void l7_metrics(struct l7 *l, FILE *f)
+{
+	struct l7_stats *v[L7_MAX_WORKERS];
+	uint64_t conns = 0, active = 0, reqs = 0, rej = 0;
+
+	for (int i = 0; i < l->nw; i++) {
+		v[i] = &l->w[i].stats;
+		conns += __atomic_load_n(&l->w[i].c_conns, __ATOMIC_RELAXED);
+		active += __atomic_load_n(&l->w[i].c_active, __ATOMIC_RELAXED);
+		reqs += __atomic_load_n(&l->w[i].c_reqs, __ATOMIC_RELAXED);
+		rej += __atomic_load_n(&l->w[i].c_rejected, __ATOMIC_RELAXED);
+	}
+	l7_stats_render(v, l->nw, f);
+	fprintf(f,
+		"# HELP bpfmesh_http_connections_total Downstream connections the HTTP path "
+		"accepted.\n# TYPE bpfmesh_http_connections_total counter\n"
+		"bpfmesh_http_connections_total %llu\n"
+		"# HELP bpfmesh_http_connections_active Downstream connections open on the HTTP "
+		"path.\n# TYPE bpfmesh_http_connections_active gauge\n"
+		"bpfmesh_http_connections_active %llu\n"
+		"# HELP bpfmesh_http_requests_total Requests the HTTP path handled (both "
+		"roles).\n# TYPE bpfmesh_http_requests_total counter\n"
+		"bpfmesh_http_requests_total %llu\n"
+		"# HELP bpfmesh_http_rejected_total Connections to the HTTP port the kernel did "
+		"not send there (closed at once).\n# TYPE bpfmesh_http_rejected_total counter\n"
+		"bpfmesh_http_rejected_total %llu\n",
+		(unsigned long long)conns, (unsigned long long)active, (unsigned long long)reqs,
+		(unsigned long long)rej);
+}

@@ -1,0 +1,430 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * l7int.h: the inside of the agent's HTTP path (l7.h), shared by its parts and by nothing
+ * else:
+ *  - l7.c       workers (one epoll loop each), listeners, timers, snapshots, hand-offs;
+ *  - l7req.c    one request from its headers to its last response byte: route, faults,
+ *               policy, retries, timeouts, local replies (Envoy's router as Istio sets it up);
+ *  - l7h1.c     HTTP/1.1 on both sides (http-parser): downstream server, upstream pool;
+ *  - l7h2.c     HTTP/2 on both sides (nghttp2): h2c prior knowledge and Upgrade, gRPC;
+ *  - l7stats.c  Istio's HTTP metrics, per worker, summed when scraped; the access log.
+ * A worker owns every connection and request it touches; nothing here is shared between
+ * workers except the immutable snapshot (struct l7_snap), the endpoints' in-flight counters
+ * (atomics) and each worker's metrics (its own mutex, taken by the scraper).
+ */
+#ifndef BM_L7INT_H
+#define BM_L7INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "bpfmesh.h"
+#include "dial.h"
+#include "htab.h"
+#include "l7.h"
+#include "l7route.h"
+#include "l7table.h"
+
+/* ---- limits (Envoy's defaults where Envoy has one) ---- */
+#define L7_MAX_HEADER_BYTES (60 * 1024) /* max_request_headers_kb: 60; over it: 431 */
+#define L7_MAX_HEADERS	    100		/* max_headers_count; over it: 431 */
+#define L7_BUF_HIGH	    (64 * 1024) /* a sink holding this much stops its source reading */
+#define L7_RETRY_BUFFER	    (1024 * 1024) /* per_connection_buffer_limit_bytes: a request body
+					   * up to this is kept for retries and mirrors */
+#define L7_READ_CHUNK	    (16 * 1024)
+#define L7_IDLE_MS	    (3600 * 1000ULL) /* idle_timeout: 1 h, both sides */
+#define L7_STREAM_IDLE_MS   (300 * 1000ULL)  /* stream_idle_timeout: 5 min (flag SI) */
+#define L7_LINGER_MS	    2000 /* after a last response: drain the client before close() */
+#define L7_CONNECT_MS	    10000 /* connectTimeout when the DestinationRule sets none */
+#define L7_EVENTS	    64
+#define L7_ACCEPT_BURST	    64
+#define L7_MAX_HOST_TRIES   5 /* Istio: host_selection_retry_max_attempts */
+
+/* ---- response flags (Envoy's names; the metrics label and the access log) ---- */
+#define L7_RF(X)                                                                                   \
+	X(UH, 0)                                                                                   \
+	X(UF, 1)                                                                                   \
+	X(UO, 2)                                                                                   \
+	X(NR, 3)                                                                                   \
+	X(URX, 4)                                                                                  \
+	X(DC, 5)                                                                                   \
+	X(UT, 6)                                                                                   \
+	X(UC, 7)                                                                                   \
+	X(DI, 8)                                                                                   \
+	X(FI, 9)                                                                                   \
+	X(SI, 10)                                                                                  \
+	X(DPE, 11)                                                                                 \
+	X(UPE, 12)                                                                                 \
+	X(UR, 13)
+enum l7_rflag {
+#define X(n, b) RF_##n = 1u << (b),
+	L7_RF(X)
+#undef X
+};
+/* "UF,URX" (Envoy's order of the flags), or "-". */
+void l7_flags_str(unsigned flags, char *buf, size_t len);
+
+/* ---- plumbing ---- */
+
+struct l7w;
+
+/* Bytes [off, len) of p are pending. */
+struct l7_buf {
+	char *p;
+	size_t off, len, cap;
+};
+void lb_put(struct l7_buf *b, const void *d, size_t n);
+void lb_printf(struct l7_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void lb_consume(struct l7_buf *b, size_t n);
+void lb_free(struct l7_buf *b);
+static inline size_t lb_pending(const struct l7_buf *b)
+{
+	return b->len - b->off;
+}
+/* Write what b holds to fd; 0 (all out or would block), -1 (the peer is gone). */
+int lb_flush(struct l7_buf *b, int fd);
+
+struct l7_timer {
+	uint64_t due; /* ms, CLOCK_MONOTONIC */
+	int idx;      /* in the worker's heap, -1 when not armed */
+	void (*fire)(struct l7_timer *t);
+};
+void l7_timer_set(struct l7w *w, struct l7_timer *t, uint64_t due);
+void l7_timer_stop(struct l7w *w, struct l7_timer *t);
+static inline bool l7_timer_armed(const struct l7_timer *t)
+{
+	return t->idx >= 0;
+}
+
+/* An fd in a worker's epoll set; `on` runs for its events. */
+struct l7_io {
+	int fd;
+	uint32_t mask; /* events registered, 0 = none */
+	void (*on)(struct l7_io *io, uint32_t events);
+};
+void l7_io_want(struct l7w *w, struct l7_io *io, uint32_t mask);
+void l7_io_close(struct l7w *w, struct l7_io *io);
+
+/* Freed after the current batch of events (something later in it may still point there). */
+struct l7_dead {
+	struct l7_dead *next;
+	void (*free)(struct l7_dead *d);
+};
+void l7_defer_free(struct l7w *w, struct l7_dead *d);
+
+/* What one publish hands the workers; immutable, reference-counted. */
+struct l7_snap {
+	int refs; /* atomic */
+	uint64_t gen;
+	struct cfgref *cfg;
+	const struct mesh_config *c;
+	struct l7_table *t; /* NULL: no service port on the HTTP path */
+	struct htab pods;   /* pod id -> index into c->workloads */
+	struct htab podip;  /* IPv4 address -> index into c->workloads (Pods) */
+};
+struct l7_snap *l7_snap_get(struct l7_snap *s);
+void l7_snap_put(struct l7_snap *s);
+const struct workload_obj *l7_snap_pod(const struct l7_snap *s, uint32_t pod_id);
+const struct workload_obj *l7_snap_pod_ip(const struct l7_snap *s, const uint8_t ip[4]);
+
+/* ---- metrics (l7stats.c) ---- */
+
+struct l7_series;
+struct l7_stats {
+	pthread_mutex_t mu;
+	struct htab idx; /* labels -> index into v */
+	struct l7_series *v;
+	int n, cap;
+	struct htab prefix_idx; /* (gen, reporter, src, dst, service) -> prefix */
+	char **prefixes;
+	int nprefixes, capprefixes;
+	uint64_t prefix_gen;
+};
+
+/* One finished request, as metrics and the access log see it. */
+struct l7_record {
+	bool destination; /* reporter */
+	const struct l7_snap *snap;
+	const struct workload_obj *src, *dst;
+	const char *svc_ns, *svc_name;
+	bool mtls;
+	const char *td; /* the trust domain of the principals when mtls, else NULL */
+	bool grpc;
+	int code;	 /* 0: no response (DC, reset) */
+	int grpc_status; /* -1: none */
+	unsigned flags;
+	double ms;
+	uint64_t req_bytes, resp_bytes;
+	/* access log */
+	const char *method, *authority, *path, *upstream;
+	int attempts;
+};
+void l7_stats_init(struct l7_stats *s);
+void l7_stats_free(struct l7_stats *s);
+void l7_stats_record(struct l7_stats *s, const struct l7_record *r);
+/* Istio's HTTP series of all workers, summed (the scraper's thread). */
+void l7_stats_render(struct l7_stats *const *v, int n, FILE *out);
+
+/* ---- requests ---- */
+
+enum l7_role {
+	L7_SOURCE, /* a local client pod's connect, captured by the kernel */
+	L7_DEST,   /* a peer agent's request through the tunnel, for a pod of this node */
+};
+
+enum l7_proto { L7_H1, L7_H2 };
+
+struct l7_req;
+struct l7_dconn;
+
+/* What the request engine needs of the downstream codec. */
+struct l7_dcodec {
+	/* response head; end: no body follows */
+	void (*head)(struct l7_req *r, int status, const struct l7_hdrs *h, bool end);
+	void (*data)(struct l7_req *r, const char *p, size_t n, bool end);
+	void (*trailers)(struct l7_req *r, const struct l7_hdrs *h); /* ends the response */
+	/* abort the response (a reset, never a truncated success) */
+	void (*reset)(struct l7_req *r);
+	/* the engine is done with r (the codec frees it when it is done too) */
+	void (*done)(struct l7_req *r);
+	size_t (*queued)(struct l7_req *r); /* response bytes not yet sent: back-pressure */
+	void (*more_body)(struct l7_req *r); /* the upstream drained: read request body again */
+	void (*continue100)(struct l7_req *r); /* Expect: 100-continue: go ahead */
+};
+
+/* The downstream connection, codec-neutral part. */
+struct l7_dconn {
+	struct l7w *w;
+	struct l7_io io;
+	enum l7_role role;
+	enum l7_proto proto;
+	const struct l7_dcodec *codec;
+	uint8_t src_ip[4];
+	uint16_t src_port;
+	uint32_t src_pod;   /* the kernel-attested client pod, 0 if none (source role) */
+	uint8_t vip[4];	    /* source role: the service address dialed (bm_orig) */
+	uint16_t vport;	    /* host order */
+	uint8_t dst_ip[4];  /* destination role: the pod the peer asked for */
+	uint16_t dst_port;  /* host order */
+	char principal[320]; /* destination role: the peer's verified SPIFFE ID, no scheme */
+	char peer_ns[128];
+	bool closing;
+};
+
+struct l7_uconn;
+
+enum l7_rstate {
+	RQ_NEW,	       /* headers being read */
+	RQ_WAIT,       /* fault delay or retry back-off */
+	RQ_UPSTREAM,   /* a try in progress */
+	RQ_RESPONDING, /* response head sent downstream */
+	RQ_DONE,       /* the engine is done (the codec may still flush) */
+};
+
+/* How a try ended, before any response byte went downstream. */
+enum l7_tryend {
+	TRY_CONNECT_FAIL, /* UF */
+	TRY_RESET,	  /* UC: the connection closed or broke before response headers */
+	TRY_TIMEOUT,	  /* per-try timeout (UT), a 504 to the retry policy */
+	TRY_PROTOCOL,	  /* UPE: the upstream spoke no HTTP we understand */
+	TRY_REFUSED,	  /* h2 REFUSED_STREAM */
+};
+
+struct l7_req {
+	struct l7_dconn *dc;
+	void *cs;   /* the downstream codec's stream */
+	enum l7_rstate st;
+	struct l7_snap *snap;
+	/* the request as received (after hop-by-hop headers are gone) */
+	char *method, *path, *authority, *scheme;
+	struct l7_hdrs h;
+	bool grpc;	     /* content-type application/grpc* */
+	bool upgrade;	     /* h1 Upgrade (websocket): relay raw after a 101 */
+	bool expect100;	     /* the client waits for 100 Continue */
+	bool head;	     /* HEAD: no response body */
+	bool has_body;	     /* a body follows the headers */
+	int64_t content_length; /* -1: unknown (chunked, h2 without content-length) */
+	/* the body held: from its start, or (body_trimmed) from where the current try had sent
+	 * it when it outgrew L7_RETRY_BUFFER */
+	struct l7_buf body;
+	size_t body_sent; /* bytes of body the current try has sent */
+	uint64_t body_rcvd;
+	bool body_done;
+	bool body_trimmed; /* bytes were let go: no replay (no more retries or mirrors) */
+	/* what routing decided */
+	const struct l7_svc *svc;
+	const struct l7_route *rt;
+	const struct l7_match *matched;
+	const struct l7_dest *dest;
+	struct l7_cluster *cl;
+	const struct workload_obj *src_wl; /* the client (source role), NULL if not a known pod */
+	const struct workload_obj *dst_wl; /* the pod the last try went to */
+	int ep, prev_ep;		   /* index into cl->eps, -1 */
+	bool counted_active;		   /* cl->eps[ep].active counts this request */
+	struct l7_retry_policy rp;
+	int attempt;	      /* tries so far */
+	unsigned tried_flags; /* flags of failed tries (UF, UC, UT...) */
+	char *up_path;	      /* path after rewrite, NULL: unchanged */
+	char *up_authority;   /* authority after rewrite, NULL: unchanged */
+	uint32_t rnd;	      /* per-request random number (weights, hashing) */
+	/* timers */
+	struct l7_timer t_route; /* the route timeout (UT), from the end of the request */
+	struct l7_timer t_try;	 /* per-try timeout, until response headers */
+	struct l7_timer t_wait;	 /* fault delay, retry back-off */
+	int64_t timeout_ms;	 /* route timeout, 0 none */
+	uint64_t t0, t_try0, t_resp;
+	/* upstream */
+	struct l7_uconn *u;
+	char upstream[32]; /* "ip:port" of the last try */
+	/* response */
+	int status;
+	int grpc_status;
+	unsigned flags;
+	uint64_t req_bytes, resp_bytes;
+	bool local_reply;
+	bool reported;
+	bool fault_delayed;
+};
+
+/* ---- the engine's calls (l7req.c), for the codecs ---- */
+
+/* The downstream codec parsed a request's headers (r->method... r->h are set). */
+void l7_req_start(struct l7_req *r);
+/* Body bytes (already de-framed); end: the request is complete. */
+void l7_req_body(struct l7_req *r, const char *p, size_t n, bool end);
+/* The client went away or reset the stream (DC). */
+void l7_req_abort(struct l7_req *r);
+/* The client can take more response bytes. */
+void l7_req_drained(struct l7_req *r);
+/* Free what the engine holds of r (the codec calls it when it frees r). */
+void l7_req_free(struct l7_req *r);
+
+/* ---- for the upstream codecs ---- */
+void l7_req_try_failed(struct l7_req *r, enum l7_tryend why);
+/* Response head; returns false when the engine retries instead (the codec then drops this
+ * stream and the connection's state for it). */
+bool l7_req_resp_head(struct l7_req *r, int status, struct l7_hdrs *h, bool end);
+void l7_req_resp_data(struct l7_req *r, const char *p, size_t n, bool end);
+void l7_req_resp_trailers(struct l7_req *r, struct l7_hdrs *h);
+void l7_req_resp_reset(struct l7_req *r); /* after the head: the upstream broke mid-response */
+/* The upstream took the body so far: what it has not yet sent is at r->body from off. */
+size_t l7_req_body_queued(const struct l7_req *r);
+
+/* A 101 came back: the two connections relay raw bytes from now on (h1 only). */
+void l7_req_upgraded(struct l7_req *r, struct l7_buf *from_upstream);
+
+/* ---- upstream connections (l7h1.c, l7h2.c) ---- */
+
+struct l7_ukey {
+	uint8_t addr[4];
+	uint16_t port;
+	uint8_t tunnel; /* through the mTLS tunnel, as src_pod */
+	uint8_t h2;
+	uint32_t src_pod;
+};
+
+struct l7_uconn {
+	struct l7_dead dead;
+	struct l7w *w;
+	struct l7_io io;
+	struct l7_ukey key;
+	struct dial_pass pass;
+	bool connected;
+	bool h2;
+	int nreq;	    /* requests sent over it */
+	int max_req;	    /* maxRequestsPerConnection, 0 unlimited */
+	uint64_t idle_ms;   /* idleTimeout */
+	struct l7_timer t;  /* connect timeout, then idle timeout */
+	struct l7_uconn *next_idle; /* in its pool */
+	void *cx;	    /* codec state */
+	struct l7_req *r;   /* h1: the request it carries */
+	bool dead_flag;
+};
+
+void l7_uconn_close(struct l7_uconn *u);
+void l7_uconn_idle(struct l7_uconn *u); /* back in its pool */
+/* dfd and ufd relay raw bytes from now on (an upgraded connection); the buffers are what each
+ * side has yet to receive. */
+void l7_relay(struct l7w *w, int dfd, struct l7_buf *to_down, int ufd, struct l7_buf *to_up);
+
+/* Send r over an upstream connection to cl->eps[r->ep] (pooled, or new); the codec calls the
+ * l7_req_* functions above as things happen. 0, or -1 (nothing started: connect failed at once). */
+int l7_upstream_start(struct l7_req *r);
+/* r gives up on its try (timeout, retry, client gone): the stream or connection is dropped. */
+void l7_upstream_abandon(struct l7_req *r);
+/* More request body (or its end) is in r->body. */
+void l7_upstream_body(struct l7_req *r);
+/* The client drained: the upstream may read more. */
+void l7_upstream_resume(struct l7_req *r);
+/* Pooled connections of a worker: drop the idle ones (shutdown). */
+void l7_pool_free(struct l7w *w);
+
+/* h1 codec entry points (l7h1.c) */
+void l7h1_server(struct l7_dconn *dc, const char *pre, size_t n); /* pre: bytes read already */
+int l7h1_start(struct l7_req *r, struct l7_uconn *u);
+void l7h1_body(struct l7_req *r);
+void l7h1_abandon(struct l7_req *r, struct l7_uconn *u);
+void l7h1_resume(struct l7_req *r);
+void l7h1_uconn_ready(struct l7_uconn *u); /* connected: send */
+void l7h1_uconn_free(struct l7_uconn *u);
+
+/* h2 codec entry points (l7h2.c) */
+void l7h2_server(struct l7_dconn *dc, const char *pre, size_t n, bool upgraded,
+		 struct l7_req *upgrade_req);
+bool l7h2_preface(const char *p, size_t n); /* n bytes are (a prefix of) the h2 preface */
+int l7h2_start(struct l7_req *r, struct l7_uconn *u);
+void l7h2_body(struct l7_req *r);
+void l7h2_abandon(struct l7_req *r, struct l7_uconn *u);
+void l7h2_resume(struct l7_req *r);
+void l7h2_uconn_ready(struct l7_uconn *u);
+void l7h2_uconn_free(struct l7_uconn *u);
+void l7h2_uconn_failed(struct l7_uconn *u); /* its connect failed */
+bool l7h2_uconn_can_take(struct l7_uconn *u);
+
+/* ---- the worker ---- */
+
+struct l7_queued {
+	int fd;
+	struct tunnel_stream in;
+};
+
+struct l7_pool {
+	struct l7_ukey key;
+	struct l7_uconn *idle; /* h1: idle connections; h2: the connections, shared */
+	int n;
+};
+
+struct l7w {
+	struct l7 *l;
+	int id;
+	pthread_t th;
+	int ep, wake, lfd;
+	struct l7_io lio, wio;
+	struct l7_snap *snap;
+	struct l7_timer **heap;
+	int nheap, capheap;
+	struct l7_dead *dead;
+	uint64_t now; /* ms, refreshed per batch of events */
+	uint64_t rng;
+	struct htab pools;
+	struct l7_pool *pv;
+	int npv, cappv;
+	struct l7_stats stats;
+	/* hand-offs from other threads, under mu */
+	pthread_mutex_t mu;
+	struct l7_queued *q;
+	int nq, capq;
+	bool stop;
+	/* counters for /metrics (atomics) */
+	uint64_t c_conns, c_active, c_reqs, c_rejected;
+};
+
+/* Options of the engine, for the parts. */
+const struct l7_opts *l7_opts_of(const struct l7w *w);
+struct tunnel *l7_tunnel_of(const struct l7w *w);
+uint32_t l7_rand(struct l7w *w);
+uint64_t l7_now(void);
+
+#endif /* BM_L7INT_H */

@@ -1,0 +1,844 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * l7req.c: one request on the HTTP path, from its headers to the last byte of its answer, as
+ * Envoy's router does it under Istio's configuration (SEMANTICS.md "HTTP routing and
+ * resilience"); the decisions themselves are l7route.h's pure functions.
+ *
+ *   headers -> route (404 NR) -> redirect / direct response / CORS preflight
+ *           -> fault delay (DI) -> fault abort (FI) -> destination by weight
+ *           -> try: endpoint (503 UH), AuthorizationPolicy of a pod on this node (403),
+ *              upstream (UF, UC, per-try UT) -> retry with back-off, avoiding that host
+ *           -> response head (retriable status: retry) -> body -> metrics, access log
+ *   the route timeout (UT, 504) runs from the end of the request over every try.
+ *
+ * A destination-role request (from the tunnel) is judged and counted for the pod it names and
+ * sent there; routing was the source's.
+ */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <arpa/inet.h>
+#include "cfgref.h"
+#include "l7int.h"
+#include "log.h"
+#include "security.h"
+
+#define X_ENVOY_ATTEMPT	 "x-envoy-attempt-count"
+#define X_ENVOY_UST	 "x-envoy-upstream-service-time"
+#define X_ENVOY_EXPECTED "x-envoy-expected-rq-timeout-ms"
+
+static void try_start(struct l7_req *r);
+static void finish(struct l7_req *r);
+
+static struct l7w *req_w(const struct l7_req *r)
+{
+	return r->dc->w;
+}
+
+static struct l7_req *of_timer(struct l7_timer *t, size_t off)
+{
+	return (struct l7_req *)((char *)t - off);
+}
+
+/* ---------------- local replies (Envoy's wording) ---------------- */
+
+/* gRPC status for a local reply's HTTP status (Envoy: Grpc::Utility::httpToGrpcStatus). */
+static int http_to_grpc(int status)
+{
+	switch (status) {
+	case 400:
+		return 13; /* INTERNAL */
+	case 401:
+		return 16; /* UNAUTHENTICATED */
+	case 403:
+		return 7; /* PERMISSION_DENIED */
+	case 404:
+		return 12; /* UNIMPLEMENTED */
+	case 429:
+	case 502:
+	case 503:
+	case 504:
+		return 14; /* UNAVAILABLE */
+	default:
+		return 2; /* UNKNOWN */
+	}
+}
+
+/* Answer the request here: status, flags, a text body (may be NULL). A gRPC request gets what
+ * Envoy sends a gRPC client: a trailers-only 200 with grpc-status and grpc-message. */
+static void local_reply(struct l7_req *r, int status, unsigned flags, const char *body,
+			const struct l7_hdrs *extra)
+{
+	struct l7_hdrs h = {};
+	char len[24];
+	size_t n = body ? strlen(body) : 0;
+
+	r->flags |= flags;
+	r->local_reply = true;
+	if (r->st == RQ_RESPONDING || r->st == RQ_DONE) { /* too late for a new head */
+		r->dc->codec->reset(r);
+		finish(r);
+		return;
+	}
+	l7_upstream_abandon(r);
+	for (int i = 0; extra && i < extra->n; i++)
+		l7h_add(&h, extra->v[i].name, extra->v[i].value);
+	if (r->grpc && status != 200) {
+		char gs[16];
+
+		snprintf(gs, sizeof(gs), "%d", r->grpc_status >= 0 ? r->grpc_status
+								   : http_to_grpc(status));
+		r->grpc_status = atoi(gs);
+		l7h_set(&h, "content-type", "application/grpc");
+		l7h_set(&h, "grpc-status", gs);
+		if (body)
+			l7h_set(&h, "grpc-message", body);
+		status = 200;
+		n = 0;
+	} else {
+		snprintf(len, sizeof(len), "%zu", n);
+		l7h_set(&h, "content-length", len);
+		if (n)
+			l7h_set(&h, "content-type", "text/plain");
+	}
+	l7h_set(&h, "server", "envoy");
+	r->status = status;
+	r->st = RQ_RESPONDING;
+	r->dc->codec->head(r, status, &h, n == 0 || r->head);
+	if (n && !r->head) {
+		r->resp_bytes += n;
+		r->dc->codec->data(r, body, n, true);
+	}
+	l7h_free(&h);
+	finish(r);
+}
+
+/* ---------------- timers ---------------- */
+
+static void on_route_timeout(struct l7_timer *t)
+{
+	struct l7_req *r = of_timer(t, offsetof(struct l7_req, t_route));
+
+	if (r->st == RQ_DONE)
+		return;
+	l7_timer_stop(req_w(r), &r->t_wait);
+	l7_timer_stop(req_w(r), &r->t_try);
+	/* Envoy: the global timeout gets 504 "upstream request timeout"; once the response has
+	 * started it can only reset the stream */
+	local_reply(r, 504, RF_UT, "upstream request timeout", NULL);
+}
+
+static void try_end_common(struct l7_req *r)
+{
+	struct l7w *w = req_w(r);
+
+	l7_timer_stop(w, &r->t_try);
+	if (r->counted_active && r->cl && r->ep >= 0 && r->ep < r->cl->n)
+		__atomic_sub_fetch(&r->cl->eps[r->ep].active, 1, __ATOMIC_RELAXED);
+	r->counted_active = false;
+}
+
+static void on_try_timeout(struct l7_timer *t)
+{
+	struct l7_req *r = of_timer(t, offsetof(struct l7_req, t_try));
+
+	if (r->st != RQ_UPSTREAM)
+		return;
+	l7_upstream_abandon(r);
+	l7_req_try_failed(r, TRY_TIMEOUT);
+}
+
+static void on_wait_done(struct l7_timer *t);
+
+/* ---------------- retries ---------------- */
+
+static bool route_time_left(const struct l7_req *r)
+{
+	return !l7_timer_armed(&r->t_route) || r->t_route.due > req_w(r)->now;
+}
+
+/* Another try for r, if the policy wants one and can have one; true when one is scheduled. */
+static bool maybe_retry(struct l7_req *r, const struct l7_try_result *res)
+{
+	if (!l7_should_retry(&r->rp, res))
+		return false;
+	if (r->attempt > r->rp.attempts || r->body_trimmed || !route_time_left(r)) {
+		if (r->rp.attempts > 0)
+			r->flags |= RF_URX; /* Envoy: the retry limit was reached */
+		return false;
+	}
+	r->prev_ep = r->ep;
+	r->st = RQ_WAIT;
+	l7_timer_set(req_w(r), &r->t_wait,
+		     req_w(r)->now + l7_backoff_ms(r->attempt, l7_rand(req_w(r))));
+	return true;
+}
+
+void l7_req_try_failed(struct l7_req *r, enum l7_tryend why)
+{
+	struct l7_try_result res = {.grpc_status = -1};
+	unsigned f = 0;
+
+	if (r->st != RQ_UPSTREAM)
+		return;
+	try_end_common(r);
+	r->u = NULL;
+	switch (why) {
+	case TRY_CONNECT_FAIL:
+		res.connect_failed = true;
+		f = RF_UF;
+		break;
+	case TRY_RESET:
+		res.reset = true;
+		f = RF_UC;
+		break;
+	case TRY_TIMEOUT:
+		res.reset = true; /* Envoy retries a per-try timeout as a reset (5xx, reset...) */
+		f = RF_UT;
+		break;
+	case TRY_PROTOCOL:
+		res.reset = true;
+		f = RF_UPE;
+		break;
+	case TRY_REFUSED:
+		res.refused_stream = true;
+		f = RF_UR;
+		break;
+	}
+	if (maybe_retry(r, &res))
+		return;
+	r->flags |= f;
+	switch (why) {
+	case TRY_CONNECT_FAIL:
+		local_reply(r, 503, 0,
+			    "upstream connect error or disconnect/reset before headers. reset "
+			    "reason: connection failure",
+			    NULL);
+		break;
+	case TRY_TIMEOUT:
+		local_reply(r, 504, 0, "upstream request timeout", NULL);
+		break;
+	case TRY_REFUSED:
+		local_reply(r, 503, 0,
+			    "upstream connect error or disconnect/reset before headers. reset "
+			    "reason: remote refused stream reset",
+			    NULL);
+		break;
+	default:
+		local_reply(r, 503, 0,
+			    "upstream connect error or disconnect/reset before headers. reset "
+			    "reason: connection termination",
+			    NULL);
+	}
+}
+
+/* ---------------- the request's view for routing ---------------- */
+
+static void view_of(const struct l7_req *r, struct l7_req_view *v)
+{
+	memset(v, 0, sizeof(*v));
+	v->method = r->method;
+	v->path = r->path;
+	v->authority = r->authority;
+	v->scheme = r->scheme ? r->scheme : "http";
+	v->h = &r->h;
+	v->port = r->dc->role == L7_SOURCE ? r->dc->vport : r->dc->dst_port;
+	v->src = r->src_wl;
+	v->src_ip = r->dc->src_ip;
+}
+
+static bool ep_healthy(void *arg, const struct l7_ep *e)
+{
+	(void)arg;
+	(void)e;
+	return true; /* outlier state: see l7_outlier (the kernel's bm_health) */
+}
+
+/* ---------------- AuthorizationPolicy, per request ---------------- */
+
+static const char *hdr_cb(void *arg, const char *name)
+{
+	return l7h_get(arg, name);
+}
+
+/* The policy of pod w (on this node) allows r? */
+static bool authorized(struct l7_req *r, const struct workload_obj *w, int port)
+{
+	const struct mesh_config *c = r->snap->c;
+	const struct l7_opts *o = l7_opts_of(req_w(r));
+	char principal[400], path[2048], pname[256];
+	struct sec_peer peer = {.ip_len = 128};
+	struct sec_http http = {.method = r->method, .host = r->authority, .header = hdr_cb,
+				.arg = &r->h};
+	struct sec_decision d;
+	const char *td = o->trust_domain ? o->trust_domain : "cluster.local";
+
+	if (!c || !w)
+		return true;
+	snprintf(path, sizeof(path), "%.*s", (int)strcspn(r->path, "?"), r->path);
+	http.path = path;
+	peer.ip[10] = peer.ip[11] = 0xff;
+	memcpy(peer.ip + 12, r->dc->src_ip, 4);
+	if (r->dc->role == L7_DEST) {
+		/* the identity the tunnel verified */
+		peer.principal = r->dc->principal;
+		peer.ns = r->dc->peer_ns;
+	} else if (r->src_wl && config_in_mesh(c, r->src_wl)) {
+		/* a local mesh pod the kernel attested by its cgroup */
+		snprintf(principal, sizeof(principal), "%s/ns/%s/sa/%s", td, r->src_wl->ns,
+			 r->src_wl->service_account ? r->src_wl->service_account : "default");
+		peer.principal = principal;
+		peer.ns = r->src_wl->ns;
+	}
+	sec_authorize_http(c, o->root_ns, w, port, &peer, &http, &d);
+	if (d.audit)
+		pr_info("l7: audit: %s %s%s -> %s/%s:%d matched AUDIT policy %s", r->method,
+			r->authority ? r->authority : "", path, w->ns, w->name, port,
+			sec_policy_name(d.audit, pname, sizeof(pname)));
+	if (d.verdict == SEC_DENY) {
+		pr_debug("l7: denied %s %s%s -> %s/%s:%d: %s %s", r->method,
+			 r->authority ? r->authority : "", path, w->ns, w->name, port, d.reason,
+			 d.by ? sec_policy_name(d.by, pname, sizeof(pname)) : "");
+		return false;
+	}
+	return true;
+}
+
+/* ---------------- tries ---------------- */
+
+static void try_start(struct l7_req *r)
+{
+	struct l7w *w = req_w(r);
+	struct l7_req_view v;
+	const struct l7_ep *e;
+	char n[16];
+
+	r->st = RQ_UPSTREAM;
+	view_of(r, &v);
+	if (r->dc->role == L7_SOURCE) {
+		/* retries avoid the host that just failed, except under a consistent hash */
+		int avoid = r->cl->tp && r->cl->tp->lb_hash ? -1 : r->prev_ep;
+
+		r->ep = l7_pick_ep(r->cl, &v, l7_rand(w), avoid, ep_healthy, NULL);
+		if (r->ep < 0) {
+			local_reply(r, 503, RF_UH, "no healthy upstream", NULL);
+			return;
+		}
+		e = &r->cl->eps[r->ep];
+		r->dst_wl = e->wl;
+		if (e->local && e->wl && !authorized(r, e->wl, e->port)) {
+			local_reply(r, 403, 0, "RBAC: access denied", NULL);
+			return;
+		}
+		__atomic_add_fetch(&r->cl->eps[r->ep].active, 1, __ATOMIC_RELAXED);
+		r->counted_active = true;
+		snprintf(r->upstream, sizeof(r->upstream), "%u.%u.%u.%u:%u", e->addr[0],
+			 e->addr[1], e->addr[2], e->addr[3], e->port);
+	}
+	r->attempt++;
+	r->body_sent = 0;
+	snprintf(n, sizeof(n), "%d", r->attempt);
+	l7h_set(&r->h, X_ENVOY_ATTEMPT, n);
+	r->t_try0 = w->now;
+	if (r->rp.per_try_timeout_ms > 0 &&
+	    (!r->timeout_ms || r->rp.per_try_timeout_ms < r->timeout_ms))
+		l7_timer_set(w, &r->t_try, w->now + r->rp.per_try_timeout_ms);
+	if (l7_upstream_start(r))
+		l7_req_try_failed(r, TRY_CONNECT_FAIL);
+}
+
+static void on_wait_done(struct l7_timer *t)
+{
+	struct l7_req *r = of_timer(t, offsetof(struct l7_req, t_wait));
+
+	if (r->st != RQ_WAIT)
+		return;
+	if (r->fault_delayed && !r->attempt) {
+		/* the delay is over: the abort, if any, then the first try */
+		int status = 0, grpc = -1;
+
+		r->fault_delayed = false;
+		if (l7_fault_abort(r->rt, l7_rand(req_w(r)) / 4294967296.0, &status, &grpc)) {
+			r->grpc_status = grpc;
+			local_reply(r, status ? status : 200, RF_FI, "fault filter abort", NULL);
+			return;
+		}
+	}
+	try_start(r);
+}
+
+/* ---------------- the request's start ---------------- */
+
+static void request_id(struct l7_req *r)
+{
+	static const char hex[] = "0123456789abcdef";
+	char id[37];
+	uint32_t x[4];
+	uint8_t *b = (uint8_t *)x;
+	int k = 0;
+
+	if (l7h_get(&r->h, "x-request-id"))
+		return;
+	for (int i = 0; i < 4; i++)
+		x[i] = l7_rand(req_w(r));
+	b[6] = (b[6] & 0x0f) | 0x40; /* UUID version 4 */
+	b[8] = (b[8] & 0x3f) | 0x80;
+	for (int i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			id[k++] = '-';
+		id[k++] = hex[b[i] >> 4];
+		id[k++] = hex[b[i] & 15];
+	}
+	id[k] = 0;
+	l7h_set(&r->h, "x-request-id", id);
+}
+
+/* corsPolicy: a preflight is answered here; other requests get the allow headers. */
+static bool origin_allowed(const struct cors_policy *cp, const char *origin)
+{
+	for (int i = 0; origin && i < cp->nallow_origins; i++) {
+		const struct str_match *m = &cp->allow_origins[i];
+
+		if ((m->kind == SM_EXACT && m->value && !strcmp(m->value, origin)) ||
+		    (m->kind == SM_PREFIX && m->value && !strncmp(m->value, origin, strlen(m->value))) ||
+		    (m->kind == SM_EXACT && m->value && !strcmp(m->value, "*")))
+			return true;
+		if (m->kind == SM_REGEX && m->value) {
+			char err[128];
+			struct bm_regex *re = bm_regex_new(m->value, false, err, sizeof(err));
+			bool ok = re && bm_regex_full(re, origin, strlen(origin));
+
+			bm_regex_free(re);
+			if (ok)
+				return true;
+		}
+	}
+	return false;
+}
+
+static bool cors_preflight(struct l7_req *r)
+{
+	const struct cors_policy *cp;
+	const char *origin = l7h_get(&r->h, "origin");
+	struct l7_hdrs h = {};
+	char age[24];
+
+	if (!r->rt || !r->rt->h || !r->rt->h->has_cors || strcmp(r->method, "OPTIONS") || !origin ||
+	    !l7h_get(&r->h, "access-control-request-method"))
+		return false;
+	cp = &r->rt->h->cors;
+	if (!origin_allowed(cp, origin))
+		return false; /* Envoy passes a preflight from another origin upstream */
+	l7h_set(&h, "access-control-allow-origin", origin);
+	if (cp->allow_methods)
+		l7h_set(&h, "access-control-allow-methods", cp->allow_methods);
+	if (cp->allow_headers)
+		l7h_set(&h, "access-control-allow-headers", cp->allow_headers);
+	if (cp->max_age_s >= 0) {
+		snprintf(age, sizeof(age), "%lld", (long long)cp->max_age_s);
+		l7h_set(&h, "access-control-max-age", age);
+	}
+	if (cp->allow_credentials == 1)
+		l7h_set(&h, "access-control-allow-credentials", "true");
+	local_reply(r, 200, 0, NULL, &h);
+	l7h_free(&h);
+	return true;
+}
+
+static void cors_response(const struct l7_req *r, struct l7_hdrs *h)
+{
+	const char *origin = l7h_get(&r->h, "origin");
+	const struct cors_policy *cp;
+
+	if (!r->rt || !r->rt->h || !r->rt->h->has_cors || !origin)
+		return;
+	cp = &r->rt->h->cors;
+	if (!origin_allowed(cp, origin))
+		return;
+	l7h_set(h, "access-control-allow-origin", origin);
+	if (cp->allow_credentials == 1)
+		l7h_set(h, "access-control-allow-credentials", "true");
+	if (cp->expose_headers)
+		l7h_set(h, "access-control-expose-headers", cp->expose_headers);
+}
+
+/* The route's request mutations: rewrite, header operations, Envoy's own headers. */
+static void mutate_request(struct l7_req *r)
+{
+	char ms[24];
+
+	if (r->rt) {
+		r->up_path = l7_rewrite_path(r->rt, r->matched, r->path);
+		if (r->up_path) {
+			l7h_set(&r->h, "x-envoy-original-path", r->path);
+			free(r->path);
+			r->path = r->up_path;
+			r->up_path = NULL;
+		}
+		if (r->rt->h && r->rt->h->has_rewrite && r->rt->h->rewrite.authority) {
+			free(r->authority);
+			r->authority = strdup(r->rt->h->rewrite.authority);
+		}
+		if (r->rt->h)
+			l7h_apply(&r->h, &r->rt->h->req_headers);
+		if (r->dest && r->dest->rd)
+			l7h_apply(&r->h, &r->dest->rd->req_headers);
+	}
+	request_id(r);
+	if (!l7h_get(&r->h, "x-forwarded-proto"))
+		l7h_set(&r->h, "x-forwarded-proto", r->scheme ? r->scheme : "http");
+	if (r->timeout_ms || r->rp.per_try_timeout_ms) {
+		int64_t t = r->rp.per_try_timeout_ms && (!r->timeout_ms ||
+							  r->rp.per_try_timeout_ms < r->timeout_ms)
+				? r->rp.per_try_timeout_ms
+				: r->timeout_ms;
+
+		snprintf(ms, sizeof(ms), "%lld", (long long)t);
+		l7h_set(&r->h, X_ENVOY_EXPECTED, ms);
+	}
+}
+
+static void source_route(struct l7_req *r)
+{
+	struct l7w *w = req_w(r);
+	const struct l7_table *t = r->snap->t;
+	struct l7_req_view v;
+	int64_t delay;
+	int status, grpc;
+
+	r->src_wl = l7_snap_pod(r->snap, r->dc->src_pod);
+	r->svc = l7_table_find(t, r->dc->vip, r->dc->vport);
+	if (!r->svc) {
+		/* the port left the HTTP path since this connection was captured */
+		local_reply(r, 404, RF_NR, NULL, NULL);
+		return;
+	}
+	view_of(r, &v);
+	if (r->svc->vs) {
+		int i = l7_route_find(r->svc, &v);
+
+		if (i < 0) {
+			local_reply(r, 404, RF_NR, NULL, NULL); /* Envoy: route_not_found */
+			return;
+		}
+		r->rt = &r->svc->routes[i];
+		r->matched = l7_route_matched(r->rt, &v);
+	}
+	if (r->rt && r->rt->h && r->rt->h->has_redirect) {
+		struct l7_hdrs h = {};
+		char *loc = l7_redirect_location(r->rt, &v, &status);
+
+		if (loc)
+			l7h_set(&h, "location", loc);
+		free(loc);
+		local_reply(r, status, 0, NULL, &h);
+		l7h_free(&h);
+		return;
+	}
+	if (r->rt && r->rt->h && r->rt->h->has_direct) {
+		const char *b = r->rt->h->direct_body;
+
+		r->grpc = false; /* as written, not converted */
+		local_reply(r, r->rt->h->direct_status, 0, b, NULL);
+		return;
+	}
+	if (cors_preflight(r))
+		return;
+	if (r->rt) {
+		r->dest = l7_pick_dest(r->rt, r->rnd);
+		r->cl = r->dest ? r->dest->cl : NULL;
+		l7_retry_policy(r->rt, &r->rp);
+		r->timeout_ms = r->rt->h && r->rt->h->timeout_ms > 0 ? r->rt->h->timeout_ms : 0;
+	} else {
+		r->cl = r->svc->all;
+		l7_retry_policy(NULL, &r->rp);
+	}
+	if (!r->cl) {
+		local_reply(r, 503, RF_UH, "no healthy upstream", NULL);
+		return;
+	}
+	mutate_request(r);
+	if (r->expect100)
+		r->dc->codec->continue100(r);
+	if (r->body_done && r->timeout_ms)
+		l7_timer_set(w, &r->t_route, w->now + r->timeout_ms);
+	if (l7_fault_delay(r->rt, l7_rand(w) / 4294967296.0, &delay)) {
+		r->flags |= RF_DI;
+		r->fault_delayed = true;
+		r->st = RQ_WAIT;
+		l7_timer_set(w, &r->t_wait, w->now + delay);
+		return;
+	}
+	grpc = -1;
+	if (l7_fault_abort(r->rt, l7_rand(w) / 4294967296.0, &status, &grpc)) {
+		r->grpc_status = grpc;
+		local_reply(r, status ? status : 200, RF_FI, "fault filter abort", NULL);
+		return;
+	}
+	try_start(r);
+}
+
+static void dest_route(struct l7_req *r)
+{
+	r->dst_wl = l7_snap_pod_ip(r->snap, r->dc->dst_ip);
+	/* the client's agent routed and retried; here: the pod's policy, then the pod */
+	r->rp.attempts = 0;
+	snprintf(r->upstream, sizeof(r->upstream), "%u.%u.%u.%u:%u", r->dc->dst_ip[0],
+		 r->dc->dst_ip[1], r->dc->dst_ip[2], r->dc->dst_ip[3], r->dc->dst_port);
+	if (!r->dst_wl) {
+		local_reply(r, 503, RF_UH, "no healthy upstream", NULL);
+		return;
+	}
+	if (!authorized(r, r->dst_wl, r->dc->dst_port)) {
+		local_reply(r, 403, 0, "RBAC: access denied", NULL);
+		return;
+	}
+	if (r->expect100)
+		r->dc->codec->continue100(r);
+	try_start(r);
+}
+
+void l7_req_start(struct l7_req *r)
+{
+	struct l7w *w = req_w(r);
+	const char *ct;
+
+	r->t_route = (struct l7_timer){.idx = -1, .fire = on_route_timeout};
+	r->t_try = (struct l7_timer){.idx = -1, .fire = on_try_timeout};
+	r->t_wait = (struct l7_timer){.idx = -1, .fire = on_wait_done};
+	r->ep = r->prev_ep = -1;
+	r->grpc_status = -1;
+	r->t0 = w->now ? w->now : l7_now();
+	r->snap = l7_snap_get(w->snap);
+	r->rnd = l7_rand(w);
+	r->head = r->method && !strcmp(r->method, "HEAD");
+	ct = l7h_get(&r->h, "content-type");
+	r->grpc = ct && !strncasecmp(ct, "application/grpc", 16);
+	__atomic_add_fetch(&w->c_reqs, 1, __ATOMIC_RELAXED);
+	if (!r->snap) {
+		local_reply(r, 503, RF_UH, "no healthy upstream", NULL);
+		return;
+	}
+	if (r->dc->role == L7_SOURCE)
+		source_route(r);
+	else
+		dest_route(r);
+}
+
+/* ---------------- request body ---------------- */
+
+size_t l7_req_body_queued(const struct l7_req *r)
+{
+	return lb_pending(&r->body);
+}
+
+void l7_req_body(struct l7_req *r, const char *p, size_t n, bool end)
+{
+	struct l7w *w = req_w(r);
+
+	r->req_bytes += n;
+	r->body_rcvd += n;
+	if (r->st == RQ_DONE) /* answered already: the rest is dropped */
+		return;
+	lb_put(&r->body, p, n);
+	if (end) {
+		r->body_done = true;
+		if (r->timeout_ms && !l7_timer_armed(&r->t_route) && r->st != RQ_NEW)
+			l7_timer_set(w, &r->t_route, w->now + r->timeout_ms);
+	}
+	if (r->u)
+		l7_upstream_body(r);
+}
+
+/* ---------------- the response ---------------- */
+
+static int grpc_status_of(const struct l7_hdrs *h)
+{
+	const char *g = l7h_get(h, "grpc-status");
+
+	return g && isdigit((unsigned char)g[0]) ? atoi(g) : -1;
+}
+
+bool l7_req_resp_head(struct l7_req *r, int status, struct l7_hdrs *h, bool end)
+{
+	struct l7w *w = req_w(r);
+	struct l7_try_result res = {.status = status, .grpc_status = grpc_status_of(h)};
+	char ms[24];
+
+	if (r->st != RQ_UPSTREAM)
+		return false;
+	if (maybe_retry(r, &res)) {
+		try_end_common(r);
+		r->u = NULL;
+		return false;
+	}
+	try_end_common(r);
+	r->status = status;
+	r->grpc_status = res.grpc_status;
+	r->t_resp = w->now;
+	snprintf(ms, sizeof(ms), "%llu", (unsigned long long)(w->now - r->t_try0));
+	if (r->dc->role == L7_SOURCE) {
+		l7h_set(h, X_ENVOY_UST, ms);
+		if (r->rt && r->rt->h)
+			l7h_apply(h, &r->rt->h->resp_headers);
+		if (r->dest && r->dest->rd)
+			l7h_apply(h, &r->dest->rd->resp_headers);
+		cors_response(r, h);
+	}
+	l7h_set(h, "server", "envoy");
+	r->st = RQ_RESPONDING;
+	r->dc->codec->head(r, status, h, end);
+	if (end)
+		finish(r);
+	return true;
+}
+
+void l7_req_resp_data(struct l7_req *r, const char *p, size_t n, bool end)
+{
+	if (r->st != RQ_RESPONDING)
+		return;
+	r->resp_bytes += n;
+	r->dc->codec->data(r, p, n, end);
+	if (end)
+		finish(r);
+}
+
+void l7_req_resp_trailers(struct l7_req *r, struct l7_hdrs *h)
+{
+	int g = grpc_status_of(h);
+
+	if (r->st != RQ_RESPONDING)
+		return;
+	if (g >= 0)
+		r->grpc_status = g;
+	r->dc->codec->trailers(r, h);
+	finish(r);
+}
+
+void l7_req_resp_reset(struct l7_req *r)
+{
+	if (r->st != RQ_RESPONDING)
+		return;
+	r->u = NULL;
+	r->flags |= RF_UC;
+	r->dc->codec->reset(r);
+	finish(r);
+}
+
+void l7_req_drained(struct l7_req *r)
+{
+	if (r->st == RQ_RESPONDING && r->u)
+		l7_upstream_resume(r);
+}
+
+void l7_req_upgraded(struct l7_req *r, struct l7_buf *from_upstream)
+{
+	(void)from_upstream;
+	r->u = NULL; /* the connection belongs to the relay now */
+	finish(r);
+}
+
+/* ---------------- the end ---------------- */
+
+static void record(struct l7_req *r, bool destination)
+{
+	const struct workload_obj *src = r->src_wl;
+	const struct l7_opts *o = l7_opts_of(req_w(r));
+	struct l7_record rec = {
+	    .destination = destination,
+	    .snap = r->snap,
+	    .dst = r->dst_wl,
+	    .grpc = r->grpc,
+	    .code = r->status,
+	    .grpc_status = r->grpc_status,
+	    .flags = r->flags,
+	    .ms = (double)(req_w(r)->now - r->t0),
+	    .req_bytes = r->req_bytes,
+	    .resp_bytes = r->resp_bytes,
+	    .method = r->method,
+	    .authority = r->authority,
+	    .path = r->path,
+	    .upstream = r->upstream[0] ? r->upstream : NULL,
+	    .attempts = r->attempt,
+	};
+
+	if (r->dc->role == L7_DEST) {
+		/* the client is the pod the tunnel vouched for (its address and identity) */
+		src = l7_snap_pod_ip(r->snap, r->dc->src_ip);
+		rec.mtls = true;
+	} else {
+		rec.mtls = r->cl && r->ep >= 0 && r->ep < r->cl->n && r->cl->eps[r->ep].tunnel &&
+			   o->trust_domain;
+	}
+	rec.src = src;
+	rec.td = rec.mtls ? (o->trust_domain ? o->trust_domain : "cluster.local") : NULL;
+	if (r->cl && r->cl->svc) {
+		rec.svc_ns = r->cl->svc->ns;
+		rec.svc_name = r->cl->svc->name;
+	} else if (r->svc && r->svc->svc) {
+		rec.svc_ns = r->svc->svc->ns;
+		rec.svc_name = r->svc->svc->name;
+	}
+	l7_stats_record(&req_w(r)->stats, &rec);
+}
+
+static void finish(struct l7_req *r)
+{
+	struct l7w *w = req_w(r);
+
+	if (r->st == RQ_DONE && r->reported)
+		return;
+	l7_timer_stop(w, &r->t_route);
+	l7_timer_stop(w, &r->t_try);
+	l7_timer_stop(w, &r->t_wait);
+	try_end_common(r);
+	if (r->u)
+		l7_upstream_abandon(r);
+	r->st = RQ_DONE;
+	if (!r->reported) {
+		r->reported = true;
+		if (r->dc->role == L7_DEST) {
+			record(r, true);
+		} else {
+			record(r, false);
+			/* a pod of this node: this agent is its destination reporter too */
+			if (r->cl && r->ep >= 0 && r->ep < r->cl->n && r->cl->eps[r->ep].local &&
+			    r->attempt)
+				record(r, true);
+		}
+	}
+	r->dc->codec->done(r);
+}
+
+void l7_req_abort(struct l7_req *r)
+{
+	if (r->st == RQ_DONE)
+		return;
+	r->flags |= RF_DC;
+	if (r->st != RQ_RESPONDING)
+		r->status = 0; /* no response went out: Envoy counts response_code 0 */
+	finish(r);
+}
+
+void l7_req_free(struct l7_req *r)
+{
+	struct l7w *w = req_w(r);
+
+	l7_timer_stop(w, &r->t_route);
+	l7_timer_stop(w, &r->t_try);
+	l7_timer_stop(w, &r->t_wait);
+	if (r->u)
+		l7_upstream_abandon(r);
+	try_end_common(r);
+	l7h_free(&r->h);
+	lb_free(&r->body);
+	free(r->method);
+	free(r->path);
+	free(r->authority);
+	free(r->scheme);
+	free(r->up_path);
+	free(r->up_authority);
+	l7_snap_put(r->snap);
+	r->snap = NULL;
+}
