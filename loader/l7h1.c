@@ -181,6 +181,7 @@ struct h1d {
 	bool read_eof;
 	bool upgrading; /* a websocket Upgrade request: no more parsing */
 	enum dstate st;
+	bool busy; /* inside http_parser_execute: what resumes it only clears the pause */
 	int minor; /* the request's HTTP/1.x */
 	struct l7_timer idle;
 };
@@ -329,7 +330,7 @@ static int on_body(http_parser *p, const char *at, size_t n)
 	struct l7_req *r = &d->cur->r;
 
 	l7_req_body(r, at, n, false);
-	if (!d->cur->engine_done && l7_req_body_queued(r) > L7_BUF_HIGH) {
+	if (!d->cur->engine_done && r->st != RQ_DONE && l7_req_body_queued(r) > L7_BUF_HIGH) {
 		d->body_paused = true; /* until the upstream takes it (more_body) */
 		http_parser_pause(p, 1);
 	}
@@ -483,12 +484,18 @@ static void d_want(struct h1d *d)
 /* Run the parser over what is buffered. */
 static void d_process(struct h1d *d)
 {
+	if (d->busy)
+		return; /* called back from inside the parser: the loop below goes on */
 	while (d->st == D_OPEN && !d->msg_paused && !d->body_paused && !d->upgrading &&
 	       lb_pending(&d->in)) {
-		size_t n = http_parser_execute(&d->p, &req_settings, d->in.p + d->in.off,
-					       lb_pending(&d->in));
-		enum http_errno e = HTTP_PARSER_ERRNO(&d->p);
+		size_t n;
+		enum http_errno e;
 
+		d->busy = true;
+		n = http_parser_execute(&d->p, &req_settings, d->in.p + d->in.off,
+					lb_pending(&d->in));
+		d->busy = false;
+		e = HTTP_PARSER_ERRNO(&d->p);
 		lb_consume(&d->in, n);
 		if (d->st != D_OPEN)
 			return;
@@ -501,6 +508,10 @@ static void d_process(struct h1d *d)
 			d->p.data = d;
 			if (paused)
 				http_parser_pause(&d->p, 1);
+			continue;
+		}
+		if (e == HPE_PAUSED && !d->msg_paused && !d->body_paused) {
+			http_parser_pause(&d->p, 0); /* resumed from inside the parser */
 			continue;
 		}
 		if (e == HPE_PAUSED || d->upgrading)
@@ -756,7 +767,8 @@ static void c_done(struct l7_req *r)
 	}
 	if (d->msg_paused) {
 		d->msg_paused = false;
-		http_parser_pause(&d->p, 0);
+		if (!d->busy)
+			http_parser_pause(&d->p, 0);
 	}
 	l7_timer_set(d->dc.w, &d->idle, d->dc.w->now + L7_IDLE_MS);
 	d_process(d);
@@ -774,6 +786,8 @@ static void c_more_body(struct l7_req *r)
 	if (!d->body_paused || d->st != D_OPEN)
 		return;
 	d->body_paused = false;
+	if (d->busy)
+		return; /* d_process sees it */
 	http_parser_pause(&d->p, 0);
 	d_process(d);
 }
@@ -864,6 +878,7 @@ struct h1u {
 	bool keepalive;
 	bool msg_done;
 	bool upgraded;
+	bool busy; /* inside http_parser_execute */
 	int status;
 };
 
@@ -874,6 +889,7 @@ static struct h1u *hu(struct l7_uconn *u)
 
 static void u_want(struct l7_uconn *u);
 static void u_pump(struct l7_uconn *u);
+static void u_read(struct l7_uconn *u);
 
 static struct l7_uconn *u_of_parser(http_parser *p)
 {
@@ -1035,16 +1051,26 @@ static void u_parse(struct l7_uconn *u, bool eof)
 {
 	struct h1u *x = hu(u);
 
+	if (x->busy)
+		return; /* called back from inside the parser: its loop goes on */
 	while (!u->dead_flag && !x->paused && !x->msg_done && !x->upgraded && lb_pending(&x->in)) {
-		size_t n = http_parser_execute(&x->p, &resp_settings, x->in.p + x->in.off,
-					       lb_pending(&x->in));
-		enum http_errno e = HTTP_PARSER_ERRNO(&x->p);
+		size_t n;
+		enum http_errno e;
 
+		x->busy = true;
+		n = http_parser_execute(&x->p, &resp_settings, x->in.p + x->in.off,
+					lb_pending(&x->in));
+		x->busy = false;
+		e = HTTP_PARSER_ERRNO(&x->p);
 		lb_consume(&x->in, n);
 		if (u->dead_flag)
 			return;
 		if (x->upgraded)
 			break;
+		if (e == HPE_PAUSED && !x->paused && !x->msg_done) {
+			http_parser_pause(&x->p, 0); /* resumed from inside the parser */
+			continue;
+		}
 		if (e == HPE_PAUSED)
 			break;
 		if (e != HPE_OK) {
@@ -1131,6 +1157,7 @@ static void u_pump(struct l7_uconn *u)
 	struct h1u *x = hu(u);
 	struct l7_req *r = u->r;
 
+again:
 	if (r && !x->req_end_sent) {
 		size_t avail = lb_pending(&r->body) - r->body_sent;
 
@@ -1161,29 +1188,51 @@ static void u_pump(struct l7_uconn *u)
 		}
 	}
 	if (lb_flush(&x->out, u->io.fd)) {
-		if (r) {
-			u->r = NULL;
-			r->u = NULL;
-			if (x->head_done)
-				l7_req_resp_reset(r);
-			else
-				l7_req_try_failed(r, TRY_RESET);
-		}
-		l7_uconn_close(u);
+		/* the server stopped reading: it may have answered early (a 413 before the whole
+		 * body), which is the answer then; only without one is this a reset */
+		lb_consume(&x->out, lb_pending(&x->out));
+		x->req_end_sent = true;
+		x->keepalive = false;
+		u_read(u);
 		return;
 	}
-	if (r && r->dc->codec->more_body && lb_pending(&x->out) < L7_BUF_HIGH &&
-	    l7_req_body_queued(r) - r->body_sent < L7_BUF_HIGH && !r->body_done)
+	/* the socket took it all: encode what the last round left behind */
+	if (r && !x->req_end_sent && !lb_pending(&x->out) && l7_req_body_queued(r))
+		goto again;
+	if (r && lb_pending(&x->out) < L7_BUF_HIGH && l7_req_body_queued(r) < L7_BUF_HIGH &&
+	    !r->body_done)
 		r->dc->codec->more_body(r);
 	if (!u->dead_flag)
 		u_want(u);
 }
 
+/* Read what the server sent, and parse it. */
+static void u_read(struct l7_uconn *u)
+{
+	struct h1u *x = hu(u);
+	char b[L7_READ_CHUNK];
+	bool eof = false;
+
+	while (!x->paused && lb_pending(&x->in) < L7_BUF_HIGH) {
+		ssize_t n = recv(u->io.fd, b, sizeof(b), MSG_DONTWAIT);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (n <= 0) {
+			eof = true;
+			break;
+		}
+		x->got_any = true;
+		lb_put(&x->in, b, n);
+	}
+	u_parse(u, eof);
+}
+
 static void u_io(struct l7_io *io, uint32_t ev)
 {
 	struct l7_uconn *u = (struct l7_uconn *)((char *)io - offsetof(struct l7_uconn, io));
-	struct h1u *x = hu(u);
-	bool eof = false;
 
 	if (!u->r) {
 		/* idle in the pool: anything from the server now is its close */
@@ -1195,25 +1244,8 @@ static void u_io(struct l7_io *io, uint32_t ev)
 		if (u->dead_flag)
 			return;
 	}
-	if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
-		char b[L7_READ_CHUNK];
-
-		while (!x->paused && lb_pending(&x->in) < L7_BUF_HIGH) {
-			ssize_t n = recv(io->fd, b, sizeof(b), MSG_DONTWAIT);
-
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-				break;
-			if (n <= 0) {
-				eof = true;
-				break;
-			}
-			x->got_any = true;
-			lb_put(&x->in, b, n);
-		}
-		u_parse(u, eof);
-	}
+	if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		u_read(u);
 }
 
 static void u_init(struct l7_uconn *u)
@@ -1319,6 +1351,10 @@ void l7h1_resume(struct l7_req *r)
 	if (!x->paused)
 		return;
 	x->paused = false;
+	if (x->busy)
+		return; /* u_parse sees it */
 	http_parser_pause(&x->p, 0);
 	u_parse(u, false);
+	if (!u->dead_flag)
+		u_want(u);
 }

@@ -309,7 +309,8 @@ bool l7_req_resp_head(struct l7_req *r, int status, struct l7_hdrs *h, bool end)
 void l7_req_resp_data(struct l7_req *r, const char *p, size_t n, bool end);
 void l7_req_resp_trailers(struct l7_req *r, struct l7_hdrs *h);
 void l7_req_resp_reset(struct l7_req *r); /* after the head: the upstream broke mid-response */
-/* The upstream took the body so far: what it has not yet sent is at r->body from off. */
+/* Request body bytes the upstream has not taken yet (the client stops being read above
+ * L7_BUF_HIGH). */
 size_t l7_req_body_queued(const struct l7_req *r);
 
 /* A 101 came back: the two connections relay raw bytes from now on (h1 only). */

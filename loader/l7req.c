@@ -182,6 +182,13 @@ void l7_req_try_failed(struct l7_req *r, enum l7_tryend why)
 
 	if (r->st != RQ_UPSTREAM)
 		return;
+	pr_debug("l7: %s %s%s: try %d to %s failed (%s)", r->method, r->authority, r->path,
+		 r->attempt, r->upstream,
+		 why == TRY_CONNECT_FAIL ? "connect failure"
+		 : why == TRY_RESET	 ? "reset before the response"
+		 : why == TRY_TIMEOUT	 ? "per-try timeout"
+		 : why == TRY_PROTOCOL	 ? "not HTTP"
+					 : "refused stream");
 	try_end_common(r);
 	r->u = NULL;
 	switch (why) {
@@ -630,7 +637,7 @@ void l7_req_start(struct l7_req *r)
 
 size_t l7_req_body_queued(const struct l7_req *r)
 {
-	return lb_pending(&r->body);
+	return lb_pending(&r->body) - r->body_sent; /* not yet taken by the upstream */
 }
 
 void l7_req_body(struct l7_req *r, const char *p, size_t n, bool end)
