@@ -73,19 +73,25 @@ counter() {
 	[[ "$output" == *"[IST0101]"*'"web+v9"'* ]]
 }
 
-@test "a route with match is reported when applied (also on success) and services shows the route in force" {
+@test "a route with match is enforced per request; what is not enforced is reported when applied (also on success)" {
 	run lab apply -f "$CFG/match.yaml"
 	echo "$output"
 	[ "$status" -eq 0 ]
-	[[ "$output" == *"VirtualService/c/web: spec.http[0].match: warning: not enforced:"*"connections use spec.http[1], the first http route without match"* ]]
+	[[ "$output" == *"VirtualService/c/web: spec.exportTo: warning: not yet enforced"* ]]
+	[[ "$output" != *"spec.http[0].match"* ]]
 	run bm services --node "$LAB-node1"
 	echo "$output"
-	[[ "$output" == *"VirtualService c/web spec.http[1]; not in force: spec.http[0]"* ]]
-	# and that is what happens, header or not
+	[[ "$output" == *"path l7 (match in spec.http[0])"* ]]
+	[[ "$output" == *"VirtualService c/web: per request, first match of spec.http[0..1]"* ]]
+	# the header picks v2, its absence v1, on each request
 	run pod_curl client c -H 'end-user: jason' http://web:8080/get
+	[[ "$output" == *'"VERSION": "v2"'* ]]
+	run pod_curl client c http://web:8080/get
 	[[ "$output" == *'"VERSION": "v1"'* ]]
-	grep -q "WARN agent: .*VirtualService/c/web: spec.http\[0\].match: not enforced" \
+	grep -q "WARN agent: .*VirtualService/c/web: spec.exportTo: not yet enforced" \
 		"/run/bpfmesh/lab/$LAB/agent-node1.log"
+	run grep "VirtualService/c/web: spec.http\[0\].match" "/run/bpfmesh/lab/$LAB/agent-node1.log"
+	[ "$status" -eq 1 ]
 }
 
 @test "an invalid object dropped into the config dir is in the agent's log, status and metrics" {

@@ -1045,8 +1045,11 @@ static void test_analyze_notes(void)
 	CHECK(has_note(&d, "spec.rules[1]", "(methods, paths)"), "ALLOW rule named");
 	CHECK(has_note(&d, "spec.rules[1]", "never matches"), "ALLOW: dropped");
 	CHECK(has_note(&d, "spec.rules[0]",
-		       "(requestPrincipals, connection.sni): bpfmesh decides per connection (L4), "
-		       "so they are ignored and this DENY rule"),
+		       "(requestPrincipals, connection.sni): decided per request on the HTTP "
+		       "path"),
+	      "DENY: per request where the HTTP path carries it");
+	CHECK(has_note(&d, "spec.rules[0]",
+		       "judged per connection, where they are ignored and this DENY rule"),
 	      "DENY: fields ignored, L4 when keys not listed");
 	CHECK(has_note(&d, "spec.action",
 		       "external authorizer \"opa\": connections matching "

@@ -458,7 +458,9 @@ static void print_service_text(struct json_object *o, bool wide)
 	if (route) {
 		struct json_object *d = jget(route, "destinations");
 
-		printf("  route [id %lld] (mesh clients, per connection):", jint(route, "id"));
+		printf("  route [id %lld] (%s):", jint(route, "id"),
+		       !strcmp(jstr(o, "path"), "l7") ? "kernel fallback while the HTTP path is down"
+						      : "mesh clients, per connection");
 		for (size_t i = 0; i < json_object_array_length(d); i++) {
 			struct json_object *e = json_object_array_get_idx(d, i);
 			const char *sn = jstr(e, "subset");

@@ -11,35 +11,24 @@
 #include <string.h>
 
 #include "model.h"
+#include "resolve.h"
 #include "security.h"
 #include "vcore.h"
 
 /* ---------------- notes for `bpfmesh analyze` ---------------- */
 
-static int note_weighted_splits(const struct mesh_config *c, struct diags *d)
+/* Per service port (resolve.c, rs_path_notes): weighted http splits per connection or per
+ * request, and route fields a port in the kernel cannot enforce. */
+static int note_paths(const struct mesh_config *c, struct diags *d)
 {
-	char obj[512], path[PATHMAX], field[PATHMAX + 8];
-	int n = 0;
+	struct diags scratch = {0}; /* resolve's own findings: crosscheck reports them */
+	struct rs_table t;
+	int n;
 
-	for (int i = 0; i < c->nvses; i++) {
-		const struct vs_obj *vs = &c->vses[i];
-
-		for (int r = 0; r < vs->nroutes; r++) {
-			int weighted = 0;
-
-			for (int k = 0; k < vs->routes[r].ndests; k++)
-				weighted += vs->routes[r].dests[k].weight > 0;
-			if (vs->routes[r].kind != ROUTE_HTTP || weighted < 2)
-				continue;
-			vs_object(obj, sizeof(obj), "VirtualService", vs->ns, vs->name);
-			config_route_path(path, sizeof(path), vs, r);
-			pathf(field, sizeof(field), "%s.route", path);
-			diags_addc(d, DIAG_WARN, "BM0001", &vs->routes[r].pos, obj, field,
-				   "weighted split is decided per connection in the kernel (Istio "
-				   "splits http routes per request)");
-			n++;
-		}
-	}
+	resolve(c, &t, &scratch);
+	diags_free(&scratch);
+	n = rs_path_notes(&t, d);
+	rs_free(&t);
 	return n;
 }
 
@@ -204,17 +193,22 @@ static int note_authz(const struct mesh_config *c, struct diags *d)
 			if (a->action == AP_ALLOW)
 				diags_addc(
 				    d, DIAG_WARN, "BM0003", &a->rules[r].pos, obj, field,
-				    "uses HTTP-only fields (%s): bpfmesh decides per "
-				    "connection (L4), so this rule never matches (Istio drops "
-				    "such rules from ALLOW policies on TCP traffic)",
+				    "uses HTTP-only fields (%s): decided per request on the "
+				    "HTTP path (HTTP ports of the selected workloads, mesh "
+				    "clients); connections that do not take it (TCP ports, "
+				    "clients outside the mesh) are judged per connection, where "
+				    "this rule never matches (as Istio drops such rules from "
+				    "ALLOW policies on TCP traffic)",
 				    fields);
 			else
 				diags_addc(
 				    d, DIAG_WARN, "BM0003", &a->rules[r].pos, obj, field,
-				    "uses HTTP-only fields (%s): bpfmesh decides per "
-				    "connection (L4), so they are ignored and this %s rule "
-				    "matches on its other fields alone (as Istio does on TCP "
-				    "traffic)",
+				    "uses HTTP-only fields (%s): decided per request on the "
+				    "HTTP path (HTTP ports of the selected workloads, mesh "
+				    "clients); connections that do not take it (TCP ports, "
+				    "clients outside the mesh) are judged per connection, where "
+				    "they are ignored and this %s rule matches on its other "
+				    "fields alone (as Istio does on TCP traffic)",
 				    fields, actions[a->action]);
 			n++;
 		}
@@ -257,6 +251,6 @@ static int note_mtls(const struct mesh_config *c, struct diags *d)
 
 int config_analyze(const struct mesh_config *c, struct diags *d)
 {
-	return analyze_istio(c, d) + note_weighted_splits(c, d) + note_ejections(c, d) +
+	return analyze_istio(c, d) + note_paths(c, d) + note_ejections(c, d) +
 	       note_authz(c, d) + note_mtls(c, d);
 }

@@ -709,6 +709,22 @@ void rs_route_text(const struct rs_service *rs, char *buf, size_t len)
 	buf[0] = 0;
 	if (!vs)
 		return;
+	if (rs->nl7routes) {
+		/* the HTTP path: every http route, in order, per request */
+		bool delegated = false;
+
+		for (int i = 0; i < rs->nl7routes; i++)
+			delegated |= rs->l7routes[i].parent != NULL;
+		if (delegated)
+			snprintf(buf, len, "%s/%s: per request, first match of %d http routes "
+				 "(delegates included)", vs->ns, vs->name, rs->nl7routes);
+		else if (rs->nl7routes == 1)
+			snprintf(buf, len, "%s/%s: per request, spec.http[0]", vs->ns, vs->name);
+		else
+			snprintf(buf, len, "%s/%s: per request, first match of spec.http[0..%d]",
+				 vs->ns, vs->name, rs->nl7routes - 1);
+		return;
+	}
 	if (rs->route >= 0)
 		used = snprintf(buf, len, "%s/%s %s; ", vs->ns, vs->name,
 				config_route_path(p, sizeof(p), vs, rs->route));
@@ -971,6 +987,85 @@ static int service_addr(const struct rs_index *ix, const struct mesh_config *c,
 	return -1;
 }
 
+/* Why a port with http routes stays in the kernel, for the notes below. */
+static const char *kernel_why(const struct rs_service *rs, char *buf, size_t len)
+{
+	const struct svc_port *p = &rs->svc->ports[rs->port_index];
+
+	if (rs->http == RS_TCP && !p->name && !p->app_protocol)
+		snprintf(buf, len,
+			 "its protocol is not declared (Istio sniffs HTTP there; bpfmesh takes "
+			 "the HTTP path only for ports named http, http2, grpc or with that "
+			 "appProtocol)");
+	else if (rs->http == RS_TCP)
+		snprintf(buf, len, "port %s is not HTTP by Istio's rules (name or appProtocol)",
+			 p->app_protocol ? p->app_protocol : p->name);
+	else if (rs->l7_reason[0])
+		snprintf(buf, len, "the HTTP path takes IPv4 service addresses only");
+	else
+		snprintf(buf, len, "no route field, DestinationRule or AuthorizationPolicy in force needs the HTTP path");
+	return buf;
+}
+
+int rs_path_notes(const struct rs_table *t, struct diags *d)
+{
+	char obj[512], field[96], path[64], addr[64], why[200];
+	int n = 0;
+
+	for (int i = 0; i < t->nservices; i++) {
+		const struct rs_service *rs = &t->services[i];
+		const struct vs_obj *vs = rs->vs;
+		bool l7 = rs->nl7routes > 0;
+
+		if (!vs || rs->proto != IPPROTO_TCP)
+			continue;
+		rs_format_addr(rs->addr, rs->family, addr, sizeof(addr));
+		objname(obj, sizeof(obj), "VirtualService", vs->ns, vs->name);
+		for (int r = 0; r < vs->nroutes; r++) {
+			const struct vs_route *vr = &vs->routes[r];
+			const char *need = route_l7_need(vr);
+			int weighted = 0;
+
+			if (vr->kind != ROUTE_HTTP)
+				continue;
+			for (int k = 0; k < vr->ndests; k++)
+				weighted += vr->dests[k].weight > 0;
+			config_route_path(path, sizeof(path), vs, r);
+			if (need && !l7) {
+				snprintf(field, sizeof(field), "%s.%s", path, need);
+				diags_addc(d, DIAG_WARN, "BM0011", &vr->pos, obj, field,
+					   "not enforced for %s port %d of Service %s/%s: %s, so the "
+					   "kernel routes each connection%s",
+					   addr, rs->port, rs->svc->ns, rs->svc->name,
+					   kernel_why(rs, why, sizeof(why)),
+					   r == rs->route ? " by this route's destinations"
+					   : vr->has_match ? " and skips this route"
+							   : "");
+				n++;
+			}
+			if (weighted < 2 || (!l7 && r != rs->route))
+				continue;
+			snprintf(field, sizeof(field), "%s.route", path);
+			if (l7)
+				diags_addc(d, DIAG_INFO, "BM0001", &vr->pos, obj, field,
+					   "weighted split per request on %s port %d (the HTTP path, "
+					   "for %s)",
+					   addr, rs->port, rs->l7_reason);
+			else
+				diags_addc(d, DIAG_WARN, "BM0001", &vr->pos, obj, field,
+					   "weighted split decided per connection in the kernel for "
+					   "%s port %d: %s; Istio splits http routes per request%s",
+					   addr, rs->port, kernel_why(rs, why, sizeof(why)),
+					   rs->http != RS_TCP && rs->family == BM_FAM_V4
+					       ? " (label the Service istio.io/use-waypoint to "
+						 "split per request)"
+					       : "");
+			n++;
+		}
+	}
+	return n;
+}
+
 int resolve(const struct mesh_config *c, struct rs_table *t, struct diags *d)
 {
 	int errors = 0;
@@ -991,6 +1086,7 @@ int resolve(const struct mesh_config *c, struct rs_table *t, struct diags *d)
 	}
 	index_free(t->ix);
 	t->ix = NULL;
+	rs_path_notes(t, d);
 	return errors;
 }
 

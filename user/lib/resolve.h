@@ -120,6 +120,12 @@ struct rs_table {
 int resolve(const struct mesh_config *c, struct rs_table *t, struct diags *d);
 void rs_free(struct rs_table *t);
 
+/* Per service port, what its http routes do there, into d (resolve() adds them; analyze
+ * calls it on its own table): BM0011, a route's L7 field not enforced because the port stays
+ * in the kernel (and why); BM0001, a weighted http route split per connection (kernel,
+ * Warning) or per request (the HTTP path, Info). Returns how many. */
+int rs_path_notes(const struct rs_table *t, struct diags *d);
+
 /* The DestinationRule in force for a host (exact beats wildcard, the service's namespace
  * first, then load order), and a subset of it merged as Istio merges the rules of one host in
  * one namespace (the first definition of a name wins); NULL when there is none. */

@@ -29,14 +29,15 @@ static void note_unenforced(struct vctx *v, const struct ynode *map, const char 
 }
 
 /*
- * The kernel routes a connection when it is made, before any request is read: per port it
- * takes the first http route (tcp for plain TCP ports) without match conditions, and no
- * tls route (resolve.c, pick_route). A route with match conditions is therefore not in force,
- * and the user must see which route is instead.
+ * tcp routes are taken by the kernel when a connection is made: per port the first tcp route
+ * without match conditions (resolve.c, pick_route). A tcp route with match conditions is
+ * therefore not in force, and the user must see which route is instead. (http routes are
+ * matched per request on the agent's HTTP path, for ports Istio reads as HTTP; where a port
+ * stays in the kernel, resolve.c says so per port: rs_path_notes.)
  */
-static void note_matches(struct vctx *v, const struct ynode *spec, const char *list)
+static void note_tcp_matches(struct vctx *v, const struct ynode *spec)
 {
-	const struct ynode *routes = g(spec, list);
+	const struct ynode *routes = g(spec, "tcp");
 	char p[PATHMAX], path[PATHMAX], fallback[PATHMAX + 96];
 	int first_plain = -1;
 
@@ -45,46 +46,34 @@ static void note_matches(struct vctx *v, const struct ynode *spec, const char *l
 			first_plain = i;
 	if (first_plain >= 0)
 		pathf(fallback, sizeof(fallback),
-		      "connections use spec.%s[%d], the first %s route "
-		      "without match",
-		      list, first_plain, list);
+		      "connections use spec.tcp[%d], the first tcp route without match",
+		      first_plain);
 	else
 		pathf(fallback, sizeof(fallback),
-		      "no %s route is without match, so connections go to every endpoint of the "
-		      "Service as if there were no VirtualService",
-		      list);
+		      "no tcp route is without match, so connections go to every endpoint of the "
+		      "Service as if there were no VirtualService");
 	for (int i = 0; i < count(routes); i++) {
 		if (!has(routes->items[i], "match"))
 			continue;
-		pjoin(p, pidx(path, pathf(p, sizeof(p), "spec.%s", list), i), "match");
+		pjoin(p, pidx(path, "spec.tcp", i), "match");
 		vctx_warn(v, g(routes->items[i], "match"), p,
-			  "not enforced: the kernel routes each connection before any request is "
-			  "read, so routes with match conditions are skipped; %s",
+			  "not enforced: the kernel routes each connection when it is made, so tcp "
+			  "routes with match conditions are skipped; %s",
 			  fallback);
 	}
 }
 
 static void vs_notices(struct vctx *v, const struct ynode *spec)
 {
-	static const char *const http_f[] = {
-	    "retries",	      "timeout",	  "fault",   "mirror",	 "mirrors", "mirrorPercent",
-	    "mirror_percent", "mirrorPercentage", "rewrite", "redirect", "headers", "corsPolicy",
-	    "directResponse", "delegate",	  NULL};
-	static const char *const dest_f[] = {"headers", NULL};
+	/* the rest of an http route is enforced per request on the HTTP path */
+	static const char *const http_f[] = {"mirror", "mirrors", "mirrorPercent",
+					     "mirror_percent", "mirrorPercentage", NULL};
 	const struct ynode *http = g(spec, "http"), *gws = g(spec, "gateways");
-	char p[PATHMAX], q[PATHMAX];
+	char p[PATHMAX];
 
-	for (int i = 0; i < count(http); i++) {
-		const struct ynode *route = g(http->items[i], "route");
-
-		pidx(p, "spec.http", i);
-		note_unenforced(v, http->items[i], p, http_f);
-		for (int k = 0; k < count(route); k++)
-			note_unenforced(v, route->items[k], pidx(q, pjoin(q, p, "route"), k),
-					dest_f);
-	}
-	note_matches(v, spec, "http");
-	note_matches(v, spec, "tcp");
+	for (int i = 0; i < count(http); i++)
+		note_unenforced(v, http->items[i], pidx(p, "spec.http", i), http_f);
+	note_tcp_matches(v, spec);
 	for (int i = 0; i < count(g(spec, "tls")); i++)
 		vctx_warn(v, g(spec, "tls")->items[i], pidx(p, "spec.tls", i),
 			  "not enforced: tls routes pick a destination by SNI, which the kernel "
@@ -127,22 +116,29 @@ static void policy_notices(struct vctx *v, const struct ynode *tp, const char *p
 					   "retryBudget", NULL};
 	static const char *const lb_f[] = {"localityLbSetting", "warmupDurationSecs", "warmup",
 					   NULL};
-	static const char *const ch_f[] = {
-	    "httpHeaderName",  "httpCookie", "httpQueryParameterName", "ringHash", "maglev",
-	    "minimumRingSize", NULL};
-	static const char *const cp_f[] = {"http", NULL};
+	/* consistentHash by header, cookie, query parameter and source IP is enforced (the
+	 * header, cookie and query forms per request on the HTTP path) */
+	static const char *const ch_f[] = {"ringHash", "maglev", "minimumRingSize", NULL};
+	static const char *const cookie_f[] = {"ttl", NULL};
+	/* connectionPool.http: maxRequestsPerConnection, idleTimeout, http1MaxPendingRequests,
+	 * http2MaxRequests and maxRetries are enforced on the HTTP path */
+	static const char *const http_f[] = {"h2UpgradePolicy", "useClientProtocol",
+					     "maxConcurrentStreams", NULL};
 	static const char *const tcp_f[] = {"tcpKeepalive", "maxConnectionDuration", "idleTimeout",
 					    NULL};
 	static const char *const od_f[] = {"splitExternalLocalOriginErrors",
 					   "consecutiveLocalOriginFailures", NULL};
 	const struct ynode *lb = g(tp, "loadBalancer"), *cp = g(tp, "connectionPool");
-	char p[PATHMAX], q[PATHMAX];
+	char p[PATHMAX], q[PATHMAX], r[PATHMAX];
 
 	note_unenforced(v, tp, path, tp_f);
 	note_tls(v, g(tp, "tls"), pjoin(p, path, "tls"));
 	note_unenforced(v, lb, pjoin(p, path, "loadBalancer"), lb_f);
 	note_unenforced(v, g(lb, "consistentHash"), pjoin(q, p, "consistentHash"), ch_f);
-	note_unenforced(v, cp, pjoin(p, path, "connectionPool"), cp_f);
+	note_unenforced(v, g(g(lb, "consistentHash"), "httpCookie"), pjoin(r, q, "httpCookie"),
+			cookie_f);
+	note_unenforced(v, g(cp, "http"), pjoin(q, pjoin(p, path, "connectionPool"), "http"),
+			http_f);
 	note_unenforced(v, g(cp, "tcp"), pjoin(q, p, "tcp"), tcp_f);
 	note_unenforced(v, g(tp, "outlierDetection"), pjoin(p, path, "outlierDetection"), od_f);
 }
