@@ -203,8 +203,7 @@ static int on_begin(http_parser *p)
 	if (!q)
 		return -1;
 	q->d = d;
-	q->r.dc = &d->dc;
-	q->r.cs = q;
+	l7_req_init(&q->r, &d->dc, q);
 	d->cur = q;
 	d->url.off = d->url.len = 0;
 	hc_reset(&d->hc, &q->r.h);

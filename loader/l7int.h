@@ -286,10 +286,15 @@ struct l7_req {
 	bool local_reply;
 	bool reported;
 	bool fault_delayed;
+	bool mirror;	     /* a shadow copy (l7req.c, mirrors): its response is dropped */
+	bool mirror_pending; /* mirrors go when the body is complete */
 };
 
 /* ---- the engine's calls (l7req.c), for the codecs ---- */
 
+/* A request the codec just allocated (zeroed): its timers unarmed, so that l7_req_free is
+ * safe before l7_req_start (a request refused while its head was read). */
+void l7_req_init(struct l7_req *r, struct l7_dconn *dc, void *cs);
 /* The downstream codec parsed a request's headers (r->method... r->h are set). */
 void l7_req_start(struct l7_req *r);
 /* Body bytes (already de-framed); end: the request is complete. */

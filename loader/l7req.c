@@ -30,6 +30,7 @@
 
 static void try_start(struct l7_req *r);
 static void finish(struct l7_req *r);
+static void mirrors_go(struct l7_req *r);
 
 static struct l7w *req_w(const struct l7_req *r)
 {
@@ -312,6 +313,141 @@ static bool authorized(struct l7_req *r, const struct workload_obj *w, int port)
 	return true;
 }
 
+/* ---------------- mirrors: fire and forget ---------------- */
+
+/*
+ * Envoy's request mirror policy: a copy of the request, as routed (after rewrites and header
+ * operations), goes to the mirror's cluster with "-shadow" appended to its authority; its
+ * response is dropped and never delays or changes the primary. The copy leaves when the
+ * request is complete (its body held for retries); a body too big to hold is not mirrored.
+ */
+struct l7_mirror {
+	struct l7_dead dead;
+	struct l7_dconn dc; /* the client's facts, no socket */
+	struct l7_req r;
+};
+
+static void m_head(struct l7_req *r, int status, const struct l7_hdrs *h, bool end)
+{
+	(void)r, (void)status, (void)h, (void)end;
+}
+
+static void m_data(struct l7_req *r, const char *p, size_t n, bool end)
+{
+	(void)r, (void)p, (void)n, (void)end;
+}
+
+static void m_trailers(struct l7_req *r, const struct l7_hdrs *h)
+{
+	(void)r, (void)h;
+}
+
+static void m_nop(struct l7_req *r)
+{
+	(void)r;
+}
+
+static size_t m_queued(struct l7_req *r)
+{
+	(void)r;
+	return 0;
+}
+
+static void m_free(struct l7_dead *dd)
+{
+	struct l7_mirror *m = (struct l7_mirror *)((char *)dd - offsetof(struct l7_mirror, dead));
+
+	l7_req_free(&m->r);
+	free(m);
+}
+
+static void m_done(struct l7_req *r)
+{
+	struct l7_mirror *m = (struct l7_mirror *)((char *)r - offsetof(struct l7_mirror, r));
+
+	l7_defer_free(req_w(r), &m->dead);
+}
+
+static const struct l7_dcodec mirror_codec = {
+    .head = m_head,
+    .data = m_data,
+    .trailers = m_trailers,
+    .reset = m_nop,
+    .done = m_done,
+    .queued = m_queued,
+    .more_body = m_nop,
+    .continue100 = m_nop,
+};
+
+static void mirror_one(struct l7_req *p, struct l7_cluster *cl)
+{
+	struct l7w *w = req_w(p);
+	struct l7_mirror *m = calloc(1, sizeof(*m));
+	struct l7_req *r;
+	size_t alen;
+
+	if (!m)
+		return;
+	m->dc = *p->dc;
+	m->dc.io.fd = -1;
+	m->dc.io.mask = 0;
+	m->dc.codec = &mirror_codec;
+	r = &m->r;
+	l7_req_init(r, &m->dc, m);
+	m->dead.free = m_free;
+	r->mirror = true;
+	r->method = strdup(p->method);
+	r->path = strdup(p->path);
+	r->scheme = p->scheme ? strdup(p->scheme) : NULL;
+	alen = p->authority ? strcspn(p->authority, ":") : 0;
+	r->authority = malloc(alen + 8 + (p->authority ? strlen(p->authority + alen) : 0));
+	if (r->authority)
+		sprintf(r->authority, "%.*s-shadow%s", (int)alen, p->authority ? p->authority : "",
+			p->authority ? p->authority + alen : "");
+	for (int i = 0; i < p->h.n; i++)
+		l7h_add(&r->h, p->h.v[i].name, p->h.v[i].value);
+	l7h_del(&r->h, X_ENVOY_ATTEMPT);
+	r->grpc = p->grpc;
+	r->head = p->head;
+	r->has_body = p->has_body;
+	r->content_length = p->content_length;
+	if (lb_pending(&p->body))
+		lb_put(&r->body, p->body.p + p->body.off, lb_pending(&p->body));
+	r->body_done = true;
+	r->ep = r->prev_ep = -1;
+	r->grpc_status = -1;
+	r->t0 = w->now;
+	r->snap = l7_snap_get(p->snap);
+	r->rnd = l7_rand(w);
+	r->svc = p->svc;
+	r->src_wl = p->src_wl;
+	r->cl = cl;
+	r->timeout_ms = p->timeout_ms;
+	r->rp.attempts = 0;
+	__atomic_add_fetch(&w->c_reqs, 1, __ATOMIC_RELAXED);
+	if (r->timeout_ms)
+		l7_timer_set(w, &r->t_route, w->now + r->timeout_ms);
+	try_start(r);
+}
+
+static void mirrors_go(struct l7_req *r)
+{
+	struct l7w *w = req_w(r);
+
+	r->mirror_pending = false;
+	if (r->body_trimmed)
+		return;
+	for (int i = 0; r->rt && r->rt->h && i < r->rt->nmirrors && i < r->rt->h->nmirrors; i++) {
+		double pct = r->rt->h->mirrors[i].percent;
+
+		if (!r->rt->mirrors[i] || !r->rt->mirrors[i]->n)
+			continue;
+		if (pct < 100.0 && l7_rand(w) / 4294967296.0 * 100.0 >= pct)
+			continue;
+		mirror_one(r, r->rt->mirrors[i]);
+	}
+}
+
 /* ---------------- tries ---------------- */
 
 static void try_start(struct l7_req *r)
@@ -342,6 +478,12 @@ static void try_start(struct l7_req *r)
 		r->counted_active = true;
 		snprintf(r->upstream, sizeof(r->upstream), "%u.%u.%u.%u:%u", e->addr[0],
 			 e->addr[1], e->addr[2], e->addr[3], e->port);
+	}
+	if (!r->attempt && !r->mirror && r->rt && r->rt->nmirrors) {
+		if (r->body_done)
+			mirrors_go(r);
+		else
+			r->mirror_pending = true;
 	}
 	r->attempt++;
 	r->body_sent = 0;
@@ -606,14 +748,20 @@ static void dest_route(struct l7_req *r)
 	try_start(r);
 }
 
+void l7_req_init(struct l7_req *r, struct l7_dconn *dc, void *cs)
+{
+	r->dc = dc;
+	r->cs = cs;
+	r->t_route = (struct l7_timer){.idx = -1, .fire = on_route_timeout};
+	r->t_try = (struct l7_timer){.idx = -1, .fire = on_try_timeout};
+	r->t_wait = (struct l7_timer){.idx = -1, .fire = on_wait_done};
+}
+
 void l7_req_start(struct l7_req *r)
 {
 	struct l7w *w = req_w(r);
 	const char *ct;
 
-	r->t_route = (struct l7_timer){.idx = -1, .fire = on_route_timeout};
-	r->t_try = (struct l7_timer){.idx = -1, .fire = on_try_timeout};
-	r->t_wait = (struct l7_timer){.idx = -1, .fire = on_wait_done};
 	r->ep = r->prev_ep = -1;
 	r->grpc_status = -1;
 	r->t0 = w->now ? w->now : l7_now();
@@ -651,6 +799,8 @@ void l7_req_body(struct l7_req *r, const char *p, size_t n, bool end)
 	lb_put(&r->body, p, n);
 	if (end) {
 		r->body_done = true;
+		if (r->mirror_pending)
+			mirrors_go(r);
 		if (r->timeout_ms && !l7_timer_armed(&r->t_route) && r->st != RQ_NEW)
 			l7_timer_set(w, &r->t_route, w->now + r->timeout_ms);
 	}
@@ -808,7 +958,8 @@ static void finish(struct l7_req *r)
 		if (r->dc->role == L7_DEST) {
 			record(r, true);
 		} else {
-			record(r, false);
+			if (!r->mirror) /* the client made one request, not two */
+				record(r, false);
 			/* a pod of this node: this agent is its destination reporter too */
 			if (r->cl && r->ep >= 0 && r->ep < r->cl->n && r->cl->eps[r->ep].local &&
 			    r->attempt)

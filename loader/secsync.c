@@ -83,7 +83,8 @@ static int kv_commit(int fd, struct kvset *cur, struct kvset *next, const char *
 	keys = malloc(next->n * next->ksz + 1);
 	if (!keys)
 		abort();
-	memcpy(keys, next->k, next->n * next->ksz);
+	if (next->n)
+		memcpy(keys, next->k, next->n * next->ksz);
 	g_ksz = next->ksz;
 	qsort(keys, next->n, next->ksz, kcmp);
 	for (size_t i = 0, wrote_all = !err; wrote_all && i < cur->n; i++) {

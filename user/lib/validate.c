@@ -65,14 +65,11 @@ static void note_tcp_matches(struct vctx *v, const struct ynode *spec)
 
 static void vs_notices(struct vctx *v, const struct ynode *spec)
 {
-	/* the rest of an http route is enforced per request on the HTTP path */
-	static const char *const http_f[] = {"mirror", "mirrors", "mirrorPercent",
-					     "mirror_percent", "mirrorPercentage", NULL};
-	const struct ynode *http = g(spec, "http"), *gws = g(spec, "gateways");
+	/* http routes are enforced per request on the HTTP path (resolve.c says per port
+	 * where one stays in the kernel) */
+	const struct ynode *gws = g(spec, "gateways");
 	char p[PATHMAX];
 
-	for (int i = 0; i < count(http); i++)
-		note_unenforced(v, http->items[i], pidx(p, "spec.http", i), http_f);
 	note_tcp_matches(v, spec);
 	for (int i = 0; i < count(g(spec, "tls")); i++)
 		vctx_warn(v, g(spec, "tls")->items[i], pidx(p, "spec.tls", i),

@@ -1,0 +1,277 @@
+#!/usr/bin/env bats
+# The HTTP path of the node agent, end to end: real pods, agents, curl, the mTLS tunnel across
+# nodes and a real Prometheus. Per request: header and uri matches, weights on one keep-alive
+# connection, rewrite, redirect, direct responses, retries that hide a stopped replica,
+# timeouts, faults, AuthorizationPolicy with HTTP fields, Istio's HTTP metrics counted
+# exactly; malformed input refused as Envoy refuses it.
+load helpers
+
+LAB=il7
+L7="$FIX/l7"
+
+setup_file() {
+	export LAB WORK
+	lab_teardown "$LAB"
+	lab_up "$LAB" -f "$L7/base.yaml" -f "$L7/routes.yaml" >&3 2>&3
+	WORK=$(mktemp -d /tmp/bpfmesh-l7.XXXXXX)
+}
+
+teardown_file() {
+	[ -f "$WORK/prom.pid" ] && kill "$(cat "$WORK/prom.pid")" 2>/dev/null
+	lab_teardown "$LAB"
+	rm -rf "$WORK"
+}
+
+# curl from the node1 client, many URLs on one connection: curl -s ... "$@"
+ccurl() { lab exec -n l7 client-0 -- curl -s --max-time 60 "$@"; }
+
+# how many lines of stdin contain $1
+count() { grep -c -- "$1" || true; }
+
+@test "services shows the HTTP path and why; analyze says the split is per request" {
+	run bm services --node "$LAB-node1"
+	echo "$output"
+	[[ "$output" == *"10.96.70.10:8080/TCP l7/web"*"path l7 (match in spec.http[0])"* ]]
+	[[ "$output" == *"VirtualService l7/web: per request, first match of spec.http[0..8]"* ]]
+	[[ "$output" == *"10.96.70.20:8080/TCP l7/shadow"*"path kernel"* ]]
+	run bm analyze -f "$L7/base.yaml" -f "$L7/split.yaml"
+	echo "$output"
+	[[ "$output" == *"Info [BM0001]"*"weighted split per request on 10.96.70.10 port 8080 (the HTTP path, for retries in spec.http[0])"* ]]
+}
+
+@test "A/B by header on ONE keep-alive connection: region india to v2, everyone else to v1" {
+	run ccurl -w 'CONNECTS %{num_connects}\n' -H 'region: india' "http://web:8080/get?[1-20]" \
+		--next -s -w 'CONNECTS %{num_connects}\n' "http://web:8080/get?[1-20]"
+	[ "$(count '"VERSION": "v2"' <<<"$output")" -eq 20 ]
+	[ "$(count '"VERSION": "v1"' <<<"$output")" -eq 20 ]
+	# one connection for all 40 requests
+	[ "$(awk '/^CONNECTS/ { s += $2 } END { print s }' <<<"$output")" -eq 1 ]
+}
+
+@test "uri exact, prefix and regex; rewrite; redirect; direct response; header operations" {
+	run ccurl http://web:8080/exact
+	[[ "$output" == *'"VERSION": "v2"'* ]]
+	[[ "$output" == *'"url": "http://web:8080/get"'* ]]
+	[[ "$output" == *'"x-envoy-original-path": "/exact"'* ]]
+	# not exact, not the regex: the catch-all route (its response header says so)
+	run ccurl -D - -o /dev/null http://web:8080/exact/no
+	[[ "$output" == *"x-mesh-resp: done"* ]]
+	run ccurl http://web:8080/re/123
+	[[ "$output" == *'"VERSION": "v3"'* ]]
+	run ccurl -D - -o /dev/null http://web:8080/re/12a
+	[[ "$output" == *"x-mesh-resp: done"* ]]
+	run ccurl http://web:8080/v2/
+	[[ "$output" == *"version v2"* ]]
+	run ccurl -D - -o /dev/null http://web:8080/old
+	echo "$output"
+	[[ "$output" == *"HTTP/1.1 301"* ]]
+	[[ "$output" == *"location: http://web:8080/new"* ]]
+	run ccurl -w ' %{http_code}' http://web:8080/direct
+	[ "$output" = "direct from the mesh 200" ]
+	run ccurl -D - http://web:8080/headers
+	echo "$output"
+	[[ "$output" == *"x-mesh-resp: done"* ]]
+	[[ "${output,,}" == *'"x-mesh-added": "yes"'* ]]
+	[[ "$output" != *"x-envoy-original-path"* ]] # no rewrite on that route
+}
+
+@test "the guide's canary: 90/10 per request over 2000 requests on ONE connection, 5 sigma" {
+	run lab apply -f "$L7/split.yaml"
+	[ "$status" -eq 0 ]
+	ccurl -w 'CONNECTS %{num_connects}\n' "http://web:8080/get?[1-2000]" > "$WORK/split.out"
+	v1=$(count '"VERSION": "v1"' < "$WORK/split.out")
+	v2=$(count '"VERSION": "v2"' < "$WORK/split.out")
+	echo "v1=$v1 v2=$v2"
+	[ $((v1 + v2)) -eq 2000 ]
+	[ "$(awk '/^CONNECTS/ { s += $2 } END { print s }' "$WORK/split.out")" -eq 1 ]
+	within_5sigma "$v2" 2000 1 10
+	[ "$v2" -gt 0 ]
+}
+
+@test "a route timeout answers 504 in time (UT)" {
+	run lab apply -f "$L7/routes.yaml"
+	start=$(date +%s%N)
+	run ccurl -w '%{http_code}' -o "$WORK/slow.body" http://web:8080/slow
+	ms=$(( ($(date +%s%N) - start) / 1000000 ))
+	echo "code $output in $ms ms: $(cat "$WORK/slow.body")"
+	[ "$output" = 504 ]
+	[ "$ms" -lt 2500 ]
+	[ "$(cat "$WORK/slow.body")" = "upstream request timeout" ]
+}
+
+@test "faults: abort and delay at 100% always, at 50% within a binomial 5-sigma bound" {
+	run lab apply -f "$L7/faults.yaml"
+	[ "$status" -eq 0 ]
+	run ccurl -w '%{http_code}\n' -o /dev/null "http://web:8080/abort100?[1-50]"
+	[ "$(count '^418$' <<<"$output")" -eq 50 ]
+	run ccurl -w '%{http_code}\n' -o /dev/null "http://web:8080/abort50?[1-400]"
+	n503=$(count '^503$' <<<"$output")
+	n200=$(count '^200$' <<<"$output")
+	echo "503: $n503, 200: $n200"
+	[ $((n503 + n200)) -eq 400 ]
+	within_5sigma "$n503" 400 1 2
+	run ccurl -w '%{http_code} %{time_total}\n' -o /dev/null "http://web:8080/delay100?[1-5]"
+	echo "$output"
+	[ "$(awk '$1 == 200 && $2 >= 0.3 { n++ } END { print n + 0 }' <<<"$output")" -eq 5 ]
+	run ccurl -w '%{http_code} %{time_total}\n' -o /dev/null "http://web:8080/delay50?[1-100]"
+	slow=$(awk '$1 == 200 && $2 >= 0.2 { n++ } END { print n + 0 }' <<<"$output")
+	ok=$(count '^200 ' <<<"$output")
+	echo "slow $slow of $ok"
+	[ "$ok" -eq 100 ]
+	within_5sigma "$slow" 100 1 2
+}
+
+@test "retries hide a stopped replica (zero errors over 200 requests); attempts: 0 does not" {
+	run lab apply -f "$L7/retries.yaml"
+	[ "$status" -eq 0 ]
+	lab stop -n l7 web-v1-1
+	run ccurl -w '%{http_code}\n' -o /dev/null "http://web:8080/get?[1-200]"
+	ok=$(count '^200$' <<<"$output")
+	echo "with retries: $ok of 200"
+	run ccurl -w '%{http_code}\n' -o /dev/null "http://web:8080/none?[1-200]"
+	bad=$(count '^503$' <<<"$output")
+	echo "attempts 0: $bad of 200 failed"
+	lab start -n l7 web-v1-1
+	[ "$ok" -eq 200 ]
+	[ "$bad" -gt 0 ]
+}
+
+@test "mirror: every request also reaches the shadow service; the client sees the primary" {
+	run lab apply -f "$L7/mirror.yaml"
+	[ "$status" -eq 0 ]
+	run ccurl -w '%{http_code}\n' -o /dev/null "http://web:8080/get?[1-20]"
+	[ "$(count '^200$' <<<"$output")" -eq 20 ]
+	for _ in $(seq 40); do
+		got=$(lab_metrics node1 | awk '/^istio_requests_total\{/ && /reporter="destination"/ && /destination_workload="shadow"/ { s += $NF } END { print s + 0 }')
+		[ "$got" -ge 20 ] && break
+		sleep 0.1
+	done
+	echo "shadow requests: $got"
+	[ "$got" -eq 20 ]
+	# the client made 20 requests, not 40
+	run lab_metrics node1
+	src=$(awk '/^istio_requests_total\{/ && /reporter="source"/ && /source_workload="client"/ && /destination_workload="shadow"/ { s += $NF } END { print s + 0 }' <<<"$output")
+	[ "$src" -eq 0 ]
+}
+
+@test "AuthorizationPolicy per request: GET /get allowed, POST denied 403, also across nodes" {
+	run lab apply -f "$L7/authz.yaml" -f "$L7/routes.yaml"
+	[ "$status" -eq 0 ]
+	run ccurl -w ' %{http_code}' -o /dev/null http://web:8080/get
+	[ "$output" = " 200" ]
+	run ccurl -w ' %{http_code}' -d x http://web:8080/post
+	echo "$output"
+	[ "$output" = "RBAC: access denied 403" ]
+	# node2's client, to v1 on node1: the destination node decides, with the tunnel's identity
+	run lab exec -n l7 client2-0 -- curl -s --max-time 10 -w ' %{http_code}' -d x http://web:8080/post
+	echo "$output"
+	[ "$output" = "RBAC: access denied 403" ]
+	run lab exec -n l7 client2-0 -- curl -s --max-time 10 http://web:8080/get
+	[[ "$output" == *'"VERSION": "v1"'* ]]
+	rm -f "/run/bpfmesh/lab/$LAB/config/AuthorizationPolicy.l7.web-get-only.yaml"
+	sleep 1.5
+	run ccurl -w ' %{http_code}' -o /dev/null -d x http://web:8080/post
+	[ "$output" = " 200" ]
+}
+
+@test "cross-node per request through the mTLS tunnel: node1's client to v3, node2's to v2" {
+	run ccurl -H 'region: mars' "http://web:8080/get?[1-10]"
+	[ "$(count '"VERSION": "v3"' <<<"$output")" -eq 10 ]
+	run lab exec -n l7 client2-0 -- curl -s --max-time 10 -H 'region: india' "http://web:8080/get?[1-10]"
+	[ "$(count '"VERSION": "v2"' <<<"$output")" -eq 10 ]
+	# the tunnel carried them: node2's agent counted HTTP streams in
+	run lab_metrics node2
+	[[ "$output" == *'reporter="destination"'*'destination_version="v3"'* ]]
+}
+
+@test "istio_requests_total by response_code equals what the client got, in Prometheus" {
+	MPORT=$(lab status | sed -n 's|^node node1 .*metrics http://127.0.0.1:\([0-9]*\)/metrics.*|\1|p')
+	PROM_PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	cat > "$WORK/prometheus.yml" <<Y
+global: {scrape_interval: 1s}
+scrape_configs:
+  - job_name: bpfmesh
+    static_configs: [{targets: ["127.0.0.1:$MPORT"]}]
+Y
+	prometheus --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$WORK/tsdb" \
+		--web.listen-address="127.0.0.1:$PROM_PORT" > "$WORK/prometheus.log" 2>&1 &
+	echo $! > "$WORK/prom.pid"
+	for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PROM_PORT/-/ready" >/dev/null && break; sleep 0.1; done
+	run lab apply -f "$L7/faults.yaml"
+	q='sum by (response_code, response_flags) (istio_requests_total{reporter="source",source_workload="client",destination_service_name="web"})'
+	promq() {
+		curl -s --get "http://127.0.0.1:$PROM_PORT/api/v1/query" --data-urlencode "query=$1" |
+			/usr/bin/python3 -c '
+import json, sys
+for r in json.load(sys.stdin)["data"]["result"]:
+    m = r["metric"]; print(m.get("response_code"), m.get("response_flags"), r["value"][1])'
+	}
+	# the counts so far, once Prometheus has them (they are what /metrics says now)
+	for _ in $(seq 80); do
+		before=$(promq "$q" | sort)
+		now=$(lab_metrics node1 | awk '/^istio_requests_total\{/ && /reporter="source"/ && /source_workload="client"/ && /destination_service_name="web"/ {
+			c = $0; sub(/.*response_code="/, "", c); sub(/".*/, "", c)
+			f = $0; sub(/.*response_flags="/, "", f); sub(/".*/, "", f)
+			n[c " " f] += $NF } END { for (k in n) print k, n[k] }' | sort)
+		[ -n "$before" ] && [ "$before" = "$now" ] && break
+		sleep 0.25
+	done
+	[ "$before" = "$now" ]
+	ccurl -w '%{http_code}\n' -o /dev/null "http://web:8080/abort50?[1-300]" > "$WORK/codes"
+	c200=$(count '^200$' < "$WORK/codes")
+	c503=$(count '^503$' < "$WORK/codes")
+	echo "client: 200=$c200 503=$c503; before: $before"
+	[ $((c200 + c503)) -eq 300 ]
+	want200=$(( $(awk '$1 == 200 && $2 == "-" { print $3 }' <<<"$before") + c200 ))
+	want503=$(( $(awk '$1 == 503 && $2 == "FI" { print $3 }' <<<"$before") + c503 ))
+	for _ in $(seq 60); do
+		got=$(promq "$q" | sort)
+		g200=$(awk '$1 == 200 && $2 == "-" { print $3 }' <<<"$got")
+		g503=$(awk '$1 == 503 && $2 == "FI" { print $3 }' <<<"$got")
+		[ "${g200:-0}" = "$want200" ] && [ "${g503:-0}" = "$want503" ] && break
+		sleep 0.25
+	done
+	echo "prometheus: $got"
+	[ "$g200" = "$want200" ]
+	[ "$g503" = "$want503" ]
+}
+
+@test "malformed requests get 400 and a close, oversized headers 431" {
+	run lab exec -n l7 client-0 -- bash -c \
+		'exec 3<>/dev/tcp/10.96.70.10/8080; printf "NOT HTTP AT ALL\r\n\r\n" >&3; timeout 5 cat <&3'
+	echo "$output"
+	[[ "$output" == "HTTP/1.1 400 Bad Request"* ]]
+	run lab exec -n l7 client-0 -- curl -s --max-time 10 -o /dev/null -w '%{http_code}' \
+		-H "x-big: $(head -c 70000 /dev/zero | tr '\0' a)" http://web:8080/get
+	echo "$output"
+	[ "$output" = 431 ]
+}
+
+@test "request bodies stream both ways: 900 KB uploads, plain and chunked, all 200" {
+	head -c 900000 /dev/urandom > "$WORK/big.bin"
+	for i in 1 2 3; do
+		run lab exec -n l7 client-0 -- curl -s --max-time 20 -o /dev/null -w '%{http_code}' \
+			--data-binary @"$WORK/big.bin" http://web:8080/anything
+		[ "$output" = 200 ]
+		run lab exec -n l7 client-0 -- curl -s --max-time 20 -o /dev/null -w '%{http_code}' \
+			-H 'Transfer-Encoding: chunked' --data-binary @"$WORK/big.bin" http://web:8080/anything
+		[ "$output" = 200 ]
+	done
+	run lab exec -n l7 client-0 -- curl -s --max-time 20 -o /dev/null -w '%{http_code}' \
+		-H 'Expect: 100-continue' --data-binary @"$WORK/big.bin" http://web:8080/anything
+	[ "$output" = 200 ]
+}
+
+@test "attack: a pod connecting to the agent's HTTP port directly is refused" {
+	for pod in "l7 client-0"; do
+		# shellcheck disable=SC2086 # "ns pod"
+		run lab exec -n ${pod% *} ${pod#* } -- curl -s --max-time 3 -o /dev/null -w '%{http_code}' \
+			-H 'Host: web' http://10.244.255.1:15006/get
+		echo "$output"
+		[ "$output" = 000 ]
+	done
+}
+
+@test "lab down leaves nothing behind" {
+	lab_down_clean "$LAB"
+}
