@@ -180,6 +180,8 @@ struct h1d {
 	bool close_after; /* after the current response */
 	bool read_eof;
 	bool upgrading; /* a websocket Upgrade request: no more parsing */
+	bool h2c;	/* an `Upgrade: h2c` request without a body: HTTP/2 from here */
+	char *h2c_settings; /* its HTTP2-Settings */
 	enum dstate st;
 	bool busy; /* inside http_parser_execute: what resumes it only clears the pause */
 	int minor; /* the request's HTTP/1.x */
@@ -312,6 +314,11 @@ static int on_headers_done(http_parser *p)
 		r->content_length = -1;
 	else
 		r->content_length = p->content_length == ULLONG_MAX ? 0 : (int64_t)p->content_length;
+	if (p->upgrade && up && has_token(up, "h2c") && !r->upgrade &&
+	    l7h_get(&r->h, "http2-settings")) {
+		free(d->h2c_settings);
+		d->h2c_settings = strdup(l7h_get(&r->h, "http2-settings"));
+	}
 	strip_hop(&r->h, r->upgrade);
 	if (r->upgrade) {
 		l7h_set(&r->h, "connection", "upgrade");
@@ -319,6 +326,11 @@ static int on_headers_done(http_parser *p)
 	}
 	if (!r->has_body)
 		r->body_done = true;
+	if (d->h2c_settings && !r->has_body) {
+		d->h2c = true; /* d_h2c takes it once the parser stops */
+		http_parser_pause(p, 1);
+		return 0;
+	}
 	l7_req_start(r);
 	return 0;
 }
@@ -404,6 +416,7 @@ static void d_free(struct l7_dead *dd)
 	lb_free(&d->out);
 	lb_free(&d->url);
 	hc_free(&d->hc);
+	free(d->h2c_settings);
 	free(d);
 }
 
@@ -480,6 +493,48 @@ static void d_want(struct h1d *d)
 	l7_io_want(d->dc.w, &d->dc.io, m);
 }
 
+/*
+ * `Upgrade: h2c` (RFC 7540 3.2), a request without a body: 101, then the connection is an
+ * HTTP/2 session whose stream 1 carries this request; what the client sent after it (its
+ * preface) goes to that session. This connection's state goes, its fd stays open.
+ */
+static void d_h2c(struct h1d *d)
+{
+	struct l7w *w = d->dc.w;
+	struct h1req *q = d->cur;
+	struct l7_dconn dc = d->dc;
+	struct l7_req *r2, *r = &q->r;
+
+	lb_printf(&d->out, "HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\n"
+			   "upgrade: h2c\r\n\r\n");
+	l7_io_want(w, &d->dc.io, 0);
+	d->dc.io.fd = -1; /* the HTTP/2 session owns it now */
+	d->st = D_CLOSED;
+	d->cur = NULL;
+	l7_timer_stop(w, &d->idle);
+	l7_defer_free(w, &d->dead);
+	dc.io.mask = 0;
+	r2 = l7h2_server_upgrade(&dc, d->h2c_settings, &d->out);
+	if (!r2) {
+		q_free(q);
+		return;
+	}
+	/* the request moves over, as parsed */
+	r2->method = r->method, r->method = NULL;
+	r2->path = r->path, r->path = NULL;
+	r2->authority = r->authority, r->authority = NULL;
+	r2->scheme = r->scheme, r->scheme = NULL;
+	r2->h = r->h, r->h = (struct l7_hdrs){0};
+	r2->content_length = 0;
+	r2->has_body = false;
+	r2->body_done = true;
+	q_free(q);
+	/* the parser stops inside on_headers_complete, before the head's last LF */
+	while (lb_pending(&d->in) && (d->in.p[d->in.off] == '\n' || d->in.p[d->in.off] == '\r'))
+		lb_consume(&d->in, 1);
+	l7h2_upgrade_go(r2, d->in.p ? d->in.p + d->in.off : NULL, lb_pending(&d->in));
+}
+
 /* Run the parser over what is buffered. */
 static void d_process(struct h1d *d)
 {
@@ -508,6 +563,10 @@ static void d_process(struct h1d *d)
 			if (paused)
 				http_parser_pause(&d->p, 1);
 			continue;
+		}
+		if (d->h2c) {
+			d_h2c(d);
+			return;
 		}
 		if (e == HPE_PAUSED && !d->msg_paused && !d->body_paused) {
 			http_parser_pause(&d->p, 0); /* resumed from inside the parser */

@@ -277,6 +277,7 @@ struct l7_req {
 	uint64_t t0, t_try0, t_resp;
 	/* upstream */
 	struct l7_uconn *u;
+	void *us; /* the upstream codec's stream (HTTP/2), or NULL */
 	char upstream[32]; /* "ip:port" of the last try */
 	/* response */
 	int status;
@@ -380,6 +381,13 @@ void l7h1_uconn_free(struct l7_uconn *u);
 void l7h2_server(struct l7_dconn *dc, const char *pre, size_t n, bool upgraded,
 		 struct l7_req *upgrade_req);
 bool l7h2_preface(const char *p, size_t n); /* n bytes are (a prefix of) the h2 preface */
+/* HTTP/1.1 `Upgrade: h2c`: the connection (dc, its fd) becomes an HTTP/2 server session whose
+ * stream 1 is the returned request; to_client holds the 101 not yet sent. The caller fills the
+ * request in (method, path, headers...), then l7h2_upgrade_go with the bytes it read past the
+ * request (the client's preface). NULL: the connection is closed. */
+struct l7_req *l7h2_server_upgrade(struct l7_dconn *dc, const char *settings64,
+				   struct l7_buf *to_client);
+void l7h2_upgrade_go(struct l7_req *r, const char *rest, size_t n);
 int l7h2_start(struct l7_req *r, struct l7_uconn *u);
 void l7h2_body(struct l7_req *r);
 void l7h2_abandon(struct l7_req *r, struct l7_uconn *u);

@@ -116,6 +116,10 @@ static void uconn_timer(struct l7_timer *t)
 	struct l7_uconn *u = (struct l7_uconn *)((char *)t - offsetof(struct l7_uconn, t));
 	struct l7_req *r = u->r;
 
+	if (!u->connected && u->h2) {
+		l7h2_uconn_failed(u); /* connectTimeout: every request that waited */
+		return;
+	}
 	if (!u->connected && r) {
 		/* connectTimeout: a connect failure to the retry policy */
 		u->r = NULL;
