@@ -14,6 +14,7 @@ setup_file() {
 	lab_teardown "$LAB"
 	lab_up "$LAB" -f "$L7/base.yaml" -f "$L7/routes.yaml" >&3 2>&3
 	WORK=$(mktemp -d /tmp/bpfmesh-l7.XXXXXX)
+	head -c 900000 /dev/urandom > "$WORK/big.bin"
 }
 
 teardown_file() {
@@ -86,6 +87,35 @@ count() { grep -c -- "$1" || true; }
 	[ "$(awk '/^CONNECTS/ { s += $2 } END { print s }' "$WORK/split.out")" -eq 1 ]
 	within_5sigma "$v2" 2000 1 10
 	[ "$v2" -gt 0 ]
+}
+
+@test "HTTP/2 (prior knowledge): 90/10 per request over 2000 streams on ONE connection, 5 sigma" {
+	run lab apply -f "$L7/split.yaml"
+	[ "$status" -eq 0 ]
+	# nghttp: an independent HTTP/2 client that multiplexes every URL of one authority as a
+	# stream of one connection
+	lab exec -n l7 client-0 -- bash -c \
+		'nghttp -t 60 $(for i in $(seq 2000); do echo "http://web:8080/get?$i"; done)' > "$WORK/h2split.out"
+	v1=$(count '"VERSION": "v1"' < "$WORK/h2split.out")
+	v2=$(count '"VERSION": "v2"' < "$WORK/h2split.out")
+	echo "v1=$v1 v2=$v2"
+	[ $((v1 + v2)) -eq 2000 ]
+	within_5sigma "$v2" 2000 1 10
+	[ "$v2" -gt 0 ]
+}
+
+@test "HTTP/2: Upgrade h2c from HTTP/1.1 and prior knowledge both route by header" {
+	run lab apply -f "$L7/routes.yaml"
+	run ccurl --http2 -w '%{http_version}\n' -H 'region: india' http://web:8080/get
+	echo "$output"
+	[[ "$output" == *'"VERSION": "v2"'* ]]
+	[[ "$output" == *$'\n2' ]]
+	run ccurl --http2-prior-knowledge -w '%{http_version}\n' http://web:8080/get
+	[[ "$output" == *'"VERSION": "v1"'* ]]
+	[[ "$output" == *$'\n2' ]]
+	run lab exec -n l7 client-0 -- curl -s --max-time 20 --http2-prior-knowledge -o /dev/null \
+		-w '%{http_code}' --data-binary @"$WORK/big.bin" http://web:8080/anything
+	[ "$output" = 200 ]
 }
 
 @test "a route timeout answers 504 in time (UT)" {
@@ -248,7 +278,6 @@ for r in json.load(sys.stdin)["data"]["result"]:
 }
 
 @test "request bodies stream both ways: 900 KB uploads, plain and chunked, all 200" {
-	head -c 900000 /dev/urandom > "$WORK/big.bin"
 	for i in 1 2 3; do
 		run lab exec -n l7 client-0 -- curl -s --max-time 20 -o /dev/null -w '%{http_code}' \
 			--data-binary @"$WORK/big.bin" http://web:8080/anything
