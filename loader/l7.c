@@ -38,6 +38,7 @@ struct l7 {
 	struct l7_snap *snap; /* the latest publish */
 	uint64_t gen;
 	bool started;
+	struct l7_cb *cbs; /* circuit breakers by cluster, kept until l7_free (under mu) */
 };
 
 /* ---------------- small things ---------------- */
@@ -247,6 +248,8 @@ static int timers_wait_ms(struct l7w *w)
 {
 	uint64_t now = l7_now();
 
+	if (w->pend)
+		return 10; /* a connection slot may free up on another worker */
 	if (!w->nheap)
 		return 1000;
 	if (w->heap[0]->due <= now)
@@ -608,6 +611,8 @@ static void *worker_main(void *arg)
 				io->on(io, ev[i].events);
 		}
 		timers_run(w);
+		if (w->pend)
+			l7_pending_kick(w);
 		free_dead(w);
 	}
 	return NULL;
@@ -749,8 +754,34 @@ void l7_free(struct l7 *l)
 	}
 	free(l->w);
 	l7_snap_put(l->snap);
+	while (l->cbs) {
+		struct l7_cb *cb = l->cbs;
+
+		l->cbs = cb->next;
+		free(cb);
+	}
 	pthread_mutex_destroy(&l->mu);
 	free(l);
+}
+
+/* The circuit breakers of a cluster: the same ones across config changes. Under l->mu. */
+static struct l7_cb *cb_for(struct l7 *l, const struct l7_cluster *cl)
+{
+	char key[320];
+	struct l7_cb *cb;
+
+	snprintf(key, sizeof(key), "%s/%s|%s", cl->svc ? cl->svc->ns : "",
+		 cl->svc ? cl->svc->name : (cl->fqdn ? cl->fqdn : ""), cl->name ? cl->name : "");
+	for (cb = l->cbs; cb; cb = cb->next)
+		if (!strcmp(cb->key, key))
+			return cb;
+	cb = calloc(1, sizeof(*cb));
+	if (!cb)
+		return NULL;
+	snprintf(cb->key, sizeof(cb->key), "%s", key);
+	cb->next = l->cbs;
+	l->cbs = cb;
+	return cb;
 }
 
 void l7_publish(struct l7 *l, struct cfgref *cfg, struct l7_table *t)
@@ -758,6 +789,8 @@ void l7_publish(struct l7 *l, struct cfgref *cfg, struct l7_table *t)
 	struct l7_snap *s, *old;
 
 	pthread_mutex_lock(&l->mu);
+	for (int i = 0; t && i < t->nclusters; i++)
+		t->clusters[i].cb = cb_for(l, &t->clusters[i]);
 	s = snap_new(cfg, t, ++l->gen);
 	old = l->snap;
 	l->snap = s;

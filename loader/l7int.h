@@ -167,6 +167,22 @@ void l7_stats_record(struct l7_stats *s, const struct l7_record *r);
 /* Istio's HTTP series of all workers, summed (the scraper's thread). */
 void l7_stats_render(struct l7_stats *const *v, int n, FILE *out);
 
+/* ---- circuit breakers ---- */
+
+/* Envoy's circuit breakers of one cluster, for the whole agent (every worker): the
+ * DestinationRule's connectionPool limits count against these. They outlive config snapshots
+ * (connections and requests do), keyed by service and subset. All atomics. */
+struct l7_cb {
+	struct l7_cb *next;
+	char key[320];
+	unsigned conns;	  /* upstream connections (tcp.maxConnections) */
+	unsigned pending; /* requests waiting for a connection (http1MaxPendingRequests) */
+	unsigned active;  /* requests in flight (http2MaxRequests) */
+	unsigned retries; /* retries outstanding (maxRetries) */
+};
+
+#define L7_OVERFLOW (-2) /* l7_upstream_start: a circuit breaker is open (UO) */
+
 /* ---- requests ---- */
 
 enum l7_role {
@@ -232,6 +248,15 @@ enum l7_tryend {
 	TRY_REFUSED,	  /* h2 REFUSED_STREAM */
 };
 
+/* What pools upstream connections (l7up.c). */
+struct l7_ukey {
+	uint8_t addr[4];
+	uint16_t port;
+	uint8_t tunnel; /* through the mTLS tunnel, as src_pod */
+	uint8_t h2;
+	uint32_t src_pod;
+};
+
 struct l7_req {
 	struct l7_dconn *dc;
 	void *cs;   /* the downstream codec's stream */
@@ -287,6 +312,11 @@ struct l7_req {
 	bool local_reply;
 	bool reported;
 	bool fault_delayed;
+	bool cb_active;	     /* counted in cl->cb->active */
+	bool cb_retry;	     /* counted in cl->cb->retries */
+	bool pending;	     /* waiting for a connection (w->pend) */
+	struct l7_req *pend_next;
+	struct l7_ukey pend_key;
 	bool mirror;	     /* a shadow copy (l7req.c, mirrors): its response is dropped */
 	bool mirror_pending; /* mirrors go when the body is complete */
 };
@@ -309,6 +339,8 @@ void l7_req_free(struct l7_req *r);
 
 /* ---- for the upstream codecs ---- */
 void l7_req_try_failed(struct l7_req *r, enum l7_tryend why);
+/* A circuit breaker is open for r's cluster: 503 UO. */
+void l7_req_overflow(struct l7_req *r);
 /* Response head; returns false when the engine retries instead (the codec then drops this
  * stream and the connection's state for it). */
 bool l7_req_resp_head(struct l7_req *r, int status, struct l7_hdrs *h, bool end);
@@ -324,14 +356,6 @@ void l7_req_upgraded(struct l7_req *r, struct l7_buf *from_upstream);
 
 /* ---- upstream connections (l7h1.c, l7h2.c) ---- */
 
-struct l7_ukey {
-	uint8_t addr[4];
-	uint16_t port;
-	uint8_t tunnel; /* through the mTLS tunnel, as src_pod */
-	uint8_t h2;
-	uint32_t src_pod;
-};
-
 struct l7_uconn {
 	struct l7_dead dead;
 	struct l7w *w;
@@ -345,6 +369,7 @@ struct l7_uconn {
 	uint64_t idle_ms;   /* idleTimeout */
 	struct l7_timer t;  /* connect timeout, then idle timeout */
 	struct l7_uconn *next_idle; /* in its pool */
+	struct l7_cb *cb;	    /* counted in cb->conns */
 	void *cx;	    /* codec state */
 	struct l7_req *r;   /* h1: the request it carries */
 	bool dead_flag;
@@ -361,6 +386,9 @@ void l7_relay(struct l7w *w, int dfd, struct l7_buf *to_down, int ufd, struct l7
 int l7_upstream_start(struct l7_req *r);
 /* r gives up on its try (timeout, retry, client gone): the stream or connection is dropped. */
 void l7_upstream_abandon(struct l7_req *r);
+/* Requests waiting for a connection slot whose cluster has one now: started (each worker's
+ * loop calls it). */
+void l7_pending_kick(struct l7w *w);
 /* More request body (or its end) is in r->body. */
 void l7_upstream_body(struct l7_req *r);
 /* The client drained: the upstream may read more. */
@@ -426,6 +454,7 @@ struct l7w {
 	struct l7_pool *pv;
 	int npv, cappv;
 	struct l7_stats stats;
+	struct l7_req *pend; /* requests waiting for a connection slot, oldest first */
 	/* hand-offs from other threads, under mu */
 	pthread_mutex_t mu;
 	struct l7_queued *q;

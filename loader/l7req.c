@@ -15,11 +15,16 @@
  * sent there; routing was the source's.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <arpa/inet.h>
+#include <bpf/bpf.h>
 #include "cfgref.h"
+#include "outlier.h"
+#include "pins.h"
 #include "l7int.h"
 #include "log.h"
 #include "security.h"
@@ -31,6 +36,7 @@
 static void try_start(struct l7_req *r);
 static void finish(struct l7_req *r);
 static void mirrors_go(struct l7_req *r);
+static void od_record(struct l7_req *r, int code);
 
 static struct l7w *req_w(const struct l7_req *r)
 {
@@ -135,6 +141,11 @@ static void try_end_common(struct l7_req *r)
 	struct l7w *w = req_w(r);
 
 	l7_timer_stop(w, &r->t_try);
+	if (r->cb_active)
+		__atomic_sub_fetch(&r->cl->cb->active, 1, __ATOMIC_RELAXED);
+	if (r->cb_retry)
+		__atomic_sub_fetch(&r->cl->cb->retries, 1, __ATOMIC_RELAXED);
+	r->cb_active = r->cb_retry = false;
 	if (r->counted_active && r->cl && r->ep >= 0 && r->ep < r->cl->n)
 		__atomic_sub_fetch(&r->cl->eps[r->ep].active, 1, __ATOMIC_RELAXED);
 	r->counted_active = false;
@@ -169,6 +180,13 @@ static bool maybe_retry(struct l7_req *r, const struct l7_try_result *res)
 			r->flags |= RF_URX; /* Envoy: the retry limit was reached */
 		return false;
 	}
+	if (r->cl && r->cl->cb && r->cl->tp && r->cl->tp->max_retries > 0 &&
+	    __atomic_load_n(&r->cl->cb->retries, __ATOMIC_RELAXED) >= r->cl->tp->max_retries)
+		return false; /* maxRetries outstanding: this answer stands (retry overflow) */
+	if (r->cl && r->cl->cb) {
+		__atomic_add_fetch(&r->cl->cb->retries, 1, __ATOMIC_RELAXED);
+		r->cb_retry = true; /* until this retry's try ends */
+	}
 	r->prev_ep = r->ep;
 	r->st = RQ_WAIT;
 	l7_timer_set(req_w(r), &r->t_wait,
@@ -192,6 +210,7 @@ void l7_req_try_failed(struct l7_req *r, enum l7_tryend why)
 					 : "refused stream");
 	try_end_common(r);
 	r->u = NULL;
+	od_record(r, why == TRY_TIMEOUT ? 504 : 503);
 	switch (why) {
 	case TRY_CONNECT_FAIL:
 		res.connect_failed = true;
@@ -241,6 +260,14 @@ void l7_req_try_failed(struct l7_req *r, enum l7_tryend why)
 	}
 }
 
+void l7_req_overflow(struct l7_req *r)
+{
+	local_reply(r, 503, RF_UO,
+		    "upstream connect error or disconnect/reset before headers. reset reason: "
+		    "overflow",
+		    NULL);
+}
+
 /* ---------------- the request's view for routing ---------------- */
 
 static void view_of(const struct l7_req *r, struct l7_req_view *v)
@@ -256,11 +283,88 @@ static void view_of(const struct l7_req *r, struct l7_req_view *v)
 	v->src_ip = r->dc->src_ip;
 }
 
+/* ---------------- outlier detection: the kernel's bm_health, shared ---------------- */
+
+/*
+ * The HTTP path and the kernel keep one outlier state per backend (bm_health, the same
+ * state machine: headers/outlier.h), so both agree on who is ejected: the kernel records
+ * connection results, this records each response (and a failed try as Envoy maps local
+ * origin errors: connect failure or reset 503, timeout 504). The agent's tick un-ejects.
+ */
+static int health_fd(const struct l7_req *r)
+{
+	const struct l7_opts *o = l7_opts_of(req_w(r));
+
+	return o->fds ? o->fds->health : -1;
+}
+
+static bool od_on(const struct l7_cluster *cl)
+{
+	return cl && cl->pol.outlier && (cl->pol.consec_5xx || cl->pol.consec_gw);
+}
+
 static bool ep_healthy(void *arg, const struct l7_ep *e)
 {
-	(void)arg;
-	(void)e;
-	return true; /* outlier state: see l7_outlier (the kernel's bm_health) */
+	const struct l7_req *r = arg;
+	struct bm_health h;
+	int fd = health_fd(r);
+
+	if (!od_on(r->cl) || !e->backend_id || fd < 0)
+		return true;
+	if (bpf_map_lookup_elem_flags(fd, &e->backend_id, &h, BPF_F_LOCK))
+		return true; /* never failed */
+	return !h.od.ejected;
+}
+
+static void od_record(struct l7_req *r, int code)
+{
+	const struct l7_cluster *cl = r->cl;
+	const struct rs_policy *rp;
+	struct bm_health h = {};
+	struct bm_outlier od;
+	struct timespec ts;
+	uint32_t bid, ejected = 0;
+	int fd = health_fd(r), res;
+
+	if (r->dc->role != L7_SOURCE || r->mirror || !od_on(cl) || r->ep < 0 || r->ep >= cl->n ||
+	    fd < 0)
+		return;
+	bid = cl->eps[r->ep].backend_id;
+	if (!bid)
+		return;
+	rp = &cl->pol;
+	bm_od_defaults(&od);
+	od.consec_5xx = rp->consec_5xx;
+	od.consec_gw = rp->consec_gw;
+	od.interval_ns = rp->interval_ms * 1000000ULL;
+	od.base_ejection_ns = rp->base_ejection_ms * 1000000ULL;
+	od.max_ejection_pct = rp->max_ejection_pct;
+	od.min_health_pct = rp->min_health_pct;
+	if (bpf_map_lookup_elem_flags(fd, &bid, &h, BPF_F_LOCK)) {
+		if (code < 500)
+			return; /* a success on a fresh host changes nothing */
+		memset(&h, 0, sizeof(h));
+		if (bpf_map_update_elem(fd, &bid, &h, BPF_NOEXIST) && errno != EEXIST)
+			return;
+		if (bpf_map_lookup_elem_flags(fd, &bid, &h, BPF_F_LOCK))
+			return;
+	}
+	if (code >= 500) /* maxEjectionPercent needs the cluster's ejected count */
+		for (int i = 0; i < cl->n; i++) {
+			struct bm_health o;
+
+			if (i != r->ep && cl->eps[i].backend_id &&
+			    !bpf_map_lookup_elem_flags(fd, &cl->eps[i].backend_id, &o, BPF_F_LOCK))
+				ejected += o.od.ejected;
+		}
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	h.pol = od;
+	res = bm_od_result(&h.od, &od, code, ts.tv_sec * 1000000000ULL + ts.tv_nsec, ejected,
+			   cl->n);
+	bpf_map_update_elem(fd, &bid, &h, BPF_F_LOCK | BPF_EXIST);
+	if (res == BM_OD_EJECTED)
+		pr_info("l7: outlier: %s ejected from %s after %d (consecutive errors)",
+			r->upstream, cl->fqdn ? cl->fqdn : "?", code);
 }
 
 /* ---------------- AuthorizationPolicy, per request ---------------- */
@@ -463,7 +567,7 @@ static void try_start(struct l7_req *r)
 		/* retries avoid the host that just failed, except under a consistent hash */
 		int avoid = r->cl->tp && r->cl->tp->lb_hash ? -1 : r->prev_ep;
 
-		r->ep = l7_pick_ep(r->cl, &v, l7_rand(w), avoid, ep_healthy, NULL);
+		r->ep = l7_pick_ep(r->cl, &v, l7_rand(w), avoid, ep_healthy, r);
 		if (r->ep < 0) {
 			local_reply(r, 503, RF_UH, "no healthy upstream", NULL);
 			return;
@@ -473,6 +577,16 @@ static void try_start(struct l7_req *r)
 		if (e->local && e->wl && !authorized(r, e->wl, e->port)) {
 			local_reply(r, 403, 0, "RBAC: access denied", NULL);
 			return;
+		}
+		if (r->cl->cb && r->cl->tp && r->cl->tp->http2_max_requests > 0 &&
+		    __atomic_load_n(&r->cl->cb->active, __ATOMIC_RELAXED) >=
+			r->cl->tp->http2_max_requests) {
+			l7_req_overflow(r); /* http2MaxRequests in flight */
+			return;
+		}
+		if (r->cl->cb) {
+			__atomic_add_fetch(&r->cl->cb->active, 1, __ATOMIC_RELAXED);
+			r->cb_active = true;
 		}
 		__atomic_add_fetch(&r->cl->eps[r->ep].active, 1, __ATOMIC_RELAXED);
 		r->counted_active = true;
@@ -493,8 +607,15 @@ static void try_start(struct l7_req *r)
 	if (r->rp.per_try_timeout_ms > 0 &&
 	    (!r->timeout_ms || r->rp.per_try_timeout_ms < r->timeout_ms))
 		l7_timer_set(w, &r->t_try, w->now + r->rp.per_try_timeout_ms);
-	if (l7_upstream_start(r))
+	switch (l7_upstream_start(r)) {
+	case 0:
+		break;
+	case L7_OVERFLOW:
+		l7_req_overflow(r);
+		break;
+	default:
 		l7_req_try_failed(r, TRY_CONNECT_FAIL);
+	}
 }
 
 static void on_wait_done(struct l7_timer *t)
@@ -825,12 +946,12 @@ bool l7_req_resp_head(struct l7_req *r, int status, struct l7_hdrs *h, bool end)
 
 	if (r->st != RQ_UPSTREAM)
 		return false;
+	try_end_common(r);
+	od_record(r, status);
 	if (maybe_retry(r, &res)) {
-		try_end_common(r);
 		r->u = NULL;
 		return false;
 	}
-	try_end_common(r);
 	r->status = status;
 	r->grpc_status = res.grpc_status;
 	r->t_resp = w->now;

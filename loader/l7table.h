@@ -20,6 +20,7 @@
 #include "resolve.h"
 
 struct cfgref;
+struct l7_cb;
 
 struct l7_ep {
 	uint8_t addr[4];
@@ -43,7 +44,8 @@ struct l7_cluster {
 	enum rs_proto proto;		      /* of the destination port */
 	struct l7_ep *eps;
 	int n;
-	unsigned rr; /* round-robin cursor (atomic) */
+	unsigned rr;	   /* round-robin cursor (atomic) */
+	struct l7_cb *cb;  /* its circuit breakers (the agent's, l7.c); NULL: none */
 };
 
 /* One HTTPMatchRequest with its regexes compiled. */

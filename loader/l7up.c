@@ -86,6 +86,10 @@ void l7_uconn_close(struct l7_uconn *u)
 		return;
 	u->dead_flag = true;
 	pool_unlink(u);
+	if (u->cb) {
+		__atomic_sub_fetch(&u->cb->conns, 1, __ATOMIC_RELAXED);
+		u->cb = NULL; /* a slot for a pending request: l7_pending_kick */
+	}
 	l7_timer_stop(u->w, &u->t);
 	dial_pass_drop(l7_opts_of(u->w)->fds ? l7_opts_of(u->w)->fds->attest : -1, &u->pass);
 	l7_io_close(u->w, &u->io);
@@ -179,6 +183,62 @@ static int uconn_dial(struct l7_uconn *u, struct l7_req *r, const uint8_t addr[4
 	return dial_tcp(&dst);
 }
 
+/* ---------------- circuit breakers: connections and pending requests ---------------- */
+
+static uint32_t lim(int64_t v)
+{
+	return v > 0 ? (v > UINT32_MAX ? UINT32_MAX : (uint32_t)v) : 0; /* 0: Istio's default */
+}
+
+static void pend_add(struct l7w *w, struct l7_req *r)
+{
+	struct l7_req **pp = &w->pend;
+
+	while (*pp)
+		pp = &(*pp)->pend_next;
+	*pp = r;
+	r->pend_next = NULL;
+	r->pending = true;
+	__atomic_add_fetch(&r->cl->cb->pending, 1, __ATOMIC_RELAXED);
+}
+
+static void pend_del(struct l7w *w, struct l7_req *r)
+{
+	for (struct l7_req **pp = &w->pend; *pp; pp = &(*pp)->pend_next)
+		if (*pp == r) {
+			*pp = r->pend_next;
+			break;
+		}
+	r->pending = false;
+	r->pend_next = NULL;
+	__atomic_sub_fetch(&r->cl->cb->pending, 1, __ATOMIC_RELAXED);
+}
+
+void l7_pending_kick(struct l7w *w)
+{
+	/* oldest first; a start may fail and reply, which never re-enters this list */
+	for (struct l7_req *r = w->pend, *next; r; r = next) {
+		const struct l7_cb *cb = r->cl->cb;
+		uint32_t max = r->cl->pol.max_conns;
+		int rc;
+
+		next = r->pend_next;
+		if (max && __atomic_load_n(&cb->conns, __ATOMIC_RELAXED) >= max) {
+			struct l7_pool *p = pool_of(w, &r->pend_key, false);
+
+			if (!p || !p->idle)
+				continue;
+		}
+		pend_del(w, r);
+		rc = l7_upstream_start(r);
+		if (rc == L7_OVERFLOW)
+			l7_req_overflow(r);
+		else if (rc)
+			l7_req_try_failed(r, TRY_CONNECT_FAIL);
+		return; /* the list may have changed: the next batch goes on */
+	}
+}
+
 int l7_upstream_start(struct l7_req *r)
 {
 	struct l7w *w = r->dc->w;
@@ -229,9 +289,25 @@ int l7_upstream_start(struct l7_req *r)
 		u->nreq++;
 		return key.h2 ? l7h2_start(r, u) : l7h1_start(r, u);
 	}
+	if (!key.h2 && r->cl && r->cl->cb && r->cl->pol.max_conns &&
+	    __atomic_load_n(&r->cl->cb->conns, __ATOMIC_RELAXED) >= r->cl->pol.max_conns) {
+		/* tcp.maxConnections reached: wait for a connection, up to
+		 * http1MaxPendingRequests of them (Istio's default: no limit) */
+		uint32_t maxp = r->cl->tp ? lim(r->cl->tp->http1_max_pending) : 0;
+
+		if (maxp && __atomic_load_n(&r->cl->cb->pending, __ATOMIC_RELAXED) >= maxp)
+			return L7_OVERFLOW;
+		r->pend_key = key;
+		pend_add(w, r);
+		return 0;
+	}
 	u = uconn_new(w, &key);
 	if (!u)
 		return -1;
+	if (r->cl && r->cl->cb) {
+		u->cb = r->cl->cb;
+		__atomic_add_fetch(&u->cb->conns, 1, __ATOMIC_RELAXED);
+	}
 	if (r->cl && r->cl->tp && r->cl->tp->has_http_pool) {
 		const struct traffic_policy *tp = r->cl->tp;
 
@@ -242,6 +318,8 @@ int l7_upstream_start(struct l7_req *r)
 	}
 	u->io.fd = uconn_dial(u, r, key.addr, key.port, local, tunnel, bid);
 	if (u->io.fd < 0) {
+		if (u->cb)
+			__atomic_sub_fetch(&u->cb->conns, 1, __ATOMIC_RELAXED);
 		free(u);
 		return -1;
 	}
@@ -299,6 +377,8 @@ void l7_upstream_abandon(struct l7_req *r)
 {
 	struct l7_uconn *u = r->u;
 
+	if (r->pending)
+		pend_del(r->dc->w, r);
 	if (!u)
 		return;
 	r->u = NULL;

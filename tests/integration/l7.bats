@@ -266,6 +266,48 @@ for r in json.load(sys.stdin)["data"]["result"]:
 	[ "$g503" = "$want503" ]
 }
 
+@test "circuit breaking: maxConnections 1 + http1MaxPendingRequests 1 overflow as 503 UO" {
+	run lab apply -f "$L7/cb.yaml"
+	[ "$status" -eq 0 ]
+	run bm services --node "$LAB-node1"
+	[[ "$output" == *"path l7 (connectionPool.http of DestinationRule)"* ]]
+	# 20 requests of 300 ms, 10 at a time, each on its own client connection
+	run lab exec -n l7 client-0 -- curl -s --max-time 30 --parallel --parallel-max 10 \
+		-w '%{http_code}\n' -o /dev/null "http://web:8080/delay/0.3?[1-20]"
+	ok=$(count '^200$' <<<"$output")
+	uo=$(count '^503$' <<<"$output")
+	echo "200: $ok, 503: $uo"
+	[ $((ok + uo)) -eq 20 ]
+	[ "$ok" -ge 2 ]
+	[ "$uo" -ge 1 ]
+	run lab exec -n l7 client-0 -- bash -c 'curl -s --max-time 5 -o /dev/null http://web:8080/delay/1 &
+		curl -s --max-time 5 -o /dev/null http://web:8080/delay/1 & sleep 0.3;
+		curl -s --max-time 5 http://web:8080/get; wait'
+	echo "$output"
+	[[ "$output" == *"reset reason: overflow"* ]]
+	run lab_metrics node1
+	[[ "$output" == *'response_code="503"'*'response_flags="UO"'* ]]
+	run lab apply -f "$L7/base.yaml"
+	[ "$status" -eq 0 ]
+}
+
+@test "outlier detection from HTTP results: a stopped replica costs 3 errors, then is ejected" {
+	run lab apply -f "$L7/od.yaml"
+	[ "$status" -eq 0 ]
+	lab stop -n l7 web-v1-1
+	run ccurl -w '%{http_code}\n' -o /dev/null "http://web:8080/get?[1-60]"
+	lab start -n l7 web-v1-1
+	bad=$(count '^503$' <<<"$output")
+	last=$(tail -n 30 <<<"$output" | count '^200$')
+	echo "503: $bad; the last 30: $last ok"
+	[ "$bad" -eq 3 ]
+	[ "$last" -eq 30 ]
+	# the kernel's state says the same (one state per backend, shared)
+	run lab_metrics node1
+	[[ "$output" == *"bpfmesh_outlier_ejected{"*"} 1"* ]]
+	run lab apply -f "$L7/base.yaml"
+}
+
 @test "malformed requests get 400 and a close, oversized headers 431" {
 	run lab exec -n l7 client-0 -- bash -c \
 		'exec 3<>/dev/tcp/10.96.70.10/8080; printf "NOT HTTP AT ALL\r\n\r\n" >&3; timeout 5 cat <&3'
