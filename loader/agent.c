@@ -781,6 +781,7 @@ static int start_zero_trust(struct agent *a, char *td, size_t tdlen)
 			return -1;
 	}
 	if (a->topts.node_ip) {
+		char alog[600];
 		struct l7_opts lo = {.node = a->node,
 				     .node_ip = a->topts.node_ip,
 				     .workers = a->workers,
@@ -788,8 +789,10 @@ static int start_zero_trust(struct agent *a, char *td, size_t tdlen)
 				     .filter_prog = a->topts.filter_out,
 				     .trust_domain = a->tun ? a->topts.trust_domain : NULL,
 				     .root_ns = a->topts.root_ns,
-				     .tun = a->tun};
+				     .tun = a->tun,
+				     .access_log = alog};
 
+		snprintf(alog, sizeof(alog), "%s/access.log", a->run_dir);
 		a->l7 = l7_new(&lo);
 		if (!a->l7)
 			pr_warn("l7: the HTTP path is not available: ports that need it stay on the "

@@ -39,6 +39,7 @@ struct l7 {
 	uint64_t gen;
 	bool started;
 	struct l7_cb *cbs; /* circuit breakers by cluster, kept until l7_free (under mu) */
+	struct l7_log *log; /* the access log, NULL: none */
 };
 
 /* ---------------- small things ---------------- */
@@ -63,6 +64,11 @@ uint32_t l7_rand(struct l7w *w)
 const struct l7_opts *l7_opts_of(const struct l7w *w)
 {
 	return &w->l->o;
+}
+
+struct l7_log *l7_log_of(const struct l7w *w)
+{
+	return w->l->log;
 }
 
 struct tunnel *l7_tunnel_of(const struct l7w *w)
@@ -614,6 +620,7 @@ static void *worker_main(void *arg)
 		if (w->pend)
 			l7_pending_kick(w);
 		free_dead(w);
+		l7_log_flush(w->l->log, &w->alog);
 	}
 	return NULL;
 }
@@ -667,6 +674,8 @@ struct l7 *l7_new(const struct l7_opts *o)
 	l->o.port = o->port ? o->port : BM_PORT_HTTP;
 	l->o.workers = nw;
 	pthread_mutex_init(&l->mu, NULL);
+	l->o.access_log = NULL; /* the caller's string: not kept */
+	l->log = l7_log_open(o->access_log);
 	l->w = calloc(nw, sizeof(*l->w));
 	if (!l->w)
 		goto fail;
@@ -744,6 +753,7 @@ void l7_free(struct l7 *l)
 		free(w->pv);
 		l7_snap_put(w->snap);
 		l7_stats_free(&w->stats);
+		lb_free(&w->alog);
 		if (w->ep >= 0)
 			close(w->ep);
 		if (w->wake >= 0)
@@ -754,6 +764,7 @@ void l7_free(struct l7 *l)
 	}
 	free(l->w);
 	l7_snap_put(l->snap);
+	l7_log_close(l->log);
 	while (l->cbs) {
 		struct l7_cb *cb = l->cbs;
 

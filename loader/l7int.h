@@ -167,6 +167,15 @@ void l7_stats_record(struct l7_stats *s, const struct l7_record *r);
 /* Istio's HTTP series of all workers, summed (the scraper's thread). */
 void l7_stats_render(struct l7_stats *const *v, int n, FILE *out);
 
+/* ---- the access log (l7log.c) ---- */
+
+struct l7_log;
+struct l7_log *l7_log_open(const char *path); /* NULL path or failure: NULL (no log) */
+void l7_log_close(struct l7_log *g);
+void l7_log_request(struct l7_buf *b, const struct l7_record *r); /* one JSON line into b */
+void l7_log_flush(struct l7_log *g, struct l7_buf *b);		   /* b's lines to the file */
+struct l7_log *l7_log_of(const struct l7w *w);
+
 /* ---- circuit breakers ---- */
 
 /* Envoy's circuit breakers of one cluster, for the whole agent (every worker): the
@@ -300,6 +309,7 @@ struct l7_req {
 	struct l7_timer t_wait;	 /* fault delay, retry back-off */
 	int64_t timeout_ms;	 /* route timeout, 0 none */
 	uint64_t t0, t_try0, t_resp;
+	uint64_t t0_ns; /* CLOCK_MONOTONIC at the start, for the recorded duration */
 	/* upstream */
 	struct l7_uconn *u;
 	void *us; /* the upstream codec's stream (HTTP/2), or NULL */
@@ -455,6 +465,7 @@ struct l7w {
 	int npv, cappv;
 	struct l7_stats stats;
 	struct l7_req *pend; /* requests waiting for a connection slot, oldest first */
+	struct l7_buf alog;  /* access log lines of this batch (l7log.c) */
 	/* hand-offs from other threads, under mu */
 	pthread_mutex_t mu;
 	struct l7_queued *q;

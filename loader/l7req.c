@@ -38,6 +38,14 @@ static void finish(struct l7_req *r);
 static void mirrors_go(struct l7_req *r);
 static void od_record(struct l7_req *r, int code);
 
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
 static struct l7w *req_w(const struct l7_req *r)
 {
 	return r->dc->w;
@@ -886,6 +894,7 @@ void l7_req_start(struct l7_req *r)
 	r->ep = r->prev_ep = -1;
 	r->grpc_status = -1;
 	r->t0 = w->now ? w->now : l7_now();
+	r->t0_ns = mono_ns(); /* durations in the metrics and the access log: sub-ms */
 	r->snap = l7_snap_get(w->snap);
 	r->rnd = l7_rand(w);
 	r->head = r->method && !strcmp(r->method, "HEAD");
@@ -1031,7 +1040,7 @@ static void record(struct l7_req *r, bool destination)
 	    .code = r->status,
 	    .grpc_status = r->grpc_status,
 	    .flags = r->flags,
-	    .ms = (double)(req_w(r)->now - r->t0),
+	    .ms = r->t0_ns ? (double)(mono_ns() - r->t0_ns) / 1e6 : (double)(req_w(r)->now - r->t0),
 	    .req_bytes = r->req_bytes,
 	    .resp_bytes = r->resp_bytes,
 	    .method = r->method,
@@ -1059,6 +1068,9 @@ static void record(struct l7_req *r, bool destination)
 		rec.svc_name = r->svc->svc->name;
 	}
 	l7_stats_record(&req_w(r)->stats, &rec);
+	/* one line per agent that carried it: the destination's when it is another node's */
+	if (l7_log_of(req_w(r)) && (!destination || r->dc->role == L7_DEST))
+		l7_log_request(&req_w(r)->alog, &rec);
 }
 
 static void finish(struct l7_req *r)

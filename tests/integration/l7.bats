@@ -308,6 +308,29 @@ for r in json.load(sys.stdin)["data"]["result"]:
 	run lab apply -f "$L7/base.yaml"
 }
 
+@test "observe --http: request events with method, path, code, flags, duration, upstream, attempts" {
+	run lab apply -f "$L7/routes.yaml"
+	run ccurl -o /dev/null http://web:8080/get?observe=1
+	run ccurl -o /dev/null http://web:8080/direct?observe=2
+	sleep 0.5
+	run bm observe --node "$LAB-node1" --http
+	echo "$output" | tail -5
+	[[ "$output" == *": http   l7/client-0 -> l7/web -> l7/web-v1-"*" GET web:8080/get?observe=1 200 - "*" ms upstream 10.244."*":8080 attempts 1 (source)"* ]]
+	[[ "$output" == *"GET web:8080/direct?observe=2 200 - "*" ms upstream - attempts 0 (source)"* ]]
+	# only request events with --http; the flows too without it
+	[[ "$output" != *": open "* ]]
+	run bm observe --node "$LAB-node1" --http --json --workload client
+	line=$(grep '"path":"/get?observe=1"' <<<"$output")
+	echo "$line"
+	[[ "$line" == *'"method":"GET"'*'"response_code":200'*'"response_flags":"-"'*'"attempts":1'* ]]
+	[[ "$line" == *'"time":"20'* ]]
+	# cross-node: node2's agent logs what it carried to v3 as destination
+	run ccurl -o /dev/null -H 'region: mars' http://web:8080/get?observe=3
+	sleep 0.5
+	run bm observe --node "$LAB-node2" --http
+	[[ "$output" == *"GET web:8080/get?observe=3 200 - "*"(destination)"* ]]
+}
+
 @test "malformed requests get 400 and a close, oversized headers 431" {
 	run lab exec -n l7 client-0 -- bash -c \
 		'exec 3<>/dev/tcp/10.96.70.10/8080; printf "NOT HTTP AT ALL\r\n\r\n" >&3; timeout 5 cat <&3'

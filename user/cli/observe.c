@@ -7,6 +7,11 @@
  * share the events. Without --follow it prints what is buffered and exits. Each text line
  * starts with the event's wall-clock time as hubble prints it ("Dec  1 16:04:53.816"); JSON
  * lines carry it as RFC 3339 ("time") and as the kernel's monotonic nanoseconds ("time_ns").
+ *
+ * Request events of the HTTP path (the agent's access log, <run dir>/access.log and its one
+ * rotated predecessor) follow the flows; --http shows only those. Their text line: time,
+ * "http", client -> service -> destination workload, method authority+path, response code,
+ * Envoy's response flags, duration, upstream host, attempts, which agent reported it.
  */
 #include <getopt.h>
 #include <arpa/inet.h>
@@ -16,6 +21,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <json-c/json.h>
@@ -31,6 +37,7 @@ struct obs {
 	const char *workload, *service, *verdict;
 	long shown;
 	int64_t mono_to_real_ns; /* CLOCK_REALTIME - CLOCK_MONOTONIC, taken at start */
+	int64_t since_real_ns;	 /* --since, for request events (wall clock) */
 	__u64 since_mono_ns;	 /* --since: events older than this are left out */
 };
 
@@ -249,13 +256,155 @@ static int on_event(void *ctx, void *data, size_t len)
 	return 0;
 }
 
+/* ---------------- request events (the HTTP path's access log) ---------------- */
+
+static const char *js(struct json_object *o, const char *k)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, k, &v) ? json_object_get_string(v) : "";
+}
+
+static int64_t ji(struct json_object *o, const char *k)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, k, &v) ? json_object_get_int64(v) : 0;
+}
+
+/* "ns/pod" is of workload w? (w: a pod or workload name, or ns/name; pod web-v1-0 is of
+ * workload web-v1) */
+static bool wl_is(const char *nsname, const char *w)
+{
+	const char *slash = strchr(nsname, '/'), *name = slash ? slash + 1 : nsname;
+	size_t n = strlen(w);
+
+	if (!strcmp(nsname, w) || !strcmp(name, w))
+		return true;
+	return !strncmp(name, w, n) && name[n] == '-' && strspn(name + n + 1, "0123456789") &&
+	       !name[n + 1 + strspn(name + n + 1, "0123456789")];
+}
+
+static void on_request(struct obs *o, const char *line)
+{
+	struct json_object *e = json_tokener_parse(line);
+	int64_t t;
+
+	if (!e)
+		return;
+	t = ji(e, "time_ns");
+	if ((o->since_real_ns && t < o->since_real_ns) ||
+	    (o->workload && !wl_is(js(e, "source"), o->workload) &&
+	     !wl_is(js(e, "destination"), o->workload)) ||
+	    (o->service && !wl_is(js(e, "service"), o->service)) || o->verdict) {
+		json_object_put(e);
+		return;
+	}
+	if (o->json) {
+		char buf[64], base[40];
+		time_t sec = t / 1000000000LL;
+		struct tm tm;
+
+		gmtime_r(&sec, &tm);
+		strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+		snprintf(buf, sizeof(buf), "%s.%09lldZ", base, (long long)(t % 1000000000LL));
+		jset_str(e, "time", buf);
+		printf("%s\n", json_object_to_json_string_ext(e, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	} else {
+		char tb[64], base[40];
+		time_t sec = t / 1000000000LL;
+		struct tm tm;
+		struct json_object *gs;
+
+		localtime_r(&sec, &tm);
+		strftime(base, sizeof(base), "%b %e %H:%M:%S", &tm);
+		snprintf(tb, sizeof(tb), "%s.%03lld", base, (long long)(t % 1000000000LL) / 1000000);
+		printf("%s: http   %s -> %s -> %s %s %s%s %lld", tb, js(e, "source")[0] ? js(e, "source") : "?",
+		       js(e, "service"), js(e, "destination")[0] ? js(e, "destination") : "-",
+		       js(e, "method"), js(e, "authority"), js(e, "path"),
+		       (long long)ji(e, "response_code"));
+		if (json_object_object_get_ex(e, "grpc_status", &gs))
+			printf(" grpc %d", json_object_get_int(gs));
+		printf(" %s %.1f ms upstream %s attempts %lld (%s)\n", js(e, "response_flags"),
+		       json_object_get_double(json_object_object_get(e, "duration_ms")),
+		       js(e, "upstream_host")[0] ? js(e, "upstream_host") : "-",
+		       (long long)ji(e, "attempts"), js(e, "reporter"));
+	}
+	o->shown++;
+	json_object_put(e);
+}
+
+struct alog {
+	char path[600];
+	FILE *f;
+	long off; /* of the next line in the live file */
+};
+
+/* Lines of f from where it is, whole lines only (a partial last line waits). */
+static void read_lines(struct obs *o, FILE *f, long *off)
+{
+	char line[16384];
+
+	if (fseek(f, *off, SEEK_SET))
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		size_t n = strlen(line);
+
+		if (!n || line[n - 1] != '\n')
+			break;
+		*off += (long)n;
+		on_request(o, line);
+	}
+	clearerr(f);
+}
+
+static void alog_open(struct obs *o, struct alog *a, const char *node)
+{
+	char dir[512], old[620];
+	FILE *f;
+	long off = 0;
+
+	a->f = NULL;
+	if (agent_run_dir(dir, sizeof(dir), node))
+		return;
+	snprintf(a->path, sizeof(a->path), "%s/access.log", dir);
+	snprintf(old, sizeof(old), "%s.1", a->path);
+	f = fopen(old, "r");
+	if (f) {
+		read_lines(o, f, &off);
+		fclose(f);
+	}
+	a->off = 0;
+	a->f = fopen(a->path, "r");
+	if (a->f)
+		read_lines(o, a->f, &a->off);
+}
+
+/* --follow: what the agent appended; a rotation starts the new file from its beginning */
+static void alog_follow(struct obs *o, struct alog *a)
+{
+	struct stat st;
+
+	if (a->f && !stat(a->path, &st) && st.st_size < a->off) {
+		fclose(a->f);
+		a->f = NULL;
+	}
+	if (!a->f) {
+		a->f = fopen(a->path, "r");
+		a->off = 0;
+	}
+	if (a->f)
+		read_lines(o, a->f, &a->off);
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: bpfmesh observe --node NAME [--bpffs DIR] [--follow] [--json] "
 		   "[--since DURATION]\n"
 		   "                       [--workload W] [--service S] "
-		   "[--verdict open|close|fail|eject|deny]\n"
-		   "  the node's flow log: what is buffered (and with --follow, what comes);\n"
+		   "[--verdict open|close|fail|eject|deny] [--http]\n"
+		   "  the node's flow log and the HTTP path's request events: what is buffered\n"
+		   "  (and with --follow, what comes); --http: request events only;\n"
 		   "  --since 5m: only events of the last five minutes\n");
 }
 
@@ -269,13 +418,15 @@ int cmd_observe(int argc, char **argv)
 					     {"service", required_argument, 0, 's'},
 					     {"verdict", required_argument, 0, 'v'},
 					     {"since", required_argument, 0, 'S'},
+					     {"http", no_argument, 0, 'H'},
 					     {0, 0, 0, 0}};
 	struct obs o = {.names_fd = -1};
 	int64_t since_ns;
 	const char *node = NULL, *bpffs = NULL;
 	char pin[600], path[700], bbuf[256];
-	struct ring_buffer *rb;
-	bool follow = false;
+	struct ring_buffer *rb = NULL;
+	struct alog al = {0};
+	bool follow = false, http = false;
 	int fd, opt;
 
 	if (args_help(argc, argv)) {
@@ -294,6 +445,7 @@ int cmd_observe(int argc, char **argv)
 					optarg);
 				return 2;
 			}
+			o.since_real_ns = clock_ns(CLOCK_REALTIME) - since_ns;
 			o.since_mono_ns = clock_ns(CLOCK_MONOTONIC) > since_ns
 					      ? (__u64)(clock_ns(CLOCK_MONOTONIC) - since_ns)
 					      : 0;
@@ -319,6 +471,9 @@ int cmd_observe(int argc, char **argv)
 		case 'v':
 			o.verdict = optarg;
 			break;
+		case 'H':
+			http = true;
+			break;
 		default:
 			goto usage;
 		}
@@ -330,29 +485,39 @@ int cmd_observe(int argc, char **argv)
 	if (dp_pin_dir(pin, sizeof(pin), bpffs ? bpffs : "/sys/fs/bpf", node))
 		goto usage;
 	snprintf(path, sizeof(path), "%s/bm_events", pin);
-	fd = bpf_obj_get(path);
-	if (fd < 0) {
+	fd = http ? -1 : bpf_obj_get(path);
+	if (fd < 0 && !http) {
 		fprintf(stderr, "bpfmesh observe: no flow log for node %s (%s)\n", node, path);
 		return 1;
 	}
 	snprintf(path, sizeof(path), "%s/bm_names", pin);
-	o.names_fd = bpf_obj_get(path);
-	rb = ring_buffer__new(fd, on_event, &o, NULL);
-	if (!rb) {
-		fprintf(stderr, "bpfmesh observe: cannot read %s/bm_events\n", pin);
-		return 1;
+	o.names_fd = http ? -1 : bpf_obj_get(path);
+	if (!http) {
+		rb = ring_buffer__new(fd, on_event, &o, NULL);
+		if (!rb) {
+			fprintf(stderr, "bpfmesh observe: cannot read %s/bm_events\n", pin);
+			return 1;
+		}
 	}
 	signal(SIGINT, obs_sigint);
 	signal(SIGTERM, obs_sigint);
-	do {
-		if (follow)
+	if (rb)
+		ring_buffer__consume(rb);
+	alog_open(&o, &al, node);
+	fflush(stdout);
+	while (follow && !obs_stop) {
+		if (rb)
 			ring_buffer__poll(rb, 200);
 		else
-			ring_buffer__consume(rb);
+			usleep(200 * 1000);
+		alog_follow(&o, &al);
 		fflush(stdout);
-	} while (follow && !obs_stop);
+	}
+	if (al.f)
+		fclose(al.f);
 	ring_buffer__free(rb);
-	close(fd);
+	if (fd >= 0)
+		close(fd);
 	if (o.names_fd >= 0)
 		close(o.names_fd);
 	return 0;

@@ -118,9 +118,8 @@ static void policy_notices(struct vctx *v, const struct ynode *tp, const char *p
 	static const char *const ch_f[] = {"ringHash", "maglev", "minimumRingSize", NULL};
 	static const char *const cookie_f[] = {"ttl", NULL};
 	/* connectionPool.http: maxRequestsPerConnection, idleTimeout, http1MaxPendingRequests,
-	 * http2MaxRequests and maxRetries are enforced on the HTTP path */
-	static const char *const http_f[] = {"h2UpgradePolicy", "useClientProtocol",
-					     "maxConcurrentStreams", NULL};
+	 * http2MaxRequests, maxRetries and h2UpgradePolicy are enforced on the HTTP path */
+	static const char *const http_f[] = {"useClientProtocol", "maxConcurrentStreams", NULL};
 	static const char *const tcp_f[] = {"tcpKeepalive", "maxConnectionDuration", "idleTimeout",
 					    NULL};
 	static const char *const od_f[] = {"splitExternalLocalOriginErrors",
