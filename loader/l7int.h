@@ -310,6 +310,7 @@ struct l7_req {
 	int64_t timeout_ms;	 /* route timeout, 0 none */
 	uint64_t t0, t_try0, t_resp;
 	uint64_t t0_ns; /* CLOCK_MONOTONIC at the start, for the recorded duration */
+	char gen_cookie[24]; /* httpCookie with ttl the client did not send: Set-Cookie it */
 	/* upstream */
 	struct l7_uconn *u;
 	void *us; /* the upstream codec's stream (HTTP/2), or NULL */

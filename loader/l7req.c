@@ -289,6 +289,34 @@ static void view_of(const struct l7_req *r, struct l7_req_view *v)
 	v->port = r->dc->role == L7_SOURCE ? r->dc->vport : r->dc->dst_port;
 	v->src = r->src_wl;
 	v->src_ip = r->dc->src_ip;
+	v->gen_cookie = r->gen_cookie[0] ? r->gen_cookie : NULL;
+}
+
+/* Envoy's cookie hash with a ttl: a client without the cookie gets one (its value from the
+ * client's address and a random number), which picks its host now and on every request that
+ * sends it back. */
+static void gen_cookie(struct l7_req *r)
+{
+	const struct traffic_policy *tp = r->cl ? r->cl->tp : NULL;
+	const char *ck, *name;
+	size_t nl;
+
+	if (r->gen_cookie[0] || !tp || !tp->lb_hash || !tp->hash_cookie ||
+	    tp->hash_cookie_ttl_ms < 0 || tp->hash_header || tp->hash_query)
+		return;
+	name = tp->hash_cookie;
+	nl = strlen(name);
+	for (ck = l7h_get(&r->h, "cookie"); ck && *ck;) {
+		while (*ck == ' ')
+			ck++;
+		if (!strncmp(ck, name, nl) && ck[nl] == '=')
+			return; /* the client has it */
+		ck = strchr(ck, ';');
+		ck = ck ? ck + 1 : NULL;
+	}
+	snprintf(r->gen_cookie, sizeof(r->gen_cookie), "%08x%08x",
+		 (unsigned)(r->dc->src_ip[0] << 24 | r->dc->src_ip[1] << 16 | r->dc->src_port),
+		 l7_rand(req_w(r)));
 }
 
 /* ---------------- outlier detection: the kernel's bm_health, shared ---------------- */
@@ -570,6 +598,8 @@ static void try_start(struct l7_req *r)
 	char n[16];
 
 	r->st = RQ_UPSTREAM;
+	if (r->dc->role == L7_SOURCE)
+		gen_cookie(r);
 	view_of(r, &v);
 	if (r->dc->role == L7_SOURCE) {
 		/* retries avoid the host that just failed, except under a consistent hash */
@@ -967,6 +997,21 @@ bool l7_req_resp_head(struct l7_req *r, int status, struct l7_hdrs *h, bool end)
 	snprintf(ms, sizeof(ms), "%llu", (unsigned long long)(w->now - r->t_try0));
 	if (r->dc->role == L7_SOURCE) {
 		l7h_set(h, X_ENVOY_UST, ms);
+		if (r->gen_cookie[0] && r->cl && r->cl->tp) {
+			const struct traffic_policy *tp = r->cl->tp;
+			char sc[512];
+			int n = snprintf(sc, sizeof(sc), "%s=\"%s\"", tp->hash_cookie, r->gen_cookie);
+
+			if (tp->hash_cookie_ttl_ms > 0)
+				n += snprintf(sc + n, sizeof(sc) - n, "; Max-Age=%lld",
+					      (long long)(tp->hash_cookie_ttl_ms / 1000));
+			if (tp->hash_cookie_path && n < (int)sizeof(sc))
+				n += snprintf(sc + n, sizeof(sc) - n, "; Path=%s",
+					      tp->hash_cookie_path);
+			if (n < (int)sizeof(sc))
+				snprintf(sc + n, sizeof(sc) - n, "; HttpOnly");
+			l7h_add(h, "set-cookie", sc);
+		}
 		if (r->rt && r->rt->h)
 			l7h_apply(h, &r->rt->h->resp_headers);
 		if (r->dest && r->dest->rd)

@@ -331,14 +331,23 @@ uint64_t l7_hash_key(const struct traffic_policy *tp, const struct l7_req_view *
 			while (*p == ' ')
 				p++;
 			if (!strncmp(p, tp->hash_cookie, nl) && p[nl] == '=') {
-				size_t vl = strcspn(p + nl + 1, ";");
+				const char *val = p + nl + 1;
+				size_t vl = strcspn(val, ";");
 
-				h = fnv64(p + nl + 1, vl, seed);
+				if (vl >= 2 && val[0] == '"' && val[vl - 1] == '"') {
+					val++; /* a quoted value (as Envoy sets it): its contents */
+					vl -= 2;
+				}
+				h = fnv64(val, vl, seed);
 				*have = true;
 				break;
 			}
 			p = strchr(p, ';');
 			p = p ? p + 1 : NULL;
+		}
+		if (!*have && r->gen_cookie) {
+			h = fnv64(r->gen_cookie, strlen(r->gen_cookie), seed);
+			*have = true;
 		}
 	} else if (tp->lb_hash_source_ip && r->src_ip) {
 		h = fnv64(r->src_ip, 4, seed);

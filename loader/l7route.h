@@ -51,6 +51,7 @@ struct l7_req_view {
 	int port;			/* the service port dialed */
 	const struct workload_obj *src; /* the client, NULL when not a known pod */
 	const uint8_t *src_ip;		/* IPv4, for consistentHash useSourceIp */
+	const char *gen_cookie;		/* httpCookie with ttl, absent: the value generated */
 };
 
 bool l7_match(const struct l7_match *m, const struct l7_req_view *r);

@@ -331,6 +331,26 @@ for r in json.load(sys.stdin)["data"]["result"]:
 	[[ "$output" == *"GET web:8080/get?observe=3 200 - "*"(destination)"* ]]
 }
 
+@test "httpCookie with ttl: a client without the cookie gets one, and it pins one replica" {
+	run lab apply -f "$L7/cookie.yaml"
+	[ "$status" -eq 0 ]
+	run ccurl -D - -o /dev/null http://web:8080/get
+	echo "$output"
+	cookie=$(sed -n 's/^set-cookie: sess="\([0-9a-f]*\)"; Max-Age=60; Path=\/; HttpOnly.*/\1/p' <<<"$output" | tr -d '\r')
+	[ -n "$cookie" ]
+	pod=$(sed -n 's/^x-bpfmesh-pod: \(.*\)/\1/p' <<<"$output" | tr -d '\r')
+	[ -n "$pod" ]
+	# the cookie sent back (quoted, as set) always reaches that pod, and gets no new one
+	run ccurl -D - -o /dev/null -H "cookie: sess=\"$cookie\"" "http://web:8080/get?[1-20]"
+	[ "$(count "^x-bpfmesh-pod: $pod" <<<"$output")" -eq 20 ]
+	[ "$(count '^set-cookie' <<<"$output")" -eq 0 ]
+	# over many clients' cookies both replicas serve
+	run ccurl -D - -o /dev/null "http://web:8080/get?[1-40]"
+	[ "$(count '^set-cookie: sess=' <<<"$output")" -eq 40 ]
+	[ "$(grep '^x-bpfmesh-pod:' <<<"$output" | sort -u | wc -l)" -eq 2 ]
+	run lab apply -f "$L7/base.yaml"
+}
+
 @test "malformed requests get 400 and a close, oversized headers 431" {
 	run lab exec -n l7 client-0 -- bash -c \
 		'exec 3<>/dev/tcp/10.96.70.10/8080; printf "NOT HTTP AT ALL\r\n\r\n" >&3; timeout 5 cat <&3'

@@ -493,6 +493,33 @@ static void test_consistent_hash(void)
 	teardown(&f);
 }
 
+/* httpCookie: the cookie's value is the key, quoted (as Envoy's Set-Cookie writes it) or not;
+ * a client without it is hashed by the value generated for it, the one it gets back. */
+static void test_cookie_hash(void)
+{
+	struct traffic_policy tp = {.lb_hash = true, .hash_cookie = "sess"};
+	struct l7_hdrs h = {0};
+	struct l7_req_view r = {.method = "GET", .path = "/", .h = &h};
+	uint64_t plain, quoted, gen, other;
+	bool have;
+
+	l7h_set(&h, "cookie", "a=1; sess=abc123; b=2");
+	plain = l7_hash_key(&tp, &r, &have);
+	CHECK(have, "the cookie is a key");
+	l7h_set(&h, "cookie", "sess=\"abc123\"");
+	quoted = l7_hash_key(&tp, &r, &have);
+	CHECK_EQ(quoted, plain, "quoted: the same key");
+	l7h_set(&h, "cookie", "other=abc123");
+	CHECK(!l7_hash_key(&tp, &r, &have) || !have, "another cookie: no key");
+	r.gen_cookie = "abc123";
+	gen = l7_hash_key(&tp, &r, &have);
+	CHECK(have && gen == plain, "the generated value: the key the cookie will carry");
+	l7h_set(&h, "cookie", "sess=zzz");
+	other = l7_hash_key(&tp, &r, &have);
+	CHECK(have && other != plain, "a cookie the client sends wins over a generated one");
+	l7h_free(&h);
+}
+
 int main(void)
 {
 	if (!mkdtemp(dir))
@@ -507,6 +534,7 @@ int main(void)
 	RUN(test_retry_policy);
 	RUN(test_faults);
 	RUN(test_consistent_hash);
+	RUN(test_cookie_hash);
 	{
 		char path[128];
 

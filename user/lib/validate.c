@@ -116,7 +116,6 @@ static void policy_notices(struct vctx *v, const struct ynode *tp, const char *p
 	/* consistentHash by header, cookie, query parameter and source IP is enforced (the
 	 * header, cookie and query forms per request on the HTTP path) */
 	static const char *const ch_f[] = {"ringHash", "maglev", "minimumRingSize", NULL};
-	static const char *const cookie_f[] = {"ttl", NULL};
 	/* connectionPool.http: maxRequestsPerConnection, idleTimeout, http1MaxPendingRequests,
 	 * http2MaxRequests, maxRetries and h2UpgradePolicy are enforced on the HTTP path */
 	static const char *const http_f[] = {"useClientProtocol", "maxConcurrentStreams", NULL};
@@ -125,14 +124,12 @@ static void policy_notices(struct vctx *v, const struct ynode *tp, const char *p
 	static const char *const od_f[] = {"splitExternalLocalOriginErrors",
 					   "consecutiveLocalOriginFailures", NULL};
 	const struct ynode *lb = g(tp, "loadBalancer"), *cp = g(tp, "connectionPool");
-	char p[PATHMAX], q[PATHMAX], r[PATHMAX];
+	char p[PATHMAX], q[PATHMAX];
 
 	note_unenforced(v, tp, path, tp_f);
 	note_tls(v, g(tp, "tls"), pjoin(p, path, "tls"));
 	note_unenforced(v, lb, pjoin(p, path, "loadBalancer"), lb_f);
 	note_unenforced(v, g(lb, "consistentHash"), pjoin(q, p, "consistentHash"), ch_f);
-	note_unenforced(v, g(g(lb, "consistentHash"), "httpCookie"), pjoin(r, q, "httpCookie"),
-			cookie_f);
 	note_unenforced(v, g(cp, "http"), pjoin(q, pjoin(p, path, "connectionPool"), "http"),
 			http_f);
 	note_unenforced(v, g(cp, "tcp"), pjoin(q, p, "tcp"), tcp_f);
