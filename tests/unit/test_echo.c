@@ -4,12 +4,15 @@
  * forked child runs echo_run() on two free high ports for the whole suite; the last test stops
  * it with SIGTERM and expects exit status 0, which under ASan also means LeakSanitizer found
  * nothing in the child. main() kills and reaps the child whatever happened before.
+ * HTTP/2 (echo_h2.c) is driven by a small nghttp2 client session (h2c_* below).
  */
 #include "echo.h"
+#include "echo_h2.h"
 #include "check.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <nghttp2/nghttp2.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -22,8 +25,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define POD "orders-service-v1-0"
-#define NS  "microservices"
+#define POD	 "orders-service-v1-0"
+#define NS	 "microservices"
+#define IDENTITY "bpfmesh echo: pod " POD ", namespace " NS ", node node-a, version v1"
 
 static pid_t child = -1;
 static int ports[2];
@@ -239,6 +243,232 @@ static bool peer_closes(int fd)
 	return n == 0;
 }
 
+/* ---------------- HTTP/2 client ---------------- */
+
+#define H2C_STREAMS 160
+
+struct h2c_resp {
+	int32_t id;
+	int status; /* :status */
+	char ctype[64], grpc_status[8], clen[24];
+	bool trailers; /* a second HEADERS (gRPC status after the message) */
+	int nheaders;  /* HEADERS frames received */
+	char *body;    /* heap, NUL-terminated */
+	size_t blen;
+	bool closed;
+	uint32_t error; /* RST_STREAM code, 0 for a clean close */
+	double t_done;
+	/* request body */
+	const char *up;
+	size_t uplen, upoff;
+};
+
+struct h2c {
+	int fd;
+	nghttp2_session *ng;
+	struct h2c_resp r[H2C_STREAMS];
+	int n;
+	bool failed;
+};
+
+static struct h2c_resp *h2c_find(struct h2c *c, int32_t id)
+{
+	for (int i = 0; i < c->n; i++)
+		if (c->r[i].id == id)
+			return &c->r[i];
+	return NULL;
+}
+
+static int h2c_on_header(nghttp2_session *ng, const nghttp2_frame *fr, const uint8_t *name,
+			 size_t nl, const uint8_t *value, size_t vl, uint8_t flags, void *ud)
+{
+	struct h2c_resp *r = h2c_find(ud, fr->hd.stream_id);
+	char v[256];
+
+	(void)ng;
+	(void)flags;
+	if (!r)
+		return 0;
+	snprintf(v, sizeof(v), "%.*s", (int)vl, (const char *)value);
+	if (nl == 7 && !memcmp(name, ":status", 7))
+		r->status = atoi(v);
+	else if (nl == 12 && !memcmp(name, "content-type", 12))
+		snprintf(r->ctype, sizeof(r->ctype), "%s", v);
+	else if (nl == 14 && !memcmp(name, "content-length", 14))
+		snprintf(r->clen, sizeof(r->clen), "%s", v);
+	else if (nl == 11 && !memcmp(name, "grpc-status", 11))
+		snprintf(r->grpc_status, sizeof(r->grpc_status), "%s", v);
+	return 0;
+}
+
+static int h2c_on_frame(nghttp2_session *ng, const nghttp2_frame *fr, void *ud)
+{
+	struct h2c_resp *r = h2c_find(ud, fr->hd.stream_id);
+
+	(void)ng;
+	if (r && fr->hd.type == NGHTTP2_HEADERS) {
+		r->trailers |= r->nheaders > 0;
+		r->nheaders++;
+	}
+	return 0;
+}
+
+static int h2c_on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t *data,
+		       size_t len, void *ud)
+{
+	struct h2c_resp *r = h2c_find(ud, id);
+	char *b;
+
+	(void)ng;
+	(void)flags;
+	if (!r)
+		return 0;
+	b = realloc(r->body, r->blen + len + 1);
+	if (!b)
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	memcpy(b + r->blen, data, len);
+	r->blen += len;
+	b[r->blen] = 0;
+	r->body = b;
+	return 0;
+}
+
+static int h2c_on_close(nghttp2_session *ng, int32_t id, uint32_t code, void *ud)
+{
+	struct h2c_resp *r = h2c_find(ud, id);
+
+	(void)ng;
+	if (r) {
+		r->closed = true;
+		r->error = code;
+		r->t_done = now_s();
+	}
+	return 0;
+}
+
+static ssize_t h2c_read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t len,
+			     uint32_t *flags, nghttp2_data_source *src, void *ud)
+{
+	struct h2c_resp *r = src->ptr;
+	size_t n = r->uplen - r->upoff;
+
+	(void)ng;
+	(void)id;
+	(void)ud;
+	if (n > len)
+		n = len;
+	memcpy(buf, r->up + r->upoff, n);
+	r->upoff += n;
+	if (r->upoff == r->uplen)
+		*flags |= NGHTTP2_DATA_FLAG_EOF;
+	return (ssize_t)n;
+}
+
+/* A client session on fd; upgraded: the server took stream 1 from an HTTP/1.1 request. */
+static bool h2c_init(struct h2c *c, int fd, const uint8_t *settings, size_t slen)
+{
+	nghttp2_session_callbacks *cb;
+	bool ok;
+
+	memset(c, 0, sizeof(*c));
+	c->fd = fd;
+	if (fd < 0 || nghttp2_session_callbacks_new(&cb))
+		return false;
+	nghttp2_session_callbacks_set_on_header_callback(cb, h2c_on_header);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, h2c_on_frame);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, h2c_on_data);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cb, h2c_on_close);
+	ok = !nghttp2_session_client_new(&c->ng, cb, c);
+	nghttp2_session_callbacks_del(cb);
+	if (!ok)
+		return false;
+	if (settings) {
+		c->r[c->n++].id = 1;
+		return !nghttp2_session_upgrade2(c->ng, settings, slen, 0, NULL);
+	}
+	return !nghttp2_submit_settings(c->ng, NGHTTP2_FLAG_NONE, NULL, 0);
+}
+
+static bool h2c_open(struct h2c *c, int port)
+{
+	return h2c_init(c, tcp_connect(AF_INET, port), NULL, 0);
+}
+
+/* A request (extra: "name", "value" pairs, NULL-terminated); its response slot, or NULL. */
+static struct h2c_resp *h2c_req(struct h2c *c, const char *method, const char *path,
+				const char *const *extra, const char *body, size_t blen)
+{
+	nghttp2_nv nv[16];
+	size_t n = 0;
+	struct h2c_resp *r;
+	nghttp2_data_provider prd;
+	int32_t id;
+
+	if (c->n == H2C_STREAMS)
+		return NULL;
+#define NV(a, b)                                                                                   \
+	(nghttp2_nv){(uint8_t *)(a), (uint8_t *)(b), strlen(a), strlen(b), NGHTTP2_NV_FLAG_NONE}
+	nv[n++] = NV(":method", method);
+	nv[n++] = NV(":scheme", "http");
+	nv[n++] = NV(":authority", "h2host:8080");
+	nv[n++] = NV(":path", path);
+	for (int i = 0; extra && extra[i] && n < 16; i += 2)
+		nv[n++] = NV(extra[i], extra[i + 1]);
+#undef NV
+	r = &c->r[c->n];
+	memset(r, 0, sizeof(*r));
+	r->up = body;
+	r->uplen = blen;
+	prd.source.ptr = r;
+	prd.read_callback = h2c_read_body;
+	id = nghttp2_submit_request(c->ng, NULL, nv, n, body ? &prd : NULL, NULL);
+	if (id < 0)
+		return NULL;
+	r->id = id;
+	c->n++;
+	return r;
+}
+
+/* Exchange frames until every stream is closed (or one, when until is set); false on error. */
+static bool h2c_run(struct h2c *c, const struct h2c_resp *until)
+{
+	for (;;) {
+		const uint8_t *p;
+		ssize_t n;
+		bool open = false;
+		char buf[65536];
+
+		while ((n = nghttp2_session_mem_send(c->ng, &p)) > 0)
+			for (ssize_t off = 0; off < n;) {
+				ssize_t w = send(c->fd, p + off, (size_t)(n - off), MSG_NOSIGNAL);
+
+				if (w <= 0)
+					return false;
+				off += w;
+			}
+		if (n < 0)
+			return false;
+		for (int i = 0; i < c->n; i++)
+			open |= !c->r[i].closed;
+		if (until ? until->closed : !open)
+			return true;
+		n = recv(c->fd, buf, sizeof(buf), 0);
+		if (n <= 0 || nghttp2_session_mem_recv(c->ng, (uint8_t *)buf, (size_t)n) < 0)
+			return false;
+	}
+}
+
+static void h2c_close(struct h2c *c)
+{
+	for (int i = 0; i < c->n; i++)
+		free(c->r[i].body);
+	nghttp2_session_del(c->ng);
+	if (c->fd >= 0)
+		close(c->fd);
+	memset(c, 0, sizeof(*c));
+	c->fd = -1;
+}
+
 static void test_start(void)
 {
 	int status;
@@ -301,6 +531,7 @@ static void test_get_json(void)
 	CHECK_CONTAINS(r.body, "\n    \"x\": [\n      \"1\",\n      \"2\"\n    ],\n", "args x");
 	CHECK_CONTAINS(r.body, "\n    \"y\": \"a b\"\n", "args y");
 	CHECK_CONTAINS(r.body, "\n  \"origin\": \"127.0.0.1\",\n", "origin");
+	CHECK_CONTAINS(r.body, "\n  \"protocol\": \"HTTP/1.1\",\n", "protocol");
 	CHECK_CONTAINS(r.body, "\"url\": \"http://orders-service:8080/get?x=1&y=a%20b&x=2\"",
 		       "url");
 	CHECK(r.body[0] == '{' && !strcmp(r.body + r.blen - 2, "}\n"), "one JSON object");
@@ -590,6 +821,178 @@ static void test_udp(void)
 	}
 }
 
+static void test_h2_prior_knowledge(void)
+{
+	static const char *const hdrs[] = {"x-custom-header", "Hello", "content-type", "text/plain",
+					   NULL};
+	struct h2c c;
+	struct h2c_resp *root, *get, *post, *head, *st, *nf;
+
+	if (!CHECK(h2c_open(&c, ports[0]), "connect"))
+		goto out;
+	root = h2c_req(&c, "GET", "/", NULL, NULL, 0);
+	get = h2c_req(&c, "GET", "/get?x=1", hdrs, NULL, 0);
+	post = h2c_req(&c, "POST", "/post", hdrs, "hello h2", 8);
+	head = h2c_req(&c, "HEAD", "/get", NULL, NULL, 0);
+	st = h2c_req(&c, "GET", "/status/503", NULL, NULL, 0);
+	nf = h2c_req(&c, "GET", "/nope", NULL, NULL, 0);
+	if (!CHECK(root && get && post && head && st && nf, "submit") ||
+	    !CHECK(h2c_run(&c, NULL), "exchange"))
+		goto out;
+	CHECK_EQ(root->status, 200, "/ status");
+	CHECK_STR(root->body, IDENTITY "\n", "/ identity");
+	CHECK_EQ(get->status, 200, "/get status");
+	CHECK_STR(get->ctype, "application/json", "/get type");
+	CHECK_CONTAINS(get->body, "\n  \"protocol\": \"HTTP/2.0\",\n", "protocol");
+	CHECK_CONTAINS(get->body, "\n    \"Host\": \"h2host:8080\"", ":authority as Host");
+	CHECK_CONTAINS(get->body, "\n    \"X-Custom-Header\": \"Hello\"", "header, as HTTP/1.1");
+	CHECK_CONTAINS(get->body, "\"url\": \"http://h2host:8080/get?x=1\"", "url");
+	CHECK_CONTAINS(get->body, "\"x\": \"1\"", "args");
+	CHECK_CONTAINS(get->body, "\"pod\": \"" POD "\"", "pod");
+	CHECK_EQ(post->status, 200, "/post status");
+	CHECK_CONTAINS(post->body, "\"data\": \"hello h2\"", "body echoed");
+	CHECK_EQ(head->status, 200, "HEAD status");
+	CHECK_EQ(head->blen, 0, "HEAD has no body");
+	CHECK(atoi(head->clen) > 100, "HEAD has the length of GET's body");
+	CHECK_EQ(st->status, 503, "/status/503");
+	CHECK_EQ(nf->status, 404, "not found");
+out:
+	h2c_close(&c);
+}
+
+static void test_h2_many_streams(void)
+{
+	struct h2c c;
+	struct h2c_resp *r[150];
+	int ok = 0;
+
+	if (!CHECK(h2c_open(&c, ports[0]), "connect"))
+		goto out;
+	/* more than ECHO_H2_MAX_STREAMS at once: the client queues the rest */
+	for (int i = 0; i < 150; i++)
+		r[i] = h2c_req(&c, "GET", i % 2 ? "/get" : "/", NULL, NULL, 0);
+	if (!CHECK(r[149], "submit") || !CHECK(h2c_run(&c, NULL), "exchange"))
+		goto out;
+	for (int i = 0; i < 150; i++)
+		ok += r[i]->status == 200 && r[i]->body && strstr(r[i]->body, POD);
+	CHECK_EQ(ok, 150, "150 answers on one connection");
+out:
+	h2c_close(&c);
+}
+
+static void test_h2_delay_holds_one_stream(void)
+{
+	struct h2c c;
+	struct h2c_resp *d, *g;
+	double t0 = now_s();
+
+	if (!CHECK(h2c_open(&c, ports[0]), "connect"))
+		goto out;
+	d = h2c_req(&c, "GET", "/delay/1", NULL, NULL, 0);
+	g = h2c_req(&c, "GET", "/get", NULL, NULL, 0);
+	if (!CHECK(d && g, "submit") || !CHECK(h2c_run(&c, NULL), "exchange"))
+		goto out;
+	CHECK_EQ(g->status, 200, "/get");
+	CHECK(g->t_done - t0 < 0.5, "/get answered while /delay/1 waits");
+	CHECK_EQ(d->status, 200, "/delay/1");
+	CHECK(d->t_done - t0 >= 0.95 && d->t_done - t0 < 3, "delayed about 1 s");
+out:
+	h2c_close(&c);
+}
+
+static void test_h2_body_limit(void)
+{
+	static const char *const too_long[] = {"content-length", "2000000", NULL};
+	size_t big = ECHO_MAX_BODY + 1;
+	char *body = calloc(1, big);
+	struct h2c c;
+	struct h2c_resp *declared, *streamed, *after;
+
+	if (!CHECK(body && h2c_open(&c, ports[0]), "setup"))
+		goto out;
+	/* refused by its content-length, before the body is read */
+	declared = h2c_req(&c, "POST", "/post", too_long, body, 2000000 > big ? big : 2000000);
+	if (!CHECK(declared && h2c_run(&c, declared), "declared"))
+		goto out;
+	CHECK_EQ(declared->status, 413, "content-length over the limit");
+	/* refused at the first byte too many */
+	streamed = h2c_req(&c, "POST", "/post", NULL, body, big);
+	if (!CHECK(streamed && h2c_run(&c, streamed), "streamed"))
+		goto out;
+	CHECK_EQ(streamed->status, 413, "body over the limit");
+	CHECK_CONTAINS(streamed->body, "413 Content Too Large", "same text as HTTP/1.1");
+	/* the connection goes on */
+	after = h2c_req(&c, "POST", "/post", NULL, body, ECHO_MAX_BODY);
+	if (CHECK(after && h2c_run(&c, after), "after"))
+		CHECK_EQ(after->status, 200, "a body at the limit");
+out:
+	h2c_close(&c);
+	free(body);
+}
+
+static void test_h2c_upgrade(void)
+{
+	nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 100}};
+	static const char b64[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	uint8_t set[64];
+	char enc[128], req[512], head[1024];
+	ssize_t sl = nghttp2_pack_settings_payload(set, sizeof(set), iv, 1);
+	size_t e = 0, hl = 0;
+	struct h2c c = {.fd = -1};
+	struct h2c_resp *second;
+	int fd;
+
+	if (!CHECK(sl > 0, "settings"))
+		return;
+	for (ssize_t i = 0; i < sl; i += 3) {
+		uint32_t v = (uint32_t)set[i] << 16 | (i + 1 < sl ? set[i + 1] << 8 : 0) |
+			     (i + 2 < sl ? set[i + 2] : 0);
+
+		for (int k = 0; k < 4 && (size_t)k <= (size_t)(sl - i) * 4 / 3; k++)
+			enc[e++] = b64[(v >> (18 - 6 * k)) & 63];
+	}
+	enc[e] = 0;
+	snprintf(
+	    req, sizeof(req),
+	    "GET /anything/up?a=1 HTTP/1.1\r\nHost: up:8080\r\nX-Before: 1\r\n"
+	    "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: %s\r\n\r\n",
+	    enc);
+	fd = tcp_connect(AF_INET, ports[0]);
+	if (!CHECK(fd >= 0 && send_str(fd, req), "send upgrade request")) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	/* read exactly the 101's head: what follows is HTTP/2 */
+	while (hl < sizeof(head) - 1 && !(hl >= 4 && !memcmp(head + hl - 4, "\r\n\r\n", 4)))
+		if (recv(fd, head + hl, 1, 0) == 1)
+			hl++;
+		else
+			break;
+	head[hl] = 0;
+	CHECK(!strncmp(head, "HTTP/1.1 101 ", 13), "101 Switching Protocols");
+	CHECK(strcasestr(head, "\r\nUpgrade: h2c\r\n"), "Upgrade: h2c");
+	if (!CHECK(h2c_init(&c, fd, set, (size_t)sl), "client session"))
+		goto out;
+	second = h2c_req(&c, "GET", "/", NULL, NULL, 0);
+	if (!CHECK(second && h2c_run(&c, NULL), "exchange"))
+		goto out;
+	CHECK_EQ(c.r[0].status, 200, "the upgraded request is answered on stream 1");
+	CHECK_CONTAINS(c.r[0].body, "\"protocol\": \"HTTP/2.0\"", "over HTTP/2");
+	CHECK_CONTAINS(c.r[0].body, "\"Host\": \"up:8080\"", "Host");
+	CHECK_CONTAINS(c.r[0].body, "\"X-Before\": \"1\"", "its headers");
+	CHECK(!strstr(c.r[0].body, "Http2-Settings") && !strstr(c.r[0].body, "HTTP2-Settings"),
+	      "hop-by-hop fields dropped");
+	CHECK_CONTAINS(c.r[0].body, "\"url\": \"http://up:8080/anything/up?a=1\"", "url");
+	CHECK_STR(second->body, IDENTITY "\n", "a second request on the connection");
+out:
+	if (c.ng)
+		h2c_close(&c);
+	else
+		close(fd);
+}
+
 static void test_sigterm(void)
 {
 	int fd = tcp_connect(AF_INET, ports[0]), status = 0;
@@ -637,6 +1040,11 @@ int main(void)
 	RUN(test_header_limit);
 	RUN(test_ipv6);
 	RUN(test_udp);
+	RUN(test_h2_prior_knowledge);
+	RUN(test_h2_many_streams);
+	RUN(test_h2_delay_holds_one_stream);
+	RUN(test_h2_body_limit);
+	RUN(test_h2c_upgrade);
 	RUN(test_sigterm);
 	stop_child();
 	return CHECK_DONE("echo");

@@ -3,7 +3,8 @@
  * echo.c: the lab's built-in echo server (see echo.h). `bpfmesh lab` runs echo_run() in each
  * pod's network namespace instead of the pod's image, so this replaces httpbin, http-echo and
  * nginx alike: it answers httpbin's common endpoints plus the pod's identity, and a one-line
- * identity reply on UDP.
+ * identity reply on UDP. The same endpoints answer on HTTP/2 (prior knowledge, or Upgrade: h2c
+ * on HTTP/1.1), whose streams echo_h2.c keeps.
  *
  * One thread, one epoll loop: a lab runs many pods on one machine, and /delay/N must not hold
  * up anything else, so every connection is a small state machine and timers are deadlines the
@@ -11,6 +12,7 @@
  * cannot make the lab run out of memory.
  */
 #include "echo.h"
+#include "echo_h2.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -470,6 +472,7 @@ struct req {
 	bool headers_done; /* set even when the body is still incomplete */
 	bool expect_continue;
 	bool keep_alive;
+	bool h2;			     /* came over HTTP/2 (echo_h2.c) */
 	struct field hdrs[ECHO_MAX_HEADERS]; /* last: parse_request zeroes everything before it */
 };
 
@@ -588,38 +591,14 @@ static int chunked_scan(const char *p, size_t n, size_t *used, size_t *blen, cha
 	return 1;
 }
 
-static int parse_request_line(struct req *r, const char *l, size_t ll, int *status)
+/* r->target into r->path and r->query: origin-form "/p?q", absolute-form "http://h/p?q"
+ * (proxies), or "*". -1 for anything else. */
+static int split_target(struct req *r)
 {
-	const char *sp1 = memchr(l, ' ', ll), *sp2, *v, *t, *te, *q;
-	size_t vl;
+	const char *t = r->target.p, *te = t + r->target.n, *q;
 
-	*status = 400;
-	if (!sp1)
+	if (!r->target.n)
 		return -1;
-	sp2 = memchr(sp1 + 1, ' ', ll - (size_t)(sp1 + 1 - l));
-	if (!sp2)
-		return -1;
-	r->method = (struct span){l, (size_t)(sp1 - l)};
-	r->target = (struct span){sp1 + 1, (size_t)(sp2 - sp1 - 1)};
-	v = sp2 + 1;
-	vl = ll - (size_t)(v - l);
-	if (!span_is_token(r->method) || !r->target.n)
-		return -1;
-	for (size_t i = 0; i < r->target.n; i++)
-		if ((unsigned char)r->target.p[i] <= ' ' || r->target.p[i] == 0x7f)
-			return -1;
-	if (vl != 8 || memcmp(v, "HTTP/", 5) || v[5] < '0' || v[5] > '9' || v[6] != '.' ||
-	    v[7] < '0' || v[7] > '9')
-		return -1;
-	if (v[5] != '1') {
-		*status = 505;
-		return -1;
-	}
-	r->minor = v[7] - '0';
-
-	/* origin-form "/p?q", absolute-form "http://h/p?q" (proxies), or "*" */
-	t = r->target.p;
-	te = t + r->target.n;
 	if (*t != '/') {
 		const char *s = NULL;
 
@@ -645,6 +624,37 @@ static int parse_request_line(struct req *r, const char *l, size_t ll, int *stat
 		r->query = (struct span){q + 1, (size_t)((h ? h : te) - q - 1)};
 	}
 	return 0;
+}
+
+static int parse_request_line(struct req *r, const char *l, size_t ll, int *status)
+{
+	const char *sp1 = memchr(l, ' ', ll), *sp2, *v;
+	size_t vl;
+
+	*status = 400;
+	if (!sp1)
+		return -1;
+	sp2 = memchr(sp1 + 1, ' ', ll - (size_t)(sp1 + 1 - l));
+	if (!sp2)
+		return -1;
+	r->method = (struct span){l, (size_t)(sp1 - l)};
+	r->target = (struct span){sp1 + 1, (size_t)(sp2 - sp1 - 1)};
+	v = sp2 + 1;
+	vl = ll - (size_t)(v - l);
+	if (!span_is_token(r->method) || !r->target.n)
+		return -1;
+	for (size_t i = 0; i < r->target.n; i++)
+		if ((unsigned char)r->target.p[i] <= ' ' || r->target.p[i] == 0x7f)
+			return -1;
+	if (vl != 8 || memcmp(v, "HTTP/", 5) || v[5] < '0' || v[5] > '9' || v[6] != '.' ||
+	    v[7] < '0' || v[7] > '9')
+		return -1;
+	if (v[5] != '1') {
+		*status = 505;
+		return -1;
+	}
+	r->minor = v[7] - '0';
+	return split_target(r);
 }
 
 /*
@@ -794,6 +804,7 @@ struct conn {
 	enum ev_kind kind;
 	int fd;
 	int idx; /* position in srv.conns */
+	struct srv *srv;
 	char peer[INET6_ADDRSTRLEN];
 	char local[INET6_ADDRSTRLEN + 8]; /* host:port, for "url" when Host is absent */
 	char *in;
@@ -810,12 +821,17 @@ struct conn {
 	bool backlogged;    /* parsing stopped at ECHO_OUT_HIGH */
 	bool peer_eof;
 	bool lingering;
+	bool dead;	   /* beyond saving (an HTTP/2 connection error): close now */
+	unsigned int nreq; /* HTTP/1.1 requests answered; the HTTP/2 preface only comes first */
+	struct h2 *h2;	   /* the HTTP/2 session, once the connection speaks it (echo_h2.c) */
+	int32_t stream;	   /* the HTTP/2 stream being answered now; 0 while on HTTP/1.1 */
 };
 
 struct srv {
 	const struct echo_conf *conf;
-	const char *version; /* env VERSION or "unknown" */
-	char *pod_hdr;	     /* pod name safe to put in a header */
+	const char *version;  /* env VERSION or "unknown" */
+	char *pod_hdr;	      /* pod name safe to put in a header */
+	struct sbuf identity; /* what GET / answers, without the newline */
 	struct sbuf udp_reply, busy;
 	int ep, sfd, spare_fd;
 	enum ev_kind sig_kind; /* epoll data for the signalfd */
@@ -908,34 +924,80 @@ static const char *reason(int code)
 
 /* ---------------- responses ---------------- */
 
+static void http_date(char *out, size_t n)
+{
+	struct tm tm;
+	time_t t = time(NULL);
+
+	gmtime_r(&t, &tm);
+	strftime(out, n, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+}
+
+static struct h2_field h2f(const char *name, const char *value)
+{
+	return (struct h2_field){{name, strlen(name)}, {value, strlen(value)}};
+}
+
+/* The answer respond() writes, as HTTP/2 fields and data on the stream c->stream. */
+static void respond_h2(struct srv *s, struct conn *c, int code, const char *ctype, const char *body,
+		       size_t blen, bool head, const char *allow)
+{
+	bool bodyless = code == 204 || code == 304;
+	char st[16], len[24], date[64];
+	struct h2_field f[8];
+	struct h2_answer a = {.fields = f};
+
+	snprintf(st, sizeof(st), "%d", code);
+	snprintf(len, sizeof(len), "%zu", blen);
+	http_date(date, sizeof(date));
+	f[a.nfields++] = h2f(":status", st);
+	if (!bodyless) {
+		f[a.nfields++] = h2f("content-type", ctype);
+		f[a.nfields++] = h2f("content-length", len);
+	}
+	f[a.nfields++] = h2f("x-bpfmesh-pod", s->pod_hdr);
+	f[a.nfields++] = h2f("date", date);
+	f[a.nfields++] = h2f("server", "bpfmesh-echo");
+	if (allow)
+		f[a.nfields++] = h2f("allow", allow);
+	if (!head && !bodyless) {
+		a.body = body;
+		a.blen = blen;
+	}
+	if (h2_respond(c->h2, c->stream, &a) < 0)
+		c->out.oom = true;
+}
+
+/* allow: the Allow field of a 405, or NULL */
 static void respond(struct srv *s, struct conn *c, int code, const char *ctype, const char *body,
-		    size_t blen, bool head, const char *extra)
+		    size_t blen, bool head, const char *allow)
 {
 	/* 204 and 304 never carry a body, and RFC 9110 forbids Content-Length on 204 (on 304 it
 	 * would describe some other representation), so those two go without it. */
 	bool bodyless = code == 204 || code == 304;
 	struct sbuf *o = &c->out;
 	char date[64];
-	struct tm tm;
-	time_t t = time(NULL);
 
-	gmtime_r(&t, &tm);
-	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	if (c->stream) {
+		respond_h2(s, c, code, ctype, body, blen, head, allow);
+		return;
+	}
+	http_date(date, sizeof(date));
 	sb_printf(o, "HTTP/1.1 %d %s\r\n", code, reason(code));
 	if (!bodyless)
 		sb_printf(o, "Content-Type: %s\r\nContent-Length: %zu\r\n", ctype, blen);
 	sb_printf(o, "X-Bpfmesh-Pod: %s\r\nDate: %s\r\nServer: bpfmesh-echo\r\nConnection: %s\r\n",
 		  s->pod_hdr, date, c->close_after ? "close" : "keep-alive");
-	if (extra)
-		sb_puts(o, extra);
+	if (allow)
+		sb_printf(o, "Allow: %s\r\n", allow);
 	sb_add(o, "\r\n", 2);
 	if (!head && !bodyless)
 		sb_add(o, body, blen);
 }
 
-static void respond_text(struct srv *s, struct conn *c, int code, bool head, const char *extra,
+static void respond_text(struct srv *s, struct conn *c, int code, bool head, const char *allow,
 			 const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-static void respond_text(struct srv *s, struct conn *c, int code, bool head, const char *extra,
+static void respond_text(struct srv *s, struct conn *c, int code, bool head, const char *allow,
 			 const char *fmt, ...)
 {
 	struct sbuf b = {0};
@@ -955,7 +1017,7 @@ static void respond_text(struct srv *s, struct conn *c, int code, bool head, con
 		c->out.oom = true;
 	else
 		respond(s, c, code, "text/plain; charset=utf-8", b.p ? b.p : "", b.len, head,
-			extra);
+			allow);
 	sb_free(&b);
 }
 
@@ -966,8 +1028,9 @@ enum {
 	J_HEADERS = 1 << 2,
 	J_METHOD = 1 << 3,
 	J_ORIGIN = 1 << 4,
-	J_URL = 1 << 5,
-	J_POD = 1 << 6, /* pod, namespace, node, ip, labels, env */
+	J_PROTO = 1 << 5, /* "protocol": HTTP/1.0, HTTP/1.1 or HTTP/2.0 */
+	J_URL = 1 << 6,
+	J_POD = 1 << 7, /* pod, namespace, node, ip, labels, env */
 };
 
 static bool ctype_is_form(struct span ct)
@@ -1020,6 +1083,8 @@ static void json_answer(struct srv *s, struct conn *c, const struct req *rq, uns
 	}
 	if (what & J_ORIGIN)
 		jw_kstr(&w, "origin", c->peer);
+	if (what & J_PROTO)
+		jw_kstr(&w, "protocol", rq->h2 ? "HTTP/2.0" : rq->minor ? "HTTP/1.1" : "HTTP/1.0");
 	if (what & J_URL) {
 		struct sbuf u = {0};
 
@@ -1094,36 +1159,38 @@ static void route(struct srv *s, struct conn *c, const struct req *r)
 	struct span p = r->path;
 	const char *allow = NULL;
 
-	c->close_after = !r->keep_alive;
+	if (!r->h2)
+		c->close_after = !r->keep_alive;
 	if (span_eq(p, "/")) {
 		if (!get) {
-			allow = "Allow: GET, HEAD\r\n";
+			allow = "GET, HEAD";
 			goto not_allowed;
 		}
-		respond_text(s, c, 200, head, NULL,
-			     "bpfmesh echo: pod %s, namespace %s, node %s, version %s\n",
-			     s->conf->pod, s->conf->ns, s->conf->node, s->version);
+		respond_text(s, c, 200, head, NULL, "%s\n", s->identity.p);
 	} else if (span_eq(p, "/get")) {
 		if (!get) {
-			allow = "Allow: GET, HEAD\r\n";
+			allow = "GET, HEAD";
 			goto not_allowed;
 		}
-		json_answer(s, c, r, J_ARGS | J_HEADERS | J_ORIGIN | J_URL | J_POD, head);
+		json_answer(s, c, r, J_ARGS | J_HEADERS | J_ORIGIN | J_PROTO | J_URL | J_POD, head);
 	} else if (span_eq(p, "/headers") || span_eq(p, "/ip")) {
 		if (!get) {
-			allow = "Allow: GET, HEAD\r\n";
+			allow = "GET, HEAD";
 			goto not_allowed;
 		}
 		json_answer(s, c, r, p.n == 3 ? J_ORIGIN : J_HEADERS, head);
 	} else if (span_eq(p, "/post")) {
 		if (!span_eq(r->method, "POST")) {
-			allow = "Allow: POST\r\n";
+			allow = "POST";
 			goto not_allowed;
 		}
-		json_answer(s, c, r, J_ARGS | J_DATA | J_HEADERS | J_ORIGIN | J_URL | J_POD, false);
+		json_answer(s, c, r,
+			    J_ARGS | J_DATA | J_HEADERS | J_ORIGIN | J_PROTO | J_URL | J_POD,
+			    false);
 	} else if (span_eq(p, "/anything") || (p.n > 10 && !memcmp(p.p, "/anything/", 10))) {
 		json_answer(s, c, r,
-			    J_ARGS | J_DATA | J_HEADERS | J_METHOD | J_ORIGIN | J_URL | J_POD,
+			    J_ARGS | J_DATA | J_HEADERS | J_METHOD | J_ORIGIN | J_PROTO | J_URL |
+				J_POD,
 			    head);
 	} else if (p.n > 8 && !memcmp(p.p, "/status/", 8)) {
 		int code = 0;
@@ -1140,8 +1207,9 @@ static void route(struct srv *s, struct conn *c, const struct req *r)
 		if (delay_of(r) < 0)
 			respond_text(s, c, 400, head, NULL, "invalid delay\n");
 		else
-			json_answer(s, c, r, J_ARGS | J_DATA | J_HEADERS | J_ORIGIN | J_URL | J_POD,
-				    head);
+			json_answer(
+			    s, c, r,
+			    J_ARGS | J_DATA | J_HEADERS | J_ORIGIN | J_PROTO | J_URL | J_POD, head);
 	} else {
 		respond_text(s, c, 404, head, NULL, "404 page not found\n");
 	}
@@ -1160,6 +1228,7 @@ static void conn_close(struct srv *s, struct conn *c)
 	s->conns[c->idx]->idx = c->idx;
 	s->conns[last] = NULL;
 	close(c->fd); /* also removes it from the epoll set */
+	h2_free(c->h2);
 	free(c->in);
 	sb_free(&c->out);
 	free(c);
@@ -1181,11 +1250,222 @@ static void conn_consume(struct conn *c, size_t n)
 	c->in_len -= n;
 }
 
-/* Answer every complete request in the input, in order, until one must wait. */
-static void conn_process(struct srv *s, struct conn *c)
+/* ---------------- HTTP/2 on a connection (streams in echo_h2.c) ---------------- */
+
+/* "content-type" -> "Content-Type": HTTP/2 sends names in lower case; the JSON answers show
+ * them as HTTP/1.1 clients spell them, as httpbin does for both. */
+static void canon_name(char *d, const char *p, size_t n)
 {
-	c->backlogged = false;
-	while (!c->close_after && !c->delay_armed) {
+	bool up = true;
+
+	for (size_t i = 0; i < n; i++) {
+		d[i] = up && p[i] >= 'a' && p[i] <= 'z' ? (char)(p[i] - 'a' + 'A') : p[i];
+		up = p[i] == '-';
+	}
+}
+
+static struct span sp(struct h2_str v)
+{
+	return (struct span){v.p, v.n};
+}
+
+/* echo_h2.c's request callback: a stream's request as a struct req, answered as on HTTP/1.1. */
+static int64_t h2_on_request(void *ctx, struct h2 *h, const struct h2_request *hr, bool late)
+{
+	struct conn *c = ctx;
+	struct srv *s = c->srv;
+	struct req r;
+	char *names = NULL;
+	size_t nlen = 0, off = 0;
+	int64_t ms, due = 0;
+	int status = hr->status;
+
+	(void)h;
+	memset(&r, 0, offsetof(struct req, hdrs));
+	c->stream = hr->stream;
+	if (status)
+		goto refuse;
+	for (int i = 0; i < hr->nfields; i++)
+		nlen += hr->fields[i].name.n;
+	names = malloc(nlen + 1);
+	if (!names) {
+		c->out.oom = true;
+		goto out;
+	}
+	r.h2 = true;
+	r.keep_alive = true;
+	r.method = sp(hr->method);
+	r.target = sp(hr->path);
+	r.host = sp(hr->authority);
+	if (r.host.n)
+		r.hdrs[r.nhdrs++] = (struct field){{"Host", 4}, r.host, 0};
+	for (int i = 0; i < hr->nfields; i++) {
+		struct span k = sp(hr->fields[i].name), v = sp(hr->fields[i].value);
+
+		if (span_ieq(k, "host") && hr->authority.n)
+			continue; /* :authority wins, and is shown as Host already */
+		if (r.nhdrs == ECHO_MAX_HEADERS) {
+			status = 431;
+			goto refuse;
+		}
+		canon_name(names + off, k.p, k.n);
+		k.p = names + off;
+		off += k.n;
+		r.hdrs[r.nhdrs] = (struct field){k, v, r.nhdrs};
+		r.nhdrs++;
+		if (span_ieq(k, "host"))
+			r.host = v;
+		else if (span_ieq(k, "content-type"))
+			r.ctype = v;
+	}
+	r.body = hr->body;
+	r.blen = hr->blen;
+	if (split_target(&r) < 0) {
+		status = 400;
+		goto refuse;
+	}
+	if ((ms = delay_of(&r)) > 0 && !late)
+		due = now_ms() + ms; /* the stream waits, the connection does not */
+	else
+		route(s, c, &r);
+	goto out;
+refuse:
+	respond_text(s, c, status, false, NULL, "%d %s\n", status, reason(status));
+out:
+	c->stream = 0;
+	free(names);
+	return due;
+}
+
+/* A connection that opens with the HTTP/2 preface speaks HTTP/2 from its first byte (prior
+ * knowledge). false: too few bytes yet to tell. */
+static bool conn_sniff(struct conn *c)
+{
+	size_t n = c->in_len < ECHO_H2_PREFACE_LEN ? c->in_len : ECHO_H2_PREFACE_LEN;
+
+	if (c->h2 || c->nreq || !c->in_len || memcmp(c->in, ECHO_H2_PREFACE, n))
+		return true;
+	if (n < ECHO_H2_PREFACE_LEN) {
+		if (c->peer_eof)
+			c->close_after = true;
+		return false;
+	}
+	c->h2 = h2_new(h2_on_request, c);
+	if (!c->h2)
+		c->dead = true;
+	return true;
+}
+
+/* RFC 7540 3.2: an HTTP/1.1 request asking for h2c; *settings is its HTTP2-Settings value. */
+static bool wants_h2c(const struct req *r, struct span *settings)
+{
+	bool up = false, conn = false;
+	int n = 0;
+
+	if (r->minor != 1)
+		return false;
+	for (int i = 0; i < r->nhdrs; i++) {
+		struct span k = r->hdrs[i].k, v = r->hdrs[i].v;
+
+		if (span_ieq(k, "upgrade")) {
+			up |= list_has(v, "h2c");
+		} else if (span_ieq(k, "connection")) {
+			conn |= list_has(v, "upgrade");
+		} else if (span_ieq(k, "http2-settings")) {
+			*settings = v;
+			n++;
+		}
+	}
+	return up && conn && n == 1;
+}
+
+/* Switch c to HTTP/2 with r as stream 1 (answered there): 0, or -1 to answer r on HTTP/1.1. */
+static int conn_upgrade(struct conn *c, const struct req *r, struct span settings)
+{
+	/* hop-by-hop fields (RFC 9110 7.6.1) end with the HTTP/1.1 hop; Host is :authority */
+	static const char *const hop[] = {"connection",
+					  "upgrade",
+					  "http2-settings",
+					  "keep-alive",
+					  "proxy-connection",
+					  "transfer-encoding",
+					  "te",
+					  "host"};
+	const char *end = r->target.p + r->target.n;
+	struct h2_field f[ECHO_MAX_HEADERS];
+	struct h2_request hr = {
+	    .stream = 1,
+	    .method = {r->method.p, r->method.n},
+	    .path = {r->path.p, (size_t)(end - r->path.p)},
+	    .authority = {r->host.p, r->host.n},
+	    .scheme = {"http", 4},
+	    .fields = f,
+	    .body = r->body,
+	    .blen = r->blen,
+	};
+	size_t mark = c->out.len;
+
+	if (!hr.path.n)
+		hr.path = (struct h2_str){"/", 1}; /* "http://host" */
+	for (int i = 0; i < r->nhdrs; i++) {
+		bool skip = false;
+
+		for (size_t j = 0; j < sizeof(hop) / sizeof(hop[0]); j++)
+			skip |= span_ieq(r->hdrs[i].k, hop[j]);
+		if (!skip)
+			f[hr.nfields++] = (struct h2_field){{r->hdrs[i].k.p, r->hdrs[i].k.n},
+							    {r->hdrs[i].v.p, r->hdrs[i].v.n}};
+	}
+	c->h2 = h2_new(h2_on_request, c);
+	if (!c->h2)
+		return -1;
+	/* the 101 goes out before anything the session sends; h2_upgrade only queues frames */
+	sb_puts(&c->out, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+			 "Upgrade: h2c\r\n\r\n");
+	if (h2_upgrade(c->h2, settings.p, settings.n, &hr) < 0) {
+		c->out.len = mark;
+		h2_free(c->h2);
+		c->h2 = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+/* Feed the session what was read and take what it has to send, up to ECHO_OUT_HIGH: a client
+ * that does not read stops being read (TCP pushes back). */
+static void conn_process_h2(struct conn *c)
+{
+	if (c->in_len && c->out.len - c->out_off < ECHO_OUT_HIGH) {
+		if (h2_recv(c->h2, c->in, c->in_len) < 0) {
+			c->dead = true;
+			return;
+		}
+		conn_consume(c, c->in_len);
+	}
+	while (c->out.len - c->out_off < ECHO_OUT_HIGH && !c->out.oom) {
+		const uint8_t *p;
+		ssize_t n = h2_send(c->h2, &p);
+
+		if (n < 0) {
+			c->dead = true;
+			return;
+		}
+		if (!n)
+			break;
+		sb_add(&c->out, p, (size_t)n);
+	}
+	c->backlogged = c->in_len || c->out.len - c->out_off >= ECHO_OUT_HIGH;
+	if (h2_done(c->h2) || (c->peer_eof && !h2_busy(c->h2)))
+		c->close_after = true;
+}
+
+/* ---------------- HTTP/1.1 on a connection ---------------- */
+
+/* Answer every complete request in the input, in order, until one must wait. */
+static void conn_process_h1(struct srv *s, struct conn *c)
+{
+	while (!c->close_after && !c->delay_armed && !c->h2) {
+		struct span settings = {0};
 		struct req r;
 		int status = 0, rc;
 		size_t skip = 0;
@@ -1221,6 +1501,14 @@ static void conn_process(struct srv *s, struct conn *c)
 			c->in_len = 0;
 			break;
 		}
+		c->nreq++;
+		if (wants_h2c(&r, &settings) && conn_upgrade(c, &r, settings) == 0) {
+			/* what follows in the input is the client's HTTP/2 preface */
+			free(r.body_owned);
+			conn_consume(c, r.total);
+			c->continue_sent = false;
+			break;
+		}
 		ms = delay_of(&r);
 		if (ms > 0 && !c->delay_fired) {
 			/* left in the buffer: parsed again when the delay is over */
@@ -1235,6 +1523,17 @@ static void conn_process(struct srv *s, struct conn *c)
 		free(r.body_owned);
 		conn_consume(c, r.total);
 	}
+}
+
+static void conn_process(struct srv *s, struct conn *c)
+{
+	c->backlogged = false;
+	if (!conn_sniff(c) || c->dead)
+		return;
+	if (!c->h2)
+		conn_process_h1(s, c);
+	if (c->h2 && !c->dead)
+		conn_process_h2(c);
 }
 
 /* Send what the socket takes. -1: the connection is dead. */
@@ -1273,7 +1572,7 @@ static void conn_step(struct srv *s, struct conn *c)
 	for (;;) {
 		if (!c->lingering)
 			conn_process(s, c);
-		if (c->out.oom || conn_flush(c) < 0) {
+		if (c->out.oom || c->dead || conn_flush(c) < 0) {
 			conn_close(s, c);
 			return;
 		}
@@ -1289,7 +1588,9 @@ static void conn_step(struct srv *s, struct conn *c)
 		c->linger_due = now_ms() + ECHO_LINGER_MS;
 		c->in_len = 0;
 	}
-	want_in = !c->peer_eof && (c->lingering || (!c->close_after && c->in_len < ECHO_IN_CAP));
+	/* HTTP/2 input waits in the kernel while the session has more to send than fits */
+	want_in = !c->peer_eof && (c->lingering || (!c->close_after && c->in_len < ECHO_IN_CAP &&
+						    !(c->h2 && c->backlogged)));
 	ev = (want_in ? EPOLLIN : 0) | (c->out.len ? EPOLLOUT : 0);
 	if (ev != c->events) {
 		struct epoll_event e = {.events = ev, .data.ptr = c};
@@ -1359,11 +1660,14 @@ static void conn_event(struct srv *s, struct conn *c, uint32_t ev)
 
 static int64_t conn_due(const struct conn *c)
 {
+	int64_t idle = c->active_ms + ECHO_IDLE_MS, held;
+
 	if (c->delay_armed)
 		return c->delay_due;
 	if (c->lingering)
 		return c->linger_due;
-	return c->active_ms + ECHO_IDLE_MS;
+	held = c->h2 ? h2_due(c->h2) : 0;
+	return held > 0 && held < idle ? held : idle;
 }
 
 static void conn_timer(struct srv *s, struct conn *c, int64_t now)
@@ -1373,6 +1677,11 @@ static void conn_timer(struct srv *s, struct conn *c, int64_t now)
 	if (c->delay_armed) {
 		c->delay_armed = false;
 		c->delay_fired = true;
+		conn_step(s, c);
+		return;
+	}
+	if (c->h2 && !c->lingering && h2_due(c->h2) > 0 && h2_due(c->h2) <= now) {
+		h2_timer(c->h2, now); /* /delay/N on a stream */
 		conn_step(s, c);
 		return;
 	}
@@ -1415,6 +1724,7 @@ static void conn_new(struct srv *s, int fd, const struct sockaddr_storage *peer)
 	}
 	c->kind = EV_CONN;
 	c->fd = fd;
+	c->srv = s;
 	addr_str(peer, c->peer, sizeof(c->peer), &port);
 	if (getsockname(fd, (struct sockaddr *)&ls, &sl) == 0) {
 		addr_str(&ls, host, sizeof(host), &port);
@@ -1617,6 +1927,7 @@ static void srv_free(struct srv *s)
 		close(s->spare_fd);
 	free(s->ls);
 	free(s->pod_hdr);
+	sb_free(&s->identity);
 	sb_free(&s->udp_reply);
 	sb_free(&s->busy);
 	free(s);
@@ -1643,6 +1954,8 @@ static struct srv *srv_new(const struct echo_conf *cf)
 	for (char *p = s->pod_hdr; *p; p++)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = '_';
+	sb_printf(&s->identity, "bpfmesh echo: pod %s, namespace %s, node %s, version %s", cf->pod,
+		  cf->ns, cf->node, s->version);
 	sb_printf(&s->udp_reply, "pod=%s namespace=%s version=%s\n", pod,
 		  cf->ns ? cf->ns : "unknown", s->version);
 	sb_printf(&s->busy,
@@ -1650,7 +1963,7 @@ static struct srv *srv_new(const struct echo_conf *cf)
 		  "Content-Length: 21\r\nX-Bpfmesh-Pod: %s\r\nConnection: close\r\n\r\n"
 		  "too many connections\n",
 		  s->pod_hdr);
-	if (s->udp_reply.oom || s->busy.oom)
+	if (s->identity.oom || s->udp_reply.oom || s->busy.oom)
 		goto fail;
 	return s;
 fail:

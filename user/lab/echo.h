@@ -3,7 +3,8 @@
  * echo.h: the lab's built-in HTTP/UDP echo server. `bpfmesh lab` runs one per pod in place of
  * the pod's container image (like httpbin), so every workload in a lab answers with who it is:
  * pod, namespace, node, labels and env (VERSION=v1 ...). That is what makes traffic splits
- * visible with `curl -s http://svc:8080/get | grep VERSION`. Tested by tests/unit/test_echo.c.
+ * visible with `curl -s http://svc:8080/get | grep VERSION`. The same port speaks HTTP/2 (h2c)
+ * for the mesh's HTTP/2 tests. Tested by tests/unit/test_echo.c.
  */
 #ifndef BM_ECHO_H
 #define BM_ECHO_H
@@ -42,9 +43,10 @@ struct echo_conf {
 };
 
 /*
- * Serve HTTP/1.1 on TCP and the one-line identity reply on UDP, on every port, dual-stack
- * ([::] with IPV6_V6ONLY off), until SIGTERM or SIGINT. Blocks those two signals while it runs
- * (they arrive through a signalfd) and ignores SIGPIPE; both are restored on return.
+ * Serve HTTP/1.1 and HTTP/2 (prior knowledge or Upgrade: h2c) on TCP and the one-line
+ * identity reply on UDP, on every port, dual-stack ([::] with IPV6_V6ONLY off), until SIGTERM
+ * or SIGINT. Blocks those two signals while it runs (they arrive through a signalfd) and
+ * ignores SIGPIPE; both are restored on return.
  * Returns 0 on clean stop, -1 (with a message on stderr) on setup failure.
  */
 int echo_run(const struct echo_conf *c);
