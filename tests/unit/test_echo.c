@@ -4,7 +4,7 @@
  * forked child runs echo_run() on two free high ports for the whole suite; the last test stops
  * it with SIGTERM and expects exit status 0, which under ASan also means LeakSanitizer found
  * nothing in the child. main() kills and reaps the child whatever happened before.
- * HTTP/2 (echo_h2.c) is driven by a small nghttp2 client session (h2c_* below).
+ * HTTP/2 and gRPC (echo_h2.c) are driven by a small nghttp2 client session (h2c_* below).
  */
 #include "echo.h"
 #include "echo_h2.h"
@@ -467,6 +467,18 @@ static void h2c_close(struct h2c *c)
 		close(c->fd);
 	memset(c, 0, sizeof(*c));
 	c->fd = -1;
+}
+
+/* A gRPC message: the 5-byte prefix, then the bytes. */
+static size_t grpc_frame(char *out, const char *msg, size_t n)
+{
+	out[0] = 0;
+	out[1] = (char)(n >> 24);
+	out[2] = (char)(n >> 16);
+	out[3] = (char)(n >> 8);
+	out[4] = (char)n;
+	memcpy(out + 5, msg, n);
+	return n + 5;
 }
 
 static void test_start(void)
@@ -993,6 +1005,66 @@ out:
 		close(fd);
 }
 
+static void test_grpc(void)
+{
+	static const char *const grpc[] = {"content-type", "application/grpc", "te", "trailers",
+					   NULL};
+	static const char *const fail[] = {"content-type", "application/grpc", "x-grpc-status",
+					   "14", NULL};
+	static const char *const bad[] = {"content-type", "application/grpc", "x-grpc-status",
+					  "abc", NULL};
+	char want[256], hello[64], empty[8];
+	size_t wl = 0, hl, el;
+	struct h2c c;
+	struct h2c_resp *health, *echo, *bare, *st, *inv, *unk, *junk;
+
+	/* EchoResponse{identity = IDENTITY, message = "hi"} in its frame */
+	want[wl++] = 0x0a;
+	want[wl++] = (char)strlen(IDENTITY);
+	memcpy(want + wl, IDENTITY, strlen(IDENTITY));
+	wl += strlen(IDENTITY);
+	memcpy(want + wl, "\x12\x02hi", 4);
+	wl += 4;
+	hl = grpc_frame(hello, "\x0a\x02hi\x18\x07", 6); /* + field 3 varint, to be skipped */
+	el = grpc_frame(empty, "", 0);
+	if (!CHECK(h2c_open(&c, ports[0]), "connect"))
+		goto out;
+	health = h2c_req(&c, "POST", "/grpc.health.v1.Health/Check", grpc, empty, el);
+	echo = h2c_req(&c, "POST", "/bpfmesh.echo.Echo/Echo", grpc, hello, hl);
+	bare = h2c_req(&c, "POST", "/bpfmesh.echo.Echo/Echo", grpc, empty, el);
+	st = h2c_req(&c, "POST", "/bpfmesh.echo.Echo/Echo", fail, hello, hl);
+	inv = h2c_req(&c, "POST", "/bpfmesh.echo.Echo/Echo", bad, hello, hl);
+	unk = h2c_req(&c, "POST", "/bpfmesh.echo.Echo/Nope", grpc, hello, hl);
+	junk = h2c_req(&c, "POST", "/bpfmesh.echo.Echo/Echo", grpc, "\0\0\0\0\2\x0a\x05", 7);
+	if (!CHECK(health && echo && bare && st && inv && unk && junk, "submit") ||
+	    !CHECK(h2c_run(&c, NULL), "exchange"))
+		goto out;
+
+	CHECK_EQ(health->status, 200, "health :status");
+	CHECK_STR(health->ctype, "application/grpc", "health content-type");
+	CHECK(health->blen == 7 && !memcmp(health->body, "\0\0\0\0\2\x08\x01", 7),
+	      "HealthCheckResponse{SERVING}");
+	CHECK(health->trailers, "status in trailers");
+	CHECK_STR(health->grpc_status, "0", "health grpc-status");
+
+	CHECK_STR(echo->grpc_status, "0", "echo grpc-status");
+	CHECK(echo->blen == wl + 5 && echo->body[0] == 0 && echo->body[4] == (char)wl &&
+		  !memcmp(echo->body + 5, want, wl),
+	      "EchoResponse{identity, message}");
+	CHECK(bare->blen == strlen(IDENTITY) + 7 && !memcmp(bare->body + 5, want, wl - 4),
+	      "no message: identity only");
+
+	CHECK_EQ(st->status, 200, "x-grpc-status :status");
+	CHECK_STR(st->grpc_status, "14", "x-grpc-status: 14");
+	CHECK(st->blen == 0 && !st->trailers, "trailers-only");
+	CHECK_STR(inv->grpc_status, "3", "x-grpc-status not a code: INVALID_ARGUMENT");
+	CHECK_STR(unk->grpc_status, "12", "unknown method: UNIMPLEMENTED");
+	CHECK(unk->blen == 0 && !unk->trailers, "trailers-only");
+	CHECK_STR(junk->grpc_status, "13", "not a protobuf message: INTERNAL");
+out:
+	h2c_close(&c);
+}
+
 static void test_sigterm(void)
 {
 	int fd = tcp_connect(AF_INET, ports[0]), status = 0;
@@ -1045,6 +1117,7 @@ int main(void)
 	RUN(test_h2_delay_holds_one_stream);
 	RUN(test_h2_body_limit);
 	RUN(test_h2c_upgrade);
+	RUN(test_grpc);
 	RUN(test_sigterm);
 	stop_child();
 	return CHECK_DONE("echo");

@@ -4,7 +4,7 @@
  * pod's network namespace instead of the pod's image, so this replaces httpbin, http-echo and
  * nginx alike: it answers httpbin's common endpoints plus the pod's identity, and a one-line
  * identity reply on UDP. The same endpoints answer on HTTP/2 (prior knowledge, or Upgrade: h2c
- * on HTTP/1.1), whose streams echo_h2.c keeps.
+ * on HTTP/1.1), whose streams echo_h2.c keeps, and two gRPC methods over it (see "gRPC").
  *
  * One thread, one epoll loop: a lab runs many pods on one machine, and /delay/N must not hold
  * up anything else, so every connection is a small state machine and timers are deadlines the
@@ -831,7 +831,7 @@ struct srv {
 	const struct echo_conf *conf;
 	const char *version;  /* env VERSION or "unknown" */
 	char *pod_hdr;	      /* pod name safe to put in a header */
-	struct sbuf identity; /* what GET / answers, without the newline */
+	struct sbuf identity; /* what GET / answers, without the newline (gRPC Echo says it too) */
 	struct sbuf udp_reply, busy;
 	int ep, sfd, spare_fd;
 	enum ev_kind sig_kind; /* epoll data for the signalfd */
@@ -1218,6 +1218,245 @@ not_allowed:
 	respond_text(s, c, 405, head, allow, "method not allowed\n");
 }
 
+/* ---------------- gRPC (over HTTP/2 only: it needs trailers) ---------------- */
+
+/*
+ * Two methods, their protobuf encoded by hand (it is two strings):
+ *
+ * /grpc.health.v1.Health/Check answers HealthCheckResponse{status: SERVING} (bytes 08 01),
+ * whatever service the request names.
+ *
+ * /bpfmesh.echo.Echo/Echo is the method of this proto:
+ *
+ *     syntax = "proto3";
+ *     package bpfmesh.echo;
+ *     message EchoRequest { string message = 1; }
+ *     message EchoResponse { string identity = 1; string message = 2; }
+ *     service Echo { rpc Echo(EchoRequest) returns (EchoResponse); }
+ *
+ * identity is the line GET / answers (without its newline); message is the request's, when it
+ * has one. A request header "x-grpc-status: N" (0-16) makes it fail with status N instead, so
+ * that retry and abort tests have a gRPC /status/N.
+ *
+ * Any other method is UNIMPLEMENTED. Failures are trailers-only, as gRPC servers send them:
+ * one HEADERS frame with :status 200 and grpc-status. Messages are 5-byte prefixed (a
+ * compressed flag, a big-endian length); compression is not supported.
+ */
+enum {
+	GRPC_OK = 0,
+	GRPC_INVALID_ARGUMENT = 3,
+	GRPC_UNIMPLEMENTED = 12,
+	GRPC_INTERNAL = 13,
+	GRPC_MAX_CODE = 16, /* UNAUTHENTICATED, the last code there is */
+};
+
+#define GRPC_HEALTH "/grpc.health.v1.Health/Check"
+#define GRPC_ECHO   "/bpfmesh.echo.Echo/Echo"
+
+/* application/grpc, application/grpc+proto, application/grpc;... */
+static bool is_grpc(struct span ct)
+{
+	const char *g = "application/grpc";
+	size_t n = strlen(g);
+
+	return ct.n >= n && !strncasecmp(ct.p, g, n) &&
+	       (ct.n == n || ct.p[n] == '+' || ct.p[n] == ';');
+}
+
+/* A varint at p[*off..n); false when it is cut or longer than 10 bytes. */
+static bool pb_varint(const uint8_t *p, size_t n, size_t *off, uint64_t *v)
+{
+	*v = 0;
+	for (int shift = 0; shift <= 63 && *off < n; shift += 7) {
+		uint8_t b = p[(*off)++];
+
+		*v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Field 1 of a message when it is length-delimited (the last one wins, as for any proto3
+ * scalar), every other field skipped: 1 found, 0 absent, -1 not a protobuf message.
+ */
+static int pb_field1(const uint8_t *p, size_t n, struct span *out)
+{
+	size_t off = 0;
+	int found = 0;
+
+	while (off < n) {
+		uint64_t key, v;
+
+		if (!pb_varint(p, n, &off, &key) || key >> 3 == 0)
+			return -1;
+		switch (key & 7) {
+		case 0: /* varint */
+			if (!pb_varint(p, n, &off, &v))
+				return -1;
+			continue;
+		case 1: /* fixed64 */
+			v = 8;
+			break;
+		case 5: /* fixed32 */
+			v = 4;
+			break;
+		case 2: /* length-delimited */
+			if (!pb_varint(p, n, &off, &v))
+				return -1;
+			if (key >> 3 == 1 && v <= n - off) {
+				*out = (struct span){(const char *)p + off, (size_t)v};
+				found = 1;
+			}
+			break;
+		default: /* groups (3, 4) are long gone; 6 and 7 do not exist */
+			return -1;
+		}
+		if (v > n - off)
+			return -1;
+		off += (size_t)v;
+	}
+	return found;
+}
+
+/* Field number f, wire type 2 (string, bytes, message). */
+static void pb_bytes(struct sbuf *b, unsigned int f, const char *p, size_t n)
+{
+	uint8_t v[11];
+	size_t k = 0;
+	uint64_t x = n;
+
+	v[k++] = (uint8_t)(f << 3 | 2);
+	do {
+		v[k++] = (uint8_t)((x & 0x7f) | (x > 0x7f ? 0x80 : 0));
+		x >>= 7;
+	} while (x);
+	sb_add(b, v, k);
+	sb_add(b, p, n);
+}
+
+/* A trailers-only answer: the call ends with code (and msg, percent-encoded as gRPC wants). */
+static void grpc_fail(struct srv *s, struct conn *c, int code, const char *msg, struct span arg)
+{
+	struct sbuf m = {0};
+	struct h2_field f[5];
+	struct h2_answer a = {.fields = f};
+	char st[16];
+
+	sb_puts(&m, msg);
+	for (size_t i = 0; i < arg.n; i++) {
+		unsigned char ch = (unsigned char)arg.p[i];
+
+		if (ch < 0x20 || ch > 0x7e || ch == '%')
+			sb_printf(&m, "%%%02X", ch);
+		else
+			sb_add(&m, &arg.p[i], 1);
+	}
+	snprintf(st, sizeof(st), "%d", code);
+	f[a.nfields++] = h2f(":status", "200");
+	f[a.nfields++] = h2f("content-type", "application/grpc");
+	f[a.nfields++] = h2f("x-bpfmesh-pod", s->pod_hdr);
+	f[a.nfields++] = h2f("grpc-status", st);
+	if (!m.oom)
+		f[a.nfields++] = (struct h2_field){{"grpc-message", 12}, {m.p, m.len}};
+	if (h2_respond(c->h2, c->stream, &a) < 0)
+		c->out.oom = true;
+	sb_free(&m);
+}
+
+/* One response message, then the trailer grpc-status: 0. */
+static void grpc_reply(struct srv *s, struct conn *c, const char *msg, size_t n)
+{
+	struct h2_field f[3], t[1];
+	struct sbuf b = {0};
+	uint8_t pre[5] = {0, (uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
+	struct h2_answer a = {.fields = f, .trailers = t, .ntrailers = 1};
+
+	sb_add(&b, pre, sizeof(pre));
+	sb_add(&b, msg, n);
+	f[a.nfields++] = h2f(":status", "200");
+	f[a.nfields++] = h2f("content-type", "application/grpc");
+	f[a.nfields++] = h2f("x-bpfmesh-pod", s->pod_hdr);
+	t[0] = h2f("grpc-status", "0");
+	a.body = b.p;
+	a.blen = b.len;
+	if (b.oom || h2_respond(c->h2, c->stream, &a) < 0)
+		c->out.oom = true;
+	sb_free(&b);
+}
+
+/* x-grpc-status of the request: GRPC_OK when absent, -1 when not a code. */
+static int grpc_asked_status(const struct req *r)
+{
+	for (int i = 0; i < r->nhdrs; i++) {
+		struct span v = r->hdrs[i].v;
+		int code = 0;
+
+		if (!span_ieq(r->hdrs[i].k, "x-grpc-status"))
+			continue;
+		if (!v.n || v.n > 2)
+			return -1;
+		for (size_t j = 0; j < v.n; j++) {
+			if (v.p[j] < '0' || v.p[j] > '9')
+				return -1;
+			code = code * 10 + (v.p[j] - '0');
+		}
+		return code <= GRPC_MAX_CODE ? code : -1;
+	}
+	return GRPC_OK;
+}
+
+static void grpc_answer(struct srv *s, struct conn *c, const struct req *r)
+{
+	const uint8_t *b = (const uint8_t *)r->body;
+	struct span msg = {0}, none = {0};
+	struct sbuf out = {0};
+	size_t len;
+	int has, code;
+
+	if (span_eq(r->path, GRPC_HEALTH)) {
+		grpc_reply(s, c, "\x08\x01", 2);
+		return;
+	}
+	if (!span_eq(r->path, GRPC_ECHO)) {
+		grpc_fail(s, c, GRPC_UNIMPLEMENTED, "unknown method ", r->path);
+		return;
+	}
+	code = grpc_asked_status(r);
+	if (code < 0) {
+		grpc_fail(s, c, GRPC_INVALID_ARGUMENT, "x-grpc-status: want 0-16", none);
+		return;
+	}
+	if (code != GRPC_OK) {
+		grpc_fail(s, c, code, "x-grpc-status asked for it", none);
+		return;
+	}
+	/* a unary call: exactly one message */
+	len = r->blen >= 5 ? (size_t)b[1] << 24 | (size_t)b[2] << 16 | (size_t)b[3] << 8 | b[4] : 0;
+	if (r->blen < 5 || r->blen - 5 != len) {
+		grpc_fail(s, c, GRPC_INTERNAL, "want one request message", none);
+		return;
+	}
+	if (b[0]) {
+		grpc_fail(s, c, GRPC_UNIMPLEMENTED, "compressed messages are not supported", none);
+		return;
+	}
+	has = pb_field1(b + 5, len, &msg);
+	if (has < 0) {
+		grpc_fail(s, c, GRPC_INTERNAL, "not an EchoRequest", none);
+		return;
+	}
+	pb_bytes(&out, 1, s->identity.p, s->identity.len);
+	if (has)
+		pb_bytes(&out, 2, msg.p, msg.n);
+	if (out.oom)
+		c->out.oom = true;
+	else
+		grpc_reply(s, c, out.p, out.len);
+	sb_free(&out);
+}
+
 /* ---------------- connections ---------------- */
 
 static void conn_close(struct srv *s, struct conn *c)
@@ -1269,7 +1508,8 @@ static struct span sp(struct h2_str v)
 	return (struct span){v.p, v.n};
 }
 
-/* echo_h2.c's request callback: a stream's request as a struct req, answered as on HTTP/1.1. */
+/* echo_h2.c's request callback: a stream's request as a struct req, answered as on HTTP/1.1,
+ * or as gRPC when it says so. */
 static int64_t h2_on_request(void *ctx, struct h2 *h, const struct h2_request *hr, bool late)
 {
 	struct conn *c = ctx;
@@ -1324,7 +1564,9 @@ static int64_t h2_on_request(void *ctx, struct h2 *h, const struct h2_request *h
 		status = 400;
 		goto refuse;
 	}
-	if ((ms = delay_of(&r)) > 0 && !late)
+	if (is_grpc(r.ctype))
+		grpc_answer(s, c, &r);
+	else if ((ms = delay_of(&r)) > 0 && !late)
 		due = now_ms() + ms; /* the stream waits, the connection does not */
 	else
 		route(s, c, &r);

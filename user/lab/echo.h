@@ -4,7 +4,8 @@
  * the pod's container image (like httpbin), so every workload in a lab answers with who it is:
  * pod, namespace, node, labels and env (VERSION=v1 ...). That is what makes traffic splits
  * visible with `curl -s http://svc:8080/get | grep VERSION`. The same port speaks HTTP/2 (h2c)
- * for the mesh's HTTP/2 tests. Tested by tests/unit/test_echo.c.
+ * and gRPC (grpc.health.v1.Health/Check, bpfmesh.echo.Echo/Echo; see echo.c), for the mesh's
+ * HTTP/2 and gRPC tests. Tested by tests/unit/test_echo.c and tests/integration/echo_h2.bats.
  */
 #ifndef BM_ECHO_H
 #define BM_ECHO_H
@@ -43,7 +44,7 @@ struct echo_conf {
 };
 
 /*
- * Serve HTTP/1.1 and HTTP/2 (prior knowledge or Upgrade: h2c) on TCP and the one-line
+ * Serve HTTP/1.1, HTTP/2 (prior knowledge or Upgrade: h2c) and gRPC on TCP and the one-line
  * identity reply on UDP, on every port, dual-stack ([::] with IPV6_V6ONLY off), until SIGTERM
  * or SIGINT. Blocks those two signals while it runs (they arrive through a signalfd) and
  * ignores SIGPIPE; both are restored on return.

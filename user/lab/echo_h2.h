@@ -3,7 +3,7 @@
  * echo_h2.h: HTTP/2 for the lab's echo server. echo.c hands a connection to this module when
  * it opens with the client preface (prior knowledge) or asks for "Upgrade: h2c"; from then on
  * one nghttp2 server session turns the bytes read into complete requests, and answers into
- * frames. What a request is answered with (routes, JSON) stays in echo.c: this module
+ * frames. What a request is answered with (routes, JSON, gRPC) stays in echo.c: this module
  * only knows streams, limits and timers. Called by echo.c only; tested by tests/unit/test_echo.c.
  */
 #ifndef BM_ECHO_H2_H
@@ -65,8 +65,8 @@ typedef int64_t (*h2_request_fn)(void *ctx, struct h2 *h, const struct h2_reques
 
 /*
  * An answer: fields[0] must be :status; at most 16 fields and 8 trailers. Everything is copied.
- * With no body (NULL, 0) and no trailers, HEADERS ends the stream (HEAD, 204). Trailers follow
- * the body.
+ * With no body (NULL, 0) and no trailers, HEADERS ends the stream: HEAD, 204, a gRPC failure
+ * (trailers-only). Trailers follow the body: a gRPC status.
  */
 struct h2_answer {
 	const struct h2_field *fields;
