@@ -7,6 +7,9 @@
 #   1. outlier ejection: time from a failing connect to the backend being out of rotation
 #   2. connect4 cost per call (kernel.bpf_stats_enabled), with 10 and with 10,000 services
 #   3. apply time: 10,000 services with 100,000 endpoints; then one weight change
+#   HTTP (scripts/bench_http.sh, run after the paths, in a lab of its own): keep-alive HTTP/1.1
+#      with wrk over direct / kernel / the agent's HTTP path (same node, and cross-node through
+#      the mTLS tunnel) / a haproxy `mode http` pair; CPU per request, RSS at 1,000 connections
 # Prints the tables and writes docs/benchmarks.md (BENCH_OUT overrides). BENCH_QUICK=1 or
 # --quick: a smoke run of about a minute, 1 round of 1 s per measurement, written to a temp file
 # (or BENCH_OUT), never to docs/. Every load is bounded (timeout); the labs, servers and
@@ -15,10 +18,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 QUICK=${BENCH_QUICK:-0}
 [ "${1:-}" = --quick ] && QUICK=1
-BM=$PWD/build/bpfmesh
+BM=${BENCH_BM:-$PWD/${BUILD:-build}/bpfmesh} # `make BUILD=DIR bench` runs DIR/bpfmesh
 LAB=${BENCH_LAB:-bn}
 LAB_ACCEL=""
 LAB_MTLS=""
+LAB_HTTP=${LAB}h
 PY=/usr/bin/python3
 PROBE=$PWD/tests/bench/probe.py
 TRIALS=$([ "$QUICK" = 1 ] && echo 3 || echo 15)
@@ -39,7 +43,13 @@ cleanup() {
 	for p in "${started[@]}"; do kill "$p" 2>/dev/null || true; done
 	sleep 0.2
 	for p in "${started[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-	for l in $LAB $LAB_ACCEL $LAB_MTLS; do $BM lab down --name "$l" >/dev/null 2>&1 || true; done
+	for l in $LAB $LAB_ACCEL $LAB_MTLS $LAB_HTTP; do
+		$BM lab down --name "$l" >/dev/null 2>&1 || true
+	done
+	# the HTTP lab's bpffs (scripts/bench_http.sh removes it itself unless it was killed)
+	local hfs=/run/bpfmesh-bench/bpffs-$LAB_HTTP
+	if mountpoint -q "$hfs"; then umount "$hfs" || true; fi
+	rmdir "$hfs" /run/bpfmesh-bench 2>/dev/null || true
 	$BM uninstall --node "$LAB-scale" >/dev/null 2>&1 || true
 	rmdir "$CG/bpfmesh-$LAB-scale" 2>/dev/null || true
 	echo "$stats_was" > /proc/sys/kernel/bpf_stats_enabled
@@ -51,6 +61,7 @@ $BM lab down --name "$LAB" >/dev/null 2>&1 || true
 
 inpod() { $BM lab exec --name "$LAB" -n bench client-0 -- "$@"; }
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+source tests/bench/common.sh
 source tests/bench/paths.sh
 
 # Optional paths: measured when the agent / CLI has them, "n/a (not built)" otherwise.
@@ -98,6 +109,13 @@ rss_path=$([ -n "$LAB_MTLS" ] && echo mtls || echo kernel)
 agent_rss=$(med "$rss_path" rss)
 for l in $LAB_ACCEL $LAB_MTLS; do $BM lab down --name "$l" >/dev/null; done
 t_paths=$(($(date +%s) - t_start))
+
+# ---- HTTP paths: a lab of its own, compared with the paths' kernel rows ($work/res) ----
+http_report=$(BENCH_BM=$BM BENCH_HTTP_LAB=$LAB_HTTP BENCH_QUICK=$QUICK BENCH_HTTP_MD=$work/http.md \
+	BENCH_PATHS_RES=$work/res scripts/bench_http.sh) || {
+	http_report="HTTP paths: failed (scripts/bench_http.sh exit $?)"
+	printf '## HTTP paths\n\n%s\n' "$http_report" > "$work/http.md"
+}
 
 pin=/sys/fs/bpf/bpfmesh/$LAB-node1
 
@@ -246,6 +264,8 @@ echo
 echo "## Targets"
 echo "$targets"
 echo
+echo "$http_report"
+echo
 echo "## Ejection, connect4, apply"
 echo "$report"
 echo
@@ -315,6 +335,8 @@ $paths_report
 ## Targets
 
 $targets
+
+$(cat "$work/http.md")
 
 ## Ejection, connect4, apply
 

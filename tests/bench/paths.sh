@@ -14,7 +14,8 @@
 # echo HTTP server (8080). Tools: sockperf ping-pong and under-load --mps (TCP, 64-byte
 # messages, --full-rtt, every message answered), wrk -t1 -c4 with "Connection: close" (each
 # request is connect, one exchange, close), iperf3 single stream.
-# Needs from bench.sh: BM LAB work D ROUNDS CG; pids_add. Writes $work/res: "PATH METRIC VALUE".
+# Needs from bench.sh: BM LAB work D ROUNDS CG; pids_add; tests/bench/common.sh.
+# Writes $work/res: "PATH METRIC VALUE".
 
 PATHS="direct kernel accel haproxy direct-x mtls haproxy-mtls"
 declare -A PRE SPH SPP IPH IPP URL COSTPIDS BASE NA
@@ -22,18 +23,8 @@ VIP_PERF=10.96.50.20
 VIP_SRV=10.96.50.30
 
 podip() { $BM lab status --name "$1" | awk -v p="bench/$2" '$2 == p { print $6 }'; }
-agentpids() { $BM lab status --name "$1" | awk '$1 == "node" { printf "%s ", $6 }'; }
+agentpids() { lab_agentpids "$1"; }
 netns() { echo "bm-$1-bench-$2"; }
-
-# wait until something listens on TCP port $2 in netns $1 (5 s at most)
-wait_listen() {
-	for _ in $(seq 50); do
-		ip netns exec "$1" ss -Hltn "sport = :$2" | grep -q . && return 0
-		sleep 0.1
-	done
-	echo "bench: nothing listens on port $2 in $1" >&2
-	return 1
-}
 
 # sockperf and iperf3 servers in srv-0 of lab $1 (its netns and cgroup)
 servers_up() {
@@ -153,16 +144,6 @@ sp_parse() {
 		/percentile 99.000/ { c = $NF } /percentile 99.900/ { d = $NF }
 		/\[Total Run\]/ { for (i = 1; i <= NF; i++) if ($i ~ /^ReceivedMessages=/) { split($i, x, "="); r = x[2] } }
 		END { if (a != "") print a, b, c, d, r + 0 }'
-}
-
-# CPU ticks (user + system) of a set of processes
-ticks() {
-	local t=0 p
-	for p in $1; do
-		[ -r "/proc/$p/stat" ] || continue
-		t=$((t + $(sed 's/.*) //' "/proc/$p/stat" | awk '{ print $12 + $13 }')))
-	done
-	echo $t
 }
 
 res() { echo "$1 $2 $3" >> "$work/res"; }
