@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * lb.h: the load-balancing decision, as inline functions over plain structs and the maps in
- * maps.h. The socket hooks (sock_lb.bpf.c) are thin wrappers over bm_xlate(); the test program
+ * maps.h: the client's route (first match wins, bm_route_first), a weighted subset, a backend.
+ * The socket hooks (sock_lb.bpf.c) are thin wrappers over bm_xlate(); the test program
  * (tests/bpf/lb_test.bpf.c) drives the same functions with bpf_prog_test_run_opts, because
  * cgroup sock_addr programs cannot be test-run.
  */
@@ -215,9 +216,72 @@ static __always_inline int bm_pool_check(const struct bm_client *c, __u32 sid,
 }
 
 /*
- * The whole decision for one connect/sendmsg: service lookup, weighted subset (mesh clients
- * with a route), backend by the subset's policy. Clients outside the mesh get kube-proxy's even
- * random spread over all endpoints and no mesh features.
+ * Which of a port's routes a client takes (Istio: the first whose match holds). The agent
+ * left in rl only routes whose `port` and `destinationSubnets` hold for this service entry, so
+ * what is decided here is the client: route i holds when bit i of rl->any_src (every mesh
+ * client) or of pod_bits (the client pod's sourceLabels/sourceNamespace, bm_rpod) is set.
+ * Returns the index of the first route that holds, or -1 when none does.
+ */
+static __always_inline int bm_route_first(const struct bm_rlist *rl, __u32 pod_bits)
+{
+	__u32 bits = rl->any_src | pod_bits;
+	int i;
+
+	for (i = 0; i < BM_MAX_SVC_ROUTES; i++) {
+		if ((__u32)i >= rl->n)
+			break;
+		if (bits & (1U << i))
+			return i;
+	}
+	return -1;
+}
+
+/* The routes of list rlist_id whose source conditions hold for pod pod_id (0: not a known
+ * pod, so none do). */
+static __always_inline __u32 bm_pod_bits(__u32 rlist_id, __u32 pod_id)
+{
+	struct bm_rpod_key k = {.rlist_id = rlist_id, .pod_id = pod_id};
+	__u32 *b;
+
+	if (!pod_id)
+		return 0;
+	b = bpf_map_lookup_elem(&bm_rpod, &k);
+	return b ? *b : 0;
+}
+
+/*
+ * The route in force for mesh client c on service svc: 1 with *route_id set, 0 when no route
+ * applies (every endpoint: no VirtualService route, or none of the port's routes holds for
+ * this client), -1 when the route list is missing (cannot happen while svc names it).
+ */
+static __always_inline int bm_svc_route(const struct bm_svc *svc, const struct bm_client *c,
+					__u32 *route_id)
+{
+	struct bm_rlist *rl;
+	int idx;
+
+	if (svc->flags & BM_SVC_F_HAS_ROUTE) {
+		*route_id = svc->route_id;
+		return 1;
+	}
+	if (!(svc->flags & BM_SVC_F_RLIST))
+		return 0;
+	rl = bpf_map_lookup_elem(&bm_rlist, &svc->rlist_id);
+	if (!rl)
+		return -1;
+	idx = bm_route_first(rl, bm_pod_bits(svc->rlist_id, c->pod_id));
+	if (idx < 0 || idx >= BM_MAX_SVC_ROUTES) {
+		bm_count(BM_ST_NO_ROUTE_MATCH);
+		return 0;
+	}
+	*route_id = rl->route_id[idx];
+	return 1;
+}
+
+/*
+ * The whole decision for one connect/sendmsg: service lookup, the client's route (mesh
+ * clients; first match wins), weighted subset, backend by the subset's policy. Clients outside
+ * the mesh get kube-proxy's even random spread over all endpoints and no mesh features.
  */
 static __always_inline int bm_xlate(const struct bm_svc_key *key, const struct bm_client *c,
 				    struct bm_pick *out)
@@ -226,9 +290,9 @@ static __always_inline int bm_xlate(const struct bm_svc_key *key, const struct b
 	struct bm_svc svc;
 	struct bm_route *r;
 	struct bm_backend *be;
-	__u32 sid, lb, slot, *bid, picked;
+	__u32 sid, lb, slot, *bid, picked, route_id = 0;
 	struct bm_subset *s;
-	int idx;
+	int idx, routed;
 
 	if (!svcp)
 		return BM_X_MISS;
@@ -236,8 +300,11 @@ static __always_inline int bm_xlate(const struct bm_svc_key *key, const struct b
 	svc = *svcp;
 	out->svc_id = svc.svc_id;
 	sid = svc.all_subset;
-	if (c->in_mesh && (svc.flags & BM_SVC_F_HAS_ROUTE)) {
-		r = bpf_map_lookup_elem(&bm_route, &svc.route_id);
+	routed = c->in_mesh ? bm_svc_route(&svc, c, &route_id) : 0;
+	if (routed < 0)
+		return BM_X_NOBACKEND;
+	if (routed) {
+		r = bpf_map_lookup_elem(&bm_route, &route_id);
 		if (!r || r->total == 0)
 			return BM_X_NOBACKEND;
 		idx = bm_route_index(r, bm_uniform(r->total));

@@ -37,6 +37,31 @@ struct {
 	__uint(pinning, BM_PIN);
 } bm_route SEC(".maps");
 
+/* Route list id -> a service port's routes in order, for ports whose route depends on the
+ * client (bpfmesh.h). Hash: most ports have none. Written only under fresh ids, like bm_route;
+ * full: the agent's apply fails before touching the service (check_capacity). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, BM_MAX_RLISTS);
+	__type(key, __u32);
+	__type(value, struct bm_rlist);
+	__uint(pinning, BM_PIN);
+} bm_rlist SEC(".maps");
+
+/* (route list, local pod) -> the routes whose sourceLabels/sourceNamespace hold for that pod
+ * (bit i = route i). The agent evaluates those per-pod facts from the config; the kernel only
+ * tests the bits of the pod it attributes the connecting cgroup to. Full: the apply fails
+ * before the service entry changes (a pod without its entry would take the wrong route). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, BM_MAX_RPODS);
+	__type(key, struct bm_rpod_key);
+	__type(value, __u32);
+	__uint(pinning, BM_PIN);
+} bm_rpod SEC(".maps");
+
 /* Subset id -> slot range and LB policy. Array: looked up on every connect. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

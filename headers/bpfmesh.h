@@ -20,7 +20,7 @@
 #include "outlier.h"
 
 /* Bump when any struct below changes layout. */
-#define BM_MAP_ABI 9
+#define BM_MAP_ABI 10
 
 /* Sizes: every one a named constant, overridable at build time. */
 #ifndef BM_MAX_SERVICES
@@ -32,8 +32,13 @@
 #ifndef BM_MAX_ROUTE_DESTS
 #define BM_MAX_ROUTE_DESTS 16 /* weighted destinations in one route */
 #endif
+#ifndef BM_MAX_SVC_ROUTES
+#define BM_MAX_SVC_ROUTES 16 /* routes a service port tries in order (bm_rlist); <= 32 */
+#endif
 /* Routes and subsets are double-buffered during an update: twice the services. */
 #define BM_MAX_ROUTES  (2 * BM_MAX_SERVICES)
+/* Route lists: only ports whose routes depend on the client have one. */
+#define BM_MAX_RLISTS  (2 * BM_MAX_SERVICES)
 #define BM_MAX_SUBSETS (8 * BM_MAX_SERVICES)
 /* Slots hold subset members; a backend sits in its service's "all" subset and one route
  * subset typically, doubled for updates in flight. */
@@ -72,17 +77,50 @@ struct bm_svc_key {
 	__u8 family; /* BM_FAM_V4 / BM_FAM_V6 */
 };
 
-#define BM_SVC_F_HAS_ROUTE 1 /* route_id is valid (a VirtualService applies) */
+#define BM_SVC_F_HAS_ROUTE                                                                         \
+	1 /* route_id is valid: the one route every mesh client takes (a VirtualService) */
 #define BM_SVC_F_L7                                                                                \
 	2 /* an HTTP port whose config needs requests (loader/l7*.c): mesh clients' connects go  \
 	   * to the local agent's HTTP path, when it listens (BM_NODE_F_L7) */
+#define BM_SVC_F_RLIST                                                                             \
+	4 /* rlist_id is valid: the route depends on the client (bm_rlist, bm_rpod); never with    \
+	   * BM_SVC_F_HAS_ROUTE */
 
 struct bm_svc {
 	__u32 svc_id;	  /* stable per service for counters */
 	__u32 route_id;	  /* valid if flags & BM_SVC_F_HAS_ROUTE */
-	__u32 all_subset; /* every ready endpoint: non-mesh clients and VS-less services */
+	__u32 all_subset; /* every ready endpoint: non-mesh clients, VS-less services, no match */
 	__u32 flags;
+	__u32 rlist_id; /* valid if flags & BM_SVC_F_RLIST */
+	__u32 pad;
 };
+
+/*
+ * A service port's routes in the VirtualService's order, for ports where the route depends on
+ * who connects (Istio's first match wins). The agent keeps only routes a match of which can
+ * hold on this port and service address (`port`, `destinationSubnets` are facts of the bm_svc
+ * key), up to and including the first that holds for every mesh client; what is left to decide
+ * at connect() is the client: bit i of any_src says route i holds for every mesh client, and
+ * bm_rpod says per pod which routes its sourceLabels/sourceNamespace conditions hold for. The
+ * first route whose bit is set in either wins; none: every endpoint (all_subset), as Istio
+ * falls back to the service's default route. Immutable under its id, like bm_route.
+ */
+struct bm_rlist {
+	__u32 n;			   /* routes, <= BM_MAX_SVC_ROUTES */
+	__u32 any_src;			   /* bit i: route i holds for every mesh client */
+	__u32 route_id[BM_MAX_SVC_ROUTES]; /* bm_route ids, in order */
+};
+
+/* bm_rpod: (route list, client pod) -> bit i set when route i's source conditions hold for
+ * the pod, whose id the kernel has from the connecting cgroup (bm_pod), never from an address.
+ * Written for local pods only, before the bm_svc entry naming the list (or, for a pod that
+ * becomes local later, before its cgroup enters bm_pod). A missing entry is 0: only the
+ * any_src routes hold. */
+struct bm_rpod_key {
+	__u32 rlist_id;
+	__u32 pod_id; /* bm_pod.pod_id */
+};
+#define BM_MAX_RPODS (4 * BM_MAX_PODS)
 
 /*
  * A route: weighted destinations, each a subset. cum[i] is the running sum of weights up to
@@ -556,7 +594,8 @@ struct bm_meta {
 	  "agent_port_dropped")                                                                    \
 	X(V6_REFUSED, "refused: IPv6 to a remote STRICT workload", "ipv6_strict_refused")          \
 	X(ATTEST_FULL, "connections not attested (bm_attest full)", "attest_map_full")            \
-	X(L7, "sent to the agent's HTTP path", "http_path")
+	X(L7, "sent to the agent's HTTP path", "http_path")                                        \
+	X(NO_ROUTE_MATCH, "no route matched: every endpoint", "no_route_matched")
 
 enum bm_stat {
 #define BM_STAT_ENUM(id, phrase, metric) BM_ST_##id,
@@ -575,6 +614,7 @@ enum bm_stat {
 #define BM_NAME_ROUTE	6 /* route id -> its VirtualService, route in force, routes not */
 #define BM_NAME_VS	7 /* service id -> a VirtualService with no route in force */
 #define BM_NAME_L7	8 /* a port's all-endpoints subset id -> why it needs the HTTP path */
+#define BM_NAME_RLIST	9 /* route list id -> its VirtualService's routes tried, in order */
 #define BM_NAME_LEN	96
 struct bm_name_key {
 	__u32 kind; /* BM_NAME_* */
@@ -593,6 +633,8 @@ struct bm_name {
 #define BM_MAPS(X, Y)                                                                              \
 	X(svc, bm_svc)                                                                             \
 	X(route, bm_route)                                                                         \
+	X(rlist, bm_rlist)                                                                         \
+	X(rpod, bm_rpod)                                                                           \
 	X(subset, bm_subset)                                                                       \
 	X(slot, bm_slot)                                                                           \
 	X(backend, bm_backend)                                                                     \

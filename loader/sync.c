@@ -6,6 +6,12 @@
  * kernel). The old ids wait BM_ID_QUARANTINE_MS before reuse, far longer than any program run
  * that could have read them. Backend ids are stable per (address, port) while referenced, so
  * per-backend state (active connections, health) survives config changes.
+ *
+ * A port whose route depends on the client gets a route list (bm_rlist) under a fresh id and,
+ * for each local pod some route holds for by source, its bits in bm_rpod under that id: both
+ * written before the flip, released together after the quarantine. The route lists' bits are
+ * kept here per service (every mesh pod's), so a pod that becomes local later (sync_set_pods)
+ * gets its entries before its cgroup is in bm_pod.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -178,6 +184,7 @@ static void slots_mark(struct slots *s, uint32_t start, uint32_t len)
 
 struct sub_rec {
 	uint32_t id, first, n;
+	uint32_t nref; /* slots written so far, each holding a backend reference */
 };
 
 /* What a live bm_svc entry owns. */
@@ -185,25 +192,36 @@ struct svc_rec {
 	struct bm_svc_key key;
 	struct bm_svc val;
 	uint64_t content;
-	struct sub_rec subs[BM_MAX_ROUTE_DESTS + 1];
-	int nsubs;
+	struct sub_rec *subs; /* its "all" subset and every route destination's */
+	int nsubs, capsubs;
+	uint32_t routes[BM_MAX_SVC_ROUTES]; /* bm_route ids */
+	int nroutes;
+	uint32_t rlist;		    /* bm_rlist id, 0 = none */
+	struct rs_podbits *podbits; /* that list's bits of every mesh pod (local ones written) */
+	int npodbits;
+	bool podbits_unknown; /* recovered from the maps: bm_rpod is scanned on release */
 	int seen;
 	int live;
 };
 
-enum q_kind { Q_SUBSET, Q_ROUTE, Q_SLOTS, Q_BACKEND };
+enum q_kind { Q_SUBSET, Q_ROUTE, Q_SLOTS, Q_BACKEND, Q_RLIST };
 
 struct qent {
 	enum q_kind kind;
 	uint32_t id, len;
 	uint64_t at;
+	struct rs_podbits *pb; /* Q_RLIST: whose bm_rpod entries go with it (owned) */
+	int npb;
+	bool scan; /* Q_RLIST: not known, find them in bm_rpod */
 };
 
 struct sync {
 	struct bm_mapfds fds;
 	struct sync_clock clk;
-	struct idalloc subsets, routes, backends;
+	struct idalloc subsets, routes, backends, rlists;
 	struct slots slots;
+	struct htab local; /* pod ids of the local pods (sync_set_pods): whose bm_rpod we write */
+	long nrpod;	   /* bm_rpod entries written and not yet deleted */
 	int *be_refs;	       /* per backend id: slots referencing it */
 	struct htab be_index;  /* (addr, port, family) -> backend id */
 	struct htab svc_index; /* bm_svc_key -> index into recs */
@@ -242,6 +260,7 @@ struct sync *sync_new(const struct bm_mapfds *fds, const struct sync_clock *clk)
 	ida_init(&s->subsets, BM_MAX_SUBSETS);
 	ida_init(&s->routes, BM_MAX_ROUTES);
 	ida_init(&s->backends, BM_MAX_BACKENDS);
+	ida_init(&s->rlists, BM_MAX_RLISTS);
 	slots_init(&s->slots, BM_MAX_SLOTS);
 	s->be_refs = calloc(BM_MAX_BACKENDS, sizeof(int));
 	s->last_tick = calloc(BM_MAX_BACKENDS, sizeof(uint64_t));
@@ -257,11 +276,19 @@ void sync_free(struct sync *s)
 	free(s->subsets.used);
 	free(s->routes.used);
 	free(s->backends.used);
+	free(s->rlists.used);
 	free(s->slots.free);
 	free(s->be_refs);
 	free(s->last_tick);
 	free(s->be_index.e);
 	free(s->svc_index.e);
+	h_free(&s->local);
+	for (int i = 0; i < s->nrecs; i++) {
+		free(s->recs[i].subs);
+		free(s->recs[i].podbits);
+	}
+	for (int i = 0; i < s->nq; i++)
+		free(s->q[i].pb);
 	free(s->recs);
 	free(s->q);
 	free(s);
@@ -281,7 +308,7 @@ static void svc_hkey(uint8_t k[HKEY], const struct bm_svc_key *key)
 	memcpy(k, key, sizeof(*key));
 }
 
-static void quarantine(struct sync *s, enum q_kind kind, uint32_t id, uint32_t len)
+static struct qent *quarantine(struct sync *s, enum q_kind kind, uint32_t id, uint32_t len)
 {
 	if (s->nq == s->capq) {
 		s->capq = s->capq ? 2 * s->capq : 256;
@@ -289,7 +316,68 @@ static void quarantine(struct sync *s, enum q_kind kind, uint32_t id, uint32_t l
 		if (!s->q)
 			abort();
 	}
-	s->q[s->nq++] = (struct qent){kind, id, len, s->clk.now_ms(s->clk.arg)};
+	s->q[s->nq] =
+	    (struct qent){.kind = kind, .id = id, .len = len, .at = s->clk.now_ms(s->clk.arg)};
+	return &s->q[s->nq++];
+}
+
+static void pod_key(uint8_t k[HKEY], uint32_t pod_id)
+{
+	memset(k, 0, HKEY);
+	memcpy(k, &pod_id, sizeof(pod_id));
+}
+
+static bool is_local(struct sync *s, uint32_t pod_id)
+{
+	uint8_t k[HKEY];
+
+	pod_key(k, pod_id);
+	return pod_id && h_get(&s->local, k);
+}
+
+/* One bm_rpod entry; counted so capacity can be checked. */
+static int rpod_put(struct sync *s, uint32_t rlist, const struct rs_podbits *pb)
+{
+	struct bm_rpod_key k = {.rlist_id = rlist, .pod_id = pb->pod_id};
+
+	if (bpf_map_update_elem(s->fds.rpod, &k, &pb->bits, BPF_NOEXIST) == 0) {
+		s->nrpod++;
+		return 0;
+	}
+	return dp_map_put(s->fds.rpod, &k, &pb->bits, errno == EEXIST ? BPF_EXIST : BPF_NOEXIST,
+			  "bm_rpod");
+}
+
+static int rpod_del(struct sync *s, const struct bm_rpod_key *k)
+{
+	if (bpf_map_delete_elem(s->fds.rpod, k) == 0) {
+		s->nrpod--;
+		return 0;
+	}
+	return errno == ENOENT ? 0 : dp_map_del(s->fds.rpod, k, "bm_rpod");
+}
+
+/* A released route list's bm_rpod entries, by its list of pods or by a scan. */
+static void rpod_release(struct sync *s, const struct qent *q)
+{
+	struct bm_rpod_key key, next, *prev = NULL;
+
+	for (int i = 0; i < q->npb; i++)
+		rpod_del(s, &(struct bm_rpod_key){.rlist_id = q->id, .pod_id = q->pb[i].pod_id});
+	while (q->scan && bpf_map_get_next_key(s->fds.rpod, prev, &next) == 0) {
+		key = next;
+		if (key.rlist_id == q->id && rpod_del(s, &key) == 0)
+			continue; /* prev stays: the next key after it is still right */
+		prev = &key;
+	}
+}
+
+static void del_name(struct sync *s, uint32_t kind, uint32_t id)
+{
+	struct bm_name_key k = {.kind = kind, .id = id};
+
+	if (s->fds.names >= 0)
+		dp_map_del(s->fds.names, &k, "bm_names");
 }
 
 static void release(struct sync *s, const struct qent *q)
@@ -305,7 +393,14 @@ static void release(struct sync *s, const struct qent *q)
 		break;
 	case Q_ROUTE:
 		dp_map_del(s->fds.route, &q->id, "bm_route");
+		del_name(s, BM_NAME_ROUTE, q->id);
 		ida_put(&s->routes, q->id);
+		break;
+	case Q_RLIST:
+		rpod_release(s, q);
+		dp_map_del(s->fds.rlist, &q->id, "bm_rlist");
+		del_name(s, BM_NAME_RLIST, q->id);
+		ida_put(&s->rlists, q->id);
 		break;
       case Q_SLOTS:
 		slots_put(&s->slots, q->id, q->len);
@@ -329,10 +424,12 @@ void sync_tick(struct sync *s)
 	int keep = 0;
 
 	for (int i = 0; i < s->nq; i++) {
-		if (now - s->q[i].at >= BM_ID_QUARANTINE_MS)
+		if (now - s->q[i].at >= BM_ID_QUARANTINE_MS) {
 			release(s, &s->q[i]);
-		else
+			free(s->q[i].pb);
+		} else {
 			s->q[keep++] = s->q[i];
+		}
 	}
 	s->nq = keep;
 }
@@ -352,28 +449,55 @@ static void be_unref(struct sync *s, uint32_t id)
 	quarantine(s, Q_BACKEND, id, 0);
 }
 
+/* Everything r owns goes to quarantine (its ids may still be read by a connect in flight). */
 static void rec_release(struct sync *s, struct svc_rec *r)
 {
 	for (int i = 0; i < r->nsubs; i++) {
-		uint32_t *ids = calloc(r->subs[i].n ? r->subs[i].n : 1, sizeof(uint32_t));
+		uint32_t *ids = calloc(r->subs[i].nref ? r->subs[i].nref : 1, sizeof(uint32_t));
 
 		if (!ids)
 			abort();
-		for (uint32_t k = 0; k < r->subs[i].n; k++) {
+		for (uint32_t k = 0; k < r->subs[i].nref; k++) {
 			uint32_t slot = r->subs[i].first + k;
 
 			if (bpf_map_lookup_elem(s->fds.slot, &slot, &ids[k]))
 				ids[k] = 0;
 		}
-		for (uint32_t k = 0; k < r->subs[i].n; k++)
+		for (uint32_t k = 0; k < r->subs[i].nref; k++)
 			be_unref(s, ids[k]);
 		free(ids);
 		quarantine(s, Q_SUBSET, r->subs[i].id, 0);
 		quarantine(s, Q_SLOTS, r->subs[i].first, r->subs[i].n);
 	}
-	if (r->val.flags & BM_SVC_F_HAS_ROUTE)
-		quarantine(s, Q_ROUTE, r->val.route_id, 0);
-	r->nsubs = 0;
+	for (int i = 0; i < r->nroutes; i++)
+		quarantine(s, Q_ROUTE, r->routes[i], 0);
+	if (r->rlist) {
+		struct qent *q = quarantine(s, Q_RLIST, r->rlist, 0);
+
+		q->pb = r->podbits;
+		q->npb = r->npodbits;
+		q->scan = r->podbits_unknown;
+		r->podbits = NULL;
+	}
+	free(r->subs);
+	free(r->podbits);
+	r->subs = NULL;
+	r->podbits = NULL;
+	r->nsubs = r->capsubs = r->nroutes = r->npodbits = 0;
+	r->rlist = 0;
+	r->podbits_unknown = false;
+}
+
+static struct sub_rec *sub_push(struct svc_rec *r)
+{
+	if (r->nsubs == r->capsubs) {
+		r->capsubs = r->capsubs ? 2 * r->capsubs : 4;
+		r->subs = realloc(r->subs, r->capsubs * sizeof(*r->subs));
+		if (!r->subs)
+			abort();
+	}
+	r->subs[r->nsubs] = (struct sub_rec){0};
+	return &r->subs[r->nsubs++];
 }
 
 static struct svc_rec *rec_get(struct sync *s, const struct bm_svc_key *key, bool create)
@@ -405,14 +529,14 @@ static void recover_subset(struct sync *s, struct svc_rec *r, uint32_t sid)
 {
 	struct bm_subset sub;
 
-	if (r->nsubs > BM_MAX_ROUTE_DESTS || bpf_map_lookup_elem(s->fds.subset, &sid, &sub))
+	if (bpf_map_lookup_elem(s->fds.subset, &sid, &sub))
 		return;
 	for (int i = 0; i < r->nsubs; i++)
 		if (r->subs[i].id == sid)
 			return;
 	ida_mark(&s->subsets, sid);
 	slots_mark(&s->slots, sub.first_slot, sub.n);
-	r->subs[r->nsubs++] = (struct sub_rec){sid, sub.first_slot, sub.n};
+	*sub_push(r) = (struct sub_rec){sid, sub.first_slot, sub.n, sub.n};
 	for (uint32_t k = 0; k < sub.n; k++) {
 		uint32_t slot = sub.first_slot + k, id;
 		struct bm_backend be;
@@ -428,17 +552,30 @@ static void recover_subset(struct sync *s, struct svc_rec *r, uint32_t sid)
 	}
 }
 
+static void recover_route(struct sync *s, struct svc_rec *r, uint32_t id)
+{
+	struct bm_route rt;
+
+	if (r->nroutes >= BM_MAX_SVC_ROUTES || bpf_map_lookup_elem(s->fds.route, &id, &rt))
+		return;
+	ida_mark(&s->routes, id);
+	r->routes[r->nroutes++] = id;
+	for (uint32_t i = 0; i < rt.n && i < BM_MAX_ROUTE_DESTS; i++)
+		recover_subset(s, r, rt.subset[i]);
+}
+
 int sync_recover(struct sync *s)
 {
 	struct bm_svc_key key, next, *prev = NULL;
+	struct bm_rpod_key rk, rnext, *rprev = NULL;
 	struct bm_meta meta;
 	__u32 zero = 0;
 	int n = 0;
 
 	while (bpf_map_get_next_key(s->fds.svc, prev, &next) == 0) {
 		struct bm_svc val;
+		struct bm_rlist rl;
 		struct svc_rec *r;
-		struct bm_route rt;
 
 		key = next;
 		prev = &key;
@@ -449,13 +586,34 @@ int sync_recover(struct sync *s)
 		r->live = 1;
 		r->content = 0; /* unknown: the first apply rewrites it, atomically as always */
 		recover_subset(s, r, val.all_subset);
-		if ((val.flags & BM_SVC_F_HAS_ROUTE) &&
-		    bpf_map_lookup_elem(s->fds.route, &val.route_id, &rt) == 0) {
-			ida_mark(&s->routes, val.route_id);
-			for (uint32_t i = 0; i < rt.n && i < BM_MAX_ROUTE_DESTS; i++)
-				recover_subset(s, r, rt.subset[i]);
+		if (val.flags & BM_SVC_F_HAS_ROUTE)
+			recover_route(s, r, val.route_id);
+		if ((val.flags & BM_SVC_F_RLIST) &&
+		    bpf_map_lookup_elem(s->fds.rlist, &val.rlist_id, &rl) == 0) {
+			ida_mark(&s->rlists, val.rlist_id);
+			r->rlist = val.rlist_id;
+			r->podbits_unknown = true;
+			for (uint32_t i = 0; i < rl.n && i < BM_MAX_SVC_ROUTES; i++)
+				recover_route(s, r, rl.route_id[i]);
 		}
 		n++;
+	}
+	while (bpf_map_get_next_key(s->fds.rpod, rprev, &rnext) == 0) {
+		rk = rnext;
+		rprev = &rk;
+		s->nrpod++;
+	}
+	/* the local pods are those bm_pod holds until sync_set_pods says otherwise: the first
+	 * apply writes their bits along with the lists */
+	for (__u64 ck, cn, *cp = NULL; bpf_map_get_next_key(s->fds.pod, cp, &cn) == 0; cp = &ck) {
+		struct bm_pod pod;
+		uint8_t hk[HKEY];
+
+		ck = cn;
+		if (bpf_map_lookup_elem(s->fds.pod, &ck, &pod) || !pod.pod_id)
+			continue;
+		pod_key(hk, pod.pod_id);
+		h_put(&s->local, hk, 1);
 	}
 	s->nservices = n;
 	if (bpf_map_lookup_elem(s->fds.meta, &zero, &meta) == 0)
@@ -503,10 +661,16 @@ static uint64_t svc_content(const struct rs_table *t, const struct rs_service *r
 	uint64_t h = mix(1, rs->svc_id);
 
 	h = subset_content(t, rs->all_subset, h);
-	h = mix(h, rs->has_route);
 	h = mix(h, rs_hash32(rs->l7_reason) + (s_l7_flag ? 1 : 0));
-	for (int i = 0; i < rs->ndests; i++)
-		h = subset_content(t, rs->dests[i].subset, mix(h, rs->dests[i].weight));
+	for (int k = 0; k < rs->nkroutes; k++) {
+		const struct rs_kroute *kr = &rs->kroutes[k];
+
+		h = mix(mix(mix(h, 0x7007), kr->route), kr->any_src);
+		for (int i = 0; i < kr->ndests; i++)
+			h = subset_content(t, kr->dests[i].subset, mix(h, kr->dests[i].weight));
+	}
+	for (int i = 0; i < rs->npodbits; i++)
+		h = mix(h, (uint64_t)rs->podbits[i].pod_id << 32 | rs->podbits[i].bits);
 	return mix(h, 0xfeed);
 }
 
@@ -615,13 +779,16 @@ static uint32_t policy_of(const struct rs_subset *sub, uint32_t pool_key, struct
 	return flags;
 }
 
-/* Write one subset under fresh ids; fills rec. pool_key names (service, subset) stably. */
-static int write_subset(struct sync *s, const struct rs_table *t, int si, struct sub_rec *rec,
-			uint32_t pool_key)
+/* Write one subset under fresh ids, owned by r from the moment it holds any (so a failure
+ * half way releases what was written); *out is its id. pool_key names (service, subset)
+ * stably. */
+static int write_subset(struct sync *s, const struct rs_table *t, int si, struct svc_rec *r,
+			uint32_t pool_key, uint32_t *out)
 {
 	const struct rs_subset *sub = &t->subsets[si];
 	struct bm_subset v = {.n = sub->n, .lb = sub->lb};
 	uint32_t sid = ida_get(&s->subsets), zero = 0;
+	struct sub_rec *rec;
 	struct bm_policy pol;
 
 	if (!sid)
@@ -635,7 +802,9 @@ static int write_subset(struct sync *s, const struct rs_table *t, int si, struct
 		ida_put(&s->subsets, sid);
 		return -ENOSPC;
 	}
-	*rec = (struct sub_rec){sid, v.first_slot, sub->n};
+	rec = sub_push(r);
+	*rec = (struct sub_rec){sid, v.first_slot, sub->n, 0};
+	*out = sid;
 	for (int i = 0; i < sub->n; i++) {
 		uint32_t slot = v.first_slot + i,
 			 id = backend_id(s, &t->backends[sub->backends[i]]);
@@ -643,6 +812,7 @@ static int write_subset(struct sync *s, const struct rs_table *t, int si, struct
 		if (!id || bpf_map_update_elem(s->fds.slot, &slot, &id, BPF_ANY))
 			return -ENOSPC;
 		s->be_refs[id]++;
+		rec->nref++;
 	}
 	if (dp_map_put(s->fds.rr, &sid, &zero, BPF_ANY, "bm_rr"))
 		return -EIO;
@@ -650,92 +820,181 @@ static int write_subset(struct sync *s, const struct rs_table *t, int si, struct
 	return dp_map_put(s->fds.subset, &sid, &v, BPF_ANY, "bm_subset");
 }
 
+/* One kernel route of rs: its destinations' subsets, then the weighted route, under fresh
+ * ids owned by r; *out is the route id. */
+static int write_route(struct sync *s, const struct rs_table *t, const struct rs_service *rs,
+		       const struct rs_kroute *kr, struct svc_rec *r, uint32_t *out)
+{
+	struct bm_route rt = {};
+	char key[600];
+	uint32_t id;
+	int err;
+
+	for (int i = 0; i < kr->ndests; i++) {
+		snprintf(key, sizeof(key), "%s:%u/%s", rs->fqdn, rs->port,
+			 t->subsets[kr->dests[i].subset].name);
+		err = write_subset(s, t, kr->dests[i].subset, r, rs_hash32(key), &rt.subset[rt.n]);
+		if (err)
+			return err;
+		rt.total += kr->dests[i].weight;
+		rt.cum[rt.n++] = rt.total;
+	}
+	id = ida_get(&s->routes);
+	if (!id)
+		return -ENOSPC;
+	if (dp_map_put(s->fds.route, &id, &rt, BPF_ANY, "bm_route")) {
+		ida_put(&s->routes, id);
+		return -EIO;
+	}
+	r->routes[r->nroutes++] = id;
+	*out = id;
+	return 0;
+}
+
+/* The route list of a port whose route depends on the client, and the bits of its local pods,
+ * under a fresh id owned by r; *out is the list id. */
+static int write_rlist(struct sync *s, const struct rs_service *rs, struct svc_rec *r,
+		       uint32_t *out)
+{
+	struct bm_rlist rl = {.n = rs->nkroutes};
+	uint32_t id = ida_get(&s->rlists);
+
+	if (!id)
+		return -ENOSPC;
+	for (int k = 0; k < rs->nkroutes; k++) {
+		rl.route_id[k] = r->routes[k];
+		if (rs->kroutes[k].any_src)
+			rl.any_src |= 1U << k;
+	}
+	if (dp_map_put(s->fds.rlist, &id, &rl, BPF_ANY, "bm_rlist")) {
+		ida_put(&s->rlists, id);
+		return -EIO;
+	}
+	r->rlist = id;
+	*out = id;
+	if (rs->npodbits) {
+		r->podbits = malloc(rs->npodbits * sizeof(*r->podbits));
+		if (!r->podbits)
+			abort();
+		memcpy(r->podbits, rs->podbits, rs->npodbits * sizeof(*r->podbits));
+		r->npodbits = rs->npodbits;
+	}
+	for (int i = 0; i < r->npodbits; i++)
+		if (is_local(s, r->podbits[i].pod_id) && rpod_put(s, id, &r->podbits[i]))
+			return -EIO;
+	return 0;
+}
+
+/* Names for `bpfmesh services`: the VirtualService text of the route (or list) and, in a list,
+ * each route's own path and whom it holds for. */
+static void write_route_names(struct sync *s, const struct rs_service *rs, const struct bm_svc *v,
+			      const struct svc_rec *r)
+{
+	char text[512];
+
+	if (!rs->vs)
+		return;
+	rs_route_text(rs, text, sizeof(text));
+	if (strlen(text) >= BM_NAME_LEN)
+		memcpy(text + BM_NAME_LEN - 4, "...", 4);
+	if (v->flags & BM_SVC_F_HAS_ROUTE)
+		put_name(s, BM_NAME_ROUTE, v->route_id, "%s%s", text, "");
+	else if (v->flags & BM_SVC_F_RLIST)
+		put_name(s, BM_NAME_RLIST, v->rlist_id, "%s%s", text, "");
+	else
+		put_name(s, BM_NAME_VS, rs->svc_id, "%s%s", text, "");
+	for (int k = 0; (v->flags & BM_SVC_F_RLIST) && k < r->nroutes; k++) {
+		rs_kroute_text(rs, k, text, sizeof(text));
+		if (strlen(text) >= BM_NAME_LEN)
+			memcpy(text + BM_NAME_LEN - 4, "...", 4);
+		put_name(s, BM_NAME_ROUTE, r->routes[k], "%s%s", text, "");
+	}
+}
+
+/*
+ * Write what rs needs under fresh ids into a record of its own, then flip r's bm_svc entry to
+ * it and release what r held. On failure nothing that a live entry names was touched: what was
+ * written goes to quarantine and r stays as it was.
+ */
 static int write_service(struct sync *s, const struct rs_table *t, const struct rs_service *rs,
 			 struct svc_rec *r)
 {
-	struct svc_rec old = *r;
+	struct svc_rec nw = {.key = r->key, .seen = r->seen};
 	struct bm_svc val = {.svc_id = rs->svc_id};
-	struct bm_route rt = {};
+	struct svc_rec old;
+	char key[600];
 	int err;
 
-	char key[600];
-
-	r->nsubs = 0;
 	snprintf(key, sizeof(key), "%s:%u/(all)", rs->fqdn, rs->port);
-	err = write_subset(s, t, rs->all_subset, &r->subs[r->nsubs++], rs_hash32(key));
-	if (err)
-		return err;
-	val.all_subset = r->subs[0].id;
-	if (rs->has_route) {
-		for (int i = 0; i < rs->ndests; i++) {
-			snprintf(key, sizeof(key), "%s:%u/%s", rs->fqdn, rs->port,
-				 t->subsets[rs->dests[i].subset].name);
-			err = write_subset(s, t, rs->dests[i].subset, &r->subs[r->nsubs],
-					   rs_hash32(key));
-			if (err)
-				return err;
-			rt.subset[rt.n] = r->subs[r->nsubs++].id;
-			rt.total += rs->dests[i].weight;
-			rt.cum[rt.n++] = rt.total;
+	err = write_subset(s, t, rs->all_subset, &nw, rs_hash32(key), &val.all_subset);
+	for (int k = 0; !err && k < rs->nkroutes; k++) {
+		uint32_t id;
+
+		err = write_route(s, t, rs, &rs->kroutes[k], &nw, &id);
+		if (!err && k == 0 && rs->nkroutes == 1 && rs->kroutes[0].any_src) {
+			val.route_id = id; /* one route for every client: no list to read */
+			val.flags |= BM_SVC_F_HAS_ROUTE;
 		}
-		val.route_id = ida_get(&s->routes);
-		if (!val.route_id)
-			return -ENOSPC;
-		if (bpf_map_update_elem(s->fds.route, &val.route_id, &rt, BPF_ANY))
-			return -errno;
-		val.flags |= BM_SVC_F_HAS_ROUTE;
+	}
+	if (!err && rs->nkroutes && !(val.flags & BM_SVC_F_HAS_ROUTE)) {
+		err = write_rlist(s, rs, &nw, &val.rlist_id);
+		val.flags |= BM_SVC_F_RLIST;
+	}
+	if (err) {
+		rec_release(s, &nw);
+		return err;
 	}
 	put_name(s, BM_NAME_SVC, rs->svc_id, "%s/%s", rs->svc->ns, rs->svc->name);
 	/* why this port needs the HTTP path (the services command says the path taken) */
-	if (rs->l7_reason[0]) {
+	if (rs->l7_reason[0])
 		put_name(s, BM_NAME_L7, val.all_subset, "%s%s", rs->l7_reason, "");
-	} else if (s->fds.names >= 0) {
-		struct bm_name_key k = {.kind = BM_NAME_L7, .id = val.all_subset};
-
-		dp_map_del(s->fds.names, &k, "bm_names");
-	}
+	else
+		del_name(s, BM_NAME_L7, val.all_subset);
 	if (rs->l7_reason[0] && s->l7)
 		val.flags |= BM_SVC_F_L7;
-	if (rs->vs) {
-		char text[512];
-
-		rs_route_text(rs, text, sizeof(text));
-		if (strlen(text) >= BM_NAME_LEN)
-			memcpy(text + BM_NAME_LEN - 4, "...", 4);
-		put_name(s, rs->has_route ? BM_NAME_ROUTE : BM_NAME_VS,
-			 rs->has_route ? val.route_id : rs->svc_id, "%s%s", text, "");
-	}
-	if (!rs->vs || rs->has_route) { /* no stale "no route" note for this service */
-		struct bm_name_key k = {.kind = BM_NAME_VS, .id = rs->svc_id};
-
-		if (s->fds.names >= 0)
-			dp_map_del(s->fds.names, &k, "bm_names");
-	}
+	write_route_names(s, rs, &val, &nw);
+	if (!rs->vs || rs->nkroutes) /* no stale "no route" note for this service */
+		del_name(s, BM_NAME_VS, rs->svc_id);
 	/* The flip: from here on new connects see the new config, all of it. */
-	if (bpf_map_update_elem(s->fds.svc, &r->key, &val, BPF_ANY))
-		return -errno;
-	r->val = val;
+	if (bpf_map_update_elem(s->fds.svc, &r->key, &val, BPF_ANY)) {
+		err = -errno;
+		rec_release(s, &nw);
+		return err;
+	}
+	nw.val = val;
+	nw.live = 1;
+	old = *r;
+	*r = nw;
 	if (old.live)
 		rec_release(s, &old);
-	r->live = 1;
+	else
+		free(old.subs), free(old.podbits);
 	return 0;
 }
 
 /* Would t fit next to what is live now (old ids stay until the flips are done)? */
 static int check_capacity(struct sync *s, const struct rs_table *t, struct diags *d)
 {
-	uint64_t need_subsets = 0, need_slots = 0, need_routes = 0;
+	uint64_t need_subsets = 0, need_slots = 0, need_routes = 0, need_rlists = 0, need_rpods = 0;
 	const char *map = NULL;
 	uint64_t cap = 0, want = 0;
 
 	for (int i = 0; i < t->nservices; i++) {
 		const struct rs_service *rs = &t->services[i];
 
-		need_subsets += 1 + rs->ndests;
+		need_subsets += 1;
 		need_slots += t->subsets[rs->all_subset].n;
-		for (int k = 0; k < rs->ndests; k++)
-			need_slots += t->subsets[rs->dests[k].subset].n;
-		need_routes += rs->has_route;
+		for (int r = 0; r < rs->nkroutes; r++) {
+			need_subsets += rs->kroutes[r].ndests;
+			for (int k = 0; k < rs->kroutes[r].ndests; k++)
+				need_slots += t->subsets[rs->kroutes[r].dests[k].subset].n;
+		}
+		need_routes += rs->nkroutes;
+		if (rs->nkroutes && !(rs->nkroutes == 1 && rs->kroutes[0].any_src)) {
+			need_rlists++;
+			for (int k = 0; k < rs->npodbits; k++)
+				need_rpods += is_local(s, rs->podbits[k].pod_id);
+		}
 	}
 	if ((uint64_t)t->nservices > BM_MAX_SERVICES)
 		map = "bm_svc", want = t->nservices, cap = BM_MAX_SERVICES;
@@ -747,6 +1006,10 @@ static int check_capacity(struct sync *s, const struct rs_table *t, struct diags
 		map = "bm_route", want = need_routes, cap = s->routes.max - s->routes.nused;
 	else if (need_slots > s->slots.nfree)
 		map = "bm_slot", want = need_slots, cap = s->slots.nfree;
+	else if (need_rlists > s->rlists.max - s->rlists.nused)
+		map = "bm_rlist", want = need_rlists, cap = s->rlists.max - s->rlists.nused;
+	else if (need_rpods > (uint64_t)(BM_MAX_RPODS - s->nrpod))
+		map = "bm_rpod", want = need_rpods, cap = BM_MAX_RPODS - s->nrpod;
 	if (!map)
 		return 0;
 	diags_add(d, DIAG_ERROR, NULL, NULL, map,
@@ -836,8 +1099,11 @@ int sync_apply(struct sync *s, const struct rs_table *t, struct diags *d, struct
 		for (int i = 0; i < s->nrecs; i++) {
 			uint8_t k[HKEY];
 
-			if (!s->recs[i].live)
+			if (!s->recs[i].live) {
+				free(s->recs[i].subs); /* NULL once released */
+				free(s->recs[i].podbits);
 				continue;
+			}
 			s->recs[keep] = s->recs[i];
 			svc_hkey(k, &s->recs[keep].key);
 			h_put(&s->svc_index, k, keep);
@@ -965,11 +1231,49 @@ static int sync_pod_addrs(struct sync *s, const struct sync_pod *pods, int n)
 	return err;
 }
 
+/*
+ * The bm_rpod entries of live route lists follow the local pods: a pod that became local gets
+ * its bits before its cgroup is in bm_pod (before, or add == true), one that left loses them
+ * after (add == false). want holds the new local pod ids.
+ */
+static int rpod_follow(struct sync *s, struct htab *want, bool add)
+{
+	int err = 0;
+
+	for (int i = 0; i < s->nrecs; i++) {
+		struct svc_rec *r = &s->recs[i];
+
+		for (int k = 0; r->live && r->rlist && k < r->npodbits; k++) {
+			uint32_t pid = r->podbits[k].pod_id;
+			uint8_t hk[HKEY];
+			bool now, was = is_local(s, pid);
+
+			pod_key(hk, pid);
+			now = h_get(want, hk) != NULL;
+			if (add && now && !was && rpod_put(s, r->rlist, &r->podbits[k]))
+				err = -EIO;
+			if (!add && was && !now &&
+			    rpod_del(s, &(struct bm_rpod_key){.rlist_id = r->rlist, .pod_id = pid}))
+				err = -EIO;
+		}
+	}
+	return err;
+}
+
 int sync_set_pods(struct sync *s, const struct sync_pod *pods, int n)
 {
 	__u64 key, next, *prev = NULL;
+	struct htab want = {0};
+	uint8_t hk[HKEY];
 	int err = 0;
 
+	for (int i = 0; i < n; i++)
+		if (pods[i].pod.pod_id) {
+			pod_key(hk, pods[i].pod.pod_id);
+			h_put(&want, hk, 1);
+		}
+	if (rpod_follow(s, &want, true))
+		err = -EIO;
 	for (int i = 0; i < n; i++)
 		if (dp_map_put(s->fds.pod, &pods[i].cgroup_id, &pods[i].pod, BPF_ANY, "bm_pod"))
 			err = -EIO;
@@ -986,6 +1290,10 @@ int sync_set_pods(struct sync *s, const struct sync_pod *pods, int n)
 			err = -EIO; /* a gone cgroup's entry stays: reported, passed over */
 		prev = &key;
 	}
+	if (rpod_follow(s, &want, false))
+		err = -EIO;
+	h_free(&s->local);
+	s->local = want;
 	return sync_pod_addrs(s, pods, n) ? -EIO : err;
 }
 

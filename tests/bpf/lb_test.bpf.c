@@ -3,9 +3,10 @@
  * lb_test.bpf.c: tc programs that run the connect-time decision, because cgroup sock_addr
  * programs cannot be test-run: lb_draws the pick of bpf/lb.h many times per
  * bpf_prog_test_run_opts call, xlate_once the whole decision of bpf/xlate.h (refusals, the
- * tunnel, the connection record) once. Driven by tests/bpf/test_lb.c, which fills this
- * object's own (unpinned) maps through the agent's real resolve + sync code and reads the
- * results from .bss.
+ * tunnel, the connection record) once, route_cases the route choice of bpf/lb.h
+ * (bm_route_first: first match wins) over a table of route lists and pod bits. Driven by
+ * tests/bpf/test_lb.c, which fills this object's own (unpinned) maps through the agent's real
+ * resolve + sync code and reads the results from .bss.
  */
 #define BM_PIN LIBBPF_PIN_NONE
 #include "vmlinux.h"
@@ -76,5 +77,27 @@ SEC("tc")
 int lb_points(struct __sk_buff *skb)
 {
 	bpf_loop(det_route.total, one_point, NULL, 0);
+	return 0;
+}
+
+/* route_cases: bm_route_first over rc_n cases of (route list, pod bits) */
+#define TEST_ROUTE_CASES 32
+struct bm_rlist rc_list[TEST_ROUTE_CASES] = {};
+__u32 rc_bits[TEST_ROUTE_CASES] = {};
+__s32 rc_got[TEST_ROUTE_CASES] = {};
+__u32 rc_n = 0;
+
+static long one_case(__u32 i, void *ctx)
+{
+	if (i >= TEST_ROUTE_CASES)
+		return 1;
+	rc_got[i] = bm_route_first(&rc_list[i], rc_bits[i]);
+	return 0;
+}
+
+SEC("tc")
+int route_cases(struct __sk_buff *skb)
+{
+	bpf_loop(rc_n, one_case, NULL, 0);
 	return 0;
 }

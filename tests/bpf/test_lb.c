@@ -4,7 +4,9 @@
  * it through the agent's config loader, resolver and map sync into lb_test.bpf.c's maps, then
  * has the kernel draw many picks with bpf_prog_test_run_opts. Distributions are checked
  * against a 5-sigma binomial bound; the weight-to-subset mapping is also checked exactly in
- * deterministic mode (every point of [0, total) once). Needs root (BPF).
+ * deterministic mode (every point of [0, total) once). The route choice (first match wins by
+ * port and by the client pod's labels and namespace) is tested both ways too: bm_route_first
+ * over a table, and whole connects from two client pods the test enrolls. Needs root (BPF).
  */
 #include <errno.h>
 #include <math.h>
@@ -20,8 +22,9 @@
 #include "sync.h"
 #include "lb_test.skel.h"
 
-#define CLIENT_CG 4242 /* a cgroup id we enroll as a mesh pod */
-#define OTHER_CG  4343 /* a cgroup id nobody enrolled: outside the mesh */
+#define CLIENT_CG  4242 /* a cgroup id we enroll as a mesh pod: t/client */
+#define OTHER_CG   4343 /* a cgroup id nobody enrolled: outside the mesh */
+#define CLIENTB_CG 4444 /* t/client-b, labels version: b (enrolled by the route tests) */
 
 static struct lb_test_bpf *skel;
 static struct sync *sync_;
@@ -52,7 +55,12 @@ static const char *base_yaml =
     "status:\n  podIP: 10.244.1.4\n"
     "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: client\n  namespace: t\n"
     "  labels: {app: client}\nspec:\n  containers: [{name: c}]\n"
-    "status:\n  podIP: 10.244.1.9\n";
+    "status:\n  podIP: 10.244.1.9\n"
+    "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: client-b\n  namespace: t\n"
+    "  labels: {app: client, version: b}\nspec:\n  containers: [{name: c}]\n"
+    "status:\n  podIP: 10.244.1.10\n";
+
+static uint32_t client_pod, clientb_pod; /* their pod ids (config_index) */
 
 static const char *dr_fmt =
     "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n"
@@ -61,8 +69,8 @@ static const char *dr_fmt =
     "  - {name: v1, labels: {version: v1}}\n  - {name: v2, labels: {version: v2}}\n"
     "  - {name: v3, labels: {version: v3}}\n";
 
-/* Apply base + DR(lb) + a VirtualService with the given route lines (may be ""). */
-static int apply(const char *lb, const char *routes, struct sync_result *res)
+/* Apply base + DR(lb) + a VirtualService with the given spec after its hosts (may be ""). */
+static int apply_spec(const char *lb, const char *spec, struct sync_result *res)
 {
 	char path[256], dr[1024], lbl[128];
 	struct mesh_config *c = config_new();
@@ -79,14 +87,14 @@ static int apply(const char *lb, const char *routes, struct sync_result *res)
 	snprintf(lbl, sizeof(lbl), "      %s\n", lb);
 	snprintf(dr, sizeof(dr), dr_fmt, lbl);
 	fprintf(f, "%s%s", base_yaml, dr);
-	if (routes[0])
+	if (spec[0])
 		fprintf(f,
 			"---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
-			"metadata:\n  name: web\n  namespace: t\nspec:\n  hosts: [web]\n"
-			"  http:\n  - route:\n%s",
-			routes);
+			"metadata:\n  name: web\n  namespace: t\nspec:\n  hosts: [web]\n%s",
+			spec);
 	fclose(f);
 	config_load_file(c, path, &d);
+	config_index(c);
 	resolve(c, &t, &d);
 	diags_print(&d, stderr);
 	err = d.nerrors ? -EINVAL : sync_apply(sync_, &t, &d, res ? res : &r);
@@ -94,6 +102,16 @@ static int apply(const char *lb, const char *routes, struct sync_result *res)
 	diags_free(&d);
 	config_free(c);
 	return err;
+}
+
+/* Apply base + DR(lb) + a VirtualService with one http route of the given route lines. */
+static int apply(const char *lb, const char *routes, struct sync_result *res)
+{
+	char spec[2048] = "";
+
+	if (routes[0])
+		snprintf(spec, sizeof(spec), "  http:\n  - route:\n%s", routes);
+	return apply_spec(lb, spec, res);
 }
 
 /* Backend id of a pod address on port 8080. */
@@ -673,10 +691,300 @@ static void test_capacity_65536_services(void)
 	sync_tick(sync_);
 }
 
+/* ---------- the route a client takes: first match wins ---------- */
+
+/* bm_route_first over a table: the lowest route whose bit is set in any_src or the pod's. */
+static void test_route_first_table(void)
+{
+	static const struct {
+		__u32 n, any, pod;
+		int want;
+		const char *what;
+	} c[] = {
+	    {1, 0x1, 0x0, 0, "one route for everyone"},
+	    {3, 0x4, 0x0, 2, "no source match: the catch-all at the end"},
+	    {3, 0x4, 0x2, 1, "the pod's route comes before the catch-all"},
+	    {3, 0x4, 0x3, 0, "two hold: the first wins"},
+	    {2, 0x0, 0x0, -1, "none holds: -1 (every endpoint)"},
+	    {2, 0x0, 0x4, -1, "a bit past n is no route"},
+	    {3, 0x0, 0x6, 1, "first of the pod's"},
+	    {BM_MAX_SVC_ROUTES, 0, 1U << (BM_MAX_SVC_ROUTES - 1), BM_MAX_SVC_ROUTES - 1,
+	     "the last route a list holds"},
+	    {0, 0x1, 0x1, -1, "an empty list"},
+	};
+	int n = sizeof(c) / sizeof(c[0]);
+
+	memset(skel->bss->rc_list, 0, sizeof(skel->bss->rc_list));
+	for (int i = 0; i < n; i++) {
+		skel->bss->rc_list[i].n = c[i].n;
+		skel->bss->rc_list[i].any_src = c[i].any;
+		skel->bss->rc_bits[i] = c[i].pod;
+		skel->bss->rc_got[i] = -7;
+	}
+	skel->bss->rc_n = n;
+	if (!CHECK_OK(run_prog(skel->progs.route_cases), "test_run"))
+		return;
+	for (int i = 0; i < n; i++)
+		CHECK_EQ(skel->bss->rc_got[i], c[i].want, c[i].what);
+}
+
+/* The kernel's view of the web service entry. */
+static struct bm_svc svc_entry(void)
+{
+	struct bm_svc_key key = {.port = htons(80), .proto = IPPROTO_TCP, .family = BM_FAM_V4};
+	struct bm_svc v = {};
+	struct in_addr a;
+
+	inet_pton(AF_INET, "10.96.0.10", &a);
+	memcpy(key.addr, &a, 4);
+	bpf_map_lookup_elem(fds.svc, &key, &v);
+	return v;
+}
+
+static uint32_t rpod_of(uint32_t rlist, uint32_t pod)
+{
+	struct bm_rpod_key k = {.rlist_id = rlist, .pod_id = pod};
+	uint32_t bits = 0;
+
+	return bpf_map_lookup_elem(fds.rpod, &k, &bits) ? 0xdead : bits;
+}
+
+static int count_rpod(uint32_t rlist)
+{
+	struct bm_rpod_key k, next, *prev = NULL;
+	int n = 0;
+
+	while (bpf_map_get_next_key(fds.rpod, prev, &next) == 0) {
+		k = next;
+		prev = &k;
+		n += k.rlist_id == rlist;
+	}
+	return n;
+}
+
+#define SRC_ROUTES                                                                                 \
+	"  http:\n"                                                                                \
+	"  - match: [{sourceLabels: {version: b}}]\n"                                              \
+	"    route: [{destination: {host: web, subset: v2}}]\n"                                    \
+	"  - route: [{destination: {host: web, subset: v1}}]\n"
+
+/* sourceLabels: two client pods, two subsets; clients outside the mesh get no route. */
+static void test_source_labels_route(void)
+{
+	uint32_t a, b;
+	struct bm_svc v;
+
+	if (!CHECK_OK(apply_spec("simple: RANDOM", SRC_ROUTES, NULL), "apply"))
+		return;
+	v = svc_entry();
+	CHECK(v.flags & BM_SVC_F_RLIST, "the route depends on the client: a route list");
+	CHECK(!(v.flags & BM_SVC_F_HAS_ROUTE), "and no single route");
+	CHECK_EQ(rpod_of(v.rlist_id, clientb_pod), 0x1, "client-b: route 0 holds");
+	CHECK_EQ(rpod_of(v.rlist_id, client_pod), 0xdead, "client: no entry (only the catch-all)");
+	CHECK_EQ(count_rpod(v.rlist_id), 1, "one entry: the local pods' only");
+	a = id_of("10.244.1.2");
+	b = id_of("10.244.1.3");
+	if (CHECK_OK(draw(CLIENTB_CG, 3000), "test_run")) {
+		CHECK_EQ(skel->bss->res_count[BM_X_OK], 3000, "every draw translated");
+		CHECK_EQ(skel->bss->hits[b], 3000, "client-b (version b): all to v2");
+	}
+	if (CHECK_OK(draw(CLIENT_CG, 3000), "test_run"))
+		CHECK_EQ(skel->bss->hits[a], 3000, "client: all to v1 (the catch-all)");
+	if (CHECK_OK(draw(OTHER_CG, N), "test_run"))
+		within(skel->bss->hits[b], N, 1.0 / 3, "outside the mesh: every endpoint");
+}
+
+/* Two routes hold for client-b: the first in the VirtualService wins, as in Istio. */
+static void test_first_match_wins(void)
+{
+	if (!CHECK_OK(apply_spec("simple: RANDOM",
+				 "  http:\n"
+				 "  - match: [{sourceLabels: {app: client}, port: 80}]\n"
+				 "    route: [{destination: {host: web, subset: v3}}]\n"
+				 "  - match: [{sourceLabels: {version: b}}]\n"
+				 "    route: [{destination: {host: web, subset: v2}}]\n"
+				 "  - route: [{destination: {host: web, subset: v1}}]\n",
+				 NULL),
+		      "apply"))
+		return;
+	CHECK_EQ(rpod_of(svc_entry().rlist_id, clientb_pod), 0x3, "both routes hold for client-b");
+	if (CHECK_OK(draw(CLIENTB_CG, 3000), "test_run"))
+		CHECK_EQ(skel->bss->hits[id_of("10.244.1.4")], 3000, "client-b: the first, v3");
+	if (CHECK_OK(draw(CLIENT_CG, 3000), "test_run"))
+		CHECK_EQ(skel->bss->hits[id_of("10.244.1.4")], 3000, "client too (app: client)");
+}
+
+/* match port: decided per service entry, so one route for every client, no list. */
+static void test_port_match(void)
+{
+	struct bm_svc v;
+
+	if (!CHECK_OK(apply_spec("simple: RANDOM",
+				 "  http:\n"
+				 "  - match: [{port: 81}]\n"
+				 "    route: [{destination: {host: web, subset: v2}}]\n"
+				 "  - match: [{port: 80}]\n"
+				 "    route: [{destination: {host: web, subset: v3}}]\n",
+				 NULL),
+		      "apply"))
+		return;
+	v = svc_entry();
+	CHECK(v.flags & BM_SVC_F_HAS_ROUTE, "port 80: one route for every client");
+	CHECK(!(v.flags & BM_SVC_F_RLIST), "no list");
+	if (CHECK_OK(draw(CLIENT_CG, 1000), "test_run"))
+		CHECK_EQ(skel->bss->hits[id_of("10.244.1.4")], 1000, "spec.http[1]: v3");
+}
+
+/* No route holds for a client: every endpoint (Istio's default route), counted. */
+static void test_no_route_matches(void)
+{
+	uint64_t nr = stat_of(BM_ST_NO_ROUTE_MATCH);
+
+	if (!CHECK_OK(apply_spec("simple: RANDOM",
+				 "  tcp:\n"
+				 "  - match: [{sourceLabels: {version: b}}]\n"
+				 "    route: [{destination: {host: web, subset: v2}}]\n",
+				 NULL),
+		      "apply"))
+		return;
+	if (CHECK_OK(draw(CLIENT_CG, N), "test_run")) {
+		CHECK_EQ(skel->bss->res_count[BM_X_OK], N, "translated");
+		within(skel->bss->hits[id_of("10.244.1.2")], N, 1.0 / 3, "v1 share of all");
+		within(skel->bss->hits[id_of("10.244.1.4")], N, 1.0 / 3, "v3 share of all");
+		CHECK_EQ(stat_of(BM_ST_NO_ROUTE_MATCH) - nr, N, "counted: no route matched");
+	}
+	if (CHECK_OK(draw(CLIENTB_CG, 1000), "test_run"))
+		CHECK_EQ(skel->bss->hits[id_of("10.244.1.3")], 1000, "client-b: v2");
+}
+
+/* A change writes a fresh list and bits; the old ones stay for the quarantine, then go. */
+static void test_route_list_update_and_quarantine(void)
+{
+	struct bm_svc v1, v2;
+	struct bm_rlist rl;
+
+	fake_now += 10 * BM_ID_QUARANTINE_MS;
+	sync_tick(sync_);
+	if (!CHECK_OK(apply_spec("simple: RANDOM", SRC_ROUTES, NULL), "apply"))
+		return;
+	v1 = svc_entry();
+	if (!CHECK_OK(apply_spec("simple: ROUND_ROBIN", SRC_ROUTES, NULL), "apply a change"))
+		return;
+	v2 = svc_entry();
+	CHECK(v2.flags & BM_SVC_F_RLIST, "still a list");
+	CHECK(v1.rlist_id != v2.rlist_id, "under a fresh id");
+	CHECK_EQ(rpod_of(v2.rlist_id, clientb_pod), 0x1, "its bits written before the flip");
+	CHECK_OK(bpf_map_lookup_elem(fds.rlist, &v1.rlist_id, &rl), "the old list in quarantine");
+	CHECK_EQ(rpod_of(v1.rlist_id, clientb_pod), 0x1, "and its bits");
+	fake_now += BM_ID_QUARANTINE_MS + 1;
+	sync_tick(sync_);
+	CHECK(bpf_map_lookup_elem(fds.rlist, &v1.rlist_id, &rl) != 0, "old list freed after it");
+	CHECK_EQ(count_rpod(v1.rlist_id), 0, "and its bits");
+	if (!CHECK_OK(apply("simple: RANDOM", R("v1", 100), NULL), "back to one route"))
+		return;
+	fake_now += BM_ID_QUARANTINE_MS + 1;
+	sync_tick(sync_);
+	CHECK(bpf_map_lookup_elem(fds.rlist, &v2.rlist_id, &rl) != 0, "no list left");
+	CHECK_EQ(count_rpod(v2.rlist_id), 0, "no bits left");
+}
+
+/* A pod that becomes local after the list was written gets its bits then; one that leaves
+ * loses them. */
+static void test_pod_becomes_local(void)
+{
+	struct sync_pod one[] = {
+	    {.cgroup_id = CLIENT_CG,
+	     .pod = {.flags = BM_POD_F_IN_MESH, .pod_id = 0, .addr4 = {10, 244, 1, 9}}}};
+	struct sync_pod both[] = {
+	    one[0],
+	    {.cgroup_id = CLIENTB_CG,
+	     .pod = {.flags = BM_POD_F_IN_MESH, .pod_id = 0, .addr4 = {10, 244, 1, 10}}}};
+	uint32_t rid;
+
+	one[0].pod.pod_id = both[0].pod.pod_id = client_pod;
+	both[1].pod.pod_id = clientb_pod;
+	CHECK_OK(sync_set_pods(sync_, one, 1), "client-b not local");
+	if (!CHECK_OK(apply_spec("simple: RANDOM", SRC_ROUTES, NULL), "apply"))
+		goto out;
+	rid = svc_entry().rlist_id;
+	CHECK_EQ(count_rpod(rid), 0, "no local pod with bits");
+	CHECK_OK(sync_set_pods(sync_, both, 2), "client-b arrives");
+	CHECK_EQ(rpod_of(rid, clientb_pod), 0x1, "its bits, for the list in force");
+	if (CHECK_OK(draw(CLIENTB_CG, 1000), "test_run"))
+		CHECK_EQ(skel->bss->hits[id_of("10.244.1.3")], 1000, "and its route: v2");
+	CHECK_OK(sync_set_pods(sync_, one, 1), "client-b leaves");
+	CHECK_EQ(count_rpod(rid), 0, "its bits go");
+out:
+	sync_set_pods(sync_, both, 2);
+}
+
+/* A restarted agent reads the list back and releases it (bits by a scan) when it changes. */
+static void test_recover_route_list(void)
+{
+	struct sync *s2;
+	struct sync_result res;
+	struct bm_svc v1, v2;
+	struct sync_pod both[] = {
+	    {.cgroup_id = CLIENT_CG, .pod = {.flags = BM_POD_F_IN_MESH, .addr4 = {10, 244, 1, 9}}},
+	    {.cgroup_id = CLIENTB_CG,
+	     .pod = {.flags = BM_POD_F_IN_MESH, .addr4 = {10, 244, 1, 10}}}};
+
+	both[0].pod.pod_id = client_pod;
+	both[1].pod.pod_id = clientb_pod;
+	if (!CHECK_OK(apply_spec("simple: RANDOM", SRC_ROUTES, NULL), "apply"))
+		return;
+	v1 = svc_entry();
+	s2 = sync_new(&fds, &(struct sync_clock){.now_ms = fake_clock});
+	CHECK_EQ(sync_recover(s2), 1, "one service recovered");
+	sync_free(sync_);
+	sync_ = s2;
+	sync_set_pods(sync_, both, 2);
+	CHECK_OK(apply_spec("simple: RANDOM", SRC_ROUTES, &res), "apply after recover");
+	CHECK_EQ(res.services_written, 1, "rewritten once (its content was unknown)");
+	v2 = svc_entry();
+	CHECK(v2.rlist_id != v1.rlist_id, "a fresh list");
+	fake_now += BM_ID_QUARANTINE_MS + 1;
+	sync_tick(sync_);
+	CHECK_EQ(count_rpod(v1.rlist_id), 0, "the recovered list's bits found and deleted");
+	CHECK_EQ(rpod_of(v2.rlist_id, clientb_pod), 0x1, "the new one's in force");
+	if (CHECK_OK(draw(CLIENTB_CG, 1000), "test_run"))
+		CHECK_EQ(skel->bss->hits[id_of("10.244.1.3")], 1000, "client-b: v2");
+}
+
+/* The pod ids config_index gives the two clients (what the agent puts in bm_pod). */
+static int client_pod_ids(void)
+{
+	struct mesh_config *c = config_new();
+	struct diags d = {0};
+	char path[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/base.yaml", tmpdir);
+	f = fopen(path, "w");
+	if (!f)
+		return -1;
+	fputs(base_yaml, f);
+	fclose(f);
+	config_load_file(c, path, &d);
+	config_index(c);
+	for (int i = 0; i < c->nworkloads; i++) {
+		if (!strcmp(c->workloads[i].name, "client"))
+			client_pod = c->workloads[i].pod_id;
+		if (!strcmp(c->workloads[i].name, "client-b"))
+			clientb_pod = c->workloads[i].pod_id;
+	}
+	diags_free(&d);
+	config_free(c);
+	unlink(path);
+	return client_pod && clientb_pod ? 0 : -1;
+}
+
 int main(void)
 {
-	struct sync_pod pod = {.cgroup_id = CLIENT_CG,
-			       .pod = {.flags = BM_POD_F_IN_MESH, .addr4 = {10, 244, 1, 9}}};
+	struct sync_pod pods[] = {
+	    {.cgroup_id = CLIENT_CG, .pod = {.flags = BM_POD_F_IN_MESH, .addr4 = {10, 244, 1, 9}}},
+	    {.cgroup_id = CLIENTB_CG,
+	     .pod = {.flags = BM_POD_F_IN_MESH, .addr4 = {10, 244, 1, 10}}}};
 	int rc;
 
 	if (geteuid() != 0)
@@ -699,7 +1007,13 @@ int main(void)
 #undef MAP_FD
 #undef NO_FD
 	sync_ = sync_new(&fds, &(struct sync_clock){.now_ms = fake_clock});
-	sync_set_pods(sync_, &pod, 1);
+	if (client_pod_ids()) {
+		fprintf(stderr, "lb_test: no pod ids for the clients\n");
+		return 1;
+	}
+	pods[0].pod.pod_id = client_pod;
+	pods[1].pod.pod_id = clientb_pod;
+	sync_set_pods(sync_, pods, 2);
 
 	RUN(test_deterministic_mapping);
 	RUN(test_weights_1_3);
@@ -722,6 +1036,14 @@ int main(void)
 	RUN(test_ejected_backend_never_picked);
 	RUN(test_all_ejected_no_panic_then_panic);
 	RUN(test_connection_pool_limit);
+	RUN(test_route_first_table);
+	RUN(test_source_labels_route);
+	RUN(test_first_match_wins);
+	RUN(test_port_match);
+	RUN(test_no_route_matches);
+	RUN(test_route_list_update_and_quarantine);
+	RUN(test_pod_becomes_local);
+	RUN(test_recover_route_list);
 	RUN(test_full_map_keeps_old_config);
 	RUN(test_capacity_65536_services);
 

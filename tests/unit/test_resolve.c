@@ -2,7 +2,9 @@
 /*
  * test_resolve.c: unit tests of user/lib/resolve.c, config -> service table: endpoints by selector,
  * named target ports, subsets by labels, weights (0 dropped, single destination), per-port
- * route choice, DestinationRule/subset load-balancer precedence, VIP allocation, errors.
+ * route choice, DestinationRule/subset load-balancer precedence, VIP allocation, errors; the
+ * kernel's route lists (first match wins by port, destinationSubnets, sourceLabels,
+ * sourceNamespace) and the per-pod bits they are decided by.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +44,7 @@ static int load(const char *extra, struct mesh_config **c, struct rs_table *t, s
 	memset(d, 0, sizeof(*d));
 	*c = config_new();
 	config_load_file(*c, path, d);
+	config_index(*c); /* pod ids, as config_load_dir gives them */
 	return resolve(*c, t, d);
 }
 
@@ -72,6 +75,12 @@ static const struct rs_service *svc(const struct rs_table *t, const char *ip, in
 	return NULL;
 }
 
+/* The one route every mesh client of s takes, or NULL when s has none or a list. */
+static const struct rs_kroute *one_route(const struct rs_service *s)
+{
+	return s && s->nkroutes == 1 && s->kroutes[0].any_src ? &s->kroutes[0] : NULL;
+}
+
 static void done(struct mesh_config *c, struct rs_table *t, struct diags *d)
 {
 	rs_free(t);
@@ -95,7 +104,7 @@ static void test_endpoints_and_named_target_port(void)
 	CHECK_EQ(all->n, 2, "two endpoints (other namespace excluded)");
 	CHECK_EQ(t.backends[all->backends[0]].port, 8081, "named targetPort on a1");
 	CHECK_EQ(t.backends[all->backends[1]].port, 8082, "named targetPort on a2");
-	CHECK(!s->has_route, "no VirtualService: no route");
+	CHECK(!s->nkroutes, "no VirtualService: no route");
 	CHECK_EQ(all->lb, BM_LB_LEAST_REQUEST, "Istio default LB");
 	s = svc(&t, "10.96.1.1", 5432);
 	CHECK(s && t.subsets[s->all_subset].n == 2, "second port");
@@ -111,6 +120,7 @@ static void test_weights_subsets_and_lb(void)
 	struct rs_table t;
 	struct diags d;
 	const struct rs_service *s;
+	const struct rs_kroute *k;
 	const char *extra =
 	    "---\napiVersion: networking.istio.io/v1beta1\nkind: DestinationRule\n"
 	    "metadata: {name: api, namespace: ns}\nspec:\n  host: api.ns.svc.cluster.local\n"
@@ -128,14 +138,15 @@ static void test_weights_subsets_and_lb(void)
 
 	CHECK_EQ(load(extra, &c, &t, &d), 0, "no errors");
 	s = svc(&t, "10.96.1.1", 80);
-	if (!CHECK(s && s->has_route, "route in force"))
+	if (!CHECK(k = one_route(s), "route in force"))
 		goto out;
-	CHECK_EQ(s->ndests, 2, "weight 0 dropped; the match route skipped");
-	CHECK_EQ(s->dests[0].weight, 30, "v1 weight");
-	CHECK_EQ(t.subsets[s->dests[0].subset].n, 1, "v1 has one pod");
-	CHECK_EQ(t.subsets[s->dests[0].subset].lb, BM_LB_ROUND_ROBIN, "rule-level LB");
-	CHECK_EQ(s->dests[1].weight, 70, "no-subset destination weight");
-	CHECK_EQ(t.subsets[s->dests[1].subset].n, 2, "no subset: all endpoints");
+	CHECK_EQ(k->ndests, 2, "weight 0 dropped; the header match route skipped");
+	CHECK_EQ(k->route, 1, "spec.http[1]");
+	CHECK_EQ(k->dests[0].weight, 30, "v1 weight");
+	CHECK_EQ(t.subsets[k->dests[0].subset].n, 1, "v1 has one pod");
+	CHECK_EQ(t.subsets[k->dests[0].subset].lb, BM_LB_ROUND_ROBIN, "rule-level LB");
+	CHECK_EQ(k->dests[1].weight, 70, "no-subset destination weight");
+	CHECK_EQ(t.subsets[k->dests[1].subset].n, 2, "no subset: all endpoints");
 out:
 	done(c, &t, &d);
 }
@@ -146,6 +157,7 @@ static void test_single_destination_any_weight(void)
 	struct rs_table t;
 	struct diags d;
 	const struct rs_service *s;
+	const struct rs_kroute *k;
 	const char *extra =
 	    "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
 	    "metadata: {name: api, namespace: ns}\nspec:\n  host: api\n  subsets:\n"
@@ -157,11 +169,11 @@ static void test_single_destination_any_weight(void)
 
 	CHECK_EQ(load(extra, &c, &t, &d), 0, "no errors");
 	s = svc(&t, "10.96.1.1", 5432);
-	if (!CHECK(s && s->has_route, "tcp route on a tcp port"))
+	if (!CHECK(k = one_route(s), "tcp route on a tcp port"))
 		goto out;
-	CHECK_EQ(s->ndests, 1, "one destination");
-	CHECK(s->dests[0].weight > 0, "gets everything");
-	CHECK_EQ(t.subsets[s->dests[0].subset].lb, BM_LB_RANDOM, "subset LB overrides");
+	CHECK_EQ(k->ndests, 1, "one destination");
+	CHECK(k->dests[0].weight > 0, "gets everything");
+	CHECK_EQ(t.subsets[k->dests[0].subset].lb, BM_LB_RANDOM, "subset LB overrides");
 out:
 	done(c, &t, &d);
 }
@@ -209,6 +221,7 @@ static void test_missing_destinations(void)
 	struct diags d;
 	int coded;
 	const struct rs_service *s;
+	const struct rs_kroute *k;
 	const char *extra = "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
 			    "metadata: {name: api, namespace: ns}\nspec:\n  hosts: [api]\n  http:\n"
 			    "  - route:\n"
@@ -222,14 +235,14 @@ static void test_missing_destinations(void)
 	CHECK_EQ(uncoded(&d, "BM0001", &coded), 3, "three warnings");
 	CHECK(coded >= 1, "and the weighted route split per connection, noted per port");
 	s = svc(&t, "10.96.1.1", 80);
-	if (!CHECK(s && s->has_route, "route in force"))
+	if (!CHECK(k = one_route(s), "route in force"))
 		goto out;
-	if (!CHECK_EQ(s->ndests, 4, "every destination keeps its weight"))
+	if (!CHECK_EQ(k->ndests, 4, "every destination keeps its weight"))
 		goto out;
 	for (int i = 0; i < 3; i++)
-		CHECK_EQ(t.subsets[s->dests[i].subset].n, 0, "missing: no backends");
-	CHECK_EQ(s->dests[3].weight, 40, "the valid one");
-	CHECK_EQ(t.subsets[s->dests[3].subset].n, 2, "with its endpoints");
+		CHECK_EQ(t.subsets[k->dests[i].subset].n, 0, "missing: no backends");
+	CHECK_EQ(k->dests[3].weight, 40, "the valid one");
+	CHECK_EQ(t.subsets[k->dests[3].subset].n, 2, "with its endpoints");
 out:
 	done(c, &t, &d);
 }
@@ -243,6 +256,7 @@ static void test_merged_destination_rules(void)
 	struct diags d;
 	int coded;
 	const struct rs_service *s;
+	const struct rs_kroute *k;
 	const char *extra =
 	    "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
 	    "metadata: {name: a, namespace: ns}\nspec:\n  host: api\n"
@@ -260,12 +274,354 @@ static void test_merged_destination_rules(void)
 	CHECK_EQ(load(extra, &c, &t, &d), 0, "no errors");
 	CHECK_EQ(uncoded(&d, "BM0001", &coded), 0, "no warnings: both subsets exist");
 	s = svc(&t, "10.96.1.1", 80);
-	if (!CHECK(s && s->ndests == 2, "two destinations"))
+	if (!CHECK((k = one_route(s)) && k->ndests == 2, "two destinations"))
 		goto out;
-	CHECK_EQ(t.subsets[s->dests[0].subset].n, 1, "v1 from the first rule (first wins)");
-	CHECK_EQ(t.subsets[s->dests[1].subset].n, 1, "v2 from the second rule");
-	CHECK_EQ(t.subsets[s->dests[1].subset].lb, BM_LB_ROUND_ROBIN, "the first rule's policy");
+	CHECK_EQ(t.subsets[k->dests[0].subset].n, 1, "v1 from the first rule (first wins)");
+	CHECK_EQ(t.subsets[k->dests[1].subset].n, 1, "v2 from the second rule");
+	CHECK_EQ(t.subsets[k->dests[1].subset].lb, BM_LB_ROUND_ROBIN, "the first rule's policy");
 out:
+	done(c, &t, &d);
+}
+
+/* ---------- the kernel's route lists: what is known at connect() ---------- */
+
+static const char *dr_api =
+    "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
+    "metadata: {name: api, namespace: ns}\nspec:\n  host: api\n  subsets:\n"
+    "  - {name: v1, labels: {version: v1}}\n  - {name: v2, labels: {version: v2}}\n";
+
+/* Two mesh client pods with different labels, one in another mesh namespace, one outside. */
+static const char *clients =
+    "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: ns3, labels: {istio-injection: "
+    "enabled}}\n"
+    "---\napiVersion: v1\nkind: Pod\nmetadata: {name: ca, namespace: ns, labels: {app: client, "
+    "version: a}}\nspec:\n  containers: [{name: c}]\nstatus: {podIP: 10.244.0.20}\n"
+    "---\napiVersion: v1\nkind: Pod\nmetadata: {name: cb, namespace: ns, labels: {app: client, "
+    "version: b}}\nspec:\n  containers: [{name: c}]\nstatus: {podIP: 10.244.0.21}\n"
+    "---\napiVersion: v1\nkind: Pod\nmetadata: {name: c3, namespace: ns3, labels: {app: client, "
+    "version: a}}\nspec:\n  containers: [{name: c}]\nstatus: {podIP: 10.244.0.22}\n"
+    "---\napiVersion: v1\nkind: Pod\nmetadata: {name: out, namespace: ns2, labels: {app: client, "
+    "version: a}}\nspec:\n  containers: [{name: c}]\nstatus: {podIP: 10.244.0.23}\n";
+
+static int nwarn(const struct diags *d)
+{
+	int n = 0;
+
+	for (int i = 0; i < d->n; i++)
+		n += d->v[i].sev == DIAG_WARN;
+	return n;
+}
+
+static uint32_t pod_id_of(const struct mesh_config *c, const char *ns, const char *name)
+{
+	for (int i = 0; i < c->nworkloads; i++)
+		if (!strcmp(c->workloads[i].ns, ns) && !strcmp(c->workloads[i].name, name))
+			return c->workloads[i].pod_id;
+	return 0;
+}
+
+/* The subset name of kernel route k's destination i. */
+static const char *dest_name(const struct rs_table *t, const struct rs_service *s, int k, int i)
+{
+	return k < s->nkroutes && i < s->kroutes[k].ndests
+		   ? t->subsets[s->kroutes[k].dests[i].subset].name
+		   : "(none)";
+}
+
+/* The index of the kernel route a pod takes, as bpf/lb.h bm_route_first decides it, or -1. */
+static int first_route(const struct rs_service *s, uint32_t pod_id)
+{
+	uint32_t bits = rs_pod_bits(s, pod_id);
+
+	for (int k = 0; k < s->nkroutes; k++)
+		if (s->kroutes[k].any_src || (bits >> k & 1))
+			return k;
+	return -1;
+}
+
+/* Istio's TCP traffic shifting with match: port: one VirtualService, each service port its
+ * own route, decided per port (no list: every client of a port takes the same route). */
+static void test_tcp_match_port(void)
+{
+	struct mesh_config *c;
+	struct rs_table t;
+	struct diags d;
+	const struct rs_service *s;
+	const struct rs_kroute *k;
+	char buf[256];
+	char extra[2048];
+
+	snprintf(extra, sizeof(extra),
+		 "%s---\napiVersion: v1\nkind: Service\nmetadata: {name: echo, namespace: ns}\n"
+		 "spec:\n  clusterIP: 10.96.1.5\n  selector: {app: api}\n  ports:\n"
+		 "  - {name: tcp, port: 9000}\n  - {name: tcp-other, port: 9001}\n"
+		 "  - {name: tcp-third, port: 9002}\n"
+		 "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
+		 "metadata: {name: echo, namespace: ns}\nspec:\n  host: echo\n  subsets:\n"
+		 "  - {name: v1, labels: {version: v1}}\n  - {name: v2, labels: {version: v2}}\n"
+		 "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+		 "metadata: {name: echo, namespace: ns}\nspec:\n  hosts: [echo]\n  tcp:\n"
+		 "  - match: [{port: 9000}]\n    route: [{destination: {host: echo, subset: v1}}]\n"
+		 "  - match: [{port: 9001}]\n    route:\n"
+		 "    - {destination: {host: echo, subset: v1}, weight: 20}\n"
+		 "    - {destination: {host: echo, subset: v2}, weight: 80}\n",
+		 "");
+	CHECK_EQ(load(extra, &c, &t, &d), 0, "no errors");
+	CHECK_EQ(nwarn(&d), 0, "no warnings: every tcp match is enforced");
+	diags_print(&d, stderr);
+	s = svc(&t, "10.96.1.5", 9000);
+	if (CHECK(k = one_route(s), "port 9000: one route for every client")) {
+		CHECK_EQ(k->route, 0, "spec.tcp[0]");
+		CHECK_STR(dest_name(&t, s, 0, 0), "v1", "to v1");
+		rs_route_text(s, buf, sizeof(buf));
+		CHECK_STR(buf, "ns/echo spec.tcp[0]; not in force: spec.tcp[1]", "services text");
+	}
+	s = svc(&t, "10.96.1.5", 9001);
+	if (CHECK(k = one_route(s), "port 9001: one route for every client")) {
+		CHECK_EQ(k->route, 1, "spec.tcp[1]");
+		CHECK_EQ(k->ndests, 2, "its 20/80 split");
+		CHECK_STR(dest_name(&t, s, 0, 1), "v2", "v2 second");
+		CHECK_EQ(k->dests[1].weight, 80, "weight 80");
+	}
+	s = svc(&t, "10.96.1.5", 9002);
+	if (CHECK(s, "port 9002")) {
+		CHECK_EQ(s->nkroutes, 0, "no route matches port 9002: every endpoint");
+		rs_route_text(s, buf, sizeof(buf));
+		CHECK_STR(buf, "ns/echo: no route; not in force: spec.tcp[0],spec.tcp[1]",
+			  "services text");
+	}
+	done(c, &t, &d);
+}
+
+/* sourceLabels and sourceNamespace: a list of routes, first match wins, decided per pod. */
+static void test_source_matches_first_wins(void)
+{
+	struct mesh_config *c;
+	struct rs_table t;
+	struct diags d;
+	const struct rs_service *s;
+	char extra[4096], buf[256];
+	uint32_t ca, cb, c3, out, a1;
+
+	snprintf(extra, sizeof(extra),
+		 "%s%s---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+		 "metadata: {name: api, namespace: ns}\nspec:\n  hosts: [api]\n  tcp:\n"
+		 /* 0: version b clients of this namespace to v2 */
+		 "  - match: [{sourceLabels: {app: client, version: b}, sourceNamespace: ns}]\n"
+		 "    route: [{destination: {host: api, subset: v2}}]\n"
+		 /* 1: namespace ns3, or version a: v1 (ORed matches) */
+		 "  - match: [{sourceNamespace: ns3}, {sourceLabels: {version: a}}]\n"
+		 "    route: [{destination: {host: api, subset: v1}}]\n"
+		 /* 2: also every version b client, but 0 comes first for those in ns */
+		 "  - match: [{sourceLabels: {version: b}}]\n"
+		 "    route: [{destination: {host: api, subset: v1}}]\n"
+		 /* 3: another port only: not on 5432 */
+		 "  - match: [{port: 1234}]\n"
+		 "    route: [{destination: {host: api, subset: v1}}]\n",
+		 dr_api, clients);
+	CHECK_EQ(load(extra, &c, &t, &d), 0, "no errors");
+	diags_print(&d, stderr);
+	ca = pod_id_of(c, "ns", "ca");
+	cb = pod_id_of(c, "ns", "cb");
+	c3 = pod_id_of(c, "ns3", "c3");
+	out = pod_id_of(c, "ns2", "out");
+	a1 = pod_id_of(c, "ns", "a1");
+	CHECK(ca && cb && c3 && out && a1, "pod ids");
+	s = svc(&t, "10.96.1.1", 5432);
+	if (!CHECK(s && s->nkroutes == 3, "three routes can hold on 5432 (not the port 1234 one)"))
+		goto out;
+	for (int k = 0; k < 3; k++)
+		CHECK(!s->kroutes[k].any_src, "each depends on the client");
+	CHECK_EQ(s->kroutes[2].route, 2, "in order");
+	CHECK_EQ(rs_pod_bits(s, cb), 0x5, "cb: routes 0 and 2 hold");
+	CHECK_EQ(first_route(s, cb), 0, "cb: the first wins: v2");
+	CHECK_STR(dest_name(&t, s, 0, 0), "v2", "route 0 is v2");
+	CHECK_EQ(rs_pod_bits(s, ca), 0x2, "ca: route 1 (sourceLabels version a)");
+	CHECK_EQ(rs_pod_bits(s, c3), 0x2, "c3: route 1 (sourceNamespace ns3, and version a)");
+	CHECK_EQ(rs_pod_bits(s, a1), 0, "a1 (version v1, ns): none holds");
+	CHECK_EQ(first_route(s, a1), -1, "a1: every endpoint");
+	CHECK_EQ(rs_pod_bits(s, out), 0, "a pod outside the mesh gets no bits (no routes at all)");
+	CHECK_EQ(rs_pod_bits(s, 0), 0, "an unknown client: none");
+	rs_route_text(s, buf, sizeof(buf));
+	CHECK_STR(buf,
+		  "ns/api: first match of spec.tcp[0],spec.tcp[1],spec.tcp[2]; not in force: "
+		  "spec.tcp[3]",
+		  "services text");
+	rs_kroute_text(s, 0, buf, sizeof(buf));
+	CHECK_STR(buf,
+		  "spec.tcp[0] (sourceLabels {app: client, version: b} and sourceNamespace ns)",
+		  "route 0 text");
+	rs_kroute_text(s, 1, buf, sizeof(buf));
+	CHECK_STR(buf, "spec.tcp[1] (sourceNamespace ns3 or sourceLabels {version: a})",
+		  "route 1 text: the matches ORed");
+	/* the HTTP port of the same Service takes http routes: none, so the tcp ones apply? no:
+	 * port 80 is http, and a VS with only tcp routes gives it the tcp routes (fallback) */
+	s = svc(&t, "10.96.1.1", 80);
+	CHECK(s && s->nkroutes == 3, "port 80 falls back to the tcp routes (no http route)");
+out:
+	done(c, &t, &d);
+}
+
+/* A route that holds for every client ends the list: what follows is never reached. */
+static void test_list_ends_at_catch_all(void)
+{
+	struct mesh_config *c;
+	struct rs_table t;
+	struct diags d;
+	const struct rs_service *s;
+	char extra[4096], buf[256];
+
+	snprintf(extra, sizeof(extra),
+		 "%s%s---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+		 "metadata: {name: api, namespace: ns}\nspec:\n  hosts: [api]\n  tcp:\n"
+		 "  - match: [{sourceLabels: {version: b}}]\n"
+		 "    route: [{destination: {host: api, subset: v2}}]\n"
+		 "  - match: [{port: 5432}, {sourceLabels: {version: a}}]\n"
+		 "    route: [{destination: {host: api, subset: v1}}]\n"
+		 "  - route: [{destination: {host: api}}]\n",
+		 dr_api, clients);
+	CHECK_EQ(load(extra, &c, &t, &d), 0, "no errors");
+	s = svc(&t, "10.96.1.1", 5432);
+	if (!CHECK(s && s->nkroutes == 2, "two routes: the second holds for everyone on 5432"))
+		goto out;
+	CHECK(!s->kroutes[0].any_src && s->kroutes[1].any_src, "route 1 is the catch-all");
+	CHECK_EQ(first_route(s, pod_id_of(c, "ns", "cb")), 0, "cb: v2");
+	CHECK_EQ(first_route(s, pod_id_of(c, "ns", "ca")), 1, "ca: v1");
+	CHECK_EQ(first_route(s, 0), 1, "an unknown client: the catch-all");
+	rs_route_text(s, buf, sizeof(buf));
+	CHECK_STR(buf, "ns/api: first match of spec.tcp[0],spec.tcp[1]", "spec.tcp[2] unreachable");
+	rs_kroute_text(s, 1, buf, sizeof(buf));
+	CHECK_STR(buf, "spec.tcp[1] (every mesh client)", "route 1 text");
+out:
+	done(c, &t, &d);
+}
+
+/* destinationSubnets: the service address the client dialed must be in one of them. */
+static void test_destination_subnets(void)
+{
+	struct mesh_config *c;
+	struct rs_table t;
+	struct diags d;
+	const struct rs_service *s;
+	const struct rs_kroute *k;
+	char extra[4096];
+
+	snprintf(extra, sizeof(extra),
+		 "%s---\napiVersion: v1\nkind: Service\nmetadata: {name: ds, namespace: ns}\n"
+		 "spec:\n  clusterIPs: [10.96.2.2, 'fd00:96::2']\n  selector: {app: api}\n"
+		 "  ports: [{name: tcp, port: 81}]\n"
+		 "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+		 "metadata: {name: ds, namespace: ns}\nspec:\n  hosts: [ds]\n  tcp:\n"
+		 "  - match: [{destinationSubnets: [192.168.0.0/16, 10.96.3.0/24]}]\n"
+		 "    route: [{destination: {host: api, subset: v2}}]\n"
+		 "  - match: [{destinationSubnets: ['fd00:96::/64']}]\n"
+		 "    route: [{destination: {host: api, subset: v2}}]\n"
+		 "  - match: [{destinationSubnets: [10.96.2.0/23], port: 81}]\n"
+		 "    route: [{destination: {host: api, subset: v1}}]\n"
+		 "  - match: [{destinationSubnets: [10.96.2.2]}]\n"
+		 "    route: [{destination: {host: api}}]\n",
+		 dr_api);
+	CHECK_EQ(load(extra, &c, &t, &d), 0, "no errors");
+	s = svc(&t, "10.96.2.2", 81);
+	if (CHECK(k = one_route(s), "IPv4: one route holds"))
+		CHECK_EQ(k->route, 2, "10.96.2.0/23 holds 10.96.2.2; the first two do not");
+	s = svc(&t, "fd00:96::2", 81);
+	if (CHECK(k = one_route(s), "IPv6: one route holds"))
+		CHECK_EQ(k->route, 1, "fd00:96::/64");
+	done(c, &t, &d);
+}
+
+/* http routes whose matches are only port/sourceLabels/sourceNamespace stay in the kernel;
+ * a request field takes the port to the HTTP path. On a port that stays in the kernel, a
+ * match with a request field never holds there, and the others of the route still do. */
+static void test_http_source_matches_in_kernel(void)
+{
+	struct mesh_config *c;
+	struct rs_table t;
+	struct diags d;
+	const struct rs_service *s;
+	char extra[4096];
+	int coded;
+
+	snprintf(extra, sizeof(extra),
+		 "%s%s---\napiVersion: v1\nkind: Service\nmetadata: {name: un, namespace: ns}\n"
+		 "spec:\n  clusterIP: 10.96.1.7\n  selector: {app: api}\n  ports: [{port: 7}]\n"
+		 "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+		 "metadata: {name: api, namespace: ns}\nspec:\n  hosts: [api]\n  http:\n"
+		 "  - match: [{sourceLabels: {version: b}, port: 80}]\n"
+		 "    route: [{destination: {host: api, subset: v2}}]\n"
+		 "  - match: [{sourceLabels: {version: a}, gateways: [mesh]}, "
+		 "{sourceNamespace: ns3, gateways: [ingress]}]\n"
+		 "    route: [{destination: {host: api, subset: v1}}]\n"
+		 "  - route: [{destination: {host: api}}]\n"
+		 "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+		 "metadata: {name: un, namespace: ns}\nspec:\n  hosts: [un]\n  http:\n"
+		 "  - match: [{uri: {prefix: /x}}, {sourceLabels: {version: a}}]\n"
+		 "    route: [{destination: {host: api, subset: v1}}]\n"
+		 "  - match: [{headers: {a: {exact: b}}}]\n"
+		 "    route: [{destination: {host: api, subset: v2}}]\n",
+		 dr_api, clients);
+	CHECK_EQ(load(extra, &c, &t, &d), 0, "no errors");
+	s = svc(&t, "10.96.1.1", 80);
+	if (CHECK(s, "port 80")) {
+		CHECK_STR(s->l7_reason, "", "sourceLabels/port matches need no HTTP path");
+		CHECK_EQ(s->nkroutes, 3, "the kernel decides them, in order");
+		CHECK_EQ(first_route(s, pod_id_of(c, "ns", "cb")), 0, "cb: v2");
+		CHECK_EQ(first_route(s, pod_id_of(c, "ns", "ca")), 1, "ca: v1");
+		CHECK_EQ(first_route(s, pod_id_of(c, "ns3", "c3")), 1,
+			 "c3: version a (the ns3 match names another gateway: never in the mesh)");
+		CHECK(s->kroutes[2].any_src, "then every client");
+	}
+	uncoded(&d, "BM0011", &coded);
+	s = svc(&t, "10.96.1.7", 7);
+	if (CHECK(s, "unnamed port 7")) {
+		CHECK(s->l7_reason[0] == 0, "an unnamed port stays in the kernel");
+		CHECK_EQ(s->nkroutes, 1, "the uri match never holds there; sourceLabels does");
+		CHECK(!s->kroutes[0].any_src, "only for version a");
+		CHECK_EQ(first_route(s, pod_id_of(c, "ns", "ca")), 0, "ca: v1");
+		CHECK_EQ(first_route(s, pod_id_of(c, "ns", "cb")), -1, "cb: every endpoint");
+	}
+	CHECK_EQ(coded, 2, "BM0011 for both routes of the unnamed port");
+	done(c, &t, &d);
+	snprintf(extra, sizeof(extra),
+		 "%s---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+		 "metadata: {name: api, namespace: ns}\nspec:\n  hosts: [api]\n  http:\n"
+		 "  - match: [{sourceLabels: {version: b}}, {uri: {prefix: /x}}]\n"
+		 "    route: [{destination: {host: api, subset: v2}}]\n",
+		 dr_api);
+	CHECK_EQ(load(extra, &c, &t, &d), 0, "no errors");
+	s = svc(&t, "10.96.1.1", 80);
+	CHECK(s && !strcmp(s->l7_reason, "match in spec.http[0]"),
+	      "a uri match takes the http port to the HTTP path");
+	done(c, &t, &d);
+}
+
+/* More routes depending on the client than a list holds: the first BM_MAX_SVC_ROUTES, said. */
+static void test_list_cut_warned(void)
+{
+	struct mesh_config *c;
+	struct rs_table t;
+	struct diags d;
+	const struct rs_service *s;
+	char extra[8192];
+	size_t n;
+	bool said = false;
+
+	n = snprintf(extra, sizeof(extra),
+		     "%s---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+		     "metadata: {name: api, namespace: ns}\nspec:\n  hosts: [api]\n  tcp:\n",
+		     dr_api);
+	for (int i = 0; i < BM_MAX_SVC_ROUTES + 2; i++)
+		n += snprintf(extra + n, sizeof(extra) - n,
+			      "  - match: [{sourceLabels: {n: '%d'}}]\n"
+			      "    route: [{destination: {host: api, subset: v1}}]\n",
+			      i);
+	CHECK_EQ(load(extra, &c, &t, &d), 0, "no errors");
+	s = svc(&t, "10.96.1.1", 5432);
+	CHECK(s && s->nkroutes == BM_MAX_SVC_ROUTES, "the first BM_MAX_SVC_ROUTES");
+	for (int i = 0; i < d.n; i++)
+		said |= strstr(d.v[i].msg, "more than 16 routes") != NULL;
+	CHECK(said, "and a warning says the rest are not tried");
 	done(c, &t, &d);
 }
 
@@ -282,6 +638,12 @@ int main(void)
 	RUN(test_dual_stack_and_vip_allocation);
 	RUN(test_missing_destinations);
 	RUN(test_merged_destination_rules);
+	RUN(test_tcp_match_port);
+	RUN(test_source_matches_first_wins);
+	RUN(test_list_ends_at_catch_all);
+	RUN(test_destination_subnets);
+	RUN(test_http_source_matches_in_kernel);
+	RUN(test_list_cut_warned);
 	rc = CHECK_DONE("resolve");
 	snprintf(path, sizeof(path), "%s/c.yaml", dir);
 	unlink(path);

@@ -372,34 +372,118 @@ static void print_subset_text(struct json_object *sub, bool wide)
 	printf("\n");
 }
 
-/* Call fn for every live service entry with its route (NULL when it has none). */
+/* A service entry's routes as the kernel holds them: one for every mesh client
+ * (BM_SVC_F_HAS_ROUTE) or a list tried in order (BM_SVC_F_RLIST). */
+struct svc_routes {
+	int n;
+	bool list;
+	__u32 any_src; /* list: bit i, route i holds for every mesh client */
+	__u32 id[BM_MAX_SVC_ROUTES];
+	bool found[BM_MAX_SVC_ROUTES]; /* its bm_route entry was read */
+	struct bm_route r[BM_MAX_SVC_ROUTES];
+};
+
+/* Call fn for every live service entry with its routes. */
 typedef void (*svc_fn)(const struct bm_mapfds *f, const struct bm_svc_key *key,
-		       const struct bm_svc *v, const struct bm_route *r, void *arg);
+		       const struct bm_svc *v, const struct svc_routes *rt, void *arg);
+
+static void read_routes(const struct bm_mapfds *f, const struct bm_svc *v, struct svc_routes *rt)
+{
+	struct bm_rlist rl;
+
+	memset(rt, 0, sizeof(*rt));
+	if (v->flags & BM_SVC_F_HAS_ROUTE) {
+		rt->n = 1;
+		rt->id[0] = v->route_id;
+		rt->any_src = 1;
+	} else if ((v->flags & BM_SVC_F_RLIST) && f->rlist >= 0 &&
+		   bpf_map_lookup_elem(f->rlist, &v->rlist_id, &rl) == 0) {
+		rt->list = true;
+		rt->n = rl.n < BM_MAX_SVC_ROUTES ? (int)rl.n : BM_MAX_SVC_ROUTES;
+		rt->any_src = rl.any_src;
+		memcpy(rt->id, rl.route_id, sizeof(rt->id));
+	}
+	for (int i = 0; i < rt->n; i++)
+		rt->found[i] = bpf_map_lookup_elem(f->route, &rt->id[i], &rt->r[i]) == 0;
+}
 
 static int for_each_service(const struct bm_mapfds *f, svc_fn fn, void *arg)
 {
 	struct bm_svc_key key, next, *prev = NULL;
+	struct svc_routes rt;
 	int n = 0;
 
 	while (bpf_map_get_next_key(f->svc, prev, &next) == 0) {
 		struct bm_svc v;
-		struct bm_route r;
-		bool routed;
 
 		key = next;
 		prev = &key;
 		if (bpf_map_lookup_elem(f->svc, &key, &v))
 			continue;
-		routed = (v.flags & BM_SVC_F_HAS_ROUTE) &&
-			 bpf_map_lookup_elem(f->route, &v.route_id, &r) == 0;
-		fn(f, &key, &v, routed ? &r : NULL, arg);
+		read_routes(f, &v, &rt);
+		fn(f, &key, &v, &rt, arg);
 		n++;
 	}
 	return n;
 }
 
+/* The local pods a route list's source conditions hold for (bm_rpod), by route: pods[i] gets
+ * the names of those with bit i. */
+static void collect_route_pods(const struct bm_mapfds *f, __u32 rlist, int n,
+			       struct json_object **pods)
+{
+	struct bm_rpod_key key, next, *prev = NULL;
+
+	while (f->rpod >= 0 && bpf_map_get_next_key(f->rpod, prev, &next) == 0) {
+		__u32 bits;
+		char name[BM_NAME_LEN + 8];
+
+		key = next;
+		prev = &key;
+		if (key.rlist_id != rlist || bpf_map_lookup_elem(f->rpod, &key, &bits))
+			continue;
+		name_of(f, BM_NAME_POD, key.pod_id, name, sizeof(name));
+		{ /* "namespace/workload/pod/version" -> "namespace/pod" */
+			char *a = strchr(name, '/'), *b = a ? strchr(a + 1, '/') : NULL;
+			char *c = b ? strchr(b + 1, '/') : NULL;
+
+			if (c) {
+				*c = 0;
+				memmove(a + 1, b + 1, strlen(b + 1) + 1);
+			}
+		}
+		for (int i = 0; i < n; i++)
+			if (bits >> i & 1)
+				json_object_array_add(pods[i], json_object_new_string(name));
+	}
+}
+
+/* One route's weighted destinations (JSON), adding each subset to subs. */
+static struct json_object *collect_route(const struct bm_mapfds *f, __u32 id,
+					 const struct bm_route *r, struct json_object *subs)
+{
+	struct json_object *route = json_object_new_object(), *d = json_object_new_array();
+
+	jset_int(route, "id", id);
+	for (__u32 i = 0; r && i < r->n && i < BM_MAX_ROUTE_DESTS; i++) {
+		struct json_object *e = json_object_new_object();
+		__u32 w = r->cum[i] - (i ? r->cum[i - 1] : 0);
+
+		json_object_object_add(e, "subset", jname(f, BM_NAME_SUBSET, r->subset[i]));
+		jset_int(e, "subsetId", r->subset[i]);
+		jset_int(e, "weight", w);
+		jset_double(e, "percent", 100.0 * w / r->total);
+		json_object_array_add(d, e);
+		json_object_array_add(subs, collect_subset(f, "subset", r->subset[i]));
+	}
+	if (!r)
+		jset_bool(route, "missing", 1);
+	json_object_object_add(route, "destinations", d);
+	return route;
+}
+
 static void collect_service(const struct bm_mapfds *f, const struct bm_svc_key *key,
-			    const struct bm_svc *v, const struct bm_route *r, void *arg)
+			    const struct bm_svc *v, const struct svc_routes *rt, void *arg)
 {
 	struct json_object *o = json_object_new_object(), *subs = json_object_new_array();
 	char a[INET6_ADDRSTRLEN];
@@ -412,24 +496,30 @@ static void collect_service(const struct bm_mapfds *f, const struct bm_svc_key *
 	json_object_object_add(o, "service", jname(f, BM_NAME_SVC, v->svc_id));
 	jset_str(o, "path", v->flags & BM_SVC_F_L7 ? "l7" : "kernel");
 	json_object_object_add(o, "l7Reason", jname(f, BM_NAME_L7, v->all_subset));
-	if (r) {
-		struct json_object *route = json_object_new_object(), *d = json_object_new_array();
+	if (rt->list) {
+		/* routes tried in order, first match wins; none: every endpoint */
+		struct json_object *list = json_object_new_array();
 
-		json_object_object_add(o, "virtualService", jname(f, BM_NAME_ROUTE, v->route_id));
-		jset_int(route, "id", v->route_id);
-		for (__u32 i = 0; i < r->n && i < BM_MAX_ROUTE_DESTS; i++) {
-			struct json_object *e = json_object_new_object();
-			__u32 w = r->cum[i] - (i ? r->cum[i - 1] : 0);
+		json_object_object_add(o, "virtualService", jname(f, BM_NAME_RLIST, v->rlist_id));
+		jset_int(o, "routeListId", v->rlist_id);
+		struct json_object *pods[BM_MAX_SVC_ROUTES];
 
-			json_object_object_add(e, "subset", jname(f, BM_NAME_SUBSET, r->subset[i]));
-			jset_int(e, "subsetId", r->subset[i]);
-			jset_int(e, "weight", w);
-			jset_double(e, "percent", 100.0 * w / r->total);
-			json_object_array_add(d, e);
-			json_object_array_add(subs, collect_subset(f, "subset", r->subset[i]));
+		for (int i = 0; i < rt->n; i++) {
+			struct json_object *route =
+			    collect_route(f, rt->id[i], rt->found[i] ? &rt->r[i] : NULL, subs);
+
+			json_object_object_add(route, "match", jname(f, BM_NAME_ROUTE, rt->id[i]));
+			jset_bool(route, "everyMeshClient", (rt->any_src >> i) & 1);
+			pods[i] = json_object_new_array();
+			json_object_object_add(route, "localPods", pods[i]);
+			json_object_array_add(list, route);
 		}
-		json_object_object_add(route, "destinations", d);
-		json_object_object_add(o, "route", route);
+		collect_route_pods(f, v->rlist_id, rt->n, pods);
+		json_object_object_add(o, "route", NULL);
+		json_object_object_add(o, "routes", list);
+	} else if (rt->n && rt->found[0]) {
+		json_object_object_add(o, "virtualService", jname(f, BM_NAME_ROUTE, v->route_id));
+		json_object_object_add(o, "route", collect_route(f, rt->id[0], &rt->r[0], subs));
 	} else {
 		json_object_object_add(o, "virtualService", jname(f, BM_NAME_VS, v->svc_id));
 		json_object_object_add(o, "route", NULL);
@@ -439,10 +529,32 @@ static void collect_service(const struct bm_mapfds *f, const struct bm_svc_key *
 	json_object_array_add(arg, o);
 }
 
+static void print_dests_text(struct json_object *route)
+{
+	struct json_object *d = jget(route, "destinations");
+
+	if (jget(route, "missing"))
+		printf(" (missing route %lld)", jint(route, "id"));
+	for (size_t i = 0; i < json_object_array_length(d); i++) {
+		struct json_object *e = json_object_array_get_idx(d, i);
+		const char *sn = jstr(e, "subset");
+
+		if (sn)
+			printf(" %s", sn);
+		else
+			printf(" #%lld", jint(e, "subsetId"));
+		printf(" weight %lld (%.1f%%)", jint(e, "weight"),
+		       json_object_get_double(jget(e, "percent")));
+	}
+	printf("\n");
+}
+
 static void print_service_text(struct json_object *o, bool wide)
 {
 	struct json_object *route = jget(o, "route"), *subs = jget(o, "subsets");
+	struct json_object *list = jget(o, "routes");
 	const char *vs = jstr(o, "virtualService"), *svc = jstr(o, "service");
+	bool l7 = !strcmp(jstr(o, "path"), "l7");
 
 	printf(!strcmp(jstr(o, "family"), "IPv6") ? "[%s]:%lld/%s %s\n" : "%s:%lld/%s %s\n",
 	       jstr(o, "address"), jint(o, "port"), jstr(o, "protocol"), svc ? svc : "?");
@@ -455,24 +567,37 @@ static void print_service_text(struct json_object *o, bool wide)
 		printf("  path kernel\n");
 	if (vs)
 		printf("  VirtualService %s\n", vs);
-	if (route) {
-		struct json_object *d = jget(route, "destinations");
+	if (list) {
+		bool all = false;
 
-		printf("  route [id %lld] (%s):", jint(route, "id"),
-		       !strcmp(jstr(o, "path"), "l7") ? "kernel fallback while the HTTP path is down"
-						      : "mesh clients, per connection");
-		for (size_t i = 0; i < json_object_array_length(d); i++) {
-			struct json_object *e = json_object_array_get_idx(d, i);
-			const char *sn = jstr(e, "subset");
+		printf("  routes (%s; first match wins):\n",
+		       l7 ? "kernel fallback while the HTTP path is down"
+			  : "mesh clients, per connection");
+		for (size_t i = 0; i < json_object_array_length(list); i++) {
+			struct json_object *r = json_object_array_get_idx(list, i);
+			const char *m = jstr(r, "match");
 
-			if (sn)
-				printf(" %s", sn);
-			else
-				printf(" #%lld", jint(e, "subsetId"));
-			printf(" weight %lld (%.1f%%)", jint(e, "weight"),
-			       json_object_get_double(jget(e, "percent")));
+			struct json_object *pods = jget(r, "localPods");
+
+			printf("  %zu. route [id %lld] %s:", i + 1, jint(r, "id"), m ? m : "?");
+			print_dests_text(r);
+			all |= json_object_get_boolean(jget(r, "everyMeshClient"));
+			if (all)
+				continue;
+			printf("     local pods it holds for:");
+			for (size_t k = 0; k < json_object_array_length(pods); k++)
+				printf(" %s",
+				       json_object_get_string(json_object_array_get_idx(pods, k)));
+			printf("%s\n", json_object_array_length(pods) ? "" : " none");
 		}
-		printf("\n");
+		if (!all)
+			printf("  %zu. no route holds: every endpoint\n",
+			       json_object_array_length(list) + 1);
+	} else if (route) {
+		printf("  route [id %lld] (%s):", jint(route, "id"),
+		       l7 ? "kernel fallback while the HTTP path is down"
+			  : "mesh clients, per connection");
+		print_dests_text(route);
 	} else {
 		printf("  no route: every endpoint\n");
 	}
@@ -541,11 +666,12 @@ static void ep_collect_subset(const struct bm_mapfds *f, struct ep_list *l, __u3
 
 /* route subsets first, so a backend is shown under its named subset */
 static void ep_collect_service(const struct bm_mapfds *f, const struct bm_svc_key *key,
-			       const struct bm_svc *v, const struct bm_route *r, void *arg)
+			       const struct bm_svc *v, const struct svc_routes *rt, void *arg)
 {
 	(void)key;
-	for (__u32 i = 0; r && i < r->n && i < BM_MAX_ROUTE_DESTS; i++)
-		ep_collect_subset(f, arg, r->subset[i]);
+	for (int k = 0; k < rt->n; k++)
+		for (__u32 i = 0; rt->found[k] && i < rt->r[k].n && i < BM_MAX_ROUTE_DESTS; i++)
+			ep_collect_subset(f, arg, rt->r[k].subset[i]);
 	ep_collect_subset(f, arg, v->all_subset);
 }
 

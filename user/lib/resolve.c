@@ -7,7 +7,11 @@
  *    labels match its selector; a named targetPort resolves against each pod's port names;
  *  - a VirtualService applies to mesh traffic when its gateways are empty or name "mesh";
  *  - the kernel decides at connect time, so per port it takes the http routes (tcp routes for
- *    ports that are plainly TCP) and uses the first route without match conditions;
+ *    ports that are plainly TCP) in order, first match wins, with what is known at connect():
+ *    `port` and `destinationSubnets` (facts of the service address, decided here per port) and
+ *    `sourceLabels`/`sourceNamespace` (facts of the client pod, evaluated here per pod; the
+ *    kernel tests the pod it attributes the connecting cgroup to); no route holds: every
+ *    endpoint, as Istio falls back to the service's default route;
  *  - a subset's own loadBalancer overrides the DestinationRule's; unset is LEAST_REQUEST.
  */
 #include <arpa/inet.h>
@@ -79,6 +83,11 @@ static void *grow(void *p, int n, size_t sz)
 	if (!p)
 		abort();
 	return p;
+}
+
+static void objname(char *buf, size_t len, const char *kind, const char *ns, const char *name)
+{
+	snprintf(buf, len, "%s/%s/%s", kind, ns, name);
 }
 
 /* ---------- service addresses ---------- */
@@ -573,8 +582,11 @@ static const char *route_l7_need(const struct vs_route *r)
 
 	if (!h)
 		return NULL;
-	if (h->nmatches)
-		return "match";
+	/* port, sourceLabels, sourceNamespace and gateways are known at connect(): the kernel
+	 * decides a match made only of them (kroutes_of) */
+	for (int i = 0; i < h->nmatches; i++)
+		if (h->matches[i].l7)
+			return "match";
 	if (h->has_retries)
 		return "retries";
 	if (h->timeout_ms >= 0)
@@ -649,14 +661,20 @@ static void l7_reason_of(const struct rs_table *t, const struct mesh_config *c,
 			 config_route_path(path, sizeof(path), rs->vs, i));
 		return;
 	}
-	for (int i = 0; i <= rs->ndests; i++) {
-		const struct rs_subset *s =
-		    &t->subsets[i < rs->ndests ? rs->dests[i].subset : rs->all_subset];
+	for (int k = 0; k <= rs->nkroutes; k++) {
+		const struct rs_kroute *kr = k < rs->nkroutes ? &rs->kroutes[k] : NULL;
 
-		if ((s->ds && s->ds->has_policy && (need = policy_l7_need(&s->ds->policy))) ||
-		    (s->dr && s->dr->has_policy && (need = policy_l7_need(&s->dr->policy)))) {
-			snprintf(out, len, "%s of DestinationRule", need);
-			return;
+		for (int i = 0; i <= (kr ? kr->ndests - 1 : 0); i++) {
+			const struct rs_subset *s =
+			    &t->subsets[kr ? kr->dests[i].subset : rs->all_subset];
+
+			if ((s->ds && s->ds->has_policy &&
+			     (need = policy_l7_need(&s->ds->policy))) ||
+			    (s->dr && s->dr->has_policy &&
+			     (need = policy_l7_need(&s->dr->policy)))) {
+				snprintf(out, len, "%s of DestinationRule", need);
+				return;
+			}
 		}
 	}
 	for (int i = 0; i < all->n; i++) {
@@ -680,23 +698,241 @@ static bool port_is_tcp_only(const struct svc_port *p)
 		 strncmp(n, "kubernetes.io/h2c", 17) == 0);
 }
 
-/* The route the kernel enforces for this port: first without match conditions; its index in
- * vs->routes, or -1. */
-static int pick_route(const struct vs_obj *vs, const struct svc_port *p)
+/* Is the service address in one of these CIDRs (an entry without a prefix is one address)? */
+static bool subnets_hold(char *const *subnets, int n, const struct rs_service *rs)
 {
-	enum route_kind want = port_is_tcp_only(p) ? ROUTE_TCP : ROUTE_HTTP;
+	for (int i = 0; i < n; i++) {
+		const char *slash = strchr(subnets[i], '/');
+		size_t alen = slash ? (size_t)(slash - subnets[i]) : strlen(subnets[i]);
+		uint8_t net[16], fam;
+		char a[INET6_ADDRSTRLEN];
+		int bits, full;
 
-	for (int pass = 0; pass < 2; pass++) {
+		if (alen >= sizeof(a))
+			continue;
+		memcpy(a, subnets[i], alen);
+		a[alen] = 0;
+		if (rs_parse_addr(a, net, &fam) || fam != rs->family)
+			continue;
+		full = fam == BM_FAM_V4 ? 32 : 128;
+		bits = slash ? atoi(slash + 1) : full;
+		if (bits < 0 || bits > full)
+			continue;
+		if (memcmp(net, rs->addr, bits / 8))
+			continue;
+		if (bits % 8 && ((net[bits / 8] ^ rs->addr[bits / 8]) & (0xff00 >> (bits % 8))))
+			continue;
+		return true;
+	}
+	return false;
+}
+
+/* A source condition of one match: the client pod must carry labels and be in ns (either may
+ * be absent, not both). */
+struct src_cond {
+	const struct kvlist *labels;
+	const char *ns;
+};
+
+struct cond_list {
+	struct src_cond *v;
+	int n;
+};
+
+static void cond_add(struct cond_list *l, const struct kvlist *labels, const char *ns)
+{
+	l->v = grow(l->v, l->n, sizeof(*l->v));
+	l->v[l->n++] = (struct src_cond){.labels = labels && labels->n ? labels : NULL, .ns = ns};
+}
+
+/*
+ * What of route r can hold on port rs, at connect(): true when some match does (or r has
+ * none), with *any set when one holds for every mesh client and the source conditions of the
+ * others added to conds. The facts of the port are decided here: `port` (the service port the
+ * client dialed), `destinationSubnets` (the service address it dialed) and a match's own
+ * `gateways` (one that does not name mesh never holds for mesh traffic). An http match with a
+ * request field (uri, headers...) cannot hold in the kernel: BM0011 says so where it matters.
+ */
+static bool route_holds(const struct vs_route *r, const struct rs_service *rs, bool *any,
+			struct cond_list *conds)
+{
+	bool holds = false;
+
+	*any = false;
+	if (!r->has_match) {
+		*any = true;
+		return true;
+	}
+	for (int i = 0; r->http && i < r->http->nmatches; i++) {
+		const struct http_match *m = &r->http->matches[i];
+		bool mesh = m->ngateways == 0;
+
+		for (int g = 0; g < m->ngateways; g++)
+			mesh |= !strcmp(m->gateways[g], "mesh");
+		if (m->l7 || !mesh || (m->port && m->port != rs->port))
+			continue;
+		holds = true;
+		if (!m->source_labels.n && !m->source_namespace)
+			*any = true;
+		else
+			cond_add(conds, &m->source_labels, m->source_namespace);
+	}
+	for (int i = 0; r->kind == ROUTE_TCP && i < r->nl4; i++) {
+		const struct l4_match *m = &r->l4[i];
+
+		if ((m->port && m->port != rs->port) ||
+		    (m->ndestination_subnets &&
+		     !subnets_hold(m->destination_subnets, m->ndestination_subnets, rs)))
+			continue;
+		holds = true;
+		if (!m->source_labels.n && !m->source_namespace)
+			*any = true;
+		else
+			cond_add(conds, &m->source_labels, m->source_namespace);
+	}
+	return holds;
+}
+
+static bool cond_holds(const struct src_cond *sc, const struct workload_obj *w)
+{
+	return (!sc->ns || !strcmp(sc->ns, w->ns)) &&
+	       (!sc->labels || kv_match(sc->labels, &w->labels));
+}
+
+/*
+ * The kernel's routes for port rs (rs->kroutes, without destinations yet): the routes of the
+ * port's kind (http, or tcp for ports plainly TCP; the other kind when the VirtualService has
+ * none that can hold) that can hold here, in order, ending with the first that holds for every
+ * mesh client. Then, per mesh pod of the config, the bits of the routes whose source
+ * conditions it meets (rs->podbits).
+ */
+static void kroutes_of(const struct mesh_config *c, struct rs_service *rs, struct diags *d)
+{
+	const struct vs_obj *vs = rs->vs;
+	const struct svc_port *p = &rs->svc->ports[rs->port_index];
+	enum route_kind want = port_is_tcp_only(p) ? ROUTE_TCP : ROUTE_HTTP;
+	struct cond_list conds[BM_MAX_SVC_ROUTES] = {0};
+	bool cut = false, need_pods = false;
+
+	for (int pass = 0; pass < 2 && !rs->nkroutes; pass++) {
 		for (int i = 0; i < vs->nroutes; i++) {
 			const struct vs_route *r = &vs->routes[i];
+			struct cond_list cl = {0};
+			struct rs_kroute *kr;
+			bool any;
 
-			if (r->kind == want && !r->has_match)
-				return i;
+			if (r->kind != want || !route_holds(r, rs, &any, &cl)) {
+				free(cl.v);
+				continue;
+			}
+			if (rs->nkroutes == BM_MAX_SVC_ROUTES) {
+				cut = true;
+				free(cl.v);
+				break;
+			}
+			rs->kroutes = grow(rs->kroutes, rs->nkroutes, sizeof(*rs->kroutes));
+			kr = &rs->kroutes[rs->nkroutes];
+			*kr = (struct rs_kroute){.route = i, .any_src = any};
+			conds[rs->nkroutes++] = cl;
+			need_pods |= !any;
+			if (any)
+				break; /* holds for everyone: what follows is never reached */
 		}
 		/* a VS with only tcp routes on an unnamed port, or only http on a tcp one */
 		want = want == ROUTE_HTTP ? ROUTE_TCP : ROUTE_HTTP;
 	}
-	return -1;
+	if (cut) {
+		char obj[512], path[64];
+
+		objname(obj, sizeof(obj), "VirtualService", vs->ns, vs->name);
+		diags_add(
+		    d, DIAG_WARN, &vs->pos, obj,
+		    config_route_path(path, sizeof(path), vs, rs->kroutes[0].route),
+		    "port %d: more than %d routes before one that holds for every client; the "
+		    "kernel tries the first %d and sends clients none of them holds for to "
+		    "every endpoint",
+		    rs->port, BM_MAX_SVC_ROUTES, BM_MAX_SVC_ROUTES);
+	}
+	for (int w = 0; need_pods && w < c->nworkloads; w++) {
+		const struct workload_obj *wl = &c->workloads[w];
+		uint32_t bits = 0;
+
+		if (wl->kind != WL_POD || !wl->pod_id || !config_in_mesh(c, wl))
+			continue;
+		for (int k = 0; k < rs->nkroutes; k++)
+			for (int j = 0; !rs->kroutes[k].any_src && j < conds[k].n; j++)
+				if (cond_holds(&conds[k].v[j], wl)) {
+					bits |= 1U << k;
+					break;
+				}
+		if (!bits)
+			continue;
+		rs->podbits = grow(rs->podbits, rs->npodbits, sizeof(*rs->podbits));
+		rs->podbits[rs->npodbits++] =
+		    (struct rs_podbits){.pod_id = wl->pod_id, .bits = bits};
+	}
+	for (int k = 0; k < BM_MAX_SVC_ROUTES; k++)
+		free(conds[k].v);
+}
+
+uint32_t rs_pod_bits(const struct rs_service *rs, uint32_t pod_id)
+{
+	for (int i = 0; pod_id && i < rs->npodbits; i++)
+		if (rs->podbits[i].pod_id == pod_id)
+			return rs->podbits[i].bits;
+	return 0;
+}
+
+static bool in_kroutes(const struct rs_service *rs, int route)
+{
+	for (int k = 0; k < rs->nkroutes; k++)
+		if (rs->kroutes[k].route == route)
+			return true;
+	return false;
+}
+
+static size_t kv_text(const struct kvlist *l, char *buf, size_t len)
+{
+	size_t used = snprintf(buf, len, "{");
+
+	for (int i = 0; i < l->n && used < len; i++)
+		used += snprintf(buf + used, len - used, "%s%s: %s", i ? ", " : "", l->v[i].key,
+				 l->v[i].val);
+	if (used < len)
+		used += snprintf(buf + used, len - used, "}");
+	return used;
+}
+
+void rs_kroute_text(const struct rs_service *rs, int k, char *buf, size_t len)
+{
+	const struct rs_kroute *kr = &rs->kroutes[k];
+	const struct vs_route *r = &rs->vs->routes[kr->route];
+	struct cond_list cl = {0};
+	char path[64];
+	size_t used;
+	bool any;
+
+	used = snprintf(buf, len, "%s (", config_route_path(path, sizeof(path), rs->vs, kr->route));
+	if (kr->any_src) {
+		snprintf(buf + used, used < len ? len - used : 0, "every mesh client)");
+		return;
+	}
+	route_holds(r, rs, &any, &cl);
+	for (int i = 0; i < cl.n && used < len; i++) {
+		if (i)
+			used += snprintf(buf + used, len - used, " or ");
+		if (cl.v[i].labels && used < len) {
+			used += snprintf(buf + used, len - used, "sourceLabels ");
+			if (used < len)
+				used += kv_text(cl.v[i].labels, buf + used, len - used);
+		}
+		if (cl.v[i].ns && used < len)
+			used += snprintf(buf + used, len - used, "%ssourceNamespace %s",
+					 cl.v[i].labels ? " and " : "", cl.v[i].ns);
+	}
+	if (used < len)
+		snprintf(buf + used, len - used, ")");
+	free(cl.v);
 }
 
 void rs_route_text(const struct rs_service *rs, char *buf, size_t len)
@@ -725,13 +961,22 @@ void rs_route_text(const struct rs_service *rs, char *buf, size_t len)
 				 vs->ns, vs->name, rs->nl7routes - 1);
 		return;
 	}
-	if (rs->route >= 0)
+	if (rs->nkroutes == 1 && rs->kroutes[0].any_src) {
 		used = snprintf(buf, len, "%s/%s %s; ", vs->ns, vs->name,
-				config_route_path(p, sizeof(p), vs, rs->route));
-	else
+				config_route_path(p, sizeof(p), vs, rs->kroutes[0].route));
+	} else if (rs->nkroutes) {
+		used = snprintf(buf, len, "%s/%s: first match of ", vs->ns, vs->name);
+		for (int k = 0; k < rs->nkroutes && used < len; k++)
+			used += snprintf(buf + used, len - used, "%s%s", k ? "," : "",
+					 config_route_path(p, sizeof(p), vs, rs->kroutes[k].route));
+		if (used < len)
+			used += snprintf(buf + used, len - used, "; ");
+	} else {
 		used = snprintf(buf, len, "%s/%s: no route; ", vs->ns, vs->name);
+	}
 	for (int i = 0; i < vs->nroutes && used < len; i++) {
-		if (i == rs->route || (!vs->routes[i].has_match && vs->routes[i].kind != ROUTE_TLS))
+		if (in_kroutes(rs, i) ||
+		    (!vs->routes[i].has_match && vs->routes[i].kind != ROUTE_TLS))
 			continue;
 		used += snprintf(buf + used, len - used, "%s%s", skipped++ ? "," : "not in force: ",
 				 config_route_path(p, sizeof(p), vs, i));
@@ -751,11 +996,6 @@ static const struct svc_port *dest_port(const struct svc_obj *ds, const struct r
 	return ds->nports == 1 && !d->port ? &ds->ports[0] : NULL;
 }
 
-static void objname(char *buf, size_t len, const char *kind, const char *ns, const char *name)
-{
-	snprintf(buf, len, "%s/%s/%s", kind, ns, name);
-}
-
 /* A destination that names what does not exist: a subset with no backends, so that a connect
  * routed there is refused and counted (no_backend), as Istio answers such a route with 503. */
 static int empty_subset(struct rs_table *t, const char *name)
@@ -766,11 +1006,11 @@ static int empty_subset(struct rs_table *t, const char *name)
 	return t->nsubsets++;
 }
 
-static void add_dest(struct rs_service *rs, int subset, uint32_t w)
+static void add_dest(struct rs_kroute *kr, int subset, uint32_t w)
 {
-	rs->dests[rs->ndests].subset = subset;
-	rs->dests[rs->ndests].weight = w;
-	rs->ndests++;
+	kr->dests[kr->ndests].subset = subset;
+	kr->dests[kr->ndests].weight = w;
+	kr->ndests++;
 }
 
 /*
@@ -831,8 +1071,10 @@ static int resolve_dest(struct rs_table *t, const struct mesh_config *c, struct 
  * Istio, the rest of the config applies (analyze reports it as IST0101).
  */
 static int resolve_route(struct rs_table *t, const struct mesh_config *c, struct rs_service *rs,
-			 const struct vs_obj *vs, const struct vs_route *r, struct diags *d)
+			 struct rs_kroute *kr, struct diags *d)
 {
+	const struct vs_obj *vs = rs->vs;
+	const struct vs_route *r = &vs->routes[kr->route];
 	char obj[512];
 
 	objname(obj, sizeof(obj), "VirtualService", vs->ns, vs->name);
@@ -842,7 +1084,7 @@ static int resolve_route(struct rs_table *t, const struct mesh_config *c, struct
 
 		if (w == 0)
 			continue; /* weight 0 never picked: not even stored */
-		if (rs->ndests >= BM_MAX_ROUTE_DESTS) {
+		if (kr->ndests >= BM_MAX_ROUTE_DESTS) {
 			diags_add(d, DIAG_WARN, &rd->pos, obj, "route",
 				  "more than %d weighted destinations: the ones after the first %d "
 				  "are not used",
@@ -850,7 +1092,7 @@ static int resolve_route(struct rs_table *t, const struct mesh_config *c, struct
 			break;
 		}
 		add_dest(
-		    rs, resolve_dest(t, c, rs, vs, rd->host, rd->subset, rd->port, &rd->pos, rd, d),
+		    kr, resolve_dest(t, c, rs, vs, rd->host, rd->subset, rd->port, &rd->pos, rd, d),
 		    w);
 	}
 	return 0;
@@ -931,7 +1173,6 @@ static int resolve_port(struct rs_table *t, const struct mesh_config *c, const s
 {
 	const struct svc_port *p = &s->ports[pi];
 	struct rs_service *rs;
-	const struct vs_route *r;
 	const struct dr_obj *dr;
 	char *fq;
 
@@ -951,14 +1192,12 @@ static int resolve_port(struct rs_table *t, const struct mesh_config *c, const s
 	dr = rs_find_dr(c, fq, s->ns);
 	/* add_subset may move t->services? No: it grows t->subsets only. */
 	rs->all_subset = add_subset(t, c, s, p, fam, "(all)", NULL, dr, NULL);
-	rs->route = -1;
 	rs->http = rs_port_proto(p);
 	rs->vs = find_vs(c, fq);
-	if (rs->vs && (rs->route = pick_route(rs->vs, p)) >= 0) {
-		r = &rs->vs->routes[rs->route];
-		rs->has_route = true;
-		resolve_route(t, c, rs, rs->vs, r, d);
-	}
+	if (rs->vs)
+		kroutes_of(c, rs, d);
+	for (int k = 0; k < rs->nkroutes; k++)
+		resolve_route(t, c, rs, &rs->kroutes[k], d);
 	/* t->services may not move: l7_reason_of reads rs through t */
 	l7_reason_of(t, c, rs);
 	if (rs->l7_reason[0] && fam == BM_FAM_V4)
@@ -1032,18 +1271,23 @@ int rs_path_notes(const struct rs_table *t, struct diags *d)
 				weighted += vr->dests[k].weight > 0;
 			config_route_path(path, sizeof(path), vs, r);
 			if (need && !l7) {
+				bool in = in_kroutes(rs, r);
+
 				snprintf(field, sizeof(field), "%s.%s", path, need);
-				diags_addc(d, DIAG_WARN, "BM0011", &vr->pos, obj, field,
-					   "not enforced for %s port %d of Service %s/%s: %s, so the "
-					   "kernel routes each connection%s",
-					   addr, rs->port, rs->svc->ns, rs->svc->name,
-					   kernel_why(rs, why, sizeof(why)),
-					   r == rs->route ? " by this route's destinations"
-					   : vr->has_match ? " and skips this route"
-							   : "");
+				diags_addc(
+				    d, DIAG_WARN, "BM0011", &vr->pos, obj, field,
+				    "not enforced for %s port %d of Service %s/%s: %s, so the "
+				    "kernel routes each connection%s",
+				    addr, rs->port, rs->svc->ns, rs->svc->name,
+				    kernel_why(rs, why, sizeof(why)),
+				    in && vr->has_match
+					? " by this route's matches on port and source only"
+				    : in	    ? " by this route's destinations"
+				    : vr->has_match ? " and skips this route"
+						    : "");
 				n++;
 			}
-			if (weighted < 2 || (!l7 && r != rs->route))
+			if (weighted < 2 || (!l7 && !in_kroutes(rs, r)))
 				continue;
 			snprintf(field, sizeof(field), "%s.route", path);
 			if (l7)
@@ -1094,6 +1338,8 @@ void rs_free(struct rs_table *t)
 {
 	for (int i = 0; i < t->nservices; i++) {
 		free(t->services[i].fqdn);
+		free(t->services[i].kroutes);
+		free(t->services[i].podbits);
 		for (int k = 0; k < t->services[i].nl7routes; k++) {
 			free(t->services[i].l7routes[k].dests);
 			free(t->services[i].l7routes[k].mirrors);

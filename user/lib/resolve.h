@@ -51,6 +51,27 @@ struct rs_dest {
 	uint32_t weight;
 };
 
+/*
+ * One route the kernel tries for a service port (bm_rlist), in the VirtualService's order:
+ * a route some match of which can hold on this port and service address (`port`,
+ * `destinationSubnets`; an http match's request fields never hold in the kernel). any_src: it
+ * holds for every mesh client (no match, or a match without sourceLabels/sourceNamespace);
+ * otherwise it holds for the pods whose bit is set in rs_service.podbits.
+ */
+struct rs_kroute {
+	int route; /* index into vs->routes */
+	bool any_src;
+	struct rs_dest dests[BM_MAX_ROUTE_DESTS];
+	int ndests;
+};
+
+/* A mesh pod of the config for which some routes of a port hold by source: bit i = kroutes[i]
+ * (sourceLabels and sourceNamespace are facts of the pod, evaluated here once). */
+struct rs_podbits {
+	uint32_t pod_id; /* config_pod_id(): what bm_pod gives the kernel for its cgroups */
+	uint32_t bits;
+};
+
 /* A destination of an http route on the HTTP path (resolve_l7): its subset, weight, and the
  * route destination it comes from (its header operations). */
 struct rs_l7dest {
@@ -84,17 +105,19 @@ struct rs_service {
 	uint8_t proto;	 /* IPPROTO_TCP / IPPROTO_UDP */
 	uint32_t svc_id; /* stable: hash of the fqdn */
 	int all_subset;	 /* index into rs_table.subsets */
-	bool has_route;
 	const struct vs_obj *vs; /* the VirtualService in force, if any */
-	int route;		 /* index of its route in force in vs->routes, or -1 */
-	enum rs_proto http;	 /* the port's protocol as Istio reads its name/appProtocol */
+	/* The kernel's routes for mesh clients, first match wins (none holds: every endpoint).
+	 * Ends at the first route that holds for every client: later ones are unreachable. */
+	struct rs_kroute *kroutes;
+	int nkroutes;
+	struct rs_podbits *podbits; /* mesh pods with some bit set, by pod id */
+	int npodbits;
+	enum rs_proto http; /* the port's protocol as Istio reads its name/appProtocol */
 	/* Why this port needs the agent's HTTP path ("" when it does not): only an HTTP port
 	 * can; see rs_l7_reason(). */
 	char l7_reason[96];
 	struct rs_l7route *l7routes; /* IPv4 ports on the HTTP path: every http route */
 	int nl7routes;
-	struct rs_dest dests[BM_MAX_ROUTE_DESTS];
-	int ndests;
 };
 
 struct rs_index; /* private to resolve.c: lookups built once per resolve() */
@@ -142,9 +165,17 @@ int resolve_service_vip(const struct mesh_config *c, const struct svc_obj *s, in
 
 enum rs_proto rs_port_proto(const struct svc_port *p);
 
-/* For `bpfmesh services`: which route of the VirtualService is in force and which are not,
- * "shop/reviews spec.http[1]; not in force: spec.http[0]" ("" without a VirtualService). */
+/* For `bpfmesh services`: which routes of the VirtualService are in force and which are not,
+ * "shop/reviews spec.http[1]; not in force: spec.http[0]", "shop/db: first match of
+ * spec.tcp[0],spec.tcp[2]; not in force: spec.tcp[1]" ("" without a VirtualService). */
 void rs_route_text(const struct rs_service *rs, char *buf, size_t len);
+
+/* One kernel route of rs: its path and whom it holds for, "spec.tcp[0] (sourceLabels
+ * {app: a} or sourceNamespace b)" / "spec.tcp[1] (every mesh client)". */
+void rs_kroute_text(const struct rs_service *rs, int k, char *buf, size_t len);
+
+/* The bits of kroutes that hold for pod pod_id by source (0 for a pod without any). */
+uint32_t rs_pod_bits(const struct rs_service *rs, uint32_t pod_id);
 
 uint32_t rs_hash32(const char *s);
 const char *rs_lb_name(uint32_t lb);
