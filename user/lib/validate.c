@@ -29,37 +29,42 @@ static void note_unenforced(struct vctx *v, const struct ynode *map, const char 
 }
 
 /*
- * tcp routes are taken by the kernel when a connection is made: per port the first tcp route
- * without match conditions (resolve.c, pick_route). A tcp route with match conditions is
- * therefore not in force, and the user must see which route is instead. (http routes are
- * matched per request on the agent's HTTP path, for ports Istio reads as HTTP; where a port
- * stays in the kernel, resolve.c says so per port: rs_path_notes.)
+ * tcp routes are decided by the kernel when a connection is made, first match wins
+ * (resolve.c, kroutes_of): `port`, `destinationSubnets`, `sourceLabels` and `sourceNamespace`
+ * are enforced. What a tcp match can say beyond them is not: `sourceSubnet` (a pod chooses its
+ * own address, so bpfmesh never routes by it) and a match's own `gateways` (not read: the match
+ * is evaluated for mesh traffic even when its gateways leave mesh out, where Istio would skip
+ * it). (http routes: per request on the agent's HTTP path, or their port/source matches in the
+ * kernel; where a port stays in the kernel, resolve.c says so per port: rs_path_notes.)
  */
 static void note_tcp_matches(struct vctx *v, const struct ynode *spec)
 {
 	const struct ynode *routes = g(spec, "tcp");
-	char p[PATHMAX], path[PATHMAX], fallback[PATHMAX + 96];
-	int first_plain = -1;
+	char p[PATHMAX], path[PATHMAX], q[PATHMAX];
 
-	for (int i = 0; i < count(routes) && first_plain < 0; i++)
-		if (!has(routes->items[i], "match"))
-			first_plain = i;
-	if (first_plain >= 0)
-		pathf(fallback, sizeof(fallback),
-		      "connections use spec.tcp[%d], the first tcp route without match",
-		      first_plain);
-	else
-		pathf(fallback, sizeof(fallback),
-		      "no tcp route is without match, so connections go to every endpoint of the "
-		      "Service as if there were no VirtualService");
 	for (int i = 0; i < count(routes); i++) {
-		if (!has(routes->items[i], "match"))
-			continue;
-		pjoin(p, pidx(path, "spec.tcp", i), "match");
-		vctx_warn(v, g(routes->items[i], "match"), p,
-			  "not enforced: the kernel routes each connection when it is made, so tcp "
-			  "routes with match conditions are skipped; %s",
-			  fallback);
+		const struct ynode *ms = g(routes->items[i], "match");
+
+		for (int k = 0; k < count(ms); k++) {
+			const struct ynode *m = ms->items[k], *gws = g(m, "gateways");
+			bool mesh = !count(gws);
+
+			pidx(p, pjoin(q, pidx(path, "spec.tcp", i), "match"), k);
+			if (has(m, "sourceSubnet"))
+				vctx_warn(
+				    v, g(m, "sourceSubnet"), pjoin(q, p, "sourceSubnet"),
+				    "not enforced: a pod can choose its source address, so "
+				    "bpfmesh routes by the client's workload only (sourceLabels, "
+				    "sourceNamespace); this match holds whatever the source "
+				    "address");
+			for (int n = 0; n < count(gws); n++)
+				mesh |= gws->items[n]->str && !strcmp(gws->items[n]->str, "mesh");
+			if (!mesh)
+				vctx_warn(
+				    v, gws, pjoin(q, p, "gateways"),
+				    "not enforced: the kernel evaluates this match for mesh "
+				    "traffic too (Istio applies it only on the gateways named)");
+		}
 	}
 }
 
