@@ -156,6 +156,7 @@ struct h1req {
 	struct l7_req r;
 	struct h1d *d;
 	bool engine_done, parsed; /* the engine is done with it; the parser is past its end */
+	bool orphan; /* its connection reset under it (c_reset): c_done frees it */
 	bool chunked_out;	  /* the response is chunk-encoded */
 	bool head_out, end_out;	  /* response head / end queued */
 };
@@ -788,12 +789,17 @@ static void c_trailers(struct l7_req *r, const struct l7_hdrs *h)
 		d_want(d);
 }
 
+/* The response broke: the connection resets; the request stays until the engine's done */
 static void c_reset(struct l7_req *r)
 {
 	struct h1req *q = q_of(r);
+	struct h1d *d = q->d;
 
-	q->engine_done = true;
-	d_hard_close(q->d, true);
+	if (d->cur == q) {
+		d->cur = NULL;
+		q->orphan = true; /* c_done frees it */
+	}
+	d_hard_close(d, true);
 }
 
 static void c_done(struct l7_req *r)
@@ -802,6 +808,10 @@ static void c_done(struct l7_req *r)
 	struct h1d *d = q->d;
 
 	q->engine_done = true;
+	if (q->orphan) {
+		q_free(q);
+		return;
+	}
 	if (d->st == D_CLOSED || d->cur != q)
 		return; /* d_hard_close frees it */
 	if (d->upgrading) {

@@ -18,6 +18,7 @@ setup_file() {
 }
 
 teardown_file() {
+	pkill -f "$BATS_TEST_DIRNAME/l7_raw.py" || true
 	[ -f "$WORK/prom.pid" ] && kill "$(cat "$WORK/prom.pid")" 2>/dev/null
 	lab_teardown "$LAB"
 	rm -rf "$WORK"
@@ -349,6 +350,50 @@ for r in json.load(sys.stdin)["data"]["result"]:
 	[ "$(count '^set-cookie: sess=' <<<"$output")" -eq 40 ]
 	[ "$(grep '^x-bpfmesh-pod:' <<<"$output" | sort -u | wc -l)" -eq 2 ]
 	run lab apply -f "$L7/base.yaml"
+}
+
+@test "an upstream that dies mid-response: the client sees a reset, never a truncated success" {
+	lab stop -n l7 raw-0 # its echo server makes way for the suite's raw one
+	lab exec -n l7 raw-0 -- /usr/bin/python3 "$BATS_TEST_DIRNAME/l7_raw.py" >/dev/null 2>&1 3>&- &
+	for _ in $(seq 50); do
+		run lab exec -n l7 client-0 -- curl -s --max-time 2 http://raw:8080/
+		[ "$output" = "raw ok" ] && break
+		sleep 0.1
+	done
+	[ "$output" = "raw ok" ]
+	for proto in --http1.1 --http2-prior-knowledge; do
+		for path in /cut /cutchunked; do
+			run lab exec -n l7 client-0 -- curl -s --max-time 10 "$proto" -o /dev/null \
+				-w '%{http_code} %{size_download}' "http://raw:8080$path"
+			echo "$proto $path: exit $status, $output"
+			[ "$status" -ne 0 ] # curl: 18 partial file, 56 or 92 reset
+			[ "$status" -ne 28 ] # not a hang
+		done
+	done
+}
+
+@test "websocket: Upgrade passes through and the connection relays both ways" {
+	run lab exec -n l7 client-0 -- /usr/bin/python3 -c '
+import socket
+s = socket.create_connection(("10.96.70.30", 8080), timeout=5)
+s.sendall(b"GET /ws HTTP/1.1\r\nHost: raw\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+head = b""
+while b"\r\n\r\n" not in head:
+    head += s.recv(4096)
+print(head.split(b"\r\n", 1)[0].decode())
+for msg in (b"ping-1", b"ping-2" * 1000):
+    s.sendall(msg)
+    got = b""
+    while len(got) < len(msg):
+        got += s.recv(65536)
+    print("echo", len(got), got == msg)
+'
+	echo "$output"
+	[[ "$output" == "HTTP/1.1 101 Switching Protocols"* ]]
+	[[ "$output" == *"echo 6 True"*"echo 6000 True"* ]]
+	pkill -f "l7_raw.py" || true
+	lab start -n l7 raw-0
 }
 
 @test "malformed requests get 400 and a close, oversized headers 431" {
