@@ -308,6 +308,29 @@ void l7_defer_free(struct l7w *w, struct l7_dead *d)
 	w->dead = d;
 }
 
+void l7_later(struct l7w *w, struct l7_later *l)
+{
+	if (l->queued)
+		return;
+	l->queued = true;
+	l->next = NULL;
+	if (!w->later)
+		w->later_tail = &w->later;
+	*w->later_tail = l;
+	w->later_tail = &l->next;
+}
+
+static void run_later(struct l7w *w)
+{
+	while (w->later) {
+		struct l7_later *l = w->later;
+
+		w->later = l->next;
+		l->queued = false;
+		l->fn(l);
+	}
+}
+
 static void free_dead(struct l7w *w)
 {
 	while (w->dead) {
@@ -562,6 +585,7 @@ static void take_queue(struct l7w *w)
 	if (snap != w->snap) {
 		l7_snap_put(w->snap);
 		w->snap = snap;
+		l7_pool_drain(w); /* connections made under the old config's policy */
 	} else {
 		l7_snap_put(snap);
 	}
@@ -615,10 +639,12 @@ static void *worker_main(void *arg)
 
 			if (io->fd >= 0 && io->mask)
 				io->on(io, ev[i].events);
+			run_later(w);
 		}
 		timers_run(w);
 		if (w->pend)
 			l7_pending_kick(w);
+		run_later(w);
 		free_dead(w);
 		l7_log_flush(w->l->log, &w->alog);
 	}
@@ -778,11 +804,16 @@ void l7_free(struct l7 *l)
 /* The circuit breakers of a cluster: the same ones across config changes. Under l->mu. */
 static struct l7_cb *cb_for(struct l7 *l, const struct l7_cluster *cl)
 {
+	const struct traffic_policy *tp = cl->tp;
 	char key[320];
 	struct l7_cb *cb;
 
-	snprintf(key, sizeof(key), "%s/%s|%s", cl->svc ? cl->svc->ns : "",
-		 cl->svc ? cl->svc->name : (cl->fqdn ? cl->fqdn : ""), cl->name ? cl->name : "");
+	/* a changed connectionPool is a new cluster, as Envoy rebuilds it: fresh counts */
+	snprintf(key, sizeof(key), "%s/%s|%s|%u|%lld|%lld|%lld", cl->svc ? cl->svc->ns : "",
+		 cl->svc ? cl->svc->name : (cl->fqdn ? cl->fqdn : ""), cl->name ? cl->name : "",
+		 cl->pol.max_conns, tp ? (long long)tp->http1_max_pending : -1LL,
+		 tp ? (long long)tp->http2_max_requests : -1LL,
+		 tp ? (long long)tp->max_retries : -1LL);
 	for (cb = l->cbs; cb; cb = cb->next)
 		if (!strcmp(cb->key, key))
 			return cb;

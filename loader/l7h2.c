@@ -1196,6 +1196,13 @@ void l7h2_uconn_failed(struct l7_uconn *u)
 	u_lost(u);
 }
 
+bool l7h2_uconn_busy(struct l7_uconn *u)
+{
+	struct h2u *x = u->cx;
+
+	return x && x->nstreams > 0;
+}
+
 bool l7h2_uconn_can_take(struct l7_uconn *u)
 {
 	struct h2u *x = u->cx;

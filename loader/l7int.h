@@ -114,6 +114,15 @@ struct l7_dead {
 };
 void l7_defer_free(struct l7w *w, struct l7_dead *d);
 
+/* Work for after the current event (a connection's output, flushed once for all a response's
+ * head and body parts that one read produced: one send, not three). */
+struct l7_later {
+	struct l7_later *next;
+	void (*fn)(struct l7_later *l);
+	bool queued;
+};
+void l7_later(struct l7w *w, struct l7_later *l);
+
 /* What one publish hands the workers; immutable, reference-counted. */
 struct l7_snap {
 	int refs; /* atomic */
@@ -406,6 +415,8 @@ void l7_upstream_body(struct l7_req *r);
 void l7_upstream_resume(struct l7_req *r);
 /* Pooled connections of a worker: drop the idle ones (shutdown). */
 void l7_pool_free(struct l7w *w);
+/* A new config: idle connections go (their cluster may have a new pool policy). */
+void l7_pool_drain(struct l7w *w);
 
 /* h1 codec entry points (l7h1.c) */
 void l7h1_server(struct l7_dconn *dc, const char *pre, size_t n); /* pre: bytes read already */
@@ -435,6 +446,7 @@ void l7h2_uconn_ready(struct l7_uconn *u);
 void l7h2_uconn_free(struct l7_uconn *u);
 void l7h2_uconn_failed(struct l7_uconn *u); /* its connect failed */
 bool l7h2_uconn_can_take(struct l7_uconn *u);
+bool l7h2_uconn_busy(struct l7_uconn *u); /* streams open on it */
 
 /* ---- the worker ---- */
 
@@ -467,6 +479,7 @@ struct l7w {
 	struct l7_stats stats;
 	struct l7_req *pend; /* requests waiting for a connection slot, oldest first */
 	struct l7_buf alog;  /* access log lines of this batch (l7log.c) */
+	struct l7_later *later, **later_tail; /* l7_later, in order */
 	/* hand-offs from other threads, under mu */
 	pthread_mutex_t mu;
 	struct l7_queued *q;

@@ -408,6 +408,19 @@ void l7_upstream_resume(struct l7_req *r)
 		l7h1_resume(r);
 }
 
+void l7_pool_drain(struct l7w *w)
+{
+	for (int i = 0; i < w->npv; i++) {
+		struct l7_uconn *u = w->pv[i].idle, *next;
+
+		for (; u; u = next) {
+			next = u->next_idle;
+			if (!u->r && (!u->h2 || !l7h2_uconn_busy(u)))
+				l7_uconn_close(u);
+		}
+	}
+}
+
 void l7_pool_free(struct l7w *w)
 {
 	for (int i = 0; i < w->npv; i++)
