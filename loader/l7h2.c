@@ -400,11 +400,9 @@ static void c_done(struct l7_req *r)
 		/* ended without a complete response: a reset, never a truncated success */
 		nghttp2_submit_rst_stream(d->s, NGHTTP2_FLAG_NONE, q->id, NGHTTP2_INTERNAL_ERROR);
 		d_flush(d);
-	} else if (!d->closed && !q->closed && q->r.has_body && !q->r.body_done) {
-		/* answered before the request was all in: the rest is not wanted */
-		nghttp2_submit_rst_stream(d->s, NGHTTP2_FLAG_NONE, q->id, NGHTTP2_NO_ERROR);
-		d_flush(d);
 	}
+	/* answered before the request was all in: the rest is read and dropped (a reset, even
+	 * NO_ERROR, makes gRPC clients fail the call they were answered) */
 	s_maybe_free(q);
 }
 

@@ -99,7 +99,7 @@ static void local_reply(struct l7_req *r, int status, unsigned flags, const char
 	l7_upstream_abandon(r);
 	for (int i = 0; extra && i < extra->n; i++)
 		l7h_add(&h, extra->v[i].name, extra->v[i].value);
-	if (r->grpc && status != 200) {
+	if (r->grpc && (status != 200 || r->grpc_status >= 0)) {
 		char gs[16];
 
 		snprintf(gs, sizeof(gs), "%d", r->grpc_status >= 0 ? r->grpc_status
