@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * inbound_test.bpf.c: a tc program that runs the inbound judge (bpf/inbound.h) and the egress
- * guard's source check (bpf/guard.h) on the packet it is given, because cgroup_skb and
+ * guard's source check and agent port guard (bpf/guard.h) on the packet it is given, because cgroup_skb and
  * sk_lookup programs are driven here through bpf_prog_test_run_opts. Driven by
  * tests/bpf/test_inbound.c (table-driven packet fixtures) and tests/fuzz/fuzz_inbound.c
  * (random packets). The test fills this object's own (unpinned) maps and reads .bss.
@@ -17,8 +17,10 @@ __u32 test_pod = 0;		/* the receiving pod */
 __u32 test_on_lo = 0;		/* arrived on its loopback */
 struct bm_pod test_sender = {}; /* for the source check */
 
+__u64 test_cookie = 0;		/* the sending socket, for the agent port guard */
+
 int parse_res = 0;
-__u32 judged = 0, verdict = 0, src_ok = 0;
+__u32 judged = 0, verdict = 0, src_ok = 0, port_ok = 0;
 
 SEC("tc")
 int inbound_judge_pkt(struct __sk_buff *skb)
@@ -29,6 +31,7 @@ int inbound_judge_pkt(struct __sk_buff *skb)
 	judged = 0;
 	verdict = 1;
 	src_ok = parse_res == BM_PKT_OTHER ? 1 : bm_src_ok(&test_sender, &p);
+	port_ok = parse_res == BM_PKT_OK ? bm_agent_port_ok(&p, test_cookie) : 1;
 	if (parse_res == BM_PKT_OPAQUE) {
 		judged = 1;
 		verdict = bm_inbound_opaque(&p, test_pod);

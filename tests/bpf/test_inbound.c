@@ -355,6 +355,67 @@ static void test_source_check(void)
 	CHECK_EQ(skel->bss->src_ok, 1, "addresses not known yet: not checked");
 }
 
+/* The egress guard for the agent's ports on a pod's own node: a SYN to the outbound capture
+ * port or the HTTP path's port only from a socket the kernel sent there itself (its bm_sock
+ * record says so); any other port of that number, and segments after the SYN, pass. */
+static void test_agent_port_guard(void)
+{
+	struct bm_node node = {.outbound_port = htons(BM_PORT_OUTBOUND),
+			       .flags = BM_NODE_F_L7,
+			       .l7_port = htons(BM_PORT_HTTP)};
+	struct bm_sock l7 = {.sub_flags = BM_CONN_F_L7}, tun = {.sub_flags = BM_CONN_F_TUNNEL},
+		       plain = {};
+	__u64 c_l7 = 101, c_tun = 102, c_plain = 103, c_none = 104;
+	int sfd = bpf_map__fd(skel->maps.bm_sock), nfd = bpf_map__fd(skel->maps.bm_node);
+	__u32 zero = 0, v;
+	struct pkt p;
+	const struct {
+		const char *dst;
+		uint16_t port;
+		uint8_t flags;
+		__u64 cookie;
+		uint32_t want;
+		const char *what;
+	} cases[] = {
+	    {"10.244.255.1", BM_PORT_HTTP, 0x02, c_l7, 1, "SYN to 15006 the kernel sent"},
+	    {"10.244.255.1", BM_PORT_HTTP, 0x02, c_plain, 0, "SYN to 15006 dialed by the pod"},
+	    {"10.244.255.1", BM_PORT_HTTP, 0x02, c_none, 0, "SYN to 15006, no record"},
+	    {"10.244.255.1", BM_PORT_HTTP, 0x02, c_tun, 0, "a tunnel capture is not the HTTP path's"},
+	    {"10.244.255.1", BM_PORT_OUTBOUND, 0x02, c_tun, 1, "SYN to 15001 the kernel sent"},
+	    {"10.244.255.1", BM_PORT_OUTBOUND, 0x02, c_l7, 0, "an HTTP capture is not the tunnel's"},
+	    {"10.244.255.1", BM_PORT_HTTP, 0x10, c_plain, 1, "not a SYN: the stack answers it"},
+	    {"10.244.1.9", BM_PORT_HTTP, 0x02, c_plain, 1, "another host's port 15006"},
+	};
+
+	inet_pton(AF_INET, "10.244.255.1", node.addr4);
+	bpf_map_update_elem(nfd, &zero, &node, BPF_ANY);
+	bpf_map_update_elem(sfd, &c_l7, &l7, BPF_ANY);
+	bpf_map_update_elem(sfd, &c_tun, &tun, BPF_ANY);
+	bpf_map_update_elem(sfd, &c_plain, &plain, BPF_ANY);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		ip4(&p, "10.244.1.3", cases[i].dst, 6, 0);
+		tcp(&p, 40000, cases[i].port, cases[i].flags);
+		skel->bss->test_cookie = cases[i].cookie;
+		judge(&p, PLAIN_POD, 0, &v);
+		CHECK_EQ(skel->bss->port_ok, cases[i].want, cases[i].what);
+	}
+	/* the HTTP path not listening (BM_NODE_F_L7 off): nothing gets to 15006 */
+	node.flags = 0;
+	bpf_map_update_elem(nfd, &zero, &node, BPF_ANY);
+	ip4(&p, "10.244.1.3", "10.244.255.1", 6, 0);
+	tcp(&p, 40000, BM_PORT_HTTP, 0x02);
+	skel->bss->test_cookie = c_l7;
+	judge(&p, PLAIN_POD, 0, &v);
+	CHECK_EQ(skel->bss->port_ok, 0, "15006 while the HTTP path is off");
+	ip4(&p, "10.244.1.3", "10.244.255.1", 17, 0);
+	udp(&p, 40000, BM_PORT_HTTP);
+	judge(&p, PLAIN_POD, 0, &v);
+	CHECK_EQ(skel->bss->port_ok, 0, "UDP to an agent port");
+	memset(&node, 0, sizeof(node));
+	bpf_map_update_elem(nfd, &zero, &node, BPF_ANY);
+	skel->bss->test_cookie = 0;
+}
+
 int main(void)
 {
 	if (geteuid() != 0)
@@ -378,6 +439,7 @@ int main(void)
 	RUN(test_udp);
 	RUN(test_authz_by_address_and_by_attested_pod);
 	RUN(test_source_check);
+	RUN(test_agent_port_guard);
 	inbound_test_bpf__destroy(skel);
 	return CHECK_DONE("inbound");
 }
