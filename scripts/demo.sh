@@ -3,7 +3,10 @@
 # Brings up the guide's topology (namespace microservices: frontend -> api-gateway ->
 # orders-service v1 x2 / v2 x1) in a lab, walks the canary weights 100/0 -> 90/10 -> 50/50 ->
 # 0/100 with the guide's curl loop from deploy/frontend, prints observed vs configured split,
-# then times a blue/green switch and a rollback. Always tears the lab down.
+# then times a blue/green switch and a rollback; then HTTP in the node agent: the guide's A/B
+# test by header and a per-request 90/10 on one keep-alive connection, a retry hiding a stopped
+# replica, a timeout and an injected fault, and istio_requests_total by response_code. Always
+# tears the lab down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BM=build/bpfmesh
@@ -77,6 +80,58 @@ switch_to $EX/orders-vs-blue.yaml v1
 read -r v1 v2 < <(CALLS=200 count)
 echo "  after rollback: v1 $v1, v2 $v2 of 200"
 
+# N requests on ONE keep-alive connection from the frontend: curl ARGS...; prints
+# "v1 v2 connects"
+one_conn() {
+	$BM lab exec --name $LAB -n microservices deploy/frontend -- \
+		curl -s --max-time 120 -w 'CONNECTS %{num_connects}\n' "$@" |
+		awk '/"VERSION": "v1"/ { a++ } /"VERSION": "v2"/ { b++ } /^CONNECTS/ { c += $2 }
+			END { print a + 0, b + 0, c + 0 }'
+}
+url=http://orders-service:8080
+
+say "HTTP in the node agent: the guide's A/B test, header region: india to v2 (one connection)"
+$BM lab apply --name $LAB -f $EX/orders-vs-ab-india.yaml >/dev/null
+$BM services --node $LAB-node1 | grep -A1 '/TCP microservices/orders-service'
+read -r v1 v2 c < <(one_conn -H 'region: india' "$url/get?[1-20]" --next -s "$url/get?[1-20]")
+echo "  20 with region: india, 20 without, $c connection(s): v2 $v2, v1 $v1"
+
+say "canary 90/10 per request: 1000 requests on ONE keep-alive connection"
+$BM lab apply --name $LAB -f $EX/orders-vs-90-10-per-request.yaml >/dev/null
+read -r v1 v2 c < <(one_conn "$url/get?[1-1000]")
+printf '  configured v1 90%%  v2 10%%   observed v1 %5.1f%%  v2 %5.1f%%  (%d / %d, %d connection)\n' \
+	"$(echo "100*$v1/1000" | bc -l)" "$(echo "100*$v2/1000" | bc -l)" "$v1" "$v2" "$c"
+
+say "a retry hides a stopped replica: orders-service-v1-1 stopped, 200 requests"
+$BM lab stop --name $LAB -n microservices orders-service-v1-1
+codes=$($BM lab exec --name $LAB -n microservices deploy/frontend -- \
+	curl -s --max-time 60 -o /dev/null -w '%{http_code}\n' "$url/get?[1-200]" | sort | uniq -c)
+$BM lab start --name $LAB -n microservices orders-service-v1-1
+echo "  response codes the client saw (code: count): $(awk '{ printf "%s: %s  ", $2, $1 }' <<<"$codes")"
+
+say "a timeout (500 ms on /delay) and an injected fault (503 for 50% of /status/200)"
+$BM lab apply --name $LAB -f $EX/orders-vs-timeout-fault.yaml >/dev/null
+$BM lab exec --name $LAB -n microservices deploy/frontend -- \
+	curl -s -o /dev/null -w '  GET /delay/3: %{http_code} after %{time_total} s\n' "$url/delay/3"
+codes=$($BM lab exec --name $LAB -n microservices deploy/frontend -- \
+	curl -s --max-time 60 -o /dev/null -w '%{http_code}\n' "$url/status/200?[1-200]" | sort | uniq -c)
+echo "  200 calls to /status/200 (code: count): $(awk '{ printf "%s: %s  ", $2, $1 }' <<<"$codes")"
+
+say "istio_requests_total by response_code: the series a rollback reads (frontend -> orders)"
+mport=$($BM lab status --name $LAB | sed -n 's|^node node1 .*metrics http://127.0.0.1:\([0-9]*\)/metrics.*|\1|p')
+curl -s "http://127.0.0.1:$mport/metrics" |
+	awk '/^istio_requests_total\{/ && /reporter="source"/ && /source_workload="frontend"/ {
+		match($0, /response_code="[^"]*"/); c = substr($0, RSTART + 15, RLENGTH - 16)
+		match($0, /response_flags="[^"]*"/); f = substr($0, RSTART + 16, RLENGTH - 17)
+		t[c " " f] += $NF } END { for (k in t) printf "  response_code %-12s %d\n", k, t[k] }' |
+	sort
+echo "  error rate: $(curl -s "http://127.0.0.1:$mport/metrics" | awk '/^istio_requests_total\{/ &&
+	/reporter="source"/ && /source_workload="frontend"/ { n += $NF; if ($0 ~ /response_code="5/) e += $NF }
+	END { printf "%.1f%% of %d requests", n ? 100 * e / n : 0, n }')"
+
+say "request events (bpfmesh observe --node $LAB-node1 --http), last few"
+$BM observe --node $LAB-node1 --http | tail -n 3
+
 say "what the kernel holds (bpfmesh services --node $LAB-node1)"
 $BM services --node $LAB-node1 | grep -A4 'orders-service'
 
@@ -91,8 +146,8 @@ curl -s "http://127.0.0.1:$mport/metrics" |
 say "service graph (bpfmesh graph --node $LAB-node1 --format dot; svg with --format svg)"
 $BM graph --node $LAB-node1 --format dot --window 0
 
-say "flow log, last few events (bpfmesh observe --node $LAB-node1)"
-$BM observe --node $LAB-node1 | tail -n 4
+say "flow log, last few closed connections (bpfmesh observe --node $LAB-node1 --verdict close)"
+$BM observe --node $LAB-node1 --verdict close | tail -n 4
 
 say "tearing down"
 cleanup
