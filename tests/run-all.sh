@@ -23,7 +23,7 @@ trap 'rm -rf "$log"' EXIT
 # adds "<suite>: N passed, N failed[, N skipped]" from file $1; a missing line is one failure
 count_line() {
 	local line
-	line=$(grep -E '^[a-z-]+: [0-9]+ passed, [0-9]+ failed' "$1" | tail -n 1)
+	line=$(grep -E '^[a-z0-9-]+: [0-9]+ passed, [0-9]+ failed' "$1" | tail -n 1)
 	if [ -z "$line" ]; then
 		failed=$((failed + 1))
 		echo "  (no result line: counted as one failure)"
@@ -40,7 +40,7 @@ run_bin() { # suite binary
 	echo "== $1: $2"
 	"$2" >"$log/out" 2>&1
 	local rc=$?
-	grep -E '^(not ok|[a-z-]+: [0-9]+ passed)' "$log/out"
+	grep -E '^(not ok|[a-z0-9-]+: [0-9]+ passed)' "$log/out"
 	[ $rc -ne 0 ] && grep -vE '^(ok|not ok) ' "$log/out" | tail -n 40
 	count_line "$log/out"
 }
