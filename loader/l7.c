@@ -38,7 +38,7 @@ struct l7 {
 	struct l7_snap *snap; /* the latest publish */
 	uint64_t gen;
 	bool started;
-	struct l7_cb *cbs; /* circuit breakers by cluster, kept until l7_free (under mu) */
+	struct l7_cb *cbs;  /* circuit breakers by cluster, kept until l7_free (under mu) */
 	struct l7_log *log; /* the access log, NULL: none */
 };
 
@@ -538,8 +538,8 @@ static void on_accept(struct l7_io *io, uint32_t ev)
 		struct bm_orig_key k = {};
 		struct bm_orig o;
 		struct l7_dconn dc = {.role = L7_SOURCE};
-		int fd = accept4(w->lfd, (struct sockaddr *)&peer, &pl,
-				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd =
+		    accept4(w->lfd, (struct sockaddr *)&peer, &pl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
 			if (errno == EMFILE || errno == ENFILE)

@@ -29,10 +29,10 @@ struct l7_table;
 struct tunnel;
 
 struct l7_opts {
-	const char *node;	  /* agent name, for logs */
-	const char *node_ip;	  /* IPv4 the listeners bind to */
-	int port;		  /* BM_PORT_HTTP unless set */
-	int workers;		  /* event-loop threads, default 2 */
+	const char *node;    /* agent name, for logs */
+	const char *node_ip; /* IPv4 the listeners bind to */
+	int port;	     /* BM_PORT_HTTP unless set */
+	int workers;	     /* event-loop threads, default 2 */
 	const struct bm_mapfds *fds;
 	int filter_prog;	  /* listener socket filter (bm_listen_out), -1 for none */
 	const char *trust_domain; /* mTLS principals; NULL when the agent runs no tunnel */

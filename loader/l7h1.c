@@ -55,8 +55,8 @@ static void hc_commit(struct hcollect *c)
 	if (c->n >= L7_MAX_HEADERS)
 		c->over = true;
 	else if (!c->over)
-		l7h_addn(c->h, c->f.p + c->f.off, lb_pending(&c->f), c->v.p ? c->v.p + c->v.off : "",
-			 lb_pending(&c->v));
+		l7h_addn(c->h, c->f.p + c->f.off, lb_pending(&c->f),
+			 c->v.p ? c->v.p + c->v.off : "", lb_pending(&c->v));
 	c->n++;
 	c->f.off = c->f.len = 0;
 	c->v.off = c->v.len = 0;
@@ -156,7 +156,7 @@ struct h1req {
 	struct l7_req r;
 	struct h1d *d;
 	bool engine_done, parsed; /* the engine is done with it; the parser is past its end */
-	bool orphan; /* its connection reset under it (c_reset): c_done frees it */
+	bool orphan;		  /* its connection reset under it (c_reset): c_done frees it */
 	bool chunked_out;	  /* the response is chunk-encoded */
 	bool head_out, end_out;	  /* response head / end queued */
 };
@@ -180,8 +180,8 @@ struct h1d {
 	bool msg_paused, body_paused;
 	bool close_after; /* after the current response */
 	bool read_eof;
-	bool upgrading; /* a websocket Upgrade request: no more parsing */
-	bool h2c;	/* an `Upgrade: h2c` request without a body: HTTP/2 from here */
+	bool upgrading;	    /* a websocket Upgrade request: no more parsing */
+	bool h2c;	    /* an `Upgrade: h2c` request without a body: HTTP/2 from here */
 	char *h2c_settings; /* its HTTP2-Settings */
 	struct l7_later flush_later; /* d_flush after this event (codec output) */
 	enum dstate st;
@@ -310,12 +310,13 @@ static int on_headers_done(http_parser *p)
 	up = l7h_get(&r->h, "upgrade");
 	r->upgrade = p->upgrade && up && has_token(up, "websocket");
 	d->close_after = !http_should_keep_alive(p);
-	r->has_body = (p->flags & F_CHUNKED) ||
-		      (p->content_length > 0 && p->content_length != ULLONG_MAX);
+	r->has_body =
+	    (p->flags & F_CHUNKED) || (p->content_length > 0 && p->content_length != ULLONG_MAX);
 	if (p->flags & F_CHUNKED)
 		r->content_length = -1;
 	else
-		r->content_length = p->content_length == ULLONG_MAX ? 0 : (int64_t)p->content_length;
+		r->content_length =
+		    p->content_length == ULLONG_MAX ? 0 : (int64_t)p->content_length;
 	if (p->upgrade && up && has_token(up, "h2c") && !r->upgrade &&
 	    l7h_get(&r->h, "http2-settings")) {
 		free(d->h2c_settings);
@@ -403,9 +404,10 @@ static void d_error(struct h1d *d, int status)
 		d->cur = NULL;
 		q_free(q);
 	}
-	lb_printf(&d->out,
-		  "HTTP/1.1 %d %s\r\ncontent-length: 0\r\nconnection: close\r\nserver: envoy\r\n\r\n",
-		  status, reason(status));
+	lb_printf(
+	    &d->out,
+	    "HTTP/1.1 %d %s\r\ncontent-length: 0\r\nconnection: close\r\nserver: envoy\r\n\r\n",
+	    status, reason(status));
 	d->read_eof = true;
 	d_close(d, false);
 }
@@ -965,12 +967,12 @@ struct h1u {
 	struct l7_buf in, out;
 	struct l7_hdrs rh;
 	struct hcollect hc;
-	bool chunked_req;  /* the request body goes chunk-encoded */
+	bool chunked_req; /* the request body goes chunk-encoded */
 	bool req_end_sent;
-	bool got_any;	   /* a byte of response came back on this connection */
-	bool head_done;	   /* the response head was handed to the engine */
-	bool skip;	   /* a 1xx interim response: dropped */
-	bool paused;	   /* the client's side is full: stop reading */
+	bool got_any;	/* a byte of response came back on this connection */
+	bool head_done; /* the response head was handed to the engine */
+	bool skip;	/* a 1xx interim response: dropped */
+	bool paused;	/* the client's side is full: stop reading */
 	bool keepalive;
 	bool msg_done;
 	bool upgraded;
@@ -1197,7 +1199,8 @@ static void u_parse(struct l7_uconn *u, bool eof)
 			struct h1d *d = q_of(r)->d;
 
 			r->u = NULL;
-			q_of(r)->end_out = true; /* the 101 is the whole answer, as the engine sees it */
+			q_of(r)->end_out =
+			    true; /* the 101 is the whole answer, as the engine sees it */
 			l7_req_upgraded(r, &x->in);
 			if (d->st == D_OPEN)
 				d_upgraded(d, u, &x->in);
@@ -1224,7 +1227,7 @@ static void u_parse(struct l7_uconn *u, bool eof)
 				l7_req_resp_reset(r);
 			else
 				l7_req_try_failed(r, !x->got_any && u->key.tunnel ? TRY_CONNECT_FAIL
-										 : TRY_RESET);
+										  : TRY_RESET);
 		}
 		l7_uconn_close(u);
 		return;

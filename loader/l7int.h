@@ -31,16 +31,16 @@
 #define L7_MAX_HEADER_BYTES (60 * 1024) /* max_request_headers_kb: 60; over it: 431 */
 #define L7_MAX_HEADERS	    100		/* max_headers_count; over it: 431 */
 #define L7_BUF_HIGH	    (64 * 1024) /* a sink holding this much stops its source reading */
-#define L7_RETRY_BUFFER	    (1024 * 1024) /* per_connection_buffer_limit_bytes: a request body
-					   * up to this is kept for retries and mirrors */
-#define L7_READ_CHUNK	    (16 * 1024)
-#define L7_IDLE_MS	    (3600 * 1000ULL) /* idle_timeout: 1 h, both sides */
-#define L7_STREAM_IDLE_MS   (300 * 1000ULL)  /* stream_idle_timeout: 5 min (flag SI) */
-#define L7_LINGER_MS	    2000 /* after a last response: drain the client before close() */
-#define L7_CONNECT_MS	    10000 /* connectTimeout when the DestinationRule sets none */
-#define L7_EVENTS	    64
-#define L7_ACCEPT_BURST	    64
-#define L7_MAX_HOST_TRIES   5 /* Istio: host_selection_retry_max_attempts */
+/* per_connection_buffer_limit_bytes: a request body up to this is kept for retries, mirrors */
+#define L7_RETRY_BUFFER	  (1024 * 1024)
+#define L7_READ_CHUNK	  (16 * 1024)
+#define L7_IDLE_MS	  (3600 * 1000ULL) /* idle_timeout: 1 h, both sides */
+#define L7_STREAM_IDLE_MS (300 * 1000ULL)  /* stream_idle_timeout: 5 min (flag SI) */
+#define L7_LINGER_MS	  2000	/* after a last response: drain the client before close() */
+#define L7_CONNECT_MS	  10000 /* connectTimeout when the DestinationRule sets none */
+#define L7_EVENTS	  64
+#define L7_ACCEPT_BURST	  64
+#define L7_MAX_HOST_TRIES 5 /* Istio: host_selection_retry_max_attempts */
 
 /* ---- response flags (Envoy's names; the metrics label and the access log) ---- */
 #define L7_RF(X)                                                                                   \
@@ -182,7 +182,7 @@ struct l7_log;
 struct l7_log *l7_log_open(const char *path); /* NULL path or failure: NULL (no log) */
 void l7_log_close(struct l7_log *g);
 void l7_log_request(struct l7_buf *b, const struct l7_record *r); /* one JSON line into b */
-void l7_log_flush(struct l7_log *g, struct l7_buf *b);		   /* b's lines to the file */
+void l7_log_flush(struct l7_log *g, struct l7_buf *b);		  /* b's lines to the file */
 struct l7_log *l7_log_of(const struct l7w *w);
 
 /* ---- circuit breakers ---- */
@@ -223,8 +223,8 @@ struct l7_dcodec {
 	void (*reset)(struct l7_req *r);
 	/* the engine is done with r (the codec frees it when it is done too) */
 	void (*done)(struct l7_req *r);
-	size_t (*queued)(struct l7_req *r); /* response bytes not yet sent: back-pressure */
-	void (*more_body)(struct l7_req *r); /* the upstream drained: read request body again */
+	size_t (*queued)(struct l7_req *r);    /* response bytes not yet sent: back-pressure */
+	void (*more_body)(struct l7_req *r);   /* the upstream drained: read request body again */
 	void (*continue100)(struct l7_req *r); /* Expect: 100-continue: go ahead */
 };
 
@@ -237,11 +237,11 @@ struct l7_dconn {
 	const struct l7_dcodec *codec;
 	uint8_t src_ip[4];
 	uint16_t src_port;
-	uint32_t src_pod;   /* the kernel-attested client pod, 0 if none (source role) */
-	uint8_t vip[4];	    /* source role: the service address dialed (bm_orig) */
-	uint16_t vport;	    /* host order */
-	uint8_t dst_ip[4];  /* destination role: the pod the peer asked for */
-	uint16_t dst_port;  /* host order */
+	uint32_t src_pod;    /* the kernel-attested client pod, 0 if none (source role) */
+	uint8_t vip[4];	     /* source role: the service address dialed (bm_orig) */
+	uint16_t vport;	     /* host order */
+	uint8_t dst_ip[4];   /* destination role: the pod the peer asked for */
+	uint16_t dst_port;   /* host order */
 	char principal[320]; /* destination role: the peer's verified SPIFFE ID, no scheme */
 	char peer_ns[128];
 	bool closing;
@@ -277,17 +277,17 @@ struct l7_ukey {
 
 struct l7_req {
 	struct l7_dconn *dc;
-	void *cs;   /* the downstream codec's stream */
+	void *cs; /* the downstream codec's stream */
 	enum l7_rstate st;
 	struct l7_snap *snap;
 	/* the request as received (after hop-by-hop headers are gone) */
 	char *method, *path, *authority, *scheme;
 	struct l7_hdrs h;
-	bool grpc;	     /* content-type application/grpc* */
-	bool upgrade;	     /* h1 Upgrade (websocket): relay raw after a 101 */
-	bool expect100;	     /* the client waits for 100 Continue */
-	bool head;	     /* HEAD: no response body */
-	bool has_body;	     /* a body follows the headers */
+	bool grpc;		/* content-type application/grpc* */
+	bool upgrade;		/* h1 Upgrade (websocket): relay raw after a 101 */
+	bool expect100;		/* the client waits for 100 Continue */
+	bool head;		/* HEAD: no response body */
+	bool has_body;		/* a body follows the headers */
 	int64_t content_length; /* -1: unknown (chunked, h2 without content-length) */
 	/* the body held: from its start, or (body_trimmed) from where the current try had sent
 	 * it when it outgrew L7_RETRY_BUFFER */
@@ -318,11 +318,11 @@ struct l7_req {
 	struct l7_timer t_wait;	 /* fault delay, retry back-off */
 	int64_t timeout_ms;	 /* route timeout, 0 none */
 	uint64_t t0, t_try0, t_resp;
-	uint64_t t0_ns; /* CLOCK_MONOTONIC at the start, for the recorded duration */
+	uint64_t t0_ns;	     /* CLOCK_MONOTONIC at the start, for the recorded duration */
 	char gen_cookie[24]; /* httpCookie with ttl the client did not send: Set-Cookie it */
 	/* upstream */
 	struct l7_uconn *u;
-	void *us; /* the upstream codec's stream (HTTP/2), or NULL */
+	void *us;	   /* the upstream codec's stream (HTTP/2), or NULL */
 	char upstream[32]; /* "ip:port" of the last try */
 	/* response */
 	int status;
@@ -332,9 +332,9 @@ struct l7_req {
 	bool local_reply;
 	bool reported;
 	bool fault_delayed;
-	bool cb_active;	     /* counted in cl->cb->active */
-	bool cb_retry;	     /* counted in cl->cb->retries */
-	bool pending;	     /* waiting for a connection (w->pend) */
+	bool cb_active; /* counted in cl->cb->active */
+	bool cb_retry;	/* counted in cl->cb->retries */
+	bool pending;	/* waiting for a connection (w->pend) */
 	struct l7_req *pend_next;
 	struct l7_ukey pend_key;
 	bool mirror;	     /* a shadow copy (l7req.c, mirrors): its response is dropped */
@@ -384,14 +384,14 @@ struct l7_uconn {
 	struct dial_pass pass;
 	bool connected;
 	bool h2;
-	int nreq;	    /* requests sent over it */
-	int max_req;	    /* maxRequestsPerConnection, 0 unlimited */
-	uint64_t idle_ms;   /* idleTimeout */
-	struct l7_timer t;  /* connect timeout, then idle timeout */
+	int nreq;		    /* requests sent over it */
+	int max_req;		    /* maxRequestsPerConnection, 0 unlimited */
+	uint64_t idle_ms;	    /* idleTimeout */
+	struct l7_timer t;	    /* connect timeout, then idle timeout */
 	struct l7_uconn *next_idle; /* in its pool */
 	struct l7_cb *cb;	    /* counted in cb->conns */
-	void *cx;	    /* codec state */
-	struct l7_req *r;   /* h1: the request it carries */
+	void *cx;		    /* codec state */
+	struct l7_req *r;	    /* h1: the request it carries */
 	bool dead_flag;
 };
 

@@ -115,9 +115,8 @@ void l7_log_request(struct l7_buf *b, const struct l7_record *r)
 		  ",\"response_flags\":\"%s\",\"duration_ms\":%.3f,\"bytes_received\":%llu,"
 		  "\"bytes_sent\":%llu,\"upstream_host\":\"%s\",\"attempts\":%d,"
 		  "\"mtls\":%s}\n",
-		  flags, r->ms, (unsigned long long)r->req_bytes,
-		  (unsigned long long)r->resp_bytes, r->upstream ? r->upstream : "", r->attempts,
-		  r->mtls ? "true" : "false");
+		  flags, r->ms, (unsigned long long)r->req_bytes, (unsigned long long)r->resp_bytes,
+		  r->upstream ? r->upstream : "", r->attempts, r->mtls ? "true" : "false");
 }
 
 void l7_log_flush(struct l7_log *g, struct l7_buf *b)

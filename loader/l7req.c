@@ -102,8 +102,8 @@ static void local_reply(struct l7_req *r, int status, unsigned flags, const char
 	if (r->grpc && (status != 200 || r->grpc_status >= 0)) {
 		char gs[16];
 
-		snprintf(gs, sizeof(gs), "%d", r->grpc_status >= 0 ? r->grpc_status
-								   : http_to_grpc(status));
+		snprintf(gs, sizeof(gs), "%d",
+			 r->grpc_status >= 0 ? r->grpc_status : http_to_grpc(status));
 		r->grpc_status = atoi(gs);
 		l7h_set(&h, "content-type", "application/grpc");
 		l7h_set(&h, "grpc-status", gs);
@@ -395,8 +395,8 @@ static void od_record(struct l7_req *r, int code)
 		}
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	h.pol = od;
-	res = bm_od_result(&h.od, &od, code, ts.tv_sec * 1000000000ULL + ts.tv_nsec, ejected,
-			   cl->n);
+	res =
+	    bm_od_result(&h.od, &od, code, ts.tv_sec * 1000000000ULL + ts.tv_nsec, ejected, cl->n);
 	bpf_map_update_elem(fd, &bid, &h, BPF_F_LOCK | BPF_EXIST);
 	if (res == BM_OD_EJECTED)
 		pr_info("l7: outlier: %s ejected from %s after %d (consecutive errors)",
@@ -417,8 +417,8 @@ static bool authorized(struct l7_req *r, const struct workload_obj *w, int port)
 	const struct l7_opts *o = l7_opts_of(req_w(r));
 	char principal[400], path[2048], pname[256];
 	struct sec_peer peer = {.ip_len = 128};
-	struct sec_http http = {.method = r->method, .host = r->authority, .header = hdr_cb,
-				.arg = &r->h};
+	struct sec_http http = {
+	    .method = r->method, .host = r->authority, .header = hdr_cb, .arg = &r->h};
 	struct sec_decision d;
 	const char *td = o->trust_domain ? o->trust_domain : "cluster.local";
 
@@ -628,8 +628,8 @@ static void try_start(struct l7_req *r)
 		}
 		__atomic_add_fetch(&r->cl->eps[r->ep].active, 1, __ATOMIC_RELAXED);
 		r->counted_active = true;
-		snprintf(r->upstream, sizeof(r->upstream), "%u.%u.%u.%u:%u", e->addr[0],
-			 e->addr[1], e->addr[2], e->addr[3], e->port);
+		snprintf(r->upstream, sizeof(r->upstream), "%u.%u.%u.%u:%u", e->addr[0], e->addr[1],
+			 e->addr[2], e->addr[3], e->port);
 	}
 	if (!r->attempt && !r->mirror && r->rt && r->rt->nmirrors) {
 		if (r->body_done)
@@ -709,7 +709,8 @@ static bool origin_allowed(const struct cors_policy *cp, const char *origin)
 		const struct str_match *m = &cp->allow_origins[i];
 
 		if ((m->kind == SM_EXACT && m->value && !strcmp(m->value, origin)) ||
-		    (m->kind == SM_PREFIX && m->value && !strncmp(m->value, origin, strlen(m->value))) ||
+		    (m->kind == SM_PREFIX && m->value &&
+		     !strncmp(m->value, origin, strlen(m->value))) ||
 		    (m->kind == SM_EXACT && m->value && !strcmp(m->value, "*")))
 			return true;
 		if (m->kind == SM_REGEX && m->value) {
@@ -797,8 +798,8 @@ static void mutate_request(struct l7_req *r)
 	if (!l7h_get(&r->h, "x-forwarded-proto"))
 		l7h_set(&r->h, "x-forwarded-proto", r->scheme ? r->scheme : "http");
 	if (r->timeout_ms || r->rp.per_try_timeout_ms) {
-		int64_t t = r->rp.per_try_timeout_ms && (!r->timeout_ms ||
-							  r->rp.per_try_timeout_ms < r->timeout_ms)
+		int64_t t = r->rp.per_try_timeout_ms &&
+				    (!r->timeout_ms || r->rp.per_try_timeout_ms < r->timeout_ms)
 				? r->rp.per_try_timeout_ms
 				: r->timeout_ms;
 
@@ -1000,7 +1001,8 @@ bool l7_req_resp_head(struct l7_req *r, int status, struct l7_hdrs *h, bool end)
 		if (r->gen_cookie[0] && r->cl && r->cl->tp) {
 			const struct traffic_policy *tp = r->cl->tp;
 			char sc[512];
-			int n = snprintf(sc, sizeof(sc), "%s=\"%s\"", tp->hash_cookie, r->gen_cookie);
+			int n =
+			    snprintf(sc, sizeof(sc), "%s=\"%s\"", tp->hash_cookie, r->gen_cookie);
 
 			if (tp->hash_cookie_ttl_ms > 0)
 				n += snprintf(sc + n, sizeof(sc) - n, "; Max-Age=%lld",

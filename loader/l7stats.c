@@ -15,8 +15,8 @@
 #include "l7int.h"
 #include "metrics.h"
 
-static const double buckets[] = {0.5,	1,     5,      10,     25,     50,	100,
-				 250,	500,   1000,   2500,   5000,   10000,	30000,
+static const double buckets[] = {0.5,	1,	5,	10,	 25,	 50,	100,
+				 250,	500,	1000,	2500,	 5000,	 10000, 30000,
 				 60000, 300000, 600000, 1800000, 3600000};
 #define NB (sizeof(buckets) / sizeof(buckets[0]))
 
@@ -225,8 +225,9 @@ void l7_stats_render(struct l7_stats *const *v, int n, FILE *out)
 		all[u++] = all[i];
 	}
 	if (u) {
-		fprintf(out, "# HELP istio_requests_total Requests, by response code and flags (the "
-			     "HTTP path).\n# TYPE istio_requests_total counter\n");
+		fprintf(out,
+			"# HELP istio_requests_total Requests, by response code and flags (the "
+			"HTTP path).\n# TYPE istio_requests_total counter\n");
 		for (int i = 0; i < u; i++)
 			fprintf(out, "istio_requests_total{%s} %llu\n", all[i].labels,
 				(unsigned long long)all[i].requests);

@@ -44,8 +44,8 @@ struct l7_cluster {
 	enum rs_proto proto;		      /* of the destination port */
 	struct l7_ep *eps;
 	int n;
-	unsigned rr;	   /* round-robin cursor (atomic) */
-	struct l7_cb *cb;  /* its circuit breakers (the agent's, l7.c); NULL: none */
+	unsigned rr;	  /* round-robin cursor (atomic) */
+	struct l7_cb *cb; /* its circuit breakers (the agent's, l7.c); NULL: none */
 };
 
 /* One HTTPMatchRequest with its regexes compiled. */

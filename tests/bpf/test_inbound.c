@@ -380,9 +380,11 @@ static void test_agent_port_guard(void)
 	    {"10.244.255.1", BM_PORT_HTTP, 0x02, c_l7, 1, "SYN to 15006 the kernel sent"},
 	    {"10.244.255.1", BM_PORT_HTTP, 0x02, c_plain, 0, "SYN to 15006 dialed by the pod"},
 	    {"10.244.255.1", BM_PORT_HTTP, 0x02, c_none, 0, "SYN to 15006, no record"},
-	    {"10.244.255.1", BM_PORT_HTTP, 0x02, c_tun, 0, "a tunnel capture is not the HTTP path's"},
+	    {"10.244.255.1", BM_PORT_HTTP, 0x02, c_tun, 0,
+	     "a tunnel capture is not the HTTP path's"},
 	    {"10.244.255.1", BM_PORT_OUTBOUND, 0x02, c_tun, 1, "SYN to 15001 the kernel sent"},
-	    {"10.244.255.1", BM_PORT_OUTBOUND, 0x02, c_l7, 0, "an HTTP capture is not the tunnel's"},
+	    {"10.244.255.1", BM_PORT_OUTBOUND, 0x02, c_l7, 0,
+	     "an HTTP capture is not the tunnel's"},
 	    {"10.244.255.1", BM_PORT_HTTP, 0x10, c_plain, 1, "not a SYN: the stack answers it"},
 	    {"10.244.1.9", BM_PORT_HTTP, 0x02, c_plain, 1, "another host's port 15006"},
 	};

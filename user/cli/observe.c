@@ -309,7 +309,8 @@ static void on_request(struct obs *o, const char *line)
 		strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
 		snprintf(buf, sizeof(buf), "%s.%09lldZ", base, (long long)(t % 1000000000LL));
 		jset_str(e, "time", buf);
-		printf("%s\n", json_object_to_json_string_ext(e, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+		printf("%s\n", json_object_to_json_string_ext(
+				   e, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 	} else {
 		char tb[64], base[40];
 		time_t sec = t / 1000000000LL;
@@ -318,11 +319,12 @@ static void on_request(struct obs *o, const char *line)
 
 		localtime_r(&sec, &tm);
 		strftime(base, sizeof(base), "%b %e %H:%M:%S", &tm);
-		snprintf(tb, sizeof(tb), "%s.%03lld", base, (long long)(t % 1000000000LL) / 1000000);
-		printf("%s: http   %s -> %s -> %s %s %s%s %lld", tb, js(e, "source")[0] ? js(e, "source") : "?",
-		       js(e, "service"), js(e, "destination")[0] ? js(e, "destination") : "-",
-		       js(e, "method"), js(e, "authority"), js(e, "path"),
-		       (long long)ji(e, "response_code"));
+		snprintf(tb, sizeof(tb), "%s.%03lld", base,
+			 (long long)(t % 1000000000LL) / 1000000);
+		printf("%s: http   %s -> %s -> %s %s %s%s %lld", tb,
+		       js(e, "source")[0] ? js(e, "source") : "?", js(e, "service"),
+		       js(e, "destination")[0] ? js(e, "destination") : "-", js(e, "method"),
+		       js(e, "authority"), js(e, "path"), (long long)ji(e, "response_code"));
 		if (json_object_object_get_ex(e, "grpc_status", &gs))
 			printf(" grpc %d", json_object_get_int(gs));
 		printf(" %s %.1f ms upstream %s attempts %lld (%s)\n", js(e, "response_flags"),
@@ -410,16 +412,12 @@ static void usage(FILE *f)
 
 int cmd_observe(int argc, char **argv)
 {
-	static const struct option opts[] = {{"node", required_argument, 0, 'n'},
-					     {"bpffs", required_argument, 0, 'b'},
-					     {"follow", no_argument, 0, 'f'},
-					     {"json", no_argument, 0, 'j'},
-					     {"workload", required_argument, 0, 'w'},
-					     {"service", required_argument, 0, 's'},
-					     {"verdict", required_argument, 0, 'v'},
-					     {"since", required_argument, 0, 'S'},
-					     {"http", no_argument, 0, 'H'},
-					     {0, 0, 0, 0}};
+	static const struct option opts[] = {
+	    {"node", required_argument, 0, 'n'},     {"bpffs", required_argument, 0, 'b'},
+	    {"follow", no_argument, 0, 'f'},	     {"json", no_argument, 0, 'j'},
+	    {"workload", required_argument, 0, 'w'}, {"service", required_argument, 0, 's'},
+	    {"verdict", required_argument, 0, 'v'},  {"since", required_argument, 0, 'S'},
+	    {"http", no_argument, 0, 'H'},	     {0, 0, 0, 0}};
 	struct obs o = {.names_fd = -1};
 	int64_t since_ns;
 	const char *node = NULL, *bpffs = NULL;

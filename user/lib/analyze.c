@@ -251,6 +251,6 @@ static int note_mtls(const struct mesh_config *c, struct diags *d)
 
 int config_analyze(const struct mesh_config *c, struct diags *d)
 {
-	return analyze_istio(c, d) + note_paths(c, d) + note_ejections(c, d) +
-	       note_authz(c, d) + note_mtls(c, d);
+	return analyze_istio(c, d) + note_paths(c, d) + note_ejections(c, d) + note_authz(c, d) +
+	       note_mtls(c, d);
 }
