@@ -469,6 +469,14 @@ static void sniff_done(struct sniff *s)
 	l7_io_want(dc.w, &s->dc.io, 0);
 	s->dc.io.fd = -1; /* the codec owns the fd now */
 	l7_defer_free(dc.w, &s->dead);
+	if (dc.role == L7_SOURCE && dc.w->snap && dc.w->snap->t) {
+		const struct l7_svc *svc = l7_table_find(dc.w->snap->t, dc.vip, dc.vport);
+
+		if (svc && svc->proto == RS_TLS) {
+			l7_tls_server(&dc, s->b, s->n); /* tls routes: by the ClientHello's SNI */
+			return;
+		}
+	}
 	if (h2)
 		l7h2_server(&dc, s->b, s->n, false, NULL);
 	else

@@ -431,6 +431,11 @@ void l7h1_uconn_free(struct l7_uconn *u);
 void l7h2_server(struct l7_dconn *dc, const char *pre, size_t n, bool upgraded,
 		 struct l7_req *upgrade_req);
 bool l7h2_preface(const char *p, size_t n); /* n bytes are (a prefix of) the h2 preface */
+/* tls routes (l7tls.c): a connection to a port Istio reads as tls/https; pre: read already */
+void l7_tls_server(struct l7_dconn *dc, const char *pre, size_t n);
+/* A raw connection to e for dc's client (l7up.c: attested local dial, the tunnel, or
+ * direct), connecting or connected; -1 on failure. */
+int l7_dial_ep(struct l7w *w, const struct l7_dconn *dc, const struct l7_ep *e);
 /* HTTP/1.1 `Upgrade: h2c`: the connection (dc, its fd) becomes an HTTP/2 server session whose
  * stream 1 is the returned request; to_client holds the 101 not yet sent. The caller fills the
  * request in (method, path, headers...), then l7h2_upgrade_go with the bytes it read past the

@@ -271,6 +271,101 @@ int l7_route_find(const struct l7_svc *s, const struct l7_req_view *r)
 	return -1;
 }
 
+static unsigned be16(const uint8_t *p)
+{
+	return (unsigned)p[0] << 8 | p[1];
+}
+
+/* The SNI of a ClientHello (RFC 8446 4.1.2, RFC 6066 3): every length checked against the
+ * record, which is all that is read. */
+int l7_tls_sni(const uint8_t *p, size_t n, char *sni, size_t len)
+{
+	size_t rl, i, end, hl;
+
+	sni[0] = 0;
+	if (n >= 1 && p[0] != 0x16)
+		return -1; /* not a handshake record */
+	if (n < 5)
+		return 0;
+	rl = be16(p + 3);
+	if (rl < 4 || rl > 16384)
+		return -1;
+	if (n < 5 + rl)
+		return 0;
+	p += 5;
+	if (p[0] != 1)
+		return -1; /* not a ClientHello */
+	hl = (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+	end = 4 + (hl < rl - 4 ? hl : rl - 4);
+	i = 4 + 2 + 32; /* version, random */
+	if (i + 1 > end)
+		return -1;
+	i += 1 + p[i]; /* session id */
+	if (i + 2 > end)
+		return -1;
+	i += 2 + be16(p + i); /* cipher suites */
+	if (i + 1 > end)
+		return -1;
+	i += 1 + p[i]; /* compression methods */
+	if (i + 2 > end)
+		return 1; /* no extensions */
+	end = i + 2 + be16(p + i) < end ? i + 2 + be16(p + i) : end;
+	for (i += 2; i + 4 <= end;) {
+		unsigned type = be16(p + i), el = be16(p + i + 2);
+		size_t e = i + 4;
+
+		if (e + el > end)
+			break;
+		if (type == 0 && el >= 5 && p[e + 2] == 0) { /* server_name, host_name */
+			size_t nl = be16(p + e + 3);
+
+			if (e + 5 + nl <= e + el && nl < len) {
+				memcpy(sni, p + e + 5, nl);
+				sni[nl] = 0;
+			}
+			return 1;
+		}
+		i = e + el;
+	}
+	return 1;
+}
+
+/* Istio's sniHosts: exact (case-insensitive), "*" any, "*.example.com" any name below it */
+static bool sni_match(const char *pat, const char *sni)
+{
+	size_t pl = strlen(pat), sl = strlen(sni);
+
+	if (!strcmp(pat, "*"))
+		return sl > 0;
+	if (pl > 1 && pat[0] == '*' && pat[1] == '.')
+		return sl > pl - 1 && !strcasecmp(sni + sl - (pl - 1), pat + 1);
+	return !strcasecmp(pat, sni);
+}
+
+int l7_tls_route_find(const struct l7_svc *s, const char *sni, int port,
+		      const struct workload_obj *src)
+{
+	for (int i = 0; s->vs && sni && i < s->nroutes; i++) {
+		const struct vs_route *r = s->routes[i].r;
+
+		for (int k = 0; r && k < r->nl4; k++) {
+			const struct l4_match *m = &r->l4[k];
+			bool ok = false;
+
+			for (int h = 0; h < m->nsni_hosts && !ok; h++)
+				ok = sni_match(m->sni_hosts[h], sni);
+			if (!ok || (m->port && m->port != port))
+				continue;
+			if (m->source_labels.n && (!src || !kv_match(&m->source_labels, &src->labels)))
+				continue;
+			if (m->source_namespace && (!src || strcmp(m->source_namespace, src->ns)))
+				continue;
+			return i;
+		}
+	}
+	return -1;
+}
+
 const struct l7_dest *l7_pick_dest(const struct l7_route *rt, uint32_t rnd)
 {
 	uint32_t x;

@@ -57,6 +57,13 @@ struct l7_req_view {
 bool l7_match(const struct l7_match *m, const struct l7_req_view *r);
 /* The index of the first route of s the request matches, or -1 (404 NR). */
 int l7_route_find(const struct l7_svc *s, const struct l7_req_view *r);
+/* The SNI of the ClientHello record in p[0..n): 1 (sni "" without server_name), 0 more bytes
+ * needed, -1 not a TLS ClientHello. */
+int l7_tls_sni(const uint8_t *p, size_t n, char *sni, size_t len);
+/* A tls route of s (a port Istio reads as tls/https) for a ClientHello's SNI: the first whose
+ * match has the name in sniHosts and its port, sourceLabels, sourceNamespace hold; -1: none. */
+int l7_tls_route_find(const struct l7_svc *s, const char *sni, int port,
+		      const struct workload_obj *src);
 /* The match of route rt the request matched (its uri prefix matters for rewrite), or NULL. */
 const struct l7_match *l7_route_matched(const struct l7_route *rt, const struct l7_req_view *r);
 

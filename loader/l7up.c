@@ -239,6 +239,33 @@ void l7_pending_kick(struct l7w *w)
 	}
 }
 
+int l7_dial_ep(struct l7w *w, const struct l7_dconn *dc, const struct l7_ep *e)
+{
+	const struct l7_opts *o = l7_opts_of(w);
+	struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons(e->port)};
+	struct dial_pass pass = {0}; /* unspent passes age out of bm_attest (an LRU map) */
+
+	memcpy(&dst.sin_addr, e->addr, 4);
+	if (e->tunnel && l7_tunnel_of(w)) {
+		char ip[INET_ADDRSTRLEN];
+		int sv[2];
+
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv))
+			return -1;
+		inet_ntop(AF_INET, dc->src_ip, ip, sizeof(ip));
+		if (tunnel_adopt(l7_tunnel_of(w), sv[1], dc->src_pod, ip, e->addr, e->port,
+				 e->backend_id, false)) {
+			close(sv[0]);
+			close(sv[1]);
+			return -1;
+		}
+		return sv[0];
+	}
+	if (e->local)
+		return dial_attested(o->fds ? o->fds->attest : -1, &dst, &pass);
+	return dial_tcp(&dst);
+}
+
 int l7_upstream_start(struct l7_req *r)
 {
 	struct l7w *w = r->dc->w;

@@ -19,6 +19,7 @@ setup_file() {
 
 teardown_file() {
 	pkill -f "$BATS_TEST_DIRNAME/l7_raw.py" || true
+	pkill -f "openssl s_server -accept 9443" || true
 	[ -f "$WORK/prom.pid" ] && kill "$(cat "$WORK/prom.pid")" 2>/dev/null
 	lab_teardown "$LAB"
 	rm -rf "$WORK"
@@ -438,6 +439,44 @@ for msg in (b"ping-1", b"ping-2" * 1000):
 	[[ "$output" == *"echo 6 True"*"echo 6000 True"* ]]
 	pkill -f "l7_raw.py" || true
 	lab start -n l7 raw-0
+}
+
+@test "tls routes: the agent reads the ClientHello's SNI and relays the client's TLS to that route" {
+	run bm services --node "$LAB-node1"
+	[[ "$output" == *"10.96.70.50:443/TCP l7/tlsweb"*"path l7 (tls routes in spec.tls[0])"* ]]
+	for p in tls-a tls-b; do
+		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+			-subj "/CN=$p" -keyout "$WORK/$p.key" -out "$WORK/$p.crt" 2>/dev/null
+		lab stop -n l7 "$p-0" # its echo server makes way for a TLS one
+		lab exec -n l7 "$p-0" -- timeout 120 openssl s_server -accept 9443 -www -quiet \
+			-cert "$WORK/$p.crt" -key "$WORK/$p.key" >/dev/null 2>&1 3>&- &
+	done
+	sni() { # NAME: the certificate subject the client got through 10.96.70.50:443
+		lab exec -n l7 client-0 -- bash -c "echo | timeout 10 openssl s_client -connect \
+			10.96.70.50:443 -servername $1 2>/dev/null | sed -n 's/^subject=//p'"
+	}
+	for _ in $(seq 50); do
+		run sni a.tlsweb.l7.svc.cluster.local
+		[[ "$output" == *"CN = tls-a"* ]] && break
+		sleep 0.1
+	done
+	echo "a.tlsweb: $output"
+	[[ "$output" == *"CN = tls-a"* ]]
+	# b on node2, by the wildcard: node1's agent relays it through the mTLS tunnel
+	run sni b.tlsweb.l7.svc.cluster.local
+	echo "b.tlsweb: $output"
+	[[ "$output" == *"CN = tls-b"* ]]
+	# no route for the name: closed, no certificate
+	run sni c.example.com
+	echo "c.example.com: $output"
+	[ -z "$output" ]
+	# the TLS is the client's, end to end: an HTTP GET over it reaches s_server's page
+	run lab exec -n l7 client-0 -- curl -sk --max-time 10 \
+		--resolve a.tlsweb.l7.svc.cluster.local:443:10.96.70.50 https://a.tlsweb.l7.svc.cluster.local/
+	[[ "$output" == *"Ciphers supported in s_server binary"* || "$output" == *"s_server"* ]]
+	pkill -f "openssl s_server -accept 9443" || true
+	lab start -n l7 tls-a-0
+	lab start -n l7 tls-b-0
 }
 
 @test "malformed requests get 400 and a close, oversized headers 431" {

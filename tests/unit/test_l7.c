@@ -520,6 +520,58 @@ static void test_cookie_hash(void)
 	l7h_free(&h);
 }
 
+
+/* A ClientHello record with server_name = name (and one other extension before it). */
+static size_t client_hello(uint8_t *b, const char *name)
+{
+	size_t nl = name ? strlen(name) : 0, i = 0, hs, ext;
+
+	b[i++] = 0x16, b[i++] = 3, b[i++] = 1, i += 2; /* record: handshake, TLS 1.0, length */
+	hs = i;
+	b[i++] = 1, i += 3;			       /* ClientHello, length */
+	b[i++] = 3, b[i++] = 3;			       /* legacy_version */
+	memset(b + i, 0xab, 32), i += 32;	       /* random */
+	b[i++] = 0;				       /* session id */
+	b[i++] = 0, b[i++] = 2, b[i++] = 0x13, b[i++] = 1; /* one cipher suite */
+	b[i++] = 1, b[i++] = 0;			       /* compression: null */
+	ext = i, i += 2;
+	b[i++] = 0, b[i++] = 10, b[i++] = 0, b[i++] = 4; /* supported_groups first */
+	b[i++] = 0, b[i++] = 2, b[i++] = 0, b[i++] = 29;
+	if (name) {
+		b[i++] = 0, b[i++] = 0;				   /* server_name */
+		b[i++] = 0, b[i++] = (uint8_t)(nl + 5);		   /* extension length */
+		b[i++] = 0, b[i++] = (uint8_t)(nl + 3), b[i++] = 0; /* list, host_name */
+		b[i++] = 0, b[i++] = (uint8_t)nl;
+		memcpy(b + i, name, nl), i += nl;
+	}
+	b[ext] = (uint8_t)((i - ext - 2) >> 8), b[ext + 1] = (uint8_t)(i - ext - 2);
+	b[hs + 1] = 0, b[hs + 2] = (uint8_t)((i - hs - 4) >> 8), b[hs + 3] = (uint8_t)(i - hs - 4);
+	b[3] = (uint8_t)((i - 5) >> 8), b[4] = (uint8_t)(i - 5);
+	return i;
+}
+
+/* tls routes read the SNI of the ClientHello: whole record or wait, not TLS, no SNI. */
+static void test_tls_sni(void)
+{
+	uint8_t b[512];
+	char sni[256];
+	size_t n = client_hello(b, "a.tlsweb.l7.svc.cluster.local");
+
+	CHECK_EQ(l7_tls_sni(b, n, sni, sizeof(sni)), 1, "a whole ClientHello");
+	CHECK(!strcmp(sni, "a.tlsweb.l7.svc.cluster.local"), "its server_name");
+	CHECK_EQ(l7_tls_sni(b, n - 1, sni, sizeof(sni)), 0, "one byte short: wait for it");
+	CHECK_EQ(l7_tls_sni(b, 3, sni, sizeof(sni)), 0, "not even a record header");
+	CHECK_EQ(l7_tls_sni((const uint8_t *)"GET / HTTP/1.1\r\n", 16, sni, sizeof(sni)), -1,
+		 "HTTP is not TLS");
+	n = client_hello(b, NULL);
+	CHECK_EQ(l7_tls_sni(b, n, sni, sizeof(sni)), 1, "a ClientHello without server_name");
+	CHECK(!sni[0], "no name");
+	n = client_hello(b, "x.example.com");
+	b[n - 14] = 200; /* the name's length runs past its extension */
+	CHECK_EQ(l7_tls_sni(b, n, sni, sizeof(sni)), 1, "a lying length: no name");
+	CHECK(!sni[0], "nothing read past the extension");
+}
+
 int main(void)
 {
 	if (!mkdtemp(dir))
@@ -535,6 +587,7 @@ int main(void)
 	RUN(test_faults);
 	RUN(test_consistent_hash);
 	RUN(test_cookie_hash);
+	RUN(test_tls_sni);
 	{
 		char path[128];
 

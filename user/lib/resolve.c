@@ -572,6 +572,8 @@ enum rs_proto rs_port_proto(const struct svc_port *p)
 		return RS_HTTP2;
 	if (len == 4 && !strncasecmp(n, "grpc", 4))
 		return RS_GRPC;
+	if ((len == 3 && !strncasecmp(n, "tls", 3)) || (len == 5 && !strncasecmp(n, "https", 5)))
+		return RS_TLS;
 	return RS_TCP;
 }
 
@@ -637,6 +639,16 @@ static void l7_reason_of(const struct rs_table *t, const struct mesh_config *c,
 	out[0] = 0;
 	if (rs->http == RS_TCP || rs->proto != IPPROTO_TCP)
 		return;
+	if (rs->http == RS_TLS) {
+		/* tls routes pick by the ClientHello's SNI: the agent reads it, then relays */
+		for (int i = 0; rs->vs && i < rs->vs->nroutes; i++)
+			if (rs->vs->routes[i].kind == ROUTE_TLS) {
+				snprintf(out, len, "tls routes in %s",
+					 config_route_path(path, sizeof(path), rs->vs, i));
+				return;
+			}
+		return;
+	}
 	if (kv_get(&rs->svc->labels, "istio.io/use-waypoint")) {
 		snprintf(out, len, "istio.io/use-waypoint on the Service");
 		return;
@@ -951,7 +963,10 @@ void rs_route_text(const struct rs_service *rs, char *buf, size_t len)
 
 		for (int i = 0; i < rs->nl7routes; i++)
 			delegated |= rs->l7routes[i].parent != NULL;
-		if (delegated)
+		if (rs->http == RS_TLS)
+			snprintf(buf, len, "%s/%s: per connection by SNI, first match of %d tls "
+				 "route(s)", vs->ns, vs->name, rs->nl7routes);
+		else if (delegated)
 			snprintf(buf, len, "%s/%s: per request, first match of %d http routes "
 				 "(delegates included)", vs->ns, vs->name, rs->nl7routes);
 		else if (rs->nl7routes == 1)
@@ -1155,6 +1170,11 @@ static void resolve_l7(struct rs_table *t, const struct mesh_config *c, struct r
 		const struct vs_route *r = &vs->routes[i];
 		const struct vs_obj *del;
 
+		if (rs->http == RS_TLS) {
+			if (r->kind == ROUTE_TLS)
+				add_l7route(t, c, rs, vs, i, NULL, d); /* by SNI, in order */
+			continue;
+		}
 		if (r->kind != ROUTE_HTTP)
 			continue;
 		if (!r->http || !r->http->delegate_name) {
@@ -1265,6 +1285,22 @@ int rs_path_notes(const struct rs_table *t, struct diags *d)
 			const char *need = route_l7_need(vr);
 			int weighted = 0;
 
+			if (vr->kind == ROUTE_TLS && (rs->http != RS_TLS || !l7)) {
+				config_route_path(path, sizeof(path), vs, r);
+				if (rs->http != RS_TLS)
+					diags_addc(d, DIAG_WARN, "BM0011", &vr->pos, obj, path,
+						   "not enforced for %s port %d of Service %s/%s: tls "
+						   "routes pick by SNI on ports named tls or https (or "
+						   "that appProtocol), and this one is not",
+						   addr, rs->port, rs->svc->ns, rs->svc->name);
+				else
+					diags_addc(d, DIAG_WARN, "BM0011", &vr->pos, obj, path,
+						   "not enforced for %s port %d of Service %s/%s: %s",
+						   addr, rs->port, rs->svc->ns, rs->svc->name,
+						   kernel_why(rs, why, sizeof(why)));
+				n++;
+				continue;
+			}
 			if (vr->kind != ROUTE_HTTP)
 				continue;
 			for (int k = 0; k < vr->ndests; k++)

@@ -93,7 +93,7 @@ struct rs_l7route {
 
 /* A service port's protocol, by Istio's rules: its name (`http`, `http-*`, `http2`, `grpc`,
  * ...) or appProtocol. */
-enum rs_proto { RS_TCP = 0, RS_HTTP, RS_HTTP2, RS_GRPC };
+enum rs_proto { RS_TCP = 0, RS_HTTP, RS_HTTP2, RS_GRPC, RS_TLS /* tls, https: routed by SNI */ };
 
 struct rs_service {
 	const struct svc_obj *svc;

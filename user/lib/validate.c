@@ -76,10 +76,6 @@ static void vs_notices(struct vctx *v, const struct ynode *spec)
 	char p[PATHMAX];
 
 	note_tcp_matches(v, spec);
-	for (int i = 0; i < count(g(spec, "tls")); i++)
-		vctx_warn(v, g(spec, "tls")->items[i], pidx(p, "spec.tls", i),
-			  "not enforced: tls routes pick a destination by SNI, which the kernel "
-			  "path does not read; connections use the http or tcp routes");
 	for (int i = 0; i < count(gws); i++)
 		if (strcmp(gws->items[i]->str, "mesh"))
 			vctx_warn(v, gws->items[i], pidx(p, "spec.gateways", i),

@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * l7tls.c: VirtualService `tls` routes on ports Istio reads as tls or https. The client's TLS
+ * stays end to end (the agent neither terminates nor originates it): the agent reads the
+ * ClientHello the kernel-captured connection starts with, takes the SNI from its server_name
+ * extension, picks the first tls route whose match holds (sniHosts, port, sourceLabels,
+ * sourceNamespace: l7route.c), a destination by weight and an endpoint by the subset's load
+ * balancing, dials it (a pod of this node with its attest pass, another node's through the
+ * mTLS tunnel as the client pod, or directly) and relays raw bytes both ways, the ClientHello
+ * first. No route for the name: the connection is closed (Envoy's BlackHoleCluster for a
+ * mesh service).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include "l7int.h"
+#include "log.h"
+
+#define TLS_HELLO_MAX (16384 + 5) /* one TLS record: what the ClientHello must fit in */
+
+struct tlsc {
+	struct l7_dead dead;
+	struct l7_dconn dc;
+	struct l7_buf in;
+	struct l7_timer t;
+	bool done;
+};
+
+static void tlsc_free(struct l7_dead *d)
+{
+	struct tlsc *c = (struct tlsc *)d;
+
+	lb_free(&c->in);
+	free(c);
+}
+
+static void tlsc_end(struct tlsc *c, bool close_fd)
+{
+	struct l7w *w = c->dc.w;
+
+	if (c->done)
+		return;
+	c->done = true;
+	l7_timer_stop(w, &c->t);
+	l7_io_want(w, &c->dc.io, 0);
+	if (close_fd && c->dc.io.fd >= 0)
+		close(c->dc.io.fd);
+	c->dc.io.fd = -1;
+	__atomic_sub_fetch(&w->c_active, 1, __ATOMIC_RELAXED);
+	l7_defer_free(w, &c->dead);
+}
+
+/* Route, dial, relay: the ClientHello is in c->in. */
+static void tlsc_route(struct tlsc *c, const char *sni)
+{
+	struct l7w *w = c->dc.w;
+	struct l7_snap *snap = w->snap;
+	const struct l7_svc *svc = snap && snap->t ? l7_table_find(snap->t, c->dc.vip, c->dc.vport)
+						   : NULL;
+	const struct workload_obj *src = snap ? l7_snap_pod(snap, c->dc.src_pod) : NULL;
+	const struct l7_dest *dest;
+	struct l7_req_view v = {.src = src, .src_ip = c->dc.src_ip, .port = c->dc.vport};
+	struct l7_buf none = {0};
+	int i, ep, fd, dfd = c->dc.io.fd;
+
+	i = svc ? l7_tls_route_find(svc, sni, c->dc.vport, src) : -1;
+	dest = i >= 0 ? l7_pick_dest(&svc->routes[i], l7_rand(w)) : NULL;
+	ep = dest && dest->cl ? l7_pick_ep(dest->cl, &v, l7_rand(w), -1, NULL, NULL) : -1;
+	if (ep < 0) {
+		pr_debug("l7: tls: %s: no tls route or endpoint for \"%s\": closed",
+			 svc && svc->fqdn ? svc->fqdn : "?", sni);
+		tlsc_end(c, true);
+		return;
+	}
+	fd = l7_dial_ep(w, &c->dc, &dest->cl->eps[ep]);
+	if (fd < 0) {
+		tlsc_end(c, true);
+		return;
+	}
+	tlsc_end(c, false);
+	l7_relay(w, dfd, &none, fd, &c->in);
+}
+
+static void tlsc_try(struct tlsc *c)
+{
+	char sni[256];
+	int r = l7_tls_sni((const uint8_t *)c->in.p + c->in.off, lb_pending(&c->in), sni,
+			   sizeof(sni));
+
+	if (r < 0) {
+		tlsc_end(c, true); /* a tls route needs a ClientHello */
+		return;
+	}
+	if (r > 0)
+		tlsc_route(c, sni);
+}
+
+static void tlsc_io(struct l7_io *io, uint32_t ev)
+{
+	struct tlsc *c = (struct tlsc *)((char *)io - offsetof(struct tlsc, dc.io));
+	char b[L7_READ_CHUNK];
+
+	(void)ev;
+	for (;;) {
+		ssize_t n = recv(io->fd, b, sizeof(b), MSG_DONTWAIT);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (n <= 0) {
+			tlsc_end(c, true);
+			return;
+		}
+		lb_put(&c->in, b, n);
+		if (lb_pending(&c->in) >= TLS_HELLO_MAX)
+			break;
+	}
+	tlsc_try(c);
+}
+
+static void tlsc_timeout(struct l7_timer *t)
+{
+	tlsc_end((struct tlsc *)((char *)t - offsetof(struct tlsc, t)), true);
+}
+
+void l7_tls_server(struct l7_dconn *tmpl, const char *pre, size_t n)
+{
+	struct tlsc *c = calloc(1, sizeof(*c));
+
+	if (!c) {
+		close(tmpl->io.fd);
+		__atomic_sub_fetch(&tmpl->w->c_active, 1, __ATOMIC_RELAXED);
+		return;
+	}
+	c->dead.free = tlsc_free;
+	c->dc = *tmpl;
+	c->dc.io.on = tlsc_io;
+	c->dc.io.mask = 0;
+	c->t = (struct l7_timer){.idx = -1, .fire = tlsc_timeout};
+	lb_put(&c->in, pre, n);
+	l7_timer_set(c->dc.w, &c->t, c->dc.w->now + L7_STREAM_IDLE_MS);
+	tlsc_try(c);
+	if (!c->done)
+		l7_io_want(c->dc.w, &c->dc.io, EPOLLIN | EPOLLRDHUP);
+}
