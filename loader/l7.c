@@ -256,6 +256,8 @@ static int timers_wait_ms(struct l7w *w)
 
 	if (w->pend)
 		return 10; /* a connection slot may free up on another worker */
+	if (lb_pending(&w->alog))
+		return L7_LOG_FLUSH_MS; /* the access log's lines of the last requests */
 	if (!w->nheap)
 		return 1000;
 	if (w->heap[0]->due <= now)
@@ -654,7 +656,12 @@ static void *worker_main(void *arg)
 			l7_pending_kick(w);
 		run_later(w);
 		free_dead(w);
-		l7_log_flush(w->l->log, &w->alog);
+		/* access log lines go out every L7_LOG_FLUSH_MS or 16 KiB: not a write per request */
+		if (lb_pending(&w->alog) &&
+		    (lb_pending(&w->alog) >= 16 * 1024 || w->now - w->alog_at >= L7_LOG_FLUSH_MS)) {
+			l7_log_flush(w->l->log, &w->alog);
+			w->alog_at = w->now;
+		}
 	}
 	return NULL;
 }
@@ -787,6 +794,7 @@ void l7_free(struct l7 *l)
 		free(w->pv);
 		l7_snap_put(w->snap);
 		l7_stats_free(&w->stats);
+		l7_log_flush(l->log, &w->alog); /* the last lines */
 		lb_free(&w->alog);
 		if (w->ep >= 0)
 			close(w->ep);

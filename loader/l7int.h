@@ -39,6 +39,7 @@
 #define L7_LINGER_MS	  2000	/* after a last response: drain the client before close() */
 #define L7_CONNECT_MS	  10000 /* connectTimeout when the DestinationRule sets none */
 #define L7_EVENTS	  64
+#define L7_LOG_FLUSH_MS	  100 /* access log lines wait at most this long for their write */
 #define L7_ACCEPT_BURST	  64
 #define L7_MAX_HOST_TRIES 5 /* Istio: host_selection_retry_max_attempts */
 
@@ -483,7 +484,8 @@ struct l7w {
 	int npv, cappv;
 	struct l7_stats stats;
 	struct l7_req *pend; /* requests waiting for a connection slot, oldest first */
-	struct l7_buf alog;  /* access log lines of this batch (l7log.c) */
+	struct l7_buf alog;  /* access log lines not yet written (l7log.c) */
+	uint64_t alog_at;    /* when they were last written */
 	struct l7_later *later, **later_tail; /* l7_later, in order */
 	/* hand-offs from other threads, under mu */
 	pthread_mutex_t mu;

@@ -4,8 +4,8 @@
  * only those with --http): one JSON line per request and reporter (the agent of the client's
  * node as "source", the destination's as "destination"), with Envoy's fields: method,
  * authority, path, response code and flags, duration, upstream host, attempts. Each worker
- * buffers its lines and writes them once per batch of events (one write(2), O_APPEND, so the
- * workers' lines never interleave); the file is <run dir>/access.log, rotated to
+ * buffers its lines and writes them every L7_LOG_FLUSH_MS or 16 KiB (one write(2), O_APPEND,
+ * so the workers' lines never interleave); the file is <run dir>/access.log, rotated to
  * access.log.1 at L7_LOG_MAX bytes so it never grows without bound.
  */
 #include <errno.h>
