@@ -231,6 +231,8 @@ static int on_hfield(http_parser *p, const char *at, size_t n)
 {
 	struct h1d *d = d_of_parser(p);
 
+	if (d->cur && d->cur->r.method)
+		return 0; /* request trailers: not headers, not passed on */
 	hc_field(&d->hc, at, n);
 	if (d->hc.over) {
 		d->err_status = 431;
@@ -243,6 +245,8 @@ static int on_hvalue(http_parser *p, const char *at, size_t n)
 {
 	struct h1d *d = d_of_parser(p);
 
+	if (d->cur && d->cur->r.method)
+		return 0; /* request trailers */
 	hc_value(&d->hc, at, n);
 	if (d->hc.over) {
 		d->err_status = 431;
@@ -280,13 +284,23 @@ static int on_headers_done(http_parser *p)
 		d->err_status = 405; /* no CONNECT through a service port */
 		return -1;
 	}
+	if (p->uses_transfer_encoding && !(p->flags & F_CHUNKED)) {
+		d->err_status = 400; /* RFC 9112 6.3: a request body whose length cannot be known */
+		return -1;
+	}
 	r->method = strdup(http_method_str(p->method));
-	/* absolute-form (a client that thinks we are a proxy): its authority and path */
-	if (ul > 7 && !strncasecmp(url, "http://", 7)) {
-		const char *a = url + 7, *slash = memchr(a, '/', ul - 7);
-		size_t al = slash ? (size_t)(slash - a) : ul - 7;
+	/* absolute-form (a client that thinks we are a proxy), whatever its scheme: its
+	 * authority and path (policy judges the path, not the form) */
+	if (ul && url[0] != '/' && url[0] != '*') {
+		const char *sep = ul > 3 ? memmem(url, ul, "://", 3) : NULL;
+		const char *a = sep ? sep + 3 : NULL;
+		const char *slash = a ? memchr(a, '/', ul - (a - url)) : NULL;
 
-		r->authority = dupn(a, al);
+		if (!a) {
+			d->err_status = 400; /* neither origin-form nor absolute-form */
+			return -1;
+		}
+		r->authority = dupn(a, slash ? (size_t)(slash - a) : ul - (a - url));
 		r->path = slash ? dupn(slash, ul - (slash - url)) : strdup("/");
 	} else {
 		r->path = ul ? dupn(url, ul) : strdup("/");
@@ -341,10 +355,15 @@ static int on_headers_done(http_parser *p)
 static int on_body(http_parser *p, const char *at, size_t n)
 {
 	struct h1d *d = d_of_parser(p);
-	struct l7_req *r = &d->cur->r;
+	struct h1req *q = d->cur;
+	struct l7_req *r = &q->r;
 
 	l7_req_body(r, at, n, false);
-	if (!d->cur->engine_done && r->st != RQ_DONE && l7_req_body_queued(r) > L7_BUF_HIGH) {
+	if (d->st != D_OPEN || d->cur != q) {
+		http_parser_pause(p, 1); /* the engine closed the connection under us */
+		return 0;
+	}
+	if (!q->engine_done && r->st != RQ_DONE && l7_req_body_queued(r) > L7_BUF_HIGH) {
 		d->body_paused = true; /* until the upstream takes it (more_body) */
 		http_parser_pause(p, 1);
 	}
@@ -362,9 +381,15 @@ static int on_msg_done(http_parser *p)
 	struct h1d *d = d_of_parser(p);
 	struct h1req *q = d->cur;
 
+	if (!q)
+		return 0;
 	q->parsed = true;
 	if (q->r.has_body)
 		l7_req_body(&q->r, NULL, 0, true);
+	if (d->st != D_OPEN || d->cur != q) {
+		http_parser_pause(p, 1); /* the engine closed the connection under us */
+		return 0;
+	}
 	if (d->upgrading)
 		return 0;
 	if (q->engine_done && q->end_out) {
@@ -484,7 +509,7 @@ static void d_close(struct h1d *d, bool reset)
 
 static void d_want(struct h1d *d)
 {
-	uint32_t m = EPOLLRDHUP; /* a client that goes away is noticed whatever we wait for */
+	uint32_t m = 0; /* a reset (EPOLLERR/HUP) is noticed whatever we wait for */
 
 	if (d->st == D_CLOSED)
 		return;
@@ -493,8 +518,9 @@ static void d_want(struct h1d *d)
 	/* reading goes on while a request is in flight (no epoll_ctl per request): what comes
 	 * waits in the input buffer, bounded by L7_BUF_HIGH, and is parsed once it may be */
 	if (d->st == D_DRAIN ||
-	    (d->st == D_OPEN && !d->read_eof && !d->upgrading && lb_pending(&d->in) < L7_BUF_HIGH))
-		m |= EPOLLIN;
+	    (d->st == D_OPEN && !d->read_eof && !d->upgrading && lb_pending(&d->in) < L7_BUF_HIGH &&
+	     lb_pending(&d->out) <= L7_BUF_HIGH))
+		m |= EPOLLIN | EPOLLRDHUP; /* a half-close only while reading (no spin) */
 	l7_io_want(d->dc.w, &d->dc.io, m);
 }
 
@@ -545,8 +571,9 @@ static void d_process(struct h1d *d)
 {
 	if (d->busy)
 		return; /* called back from inside the parser: the loop below goes on */
+	/* a client whose answers it does not read gets no more parsed (pipelining) */
 	while (d->st == D_OPEN && !d->msg_paused && !d->body_paused && !d->upgrading &&
-	       lb_pending(&d->in)) {
+	       lb_pending(&d->in) && lb_pending(&d->out) <= L7_BUF_HIGH) {
 		size_t n;
 		enum http_errno e;
 
@@ -617,6 +644,9 @@ static void d_flush(struct h1d *d)
 		l7_req_drained(&d->cur->r);
 	if (d->st == D_CLOSING && !lb_pending(&d->out))
 		d_close(d, false);
+	else if (d->st == D_OPEN && !d->busy && !d->cur && lb_pending(&d->in) &&
+		 lb_pending(&d->out) <= L7_BUF_HIGH)
+		d_process(d); /* pipelined requests waited for the output to drain */
 }
 
 static void d_flush_later(struct l7_later *l)
@@ -630,7 +660,8 @@ static void d_flush_later(struct l7_later *l)
 		return;
 	if (!d->cur && !lb_pending(&d->out))
 		lb_free(&d->out); /* an idle connection keeps no buffers */
-	d_want(d);
+	if (d->st != D_CLOSED)
+		d_want(d);
 }
 
 /* The codec's output goes out once this event is handled: a head and the body parts one
@@ -841,9 +872,11 @@ static void c_done(struct l7_req *r)
 	if (d->st == D_CLOSED || d->cur != q)
 		return; /* d_hard_close frees it */
 	if (d->upgrading) {
+		int status = r->status; /* r is q's */
+
 		d->cur = NULL;
 		q_free(q);
-		if (r->status != 101)
+		if (status != 101)
 			d_close(d, false); /* not upgraded: what follows is not HTTP/1 */
 		return;
 	}
@@ -1242,14 +1275,14 @@ static void u_parse(struct l7_uconn *u, bool eof)
 static void u_want(struct l7_uconn *u)
 {
 	struct h1u *x = hu(u);
-	uint32_t m = EPOLLRDHUP;
+	uint32_t m = 0;
 
 	if (u->dead_flag || !u->connected)
 		return;
 	if (lb_pending(&x->out))
 		m |= EPOLLOUT;
 	if (!x->paused)
-		m |= EPOLLIN;
+		m |= EPOLLIN | EPOLLRDHUP; /* a half-close only while reading (no spin) */
 	l7_io_want(u->w, &u->io, m);
 }
 

@@ -86,6 +86,7 @@ struct h2s {
 	struct l7_hdrs trailers;
 	bool has_trailers;
 	bool head_sent, out_end, engine_done, closed, started, freed, drain;
+	size_t hbytes; /* request header bytes as HPACK counts them (name + value + 32) */
 	struct h2s *next;
 };
 
@@ -190,6 +191,8 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
 	if (!q || q->started || f->hd.type != NGHTTP2_HEADERS)
 		return 0; /* request trailers: not passed on */
 	r = &q->r;
+	if (q->hbytes + namelen + valuelen + 32 > L7_MAX_HEADER_BYTES)
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* HPACK references add up: bounded */
 	if (namelen && name[0] == ':') {
 		char **slot = NULL;
 
@@ -205,7 +208,8 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
 			*slot = dupn(value, valuelen);
 		return 0;
 	}
-	if (r->h.n >= L7_MAX_HEADERS)
+	q->hbytes += namelen + valuelen + 32;
+	if (r->h.n >= L7_MAX_HEADERS || q->hbytes > L7_MAX_HEADER_BYTES)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
 	l7h_addn(&r->h, (const char *)name, namelen, (const char *)value, valuelen);
 	return 0;

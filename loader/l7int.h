@@ -436,7 +436,8 @@ bool l7h2_preface(const char *p, size_t n); /* n bytes are (a prefix of) the h2 
 void l7_tls_server(struct l7_dconn *dc, const char *pre, size_t n);
 /* A raw connection to e for dc's client (l7up.c: attested local dial, the tunnel, or
  * direct), connecting or connected; -1 on failure. */
-int l7_dial_ep(struct l7w *w, const struct l7_dconn *dc, const struct l7_ep *e);
+int l7_dial_ep(struct l7w *w, const struct l7_dconn *dc, const struct l7_ep *e,
+	       struct dial_pass *pass);
 /* HTTP/1.1 `Upgrade: h2c`: the connection (dc, its fd) becomes an HTTP/2 server session whose
  * stream 1 is the returned request; to_client holds the 101 not yet sent. The caller fills the
  * request in (method, path, headers...), then l7h2_upgrade_go with the bytes it read past the

@@ -66,7 +66,7 @@ static void jesc(struct l7_buf *b, const char *s)
 
 		if (c == '"' || c == '\\')
 			lb_printf(b, "\\%c", c);
-		else if (c < 0x20)
+		else if (c < 0x20 || c >= 0x7f) /* bytes, not characters: valid JSON, ASCII */
 			lb_printf(b, "\\u%04x", c);
 		else
 			lb_put(b, s, 1);

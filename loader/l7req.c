@@ -415,7 +415,7 @@ static bool authorized(struct l7_req *r, const struct workload_obj *w, int port)
 {
 	const struct mesh_config *c = r->snap->c;
 	const struct l7_opts *o = l7_opts_of(req_w(r));
-	char principal[400], path[2048], pname[256];
+	char principal[400], pname[256], *path;
 	struct sec_peer peer = {.ip_len = 128};
 	struct sec_http http = {
 	    .method = r->method, .host = r->authority, .header = hdr_cb, .arg = &r->h};
@@ -424,7 +424,9 @@ static bool authorized(struct l7_req *r, const struct workload_obj *w, int port)
 
 	if (!c || !w)
 		return true;
-	snprintf(path, sizeof(path), "%.*s", (int)strcspn(r->path, "?"), r->path);
+	path = strndup(r->path, strcspn(r->path, "?")); /* the whole path: never cut short */
+	if (!path)
+		return false;
 	http.path = path;
 	peer.ip[10] = peer.ip[11] = 0xff;
 	memcpy(peer.ip + 12, r->dc->src_ip, 4);
@@ -448,8 +450,10 @@ static bool authorized(struct l7_req *r, const struct workload_obj *w, int port)
 		pr_debug("l7: denied %s %s%s -> %s/%s:%d: %s %s", r->method,
 			 r->authority ? r->authority : "", path, w->ns, w->name, port, d.reason,
 			 d.by ? sec_policy_name(d.by, pname, sizeof(pname)) : "");
+		free(path);
 		return false;
 	}
+	free(path);
 	return true;
 }
 
@@ -775,8 +779,15 @@ static void cors_response(const struct l7_req *r, struct l7_hdrs *h)
 /* The route's request mutations: rewrite, header operations, Envoy's own headers. */
 static void mutate_request(struct l7_req *r)
 {
+	static const char *const untrusted[] = {"x-forwarded-client-cert", "x-envoy-original-path",
+						"x-envoy-peer-metadata",
+						"x-envoy-peer-metadata-id"};
 	char ms[24];
 
+	/* what a client pod says about identities and the mesh's own doings is not believed:
+	 * removed before routing (Envoy sanitizes them from untrusted downstreams) */
+	for (size_t i = 0; i < sizeof(untrusted) / sizeof(untrusted[0]); i++)
+		l7h_del(&r->h, untrusted[i]);
 	if (r->rt) {
 		r->up_path = l7_rewrite_path(r->rt, r->matched, r->path);
 		if (r->up_path) {
@@ -795,8 +806,7 @@ static void mutate_request(struct l7_req *r)
 			l7h_apply(&r->h, &r->dest->rd->req_headers);
 	}
 	request_id(r);
-	if (!l7h_get(&r->h, "x-forwarded-proto"))
-		l7h_set(&r->h, "x-forwarded-proto", r->scheme ? r->scheme : "http");
+	l7h_set(&r->h, "x-forwarded-proto", r->scheme ? r->scheme : "http"); /* what we saw */
 	if (r->timeout_ms || r->rp.per_try_timeout_ms) {
 		int64_t t = r->rp.per_try_timeout_ms &&
 				    (!r->timeout_ms || r->rp.per_try_timeout_ms < r->timeout_ms)
@@ -926,6 +936,8 @@ void l7_req_start(struct l7_req *r)
 	r->grpc_status = -1;
 	r->t0 = w->now ? w->now : l7_now();
 	r->t0_ns = mono_ns(); /* durations in the metrics and the access log: sub-ms */
+	if (r->path)
+		l7_normalize_path(r->path); /* routing, policy and the upstream see one path */
 	r->snap = l7_snap_get(w->snap);
 	r->rnd = l7_rand(w);
 	r->head = r->method && !strcmp(r->method, "HEAD");
@@ -1130,8 +1142,8 @@ static void finish(struct l7_req *r)
 	l7_timer_stop(w, &r->t_try);
 	l7_timer_stop(w, &r->t_wait);
 	try_end_common(r);
-	if (r->u)
-		l7_upstream_abandon(r);
+	if (r->u || r->pending)
+		l7_upstream_abandon(r); /* a request waiting for a connection leaves the queue */
 	r->st = RQ_DONE;
 	if (!r->reported) {
 		r->reported = true;
@@ -1166,7 +1178,7 @@ void l7_req_free(struct l7_req *r)
 	l7_timer_stop(w, &r->t_route);
 	l7_timer_stop(w, &r->t_try);
 	l7_timer_stop(w, &r->t_wait);
-	if (r->u)
+	if (r->u || r->pending)
 		l7_upstream_abandon(r);
 	try_end_common(r);
 	l7h_free(&r->h);

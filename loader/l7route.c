@@ -330,6 +330,85 @@ int l7_tls_sni(const uint8_t *p, size_t n, char *sni, size_t len)
 	return 1;
 }
 
+static int hexv(char c)
+{
+	return c >= '0' && c <= '9'   ? c - '0'
+	       : c >= 'a' && c <= 'f' ? c - 'a' + 10
+	       : c >= 'A' && c <= 'F' ? c - 'A' + 10
+				      : -1;
+}
+
+void l7_normalize_path(char *path)
+{
+	char *q = strchr(path, '?'), *w = path, *out, *o;
+	size_t n = q ? (size_t)(q - path) : strlen(path), olen;
+	char *tail = q ? strdup(q) : NULL;
+
+	if (path[0] != '/')
+		goto done;
+	/* percent-decoding of unreserved characters, other escapes in upper case */
+	for (size_t i = 0; i < n; i++) {
+		int h, l;
+
+		if (path[i] == '%' && i + 2 < n && (h = hexv(path[i + 1])) >= 0 &&
+		    (l = hexv(path[i + 2])) >= 0) {
+			char c = (char)(h * 16 + l);
+
+			if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+			    (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
+			    c == '~') {
+				*w++ = c;
+			} else {
+				*w++ = '%';
+				*w++ = (char)toupper((unsigned char)path[i + 1]);
+				*w++ = (char)toupper((unsigned char)path[i + 2]);
+			}
+			i += 2;
+		} else {
+			*w++ = path[i];
+		}
+	}
+	*w = 0;
+	/* RFC 3986 5.2.4 remove_dot_segments, over whole segments */
+	olen = strlen(path);
+	out = malloc(olen + 2);
+	if (!out)
+		goto done;
+	o = out;
+	for (const char *s = path; *s;) {
+		const char *e;
+		size_t sl;
+
+		s++; /* the '/' */
+		e = strchr(s, '/');
+		sl = e ? (size_t)(e - s) : strlen(s);
+		if (sl == 1 && s[0] == '.') {
+			if (!e)
+				*o++ = '/';
+		} else if (sl == 2 && s[0] == '.' && s[1] == '.') {
+			while (o > out && *--o != '/')
+				;
+			if (!e)
+				*o++ = '/';
+		} else {
+			*o++ = '/';
+			memcpy(o, s, sl);
+			o += sl;
+		}
+		s += sl;
+	}
+	if (o == out)
+		*o++ = '/';
+	*o = 0;
+	memcpy(path, out, (size_t)(o - out) + 1);
+	free(out);
+done:
+	if (tail) {
+		memmove(path + strlen(path), tail, strlen(tail) + 1);
+		free(tail);
+	}
+}
+
 /* Istio's sniHosts: exact (case-insensitive), "*" any, "*.example.com" any name below it */
 static bool sni_match(const char *pat, const char *sni)
 {
@@ -356,7 +435,8 @@ int l7_tls_route_find(const struct l7_svc *s, const char *sni, int port,
 				ok = sni_match(m->sni_hosts[h], sni);
 			if (!ok || (m->port && m->port != port))
 				continue;
-			if (m->source_labels.n && (!src || !kv_match(&m->source_labels, &src->labels)))
+			if (m->source_labels.n &&
+			    (!src || !kv_match(&m->source_labels, &src->labels)))
 				continue;
 			if (m->source_namespace && (!src || strcmp(m->source_namespace, src->ns)))
 				continue;

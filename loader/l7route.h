@@ -57,6 +57,10 @@ struct l7_req_view {
 bool l7_match(const struct l7_match *m, const struct l7_req_view *r);
 /* The index of the first route of s the request matches, or -1 (404 NR). */
 int l7_route_find(const struct l7_svc *s, const struct l7_req_view *r);
+/* Istio's default path normalization (BASE, Envoy's normalize_path), in place (never longer):
+ * percent-encoded unreserved characters decoded, other escapes upper-cased, dot segments
+ * removed (RFC 3986); the query string is kept as it is. Routing and policy see the result. */
+void l7_normalize_path(char *path);
 /* The SNI of the ClientHello record in p[0..n): 1 (sni "" without server_name), 0 more bytes
  * needed, -1 not a TLS ClientHello. */
 int l7_tls_sni(const uint8_t *p, size_t n, char *sni, size_t len);

@@ -16,8 +16,11 @@
 #include <unistd.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include "cfgref.h"
 #include "l7int.h"
 #include "log.h"
+#include "pins.h"
+#include "security.h"
 
 #define TLS_HELLO_MAX (16384 + 5) /* one TLS record: what the ClientHello must fit in */
 
@@ -53,17 +56,81 @@ static void tlsc_end(struct tlsc *c, bool close_fd)
 	l7_defer_free(w, &c->dead);
 }
 
+/* The agent's pass for a dial to a pod of this node is spent once the SYN is through: dropped
+ * a second later (the relay owns the socket by then). */
+struct passdrop {
+	struct l7_dead dead;
+	struct l7_timer t;
+	struct dial_pass pass;
+	struct l7w *w;
+};
+
+static void passdrop_free(struct l7_dead *d)
+{
+	free((struct passdrop *)d);
+}
+
+static void passdrop_fire(struct l7_timer *t)
+{
+	struct passdrop *p = (struct passdrop *)((char *)t - offsetof(struct passdrop, t));
+	const struct l7_opts *o = l7_opts_of(p->w);
+
+	dial_pass_drop(o->fds ? o->fds->attest : -1, &p->pass);
+	l7_defer_free(p->w, &p->dead);
+}
+
+static void pass_drop_later(struct l7w *w, const struct dial_pass *pass)
+{
+	struct passdrop *p;
+
+	if (!pass->have || !(p = calloc(1, sizeof(*p))))
+		return;
+	p->dead.free = passdrop_free;
+	p->t = (struct l7_timer){.idx = -1, .fire = passdrop_fire};
+	p->pass = *pass;
+	p->w = w;
+	l7_timer_set(w, &p->t, w->now + 1000);
+}
+
+/* The AuthorizationPolicy of a pod of this node, for the client the kernel attested (as a
+ * connection's, L4: tls routes see no requests); the destination node judges remote pods. */
+static bool tls_authorized(struct l7w *w, const struct l7_snap *snap,
+			   const struct workload_obj *src, const struct l7_dconn *dc,
+			   const struct l7_ep *e)
+{
+	const struct l7_opts *o = l7_opts_of(w);
+	const struct mesh_config *c = snap->cfg ? snap->cfg->c : NULL;
+	const char *td = o->trust_domain ? o->trust_domain : "cluster.local";
+	struct sec_peer peer = {.ip_len = 128};
+	struct sec_decision d;
+	char principal[400];
+
+	if (!c || !e->local || !e->wl)
+		return true;
+	peer.ip[10] = peer.ip[11] = 0xff;
+	memcpy(peer.ip + 12, dc->src_ip, 4);
+	if (src && config_in_mesh(c, src)) {
+		snprintf(principal, sizeof(principal), "%s/ns/%s/sa/%s", td, src->ns,
+			 src->service_account ? src->service_account : "default");
+		peer.principal = principal;
+		peer.ns = src->ns;
+	}
+	sec_authorize(c, o->root_ns, e->wl, e->port, &peer, &d);
+	return d.verdict != SEC_DENY;
+}
+
 /* Route, dial, relay: the ClientHello is in c->in. */
 static void tlsc_route(struct tlsc *c, const char *sni)
 {
 	struct l7w *w = c->dc.w;
 	struct l7_snap *snap = w->snap;
-	const struct l7_svc *svc = snap && snap->t ? l7_table_find(snap->t, c->dc.vip, c->dc.vport)
-						   : NULL;
+	const struct l7_svc *svc =
+	    snap && snap->t ? l7_table_find(snap->t, c->dc.vip, c->dc.vport) : NULL;
 	const struct workload_obj *src = snap ? l7_snap_pod(snap, c->dc.src_pod) : NULL;
 	const struct l7_dest *dest;
 	struct l7_req_view v = {.src = src, .src_ip = c->dc.src_ip, .port = c->dc.vport};
 	struct l7_buf none = {0};
+	struct dial_pass pass = {0};
 	int i, ep, fd, dfd = c->dc.io.fd;
 
 	i = svc ? l7_tls_route_find(svc, sni, c->dc.vport, src) : -1;
@@ -75,11 +142,18 @@ static void tlsc_route(struct tlsc *c, const char *sni)
 		tlsc_end(c, true);
 		return;
 	}
-	fd = l7_dial_ep(w, &c->dc, &dest->cl->eps[ep]);
+	if (!tls_authorized(w, snap, src, &c->dc, &dest->cl->eps[ep])) {
+		pr_debug("l7: tls: \"%s\" to %s: denied by AuthorizationPolicy", sni,
+			 svc->fqdn ? svc->fqdn : "?");
+		tlsc_end(c, true);
+		return;
+	}
+	fd = l7_dial_ep(w, &c->dc, &dest->cl->eps[ep], &pass);
 	if (fd < 0) {
 		tlsc_end(c, true);
 		return;
 	}
+	pass_drop_later(w, &pass);
 	tlsc_end(c, false);
 	l7_relay(w, dfd, &none, fd, &c->in);
 }
@@ -87,8 +161,8 @@ static void tlsc_route(struct tlsc *c, const char *sni)
 static void tlsc_try(struct tlsc *c)
 {
 	char sni[256];
-	int r = l7_tls_sni((const uint8_t *)c->in.p + c->in.off, lb_pending(&c->in), sni,
-			   sizeof(sni));
+	int r =
+	    l7_tls_sni((const uint8_t *)c->in.p + c->in.off, lb_pending(&c->in), sni, sizeof(sni));
 
 	if (r < 0) {
 		tlsc_end(c, true); /* a tls route needs a ClientHello */

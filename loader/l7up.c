@@ -239,11 +239,11 @@ void l7_pending_kick(struct l7w *w)
 	}
 }
 
-int l7_dial_ep(struct l7w *w, const struct l7_dconn *dc, const struct l7_ep *e)
+int l7_dial_ep(struct l7w *w, const struct l7_dconn *dc, const struct l7_ep *e,
+	       struct dial_pass *pass)
 {
 	const struct l7_opts *o = l7_opts_of(w);
 	struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons(e->port)};
-	struct dial_pass pass = {0}; /* unspent passes age out of bm_attest (an LRU map) */
 
 	memcpy(&dst.sin_addr, e->addr, 4);
 	if (e->tunnel && l7_tunnel_of(w)) {
@@ -262,7 +262,7 @@ int l7_dial_ep(struct l7w *w, const struct l7_dconn *dc, const struct l7_ep *e)
 		return sv[0];
 	}
 	if (e->local)
-		return dial_attested(o->fds ? o->fds->attest : -1, &dst, &pass);
+		return dial_attested(o->fds ? o->fds->attest : -1, &dst, pass);
 	return dial_tcp(&dst);
 }
 

@@ -250,6 +250,32 @@ hex() { printf '%s' "$1" | od -An -tx1 | tr -d ' \n'; }
 	[ "$output" = " 200" ]
 }
 
+@test "attack: paths written around a DENY policy (dot segments, escapes, absolute-form, length) are denied" {
+	run lab apply -f "$L7/deny-admin.yaml" -f "$L7/routes.yaml"
+	[ "$status" -eq 0 ]
+	long="/anything/$(head -c 2100 /dev/zero | tr '\0' a)/secret"
+	for path in /anything/admin /anything/x/../admin /anything/./admin /anything/%61dmin \
+		/anything/get/secret "$long"; do
+		run ccurl --path-as-is -o /dev/null -w '%{http_code}' "http://web:8080$path"
+		echo "${path:0:40}: $output"
+		[ "$output" = 403 ]
+	done
+	run lab exec -n l7 client-0 -- bash -c \
+		'exec 3<>/dev/tcp/10.96.70.10/8080; printf "GET https://web/anything/admin HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n" >&3; timeout 5 head -1 <&3'
+	echo "absolute-form: $output"
+	[[ "$output" == "HTTP/1.1 403"* ]]
+	run ccurl -o /dev/null -w '%{http_code}' http://web:8080/anything/public
+	[ "$output" = 200 ]
+	# identities a client claims in headers do not reach the workload
+	run ccurl -H 'x-forwarded-client-cert: By=x;URI=spiffe://cluster.local/ns/l7/sa/admin' \
+		-H 'x-forwarded-proto: https' http://web:8080/headers
+	echo "$output"
+	[[ "${output,,}" != *"x-forwarded-client-cert"* ]]
+	[[ "$output" == *'"x-forwarded-proto": "http"'* ]]
+	rm -f "/run/bpfmesh/lab/$LAB/config/AuthorizationPolicy.l7.web-no-admin.yaml"
+	sleep 1.5
+}
+
 @test "cross-node per request through the mTLS tunnel: node1's client to v3, node2's to v2" {
 	run ccurl -H 'region: mars' "http://web:8080/get?[1-10]"
 	[ "$(count '"VERSION": "v3"' <<<"$output")" -eq 10 ]
@@ -333,6 +359,15 @@ for r in json.load(sys.stdin)["data"]["result"]:
 	[[ "$output" == *"reset reason: overflow"* ]]
 	run lab_metrics node1
 	[[ "$output" == *'response_code="503"'*'response_flags="UO"'* ]]
+	# a client that gives up (reset) while its request waits for the connection: the agent
+	# lives on (the waiting request leaves the queue)
+	pid=$(bm status --node "$LAB-node1" | sed -n 's/.*running (pid \([0-9]*\)).*/\1/p')
+	run lab exec -n l7 client-0 -- bash -c 'curl -s --max-time 5 -o /dev/null http://web:8080/delay/1 &
+		sleep 0.2; timeout 0.3 curl -s -o /dev/null http://web:8080/get; sleep 1.5;
+		curl -s --max-time 5 -o /dev/null -w "%{http_code}" http://web:8080/get; wait'
+	echo "after the reset: $output"
+	[[ "$output" == *200 ]]
+	[ "$(bm status --node "$LAB-node1" | sed -n 's/.*running (pid \([0-9]*\)).*/\1/p')" = "$pid" ]
 	run lab apply -f "$L7/base.yaml"
 	[ "$status" -eq 0 ]
 }
