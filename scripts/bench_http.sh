@@ -463,27 +463,21 @@ $memory
 Agents restarted during these runs: $restarted. WARN/ERROR lines in the agents' logs during
 them: $nevents.$events_md
 
-Where the HTTP path's costs go (looked at by hand with gdb, strace and perf when this section
-was added, on the same lab; the script does not re-measure these):
+Where the HTTP path's costs go, and what was done (by hand with strace and perf; the script does
+not re-measure these):
 
-- **Memory**: a downstream HTTP/1.1 connection has five \`struct l7_buf\` (input, output, URL,
-  header name, header value; loader/l7h1.c) that grow to 4 KB at their first use and keep that
-  capacity for the connection's life (\`lb_consume\` empties a buffer without freeing it), so
-  an idle connection that has carried one request holds about 20 KB; 1,000 connections that
-  only connected (still in the protocol sniffer) added 0.6 MB. The structures themselves are
-  small (\`struct h1d\` 832 bytes). What would close it: free the buffers once a response is
-  flushed and nothing is pending (\`lb_free\`), or start the URL and header buffers small.
-- **CPU**: \`strace -c -f\` on node1's agent over a 1-connection run (8,054 requests) counts
-  11 system calls per request: 3 \`sendto\` (the request upstream; the response's head and
-  body to the client as two sends), 4 \`recvfrom\` (2 return data, 2 EAGAIN: each read goes on
-  until the socket is empty), 2 \`epoll_ctl\` (the client socket set to EPOLLRDHUP only while
-  its request is in flight, then back to EPOLLIN) and 2 \`epoll_wait\`; with $LOADC
-  connections the same, with fewer \`epoll_wait\`. The pair's client-side haproxy, with $LOADC
-  connections, makes 2 \`sendto\` and 2 \`recvfrom\` per request, no \`epoll_ctl\`, and an
-  \`epoll_wait\` every ~7 requests.
-  perf puts about 70% of the agent's samples in the kernel (TCP, wake-ups), then
-  \`http_parser_execute\`, \`vfprintf\` (headers written with \`lb_printf\`) and hash lookups
-  (\`h_strkey\`). What would close it: head and body in one send, no read after a complete
-  message until epoll reports more, the client socket's epoll interest left alone while a
-  request is in flight, headers copied rather than printf-formatted.
+- **Memory** (fixed): a downstream HTTP/1.1 connection's five buffers (input, output, URL,
+  header name, header value) kept the 4 KB they grew to for the connection's life, about 20 KB
+  per idle connection. They are now freed between requests (and an idle pooled upstream
+  connection's too): 0.5 KB per idle connection.
+- **System calls** (from 11 per request to about 6): the response's head and body leave in one
+  send (a connection's output is flushed once per event, \`l7_later\`), a read stops at a short
+  read instead of going on to EAGAIN, the client socket keeps its epoll interest while its
+  request is in flight (no \`epoll_ctl\` pair per request), header lines are copied, not
+  printf-formatted, access log lines are written every 100 ms.
+- **What is left**: perf puts most of the agent's samples in the kernel's wake-ups
+  (\`sock_def_readable\`, \`do_epoll_wait\`, \`finish_task_switch\`: about 65%) on a 2-core
+  machine, where client, agent workers, server and wrk share two CPUs; \`http_parser_execute\`
+  is 1.5%. Closing the remaining gap to the targets would need busy polling or fewer threads
+  per hop (one worker per core pinned, \`SO_INCOMING_CPU\`), not yet tried.
 M
