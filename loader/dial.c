@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <bpf/bpf.h>
@@ -99,4 +100,31 @@ bool dial_done(int fd)
 	socklen_t l = sizeof(err);
 
 	return getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) == 0 && err == 0;
+}
+
+int dial_listen(const char *ip, int port, int filter_prog, bool reuseport, int backlog)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+	int fd, one = 1;
+
+	if (inet_pton(AF_INET, ip, &sa.sin_addr) != 1)
+		return -1;
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (reuseport)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	if (filter_prog >= 0 &&
+	    setsockopt(fd, SOL_SOCKET, SO_ATTACH_BPF, &filter_prog, sizeof(filter_prog))) {
+		pr_warn("filter for listener %s:%d: %s", ip, port, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, backlog)) {
+		pr_warn("listen %s:%d: %s", ip, port, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
 }

@@ -27,6 +27,10 @@ void dial_pass_drop(int attest_fd, struct dial_pass *pass);
 /* Plain non-blocking connect (a pod on another node, a peer agent), or -1. */
 int dial_tcp(const struct sockaddr_in *dst);
 
+/* A non-blocking listener on ip:port with its socket filter (bpf/listen.bpf.c; < 0: none)
+ * attached before it takes any SYN; reuseport: one per worker. -1 on failure (logged). */
+int dial_listen(const char *ip, int port, int filter_prog, bool reuseport, int backlog);
+
 /* The connect of fd finished well (SO_ERROR is 0). */
 bool dial_done(int fd);
 

@@ -668,31 +668,6 @@ static void *worker_main(void *arg)
 
 /* ---------------- the API ---------------- */
 
-static int listen_reuseport(const char *ip, int port, int filter)
-{
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
-	int fd, one = 1;
-
-	if (inet_pton(AF_INET, ip, &sa.sin_addr) != 1)
-		return -1;
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-	if (filter >= 0 && setsockopt(fd, SOL_SOCKET, SO_ATTACH_BPF, &filter, sizeof(filter))) {
-		pr_warn("l7: filter for %s:%d: %s", ip, port, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 1024)) {
-		pr_warn("l7: listen %s:%d: %s", ip, port, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 struct l7 *l7_new(const struct l7_opts *o)
 {
 	struct l7 *l = calloc(1, sizeof(*l));
@@ -733,7 +708,7 @@ struct l7 *l7_new(const struct l7_opts *o)
 			w->rng = 0x9e3779b97f4a7c15ULL ^ (uint64_t)(uintptr_t)w;
 		w->ep = epoll_create1(EPOLL_CLOEXEC);
 		w->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		w->lfd = listen_reuseport(l->node_ip, l->o.port, o->filter_prog);
+		w->lfd = dial_listen(l->node_ip, l->o.port, o->filter_prog, true, 1024);
 		if (w->ep < 0 || w->wake < 0 || w->lfd < 0)
 			goto fail;
 		w->lio = (struct l7_io){.fd = w->lfd, .on = on_accept};

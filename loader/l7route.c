@@ -802,26 +802,9 @@ bool l7_fault_delay(const struct l7_route *rt, double rnd, int64_t *ms)
 
 int l7_grpc_code(const char *name)
 {
-	static const char *const codes[] = {"OK",
-					    "CANCELLED",
-					    "UNKNOWN",
-					    "INVALID_ARGUMENT",
-					    "DEADLINE_EXCEEDED",
-					    "NOT_FOUND",
-					    "ALREADY_EXISTS",
-					    "PERMISSION_DENIED",
-					    "RESOURCE_EXHAUSTED",
-					    "FAILED_PRECONDITION",
-					    "ABORTED",
-					    "OUT_OF_RANGE",
-					    "UNIMPLEMENTED",
-					    "INTERNAL",
-					    "UNAVAILABLE",
-					    "DATA_LOSS",
-					    "UNAUTHENTICATED"};
 
-	for (int i = 0; name && i < (int)(sizeof(codes) / sizeof(codes[0])); i++)
-		if (!strcmp(name, codes[i]))
+	for (int i = 0; name && grpc_status_names[i]; i++)
+		if (!strcmp(name, grpc_status_names[i]))
 			return i;
 	if (name && isdigit((unsigned char)name[0]))
 		return atoi(name);

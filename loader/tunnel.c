@@ -198,32 +198,6 @@ static void fmt_addr(const struct sockaddr_in *sa, char *buf, size_t len)
 	snprintf(buf, len, "%s:%u", ip, ntohs(sa->sin_port));
 }
 
-/* A listener with a socket filter (bpf/listen.bpf.c) in place before it takes any SYN. */
-static int listen_tcp(const char *ip, int port, int filter_prog)
-{
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
-	int fd, one = 1;
-
-	if (inet_pton(AF_INET, ip, &sa.sin_addr) != 1)
-		return -1;
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (filter_prog >= 0 &&
-	    setsockopt(fd, SOL_SOCKET, SO_ATTACH_BPF, &filter_prog, sizeof(filter_prog))) {
-		pr_warn("tunnel: filter for %s:%d: %s", ip, port, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 512)) {
-		pr_warn("tunnel: listen %s:%d: %s", ip, port, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 static const struct workload_obj *pod_by_ip(const struct mesh_config *c, const char *ip)
 {
 	for (int i = 0; c && i < c->nworkloads; i++) {
@@ -1471,8 +1445,8 @@ struct tunnel *tunnel_new(const struct tunnel_opts *o, X509_STORE *trust)
 		goto fail;
 	t->ep = epoll_create1(EPOLL_CLOEXEC);
 	t->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	t->lout = listen_tcp(o->node_ip, BM_PORT_OUTBOUND, o->filter_out);
-	t->lin = listen_tcp(o->node_ip, BM_PORT_HBONE, o->filter_hbone);
+	t->lout = dial_listen(o->node_ip, BM_PORT_OUTBOUND, o->filter_out, false, 512);
+	t->lin = dial_listen(o->node_ip, BM_PORT_HBONE, o->filter_hbone, false, 512);
 	if (t->ep < 0 || t->wake < 0 || t->lout < 0 || t->lin < 0)
 		goto fail;
 	t->ev_out = (struct tev){EV_LISTEN_OUT, NULL};

@@ -12,6 +12,25 @@
 
 #include "extract.h"
 
+const char *const grpc_status_names[] = {"OK",
+					 "CANCELLED",
+					 "UNKNOWN",
+					 "INVALID_ARGUMENT",
+					 "DEADLINE_EXCEEDED",
+					 "NOT_FOUND",
+					 "ALREADY_EXISTS",
+					 "PERMISSION_DENIED",
+					 "RESOURCE_EXHAUSTED",
+					 "FAILED_PRECONDITION",
+					 "ABORTED",
+					 "OUT_OF_RANGE",
+					 "UNIMPLEMENTED",
+					 "INTERNAL",
+					 "UNAVAILABLE",
+					 "DATA_LOSS",
+					 "UNAUTHENTICATED",
+					 NULL};
+
 static void str_match_extract(struct xctx *x, struct str_match *m, const struct ynode *n)
 {
 	static const struct {

@@ -578,6 +578,9 @@ const struct workload_obj *config_pod_by_id(const struct mesh_config *c, uint32_
 
 /* "spec.http[2]" for route r of vs (routes counted within their own list). */
 const char *config_route_path(char *buf, size_t len, const struct vs_obj *vs, int r);
+/* gRPC status code names by code (0 OK .. 16 UNAUTHENTICATED), NULL-terminated: what Istio
+ * accepts in fault.abort.grpcStatus and retryOn, shared by validation and the HTTP path. */
+extern const char *const grpc_status_names[];
 
 /* Labels helpers. */
 const char *kv_get(const struct kvlist *l, const char *key);

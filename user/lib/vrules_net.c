@@ -233,24 +233,6 @@ static void check_retries(struct vctx *v, const struct ynode *r, const char *pat
 
 static void check_fault(struct vctx *v, const struct ynode *f, const char *path)
 {
-	static const char *const grpc[] = {"OK",
-					   "CANCELLED",
-					   "UNKNOWN",
-					   "INVALID_ARGUMENT",
-					   "DEADLINE_EXCEEDED",
-					   "NOT_FOUND",
-					   "ALREADY_EXISTS",
-					   "PERMISSION_DENIED",
-					   "RESOURCE_EXHAUSTED",
-					   "FAILED_PRECONDITION",
-					   "ABORTED",
-					   "OUT_OF_RANGE",
-					   "UNIMPLEMENTED",
-					   "INTERNAL",
-					   "UNAVAILABLE",
-					   "DATA_LOSS",
-					   "UNAUTHENTICATED",
-					   NULL};
 	const struct ynode *abort = g(f, "abort"), *delay = g(f, "delay");
 	char p[PATHMAX];
 
@@ -264,7 +246,7 @@ static void check_fault(struct vctx *v, const struct ynode *f, const char *path)
 		if (has(abort, "httpStatus") && (st < 200 || st > 600))
 			vctx_err(v, g(abort, "httpStatus"), p,
 				 "HTTP status %lld is not in range 200-599", (long long)st);
-		else if (has(abort, "grpcStatus") && !in_strs(ymap_str(abort, "grpcStatus"), grpc))
+		else if (has(abort, "grpcStatus") && !in_strs(ymap_str(abort, "grpcStatus"), grpc_status_names))
 			vctx_err(v, g(abort, "grpcStatus"), p,
 				 "gRPC status \"%s\" is not supported",
 				 ymap_str(abort, "grpcStatus"));
