@@ -277,7 +277,7 @@ static void scan_dir(struct pod_scan *ps, const char *dir, int depth,
 			ps->local_cg[ps->nlocal] = strdup(path);
 			ps->local[ps->nlocal++] = w;
 
-			metrics_workload_name(w, wl, sizeof(wl));
+			config_workload_name(w, wl, sizeof(wl));
 			put_name4(ps->a->sync, BM_NAME_POD, config_pod_id(w), w->ns, wl, w->name,
 				  kv_get(&w->labels, "version"));
 		}

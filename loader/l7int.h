@@ -169,6 +169,7 @@ struct l7_record {
 	uint64_t req_bytes, resp_bytes;
 	/* access log */
 	const char *method, *authority, *path, *upstream;
+	const char *details; /* response_code_details, or NULL */
 	int attempts;
 };
 void l7_stats_init(struct l7_stats *s);
@@ -325,6 +326,9 @@ struct l7_req {
 	struct l7_uconn *u;
 	void *us;	   /* the upstream codec's stream (HTTP/2), or NULL */
 	char upstream[32]; /* "ip:port" of the last try */
+	/* Envoy's response_code_details for a refusal the access log must explain (the
+	 * AuthorizationPolicy that denied); "" otherwise */
+	char details[300];
 	/* response */
 	int status;
 	int grpc_status;

@@ -111,6 +111,11 @@ void l7_log_request(struct l7_buf *b, const struct l7_record *r)
 	lb_printf(b, "\",\"response_code\":%d", r->code);
 	if (r->grpc_status >= 0)
 		lb_printf(b, ",\"grpc_status\":%d", r->grpc_status);
+	if (r->details) {
+		lb_printf(b, ",\"response_code_details\":\"");
+		jesc(b, r->details);
+		lb_put(b, "\"", 1);
+	}
 	lb_printf(b,
 		  ",\"response_flags\":\"%s\",\"duration_ms\":%.3f,\"bytes_received\":%llu,"
 		  "\"bytes_sent\":%llu,\"upstream_host\":\"%s\",\"attempts\":%d,"

@@ -447,6 +447,14 @@ static bool authorized(struct l7_req *r, const struct workload_obj *w, int port)
 			r->authority ? r->authority : "", path, w->ns, w->name, port,
 			sec_policy_name(d.audit, pname, sizeof(pname)));
 	if (d.verdict == SEC_DENY) {
+		/* as Envoy's RBAC filter names it (what `bpfmesh verify` reports) */
+		if (d.by)
+			snprintf(r->details, sizeof(r->details),
+				 "rbac_access_denied_matched_policy[ns[%s]-policy[%s]]", d.by->ns,
+				 d.by->name);
+		else
+			snprintf(r->details, sizeof(r->details),
+				 "rbac_access_denied_matched_policy[none]");
 		pr_debug("l7: denied %s %s%s -> %s/%s:%d: %s %s", r->method,
 			 r->authority ? r->authority : "", path, w->ns, w->name, port, d.reason,
 			 d.by ? sec_policy_name(d.by, pname, sizeof(pname)) : "");
@@ -1106,6 +1114,7 @@ static void record(struct l7_req *r, bool destination)
 	    .authority = r->authority,
 	    .path = r->path,
 	    .upstream = r->upstream[0] ? r->upstream : NULL,
+	    .details = r->details[0] ? r->details : NULL,
 	    .attempts = r->attempt,
 	};
 

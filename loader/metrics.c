@@ -15,19 +15,6 @@
 #include <bpf/libbpf.h>
 #include "metrics.h"
 
-/* The workload a pod belongs to: its Deployment (lab pods are NAME-<n>) or itself. */
-void metrics_workload_name(const struct workload_obj *w, char *buf, size_t len)
-{
-	const char *owner = kv_get(&w->annotations, "bpfmesh.io/owner");
-	const char *dash = strrchr(w->name, '-');
-
-	if (owner && !strcmp(owner, "Deployment") && dash && dash[1] &&
-	    strspn(dash + 1, "0123456789") == strlen(dash + 1))
-		snprintf(buf, len, "%.*s", (int)(dash - w->name), w->name);
-	else
-		snprintf(buf, len, "%s", w->name);
-}
-
 uint32_t metrics_pod_id(const char *ns, const char *name)
 {
 	char key[512];
@@ -100,7 +87,7 @@ void metrics_source_labels(FILE *out, const char *reporter, const struct workloa
 	char wl[256] = "";
 
 	if (src)
-		metrics_workload_name(src, wl, sizeof(wl));
+		config_workload_name(src, wl, sizeof(wl));
 	metrics_put_label(out, "reporter", reporter, true);
 	metrics_put_label(out, "source_workload", wl, false);
 	metrics_put_label(out, "source_workload_namespace", src ? src->ns : NULL, false);
@@ -118,7 +105,7 @@ void metrics_dest_labels(FILE *out, const char *svc_ns, const char *svc_name,
 	if (svc_name)
 		snprintf(fq, sizeof(fq), "%s.%s.svc.cluster.local", svc_name, svc_ns);
 	if (dst)
-		metrics_workload_name(dst, wl, sizeof(wl));
+		config_workload_name(dst, wl, sizeof(wl));
 	metrics_put_label(out, "destination_service", fq, false);
 	metrics_put_label(out, "destination_service_name", svc_name, false);
 	metrics_put_label(out, "destination_service_namespace", svc_ns, false);
@@ -372,7 +359,7 @@ static void ejection_metrics(FILE *out, const struct bm_mapfds *f, const struct 
 				 ntohs(be.port));
 		}
 		if (w)
-			metrics_workload_name(w, wl, sizeof(wl));
+			config_workload_name(w, wl, sizeof(wl));
 		for (int i = 0; i < 2; i++) {
 			FILE *o = i ? m : out;
 

@@ -16,9 +16,6 @@
 /* The stable id of a pod in bm_pod and bm_traffic: a hash of namespace/name, never 0. */
 uint32_t metrics_pod_id(const char *ns, const char *name);
 
-/* The workload (Deployment, or the pod itself) a pod belongs to, as Istio names it. */
-void metrics_workload_name(const struct workload_obj *w, char *buf, size_t len);
-
 /* Istio's standard labels as the TCP series carry them, for the HTTP path's series (l7.c):
  * one label (escaped), the source's (reporter first), the destination's. td: the trust domain
  * when the traffic is mutual TLS (principals are SPIFFE IDs), else NULL. */

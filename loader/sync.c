@@ -736,7 +736,7 @@ static uint32_t backend_id(struct sync *s, const struct rs_backend *b)
 	if (b->wl) {
 		char wl[256];
 
-		metrics_workload_name(b->wl, wl, sizeof(wl));
+		config_workload_name(b->wl, wl, sizeof(wl));
 		put_name4(s, BM_NAME_BACKEND, id, b->wl->ns, wl, b->wl->name,
 			  kv_get(&b->wl->labels, "version"));
 	}

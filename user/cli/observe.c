@@ -327,10 +327,13 @@ static void on_request(struct obs *o, const char *line)
 		       js(e, "authority"), js(e, "path"), (long long)ji(e, "response_code"));
 		if (json_object_object_get_ex(e, "grpc_status", &gs))
 			printf(" grpc %d", json_object_get_int(gs));
-		printf(" %s %.1f ms upstream %s attempts %lld (%s)\n", js(e, "response_flags"),
+		printf(" %s %.1f ms upstream %s attempts %lld (%s)", js(e, "response_flags"),
 		       json_object_get_double(json_object_object_get(e, "duration_ms")),
 		       js(e, "upstream_host")[0] ? js(e, "upstream_host") : "-",
 		       (long long)ji(e, "attempts"), js(e, "reporter"));
+		if (js(e, "response_code_details")[0])
+			printf(" %s", js(e, "response_code_details"));
+		printf("\n");
 	}
 	o->shown++;
 	json_object_put(e);

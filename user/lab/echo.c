@@ -830,6 +830,9 @@ struct conn {
 struct srv {
 	const struct echo_conf *conf;
 	const char *version;  /* env VERSION or "unknown" */
+	int fail_pct;	      /* env ECHO_FAIL_PERCENT: that share of requests is answered 500 */
+	int64_t delay_ms;     /* env ECHO_DELAY_MS: added before every answer */
+	uint64_t nrouted;     /* requests answered, for the failure share */
 	char *pod_hdr;	      /* pod name safe to put in a header */
 	struct sbuf identity; /* what GET / answers, without the newline (gRPC Echo says it too) */
 	struct sbuf udp_reply, busy;
@@ -857,6 +860,26 @@ static const char *kv_find(const struct kvlist *l, const char *key)
 		if (l->v[i].key && !strcmp(l->v[i].key, key))
 			return l->v[i].val;
 	return NULL;
+}
+
+/* A whole-number env value in [0, max] (for pipelines rehearsing a bad release); anything else
+ * is 0 with a line on stderr, which the lab keeps in the pod's log. */
+static int64_t env_int(const struct echo_conf *cf, const char *key, int64_t max)
+{
+	const char *v = kv_find(&cf->env, key);
+	char *end;
+	long long n;
+
+	if (!v || !*v)
+		return 0;
+	errno = 0;
+	n = strtoll(v, &end, 10);
+	if (errno || *end || n < 0 || n > max) {
+		fprintf(stderr, "echo: %s=%s: want a whole number from 0 to %lld; ignored\n", key,
+			v, (long long)max);
+		return 0;
+	}
+	return n;
 }
 
 static const char *reason(int code)
@@ -1152,6 +1175,14 @@ static int64_t delay_of(const struct req *r)
 	return ms > (int64_t)ECHO_MAX_DELAY_S * 1000 ? (int64_t)ECHO_MAX_DELAY_S * 1000 : ms;
 }
 
+/* The time to wait before answering r: its /delay/N and ECHO_DELAY_MS. */
+static int64_t wait_of(const struct srv *s, const struct req *r)
+{
+	int64_t ms = delay_of(r);
+
+	return (ms > 0 ? ms : 0) + s->delay_ms;
+}
+
 static void route(struct srv *s, struct conn *c, const struct req *r)
 {
 	bool head = span_eq(r->method, "HEAD");
@@ -1161,6 +1192,13 @@ static void route(struct srv *s, struct conn *c, const struct req *r)
 
 	if (!r->h2)
 		c->close_after = !r->keep_alive;
+	/* ECHO_FAIL_PERCENT: exactly that share of every 100 requests, spread evenly */
+	s->nrouted++;
+	if (s->fail_pct && s->nrouted * s->fail_pct / 100 != (s->nrouted - 1) * s->fail_pct / 100) {
+		respond_text(s, c, 500, head, NULL, "injected failure (ECHO_FAIL_PERCENT=%d)\n",
+			     s->fail_pct);
+		return;
+	}
 	if (span_eq(p, "/")) {
 		if (!get) {
 			allow = "GET, HEAD";
@@ -1566,7 +1604,7 @@ static int64_t h2_on_request(void *ctx, struct h2 *h, const struct h2_request *h
 	}
 	if (is_grpc(r.ctype))
 		grpc_answer(s, c, &r);
-	else if ((ms = delay_of(&r)) > 0 && !late)
+	else if ((ms = wait_of(s, &r)) > 0 && !late)
 		due = now_ms() + ms; /* the stream waits, the connection does not */
 	else
 		route(s, c, &r);
@@ -1751,7 +1789,7 @@ static void conn_process_h1(struct srv *s, struct conn *c)
 			c->continue_sent = false;
 			break;
 		}
-		ms = delay_of(&r);
+		ms = wait_of(s, &r);
 		if (ms > 0 && !c->delay_fired) {
 			/* left in the buffer: parsed again when the delay is over */
 			free(r.body_owned);
@@ -2188,6 +2226,8 @@ static struct srv *srv_new(const struct echo_conf *cf)
 	s->version = kv_find(&cf->env, "VERSION");
 	if (!s->version)
 		s->version = "unknown";
+	s->fail_pct = env_int(cf, "ECHO_FAIL_PERCENT", 100);
+	s->delay_ms = env_int(cf, "ECHO_DELAY_MS", (int64_t)ECHO_MAX_DELAY_S * 1000);
 	/* the pod name goes into a header: never let it carry CR/LF or other controls */
 	s->pod_hdr = strdup(pod);
 	s->ls = calloc((size_t)cf->nports * 2, sizeof(*s->ls));

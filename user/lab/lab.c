@@ -267,7 +267,8 @@ struct lab_pod {
 	char node[64];
 	int k; /* host part: 10.244.<node>.<k> */
 	int pid;
-	int alive; /* still desired (reconcile) */
+	int alive;     /* still desired (reconcile) */
+	uint32_t spec; /* what its server was started with (server_spec): a change restarts it */
 };
 
 struct lab {
@@ -287,6 +288,7 @@ struct lab {
 	int changed;	     /* config files this command changed (lab apply waits for them) */
 	uint64_t written_ns; /* CLOCK_REALTIME after the last such change */
 	bool strict_udp;     /* lab up --strict-udp drop */
+	int prom_port;	     /* lab up --prometheus: Debian's Prometheus on 127.0.0.1:prom_port */
 };
 
 static void lab_paths(struct lab *l, const char *name)
@@ -317,6 +319,53 @@ static void netns_pod(const struct lab *l, const struct lab_pod *p, char *buf, s
 	snprintf(buf, len, "bm-%s-%s-%s", l->name, p->ns, p->name);
 }
 
+/*
+ * lab up --prometheus: Debian's Prometheus scrapes every agent of the lab, each target
+ * labelled with its node. The targets are a file_sd file rewritten with the lab's state, so a
+ * node that `lab apply` adds is scraped without a restart. Scraped every second: pipelines
+ * rehearsed in a lab use intervals of seconds, not minutes.
+ */
+static int prom_targets(const struct lab *l)
+{
+	struct buf b = {0};
+	char path[700];
+	int rc;
+
+	bprintf(&b, "[");
+	for (int i = 0; i < l->nnodes; i++)
+		bprintf(&b, "%s{\"targets\": [\"127.0.0.1:%d\"], \"labels\": {\"node\": \"%s\"}}",
+			i ? ", " : "", l->nodes[i].metrics_port, l->nodes[i].name);
+	bprintf(&b, "]\n");
+	snprintf(path, sizeof(path), "%s/prometheus/targets.json", l->dir);
+	rc = write_file(path, b.p, b.n);
+	free(b.p);
+	return rc;
+}
+
+static int prom_config(const struct lab *l)
+{
+	struct buf b = {0};
+	char path[700];
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/prometheus", l->dir);
+	if (mkdir(path, 0755) && errno != EEXIST)
+		return -1;
+	bprintf(&b,
+		"# written by bpfmesh lab up --prometheus (lab %s)\n"
+		"global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+		"scrape_configs:\n"
+		"  - job_name: bpfmesh-agents\n"
+		"    file_sd_configs:\n"
+		"      - files: [\"%s/targets.json\"]\n"
+		"        refresh_interval: 1s\n",
+		l->name, path);
+	snprintf(path, sizeof(path), "%s/prometheus/prometheus.yml", l->dir);
+	rc = write_file(path, b.p, b.n);
+	free(b.p);
+	return rc;
+}
+
 static int state_save(const struct lab *l)
 {
 	struct buf b = {0};
@@ -328,15 +377,19 @@ static int state_save(const struct lab *l)
 	bprintf(&b, "accel %s\n", l->accel_off ? "off" : "on");
 	bprintf(&b, "strict-udp %s\n", l->strict_udp ? "drop" : "pass");
 	bprintf(&b, "supervisor %d\n", l->supervisor_pid);
+	if (l->prom_port)
+		bprintf(&b, "prometheus %d\n", l->prom_port);
 	for (int i = 0; i < l->nnodes; i++)
 		bprintf(&b, "node %s %d %d %d %d\n", l->nodes[i].name, l->nodes[i].index,
 			l->nodes[i].agent_pid, l->nodes[i].metrics_port, l->nodes[i].health_port);
 	for (int i = 0; i < l->npods; i++)
-		bprintf(&b, "pod %s %s %s %d %d\n", l->pods[i].ns, l->pods[i].name, l->pods[i].node,
-			l->pods[i].k, l->pods[i].pid);
+		bprintf(&b, "pod %s %s %s %d %d %x\n", l->pods[i].ns, l->pods[i].name,
+			l->pods[i].node, l->pods[i].k, l->pods[i].pid, l->pods[i].spec);
 	snprintf(path, sizeof(path), "%s/lab.state", l->dir);
 	rc = write_file(path, b.p, b.n);
 	free(b.p);
+	if (!rc && l->prom_port)
+		rc = prom_targets(l);
 	return rc;
 }
 
@@ -372,12 +425,13 @@ static int state_load(struct lab *l)
 		} else if (!strcmp(line, "strict-udp drop\n")) {
 			l->strict_udp = true;
 		} else if (sscanf(line, "supervisor %d", &l->supervisor_pid) == 1) {
+		} else if (sscanf(line, "prometheus %d", &l->prom_port) == 1) {
 		} else if (l->nnodes < LAB_MAX_NODES &&
 			   sscanf(line, "node %63s %d %d %d %d", n->name, &n->index, &n->agent_pid,
 				  &n->metrics_port, &n->health_port) == 5) {
 			l->nnodes++;
-		} else if (sscanf(line, "pod %63s %127s %63s %d %d", p.ns, p.name, p.node, &p.k,
-				  &p.pid) == 5) {
+		} else if (sscanf(line, "pod %63s %127s %63s %d %d %x", p.ns, p.name, p.node, &p.k,
+				  &p.pid, &p.spec) >= 5) {
 			*pod_add(l) = p;
 		}
 	}
@@ -642,6 +696,26 @@ static pid_t spawn_ca(struct lab *l)
 	return pid;
 }
 
+/* Start the lab's Prometheus (the supervisor's child), from Debian's package. */
+static pid_t spawn_prometheus(struct lab *l)
+{
+	char cfg[700], tsdb[700], listen[64], log[700];
+	pid_t pid;
+
+	snprintf(cfg, sizeof(cfg), "--config.file=%s/prometheus/prometheus.yml", l->dir);
+	snprintf(tsdb, sizeof(tsdb), "--storage.tsdb.path=%s/prometheus/data", l->dir);
+	snprintf(listen, sizeof(listen), "--web.listen-address=127.0.0.1:%d", l->prom_port);
+	snprintf(log, sizeof(log), "%s/prometheus.log", l->dir);
+	pid = fork();
+	if (pid == 0) {
+		daemon_stdio(log);
+		execlp("prometheus", "prometheus", cfg, tsdb, listen,
+		       "--storage.tsdb.retention.time=1d", (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
 /* ---------- the supervisor: agents and the CA are restarted when they exit ---------- */
 
 #define SUP_RESTART_MS 100  /* as systemd's RestartSec */
@@ -706,7 +780,7 @@ static void sup_on_term(int sig)
 
 static int lab_supervise(const char *name, const char *bpffs)
 {
-	struct child agents[LAB_MAX_NODES] = {0}, ca = {0};
+	struct child agents[LAB_MAX_NODES] = {0}, ca = {0}, prom = {0};
 	struct lab *l = calloc(1, sizeof(*l));
 	struct timespec mt = {0};
 	char path[700];
@@ -720,6 +794,7 @@ static int lab_supervise(const char *name, const char *bpffs)
 	l->bpffs = bpffs;
 	lab_paths(l, name);
 	snprintf(ca.log, sizeof(ca.log), "%s/ca.log", l->dir);
+	snprintf(prom.log, sizeof(prom.log), "%s/prometheus.log", l->dir);
 	snprintf(path, sizeof(path), "%s/lab.state", l->dir);
 	while (!sup_stop) {
 		uint64_t now = mono_ms();
@@ -743,6 +818,8 @@ static int lab_supervise(const char *name, const char *bpffs)
 		while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 			if (pid == ca.pid)
 				sup_exited(&ca, "the CA service", status, now);
+			if (pid == prom.pid)
+				sup_exited(&prom, "prometheus", status, now);
 			for (int i = 0; i < l->nnodes; i++)
 				if (pid == agents[i].pid)
 					sup_exited(&agents[i], "agent", status, now);
@@ -750,6 +827,10 @@ static int lab_supervise(const char *name, const char *bpffs)
 		if (l->mtls && !ca.pid && now >= ca.restart_at) {
 			ca.pid = spawn_ca(l);
 			ca.started = now;
+		}
+		if (l->prom_port && !prom.pid && now >= prom.restart_at) {
+			prom.pid = spawn_prometheus(l);
+			prom.started = now;
 		}
 		for (int i = 0; i < l->nnodes; i++) {
 			struct child *ch = &agents[i];
@@ -774,6 +855,8 @@ static int lab_supervise(const char *name, const char *bpffs)
 	/* stop everything this supervisor runs */
 	if (ca.pid > 0)
 		kill(ca.pid, SIGTERM);
+	if (prom.pid > 0)
+		kill(prom.pid, SIGTERM);
 	for (int i = 0; i < LAB_MAX_NODES; i++)
 		if (agents[i].pid > 0)
 			kill(agents[i].pid, SIGTERM);
@@ -781,6 +864,8 @@ static int lab_supervise(const char *name, const char *bpffs)
 		usleep(50 * 1000);
 	if (ca.pid > 0)
 		kill(ca.pid, SIGKILL);
+	if (prom.pid > 0)
+		kill(prom.pid, SIGKILL);
 	for (int i = 0; i < LAB_MAX_NODES; i++)
 		if (agents[i].pid > 0)
 			kill(agents[i].pid, SIGKILL);
@@ -947,6 +1032,25 @@ static int pod_ports(const struct mesh_config *c, const struct workload_obj *w, 
 	return n;
 }
 
+/* What a pod's server is started with (labels, env, ports), as a hash: when a Deployment's
+ * template changes, its pods are replaced, as a rollout would (ECHO_FAIL_PERCENT...). */
+static uint32_t server_spec(const struct mesh_config *c, const struct workload_obj *w)
+{
+	struct buf b = {0};
+	int ports[64], n = pod_ports(c, w, ports, 64);
+	uint32_t h;
+
+	for (int i = 0; i < w->labels.n; i++)
+		bprintf(&b, "l %s=%s\n", w->labels.v[i].key, w->labels.v[i].val);
+	for (int i = 0; i < w->env.n; i++)
+		bprintf(&b, "e %s=%s\n", w->env.v[i].key, w->env.v[i].val ? w->env.v[i].val : "");
+	for (int i = 0; i < n; i++)
+		bprintf(&b, "p %d\n", ports[i]);
+	h = rs_hash32(b.p ? b.p : "") | 1;
+	free(b.p);
+	return h;
+}
+
 static int pod_server_start(struct lab *l, struct lab_pod *p, const struct mesh_config *c)
 {
 	const struct workload_obj *w = pod_object(c, p->ns, p->name);
@@ -957,6 +1061,7 @@ static int pod_server_start(struct lab *l, struct lab_pod *p, const struct mesh_
 	if (!w)
 		return -1;
 	nports = pod_ports(c, w, ports, 64);
+	p->spec = server_spec(c, w);
 	pod_addrs(l, p, v4, v6);
 	snprintf(log, sizeof(log), "%s/pod-%s_%s.log", l->dir, p->ns, p->name);
 	pid = fork();
@@ -1390,9 +1495,15 @@ static int reconcile(struct lab *l)
 	if (load_config(l, &c, true))
 		return -1;
 	write_hosts(l, c);
-	for (int i = 0; i < l->npods; i++)
-		if (!pid_alive(l->pods[i].pid))
-			pod_server_start(l, &l->pods[i], c);
+	for (int i = 0; i < l->npods; i++) {
+		struct lab_pod *p = &l->pods[i];
+		const struct workload_obj *w = pod_object(c, p->ns, p->name);
+
+		if (w && pid_alive(p->pid) && p->spec && p->spec != server_spec(c, w))
+			pod_kill(p); /* its template changed: a new pod, as a rollout makes */
+		if (!pid_alive(p->pid))
+			pod_server_start(l, p, c);
+	}
 	state_save(l);
 	if (supervisor_ensure(l)) { /* it starts the agents (and the CA) and keeps them up */
 		config_free(c);
@@ -1513,6 +1624,60 @@ static int store_object(void *arg, const char *kind, const char *ns, const char 
 		return -1;
 	sc->n++;
 	return 0;
+}
+
+struct delete_ctx {
+	int dirfd;
+	const char *file;
+	int deleted, missing;
+};
+
+/* lab delete: the object's file in the lab's config directory goes (kubectl delete -f). */
+static int delete_object(void *arg, const char *kind, const char *ns, const char *name, int line,
+			 const char *yaml, size_t len)
+{
+	struct delete_ctx *dc = arg;
+	char file[600];
+
+	(void)yaml;
+	(void)len;
+	if (!kind_ok(kind) || !names_dns_label(ns) || !names_dns_subdomain(name)) {
+		fprintf(stderr, "%s:%d: not a valid kind, namespace and name; nothing deleted\n",
+			dc->file, line);
+		dc->missing++;
+		return 0;
+	}
+	snprintf(file, sizeof(file), "%s.%s.%s.yaml", kind, ns, name);
+	if (unlinkat(dc->dirfd, file, 0) == 0) {
+		printf("%s %s/%s deleted\n", kind, ns, name);
+		dc->deleted++;
+	} else {
+		fprintf(stderr, "%s:%d: %s %s/%s: not in the lab\n", dc->file, line, kind, ns,
+			name);
+		dc->missing++;
+	}
+	return 0;
+}
+
+/* Every object of the files out of the lab; how many were not there, or -1. */
+static int delete_files(struct lab *l, char **files, int nfiles)
+{
+	struct delete_ctx dc = {.dirfd = open(l->config, O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
+
+	if (dc.dirfd < 0)
+		return -1;
+	for (int i = 0; i < nfiles; i++) {
+		struct diags d = {0};
+
+		dc.file = files[i];
+		if (config_split_file(files[i], delete_object, &dc, &d) < 0) {
+			diags_print(&d, stderr);
+			dc.missing++;
+		}
+		diags_free(&d);
+	}
+	close(dc.dirfd);
+	return dc.missing;
 }
 
 static bool plain_entry(int dirfd, const struct dirent *de)
@@ -1748,22 +1913,19 @@ struct lab_args {
 	int mtls;
 	bool strict_udp; /* lab up --strict-udp drop */
 	bool no_wait;	 /* lab apply --no-wait */
+	bool prometheus; /* lab up --prometheus */
 	int out;	 /* lab status -o: enum out_fmt */
 };
 
 static int parse_args(int argc, char **argv, struct lab_args *a)
 {
-	static const struct option opts[] = {{"name", required_argument, 0, 'N'},
-					     {"bpffs", required_argument, 0, 'b'},
-					     {"namespace", required_argument, 0, 'n'},
-					     {"file", required_argument, 0, 'f'},
-					     {"mtls", required_argument, 0, 'M'},
-					     {"cert-ttl", required_argument, 0, 'T'},
-					     {"accel", required_argument, 0, 'a'},
-					     {"strict-udp", required_argument, 0, 'U'},
-					     {"no-wait", no_argument, 0, 'W'},
-					     {"output", required_argument, 0, 'o'},
-					     {0, 0, 0, 0}};
+	static const struct option opts[] = {
+	    {"name", required_argument, 0, 'N'},      {"bpffs", required_argument, 0, 'b'},
+	    {"namespace", required_argument, 0, 'n'}, {"file", required_argument, 0, 'f'},
+	    {"mtls", required_argument, 0, 'M'},      {"cert-ttl", required_argument, 0, 'T'},
+	    {"accel", required_argument, 0, 'a'},     {"strict-udp", required_argument, 0, 'U'},
+	    {"no-wait", no_argument, 0, 'W'},	      {"prometheus", no_argument, 0, 'P'},
+	    {"output", required_argument, 0, 'o'},    {0, 0, 0, 0}};
 	int64_t ns;
 	int o;
 
@@ -1829,6 +1991,9 @@ static int parse_args(int argc, char **argv, struct lab_args *a)
 			break;
 		case 'W':
 			a->no_wait = true;
+			break;
+		case 'P':
+			a->prometheus = true;
 			break;
 		default:
 			return -1;
@@ -1955,6 +2120,35 @@ static int wait_in_force(struct lab *l, uint64_t stamp, uint64_t t0)
 	return rejected ? -1 : 0;
 }
 
+/* Prometheus answers 200 on /-/ready (20 s at most: it replays no data, it starts empty). */
+static int prom_wait_ready(const struct lab *l)
+{
+	uint64_t deadline = mono_ms() + 20000;
+
+	while (mono_ms() < deadline) {
+		struct sockaddr_in sa = {.sin_family = AF_INET,
+					 .sin_port = htons(l->prom_port),
+					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		char req[] = "GET /-/ready HTTP/1.0\r\n\r\n", resp[32] = "";
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		struct timeval tv = {.tv_sec = 1};
+		bool ok;
+
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+		     write(fd, req, strlen(req)) > 0 && read(fd, resp, sizeof(resp) - 1) > 0 &&
+		     !strncmp(resp, "HTTP/1.0 200", 12);
+		if (fd >= 0)
+			close(fd);
+		if (ok)
+			return 0;
+		usleep(100 * 1000);
+	}
+	fprintf(stderr, "lab %s: prometheus did not get ready within 20 s; see %s/prometheus.log\n",
+		l->name, l->dir);
+	return -1;
+}
+
 static int lab_up(struct lab_args *a)
 {
 	struct lab l;
@@ -1972,9 +2166,9 @@ static int lab_up(struct lab_args *a)
 		return 1;
 	}
 	if (a->nfiles == 0) {
-		fprintf(stderr,
-			"usage: bpfmesh lab up -f FILE... [--name LAB] [--mtls on|off] "
-			"[--cert-ttl DURATION] [--accel on|off] [--strict-udp drop|pass]\n");
+		fprintf(stderr, "usage: bpfmesh lab up -f FILE... [--name LAB] [--mtls on|off] "
+				"[--cert-ttl DURATION] [--accel on|off] [--strict-udp drop|pass] "
+				"[--prometheus]\n");
 		return 2;
 	}
 	l.mtls = a->mtls;
@@ -1982,8 +2176,13 @@ static int lab_up(struct lab_args *a)
 	l.strict_udp = a->strict_udp;
 	mkdir("/run/bpfmesh", 0755);
 	mkdir(LAB_ROOT, 0755);
-	if ((mkdir(l.dir, 0755) && errno != EEXIST) || (mkdir(l.config, 0755) && errno != EEXIST) ||
-	    fabric_up(&l) || state_save(&l))
+	if ((mkdir(l.dir, 0755) && errno != EEXIST) || (mkdir(l.config, 0755) && errno != EEXIST))
+		goto fail;
+	if (a->prometheus && ((l.prom_port = free_port()) <= 0 || prom_config(&l))) {
+		fprintf(stderr, "lab: cannot set up Prometheus in %s/prometheus\n", l.dir);
+		goto fail;
+	}
+	if (fabric_up(&l) || state_save(&l))
 		goto fail;
 	if (l.mtls) { /* the lab's own mesh CA, like istiod's */
 		char err[300];
@@ -1997,7 +2196,11 @@ static int lab_up(struct lab_args *a)
 	applied = apply_files(&l, a->files, a->nfiles);
 	if (applied < 0 || reconcile(&l))
 		goto fail;
+	if (l.prom_port && prom_wait_ready(&l))
+		goto fail;
 	printf("lab %s is up: %d node(s), %d pod(s)\n", l.name, l.nnodes, l.npods);
+	if (l.prom_port)
+		printf("prometheus http://127.0.0.1:%d\n", l.prom_port);
 	if (applied)
 		fprintf(stderr,
 			"lab %s: some objects were rejected (above); it runs without them\n",
@@ -2031,6 +2234,12 @@ static int lab_status(struct lab *l, int out)
 	if (out == OUT_TEXT || out == OUT_WIDE)
 		printf("lab %s (config %s) accel %s\n", l->name, l->config,
 		       l->accel_off ? "off" : "on");
+	if (l->prom_port) {
+		snprintf(url, sizeof(url), "http://127.0.0.1:%d", l->prom_port);
+		jset_str(st, "prometheus", url);
+		if (out == OUT_TEXT || out == OUT_WIDE)
+			printf("prometheus %s\n", url);
+	}
 	for (int i = 0; i < l->nnodes; i++) {
 		struct lab_node *n = &l->nodes[i];
 		struct json_object *o = json_object_new_object();
@@ -2208,12 +2417,16 @@ static const struct {
 } lab_subs[] = {
     {"up", "usage: bpfmesh lab up -f FILE... [--name LAB] [--bpffs DIR] [--mtls on|off] "
 	   "[--cert-ttl DURATION]\n"
-	   "                     [--accel on|off] [--strict-udp drop|pass]\n"
+	   "                     [--accel on|off] [--strict-udp drop|pass] [--prometheus]\n"
 	   "  nodes, agents and pods on this machine from Kubernetes and Istio YAML: every\n"
-	   "  Deployment replica and every Pod becomes a pod (netns + cgroup + echo server)\n"},
+	   "  Deployment replica and every Pod becomes a pod (netns + cgroup + echo server);\n"
+	   "  --prometheus also runs Prometheus scraping every agent (lab status prints it)\n"},
     {"apply", "usage: bpfmesh lab apply -f FILE... [--name LAB] [--no-wait]\n"
 	      "  like kubectl apply -f: valid objects are applied, invalid ones reported (exit "
 	      "1);\n  waits until every agent has the change in force\n"},
+    {"delete", "usage: bpfmesh lab delete -f FILE... [--name LAB] [--no-wait]\n"
+	       "  like kubectl delete -f: the objects of the files leave the lab; waits "
+	       "until\n  every agent has the change in force\n"},
     {"exec", "usage: bpfmesh lab exec [--name LAB] [-n NS] POD|deploy/NAME -- CMD...\n"
 	     "  runs CMD in the pod (its network namespace and cgroup)\n"},
     {"stop", "usage: bpfmesh lab stop [--name LAB] [-n NS] POD|deploy/NAME\n"},
@@ -2301,6 +2514,14 @@ int cmd_lab(int argc, char **argv)
 		 * connection gets (also when some objects were rejected: the others are applied) */
 		after = config_dir_stamp(l.config);
 		if (applied >= 0 && !a.no_wait && after != before && wait_in_force(&l, after, t0))
+			rc = 1;
+	} else if (!strcmp(sub, "delete")) {
+		uint64_t t0 = mono_ms(), before = config_dir_stamp(l.config), after;
+		int missing = a.nfiles ? delete_files(&l, a.files, a.nfiles) : -1;
+
+		rc = missing >= 0 && !reconcile(&l) ? (missing ? 1 : 0) : 1;
+		after = config_dir_stamp(l.config);
+		if (missing >= 0 && !a.no_wait && after != before && wait_in_force(&l, after, t0))
 			rc = 1;
 	} else if (!strcmp(sub, "agent")) {
 		rc = npos == 2 ? lab_agent(&l, pos[0], pos[1]) : lab_agent(&l, "", NULL);

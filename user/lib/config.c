@@ -291,6 +291,18 @@ void config_index(struct mesh_config *c)
 	free(v);
 }
 
+void config_workload_name(const struct workload_obj *w, char *buf, size_t len)
+{
+	const char *owner = kv_get(&w->annotations, "bpfmesh.io/owner");
+	const char *dash = strrchr(w->name, '-');
+
+	if (owner && !strcmp(owner, "Deployment") && dash && dash[1] &&
+	    strspn(dash + 1, "0123456789") == strlen(dash + 1))
+		snprintf(buf, len, "%.*s", (int)(dash - w->name), w->name);
+	else
+		snprintf(buf, len, "%s", w->name);
+}
+
 uint32_t config_pod_id(const struct workload_obj *w)
 {
 	return w->pod_id;
@@ -596,6 +608,14 @@ static void vs_extract(struct xctx *x, struct vs_obj *o, const struct objhead *h
 	o->hosts = strv_from_seq(x, ymap_get(h->spec, "hosts"), &o->nhosts);
 	o->gateways = strv_from_seq(x, ymap_get(h->spec, "gateways"), &o->ngateways);
 	o->export_to = strv_from_seq(x, ymap_get(h->spec, "exportTo"), &o->nexport_to);
+	{
+		struct kvlist ann = {0};
+
+		kv_from_map(x, &ann, ymap_get(h->meta, "annotations"));
+		o->per_request = kv_get(&ann, "bpfmesh.io/per-request") &&
+				 !strcmp(kv_get(&ann, "bpfmesh.io/per-request"), "true");
+		kvlist_free(&ann);
+	}
 	vs_routes_extract(x, o, h);
 }
 

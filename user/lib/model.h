@@ -300,6 +300,10 @@ struct vs_obj {
 	int nexport_to;
 	struct vs_route *routes; /* http, then tls, then tcp, in document order per list */
 	int nroutes;
+	/* annotation bpfmesh.io/per-request: "true": its HTTP ports take the HTTP path even when
+	 * nothing else needs it, so weights split per request and requests are counted (what
+	 * bpfmesh canary writes, and what Istio does for every HTTP port) */
+	bool per_request;
 };
 
 enum lb_simple {
@@ -574,6 +578,9 @@ int config_parse_prefix(const char *s, struct ip_prefix *p);
  */
 void config_index(struct mesh_config *c);
 uint32_t config_pod_id(const struct workload_obj *w);
+/* The workload a pod belongs to as Istio's metrics name it (destination_workload): its
+ * Deployment (a lab replica NAME-<k>), else the pod itself; a Deployment object its own name. */
+void config_workload_name(const struct workload_obj *w, char *buf, size_t len);
 const struct workload_obj *config_pod_by_id(const struct mesh_config *c, uint32_t id);
 
 /* "spec.http[2]" for route r of vs (routes counted within their own list). */

@@ -657,6 +657,11 @@ static void l7_reason_of(const struct rs_table *t, const struct mesh_config *c,
 		snprintf(out, len, "istio.io/use-waypoint on Namespace %s", rs->svc->ns);
 		return;
 	}
+	if (rs->vs && rs->vs->per_request) {
+		snprintf(out, len, "bpfmesh.io/per-request on VirtualService %s/%s", rs->vs->ns,
+			 rs->vs->name);
+		return;
+	}
 	for (int i = 0; i < all->n; i++) {
 		const struct workload_obj *w = t->backends[all->backends[i]].wl;
 
