@@ -27,8 +27,11 @@ static const struct subcmd cmds[] = {
     {"observe", cmd_observe, "the flow log: connection events (--node NAME [--follow] [--json])"},
     {"graph", cmd_graph,
      "service graph from live counters (--node NAME|--all --format dot|json|svg)"},
+    {"canary", cmd_canary,
+     "progressive canary with metric checks and rollback (run -f CANARY.yaml --lab NAME)"},
+    {"verify", cmd_verify, "check mTLS and authorization against expectations (-f EXPECT.yaml)"},
     {"uninstall", cmd_uninstall, "stop the node's agent and remove every pin (--node NAME)"},
-    {"lab", cmd_lab, "pods on this machine: up, apply, exec, stop, start, status, down"},
+    {"lab", cmd_lab, "pods on this machine: up, apply, delete, exec, stop, start, status, down"},
     {"ca", cmd_ca, "mesh CA and workload certificates: init, issue, show, node, serve"},
 };
 

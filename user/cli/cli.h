@@ -14,6 +14,8 @@ int cmd_services(int argc, char **argv);
 int cmd_endpoints(int argc, char **argv);
 int cmd_observe(int argc, char **argv);
 int cmd_graph(int argc, char **argv);
+int cmd_canary(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
 int cmd_uninstall(int argc, char **argv);
 int cmd_ca(int argc, char **argv);
 /* `bpfmesh ca serve` / `ca node` (ca_serve.c), dispatched by cmd_ca */
