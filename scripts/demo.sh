@@ -5,8 +5,10 @@
 # 0/100 with the guide's curl loop from deploy/frontend, prints observed vs configured split,
 # then times a blue/green switch and a rollback; then HTTP in the node agent: the guide's A/B
 # test by header and a per-request 90/10 on one keep-alive connection, a retry hiding a stopped
-# replica, a timeout and an injected fault, and istio_requests_total by response_code. Always
-# tears the lab down.
+# replica, a timeout and an injected fault, and istio_requests_total by response_code; then the
+# guide's CI/CD stages: a canary of v2 promoted by `bpfmesh canary run` against the lab's
+# Prometheus, one whose v2 fails 5% of requests rolled back, and `bpfmesh verify` of mTLS and
+# policy. Always tears the lab down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BM=build/bpfmesh
@@ -21,7 +23,7 @@ cleanup
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 say "lab up: the guide's YAML, unchanged apart from the port fix (see deploy/examples/README.md)"
-$BM lab up --name $LAB -f $EX/00-namespace.yaml -f $EX/orders-service.yaml \
+$BM lab up --name $LAB --prometheus -f $EX/00-namespace.yaml -f $EX/orders-service.yaml \
 	-f $EX/api-gateway.yaml -f $EX/frontend.yaml -f $EX/frontend-gateway.yaml \
 	-f $EX/orders-destrule.yaml -f $EX/orders-vs-100-0.yaml
 $BM lab status --name $LAB
@@ -148,6 +150,41 @@ $BM graph --node $LAB-node1 --format dot --window 0
 
 say "flow log, last few closed connections (bpfmesh observe --node $LAB-node1 --verdict close)"
 $BM observe --node $LAB-node1 --verdict close | tail -n 4
+
+say "CI/CD (guide section 8): bpfmesh canary run -f $EX/orders-canary.yaml, v2 promoted"
+# traffic while the canary runs, from the frontend: bounded in count and time
+traffic() {
+	# shellcheck disable=SC2016 # the loop runs in the pod's shell
+	timeout 120 $BM lab exec --name $LAB -n microservices deploy/frontend -- bash -c \
+		'for i in $(seq 1000); do curl -s -o /dev/null --max-time 5 "http://orders-service:8080/get?[1-20]"; sleep 0.05; done' \
+		>/dev/null 2>&1 &
+	TRAFFIC=$!
+}
+traffic_stop() { kill "$TRAFFIC" 2>/dev/null || true; wait "$TRAFFIC" 2>/dev/null || true; }
+$BM lab apply --name $LAB -f $EX/orders-vs-100-0.yaml >/dev/null
+traffic
+rc=0
+$BM canary run -f $EX/orders-canary.yaml --lab $LAB --junit /tmp/bpfmesh-demo-canary.xml || rc=$?
+traffic_stop
+echo "  exit $rc (0: promoted); JUnit report /tmp/bpfmesh-demo-canary.xml"
+$BM services --node $LAB-node1 | grep -A3 '/TCP microservices/orders-service' | grep route
+
+say "CI/CD: a bad v2 (5% of requests answered 500, $EX/orders-v2-bad.yaml) is rolled back"
+$BM lab apply --name $LAB -f $EX/orders-v2-bad.yaml -f $EX/orders-vs-100-0.yaml >/dev/null
+traffic
+rc=0
+$BM canary run -f $EX/orders-canary.yaml --lab $LAB || rc=$?
+traffic_stop
+echo "  exit $rc (1: rolled back)"
+$BM services --node $LAB-node1 | grep -A3 '/TCP microservices/orders-service' | grep route
+$BM lab apply --name $LAB -f $EX/orders-service.yaml >/dev/null
+
+say "CI/CD: bpfmesh verify -f $EX/verify-microservices.yaml (STRICT, policy, who talks to whom)"
+$BM lab apply --name $LAB -f $EX/peerauth-strict.yaml -f $EX/authz-from-microservices.yaml \
+	-f $EX/clients-outside.yaml >/dev/null
+rc=0
+$BM verify -f $EX/verify-microservices.yaml --lab $LAB --window 10m || rc=$?
+echo "  exit $rc (0: every check passed)"
 
 say "tearing down"
 cleanup

@@ -2120,32 +2120,53 @@ static int wait_in_force(struct lab *l, uint64_t stamp, uint64_t t0)
 	return rejected ? -1 : 0;
 }
 
-/* Prometheus answers 200 on /-/ready (20 s at most: it replays no data, it starts empty). */
+/* One GET to the lab's Prometheus; its answer (status line, headers, body) in resp. */
+static bool prom_get(const struct lab *l, const char *path, char *resp, size_t len)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_port = htons(l->prom_port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct timeval tv = {.tv_sec = 1};
+	char req[300];
+	size_t got = 0;
+	ssize_t n = 0;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	resp[0] = 0;
+	if (fd < 0)
+		return false;
+	snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\n\r\n", path);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	    write(fd, req, strlen(req)) == (ssize_t)strlen(req))
+		while (got + 1 < len && (n = read(fd, resp + got, len - 1 - got)) > 0)
+			got += n;
+	resp[got] = 0;
+	close(fd);
+	return !strncmp(resp, "HTTP/1.0 200", 12);
+}
+
+/* Prometheus ready and holding a sample of every agent (its target discovery waits up to 5 s
+ * before the first scrape): a pipeline started right after lab up has data. 30 s at most. */
 static int prom_wait_ready(const struct lab *l)
 {
-	uint64_t deadline = mono_ms() + 20000;
+	uint64_t deadline = mono_ms() + 30000;
+	char resp[4096], want[64];
 
+	/* count(up{job="bpfmesh-agents"} == 1) */
+	snprintf(want, sizeof(want), "\"%d\"]", l->nnodes);
 	while (mono_ms() < deadline) {
-		struct sockaddr_in sa = {.sin_family = AF_INET,
-					 .sin_port = htons(l->prom_port),
-					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-		char req[] = "GET /-/ready HTTP/1.0\r\n\r\n", resp[32] = "";
-		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		struct timeval tv = {.tv_sec = 1};
-		bool ok;
-
-		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-		     write(fd, req, strlen(req)) > 0 && read(fd, resp, sizeof(resp) - 1) > 0 &&
-		     !strncmp(resp, "HTTP/1.0 200", 12);
-		if (fd >= 0)
-			close(fd);
-		if (ok)
+		if (prom_get(l,
+			     "/api/v1/query?query=count(up%7Bjob%3D%22bpfmesh-agents%22%7D%3D%3D1)",
+			     resp, sizeof(resp)) &&
+		    strstr(resp, want))
 			return 0;
 		usleep(100 * 1000);
 	}
-	fprintf(stderr, "lab %s: prometheus did not get ready within 20 s; see %s/prometheus.log\n",
-		l->name, l->dir);
+	fprintf(
+	    stderr,
+	    "lab %s: prometheus did not scrape every agent within 30 s; see %s/prometheus.log\n",
+	    l->name, l->dir);
 	return -1;
 }
 

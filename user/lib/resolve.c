@@ -1342,8 +1342,10 @@ int rs_path_notes(const struct rs_table *t, struct diags *d)
 					   "%s port %d: %s; Istio splits http routes per request%s",
 					   addr, rs->port, kernel_why(rs, why, sizeof(why)),
 					   rs->http != RS_TCP && rs->family == BM_FAM_V4
-					       ? " (label the Service istio.io/use-waypoint to "
-						 "split per request)"
+					       ? " (annotate the VirtualService "
+						 "bpfmesh.io/per-request: \"true\", or label "
+						 "the Service istio.io/use-waypoint, to split "
+						 "per request)"
 					       : "");
 			n++;
 		}
