@@ -277,10 +277,18 @@ static int64_t ji(struct json_object *o, const char *k)
 static bool wl_is(const char *nsname, const char *w)
 {
 	const char *slash = strchr(nsname, '/'), *name = slash ? slash + 1 : nsname;
-	size_t n = strlen(w);
+	const char *wslash = strchr(w, '/');
+	size_t n;
 
 	if (!strcmp(nsname, w) || !strcmp(name, w))
 		return true;
+	if (wslash) { /* ns/name: the same namespace, then the name as below */
+		if (!slash || (size_t)(slash - nsname) != (size_t)(wslash - w) ||
+		    strncmp(nsname, w, wslash - w))
+			return false;
+		w = wslash + 1;
+	}
+	n = strlen(w);
 	return !strncmp(name, w, n) && name[n] == '-' && strspn(name + n + 1, "0123456789") &&
 	       !name[n + 1 + strspn(name + n + 1, "0123456789")];
 }
