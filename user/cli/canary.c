@@ -95,8 +95,7 @@ static volatile sig_atomic_t interrupted;
 
 static void on_int(int sig)
 {
-	(void)sig;
-	interrupted = 1;
+	interrupted = sig;
 }
 
 static double now_s(void)
@@ -469,20 +468,6 @@ static struct json_object *vs_new(const struct canary *k, const struct svc_obj *
 	return vs;
 }
 
-static const char *jstr(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	return o && json_object_object_get_ex(o, key, &v) && v ? json_object_get_string(v) : NULL;
-}
-
-static struct json_object *jget(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	return o && json_object_object_get_ex(o, key, &v) ? v : NULL;
-}
-
 /*
  * Set weight w on `to` and 100 - w on `from` in every route of vs that sends to those subsets
  * of the host. Returns how many routes it set, or -1 (err) when a route also sends elsewhere:
@@ -492,21 +477,21 @@ static int set_weights(const struct canary *k, const struct plan *p, struct json
 		       char *err, size_t errlen)
 {
 	static const char *const kinds[] = {"http", "tls", "tcp"};
-	struct json_object *spec = jget(vs, "spec");
+	struct json_object *spec = rj_get(vs, "spec");
 	int set = 0;
 
 	for (int kd = 0; kd < 3; kd++) {
-		struct json_object *list = jget(spec, kinds[kd]);
+		struct json_object *list = rj_get(spec, kinds[kd]);
 
 		for (size_t i = 0; list && i < json_object_array_length(list); i++) {
 			struct json_object *r = json_object_array_get_idx(list, i);
-			struct json_object *dl = jget(r, "route"), *df = NULL, *dt = NULL, *nl;
+			struct json_object *dl = rj_get(r, "route"), *df = NULL, *dt = NULL, *nl;
 			bool ours = false, other = false;
 
 			for (size_t j = 0; dl && j < json_object_array_length(dl); j++) {
 				struct json_object *d = json_object_array_get_idx(dl, j);
-				struct json_object *in = jget(d, "destination");
-				const char *h = jstr(in, "host"), *s = jstr(in, "subset");
+				struct json_object *in = rj_get(d, "destination");
+				const char *h = rj_str(in, "host"), *s = rj_str(in, "subset");
 				bool mine = h && host_is(h, k->ns, p->fqdn) && s &&
 					    (!strcmp(s, k->from) || !strcmp(s, k->to));
 
@@ -533,9 +518,9 @@ static int set_weights(const struct canary *k, const struct plan *p, struct json
 
 				json_object_deep_copy(df ? df : dt, &a, NULL);
 				json_object_deep_copy(dt ? dt : df, &b, NULL);
-				json_object_object_add(jget(a, "destination"), "subset",
+				json_object_object_add(rj_get(a, "destination"), "subset",
 						       json_object_new_string(k->from));
-				json_object_object_add(jget(b, "destination"), "subset",
+				json_object_object_add(rj_get(b, "destination"), "subset",
 						       json_object_new_string(k->to));
 				json_object_object_add(a, "weight", json_object_new_int(100 - w));
 				json_object_object_add(b, "weight", json_object_new_int(w));
@@ -569,14 +554,7 @@ static int plan_make(const struct canary *k, const struct mesh_target *t, struct
 	f = config_fqdn(k->service, k->ns);
 	snprintf(p->fqdn, sizeof(p->fqdn), "%s", f ? f : "");
 	free(f);
-	for (int i = 0; i < c->nservices && !svc; i++) {
-		char fq[400];
-
-		snprintf(fq, sizeof(fq), "%s.%s.svc.cluster.local", c->services[i].name,
-			 c->services[i].ns);
-		if (!strcmp(fq, p->fqdn))
-			svc = &c->services[i];
-	}
+	svc = target_service(c, k->service, k->ns);
 	if (!svc) {
 		fprintf(stderr, "%s: spec.service: no Service %s in the config (%s)\n", k->file,
 			p->fqdn, t->config_dir);
@@ -644,8 +622,8 @@ static int plan_make(const struct canary *k, const struct mesh_target *t, struct
 	if (!p->file[0])
 		snprintf(p->file, sizeof(p->file), "canary-%s-%s.yaml", k->ns, k->name);
 	{ /* requests counted and split per request: Istio's view of an HTTP port */
-		struct json_object *meta = jget(p->vs, "metadata"),
-				   *ann = jget(meta, "annotations");
+		struct json_object *meta = rj_get(p->vs, "metadata"),
+				   *ann = rj_get(meta, "annotations");
 
 		if (!ann) {
 			ann = json_object_new_object();
@@ -679,27 +657,27 @@ static double node_weight(const struct canary *k, const struct plan *p, const st
 		return -3;
 	for (size_t s = 0; s < json_object_array_length(svcs); s++) {
 		struct json_object *e = json_object_array_get_idx(svcs, s),
-				   *list = jget(e, "routes");
+				   *list = rj_get(e, "routes");
 		size_t nr = list ? json_object_array_length(list) : 1;
 
-		if (!jstr(e, "service") || strcmp(jstr(e, "service"), p->svc_name))
+		if (!rj_str(e, "service") || strcmp(rj_str(e, "service"), p->svc_name))
 			continue;
 		for (size_t r = 0; r < nr; r++) {
 			struct json_object *route =
-			    list ? json_object_array_get_idx(list, r) : jget(e, "route");
-			struct json_object *d = jget(route, "destinations");
+			    list ? json_object_array_get_idx(list, r) : rj_get(e, "route");
+			struct json_object *d = rj_get(route, "destinations");
 			double to = 0;
 			bool ours = false;
 
 			for (size_t j = 0; d && j < json_object_array_length(d); j++) {
 				struct json_object *x = json_object_array_get_idx(d, j);
-				const char *sn = jstr(x, "subset");
+				const char *sn = rj_str(x, "subset");
 
 				if (!sn || (strcmp(sn, k->from) && strcmp(sn, k->to)))
 					continue;
 				ours = true;
 				if (!strcmp(sn, k->to))
-					to += json_object_get_double(jget(x, "percent"));
+					to += json_object_get_double(rj_get(x, "percent"));
 			}
 			if (!ours)
 				continue;
@@ -715,8 +693,8 @@ static double node_weight(const struct canary *k, const struct plan *p, const st
 }
 
 /* Write weight w and wait until every node holds it; ms it took, or -1 (err). */
-static long put_weight(const struct canary *k, struct plan *p, const struct mesh_target *t, int w,
-		       char *err, size_t errlen)
+static long put_weight(const struct canary *k, struct plan *p, const struct mesh_target *t,
+		       int w, bool interruptible, char *err, size_t errlen)
 {
 	double t0 = now_s();
 	const char *yaml;
@@ -748,6 +726,10 @@ static long put_weight(const struct canary *k, struct plan *p, const struct mesh
 		double got;
 
 		while ((got = node_weight(k, p, t, i)) < 0 || fabs(got - w) > 0.5) {
+			if (interruptible && interrupted) {
+				snprintf(err, errlen, "interrupted");
+				return -1;
+			}
 			if (now_s() - t0 > CANARY_FORCE_MS / 1000.0) {
 				snprintf(err, errlen,
 					 "node %s does not hold %d%% on %s within %d s (it holds "
@@ -887,7 +869,7 @@ static void check_step(const struct canary *k, const struct plan *p, struct prom
 		    snprintf(l + o, len - o, " requests %.0f%s", reqs, ok ? "" : " FAIL (no data)");
 		out->ok &= ok;
 	}
-	for (int i = 0; i < k->nm && o < len; i++) {
+	for (int i = 0; i < k->nm; i++) { /* every metric is asked; only the line is clamped */
 		const struct metric *m = &k->m[i];
 		struct json_object *c = json_object_new_object();
 		char want[64] = "", val[64];
@@ -921,6 +903,8 @@ static void check_step(const struct canary *k, const struct plan *p, struct prom
 			snprintf(val, sizeof(val), "no data");
 		o += snprintf(l + o, len - o, ", %s %s (%s) %s", m->name, val, want,
 			      ok ? "ok" : "FAIL");
+		if (o >= len)
+			o = len - 1; /* the line is full: later metrics are asked, not printed */
 		jset_str(c, "metric", m->name);
 		if (rc == 1)
 			jset_double(c, "value", v);
@@ -1040,7 +1024,7 @@ static int canary_run(int argc, char **argv)
 	char err[2048], cls[300];
 	int rc = EXIT_USAGE, safe = 0, failed = 0, s = 0, attempt = 0, cur = -1;
 	double run_t0 = now_s(), bad_t0 = -1;
-	bool appended = false;
+	bool appended = false, rollback_failed = false;
 	const char *result = "aborted";
 	FILE *say;
 
@@ -1073,6 +1057,20 @@ static int canary_run(int argc, char **argv)
 		pr.url[strlen(pr.url) - 1] = 0;
 	if (plan_make(&k, &a.t, &p))
 		goto out;
+	/* every query asked once before anything is written: a query Prometheus refuses is a
+	 * config error, an unreachable Prometheus aborts with nothing changed */
+	for (int i = 0; i < k.nm; i++) {
+		char q[4096];
+		double v;
+
+		query_of(q, sizeof(q), &k.m[i], &k, &p);
+		if (prom_value(&pr, q, &v) >= 0)
+			continue;
+		fprintf(stderr, "%s: spec.analysis.metrics[%d] (%s): %s\n", a.file, i, k.m[i].name,
+			pr.err);
+		rc = pr.bad_query ? EXIT_USAGE : EXIT_ABORTED;
+		goto out;
+	}
 	/* after the last step that passed, the promotion: everything to `to` */
 	if (k.steps[k.nsteps - 1] != 100 && k.nsteps < CANARY_MAX_STEPS) {
 		k.steps[k.nsteps++] = 100;
@@ -1104,7 +1102,8 @@ static int canary_run(int argc, char **argv)
 		if (interrupted)
 			break;
 		if (cur != w) {
-			ms = put_weight(&k, &p, &a.t, w, err, sizeof(err));
+			cur = -1; /* written or not: unknown until it is in force */
+			ms = put_weight(&k, &p, &a.t, w, true, err, sizeof(err));
 			if (ms < 0) {
 				fprintf(say, "step %d weight %d%%: %s\n", s + 1, w, err);
 				report_add(&rep, cls, "weights in force", false, 0, "%s", err);
@@ -1132,6 +1131,8 @@ static int canary_run(int argc, char **argv)
 		jset_bool(sj, "ok", sr.ok);
 		json_object_object_add(sj, "checks", sr.checks);
 		json_object_array_add(steps, sj);
+		if (sr.aborted && interrupted)
+			break;
 		if (sr.aborted) {
 			snprintf(err, sizeof(err), "%s", pr.err);
 			report_add(&rep, cls, "prometheus", false, 0, "%s", pr.err);
@@ -1150,9 +1151,12 @@ static int canary_run(int argc, char **argv)
 			bad_t0 = st0;
 		if (++failed >= k.threshold) {
 			double t1 = now_s();
-			long rb = put_weight(&k, &p, &a.t, 0, err, sizeof(err));
+			long rb = put_weight(&k, &p, &a.t, 0, false, err, sizeof(err));
 
-			if (rb < 0) {
+			if (rb < 0) { /* never back to a weight on the canary that just failed */
+				cur = -1;
+				safe = 0;
+				rollback_failed = true;
 				fprintf(say, "rollback: %s\n", err);
 				report_add(&rep, cls, "rollback", false, 0, "%s", err);
 				break;
@@ -1183,9 +1187,12 @@ static int canary_run(int argc, char **argv)
 		report_add(&rep, cls, "promotion", true, now_s() - run_t0, "promoted to 100%% %s",
 			   k.to);
 	} else if (rc != EXIT_ROLLED_BACK) {
-		const char *why = interrupted ? "interrupted" : err;
-		long back = cur == safe ? 0 : put_weight(&k, &p, &a.t, safe, err, sizeof(err));
+		char why[2048];
+		long back;
 
+		snprintf(why, sizeof(why), "%s",
+			 interrupted ? "interrupted" : rollback_failed ? "rollback not confirmed" : err);
+		back = cur == safe ? 0 : put_weight(&k, &p, &a.t, safe, false, err, sizeof(err));
 		if (back < 0)
 			fprintf(say,
 				"aborted (%s); the last safe weight (%d%% %s) could not be put "
@@ -1200,7 +1207,7 @@ static int canary_run(int argc, char **argv)
 			   "aborted (%s): weights at the last step that passed, %d%% %s", why, safe,
 			   k.to);
 		if (interrupted)
-			rc = 130;
+			rc = 128 + interrupted; /* 130 Ctrl-C, 143 SIGTERM */
 		result = interrupted ? "interrupted" : "aborted";
 	}
 	sigaction(SIGINT, &old_int, NULL);

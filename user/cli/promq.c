@@ -51,6 +51,7 @@ static struct json_object *query(struct prom *p, const char *promql, struct json
 	CURLcode rc;
 
 	*root = NULL;
+	p->bad_query = false;
 	if (!c) {
 		snprintf(p->err, sizeof(p->err), "curl_easy_init failed");
 		return NULL;
@@ -84,6 +85,7 @@ static struct json_object *query(struct prom *p, const char *promql, struct json
 		snprintf(p->err, sizeof(p->err), "prometheus %s: HTTP %ld, not an API answer",
 			 p->url, code);
 	} else if (strcmp(json_object_get_string(st), "success")) {
+		p->bad_query = code == 400 || code == 422;
 		snprintf(p->err, sizeof(p->err), "prometheus refused the query (HTTP %ld): %s",
 			 code,
 			 json_object_object_get_ex(*root, "error", &e) ? json_object_get_string(e)
@@ -117,11 +119,21 @@ int prom_value(struct prom *p, const char *promql, double *val)
 	if (!strcmp(t, "scalar")) {
 		v = res; /* [time, "value"] */
 	} else if (!strcmp(t, "vector")) {
+		if (json_object_array_length(res) > 1) {
+			snprintf(p->err, sizeof(p->err),
+				 "the query yields %zu series, not one number: aggregate it (sum, "
+				 "max...)",
+				 json_object_array_length(res));
+			p->bad_query = true;
+			json_object_put(root);
+			return -1;
+		}
 		if (json_object_array_length(res) > 0)
 			json_object_object_get_ex(json_object_array_get_idx(res, 0), "value", &v);
 	} else {
 		snprintf(p->err, sizeof(p->err),
 			 "the query yields a %s, not one number: aggregate it (sum, max...)", t);
+		p->bad_query = true;
 		json_object_put(root);
 		return -1;
 	}

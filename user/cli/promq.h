@@ -6,12 +6,14 @@
 #ifndef BM_PROMQ_H
 #define BM_PROMQ_H
 
+#include <stdbool.h>
 #include <json-c/json.h>
 
 struct prom {
 	char url[512];	 /* http://HOST:PORT, no trailing slash */
 	long timeout_ms; /* per query; 0: 5000 */
 	char err[512];	 /* why the last query failed */
+	bool bad_query;	 /* it failed because of the query (refused, or not one number) */
 };
 
 /* The value of an instant query that yields one number (a scalar, or the first sample of a

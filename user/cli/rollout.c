@@ -13,11 +13,37 @@
 #include "rollout.h"
 #include "selfrun.h"
 
-static const char *jstr(struct json_object *o, const char *key)
+struct json_object *rj_get(struct json_object *o, const char *key)
 {
 	struct json_object *v;
 
-	return json_object_object_get_ex(o, key, &v) && v ? json_object_get_string(v) : NULL;
+	return o && json_object_object_get_ex(o, key, &v) ? v : NULL;
+}
+
+const char *rj_str(struct json_object *o, const char *key)
+{
+	struct json_object *v = rj_get(o, key);
+
+	return v ? json_object_get_string(v) : NULL;
+}
+
+const struct svc_obj *target_service(const struct mesh_config *c, const char *host,
+				     const char *ns)
+{
+	char *f = config_fqdn(host, ns);
+
+	for (int i = 0; f && i < c->nservices; i++) {
+		char fq[400];
+
+		snprintf(fq, sizeof(fq), "%s.%s.svc.cluster.local", c->services[i].name,
+			 c->services[i].ns);
+		if (!strcmp(fq, f)) {
+			free(f);
+			return &c->services[i];
+		}
+	}
+	free(f);
+	return NULL;
 }
 
 int target_open(struct mesh_target *t, char *err, size_t errlen)
@@ -40,21 +66,23 @@ int target_open(struct mesh_target *t, char *err, size_t errlen)
 		     30000, &out, &msg);
 	st = rc == 0 ? json_tokener_parse(out) : NULL;
 	if (!st) {
+		const char *first = msg ? strtok(msg, "\n") : NULL;
+
 		snprintf(err, errlen, "lab %s: %s", t->lab,
-			 msg && *msg ? strtok(msg, "\n") : "lab status gave no answer");
+			 first ? first : "lab status gave no answer");
 		free(out);
 		free(msg);
 		return -1;
 	}
 	free(out);
 	free(msg);
-	snprintf(t->lab_config, sizeof(t->lab_config), "%s", jstr(st, "config") ?: "");
+	snprintf(t->lab_config, sizeof(t->lab_config), "%s", rj_str(st, "config") ?: "");
 	t->config_dir = t->lab_config;
-	if (jstr(st, "prometheus"))
-		snprintf(t->prometheus, sizeof(t->prometheus), "%s", jstr(st, "prometheus"));
+	if (rj_str(st, "prometheus"))
+		snprintf(t->prometheus, sizeof(t->prometheus), "%s", rj_str(st, "prometheus"));
 	if (json_object_object_get_ex(st, "nodes", &nodes))
 		for (size_t i = 0; i < json_object_array_length(nodes); i++) {
-			const char *a = jstr(json_object_array_get_idx(nodes, i), "agent");
+			const char *a = rj_str(json_object_array_get_idx(nodes, i), "agent");
 
 			if (a && t->nnodes < ROLLOUT_MAX_NODES)
 				t->nodes[t->nnodes++] = strdup(a);

@@ -41,6 +41,14 @@ int target_apply(const struct mesh_target *t, const char *file, const char *yaml
  * (owned by the caller), or NULL. */
 struct json_object *target_services(const struct mesh_target *t, int i);
 
+/* json-c lookups: the value under key (NULL when absent), its text. */
+struct json_object *rj_get(struct json_object *o, const char *key);
+const char *rj_str(struct json_object *o, const char *key);
+
+/* The Service a host names (short, ns-qualified or FQDN, read in namespace ns), or NULL. */
+const struct svc_obj *target_service(const struct mesh_config *c, const char *host,
+				     const char *ns);
+
 /* A YAML tree node as json-c, each scalar of the type YAML gives it (kubectl's reading). */
 struct json_object *ynode_to_json(const struct ynode *n);
 

@@ -56,7 +56,7 @@ int selfrun(char *const argv[], int timeout_ms, char **out, char **err)
 	int po[2], pe[2], status = 0, nargs = 0;
 	long long deadline = mono_ms() + timeout_ms;
 	struct pollfd pf[2];
-	bool timed_out = false;
+	bool timed_out = false, reaped = false;
 	char **av;
 	pid_t pid;
 
@@ -83,7 +83,13 @@ int selfrun(char *const argv[], int timeout_ms, char **out, char **err)
 	pid = fork();
 	if (pid == 0) {
 		int null = open("/dev/null", O_RDONLY);
+		sigset_t none;
 
+		/* its own process group (a terminal's Ctrl-C is ours to handle, and a timeout
+		 * stops all it started) and no signal blocked by the caller's write */
+		setpgid(0, 0);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
 		dup2(null, 0);
 		dup2(po[1], 1);
 		dup2(pe[1], 2);
@@ -97,17 +103,26 @@ int selfrun(char *const argv[], int timeout_ms, char **out, char **err)
 		close(po[0]), close(pe[0]);
 		return -1;
 	}
+	setpgid(pid, pid); /* as the child does: whichever runs first */
 	pf[0] = (struct pollfd){.fd = po[0], .events = POLLIN};
 	pf[1] = (struct pollfd){.fd = pe[0], .events = POLLIN};
 	while (pf[0].fd >= 0 || pf[1].fd >= 0) {
 		long long left = deadline - mono_ms();
+		int n;
 
+		if (!reaped && waitpid(pid, &status, WNOHANG) == pid)
+			reaped = true;
 		if (left <= 0) {
-			timed_out = true;
-			kill(pid, SIGKILL);
+			timed_out = !reaped;
+			if (!reaped)
+				kill(-pid, SIGKILL);
 			break;
 		}
-		if (poll(pf, 2, (int)left) < 0 && errno != EINTR)
+		n = poll(pf, 2, left > 100 ? 100 : (int)left);
+		if (n < 0 && errno != EINTR)
+			break;
+		/* it exited, and what it wrote is read: a daemon it started may hold the pipes */
+		if (n == 0 && reaped)
 			break;
 		for (int i = 0; i < 2; i++)
 			if (pf[i].fd >= 0 && pf[i].revents && !drain(pf[i].fd, &cap[i])) {
@@ -118,7 +133,7 @@ int selfrun(char *const argv[], int timeout_ms, char **out, char **err)
 	for (int i = 0; i < 2; i++)
 		if (pf[i].fd >= 0)
 			close(pf[i].fd);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+	while (!reaped && waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
 	for (int i = 0; i < 2; i++) {
 		char **dst = i ? err : out;

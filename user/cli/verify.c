@@ -42,6 +42,7 @@
 #include <sys/socket.h>
 #include <json-c/json.h>
 #include "args.h"
+#include "bpfmesh.h"
 #include "cli.h"
 #include "duration.h"
 #include "emit.h"
@@ -103,20 +104,6 @@ struct vargs {
 	struct cgmap cg[VERIFY_MAX_CGROUPS];
 	int ncg;
 };
-
-static struct json_object *jget(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	return o && json_object_object_get_ex(o, key, &v) ? v : NULL;
-}
-
-static const char *jstr(struct json_object *o, const char *key)
-{
-	struct json_object *v = jget(o, key);
-
-	return v ? json_object_get_string(v) : NULL;
-}
 
 /* ---------------- the expectation file ---------------- */
 
@@ -230,24 +217,6 @@ static void free_expect(struct expect *e)
 }
 
 /* ---------------- config lookups ---------------- */
-
-static const struct svc_obj *svc_of(const struct mesh_config *c, const char *host, const char *ns)
-{
-	char *f = config_fqdn(host, ns);
-
-	for (int i = 0; f && i < c->nservices; i++) {
-		char fq[400];
-
-		snprintf(fq, sizeof(fq), "%s.%s.svc.cluster.local", c->services[i].name,
-			 c->services[i].ns);
-		if (!strcmp(fq, f)) {
-			free(f);
-			return &c->services[i];
-		}
-	}
-	free(f);
-	return NULL;
-}
 
 /* The workload's pods (or the Deployment itself when the config holds no pod of it). */
 static int pods_of(const struct mesh_config *c, const char *ns, const char *wl,
@@ -363,12 +332,23 @@ static int probe_main(int argc, char **argv)
 
 /* ---------------- reasons the nodes recorded ---------------- */
 
-static const char *const deny_counters[][2] = {
-    {"strict_plaintext_dropped", "STRICT: plaintext dropped by the destination's kernel"},
-    {"authorization_denied", "AuthorizationPolicy: dropped by the destination's kernel"},
-    {"ipv6_strict_refused", "STRICT: IPv6 to a remote STRICT workload refused"},
-    {"spoofed_source_dropped", "dropped: the pod sent from an address not its own"},
-    {"no_backend", "no endpoint for the service"},
+/* the counters' names as `bpfmesh status -o json` gives them: headers/bpfmesh.h's one list */
+static const char *const stat_metric[BM_ST_MAX] = {
+#define STAT_METRIC(id, phrase, metric) [BM_ST_##id] = metric,
+    BM_STATS(STAT_METRIC)
+#undef STAT_METRIC
+};
+
+/* Counters that say why a connection was refused, and how verify says it. */
+static const struct {
+	enum bm_stat id;
+	const char *why;
+} deny_counters[] = {
+    {BM_ST_STRICT_DROP, "STRICT: plaintext dropped by the destination's kernel"},
+    {BM_ST_AUTHZ_DENY, "AuthorizationPolicy: dropped by the destination's kernel"},
+    {BM_ST_V6_REFUSED, "STRICT: IPv6 to a remote STRICT workload refused"},
+    {BM_ST_SPOOF_DROP, "dropped: the pod sent from an address not its own"},
+    {BM_ST_NO_BACKEND, "no endpoint for the service"},
 };
 #define NDENY (sizeof(deny_counters) / sizeof(deny_counters[0]))
 
@@ -379,11 +359,11 @@ static void counters(const struct mesh_target *t, long long out[][NDENY])
 		int rc = selfrun((char *[]){"status", "--node", t->nodes[i], "-o", "json", NULL},
 				 30000, &o, NULL);
 		struct json_object *st = rc == 0 ? json_tokener_parse(o) : NULL;
-		struct json_object *dp = jget(st, "datapath");
+		struct json_object *dp = rj_get(st, "datapath");
 
 		for (size_t k = 0; k < NDENY; k++)
-			out[i][k] = dp && jget(dp, deny_counters[k][0])
-					? json_object_get_int64(jget(dp, deny_counters[k][0]))
+			out[i][k] = dp && rj_get(dp, stat_metric[deny_counters[k].id])
+					? json_object_get_int64(rj_get(dp, stat_metric[deny_counters[k].id]))
 					: 0;
 		json_object_put(st);
 		free(o);
@@ -395,26 +375,29 @@ static void counters(const struct mesh_target *t, long long out[][NDENY])
 static bool http_denial(const struct mesh_target *t, int i, const struct pair *p, char *why,
 			size_t len)
 {
-	char *out = NULL, src[300], wl[300];
+	char *out = NULL, src[300], wl[300], svc[300];
 	bool found = false;
 	int rc;
 
 	snprintf(src, sizeof(src), "%s/%s-", p->from_ns, p->from_wl);
 	snprintf(wl, sizeof(wl), "%s/%s", p->from_ns, p->from_wl);
+	snprintf(svc, sizeof(svc), "%s/%s", p->svc->ns, p->svc->name);
 	rc = selfrun((char *[]){"observe", "--node", t->nodes[i], "--http", "--json", "--since",
 				"30s", "--workload", wl, NULL},
 		     30000, &out, NULL);
 	for (char *line = rc == 0 ? strtok(out, "\n") : NULL; line; line = strtok(NULL, "\n")) {
 		struct json_object *e = json_tokener_parse(line);
-		const char *s = jstr(e, "source");
+		const char *s = rj_str(e, "source");
 
-		if (e && s && !strncmp(s, src, strlen(src)) &&
-		    json_object_get_int(jget(e, "response_code")) == 403 &&
-		    (!found || jstr(e, "response_code_details"))) {
-			const char *d = jstr(e, "response_code_details");
+		/* the destination's agent may not know the service: "" then */
+		if (e && s && !strncmp(s, src, strlen(src)) && rj_str(e, "service") &&
+		    (!*rj_str(e, "service") || !strcmp(rj_str(e, "service"), svc)) &&
+		    json_object_get_int(rj_get(e, "response_code")) == 403 &&
+		    (!found || rj_str(e, "response_code_details"))) {
+			const char *d = rj_str(e, "response_code_details");
 
 			snprintf(why, len, "HTTP 403 from the %s's agent: %s%s",
-				 jstr(e, "reporter") ?: "?", d ?: "AuthorizationPolicy",
+				 rj_str(e, "reporter") ?: "?", d ?: "AuthorizationPolicy",
 				 d && strstr(d, "[none]") ? " (no ALLOW policy matched)" : "");
 			found = true;
 		}
@@ -626,6 +609,16 @@ static int run_probe(struct ctx *x, const struct pair *p, char *out, size_t len)
 	return rc == 0 ? 0 : -1;
 }
 
+/* The workload port the Service sends the pair's port to (0 when it is named: the mode of
+ * the workload as a whole). */
+static int target_port(const struct pair *p)
+{
+	for (int i = 0; i < p->svc->nports; i++)
+		if (p->svc->ports[i].port == p->port)
+			return p->svc->ports[i].target_port;
+	return 0;
+}
+
 static void check_pair(struct ctx *x, struct pair *p)
 {
 	char name[400], verdict[512], why[700] = "", cls[64] = "verify.pairs";
@@ -636,7 +629,7 @@ static void check_pair(struct ctx *x, struct pair *p)
 
 	snprintf(name, sizeof(name), "%s/%s -> %s:%d %s", p->from_ns, p->from_wl, p->host, p->port,
 		 p->allow ? "allowed" : "denied");
-	p->svc = svc_of(x->c, p->host, p->from_ns);
+	p->svc = target_service(x->c, p->host, p->from_ns);
 	if (!p->svc || resolve_service_vip(x->c, p->svc, BM_FAM_V4, p->addr, sizeof(p->addr))) {
 		check(x, cls, name, false, "%s: no Service with an IPv4 address in the config",
 		      p->host);
@@ -653,6 +646,12 @@ static void check_pair(struct ctx *x, struct pair *p)
 		return;
 	}
 	allowed = !strncmp(verdict, "allowed", 7);
+	if (p->allow && !strncmp(verdict, "allowed 503", 11)) {
+		check(x, cls, name, false,
+		      "answered 503: reached the mesh but no workload served it (no healthy "
+		      "upstream, or refused on the way)");
+		return;
+	}
 	/* a pair that should get through and timed out: once more, so that one lost SYN or a
 	 * listener busy reloading is not reported as a policy (the line says it was asked twice) */
 	if (!allowed && p->allow && strstr(verdict, " within ")) {
@@ -670,7 +669,7 @@ static void check_pair(struct ctx *x, struct pair *p)
 			for (size_t k = 0; k < NDENY && !why[0]; k++)
 				if (after[i][k] > before[i][k])
 					snprintf(why, sizeof(why), "%s (node %s)",
-						 deny_counters[k][1], x->a->t.nodes[i]);
+						 deny_counters[k].why, x->a->t.nodes[i]);
 		/* the agent that decided names the policy: prefer its record (the access log is
 		 * written every 100 ms: look again for a second) */
 		for (int t = 0; t < 8 && !why[0] && !strncmp(verdict, "denied 403", 10); t++) {
@@ -729,7 +728,8 @@ static void check_pair(struct ctx *x, struct pair *p)
 					same++;
 				else
 					remote++;
-				strict &= sec_mtls_mode(x->c, x->a->root_ns, w, 0) != MTLS_DISABLE;
+				strict &= sec_mtls_mode(x->c, x->a->root_ns, w, target_port(p)) !=
+					  MTLS_DISABLE;
 			}
 			if (!config_in_mesh(x->c, s) || !strict) {
 				check(x, cls, name, false, "%s, but in plaintext: %s", verdict,
@@ -782,11 +782,12 @@ static bool same_node(const struct mesh_config *c, const char *sns, const char *
 	const struct workload_obj *a[16], *b[16];
 	int na = pods_of(c, sns, swl, a, 16), nb = pods_of(c, dns, dwl, b, 16);
 
+	/* series merge a workload's pods: some of it on one node is the same-node share */
 	for (int i = 0; i < na; i++)
 		for (int j = 0; j < nb; j++)
-			if (strcmp(node_of(a[i]), node_of(b[j])))
-				return false;
-	return na && nb;
+			if (!strcmp(node_of(a[i]), node_of(b[j])))
+				return true;
+	return false;
 }
 
 static void passive(struct ctx *x, struct prom *pr)
@@ -823,14 +824,14 @@ static void passive(struct ctx *x, struct prom *pr)
 		return;
 	}
 	for (size_t i = 0; i < json_object_array_length(v); i++) {
-		struct json_object *m = jget(json_object_array_get_idx(v, i), "metric");
-		const char *sns = jstr(m, "source_workload_namespace") ?: "";
-		const char *swl = jstr(m, "source_workload") ?: "unknown";
-		const char *dns = jstr(m, "destination_service_namespace") ?: "";
-		const char *dsn = jstr(m, "destination_service_name") ?: "";
-		const char *dwns = jstr(m, "destination_workload_namespace") ?: "";
-		const char *dwl = jstr(m, "destination_workload") ?: "";
-		const char *sec = jstr(m, "connection_security_policy") ?: "none";
+		struct json_object *m = rj_get(json_object_array_get_idx(v, i), "metric");
+		const char *sns = rj_str(m, "source_workload_namespace") ?: "";
+		const char *swl = rj_str(m, "source_workload") ?: "unknown";
+		const char *dns = rj_str(m, "destination_service_namespace") ?: "";
+		const char *dsn = rj_str(m, "destination_service_name") ?: "";
+		const char *dwns = rj_str(m, "destination_workload_namespace") ?: "";
+		const char *dwl = rj_str(m, "destination_workload") ?: "";
+		const char *sec = rj_str(m, "connection_security_policy") ?: "none";
 		bool into_strict = false;
 		int ex;
 
@@ -891,12 +892,14 @@ static void passive(struct ctx *x, struct prom *pr)
 	    "istio_requests_total{response_code=\"403\"} offset %s) > 0",
 	    w, w);
 	v = prom_vector(pr, q);
+	if (!v)
+		check(x, "verify.prometheus", "prometheus: denials by policy", false, "%s", pr->err);
 	for (size_t i = 0; v && i < json_object_array_length(v); i++) {
-		struct json_object *m = jget(json_object_array_get_idx(v, i), "metric");
-		const char *sns = jstr(m, "source_workload_namespace") ?: "";
-		const char *swl = jstr(m, "source_workload") ?: "unknown";
-		const char *dns = jstr(m, "destination_service_namespace") ?: "";
-		const char *dsn = jstr(m, "destination_service_name") ?: "";
+		struct json_object *m = rj_get(json_object_array_get_idx(v, i), "metric");
+		const char *sns = rj_str(m, "source_workload_namespace") ?: "";
+		const char *swl = rj_str(m, "source_workload") ?: "unknown";
+		const char *dns = rj_str(m, "destination_service_namespace") ?: "";
+		const char *dsn = rj_str(m, "destination_service_name") ?: "";
 
 		denials++;
 		if (expected(x, sns, swl, dns, dsn, NULL, NULL) == 1) {

@@ -521,6 +521,7 @@ static int fabric_up(struct lab *l)
 		return 0;
 	if (RUN("ip", "netns", "add", fab) || RUN("ip", "-n", fab, "link", "set", "lo", "up") ||
 	    RUN("ip", "-n", fab, "link", "add", "br0", "type", "bridge") ||
+	    RUN("ip", "-n", fab, "link", "set", "br0", "address", "02:62:6d:ff:00:01") ||
 	    RUN("ip", "-n", fab, "link", "set", "br0", "up") ||
 	    RUN("ip", "-n", fab, "addr", "add", LAB_CA_ADDR "/24", "dev", "br0"))
 		return -1;
@@ -540,11 +541,13 @@ static int node_up(struct lab *l, struct lab_node *n)
 		return -1;
 	/* node netns: a bridge for its pods, a leg into the fabric, routes to other nodes */
 	{
-		char br4[32], br6[48], leg[16], fab4[32], fab6[48];
+		char br4[32], br6[48], leg[16], fab4[32], fab6[48], brmac[24];
 
 		snprintf(br4, sizeof(br4), "10.244.%d.1/24", n->index);
 		snprintf(br6, sizeof(br6), "fd00:244:%x::1/64", n->index);
 		snprintf(leg, sizeof(leg), "n%d", n->index);
+		snprintf(brmac, sizeof(brmac), "02:62:6d:00:%02x:%02x", (n->index >> 8) & 0xff,
+			 n->index & 0xff);
 		snprintf(fab4, sizeof(fab4), "10.244.255.%d/24", n->index);
 		snprintf(fab6, sizeof(fab6), "fd00:244:ff::%x/64", n->index);
 		if (RUN("ip", "netns", "add", ns) ||
@@ -552,6 +555,10 @@ static int node_up(struct lab *l, struct lab_node *n)
 		    RUN("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1",
 			"net.ipv6.conf.all.forwarding=1", "net.ipv6.conf.default.accept_dad=0") ||
 		    RUN("ip", "-n", ns, "link", "add", "br0", "type", "bridge") ||
+		    /* a bridge without an address of its own takes its lowest port's, and
+		     * changes it as pods come and go: its pods' neighbour entries for the
+		     * node (where the agent listens) would go stale for seconds */
+		    RUN("ip", "-n", ns, "link", "set", "br0", "address", brmac) ||
 		    RUN("ip", "-n", ns, "link", "set", "br0", "up") ||
 		    RUN("ip", "-n", ns, "addr", "add", br4, "dev", "br0") ||
 		    RUN("ip", "-n", ns, "addr", "add", br6, "dev", "br0", "nodad") ||
