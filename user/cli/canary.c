@@ -937,56 +937,17 @@ static bool wait_s(double secs)
 
 /* ---------------- the run ---------------- */
 
-struct run_args {
-	const char *file, *prometheus, *junit;
-	bool json;
-	struct mesh_target t;
-};
-
-static int parse_run_args(int argc, char **argv, struct run_args *a)
+static int parse_run_args(int argc, char **argv, struct stage_args *a)
 {
-	static const struct option opts[] = {{"file", required_argument, 0, 'f'},
-					     {"lab", required_argument, 0, 'l'},
-					     {"config-dir", required_argument, 0, 'd'},
-					     {"node", required_argument, 0, 'n'},
-					     {"prometheus", required_argument, 0, 'p'},
-					     {"junit", required_argument, 0, 'j'},
-					     {"json", no_argument, 0, 'J'},
-					     {0, 0, 0, 0}};
+	static const struct option opts[] = {STAGE_OPTIONS, {0, 0, 0, 0}};
 	int o;
 
 	memset(a, 0, sizeof(*a));
 	optind = 1;
-	while ((o = getopt_long(argc, argv, "f:", opts, NULL)) != -1) {
-		switch (o) {
-		case 'f':
-			a->file = optarg;
-			break;
-		case 'l':
-			a->t.lab = optarg;
-			break;
-		case 'd':
-			a->t.config_dir = optarg;
-			break;
-		case 'n':
-			if (a->t.nnodes == ROLLOUT_MAX_NODES)
-				return -1;
-			a->t.nodes[a->t.nnodes++] = optarg;
-			break;
-		case 'p':
-			a->prometheus = optarg;
-			break;
-		case 'j':
-			a->junit = optarg;
-			break;
-		case 'J':
-			a->json = true;
-			break;
-		default:
+	while ((o = getopt_long(argc, argv, "f:", opts, NULL)) != -1)
+		if (stage_option(a, o, optarg) <= 0)
 			return -1;
-		}
-	}
-	if (optind != argc || !a->file || !a->t.lab == !a->t.config_dir)
+	if (optind != argc || stage_check(a))
 		return -1;
 	if (a->t.lab && a->t.nnodes) {
 		fprintf(stderr,
@@ -1014,7 +975,7 @@ static void free_canary(struct canary *k)
 
 static int canary_run(int argc, char **argv)
 {
-	struct run_args a;
+	struct stage_args a;
 	struct canary k = {0};
 	struct plan p = {0};
 	struct prom pr = {0};

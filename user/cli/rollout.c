@@ -46,6 +46,41 @@ const struct svc_obj *target_service(const struct mesh_config *c, const char *ho
 	return NULL;
 }
 
+int stage_option(struct stage_args *s, int o, const char *arg)
+{
+	switch (o) {
+	case 'f':
+		s->file = arg;
+		return 1;
+	case 'l':
+		s->t.lab = arg;
+		return 1;
+	case 'd':
+		s->t.config_dir = arg;
+		return 1;
+	case 'n':
+		if (s->t.nnodes == ROLLOUT_MAX_NODES)
+			return -1;
+		s->t.nodes[s->t.nnodes++] = (char *)arg;
+		return 1;
+	case 'p':
+		s->prometheus = arg;
+		return 1;
+	case 'j':
+		s->junit = arg;
+		return 1;
+	case 'J':
+		s->json = true;
+		return 1;
+	}
+	return 0;
+}
+
+int stage_check(const struct stage_args *s)
+{
+	return s->file && !s->t.lab != !s->t.config_dir ? 0 : -1;
+}
+
 int target_open(struct mesh_target *t, char *err, size_t errlen)
 {
 	struct json_object *st, *nodes;

@@ -24,6 +24,26 @@ struct mesh_target {
 	char prometheus[512]; /* the lab's, when it runs one */
 };
 
+/* What both pipeline stages take: -f FILE, where the mesh is (--lab NAME | --config-dir DIR
+ * --node NODE...), --prometheus URL, --junit FILE, --json. */
+struct stage_args {
+	const char *file, *prometheus, *junit;
+	bool json;
+	struct mesh_target t;
+};
+
+/* getopt_long entries for those (their short codes: f l d n p j J) */
+#define STAGE_OPTIONS                                                                              \
+	{"file", required_argument, 0, 'f'}, {"lab", required_argument, 0, 'l'},                   \
+	    {"config-dir", required_argument, 0, 'd'}, {"node", required_argument, 0, 'n'},        \
+	    {"prometheus", required_argument, 0, 'p'}, {"junit", required_argument, 0, 'j'},       \
+	    {"json", no_argument, 0, 'J'}
+
+/* Take option o (its argument arg) into s: 1 taken, 0 not one of them, -1 too many --node. */
+int stage_option(struct stage_args *s, int o, const char *arg);
+/* After getopt: -f given, exactly one of --lab and --config-dir; 0, or -1. */
+int stage_check(const struct stage_args *s);
+
 /* Fill t from its lab (lab status) or check its config directory; 0, or -1 with a message. */
 int target_open(struct mesh_target *t, char *err, size_t errlen);
 void target_close(struct mesh_target *t);

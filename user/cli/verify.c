@@ -97,10 +97,9 @@ struct cgmap {
 };
 
 struct vargs {
-	const char *file, *prometheus, *junit, *root_ns;
-	bool json;
+	struct stage_args s;
+	const char *root_ns;
 	int64_t window_ns;
-	struct mesh_target t;
 	struct cgmap cg[VERIFY_MAX_CGROUPS];
 	int ncg;
 };
@@ -411,39 +410,23 @@ static bool http_denial(const struct mesh_target *t, int i, const struct pair *p
 
 static int parse_vargs(int argc, char **argv, struct vargs *a)
 {
-	static const struct option opts[] = {{"file", required_argument, 0, 'f'},
-					     {"lab", required_argument, 0, 'l'},
-					     {"config-dir", required_argument, 0, 'd'},
-					     {"node", required_argument, 0, 'n'},
+	static const struct option opts[] = {STAGE_OPTIONS,
 					     {"cgroup", required_argument, 0, 'c'},
-					     {"prometheus", required_argument, 0, 'p'},
 					     {"window", required_argument, 0, 'w'},
 					     {"root-namespace", required_argument, 0, 'r'},
-					     {"junit", required_argument, 0, 'j'},
-					     {"json", no_argument, 0, 'J'},
 					     {0, 0, 0, 0}};
-	int o;
+	int o, r;
 
 	memset(a, 0, sizeof(*a));
 	a->window_ns = 600000000000LL;
 	a->root_ns = "istio-system";
 	optind = 1;
 	while ((o = getopt_long(argc, argv, "f:", opts, NULL)) != -1) {
+		if ((r = stage_option(&a->s, o, optarg)) < 0)
+			return -1;
+		if (r)
+			continue;
 		switch (o) {
-		case 'f':
-			a->file = optarg;
-			break;
-		case 'l':
-			a->t.lab = optarg;
-			break;
-		case 'd':
-			a->t.config_dir = optarg;
-			break;
-		case 'n':
-			if (a->t.nnodes == ROLLOUT_MAX_NODES)
-				return -1;
-			a->t.nodes[a->t.nnodes++] = optarg;
-			break;
 		case 'c': {
 			char *eq = strchr(optarg, '='), *sl = strchr(optarg, '/');
 
@@ -456,7 +439,7 @@ static int parse_vargs(int argc, char **argv, struct vargs *a)
 			break;
 		}
 		case 'p':
-			a->prometheus = optarg;
+			a->s.prometheus = optarg;
 			break;
 		case 'w':
 			if (parse_duration_ns(optarg, &a->window_ns) ||
@@ -470,19 +453,13 @@ static int parse_vargs(int argc, char **argv, struct vargs *a)
 		case 'r':
 			a->root_ns = optarg;
 			break;
-		case 'j':
-			a->junit = optarg;
-			break;
-		case 'J':
-			a->json = true;
-			break;
 		default:
 			return -1;
 		}
 	}
-	if (optind != argc || !a->file || !a->t.lab == !a->t.config_dir)
+	if (optind != argc || stage_check(&a->s))
 		return -1;
-	if (a->t.lab && (a->t.nnodes || a->ncg)) {
+	if (a->s.t.lab && (a->s.t.nnodes || a->ncg)) {
 		fprintf(stderr, "verify: --node and --cgroup go with --config-dir\n");
 		return -1;
 	}
@@ -564,7 +541,7 @@ static int run_probe(struct ctx *x, const struct pair *p, char *out, size_t len)
 		return -1;
 	self[n] = 0;
 	snprintf(port, sizeof(port), "%d", p->port);
-	if (x->a->t.lab) {
+	if (x->a->s.t.lab) {
 		bool deploy = false;
 
 		for (int i = 0; i < x->c->nworkloads; i++)
@@ -576,7 +553,7 @@ static int run_probe(struct ctx *x, const struct pair *p, char *out, size_t len)
 			snprintf(out, len, "no workload %s/%s in the lab", p->from_ns, p->from_wl);
 			return -1;
 		}
-		rc = selfrun((char *[]){"lab", "exec", "--name", (char *)x->a->t.lab, "-n",
+		rc = selfrun((char *[]){"lab", "exec", "--name", (char *)x->a->s.t.lab, "-n",
 					p->from_ns, target, "--", self, "verify", "probe",
 					(char *)p->addr, port, p->host, NULL},
 			     3 * VERIFY_PROBE_MS + 10000, &o, &er);
@@ -640,7 +617,7 @@ static void check_pair(struct ctx *x, struct pair *p)
 		      p->from_wl);
 		return;
 	}
-	counters(&x->a->t, before);
+	counters(&x->a->s.t, before);
 	if (run_probe(x, p, verdict, sizeof(verdict))) {
 		check(x, cls, name, false, "the probe did not run: %s", verdict);
 		return;
@@ -664,20 +641,20 @@ static void check_pair(struct ctx *x, struct pair *p)
 		}
 	}
 	if (!allowed) {
-		counters(&x->a->t, after);
-		for (int i = 0; i < x->a->t.nnodes && !why[0]; i++)
+		counters(&x->a->s.t, after);
+		for (int i = 0; i < x->a->s.t.nnodes && !why[0]; i++)
 			for (size_t k = 0; k < NDENY && !why[0]; k++)
 				if (after[i][k] > before[i][k])
 					snprintf(why, sizeof(why), "%s (node %s)",
-						 deny_counters[k].why, x->a->t.nodes[i]);
+						 deny_counters[k].why, x->a->s.t.nodes[i]);
 		/* the agent that decided names the policy: prefer its record (the access log is
 		 * written every 100 ms: look again for a second) */
 		for (int t = 0; t < 8 && !why[0] && !strncmp(verdict, "denied 403", 10); t++) {
 			char got[700] = "";
 
 			usleep(150 * 1000);
-			for (int i = 0; i < x->a->t.nnodes && !strstr(got, "rbac_"); i++)
-				http_denial(&x->a->t, i, p, got, sizeof(got));
+			for (int i = 0; i < x->a->s.t.nnodes && !strstr(got, "rbac_"); i++)
+				http_denial(&x->a->s.t, i, p, got, sizeof(got));
 			if (got[0] && (strstr(got, "rbac_") || t >= 3))
 				snprintf(why, sizeof(why), "%s", got);
 		}
@@ -935,14 +912,14 @@ static int verify_run(int argc, char **argv)
 		fputs(verify_usage, stderr);
 		return 2;
 	}
-	x.say = a.json ? stderr : stdout;
-	if (parse_expect(&e, a.file))
+	x.say = a.s.json ? stderr : stdout;
+	if (parse_expect(&e, a.s.file))
 		goto out;
-	if (target_open(&a.t, err, sizeof(err))) {
+	if (target_open(&a.s.t, err, sizeof(err))) {
 		fprintf(stderr, "verify: %s\n", err);
 		goto out;
 	}
-	x.c = target_config(&a.t, err, sizeof(err));
+	x.c = target_config(&a.s.t, err, sizeof(err));
 	if (!x.c) {
 		fprintf(stderr, "verify: %s\n", err);
 		goto out;
@@ -952,7 +929,7 @@ static int verify_run(int argc, char **argv)
 		check_strict(&x, e.strict[i]);
 	for (int i = 0; i < e.np; i++)
 		check_pair(&x, &e.p[i]);
-	snprintf(pr.url, sizeof(pr.url), "%s", a.prometheus ? a.prometheus : a.t.prometheus);
+	snprintf(pr.url, sizeof(pr.url), "%s", a.s.prometheus ? a.s.prometheus : a.s.t.prometheus);
 	if (pr.url[0]) {
 		if (e.np)
 			usleep(VERIFY_SETTLE_MS *
@@ -962,7 +939,7 @@ static int verify_run(int argc, char **argv)
 		fprintf(x.say, "(no Prometheus: traffic not checked; give --prometheus URL)\n");
 	fprintf(x.say, "%d check(s), %d failed\n", x.rep.n, x.rep.failures);
 	rc = x.rep.failures ? 1 : 0;
-	if (a.json) {
+	if (a.s.json) {
 		struct json_object *d = json_object_new_object();
 
 		jset_bool(d, "ok", !x.rep.failures);
@@ -972,15 +949,15 @@ static int verify_run(int argc, char **argv)
 		out_write(stdout, d, OUT_JSON);
 		json_object_put(d);
 	}
-	if (a.junit && report_junit(&x.rep, a.junit)) {
-		fprintf(stderr, "verify: --junit %s: %s\n", a.junit, strerror(errno));
+	if (a.s.junit && report_junit(&x.rep, a.s.junit)) {
+		fprintf(stderr, "verify: --junit %s: %s\n", a.s.junit, strerror(errno));
 		rc = rc ? rc : 2;
 	}
 	report_free(&x.rep);
 out:
 	if (x.c)
 		config_free(x.c);
-	target_close(&a.t);
+	target_close(&a.s.t);
 	for (int i = 0; i < a.ncg; i++)
 		free(a.cg[i].ns), free(a.cg[i].wl);
 	free_expect(&e);
