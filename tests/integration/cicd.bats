@@ -245,6 +245,20 @@ Y
 	echo "$output"
 	[ "$status" -eq 2 ]
 	[[ "$output" == *"bad.yaml:15: spec.analysis.stepWeights: want rising whole numbers from 1 to 100"* ]]
+	# a custom query Prometheus refuses, and one that is not one number: config errors, asked
+	# before anything is written
+	cp "$CD/canary.yaml" "$WORK/bad.yaml"
+	printf '      - {name: broken, query: "sum(rate((", thresholdRange: {max: 1}}\n' >> "$WORK/bad.yaml"
+	run bm canary run -f "$WORK/bad.yaml" --lab "$LAB"
+	echo "$output"
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"spec.analysis.metrics[2] (broken): prometheus refused the query (HTTP 400)"* ]]
+	cp "$CD/canary.yaml" "$WORK/bad.yaml"
+	printf '      - {name: every-target, query: "up", thresholdRange: {min: 1}}\n' >> "$WORK/bad.yaml"
+	run bm canary run -f "$WORK/bad.yaml" --lab "$LAB"
+	echo "$output"
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"spec.analysis.metrics[2] (every-target): the query yields 2 series, not one number"* ]]
 	# nothing was written
 	[ "$(weights)" = "$before" ]
 }

@@ -697,13 +697,11 @@ static long put_weight(const struct canary *k, struct plan *p, const struct mesh
 		       int w, bool interruptible, char *err, size_t errlen)
 {
 	double t0 = now_s();
-	const char *yaml;
 	sigset_t block, old;
 	int rc;
 
 	if (set_weights(k, p, p->vs, w, err, errlen) < 0)
 		return -1;
-	yaml = json_object_to_json_string_ext(p->vs, JSON_C_TO_STRING_PRETTY);
 	{ /* as YAML, like every file a user keeps there */
 		char *buf = NULL;
 		size_t len = 0;
@@ -716,7 +714,9 @@ static long put_weight(const struct canary *k, struct plan *p, const struct mesh
 		sigaddset(&block, SIGINT);
 		sigaddset(&block, SIGTERM);
 		sigprocmask(SIG_BLOCK, &block, &old);
-		rc = target_apply(t, p->file, buf ? buf : yaml, err, errlen);
+		rc = buf ? target_apply(t, p->file, buf, err, errlen) : -1;
+		if (!buf)
+			snprintf(err, errlen, "out of memory");
 		sigprocmask(SIG_SETMASK, &old, NULL);
 		free(buf);
 	}
@@ -781,24 +781,24 @@ static void subst(char *out, size_t len, const char *tmpl, const struct canary *
 }
 
 /* Istio's queries, as Flagger asks them (reporter="destination": the canary's own view) */
+#define CANARY_SEL                                                                                 \
+	"reporter=\"destination\",destination_workload_namespace=\"{{ namespace }}\","             \
+	"destination_workload=~\"{{ target }}\""
+static const char *const requests_q =
+    "sum(increase(istio_requests_total{" CANARY_SEL "}[{{ interval }}]))";
+static const char *const success_q =
+    "sum(rate(istio_requests_total{" CANARY_SEL ",response_code!~\"5.*\"}[{{ interval }}])) / "
+    "sum(rate(istio_requests_total{" CANARY_SEL "}[{{ interval }}])) * 100";
+static const char *const duration_q =
+    "histogram_quantile(0.99, sum(rate(istio_request_duration_milliseconds_bucket{" CANARY_SEL
+    "}[{{ interval }}])) by (le))";
+
 static void query_of(char *q, size_t len, const struct metric *m, const struct canary *k,
 		     const struct plan *p)
 {
-	static const char *const success =
-	    "sum(rate(istio_requests_total{reporter=\"destination\","
-	    "destination_workload_namespace=\"{{ namespace }}\",destination_workload=~\"{{ "
-	    "target }}\",response_code!~\"5.*\"}[{{ interval }}])) / "
-	    "sum(rate(istio_requests_total{reporter=\"destination\","
-	    "destination_workload_namespace=\"{{ namespace }}\",destination_workload=~\"{{ "
-	    "target }}\"}[{{ interval }}])) * 100";
-	static const char *const duration =
-	    "histogram_quantile(0.99, sum(rate(istio_request_duration_milliseconds_bucket{"
-	    "reporter=\"destination\",destination_workload_namespace=\"{{ namespace }}\","
-	    "destination_workload=~\"{{ target }}\"}[{{ interval }}])) by (le))";
-
 	subst(q, len,
-	      m->kind == M_SUCCESS    ? success
-	      : m->kind == M_DURATION ? duration
+	      m->kind == M_SUCCESS    ? success_q
+	      : m->kind == M_DURATION ? duration_q
 				      : m->query,
 	      k, p, m->interval_ns);
 }
@@ -838,10 +838,8 @@ static void check_step(const struct canary *k, const struct plan *p, struct prom
 	out->checks = json_object_new_array();
 	o = snprintf(l, len, "step %d weight %d%%:", s, w);
 	/* requests to the canary during this step: none is a failure, not a success */
-	snprintf(q, sizeof(q),
-		 "sum(increase(istio_requests_total{reporter=\"destination\","
-		 "destination_workload_namespace=\"%s\",destination_workload=~\"%s\"}[%.0fs]))",
-		 k->ns, p->workloads, step_secs < 1 ? 1 : step_secs);
+	subst(q, sizeof(q), requests_q, k, p,
+	      (int64_t)(step_secs < 1 ? 1 : step_secs + 0.5) * 1000000000LL);
 	rc = ask(pr, q, &reqs);
 	if (rc < 0) {
 		out->ok = false;
