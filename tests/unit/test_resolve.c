@@ -625,6 +625,115 @@ static void test_list_cut_warned(void)
 	done(c, &t, &d);
 }
 
+/* The ports-80 endpoints' addresses of api, as one string ("10.244.0.2 10.244.0.3"). */
+static void endpoints_of(const struct rs_table *t, char *buf, size_t len)
+{
+	const struct rs_service *s = svc(t, "10.96.1.1", 80);
+
+	buf[0] = 0;
+	for (int i = 0; s && i < t->subsets[s->all_subset].n; i++) {
+		const struct rs_backend *b = &t->backends[t->subsets[s->all_subset].backends[i]];
+		char a[64];
+
+		rs_format_addr(b->addr, b->family, a, sizeof(a));
+		snprintf(buf + strlen(buf), len - strlen(buf), "%s%s", i ? " " : "", a);
+	}
+}
+
+static const char *pod3 =
+    "---\napiVersion: v1\nkind: Pod\nmetadata: {name: a3, namespace: ns, labels: {app: api}%s}\n"
+    "spec:\n  containers: [{name: c, ports: [{name: web, containerPort: 8083}]}]\n"
+    "status: {podIP: 10.244.0.4, conditions: [{type: Ready, status: '%s'}]}\n";
+
+static void test_readiness_as_kube_proxy(void)
+{
+	struct mesh_config *c;
+	struct rs_table t;
+	struct diags d;
+	char extra[1024], got[256];
+
+	snprintf(extra, sizeof(extra), pod3, "", "False");
+	CHECK_EQ(load(extra, &c, &t, &d), 0, "no errors");
+	endpoints_of(&t, got, sizeof(got));
+	CHECK_STR(got, "10.244.0.2 10.244.0.3", "a not-Ready pod takes no new connections");
+	done(c, &t, &d);
+	snprintf(extra, sizeof(extra), pod3, "", "True");
+	load(extra, &c, &t, &d);
+	endpoints_of(&t, got, sizeof(got));
+	CHECK_STR(got, "10.244.0.2 10.244.0.3 10.244.0.4", "a Ready one does");
+	done(c, &t, &d);
+	snprintf(extra, sizeof(extra), pod3, ", deletionTimestamp: '2026-12-01T00:00:00Z'",
+		 "True");
+	load(extra, &c, &t, &d);
+	endpoints_of(&t, got, sizeof(got));
+	CHECK_STR(got, "10.244.0.2 10.244.0.3", "a terminating one none while others serve");
+	done(c, &t, &d);
+	/* the EndpointSlice says: a1 not ready, a2 terminating but serving, a3 (not listed:
+	 * its own Ready condition) ready */
+	snprintf(extra, sizeof(extra), pod3, "", "True");
+	strcat(extra, "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+		      "metadata: {name: api-x1, namespace: ns, labels: {kubernetes.io/service-name: "
+		      "api}}\naddressType: IPv4\nendpoints:\n"
+		      "- {addresses: [10.244.0.2], conditions: {ready: false}}\n"
+		      "- {addresses: [10.244.0.3], conditions: {ready: false, serving: true, "
+		      "terminating: true}}\n");
+	load(extra, &c, &t, &d);
+	endpoints_of(&t, got, sizeof(got));
+	CHECK_STR(got, "10.244.0.4", "slice conditions: only the ready one");
+	done(c, &t, &d);
+	/* nothing ready: the serving terminating endpoint takes connections (kube-proxy) */
+	snprintf(extra, sizeof(extra), pod3, "", "False");
+	strcat(extra, "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+		      "metadata: {name: api-x1, namespace: ns, labels: {kubernetes.io/service-name: "
+		      "api}}\naddressType: IPv4\nendpoints:\n"
+		      "- {addresses: [10.244.0.2], conditions: {ready: false}}\n"
+		      "- {addresses: [10.244.0.3], conditions: {ready: false, serving: true, "
+		      "terminating: true}}\n");
+	CHECK_EQ(load(extra, &c, &t, &d), 0, "an EndpointSlice is accepted");
+	endpoints_of(&t, got, sizeof(got));
+	CHECK_STR(got, "10.244.0.3", "nothing ready: the terminating one that serves");
+	done(c, &t, &d);
+}
+
+static void test_workload_names_as_istio(void)
+{
+	static const struct {
+		const char *meta, *want;
+	} cases[] = {
+	    {"labels: {pod-template-hash: 7d9f8c}, ownerReferences: [{kind: ReplicaSet, name: "
+	     "api-v1-7d9f8c, controller: true}]",
+	     "api-v1"},
+	    {"labels: {pod-template-hash: zzz}, ownerReferences: [{kind: ReplicaSet, name: "
+	     "api-v1-7d9f8c, controller: true}]",
+	     "api-v1-7d9f8c"},
+	    {"ownerReferences: [{kind: StatefulSet, name: db, controller: true}]", "db"},
+	    {"ownerReferences: [{kind: DaemonSet, name: agent, controller: true}]", "agent"},
+	    {"ownerReferences: [{kind: Job, name: backup-28912345, controller: true}]", "backup"},
+	    {"ownerReferences: [{kind: Job, name: backup-1234, controller: true}]", "backup-1234"},
+	    {"ownerReferences: [{kind: ReplicaSet, name: x, controller: false}]", "pod-abc"},
+	    {"labels: {service.istio.io/workload-name: named}, ownerReferences: [{kind: "
+	     "StatefulSet, name: db, controller: true}]",
+	     "named"},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct mesh_config *c = config_new();
+		struct diags d = {0};
+		char y[1024], wl[128] = "";
+
+		snprintf(y, sizeof(y),
+			 "apiVersion: v1\nkind: Pod\nmetadata: {name: pod-abc, namespace: ns, %s}\n"
+			 "spec: {containers: [{name: c}]}\nstatus: {podIP: 10.244.0.7}\n",
+			 cases[i].meta);
+		config_load_mem(c, "w.yaml", y, strlen(y), &d);
+		if (CHECK_EQ(c->nworkloads, 1, "loaded"))
+			config_workload_name(&c->workloads[0], wl, sizeof(wl));
+		CHECK_STR(wl, cases[i].want, cases[i].meta);
+		diags_free(&d);
+		config_free(c);
+	}
+}
+
 int main(void)
 {
 	int rc;
@@ -644,6 +753,8 @@ int main(void)
 	RUN(test_destination_subnets);
 	RUN(test_http_source_matches_in_kernel);
 	RUN(test_list_cut_warned);
+	RUN(test_readiness_as_kube_proxy);
+	RUN(test_workload_names_as_istio);
 	rc = CHECK_DONE("resolve");
 	snprintf(path, sizeof(path), "%s/c.yaml", dir);
 	unlink(path);

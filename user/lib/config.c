@@ -94,6 +94,8 @@ static void wl_free(struct workload_obj *o)
 	free(o->node_name);
 	free(o->host_ip);
 	free(o->uid);
+	free(o->owner_kind);
+	free(o->owner_name);
 	for (int i = 0; i < 2; i++)
 		free(o->addresses[i]);
 	free(o->service_account);
@@ -214,6 +216,10 @@ static void other_free(struct other_obj *o)
 	free(o->name);
 	free(o->ns);
 	strv_free(o->hosts, o->nhosts);
+	free(o->slice_service);
+	for (int i = 0; i < o->nslice_eps; i++)
+		free(o->slice_eps[i].addr);
+	free(o->slice_eps);
 }
 
 /* What config_retain() needs of a valid object: its identity and its tree. */
@@ -291,16 +297,50 @@ void config_index(struct mesh_config *c)
 	free(v);
 }
 
+/* name ends in "-" and 8 to 10 digits (a CronJob's Job, named after its schedule time) */
+static size_t cronjob_prefix(const char *name)
+{
+	const char *dash = strrchr(name, '-');
+	size_t digits = dash ? strspn(dash + 1, "0123456789") : 0;
+
+	return dash && dash > name && digits >= 8 && digits <= 10 && !dash[1 + digits]
+		   ? (size_t)(dash - name)
+		   : 0;
+}
+
+/*
+ * Istio's workload name of a pod (GetDeployMetaFromPod in pkg/kube/controllers): its
+ * controller's name, with a ReplicaSet's "-<pod-template-hash>" taken off (the Deployment),
+ * and a Job named "<cronjob>-<8+ digits>" read as that CronJob; a pod without a controller is
+ * its own workload; the label service.istio.io/workload-name overrides all of it. Lab pods
+ * carry no ownerReferences: bpfmesh.io/owner says Deployment.
+ */
 void config_workload_name(const struct workload_obj *w, char *buf, size_t len)
 {
 	const char *owner = kv_get(&w->annotations, "bpfmesh.io/owner");
+	const char *hash = kv_get(&w->labels, "pod-template-hash");
 	const char *dash = strrchr(w->name, '-');
+	const char *named = kv_get(&w->labels, "service.istio.io/workload-name");
 
-	if (owner && !strcmp(owner, "Deployment") && dash && dash[1] &&
-	    strspn(dash + 1, "0123456789") == strlen(dash + 1))
+	if (named && *named) {
+		snprintf(buf, len, "%s", named);
+	} else if (w->kind == WL_POD && w->owner_kind && w->owner_name) {
+		const char *on = w->owner_name;
+		size_t n = strlen(on), hn = hash ? strlen(hash) : 0, cj;
+
+		if (!strcmp(w->owner_kind, "ReplicaSet") && hn && n > hn + 1 &&
+		    !strcmp(on + n - hn, hash) && on[n - hn - 1] == '-')
+			snprintf(buf, len, "%.*s", (int)(n - hn - 1), on);
+		else if (!strcmp(w->owner_kind, "Job") && (cj = cronjob_prefix(on)))
+			snprintf(buf, len, "%.*s", (int)cj, on);
+		else
+			snprintf(buf, len, "%s", on);
+	} else if (owner && !strcmp(owner, "Deployment") && dash && dash[1] &&
+		   strspn(dash + 1, "0123456789") == strlen(dash + 1)) {
 		snprintf(buf, len, "%.*s", (int)(dash - w->name), w->name);
-	else
+	} else {
 		snprintf(buf, len, "%s", w->name);
+	}
 }
 
 uint32_t config_pod_id(const struct workload_obj *w)
@@ -486,6 +526,32 @@ static void deploy_extract(struct xctx *x, struct workload_obj *w, const struct 
 	containers_extract(x, w, ymap_get(tmpl, "spec"));
 }
 
+/* Readiness and the controller owner (what Istio names the workload after). */
+static void pod_state_extract(struct xctx *x, struct workload_obj *w, const struct objhead *h,
+			      const struct ynode *st)
+{
+	const struct ynode *conds = ymap_get(st, "conditions"), *owners;
+	const char *phase = ymap_str(st, "phase");
+
+	for (int i = 0; ynode_is_seq(conds) && i < conds->n; i++) {
+		const char *t = ymap_str(conds->items[i], "type"),
+			   *s = ymap_str(conds->items[i], "status");
+
+		if (t && !strcmp(t, "Ready"))
+			w->not_ready = !s || strcmp(s, "True");
+	}
+	if (phase && (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed")))
+		w->not_ready = true;
+	w->terminating = !ynode_is_null(ymap_get(h->meta, "deletionTimestamp"));
+	owners = ymap_get(h->meta, "ownerReferences");
+	for (int i = 0; ynode_is_seq(owners) && i < owners->n; i++)
+		if (ymap_bool(owners->items[i], "controller", false)) {
+			w->owner_kind = xdup(x, ymap_str(owners->items[i], "kind"));
+			w->owner_name = xdup(x, ymap_str(owners->items[i], "name"));
+			break;
+		}
+}
+
 static void pod_extract(struct xctx *x, struct workload_obj *w, const struct objhead *h)
 {
 	const struct ynode *st = ymap_get(h->root, "status"), *ips = ymap_get(st, "podIPs");
@@ -501,6 +567,7 @@ static void pod_extract(struct xctx *x, struct workload_obj *w, const struct obj
 	if (!w->naddresses && ymap_str(st, "podIP"))
 		w->addresses[w->naddresses++] = xdup(x, ymap_str(st, "podIP"));
 	w->host_ip = xdup(x, ymap_str(st, "hostIP"));
+	pod_state_extract(x, w, h, st);
 }
 
 static void we_extract(struct xctx *x, struct workload_obj *w, const struct objhead *h)
@@ -903,6 +970,36 @@ static void ap_extract(struct xctx *x, struct ap_obj *o, const struct objhead *h
 	}
 }
 
+/* An EndpointSlice's conditions, one entry per address (its endpoints are top level). */
+static void slice_extract(struct xctx *x, struct other_obj *o, const struct objhead *h)
+{
+	const struct ynode *eps = ymap_get(h->root, "endpoints");
+	int n = 0;
+
+	o->slice_service = xdup(x, ymap_str(ymap_get(h->meta, "labels"),
+						 "kubernetes.io/service-name"));
+	for (int i = 0; ynode_is_seq(eps) && i < eps->n; i++)
+		n += ymap_len(eps->items[i], "addresses");
+	o->slice_eps = xcalloc(x, n, sizeof(*o->slice_eps));
+	for (int i = 0; o->slice_eps && ynode_is_seq(eps) && i < eps->n; i++) {
+		const struct ynode *c = ymap_get(eps->items[i], "conditions"),
+				   *as = ymap_get(eps->items[i], "addresses");
+		bool ready = ymap_bool(c, "ready", true);
+
+		for (int k = 0; ynode_is_seq(as) && k < as->n; k++) {
+			struct slice_ep *e = &o->slice_eps[o->nslice_eps];
+
+			if (!ynode_str(as->items[k]))
+				continue;
+			e->addr = xdup(x, ynode_str(as->items[k]));
+			e->ready = ready;
+			e->serving = ymap_bool(c, "serving", ready);
+			e->terminating = ymap_bool(c, "terminating", false);
+			o->nslice_eps++;
+		}
+	}
+}
+
 static void other_extract(struct xctx *x, struct other_obj *o, const struct objhead *h)
 {
 	o->api_version = xdup(x, h->api_version);
@@ -912,6 +1009,8 @@ static void other_extract(struct xctx *x, struct other_obj *o, const struct objh
 	o->pos = h->pos;
 	if (h->kind == OBJ_SERVICEENTRY)
 		o->hosts = strv_from_seq(x, ymap_get(h->spec, "hosts"), &o->nhosts);
+	if (h->kind == OBJ_ENDPOINTSLICE)
+		slice_extract(x, o, h);
 }
 
 /* ---------------- adding objects, duplicates ---------------- */

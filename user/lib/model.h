@@ -141,6 +141,12 @@ struct workload_obj {
 	char *network;	   /* WorkloadEntry network, may be NULL */
 	int weight;	   /* WorkloadEntry weight, 0 if unset */
 	bool host_network; /* Pod/Deployment template spec.hostNetwork: true */
+	/* Pod readiness, as kube-proxy reads it: not Ready (a Ready condition that is not
+	 * "True", or phase Succeeded/Failed) takes no new connections; terminating (a
+	 * deletionTimestamp) only while no other endpoint serves. A Pod without conditions (a
+	 * file) is ready. EndpointSlice conditions override both (resolve.c). */
+	bool not_ready, terminating;
+	char *owner_kind, *owner_name; /* the controller ownerReference, or NULL */
 	uint32_t pod_id;   /* see config_pod_id(); 0 until config_index() */
 };
 
@@ -451,6 +457,13 @@ struct ap_obj {
 
 /* Any other kind (Gateway, ServiceEntry, PeerAuthentication, AuthorizationPolicy, ...):
  * validated, then kept by identity only (the two security kinds also have typed copies). */
+/* An EndpointSlice endpoint address with its conditions (absent ready/serving: true, as the
+ * API says an unknown state is read; absent terminating: false). */
+struct slice_ep {
+	char *addr;
+	bool ready, serving, terminating;
+};
+
 struct other_obj {
 	char *api_version;
 	char *kind;
@@ -459,6 +472,11 @@ struct other_obj {
 	struct srcpos pos;
 	char **hosts; /* ServiceEntry spec.hosts (what analyze resolves destinations against) */
 	int nhosts;
+	/* EndpointSlice: its Service (label kubernetes.io/service-name) and one entry per
+	 * endpoint address */
+	char *slice_service;
+	struct slice_ep *slice_eps;
+	int nslice_eps;
 };
 
 /*

@@ -218,8 +218,46 @@ struct rs_index {
 	int *entry_wl;		      /* label entries: the workload */
 	struct rs_addr (*wl_addr)[2]; /* per workload: parsed addresses */
 	struct htab be_by_addr;	      /* (address, port, family) -> backend index */
+	struct htab slice_state;      /* (namespace, service, address) -> EP_* of its slices */
 	struct htab warned;	      /* route destinations reported missing (once, not per port) */
 };
+
+/* An endpoint's conditions in its Service's EndpointSlices (bits, EP_IN_SLICE when listed). */
+enum { EP_IN_SLICE = 1, EP_READY = 2, EP_SERVING = 4, EP_TERMINATING = 8 };
+
+static void slice_key(uint8_t k[HKEY], const char *ns, const char *svc, const uint8_t addr[16],
+		      uint8_t fam)
+{
+	char a[64];
+
+	rs_format_addr(addr, fam, a, sizeof(a));
+	h_strkey(k, ns, svc, a);
+}
+
+static void index_slices(struct rs_index *ix, const struct mesh_config *c)
+{
+	for (int i = 0; i < c->nothers; i++) {
+		const struct other_obj *o = &c->others[i];
+
+		if (!o->slice_service || !o->ns)
+			continue;
+		for (int e = 0; e < o->nslice_eps; e++) {
+			const struct slice_ep *se = &o->slice_eps[e];
+			uint8_t addr[16], fam, k[HKEY];
+			int bits = EP_IN_SLICE | (se->ready ? EP_READY : 0) |
+				   (se->serving ? EP_SERVING : 0) |
+				   (se->terminating ? EP_TERMINATING : 0);
+			int *old;
+
+			if (rs_parse_addr(se->addr, addr, &fam))
+				continue;
+			slice_key(k, o->ns, o->slice_service, addr, fam);
+			old = h_get(&ix->slice_state, k);
+			/* listed twice (two slices in a handover): ready in either is ready */
+			h_put(&ix->slice_state, k, old ? (*old | bits) : bits);
+		}
+	}
+}
 
 static bool is_workload_endpoint(const struct workload_obj *w)
 {
@@ -243,6 +281,7 @@ static struct rs_index *index_build(const struct mesh_config *c)
 	if (!ix->vip4 || !ix->wl_addr || !ix->entry_next || !ix->entry_wl)
 		abort();
 	alloc_vips(c, ix->vip4);
+	index_slices(ix, c);
 	for (int i = 0; i < c->nservices; i++) {
 		char *f = config_fqdn(c->services[i].name, c->services[i].ns);
 
@@ -287,6 +326,7 @@ static void index_free(struct rs_index *ix)
 	h_free(&ix->svc_by_fqdn);
 	h_free(&ix->wl_by_label);
 	h_free(&ix->be_by_addr);
+	h_free(&ix->slice_state);
 	h_free(&ix->warned);
 	free(ix);
 }
@@ -508,22 +548,36 @@ static uint16_t target_port(const struct svc_port *p, const struct workload_obj 
 	return 0;
 }
 
-/* Endpoints of service s port p (family fam) whose labels also match `labels` (a subset). */
-static int add_subset(struct rs_table *t, const struct mesh_config *c, const struct svc_obj *s,
-		      const struct svc_port *p, uint8_t fam, const char *name,
-		      const struct kvlist *labels, const struct dr_obj *dr,
-		      const struct dr_subset *ds)
+/*
+ * Whether an endpoint takes new connections, as kube-proxy decides: ready ones do; serving
+ * and terminating ones only when no endpoint is ready (pass 1); the rest never. Its Service's
+ * EndpointSlices say, when they list it; else the Pod's own Ready condition and
+ * deletionTimestamp.
+ */
+static int endpoint_pass(const struct rs_index *ix, const struct svc_obj *s,
+			 const struct workload_obj *w, const struct rs_addr *ra)
 {
-	struct rs_subset *sub;
+	uint8_t k[HKEY];
+	int *bits;
 
-	t->subsets = grow(t->subsets, t->nsubsets, sizeof(*t->subsets));
-	sub = &t->subsets[t->nsubsets];
-	*sub = (struct rs_subset){
-	    .name = strdup(name), .lb = dr_lb(dr, ds), .dr = dr, .ds = ds, .svc = s, .port = p};
-	rs_policy_of(dr, ds, &sub->policy);
-	if (!s->has_selector || s->selector.n == 0)
-		return t->nsubsets++; /* no selector: endpoints are managed elsewhere */
-	/* candidates: the workloads carrying the selector's first label, in this namespace */
+	slice_key(k, s->ns, s->name, ra->addr, ra->family);
+	bits = h_get((struct htab *)&ix->slice_state, k);
+	if (bits) {
+		if ((*bits & EP_READY) && !(*bits & EP_TERMINATING))
+			return 0;
+		return (*bits & EP_SERVING) && (*bits & EP_TERMINATING) ? 1 : -1;
+	}
+	if (w->terminating)
+		return w->not_ready ? -1 : 1;
+	return w->not_ready ? -1 : 0;
+}
+
+/* The endpoints of one pass (endpoint_pass) into the subset being built. */
+static void add_endpoints(struct rs_table *t, const struct mesh_config *c,
+			  const struct svc_obj *s, const struct svc_port *p, uint8_t fam,
+			  const struct kvlist *labels, int pass)
+{
+	struct rs_subset *sub = &t->subsets[t->nsubsets];
 	uint8_t k[HKEY];
 	int *head;
 
@@ -542,13 +596,32 @@ static int add_subset(struct rs_table *t, const struct mesh_config *c, const str
 		for (int a = 0; a < w->naddresses && a < 2; a++) {
 			const struct rs_addr *ra = &t->ix->wl_addr[wi][a];
 
-			if (!ra->ok || ra->family != fam)
+			if (!ra->ok || ra->family != fam || endpoint_pass(t->ix, s, w, ra) != pass)
 				continue;
-			sub = &t->subsets[t->nsubsets];
 			sub->backends = grow(sub->backends, sub->n, sizeof(int));
 			sub->backends[sub->n++] = add_backend(t, ra->addr, ra->family, tp, w);
 		}
 	}
+}
+
+/* Endpoints of service s port p (family fam) whose labels also match `labels` (a subset). */
+static int add_subset(struct rs_table *t, const struct mesh_config *c, const struct svc_obj *s,
+		      const struct svc_port *p, uint8_t fam, const char *name,
+		      const struct kvlist *labels, const struct dr_obj *dr,
+		      const struct dr_subset *ds)
+{
+	struct rs_subset *sub;
+
+	t->subsets = grow(t->subsets, t->nsubsets, sizeof(*t->subsets));
+	sub = &t->subsets[t->nsubsets];
+	*sub = (struct rs_subset){
+	    .name = strdup(name), .lb = dr_lb(dr, ds), .dr = dr, .ds = ds, .svc = s, .port = p};
+	rs_policy_of(dr, ds, &sub->policy);
+	if (!s->has_selector || s->selector.n == 0)
+		return t->nsubsets++; /* no selector: endpoints are managed elsewhere */
+	/* candidates: the workloads carrying the selector's first label, in this namespace */
+	for (int pass = 0; pass < 2 && !t->subsets[t->nsubsets].n; pass++)
+		add_endpoints(t, c, s, p, fam, labels, pass);
 	return t->nsubsets++;
 }
 

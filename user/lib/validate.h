@@ -30,6 +30,7 @@ enum obj_kind {
 	OBJ_ISTIO_UNCHECKED, /* an Istio kind we know of but neither check nor enforce */
 	OBJ_K8S_UNUSED,	     /* a Kubernetes kind bpfmesh has no use for (ConfigMap, ...) */
 	OBJ_SERVICEACCOUNT,  /* pods' identities come from serviceAccountName: nothing to read */
+	OBJ_ENDPOINTSLICE,   /* discovery.k8s.io/v1: its endpoints' ready/serving/terminating */
 };
 
 /* Where problems of the object being loaded go. */

@@ -129,6 +129,7 @@ static const struct kind_entry kinds[] = {
     {"", "ConfigMap", v_core, OBJ_K8S_UNUSED},
     {"", "Secret", v_core, OBJ_K8S_UNUSED},
     {"", "ServiceAccount", v_core, OBJ_SERVICEACCOUNT},
+    {"discovery.k8s.io", "EndpointSlice", v_core, OBJ_ENDPOINTSLICE},
     {"", "Endpoints", v_core, OBJ_K8S_UNUSED},
     {"apps", "StatefulSet", v_apps, OBJ_K8S_UNUSED},
     {"apps", "DaemonSet", v_apps, OBJ_K8S_UNUSED},
