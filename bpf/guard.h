@@ -37,7 +37,7 @@ static __always_inline int bm_agent_port_ok(const struct bm_pkt *p, __u64 cookie
 	struct bm_node *node;
 	struct bm_sock *st;
 
-	if (!p->l4 || p->family != BM_FAM_V4 || !bm_agent_port(p->dport))
+	if (!p->l4 || p->family != BM_FAM_V4 || !bm_agent_listener_port(p->dport))
 		return 1;
 	node = bpf_map_lookup_elem(&bm_node, &zero);
 	if (!node || __builtin_memcmp(p->dst, node->addr4, 4))

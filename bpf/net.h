@@ -61,4 +61,14 @@ static __always_inline int bm_agent_port(__be16 port)
 	       p == BM_PORT_METRICS || p == BM_PORT_HEALTH;
 }
 
+/* The agent's traffic listeners (outbound capture, inbound/HTTP path, mTLS): what nothing but
+ * the kernel's own redirects may dial on this node's address. Metrics and health (15020,
+ * 15021) are not: an in-cluster Prometheus scrapes them. */
+static __always_inline int bm_agent_listener_port(__be16 port)
+{
+	__u16 p = bpf_ntohs(port);
+
+	return p == BM_PORT_OUTBOUND || p == BM_PORT_INBOUND || p == BM_PORT_HBONE;
+}
+
 #endif /* BM_NET_H */

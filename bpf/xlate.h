@@ -112,6 +112,23 @@ static __always_inline int bm_l7(const struct bm_svc_key *key, const struct bm_c
 }
 
 /*
+ * A mesh workload dialing this node's agent listeners directly (not through the kernel's
+ * capture): refused at once. Any other address with those port numbers is an ordinary port
+ * (another node's 15008, a pod's own 15001, an Istio proxy's), and 15020/15021 anywhere are
+ * open to scrapes; the listeners themselves reject what has no captured origin.
+ */
+static __always_inline int bm_local_listener(const struct bm_svc_key *key)
+{
+	__u32 zero = 0;
+	struct bm_node *node;
+
+	if (key->family != BM_FAM_V4 || !bm_agent_listener_port(key->port))
+		return 0;
+	node = bpf_map_lookup_elem(&bm_node, &zero);
+	return node && !__builtin_memcmp(key->addr, node->addr4, 4);
+}
+
+/*
  * key: the address asked for (a v4-mapped IPv6 one as IPv4, mapped set); cgroup_id: the
  * caller's; cookie: the socket's (bm_sock and bm_udp are keyed by it). Counts every outcome
  * (bm_stats), records TCP connections in bm_sock and UDP reply sources in bm_udp.
@@ -127,13 +144,13 @@ static __always_inline void bm_sock_decide(const struct bm_svc_key *key, int map
 
 	__builtin_memset(d, 0, sizeof(*d));
 	d->allow = 1;
-	if (bm_agent_port(key->port)) {
+	bm_client_load(&cl, cgroup_id);
+	if (cl.in_mesh && bm_local_listener(key)) {
 		bm_count(BM_ST_AGENT_PORT);
 		d->allow = 0;
 		d->err = BM_EPERM;
 		return;
 	}
-	bm_client_load(&cl, cgroup_id);
 	if (bm_l7(key, &cl, is_sendmsg, d)) {
 		struct bm_sock *rec = &d->rec;
 

@@ -398,15 +398,32 @@ static void test_decision_refusals(void)
 	struct bm_wl_key wk = {.family = BM_FAM_V6};
 	struct bm_wl wl = {.flags = BM_WL_F_NOV6};
 	struct bm_decision *d;
+	struct bm_node node = {.addr4 = {10, 244, 255, 1}};
+	__u32 zero = 0;
 	struct in6_addr a6;
 
 	if (!CHECK_OK(apply("simple: RANDOM", R("v9", 100), NULL), "apply"))
 		return;
-	d = decide("10.96.0.10", 15008, IPPROTO_TCP, CLIENT_CG, 1);
-	if (CHECK(d, "test_run")) {
-		CHECK(!d->allow && d->err == 1, "an agent port: EPERM");
-		CHECK_EQ(stat_of(BM_ST_AGENT_PORT) - ap, 1, "counted");
+	/* this node's agent listeners, dialed directly by a mesh client: EPERM; the same
+	 * port numbers elsewhere, and the metrics/health ports anywhere, are ordinary ports */
+	bpf_map_update_elem(bpf_map__fd(skel->maps.bm_node), &zero, &node, BPF_ANY);
+	for (int i = 0; i < 3; i++) {
+		static const int ports[] = {15001, 15006, 15008};
+
+		d = decide("10.244.255.1", ports[i], IPPROTO_TCP, CLIENT_CG, 1);
+		if (CHECK(d, "test_run"))
+			CHECK(!d->allow && d->err == 1, "the node's agent listener: EPERM");
 	}
+	CHECK_EQ(stat_of(BM_ST_AGENT_PORT) - ap, 3, "counted");
+	d = decide("10.244.255.1", 15020, IPPROTO_TCP, CLIENT_CG, 1);
+	CHECK(d && d->allow, "the node's metrics port: a scrape goes through");
+	d = decide("10.244.255.1", 15008, IPPROTO_TCP, 9999, 1);
+	CHECK(d && d->allow, "not a mesh client: the listener's own filter judges it");
+	d = decide("10.244.2.7", 15008, IPPROTO_TCP, CLIENT_CG, 1);
+	CHECK(d && d->allow, "another address's 15008 (another node, a pod): an ordinary port");
+	CHECK_EQ(stat_of(BM_ST_AGENT_PORT) - ap, 3, "none of those counted as refused");
+	bpf_map_delete_elem(bpf_map__fd(skel->maps.bm_node), &zero);
+	miss = stat_of(BM_ST_MISS); /* the three that went through were no service */
 	d = decide("10.96.0.10", 80, IPPROTO_TCP, CLIENT_CG, 2);
 	if (CHECK(d, "test_run")) {
 		CHECK(!d->allow && d->err == 111, "a route with no endpoints: ECONNREFUSED");

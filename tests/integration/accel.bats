@@ -111,16 +111,16 @@ data_tests() {
 	[ $((b1 - b0)) -eq $((sent + recv)) ]
 }
 
-@test "Istio byte metrics equal the bytes the client sent and received, accelerated" {
-	s0=$(metric "$LAB" istio_tcp_sent_bytes_total)
-	r0=$(metric "$LAB" istio_tcp_received_bytes_total)
+@test "Istio byte metrics equal the bytes the client sent (received_bytes: the request) and received (sent_bytes: the response), accelerated" {
+	s0=$(metric "$LAB" istio_tcp_received_bytes_total)
+	r0=$(metric "$LAB" istio_tcp_sent_bytes_total)
 	{ peer "$LAB" sink raw 9000 1000000 300000 && peer "$LAB" echo raw 9000 50 &&
 		peer "$LAB" rst raw 9000; } >"$WORK/m.out"
 	read -r sent recv < <(sums <"$WORK/m.out")
 	wait_zero "$LAB"
 	for _ in $(seq 20); do
-		ds=$(($(metric "$LAB" istio_tcp_sent_bytes_total) - s0))
-		dr=$(($(metric "$LAB" istio_tcp_received_bytes_total) - r0))
+		ds=$(($(metric "$LAB" istio_tcp_received_bytes_total) - s0))
+		dr=$(($(metric "$LAB" istio_tcp_sent_bytes_total) - r0))
 		[ "$ds" -eq "$sent" ] && [ "$dr" -eq "$recv" ] && break
 		sleep 0.1
 	done
@@ -130,8 +130,8 @@ data_tests() {
 }
 
 @test "metrics.bats' check holds accelerated: 300 curl connections, bytes exact" {
-	s0=$(metric "$LAB" istio_tcp_sent_bytes_total)
-	r0=$(metric "$LAB" istio_tcp_received_bytes_total)
+	s0=$(metric "$LAB" istio_tcp_received_bytes_total)
+	r0=$(metric "$LAB" istio_tcp_sent_bytes_total)
 	o0=$(metric "$LAB" istio_tcp_connections_opened_total)
 	c0=$(event "$LAB" accelerated_connections)
 	"$BM" lab exec --name "$LAB" -n a client-0 -- curl -s --max-time 60 -H 'Connection: close' \
@@ -140,8 +140,8 @@ data_tests() {
 	sent=$(awk '/^SIZES/ { s += $2 } END { print s }' "$WORK/curl.out")
 	recv=$(awk '/^SIZES/ { r += $3 + $4 } END { print r }' "$WORK/curl.out")
 	wait_zero "$LAB"
-	ds=$(($(metric "$LAB" istio_tcp_sent_bytes_total) - s0))
-	dr=$(($(metric "$LAB" istio_tcp_received_bytes_total) - r0))
+	ds=$(($(metric "$LAB" istio_tcp_received_bytes_total) - s0))
+	dr=$(($(metric "$LAB" istio_tcp_sent_bytes_total) - r0))
 	do=$(($(metric "$LAB" istio_tcp_connections_opened_total) - o0))
 	dc=$(($(event "$LAB" accelerated_connections) - c0))
 	echo "curl sent $sent received $recv; metrics $ds $dr opened $do; accelerated $dc"
@@ -185,7 +185,7 @@ data_tests() {
 	wait_zero "$LAB"
 }
 
-@test "connections to the node address or to an agent port are never accelerated" {
+@test "connections to the node address or to an agent port number are never accelerated" {
 	node_ns="bm-$LAB-node1"
 	setsid ip netns exec "$node_ns" /usr/bin/python3 "$PEER" server 9100 >"$WORK/nodesrv.log" 2>&1 </dev/null &
 	echo $! >"$WORK/nodesrv.pid"
@@ -202,18 +202,24 @@ data_tests() {
 	wait "$pid"
 	echo "node address: $n sockets while open"
 	[ "$n" -eq 0 ]
-	# an agent port: the connect itself is refused (workloads may not reach 15008)
-	run peer "$LAB" hold "$raw_ip" 15008 1
-	[ "$status" -ne 0 ]
-	[ "$(socks "$LAB")" -eq 0 ]
+	# a pod's own 15008 (an agent port number, not this node's agent): the connect goes
+	# through, and is never accelerated
+	peer "$LAB" hold "$raw_ip" 15008 1 >"$WORK/ap.out" &
+	pid=$!
+	for _ in $(seq 30); do grep -q holding "$WORK/ap.out" && break; sleep 0.1; done
+	n=$(socks "$LAB")
+	wait "$pid"
+	echo "pod port 15008: $n sockets while open; $(cat "$WORK/ap.out")"
+	grep -q holding "$WORK/ap.out"
+	[ "$n" -eq 0 ]
 	kill "$(cat "$WORK/nodesrv.pid")" 2>/dev/null
 	[ "$(event "$LAB" accelerated_connections)" -eq "$c0" ]
 }
 
 @test "accel off: the same data tests pass, nothing goes in the map, the counter stays" {
 	b0=$(event "$LAB2" accelerated_bytes)
-	s0=$(metric "$LAB2" istio_tcp_sent_bytes_total)
-	r0=$(metric "$LAB2" istio_tcp_received_bytes_total)
+	s0=$(metric "$LAB2" istio_tcp_received_bytes_total)
+	r0=$(metric "$LAB2" istio_tcp_sent_bytes_total)
 	peer "$LAB2" hold raw 9000 1 >"$WORK/off.out" &
 	pid=$!
 	for _ in $(seq 30); do grep -q holding "$WORK/off.out" && break; sleep 0.1; done
@@ -226,8 +232,8 @@ data_tests() {
 	read -r sent recv <<<"${lines[-1]}"
 	read -r hs hr < <(sums <"$WORK/off.out")
 	sleep 0.3
-	ds=$(($(metric "$LAB2" istio_tcp_sent_bytes_total) - s0))
-	dr=$(($(metric "$LAB2" istio_tcp_received_bytes_total) - r0))
+	ds=$(($(metric "$LAB2" istio_tcp_received_bytes_total) - s0))
+	dr=$(($(metric "$LAB2" istio_tcp_sent_bytes_total) - r0))
 	echo "off: app $((sent + hs)) $((recv + hr)); metrics $ds $dr"
 	[ "$(event "$LAB2" accelerated_bytes)" -eq "$b0" ]
 	[ "$(event "$LAB2" accelerated_connections)" -eq 0 ]

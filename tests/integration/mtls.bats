@@ -23,6 +23,7 @@ setup_file() {
 teardown_file() {
 	pkill -f "openssl s_server -accept 10.244.255.2:15008" 2>/dev/null || true
 	pkill -f "accel_peer.py server 9100" 2>/dev/null || true
+	[ -f "$TMPD/scrape.pids" ] && kill $(cat "$TMPD/scrape.pids") 2>/dev/null || true
 	pkill -f "tcpdump -i fab0 --immediate-mode -Z root -U -w $TMPD" 2>/dev/null || true
 	lab_teardown "$LAB"
 	rm -rf "$TMPD"
@@ -152,18 +153,51 @@ EOF
 	pkill -f "accel_peer.py server 9100" || true
 }
 
-@test "agent ports: workloads cannot connect to 15001/15006/15008/15020/15021" {
-	for port in 15001 15006 15008 15020 15021; do
+@test "agent ports: a mesh workload's connect to its node's 15001/15006/15008 is refused; nothing else is" {
+	a0=$(stat_of node1 agent_port)
+	for port in 15001 15006 15008; do
 		run lab exec -n zt sleep-0 -- curl -s --max-time 2 "http://10.244.255.1:$port/"
-		[ "$status" -ne 0 ]
+		echo "zt -> node1:$port: $status"
+		[ "$status" -eq 7 ] # refused at connect (EPERM), not a timeout
+	done
+	[ "$(($(stat_of node1 agent_port) - a0))" -eq 3 ]
+	# another node's listeners: no captured origin, no agent identity: nothing answers
+	for port in 15001 15006 15008; do
 		run lab exec -n legacy sleep-0 -- curl -s --max-time 2 "http://10.244.255.2:$port/"
 		[ "$status" -ne 0 ]
 	done
-	[ "$(stat_of node1 agent_port)" -ge 10 ]
 	# plaintext to 15008 from outside any pod (the node itself) fails the TLS handshake
 	run ip netns exec "bm-$LAB-node1" curl -s --max-time 3 http://10.244.255.2:15008/
 	[ "$status" -ne 0 ]
 	grep -q "tunnel: rejected 10.244.255.1:[0-9]*: TLS handshake failed" "$LOG2"
+}
+
+@test "agent ports: 15020/15021 on the nodes are open to pods (an in-cluster Prometheus scrapes them)" {
+	a0=$(stat_of node1 agent_port)
+	# the lab's agents serve metrics on loopback: stand-ins on the nodes' addresses
+	for n in 1 2; do
+		for port in 15020 15021; do
+			mkdir -p "$TMPD/www$n$port" && echo "node$n:$port" >"$TMPD/www$n$port/metrics"
+			setsid ip netns exec "bm-$LAB-node$n" /usr/bin/python3 -m http.server -b "10.244.255.$n" \
+				-d "$TMPD/www$n$port" "$port" >/dev/null 2>&1 </dev/null &
+			echo $! >>"$TMPD/scrape.pids"
+		done
+	done
+	for n in 1 2; do
+		for port in 15020 15021; do
+			for ns in zt legacy; do
+				out=""
+				for _ in $(seq 30); do
+					out=$(lab exec -n "$ns" sleep-0 -- curl -s --max-time 2 "http://10.244.255.$n:$port/metrics") && break
+					sleep 0.1
+				done
+				echo "$ns -> node$n:$port: $out"
+				[ "$out" = "node$n:$port" ]
+			done
+		done
+	done
+	kill $(cat "$TMPD/scrape.pids") 2>/dev/null || true
+	[ "$(stat_of node1 agent_port)" -eq "$a0" ]
 }
 
 # openssl s_client from node1 (not a pod) to node2's tunnel with a given client cert.
