@@ -9,6 +9,7 @@
 #include "agent.h"
 #include "cli.h"
 #include "lab.h"
+#include "metrics.h"
 #include "version.h"
 
 struct subcmd {
@@ -55,6 +56,7 @@ int main(int argc, char **argv)
 		printf("bpfmesh %s (map ABI %d)\n", BM_VERSION, BM_MAP_ABI);
 		return 0;
 	}
+	metrics_set_build_tag(BM_VERSION); /* the agent's istio_build */
 	/* `bpfmesh help [COMMAND [SUB]]`: that command's --help */
 	if (!strcmp(argv[1], "help")) {
 		char help[] = "--help", *av[4] = {NULL, NULL, NULL, NULL};

@@ -40,6 +40,51 @@ static const struct workload_obj *pod_by_addr(const struct mesh_config *c, const
 	return NULL;
 }
 
+/* The cluster the workloads of this config are in (`agent --cluster-id`); Istio's default. */
+static char cluster_id[128] = "Kubernetes";
+static char build_tag[64] = "unknown"; /* istio_build's tag: our version (cmd/main.c) */
+
+void metrics_set_cluster_id(const char *id)
+{
+	snprintf(cluster_id, sizeof(cluster_id), "%s", id && *id ? id : "Kubernetes");
+}
+
+void metrics_set_build_tag(const char *tag)
+{
+	snprintf(build_tag, sizeof(build_tag), "%s", tag && *tag ? tag : "unknown");
+}
+
+/* Istio's canonical service of a workload (what Kiali groups by): the canonical-name label,
+ * else app.kubernetes.io/name, else app, else the workload's name; its revision likewise from
+ * canonical-revision, app.kubernetes.io/version, version, else "latest". */
+static void canonical_labels(FILE *out, const char *side, const struct workload_obj *w,
+			     const char *wl)
+{
+	static const char *const names[] = {"service.istio.io/canonical-name",
+					    "app.kubernetes.io/name", "app"};
+	static const char *const revs[] = {"service.istio.io/canonical-revision",
+					   "app.kubernetes.io/version", "version"};
+	const char *name = NULL, *rev = NULL;
+	char label[64];
+
+	for (int i = 0; w && i < 3; i++) {
+		if (!name)
+			name = kv_get(&w->labels, names[i]);
+		if (!rev)
+			rev = kv_get(&w->labels, revs[i]);
+	}
+	if (w && !name)
+		name = wl;
+	if (w && !rev)
+		rev = "latest";
+	snprintf(label, sizeof(label), "%s_canonical_service", side);
+	metrics_put_label(out, label, name, false);
+	snprintf(label, sizeof(label), "%s_canonical_revision", side);
+	metrics_put_label(out, label, rev, false);
+	snprintf(label, sizeof(label), "%s_cluster", side);
+	metrics_put_label(out, label, w ? cluster_id : NULL, false);
+}
+
 static const char *or_unknown(const char *s)
 {
 	return s && *s ? s : "unknown";
@@ -95,6 +140,7 @@ void metrics_source_labels(FILE *out, const char *reporter, const struct workloa
 	metrics_put_label(out, "source_app", src ? kv_get(&src->labels, "app") : NULL, false);
 	metrics_put_label(out, "source_version", src ? kv_get(&src->labels, "version") : NULL,
 			  false);
+	canonical_labels(out, "source", src, wl);
 }
 
 void metrics_dest_labels(FILE *out, const char *svc_ns, const char *svc_name,
@@ -115,6 +161,7 @@ void metrics_dest_labels(FILE *out, const char *svc_ns, const char *svc_name,
 	metrics_put_label(out, "destination_app", dst ? kv_get(&dst->labels, "app") : NULL, false);
 	metrics_put_label(out, "destination_version", dst ? kv_get(&dst->labels, "version") : NULL,
 			  false);
+	canonical_labels(out, "destination", dst, wl);
 }
 
 /* One series per (source pod, service, backend), with its per-CPU values summed. */
@@ -229,15 +276,18 @@ static void istio_metrics(FILE *out, struct series *v, int n)
 	for (int i = 0; i < n; i++)
 		fprintf(out, "istio_tcp_connections_closed_total{%s} %llu\n", v[i].labels,
 			(unsigned long long)v[i].v.closed);
-	FAMILY(out, "istio_tcp_sent_bytes_total", "Bytes sent by the source, counted at close.");
+	/* Istio's meaning: sent is the response (destination to source), received the request;
+	 * the kernel counts at the source, so what it received is what the destination sent */
+	FAMILY(out, "istio_tcp_sent_bytes_total",
+	       "Bytes sent in responses (destination to source) (Istio).");
 	for (int i = 0; i < n; i++)
 		fprintf(out, "istio_tcp_sent_bytes_total{%s} %llu\n", v[i].labels,
-			(unsigned long long)v[i].v.bytes_sent);
+			(unsigned long long)v[i].v.bytes_received);
 	FAMILY(out, "istio_tcp_received_bytes_total",
-	       "Bytes received by the source, counted at close.");
+	       "Bytes received in requests (source to destination) (Istio).");
 	for (int i = 0; i < n; i++)
 		fprintf(out, "istio_tcp_received_bytes_total{%s} %llu\n", v[i].labels,
-			(unsigned long long)v[i].v.bytes_received);
+			(unsigned long long)v[i].v.bytes_sent);
 	FAMILY(out, "bpfmesh_tcp_connect_failures_total",
 	       "Connects refused or timed out, by source and destination.");
 	for (int i = 0; i < n; i++)
@@ -438,6 +488,9 @@ int metrics_render(const struct bm_mapfds *f, const struct mesh_config *c, const
 	int n = collect(f, c, trust_domain, &v);
 
 	n = merge(v, n);
+	/* Istio's mesh dashboard lists the proxies by this */
+	fprintf(out, "# HELP istio_build Istio component build info.\n# TYPE istio_build gauge\n"
+		     "istio_build{component=\"proxy\",tag=\"%s\"} 1\n", build_tag);
 	istio_metrics(out, v, n);
 	operational_metrics(out, f);
 	ejection_metrics(out, f, c);

@@ -25,6 +25,11 @@ void metrics_source_labels(FILE *out, const char *reporter, const struct workloa
 void metrics_dest_labels(FILE *out, const char *svc_ns, const char *svc_name,
 			 const struct workload_obj *dst, const char *td);
 
+/* source_cluster/destination_cluster of every series (default "Kubernetes", as Istio). */
+void metrics_set_cluster_id(const char *id);
+/* istio_build{component="proxy",tag=...}: the version the binary was built as. */
+void metrics_set_build_tag(const char *tag);
+
 /* The /metrics page. trust_domain: the mesh's when the agent runs the mTLS tunnel (tunnelled
  * series get principals and connection_security_policy="mutual_tls"), else NULL. */
 int metrics_render(const struct bm_mapfds *f, const struct mesh_config *c, const char *pin_dir,

@@ -61,8 +61,10 @@ v2 $v2"
 	echo "prometheus: $got"
 	[ "$got" = "$want" ]
 	[ "$(promql 'sum(istio_tcp_connections_closed_total{source_workload="client"})')" = "300" ]
-	[ "$(promql 'sum(istio_tcp_sent_bytes_total{source_workload="client"})')" = "$sent" ]
-	[ "$(promql 'sum(istio_tcp_received_bytes_total{source_workload="client"})')" = "$recv" ]
+	# Istio's meaning: received_bytes is the request (what the client sent), sent_bytes the
+	# response (what it received)
+	[ "$(promql 'sum(istio_tcp_received_bytes_total{source_workload="client"})')" = "$sent" ]
+	[ "$(promql 'sum(istio_tcp_sent_bytes_total{source_workload="client"})')" = "$recv" ]
 }
 
 @test "labels name source and destination workloads, namespaces, versions and the service" {
@@ -74,9 +76,15 @@ v2 $v2"
 		'destination_service_name="web"' 'destination_service_namespace="t"' \
 		'destination_workload="web-v2"' 'destination_workload_namespace="t"' \
 		'destination_app="web"' 'destination_version="v2"' 'request_protocol="tcp"' \
-		'connection_security_policy="none"' 'source_principal="unknown"'; do
+		'connection_security_policy="none"' 'source_principal="unknown"' \
+		'source_canonical_service="client"' 'source_canonical_revision="latest"' \
+		'destination_canonical_service="web"' 'destination_canonical_revision="v2"' \
+		'source_cluster="Kubernetes"' 'destination_cluster="Kubernetes"'; do
+		echo "want $kv"
 		[[ "$line" == *"$kv"* ]]
 	done
+	# Istio's mesh dashboard lists proxies by istio_build
+	grep -q '^istio_build{component="proxy",tag="[^"]\+"} 1$' <<<"$output"
 }
 
 @test "promtool check metrics accepts a scrape" {
