@@ -39,6 +39,7 @@
 #include "certs.h"
 #include "cfgref.h"
 #include "httpd.h"
+#include "kube.h"
 #include "l7.h"
 #include "l7table.h"
 #include "log.h"
@@ -54,6 +55,13 @@
 
 struct agent {
 	const char *config_dir, *cgroup, *node, *bpffs;
+	/* the API server (--kube, --kubeconfig): its objects, then the files of config_dir */
+	const char *kubeconfig;
+	bool kube_incluster;
+	struct kube *kube;
+	int kube_fd; /* eventfd: the watch holds something new */
+	uint64_t kube_gen; /* the watch's change counter of the config in force */
+	char api_state[300];
 	char pin_dir[512];
 	char run_dir[512];
 	struct dp *dp;
@@ -87,7 +95,7 @@ struct agent {
 };
 
 /* The control loop's poll slots, by name; httpd's fds follow SLOT_HTTP. */
-enum slot { SLOT_INOTIFY, SLOT_SIGNAL, SLOT_TIMER, SLOT_LOADED, SLOT_HTTP, SLOT_MAX };
+enum slot { SLOT_INOTIFY, SLOT_SIGNAL, SLOT_TIMER, SLOT_LOADED, SLOT_KUBE, SLOT_HTTP, SLOT_MAX };
 
 /* What runs at which multiple of the 100 ms timer. */
 enum tick_period {
@@ -380,7 +388,9 @@ static int sync_pods(struct agent *a, const struct mesh_config *c)
  * server does: only a directory that cannot be read at all keeps the old config whole.
  */
 struct load_job {
-	const char *dir;
+	const char *dir;      /* or NULL */
+	struct kube_snap snap; /* the API server's objects (--kube), read before the files */
+	uint64_t snap_gen;
 	int done_fd;
 	uint64_t t0, stamp;
 	struct cfgref *prev; /* the config in force when the load started, or NULL */
@@ -397,8 +407,18 @@ static void *load_worker(void *arg)
 
 	j->c = config_new();
 	j->c->keep_sources = true;
-	j->stamp = config_dir_stamp(j->dir); /* before reading: a later change reloads again */
-	j->unreadable = config_load_dir(j->c, j->dir, &j->d) < 0;
+	for (int i = 0; i < j->snap.n; i++) {
+		size_t len;
+		const char *json = kube_obj_json(j->snap.v[i], &len);
+
+		config_load_mem(j->c, kube_obj_name(j->snap.v[i]), json, len, &j->d);
+	}
+	/* before reading: a later change reloads again. With the API server, the oldest
+	 * resourceVersion every kind has seen (what `lab apply` waits for) */
+	j->stamp = j->dir ? config_dir_stamp(j->dir) : j->snap.rv_min;
+	j->unreadable = j->dir && config_load_dir(j->c, j->dir, &j->d) < 0;
+	if (!j->dir)
+		config_index(j->c); /* pod ids, as config_load_dir gives them */
 	if (!j->unreadable) {
 		config_retain(j->c, j->prev ? j->prev->c : NULL);
 		resolve(j->c, &j->t, &j->d);
@@ -416,11 +436,17 @@ static void reload_start(struct agent *a)
 		a->reload_again = true; /* files changed while it read them: again, after */
 		return;
 	}
+	/* nothing from the API server until every kind is listed: a half-listed cluster
+	 * (services without their pods) would take backends away; the pinned state serves */
+	if (a->kube && !kube_synced(a->kube))
+		return;
 	j = calloc(1, sizeof(*j));
 	if (!j)
 		abort();
 	j->dir = a->config_dir;
 	j->done_fd = a->loaded_fd;
+	if (a->kube && kube_snapshot(a->kube, &j->snap))
+		pr_warn("config: no memory for the API server's objects");
 	j->prev = a->current ? cfgref_get(a->current) : NULL;
 	j->t0 = now_ms();
 	a->job = j;
@@ -516,12 +542,14 @@ static void reload_finish(struct agent *a)
 	a->loading = false;
 	if (j->prev)
 		cfgref_put(j->prev);
+	j->snap_gen = j->snap.gen;
+	kube_snap_free(&j->snap);
 	err = j->unreadable ? -EIO : sync_apply(a->sync, &j->t, &j->d, &res);
 	log_diags(&j->d);
 	if (err) {
 		sync_set_meta(a->sync, 0, a->loaded, j->stamp);
 		pr_warn("config in %s not applied (%s); generation %llu stays in force",
-			a->config_dir,
+			a->config_dir ? a->config_dir : "the API server",
 			j->unreadable ? "cannot read the directory" : "map writes failed",
 			(unsigned long long)a->applied_gen);
 		config_free(j->c);
@@ -544,6 +572,7 @@ static void reload_finish(struct agent *a)
 			idset_put(ids);
 		}
 		publish_l7(a, &j->t);
+		a->kube_gen = j->snap_gen;
 		sec_ok = sync_pods(a, c) == 0 && sec_ok;
 		a->loaded = 1;
 		/* services are in force either way; the apply reads as failed until the security
@@ -623,10 +652,12 @@ static int setup_fds(struct agent *a, struct pollfd *p)
 	p[SLOT_TIMER] =
 	    (struct pollfd){timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK), POLLIN, 0};
 	p[SLOT_LOADED] = (struct pollfd){a->loaded_fd, POLLIN, 0};
+	p[SLOT_KUBE] = (struct pollfd){a->kube_fd, POLLIN, 0};
 	for (int i = 0; i < SLOT_HTTP; i++)
 		if (p[i].fd < 0)
 			return -1;
-	if (inotify_add_watch(p[SLOT_INOTIFY].fd, a->config_dir,
+	if (a->config_dir &&
+	    inotify_add_watch(p[SLOT_INOTIFY].fd, a->config_dir,
 			      IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE |
 				  IN_ATTRIB) < 0) {
 		pr_warn("watch %s: %s", a->config_dir, strerror(errno));
@@ -637,6 +668,37 @@ static int setup_fds(struct agent *a, struct pollfd *p)
 	return timerfd_settime(p[SLOT_TIMER].fd, 0, &its, NULL);
 }
 
+/* <run dir>/api, read by `bpfmesh status`: the API server's watch as it is now. */
+static void write_api_state(struct agent *a)
+{
+	char st[300], path[600], tmp[640];
+	FILE *f;
+
+	if (!a->kube)
+		return;
+	kube_status(a->kube, st, sizeof(st));
+	if (!strcmp(st, a->api_state))
+		return;
+	snprintf(a->api_state, sizeof(a->api_state), "%s", st);
+	pr_info("api: %s", st);
+	snprintf(path, sizeof(path), "%s/api", a->run_dir);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	f = fopen(tmp, "w");
+	if (!f || fprintf(f, "%s\n", st) < 0 || fclose(f) || rename(tmp, path))
+		pr_warn("%s: %s", path, strerror(errno));
+}
+
+/* Nothing changed since the config in force was read: it is what the API server holds at
+ * its newer resourceVersion too (bookmarks move it), which is what `lab apply` waits for. */
+static void kube_stamp(struct agent *a)
+{
+	uint64_t rv;
+
+	if (a->kube && !a->config_dir && a->loaded && !a->loading && !a->retry_apply_ms &&
+	    kube_gen(a->kube, &rv) == a->kube_gen && rv)
+		sync_set_stamp(a->sync, rv);
+}
+
 static void on_tick(struct agent *a, uint64_t ticks)
 {
 	sync_tick(a->sync);
@@ -645,6 +707,9 @@ static void on_tick(struct agent *a, uint64_t ticks)
 		a->ticks++;
 		if (a->current && a->ticks % TICK_PODS == 0)
 			sync_pods(a, a->current->c);
+		if (a->ticks % TICK_PODS == 0)
+			write_api_state(a);
+		kube_stamp(a);
 		if (a->retry_apply_ms && now_ms() >= a->retry_apply_ms) {
 			a->retry_apply_ms = 0;
 			reload_start(a);
@@ -695,8 +760,17 @@ static int loop(struct agent *a)
 			/* Debounce: editors and `kubectl cp` write in several steps. */
 			reload_at = now_ms() + RELOAD_DEBOUNCE_MS;
 		}
-		if (p[SLOT_LOADED].revents)
+		if (p[SLOT_KUBE].revents) {
+			uint64_t v;
+
+			if (read(a->kube_fd, &v, sizeof(v)) > 0 && !reload_at)
+				reload_at = now_ms() + RELOAD_DEBOUNCE_MS;
+			write_api_state(a);
+		}
+		if (p[SLOT_LOADED].revents) {
 			reload_finish(a);
+			write_api_state(a);
+		}
 		if (p[SLOT_TIMER].revents) {
 			uint64_t ticks;
 
@@ -847,8 +921,14 @@ static void usage_to(FILE *f)
 {
 	fprintf(
 	    f,
-	    "usage: bpfmesh agent --config-dir DIR --cgroup CGROUP_DIR --node NAME "
-	    "[--bpffs DIR] [--unmatched-cgroups mesh|plain] [--accel on|off]\n"
+	    "usage: bpfmesh agent (--kube | --kubeconfig FILE | --config-dir DIR) --cgroup "
+	    "CGROUP_DIR\n    --node NAME [--bpffs DIR] [--unmatched-cgroups mesh|plain] "
+	    "[--accel on|off]\n"
+	    "  --cluster-id ID: source_cluster/destination_cluster of the metrics (default\n"
+	    "  Kubernetes, as Istio)\n"
+	    "  --kube: watch the API server as a pod (KUBERNETES_SERVICE_HOST/PORT, the\n"
+	    "  service account token and CA); --kubeconfig FILE: its current context. With\n"
+	    "  --config-dir as well, the files add to what the API server holds\n"
 	    "  processes in CGROUP_DIR that are in no <namespace>_<pod> child cgroup of "
 	    "a\n  known Pod are mesh clients (default) or plain ones (even spread, no "
 	    "policy)\n"
@@ -903,6 +983,9 @@ int cmd_agent(int argc, char **argv)
 					     {"node-cert", required_argument, 0, 'K'},
 					     {"strict-udp", required_argument, 0, 'U'},
 					     {"workers", required_argument, 0, 'W'},
+					     {"kube", no_argument, 0, 'k'},
+					     {"cluster-id", required_argument, 0, 'Z'},
+					     {"kubeconfig", required_argument, 0, 'q'},
 					     {"help", no_argument, 0, 'h'},
 					     {0, 0, 0, 0}};
 	struct agent a = {.bpffs = "/sys/fs/bpf",
@@ -912,6 +995,7 @@ int cmd_agent(int argc, char **argv)
 			  .metrics_addr = "0.0.0.0:15020",
 			  .health_addr = "0.0.0.0:15021",
 			  .loaded_fd = -1,
+			  .kube_fd = -1,
 			  .topts = {.root_ns = "istio-system", .cert_ttl_s = 24 * 3600}};
 	char td[256] = "";
 	struct bm_conf conf = {};
@@ -926,6 +1010,15 @@ int cmd_agent(int argc, char **argv)
 		switch (o) {
 		case 'c':
 			a.config_dir = optarg;
+			break;
+		case 'k':
+			a.kube_incluster = true;
+			break;
+		case 'Z':
+			metrics_set_cluster_id(optarg);
+			break;
+		case 'q':
+			a.kubeconfig = optarg;
 			break;
 		case 'g':
 			a.cgroup = optarg;
@@ -1014,9 +1107,21 @@ int cmd_agent(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!a.config_dir || !a.cgroup || !a.node || strchr(a.node, '/')) {
+	if ((!a.config_dir && !a.kube_incluster && !a.kubeconfig) || !a.cgroup || !a.node ||
+	    strchr(a.node, '/') || (a.kube_incluster && a.kubeconfig)) {
 		usage();
 		return 2;
+	}
+	struct kube_conn kc = {0};
+
+	if (a.kube_incluster || a.kubeconfig) {
+		char err[700];
+
+		if (a.kube_incluster ? kube_conn_incluster(&kc, err, sizeof(err))
+				     : kube_conn_kubeconfig(&kc, a.kubeconfig, err, sizeof(err))) {
+			fprintf(stderr, "bpfmesh agent: %s\n", err);
+			return 2;
+		}
 	}
 	if (agent_run_dir(a.run_dir, sizeof(a.run_dir), a.node) ||
 	    dp_pin_dir(a.pin_dir, sizeof(a.pin_dir), a.bpffs, a.node))
@@ -1040,8 +1145,26 @@ int cmd_agent(int argc, char **argv)
 		a.cgroup, a.pin_dir, a.accel ? "on" : "off", a.strict_udp ? "drop" : "pass");
 	a.httpd = httpd_new(http_answer, &a);
 	a.loaded_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (!a.httpd || a.loaded_fd < 0)
+	a.kube_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (!a.httpd || a.loaded_fd < 0 || a.kube_fd < 0)
 		goto cleanup;
+	if (kc.server) {
+		struct kube_opts ko = {.conn = &kc, .notify_fd = a.kube_fd};
+		const char *retry = getenv("BPFMESH_KUBE_ABSENT_RETRY_MS");
+
+		ko.absent_retry_ms = retry ? atoi(retry) : 0;
+		a.kube = kube_start(&ko);
+		if (!a.kube) {
+			pr_err("kube: cannot start the watch: %s", strerror(errno));
+			goto cleanup;
+		}
+		write_api_state(&a);
+	} else {
+		char api[600];
+
+		snprintf(api, sizeof(api), "%s/api", a.run_dir);
+		unlink(api); /* an earlier agent's, which watched the API server */
+	}
 	httpd_listen(a.httpd, a.metrics_addr);
 	httpd_listen(a.httpd, a.health_addr);
 	host_ns = stat("/proc/self/ns/net", &nst) ? 0 : nst.st_ino;
@@ -1060,6 +1183,8 @@ cleanup:
 		diags_free(&a.job->d);
 		free(a.job);
 	}
+	kube_stop(a.kube);
+	kube_conn_free(&kc);
 	podnet_free(a.pn);
 	secsync_stop_l7(a.sec); /* the kernel path serves the HTTP ports until the next agent */
 	l7_stop(a.l7);
@@ -1073,6 +1198,8 @@ cleanup:
 	httpd_free(a.httpd);
 	if (a.loaded_fd >= 0)
 		close(a.loaded_fd);
+	if (a.kube_fd >= 0)
+		close(a.kube_fd);
 	close(lock);
 	return rc;
 }

@@ -1313,6 +1313,17 @@ void sync_init_meta(struct sync *s)
 	dp_map_put(s->fds.meta, &zero, &meta, BPF_ANY, "bm_meta");
 }
 
+void sync_set_stamp(struct sync *s, uint64_t stamp)
+{
+	struct bm_meta meta = {};
+	__u32 zero = 0;
+
+	if (bpf_map_lookup_elem(s->fds.meta, &zero, &meta) || meta.config_stamp == stamp)
+		return;
+	meta.config_stamp = stamp;
+	dp_map_put(s->fds.meta, &zero, &meta, BPF_ANY, "bm_meta");
+}
+
 void sync_set_meta(struct sync *s, int ok, int loaded, uint64_t stamp)
 {
 	struct bm_meta meta = {};

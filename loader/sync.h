@@ -81,5 +81,7 @@ void sync_init_meta(struct sync *s);
 /* Record an apply attempt in bm_meta (generation, ok, counts, and the config_dir_stamp() of
  * what it read, when not 0). */
 void sync_set_meta(struct sync *s, int ok, int loaded, uint64_t stamp);
+/* Only the stamp: what is in force is what was read at this later stamp too. */
+void sync_set_stamp(struct sync *s, uint64_t stamp);
 
 #endif /* BM_SYNC_H */

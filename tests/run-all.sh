@@ -9,11 +9,14 @@
 #   fuzz targets (libFuzzer)      tests/fuzz/run.sh        same, FUZZ_SECS each (default 15)
 #   lint (shellcheck)             every bats suite and shell script, one test per file
 #   integration (bats, real netns/cgroups/agents)  tests/integration/*.bats  (TAP ok/not ok;
-#                                 "ok ... # skip" counts as skipped)
+#                                 "ok ... # skip" counts as skipped); then the suites of
+#                                 KUBE_SUITES again with BPFMESH_TEST_KUBE_API=1: their labs
+#                                 run with --kube-api, the agents on the watch path
 # Set SUITES="unit bpf conformance fuzz lint integration" to run a part.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 SUITES=${SUITES:-unit bpf conformance fuzz lint integration}
+KUBE_SUITES=${KUBE_SUITES:-traffic mtls l4match}
 passed=0
 failed=0
 skipped=0
@@ -76,9 +79,14 @@ for s in $SUITES; do
 		done
 		;;
 	integration)
-		for t in tests/integration/*.bats; do
+		# every suite reading files, then the lab suites named in KUBE_SUITES again with
+		# the agents watching the test API server (lab up --kube-api)
+		for t in tests/integration/*.bats $(for k in $KUBE_SUITES; do echo "kube-api:tests/integration/$k.bats"; done); do
 			echo "== integration: $t"
-			bats --tap "$t" >"$log/out" 2>&1
+			case $t in
+			kube-api:*) BPFMESH_TEST_KUBE_API=1 bats --tap "${t#kube-api:}" >"$log/out" 2>&1 ;;
+			*) bats --tap "$t" >"$log/out" 2>&1 ;;
+			esac
 			grep -E '^(ok|not ok)' "$log/out"
 			grep -qE '^not ok' "$log/out" && grep -vE '^(ok|not ok) ' "$log/out" | tail -n 60
 			s=$(grep -ciE '^ok .* # skip' "$log/out")

@@ -16,6 +16,9 @@ lab_up() {
 	local l=$1
 	shift
 	mkdir -p "$(suite_bpffs "$l")"
+	# BPFMESH_TEST_KUBE_API=1: the suite's lab serves its objects through the test API
+	# server and the agents watch it (tests/run-all.sh runs some suites both ways)
+	if [ "${BPFMESH_TEST_KUBE_API:-}" = 1 ]; then set -- --kube-api "$@"; fi
 	"$BM" lab up --name "$l" --bpffs "$(suite_bpffs "$l")" "$@"
 }
 # lab_teardown LAB: down (if up), and its bpffs unmounted and removed
@@ -84,4 +87,5 @@ leftovers() { # prints anything of lab $1 still around
 	pgrep -af "bpfmesh agent .*--node $l-" || true
 	pgrep -af "bpfmesh lab supervise --name $l( |\$)" || true
 	pgrep -af "bpfmesh ca serve --dir /run/bpfmesh/lab/$l/" || true
+	pgrep -af "fake-apiserver.py --dir /run/bpfmesh/lab/$l/" || true
 }

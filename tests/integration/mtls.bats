@@ -319,11 +319,17 @@ for i in range(7):
     s.sendall(b"GET /get HTTP/1.1\r\nHost: httpbin\r\n\r\n")
     buf = b""
     while b"\r\n\r\n" not in buf:
-        buf += s.recv(65536)
+        d = s.recv(65536)
+        if not d:
+            raise SystemExit("closed by the server after %d responses" % ok)
+        buf += d
     head, body = buf.split(b"\r\n\r\n", 1)
     n = int([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0])
     while len(body) < n:
-        body += s.recv(65536)
+        d = s.recv(65536)
+        if not d:
+            raise SystemExit("closed mid-body after %d responses" % ok)
+        body += d
     ok += b'"pod": "httpbin-0"' in body
     time.sleep(2)
 print("ok", ok)

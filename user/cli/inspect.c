@@ -161,6 +161,25 @@ static struct json_object *collect_rejected(const char *node)
 	return list;
 }
 
+/* The agent's watch of the API server (<run dir>/api), or NULL when it reads files only. */
+static struct json_object *collect_api(const char *node)
+{
+	char path[600], line[400] = "";
+	FILE *f;
+
+	if (agent_run_dir(path, sizeof(path) - 16, node))
+		return NULL;
+	strcat(path, "/api");
+	f = fopen(path, "r");
+	if (!f)
+		return NULL;
+	if (!fgets(line, sizeof(line), f))
+		line[0] = 0;
+	fclose(f);
+	line[strcspn(line, "\n")] = 0;
+	return line[0] ? json_object_new_string(line) : NULL;
+}
+
 static const char *jstr(struct json_object *o, const char *key)
 {
 	struct json_object *v;
@@ -193,6 +212,8 @@ static void print_status_text(struct json_object *st, const char *pin_dir)
 		printf(" (pid %lld)", jint(st, "agentPid"));
 	printf("\nattached: %s (pins in %s)\n",
 	       json_object_get_boolean(jget(st, "attached")) ? "yes" : "no", pin_dir);
+	if (jstr(st, "api"))
+		printf("api: %s\n", jstr(st, "api"));
 	if (cfg) {
 		printf("config:   %s, generation %lld, %lld service ports, %lld backends\n",
 		       json_object_get_boolean(jget(cfg, "loaded")) ? "loaded" : "not loaded",
@@ -248,6 +269,12 @@ int cmd_status(int argc, char **argv)
 	jset_int(st, "agentPid", pid);
 	jset_bool(st, "attached", attached);
 	jset_str(st, "pins", na.pin_dir);
+	if (pid) {
+		struct json_object *api = collect_api(na.node);
+
+		if (api)
+			json_object_object_add(st, "api", api);
+	}
 	if (meta.abi) {
 		struct json_object *cfg = json_object_new_object(), *rej;
 		time_t t = meta.last_apply_ns / 1000000000ULL;

@@ -29,9 +29,12 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <bpf/bpf.h>
+#include <curl/curl.h>
+#include <json-c/json.h>
 #include "args.h"
 #include "emit.h"
 #include "log.h"
@@ -289,6 +292,7 @@ struct lab {
 	uint64_t written_ns; /* CLOCK_REALTIME after the last such change */
 	bool strict_udp;     /* lab up --strict-udp drop */
 	int prom_port;	     /* lab up --prometheus: Debian's Prometheus on 127.0.0.1:prom_port */
+	int kube_port;	     /* lab up --kube-api: the test API server on 127.0.0.1:kube_port */
 };
 
 static void lab_paths(struct lab *l, const char *name)
@@ -379,6 +383,8 @@ static int state_save(const struct lab *l)
 	bprintf(&b, "supervisor %d\n", l->supervisor_pid);
 	if (l->prom_port)
 		bprintf(&b, "prometheus %d\n", l->prom_port);
+	if (l->kube_port)
+		bprintf(&b, "kube-api %d\n", l->kube_port);
 	for (int i = 0; i < l->nnodes; i++)
 		bprintf(&b, "node %s %d %d %d %d\n", l->nodes[i].name, l->nodes[i].index,
 			l->nodes[i].agent_pid, l->nodes[i].metrics_port, l->nodes[i].health_port);
@@ -426,6 +432,7 @@ static int state_load(struct lab *l)
 			l->strict_udp = true;
 		} else if (sscanf(line, "supervisor %d", &l->supervisor_pid) == 1) {
 		} else if (sscanf(line, "prometheus %d", &l->prom_port) == 1) {
+		} else if (sscanf(line, "kube-api %d", &l->kube_port) == 1) {
 		} else if (l->nnodes < LAB_MAX_NODES &&
 			   sscanf(line, "node %63s %d %d %d %d", n->name, &n->index, &n->agent_pid,
 				  &n->metrics_port, &n->health_port) == 5) {
@@ -625,7 +632,7 @@ static int self_exe(char *buf, size_t len)
 static pid_t spawn_agent(struct lab *l, struct lab_node *n)
 {
 	char an[256], cg[400], log[700], self[600], maddr[64], haddr[64], nip[32], ns[300],
-	    nsp[320], cadir[700], ttl[32];
+	    nsp[320], cadir[700], ttl[32], kcfg[700];
 	char *av[40];
 	int k = 0;
 	pid_t pid;
@@ -644,8 +651,14 @@ static pid_t spawn_agent(struct lab *l, struct lab_node *n)
 	snprintf(ttl, sizeof(ttl), "%lds", l->cert_ttl_s > 0 ? l->cert_ttl_s : 86400);
 	av[k++] = self;
 	av[k++] = "agent";
-	av[k++] = "--config-dir";
-	av[k++] = l->config;
+	if (l->kube_port) { /* the lab's objects as a cluster serves them */
+		snprintf(kcfg, sizeof(kcfg), "%s/kubeconfig", l->dir);
+		av[k++] = "--kubeconfig";
+		av[k++] = kcfg;
+	} else {
+		av[k++] = "--config-dir";
+		av[k++] = l->config;
+	}
 	av[k++] = "--cgroup";
 	av[k++] = cg;
 	av[k++] = "--node";
@@ -723,6 +736,77 @@ static pid_t spawn_prometheus(struct lab *l)
 	return pid;
 }
 
+/*
+ * lab up --kube-api: the test API server of tests/kubeapi (a protocol-faithful stand-in for
+ * kube-apiserver, which cannot be installed here) serves the lab's config directory, and every
+ * agent watches it through <dir>/kubeconfig, with a bearer token as a service account has.
+ */
+static int kube_script(char *buf, size_t len)
+{
+	const char *env = getenv("BPFMESH_KUBE_APISERVER");
+	char self[600], *slash;
+
+	if (env && *env) {
+		snprintf(buf, len, "%s", env);
+		return access(buf, R_OK);
+	}
+	if (self_exe(self, sizeof(self)))
+		return -1;
+	/* build/bpfmesh -> tests/kubeapi/ of the same tree */
+	for (int i = 0; i < 2 && (slash = strrchr(self, '/')); i++)
+		*slash = 0;
+	snprintf(buf, len, "%s/tests/kubeapi/fake-apiserver.py", self);
+	return access(buf, R_OK);
+}
+
+static int kube_config(struct lab *l)
+{
+	struct buf b = {0};
+	char path[700], tok[64];
+	uint8_t r[16];
+	int rc;
+
+	if (getrandom(r, sizeof(r), 0) != sizeof(r))
+		return -1;
+	for (int i = 0; i < 16; i++)
+		snprintf(tok + 2 * i, 3, "%02x", r[i]);
+	snprintf(path, sizeof(path), "%s/kube-token", l->dir);
+	if (write_file(path, tok, strlen(tok)))
+		return -1;
+	bprintf(&b,
+		"# written by bpfmesh lab up --kube-api (lab %s)\n"
+		"apiVersion: v1\nkind: Config\ncurrent-context: lab\n"
+		"clusters:\n- name: lab\n  cluster:\n    server: http://127.0.0.1:%d\n"
+		"users:\n- name: bpfmesh-agent\n  user:\n    tokenFile: kube-token\n"
+		"contexts:\n- name: lab\n  context:\n    cluster: lab\n    user: bpfmesh-agent\n",
+		l->name, l->kube_port);
+	snprintf(path, sizeof(path), "%s/kubeconfig", l->dir);
+	rc = write_file(path, b.p, b.n);
+	free(b.p);
+	return rc;
+}
+
+static pid_t spawn_kube_api(struct lab *l)
+{
+	char script[700], listen[64], dir[700], tok[700], log[700];
+	pid_t pid;
+
+	if (kube_script(script, sizeof(script)))
+		return -1;
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", l->kube_port);
+	snprintf(tok, sizeof(tok), "%s/kube-token", l->dir);
+	snprintf(log, sizeof(log), "%s/kube-api.log", l->dir);
+	snprintf(dir, sizeof(dir), "%s", l->config);
+	pid = fork();
+	if (pid == 0) {
+		daemon_stdio(log);
+		execl("/usr/bin/python3", "python3", script, "--dir", dir, "--listen", listen,
+		      "--token-file", tok, "--bookmark-interval", "0.2", (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
 /* ---------- the supervisor: agents and the CA are restarted when they exit ---------- */
 
 #define SUP_RESTART_MS 100  /* as systemd's RestartSec */
@@ -787,7 +871,7 @@ static void sup_on_term(int sig)
 
 static int lab_supervise(const char *name, const char *bpffs)
 {
-	struct child agents[LAB_MAX_NODES] = {0}, ca = {0}, prom = {0};
+	struct child agents[LAB_MAX_NODES] = {0}, ca = {0}, prom = {0}, kapi = {0};
 	struct lab *l = calloc(1, sizeof(*l));
 	struct timespec mt = {0};
 	char path[700];
@@ -802,6 +886,7 @@ static int lab_supervise(const char *name, const char *bpffs)
 	lab_paths(l, name);
 	snprintf(ca.log, sizeof(ca.log), "%s/ca.log", l->dir);
 	snprintf(prom.log, sizeof(prom.log), "%s/prometheus.log", l->dir);
+	snprintf(kapi.log, sizeof(kapi.log), "%s/kube-api.log", l->dir);
 	snprintf(path, sizeof(path), "%s/lab.state", l->dir);
 	while (!sup_stop) {
 		uint64_t now = mono_ms();
@@ -827,6 +912,8 @@ static int lab_supervise(const char *name, const char *bpffs)
 				sup_exited(&ca, "the CA service", status, now);
 			if (pid == prom.pid)
 				sup_exited(&prom, "prometheus", status, now);
+			if (pid == kapi.pid)
+				sup_exited(&kapi, "the API server", status, now);
 			for (int i = 0; i < l->nnodes; i++)
 				if (pid == agents[i].pid)
 					sup_exited(&agents[i], "agent", status, now);
@@ -838,6 +925,10 @@ static int lab_supervise(const char *name, const char *bpffs)
 		if (l->prom_port && !prom.pid && now >= prom.restart_at) {
 			prom.pid = spawn_prometheus(l);
 			prom.started = now;
+		}
+		if (l->kube_port && !kapi.pid && now >= kapi.restart_at) {
+			kapi.pid = spawn_kube_api(l);
+			kapi.started = now;
 		}
 		for (int i = 0; i < l->nnodes; i++) {
 			struct child *ch = &agents[i];
@@ -864,6 +955,8 @@ static int lab_supervise(const char *name, const char *bpffs)
 		kill(ca.pid, SIGTERM);
 	if (prom.pid > 0)
 		kill(prom.pid, SIGTERM);
+	if (kapi.pid > 0)
+		kill(kapi.pid, SIGTERM);
 	for (int i = 0; i < LAB_MAX_NODES; i++)
 		if (agents[i].pid > 0)
 			kill(agents[i].pid, SIGTERM);
@@ -873,6 +966,8 @@ static int lab_supervise(const char *name, const char *bpffs)
 		kill(ca.pid, SIGKILL);
 	if (prom.pid > 0)
 		kill(prom.pid, SIGKILL);
+	if (kapi.pid > 0)
+		kill(kapi.pid, SIGKILL);
 	for (int i = 0; i < LAB_MAX_NODES; i++)
 		if (agents[i].pid > 0)
 			kill(agents[i].pid, SIGKILL);
@@ -1921,6 +2016,7 @@ struct lab_args {
 	bool strict_udp; /* lab up --strict-udp drop */
 	bool no_wait;	 /* lab apply --no-wait */
 	bool prometheus; /* lab up --prometheus */
+	bool kube_api;	 /* lab up --kube-api */
 	int out;	 /* lab status -o: enum out_fmt */
 };
 
@@ -1932,7 +2028,8 @@ static int parse_args(int argc, char **argv, struct lab_args *a)
 	    {"mtls", required_argument, 0, 'M'},      {"cert-ttl", required_argument, 0, 'T'},
 	    {"accel", required_argument, 0, 'a'},     {"strict-udp", required_argument, 0, 'U'},
 	    {"no-wait", no_argument, 0, 'W'},	      {"prometheus", no_argument, 0, 'P'},
-	    {"output", required_argument, 0, 'o'},    {0, 0, 0, 0}};
+	    {"output", required_argument, 0, 'o'},    {"kube-api", no_argument, 0, 'K'},
+	    {0, 0, 0, 0}};
 	int64_t ns;
 	int o;
 
@@ -2001,6 +2098,9 @@ static int parse_args(int argc, char **argv, struct lab_args *a)
 			break;
 		case 'P':
 			a->prometheus = true;
+			break;
+		case 'K':
+			a->kube_api = true;
 			break;
 		default:
 			return -1;
@@ -2084,10 +2184,61 @@ static int lab_down(struct lab *l)
 	return rc;
 }
 
+static size_t kube_body(char *data, size_t sz, size_t nm, void *arg)
+{
+	struct buf *b = arg;
+
+	bprintf(b, "%.*s", (int)(sz * nm), data);
+	return sz * nm;
+}
+
+/* --kube-api: the API server's resourceVersion once it has read the config directory as it is
+ * now (it rescans on request), or 0 when it does not answer within 10 s. */
+static uint64_t kube_rescan(struct lab *l)
+{
+	uint64_t deadline = mono_ms() + 10000, rv = 0;
+	char url[128];
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/_test/rescan", l->kube_port);
+	while (!rv && mono_ms() < deadline) {
+		CURL *h = curl_easy_init();
+		struct buf b = {0};
+		struct json_object *o, *v;
+		long code = 0;
+
+		if (!h)
+			return 0;
+		curl_easy_setopt(h, CURLOPT_URL, url);
+		curl_easy_setopt(h, CURLOPT_POST, 1L);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
+		curl_easy_setopt(h, CURLOPT_TIMEOUT, 5L);
+		curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, kube_body);
+		curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+		if (curl_easy_perform(h) == CURLE_OK &&
+		    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code) == CURLE_OK && code == 200 &&
+		    b.p && (o = json_tokener_parse(b.p))) {
+			if (json_object_object_get_ex(o, "resourceVersion", &v))
+				rv = strtoull(json_object_get_string(v), NULL, 10);
+			json_object_put(o);
+		}
+		curl_easy_cleanup(h);
+		free(b.p);
+		if (!rv)
+			usleep(100 * 1000); /* starting, or restarted by the supervisor */
+	}
+	return rv;
+}
+
 /* Wait until every agent has read the config directory as it is now (its stamp): the change
- * is then in force on every node. */
+ * is then in force on every node. With --kube-api, the stamp is a resourceVersion of the API
+ * server that every agent's watch must have reached. */
 static int wait_in_force(struct lab *l, uint64_t stamp, uint64_t t0)
 {
+	if (l->kube_port && !(stamp = kube_rescan(l))) {
+		fprintf(stderr, "lab: the API server did not answer; see %s/kube-api.log\n", l->dir);
+		return -1;
+	}
 	uint64_t deadline = mono_ms() + 10000;
 	int rejected = 0;
 
@@ -2106,7 +2257,8 @@ static int wait_in_force(struct lab *l, uint64_t stamp, uint64_t t0)
 				bpf_map_lookup_elem(f.meta, &zero, &meta);
 				dp_close_fds(&f);
 			}
-			done = meta.config_stamp == stamp;
+			done = l->kube_port ? meta.config_stamp >= stamp
+					    : meta.config_stamp == stamp;
 			if (done && !meta.last_apply_ok) {
 				fprintf(stderr,
 					"lab: node %s rejected the config; see %s/agent-%s.log\n",
@@ -2196,7 +2348,7 @@ static int lab_up(struct lab_args *a)
 	if (a->nfiles == 0) {
 		fprintf(stderr, "usage: bpfmesh lab up -f FILE... [--name LAB] [--mtls on|off] "
 				"[--cert-ttl DURATION] [--accel on|off] [--strict-udp drop|pass] "
-				"[--prometheus]\n");
+				"[--prometheus] [--kube-api]\n");
 		return 2;
 	}
 	l.mtls = a->mtls;
@@ -2209,6 +2361,19 @@ static int lab_up(struct lab_args *a)
 	if (a->prometheus && ((l.prom_port = free_port()) <= 0 || prom_config(&l))) {
 		fprintf(stderr, "lab: cannot set up Prometheus in %s/prometheus\n", l.dir);
 		goto fail;
+	}
+	if (a->kube_api) {
+		char script[700];
+
+		if (kube_script(script, sizeof(script))) {
+			fprintf(stderr, "lab: --kube-api: %s: %s (set BPFMESH_KUBE_APISERVER)\n",
+				script, strerror(errno));
+			goto fail;
+		}
+		if ((l.kube_port = free_port()) <= 0 || kube_config(&l)) {
+			fprintf(stderr, "lab: cannot write %s/kubeconfig\n", l.dir);
+			goto fail;
+		}
 	}
 	if (fabric_up(&l) || state_save(&l))
 		goto fail;
@@ -2267,6 +2432,14 @@ static int lab_status(struct lab *l, int out)
 		jset_str(st, "prometheus", url);
 		if (out == OUT_TEXT || out == OUT_WIDE)
 			printf("prometheus %s\n", url);
+	}
+	if (l->kube_port) {
+		snprintf(url, sizeof(url), "http://127.0.0.1:%d", l->kube_port);
+		jset_str(st, "kubeApi", url);
+		snprintf(cg, sizeof(cg), "%s/kubeconfig", l->dir);
+		jset_str(st, "kubeconfig", cg);
+		if (out == OUT_TEXT || out == OUT_WIDE)
+			printf("kube-api %s (kubeconfig %s)\n", url, cg);
 	}
 	for (int i = 0; i < l->nnodes; i++) {
 		struct lab_node *n = &l->nodes[i];
@@ -2446,9 +2619,13 @@ static const struct {
     {"up", "usage: bpfmesh lab up -f FILE... [--name LAB] [--bpffs DIR] [--mtls on|off] "
 	   "[--cert-ttl DURATION]\n"
 	   "                     [--accel on|off] [--strict-udp drop|pass] [--prometheus]\n"
+	   "                     [--kube-api]\n"
 	   "  nodes, agents and pods on this machine from Kubernetes and Istio YAML: every\n"
 	   "  Deployment replica and every Pod becomes a pod (netns + cgroup + echo server);\n"
-	   "  --prometheus also runs Prometheus scraping every agent (lab status prints it)\n"},
+	   "  --prometheus also runs Prometheus scraping every agent (lab status prints it)\n"
+	   "  --kube-api: the lab's objects are served by a test Kubernetes API server\n"
+	   "  (tests/kubeapi) and every agent watches it (--kubeconfig) instead of reading\n"
+	   "  the config directory\n"},
     {"apply", "usage: bpfmesh lab apply -f FILE... [--name LAB] [--no-wait]\n"
 	      "  like kubectl apply -f: valid objects are applied, invalid ones reported (exit "
 	      "1);\n  waits until every agent has the change in force\n"},
