@@ -47,9 +47,9 @@ EOF
 	[ "$n" -ge 2 ]
 }
 
-@test "daemonset.yaml: namespace, service account, RBAC for pods/services/namespaces/endpoints and Istio CRDs" {
+@test "daemonset.yaml: namespace, service account, RBAC of exactly the kinds the agent watches (get/list/watch)" {
 	needs_yaml
-	run py "$DS" <<'EOF'
+	run py "$DS" "$ROOT/loader/kube.c" <<'EOF'
 import sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 by = {}
@@ -66,20 +66,23 @@ role = by["ClusterRole"][0]
 def grants(group, res):
     return any(group in r.get("apiGroups", []) and res in r.get("resources", [])
                and {"get", "list", "watch"} <= set(r.get("verbs", [])) for r in role["rules"])
-for res in ["pods", "services", "namespaces", "endpoints"]:
-    check(grants("", res), "ClusterRole: no get/list/watch on " + res)
-for res in ["virtualservices", "destinationrules", "serviceentries", "workloadentries"]:
-    check(grants("networking.istio.io", res), "ClusterRole: no get/list/watch on " + res)
-for res in ["authorizationpolicies", "peerauthentications"]:
-    check(grants("security.istio.io", res), "ClusterRole: no get/list/watch on " + res)
+# the kinds loader/kube.c watches (its kinds[] table), read from the source
+import re
+src = open(sys.argv[2]).read()
+watched = set(re.findall(r'\{"([a-z0-9.]*)", ver_\w+, "(\w+)", "\w+", (?:true|false)\}', src))
+check(len(watched) >= 10, "could not read the kinds of loader/kube.c: %s" % watched)
+granted = {(g, res) for r in role["rules"] for g in r.get("apiGroups", [])
+           for res in r.get("resources", [])}
+for g, res in sorted(watched):
+    check(grants(g, res), "ClusterRole: no get/list/watch on %s %s" % (g or "core", res))
+check(granted <= watched, "ClusterRole grants what the agent does not read: %s"
+      % sorted(granted - watched))
 for r in role["rules"]:
-    check(set(r["verbs"]) <= {"get", "list", "watch"}, "ClusterRole grants more than reads")
+    check(set(r["verbs"]) == {"get", "list", "watch"}, "ClusterRole: verbs are not get/list/watch")
 b = by["ClusterRoleBinding"][0]
 check(b["roleRef"]["name"] == role["metadata"]["name"], "binding names another role")
 check({"kind": "ServiceAccount", "name": sa.get("name"), "namespace": ns} in b["subjects"],
       "binding is not to the agent's ServiceAccount")
-cm = by["ConfigMap"][0]
-check(cm["metadata"]["name"] == "bpfmesh-config" and cm["data"], "no ConfigMap bpfmesh-config")
 print("\n".join(bad))
 sys.exit(1 if bad else 0)
 EOF
@@ -87,7 +90,7 @@ EOF
 	[ "$status" -eq 0 ]
 }
 
-@test "daemonset.yaml: host network, privileged agent and bpffs init, the four host mounts, real agent flags" {
+@test "daemonset.yaml: host network, agent with capabilities (privileged bpffs init only), host mounts, --kube with the downward API" {
 	needs_yaml
 	"$BM" agent --help > "$WORK/agent-usage" 2>&1 || true
 	run py "$DS" "$WORK/agent-usage" <<'EOF'
@@ -95,7 +98,6 @@ import re, sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 usage = open(sys.argv[2]).read()
 ds = [d for d in docs if d["kind"] == "DaemonSet"][0]
-cm = [d for d in docs if d["kind"] == "ConfigMap"][0]
 t = ds["spec"]["template"]
 spec = t["spec"]
 bad = []
@@ -113,7 +115,12 @@ check(us["type"] == "RollingUpdate" and us["rollingUpdate"]["maxUnavailable"] ==
       "updateStrategy is not RollingUpdate/maxUnavailable 1")
 vols = {v["name"]: v for v in spec["volumes"]}
 agent = [c for c in spec["containers"] if c["name"] == "agent"][0]
-check(agent["securityContext"].get("privileged") is True, "agent is not privileged")
+sc = agent["securityContext"]
+check(sc.get("privileged") is False, "agent is privileged: capabilities are enough")
+caps = set(sc.get("capabilities", {}).get("add", []))
+check(caps == {"BPF", "PERFMON", "NET_ADMIN", "SYS_ADMIN", "SYS_RESOURCE"},
+      "agent capabilities: %s" % sorted(caps))
+check(sc.get("capabilities", {}).get("drop") == ["ALL"], "agent does not drop ALL first")
 def mounts(c):
     return {m["mountPath"]: m for m in c.get("volumeMounts", [])}
 am = mounts(agent)
@@ -123,8 +130,10 @@ for path in ["/sys/fs/bpf", "/sys/fs/cgroup", "/run/bpfmesh"]:
     if m:
         hp = vols[m["name"]].get("hostPath", {}).get("path")
         check(hp == path, "%s: not the host's %s (hostPath %s)" % (path, path, hp))
-check(am.get("/sys/fs/bpf", {}).get("mountPropagation") == "Bidirectional",
-      "agent: /sys/fs/bpf is not Bidirectional")
+# Bidirectional is for privileged containers only: the init container makes the host mount
+for path in ["/sys/fs/bpf", "/sys/fs/cgroup"]:
+    check(am.get(path, {}).get("mountPropagation") == "HostToContainer",
+          "agent: %s is not HostToContainer" % path)
 inits = spec.get("initContainers", [])
 check(inits, "no initContainer")
 for i in inits:
@@ -140,18 +149,17 @@ for i, a in enumerate(argv):
     if a.startswith("--"):
         opts[a] = argv[i + 1] if i + 1 < len(argv) else None
         check(a in usage, a + ": not an option of `bpfmesh agent`")
-for o in ["--config-dir", "--cgroup", "--node"]:
+for o in ["--kube", "--cgroup", "--node", "--node-ip"]:
     check(o in opts, "agent args lack " + o)
-cfg = am.get(opts.get("--config-dir"))
-check(cfg is not None, "nothing mounted at --config-dir %s" % opts.get("--config-dir"))
-if cfg:
-    check(vols[cfg["name"]].get("configMap", {}).get("name") == cm["metadata"]["name"],
-          "--config-dir is not the ConfigMap " + cm["metadata"]["name"])
+check("--config-dir" not in opts, "the agent reads the API server, not a ConfigMap")
 check(opts.get("--cgroup", "").startswith("/sys/fs/cgroup/"), "--cgroup is not under /sys/fs/cgroup")
 check(opts.get("--node") == "$(NODE_NAME)", "--node is not $(NODE_NAME)")
+check(opts.get("--node-ip") == "$(HOST_IP)", "--node-ip is not $(HOST_IP)")
 env = {e["name"]: e for e in agent.get("env", [])}
 check(env.get("NODE_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
       == "spec.nodeName", "NODE_NAME does not come from spec.nodeName")
+check(env.get("HOST_IP", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+      == "status.hostIP", "HOST_IP does not come from status.hostIP")
 check("requests" in agent.get("resources", {}) and "limits" in agent["resources"], "no resources")
 print("\n".join(bad))
 sys.exit(1 if bad else 0)
@@ -191,20 +199,38 @@ EOF
 	[ "$status" -eq 0 ]
 }
 
-@test "the ConfigMap's example config passes bpfmesh validate" {
+@test "kustomization.yaml: a base of the DaemonSet, its image one value that every container names" {
 	needs_yaml
-	mkdir -p "$WORK/cm"
-	run py "$DS" "$WORK/cm" <<'EOF'
+	run py "$ROOT/deploy/kubernetes" <<'EOF'
 import os, sys, yaml
-cm = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "ConfigMap"][0]
-for k, v in cm["data"].items():
-    open(os.path.join(sys.argv[2], k), "w").write(v)
-    print(k)
+d = sys.argv[1]
+k = yaml.safe_load(open(os.path.join(d, "kustomization.yaml")))
+bad = []
+def check(c, m):
+    if not c: bad.append(m)
+check(k.get("kind") == "Kustomization", "not a Kustomization")
+for r in k.get("resources", []):
+    check(os.path.exists(os.path.join(d, r)), "resource %s does not exist" % r)
+check("daemonset.yaml" in k.get("resources", []), "the DaemonSet is not a resource")
+imgs = k.get("images", [])
+check(len(imgs) == 1 and imgs[0].get("name") == "bpfmesh", "not one image named bpfmesh: %s" % imgs)
+for f in ["daemonset.yaml", "ca.yaml"]:
+    for doc in yaml.safe_load_all(open(os.path.join(d, f))):
+        spec = (doc or {}).get("spec", {}).get("template", {}).get("spec", {})
+        for c in spec.get("containers", []) + spec.get("initContainers", []):
+            check(c["image"].split(":")[0] == "bpfmesh", "%s: %s: image %s is not the base's"
+                  % (f, c["name"], c["image"]))
+print("\n".join(bad))
+sys.exit(1 if bad else 0)
 EOF
-	[ "$status" -eq 0 ]
-	run "$BM" validate "$WORK/cm"
 	echo "$output"
 	[ "$status" -eq 0 ]
+	# the files the README names exist
+	grep -q 'kubectl apply -k deploy/kubernetes' "$ROOT/deploy/kubernetes/README.md"
+	for f in $(grep -o 'deploy/[a-zA-Z/._-]*' "$ROOT/deploy/kubernetes/README.md" | sed 's|[/.]*$||' | sort -u); do
+		echo "names $f"
+		[ -e "$ROOT/$f" ]
+	done
 }
 
 @test "systemd unit: ExecStart runs bpfmesh agent, Restart=always, the cgroup it makes is the one it uses, no uninstall" {
