@@ -164,7 +164,52 @@ void metrics_dest_labels(FILE *out, const char *svc_ns, const char *svc_name,
 	canonical_labels(out, "destination", dst, wl);
 }
 
-/* One series per (source pod, service, backend), with its per-CPU values summed. */
+/* The backend is a mesh pod of this node (bm_podaddr, written with bm_pod). */
+static bool local_mesh_pod(const struct bm_mapfds *f, const struct bm_backend *be)
+{
+	struct bm_addr_key k = {.family = be->family};
+	struct bm_podaddr pa;
+
+	memcpy(k.addr, be->addr, 16);
+	return f->podaddr >= 0 && bpf_map_lookup_elem(f->podaddr, &k, &pa) == 0 &&
+	       (pa.flags & BM_POD_F_IN_MESH);
+}
+
+static struct series *series_add(struct series **v, int *n, int *cap)
+{
+	if (*n == *cap) {
+		*cap = *cap ? 2 * *cap : 64;
+		*v = realloc(*v, *cap * sizeof(**v));
+		if (!*v)
+			abort();
+	}
+	memset(&(*v)[*n], 0, sizeof((*v)[*n]));
+	return &(*v)[(*n)++];
+}
+
+/* The labels of one series of a connection counted at its source. */
+static int series_labels(char *buf, size_t len, const char *reporter,
+			 const struct workload_obj *src, const char *svc_ns, const char *svc_name,
+			 const struct workload_obj *dst, const char *mtd)
+{
+	FILE *lf = fmemopen(buf, len - 1, "w");
+
+	if (!lf)
+		return -1;
+	metrics_source_labels(lf, reporter, src, mtd);
+	metrics_dest_labels(lf, svc_ns, svc_name, dst, mtd);
+	metrics_put_label(lf, "request_protocol", "tcp", false);
+	metrics_put_label(lf, "response_flags", "-", false);
+	metrics_put_label(lf, "connection_security_policy", mtd ? "mutual_tls" : "none", false);
+	fclose(lf);
+	return 0;
+}
+
+/*
+ * One series per (source pod, service, backend), with its per-CPU values summed. A backend that
+ * is a mesh pod of this node is the destination side too: the same connection, seen where it
+ * was accepted, is its reporter="destination" series (Istio's destination proxy reports it).
+ */
 static int collect(const struct bm_mapfds *f, const struct mesh_config *c, const char *td,
 		   struct series **out)
 {
@@ -182,29 +227,23 @@ static int collect(const struct bm_mapfds *f, const struct mesh_config *c, const
 		struct bm_name_key nk = {.kind = BM_NAME_SVC};
 		struct bm_name nm = {};
 		struct bm_backend be;
-		const struct workload_obj *src;
+		const struct workload_obj *src, *dst;
 		const char *mtd;
+		struct series *s;
 		bool have_be;
 		char svc_ns[128] = "", *svc_name = NULL;
-		FILE *lf;
 
 		key = next;
 		prev = &key;
 		if (bpf_map_lookup_elem(f->traffic, &key, vals))
 			continue;
-		if (n == cap) {
-			cap = cap ? 2 * cap : 64;
-			v = realloc(v, cap * sizeof(*v));
-			if (!v)
-				abort();
-		}
-		memset(&v[n], 0, sizeof(v[n]));
+		s = series_add(&v, &n, &cap);
 		for (int i = 0; i < ncpu; i++) {
-			v[n].v.opened += vals[i].opened;
-			v[n].v.closed += vals[i].closed;
-			v[n].v.bytes_sent += vals[i].bytes_sent;
-			v[n].v.bytes_received += vals[i].bytes_received;
-			v[n].v.connect_failed += vals[i].connect_failed;
+			s->v.opened += vals[i].opened;
+			s->v.closed += vals[i].closed;
+			s->v.bytes_sent += vals[i].bytes_sent;
+			s->v.bytes_received += vals[i].bytes_received;
+			s->v.connect_failed += vals[i].connect_failed;
 		}
 		nk.id = key.svc_id;
 		if (f->names >= 0 && bpf_map_lookup_elem(f->names, &nk, &nm) == 0) {
@@ -216,9 +255,6 @@ static int collect(const struct bm_mapfds *f, const struct mesh_config *c, const
 				svc_name = slash + 1;
 			}
 		}
-		lf = fmemopen(v[n].labels, sizeof(v[n].labels) - 1, "w");
-		if (!lf)
-			continue;
 		have_be = bpf_map_lookup_elem(f->backend, &key.backend_id, &be) == 0;
 		src = config_pod_by_id(c, key.src_pod);
 		/* a mesh pod to a tunnelled backend (another node, mTLS not DISABLE): the agents'
@@ -226,15 +262,20 @@ static int collect(const struct bm_mapfds *f, const struct mesh_config *c, const
 		mtd = have_be && (be.flags & BM_BE_F_TUNNEL) && src && config_in_mesh(c, src)
 			  ? td
 			  : NULL;
-		metrics_source_labels(lf, "source", src, mtd);
-		metrics_dest_labels(lf, svc_ns, svc_name,
-				    have_be ? pod_by_addr(c, be.addr, be.family) : NULL, mtd);
-		metrics_put_label(lf, "request_protocol", "tcp", false);
-		metrics_put_label(lf, "response_flags", "-", false);
-		metrics_put_label(lf, "connection_security_policy", mtd ? "mutual_tls" : "none",
-				  false);
-		fclose(lf);
-		n++;
+		dst = have_be ? pod_by_addr(c, be.addr, be.family) : NULL;
+		if (series_labels(s->labels, sizeof(s->labels), "source", src, svc_ns, svc_name, dst,
+				  mtd)) {
+			n--;
+			continue;
+		}
+		if (have_be && dst && local_mesh_pod(f, &be)) {
+			struct series *d = series_add(&v, &n, &cap);
+
+			d->v = v[n - 2].v;
+			if (series_labels(d->labels, sizeof(d->labels), "destination", src, svc_ns,
+					  svc_name, dst, mtd))
+				n--;
+		}
 	}
 	free(vals);
 	*out = v;
