@@ -604,9 +604,15 @@ static const char *http_answer(void *arg, const char *path, FILE *m, const char 
 
 	if (!strcmp(path, "/metrics") || !strncmp(path, "/metrics?", 9)) {
 		*ctype = "text/plain; version=0.0.4; charset=utf-8";
-		if (a->current)
+		if (a->current) {
+			/* the tunnel's deliveries to local pods: their destination side */
+			struct metrics_dest_tcp *dest = a->tun ? calloc(4096, sizeof(*dest)) : NULL;
+			int nd = dest ? tunnel_dest_counts(a->tun, dest, 4096) : 0;
+
 			metrics_render(&a->fds, a->current->c, a->pin_dir,
-				       a->tun ? a->topts.trust_domain : NULL, m);
+				       a->tun ? a->topts.trust_domain : NULL, dest, nd, m);
+			free(dest);
+		}
 		if (a->tun)
 			tunnel_metrics(a->tun, m);
 		if (a->l7)

@@ -211,7 +211,7 @@ static int series_labels(char *buf, size_t len, const char *reporter,
  * was accepted, is its reporter="destination" series (Istio's destination proxy reports it).
  */
 static int collect(const struct bm_mapfds *f, const struct mesh_config *c, const char *td,
-		   struct series **out)
+		   struct series **out, int *capp)
 {
 	int ncpu = libbpf_num_possible_cpus(), n = 0, cap = 0;
 	struct bm_traffic_key key, next, *prev = NULL;
@@ -279,7 +279,63 @@ static int collect(const struct bm_mapfds *f, const struct mesh_config *c, const
 	}
 	free(vals);
 	*out = v;
+	*capp = cap;
 	return n;
+}
+
+/* The Service a destination-side connection to pod w's port was for, as far as the pod can
+ * tell: the first Service of its namespace that selects it and sends that port to it. */
+static const struct svc_obj *service_of(const struct mesh_config *c, const struct workload_obj *w,
+					int port)
+{
+	for (int i = 0; w && i < c->nservices; i++) {
+		const struct svc_obj *s = &c->services[i];
+
+		if (!s->has_selector || !s->selector.n || strcmp(s->ns, w->ns) ||
+		    !kv_match(&s->selector, &w->labels))
+			continue;
+		for (int k = 0; k < s->nports; k++) {
+			const struct svc_port *p = &s->ports[k];
+			int tp = p->target_port ? p->target_port : p->port;
+
+			if (p->target_port_name)
+				for (int j = 0; j < w->nports; j++)
+					if (w->ports[j].name &&
+					    !strcmp(w->ports[j].name, p->target_port_name))
+						tp = w->ports[j].port;
+			if (tp == port)
+				return s;
+		}
+	}
+	return NULL;
+}
+
+/* The agent's own destination-side series (tunnelled connections it delivered), added to v. */
+static void dest_series(const struct mesh_config *c, const char *td,
+			const struct metrics_dest_tcp *dest, int ndest, struct series **v, int *n,
+			int *cap)
+{
+	for (int i = 0; i < ndest; i++) {
+		uint8_t a[16] = {0}, b[16] = {0};
+		const struct workload_obj *src, *dst;
+		const struct svc_obj *svc;
+		struct series *s;
+
+		memcpy(a, dest[i].src, 4);
+		memcpy(b, dest[i].dst, 4);
+		src = pod_by_addr(c, a, BM_FAM_V4);
+		dst = pod_by_addr(c, b, BM_FAM_V4);
+		svc = service_of(c, dst, dest[i].port);
+		s = series_add(v, n, cap);
+		/* in the source's terms, as bm_traffic counts: what it sent is the request */
+		s->v.opened = dest[i].opened;
+		s->v.closed = dest[i].closed;
+		s->v.bytes_sent = dest[i].received;
+		s->v.bytes_received = dest[i].sent;
+		if (series_labels(s->labels, sizeof(s->labels), "destination", src,
+				  svc ? svc->ns : NULL, svc ? svc->name : NULL, dst, td))
+			(*n)--;
+	}
 }
 
 /* Series with the same labels (several backends of one pod, ...) are one in Prometheus. */
@@ -523,11 +579,13 @@ static void program_metrics(FILE *out, const char *pin_dir)
 }
 
 int metrics_render(const struct bm_mapfds *f, const struct mesh_config *c, const char *pin_dir,
-		   const char *trust_domain, FILE *out)
+		   const char *trust_domain, const struct metrics_dest_tcp *dest, int ndest,
+		   FILE *out)
 {
 	struct series *v = NULL;
-	int n = collect(f, c, trust_domain, &v);
+	int cap = 0, n = collect(f, c, trust_domain, &v, &cap);
 
+	dest_series(c, trust_domain, dest, ndest, &v, &n, &cap);
 	n = merge(v, n);
 	/* Istio's mesh dashboard lists the proxies by this */
 	fprintf(out, "# HELP istio_build Istio component build info.\n# TYPE istio_build gauge\n"

@@ -30,9 +30,21 @@ void metrics_set_cluster_id(const char *id);
 /* istio_build{component="proxy",tag=...}: the version the binary was built as. */
 void metrics_set_build_tag(const char *tag);
 
+/*
+ * A destination-side TCP series the agent counts itself (reporter="destination"): tunnelled
+ * connections it delivered to a local pod (tunnel.c), by client address, pod address and port.
+ * Bytes as Istio means them: sent = to the client (the response), received = from it.
+ */
+struct metrics_dest_tcp {
+	uint8_t src[4], dst[4]; /* IPv4 */
+	uint16_t port;		/* host order */
+	uint64_t opened, closed, sent, received;
+};
+
 /* The /metrics page. trust_domain: the mesh's when the agent runs the mTLS tunnel (tunnelled
  * series get principals and connection_security_policy="mutual_tls"), else NULL. */
 int metrics_render(const struct bm_mapfds *f, const struct mesh_config *c, const char *pin_dir,
-		   const char *trust_domain, FILE *out);
+		   const char *trust_domain, const struct metrics_dest_tcp *dest, int ndest,
+		   FILE *out);
 
 #endif /* BM_METRICS_H */

@@ -46,6 +46,7 @@
 #include "hbone.h"
 #include "cfgref.h"
 #include "log.h"
+#include "metrics.h"
 #include "security.h"
 #include "tunnel.h"
 
@@ -111,9 +112,19 @@ struct tconn {
 	char dst[64];	 /* "ip:port" of the destination workload */
 	char src_ip[64]; /* the original client address */
 	char peer[64];	 /* the other agent, "ip:port" */
+	struct tdest *dest;	   /* inbound TCP relay: its destination-side series */
 	struct tconn *next_dead;
 	struct tconn *prev, *next; /* every connection not yet freed (setup deadlines) */
 	time_t deadline;	   /* setup (connect, handshake, CONNECT) must be done by then */
+};
+
+/* One destination-side series (reporter="destination") of inbound TCP relays: written by the
+ * data thread with atomics, the table grown only under dmu; read by /metrics. */
+#define MAX_TDEST 4096 /* (client, pod, port) triples; more are not counted (logged once) */
+struct tdest {
+	uint32_t src4, dst4; /* network order */
+	uint16_t port;
+	uint64_t opened, closed, sent, received;
 };
 
 /* Counters, written by the data thread and read by the control thread's /metrics. */
@@ -157,6 +168,10 @@ struct tunnel {
 	time_t log_sec;
 	int log_n;
 	unsigned long peak_active;
+	pthread_mutex_t dmu;
+	struct tdest *dest; /* MAX_TDEST slots */
+	int ndest;
+	bool dest_full_logged;
 	/* connections handed over by the HTTP path (tunnel_adopt), under mu */
 	struct adopted {
 		int fd;
@@ -401,10 +416,60 @@ static void attest_drop(struct tconn *c)
 	dial_pass_drop(c->t->o.fds->attest, &c->pass);
 }
 
+/* The series of a relay from src to the local pod dst:port (made on first use), or NULL. */
+static struct tdest *tdest_get(struct tunnel *t, uint32_t src4, uint32_t dst4, uint16_t port)
+{
+	struct tdest *d = NULL;
+
+	pthread_mutex_lock(&t->dmu);
+	for (int i = 0; i < t->ndest && !d; i++)
+		if (t->dest[i].src4 == src4 && t->dest[i].dst4 == dst4 && t->dest[i].port == port)
+			d = &t->dest[i];
+	if (!d && t->dest && t->ndest < MAX_TDEST) {
+		d = &t->dest[t->ndest];
+		*d = (struct tdest){.src4 = src4, .dst4 = dst4, .port = port};
+		__atomic_store_n(&t->ndest, t->ndest + 1, __ATOMIC_RELEASE);
+	} else if (!d && !t->dest_full_logged) {
+		t->dest_full_logged = true;
+		pr_warn("tunnel: %d client/pod/port triples counted: new ones are not "
+			"(destination-side metrics)", MAX_TDEST);
+	}
+	pthread_mutex_unlock(&t->dmu);
+	return d;
+}
+
+int tunnel_dest_counts(struct tunnel *t, struct metrics_dest_tcp *out, int max)
+{
+	int n;
+
+	pthread_mutex_lock(&t->dmu);
+	n = t->ndest < max ? t->ndest : max;
+	for (int i = 0; i < n; i++) {
+		const struct tdest *d = &t->dest[i];
+
+		memcpy(out[i].src, &d->src4, 4);
+		memcpy(out[i].dst, &d->dst4, 4);
+		out[i].port = d->port;
+		out[i].opened = __atomic_load_n(&d->opened, __ATOMIC_RELAXED);
+		out[i].closed = __atomic_load_n(&d->closed, __ATOMIC_RELAXED);
+		out[i].sent = __atomic_load_n(&d->sent, __ATOMIC_RELAXED);
+		out[i].received = __atomic_load_n(&d->received, __ATOMIC_RELAXED);
+	}
+	pthread_mutex_unlock(&t->dmu);
+	return n;
+}
+
+#define DEST_ADD(c, f, v)                                                                          \
+	do {                                                                                       \
+		if ((c)->dest)                                                                     \
+			__atomic_add_fetch(&(c)->dest->f, (v), __ATOMIC_RELAXED);                  \
+	} while (0)
+
 static void conn_close(struct tconn *c)
 {
 	if (c->st == T_DEAD)
 		return;
+	DEST_ADD(c, closed, 1);
 	c->st = T_DEAD;
 	pend_drop(c);
 	ep_set(c, c->pfd, &c->pev, &c->pmask, 0);
@@ -532,6 +597,7 @@ static void pump(struct tconn *c)
 			ssize_t n = read(c->pfd, c->p2s->d, sizeof(c->p2s->d));
 
 			if (n > 0) {
+				DEST_ADD(c, sent, (uint64_t)n); /* the pod answers its client */
 				c->p2s->len = n;
 				c->p2s->off = 0;
 				progress = true;
@@ -595,6 +661,7 @@ static void pump(struct tconn *c)
 			    write(c->pfd, c->s2p->d + c->s2p->off, c->s2p->len - c->s2p->off);
 
 			if (n > 0) {
+				DEST_ADD(c, received, (uint64_t)n);
 				c->s2p->off += n;
 				progress = true;
 			} else if (n < 0 && errno == EAGAIN) {
@@ -938,6 +1005,18 @@ static void in_connected(struct tconn *c)
 	}
 	buf_put(c->p2s, ok, sizeof(ok) - 1);
 	c->st = T_RELAY;
+	{ /* counted as the destination from here: the pod accepted it */
+		struct sockaddr_in dst = {0};
+		uint32_t src4 = 0;
+		char ip[64];
+
+		snprintf(ip, sizeof(ip), "%.*s", (int)strcspn(c->dst, ":"), c->dst);
+		inet_pton(AF_INET, c->src_ip, &src4);
+		if (inet_pton(AF_INET, ip, &dst.sin_addr) == 1)
+			c->dest = tdest_get(c->t, src4, dst.sin_addr.s_addr,
+					    (uint16_t)atoi(c->dst + strcspn(c->dst, ":") + 1));
+		DEST_ADD(c, opened, 1);
+	}
 	pump(c);
 }
 
@@ -1440,6 +1519,8 @@ struct tunnel *tunnel_new(const struct tunnel_opts *o, X509_STORE *trust)
 	t->o = *o;
 	t->ep = t->lout = t->lin = t->wake = -1;
 	pthread_mutex_init(&t->mu, NULL);
+	pthread_mutex_init(&t->dmu, NULL);
+	t->dest = calloc(MAX_TDEST, sizeof(*t->dest)); /* NULL: nothing counted, said once */
 	t->ex_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 	if (!(t->cctx = ctx_new(t, trust, false)) || !(t->sctx = ctx_new(t, trust, true)))
 		goto fail;
@@ -1502,5 +1583,7 @@ void tunnel_free(struct tunnel *t)
 		close(t->adopt[i].fd);
 	free(t->adopt);
 	pthread_mutex_destroy(&t->mu);
+	pthread_mutex_destroy(&t->dmu);
+	free(t->dest);
 	free(t);
 }

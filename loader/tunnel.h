@@ -84,4 +84,10 @@ void tunnel_set_http(struct tunnel *t, tunnel_http_fn fn, void *arg);
 /* Prometheus lines for the tunnel's counters (any thread). */
 void tunnel_metrics(const struct tunnel *t, FILE *f);
 
+struct metrics_dest_tcp;
+/* The TCP connections delivered to local pods, counted as their destination (metrics.h), up
+ * to max of them (any thread): how many were written. Bytes are counted as they are relayed,
+ * so a long-lived connection's show while it is open. */
+int tunnel_dest_counts(struct tunnel *t, struct metrics_dest_tcp *out, int max);
+
 #endif /* BM_TUNNEL_H */

@@ -153,6 +153,62 @@ EOF
 	pkill -f "accel_peer.py server 9100" || true
 }
 
+# dsum METRIC: node2's METRIC, reporter destination, zt/sleep -> zt/httpbin over mTLS: the sum
+dsum() {
+	lab_metrics node2 | awk -v m="$1" 'index($0, m "{") == 1 && /reporter="destination"/ &&
+		/source_workload="sleep"/ && /destination_workload="httpbin"/ &&
+		/connection_security_policy="mutual_tls"/ &&
+		/source_principal="spiffe:\/\/cluster.local\/ns\/zt\/sa\/sleep"/ &&
+		/destination_service="httpbin.zt.svc.cluster.local"/ { s += $NF } END { print s + 0 }'
+}
+
+@test "node2 reports the tunnelled connections as their destination: counts and bytes exact, bytes while open" {
+	o0=$(dsum istio_tcp_connections_opened_total)
+	c0=$(dsum istio_tcp_connections_closed_total)
+	r0=$(dsum istio_tcp_received_bytes_total)
+	s0=$(dsum istio_tcp_sent_bytes_total)
+	lab exec -n zt sleep-0 -- curl -s --max-time 30 -H 'Connection: close' -o /dev/null \
+		-w 'SIZES %{size_request} %{size_header} %{size_download}\n' \
+		"http://httpbin.zt:8000/get?[1-20]" >"$TMPD/dest.out"
+	sent=$(awk '/^SIZES/ { s += $2 } END { print s }' "$TMPD/dest.out")
+	recv=$(awk '/^SIZES/ { r += $3 + $4 } END { print r }' "$TMPD/dest.out")
+	for _ in $(seq 20); do
+		[ "$(($(dsum istio_tcp_connections_closed_total) - c0))" -eq 20 ] && break
+		sleep 0.1
+	done
+	do=$(($(dsum istio_tcp_connections_opened_total) - o0))
+	dc=$(($(dsum istio_tcp_connections_closed_total) - c0))
+	dr=$(($(dsum istio_tcp_received_bytes_total) - r0))
+	ds=$(($(dsum istio_tcp_sent_bytes_total) - s0))
+	echo "client sent $sent received $recv; destination: opened $do closed $dc received $dr sent $ds"
+	[ "$do" -eq 20 ]
+	[ "$dc" -eq 20 ]
+	[ "$dr" -eq "$sent" ]
+	[ "$ds" -eq "$recv" ]
+	# a connection that stays open: its bytes are there before it closes
+	r0=$(dsum istio_tcp_received_bytes_total)
+	c0=$(dsum istio_tcp_connections_closed_total)
+	lab exec -n zt sleep-0 -- /usr/bin/python3 -c '
+import socket, sys, time
+s = socket.create_connection(("10.96.30.10", 8000), timeout=5)
+req = b"GET /get HTTP/1.1\r\nHost: httpbin\r\nX-Pad: " + b"x" * 50000 + b"\r\n\r\n"
+s.sendall(req)
+s.recv(65536)
+print("open", len(req), flush=True)
+time.sleep(6)' >"$TMPD/open.out" 2>&1 &
+	pid=$!
+	for _ in $(seq 50); do grep -q "^open" "$TMPD/open.out" && break; sleep 0.1; done
+	sleep 0.3
+	dr=$(($(dsum istio_tcp_received_bytes_total) - r0))
+	dc=$(($(dsum istio_tcp_connections_closed_total) - c0))
+	want=$(awk '/^open/ { print $2 }' "$TMPD/open.out")
+	echo "while open: received $dr of $want, closed $dc"
+	kill "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	[ "$dc" -eq 0 ]
+	[ "$dr" -eq "$want" ]
+}
+
 @test "agent ports: a mesh workload's connect to its node's 15001/15006/15008 is refused; nothing else is" {
 	a0=$(stat_of node1 agent_port)
 	for port in 15001 15006 15008; do
