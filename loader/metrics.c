@@ -190,7 +190,7 @@ static struct series *series_add(struct series **v, int *n, int *cap)
 /* The labels of one series of a connection counted at its source. */
 static int series_labels(char *buf, size_t len, const char *reporter,
 			 const struct workload_obj *src, const char *svc_ns, const char *svc_name,
-			 const struct workload_obj *dst, const char *mtd)
+			 const struct workload_obj *dst, const char *mtd, const char *flags)
 {
 	FILE *lf = fmemopen(buf, len - 1, "w");
 
@@ -199,7 +199,7 @@ static int series_labels(char *buf, size_t len, const char *reporter,
 	metrics_source_labels(lf, reporter, src, mtd);
 	metrics_dest_labels(lf, svc_ns, svc_name, dst, mtd);
 	metrics_put_label(lf, "request_protocol", "tcp", false);
-	metrics_put_label(lf, "response_flags", "-", false);
+	metrics_put_label(lf, "response_flags", flags, false);
 	metrics_put_label(lf, "connection_security_policy", mtd ? "mutual_tls" : "none", false);
 	fclose(lf);
 	return 0;
@@ -230,6 +230,7 @@ static int collect(const struct bm_mapfds *f, const struct mesh_config *c, const
 		const struct workload_obj *src, *dst;
 		const char *mtd;
 		struct series *s;
+		int si;
 		bool have_be;
 		char svc_ns[128] = "", *svc_name = NULL;
 
@@ -238,6 +239,7 @@ static int collect(const struct bm_mapfds *f, const struct mesh_config *c, const
 		if (bpf_map_lookup_elem(f->traffic, &key, vals))
 			continue;
 		s = series_add(&v, &n, &cap);
+		si = n - 1; /* v moves as it grows: the source series by index */
 		for (int i = 0; i < ncpu; i++) {
 			s->v.opened += vals[i].opened;
 			s->v.closed += vals[i].closed;
@@ -264,16 +266,27 @@ static int collect(const struct bm_mapfds *f, const struct mesh_config *c, const
 			  : NULL;
 		dst = have_be ? pod_by_addr(c, be.addr, be.family) : NULL;
 		if (series_labels(s->labels, sizeof(s->labels), "source", src, svc_ns, svc_name, dst,
-				  mtd)) {
+				  mtd, "-")) {
 			n--;
 			continue;
+		}
+		if (s->v.connect_failed) {
+			/* as Envoy reports an upstream connect failure: a connection opened and
+			 * closed with response flag UF (the client's connect failed) */
+			struct series *u = series_add(&v, &n, &cap);
+
+			u->v.opened = u->v.closed = v[si].v.connect_failed;
+			if (series_labels(u->labels, sizeof(u->labels), "source", src, svc_ns,
+					  svc_name, dst, mtd, "UF"))
+				n--;
 		}
 		if (have_be && dst && local_mesh_pod(f, &be)) {
 			struct series *d = series_add(&v, &n, &cap);
 
-			d->v = v[n - 2].v;
+			d->v = v[si].v;
+			d->v.connect_failed = 0;
 			if (series_labels(d->labels, sizeof(d->labels), "destination", src, svc_ns,
-					  svc_name, dst, mtd))
+					  svc_name, dst, mtd, "-"))
 				n--;
 		}
 	}
@@ -333,7 +346,7 @@ static void dest_series(const struct mesh_config *c, const char *td,
 		s->v.bytes_sent = dest[i].received;
 		s->v.bytes_received = dest[i].sent;
 		if (series_labels(s->labels, sizeof(s->labels), "destination", src,
-				  svc ? svc->ns : NULL, svc ? svc->name : NULL, dst, td))
+				  svc ? svc->ns : NULL, svc ? svc->name : NULL, dst, td, "-"))
 			(*n)--;
 	}
 }

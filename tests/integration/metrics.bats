@@ -206,6 +206,28 @@ print(len(want), "metrics used by the dashboard, all exported")
 P
 }
 
+@test "connect failures are TCP series with response_flags UF, as Envoy reports them" {
+	uf() {
+		curl -s "http://127.0.0.1:$MPORT/metrics" | awk 'index($0, "istio_tcp_connections_opened_total{") == 1 &&
+			/reporter="source"/ && /response_flags="UF"/ && /destination_workload="web-v2"/ { s += $NF } END { print s + 0 }'
+	}
+	lab apply -f "$FIX/vs-0-100.yaml" >/dev/null
+	u0=$(uf)
+	lab stop -n t deploy/web-v2 >/dev/null
+	fails=0
+	for _ in 1 2 3; do
+		lab exec -n t client-0 -- curl -s --max-time 3 -o /dev/null http://web:8080/ || fails=$((fails + 1))
+	done
+	lab start -n t web-v2-0 >/dev/null
+	lab apply -f "$FIX/vs-90-10.yaml" >/dev/null
+	du=$(($(uf) - u0))
+	echo "curl failed $fails times; UF series +$du"
+	[ "$fails" -eq 3 ]
+	[ "$du" -eq 3 ]
+	# and the same numbers closed: nothing of them stays open
+	curl -s "http://127.0.0.1:$MPORT/metrics" | grep '^istio_tcp_connections_closed_total{.*response_flags="UF"' | grep -q 'destination_workload="web-v2"'
+}
+
 # istio_queries SECTION...: the PromQL blocks of tests/integration/fixtures/istio-queries.md in
 # those sections (panel targets at the start of a line, not the indented variable queries),
 # one per line, with the substitutions Istio's own dashboard test makes
