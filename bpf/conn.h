@@ -146,6 +146,22 @@ static __always_inline int bm_record(const struct bm_sock *st, __u32 code)
 
 enum bm_tr_event { BM_TR_OPEN, BM_TR_CLOSE, BM_TR_FAIL };
 
+/* bytes_acked/bytes_received count sequence space: the FINs' 1s too, and an active socket's
+ * SYN (a passive one's SYN-ACK is acked before bytes_acked counts). Take them out by the state
+ * the socket closed from, so these are payload bytes, what the application wrote (sent) and
+ * read (got). syn: 1 for the connecting side, 0 for the accepting side. */
+static __always_inline void bm_payload(__u32 from, __u64 acked, __u64 rcvd, int syn,
+				       __u64 *sent, __u64 *got)
+{
+	int our_fin_acked = from == BM_TCP_FIN_WAIT2 || from == BM_TCP_CLOSING ||
+			    from == BM_TCP_LAST_ACK || from == BM_TCP_TIME_WAIT;
+	int peer_fin = from == BM_TCP_CLOSE_WAIT || from == BM_TCP_LAST_ACK ||
+		       from == BM_TCP_CLOSING || from == BM_TCP_FIN_WAIT2 || from == BM_TCP_TIME_WAIT;
+
+	*sent = acked - (acked >= (__u64)(syn + our_fin_acked) ? syn + our_fin_acked : acked);
+	*got = rcvd - (rcvd >= (__u64)peer_fin ? peer_fin : rcvd);
+}
+
 /* Count one connection event (and at close its bytes) for (client pod, service, backend). */
 /* from/acked/rcvd: skops->args[0], bytes_acked, bytes_received, read once by the caller (the
  * verifier rejects ctx reads through a pointer the compiler computed for several of them). */
@@ -163,19 +179,8 @@ static __always_inline struct bm_traffic bm_traffic_add(const struct bm_sock *st
 	} else if (ev == BM_TR_FAIL) {
 		d.connect_failed = 1;
 	} else {
-		/* bytes_acked/bytes_received count sequence space: the SYN's and the FINs' 1s
-		 * too. Take them out by the state the socket closed from, so these are payload
-		 * bytes, what the application wrote and read. */
-		int our_fin_acked = from == BM_TCP_FIN_WAIT2 || from == BM_TCP_CLOSING ||
-				    from == BM_TCP_LAST_ACK || from == BM_TCP_TIME_WAIT;
-		int peer_fin = from == BM_TCP_CLOSE_WAIT || from == BM_TCP_LAST_ACK ||
-			       from == BM_TCP_CLOSING || from == BM_TCP_FIN_WAIT2 ||
-			       from == BM_TCP_TIME_WAIT;
-
 		d.closed = 1;
-		d.bytes_sent =
-		    acked - (acked >= (__u64)(1 + our_fin_acked) ? 1 + our_fin_acked : acked);
-		d.bytes_received = rcvd - (rcvd >= (__u64)peer_fin ? peer_fin : rcvd);
+		bm_payload(from, acked, rcvd, 1, &d.bytes_sent, &d.bytes_received);
 		d.bytes_sent += xsent;
 		d.bytes_received += xrcvd;
 	}

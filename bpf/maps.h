@@ -222,6 +222,26 @@ struct {
 	__uint(pinning, BM_PIN);
 } bm_traffic SEC(".maps");
 
+/* Destination-side counters (headers/bpfmesh.h): per CPU. Full: new triples are not counted. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, BM_MAX_TRAFFIC);
+	__type(key, struct bm_dtraffic_key);
+	__type(value, struct bm_traffic);
+	__uint(pinning, BM_PIN);
+} bm_dtraffic SEC(".maps");
+
+/* An accepted connection counted in bm_dtraffic: its key, in the socket's own storage, freed
+ * with the socket (so nothing outlives a connection whose close was missed). */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct bm_dtraffic_key);
+	__uint(pinning, BM_PIN);
+} bm_dsock SEC(".maps");
+
 /* Flow log: connection events for `bpfmesh observe`. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);

@@ -4,7 +4,8 @@
  * connection's life to conn.h (slots, outlier scoring, traffic counters, flow events), vouches
  * for local pods' connects (inbound.h, bm_attest), tells the agent where tunnelled connects
  * were going (bm_orig), enforces the connect timeout (TCP_USER_TIMEOUT while in SYN_SENT), and
- * puts established pod-to-pod sockets into bm_sockhash (accel.h).
+ * puts established pod-to-pod sockets into bm_sockhash (accel.h), and counts the connections
+ * local mesh pods accept from other nodes as their destination (dest.h).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -12,6 +13,7 @@
 #include "conn.h"
 #include "accel.h"
 #include "inbound.h"
+#include "dest.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -120,8 +122,12 @@ int bm_sockops(struct bpf_sock_ops *skops)
 		break;
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
 		BM_SOCKRAW_READ(&raw, skops);
-		if (bm_sockkey_of(&raw, &key))
-			bm_accel_server(skops, &key);
+		if (!bm_sockkey_of(&raw, &key))
+			break;
+		bm_accel_server(skops, &key);
+		if (bm_dest_open(skops, &key))
+			bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
+							     BPF_SOCK_OPS_STATE_CB_FLAG);
 		break;
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
 		BM_SOCKRAW_READ(&raw, skops);
@@ -142,6 +148,7 @@ int bm_sockops(struct bpf_sock_ops *skops)
 
 		if (to != BM_TCP_CLOSE)
 			break;
+		bm_dest_close(skops, from, acked, rcvd);
 		BM_SOCKRAW_READ(&raw, skops);
 		if (bm_sockkey_of(&raw, &key)) {
 			bm_accel_close(&key, &xsent, &xrcvd);

@@ -500,6 +500,21 @@ struct bm_traffic {
 
 #define BM_MAX_TRAFFIC 65536
 
+/*
+ * Destination-side traffic counters (reporter "destination"), per (client address, local mesh
+ * pod, its port): plaintext connections a mesh pod of this node accepted from another node.
+ * (Connections from this node's pods are the source side's series again, and tunnelled ones
+ * the agent that delivers them counts: loader/metrics.c.) The value is struct bm_traffic in
+ * the client's terms, as bm_traffic: bytes_sent is the request, bytes_received the response.
+ */
+struct bm_dtraffic_key {
+	__u8 src_addr[16]; /* the client, IPv4 in the first 4 bytes */
+	__u32 dst_pod;	   /* bm_podaddr.pod_id of the pod that accepted */
+	__be16 port;	   /* its port */
+	__u8 family;	   /* BM_FAM_V4 / BM_FAM_V6 */
+	__u8 pad;
+};
+
 /* Flow log (bm_events ring buffer), read by `bpfmesh observe`. */
 enum bm_event_type {
 	BM_EV_OPEN = 1,	 /* connection established */
@@ -649,6 +664,7 @@ struct bm_name {
 	X(cpool, bm_cpool)                                                                         \
 	X(sock, bm_sock)                                                                           \
 	X(traffic, bm_traffic)                                                                     \
+	X(dtraffic, bm_dtraffic)                                                                   \
 	X(node, bm_node)                                                                           \
 	X(wl, bm_wl)                                                                               \
 	X(inpod, bm_inpod)                                                                         \
@@ -663,6 +679,7 @@ struct bm_name {
 	X(ifpod, bm_ifpod)                                                                         \
 	Y(bm_events)                                                                               \
 	Y(bm_sock_udp)                                                                             \
+	Y(bm_dsock)                                                                                \
 	Y(bm_udp)
 
 /* Programs the agent attaches to the node cgroup, each through a pinned link link_<name>, in

@@ -351,6 +351,43 @@ static void dest_series(const struct mesh_config *c, const char *td,
 	}
 }
 
+/* The kernel's destination-side series (bm_dtraffic: plaintext connections from other nodes
+ * to this node's mesh pods), per-CPU values summed, added to v. */
+static void kernel_dest_series(const struct bm_mapfds *f, const struct mesh_config *c,
+			       struct series **v, int *n, int *cap)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	struct bm_dtraffic_key key, next, *prev = NULL;
+	struct bm_traffic *vals;
+
+	if (ncpu <= 0 || f->dtraffic < 0 || !(vals = calloc(ncpu, sizeof(*vals))))
+		return;
+	while (bpf_map_get_next_key(f->dtraffic, prev, &next) == 0) {
+		const struct workload_obj *src, *dst;
+		const struct svc_obj *svc;
+		struct series *s;
+
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(f->dtraffic, &key, vals))
+			continue;
+		src = pod_by_addr(c, key.src_addr, key.family);
+		dst = config_pod_by_id(c, key.dst_pod);
+		svc = service_of(c, dst, ntohs(key.port));
+		s = series_add(v, n, cap);
+		for (int i = 0; i < ncpu; i++) {
+			s->v.opened += vals[i].opened;
+			s->v.closed += vals[i].closed;
+			s->v.bytes_sent += vals[i].bytes_sent;
+			s->v.bytes_received += vals[i].bytes_received;
+		}
+		if (series_labels(s->labels, sizeof(s->labels), "destination", src,
+				  svc ? svc->ns : NULL, svc ? svc->name : NULL, dst, NULL, "-"))
+			(*n)--;
+	}
+	free(vals);
+}
+
 /* Series with the same labels (several backends of one pod, ...) are one in Prometheus. */
 static int merge(struct series *v, int n)
 {
@@ -458,6 +495,7 @@ static void operational_metrics(FILE *out, const struct bm_mapfds *f)
 	fill_ratio(out, "bm_health", f->health);
 	fill_ratio(out, "bm_sock", f->sock);
 	fill_ratio(out, "bm_traffic", f->traffic);
+	fill_ratio(out, "bm_dtraffic", f->dtraffic);
 	fill_ratio(out, "bm_cpool", f->cpool);
 	fill_ratio(out, "bm_accel", f->accel);
 	fill_ratio(out, "bm_podaddr", f->podaddr);
@@ -599,6 +637,7 @@ int metrics_render(const struct bm_mapfds *f, const struct mesh_config *c, const
 	int cap = 0, n = collect(f, c, trust_domain, &v, &cap);
 
 	dest_series(c, trust_domain, dest, ndest, &v, &n, &cap);
+	kernel_dest_series(f, c, &v, &n, &cap);
 	n = merge(v, n);
 	/* Istio's mesh dashboard lists the proxies by this */
 	fprintf(out, "# HELP istio_build Istio component build info.\n# TYPE istio_build gauge\n"

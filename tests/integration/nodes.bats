@@ -37,6 +37,41 @@ teardown_file() {
 	[[ "$output" == *'"pod": "web-v2-0"'* ]]
 }
 
+@test "node2's kernel counts plaintext connections from node1 as their destination, exactly" {
+	# dsum2 METRIC: node2's METRIC for reporter destination, client1 (node1) -> web-v2 (node2)
+	dsum2() {
+		lab_metrics node2 | awk -v m="$1" 'index($0, m "{") == 1 && /reporter="destination"/ &&
+			/source_workload="client1"/ && /destination_workload="web-v2"/ &&
+			/destination_service="web.two.svc.cluster.local"/ &&
+			/connection_security_policy="none"/ { s += $NF } END { print s + 0 }'
+	}
+	o0=$(dsum2 istio_tcp_connections_opened_total)
+	c0=$(dsum2 istio_tcp_connections_closed_total)
+	r0=$(dsum2 istio_tcp_received_bytes_total)
+	s0=$(dsum2 istio_tcp_sent_bytes_total)
+	lab exec -n two client1-0 -- curl -s --max-time 30 -H 'Connection: close' -o /dev/null \
+		-w 'SIZES %{size_request} %{size_header} %{size_download}\n' \
+		"http://web/get?[1-20]" >"$BATS_TEST_TMPDIR/d.out"
+	sent=$(awk '/^SIZES/ { s += $2 } END { print s }' "$BATS_TEST_TMPDIR/d.out")
+	recv=$(awk '/^SIZES/ { r += $3 + $4 } END { print r }' "$BATS_TEST_TMPDIR/d.out")
+	for _ in $(seq 20); do
+		[ "$(($(dsum2 istio_tcp_connections_closed_total) - c0))" -ge 20 ] && break
+		sleep 0.1
+	done
+	do=$(($(dsum2 istio_tcp_connections_opened_total) - o0))
+	dc=$(($(dsum2 istio_tcp_connections_closed_total) - c0))
+	dr=$(($(dsum2 istio_tcp_received_bytes_total) - r0))
+	ds=$(($(dsum2 istio_tcp_sent_bytes_total) - s0))
+	echo "client sent $sent received $recv; node2 destination: opened $do closed $dc received $dr sent $ds"
+	[ "$do" -eq 20 ]
+	[ "$dc" -eq 20 ]
+	[ "$dr" -eq "$sent" ]
+	[ "$ds" -eq "$recv" ]
+	# node1 has no destination series of them (its kernel saw only the client's socket)
+	run lab_metrics node1
+	! grep -q 'reporter="destination".*destination_workload="web-v2"' <<<"$output" || false
+}
+
 @test "connected UDP (connect4) reaches the routed backend and replies come back" {
 	run lab exec -n two client1-0 -- bash -c \
 		'exec 3<>/dev/udp/10.96.20.10/9000; echo hi >&3; timeout 3 dd bs=2048 count=1 <&3 2>/dev/null'
