@@ -7,6 +7,9 @@
 #   1. outlier ejection: time from a failing connect to the backend being out of rotation
 #   2. connect4 cost per call (kernel.bpf_stats_enabled), with 10 and with 10,000 services
 #   3. apply time: 10,000 services with 100,000 endpoints; then one weight change
+#   4. the API watch at scale (tests/bench/kube_scale.sh): 5,000 Services and 10,000 Pods from
+#      the test API server, time to the first config in force and peak RSS, against the same
+#      objects read from files in the same run
 #   HTTP (scripts/bench_http.sh, run after the paths, in a lab of its own): keep-alive HTTP/1.1
 #      with wrk over direct / kernel / the agent's HTTP path (same node, and cross-node through
 #      the mTLS tunnel) / a haproxy `mode http` pair; CPU per request, RSS at 1,000 connections
@@ -198,6 +201,14 @@ apply_weight=$(sed -n 's/.*applied config.* in \([0-9]*\) ms/\1/p' "$work/agent.
 written=$(sed -n 's/.*(\([0-9]*\) written.*/\1/p' "$work/agent.log" | sed -n 2p)
 
 
+# ---- 4. the API watch at scale ----
+KSVC=$([ "$QUICK" = 1 ] && echo 100 || echo 5000)
+KPOD=$((KSVC * 2))
+tests/bench/kube_scale.sh "$BM" "$work/kube" "$CG/bpfmesh-$LAB-kube" "$LAB" "$KSVC" "$KPOD" \
+	>"$work/kube.out" 2>"$work/kube.err" || cat "$work/kube.err" >&2
+kf() { awk -v k="$1" -v f="$2" '$1 == k { for (i = 2; i < NF; i++) if ($i == f) print $(i + 1) }' "$work/kube.out"; }
+kube_ms=$(kf kube first_ms) kube_rss=$(kf kube rss_kb) files_ms=$(kf files first_ms) files_rss=$(kf files rss_kb)
+
 # ---- report ----
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b ? a / b : 0 }'; }
 us() { awk -v n="$1" 'BEGIN { printf "%.1f", n / 1000 }'; }
@@ -242,6 +253,8 @@ targets=$(
 		"m - x <= 0.5 * (h - x)" m="$m99" h="$h99" x="$x99"
 	target "mtls throughput >= 1.5x haproxy-mtls" "$mt vs $ht Gbit/s" "m >= 1.5 * h" m="$mt" h="$ht"
 	target "agent RSS < 20 MB at 1,000 req/s ($rss_path lab)" "$agent_rss MB" "r < 20" r="$agent_rss"
+	target "API watch: $KPOD pods, $KSVC services in force < 10 s, RSS < 2x files" \
+		"$kube_ms ms, $((${kube_rss:-0} / 1024)) MB" "t < 10000 && r < 2 * f" t="$kube_ms" r="$kube_rss" f="$files_rss"
 )
 report=$(cat <<R
 | measurement | value | baseline (same run) | ratio |
@@ -254,6 +267,8 @@ report=$(cat <<R
 | app connect()+close(): service vs pod address | $(us "$app_small") us | direct to the pod: $(us "$direct_app") us | $(ratio "$app_small" "$direct_app") |
 | apply $NSVC services, $NEP endpoints (parse+validate+resolve+maps) | $apply_full ms | | |
 | then one weight change (whole config re-read; $written service rewritten) | $apply_weight ms | full apply | $(ratio "$apply_weight" "$apply_full") |
+| API watch: agent start to first config in force, $KSVC Services + $KPOD Pods | $kube_ms ms | the same objects from files: $files_ms ms | $(ratio "$kube_ms" "$files_ms") |
+| API watch: agent peak RSS then | $((${kube_rss:-0} / 1024)) MB | from files: $((${files_rss:-0} / 1024)) MB | $(ratio "$kube_rss" "$files_rss") |
 R
 )
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -360,6 +375,14 @@ $report
   is the same log line for the second apply. Parsing and validating the whole YAML again takes
   most of it; what would close it: re-parse only the files that changed and keep the resolved
   table between applies.
+- **API watch**: \`tests/bench/kube_scale.sh\` serves $KSVC Services and $KPOD Pods (Ready,
+  owned by ReplicaSets, with the fields a kubelet writes) from the test API server
+  (tests/kubeapi/fake-apiserver.py, which has read them all before the clock starts) and
+  starts an agent with \`--kubeconfig\`: the time from its start to "applied config" (load and
+  attach, list every kind in chunks of 500, parse, resolve, map writes) and its peak RSS
+  (VmHWM). The baseline is an agent reading the same objects as files, in the same run. Pods
+  are kept trimmed to what the mesh reads (no env, no managedFields, only the Ready
+  condition).
 - **Connection rate, kernel vs direct**: each new connection runs connect4, sockops at connect,
   establish and close (a record inserted and deleted in \`bm_sock\`, counters, flow-log events)
   and the inbound SYN check on the server: a few microseconds of map work per connection on

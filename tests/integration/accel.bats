@@ -50,7 +50,7 @@ mport() { "$BM" lab status --name "$1" | sed -n 's|^node node1 .*metrics http://
 # metric LAB NAME: sum of NAME over the client's series; event LAB EVENT: a datapath counter
 metric() {
 	curl -s "http://127.0.0.1:$(mport "$1")/metrics" |
-		awk -v n="$2" 'index($0, n "{") == 1 && /source_workload="client"/ { s += $NF } END { printf "%d\n", s }'
+		awk -v n="$2" 'index($0, n "{") == 1 && /reporter="source"/ && /source_workload="client"/ { s += $NF } END { printf "%d\n", s }'
 }
 event() {
 	curl -s "http://127.0.0.1:$(mport "$1")/metrics" |

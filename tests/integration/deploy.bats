@@ -49,7 +49,7 @@ EOF
 
 @test "daemonset.yaml: namespace, service account, RBAC of exactly the kinds the agent watches (get/list/watch)" {
 	needs_yaml
-	run py "$DS" "$ROOT/loader/kube.c" <<'EOF'
+	run py "$DS" "$ROOT/user/lib/kube.c" <<'EOF'
 import sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 by = {}
@@ -66,11 +66,11 @@ role = by["ClusterRole"][0]
 def grants(group, res):
     return any(group in r.get("apiGroups", []) and res in r.get("resources", [])
                and {"get", "list", "watch"} <= set(r.get("verbs", [])) for r in role["rules"])
-# the kinds loader/kube.c watches (its kinds[] table), read from the source
+# the kinds user/lib/kube.c watches (its kinds[] table), read from the source
 import re
 src = open(sys.argv[2]).read()
 watched = set(re.findall(r'\{"([a-z0-9.]*)", ver_\w+, "(\w+)", "\w+", (?:true|false)\}', src))
-check(len(watched) >= 10, "could not read the kinds of loader/kube.c: %s" % watched)
+check(len(watched) >= 10, "could not read the kinds of user/lib/kube.c: %s" % watched)
 granted = {(g, res) for r in role["rules"] for g in r.get("apiGroups", [])
            for res in r.get("resources", [])}
 for g, res in sorted(watched):
@@ -227,10 +227,10 @@ EOF
 	[ "$status" -eq 0 ]
 	# the files the README names exist
 	grep -q 'kubectl apply -k deploy/kubernetes' "$ROOT/deploy/kubernetes/README.md"
-	for f in $(grep -o 'deploy/[a-zA-Z/._-]*' "$ROOT/deploy/kubernetes/README.md" | sed 's|[/.]*$||' | sort -u); do
+	while IFS= read -r f; do
 		echo "names $f"
 		[ -e "$ROOT/$f" ]
-	done
+	done < <(grep -o 'deploy/[a-zA-Z/._-]*' "$ROOT/deploy/kubernetes/README.md" | sed 's|[/.]*$||' | sort -u)
 }
 
 @test "systemd unit: ExecStart runs bpfmesh agent, Restart=always, the cgroup it makes is the one it uses, no uninstall" {
@@ -454,6 +454,8 @@ ca = mounts.get(opts.get("--dir"))
 check(ca is not None and "secret" in vols[ca["name"]], "--dir is not a mounted Secret")
 check(spec.get("hostNetwork") is not True, "the CA must not share a node's network")
 check(c["securityContext"].get("privileged") is not True, "the CA must not be privileged")
+check("--kube" in opts and "--config-dir" not in opts, "the CA does not watch the API server's pods")
+check(spec.get("automountServiceAccountToken") is not False, "--kube needs the service account token")
 check(svc["spec"]["ports"][0]["port"] == 15012, "the Service is not on 15012")
 print("\n".join(bad))
 sys.exit(1 if bad else 0)

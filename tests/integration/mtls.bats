@@ -23,7 +23,7 @@ setup_file() {
 teardown_file() {
 	pkill -f "openssl s_server -accept 10.244.255.2:15008" 2>/dev/null || true
 	pkill -f "accel_peer.py server 9100" 2>/dev/null || true
-	[ -f "$TMPD/scrape.pids" ] && kill $(cat "$TMPD/scrape.pids") 2>/dev/null || true
+	if [ -f "$TMPD/scrape.pids" ]; then xargs kill <"$TMPD/scrape.pids" 2>/dev/null || true; fi
 	pkill -f "tcpdump -i fab0 --immediate-mode -Z root -U -w $TMPD" 2>/dev/null || true
 	lab_teardown "$LAB"
 	rm -rf "$TMPD"
@@ -98,6 +98,8 @@ while off + 16 <= len(data):
         continue
     if 15008 in (sport, dport):
         tls += payload[:3] in (b'\x17\x03\x03', b'\x16\x03\x01', b'\x16\x03\x03', b'\x14\x03\x03')
+    elif 15012 in (sport, dport):
+        pass  # a certificate renewal with the lab's CA (mutual TLS too; 10 s TTL: every 5 s)
     else:
         plain_ports.add((sport, dport))
 print("TLS records:", tls, "other payload flows:", plain_ports)
@@ -252,7 +254,7 @@ time.sleep(6)' >"$TMPD/open.out" 2>&1 &
 			done
 		done
 	done
-	kill $(cat "$TMPD/scrape.pids") 2>/dev/null || true
+	xargs kill <"$TMPD/scrape.pids" 2>/dev/null || true
 	[ "$(stat_of node1 agent_port)" -eq "$a0" ]
 }
 

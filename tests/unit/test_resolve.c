@@ -695,6 +695,28 @@ static void test_readiness_as_kube_proxy(void)
 	done(c, &t, &d);
 }
 
+static void test_api_service_without_address_gets_none(void)
+{
+	static const char y[] = "apiVersion: v1\nkind: Service\nmetadata: {name: x, namespace: ns}\n"
+				"spec: {selector: {app: api}, ports: [{port: 80}]}\n";
+	struct mesh_config *c = config_new();
+	struct rs_table t;
+	struct diags d = {0};
+
+	config_load_mem(c, "x.yaml", y, strlen(y), &d);
+	resolve(c, &t, &d);
+	CHECK_EQ(t.nservices, 1, "from a file: the lab's allocator gives it an address");
+	rs_free(&t);
+	config_free(c);
+	c = config_new();
+	config_load_mem(c, "api:Service/ns/x", y, strlen(y), &d);
+	resolve(c, &t, &d);
+	CHECK_EQ(t.nservices, 0, "from the API server: none invented in the cluster's range");
+	rs_free(&t);
+	diags_free(&d);
+	config_free(c);
+}
+
 static void test_workload_names_as_istio(void)
 {
 	static const struct {
@@ -755,6 +777,7 @@ int main(void)
 	RUN(test_list_cut_warned);
 	RUN(test_readiness_as_kube_proxy);
 	RUN(test_workload_names_as_istio);
+	RUN(test_api_service_without_address_gets_none);
 	rc = CHECK_DONE("resolve");
 	snprintf(path, sizeof(path), "%s/c.yaml", dir);
 	unlink(path);

@@ -42,6 +42,9 @@
 #include "model.h"
 #include "names.h"
 #include "duration.h"
+#include "kube.h"
+#include "kubeconf.h"
+#include <sys/eventfd.h>
 
 #define MAX_CONNS      64
 #define IO_TIMEOUT_S   5
@@ -53,7 +56,9 @@
 struct casrv {
 	struct ca *ca;
 	char td[256];
-	const char *config_dir;
+	const char *config_dir; /* or the API server's pods: */
+	struct kube *kube;
+	uint64_t kube_gen;
 	long max_ttl;
 	SSL_CTX *ctx;
 	pthread_mutex_t mu; /* the config below */
@@ -76,7 +81,28 @@ static bool find_pod(struct casrv *s, const char *ns, const char *name, char *no
 	time_t now = time(NULL);
 
 	pthread_mutex_lock(&s->mu);
-	if (!s->cfg || now != s->cfg_at) {
+	if (s->kube) { /* what the watch holds, read again when it changed */
+		uint64_t rv, gen = kube_gen(s->kube, &rv);
+		struct kube_snap snap;
+
+		if ((!s->cfg || gen != s->kube_gen) && kube_synced(s->kube) &&
+		    !kube_snapshot(s->kube, &snap)) {
+			struct mesh_config *c = config_new();
+			struct diags d = {0};
+
+			for (int i = 0; i < snap.n; i++) {
+				size_t len;
+				const char *json = kube_obj_json(snap.v[i], &len);
+
+				config_load_mem(c, kube_obj_name(snap.v[i]), json, len, &d);
+			}
+			diags_free(&d);
+			config_free(s->cfg);
+			s->cfg = c;
+			s->kube_gen = snap.gen;
+			kube_snap_free(&snap);
+		}
+	} else if (!s->cfg || now != s->cfg_at) {
 		struct mesh_config *c = config_new();
 		struct diags d = {0};
 
@@ -86,7 +112,7 @@ static bool find_pod(struct casrv *s, const char *ns, const char *name, char *no
 		s->cfg = c;
 		s->cfg_at = now;
 	}
-	for (int i = 0; i < s->cfg->nworkloads && !found; i++) {
+	for (int i = 0; s->cfg && i < s->cfg->nworkloads && !found; i++) {
 		const struct workload_obj *w = &s->cfg->workloads[i];
 
 		if (w->kind == WL_POD && !strcmp(w->ns, ns) && !strcmp(w->name, name)) {
@@ -339,10 +365,11 @@ out:
 }
 
 const char ca_serve_usage[] =
-    "usage: bpfmesh ca serve --dir CA_DIR --config-dir DIR --listen IP:PORT [--netns PATH] "
-    "[--max-ttl DURATION]\n"
+    "usage: bpfmesh ca serve --dir CA_DIR (--kube | --kubeconfig FILE | --config-dir DIR)\n"
+    "    --listen IP:PORT [--netns PATH] [--max-ttl DURATION]\n"
     "  the mesh CA as a service: signs workload certificates over mutual TLS, each only\n"
-    "  for the node its pod is scheduled on (pods read from --config-dir)\n";
+    "  for the node its pod is scheduled on (pods watched on the API server, --kube as a\n"
+    "  pod or --kubeconfig FILE, or read from --config-dir)\n";
 
 static int serve_usage(void)
 {
@@ -354,12 +381,15 @@ int ca_serve_cmd(int argc, char **argv)
 {
 	static const struct option opts[] = {{"dir", required_argument, 0, 'd'},
 					     {"config-dir", required_argument, 0, 'c'},
+					     {"kube", no_argument, 0, 'k'},
+					     {"kubeconfig", required_argument, 0, 'K'},
 					     {"listen", required_argument, 0, 'l'},
 					     {"netns", required_argument, 0, 'n'},
 					     {"max-ttl", required_argument, 0, 't'},
 					     {"help", no_argument, 0, 'h'},
 					     {0, 0, 0, 0}};
-	const char *dir = NULL, *listen_spec = NULL, *netns = NULL;
+	const char *dir = NULL, *listen_spec = NULL, *netns = NULL, *kubeconfig = NULL;
+	bool incluster = false;
 	struct casrv s = {.max_ttl = DEFAULT_MAXTTL};
 	char err[512] = "";
 	int64_t ns;
@@ -373,6 +403,12 @@ int ca_serve_cmd(int argc, char **argv)
 			break;
 		case 'c':
 			s.config_dir = optarg;
+			break;
+		case 'k':
+			incluster = true;
+			break;
+		case 'K':
+			kubeconfig = optarg;
 			break;
 		case 'l':
 			listen_spec = optarg;
@@ -392,10 +428,28 @@ int ca_serve_cmd(int argc, char **argv)
 			return serve_usage();
 		}
 	}
-	if (!dir || !s.config_dir || !listen_spec)
+	if (!dir || !listen_spec || !!s.config_dir + incluster + !!kubeconfig != 1)
 		return serve_usage();
 	log_init("ca");
 	signal(SIGPIPE, SIG_IGN);
+	if (incluster || kubeconfig) { /* before --netns: the watch stays where the API is */
+		static const char *const pods[] = {"pods", NULL};
+		struct kube_conn kc;
+		struct kube_opts ko = {.conn = &kc, .only = pods};
+
+		if (incluster ? kube_conn_incluster(&kc, err, sizeof(err))
+			      : kube_conn_kubeconfig(&kc, kubeconfig, err, sizeof(err))) {
+			fprintf(stderr, "bpfmesh ca serve: %s\n", err);
+			return 2;
+		}
+		ko.notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); /* polled by no one */
+		s.kube = ko.notify_fd >= 0 ? kube_start(&ko) : NULL;
+		kube_conn_free(&kc);
+		if (!s.kube) {
+			fprintf(stderr, "bpfmesh ca serve: cannot start the API watch\n");
+			return 1;
+		}
+	}
 	if (netns) {
 		int fd = open(netns, O_RDONLY | O_CLOEXEC);
 

@@ -709,7 +709,12 @@ static pid_t spawn_ca(struct lab *l)
 	pid = fork();
 	if (pid == 0) {
 		daemon_stdio(log);
-		execl(self, self, "ca", "serve", "--dir", cadir, "--config-dir", l->config,
+		char kcfg[700];
+
+		/* --kube-api: the CA reads pods from the API server too, as in a cluster */
+		snprintf(kcfg, sizeof(kcfg), "%s/kubeconfig", l->dir);
+		execl(self, self, "ca", "serve", "--dir", cadir,
+		      l->kube_port ? "--kubeconfig" : "--config-dir", l->kube_port ? kcfg : l->config,
 		      "--listen", LAB_CA_ADDR ":" LAB_CA_PORT, "--netns", fab, (char *)NULL);
 		_exit(127);
 	}

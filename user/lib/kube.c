@@ -886,9 +886,16 @@ struct kube *kube_start(const struct kube_opts *o)
 	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
 	for (int i = 0; i < NKINDS; i++) {
 		struct kwatch *w = &k->w[i];
+		bool want = !o->only;
 
 		w->k = k;
 		w->kind = &kinds[i];
+		for (int j = 0; o->only && o->only[j]; j++)
+			want = want || !strcmp(o->only[j], kinds[i].resource);
+		if (!want) { /* not asked for: never listed, counts as done */
+			w->state = KS_ABSENT;
+			continue;
+		}
 		w->h = curl_easy_init();
 		if (!w->h || pthread_create(&w->th, NULL, kind_thread, w)) {
 			kube_stop(k);
@@ -896,7 +903,13 @@ struct kube *kube_start(const struct kube_opts *o)
 		}
 		w->started = true;
 	}
-	pr_info("kube: watching %d kinds at %s", NKINDS, k->conn.source);
+	{
+		int n = 0;
+
+		for (int i = 0; i < NKINDS; i++)
+			n += k->w[i].started;
+		pr_info("kube: watching %d kinds at %s", n, k->conn.source);
+	}
 	return k;
 }
 

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * kube.h: the agent's watch of the Kubernetes API server (`bpfmesh agent --kube` or
- * `--kubeconfig`). One thread per kind lists (in chunks) and then watches from the list's
+ * kube.h: a watch of the Kubernetes API server, for the agent (`bpfmesh agent --kube` or
+ * `--kubeconfig`, loader/agent.c) and the CA service (`bpfmesh ca serve --kube`, pods only,
+ * user/cli/ca_serve.c). One thread per kind lists (in chunks) and then watches from the list's
  * resourceVersion, with bookmarks; a 410 Gone lists again and swaps the result in whole, so
  * what the agent holds never has a gap and is never emptied by an outage: while the server is
  * unreachable the last good objects stay, and the kernel keeps routing on them.
@@ -25,6 +26,7 @@ struct kube_opts {
 	const struct kube_conn *conn; /* copied */
 	int notify_fd;		      /* an eventfd, written after each change */
 	int absent_retry_ms;	      /* a kind not installed is asked for again this often */
+	const char *const *only;      /* NULL: every kind; else these resources ("pods", ...) */
 };
 
 /* Starts the watch threads; NULL on failure (errno). */

@@ -132,6 +132,10 @@ static void alloc_vips(const struct mesh_config *c, uint32_t *out)
 		out[i] = 0;
 		if (!serviceable(s))
 			continue;
+		/* a Service the API server holds without an address has none (it allocates every
+		 * real one): no address of the cluster's service range is made up for it */
+		if (s->ncluster_ips == 0 && s->pos.file && !strncmp(s->pos.file, "api:", 4))
+			continue;
 		if (s->ncluster_ips == 0) {
 			v[nv++] = s;
 			continue;
