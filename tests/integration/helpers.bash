@@ -29,6 +29,21 @@ lab_teardown() {
 }
 cg2() { awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts; }
 
+# series_sum NODE METRIC LABEL=VALUE...: the sum of METRIC over node NODE's series that carry
+# every label given (name="value" as the text format writes it)
+series_sum() {
+	local node=$1 m=$2
+	shift 2
+	lab_metrics "$node" | /usr/bin/python3 -c '
+import sys
+m, want = sys.argv[1], sys.argv[2:]
+s = 0
+for line in sys.stdin:
+    if line.startswith(m + "{") and all(w in line for w in want):
+        s += float(line.rsplit(" ", 1)[1])
+print(int(s))' "$m" "$@"
+}
+
 # the /metrics page of node NODE's agent in lab $LAB
 lab_metrics() {
 	local port

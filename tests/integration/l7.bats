@@ -352,8 +352,11 @@ for r in json.load(sys.stdin)["data"]["result"]:
 	[ $((ok + uo)) -eq 20 ]
 	[ "$ok" -ge 2 ]
 	[ "$uo" -ge 1 ]
-	run lab exec -n l7 client-0 -- bash -c 'curl -s --max-time 5 -o /dev/null http://web:8080/delay/1 &
-		curl -s --max-time 5 -o /dev/null http://web:8080/delay/1 & sleep 0.3;
+	# one slow request takes the one connection, a second the one pending slot, then a third
+	# overflows (one after the other: two at once may find the first still connecting, and
+	# the second overflows instead of the third)
+	run lab exec -n l7 client-0 -- bash -c 'curl -s --max-time 8 -o /dev/null http://web:8080/delay/3 &
+		sleep 0.5; curl -s --max-time 8 -o /dev/null http://web:8080/delay/3 & sleep 0.5;
 		curl -s --max-time 5 http://web:8080/get; wait'
 	echo "$output"
 	[[ "$output" == *"reset reason: overflow"* ]]

@@ -157,11 +157,10 @@ EOF
 
 # dsum METRIC: node2's METRIC, reporter destination, zt/sleep -> zt/httpbin over mTLS: the sum
 dsum() {
-	lab_metrics node2 | awk -v m="$1" 'index($0, m "{") == 1 && /reporter="destination"/ &&
-		/source_workload="sleep"/ && /destination_workload="httpbin"/ &&
-		/connection_security_policy="mutual_tls"/ &&
-		/source_principal="spiffe:\/\/cluster.local\/ns\/zt\/sa\/sleep"/ &&
-		/destination_service="httpbin.zt.svc.cluster.local"/ { s += $NF } END { print s + 0 }'
+	series_sum node2 "$1" 'reporter="destination"' 'source_workload="sleep"' \
+		'destination_workload="httpbin"' 'connection_security_policy="mutual_tls"' \
+		'source_principal="spiffe://cluster.local/ns/zt/sa/sleep"' \
+		'destination_service="httpbin.zt.svc.cluster.local"'
 }
 
 @test "node2 reports the tunnelled connections as their destination: counts and bytes exact, bytes while open" {

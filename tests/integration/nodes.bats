@@ -40,10 +40,9 @@ teardown_file() {
 @test "node2's kernel counts plaintext connections from node1 as their destination, exactly" {
 	# dsum2 METRIC: node2's METRIC for reporter destination, client1 (node1) -> web-v2 (node2)
 	dsum2() {
-		lab_metrics node2 | awk -v m="$1" 'index($0, m "{") == 1 && /reporter="destination"/ &&
-			/source_workload="client1"/ && /destination_workload="web-v2"/ &&
-			/destination_service="web.two.svc.cluster.local"/ &&
-			/connection_security_policy="none"/ { s += $NF } END { print s + 0 }'
+		series_sum node2 "$1" 'reporter="destination"' 'source_workload="client1"' \
+			'destination_workload="web-v2"' 'destination_service="web.two.svc.cluster.local"' \
+			'connection_security_policy="none"'
 	}
 	o0=$(dsum2 istio_tcp_connections_opened_total)
 	c0=$(dsum2 istio_tcp_connections_closed_total)

@@ -645,6 +645,14 @@ static const char *pod3 =
     "spec:\n  containers: [{name: c, ports: [{name: web, containerPort: 8083}]}]\n"
     "status: {podIP: 10.244.0.4, conditions: [{type: Ready, status: '%s'}]}\n";
 
+/* api's EndpointSlice: a1 not ready, a2 terminating but serving (a3 not listed) */
+static const char *slice =
+    "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+    "metadata: {name: api-x1, namespace: ns, labels: {kubernetes.io/service-name: api}}\n"
+    "addressType: IPv4\nendpoints:\n"
+    "- {addresses: [10.244.0.2], conditions: {ready: false}}\n"
+    "- {addresses: [10.244.0.3], conditions: {ready: false, serving: true, terminating: true}}\n";
+
 static void test_readiness_as_kube_proxy(void)
 {
 	struct mesh_config *c;
@@ -671,24 +679,14 @@ static void test_readiness_as_kube_proxy(void)
 	/* the EndpointSlice says: a1 not ready, a2 terminating but serving, a3 (not listed:
 	 * its own Ready condition) ready */
 	snprintf(extra, sizeof(extra), pod3, "", "True");
-	strcat(extra, "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
-		      "metadata: {name: api-x1, namespace: ns, labels: {kubernetes.io/service-name: "
-		      "api}}\naddressType: IPv4\nendpoints:\n"
-		      "- {addresses: [10.244.0.2], conditions: {ready: false}}\n"
-		      "- {addresses: [10.244.0.3], conditions: {ready: false, serving: true, "
-		      "terminating: true}}\n");
+	strcat(extra, slice);
 	load(extra, &c, &t, &d);
 	endpoints_of(&t, got, sizeof(got));
 	CHECK_STR(got, "10.244.0.4", "slice conditions: only the ready one");
 	done(c, &t, &d);
 	/* nothing ready: the serving terminating endpoint takes connections (kube-proxy) */
 	snprintf(extra, sizeof(extra), pod3, "", "False");
-	strcat(extra, "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
-		      "metadata: {name: api-x1, namespace: ns, labels: {kubernetes.io/service-name: "
-		      "api}}\naddressType: IPv4\nendpoints:\n"
-		      "- {addresses: [10.244.0.2], conditions: {ready: false}}\n"
-		      "- {addresses: [10.244.0.3], conditions: {ready: false, serving: true, "
-		      "terminating: true}}\n");
+	strcat(extra, slice);
 	CHECK_EQ(load(extra, &c, &t, &d), 0, "an EndpointSlice is accepted");
 	endpoints_of(&t, got, sizeof(got));
 	CHECK_STR(got, "10.244.0.3", "nothing ready: the terminating one that serves");

@@ -10,41 +10,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <curl/curl.h>
+#include "httpbody.h"
 #include "promq.h"
 
 #define PROM_MAX_BODY (16 << 20) /* an answer larger than this is refused, not buffered */
-
-struct body {
-	char *p;
-	size_t n;
-	bool big;
-};
-
-static size_t on_data(char *data, size_t sz, size_t nm, void *arg)
-{
-	struct body *b = arg;
-	size_t n = sz * nm;
-	char *p;
-
-	if (b->n + n > PROM_MAX_BODY) {
-		b->big = true;
-		return 0;
-	}
-	p = realloc(b->p, b->n + n + 1);
-	if (!p)
-		return 0;
-	memcpy(p + b->n, data, n);
-	b->p = p;
-	b->n += n;
-	p[b->n] = 0;
-	return n;
-}
 
 /* data of a successful answer (a reference into *root), or NULL with p->err */
 static struct json_object *query(struct prom *p, const char *promql, struct json_object **root)
 {
 	struct json_object *st, *data = NULL, *e;
-	struct body b = {0};
+	struct http_body b = {.max = PROM_MAX_BODY};
 	CURL *c = curl_easy_init();
 	char *q, *url;
 	long code = 0;
@@ -65,7 +40,7 @@ static struct json_object *query(struct prom *p, const char *promql, struct json
 	}
 	curl_free(q);
 	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, http_body_write);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, p->timeout_ms > 0 ? p->timeout_ms : 5000L);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);

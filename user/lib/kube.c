@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <curl/curl.h>
 #include <json-c/json.h>
+#include "httpbody.h"
 #include "htab.h"
 #include "kube.h"
 #include "log.h"
@@ -364,32 +365,6 @@ static struct kube_obj *keep(struct kwatch *w, struct json_object *item)
 
 /* ---------- HTTP ---------- */
 
-struct body {
-	char *p;
-	size_t n;
-	bool big;
-};
-
-static size_t on_body(char *data, size_t sz, size_t nm, void *arg)
-{
-	struct body *b = arg;
-	size_t n = sz * nm;
-	char *p;
-
-	if (b->n + n > KUBE_MAX_BODY) {
-		b->big = true;
-		return 0;
-	}
-	p = realloc(b->p, b->n + n + 1);
-	if (!p)
-		return 0;
-	memcpy(p + b->n, data, n);
-	b->p = p;
-	b->n += n;
-	p[b->n] = 0;
-	return n;
-}
-
 static int on_progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
 {
 	(void)a, (void)b, (void)c, (void)d;
@@ -527,12 +502,12 @@ enum lres { L_OK, L_ABSENT, L_GONE, L_ERR, L_STOP };
 /* One GET of a list chunk: its parsed body, or the outcome. */
 static enum lres get_json(struct kwatch *w, const char *url, struct json_object **out)
 {
-	struct body b = {0};
+	struct http_body b = {.max = KUBE_MAX_BODY};
 	struct curl_slist *hdr = req_setup(w, url, false);
 	long code = 0;
 	CURLcode rc;
 
-	curl_easy_setopt(w->h, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(w->h, CURLOPT_WRITEFUNCTION, http_body_write);
 	curl_easy_setopt(w->h, CURLOPT_WRITEDATA, &b);
 	rc = curl_easy_perform(w->h);
 	curl_slist_free_all(hdr);
