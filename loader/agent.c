@@ -445,8 +445,13 @@ static void reload_start(struct agent *a)
 		abort();
 	j->dir = a->config_dir;
 	j->done_fd = a->loaded_fd;
-	if (a->kube && kube_snapshot(a->kube, &j->snap))
-		pr_warn("config: no memory for the API server's objects");
+	if (a->kube && kube_snapshot(a->kube, &j->snap)) {
+		/* an empty snapshot would take every service away: keep what is in force */
+		pr_warn("config: no memory for the API server's objects; trying again in 1 s");
+		free(j);
+		a->retry_apply_ms = now_ms() + 1000;
+		return;
+	}
 	j->prev = a->current ? cfgref_get(a->current) : NULL;
 	j->t0 = now_ms();
 	a->job = j;
@@ -606,8 +611,9 @@ static const char *http_answer(void *arg, const char *path, FILE *m, const char 
 		*ctype = "text/plain; version=0.0.4; charset=utf-8";
 		if (a->current) {
 			/* the tunnel's deliveries to local pods: their destination side */
-			struct metrics_dest_tcp *dest = a->tun ? calloc(4096, sizeof(*dest)) : NULL;
-			int nd = dest ? tunnel_dest_counts(a->tun, dest, 4096) : 0;
+			struct metrics_dest_tcp *dest =
+			    a->tun ? calloc(TUNNEL_MAX_DEST, sizeof(*dest)) : NULL;
+			int nd = dest ? tunnel_dest_counts(a->tun, dest, TUNNEL_MAX_DEST) : 0;
 
 			metrics_render(&a->fds, a->current->c, a->pin_dir,
 				       a->tun ? a->topts.trust_domain : NULL, dest, nd, m);
@@ -1182,6 +1188,7 @@ int cmd_agent(int argc, char **argv)
 cleanup:
 	if (a.loading) { /* let the worker finish: it owns its job */
 		pthread_join(a.loader, NULL);
+		kube_snap_free(&a.job->snap);
 		if (a.job->prev)
 			cfgref_put(a.job->prev);
 		config_free(a.job->c);

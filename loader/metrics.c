@@ -202,7 +202,9 @@ static int series_labels(char *buf, size_t len, const char *reporter,
 	metrics_put_label(lf, "response_flags", flags, false);
 	metrics_put_label(lf, "connection_security_policy", mtd ? "mutual_tls" : "none", false);
 	fclose(lf);
-	return 0;
+	/* labels that did not fit would end the line mid-value and spoil the whole scrape:
+	 * the series is left out instead (names that long are not Kubernetes names) */
+	return strlen(buf) >= len - 2 ? -1 : 0;
 }
 
 /*

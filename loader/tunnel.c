@@ -120,7 +120,7 @@ struct tconn {
 
 /* One destination-side series (reporter="destination") of inbound TCP relays: written by the
  * data thread with atomics, the table grown only under dmu; read by /metrics. */
-#define MAX_TDEST 4096 /* (client, pod, port) triples; more are not counted (logged once) */
+#define MAX_TDEST TUNNEL_MAX_DEST
 struct tdest {
 	uint32_t src4, dst4; /* network order */
 	uint16_t port;

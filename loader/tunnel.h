@@ -85,6 +85,7 @@ void tunnel_set_http(struct tunnel *t, tunnel_http_fn fn, void *arg);
 void tunnel_metrics(const struct tunnel *t, FILE *f);
 
 struct metrics_dest_tcp;
+#define TUNNEL_MAX_DEST 4096 /* (client, pod, port) triples counted; more are not (logged once) */
 /* The TCP connections delivered to local pods, counted as their destination (metrics.h), up
  * to max of them (any thread): how many were written. Bytes are counted as they are relayed,
  * so a long-lived connection's show while it is open. */

@@ -67,6 +67,7 @@ wait_eps() {
 
 # pod_file NAME IP READY [EXTRA-METADATA]: a web v1 Pod of namespace t, as the API holds it
 pod_file() {
+	local extra=${4:-"annotations: {}"}
 	cat >"$CFG/.tmp-$1" <<Y
 apiVersion: v1
 kind: Pod
@@ -74,7 +75,7 @@ metadata:
   name: $1
   namespace: t
   labels: {app: web, version: v1}
-  ${4:-annotations: {}}
+  $extra
 spec:
   nodeName: elsewhere
   containers: [{name: app, ports: [{containerPort: 8080}]}]
@@ -127,18 +128,23 @@ assert not [r for r in reqs if r["method"] != "GET"], "the agent only reads"' "$
 }
 
 @test "readiness: a pod not Ready, or terminating, takes no new connections; an EndpointSlice decides for its Service" {
-	pod_file web-x 10.244.1.50 False
-	ms=$(wait_eps "$BASE")
+	# every step starts from web-x in the endpoints, so each wait sees the agent act
 	pod_file web-x 10.244.1.50 True
-	ms=$(wait_eps "$BASE 10.244.1.50:8080")
-	echo "ready: $ms ms"
-	[ "$ms" -lt 1000 ]
+	wait_eps "$BASE 10.244.1.50:8080"
 	pod_file web-x 10.244.1.50 False
 	ms=$(wait_eps "$BASE")
 	echo "not ready: $ms ms"
 	[ "$ms" -lt 1000 ]
+	pod_file web-x 10.244.1.50 True
+	ms=$(wait_eps "$BASE 10.244.1.50:8080")
+	echo "ready again: $ms ms"
+	[ "$ms" -lt 1000 ]
 	pod_file web-x 10.244.1.50 True "deletionTimestamp: '2026-12-01T00:00:00Z'"
-	wait_eps "$BASE"
+	ms=$(wait_eps "$BASE")
+	echo "terminating: $ms ms"
+	[ "$ms" -lt 1000 ]
+	pod_file web-x 10.244.1.50 True
+	wait_eps "$BASE 10.244.1.50:8080"
 	# the Service's EndpointSlice says web-v1-0 is not ready: it leaves; web-x serving and
 	# terminating stays out while others serve
 	cat >"$CFG/EndpointSlice.t.web-abc.yaml" <<Y
@@ -156,6 +162,35 @@ Y
 	[ "$ms" -lt 1000 ]
 	rm "$CFG/EndpointSlice.t.web-abc.yaml" "$CFG/Pod.t.web-x.yaml"
 	wait_eps "$BASE"
+}
+
+@test "a Service without a selector (as default/kubernetes) takes its endpoints from its EndpointSlice" {
+	cat >"$CFG/Service.default.kubernetes.yaml" <<Y
+apiVersion: v1
+kind: Service
+metadata: {name: kubernetes, namespace: default}
+spec:
+  clusterIP: 10.96.0.1
+  ports: [{name: https, port: 443, targetPort: 6443}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: kubernetes, namespace: default, labels: {kubernetes.io/service-name: kubernetes}}
+addressType: IPv4
+endpoints: [{addresses: [10.244.1.5]}]
+ports: [{name: https, port: 8080, protocol: TCP}]
+Y
+	ctl rescan >/dev/null
+	for _ in $(seq 50); do
+		[ "$(eps 10.96.0.1 443)" = "10.244.1.5:8080" ] && break
+		sleep 0.1
+	done
+	[ "$(eps 10.96.0.1 443)" = "10.244.1.5:8080" ]
+	run lab exec -n t client-0 -- curl -s --max-time 3 http://10.96.0.1:443/
+	echo "$output"
+	[[ "$output" == *"pod web-v1-1"* ]]
+	rm "$CFG/Service.default.kubernetes.yaml"
+	ctl rescan >/dev/null
 }
 
 @test "410 Gone: the agent lists again and swaps the result in whole, with no gap" {

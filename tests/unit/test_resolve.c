@@ -693,6 +693,40 @@ static void test_readiness_as_kube_proxy(void)
 	done(c, &t, &d);
 }
 
+static void test_selectorless_service_from_its_slices(void)
+{
+	static const char y[] =
+	    "apiVersion: v1\nkind: Service\nmetadata: {name: kubernetes, namespace: default}\n"
+	    "spec: {clusterIP: 10.96.0.1, ports: [{name: https, port: 443, targetPort: 6443}]}\n"
+	    "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+	    "metadata: {name: kubernetes, namespace: default, labels: "
+	    "{kubernetes.io/service-name: kubernetes}}\naddressType: IPv4\n"
+	    "endpoints: [{addresses: [172.18.0.2]}, {addresses: [172.18.0.3], conditions: "
+	    "{ready: false}}]\nports: [{name: https, port: 6443, protocol: TCP}]\n";
+	struct mesh_config *c = config_new();
+	const struct rs_service *s;
+	struct rs_table t;
+	struct diags d = {0};
+
+	config_load_mem(c, "api:x", y, strlen(y), &d);
+	resolve(c, &t, &d);
+	s = svc(&t, "10.96.0.1", 443);
+	if (CHECK(s, "the API server's Service is served")) {
+		const struct rs_subset *all = &t.subsets[s->all_subset];
+		char a[64] = "";
+
+		CHECK_EQ(all->n, 1, "its one ready endpoint, from the slice");
+		if (all->n == 1)
+			rs_format_addr(t.backends[all->backends[0]].addr,
+				       t.backends[all->backends[0]].family, a, sizeof(a));
+		CHECK_STR(a, "172.18.0.2", "the slice's address");
+		CHECK_EQ(all->n ? t.backends[all->backends[0]].port : 0, 6443, "the slice's port");
+	}
+	rs_free(&t);
+	diags_free(&d);
+	config_free(c);
+}
+
 static void test_api_service_without_address_gets_none(void)
 {
 	static const char y[] = "apiVersion: v1\nkind: Service\nmetadata: {name: x, namespace: ns}\n"
@@ -776,6 +810,7 @@ int main(void)
 	RUN(test_readiness_as_kube_proxy);
 	RUN(test_workload_names_as_istio);
 	RUN(test_api_service_without_address_gets_none);
+	RUN(test_selectorless_service_from_its_slices);
 	rc = CHECK_DONE("resolve");
 	snprintf(path, sizeof(path), "%s/c.yaml", dir);
 	unlink(path);

@@ -220,6 +220,11 @@ static void other_free(struct other_obj *o)
 	for (int i = 0; i < o->nslice_eps; i++)
 		free(o->slice_eps[i].addr);
 	free(o->slice_eps);
+	for (int i = 0; i < o->nslice_ports; i++) {
+		free(o->slice_ports[i].name);
+		free(o->slice_ports[i].protocol);
+	}
+	free(o->slice_ports);
 }
 
 /* What config_retain() needs of a valid object: its identity and its tree. */
@@ -555,7 +560,12 @@ static void pod_state_extract(struct xctx *x, struct workload_obj *w, const stru
 static void pod_extract(struct xctx *x, struct workload_obj *w, const struct objhead *h)
 {
 	const struct ynode *st = ymap_get(h->root, "status"), *ips = ymap_get(st, "podIPs");
+	const char *phase = ymap_str(st, "phase");
 
+	/* a pod that has run to completion keeps its podIP in the API, but the node gives the
+	 * address to the next pod: it is no one's address any more */
+	if (phase && (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed")))
+		ips = st = NULL;
 	wl_head(x, w, h, WL_POD);
 	w->uid = xdup(x, ymap_str(h->meta, "uid"));
 	kv_from_map(x, &w->labels, ymap_get(h->meta, "labels"));
@@ -973,8 +983,18 @@ static void ap_extract(struct xctx *x, struct ap_obj *o, const struct objhead *h
 /* An EndpointSlice's conditions, one entry per address (its endpoints are top level). */
 static void slice_extract(struct xctx *x, struct other_obj *o, const struct objhead *h)
 {
-	const struct ynode *eps = ymap_get(h->root, "endpoints");
+	const struct ynode *eps = ymap_get(h->root, "endpoints"), *ports = ymap_get(h->root, "ports");
 	int n = 0;
+
+	o->slice_ports = xcalloc(x, ynode_is_seq(ports) ? ports->n : 0, sizeof(*o->slice_ports));
+	for (int i = 0; o->slice_ports && ynode_is_seq(ports) && i < ports->n; i++) {
+		const char *proto = ymap_str(ports->items[i], "protocol");
+		struct container_port *sp = &o->slice_ports[o->nslice_ports++];
+
+		sp->name = xdup(x, ymap_str(ports->items[i], "name"));
+		sp->port = (int)ymap_int(ports->items[i], "port", 0);
+		sp->protocol = xdup(x, proto ? proto : "TCP");
+	}
 
 	o->slice_service = xdup(x, ymap_str(ymap_get(h->meta, "labels"),
 						 "kubernetes.io/service-name"));

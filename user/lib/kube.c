@@ -101,9 +101,10 @@ struct kwatch {
 	char err[200];
 	int backoff_ms;
 	bool absent_logged;
+	time_t absent_since; /* a kind holding objects first found not served (0: served) */
 	/* the watch stream being read */
 	char *line;
-	size_t nline;
+	size_t nline, capline;
 	bool relist, too_big;
 };
 
@@ -259,9 +260,8 @@ static struct json_object *trim_pod(struct json_object *pod)
 {
 	struct json_object *out = json_object_new_object(), *m = json_object_new_object(),
 			   *sp = json_object_new_object(), *st = json_object_new_object(), *in, *v;
-	static const char *const mkeys[] = {"name",	   "namespace",	      "uid",
-					    "labels",	   "ownerReferences", "deletionTimestamp",
-					    "resourceVersion"};
+	static const char *const mkeys[] = {"name", "namespace", "uid", "labels", "ownerReferences",
+					    "deletionTimestamp"};
 	static const char *const skeys[] = {"phase", "podIP", "podIPs", "hostIP"};
 
 	copy_key(out, pod, "apiVersion");
@@ -351,7 +351,10 @@ static struct kube_obj *keep(struct kwatch *w, struct json_object *item)
 	json_object_object_add(item, "apiVersion", json_object_new_string(av));
 	json_object_object_add(item, "kind", json_object_new_string(w->kind->kind));
 	if (json_object_object_get_ex(item, "metadata", &m)) {
+		/* what changes on every write without changing what the mesh reads: a status
+		 * update would otherwise put the whole config through a load again */
 		json_object_object_del(m, "managedFields");
+		json_object_object_del(m, "resourceVersion");
 		if (json_object_object_get_ex(m, "annotations", &o))
 			json_object_object_del(o,
 					       "kubectl.kubernetes.io/last-applied-configuration");
@@ -689,15 +692,17 @@ static size_t on_stream(char *data, size_t sz, size_t nm, void *arg)
 
 	for (size_t i = 0; i < n; i++) {
 		if (data[i] != '\n') {
-			if (w->nline >= KUBE_MAX_BODY) {
-				w->too_big = true;
-				return 0;
-			}
-			char *p = realloc(w->line, w->nline + 2);
+			if (w->nline + 2 > w->capline) {
+				size_t cap = w->capline ? 2 * w->capline : 4096;
+				char *p = cap <= KUBE_MAX_BODY ? realloc(w->line, cap) : NULL;
 
-			if (!p)
-				return 0;
-			w->line = p;
+				if (!p) {
+					w->too_big = true;
+					return 0;
+				}
+				w->line = p;
+				w->capline = cap;
+			}
 			w->line[w->nline++] = data[i];
 			continue;
 		}
@@ -747,6 +752,10 @@ static enum lres watch(struct kwatch *w)
 	curl_easy_getinfo(w->h, CURLINFO_RESPONSE_CODE, &code);
 	if (atomic_load(&w->k->stop))
 		return L_STOP;
+	if (w->too_big) {
+		set_err(w, "watch: an event over %d MB or no memory", KUBE_MAX_BODY >> 20);
+		return L_ERR;
+	}
 	if (w->relist || code == 410)
 		return L_GONE;
 	if (code == 404) {
@@ -766,9 +775,30 @@ static enum lres watch(struct kwatch *w)
 	return L_OK;
 }
 
-static void mark_absent(struct kwatch *w)
+/* Not served (404). A built-in kind is always served: a 404 there is an error (a wrong server
+ * path, a proxy in the way), never "no objects". A CRD kind that holds objects keeps them
+ * until it has been absent for absent_retry_ms (a restarting API server 404s CRDs for a
+ * moment; dropping AuthorizationPolicies then would open what they deny). 1 when it is now
+ * absent, 0 when it keeps what it has for now. */
+static int mark_absent(struct kwatch *w)
 {
+	if (!w->kind->group[0] || !strcmp(w->kind->group, "discovery.k8s.io")) {
+		set_err(w, "%s not served (404): is the server address the API server's?",
+			w->kind->resource);
+		return 0;
+	}
 	pthread_mutex_lock(&w->k->mu);
+	if (w->st.n && (!w->absent_since ||
+			time(NULL) - w->absent_since < w->k->absent_retry_ms / 1000)) {
+		if (!w->absent_since)
+			pr_warn("kube: %s: not served now; its %d objects stay until that lasts %d s",
+				w->kind->resource, w->st.n, w->k->absent_retry_ms / 1000);
+		if (!w->absent_since)
+			w->absent_since = time(NULL);
+		pthread_mutex_unlock(&w->k->mu);
+		return 0;
+	}
+	w->absent_since = 0;
 	if (!w->absent_logged)
 		pr_info("kube: %s (%s) is not served: skipped (asked for again every %d s)",
 			w->kind->resource, w->kind->group[0] ? w->kind->group : "core",
@@ -781,23 +811,41 @@ static void mark_absent(struct kwatch *w)
 	}
 	w->err_since = 0;
 	pthread_mutex_unlock(&w->k->mu);
+	return 1;
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000ULL + ts.tv_nsec / 1000000;
 }
 
 static void *kind_thread(void *arg)
 {
 	struct kwatch *w = arg;
+	uint64_t listed_at = 0;
 
 	while (!atomic_load(&w->k->stop)) {
-		enum lres r = list_all(w);
+		enum lres r;
 
+		/* a server that answers every watch with 410 gets a list a second, not a loop */
+		if (listed_at && mono_ms() - listed_at < 1000 &&
+		    !nap(w->k, (int)(1000 - (mono_ms() - listed_at))))
+			break;
+		r = list_all(w);
+		listed_at = mono_ms();
 		if (r == L_STOP)
 			break;
 		if (r == L_ABSENT) {
-			mark_absent(w);
-			if (!nap(w->k, w->k->absent_retry_ms))
+			int gone = mark_absent(w);
+
+			if (!nap(w->k, gone ? w->k->absent_retry_ms : 1000))
 				break;
 			continue;
 		}
+		w->absent_since = 0;
 		if (r != L_OK) {
 			if (!back_off(w))
 				break;

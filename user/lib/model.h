@@ -477,6 +477,8 @@ struct other_obj {
 	char *slice_service;
 	struct slice_ep *slice_eps;
 	int nslice_eps;
+	struct container_port *slice_ports; /* its ports: name (may be NULL) and port */
+	int nslice_ports;
 };
 
 /*

@@ -576,6 +576,45 @@ static int endpoint_pass(const struct rs_index *ix, const struct svc_obj *s,
 	return w->not_ready ? -1 : 0;
 }
 
+/* A selectorless Service's endpoints of one pass, from its EndpointSlices: the slice port of
+ * the Service port's name (the only one, both unnamed), as kube-proxy reads them. */
+static void add_slice_endpoints(struct rs_table *t, const struct mesh_config *c,
+				const struct svc_obj *s, const struct svc_port *p, uint8_t fam,
+				int pass)
+{
+	struct rs_subset *sub = &t->subsets[t->nsubsets];
+
+	for (int i = 0; i < c->nothers; i++) {
+		const struct other_obj *o = &c->others[i];
+		int port = 0;
+
+		if (!o->slice_service || !o->ns || strcmp(o->ns, s->ns) ||
+		    strcmp(o->slice_service, s->name))
+			continue;
+		for (int k = 0; k < o->nslice_ports && !port; k++) {
+			const char *a = o->slice_ports[k].name, *b = p->name;
+
+			if ((!a || !*a) ? (!b || !*b) : (b && !strcmp(a, b)))
+				port = o->slice_ports[k].port;
+		}
+		if (port <= 0 || port > 65535)
+			continue;
+		for (int e = 0; e < o->nslice_eps; e++) {
+			const struct slice_ep *se = &o->slice_eps[e];
+			int want = se->ready && !se->terminating ? 0
+				   : se->serving && se->terminating ? 1
+								    : -1;
+			struct rs_addr ra = {0};
+
+			if (want != pass || rs_parse_addr(se->addr, ra.addr, &ra.family) ||
+			    ra.family != fam)
+				continue;
+			sub->backends = grow(sub->backends, sub->n, sizeof(int));
+			sub->backends[sub->n++] = add_backend(t, ra.addr, ra.family, port, NULL);
+		}
+	}
+}
+
 /* The endpoints of one pass (endpoint_pass) into the subset being built. */
 static void add_endpoints(struct rs_table *t, const struct mesh_config *c,
 			  const struct svc_obj *s, const struct svc_port *p, uint8_t fam,
@@ -621,8 +660,13 @@ static int add_subset(struct rs_table *t, const struct mesh_config *c, const str
 	*sub = (struct rs_subset){
 	    .name = strdup(name), .lb = dr_lb(dr, ds), .dr = dr, .ds = ds, .svc = s, .port = p};
 	rs_policy_of(dr, ds, &sub->policy);
-	if (!s->has_selector || s->selector.n == 0)
-		return t->nsubsets++; /* no selector: endpoints are managed elsewhere */
+	if (!s->has_selector || s->selector.n == 0) {
+		/* no selector: its endpoints are what its EndpointSlices say (the API server's
+		 * default/kubernetes, endpoints managed by hand); a subset's labels select none */
+		for (int pass = 0; !labels && pass < 2 && !t->subsets[t->nsubsets].n; pass++)
+			add_slice_endpoints(t, c, s, p, fam, pass);
+		return t->nsubsets++;
+	}
 	/* candidates: the workloads carrying the selector's first label, in this namespace */
 	for (int pass = 0; pass < 2 && !t->subsets[t->nsubsets].n; pass++)
 		add_endpoints(t, c, s, p, fam, labels, pass);
