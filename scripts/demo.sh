@@ -140,7 +140,7 @@ $BM services --node $LAB-node1 | grep -A4 'orders-service'
 say "Istio metrics, as Prometheus scrapes them (the agent's /metrics)"
 mport=$($BM lab status --name $LAB | sed -n 's|^node node1 .*metrics http://127.0.0.1:\([0-9]*\)/metrics.*|\1|p')
 curl -s "http://127.0.0.1:$mport/metrics" |
-	awk '/^istio_tcp_connections_opened_total\{/ {
+	awk '/^istio_tcp_connections_opened_total\{/ && /reporter="source"/ {
 		match($0, /destination_workload="[^"]*"/); w = substr($0, RSTART + 22, RLENGTH - 23)
 		match($0, /destination_version="[^"]*"/); v = substr($0, RSTART + 21, RLENGTH - 22)
 		t[w " " v] += $NF } END { for (k in t) printf "  istio_tcp_connections_opened_total %-28s %d\n", k, t[k] }' | sort
