@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include "htab.h"
 #include "metrics.h"
 
 uint32_t metrics_pod_id(const char *ns, const char *name)
@@ -23,21 +24,48 @@ uint32_t metrics_pod_id(const char *ns, const char *name)
 	return rs_hash32(key) | 1; /* never 0: 0 means "not a known pod" */
 }
 
-static const struct workload_obj *pod_by_addr(const struct mesh_config *c, const uint8_t *addr,
-					      uint8_t family)
+/* One scrape: the config and its workloads by address (built once: a scrape names every
+ * series' pods, and a node's config can hold 10,000s of them). */
+struct render {
+	const struct mesh_config *c;
+	struct htab by_addr; /* (address, family) -> workload index, the first in config order */
+};
+
+static void addr_key(uint8_t k[HKEY], const uint8_t *addr, uint8_t family)
 {
+	memset(k, 0, HKEY);
+	memcpy(k, addr, 16);
+	k[16] = family;
+}
+
+static void render_init(struct render *r, const struct mesh_config *c)
+{
+	memset(r, 0, sizeof(*r));
+	r->c = c;
 	for (int i = 0; i < c->nworkloads; i++) {
 		const struct workload_obj *w = &c->workloads[i];
 
 		for (int a = 0; w->kind != WL_DEPLOYMENT && a < w->naddresses; a++) {
-			uint8_t x[16], f;
+			uint8_t x[16], f, k[HKEY];
 
-			if (!rs_parse_addr(w->addresses[a], x, &f) && f == family &&
-			    !memcmp(x, addr, 16))
-				return w;
+			if (rs_parse_addr(w->addresses[a], x, &f))
+				continue;
+			addr_key(k, x, f);
+			if (!h_get(&r->by_addr, k))
+				h_put(&r->by_addr, k, i);
 		}
 	}
-	return NULL;
+}
+
+static const struct workload_obj *pod_by_addr(const struct render *r, const uint8_t *addr,
+					      uint8_t family)
+{
+	uint8_t k[HKEY];
+	int *i;
+
+	addr_key(k, addr, family);
+	i = h_get((struct htab *)&r->by_addr, k);
+	return i ? &r->c->workloads[*i] : NULL;
 }
 
 /* The cluster the workloads of this config are in (`agent --cluster-id`); Istio's default. */
@@ -212,9 +240,10 @@ static int series_labels(char *buf, size_t len, const char *reporter,
  * is a mesh pod of this node is the destination side too: the same connection, seen where it
  * was accepted, is its reporter="destination" series (Istio's destination proxy reports it).
  */
-static int collect(const struct bm_mapfds *f, const struct mesh_config *c, const char *td,
+static int collect(const struct bm_mapfds *f, const struct render *r, const char *td,
 		   struct series **out, int *capp)
 {
+	const struct mesh_config *c = r->c;
 	int ncpu = libbpf_num_possible_cpus(), n = 0, cap = 0;
 	struct bm_traffic_key key, next, *prev = NULL;
 	struct bm_traffic *vals;
@@ -266,7 +295,7 @@ static int collect(const struct bm_mapfds *f, const struct mesh_config *c, const
 		mtd = have_be && (be.flags & BM_BE_F_TUNNEL) && src && config_in_mesh(c, src)
 			  ? td
 			  : NULL;
-		dst = have_be ? pod_by_addr(c, be.addr, be.family) : NULL;
+		dst = have_be ? pod_by_addr(r, be.addr, be.family) : NULL;
 		if (series_labels(s->labels, sizeof(s->labels), "source", src, svc_ns, svc_name, dst,
 				  mtd, "-")) {
 			n--;
@@ -326,10 +355,11 @@ static const struct svc_obj *service_of(const struct mesh_config *c, const struc
 }
 
 /* The agent's own destination-side series (tunnelled connections it delivered), added to v. */
-static void dest_series(const struct mesh_config *c, const char *td,
+static void dest_series(const struct render *r, const char *td,
 			const struct metrics_dest_tcp *dest, int ndest, struct series **v, int *n,
 			int *cap)
 {
+	const struct mesh_config *c = r->c;
 	for (int i = 0; i < ndest; i++) {
 		uint8_t a[16] = {0}, b[16] = {0};
 		const struct workload_obj *src, *dst;
@@ -338,8 +368,8 @@ static void dest_series(const struct mesh_config *c, const char *td,
 
 		memcpy(a, dest[i].src, 4);
 		memcpy(b, dest[i].dst, 4);
-		src = pod_by_addr(c, a, BM_FAM_V4);
-		dst = pod_by_addr(c, b, BM_FAM_V4);
+		src = pod_by_addr(r, a, BM_FAM_V4);
+		dst = pod_by_addr(r, b, BM_FAM_V4);
 		svc = service_of(c, dst, dest[i].port);
 		s = series_add(v, n, cap);
 		/* in the source's terms, as bm_traffic counts: what it sent is the request */
@@ -355,9 +385,10 @@ static void dest_series(const struct mesh_config *c, const char *td,
 
 /* The kernel's destination-side series (bm_dtraffic: plaintext connections from other nodes
  * to this node's mesh pods), per-CPU values summed, added to v. */
-static void kernel_dest_series(const struct bm_mapfds *f, const struct mesh_config *c,
+static void kernel_dest_series(const struct bm_mapfds *f, const struct render *r,
 			       struct series **v, int *n, int *cap)
 {
+	const struct mesh_config *c = r->c;
 	int ncpu = libbpf_num_possible_cpus();
 	struct bm_dtraffic_key key, next, *prev = NULL;
 	struct bm_traffic *vals;
@@ -373,7 +404,7 @@ static void kernel_dest_series(const struct bm_mapfds *f, const struct mesh_conf
 		prev = &key;
 		if (bpf_map_lookup_elem(f->dtraffic, &key, vals))
 			continue;
-		src = pod_by_addr(c, key.src_addr, key.family);
+		src = pod_by_addr(r, key.src_addr, key.family);
 		dst = config_pod_by_id(c, key.dst_pod);
 		svc = service_of(c, dst, ntohs(key.port));
 		s = series_add(v, n, cap);
@@ -393,23 +424,28 @@ static void kernel_dest_series(const struct bm_mapfds *f, const struct mesh_conf
 /* Series with the same labels (several backends of one pod, ...) are one in Prometheus. */
 static int merge(struct series *v, int n)
 {
+	struct htab seen = {0};
 	int m = 0;
 
 	for (int i = 0; i < n; i++) {
-		int j;
+		uint8_t k[HKEY];
+		int *at, j;
 
-		for (j = 0; j < m && strcmp(v[j].labels, v[i].labels); j++)
-			;
-		if (j == m) {
+		h_strkey(k, v[i].labels, NULL, NULL);
+		at = h_get(&seen, k);
+		if (!at || strcmp(v[*at].labels, v[i].labels)) { /* new (or a hash collision) */
+			h_put(&seen, k, m);
 			v[m++] = v[i];
 			continue;
 		}
+		j = *at;
 		v[j].v.opened += v[i].v.opened;
 		v[j].v.closed += v[i].v.closed;
 		v[j].v.bytes_sent += v[i].v.bytes_sent;
 		v[j].v.bytes_received += v[i].v.bytes_received;
 		v[j].v.connect_failed += v[i].v.connect_failed;
 	}
+	h_free(&seen);
 	return m;
 }
 
@@ -529,7 +565,7 @@ static void operational_metrics(FILE *out, const struct bm_mapfds *f)
 }
 
 /* Per backend under outlier detection: ejected now, ejections so far, with Istio's names. */
-static void ejection_metrics(FILE *out, const struct bm_mapfds *f, const struct mesh_config *c)
+static void ejection_metrics(FILE *out, const struct bm_mapfds *f, const struct render *r)
 {
 	__u32 key, next, *prev = NULL;
 	char *lines = NULL;
@@ -553,7 +589,7 @@ static void ejection_metrics(FILE *out, const struct bm_mapfds *f, const struct 
 		if (bpf_map_lookup_elem_flags(f->health, &key, &h, BPF_F_LOCK))
 			continue;
 		if (bpf_map_lookup_elem(f->backend, &key, &be) == 0) {
-			w = pod_by_addr(c, be.addr, be.family);
+			w = pod_by_addr(r, be.addr, be.family);
 			rs_format_addr(be.addr, be.family, addr, sizeof(addr));
 			snprintf(addr + strlen(addr), sizeof(addr) - strlen(addr), ":%u",
 				 ntohs(be.port));
@@ -636,18 +672,22 @@ int metrics_render(const struct bm_mapfds *f, const struct mesh_config *c, const
 		   FILE *out)
 {
 	struct series *v = NULL;
-	int cap = 0, n = collect(f, c, trust_domain, &v, &cap);
+	struct render r;
+	int cap = 0, n;
 
-	dest_series(c, trust_domain, dest, ndest, &v, &n, &cap);
-	kernel_dest_series(f, c, &v, &n, &cap);
+	render_init(&r, c);
+	n = collect(f, &r, trust_domain, &v, &cap);
+	dest_series(&r, trust_domain, dest, ndest, &v, &n, &cap);
+	kernel_dest_series(f, &r, &v, &n, &cap);
 	n = merge(v, n);
 	/* Istio's mesh dashboard lists the proxies by this */
 	fprintf(out, "# HELP istio_build Istio component build info.\n# TYPE istio_build gauge\n"
 		     "istio_build{component=\"proxy\",tag=\"%s\"} 1\n", build_tag);
 	istio_metrics(out, v, n);
 	operational_metrics(out, f);
-	ejection_metrics(out, f, c);
+	ejection_metrics(out, f, &r);
 	program_metrics(out, pin_dir);
 	free(v);
+	h_free(&r.by_addr);
 	return 0;
 }
