@@ -894,7 +894,9 @@ static void source_route(struct l7_req *r)
 		r->flags |= RF_DI;
 		r->fault_delayed = true;
 		r->st = RQ_WAIT;
-		l7_timer_set(w, &r->t_wait, w->now + delay);
+		/* at least the delay, as Envoy's: the clock is in whole ms (truncated), and the
+		 * loop's cached time is older than now */
+		l7_timer_set(w, &r->t_wait, l7_now() + delay + 1);
 		return;
 	}
 	grpc = -1;
