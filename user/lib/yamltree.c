@@ -309,6 +309,35 @@ void ynode_free(struct ynode *n)
 	free(n);
 }
 
+static uint64_t fnv_str(uint64_t h, const char *s)
+{
+	for (; s && *s; s++)
+		h = (h ^ (uint8_t)*s) * 1099511628211ULL;
+	return (h ^ 0xff) * 1099511628211ULL; /* end of string: "ab","c" differs from "a","bc" */
+}
+
+uint64_t ynode_hash(const struct ynode *n)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	if (!n)
+		return h;
+	h = (h ^ (uint64_t)n->type) * 1099511628211ULL;
+	if (n->type == YN_SCALAR) {
+		h = (h ^ (uint64_t)n->skind) * 1099511628211ULL;
+		return fnv_str(h, n->str);
+	}
+	for (int i = 0; i < n->n; i++) {
+		if (n->type == YN_MAP) {
+			h = fnv_str(h, n->pairs[i].key);
+			h = (h ^ ynode_hash(n->pairs[i].val)) * 1099511628211ULL;
+		} else if (n->type == YN_SEQ) {
+			h = (h ^ ynode_hash(n->items[i])) * 1099511628211ULL;
+		}
+	}
+	return h;
+}
+
 struct ynode *ynode_clone(const struct ynode *n)
 {
 	struct ynode *c = n ? calloc(1, sizeof(*c)) : NULL;
@@ -365,30 +394,6 @@ static int add_doc(struct yfile *f, struct ynode *root, int line)
 	f->docs[f->ndocs].root = root;
 	f->docs[f->ndocs].line = line;
 	f->ndocs++;
-	return 0;
-}
-
-/* Convert one loaded document; 1 = stream ended, 0 = added, -1 = error. */
-static int take_doc(yaml_document_t *doc, struct yfile *out, struct yerror *err)
-{
-	yaml_node_t *root = yaml_document_get_root_node(doc);
-	struct ynode *tree = NULL;
-	int line;
-
-	if (!root)
-		return 1; /* yaml_parser_load signals the end of the stream this way */
-	line = (int)root->start_mark.line + 1;
-	if (!(root->type == YAML_SCALAR_NODE &&
-	      resolve_scalar(root, (char *)root->data.scalar.value) == YS_NULL)) {
-		tree = ytree_build(doc, root, err);
-		if (!tree)
-			return -1;
-	}
-	if (add_doc(out, tree, line) < 0) {
-		ynode_free(tree);
-		yerr_set(err, line, "%s", "out of memory");
-		return -1;
-	}
 	return 0;
 }
 
@@ -453,69 +458,355 @@ static bool flow_colon_error(const yaml_parser_t *p)
 }
 
 /*
- * Before building anything: walk the events and stop at the first nesting deeper than
- * YT_MAX_DEPTH (or a document of more events than YT_MAX_NODES allows), so a pathological file
- * is refused in time linear in the bytes read up to that point. libyaml's document loader would
- * first build the whole tree (tens of seconds for 100,000 levels). 0 when the stream is within
- * bounds or does not parse (the loader then reports its own error), -1 with err set.
+ * The tree is built straight from libyaml's events, with a stack of its own: one pass over
+ * the bytes, no libyaml document in between, and a nesting deeper than YT_MAX_DEPTH (or a
+ * document of more than YT_MAX_NODES nodes, aliases expanded) stops the parse where it is
+ * found, so a pathological file is refused in time linear in the bytes read up to there.
  */
-static int depth_precheck(const char *buf, size_t len, struct yerror *err)
+struct yframe {
+	struct ynode *n; /* the open sequence or map */
+	int cap;	 /* of its items / pairs */
+	char *key;	 /* a map's key waiting for its value */
+	int key_line;
+	char *anchor; /* the collection's own, registered when it closes */
+};
+
+struct yanchor {
+	char *name;
+	struct ynode *n; /* owned by the tree; valid until the document ends */
+};
+
+struct yevb {
+	struct yframe st[YT_MAX_DEPTH + 1];
+	int depth;
+	struct ynode *root;
+	bool have_root;
+	int nodes, root_line;
+	struct yanchor *anchors;
+	int nanchors, capanchors;
+	struct yerror *err;
+};
+
+static enum yscalar resolve_event_scalar(const yaml_event_t *ev, const char *text)
 {
-	yaml_parser_t parser;
-	long events = 0;
-	int depth = 0, rc = 0;
+	const char *tag = (const char *)ev->data.scalar.tag;
 
-	if (!yaml_parser_initialize(&parser))
-		return 0;
-	yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
-	for (;;) {
-		yaml_event_t ev;
-		int line;
+	if (tag && strcmp(tag, YAML_INT_TAG) == 0)
+		return YS_INT;
+	if (tag && strcmp(tag, YAML_FLOAT_TAG) == 0)
+		return YS_FLOAT;
+	if (tag && strcmp(tag, YAML_BOOL_TAG) == 0)
+		return YS_BOOL;
+	if (tag && strcmp(tag, YAML_NULL_TAG) == 0)
+		return YS_NULL;
+	if (ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+		return YS_STR;
+	return resolve_plain(text);
+}
 
-		if (!yaml_parser_parse(&parser, &ev))
-			break;
-		line = (int)ev.start_mark.line + 1;
-		if (ev.type == YAML_SEQUENCE_START_EVENT || ev.type == YAML_MAPPING_START_EVENT)
-			depth++;
-		else if (ev.type == YAML_SEQUENCE_END_EVENT || ev.type == YAML_MAPPING_END_EVENT)
-			depth--;
-		else if (ev.type == YAML_DOCUMENT_START_EVENT)
-			events = 0;
-		if (ev.type == YAML_STREAM_END_EVENT) {
-			yaml_event_delete(&ev);
-			break;
-		}
-		yaml_event_delete(&ev);
-		if (depth > YT_MAX_DEPTH || ++events > 2L * YT_MAX_NODES) {
-			err->line = line;
-			snprintf(err->msg, sizeof(err->msg),
-				 "document nests deeper than %d levels or has too many nodes",
-				 YT_MAX_DEPTH);
-			rc = -1;
-			break;
+static int yevb_limit(struct yevb *b, int line)
+{
+	if (b->depth > YT_MAX_DEPTH || b->nodes > YT_MAX_NODES) {
+		b->err->line = line;
+		snprintf(b->err->msg, sizeof(b->err->msg),
+			 "document nests deeper than %d levels or has too many nodes",
+			 YT_MAX_DEPTH);
+		return -1;
+	}
+	return 0;
+}
+
+/* A copy of an anchored node for an alias, counted against YT_MAX_NODES. */
+static struct ynode *clone_counted(struct yevb *b, const struct ynode *n, int line)
+{
+	struct ynode *c;
+
+	if (++b->nodes > YT_MAX_NODES) {
+		yevb_limit(b, line);
+		return NULL;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->type = n->type;
+	c->line = n->line;
+	c->skind = n->skind;
+	if (n->str && !(c->str = strdup(n->str)))
+		goto fail;
+	if (n->type == YN_SEQ) {
+		c->items = calloc(n->n ? n->n : 1, sizeof(*c->items));
+		if (!c->items)
+			goto fail;
+		for (; c->n < n->n; c->n++)
+			if (!(c->items[c->n] = clone_counted(b, n->items[c->n], line)))
+				goto fail;
+	} else if (n->type == YN_MAP) {
+		c->pairs = calloc(n->n ? n->n : 1, sizeof(*c->pairs));
+		if (!c->pairs)
+			goto fail;
+		for (; c->n < n->n; c->n++) {
+			c->pairs[c->n].key = strdup(n->pairs[c->n].key);
+			c->pairs[c->n].val = clone_counted(b, n->pairs[c->n].val, line);
+			if (!c->pairs[c->n].key || !c->pairs[c->n].val) {
+				free(c->pairs[c->n].key);
+				ynode_free(c->pairs[c->n].val);
+				goto fail;
+			}
 		}
 	}
-	yaml_parser_delete(&parser);
-	return rc;
+	return c;
+fail:
+	ynode_free(c);
+	return NULL;
+}
+
+static int yevb_anchor(struct yevb *b, const unsigned char *name, struct ynode *n)
+{
+	if (!name)
+		return 0;
+	if (b->nanchors == b->capanchors) {
+		int cap = b->capanchors ? 2 * b->capanchors : 8;
+		struct yanchor *v = realloc(b->anchors, cap * sizeof(*v));
+
+		if (!v)
+			return -1;
+		b->anchors = v;
+		b->capanchors = cap;
+	}
+	b->anchors[b->nanchors].name = strdup((const char *)name);
+	if (!b->anchors[b->nanchors].name)
+		return -1;
+	b->anchors[b->nanchors++].n = n; /* a later anchor of the same name wins, as in YAML */
+	return 0;
+}
+
+static void yevb_reset_anchors(struct yevb *b)
+{
+	for (int i = 0; i < b->nanchors; i++)
+		free(b->anchors[i].name);
+	b->nanchors = 0;
+}
+
+/* Put a finished node where it belongs: the root, the open sequence, or the open map (as a
+ * key, or as the value of the key before it). Takes n over; -1 with err set on a bad tree. */
+static int yevb_attach(struct yevb *b, struct ynode *n)
+{
+	struct yframe *f = b->depth ? &b->st[b->depth - 1] : NULL;
+
+	if (!f) {
+		b->root = n;
+		b->have_root = true;
+		return 0;
+	}
+	if (f->n->type == YN_SEQ) {
+		if (f->n->n == f->cap) {
+			int cap = f->cap ? 2 * f->cap : 4;
+			struct ynode **v = realloc(f->n->items, cap * sizeof(*v));
+
+			if (!v)
+				goto oom;
+			f->n->items = v;
+			f->cap = cap;
+		}
+		f->n->items[f->n->n++] = n;
+		return 0;
+	}
+	if (!f->key) { /* a key */
+		if (n->type != YN_SCALAR && n->type != YN_NULL) {
+			yerr_set(b->err, n->line, "%s", "map keys must be scalars");
+			ynode_free(n);
+			return -1;
+		}
+		f->key = n->str;
+		f->key_line = n->line;
+		n->str = NULL;
+		ynode_free(n);
+		return 0;
+	}
+	/* Errors about a value point at its key: `hosts:` rather than the list below it. */
+	n->line = f->key_line;
+	/* The API server rejects duplicate fields; silently keeping one would hide which of
+	 * the two the user meant. */
+	if (has_key(f->n, f->key)) {
+		yerr_set(b->err, n->line, "duplicate key \"%s\"", f->key);
+		ynode_free(n);
+		return -1;
+	}
+	if (f->n->n == f->cap) {
+		int cap = f->cap ? 2 * f->cap : 4;
+		struct ypair *v = realloc(f->n->pairs, cap * sizeof(*v));
+
+		if (!v)
+			goto oom;
+		f->n->pairs = v;
+		f->cap = cap;
+	}
+	f->n->pairs[f->n->n].key = f->key;
+	f->n->pairs[f->n->n++].val = n;
+	f->key = NULL;
+	return 0;
+oom:
+	ynode_free(n);
+	yerr_set(b->err, 0, "%s", "out of memory");
+	return -1;
+}
+
+/* Drop whatever is half built (after an error, or at the end of a document). */
+static void yevb_clear(struct yevb *b)
+{
+	while (b->depth > 0) {
+		struct yframe *f = &b->st[--b->depth];
+
+		free(f->key);
+		free(f->anchor);
+		ynode_free(f->n);
+	}
+	ynode_free(b->root);
+	b->root = NULL;
+	b->have_root = false;
+	yevb_reset_anchors(b);
+}
+
+/* One event; 1 = the stream ended, 0 = go on, -1 = error (err set). */
+static int yevb_event(struct yevb *b, yaml_event_t *ev, struct yfile *out)
+{
+	int line = (int)ev->start_mark.line + 1;
+	struct ynode *n;
+
+	switch (ev->type) {
+	case YAML_STREAM_END_EVENT:
+		return 1;
+	case YAML_DOCUMENT_START_EVENT:
+		b->nodes = 0;
+		return 0;
+	case YAML_DOCUMENT_END_EVENT: {
+		/* a document that is null (empty, `~`) has no tree */
+		struct ynode *root = b->root && b->root->type != YN_NULL ? b->root : NULL;
+
+		if (root == NULL)
+			ynode_free(b->root);
+		b->root = NULL;
+		b->have_root = false;
+		yevb_reset_anchors(b);
+		if (add_doc(out, root, b->root_line) < 0) {
+			ynode_free(root);
+			yerr_set(b->err, line, "%s", "out of memory");
+			return -1;
+		}
+		return 0;
+	}
+	case YAML_SCALAR_EVENT:
+	case YAML_SEQUENCE_START_EVENT:
+	case YAML_MAPPING_START_EVENT:
+		if (!b->depth && !b->have_root)
+			b->root_line = line;
+		b->nodes++;
+		if (ev->type != YAML_SCALAR_EVENT)
+			b->depth++;
+		if (yevb_limit(b, line)) {
+			b->depth -= ev->type != YAML_SCALAR_EVENT;
+			return -1;
+		}
+		n = calloc(1, sizeof(*n));
+		if (!n) {
+			b->depth -= ev->type != YAML_SCALAR_EVENT;
+			yerr_set(b->err, line, "%s", "out of memory");
+			return -1;
+		}
+		n->line = line;
+		if (ev->type == YAML_SCALAR_EVENT) {
+			const char *text = (const char *)ev->data.scalar.value;
+
+			if (strlen(text) != ev->data.scalar.length) {
+				yerr_set(b->err, line, "%s", "NUL character in a scalar");
+				free(n);
+				return -1;
+			}
+			n->str = strdup(text);
+			if (!n->str) {
+				free(n);
+				yerr_set(b->err, line, "%s", "out of memory");
+				return -1;
+			}
+			n->skind = resolve_event_scalar(ev, text);
+			n->type = n->skind == YS_NULL ? YN_NULL : YN_SCALAR;
+			if (yevb_anchor(b, ev->data.scalar.anchor, n)) {
+				ynode_free(n);
+				yerr_set(b->err, line, "%s", "out of memory");
+				return -1;
+			}
+			return yevb_attach(b, n);
+		}
+		n->type = ev->type == YAML_SEQUENCE_START_EVENT ? YN_SEQ : YN_MAP;
+		b->st[b->depth - 1] = (struct yframe){.n = n};
+		{
+			const unsigned char *anchor = ev->type == YAML_SEQUENCE_START_EVENT
+							  ? ev->data.sequence_start.anchor
+							  : ev->data.mapping_start.anchor;
+
+			if (anchor && !(b->st[b->depth - 1].anchor = strdup((const char *)anchor))) {
+				yerr_set(b->err, line, "%s", "out of memory");
+				return -1;
+			}
+		}
+		return 0;
+	case YAML_SEQUENCE_END_EVENT:
+	case YAML_MAPPING_END_EVENT: {
+		struct yframe f;
+		int r;
+
+		if (!b->depth)
+			return 0;
+		f = b->st[--b->depth];
+		free(f.key); /* a key without a value cannot reach here: libyaml gives it a null */
+		r = yevb_anchor(b, (const unsigned char *)f.anchor, f.n);
+		free(f.anchor);
+		if (r) {
+			ynode_free(f.n);
+			yerr_set(b->err, line, "%s", "out of memory");
+			return -1;
+		}
+		return yevb_attach(b, f.n);
+	}
+	case YAML_ALIAS_EVENT:
+		for (int i = b->nanchors - 1; i >= 0; i--)
+			if (!strcmp(b->anchors[i].name, (const char *)ev->data.alias.anchor)) {
+				n = clone_counted(b, b->anchors[i].n, line);
+				if (!n) {
+					if (!b->err->msg[0])
+						yerr_set(b->err, line, "%s", "out of memory");
+					return -1;
+				}
+				n->line = line;
+				return yevb_attach(b, n);
+			}
+		yerr_set(b->err, line, "%s", "found undefined alias");
+		return -1;
+	default:
+		return 0;
+	}
 }
 
 /* One attempt; 1 = retry with *fixed (the flow-colon case above), 0 = done, -1 = error. */
 static int load_attempt(const char *buf, size_t len, struct yfile *out, struct yerror *err,
 			char **fixed, size_t *fixed_len)
 {
+	struct yevb *b = calloc(1, sizeof(*b));
 	yaml_parser_t parser;
 	int rc = 0;
 
-	if (!yaml_parser_initialize(&parser)) {
+	if (!b || !yaml_parser_initialize(&parser)) {
+		free(b);
 		yerr_set(err, 0, "%s", "out of memory");
 		return -1;
 	}
+	b->err = err;
 	yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
 	for (;;) {
-		yaml_document_t doc;
+		yaml_event_t ev;
 		int t;
 
-		if (!yaml_parser_load(&parser, &doc)) {
+		if (!yaml_parser_parse(&parser, &ev)) {
 			parser_error(&parser, err);
 			*fixed = flow_colon_error(&parser)
 				     ? quote_flow_scalar(buf, len, &parser.context_mark, fixed_len)
@@ -523,14 +814,17 @@ static int load_attempt(const char *buf, size_t len, struct yfile *out, struct y
 			rc = *fixed ? 1 : -1;
 			break;
 		}
-		t = take_doc(&doc, out, err);
-		yaml_document_delete(&doc);
+		t = yevb_event(b, &ev, out);
+		yaml_event_delete(&ev);
 		if (t != 0) {
 			rc = t < 0 ? -1 : 0;
 			break;
 		}
 	}
 	yaml_parser_delete(&parser);
+	yevb_clear(b);
+	free(b->anchors);
+	free(b);
 	if (rc != 0)
 		yfile_free(out);
 	return rc;
@@ -546,8 +840,6 @@ int yfile_load_mem(const char *buf, size_t len, struct yfile *out, struct yerror
 	err->line = 0;
 	err->io = false;
 	err->msg[0] = 0;
-	if (depth_precheck(buf, len, err))
-		return -1;
 	/* Each retry quotes one more scalar; a bound keeps a pathological file finite. */
 	for (int tries = 0; tries < 256; tries++) {
 		char *fixed = NULL;

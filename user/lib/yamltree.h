@@ -68,6 +68,9 @@ void ynode_free(struct ynode *n);
 /* A deep copy (the agent keeps the last good version of each object); NULL when out of
  * memory. */
 struct ynode *ynode_clone(const struct ynode *n);
+/* A hash of the content (types, keys, scalars; not line numbers): equal trees hash alike, so
+ * the agent can tell which objects an apply changed. */
+uint64_t ynode_hash(const struct ynode *n);
 
 /* ---- accessors; all take NULL and return "absent" for it ---- */
 
