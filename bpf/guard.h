@@ -30,51 +30,72 @@ static __always_inline int bm_src_ok(const struct bm_pod *pod, const struct bm_p
 	return bm_v6_link_local_or_any(p->src) || bm_same_addr16(p->src, pod->addr6);
 }
 
-/* A pod's packet to this node's agent listeners: 1 = let it go. */
-static __always_inline int bm_agent_port_ok(const struct bm_pkt *p, __u64 cookie)
+/*
+ * A pod's packet to this node's agent listeners: 0 = let it go, -1 = drop it, or the flag
+ * (BM_CONN_F_TUNNEL / BM_CONN_F_L7) the sending socket's record must carry: a SYN only from a
+ * socket the kernel itself sent there (the tunnel's capture, or the HTTP path's).
+ */
+static __always_inline int bm_agent_port_need(const struct bm_pkt *p)
 {
 	__u32 zero = 0;
 	struct bm_node *node;
-	struct bm_sock *st;
 
 	if (!p->l4 || p->family != BM_FAM_V4 || !bm_agent_listener_port(p->dport))
-		return 1;
+		return 0;
 	node = bpf_map_lookup_elem(&bm_node, &zero);
 	if (!node || __builtin_memcmp(p->dst, node->addr4, 4))
-		return 1; /* another host's port of that number: an ordinary port */
+		return 0; /* another host's port of that number: an ordinary port */
 	if (p->proto == BM_PROTO_UDP)
-		return 0;
+		return -1;
 	if (!bm_pkt_is_syn(p))
-		return 1; /* a segment of a connection that got in (or a stray: the stack resets it)
+		return 0; /* a segment of a connection that got in (or a stray: the stack resets it)
 			   */
-	/* a SYN only from a socket the kernel itself sent there: the tunnel's capture, or the
-	 * HTTP path's */
-	st = bpf_map_lookup_elem(&bm_sock, &cookie);
 	if (p->dport == node->outbound_port)
-		return st && (st->sub_flags & BM_CONN_F_TUNNEL);
+		return BM_CONN_F_TUNNEL;
 	if (p->dport == node->l7_port && (node->flags & BM_NODE_F_L7))
-		return st && (st->sub_flags & BM_CONN_F_L7);
-	return 0;
+		return BM_CONN_F_L7;
+	return -1;
+}
+
+/* The same as a verdict, given the sending socket's record (NULL: none): 1 = let it go. */
+static __always_inline int bm_agent_port_ok(const struct bm_pkt *p, const struct bm_sock *st)
+{
+	int need = bm_agent_port_need(p);
+
+	if (need <= 0)
+		return need == 0;
+	return st && (st->sub_flags & need);
+}
+
+/* The record of the socket a packet comes from (cgroup_skb), if connect4/6 made one. */
+static __always_inline const struct bm_sock *bm_skb_rec(struct __sk_buff *skb)
+{
+	struct bpf_sock *sk = skb->sk;
+
+	if (sk)
+		sk = bpf_sk_fullsock(sk);
+	return sk ? bpf_sk_storage_get(&bm_sock, sk, 0, 0) : 0;
 }
 
 /* Everything a local pod's socket sends (cgroup_skb/egress): 1 = send, 0 = drop. */
-static __always_inline int bm_egress_guard(struct __sk_buff *skb, __u64 cgroup_id, __u64 cookie,
-					   int on_lo)
+static __always_inline int bm_egress_guard(struct __sk_buff *skb, __u64 cgroup_id, int on_lo)
 {
 	struct bm_pod *pod;
 	struct bm_pkt p;
+	int need;
 
 	if (on_lo)
 		return 1;
 	pod = bpf_map_lookup_elem(&bm_pod, &cgroup_id);
-	if (!pod || bm_parse(skb, &p) == BM_PKT_OTHER)
+	if (!pod || bm_parse_fast(skb, 0, &p) == BM_PKT_OTHER)
 		return 1;
 	if (!(pod->flags & BM_POD_F_SAV_TC) && !bm_src_ok(pod, &p)) {
 		bm_count(BM_ST_SPOOF_DROP);
 		bm_deny_event(&p, pod->pod_id, BM_DENY_SPOOF, 0);
 		return 0;
 	}
-	if (!bm_agent_port_ok(&p, cookie)) {
+	need = bm_agent_port_need(&p);
+	if (need < 0 || (need > 0 && !bm_agent_port_ok(&p, bm_skb_rec(skb)))) {
 		bm_count(BM_ST_AGENT_PORT_DROP);
 		bm_deny_event(&p, pod->pod_id, BM_DENY_AGENT_PORT, 0);
 		return 0;

@@ -35,7 +35,7 @@ int bm_ingress(struct __sk_buff *skb)
 	struct bm_pkt p;
 	struct bm_pod *pod;
 	__u64 cg;
-	int r = bm_parse(skb, &p);
+	int r = bm_parse_fast(skb, 0, &p);
 
 	if (r == BM_PKT_OTHER)
 		return 1;
@@ -54,6 +54,5 @@ int bm_ingress(struct __sk_buff *skb)
 SEC("cgroup_skb/egress")
 int bm_egress(struct __sk_buff *skb)
 {
-	return bm_egress_guard(skb, bpf_skb_cgroup_id(skb), bpf_get_socket_cookie(skb),
-			       skb->ifindex == BM_LOOPBACK_IFINDEX);
+	return bm_egress_guard(skb, bpf_skb_cgroup_id(skb), skb->ifindex == BM_LOOPBACK_IFINDEX);
 }

@@ -279,14 +279,14 @@ static __always_inline int bm_svc_route(const struct bm_svc *svc, const struct b
 }
 
 /*
- * The whole decision for one connect/sendmsg: service lookup, the client's route (mesh
- * clients; first match wins), weighted subset, backend by the subset's policy. Clients outside
- * the mesh get kube-proxy's even random spread over all endpoints and no mesh features.
+ * The whole decision for one connect/sendmsg to service entry svcp (bm_svc's, looked up by
+ * the caller; NULL: not a service): the client's route (mesh clients; first match wins),
+ * weighted subset, backend by the subset's policy. Clients outside the mesh get kube-proxy's
+ * even random spread over all endpoints and no mesh features.
  */
-static __always_inline int bm_xlate(const struct bm_svc_key *key, const struct bm_client *c,
-				    struct bm_pick *out)
+static __always_inline int bm_xlate_svc(const struct bm_svc *svcp, const struct bm_client *c,
+					struct bm_pick *out)
 {
-	struct bm_svc *svcp = bpf_map_lookup_elem(&bm_svc, key);
 	struct bm_svc svc;
 	struct bm_route *r;
 	struct bm_backend *be;
@@ -338,6 +338,13 @@ static __always_inline int bm_xlate(const struct bm_svc_key *key, const struct b
 	out->backend_id = picked;
 	out->be = *be;
 	return BM_X_OK;
+}
+
+/* The same from the address: service lookup first. */
+static __always_inline int bm_xlate(const struct bm_svc_key *key, const struct bm_client *c,
+				    struct bm_pick *out)
+{
+	return bm_xlate_svc(bpf_map_lookup_elem(&bm_svc, key), c, out);
 }
 
 #endif /* BM_LB_H */

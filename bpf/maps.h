@@ -118,29 +118,18 @@ struct {
 	__uint(pinning, BM_PIN);
 } bm_pod SEC(".maps");
 
-/* Socket cookie -> per-connection record (original destination, chosen backend, counts). A
- * hash, not socket storage: creating socket storage costs microseconds per connect, a hash
- * insert a fraction of that. Deleted when the socket reaches TCP_CLOSE (sockops); records of
- * sockets that never got that far are swept by the agent. Full: the connect goes on, without
- * a record (getpeername then shows the backend; counted in bm_stats). */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, BM_MAX_CONNS);
-	__type(key, __u64);
-	__type(value, struct bm_sock);
-	__uint(pinning, BM_PIN);
-} bm_sock SEC(".maps");
-
-/* Connected UDP sockets never reach sockops, so nothing would delete their bm_sock record:
- * they keep theirs in socket storage, freed with the socket (UDP connects are rare). */
+/* Per-connection record (original destination, chosen backend, counts) in the socket's own
+ * storage: connect4/6 creates it for a socket it translates, sockops, getpeername and the
+ * egress guard read it, and the kernel frees it with the socket, so nothing deletes or sweeps
+ * it. No memory for it: the connect goes on without a record (getpeername then shows the
+ * backend; counted in bm_stats). */
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
 	__type(value, struct bm_sock);
 	__uint(pinning, BM_PIN);
-} bm_sock_udp SEC(".maps");
+} bm_sock SEC(".maps");
 
 /* UDP: (socket cookie, backend) -> service address, to restore recvmsg sources. LRU: a full
  * map evicts the coldest flow instead of failing a send. */

@@ -77,18 +77,21 @@ static __always_inline int bm_sock_xlate(struct bpf_sock_addr *ctx, int v6, int 
 
 	if (!bm_key_from_ctx(ctx, v6, &key, &mapped))
 		return 1;
+	/* the cookie only for UDP (bm_udp's key): a TCP connect needs none */
 	bm_sock_decide(&key, mapped, bpf_get_current_cgroup_id(), is_sendmsg,
-		       bpf_get_socket_cookie(ctx), bpf_ktime_get_ns(), &d);
+		       key.proto == BM_PROTO_TCP ? 0 : bpf_get_socket_cookie(ctx), &d);
 	if (!d.allow) {
 		bpf_set_retval(-d.err);
 		return 0;
 	}
-	if (d.record && key.proto != BM_PROTO_TCP) {
-		struct bm_sock *u =
-		    bpf_sk_storage_get(&bm_sock_udp, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (d.record) {
+		struct bm_sock *st =
+		    bpf_sk_storage_get(&bm_sock, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 
-		if (u)
-			*u = d.rec; /* a re-connect replaces it */
+		if (st)
+			*st = d.rec; /* a re-connect replaces it */
+		else
+			bm_count(BM_ST_SOCK_FULL);
 	}
 	if (d.rewrite)
 		bm_write_dest(ctx, v6, mapped, &d.dst);
@@ -122,12 +125,9 @@ int bm_sendmsg6(struct bpf_sock_addr *ctx)
 /* getpeername: the service address the socket was connected to, if we translated it. */
 static __always_inline int bm_restore_peer(struct bpf_sock_addr *ctx, int v6)
 {
-	__u64 cookie = bpf_get_socket_cookie(ctx);
-	struct bm_sock *st = bpf_map_lookup_elem(&bm_sock, &cookie);
+	struct bm_sock *st = bpf_sk_storage_get(&bm_sock, ctx->sk, 0, 0);
 	__u32 a[4], cur[4];
 
-	if (!st)
-		st = bpf_sk_storage_get(&bm_sock_udp, ctx->sk, 0, 0);
 	if (!st)
 		return 1;
 	__builtin_memcpy(a, st->orig_addr, 16);

@@ -91,6 +91,14 @@ static __always_inline void bm_orig_put(struct bpf_sock_ops *skops, const struct
 	bpf_map_update_elem(&bm_orig, &k, &o, BPF_ANY);
 }
 
+/* The socket's connection record, if connect4/6 made one. */
+static __always_inline struct bm_sock *bm_rec(struct bpf_sock_ops *skops)
+{
+	struct bpf_sock *sk = skops->sk;
+
+	return sk ? bpf_sk_storage_get(&bm_sock, sk, 0, 0) : 0;
+}
+
 static __always_inline void bm_set_user_timeout(struct bpf_sock_ops *skops, int ms)
 {
 	bpf_setsockopt(skops, SOL_TCP_, TCP_USER_TIMEOUT_, &ms, sizeof(ms));
@@ -100,7 +108,6 @@ SEC("sockops")
 int bm_sockops(struct bpf_sock_ops *skops)
 {
 	struct bm_sockraw raw = {};
-	__u64 cookie;
 	struct bm_sockkey key;
 	struct bm_sock *st;
 
@@ -109,8 +116,7 @@ int bm_sockops(struct bpf_sock_ops *skops)
 		if (bm_attest_put(skops)) /* its entry goes at TCP_CLOSE */
 			bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
 							     BPF_SOCK_OPS_STATE_CB_FLAG);
-		cookie = bpf_get_socket_cookie(skops);
-		st = bpf_map_lookup_elem(&bm_sock, &cookie);
+		st = bm_rec(skops);
 		if (!st || !bm_conn_connect(st, bpf_ktime_get_ns()))
 			break;
 		if (st->timeout_ms)
@@ -134,13 +140,12 @@ int bm_sockops(struct bpf_sock_ops *skops)
 		if (bm_sockkey_of(&raw, &key) && bm_accel_client(skops, &key))
 			bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
 							     BPF_SOCK_OPS_STATE_CB_FLAG);
-		cookie = bpf_get_socket_cookie(skops);
-		st = bpf_map_lookup_elem(&bm_sock, &cookie);
+		st = bm_rec(skops);
 		if (!st || st->counted != 1)
 			break;
 		if (st->timeout_ms)
 			bm_set_user_timeout(skops, 0); /* the connect timeout ends here */
-		bm_conn_established(st, cookie, bpf_ktime_get_ns());
+		bm_conn_established(st, bpf_get_socket_cookie(skops), bpf_ktime_get_ns());
 		break;
 	case BPF_SOCK_OPS_STATE_CB: {
 		__u32 from = skops->args[0], to = skops->args[1];
@@ -156,10 +161,9 @@ int bm_sockops(struct bpf_sock_ops *skops)
 		} else {
 			xsent = xrcvd = 0;
 		}
-		cookie = bpf_get_socket_cookie(skops);
-		st = bpf_map_lookup_elem(&bm_sock, &cookie);
-		if (!st || !bm_conn_closed(st, cookie, from, acked, rcvd, xsent, xrcvd,
-					   bpf_ktime_get_ns()))
+		st = bm_rec(skops);
+		if (!st || !bm_conn_closed(st, bpf_get_socket_cookie(skops), from, acked, rcvd,
+					   xsent, xrcvd, bpf_ktime_get_ns()))
 			break;
 		if (st->sub_flags & (BM_CONN_F_TUNNEL | BM_CONN_F_L7)) {
 			struct bm_orig_key ok = {};
@@ -167,8 +171,7 @@ int bm_sockops(struct bpf_sock_ops *skops)
 			bm_orig_key(skops, &ok);
 			bpf_map_delete_elem(&bm_orig, &ok); /* if the agent has not taken it */
 		}
-		bpf_map_delete_elem(&bm_sock, &cookie); /* the connection is over */
-		break;
+		break; /* the record goes with the socket */
 	}
 	}
 	return 1;

@@ -16,16 +16,16 @@
  * from the backend's flag; a connect to a bare address (no service) looks the address up.
  * On yes, dst becomes the agent's outbound listener. IPv4 only: the tunnel carries IPv4.
  */
-static __always_inline int bm_tunnel(const struct bm_svc_key *key, struct bm_pick *pick, int res,
-				     struct bm_backend *dst)
+static __always_inline int bm_tunnel(const struct bm_svc_key *key, const struct bm_node *node,
+				     struct bm_pick *pick, int res, struct bm_backend *dst)
 {
 	struct bm_wl_key wk = {};
-	struct bm_node *node;
 	struct bm_wl *wl;
-	__u32 zero = 0;
 
 	if (key->proto != BM_PROTO_TCP || key->family != BM_FAM_V4)
 		return 0;
+	if (!node || !(node->flags & BM_NODE_F_TUNNEL))
+		return 0; /* no agent tunnel: plaintext, which a STRICT peer refuses */
 	if (res == BM_X_OK) {
 		if (!(pick->be.flags & BM_BE_F_TUNNEL) || pick->be.family != BM_FAM_V4)
 			return 0;
@@ -44,9 +44,6 @@ static __always_inline int bm_tunnel(const struct bm_svc_key *key, struct bm_pic
 		pick->be.port = key->port;
 		pick->be.family = BM_FAM_V4;
 	}
-	node = bpf_map_lookup_elem(&bm_node, &zero);
-	if (!node || !(node->flags & BM_NODE_F_TUNNEL))
-		return 0; /* no agent tunnel: plaintext, which a STRICT peer refuses */
 	__builtin_memset(dst, 0, sizeof(*dst));
 	__builtin_memcpy(dst->addr, node->addr4, 4);
 	dst->port = node->outbound_port;
@@ -87,19 +84,14 @@ static __always_inline int bm_v6_refused(const struct bm_svc_key *key, const str
  * address, which the agent reads back from bm_orig. While the agent's HTTP path is not
  * listening the kernel path serves the port as before (first route without match).
  */
-static __always_inline int bm_l7(const struct bm_svc_key *key, const struct bm_client *cl,
+static __always_inline int bm_l7(const struct bm_svc_key *key, const struct bm_svc *svc,
+				 const struct bm_node *node, const struct bm_client *cl,
 				 int is_sendmsg, struct bm_decision *d)
 {
-	struct bm_svc *svc;
-	struct bm_node *node;
-	__u32 zero = 0;
-
 	if (!cl->in_mesh || is_sendmsg || key->proto != BM_PROTO_TCP || key->family != BM_FAM_V4)
 		return 0;
-	svc = bpf_map_lookup_elem(&bm_svc, key);
 	if (!svc || !(svc->flags & BM_SVC_F_L7))
 		return 0;
-	node = bpf_map_lookup_elem(&bm_node, &zero);
 	if (!node || !(node->flags & BM_NODE_F_L7))
 		return 0;
 	__builtin_memset(&d->dst, 0, sizeof(d->dst));
@@ -117,41 +109,46 @@ static __always_inline int bm_l7(const struct bm_svc_key *key, const struct bm_c
  * (another node's 15008, a pod's own 15001, an Istio proxy's), and 15020/15021 anywhere are
  * open to scrapes; the listeners themselves reject what has no captured origin.
  */
-static __always_inline int bm_local_listener(const struct bm_svc_key *key)
+static __always_inline int bm_local_listener(const struct bm_svc_key *key,
+					     const struct bm_node *node)
 {
-	__u32 zero = 0;
-	struct bm_node *node;
-
 	if (key->family != BM_FAM_V4 || !bm_agent_listener_port(key->port))
 		return 0;
-	node = bpf_map_lookup_elem(&bm_node, &zero);
 	return node && !__builtin_memcmp(key->addr, node->addr4, 4);
 }
 
 /*
  * key: the address asked for (a v4-mapped IPv6 one as IPv4, mapped set); cgroup_id: the
- * caller's; cookie: the socket's (bm_sock and bm_udp are keyed by it). Counts every outcome
- * (bm_stats), records TCP connections in bm_sock and UDP reply sources in bm_udp.
+ * caller's; cookie: the socket's (bm_udp is keyed by it). Counts every outcome (bm_stats) and
+ * records UDP reply sources in bm_udp; the connection record is d->rec, which the hook keeps
+ * in the socket's storage (bm_sock) when d->record says so. A connect that is not translated
+ * touches no map but bm_pod, bm_svc and its counter.
  */
 static __always_inline void bm_sock_decide(const struct bm_svc_key *key, int mapped,
-					   __u64 cgroup_id, int is_sendmsg, __u64 cookie, __u64 now,
+					   __u64 cgroup_id, int is_sendmsg, __u64 cookie,
 					   struct bm_decision *d)
 {
 	struct bm_client cl = {};
 	struct bm_pick pick = {};
 	struct bm_backend tun;
+	struct bm_node *node;
+	struct bm_svc *svc;
+	__u32 zero = 0;
 	int res, tunnel = 0;
 
 	__builtin_memset(d, 0, sizeof(*d));
 	d->allow = 1;
 	bm_client_load(&cl, cgroup_id);
-	if (cl.in_mesh && bm_local_listener(key)) {
+	/* each looked up once: this runs for every connect of the node */
+	node = bpf_map_lookup_elem(&bm_node, &zero);
+	svc = bpf_map_lookup_elem(&bm_svc, key);
+	if (cl.in_mesh && bm_local_listener(key, node)) {
 		bm_count(BM_ST_AGENT_PORT);
 		d->allow = 0;
 		d->err = BM_EPERM;
 		return;
 	}
-	if (bm_l7(key, &cl, is_sendmsg, d)) {
+	if (bm_l7(key, svc, node, &cl, is_sendmsg, d)) {
 		struct bm_sock *rec = &d->rec;
 
 		bm_count(BM_ST_L7);
@@ -160,14 +157,11 @@ static __always_inline void bm_sock_decide(const struct bm_svc_key *key, int map
 		rec->family = mapped ? BM_FAM_V6 : key->family;
 		rec->cgroup_id = cl.cgroup_id;
 		rec->src_pod = cl.pod_id;
-		rec->created_ns = now;
 		d->record = 1;
 		d->rewrite = 1;
-		if (bpf_map_update_elem(&bm_sock, &cookie, rec, BPF_ANY))
-			bm_count(BM_ST_SOCK_FULL);
 		return;
 	}
-	res = bm_xlate(key, &cl, &pick);
+	res = bm_xlate_svc(svc, &cl, &pick);
 	if ((res == BM_X_OK || res == BM_X_MISS) && cl.in_mesh && !is_sendmsg) {
 		if (bm_v6_refused(key, &pick, res)) {
 			bm_count(BM_ST_V6_REFUSED);
@@ -175,7 +169,7 @@ static __always_inline void bm_sock_decide(const struct bm_svc_key *key, int map
 			d->err = BM_ECONNREFUSED;
 			return;
 		}
-		tunnel = bm_tunnel(key, &pick, res, &tun);
+		tunnel = bm_tunnel(key, node, &pick, res, &tun);
 	}
 	if (res == BM_X_MISS) {
 		if (!tunnel) {
@@ -226,10 +220,7 @@ static __always_inline void bm_sock_decide(const struct bm_svc_key *key, int map
 		rec->timeout_ms = pick.timeout_ms;
 		rec->cgroup_id = cl.cgroup_id;
 		rec->src_pod = cl.pod_id;
-		rec->created_ns = now;
 		d->record = 1;
-		if (key->proto == BM_PROTO_TCP && bpf_map_update_elem(&bm_sock, &cookie, rec, BPF_ANY))
-			bm_count(BM_ST_SOCK_FULL);
 	}
 	d->rewrite = 1;
 	d->dst = tunnel ? tun : pick.be;

@@ -20,7 +20,7 @@
 #include "outlier.h"
 
 /* Bump when any struct below changes layout. */
-#define BM_MAP_ABI 10
+#define BM_MAP_ABI 11
 
 /* Sizes: every one a named constant, overridable at build time. */
 #ifndef BM_MAX_SERVICES
@@ -218,7 +218,8 @@ struct bm_pod {
 	__u32 pad;
 };
 
-/* What connect4/6 remembers about a socket it translated (bm_sock, keyed by socket cookie). */
+/* What connect4/6 remembers about a socket it translated: bm_sock, the socket's own storage
+ * (freed with the socket). */
 struct bm_sock {
 	__u8 orig_addr[16]; /* the service address the application dialed */
 	__be16 orig_port;
@@ -233,7 +234,6 @@ struct bm_sock {
 	__u32 src_pod;	      /* bm_pod.pod_id of the client, 0 = not a known pod */
 	__u64 cgroup_id;      /* the client pod */
 	__u64 connect_ns;     /* when the SYN left (bpf_ktime_get_ns) */
-	__u64 created_ns;     /* when connect4 made the record: the agent sweep uses it */
 	__u64 established_ns; /* when it was established (flow log durations) */
 };
 
@@ -242,7 +242,7 @@ struct bm_decision {
 	__s32 allow;	       /* 1: the syscall goes on; 0: it fails with -err */
 	__s32 err;	       /* BM_EPERM, BM_EBUSY or BM_ECONNREFUSED (bpf/net.h) when !allow */
 	__s32 rewrite;	       /* 1: the destination becomes dst */
-	__s32 record;	       /* 1: rec describes the connection (TCP ones are in bm_sock) */
+	__s32 record;	       /* 1: rec describes the connection: the hook stores it in bm_sock */
 	struct bm_backend dst; /* the backend, or this node's agent for a tunnelled connect */
 	struct bm_sock rec;
 };
@@ -575,6 +575,11 @@ struct bm_meta {
 	__u32 pad;
 	__u64 config_stamp; /* config_dir_stamp() of the config last read (applied or not):
 			     * lab apply waits for every agent's to equal the directory's */
+	/* the last apply that put a config in force (`bpfmesh status`): */
+	__u32 apply_objects; /* objects in that config */
+	__u32 apply_changed; /* of them added or changed, plus those removed, since the one before */
+	__u32 apply_writes;  /* map entries it wrote or deleted */
+	__u32 apply_us;	     /* from the change seen (inotify, watch event) to in force */
 };
 
 /*
@@ -593,7 +598,8 @@ struct bm_meta {
 	X(EJECT_OVERFLOW, "ejections refused by maxEjectionPercent", "ejection_overflow")          \
 	X(CONNECT_FAIL, "connects failed (refused or timed out)", "connect_failed")                \
 	X(SKIPPED_EJECTED, "picks that skipped an ejected backend", "skipped_ejected")             \
-	X(SOCK_FULL, "connections without a record (bm_sock full)", "connection_record_full")      \
+	X(SOCK_FULL, "connections without a record (no memory for socket storage)",                \
+	  "connection_record_full")                                                                \
 	X(RESET_NO_REPLY, "connections reset before any reply", "reset_before_reply")              \
 	X(EVENTS_LOST, "flow log events lost (ring buffer full)", "flow_log_events_lost")          \
 	X(TUNNELLED, "sent through the mTLS tunnel", "tunnelled")                                  \
@@ -662,7 +668,6 @@ struct bm_name {
 	X(policy, bm_policy)                                                                       \
 	X(health, bm_health)                                                                       \
 	X(cpool, bm_cpool)                                                                         \
-	X(sock, bm_sock)                                                                           \
 	X(traffic, bm_traffic)                                                                     \
 	X(dtraffic, bm_dtraffic)                                                                   \
 	X(node, bm_node)                                                                           \
@@ -678,7 +683,7 @@ struct bm_name {
 	X(conf, bm_conf)                                                                           \
 	X(ifpod, bm_ifpod)                                                                         \
 	Y(bm_events)                                                                               \
-	Y(bm_sock_udp)                                                                             \
+	Y(bm_sock)                                                                                 \
 	Y(bm_dsock)                                                                                \
 	Y(bm_udp)
 

@@ -8,6 +8,8 @@
 #ifndef BM_CFGREF_H
 #define BM_CFGREF_H
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include "model.h"
 
@@ -34,12 +36,35 @@ static inline struct cfgref *cfgref_get(struct cfgref *r)
 	return r;
 }
 
-static inline void cfgref_put(struct cfgref *r)
+static inline void *cfgref_free_thread(void *arg)
 {
-	if (!r || __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL))
-		return;
+	struct cfgref *r = arg;
+
 	config_free(r->c);
 	free(r);
+	return NULL;
+}
+
+/* The last put frees the config: a large one on a thread of its own (freeing 100,000 objects
+ * takes 100 ms or more, which the thread that put it, an event loop, must not wait for). */
+static inline void cfgref_put(struct cfgref *r)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	bool big;
+
+	if (!r || __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL))
+		return;
+	big = r->c && r->c->nsources + r->c->nservices + r->c->nworkloads > 2000;
+	if (big && !pthread_attr_init(&attr)) {
+		bool started = !pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) &&
+			       !pthread_create(&t, &attr, cfgref_free_thread, r);
+
+		pthread_attr_destroy(&attr);
+		if (started)
+			return;
+	}
+	cfgref_free_thread(r);
 }
 
 #endif /* BM_CFGREF_H */

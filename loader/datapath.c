@@ -251,22 +251,34 @@ void dp_close(struct dp *dp)
 	free(dp);
 }
 
+_Thread_local unsigned long long dp_writes;
+
 int dp_map_put(int fd, const void *key, const void *val, unsigned long long flags, const char *what)
 {
 	int e;
 
-	if (bpf_map_update_elem(fd, key, val, flags) == 0)
+	if (dp_put_raw(fd, key, val, flags) == 0)
 		return 0;
 	e = errno;
 	pr_warn("map %s: update failed: %s", what, strerror(e));
 	return -e;
 }
 
+int dp_map_put_changed(int fd, const void *key, const void *val, size_t vsz, const char *what)
+{
+	unsigned char held[256];
+
+	if (vsz <= sizeof(held) && bpf_map_lookup_elem(fd, key, held) == 0 &&
+	    !memcmp(held, val, vsz))
+		return 0;
+	return dp_map_put(fd, key, val, BPF_ANY, what);
+}
+
 int dp_map_del(int fd, const void *key, const char *what)
 {
 	int e;
 
-	if (bpf_map_delete_elem(fd, key) == 0 || errno == ENOENT)
+	if (dp_del_raw(fd, key) == 0 || errno == ENOENT)
 		return 0;
 	e = errno;
 	pr_warn("map %s: delete failed: %s", what, strerror(e));

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <bpf/bpf.h>
 #include "bpfmesh.h"
 #include "pins.h"
 
@@ -40,6 +41,27 @@ void dp_close(struct dp *dp);
  * map (what) and the error. A delete of an absent key is no failure. Callers decide what a
  * failure means; security state and service entries fail the apply (sync.c, secsync.c).
  */
+/* Map entries this thread wrote or deleted through the functions here: the agent's apply
+ * reports how many it took (`bpfmesh status`). */
+extern _Thread_local unsigned long long dp_writes;
+
+/* bpf_map_update_elem / bpf_map_delete_elem, counted in dp_writes; errors as theirs. */
+static inline int dp_put_raw(int fd, const void *key, const void *val, unsigned long long flags)
+{
+	dp_writes++;
+	return bpf_map_update_elem(fd, key, val, flags);
+}
+
+static inline int dp_del_raw(int fd, const void *key)
+{
+	dp_writes++;
+	return bpf_map_delete_elem(fd, key);
+}
+
+/* dp_map_put unless the entry holds val already (vsz bytes, at most 256): what the agent
+ * rewrites on every apply and rescan (pods, their addresses) costs no write when unchanged. */
+int dp_map_put_changed(int fd, const void *key, const void *val, size_t vsz, const char *what);
+
 int dp_map_put(int fd, const void *key, const void *val, unsigned long long flags,
 	       const char *what);
 int dp_map_del(int fd, const void *key, const char *what);

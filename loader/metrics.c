@@ -531,7 +531,6 @@ static void operational_metrics(FILE *out, const struct bm_mapfds *f)
 	fill_ratio(out, "bm_pod", f->pod);
 	fill_ratio(out, "bm_policy", f->policy);
 	fill_ratio(out, "bm_health", f->health);
-	fill_ratio(out, "bm_sock", f->sock);
 	fill_ratio(out, "bm_traffic", f->traffic);
 	fill_ratio(out, "bm_dtraffic", f->dtraffic);
 	fill_ratio(out, "bm_cpool", f->cpool);

@@ -191,7 +191,7 @@ static int tc_filter(struct podnet *pn, int ifindex, const struct bm_pod *pod)
 	int err;
 
 	/* the pod's addresses first: the filter never runs without them */
-	if (bpf_map_update_elem(pn->ifpod_fd, &key, pod, BPF_ANY))
+	if (dp_put_raw(pn->ifpod_fd, &key, pod, BPF_ANY))
 		return -errno;
 	err = bpf_tc_hook_create(&hook);
 	if (err && err != -EEXIST)

@@ -57,21 +57,50 @@ static int kcmp(const void *a, const void *b)
 	return memcmp(a, b, g_ksz);
 }
 
-/* Write next over what fd holds (cur), delete what only cur has, then next becomes cur. */
+/* cur's entries as key||value records sorted by key (kcmp compares the key at their start),
+ * for looking up what an entry holds now. */
+static uint8_t *kv_sorted(const struct kvset *cur)
+{
+	size_t rsz = cur->ksz + cur->vsz;
+	uint8_t *r = malloc(cur->n * rsz + 1);
+
+	if (!r)
+		abort();
+	for (size_t i = 0; i < cur->n; i++) {
+		memcpy(r + i * rsz, cur->k + i * cur->ksz, cur->ksz);
+		memcpy(r + i * rsz + cur->ksz, cur->v + i * cur->vsz, cur->vsz);
+	}
+	g_ksz = cur->ksz;
+	qsort(r, cur->n, rsz, kcmp);
+	return r;
+}
+
+/* Write next over what fd holds (cur), delete what only cur has, then next becomes cur. An
+ * entry that holds next's value already is not written again: a change to one workload writes
+ * its entries only. */
 static int kv_commit(int fd, struct kvset *cur, struct kvset *next, const char *map)
 {
-	uint8_t *keys;
+	size_t rsz = cur->ksz + cur->vsz;
+	uint8_t *keys, *now = kv_sorted(cur);
 	size_t written;
 	int err = 0;
 
-	for (written = 0; written < next->n; written++)
-		if (bpf_map_update_elem(fd, next->k + written * next->ksz,
-					next->v + written * next->vsz, BPF_ANY)) {
+	for (written = 0; written < next->n; written++) {
+		const uint8_t *k = next->k + written * next->ksz, *v = next->v + written * next->vsz;
+		const uint8_t *held;
+
+		g_ksz = cur->ksz;
+		held = bsearch(k, now, cur->n, rsz, kcmp);
+		if (held && !memcmp(held + cur->ksz, v, cur->vsz))
+			continue;
+		if (dp_put_raw(fd, k, v, BPF_ANY)) {
 			err = -errno;
 			pr_warn("%s: %s (%zu entries wanted); the rest of it stays as it was", map,
 				strerror(errno), next->n);
 			break;
 		}
+	}
+	free(now);
 	if (err) {
 		/* the map holds the old entries and what was written: remember all of them, so
 		 * a later commit deletes what is no longer wanted */
@@ -195,7 +224,7 @@ static int backend_flag(const struct secsync *ss, uint32_t id, uint8_t flag, boo
 	if (!!(be.flags & flag) == on)
 		return 0;
 	be.flags = on ? be.flags | flag : be.flags & ~flag;
-	return bpf_map_update_elem(ss->fds.backend, &id, &be, BPF_ANY) ? -errno : 0;
+	return dp_put_raw(ss->fds.backend, &id, &be, BPF_ANY) ? -errno : 0;
 }
 
 int secsync_backends(struct secsync *ss, struct sync *s, const struct mesh_config *c,
@@ -338,7 +367,7 @@ static uint32_t policy_id(struct secsync *ss, const struct ap_obj *p)
 	nk.id = metrics_pod_id("authz", buf);
 	snprintf(nv.name, sizeof(nv.name), "%s", buf);
 	if (ss->fds.names >= 0)
-		dp_map_put(ss->fds.names, &nk, &nv, BPF_ANY, "bm_names");
+		dp_map_put_changed(ss->fds.names, &nk, &nv, sizeof(nv), "bm_names");
 	return nk.id;
 }
 
@@ -468,8 +497,9 @@ static int node_put(struct secsync *ss)
 		node.flags |= BM_NODE_F_TUNNEL;
 	if (ss->o.l7 && ss->have_node_ip)
 		node.flags |= BM_NODE_F_L7;
-	if (ss->fds.node >= 0 && bpf_map_update_elem(ss->fds.node, &zero, &node, BPF_ANY)) {
-		int err = -errno;
+	if (ss->fds.node >= 0 &&
+	    dp_map_put_changed(ss->fds.node, &zero, &node, sizeof(node), "bm_node")) {
+		int err = -EIO;
 
 		pr_warn("bm_node: %s: the tunnel and HTTP path flags are not in force",
 			strerror(errno));

@@ -340,7 +340,7 @@ static int rpod_put(struct sync *s, uint32_t rlist, const struct rs_podbits *pb)
 {
 	struct bm_rpod_key k = {.rlist_id = rlist, .pod_id = pb->pod_id};
 
-	if (bpf_map_update_elem(s->fds.rpod, &k, &pb->bits, BPF_NOEXIST) == 0) {
+	if (dp_put_raw(s->fds.rpod, &k, &pb->bits, BPF_NOEXIST) == 0) {
 		s->nrpod++;
 		return 0;
 	}
@@ -350,7 +350,7 @@ static int rpod_put(struct sync *s, uint32_t rlist, const struct rs_podbits *pb)
 
 static int rpod_del(struct sync *s, const struct bm_rpod_key *k)
 {
-	if (bpf_map_delete_elem(s->fds.rpod, k) == 0) {
+	if (dp_del_raw(s->fds.rpod, k) == 0) {
 		s->nrpod--;
 		return 0;
 	}
@@ -694,7 +694,7 @@ void put_name4(struct sync *s, uint32_t kind, uint32_t id, const char *a, const 
 		return;
 	snprintf(v.name, sizeof(v.name), "%s/%s/%s/%s", a ? a : "unknown", b ? b : "unknown",
 		 c ? c : "unknown", d ? d : "unknown");
-	dp_map_put(s->fds.names, &k, &v, BPF_ANY, "bm_names");
+	dp_map_put_changed(s->fds.names, &k, &v, sizeof(v), "bm_names");
 }
 
 uint32_t sync_backend_lookup(struct sync *s, const struct rs_backend *b)
@@ -727,8 +727,8 @@ static uint32_t backend_id(struct sync *s, const struct rs_backend *b)
 	be.port = port;
 	be.family = b->family;
 	be.flags = BM_BE_F_USED;
-	if (bpf_map_update_elem(s->fds.bstate, &id, &bs, BPF_ANY) ||
-	    bpf_map_update_elem(s->fds.backend, &id, &be, BPF_ANY)) {
+	if (dp_put_raw(s->fds.bstate, &id, &bs, BPF_ANY) ||
+	    dp_put_raw(s->fds.backend, &id, &be, BPF_ANY)) {
 		ida_put(&s->backends, id);
 		return 0;
 	}
@@ -752,7 +752,7 @@ static void put_name(struct sync *s, uint32_t kind, uint32_t id, const char *fmt
 	if (s->fds.names < 0)
 		return;
 	snprintf(v.name, sizeof(v.name), fmt, a, b);
-	dp_map_put(s->fds.names, &k, &v, BPF_ANY, "bm_names");
+	dp_map_put_changed(s->fds.names, &k, &v, sizeof(v), "bm_names");
 }
 
 /* The kernel form of a subset's DestinationRule policy; returns the BM_SUB_F_* flags. */
@@ -794,7 +794,7 @@ static int write_subset(struct sync *s, const struct rs_table *t, int si, struct
 	if (!sid)
 		return -ENOSPC;
 	v.flags = policy_of(sub, pool_key, &pol);
-	if (s->fds.policy >= 0 && bpf_map_update_elem(s->fds.policy, &sid, &pol, BPF_ANY)) {
+	if (s->fds.policy >= 0 && dp_put_raw(s->fds.policy, &sid, &pol, BPF_ANY)) {
 		ida_put(&s->subsets, sid);
 		return -errno;
 	}
@@ -809,7 +809,7 @@ static int write_subset(struct sync *s, const struct rs_table *t, int si, struct
 		uint32_t slot = v.first_slot + i,
 			 id = backend_id(s, &t->backends[sub->backends[i]]);
 
-		if (!id || bpf_map_update_elem(s->fds.slot, &slot, &id, BPF_ANY))
+		if (!id || dp_put_raw(s->fds.slot, &slot, &id, BPF_ANY))
 			return -ENOSPC;
 		s->be_refs[id]++;
 		rec->nref++;
@@ -956,7 +956,7 @@ static int write_service(struct sync *s, const struct rs_table *t, const struct 
 	if (!rs->vs || rs->nkroutes) /* no stale "no route" note for this service */
 		del_name(s, BM_NAME_VS, rs->svc_id);
 	/* The flip: from here on new connects see the new config, all of it. */
-	if (bpf_map_update_elem(s->fds.svc, &r->key, &val, BPF_ANY)) {
+	if (dp_put_raw(s->fds.svc, &r->key, &val, BPF_ANY)) {
 		err = -errno;
 		rec_release(s, &nw);
 		return err;
@@ -1153,28 +1153,6 @@ int sync_health_tick(struct sync *s, uint64_t now_ns)
 	return changed;
 }
 
-int sync_sweep_socks(struct sync *s, uint64_t now_ns, uint64_t max_age_ns)
-{
-	__u64 key, next, *prev = NULL;
-	int n = 0;
-
-	if (s->fds.sock < 0)
-		return 0;
-	while (bpf_map_get_next_key(s->fds.sock, prev, &next) == 0) {
-		struct bm_sock st;
-
-		key = next;
-		if (bpf_map_lookup_elem(s->fds.sock, &key, &st) == 0 && st.counted != 1 &&
-		    now_ns > st.created_ns && now_ns - st.created_ns > max_age_ns &&
-		    dp_map_del(s->fds.sock, &key, "bm_sock") == 0) {
-			n++;
-			continue; /* prev stays: the next key after it is still right */
-		}
-		prev = &key;
-	}
-	return n;
-}
-
 /* A pod's addresses as bm_podaddr keys; returns how many (0 to 2). */
 static int pod_addr_keys(const struct bm_pod *p, struct bm_addr_key *k)
 {
@@ -1207,7 +1185,7 @@ static int sync_pod_addrs(struct sync *s, const struct sync_pod *pods, int n)
 		int nk = pod_addr_keys(&pods[i].pod, k);
 
 		for (int j = 0; j < nk; j++)
-			if (dp_map_put(s->fds.podaddr, &k[j], &v, BPF_ANY, "bm_podaddr"))
+			if (dp_map_put_changed(s->fds.podaddr, &k[j], &v, sizeof(v), "bm_podaddr"))
 				err = -EIO;
 	}
 	while (bpf_map_get_next_key(s->fds.podaddr, prev, &next) == 0) {
@@ -1275,7 +1253,8 @@ int sync_set_pods(struct sync *s, const struct sync_pod *pods, int n)
 	if (rpod_follow(s, &want, true))
 		err = -EIO;
 	for (int i = 0; i < n; i++)
-		if (dp_map_put(s->fds.pod, &pods[i].cgroup_id, &pods[i].pod, BPF_ANY, "bm_pod"))
+		if (dp_map_put_changed(s->fds.pod, &pods[i].cgroup_id, &pods[i].pod,
+				       sizeof(pods[i].pod), "bm_pod"))
 			err = -EIO;
 	/* delete entries of cgroups that are gone */
 	while (bpf_map_get_next_key(s->fds.pod, prev, &next) == 0) {
@@ -1342,5 +1321,19 @@ void sync_set_meta(struct sync *s, int ok, int loaded, uint64_t stamp)
 	meta.last_apply_ns = ts.tv_sec * 1000000000ULL + ts.tv_nsec;
 	meta.nservices = s->nservices;
 	meta.nbackends = (uint32_t)s->be_index.n;
+	dp_map_put(s->fds.meta, &zero, &meta, BPF_ANY, "bm_meta");
+}
+
+void sync_set_apply_stats(struct sync *s, const struct sync_apply_stats *st)
+{
+	struct bm_meta meta = {};
+	__u32 zero = 0;
+
+	if (bpf_map_lookup_elem(s->fds.meta, &zero, &meta))
+		return;
+	meta.apply_objects = st->objects;
+	meta.apply_changed = st->changed;
+	meta.apply_writes = st->writes;
+	meta.apply_us = st->us;
 	dp_map_put(s->fds.meta, &zero, &meta, BPF_ANY, "bm_meta");
 }

@@ -53,6 +53,15 @@ uint32_t sync_backend_lookup(struct sync *s, const struct rs_backend *b);
 /* Replace the contents of bm_pod with pods (n entries). */
 int sync_set_pods(struct sync *s, const struct sync_pod *pods, int n);
 
+/* What the last apply that put a config in force did (bm_meta, `bpfmesh status`). */
+struct sync_apply_stats {
+	uint32_t objects; /* in the config */
+	uint32_t changed; /* added, changed or removed since the one before */
+	uint32_t writes;  /* map entries written or deleted */
+	uint32_t us;	  /* from the change seen to in force */
+};
+void sync_set_apply_stats(struct sync *s, const struct sync_apply_stats *st);
+
 /* Release quarantined ids older than BM_ID_QUARANTINE_MS; cheap, call from a timer. */
 void sync_tick(struct sync *s);
 
@@ -60,10 +69,6 @@ void sync_tick(struct sync *s);
  * time is up and decay multipliers, each host once per its interval. now_ns is
  * CLOCK_MONOTONIC, the kernel's bpf_ktime_get_ns. Returns the number of hosts un-ejected. */
 int sync_health_tick(struct sync *s, uint64_t now_ns);
-
-/* Delete bm_sock records older than max_age_ns whose socket never got to hold a count (its
- * connect failed before the SYN left, so sockops never saw it). Returns how many. */
-int sync_sweep_socks(struct sync *s, uint64_t now_ns, uint64_t max_age_ns);
 
 /* Write a display name "a/b/c/d" (bm_names) for the CLI, e.g. a pod's
  * namespace/workload/pod/version. */

@@ -5,7 +5,9 @@
 #      connection rate, throughput, CPU per request and peak RSS over direct / kernel / accel /
 #      haproxy / direct-x / mtls / haproxy-mtls, alternating paths in every round
 #   1. outlier ejection: time from a failing connect to the backend being out of rotation
-#   2. connect4 cost per call (kernel.bpf_stats_enabled), with 10 and with 10,000 services
+#   2. per-call run time (kernel.bpf_stats_enabled) of the programs every connection runs:
+#      connect4, sockops, the inbound check (cgroup_skb ingress) and the egress guard, with 10
+#      and with 10,000 services; and each program's size (xlated/jited, verifier-processed)
 #   3. apply time: 10,000 services with 100,000 endpoints; then one weight change
 #   4. the API watch at scale (tests/bench/kube_scale.sh): 5,000 Services and 10,000 Pods from
 #      the test API server, time to the first config in force and peak RSS, against the same
@@ -152,19 +154,39 @@ fail_med=$(awk '{ print $2 - $1 }' "$work/eject.ok" | median)
 next_ok_all="$(awk '$3 == 0 && $4 == 1' "$work/eject" | wc -l)/$TRIALS"
 $BM lab start --name "$LAB" -n bench web-1 >/dev/null
 
-# ---- 2. connect4 cost ----
+# ---- 2. per-call cost of the programs every connection runs ----
 echo 1 > /proc/sys/kernel/bpf_stats_enabled
-prog_id=$(bpftool link show pinned "$pin/link_bm_connect4" -j | $PY -c 'import json,sys; print(json.load(sys.stdin)["prog_id"])')
-prog_stats() { bpftool prog show id "$prog_id" -j | $PY -c 'import json,sys; p=json.load(sys.stdin); print(p.get("run_time_ns",0), p.get("run_cnt",0))'; }
-measure_connect4() { # prints: ns per connect4 call, app-side mean connect+close ns (service)
-	local r0 c0 r1 c1 app
-	read -r r0 c0 < <(prog_stats)
-	read -r app _ _ < <(inpod "$PY" "$PROBE" connects 10.96.50.10 80 "$CONNS")
-	read -r r1 c1 < <(prog_stats)
-	echo $(((r1 - r0) / (c1 - c0))) "$app"
+HOT="connect4 sockops ingress egress"
+declare -A prog_id
+for p in $HOT; do
+	prog_id[$p]=$(bpftool link show pinned "$pin/link_bm_$p" -j | $PY -c 'import json,sys; print(json.load(sys.stdin)["prog_id"])')
+done
+prog_stats() { bpftool prog show id "${prog_id[$1]}" -j | $PY -c 'import json,sys; p=json.load(sys.stdin); print(p.get("run_time_ns",0), p.get("run_cnt",0))'; }
+# prog_size P: xlated instructions, jited bytes, verifier-processed instructions
+# (the kernel's bpf_prog_info, read by tests/bench/proginfo.py: this bpftool prints no
+# verified_insns)
+prog_size() { $PY tests/bench/proginfo.py "${prog_id[$1]}" | awk '{ print $1, $2, $3 }'; }
+# measure_hot: "APP C4 C4N SO SON IN INN EG EGN": the app's mean connect()+close() in ns over
+# $CONNS connects to the web Service, then per program ns per call and calls per connection
+measure_hot() {
+	local p r c out
+	declare -A r0 c0
+	for p in $HOT; do read -r "r0[$p]" "c0[$p]" < <(prog_stats "$p"); done
+	read -r out _ _ < <(inpod "$PY" "$PROBE" connects 10.96.50.10 80 "$CONNS")
+	for p in $HOT; do
+		read -r r c < <(prog_stats "$p")
+		out+=" $(((r - r0[$p]) / (c - c0[$p] > 0 ? c - c0[$p] : 1)))"
+		out+=" $(awk -v n=$((c - c0[$p])) -v k="$CONNS" 'BEGIN { printf "%.1f", n / k }')"
+	done
+	echo "$out"
+}
+measure_connect4() { # prints: ns per connect4 call, app-side mean ns, then the other programs
+	local app c4 c4n rest
+	read -r app c4 c4n rest < <(measure_hot)
+	echo "$c4 $app $rest"
 }
 read -r direct_app _ _ < <(inpod "$PY" "$PROBE" connects "$($BM lab status --name "$LAB" | awk '$2 == "bench/web-0" { print $6 }')" 8080 "$CONNS")
-read -r c4_small app_small < <(measure_connect4)
+read -r c4_small app_small so_small _ in_small _ eg_small _ < <(measure_connect4)
 awk -v n="$NSVC" 'BEGIN {
 	for (i = 0; i < n; i++)
 		printf "---\napiVersion: v1\nkind: Service\nmetadata: {name: filler%d, namespace: bench}\nspec:\n  clusterIP: 10.%d.%d.%d\n  selector: {app: none}\n  ports: [{port: 80}]\n", i, 104 + int(i / 65536), int(i / 256) % 256, i % 256 }' > "$work/filler.yaml"
@@ -173,7 +195,8 @@ for _ in $(seq 100); do
 	[ "$($BM status --node "$LAB-node1" | sed -n 's/.*generation [0-9]*, \([0-9]*\) service ports.*/\1/p')" -gt "$NSVC" ] && break
 	sleep 0.2
 done
-read -r c4_big app_big < <(measure_connect4)
+read -r c4_big app_big so_big so_n in_big in_n eg_big eg_n < <(measure_connect4)
+sizes=$(for p in $HOT; do read -r x j v < <(prog_size "$p"); echo "| $p | $x | $j | $v |"; done)
 
 # ---- 3. apply at scale ----
 mkdir -p "$CG/bpfmesh-$LAB-scale" "$work/cfg"
@@ -184,7 +207,8 @@ awk -v n="$NSVC" -v e="$NEP" 'BEGIN {
 	for (i = 0; i < e; i++)
 		printf "---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: we%d, namespace: s}\nspec:\n  address: 10.%d.%d.%d\n  labels: {app: a%d}\n", i, 200 + int(i / 65536), int(i / 256) % 256, i % 256, int(i * n / e) }' > "$work/cfg/big.yaml"
 $BM agent --config-dir "$work/cfg" --cgroup "$CG/bpfmesh-$LAB-scale" --node "$LAB-scale" > "$work/agent.log" 2>&1 &
-pids_add $!
+scale_pid=$!
+pids_add $scale_pid
 for _ in $(seq 600); do grep -q "applied config" "$work/agent.log" && break; sleep 0.1; done
 apply_full=$(sed -n 's/.*applied config.* in \([0-9]*\) ms/\1/p' "$work/agent.log" | head -1)
 cat > "$work/cfg/vs.yaml" <<'Y'
@@ -199,6 +223,11 @@ Y
 for _ in $(seq 600); do [ "$(grep -c "applied config" "$work/agent.log")" -ge 2 ] && break; sleep 0.1; done
 apply_weight=$(sed -n 's/.*applied config.* in \([0-9]*\) ms/\1/p' "$work/agent.log" | sed -n 2p)
 written=$(sed -n 's/.*(\([0-9]*\) written.*/\1/p' "$work/agent.log" | sed -n 2p)
+# what the agent says each apply did: "N of M objects changed, K map entries written; read A
+# ms, resolve B ms, write C ms"
+apply_what() { sed -n 's/.*backends; \(.*\), in [0-9]* ms$/\1/p' "$work/agent.log" | sed -n "$1p"; }
+what_full=$(apply_what 1) what_weight=$(apply_what 2)
+scale_rss=$(awk '/VmHWM/ { print int($2 / 1024) }' "/proc/$scale_pid/status" 2>/dev/null || echo n/a)
 
 
 # ---- 4. the API watch at scale ----
@@ -247,6 +276,7 @@ targets=$(
 	target "connect4 <= 300 ns at $nsvc_txt services" "$c4_big ns/call" "c <= 300" c="$c4_big"
 	target "$nsvc_txt services applied < 1 s" "$apply_full ms" "a < 1000" a="$apply_full"
 	target "weight change in force < 5 ms" "$apply_weight ms" "a < 5" a="$apply_weight"
+	target "agent memory at $nsvc_txt services, $NEP endpoints <= 100 MB" "$scale_rss MB (VmHWM)" "r <= 100" r="$scale_rss"
 	target "mtls added p50 <= half of haproxy-mtls's (over direct-x)" "$(added "$m50" "$x50") vs $(added "$h50" "$x50") us" \
 		"m - x <= 0.5 * (h - x)" m="$m50" h="$h50" x="$x50"
 	target "mtls added p99 <= half of haproxy-mtls's (over direct-x)" "$(added "$m99" "$x99") vs $(added "$h99" "$x99") us" \
@@ -264,9 +294,13 @@ report=$(cat <<R
 | next connect after the failure lands on a healthy backend | $next_ok_all | | |
 | connect4 run time, 10 services | $c4_small ns/call | app connect()+close() via service: $(us "$app_small") us | $(ratio "$c4_small" "$app_small") |
 | connect4 run time, $NSVC more services | $c4_big ns/call | same, $(us "$app_big") us | $(ratio "$c4_big" "$app_big") |
+| sockops run time, 10 / $NSVC more services | $so_small / $so_big ns/call, $so_n calls per connection (both ends) | | |
+| inbound check (cgroup_skb ingress) run time, 10 / $NSVC more services | $in_small / $in_big ns/call, $in_n packets per connection | | |
+| egress guard (cgroup_skb egress) run time, 10 / $NSVC more services | $eg_small / $eg_big ns/call, $eg_n packets per connection | | |
 | app connect()+close(): service vs pod address | $(us "$app_small") us | direct to the pod: $(us "$direct_app") us | $(ratio "$app_small" "$direct_app") |
-| apply $NSVC services, $NEP endpoints (parse+validate+resolve+maps) | $apply_full ms | | |
-| then one weight change (whole config re-read; $written service rewritten) | $apply_weight ms | full apply | $(ratio "$apply_weight" "$apply_full") |
+| apply $NSVC services, $NEP endpoints (parse+validate+resolve+maps) | $apply_full ms ($what_full) | | |
+| then one weight change (every file re-read; $written service rewritten) | $apply_weight ms ($what_weight) | full apply | $(ratio "$apply_weight" "$apply_full") |
+| agent peak RSS (VmHWM) after both | $scale_rss MB | | |
 | API watch: agent start to first config in force, $KSVC Services + $KPOD Pods | $kube_ms ms | the same objects from files: $files_ms ms | $(ratio "$kube_ms" "$files_ms") |
 | API watch: agent peak RSS then | $((${kube_rss:-0} / 1024)) MB | from files: $((${files_rss:-0} / 1024)) MB | $(ratio "$kube_rss" "$files_rss") |
 R
@@ -283,6 +317,11 @@ echo "$http_report"
 echo
 echo "## Ejection, connect4, apply"
 echo "$report"
+echo
+echo "## Program sizes"
+echo "| program | xlated insns | jited bytes | verifier-processed insns |"
+echo "|---|---|---|---|"
+echo "$sizes"
 echo
 echo "load average before/after: $load_before / $load_after; paths ${t_paths} s, total ${t_total} s"
 
@@ -357,18 +396,30 @@ $(cat "$work/http.md")
 
 $report
 
+Program sizes (the hot programs, as loaded; \`bpftool prog show\` bytes_xlated / 8, bytes_jited,
+verified_insns), so that a change that grows one shows here:
+
+| program | xlated insns | jited bytes | verifier-processed insns |
+|---|---|---|---|
+$sizes
+
 - **Ejection** (circuit breaking, target under 1 ms). It happens in sockops when the refused
   SYN's RST arrives, before \`connect()\` returns to the application: the delay from the start of
   the failing connect to the ejection is smaller than the failing connect itself (ratio < 1),
   and the very next connect goes to a healthy backend. Each trial starts from a fresh host (the
   bench clears outlier state), since Envoy's backoff lengthens back-to-back ejections.
-- **connect4 cost**: the program's own run time from \`kernel.bpf_stats_enabled\`
-  (\`bpftool prog show\` run_time_ns / run_cnt of the connect4 program), over $CONNS connects to
-  the web Service from client-0, before and after $NSVC filler services are applied. It does not
-  grow with the number of services (hash lookups). On this VM a connect that is not to a
-  service already measures about 500 ns, and every hash insert about 900 ns whatever the map
-  type; what would close the gap: no record insert on connect for connections that need neither
-  getpeername nor counting, and measuring on bare metal, where a map update costs ~100 ns.
+- **Per-call cost**: each program's own run time from \`kernel.bpf_stats_enabled\`
+  (\`bpftool prog show\` run_time_ns / run_cnt of connect4, sockops, the cgroup_skb ingress
+  check and the egress guard), over $CONNS connects to the web Service from client-0 (server
+  web-0/1 on the same node, so sockops and the packet hooks run for both ends), before and
+  after $NSVC filler services are applied. It does not grow with the number of services (hash
+  lookups). connect4 keeps its record in the socket's own storage (\`bm_sock\`, freed with the
+  socket: no delete at close, no sweep), and creating that storage is most of its time: on
+  this VM a connect that is not to a service (no record) measures about 300 ns, one to a
+  service without the record about 450 ns, and the record adds 600-1,000 ns, as a preallocated
+  hash insert keyed by the socket cookie did (measured side by side with the same probe,
+  docs/architecture.md). The packet hooks read the headers straight from the packet
+  (bm_parse_direct) and leave at once for what is not a connection opening.
 - **Apply**: an agent of its own (\`--node $LAB-scale\`) reads $NSVC Services and $NEP
   WorkloadEntries; the time is the agent's own "applied config ... in N ms" (parse, validate,
   resolve, map writes). Then a VirtualService changing one service's weights is added; its time

@@ -17,10 +17,15 @@ __u32 test_pod = 0;		/* the receiving pod */
 __u32 test_on_lo = 0;		/* arrived on its loopback */
 struct bm_pod test_sender = {}; /* for the source check */
 
-__u64 test_cookie = 0;		/* the sending socket, for the agent port guard */
+struct bm_sock test_rec = {};	/* the sending socket's record, for the agent port guard */
+__u32 test_has_rec = 0;		/* 0: the socket has none */
 
 int parse_res = 0;
 __u32 judged = 0, verdict = 0, src_ok = 0, port_ok = 0;
+/* bm_parse_direct on the same packet (the frame's network header at ETH_HLEN): its result,
+ * and whether it read what bm_parse read (1 also when it left the packet to bm_parse) */
+int direct_res = 0;
+__u32 direct_same = 0;
 
 SEC("tc")
 int inbound_judge_pkt(struct __sk_buff *skb)
@@ -28,10 +33,20 @@ int inbound_judge_pkt(struct __sk_buff *skb)
 	struct bm_pkt p;
 
 	parse_res = bm_parse(skb, &p);
+	{
+		struct bm_pkt q;
+
+		direct_res = bm_parse_direct(skb, 14, &q);
+		direct_same = direct_res == BM_PKT_SLOW ||
+			      (direct_res == parse_res && bm_same_addr16(p.src, q.src) &&
+			       bm_same_addr16(p.dst, q.dst) && p.sport == q.sport &&
+			       p.dport == q.dport && p.family == q.family && p.proto == q.proto &&
+			       p.tcp_flags == q.tcp_flags && p.l4 == q.l4 && p.l4off == q.l4off);
+	}
 	judged = 0;
 	verdict = 1;
 	src_ok = parse_res == BM_PKT_OTHER ? 1 : bm_src_ok(&test_sender, &p);
-	port_ok = parse_res == BM_PKT_OK ? bm_agent_port_ok(&p, test_cookie) : 1;
+	port_ok = parse_res == BM_PKT_OK ? bm_agent_port_ok(&p, test_has_rec ? &test_rec : 0) : 1;
 	if (parse_res == BM_PKT_OPAQUE) {
 		judged = 1;
 		verdict = bm_inbound_opaque(&p, test_pod);

@@ -69,7 +69,7 @@ __u64 x_cookie = 0;
 SEC("tc")
 int xlate_once(struct __sk_buff *skb)
 {
-	bm_sock_decide(&test_key, x_mapped, test_cgroup, x_sendmsg, x_cookie, 123, &decision);
+	bm_sock_decide(&test_key, x_mapped, test_cgroup, x_sendmsg, x_cookie, &decision);
 	return 0;
 }
 

@@ -172,7 +172,45 @@ static int judge(const struct pkt *p, uint32_t pod, int on_lo, uint32_t *v)
 	if (bpf_prog_test_run_opts(bpf_program__fd(skel->progs.inbound_judge_pkt), &o))
 		return -errno;
 	*v = skel->bss->verdict;
+	/* every packet: the hooks' direct parse reads what the full parser reads */
+	if (!skel->bss->direct_same)
+		CHECK(0, "bm_parse_direct disagrees with bm_parse");
 	return skel->bss->judged;
+}
+
+/* The direct parse takes the common packets (and only those) off the full parser. */
+static void test_direct_parse(void)
+{
+	struct pkt p;
+	uint32_t v;
+
+	ip4(&p, "10.244.2.9", "10.244.1.2", 6, 0);
+	tcp(&p, 40000, 9090, 0x10);
+	judge(&p, PLAIN_POD, 0, &v);
+	CHECK_EQ(skel->bss->direct_res, 1, "IPv4 TCP: read directly");
+	ip4(&p, "10.244.2.9", "10.244.1.2", 17, 0);
+	udp(&p, 40000, 53);
+	judge(&p, PLAIN_POD, 0, &v);
+	CHECK_EQ(skel->bss->direct_res, 1, "IPv4 UDP: read directly");
+	ip6(&p, "fd00:10:244:2::9", "fd00:10:244:1::2", 6, 0);
+	tcp(&p, 40000, 9090, 0x02);
+	judge(&p, PLAIN_POD, 0, &v);
+	CHECK_EQ(skel->bss->direct_res, 1, "IPv6 TCP: read directly");
+	ip6(&p, "fd00:10:244:2::9", "fd00:10:244:1::2", 6, 1);
+	tcp(&p, 40000, 9090, 0x02);
+	judge(&p, PLAIN_POD, 0, &v);
+	CHECK_EQ(skel->bss->direct_res, -2, "IPv6 behind an extension header: left to bm_parse");
+	ip4(&p, "10.244.2.9", "10.244.1.2", 1, 0);
+	judge(&p, PLAIN_POD, 0, &v);
+	CHECK_EQ(skel->bss->direct_res, -2, "ICMP: left to bm_parse");
+	ip4(&p, "10.244.2.9", "10.244.1.2", 6, 0x2000 | 8);
+	judge(&p, PLAIN_POD, 0, &v);
+	CHECK_EQ(skel->bss->direct_res, -2, "a later fragment: left to bm_parse");
+	ip4(&p, "10.244.2.9", "10.244.1.2", 6, 0);
+	tcp(&p, 40000, 9090, 0x02);
+	p.n = 14 + 20 + 10; /* a TCP header cut short */
+	judge(&p, PLAIN_POD, 0, &v);
+	CHECK_EQ(skel->bss->direct_res, -2, "a truncated TCP header: left to bm_parse");
 }
 
 #define EXPECT(p, pod, lo, want_judged, want_verdict, what)                                        \
@@ -363,41 +401,37 @@ static void test_agent_port_guard(void)
 	struct bm_node node = {.outbound_port = htons(BM_PORT_OUTBOUND),
 			       .flags = BM_NODE_F_L7,
 			       .l7_port = htons(BM_PORT_HTTP)};
-	struct bm_sock l7 = {.sub_flags = BM_CONN_F_L7}, tun = {.sub_flags = BM_CONN_F_TUNNEL},
-		       plain = {};
-	__u64 c_l7 = 101, c_tun = 102, c_plain = 103, c_none = 104;
-	int sfd = bpf_map__fd(skel->maps.bm_sock), nfd = bpf_map__fd(skel->maps.bm_node);
+	const struct bm_sock l7 = {.sub_flags = BM_CONN_F_L7}, tun = {.sub_flags = BM_CONN_F_TUNNEL},
+			     plain = {};
+	int nfd = bpf_map__fd(skel->maps.bm_node);
 	__u32 zero = 0, v;
 	struct pkt p;
 	const struct {
 		const char *dst;
 		uint16_t port;
 		uint8_t flags;
-		__u64 cookie;
+		const struct bm_sock *rec; /* NULL: the socket has none */
 		uint32_t want;
 		const char *what;
 	} cases[] = {
-	    {"10.244.255.1", BM_PORT_HTTP, 0x02, c_l7, 1, "SYN to 15006 the kernel sent"},
-	    {"10.244.255.1", BM_PORT_HTTP, 0x02, c_plain, 0, "SYN to 15006 dialed by the pod"},
-	    {"10.244.255.1", BM_PORT_HTTP, 0x02, c_none, 0, "SYN to 15006, no record"},
-	    {"10.244.255.1", BM_PORT_HTTP, 0x02, c_tun, 0,
-	     "a tunnel capture is not the HTTP path's"},
-	    {"10.244.255.1", BM_PORT_OUTBOUND, 0x02, c_tun, 1, "SYN to 15001 the kernel sent"},
-	    {"10.244.255.1", BM_PORT_OUTBOUND, 0x02, c_l7, 0,
-	     "an HTTP capture is not the tunnel's"},
-	    {"10.244.255.1", BM_PORT_HTTP, 0x10, c_plain, 1, "not a SYN: the stack answers it"},
-	    {"10.244.1.9", BM_PORT_HTTP, 0x02, c_plain, 1, "another host's port 15006"},
+	    {"10.244.255.1", BM_PORT_HTTP, 0x02, &l7, 1, "SYN to 15006 the kernel sent"},
+	    {"10.244.255.1", BM_PORT_HTTP, 0x02, &plain, 0, "SYN to 15006 dialed by the pod"},
+	    {"10.244.255.1", BM_PORT_HTTP, 0x02, NULL, 0, "SYN to 15006, no record"},
+	    {"10.244.255.1", BM_PORT_HTTP, 0x02, &tun, 0, "a tunnel capture is not the HTTP path's"},
+	    {"10.244.255.1", BM_PORT_OUTBOUND, 0x02, &tun, 1, "SYN to 15001 the kernel sent"},
+	    {"10.244.255.1", BM_PORT_OUTBOUND, 0x02, &l7, 0, "an HTTP capture is not the tunnel's"},
+	    {"10.244.255.1", BM_PORT_OUTBOUND, 0x02, NULL, 0, "SYN to 15001, no record"},
+	    {"10.244.255.1", BM_PORT_HTTP, 0x10, &plain, 1, "not a SYN: the stack answers it"},
+	    {"10.244.1.9", BM_PORT_HTTP, 0x02, &plain, 1, "another host's port 15006"},
 	};
 
 	inet_pton(AF_INET, "10.244.255.1", node.addr4);
 	bpf_map_update_elem(nfd, &zero, &node, BPF_ANY);
-	bpf_map_update_elem(sfd, &c_l7, &l7, BPF_ANY);
-	bpf_map_update_elem(sfd, &c_tun, &tun, BPF_ANY);
-	bpf_map_update_elem(sfd, &c_plain, &plain, BPF_ANY);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		ip4(&p, "10.244.1.3", cases[i].dst, 6, 0);
 		tcp(&p, 40000, cases[i].port, cases[i].flags);
-		skel->bss->test_cookie = cases[i].cookie;
+		skel->bss->test_has_rec = cases[i].rec != NULL;
+		skel->bss->test_rec = cases[i].rec ? *cases[i].rec : plain;
 		judge(&p, PLAIN_POD, 0, &v);
 		CHECK_EQ(skel->bss->port_ok, cases[i].want, cases[i].what);
 	}
@@ -406,7 +440,8 @@ static void test_agent_port_guard(void)
 	bpf_map_update_elem(nfd, &zero, &node, BPF_ANY);
 	ip4(&p, "10.244.1.3", "10.244.255.1", 6, 0);
 	tcp(&p, 40000, BM_PORT_HTTP, 0x02);
-	skel->bss->test_cookie = c_l7;
+	skel->bss->test_has_rec = 1;
+	skel->bss->test_rec = l7;
 	judge(&p, PLAIN_POD, 0, &v);
 	CHECK_EQ(skel->bss->port_ok, 0, "15006 while the HTTP path is off");
 	ip4(&p, "10.244.1.3", "10.244.255.1", 17, 0);
@@ -415,7 +450,7 @@ static void test_agent_port_guard(void)
 	CHECK_EQ(skel->bss->port_ok, 0, "UDP to an agent port");
 	memset(&node, 0, sizeof(node));
 	bpf_map_update_elem(nfd, &zero, &node, BPF_ANY);
-	skel->bss->test_cookie = 0;
+	skel->bss->test_has_rec = 0;
 }
 
 int main(void)
@@ -442,6 +477,7 @@ int main(void)
 	RUN(test_authz_by_address_and_by_attested_pod);
 	RUN(test_source_check);
 	RUN(test_agent_port_guard);
+	RUN(test_direct_parse);
 	inbound_test_bpf__destroy(skel);
 	return CHECK_DONE("inbound");
 }

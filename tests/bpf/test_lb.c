@@ -367,7 +367,6 @@ static void test_decision_translate_and_record(void)
 {
 	uint64_t xl = stat_of(BM_ST_XLATE);
 	struct bm_decision *d;
-	struct bm_sock rec;
 	uint64_t cookie = 4711;
 	uint32_t a = id_of("10.244.1.2");
 
@@ -383,12 +382,8 @@ static void test_decision_translate_and_record(void)
 	CHECK_EQ(d->record, 1, "recorded");
 	CHECK_EQ(d->rec.backend_id, a, "the backend id");
 	CHECK_EQ(d->rec.cgroup_id, CLIENT_CG, "the client");
-	CHECK_EQ(d->rec.created_ns, 123, "when");
 	CHECK_EQ(ntohs(d->rec.orig_port), 80, "what was dialed");
 	CHECK_EQ(stat_of(BM_ST_XLATE) - xl, 1, "counted as translated");
-	if (CHECK_OK(bpf_map_lookup_elem(fds.sock, &cookie, &rec), "in bm_sock by the cookie"))
-		CHECK_EQ(rec.backend_id, a, "the same record");
-	bpf_map_delete_elem(fds.sock, &cookie);
 }
 
 static void test_decision_refusals(void)
@@ -484,8 +479,6 @@ static void test_decision_tunnel(void)
 	d = decide("10.96.0.10", 80, IPPROTO_TCP, CLIENT_CG, 8);
 	CHECK(d && !memcmp(d->dst.addr, "\x0a\xf4\x01\x02", 4),
 	      "no agent tunnel on this node: plaintext to the backend");
-	for (uint64_t c = 6; c <= 8; c++)
-		bpf_map_delete_elem(fds.sock, &c);
 }
 
 static void test_update_unchanged_and_quarantine(void)

@@ -60,6 +60,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	skel->bss->judged = 0;
 	if (bpf_prog_test_run_opts(bpf_program__fd(skel->progs.inbound_judge_pkt), &o))
 		return 0;
+	if (!skel->bss->direct_same) {
+		fprintf(stderr, "fuzz_inbound: bm_parse_direct read the packet otherwise than "
+				"bm_parse\n");
+		abort();
+	}
 	if (skel->bss->judged && skel->bss->verdict) {
 		fprintf(stderr, "fuzz_inbound: a connection opening was delivered to a STRICT pod "
 				"with nothing attested\n");

@@ -52,7 +52,7 @@ pyget() { python3 -c 'import json, sys; d = json.load(sys.stdin); print(eval(sys
 @test "every map is pinned, with BTF, as the type maps.h gives it (bpftool map show)" {
 	local m t
 	for m in bm_svc:hash bm_route:hash bm_subset:array bm_slot:array bm_backend:array \
-		bm_bstate:array bm_rr:array bm_pod:hash bm_sock:hash bm_sock_udp:sk_storage \
+		bm_bstate:array bm_rr:array bm_pod:hash bm_sock:sk_storage \
 		bm_udp:lru_hash bm_meta:array bm_stats:percpu_array bm_names:hash bm_policy:hash \
 		bm_health:hash bm_cpool:lru_hash bm_traffic:percpu_hash bm_accel:hash bm_podaddr:hash \
 		bm_conf:array; do
@@ -149,22 +149,7 @@ pyget() { python3 -c 'import json, sys; d = json.load(sys.stdin); print(eval(sys
 	has_fields "$output" key values cpu value
 }
 
-@test "bm_sock: an open connection's record shows what was dialed and picked" {
-	"$BM" lab exec --name "$LAB" -n t client-0 -- curl -s -o /dev/null \
-		http://web:8080/delay/3 >/dev/null 2>&1 &
-	echo $! >> "$WORK/pids"
-	for _ in $(seq 20); do
-		run bpftool map dump pinned "$P/bm_sock"
-		[[ "$output" == *'"orig_addr"'* ]] && break
-		sleep 0.1
-	done
-	echo "$output"
-	has_fields "$output" orig_addr orig_port family counted backend_id svc_id subset_id \
-		sub_flags pool_key timeout_ms src_pod cgroup_id connect_ns created_ns established_ns
-	[[ "$output" == *'"orig_addr": [10,96,10,10,'* ]]
-}
-
-@test "maps that may be empty here show their layout through BTF (bm_cpool bm_health bm_udp bm_sock_udp)" {
+@test "maps that may be empty here show their layout through BTF (bm_cpool bm_health bm_udp bm_sock)" {
 	run bpftool btf dump map pinned "$P/bm_cpool"
 	[ "$status" -eq 0 ]
 	has_fields "$output" bm_cpool_key cgroup_id pool_key
@@ -174,9 +159,12 @@ pyget() { python3 -c 'import json, sys; d = json.load(sys.stdin); print(eval(sys
 	run bpftool btf dump map pinned "$P/bm_udp"
 	[ "$status" -eq 0 ]
 	has_fields "$output" bm_udp_key bm_udp_val cookie addr port family
-	run bpftool btf dump map pinned "$P/bm_sock_udp" value
+	# socket storage: the records live in the sockets, with no keys to dump
+	run bpftool btf dump map pinned "$P/bm_sock" value
 	[ "$status" -eq 0 ]
-	has_fields "$output" bm_sock orig_addr backend_id cgroup_id
+	has_fields "$output" bm_sock orig_addr orig_port family counted backend_id svc_id \
+		subset_id sub_flags pool_key timeout_ms src_pod cgroup_id connect_ns established_ns
+	[[ "$output" != *created_ns* ]]
 	run bpftool btf dump map pinned "$P/bm_udp" kv format c
 	[[ "$output" == *"struct bm_udp_key {"* ]]
 }

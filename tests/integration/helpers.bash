@@ -1,7 +1,7 @@
 # helpers.bash: shared by the integration suites. Each suite runs one lab named $LAB and tears
 # it down in teardown_file, even when tests fail; leftovers (netns, cgroups, pins, processes)
 # are checked by the suite's last test.
-BM="$(cd "$BATS_TEST_DIRNAME/../.." && pwd)/build/bpfmesh"
+BM="${BPFMESH_BIN:-$(cd "$BATS_TEST_DIRNAME/../.." && pwd)/build/bpfmesh}" # BPFMESH_BIN: test another build
 export FIX="$BATS_TEST_DIRNAME/fixtures" # the suites' YAML
 
 bm() { "$BM" "$@"; }

@@ -90,6 +90,26 @@ teardown_file() {
 	[ "$v2" -eq 0 ]
 }
 
+@test "status shows what the last apply changed: one object, a few map entries, its time" {
+	lab apply -f "$FIX/vs-1-3.yaml" >/dev/null
+	lab apply -f "$FIX/vs-100-0.yaml" >/dev/null
+	run bm status --node "$LAB-node1"
+	echo "$output"
+	[[ "$output" =~ "last in force: 1 of "([0-9]+)" objects changed, "([0-9]+)" map entries written, "([0-9.]+)" ms" ]]
+	local objects=${BASH_REMATCH[1]} writes=${BASH_REMATCH[2]}
+	[ "$objects" -ge 10 ]
+	# the route and the service entry (and bm_meta), never every map entry again
+	[ "$writes" -ge 1 ] && [ "$writes" -lt 20 ]
+	run bm status --node "$LAB-node1" -o json
+	[ "$(echo "$output" | python3 -c 'import json,sys; print(json.load(sys.stdin)["config"]["lastInForce"]["objectsChanged"])')" = 1 ]
+	# applying the same file again changes nothing
+	touch "/run/bpfmesh/lab/$LAB/config/VirtualService.t.web.yaml"
+	sleep 1.5
+	run bm status --node "$LAB-node1"
+	echo "$output"
+	[[ "$output" == *"last in force: 0 of "* ]]
+}
+
 @test "a client outside the mesh gets an even spread, not the VirtualService" {
 	# 100/0 is in force for mesh clients; the outsider reaches all 3 pods evenly
 	read -r v1 v2 fail < <(split_count outsider-0 plain http://web.t:8080/get 900)

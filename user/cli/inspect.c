@@ -221,6 +221,13 @@ static void print_status_text(struct json_object *st, const char *pin_dir)
 		printf("last apply: %s at %s\n",
 		       json_object_get_boolean(jget(cfg, "lastApplyOk")) ? "ok" : "REJECTED",
 		       jstr(cfg, "lastApply"));
+		if (jget(cfg, "lastInForce"))
+			printf("last in force: %lld of %lld objects changed, %lld map entries "
+			       "written, %.1f ms\n",
+			       jint(jget(cfg, "lastInForce"), "objectsChanged"),
+			       jint(jget(cfg, "lastInForce"), "objects"),
+			       jint(jget(cfg, "lastInForce"), "mapEntriesWritten"),
+			       jint(jget(cfg, "lastInForce"), "microseconds") / 1000.0);
 		for (size_t i = 0; rej && i < json_object_array_length(rej); i++)
 			printf("%s  %s\n", i ? "" : "rejected objects:\n",
 			       json_object_get_string(json_object_array_get_idx(rej, i)));
@@ -287,6 +294,16 @@ int cmd_status(int argc, char **argv)
 		jset_int(cfg, "backends", meta.nbackends);
 		jset_bool(cfg, "lastApplyOk", meta.last_apply_ok);
 		jset_str(cfg, "lastApply", when);
+		if (meta.loaded) {
+			/* the last apply that put a config in force: what it changed and cost */
+			struct json_object *lf = json_object_new_object();
+
+			jset_int(lf, "objects", meta.apply_objects);
+			jset_int(lf, "objectsChanged", meta.apply_changed);
+			jset_int(lf, "mapEntriesWritten", meta.apply_writes);
+			jset_int(lf, "microseconds", meta.apply_us);
+			json_object_object_add(cfg, "lastInForce", lf);
+		}
 		json_object_object_add(st, "config", cfg);
 		rej = collect_rejected(na.node);
 		if (rej)

@@ -232,6 +232,7 @@ struct obj_source {
 	char *key;
 	const char *file; /* interned */
 	struct ynode *root;
+	uint64_t hash; /* ynode_hash(root): config_changes() compares them */
 };
 
 static void rejected_free(struct rejected_obj *r)
@@ -1279,10 +1280,14 @@ static struct obj_source *source_find(const struct mesh_config *c, const char *k
 /* Keep the tree of a valid object (the last one of an identity wins); best effort: without
  * memory the object simply has no last good version to fall back on. */
 static void source_keep(struct mesh_config *c, const char *file, const struct ynode *root,
-			char *key)
+			struct ynode **own, char *key)
 {
 	struct obj_source *s = key ? source_find(c, key) : NULL;
-	struct ynode *copy = key ? ynode_clone(root) : NULL;
+	/* the parsed file's own tree when the caller gives it up (no copy), else a copy */
+	struct ynode *copy = !key ? NULL : own ? *own : ynode_clone(root);
+
+	if (own && key)
+		*own = NULL;
 	uint8_t k[HKEY];
 
 	if (!copy || (!s && !c->src_ids && !(c->src_ids = calloc(1, sizeof(*c->src_ids))))) {
@@ -1304,6 +1309,7 @@ static void source_keep(struct mesh_config *c, const char *file, const struct yn
 	}
 	s->file = file;
 	s->root = copy;
+	s->hash = ynode_hash(copy);
 }
 
 /* Record a rejected object with the first error reported for it (diagnostics from index
@@ -1330,8 +1336,9 @@ static void reject(struct mesh_config *c, const char *object, char *key, const s
 	r->msg = strdup(why ? why->msg : "rejected");
 }
 
+/* own: where root is held, when the caller lets the config keep it (NULL: copied if kept) */
 static void load_object(struct mesh_config *c, const char *file, const struct ynode *root,
-			struct diags *d)
+			struct ynode **own, struct diags *d)
 {
 	struct srcpos pos = {.file = file, .line = root->line};
 	struct objhead h = {.root = root, .pos = pos};
@@ -1371,7 +1378,7 @@ static void load_object(struct mesh_config *c, const char *file, const struct yn
 	if (add_object(c, &v, &h) < 0)
 		vctx_err(&v, NULL, NULL, "out of memory");
 	else if (c->keep_sources && h.name)
-		source_keep(c, file, root, obj_key(&h));
+		source_keep(c, file, root, own, obj_key(&h));
 }
 
 static bool is_list(const struct ynode *root)
@@ -1384,11 +1391,12 @@ static bool is_list(const struct ynode *root)
 	       (strcmp(kind, "List") == 0 || ymap_find(root, "items"));
 }
 
-static void load_doc(struct mesh_config *c, const char *file, const struct ynode *root,
+static void load_doc(struct mesh_config *c, const char *file, struct ynode **slot,
 		     struct diags *d)
 {
+	const struct ynode *root = *slot;
 	struct srcpos pos = {.file = file, .line = root->line};
-	const struct ynode *items;
+	struct ynode *items; /* in the tree the caller gave up: its items may be taken */
 
 	if (!ynode_is_map(root)) {
 		diags_add(d, DIAG_ERROR, &pos, NULL, NULL,
@@ -1397,10 +1405,10 @@ static void load_doc(struct mesh_config *c, const char *file, const struct ynode
 		return;
 	}
 	if (!is_list(root)) {
-		load_object(c, file, root, d);
+		load_object(c, file, root, slot, d);
 		return;
 	}
-	items = ymap_get(root, "items");
+	items = (struct ynode *)ymap_get(root, "items");
 	if (items && !ynode_is_seq(items)) {
 		diags_add(d, DIAG_ERROR, &pos, NULL, "items", "must be a list");
 		reject(c, NULL, NULL, &pos, d, d->n - 1);
@@ -1409,7 +1417,7 @@ static void load_doc(struct mesh_config *c, const char *file, const struct ynode
 	for (int i = 0; items && i < items->n; i++) {
 		pos.line = items->items[i]->line;
 		if (ynode_is_map(items->items[i]))
-			load_object(c, file, items->items[i], d);
+			load_object(c, file, items->items[i], &items->items[i], d);
 		else {
 			diags_add(d, DIAG_ERROR, &pos, NULL, "items",
 				  "expected a Kubernetes object (a map with apiVersion and kind)");
@@ -1440,7 +1448,7 @@ static int load_yfile(struct mesh_config *c, const char *name, const char *buf, 
 	}
 	for (int i = 0; i < yf.ndocs; i++)
 		if (yf.docs[i].root)
-			load_doc(c, file, yf.docs[i].root, d);
+			load_doc(c, file, &yf.docs[i].root, d);
 	yfile_free(&yf);
 	return 0;
 }
@@ -1560,9 +1568,23 @@ static bool retain_one(struct mesh_config *next, const struct obj_source *s)
 	int before = next->nsources;
 
 	if (file)
-		load_object(next, file, s->root, &quiet);
+		load_object(next, file, s->root, NULL, &quiet);
 	diags_free(&quiet);
 	return file && next->nsources > before;
+}
+
+int config_changes(const struct mesh_config *next, const struct mesh_config *prev)
+{
+	int changed = 0, common = 0;
+
+	for (int i = 0; i < next->nsources; i++) {
+		const struct obj_source *was = prev ? source_find(prev, next->sources[i].key) : NULL;
+
+		if (!was || was->hash != next->sources[i].hash)
+			changed++;
+		common += was != NULL;
+	}
+	return changed + (prev ? prev->nsources - common : 0);
 }
 
 int config_retain(struct mesh_config *next, const struct mesh_config *prev)

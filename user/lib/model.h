@@ -566,6 +566,11 @@ int config_load_dir(struct mesh_config *c, const char *dir, struct diags *d);
  */
 int config_retain(struct mesh_config *next, const struct mesh_config *prev);
 
+/* How many objects differ between two configs loaded with keep_sources: those of next that
+ * prev lacks or holds with other content, plus those of prev that next lacks. prev NULL: all
+ * of next. */
+int config_changes(const struct mesh_config *next, const struct mesh_config *prev);
+
 /*
  * Istio's analysis across objects (analyze.c), added to d with analyzer codes: references to
  * what is not there (IST0101: a destination host, port or subset), two mesh VirtualServices
