@@ -425,7 +425,9 @@ static void *load_worker(void *arg)
 	/* before reading: a later change reloads again. With the API server, the oldest
 	 * resourceVersion every kind has seen (what `lab apply` waits for) */
 	j->stamp = j->dir ? config_dir_stamp(j->dir) : j->snap.rv_min;
-	j->unreadable = j->dir && config_load_dir(j->c, j->dir, &j->d) < 0;
+	/* files unchanged since the config in force are not parsed again */
+	j->unreadable =
+	    j->dir && config_load_dir_from(j->c, j->dir, j->prev ? j->prev->c : NULL, &j->d) < 0;
 	if (!j->dir)
 		config_index(j->c); /* pod ids, as config_load_dir gives them */
 	if (!j->unreadable) {
@@ -610,10 +612,11 @@ static void reload_finish(struct agent *a)
 		/* the time last: "in N ms" ends the line (make bench reads it) */
 		pr_info("applied config: %d service ports (%d written, %d unchanged, %d removed), "
 			"%d backends; %u of %u objects changed, %u map entries written; read %llu "
-			"ms, resolve %llu ms, write %llu ms, in %llu ms",
+			"ms (%d of %d files parsed), resolve %llu ms, write %llu ms, in %llu ms",
 			j->t.nservices, res.services_written, res.services_unchanged,
 			res.services_deleted, res.backends, as.changed, as.objects, as.writes,
-			(unsigned long long)(j->t_read - j->t0) / 1000,
+			(unsigned long long)(j->t_read - j->t0) / 1000, c->files_parsed,
+			c->files_parsed + c->files_reused,
 			(unsigned long long)(j->t_resolved - j->t_read) / 1000,
 			(unsigned long long)(now_us() - j->t_resolved) / 1000,
 			(unsigned long long)as.us / 1000);

@@ -608,6 +608,78 @@ static void test_load_dir(void)
 	rmdir(sub);
 }
 
+/* A directory loaded again with the config it gave last time: only changed files are parsed;
+ * the result (objects, warnings, rejections, which duplicate wins) is the same as a fresh load. */
+static void test_load_dir_from(void)
+{
+	struct diags d0 = {0}, d1 = {0}, d2 = {0}, d3 = {0}, dr = {0};
+	struct mesh_config *c0 = config_new(), *c1 = config_new(), *c2 = config_new();
+	struct mesh_config *c3 = config_new(), *fresh = config_new();
+	char sub[128], path[200];
+
+	c0->keep_sources = c1->keep_sources = c2->keep_sources = c3->keep_sources = true;
+	fresh->keep_sources = true;
+	snprintf(sub, sizeof(sub), "%s/rdir", tmpdir);
+	mkdir(sub, 0700);
+	put("rdir/a.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: sx, namespace: ns1}\n"
+			   "spec: {ports: [{port: 80}], websocketUpgrade: true}\n---\n"
+			   "apiVersion: v1\nkind: Service\nmetadata: {name: sy, namespace: ns1}\n"
+			   "spec: {ports: [{port: 81}]}\n");
+	put("rdir/b.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: sy, namespace: ns1}\n"
+			   "spec: {ports: [{port: 82}]}\n");
+	put("rdir/c.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: sz, namespace: ns1}\n"
+			   "spec: {ports: [{port: 0}]}\n");
+	CHECK_OK(config_load_dir_from(c0, sub, NULL, &d0), "first load");
+	CHECK_EQ(c0->files_parsed, 3, "first: all parsed");
+	CHECK_OK(config_load_dir_from(c1, sub, c0, &d1), "again, nothing changed");
+	/* a.yaml's y is replaced by b.yaml's (not all of a.yaml is in c0), c.yaml has a rejected
+	 * object: both parsed again; b.yaml is taken from c0 */
+	CHECK_EQ(c1->files_reused, 1, "only the file all of whose objects stood is reused");
+	CHECK_EQ(c1->nservices, 2, "x and y (z rejected)");
+	CHECK_EQ(c1->nrejected, 1, "z still rejected");
+	CHECK_EQ(d1.n, d0.n, "the same diagnostics");
+	for (int i = 0; i < d0.n && i < d1.n; i++)
+		CHECK_STR(print_of(&d1, i, false), print_of(&d0, i, false), "same diagnostic");
+	for (int i = 0; i < c1->nservices; i++)
+		if (!strcmp(c1->services[i].name, "sy"))
+			CHECK_EQ(c1->services[i].ports[0].port, 82, "the later file's y wins");
+	CHECK_EQ(config_changes(c1, c0), 0, "no object changed");
+	/* b.yaml rewritten: parsed again, its new content in force; the others as before */
+	usleep(10000);
+	put("rdir/b.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: sy, namespace: ns1}\n"
+			   "spec: {ports: [{port: 83}]}\n");
+	CHECK_OK(config_load_dir_from(c2, sub, c1, &d2), "after a change");
+	for (int i = 0; i < c2->nservices; i++)
+		if (!strcmp(c2->services[i].name, "sy"))
+			CHECK_EQ(c2->services[i].ports[0].port, 83, "the change is read");
+	CHECK_EQ(config_changes(c2, c1), 1, "one object changed");
+	/* the same bytes under a new inode (an editor's rename) are read again */
+	snprintf(path, sizeof(path), "%s/rdir/b.yaml", tmpdir);
+	put("rdir/b.new", "apiVersion: v1\nkind: Service\nmetadata: {name: sy, namespace: ns1}\n"
+			  "spec: {ports: [{port: 83}]}\n");
+	{
+		char from[200];
+
+		snprintf(from, sizeof(from), "%s/rdir/b.new", tmpdir);
+		rename(from, path);
+	}
+	CHECK_OK(config_load_dir_from(c3, sub, c2, &d3), "after a rename");
+	CHECK_EQ(c3->files_reused, 0, "nothing reused: b.yaml is a new file");
+	CHECK_OK(config_load_dir(fresh, sub, &dr), "fresh");
+	CHECK_EQ(c3->nservices, fresh->nservices, "as a fresh load");
+	config_free(c0); /* c1 shares its trees: they stay while c1 holds them */
+	CHECK_EQ(config_changes(c2, c1), 1, "c1's trees outlive c0");
+	done(c1, &d1);
+	done(c2, &d2);
+	done(c3, &d3);
+	done(fresh, &dr);
+	diags_free(&d0);
+	unlink(put("rdir/a.yaml", ""));
+	unlink(put("rdir/b.yaml", ""));
+	unlink(put("rdir/c.yaml", ""));
+	rmdir(sub);
+}
+
 /* ---------------- hosts and enrollment ---------------- */
 
 static void check_fqdn(const char *host, const char *ns, const char *want)
@@ -1515,6 +1587,7 @@ int main(void)
 	RUN(test_list_and_multidoc);
 	RUN(test_json);
 	RUN(test_load_dir);
+	RUN(test_load_dir_from);
 	RUN(test_fqdn);
 	RUN(test_kv);
 	RUN(test_in_mesh);

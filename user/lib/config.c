@@ -25,6 +25,15 @@
 
 /* ---------------- small helpers ---------------- */
 
+/* How a file was read (mesh_config.loads, by file index). */
+struct file_load {
+	bool stamped; /* read from the directory, with st below */
+	bool clean;   /* every document was one object, valid and kept: reusable */
+	int nobjs;    /* objects it gave */
+	long long size, mtime_s, mtime_ns, ctime_s, ctime_ns;
+	unsigned long long ino;
+};
+
 static const char *intern_file(struct mesh_config *c, const char *path)
 {
 	char **v;
@@ -32,21 +41,52 @@ static const char *intern_file(struct mesh_config *c, const char *path)
 	for (int i = 0; i < c->nfiles; i++)
 		if (strcmp(c->files[i], path) == 0)
 			return c->files[i];
+	struct file_load *fl;
+
 	v = realloc(c->files, (c->nfiles + 1) * sizeof(*v));
 	if (!v)
 		return NULL;
 	c->files = v;
+	fl = realloc(c->loads, (c->nfiles + 1) * sizeof(*fl));
+	if (!fl)
+		return NULL;
+	c->loads = fl;
+	memset(&c->loads[c->nfiles], 0, sizeof(*fl));
 	c->files[c->nfiles] = strdup(path);
 	return c->files[c->nfiles] ? c->files[c->nfiles++] : NULL;
 }
 
-/* Grow an array of structs by one zeroed slot; returns the slot or NULL. */
+/* The load record of an interned file name, or NULL. */
+static struct file_load *file_load_of(const struct mesh_config *c, const char *file)
+{
+	for (int i = c->nfiles - 1; i >= 0; i--)
+		if (c->files[i] == file || !strcmp(c->files[i], file))
+			return &c->loads[i];
+	return NULL;
+}
+
+/* The capacity an array grown only by grow() has while it holds n (n > 0) elements. */
+static size_t grow_cap(int n)
+{
+	size_t cap = 4;
+
+	while (cap < (size_t)n)
+		cap <<= 1;
+	return cap;
+}
+
+/* Grow an array of structs by one zeroed slot; returns the slot or NULL. Capacity doubles
+ * (these arrays reach 100,000s of objects: one realloc per object copied them over and over);
+ * every array passed here must only ever grow here. */
 static void *grow(void **arr, int *n, size_t size)
 {
-	char *p = realloc(*arr, (*n + 1) * size);
+	char *p = *arr;
 
-	if (!p)
-		return NULL;
+	if (!p || (size_t)*n + 1 > grow_cap(*n)) {
+		p = realloc(*arr, grow_cap(*n + 1) * size);
+		if (!p)
+			return NULL;
+	}
 	*arr = p;
 	memset(p + *n * size, 0, size);
 	return p + (*n)++ * size;
@@ -232,8 +272,17 @@ struct obj_source {
 	char *key;
 	const char *file; /* interned */
 	struct ynode *root;
+	int *refs;     /* configs sharing root (config_load_dir_from), atomic */
 	uint64_t hash; /* ynode_hash(root): config_changes() compares them */
 };
+
+static void source_unref(struct obj_source *s)
+{
+	if (s->refs && __atomic_sub_fetch(s->refs, 1, __ATOMIC_ACQ_REL))
+		return;
+	ynode_free(s->root);
+	free(s->refs);
+}
 
 static void rejected_free(struct rejected_obj *r)
 {
@@ -402,8 +451,9 @@ void config_free(struct mesh_config *c)
 		rejected_free(&c->rejected[i]);
 	for (int i = 0; i < c->nsources; i++) {
 		free(c->sources[i].key);
-		ynode_free(c->sources[i].root);
+		source_unref(&c->sources[i]);
 	}
+	free(c->loads);
 	if (c->src_ids) {
 		h_free(c->src_ids);
 		free(c->src_ids);
@@ -1280,36 +1330,55 @@ static struct obj_source *source_find(const struct mesh_config *c, const char *k
 /* Keep the tree of a valid object (the last one of an identity wins); best effort: without
  * memory the object simply has no last good version to fall back on. */
 static void source_keep(struct mesh_config *c, const char *file, const struct ynode *root,
-			struct ynode **own, char *key)
+			struct ynode **own, const struct obj_source *share, char *key)
 {
-	struct obj_source *s = key ? source_find(c, key) : NULL;
-	/* the parsed file's own tree when the caller gives it up (no copy), else a copy */
-	struct ynode *copy = !key ? NULL : own ? *own : ynode_clone(root);
-
-	if (own && key)
-		*own = NULL;
+	struct obj_source *s, fresh = {0};
 	uint8_t k[HKEY];
 
-	if (!copy || (!s && !c->src_ids && !(c->src_ids = calloc(1, sizeof(*c->src_ids))))) {
-		ynode_free(copy);
-		free(key);
+	if (!key)
 		return;
+	if (share) { /* another config's tree: shared, not copied */
+		fresh.root = share->root;
+		fresh.refs = share->refs;
+		fresh.hash = share->hash;
+		__atomic_add_fetch(fresh.refs, 1, __ATOMIC_ACQ_REL);
+	} else { /* the parsed file's own tree when the caller gives it up, else a copy */
+		fresh.refs = malloc(sizeof(*fresh.refs));
+		fresh.root = own ? *own : ynode_clone(root);
+		if (!fresh.refs || !fresh.root) {
+			free(fresh.refs);
+			if (!own)
+				ynode_free(fresh.root);
+			free(key);
+			return;
+		}
+		if (own)
+			*own = NULL;
+		*fresh.refs = 1;
+		fresh.hash = ynode_hash(fresh.root);
 	}
+	s = source_find(c, key);
+	if (!s && !c->src_ids && !(c->src_ids = calloc(1, sizeof(*c->src_ids))))
+		goto fail;
 	if (s) {
-		ynode_free(s->root);
+		source_unref(s);
 		free(key);
 	} else if ((s = grow((void **)&c->sources, &c->nsources, sizeof(*s)))) {
 		s->key = key;
 		h_strkey(k, key, NULL, NULL);
 		h_put(c->src_ids, k, c->nsources - 1);
 	} else {
-		ynode_free(copy);
-		free(key);
-		return;
+		goto fail;
 	}
 	s->file = file;
-	s->root = copy;
-	s->hash = ynode_hash(copy);
+	s->root = fresh.root;
+	s->refs = fresh.refs;
+	s->hash = fresh.hash;
+	c->nkept++;
+	return;
+fail:
+	source_unref(&fresh);
+	free(key);
 }
 
 /* Record a rejected object with the first error reported for it (diagnostics from index
@@ -1336,9 +1405,10 @@ static void reject(struct mesh_config *c, const char *object, char *key, const s
 	r->msg = strdup(why ? why->msg : "rejected");
 }
 
-/* own: where root is held, when the caller lets the config keep it (NULL: copied if kept) */
+/* own: where root is held, when the caller lets the config keep it (NULL: copied if kept);
+ * share: prev's source root is from, when reused (the tree is shared, not copied) */
 static void load_object(struct mesh_config *c, const char *file, const struct ynode *root,
-			struct ynode **own, struct diags *d)
+			struct ynode **own, const struct obj_source *share, struct diags *d)
 {
 	struct srcpos pos = {.file = file, .line = root->line};
 	struct objhead h = {.root = root, .pos = pos};
@@ -1346,6 +1416,7 @@ static void load_object(struct mesh_config *c, const char *file, const struct yn
 	struct vctx v = {.d = d, .file = file, .object = object, .line = root->line};
 	int first = d->n;
 
+	c->nloaded++;
 	h.meta = ymap_get(root, "metadata");
 	h.spec = ymap_get(root, "spec");
 	h.api_version = ymap_str(root, "apiVersion");
@@ -1378,7 +1449,7 @@ static void load_object(struct mesh_config *c, const char *file, const struct yn
 	if (add_object(c, &v, &h) < 0)
 		vctx_err(&v, NULL, NULL, "out of memory");
 	else if (c->keep_sources && h.name)
-		source_keep(c, file, root, own, obj_key(&h));
+		source_keep(c, file, root, own, share, obj_key(&h));
 }
 
 static bool is_list(const struct ynode *root)
@@ -1405,7 +1476,7 @@ static void load_doc(struct mesh_config *c, const char *file, struct ynode **slo
 		return;
 	}
 	if (!is_list(root)) {
-		load_object(c, file, root, slot, d);
+		load_object(c, file, root, slot, NULL, d);
 		return;
 	}
 	items = (struct ynode *)ymap_get(root, "items");
@@ -1417,7 +1488,7 @@ static void load_doc(struct mesh_config *c, const char *file, struct ynode **slo
 	for (int i = 0; items && i < items->n; i++) {
 		pos.line = items->items[i]->line;
 		if (ynode_is_map(items->items[i]))
-			load_object(c, file, items->items[i], &items->items[i], d);
+			load_object(c, file, items->items[i], &items->items[i], NULL, d);
 		else {
 			diags_add(d, DIAG_ERROR, &pos, NULL, "items",
 				  "expected a Kubernetes object (a map with apiVersion and kind)");
@@ -1534,24 +1605,136 @@ uint64_t config_dir_stamp(const char *dir)
 	return h | 1; /* 0 means "none read yet" */
 }
 
-int config_load_dir(struct mesh_config *c, const char *dir, struct diags *d)
+static void stamp_set(struct file_load *fl, const struct stat *st)
+{
+	fl->stamped = true;
+	fl->size = st->st_size;
+	fl->mtime_s = st->st_mtim.tv_sec;
+	fl->mtime_ns = st->st_mtim.tv_nsec;
+	fl->ctime_s = st->st_ctim.tv_sec;
+	fl->ctime_ns = st->st_ctim.tv_nsec;
+	fl->ino = st->st_ino;
+}
+
+static bool stamp_same(const struct file_load *fl, const struct stat *st)
+{
+	return fl->stamped && fl->size == st->st_size && fl->mtime_s == st->st_mtim.tv_sec &&
+	       fl->mtime_ns == st->st_mtim.tv_nsec && fl->ctime_s == st->st_ctim.tv_sec &&
+	       fl->ctime_ns == st->st_ctim.tv_nsec && fl->ino == st->st_ino;
+}
+
+/* After a file's objects were loaded (counts before: objects given, kept, rejected): how
+ * many it gave, and whether each was valid and kept (reusable while prev still holds them
+ * all under this file: reuse_file checks). */
+static void file_done(struct mesh_config *c, const char *file, const struct stat *st,
+		      int loaded0, int kept0, int rejected0)
+{
+	struct file_load *fl = file_load_of(c, file);
+	int nobjs = c->nloaded - loaded0;
+
+	if (!fl)
+		return;
+	fl->nobjs = nobjs;
+	fl->clean = c->nrejected == rejected0 && c->nkept - kept0 == nobjs;
+	if (st)
+		stamp_set(fl, st);
+}
+
+/* prev's sources by file, in load order within each file. */
+struct src_by_file {
+	const char *file;
+	int idx;
+};
+
+static int cmp_src_by_file(const void *a, const void *b)
+{
+	const struct src_by_file *x = a, *y = b;
+	int r = strcmp(x->file, y->file);
+
+	return r ? r : (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+/* Load path's objects from prev's trees (v: prev's sources sorted by file); false, having
+ * loaded nothing, when prev does not hold exactly the objects it gave. */
+static bool reuse_file(struct mesh_config *c, const struct mesh_config *prev,
+		       const struct src_by_file *v, int nv, const char *path,
+		       const struct file_load *was, const struct stat *st, struct diags *d)
+{
+	struct src_by_file want = {.file = path, .idx = -1};
+	int lo = 0, hi = nv, first, n = 0;
+	int loaded0 = c->nloaded, kept0 = c->nkept, rejected0 = c->nrejected;
+	const char *file;
+
+	while (lo < hi) { /* the first entry of path */
+		int mid = (lo + hi) / 2;
+
+		if (cmp_src_by_file(&v[mid], &want) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	first = lo;
+	while (first + n < nv && !strcmp(v[first + n].file, path))
+		n++;
+	if (n != was->nobjs || !(file = intern_file(c, path)))
+		return false;
+	for (int i = first; i < first + n; i++) {
+		const struct obj_source *s = &prev->sources[v[i].idx];
+
+		load_object(c, file, s->root, NULL, s, d);
+	}
+	file_done(c, file, st, loaded0, kept0, rejected0);
+	return true;
+}
+
+int config_load_dir_from(struct mesh_config *c, const char *dir, const struct mesh_config *prev,
+			 struct diags *d)
 {
 	struct srcpos pos = {.file = dir};
+	struct src_by_file *v = NULL;
 	DIR *probe = opendir(dir);
 	char **files;
-	int n;
+	int n, nv = 0;
 
 	if (!probe) {
 		diags_add(d, DIAG_ERROR, &pos, NULL, NULL, "cannot read directory");
 		return -1;
 	}
 	closedir(probe);
+	if (prev && prev->nsources && c->keep_sources &&
+	    (v = malloc(prev->nsources * sizeof(*v)))) {
+		for (int i = 0; i < prev->nsources; i++)
+			v[nv++] = (struct src_by_file){.file = prev->sources[i].file, .idx = i};
+		qsort(v, nv, sizeof(*v), cmp_src_by_file);
+	}
 	files = list_dir(dir, &n);
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n; i++) {
+		int loaded0 = c->nloaded, kept0 = c->nkept, rejected0 = c->nrejected;
+		const struct file_load *was;
+		struct stat st;
+		/* stat before reading: a change while it is read shows as a new stamp next time */
+		bool have = stat(files[i], &st) == 0;
+
+		was = v && have ? file_load_of(prev, files[i]) : NULL;
+		if (was && was->clean && stamp_same(was, &st) &&
+		    reuse_file(c, prev, v, nv, files[i], was, &st, d)) {
+			c->files_reused++;
+			continue;
+		}
+		c->files_parsed++;
 		config_load_file(c, files[i], d); /* a bad file is reported and rejected */
+		file_done(c, intern_file(c, files[i]), have ? &st : NULL, loaded0, kept0,
+			  rejected0);
+	}
+	free(v);
 	strv_free(files, n);
 	config_index(c);
 	return 0;
+}
+
+int config_load_dir(struct mesh_config *c, const char *dir, struct diags *d)
+{
+	return config_load_dir_from(c, dir, NULL, d);
 }
 
 /* Whether next holds a valid object of this identity (loaded or retained). */
@@ -1568,7 +1751,7 @@ static bool retain_one(struct mesh_config *next, const struct obj_source *s)
 	int before = next->nsources;
 
 	if (file)
-		load_object(next, file, s->root, NULL, &quiet);
+		load_object(next, file, s->root, NULL, NULL, &quiet);
 	diags_free(&quiet);
 	return file && next->nsources > before;
 }

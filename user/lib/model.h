@@ -520,6 +520,11 @@ struct mesh_config {
 	int nothers;
 	char **files; /* interned file names that srcpos.file points into */
 	int nfiles;
+	struct file_load *loads; /* private to config.c: per file (same index), how it was read */
+	int nloaded;		 /* private to config.c: objects load_object was given */
+	int nkept;		 /* private to config.c: of them kept (source_keep) */
+	int files_parsed;	 /* by config_load_dir(_from): files read and parsed */
+	int files_reused;	 /* by config_load_dir_from: files taken from prev unparsed */
 	struct rejected_obj *rejected; /* in load order */
 	int nrejected;
 	bool keep_sources; /* set before loading: keep each valid object's tree (the agent) */
@@ -557,6 +562,16 @@ uint64_t config_dir_stamp(const char *dir);
 /* Every *.yaml, *.yml and *.json regular file directly in dir, in name order. Returns -1
  * only when dir cannot be read; a file that cannot is reported and listed in c->rejected. */
 int config_load_dir(struct mesh_config *c, const char *dir, struct diags *d);
+
+/*
+ * The same, with prev the config this directory gave last time (loaded with keep_sources, as
+ * c must be): a file whose name, size, times and inode are what they were when prev read it,
+ * and all of whose objects prev holds, is not read or parsed again: its objects are loaded
+ * from prev's trees (validated again, so its warnings are the same), which c then shares.
+ * Only the files that changed are parsed. prev NULL: config_load_dir.
+ */
+int config_load_dir_from(struct mesh_config *c, const char *dir, const struct mesh_config *prev,
+			 struct diags *d);
 
 /*
  * Put back in force, for every object rejected in next (and every object of a file of next
