@@ -12,6 +12,10 @@
 #   4. the API watch at scale (tests/bench/kube_scale.sh): 5,000 Services and 10,000 Pods from
 #      the test API server, time to the first config in force and peak RSS, against the same
 #      objects read from files in the same run
+#   5. churn (tests/bench/churn.sh): in the lab holding the 10,000 filler services, 100 weight
+#      changes at 10 per second written into its config directory while client-0 connects
+#      continuously: failed connections, connections on a backend no config in force allowed,
+#      and the time from file write to in force (p50/p99)
 #   HTTP (scripts/bench_http.sh, run after the paths, in a lab of its own): keep-alive HTTP/1.1
 #      with wrk over direct / kernel / the agent's HTTP path (same node, and cross-node through
 #      the mTLS tunnel) / a haproxy `mode http` pair; CPU per request, RSS at 1,000 connections
@@ -238,6 +242,15 @@ tests/bench/kube_scale.sh "$BM" "$work/kube" "$CG/bpfmesh-$LAB-kube" "$LAB" "$KS
 kf() { awk -v k="$1" -v f="$2" '$1 == k { for (i = 2; i < NF; i++) if ($i == f) print $(i + 1) }' "$work/kube.out"; }
 kube_ms=$(kf kube first_ms) kube_rss=$(kf kube rss_kb) files_ms=$(kf files first_ms) files_rss=$(kf files rss_kb)
 
+# ---- 5. churn ----
+CHURN_N=$([ "$QUICK" = 1 ] && echo 20 || echo 100)
+client_node=$($BM lab status --name "$LAB" | awk '$2 == "bench/client-0" { print $4 }')
+churn=$(tests/bench/churn.sh "$BM" "$LAB" "$client_node" "$CHURN_N" 10 "$work/churn" 2>"$work/churn.err") ||
+	{ cat "$work/churn.err" >&2; churn=""; }
+cf() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$churn"; }
+churn_conns=$(cf connections) churn_fail=$(cf failed) churn_bad=$(cf wrong_backend)
+churn_applies=$(cf applies) churn_p50=$(cf p50_ms) churn_p99=$(cf p99_ms) churn_max=$(cf max_ms)
+
 # ---- report ----
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b ? a / b : 0 }'; }
 us() { awk -v n="$1" 'BEGIN { printf "%.1f", n / 1000 }'; }
@@ -277,6 +290,10 @@ targets=$(
 	target "$nsvc_txt services applied < 1 s" "$apply_full ms" "a < 1000" a="$apply_full"
 	target "weight change in force < 5 ms" "$apply_weight ms" "a < 5" a="$apply_weight"
 	target "agent memory at $nsvc_txt services, $NEP endpoints <= 100 MB" "$scale_rss MB (VmHWM)" "r <= 100" r="$scale_rss"
+	target "churn: $CHURN_N weight changes at 10/s, $nsvc_txt services: no failed or misrouted connection" \
+		"${churn_fail:-n/a} failed, ${churn_bad:-n/a} on a backend not in force, of ${churn_conns:-n/a}" \
+		"f == 0 && b == 0 && n > 0" f="$churn_fail" b="$churn_bad" n="$churn_conns"
+	target "churn: p99 file write -> in force < 5 ms" "${churn_p99:-n/a} ms" "p < 5" p="$churn_p99"
 	target "mtls added p50 <= half of haproxy-mtls's (over direct-x)" "$(added "$m50" "$x50") vs $(added "$h50" "$x50") us" \
 		"m - x <= 0.5 * (h - x)" m="$m50" h="$h50" x="$x50"
 	target "mtls added p99 <= half of haproxy-mtls's (over direct-x)" "$(added "$m99" "$x99") vs $(added "$h99" "$x99") us" \
@@ -301,6 +318,8 @@ report=$(cat <<R
 | apply $NSVC services, $NEP endpoints (parse+validate+resolve+maps) | $apply_full ms ($what_full) | | |
 | then one weight change (every file re-read; $written service rewritten) | $apply_weight ms ($what_weight) | full apply | $(ratio "$apply_weight" "$apply_full") |
 | agent peak RSS (VmHWM) after both | $scale_rss MB | | |
+| churn: $CHURN_N weight changes at 10/s in the lab with $NSVC filler services, client-0 connecting throughout | ${churn_conns:-n/a} connections, ${churn_fail:-n/a} failed, ${churn_bad:-n/a} on a backend no config in force allowed; ${churn_applies:-n/a} applies | | |
+| churn: file write -> in force (inotify, read, resolve, maps) | p50 ${churn_p50:-n/a} ms, p99 ${churn_p99:-n/a} ms, max ${churn_max:-n/a} ms | | |
 | API watch: agent start to first config in force, $KSVC Services + $KPOD Pods | $kube_ms ms | the same objects from files: $files_ms ms | $(ratio "$kube_ms" "$files_ms") |
 | API watch: agent peak RSS then | $((${kube_rss:-0} / 1024)) MB | from files: $((${files_rss:-0} / 1024)) MB | $(ratio "$kube_rss" "$files_rss") |
 R
@@ -426,6 +445,16 @@ $sizes
   is the same log line for the second apply. Parsing and validating the whole YAML again takes
   most of it; what would close it: re-parse only the files that changed and keep the resolved
   table between applies.
+- **Churn**: \`tests/bench/churn.sh\` applies tests/bench/churn.yaml (a Service with three
+  one-pod versions) to the lab that holds the $NSVC filler services (one file each in its
+  config directory, as \`lab apply\` writes them), then rewrites the churn VirtualService
+  $CHURN_N times at 10 per second (atomic renames; version k sends every connection to subset
+  v((k mod 3) + 1)) while client-0 opens connection after connection and records when each
+  connect ran and which version answered. Each connection is judged against the configs that
+  were in force around its connect (from the agent's log: when each apply saw the change and
+  when it was in force; a version written while an apply ran may be in it); one routed to a
+  version no such config allowed counts as misrouted. Writes that come faster than applies are
+  coalesced, as the agent does: a write's latency is until the first apply that read it.
 - **API watch**: \`tests/bench/kube_scale.sh\` serves $KSVC Services and $KPOD Pods (Ready,
   owned by ReplicaSets, with the fields a kubelet writes) from the test API server
   (tests/kubeapi/fake-apiserver.py, which has read them all before the clock starts) and

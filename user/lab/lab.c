@@ -1240,7 +1240,7 @@ static bool pod_answers(struct lab *l, struct lab_pod *p, const struct mesh_conf
 static int pod_net_up(struct lab *l, struct lab_pod *p)
 {
 	char ns[400], node_ns[256], cg[800], v4[64], v6[64], hostdir[600], path[700], veth[16],
-	    a4[80], a6[80], gw4[32], gw6[48];
+	    a4[80], a6[80], gw4[32], gw6[48], mac[24];
 	const struct lab_node *n = node_find(l, p->node);
 
 	netns_pod(l, p, ns, sizeof(ns));
@@ -1262,11 +1262,22 @@ static int pod_net_up(struct lab *l, struct lab_pod *p)
 	snprintf(a6, sizeof(a6), "%s/64", v6);
 	snprintf(gw4, sizeof(gw4), "10.244.%d.1", n->index);
 	snprintf(gw6, sizeof(gw6), "fd00:244:%x::1", n->index);
+	/* the MAC follows the address (02:42 and the IPv4 bytes, as Docker's bridge does): a pod
+	 * made again with the same address answers under the MAC its peers have cached, so no
+	 * stale neighbour entry sends them to a MAC that is gone */
+	{
+		unsigned int o[4] = {0};
+
+		sscanf(v4, "%u.%u.%u.%u", &o[0], &o[1], &o[2], &o[3]);
+		snprintf(mac, sizeof(mac), "02:42:%02x:%02x:%02x:%02x", o[0] & 255, o[1] & 255,
+			 o[2] & 255, o[3] & 255);
+	}
 	if (RUN("ip", "netns", "add", ns) || RUN("ip", "-n", ns, "link", "set", "lo", "up") ||
 	    RUN("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0",
 		"net.ipv6.conf.default.accept_dad=0") ||
 	    RUN("ip", "link", "add", veth, "netns", node_ns, "type", "veth", "peer", "name", "eth0",
 		"netns", ns) ||
+	    RUN("ip", "-n", ns, "link", "set", "eth0", "address", mac) ||
 	    RUN("ip", "-n", node_ns, "link", "set", veth, "master", "br0", "up") ||
 	    RUN("ip", "-n", ns, "link", "set", "eth0", "up") ||
 	    RUN("ip", "-n", ns, "addr", "add", a4, "dev", "eth0") ||

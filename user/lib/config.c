@@ -34,13 +34,30 @@ struct file_load {
 	unsigned long long ino;
 };
 
+/* The index of an interned file name, or -1 (a hash: the API server's objects are a "file"
+ * each, 10,000s of them). */
+static int file_index(const struct mesh_config *c, const char *path)
+{
+	uint8_t k[HKEY];
+	int *i;
+
+	if (!c->file_ids)
+		return -1;
+	h_strkey(k, path, NULL, NULL);
+	i = h_get(c->file_ids, k);
+	return i && *i < c->nfiles && !strcmp(c->files[*i], path) ? *i : -1;
+}
+
 static const char *intern_file(struct mesh_config *c, const char *path)
 {
+	int at = file_index(c, path);
+	uint8_t k[HKEY];
 	char **v;
 
-	for (int i = 0; i < c->nfiles; i++)
-		if (strcmp(c->files[i], path) == 0)
-			return c->files[i];
+	if (at >= 0)
+		return c->files[at];
+	if (!c->file_ids && !(c->file_ids = calloc(1, sizeof(*c->file_ids))))
+		return NULL;
 	struct file_load *fl;
 
 	v = realloc(c->files, (c->nfiles + 1) * sizeof(*v));
@@ -53,16 +70,19 @@ static const char *intern_file(struct mesh_config *c, const char *path)
 	c->loads = fl;
 	memset(&c->loads[c->nfiles], 0, sizeof(*fl));
 	c->files[c->nfiles] = strdup(path);
-	return c->files[c->nfiles] ? c->files[c->nfiles++] : NULL;
+	if (!c->files[c->nfiles])
+		return NULL;
+	h_strkey(k, path, NULL, NULL);
+	h_put(c->file_ids, k, c->nfiles);
+	return c->files[c->nfiles++];
 }
 
-/* The load record of an interned file name, or NULL. */
+/* The load record of a file name, or NULL. */
 static struct file_load *file_load_of(const struct mesh_config *c, const char *file)
 {
-	for (int i = c->nfiles - 1; i >= 0; i--)
-		if (c->files[i] == file || !strcmp(c->files[i], file))
-			return &c->loads[i];
-	return NULL;
+	int i = file_index(c, file);
+
+	return i >= 0 ? &c->loads[i] : NULL;
 }
 
 /* The capacity an array grown only by grow() has while it holds n (n > 0) elements. */
@@ -454,6 +474,10 @@ void config_free(struct mesh_config *c)
 		source_unref(&c->sources[i]);
 	}
 	free(c->loads);
+	if (c->file_ids) {
+		h_free(c->file_ids);
+		free(c->file_ids);
+	}
 	if (c->src_ids) {
 		h_free(c->src_ids);
 		free(c->src_ids);

@@ -521,6 +521,7 @@ struct mesh_config {
 	char **files; /* interned file names that srcpos.file points into */
 	int nfiles;
 	struct file_load *loads; /* private to config.c: per file (same index), how it was read */
+	struct htab *file_ids;	 /* private to config.c: file name -> index into files */
 	int nloaded;		 /* private to config.c: objects load_object was given */
 	int nkept;		 /* private to config.c: of them kept (source_keep) */
 	int files_parsed;	 /* by config_load_dir(_from): files read and parsed */
