@@ -55,6 +55,7 @@
 
 struct agent {
 	const char *config_dir, *cgroup, *node, *bpffs;
+	int config_wd; /* the config directory's inotify watch */
 	/* the API server (--kube, --kubeconfig): its objects, then the files of config_dir */
 	const char *kubeconfig;
 	bool kube_incluster;
@@ -424,10 +425,12 @@ static void *load_worker(void *arg)
 	}
 	/* before reading: a later change reloads again. With the API server, the oldest
 	 * resourceVersion every kind has seen (what `lab apply` waits for) */
-	j->stamp = j->dir ? config_dir_stamp(j->dir) : j->snap.rv_min;
+	j->stamp = j->snap.rv_min;
 	/* files unchanged since the config in force are not parsed again */
 	j->unreadable =
 	    j->dir && config_load_dir_from(j->c, j->dir, j->prev ? j->prev->c : NULL, &j->d) < 0;
+	if (j->dir) /* what it listed, before reading: a later change loads again */
+		j->stamp = j->c->dir_stamp ? j->c->dir_stamp : config_dir_stamp(j->dir);
 	if (!j->dir)
 		config_index(j->c); /* pod ids, as config_load_dir gives them */
 	if (!j->unreadable) {
@@ -700,9 +703,9 @@ static int setup_fds(struct agent *a, struct pollfd *p)
 		if (p[i].fd < 0)
 			return -1;
 	if (a->config_dir &&
-	    inotify_add_watch(p[SLOT_INOTIFY].fd, a->config_dir,
-			      IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE |
-				  IN_ATTRIB) < 0) {
+	    (a->config_wd = inotify_add_watch(p[SLOT_INOTIFY].fd, a->config_dir,
+					      IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM |
+						  IN_DELETE | IN_CREATE | IN_ATTRIB)) < 0) {
 		pr_warn("watch %s: %s", a->config_dir, strerror(errno));
 		return -1;
 	}
@@ -760,6 +763,14 @@ static void on_tick(struct agent *a, uint64_t ticks)
 	}
 }
 
+/* An inotify event that says a config file is complete: written and closed, renamed into
+ * place or away, deleted (not a hidden file: editors' and tools' temporaries). */
+static bool config_file_done(const struct agent *a, const struct inotify_event *ev)
+{
+	return ev->wd == a->config_wd && ev->len && ev->name[0] != '.' &&
+	       (ev->mask & (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE));
+}
+
 static int loop(struct agent *a)
 {
 	struct pollfd p[SLOT_MAX + HTTPD_MAX_FDS];
@@ -796,10 +807,20 @@ static int loop(struct agent *a)
 			reload_at = now_ms();
 		}
 		if (p[SLOT_INOTIFY].revents) {
-			while (read(p[SLOT_INOTIFY].fd, buf, sizeof(buf)) > 0)
-				;
-			/* Debounce: editors and `kubectl cp` write in several steps. */
-			reload_at = now_ms() + RELOAD_DEBOUNCE_MS;
+			bool done = false;
+			ssize_t len;
+
+			while ((len = read(p[SLOT_INOTIFY].fd, buf, sizeof(buf))) > 0)
+				for (ssize_t off = 0; off + (ssize_t)sizeof(struct inotify_event) <= len;) {
+					const struct inotify_event *ev = (const void *)(buf + off);
+
+					done |= config_file_done(a, ev);
+					off += sizeof(*ev) + ev->len;
+				}
+			/* A config file closed after writing, renamed into place or removed is read
+			 * at once; anything else (a file just created, a pod cgroup) after a
+			 * debounce: editors and `kubectl cp` write in several steps. */
+			reload_at = now_ms() + (done ? 0 : RELOAD_DEBOUNCE_MS);
 		}
 		if (p[SLOT_KUBE].revents) {
 			uint64_t v;

@@ -1566,67 +1566,93 @@ static bool config_ext(const char *name)
 	return dot && (!strcmp(dot, ".yaml") || !strcmp(dot, ".yml") || !strcmp(dot, ".json"));
 }
 
-static int cmp_str(const void *a, const void *b)
+/* A config file of a directory as listed: its path and what stat said then. */
+struct dir_ent {
+	char *path;
+	struct stat st;
+};
+
+static int cmp_dir_ent(const void *a, const void *b)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	return strcmp(((const struct dir_ent *)a)->path, ((const struct dir_ent *)b)->path);
 }
 
-/* Regular config files directly in dir, sorted, as heap strings "dir/name". */
-static char **list_dir(const char *dir, int *n)
+static void dir_ents_free(struct dir_ent *v, int n)
+{
+	for (int i = 0; i < n; i++)
+		free(v[i].path);
+	free(v);
+}
+
+/* Regular config files directly in dir, sorted, as "dir/name" with their stat (one fstatat
+ * each, relative to the directory). */
+static struct dir_ent *list_dir(const char *dir, int *n)
 {
 	DIR *dh = opendir(dir);
+	struct dir_ent *v = NULL;
 	struct dirent *e;
-	char **v = NULL;
-	struct stat st;
+	int cap = 0;
 
 	*n = 0;
 	if (!dh)
 		return NULL;
 	while ((e = readdir(dh))) {
-		char *path, **nv;
+		struct stat st;
+		char *path;
 
 		if (e->d_name[0] == '.' || !config_ext(e->d_name))
 			continue;
+		if (fstatat(dirfd(dh), e->d_name, &st, 0) < 0 || !S_ISREG(st.st_mode))
+			continue;
 		if (asprintf(&path, "%s/%s", dir, e->d_name) < 0)
 			continue;
-		nv = realloc(v, (*n + 1) * sizeof(*v));
-		if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) || !nv) {
-			v = nv ? nv : v;
-			free(path);
-			continue;
+		if (*n == cap) {
+			struct dir_ent *nv = realloc(v, (cap ? 2 * cap : 16) * sizeof(*v));
+
+			if (!nv) {
+				free(path);
+				continue;
+			}
+			v = nv;
+			cap = cap ? 2 * cap : 16;
 		}
-		v = nv;
-		v[(*n)++] = path;
+		v[*n].path = path;
+		v[(*n)++].st = st;
 	}
 	closedir(dh);
 	if (v)
-		qsort(v, *n, sizeof(*v), cmp_str);
+		qsort(v, *n, sizeof(*v), cmp_dir_ent);
 	return v;
 }
 
-uint64_t config_dir_stamp(const char *dir)
+/* config_dir_stamp's fingerprint of a listing */
+static uint64_t dir_stamp_of(const struct dir_ent *v, int n)
 {
 	uint64_t h = 1469598103934665603ULL;
-	char **files;
-	int n;
 
-	files = list_dir(dir, &n);
 	for (int i = 0; i < n; i++) {
-		struct stat st;
+		const struct stat *st = &v[i].st;
 		char line[1200];
 
-		if (stat(files[i], &st))
-			continue;
-		snprintf(line, sizeof(line), "%s|%lld|%lld.%09ld|%lld.%09ld|%llu", files[i],
-			 (long long)st.st_size, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
-			 (long long)st.st_ctim.tv_sec, st.st_ctim.tv_nsec,
-			 (unsigned long long)st.st_ino);
+		snprintf(line, sizeof(line), "%s|%lld|%lld.%09ld|%lld.%09ld|%llu", v[i].path,
+			 (long long)st->st_size, (long long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec,
+			 (long long)st->st_ctim.tv_sec, st->st_ctim.tv_nsec,
+			 (unsigned long long)st->st_ino);
 		for (const char *p = line; *p; p++)
 			h = (h ^ (uint8_t)*p) * 1099511628211ULL;
 		h = (h ^ 0xff) * 1099511628211ULL;
 	}
-	strv_free(files, n);
 	return h | 1; /* 0 means "none read yet" */
+}
+
+uint64_t config_dir_stamp(const char *dir)
+{
+	int n;
+	struct dir_ent *v = list_dir(dir, &n);
+	uint64_t h = dir_stamp_of(v, n);
+
+	dir_ents_free(v, n);
+	return h;
 }
 
 static void stamp_set(struct file_load *fl, const struct stat *st)
@@ -1717,7 +1743,7 @@ int config_load_dir_from(struct mesh_config *c, const char *dir, const struct me
 	struct srcpos pos = {.file = dir};
 	struct src_by_file *v = NULL;
 	DIR *probe = opendir(dir);
-	char **files;
+	struct dir_ent *files;
 	int n, nv = 0;
 
 	if (!probe) {
@@ -1731,27 +1757,26 @@ int config_load_dir_from(struct mesh_config *c, const char *dir, const struct me
 			v[nv++] = (struct src_by_file){.file = prev->sources[i].file, .idx = i};
 		qsort(v, nv, sizeof(*v), cmp_src_by_file);
 	}
+	/* listed (and stat'ed) before anything is read: a change while it is read shows as a new
+	 * stamp next time */
 	files = list_dir(dir, &n);
+	c->dir_stamp = dir_stamp_of(files, n);
 	for (int i = 0; i < n; i++) {
 		int loaded0 = c->nloaded, kept0 = c->nkept, rejected0 = c->nrejected;
-		const struct file_load *was;
-		struct stat st;
-		/* stat before reading: a change while it is read shows as a new stamp next time */
-		bool have = stat(files[i], &st) == 0;
+		const struct stat *st = &files[i].st;
+		const struct file_load *was = v ? file_load_of(prev, files[i].path) : NULL;
 
-		was = v && have ? file_load_of(prev, files[i]) : NULL;
-		if (was && was->clean && stamp_same(was, &st) &&
-		    reuse_file(c, prev, v, nv, files[i], was, &st, d)) {
+		if (was && was->clean && stamp_same(was, st) &&
+		    reuse_file(c, prev, v, nv, files[i].path, was, st, d)) {
 			c->files_reused++;
 			continue;
 		}
 		c->files_parsed++;
-		config_load_file(c, files[i], d); /* a bad file is reported and rejected */
-		file_done(c, intern_file(c, files[i]), have ? &st : NULL, loaded0, kept0,
-			  rejected0);
+		config_load_file(c, files[i].path, d); /* a bad file is reported and rejected */
+		file_done(c, intern_file(c, files[i].path), st, loaded0, kept0, rejected0);
 	}
 	free(v);
-	strv_free(files, n);
+	dir_ents_free(files, n);
 	config_index(c);
 	return 0;
 }

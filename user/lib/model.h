@@ -526,6 +526,7 @@ struct mesh_config {
 	int nkept;		 /* private to config.c: of them kept (source_keep) */
 	int files_parsed;	 /* by config_load_dir(_from): files read and parsed */
 	int files_reused;	 /* by config_load_dir_from: files taken from prev unparsed */
+	uint64_t dir_stamp;	 /* by config_load_dir(_from): config_dir_stamp() of what it listed */
 	struct rejected_obj *rejected; /* in load order */
 	int nrejected;
 	bool keep_sources; /* set before loading: keep each valid object's tree (the agent) */
