@@ -92,6 +92,10 @@ static __always_inline int bm_sock_xlate(struct bpf_sock_addr *ctx, int v6, int 
 			*st = d.rec; /* a re-connect replaces it */
 		else
 			bm_count(BM_ST_SOCK_FULL);
+	} else if (!is_sendmsg && bpf_sk_storage_get(&bm_sock, ctx->sk, 0, 0)) {
+		/* a socket connected again (after a failed connect, or UDP) to what needs no
+		 * record: the last one's would restore a wrong getpeername */
+		bpf_sk_storage_delete(&bm_sock, ctx->sk);
 	}
 	if (d.rewrite)
 		bm_write_dest(ctx, v6, mapped, &d.dst);

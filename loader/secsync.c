@@ -22,6 +22,7 @@
 struct kvset {
 	size_t ksz, vsz, n, cap;
 	uint8_t *k, *v;
+	bool unsure; /* a commit failed: the map may hold other values than these */
 };
 
 struct secsync {
@@ -78,10 +79,42 @@ static uint8_t *kv_sorted(const struct kvset *cur)
 /* Write next over what fd holds (cur), delete what only cur has, then next becomes cur. An
  * entry that holds next's value already is not written again: a change to one workload writes
  * its entries only. */
+static const uint8_t *g_next_k; /* kv_last's comparator: next's keys */
+
+static int kcmp_pos(const void *a, const void *b)
+{
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+	int r = memcmp(g_next_k + x * g_ksz, g_next_k + y * g_ksz, g_ksz);
+
+	return r ? r : (x > y) - (x < y);
+}
+
+/* last[i]: entry i of next is the last one of its key (a later one would overwrite it). */
+static bool *kv_last(const struct kvset *next)
+{
+	size_t *pos = malloc(next->n * sizeof(*pos) + 1);
+	bool *last = calloc(next->n + 1, sizeof(*last));
+
+	if (!pos || !last)
+		abort();
+	for (size_t i = 0; i < next->n; i++)
+		pos[i] = i;
+	g_ksz = next->ksz;
+	g_next_k = next->k;
+	qsort(pos, next->n, sizeof(*pos), kcmp_pos);
+	for (size_t i = 0; i < next->n; i++)
+		last[pos[i]] = i + 1 == next->n || memcmp(next->k + pos[i] * next->ksz,
+							   next->k + pos[i + 1] * next->ksz,
+							   next->ksz);
+	free(pos);
+	return last;
+}
+
 static int kv_commit(int fd, struct kvset *cur, struct kvset *next, const char *map)
 {
 	size_t rsz = cur->ksz + cur->vsz;
 	uint8_t *keys, *now = kv_sorted(cur);
+	bool *last = kv_last(next);
 	size_t written;
 	int err = 0;
 
@@ -89,8 +122,10 @@ static int kv_commit(int fd, struct kvset *cur, struct kvset *next, const char *
 		const uint8_t *k = next->k + written * next->ksz, *v = next->v + written * next->vsz;
 		const uint8_t *held;
 
+		if (!last[written])
+			continue; /* a later entry of this key is what goes in */
 		g_ksz = cur->ksz;
-		held = bsearch(k, now, cur->n, rsz, kcmp);
+		held = cur->unsure ? NULL : bsearch(k, now, cur->n, rsz, kcmp);
 		if (held && !memcmp(held + cur->ksz, v, cur->vsz))
 			continue;
 		if (dp_put_raw(fd, k, v, BPF_ANY)) {
@@ -101,6 +136,7 @@ static int kv_commit(int fd, struct kvset *cur, struct kvset *next, const char *
 		}
 	}
 	free(now);
+	free(last);
 	if (err) {
 		/* the map holds the old entries and what was written: remember all of them, so
 		 * a later commit deletes what is no longer wanted */
@@ -132,6 +168,7 @@ static int kv_commit(int fd, struct kvset *cur, struct kvset *next, const char *
 	free(cur->k);
 	free(cur->v);
 	*cur = *next;
+	cur->unsure = err != 0; /* write everything next time */
 	memset(next, 0, sizeof(*next));
 	next->ksz = cur->ksz;
 	next->vsz = cur->vsz;

@@ -248,7 +248,7 @@ client_node=$($BM lab status --name "$LAB" | awk '$2 == "bench/client-0" { print
 churn=$(tests/bench/churn.sh "$BM" "$LAB" "$client_node" "$CHURN_N" 10 "$work/churn" 2>"$work/churn.err") ||
 	{ cat "$work/churn.err" >&2; churn=""; }
 cf() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$churn"; }
-churn_conns=$(cf connections) churn_fail=$(cf failed) churn_bad=$(cf wrong_backend)
+churn_conns=$(cf connections) churn_fail=$(cf failed) churn_bad=$(cf wrong_backend) churn_unj=$(cf unjudged)
 churn_applies=$(cf applies) churn_p50=$(cf p50_ms) churn_p99=$(cf p99_ms) churn_max=$(cf max_ms)
 
 # ---- report ----
@@ -316,9 +316,9 @@ report=$(cat <<R
 | egress guard (cgroup_skb egress) run time, 10 / $NSVC more services | $eg_small / $eg_big ns/call, $eg_n packets per connection | | |
 | app connect()+close(): service vs pod address | $(us "$app_small") us | direct to the pod: $(us "$direct_app") us | $(ratio "$app_small" "$direct_app") |
 | apply $NSVC services, $NEP endpoints (parse+validate+resolve+maps) | $apply_full ms ($what_full) | | |
-| then one weight change (every file re-read; $written service rewritten) | $apply_weight ms ($what_weight) | full apply | $(ratio "$apply_weight" "$apply_full") |
+| then one weight change (the big file unchanged, not parsed again; $written service rewritten) | $apply_weight ms ($what_weight) | full apply | $(ratio "$apply_weight" "$apply_full") |
 | agent peak RSS (VmHWM) after both | $scale_rss MB | | |
-| churn: $CHURN_N weight changes at 10/s in the lab with $NSVC filler services, client-0 connecting throughout | ${churn_conns:-n/a} connections, ${churn_fail:-n/a} failed, ${churn_bad:-n/a} on a backend no config in force allowed; ${churn_applies:-n/a} applies | | |
+| churn: $CHURN_N weight changes at 10/s in the lab with $NSVC filler services, client-0 connecting throughout | ${churn_conns:-n/a} connections, ${churn_fail:-n/a} failed, ${churn_bad:-n/a} on a backend no config in force allowed (${churn_unj:-n/a} unjudged: every version possible around them); ${churn_applies:-n/a} applies | | |
 | churn: file write -> in force (inotify, read, resolve, maps) | p50 ${churn_p50:-n/a} ms, p99 ${churn_p99:-n/a} ms, max ${churn_max:-n/a} ms | | |
 | API watch: agent start to first config in force, $KSVC Services + $KPOD Pods | $kube_ms ms | the same objects from files: $files_ms ms | $(ratio "$kube_ms" "$files_ms") |
 | API watch: agent peak RSS then | $((${kube_rss:-0} / 1024)) MB | from files: $((${files_rss:-0} / 1024)) MB | $(ratio "$kube_rss" "$files_rss") |
@@ -436,24 +436,28 @@ $sizes
   socket: no delete at close, no sweep), and creating that storage is most of its time: on
   this VM a connect that is not to a service (no record) measures about 300 ns, one to a
   service without the record about 450 ns, and the record adds 600-1,000 ns, as a preallocated
-  hash insert keyed by the socket cookie did (measured side by side with the same probe,
-  docs/architecture.md). The packet hooks read the headers straight from the packet
+  hash insert keyed by the socket cookie did (measured side by side with the same probe; the
+  map work of one connection is listed in docs/architecture.md). The packet hooks read the headers straight from the packet
   (bm_parse_direct) and leave at once for what is not a connection opening.
 - **Apply**: an agent of its own (\`--node $LAB-scale\`) reads $NSVC Services and $NEP
   WorkloadEntries; the time is the agent's own "applied config ... in N ms" (parse, validate,
   resolve, map writes). Then a VirtualService changing one service's weights is added; its time
-  is the same log line for the second apply. Parsing and validating the whole YAML again takes
-  most of it; what would close it: re-parse only the files that changed and keep the resolved
-  table between applies.
-- **Churn**: \`tests/bench/churn.sh\` applies tests/bench/churn.yaml (a Service with three
+  is the same log line for the second apply. The big file is not parsed again (its objects
+  come from the trees the config in force keeps), but every object is still validated and
+  built again and every service resolved again: that is most of the time left. What would
+  close it: keep the built objects and the resolved table between applies and redo only the
+  services the changed objects touch. The agent's memory is mostly those kept trees and the
+  objects (about 4 KB per object all told).
+- **Churn**: \`tests/bench/churn.sh\` applies tests/bench/churn.yaml (a Service with four
   one-pod versions) to the lab that holds the $NSVC filler services (one file each in its
   config directory, as \`lab apply\` writes them), then rewrites the churn VirtualService
   $CHURN_N times at 10 per second (atomic renames; version k sends every connection to subset
-  v((k mod 3) + 1)) while client-0 opens connection after connection and records when each
+  v((k mod 4) + 1)) while client-0 opens connection after connection and records when each
   connect ran and which version answered. Each connection is judged against the configs that
   were in force around its connect (from the agent's log: when each apply saw the change and
-  when it was in force; a version written while an apply ran may be in it); one routed to a
-  version no such config allowed counts as misrouted. Writes that come faster than applies are
+  when it was in force; a version written before it had read its files may be in it); one
+  routed to a version no such config allowed counts as misrouted, one around which every
+  version could have been in force as unjudged (said in the table). Writes that come faster than applies are
   coalesced, as the agent does: a write's latency is until the first apply that read it.
 - **API watch**: \`tests/bench/kube_scale.sh\` serves $KSVC Services and $KPOD Pods (Ready,
   owned by ReplicaSets, with the fields a kubelet writes) from the test API server
@@ -463,13 +467,11 @@ $sizes
   (VmHWM). The baseline is an agent reading the same objects as files, in the same run. Pods
   are kept trimmed to what the mesh reads (no env, no managedFields, only the Ready
   condition).
-- **Connection rate, kernel vs direct**: each new connection runs connect4, sockops at connect,
-  establish and close (a record inserted and deleted in \`bm_sock\`, counters, flow-log events)
-  and the inbound SYN check on the server: a few microseconds of map work per connection on
-  this VM (a hash insert costs about 900 ns), 5-10% of the ~90 us a wrk connection takes here;
-  runs have landed between 0.89x and 1.04x of direct. What would close it: fewer map writes
-  per connection (no per-connection record for clients that need neither getpeername nor
-  per-connection counts), as for connect4.
+- **Connection rate, kernel vs direct**: each new connection runs connect4 (the record created
+  in the socket's storage), sockops at connect, establish and close at both ends (counters,
+  flow-log events) and the packet hooks on every segment (see the per-call rows): a few
+  microseconds of kernel work per connection on this VM, 5-10% of the ~90 us a wrk connection
+  takes here; runs have landed between 0.89x and 1.09x of direct.
 - **mtls vs haproxy-mtls**: both relay every byte through two userspace processes with
   OpenSSL, one thread each; ours skips the client-side plaintext hop (the kernel hands the
   pod's connect to the agent) and resumes TLS sessions, haproxy reuses sessions too. Per new

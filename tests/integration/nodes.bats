@@ -79,6 +79,20 @@ teardown_file() {
 	[[ "$output" == *"pod=web-v2-0"* ]]
 }
 
+@test "a UDP socket connected again to a plain address: getpeername shows that address, not the service's" {
+	# the connection record lives in the socket; a re-connect that needs none must drop it
+	run lab exec -n two client1-0 -- /usr/bin/python3 -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.connect(("10.96.20.10", 9000))
+print("first", s.getpeername())
+s.connect(("10.244.1.250", 9999))
+print("again", s.getpeername())'
+	echo "$output"
+	[[ "$output" == *"first ('10.96.20.10', 9000)"* ]]
+	[[ "$output" == *"again ('10.244.1.250', 9999)"* ]]
+}
+
 @test "unconnected UDP (sendmsg4/recvmsg4): reply appears to come from the service address" {
 	command -v socat
 	run lab exec -n two client1-0 -- bash -c \

@@ -629,6 +629,7 @@ static void test_load_dir_from(void)
 			   "spec: {ports: [{port: 82}]}\n");
 	put("rdir/c.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: sz, namespace: ns1}\n"
 			   "spec: {ports: [{port: 0}]}\n");
+	usleep(60000); /* past the racy window (files changed just before they were listed) */
 	CHECK_OK(config_load_dir_from(c0, sub, NULL, &d0), "first load");
 	CHECK_EQ(c0->files_parsed, 3, "first: all parsed");
 	CHECK_OK(config_load_dir_from(c1, sub, c0, &d1), "again, nothing changed");
@@ -653,6 +654,17 @@ static void test_load_dir_from(void)
 		if (!strcmp(c2->services[i].name, "sy"))
 			CHECK_EQ(c2->services[i].ports[0].port, 83, "the change is read");
 	CHECK_EQ(config_changes(c2, c1), 1, "one object changed");
+	{
+		/* b.yaml changed just before c2 listed it: not trusted as unchanged next time (a
+		 * same-size rewrite in the same timestamp tick would keep its stamp) */
+		struct diags dq = {0};
+		struct mesh_config *cq = config_new();
+
+		cq->keep_sources = true;
+		CHECK_OK(config_load_dir_from(cq, sub, c2, &dq), "right after");
+		CHECK_EQ(cq->files_reused, 0, "a file changed in the racy window is read again");
+		done(cq, &dq);
+	}
 	/* the same bytes under a new inode (an editor's rename) are read again */
 	snprintf(path, sizeof(path), "%s/rdir/b.yaml", tmpdir);
 	put("rdir/b.new", "apiVersion: v1\nkind: Service\nmetadata: {name: sy, namespace: ns1}\n"
@@ -667,6 +679,35 @@ static void test_load_dir_from(void)
 	CHECK_EQ(c3->files_reused, 0, "nothing reused: b.yaml is a new file");
 	CHECK_OK(config_load_dir(fresh, sub, &dr), "fresh");
 	CHECK_EQ(c3->nservices, fresh->nservices, "as a fresh load");
+	{
+		/* objects come back in their file's order, not where an identity was first loaded
+		 * (0a.yaml's sx came first; without 0a.yaml a fresh load has sy, then sx) */
+		struct diags da = {0}, db = {0}, dc = {0};
+		struct mesh_config *ca = config_new(), *cb = config_new(), *cf = config_new();
+
+		ca->keep_sources = cb->keep_sources = cf->keep_sources = true;
+		unlink(put("rdir/a.yaml", ""));
+		unlink(put("rdir/b.yaml", ""));
+		unlink(put("rdir/c.yaml", ""));
+		put("rdir/0a.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: sx, namespace: "
+				    "ns1}\nspec: {ports: [{port: 80}]}\n");
+		put("rdir/a.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: sy, namespace: "
+				   "ns1}\nspec: {ports: [{port: 81}]}\n---\napiVersion: v1\nkind: "
+				   "Service\nmetadata: {name: sx, namespace: ns1}\nspec: {ports: "
+				   "[{port: 82}]}\n");
+		usleep(60000);
+		CHECK_OK(config_load_dir_from(ca, sub, NULL, &da), "with 0a.yaml");
+		unlink(put("rdir/0a.yaml", ""));
+		CHECK_OK(config_load_dir_from(cb, sub, ca, &db), "without it");
+		CHECK_EQ(cb->files_reused, 1, "a.yaml reused");
+		CHECK_EQ(cb->nservices, 2, "sy and sx");
+		CHECK_OK(config_load_dir(cf, sub, &dc), "fresh");
+		for (int i = 0; i < cb->nservices && i < cf->nservices; i++)
+			CHECK_STR(cb->services[i].name, cf->services[i].name, "the fresh order");
+		done(ca, &da);
+		done(cb, &db);
+		done(cf, &dc);
+	}
 	config_free(c0); /* c1 shares its trees: they stay while c1 holds them */
 	CHECK_EQ(config_changes(c2, c1), 1, "c1's trees outlive c0");
 	done(c1, &d1);

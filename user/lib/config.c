@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "extract.h"
 #include "htab.h"
@@ -293,6 +294,7 @@ struct obj_source {
 	const char *file; /* interned */
 	struct ynode *root;
 	int *refs;     /* configs sharing root (config_load_dir_from), atomic */
+	bool retained; /* put back by config_retain: not what its file gives now */
 	uint64_t hash; /* ynode_hash(root): config_changes() compares them */
 };
 
@@ -1398,6 +1400,7 @@ static void source_keep(struct mesh_config *c, const char *file, const struct yn
 	s->root = fresh.root;
 	s->refs = fresh.refs;
 	s->hash = fresh.hash;
+	s->retained = false;
 	c->nkept++;
 	return;
 fail:
@@ -1673,27 +1676,38 @@ static bool stamp_same(const struct file_load *fl, const struct stat *st)
 	       fl->ctime_ns == st->st_ctim.tv_nsec && fl->ino == st->st_ino;
 }
 
+#define RACY_NS 50000000LL /* 50 ms: well over the kernel's coarse file timestamp tick */
+
 /* After a file's objects were loaded (counts before: objects given, kept, rejected): how
  * many it gave, and whether each was valid and kept (reusable while prev still holds them
  * all under this file: reuse_file checks). */
 static void file_done(struct mesh_config *c, const char *file, const struct stat *st,
-		      int loaded0, int kept0, int rejected0)
+		      const struct timespec *listed, int loaded0, int kept0, int rejected0)
 {
 	struct file_load *fl = file_load_of(c, file);
 	int nobjs = c->nloaded - loaded0;
+	/* Changed within a timestamp tick of when it was listed: a rewrite of the same size in
+	 * that tick would leave the stamp as it is (git's "racily clean"), so it is read again
+	 * next time rather than trusted. */
+	long long at = (long long)listed->tv_sec * 1000000000LL + listed->tv_nsec;
+	bool racy = (long long)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec >=
+			at - RACY_NS ||
+		    (long long)st->st_ctim.tv_sec * 1000000000LL + st->st_ctim.tv_nsec >=
+			at - RACY_NS;
 
 	if (!fl)
 		return;
 	fl->nobjs = nobjs;
-	fl->clean = c->nrejected == rejected0 && c->nkept - kept0 == nobjs;
+	fl->clean = c->nrejected == rejected0 && c->nkept - kept0 == nobjs && !racy;
 	if (st)
 		stamp_set(fl, st);
 }
 
-/* prev's sources by file, in load order within each file. */
+/* prev's sources by file, in document order within each file (by line: a source's index is
+ * where its identity was first loaded, which may be another file's place). */
 struct src_by_file {
 	const char *file;
-	int idx;
+	int line, idx;
 };
 
 static int cmp_src_by_file(const void *a, const void *b)
@@ -1701,16 +1715,21 @@ static int cmp_src_by_file(const void *a, const void *b)
 	const struct src_by_file *x = a, *y = b;
 	int r = strcmp(x->file, y->file);
 
-	return r ? r : (x->idx > y->idx) - (x->idx < y->idx);
+	if (r)
+		return r;
+	if (x->line != y->line)
+		return (x->line > y->line) - (x->line < y->line);
+	return (x->idx > y->idx) - (x->idx < y->idx);
 }
 
 /* Load path's objects from prev's trees (v: prev's sources sorted by file); false, having
  * loaded nothing, when prev does not hold exactly the objects it gave. */
 static bool reuse_file(struct mesh_config *c, const struct mesh_config *prev,
 		       const struct src_by_file *v, int nv, const char *path,
-		       const struct file_load *was, const struct stat *st, struct diags *d)
+		       const struct file_load *was, const struct stat *st,
+		       const struct timespec *listed, struct diags *d)
 {
-	struct src_by_file want = {.file = path, .idx = -1};
+	struct src_by_file want = {.file = path, .line = -1, .idx = -1};
 	int lo = 0, hi = nv, first, n = 0;
 	int loaded0 = c->nloaded, kept0 = c->nkept, rejected0 = c->nrejected;
 	const char *file;
@@ -1733,7 +1752,7 @@ static bool reuse_file(struct mesh_config *c, const struct mesh_config *prev,
 
 		load_object(c, file, s->root, NULL, s, d);
 	}
-	file_done(c, file, st, loaded0, kept0, rejected0);
+	file_done(c, file, st, listed, loaded0, kept0, rejected0);
 	return true;
 }
 
@@ -1744,6 +1763,7 @@ int config_load_dir_from(struct mesh_config *c, const char *dir, const struct me
 	struct src_by_file *v = NULL;
 	DIR *probe = opendir(dir);
 	struct dir_ent *files;
+	struct timespec listed;
 	int n, nv = 0;
 
 	if (!probe) {
@@ -1754,11 +1774,15 @@ int config_load_dir_from(struct mesh_config *c, const char *dir, const struct me
 	if (prev && prev->nsources && c->keep_sources &&
 	    (v = malloc(prev->nsources * sizeof(*v)))) {
 		for (int i = 0; i < prev->nsources; i++)
-			v[nv++] = (struct src_by_file){.file = prev->sources[i].file, .idx = i};
+			if (!prev->sources[i].retained) /* retained: its file is not clean anyway */
+				v[nv++] = (struct src_by_file){.file = prev->sources[i].file,
+							       .line = prev->sources[i].root->line,
+							       .idx = i};
 		qsort(v, nv, sizeof(*v), cmp_src_by_file);
 	}
 	/* listed (and stat'ed) before anything is read: a change while it is read shows as a new
 	 * stamp next time */
+	clock_gettime(CLOCK_REALTIME, &listed);
 	files = list_dir(dir, &n);
 	c->dir_stamp = dir_stamp_of(files, n);
 	for (int i = 0; i < n; i++) {
@@ -1767,13 +1791,14 @@ int config_load_dir_from(struct mesh_config *c, const char *dir, const struct me
 		const struct file_load *was = v ? file_load_of(prev, files[i].path) : NULL;
 
 		if (was && was->clean && stamp_same(was, st) &&
-		    reuse_file(c, prev, v, nv, files[i].path, was, st, d)) {
+		    reuse_file(c, prev, v, nv, files[i].path, was, st, &listed, d)) {
 			c->files_reused++;
 			continue;
 		}
 		c->files_parsed++;
 		config_load_file(c, files[i].path, d); /* a bad file is reported and rejected */
-		file_done(c, intern_file(c, files[i].path), st, loaded0, kept0, rejected0);
+		file_done(c, intern_file(c, files[i].path), st, &listed, loaded0, kept0,
+			  rejected0);
 	}
 	free(v);
 	dir_ents_free(files, n);
@@ -1802,7 +1827,10 @@ static bool retain_one(struct mesh_config *next, const struct obj_source *s)
 	if (file)
 		load_object(next, file, s->root, NULL, NULL, &quiet);
 	diags_free(&quiet);
-	return file && next->nsources > before;
+	if (!file || next->nsources <= before)
+		return false;
+	next->sources[next->nsources - 1].retained = true; /* its file does not give it now */
+	return true;
 }
 
 int config_changes(const struct mesh_config *next, const struct mesh_config *prev)

@@ -473,7 +473,8 @@ struct yframe {
 
 struct yanchor {
 	char *name;
-	struct ynode *n; /* owned by the tree; valid until the document ends */
+	struct ynode *n; /* in the tree (valid until the document ends), or its own when owned */
+	bool owned;	 /* a copy: the anchored node became a map key, whose node is freed */
 };
 
 struct yevb {
@@ -560,7 +561,7 @@ fail:
 	return NULL;
 }
 
-static int yevb_anchor(struct yevb *b, const unsigned char *name, struct ynode *n)
+static int yevb_anchor(struct yevb *b, const unsigned char *name, struct ynode *n, bool owned)
 {
 	if (!name)
 		return 0;
@@ -576,14 +577,18 @@ static int yevb_anchor(struct yevb *b, const unsigned char *name, struct ynode *
 	b->anchors[b->nanchors].name = strdup((const char *)name);
 	if (!b->anchors[b->nanchors].name)
 		return -1;
+	b->anchors[b->nanchors].owned = owned;
 	b->anchors[b->nanchors++].n = n; /* a later anchor of the same name wins, as in YAML */
 	return 0;
 }
 
 static void yevb_reset_anchors(struct yevb *b)
 {
-	for (int i = 0; i < b->nanchors; i++)
+	for (int i = 0; i < b->nanchors; i++) {
 		free(b->anchors[i].name);
+		if (b->anchors[i].owned)
+			ynode_free(b->anchors[i].n);
+	}
 	b->nanchors = 0;
 }
 
@@ -730,10 +735,27 @@ static int yevb_event(struct yevb *b, yaml_event_t *ev, struct yfile *out)
 			}
 			n->skind = resolve_event_scalar(ev, text);
 			n->type = n->skind == YS_NULL ? YN_NULL : YN_SCALAR;
-			if (yevb_anchor(b, ev->data.scalar.anchor, n)) {
-				ynode_free(n);
-				yerr_set(b->err, line, "%s", "out of memory");
-				return -1;
+			if (ev->data.scalar.anchor) {
+				/* a scalar that becomes a map key gives its text up and is freed:
+				 * the anchor keeps a copy of its own */
+				const struct yframe *f = b->depth ? &b->st[b->depth - 1] : NULL;
+				bool key = f && f->n->type == YN_MAP && !f->key;
+				struct ynode *an = key ? calloc(1, sizeof(*an)) : n;
+
+				if (an && key) {
+					*an = *n;
+					an->str = strdup(n->str);
+				}
+				if (!an || !an->str ||
+				    yevb_anchor(b, ev->data.scalar.anchor, an, key)) {
+					if (key && an) {
+						free(an->str);
+						free(an);
+					}
+					ynode_free(n);
+					yerr_set(b->err, line, "%s", "out of memory");
+					return -1;
+				}
 			}
 			return yevb_attach(b, n);
 		}
@@ -759,7 +781,7 @@ static int yevb_event(struct yevb *b, yaml_event_t *ev, struct yfile *out)
 			return 0;
 		f = b->st[--b->depth];
 		free(f.key); /* a key without a value cannot reach here: libyaml gives it a null */
-		r = yevb_anchor(b, (const unsigned char *)f.anchor, f.n);
+		r = yevb_anchor(b, (const unsigned char *)f.anchor, f.n, false);
 		free(f.anchor);
 		if (r) {
 			ynode_free(f.n);

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * yamltree.h: a YAML file as small trees of maps, lists and scalars with 1-based line numbers,
- * built with libyaml's document API (yaml_parser_load). config.c and validate.c read objects
- * through the typed accessors here rather than walking libyaml nodes; config.c also uses the
- * libyaml helpers at the bottom to split files for `lab apply`.
+ * built straight from libyaml's parser events (yfile_load*; aliases are expanded, a later
+ * anchor of a name replaces an earlier one, as go-yaml reads them). config.c and validate.c
+ * read objects through the typed accessors here rather than walking libyaml nodes; config.c
+ * also uses the libyaml helpers at the bottom to split files for `lab apply`.
  *
  * Scalars are typed the way kubectl reads YAML (YAML 1.1, go-yaml v2): a plain `80` is an
  * integer, a plain `yes` or `false` a boolean, `~` null, while any quoted scalar is a string.
@@ -62,7 +63,8 @@ int yfile_load(const char *path, struct yfile *out, struct yerror *err);
 int yfile_load_mem(const char *buf, size_t len, struct yfile *out, struct yerror *err);
 void yfile_free(struct yfile *f);
 
-/* Build a tree from one libyaml node (documents loaded by yaml_parser_load). */
+/* Build a tree from one libyaml document node (config.c's split for `lab apply`, which
+ * loads documents with yaml_parser_load to emit them again). */
 struct ynode *ytree_build(yaml_document_t *doc, yaml_node_t *node, struct yerror *err);
 void ynode_free(struct ynode *n);
 /* A deep copy (the agent keeps the last good version of each object); NULL when out of
