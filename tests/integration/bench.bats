@@ -8,7 +8,7 @@ load helpers
 
 @test "make bench smoke run: every row, every path, targets, markdown" {
 	out_md="$BATS_TEST_TMPDIR/benchmarks.md"
-	run env BENCH_OUT="$out_md" timeout 150 "$BATS_TEST_DIRNAME/../../scripts/bench.sh" --quick
+	run env BENCH_OUT="$out_md" timeout 240 "$BATS_TEST_DIRNAME/../../scripts/bench.sh" --quick
 	echo "$output"
 	[ "$status" -eq 0 ]
 	# the paths table: every metric row, a number for every built path, n/a for the others
@@ -38,7 +38,8 @@ load helpers
 	# every target has a verdict
 	for t in "kernel path p50 within 3%" "connection rate >= 95%" "accel p50 <= 0.8x" \
 		"connect4 <= 300 ns" "services applied < 1 s" "weight change in force < 5 ms" \
-		"mtls added p50" "mtls added p99" "mtls throughput" "agent RSS < 20 MB"; do
+		"mtls added p50" "mtls added p99" "mtls throughput" "agent RSS < 20 MB" \
+		"agent memory at" "churn: 20 weight changes" "churn: p99 file write"; do
 		grep -F "$t" <<<"$output" | grep -qE '\| (met|\*\*missed\*\*|n/a) \|$' ||
 			{ echo "no verdict: $t"; false; }
 	done
@@ -48,6 +49,17 @@ load helpers
 	awk -v r="$ratio" 'BEGIN { exit !(r > 0 && r < 1) }'
 	[[ "$output" =~ connect4\ run\ time,\ 10\ services\ \|\ [0-9]+\ ns/call ]]
 	[[ "$output" =~ apply\ 200\ services,\ 2000\ endpoints.*\|\ [0-9]+\ ms ]]
+	# every program a connection runs: its time per call; and each one's size
+	for p in sockops "inbound check" "egress guard"; do
+		[[ "$output" =~ $p[^|]*run\ time[^|]*\|\ [0-9]+\ /\ [0-9]+\ ns/call ]] ||
+			{ echo "no per-call row: $p"; false; }
+	done
+	for p in connect4 sockops ingress egress; do
+		[[ "$output" =~ \|\ $p\ \|\ [0-9]+\ \|\ [0-9]+\ \|\ [0-9]+\ \| ]] || { echo "no size: $p"; false; }
+	done
+	# churn: connections made, none failed or misrouted
+	[[ "$output" =~ churn:\ 20\ weight\ changes.*\|\ ([0-9]+)\ connections,\ 0\ failed,\ 0\ on\ a\ backend ]]
+	[ "${BASH_REMATCH[1]}" -gt 100 ]
 	# the markdown went to the temp path, never to docs/, with the machine and the tables
 	[[ "$output" == *"wrote $out_md"* ]]
 	grep -q '^\*\*Machine\*\*: .*cores' "$out_md"
