@@ -185,8 +185,8 @@ measure_hot() {
 	echo "$out"
 }
 measure_connect4() { # prints: ns per connect4 call, app-side mean ns, then the other programs
-	local app c4 c4n rest
-	read -r app c4 c4n rest < <(measure_hot)
+	local app c4 rest
+	read -r app c4 _ rest < <(measure_hot)
 	echo "$c4 $app $rest"
 }
 read -r direct_app _ _ < <(inpod "$PY" "$PROBE" connects "$($BM lab status --name "$LAB" | awk '$2 == "bench/web-0" { print $6 }')" 8080 "$CONNS")

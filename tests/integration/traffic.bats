@@ -98,14 +98,18 @@ teardown_file() {
 	[[ "$output" =~ "last in force: 1 of "([0-9]+)" objects changed, "([0-9]+)" map entries written, "([0-9.]+)" ms" ]]
 	local objects=${BASH_REMATCH[1]} writes=${BASH_REMATCH[2]}
 	[ "$objects" -ge 10 ]
-	# the route and the service entry (and bm_meta), never every map entry again
-	[ "$writes" -ge 1 ] && [ "$writes" -lt 20 ]
+	# the service's new route, subsets and names (and bm_meta), never every map entry again
+	[ "$writes" -ge 1 ] && [ "$writes" -lt 40 ]
 	run bm status --node "$LAB-node1" -o json
 	[ "$(echo "$output" | python3 -c 'import json,sys; print(json.load(sys.stdin)["config"]["lastInForce"]["objectsChanged"])')" = 1 ]
-	# applying the same file again changes nothing
+	# the same files read again change nothing (the test API server's objects are no files)
+	[ "${BPFMESH_TEST_KUBE_API:-}" = 1 ] && return 0
 	touch "/run/bpfmesh/lab/$LAB/config/VirtualService.t.web.yaml"
-	sleep 1.5
-	run bm status --node "$LAB-node1"
+	for _ in $(seq 30); do
+		run bm status --node "$LAB-node1"
+		[[ "$output" == *"last in force: 0 of "* ]] && break
+		sleep 0.1
+	done
 	echo "$output"
 	[[ "$output" == *"last in force: 0 of "* ]]
 }
