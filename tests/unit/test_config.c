@@ -529,6 +529,43 @@ out:
 
 /* ---------------- file shapes ---------------- */
 
+/* Anchors and aliases as kubectl's YAML reads them: an alias is a copy of its anchor (a map,
+ * a scalar, also an anchored map key), a later anchor of a name wins, an alias bomb is refused
+ * at its node bound. */
+static void test_anchors(void)
+{
+	struct diags d = {0};
+	struct mesh_config *c = load("apiVersion: v1\nkind: Namespace\n"
+				     "metadata:\n  name: a\n"
+				     "  labels: {&k team: &v blue, owner: *k, color: *v}\n"
+				     "---\n"
+				     "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: b\n"
+				     "  labels: &l {x: one}\n"
+				     "  annotations: *l\n",
+				     &d);
+
+	if (CHECK_EQ(c->nnamespaces, 2, "both loaded") && CHECK_EQ(d.nerrors, 0, "no error")) {
+		CHECK_STR(kv_get(&c->namespaces[0].labels, "owner"), "team", "alias of a key");
+		CHECK_STR(kv_get(&c->namespaces[0].labels, "color"), "blue", "alias of a value");
+		CHECK_STR(kv_get(&c->namespaces[1].labels, "x"), "one", "anchored map");
+	}
+	done(c, &d);
+	{
+		struct diags db = {0};
+		char bomb[1024];
+		int n = snprintf(bomb, sizeof(bomb), "a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+
+		for (int i = 1; i < 12; i++)
+			n += snprintf(bomb + n, sizeof(bomb) - n, "%c: &%c [*%c, *%c, *%c, *%c, *%c, *%c, "
+				      "*%c, *%c, *%c, *%c]\n", 'a' + i, 'a' + i, 'a' + i - 1,
+				      'a' + i - 1, 'a' + i - 1, 'a' + i - 1, 'a' + i - 1, 'a' + i - 1,
+				      'a' + i - 1, 'a' + i - 1, 'a' + i - 1, 'a' + i - 1);
+		c = load(bomb, &db);
+		CHECK(db.nerrors >= 1 && strstr(db.v[0].msg, "too many nodes"), "alias bomb refused");
+		done(c, &db);
+	}
+}
+
 static void test_list_and_multidoc(void)
 {
 	struct diags d = {0};
@@ -1629,6 +1666,7 @@ int main(void)
 	RUN(test_json);
 	RUN(test_load_dir);
 	RUN(test_load_dir_from);
+	RUN(test_anchors);
 	RUN(test_fqdn);
 	RUN(test_kv);
 	RUN(test_in_mesh);

@@ -126,10 +126,9 @@ static enum yscalar resolve_plain(const char *s)
 	return YS_STR;
 }
 
-static enum yscalar resolve_scalar(const yaml_node_t *node, const char *text)
+/* A scalar's type from its tag (!!int ...), else its style (quoted: a string), else its text. */
+static enum yscalar resolve_tagged(const char *tag, yaml_scalar_style_t style, const char *text)
 {
-	const char *tag = (const char *)node->tag;
-
 	if (tag && strcmp(tag, YAML_INT_TAG) == 0)
 		return YS_INT;
 	if (tag && strcmp(tag, YAML_FLOAT_TAG) == 0)
@@ -138,9 +137,14 @@ static enum yscalar resolve_scalar(const yaml_node_t *node, const char *text)
 		return YS_BOOL;
 	if (tag && strcmp(tag, YAML_NULL_TAG) == 0)
 		return YS_NULL;
-	if (node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+	if (style != YAML_PLAIN_SCALAR_STYLE)
 		return YS_STR;
 	return resolve_plain(text);
+}
+
+static enum yscalar resolve_scalar(const yaml_node_t *node, const char *text)
+{
+	return resolve_tagged((const char *)node->tag, node->data.scalar.style, text);
 }
 
 /* ---------------- tree building ---------------- */
@@ -338,13 +342,19 @@ uint64_t ynode_hash(const struct ynode *n)
 	return h;
 }
 
-struct ynode *ynode_clone(const struct ynode *n)
+/* A deep copy; *budget (when given) is the number of nodes it may make, and is taken from:
+ * NULL when out of memory or over budget. */
+static struct ynode *clone_bounded(const struct ynode *n, long *budget)
 {
-	struct ynode *c = n ? calloc(1, sizeof(*c)) : NULL;
-	bool ok = c != NULL;
+	struct ynode *c;
+	bool ok;
 
+	if (!n || (budget && --*budget < 0))
+		return NULL;
+	c = calloc(1, sizeof(*c));
 	if (!c)
 		return NULL;
+	ok = true;
 	*c = (struct ynode){.type = n->type, .line = n->line, .skind = n->skind};
 	if (n->str)
 		ok = (c->str = strdup(n->str)) != NULL;
@@ -355,17 +365,22 @@ struct ynode *ynode_clone(const struct ynode *n)
 	if (ok)
 		c->n = n->n; /* only now may ynode_free() walk the (zeroed) slots */
 	for (int i = 0; ok && n->type == YN_SEQ && i < n->n; i++)
-		ok = (c->items[i] = ynode_clone(n->items[i])) != NULL || !n->items[i];
+		ok = (c->items[i] = clone_bounded(n->items[i], budget)) != NULL || !n->items[i];
 	for (int i = 0; ok && n->type == YN_MAP && i < n->n; i++) {
 		ok = (c->pairs[i].key = strdup(n->pairs[i].key)) != NULL;
 		if (ok && n->pairs[i].val)
-			ok = (c->pairs[i].val = ynode_clone(n->pairs[i].val)) != NULL;
+			ok = (c->pairs[i].val = clone_bounded(n->pairs[i].val, budget)) != NULL;
 	}
 	if (!ok) {
 		ynode_free(c);
 		return NULL;
 	}
 	return c;
+}
+
+struct ynode *ynode_clone(const struct ynode *n)
+{
+	return clone_bounded(n, NULL);
 }
 
 /* ---------------- loading files ---------------- */
@@ -490,19 +505,7 @@ struct yevb {
 
 static enum yscalar resolve_event_scalar(const yaml_event_t *ev, const char *text)
 {
-	const char *tag = (const char *)ev->data.scalar.tag;
-
-	if (tag && strcmp(tag, YAML_INT_TAG) == 0)
-		return YS_INT;
-	if (tag && strcmp(tag, YAML_FLOAT_TAG) == 0)
-		return YS_FLOAT;
-	if (tag && strcmp(tag, YAML_BOOL_TAG) == 0)
-		return YS_BOOL;
-	if (tag && strcmp(tag, YAML_NULL_TAG) == 0)
-		return YS_NULL;
-	if (ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-		return YS_STR;
-	return resolve_plain(text);
+	return resolve_tagged((const char *)ev->data.scalar.tag, ev->data.scalar.style, text);
 }
 
 static int yevb_limit(struct yevb *b, int line)
@@ -520,45 +523,17 @@ static int yevb_limit(struct yevb *b, int line)
 /* A copy of an anchored node for an alias, counted against YT_MAX_NODES. */
 static struct ynode *clone_counted(struct yevb *b, const struct ynode *n, int line)
 {
-	struct ynode *c;
+	long budget = YT_MAX_NODES - b->nodes;
+	struct ynode *c = clone_bounded(n, &budget);
 
-	if (++b->nodes > YT_MAX_NODES) {
+	if (budget < 0) {
+		b->nodes = YT_MAX_NODES + 1;
 		yevb_limit(b, line);
+		ynode_free(c);
 		return NULL;
 	}
-	c = calloc(1, sizeof(*c));
-	if (!c)
-		return NULL;
-	c->type = n->type;
-	c->line = n->line;
-	c->skind = n->skind;
-	if (n->str && !(c->str = strdup(n->str)))
-		goto fail;
-	if (n->type == YN_SEQ) {
-		c->items = calloc(n->n ? n->n : 1, sizeof(*c->items));
-		if (!c->items)
-			goto fail;
-		for (; c->n < n->n; c->n++)
-			if (!(c->items[c->n] = clone_counted(b, n->items[c->n], line)))
-				goto fail;
-	} else if (n->type == YN_MAP) {
-		c->pairs = calloc(n->n ? n->n : 1, sizeof(*c->pairs));
-		if (!c->pairs)
-			goto fail;
-		for (; c->n < n->n; c->n++) {
-			c->pairs[c->n].key = strdup(n->pairs[c->n].key);
-			c->pairs[c->n].val = clone_counted(b, n->pairs[c->n].val, line);
-			if (!c->pairs[c->n].key || !c->pairs[c->n].val) {
-				free(c->pairs[c->n].key);
-				ynode_free(c->pairs[c->n].val);
-				goto fail;
-			}
-		}
-	}
+	b->nodes = YT_MAX_NODES - (int)budget;
 	return c;
-fail:
-	ynode_free(c);
-	return NULL;
 }
 
 static int yevb_anchor(struct yevb *b, const unsigned char *name, struct ynode *n, bool owned)
