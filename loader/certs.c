@@ -3,6 +3,7 @@
  * certs.c: see certs.h. Called by the agent's control thread (loader/agent.c); the tunnel's
  * data thread only reads the sets it publishes.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -267,6 +268,34 @@ out:
 
 /* ---------- issuing ---------- */
 
+/* The published file of an identity no local pod needs any more goes with it. */
+static void unpublish(const struct certs *cs, const struct ident *id)
+{
+	char path[700];
+
+	snprintf(path, sizeof(path), "%s/certs/%s_%s.pem", cs->o.run_dir, id->ns, id->sa);
+	unlink(path);
+}
+
+/* At start: files an earlier agent published are not what this one holds (a reader, such as
+ * `lab up` waiting for every mesh pod's certificate, would take them for it). */
+static void unpublish_all(const struct certs *cs)
+{
+	char path[700];
+	struct dirent *e;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "%s/certs", cs->o.run_dir);
+	d = opendir(path);
+	if (!d)
+		return;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.' && strlen(e->d_name) > 4 &&
+		    !strcmp(e->d_name + strlen(e->d_name) - 4, ".pem"))
+			unlinkat(dirfd(d), e->d_name, 0);
+	closedir(d);
+}
+
 static void publish(struct certs *cs, const struct ident *id)
 {
 	char path[700], err[256], serial[80], exp[32];
@@ -404,6 +433,7 @@ bool certs_sync(struct certs *cs, const struct certs_want *want, int n, time_t n
 	}
 	for (int i = 0; i < cs->n; i++) {
 		if (!cs->v[i].wanted) { /* no local pod needs it any more */
+			unpublish(cs, &cs->v[i].id);
 			ident_clear(&cs->v[i].id);
 			cs->v[i] = cs->v[--cs->n];
 			i--;
@@ -492,6 +522,8 @@ struct certs *certs_new(const struct certs_opts *o, char *err, size_t errlen)
 		return NULL;
 	}
 	cs->o = *o;
+	if (o->run_dir)
+		unpublish_all(cs);
 	if (o->ca_dir && !o->ca_addr) {
 		cs->ca = ca_load(o->ca_dir, err, errlen);
 		if (!cs->ca)

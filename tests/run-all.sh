@@ -88,7 +88,10 @@ for s in $SUITES; do
 			*) bats --tap "$t" >"$log/out" 2>&1 ;;
 			esac
 			grep -E '^(ok|not ok)' "$log/out"
-			grep -qE '^not ok' "$log/out" && grep -vE '^(ok|not ok) ' "$log/out" | tail -n 60
+			# each failed test with the lines bats printed for it (its output, the teardown's
+			# logs), up to 120 a test
+			awk '/^(ok|not ok) /{ f = /^not ok/; n = 0; if (f) print "--- " $0; next } /^1\.\./{ next }
+			     f && n++ < 120' "$log/out"
 			s=$(grep -ciE '^ok .* # skip' "$log/out")
 			p=$(($(grep -cE '^ok ' "$log/out") - s))
 			f=$(grep -cE '^not ok ' "$log/out")

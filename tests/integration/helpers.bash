@@ -21,6 +21,19 @@ lab_up() {
 	if [ "${BPFMESH_TEST_KUBE_API:-}" = 1 ]; then set -- --kube-api "$@"; fi
 	"$BM" lab up --name "$l" --bpffs "$(suite_bpffs "$l")" "$@"
 }
+# lab_logs_if_failed: from a suite's teardown, when the test failed, the end of every log of
+# lab $LAB (agents, supervisor, test API server, CA) and the agents' status: a failure in CI
+# then shows what the agents did, not only which assertion failed
+lab_logs_if_failed() {
+	[ -n "${BATS_TEST_COMPLETED:-}" ] && return 0
+	local f
+	for f in /run/bpfmesh/lab/"$LAB"/*.log; do
+		[ -f "$f" ] || continue
+		echo "--- the end of $f"
+		tail -n 25 "$f"
+	done
+	"$BM" lab status --name "$LAB" 2>&1 | head -n 20
+}
 # lab_teardown LAB: down (if up), and its bpffs unmounted and removed
 lab_teardown() {
 	"$BM" lab down --name "$1" >/dev/null 2>&1 || true
@@ -42,6 +55,19 @@ for line in sys.stdin:
     if line.startswith(m + "{") and all(w in line for w in want):
         s += float(line.rsplit(" ", 1)[1])
 print(int(s))' "$m" "$@"
+}
+
+# status_until NODE GLOB: `bpfmesh status` of node NODE of lab $LAB, asked again every 0.2 s
+# until its output matches GLOB (10 s at most); the last output in $output, as `run` leaves it
+status_until() {
+	local _
+	for _ in $(seq 50); do
+		output=$("$BM" status --node "$LAB-$1" 2>&1)
+		# shellcheck disable=SC2053 # GLOB is a pattern
+		[[ "$output" == $2 ]] && return 0
+		sleep 0.2
+	done
+	return 0 # the caller's assertions say what is missing
 }
 
 # the /metrics page of node NODE's agent in lab $LAB

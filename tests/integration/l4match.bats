@@ -16,6 +16,10 @@ setup_file() {
 	lab_up "$LAB" --mtls off -f "$M/base.yaml" -f "$M/port.yaml" -f "$M/http.yaml" >&3 2>&3
 }
 
+teardown() {
+	lab_logs_if_failed
+}
+
 teardown_file() {
 	lab_teardown "$LAB"
 	rm -f /tmp/bpfmesh-$LAB-*.yaml

@@ -20,6 +20,10 @@ setup_file() {
 	lab_up "$LAB" --cert-ttl 10s -f "$FIX/mtls.yaml" >&3 2>&3
 }
 
+teardown() {
+	lab_logs_if_failed
+}
+
 teardown_file() {
 	pkill -f "openssl s_server -accept 10.244.255.2:15008" 2>/dev/null || true
 	pkill -f "accel_peer.py server 9100" 2>/dev/null || true

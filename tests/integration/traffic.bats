@@ -12,6 +12,7 @@ setup_file() {
 }
 
 teardown() {
+	lab_logs_if_failed
 	rm -f "/run/bpfmesh/lab/$LAB/config/zz-bad.yaml" /tmp/bpfmesh-$LAB-*
 }
 
@@ -193,13 +194,12 @@ teardown_file() {
 	[[ "$output" == *"1 object(s) rejected"* ]]
 	# the same bad object dropped straight into the agent's config dir: the valid one stays
 	cp "$FIX/bad-weight.yaml" "/run/bpfmesh/lab/$LAB/config/zz-bad.yaml"
-	sleep 1.2
-	run bm status --node "$LAB-node1"
-	echo "$output"
-	[[ "$output" == *"last apply: ok"* ]]
 	# from the API server (--kube-api) the object is named as the API serves it
 	where="zz-bad.yaml:12"
 	if [ "${BPFMESH_TEST_KUBE_API:-}" = 1 ]; then where="api:VirtualService/t/web:1"; fi
+	status_until node1 "*rejected objects:*$where: VirtualService/t/web:*"
+	echo "$output"
+	[[ "$output" == *"last apply: ok"* ]]
 	[[ "$output" == *"rejected objects:"*"$where: VirtualService/t/web: spec.http[0].route[0].weight: "* ]]
 	run lab_metrics node1
 	[[ "$output" == *"bpfmesh_config_rejected_objects 1"* ]]
@@ -211,8 +211,11 @@ teardown_file() {
 	cp "$live" "$BATS_TEST_TMPDIR/good.yaml"
 	rm -f "/run/bpfmesh/lab/$LAB/config/zz-bad.yaml"
 	cp "$FIX/bad-weight.yaml" "$live"
-	sleep 1.2
-	run bm status --node "$LAB-node1"
+	if [ "${BPFMESH_TEST_KUBE_API:-}" = 1 ]; then
+		status_until node1 "*its last good version*stays in force*"
+	else
+		status_until node1 "*VirtualService.t.web.yaml:12: VirtualService/t/web:*its last good version*"
+	fi
 	echo "$output"
 	if [ "${BPFMESH_TEST_KUBE_API:-}" = 1 ]; then
 		[[ "$output" == *"api:VirtualService/t/web:1: VirtualService/t/web:"*"its last good version (api:VirtualService/t/web:1) stays in force"* ]]
@@ -223,8 +226,8 @@ teardown_file() {
 	echo "v1=$v1 v2=$v2 fail=$fail"
 	[ "$v1" -eq 300 ]
 	cp "$BATS_TEST_TMPDIR/good.yaml" "$live"
-	sleep 1.2
-	run bm status --node "$LAB-node1"
+	status_until node1 "*rejected objects: none*"
+	echo "$output"
 	[[ "$output" == *"last apply: ok"* ]]
 	[[ "$output" == *"rejected objects: none"* ]]
 }

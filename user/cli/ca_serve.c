@@ -205,6 +205,14 @@ static void serve(struct casrv *s, SSL *ssl, const char *node)
 	if (header(req, "X-Bpfmesh-Ttl", ttls, sizeof(ttls)) && atol(ttls) > 0 && atol(ttls) < ttl)
 		ttl = atol(ttls);
 	if (!find_pod(s, ns, name, pnode, psa, sizeof(pnode))) {
+		if (s->kube && !kube_synced(s->kube)) { /* not "no such pod": not known yet */
+			pr_info("node %s asked for pod %s/%s before the pods were read from the "
+				"API server: 503, to ask again",
+				node, ns, name);
+			reply(ssl, 503, "Service Unavailable",
+			      "the CA has not read the pods from the API server yet\n");
+			goto out;
+		}
 		snprintf(why, sizeof(why), "no pod %s/%s", ns, name);
 		goto refuse;
 	}

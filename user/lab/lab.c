@@ -1237,6 +1237,25 @@ static bool pod_answers(struct lab *l, struct lab_pod *p, const struct mesh_conf
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
+/* mTLS on: the agent of the pod's node holds a certificate for the pod (it publishes each one
+ * as <run dir>/certs/NS_SA.pem), so tunnelled connections to and from it work from the start.
+ * A pod outside the mesh needs none. */
+static bool pod_has_cert(const struct lab *l, const struct lab_pod *p, const struct mesh_config *c)
+{
+	const struct workload_obj *w = pod_object(c, p->ns, p->name);
+	char an[256], dir[512], path[1100];
+	struct stat st;
+
+	if (!l->mtls || !w || !config_in_mesh(c, w))
+		return true;
+	agent_name(l, p->node, an, sizeof(an));
+	if (agent_run_dir(dir, sizeof(dir), an))
+		return false;
+	snprintf(path, sizeof(path), "%s/certs/%s_%s.pem", dir, w->ns,
+		 w->service_account ? w->service_account : "default");
+	return stat(path, &st) == 0;
+}
+
 static int pod_net_up(struct lab *l, struct lab_pod *p)
 {
 	char ns[400], node_ns[256], cg[800], v4[64], v6[64], hostdir[600], path[700], veth[16],
@@ -1642,7 +1661,7 @@ static int reconcile(struct lab *l)
 		for (int i = 0; i < l->nnodes && ready; i++)
 			ready = agent_ready(l, &l->nodes[i]);
 		for (int i = 0; i < l->npods && ready; i++)
-			ready = pod_answers(l, &l->pods[i], c);
+			ready = pod_answers(l, &l->pods[i], c) && pod_has_cert(l, &l->pods[i], c);
 		if (!ready)
 			usleep(50 * 1000);
 	}
