@@ -71,13 +71,54 @@ static void forwarded_for(const char *v, const char *end, char *out, size_t cap)
 	}
 }
 
+int hbone_parse_target(const char *a, size_t len, char *host, size_t hlen, int *port)
+{
+	char target[96], *colon, *stop;
+	unsigned char addr[16];
+	long p;
+
+	host[0] = 0;
+	*port = 0;
+	if (!len || len >= sizeof(target) || memchr(a, 0, len))
+		return -1;
+	memcpy(target, a, len);
+	target[len] = 0;
+	colon = strrchr(target, ':');
+	if (!colon || colon == target || !colon[1])
+		return -1;
+	p = strtol(colon + 1, &stop, 10);
+	if (*stop || colon[1] == '+' || colon[1] == '-' || p <= 0 || p > 65535)
+		return -1;
+	if (target[0] == '[') {
+		if (colon[-1] != ']' || colon - target - 2 <= 0 ||
+		    (size_t)(colon - target - 2) >= hlen)
+			return -1;
+		memcpy(host, target + 1, colon - target - 2);
+		host[colon - target - 2] = 0;
+		if (inet_pton(AF_INET6, host, addr) != 1)
+			return -1;
+	} else {
+		if ((size_t)(colon - target) >= hlen)
+			return -1;
+		memcpy(host, target, colon - target);
+		host[colon - target] = 0;
+		if (inet_pton(AF_INET, host, addr) != 1)
+			return -1; /* the tunnel connects to pods: addresses only */
+	}
+	*port = (int)p;
+	return 0;
+}
+
+void hbone_forwarded_for(const char *v, size_t len, char *out, size_t cap)
+{
+	forwarded_for(v, v + len, out, cap);
+}
+
 int hbone_parse_connect(const char *buf, size_t len, size_t max, struct hbone_connect *out)
 {
-	const char *end = head_end(buf, len > max ? max : len), *p, *eol, *colon;
+	const char *end = head_end(buf, len > max ? max : len), *p, *eol;
 	char target[96];
 	size_t n;
-	long port;
-	char *stop;
 
 	memset(out, 0, sizeof(*out));
 	if (!end)
@@ -89,28 +130,8 @@ int hbone_parse_connect(const char *buf, size_t len, size_t max, struct hbone_co
 	n = token(buf + 8, eol, target, sizeof(target));
 	if (!n || eol - (buf + 8 + n) != 9 || memcmp(buf + 8 + n, " HTTP/1.1", 9))
 		return -1;
-	colon = strrchr(target, ':');
-	if (!colon || colon == target)
+	if (hbone_parse_target(target, strlen(target), out->host, sizeof(out->host), &out->port))
 		return -1;
-	port = strtol(colon + 1, &stop, 10);
-	if (*stop || port <= 0 || port > 65535)
-		return -1;
-	out->port = (int)port;
-	if (target[0] == '[') {
-		if (colon[-1] != ']' || colon - target - 2 >= (long)sizeof(out->host))
-			return -1;
-		memcpy(out->host, target + 1, colon - target - 2);
-	} else {
-		if (colon - target >= (long)sizeof(out->host))
-			return -1;
-		memcpy(out->host, target, colon - target);
-	}
-	{
-		unsigned char a[16];
-
-		if (inet_pton(AF_INET, out->host, a) != 1 && inet_pton(AF_INET6, out->host, a) != 1)
-			return -1; /* the tunnel connects to pods: addresses only */
-	}
 	/* header lines: the first Forwarded one counts */
 	for (p = eol + 2; p < end - 2; p = eol + 2) {
 		eol = memmem(p, end - p, "\r\n", 2);

@@ -24,6 +24,12 @@ struct hbone_connect {
  * len < max), -1 malformed or longer than max bytes. */
 int hbone_parse_connect(const char *buf, size_t len, size_t max, struct hbone_connect *out);
 
+/* A CONNECT target ("10.0.0.1:80", "[fd00::1]:80": an address, never a name), as the
+ * request line or HTTP/2's :authority carries it, len bytes at a: 0 with host and port, or -1. */
+int hbone_parse_target(const char *a, size_t len, char *host, size_t hlen, int *port);
+/* The for= address of a Forwarded header value (len bytes), "" when it has none. */
+void hbone_forwarded_for(const char *v, size_t len, char *out, size_t cap);
+
 /* The answer to a CONNECT: 1 with the status code and head length, 0 incomplete, -1
  * malformed or longer than max. */
 int hbone_parse_response(const char *buf, size_t len, size_t max, int *status, size_t *head_len);

@@ -43,6 +43,7 @@
 #include "bpfmesh.h"
 #include "ca.h"
 #include "certs.h"
+#include "h2tun.h"
 #include "hbone.h"
 #include "cfgref.h"
 #include "log.h"
@@ -59,12 +60,14 @@
 #define PENDING_SLOTS	   2048 /* table of per-source counts (open addressing) */
 #define LOG_BURST	   10	/* rejection lines a second; the rest are counted */
 
-enum ev_kind { EV_LISTEN_OUT, EV_LISTEN_IN, EV_PLAIN, EV_TLS, EV_WAKE };
+enum ev_kind { EV_LISTEN_OUT, EV_LISTEN_IN, EV_PLAIN, EV_TLS, EV_WAKE, EV_H2S };
 
 struct tconn;
+struct hstream;
 struct tev {
 	enum ev_kind kind;
 	struct tconn *c;
+	struct hstream *hs; /* EV_H2S: the stream whose pod socket this is */
 };
 
 enum tstate {
@@ -76,6 +79,7 @@ enum tstate {
 	T_IN_REQUEST,	 /* reading the CONNECT request */
 	T_IN_CONNECT,	 /* TCP to the local pod in progress */
 	T_RELAY,
+	T_H2, /* inbound, ALPN h2: an HTTP/2 session of CONNECT streams (struct hstream) */
 	T_DEAD,
 };
 
@@ -116,6 +120,23 @@ struct tconn {
 	struct tconn *next_dead;
 	struct tconn *prev, *next; /* every connection not yet freed (setup deadlines) */
 	time_t deadline;	   /* setup (connect, handshake, CONNECT) must be done by then */
+	struct h2t *h2;		   /* T_H2: the HTTP/2 session (h2tun.h) */
+	struct hstream *streams;   /* T_H2: its streams that have a pod side */
+};
+
+/* One CONNECT stream of an inbound HTTP/2 connection: the stream and its local pod socket. */
+struct hstream {
+	struct tconn *hc;	/* the connection it rides on */
+	struct h2t_stream *hs;	/* NULL once released */
+	int pfd;		/* to the local pod */
+	struct tev pev;
+	uint32_t pmask;
+	bool connecting, relaying, p_eof, p_shut, dead;
+	struct dial_pass pass;
+	struct tdest *dest;
+	char src_ip[64], dst[64];
+	struct hstream *prev, *next; /* the connection's streams */
+	struct hstream *next_dead;
 };
 
 /* One destination-side series (reporter="destination") of inbound TCP relays: written by the
@@ -130,7 +151,8 @@ struct tdest {
 /* Counters, written by the data thread and read by the control thread's /metrics. */
 struct tcounters {
 	unsigned long out_accepted, out_rejected, out_failed, in_accepted, in_rejected, in_denied,
-	    in_overload, in_http, full_handshakes, resumed, active, logs_suppressed;
+	    in_overload, in_http, full_handshakes, resumed, active, logs_suppressed, h2_conns,
+	    h2_streams, h2_refused, h2_denied, h2_failed;
 };
 #define CNT_ADD(t, f, v) __atomic_add_fetch(&(t)->n.f, (v), __ATOMIC_RELAXED)
 #define CNT(t, f)	 CNT_ADD(t, f, 1)
@@ -153,6 +175,7 @@ struct tunnel {
 	unsigned long sess_clock;
 	struct tconn *dead;
 	struct tconn *live;
+	struct hstream *hdead; /* streams closed in this batch of events */
 	bool paused; /* listeners out of epoll: no fds left (EMFILE) */
 	int ex_idx;
 	pthread_t th;
@@ -187,6 +210,7 @@ struct tunnel {
 
 static void free_dead(struct tunnel *t);
 static void conn_close(struct tconn *c);
+static void h2_teardown(struct tconn *c);
 static void out_start(struct tunnel *t, int fd, const char *src_ip, const struct bm_orig *o,
 		      bool http);
 static void take_snapshot(struct tunnel *t);
@@ -304,7 +328,7 @@ static void tick(struct tunnel *t, time_t now)
 
 	/* a connection still setting up after SETUP_SECS (a peer that says nothing) goes */
 	for (struct tconn *c = t->live; c; c = c->next) {
-		if (c->st == T_RELAY || c->st == T_DEAD || now < c->deadline)
+		if (c->st == T_RELAY || c->st == T_H2 || c->st == T_DEAD || now < c->deadline)
 			continue;
 		if (log_ok(t))
 			pr_info("tunnel: %s %s: not set up after %d s; closed",
@@ -469,6 +493,10 @@ static void conn_close(struct tconn *c)
 {
 	if (c->st == T_DEAD)
 		return;
+	if (c->h2) {
+		c->st = T_DEAD; /* h2_flush from a stream's close does nothing now */
+		h2_teardown(c);
+	}
 	DEST_ADD(c, closed, 1);
 	c->st = T_DEAD;
 	pend_drop(c);
@@ -498,8 +526,8 @@ static struct tconn *conn_new(struct tunnel *t, bool outbound)
 	c->t = t;
 	c->outbound = outbound;
 	c->pfd = c->sfd = -1;
-	c->pev = (struct tev){EV_PLAIN, c};
-	c->sev = (struct tev){EV_TLS, c};
+	c->pev = (struct tev){.kind = EV_PLAIN, .c = c};
+	c->sev = (struct tev){.kind = EV_TLS, .c = c};
 	c->deadline = time(NULL) + SETUP_SECS;
 	c->next = t->live;
 	if (t->live)
@@ -1022,13 +1050,18 @@ static void in_connected(struct tconn *c)
 
 /* Connect to the local pod with a pass in bm_attest: the pod's inbound judge takes the
  * agent's word (it authorized this with the peer's certificate). */
-static int in_dial(struct tconn *c, const char *ip, int port)
+static int in_dial_pass(struct tunnel *t, const char *ip, int port, struct dial_pass *pass)
 {
 	struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons(port)};
 
 	if (inet_pton(AF_INET, ip, &dst.sin_addr) != 1)
 		return -1;
-	return dial_attested(c->t->o.fds->attest, &dst, &c->pass);
+	return dial_attested(t->o.fds->attest, &dst, pass);
+}
+
+static int in_dial(struct tconn *c, const char *ip, int port)
+{
+	return in_dial_pass(c->t, ip, port, &c->pass);
 }
 
 /*
@@ -1037,7 +1070,7 @@ static int in_dial(struct tconn *c, const char *ip, int port)
  * identity is the one the stream's certificate proved. Anything else (a workload with a
  * stolen certificate, a peer that lies or says nothing) is judged by its real address.
  */
-static void source_address(struct tconn *c, const char *fwd)
+static void source_address_into(struct tconn *c, const char *fwd, char *out, size_t len)
 {
 	const struct workload_obj *w = fwd[0] ? pod_by_ip(c->t->c, fwd) : NULL;
 	char peer_ip[64], want[320];
@@ -1047,14 +1080,37 @@ static void source_address(struct tconn *c, const char *fwd)
 		snprintf(want, sizeof(want), "spiffe://%s/ns/%s/sa/%s", c->t->o.trust_domain, w->ns,
 			 sa_of(w));
 		if (!strcmp(want, c->want_id)) {
-			snprintf(c->src_ip, sizeof(c->src_ip), "%s", fwd);
+			snprintf(out, len, "%s", fwd);
 			return;
 		}
 	}
 	if (fwd[0])
 		pr_debug("tunnel: %s (%s) says Forwarded: for=%s; not its own pod: judged as %s",
 			 c->peer, c->want_id, fwd, peer_ip);
-	snprintf(c->src_ip, sizeof(c->src_ip), "%s", peer_ip);
+	snprintf(out, len, "%s", peer_ip);
+}
+
+static void source_address(struct tconn *c, const char *fwd)
+{
+	source_address_into(c, fwd, c->src_ip, sizeof(c->src_ip));
+}
+
+/* The policy's view of a client address (v4-mapped for IPv4; unknown: matches only ::/0). */
+static void sec_peer_ip(struct sec_peer *peer, const char *ip)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	peer->ip_len = 128;
+	memset(peer->ip, 0, sizeof(peer->ip));
+	if (inet_pton(AF_INET, ip, &a4) == 1) {
+		peer->ip[10] = peer->ip[11] = 0xff;
+		memcpy(peer->ip + 12, &a4, 4);
+	} else if (inet_pton(AF_INET6, ip, &a6) == 1) {
+		memcpy(peer->ip, &a6, 16);
+	} else {
+		peer->ip_len = 0;
+	}
 }
 
 /* An authenticated stream of the peer's HTTP path: a socketpair to our HTTP path, which
@@ -1138,19 +1194,7 @@ static void in_request(struct tconn *c)
 		ca_spiffe_parse(c->want_id, NULL, 0, ns, sizeof(ns), NULL, 0);
 		peer.principal = principal;
 		peer.ns = ns;
-		{
-			struct in_addr a4;
-			struct in6_addr a6;
-
-			if (inet_pton(AF_INET, c->src_ip, &a4) == 1) {
-				peer.ip[10] = peer.ip[11] = 0xff;
-				memcpy(peer.ip + 12, &a4, 4);
-			} else if (inet_pton(AF_INET6, c->src_ip, &a6) == 1) {
-				memcpy(peer.ip, &a6, 16);
-			} else {
-				peer.ip_len = 0; /* unknown source: matches only ::/0 */
-			}
-		}
+		sec_peer_ip(&peer, c->src_ip);
 		if (req.http && c->t->http_in) {
 			/* the peer's HTTP path routed these requests: ours judges each one */
 			if (in_http(c, &req, w, principal, ns) == 0)
@@ -1193,6 +1237,361 @@ static void in_request(struct tconn *c)
 	}
 }
 
+/* ---------- inbound HTTP/2 (ALPN h2): HBONE as ztunnel speaks it ----------
+ *
+ * One TLS connection, many CONNECT streams (h2tun.h does the framing and the flow control).
+ * Each stream is judged alone, with the connection's verified identity: its :authority must
+ * be a pod of this node whose identity is the one the server presented (400 otherwise, as
+ * ztunnel's validate_destination), AuthorizationPolicy (401, as ztunnel), then a connect to
+ * the pod (503 when it fails) and 200. Events for a stream's pod socket pump that stream and
+ * flush the connection; nothing here blocks. */
+
+static void h2_flush(struct tconn *c);
+
+static void hs_close(struct hstream *s, bool reset)
+{
+	struct tconn *c = s->hc;
+
+	if (s->dead)
+		return;
+	s->dead = true;
+	if (s->relaying)
+		DEST_ADD(s, closed, 1);
+	ep_set(c, s->pfd, &s->pev, &s->pmask, 0);
+	dial_pass_drop(c->t->o.fds->attest, &s->pass);
+	if (s->pfd >= 0) {
+		if (reset) { /* the other side was reset: so is the pod's connection */
+			struct linger l = {.l_onoff = 1, .l_linger = 0};
+
+			setsockopt(s->pfd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+		}
+		close(s->pfd);
+		s->pfd = -1;
+	}
+	if (s->hs) {
+		if (reset)
+			h2t_reset(s->hs, H2T_CONNECT_ERROR);
+		h2t_release(s->hs);
+		s->hs = NULL;
+	}
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		c->streams = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	s->next_dead = c->t->hdead; /* freed after this batch (queued events may name it) */
+	c->t->hdead = s;
+}
+
+/* Move what can move between the stream and the pod; then the readiness still needed. */
+static void hs_pump(struct hstream *s)
+{
+	uint32_t want = 0;
+	const uint8_t *p;
+	size_t n;
+
+	if (s->dead || !s->relaying)
+		return;
+	/* tunnel -> pod */
+	while ((n = h2t_peek(s->hs, &p)) > 0) {
+		ssize_t w = write(s->pfd, p, n);
+
+		if (w > 0) {
+			DEST_ADD(s, received, (uint64_t)w);
+			h2t_consumed(s->hs, (size_t)w);
+			continue;
+		}
+		if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
+			want |= EPOLLOUT;
+			break;
+		}
+		hs_close(s, true);
+		return;
+	}
+	if (!s->p_shut && h2t_peer_ended(s->hs)) {
+		shutdown(s->pfd, SHUT_WR); /* the client's half-close */
+		s->p_shut = true;
+	}
+	/* pod -> tunnel */
+	while (!s->p_eof && (n = h2t_room(s->hs)) > 0) {
+		char buf[BUFSZ];
+		ssize_t r = read(s->pfd, buf, n < sizeof(buf) ? n : sizeof(buf));
+
+		if (r > 0) {
+			DEST_ADD(s, sent, (uint64_t)r);
+			h2t_write(s->hs, buf, (size_t)r);
+			continue;
+		}
+		if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
+			want |= EPOLLIN;
+			break;
+		}
+		if (r < 0) { /* the pod reset it */
+			hs_close(s, true);
+			return;
+		}
+		s->p_eof = true;
+		h2t_end(s->hs);
+	}
+	if (s->p_eof && s->p_shut && h2t_flushed(s->hs)) {
+		hs_close(s, false);
+		return;
+	}
+	ep_set(s->hc, s->pfd, &s->pev, &s->pmask, want);
+}
+
+/* The pod answered the connect (or refused it). */
+static void hs_connected(struct hstream *s)
+{
+	struct tconn *c = s->hc;
+
+	dial_pass_drop(c->t->o.fds->attest, &s->pass); /* the SYN is through: the pass is spent */
+	if (!dial_done(s->pfd)) {
+		pr_info("tunnel: h2 %s -> %s: destination refused the connection", s->src_ip,
+			s->dst);
+		CNT(c->t, h2_failed);
+		h2t_respond(s->hs, 503);
+		hs_close(s, false);
+		return;
+	}
+	s->connecting = false;
+	s->relaying = true;
+	{ /* counted as the destination from here: the pod accepted it */
+		struct in_addr dst;
+		uint32_t src4 = 0;
+		char ip[64];
+
+		snprintf(ip, sizeof(ip), "%.*s", (int)strcspn(s->dst, ":"), s->dst);
+		inet_pton(AF_INET, s->src_ip, &src4);
+		if (inet_pton(AF_INET, ip, &dst) == 1)
+			s->dest = tdest_get(c->t, src4, dst.s_addr,
+					    (uint16_t)atoi(s->dst + strcspn(s->dst, ":") + 1));
+		DEST_ADD(s, opened, 1);
+	}
+	h2t_respond(s->hs, 200);
+	hs_pump(s);
+}
+
+static void h2_refuse(struct tconn *c, struct h2t_stream *hs, int status, const char *why,
+		      const char *authority)
+{
+	if (log_ok(c->t))
+		pr_info("tunnel: h2 %s (%s) CONNECT %s: %d, %s", c->peer, c->want_id,
+			authority[0] ? authority : "(no authority)", status, why);
+	CNT(c->t, h2_refused);
+	h2t_respond(hs, status);
+	h2t_release(hs);
+}
+
+static void h2_on_request(void *arg, struct h2t_stream *hs, const struct h2t_req *r)
+{
+	struct tconn *c = arg;
+	char host[64], fwd[64], principal[320], ns[64] = "", pname[200], want[320];
+	const struct workload_obj *w;
+	struct sec_decision d;
+	struct sec_peer peer = {0};
+	struct hstream *s;
+	int port;
+
+	CNT(c->t, h2_streams);
+	if (strcmp(r->method, "CONNECT")) {
+		h2_refuse(c, hs, 400, "not CONNECT", r->authority);
+		return;
+	}
+	if (r->too_long ||
+	    hbone_parse_target(r->authority, strlen(r->authority), host, sizeof(host), &port)) {
+		h2_refuse(c, hs, 400, "the authority is not ip:port", r->authority);
+		return;
+	}
+	w = pod_by_ip(c->t->c, host);
+	if (!w || !w->host_ip || strcmp(w->host_ip, c->t->o.node_ip)) {
+		h2_refuse(c, hs, 400, "not a pod on this node", r->authority);
+		return;
+	}
+	/* the identity we proved in the handshake must be the destination's */
+	{
+		X509 *mine = SSL_get_certificate(c->ssl);
+		char id[320] = "";
+
+		snprintf(want, sizeof(want), "spiffe://%s/ns/%s/sa/%s", c->t->o.trust_domain,
+			 w->ns, sa_of(w));
+		if (!mine || ca_spiffe_id(mine, id, sizeof(id)) || strcmp(id, want)) {
+			h2_refuse(c, hs, 400, "the destination's identity is not the one presented",
+				  r->authority);
+			return;
+		}
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		h2_refuse(c, hs, 503, "out of memory", r->authority);
+		return;
+	}
+	s->hc = c;
+	s->hs = hs;
+	s->pfd = -1;
+	s->pev = (struct tev){EV_H2S, c, s};
+	h2t_set_user(hs, s);
+	snprintf(s->dst, sizeof(s->dst), "%s:%d", host, port);
+	hbone_forwarded_for(r->forwarded, strlen(r->forwarded), fwd, sizeof(fwd));
+	source_address_into(c, fwd, s->src_ip, sizeof(s->src_ip));
+	s->next = c->streams;
+	if (c->streams)
+		c->streams->prev = s;
+	c->streams = s;
+	/* the principal: the verified SPIFFE ID without its scheme */
+	ca_spiffe_id(SSL_get0_peer_certificate(c->ssl), principal, sizeof(principal));
+	memmove(principal, principal + 9, strlen(principal + 9) + 1);
+	ca_spiffe_parse(c->want_id, NULL, 0, ns, sizeof(ns), NULL, 0);
+	peer.principal = principal;
+	peer.ns = ns;
+	sec_peer_ip(&peer, s->src_ip);
+	sec_authorize(c->t->c, c->t->o.root_ns, w, port, &peer, &d);
+	if (d.audit)
+		pr_info("tunnel: audit: %s (%s) -> %s/%s:%d matched AUDIT policy %s", c->want_id,
+			s->src_ip, w->ns, w->name, port,
+			sec_policy_name(d.audit, pname, sizeof(pname)));
+	if (d.verdict == SEC_DENY) {
+		pr_info("tunnel: denied %s (%s) -> %s/%s:%d: %s %s", c->want_id, s->src_ip, w->ns,
+			w->name, port, d.reason,
+			d.by ? sec_policy_name(d.by, pname, sizeof(pname)) : "");
+		CNT(c->t, h2_denied);
+		CNT(c->t, in_denied);
+		h2t_respond(hs, 401); /* ztunnel's answer to a policy denial */
+		hs_close(s, false);
+		return;
+	}
+	s->pfd = in_dial_pass(c->t, host, port, &s->pass);
+	if (s->pfd < 0) {
+		pr_info("tunnel: h2 %s -> %s: cannot connect to the destination pod", s->src_ip,
+			s->dst);
+		CNT(c->t, h2_failed);
+		h2t_respond(hs, 503);
+		hs_close(s, false);
+		return;
+	}
+	s->connecting = true;
+	ep_set(c, s->pfd, &s->pev, &s->pmask, EPOLLOUT);
+}
+
+static void h2_on_readable(void *arg, struct h2t_stream *hs)
+{
+	struct hstream *s = h2t_user(hs);
+
+	(void)arg;
+	if (s)
+		hs_pump(s);
+}
+
+static void h2_on_closed(void *arg, struct h2t_stream *hs, uint32_t err)
+{
+	struct hstream *s = h2t_user(hs);
+
+	(void)arg;
+	if (!s) {
+		h2t_release(hs);
+		return;
+	}
+	if (err || !s->relaying) { /* reset by the peer (or gone before the pod answered) */
+		s->hs = hs;
+		hs_close(s, true);
+		return;
+	}
+	hs_pump(s); /* bytes that came before the end still go to the pod */
+}
+
+static const struct h2t_cb h2_server_cb = {
+    .request = h2_on_request,
+    .readable = h2_on_readable,
+    .writable = h2_on_readable,
+    .closed = h2_on_closed,
+};
+
+/* Write what the session has for the peer; then the connection's readiness. */
+static void h2_flush(struct tconn *c)
+{
+	uint32_t want = EPOLLIN;
+
+	if (c->st != T_H2)
+		return;
+	for (;;) {
+		const uint8_t *p;
+		size_t n = h2t_out(c->h2, &p);
+		int r;
+
+		if (!n)
+			break;
+		r = SSL_write(c->ssl, p, (int)(n > (1 << 20) ? 1 << 20 : n));
+		if (r > 0) {
+			h2t_sent(c->h2, (size_t)r);
+			continue;
+		}
+		if (tls_io(c, r, &want) < 0) {
+			conn_close(c);
+			return;
+		}
+		break;
+	}
+	if (h2t_done(c->h2) && !c->streams) {
+		conn_close(c);
+		return;
+	}
+	ep_set(c, c->sfd, &c->sev, &c->smask, want);
+}
+
+/* The TLS side is readable (or writable again). */
+static void h2_io(struct tconn *c)
+{
+	char buf[BUFSZ];
+
+	for (int i = 0; i < 64 && c->st == T_H2; i++) {
+		int r = SSL_read(c->ssl, buf, sizeof(buf));
+		uint32_t want = 0;
+
+		if (r > 0) {
+			if (h2t_recv(c->h2, buf, (size_t)r)) {
+				if (log_ok(c->t))
+					pr_info("tunnel: h2 %s (%s): HTTP/2 protocol error; closed",
+						c->peer, c->want_id);
+				h2_flush(c); /* the GOAWAY */
+				conn_close(c);
+				return;
+			}
+			continue;
+		}
+		if (tls_io(c, r, &want) < 0) { /* closed or failed: its streams go with it */
+			conn_close(c);
+			return;
+		}
+		break;
+	}
+	h2_flush(c);
+}
+
+/* After the handshake, with ALPN h2: the connection serves CONNECT streams from here. */
+static void h2_serve(struct tconn *c)
+{
+	c->h2 = h2t_new(true, &h2_server_cb, c);
+	if (!c->h2) {
+		in_fail(c, "out of memory");
+		return;
+	}
+	SSL_clear_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS);
+	pend_drop(c); /* authenticated: no longer a pending handshake (each stream is judged) */
+	CNT(c->t, h2_conns);
+	c->st = T_H2;
+	h2_io(c);
+}
+
+/* Every stream of a connection that is going: their pods' connections are reset. */
+static void h2_teardown(struct tconn *c)
+{
+	while (c->streams)
+		hs_close(c->streams, true);
+	h2t_free(c->h2);
+	c->h2 = NULL;
+}
+
 static void in_handshake(struct tconn *c)
 {
 	char id[320] = "", td[256] = "", why[600];
@@ -1223,6 +1622,16 @@ static void in_handshake(struct tconn *c)
 		CNT(c->t, resumed);
 	else
 		CNT(c->t, full_handshakes);
+	{
+		const unsigned char *alpn = NULL;
+		unsigned int alen = 0;
+
+		SSL_get0_alpn_selected(c->ssl, &alpn, &alen);
+		if (alen == 2 && !memcmp(alpn, "h2", 2)) { /* a ztunnel, or any HBONE client */
+			h2_serve(c);
+			return;
+		}
+	}
 	c->st = T_IN_REQUEST;
 	in_request(c);
 }
@@ -1308,6 +1717,18 @@ static void on_event(struct tunnel *t, struct tev *ev, uint32_t events)
 	if (c->st == T_DEAD)
 		return;
 	(void)events;
+	if (ev->kind == EV_H2S) { /* a stream's pod socket */
+		struct hstream *s = ev->hs;
+
+		if (!s->dead) {
+			if (s->connecting)
+				hs_connected(s);
+			else
+				hs_pump(s);
+		}
+		h2_flush(c);
+		return;
+	}
 	switch (c->st) {
 	case T_IN_WAIT:
 		in_hello(c);
@@ -1333,6 +1754,9 @@ static void on_event(struct tunnel *t, struct tev *ev, uint32_t events)
 		break;
 	case T_RELAY:
 		pump(c);
+		break;
+	case T_H2:
+		h2_io(c);
 		break;
 	case T_DEAD:
 		break;
@@ -1416,6 +1840,12 @@ void tunnel_publish(struct tunnel *t, struct cfgref *cfg, struct idset *ids)
  * point at them). */
 static void free_dead(struct tunnel *t)
 {
+	while (t->hdead) {
+		struct hstream *s = t->hdead;
+
+		t->hdead = s->next_dead;
+		free(s);
+	}
 	while (t->dead) {
 		struct tconn *c = t->dead;
 
@@ -1446,6 +1876,16 @@ void tunnel_metrics(const struct tunnel *t, FILE *f)
 	    {"inbound", "denied", offsetof(struct tcounters, in_denied)},
 	    {"inbound", "overload", offsetof(struct tcounters, in_overload)},
 	    {"inbound", "http", offsetof(struct tcounters, in_http)},
+	    {"inbound", "h2", offsetof(struct tcounters, h2_conns)},
+	};
+	static const struct {
+		const char *outcome;
+		size_t off;
+	} streams[] = {
+	    {"received", offsetof(struct tcounters, h2_streams)},
+	    {"refused", offsetof(struct tcounters, h2_refused)},
+	    {"denied", offsetof(struct tcounters, h2_denied)},
+	    {"failed", offsetof(struct tcounters, h2_failed)},
 	};
 
 	fprintf(f, "# HELP bpfmesh_tunnel_connections_total Tunnelled connections by direction and "
@@ -1455,6 +1895,15 @@ void tunnel_metrics(const struct tunnel *t, FILE *f)
 			"bpfmesh_tunnel_connections_total{direction=\"%s\",outcome=\"%s\"} %lu\n",
 			conns[i].dir, conns[i].outcome,
 			__atomic_load_n((const unsigned long *)((const char *)&t->n + conns[i].off),
+					__ATOMIC_RELAXED));
+	fprintf(f, "# HELP bpfmesh_tunnel_h2_streams_total HTTP/2 CONNECT streams received "
+		   "(ALPN h2, as ztunnel sends them): all received, and those refused (400), denied by "
+		   "policy (401) or whose pod did not answer (503).\n"
+		   "# TYPE bpfmesh_tunnel_h2_streams_total counter\n");
+	for (size_t i = 0; i < sizeof(streams) / sizeof(streams[0]); i++)
+		fprintf(f, "bpfmesh_tunnel_h2_streams_total{outcome=\"%s\"} %lu\n",
+			streams[i].outcome,
+			__atomic_load_n((const unsigned long *)((const char *)&t->n + streams[i].off),
 					__ATOMIC_RELAXED));
 	fprintf(f, "# HELP bpfmesh_tunnel_handshakes_total TLS handshakes, full or resumed.\n"
 		   "# TYPE bpfmesh_tunnel_handshakes_total counter\n");
@@ -1475,6 +1924,22 @@ void tunnel_metrics(const struct tunnel *t, FILE *f)
 
 /* ---------- setup ---------- */
 
+/* Server side: h2 when the client offers it (ztunnel's HBONE); no ALPN otherwise (the
+ * HTTP/1.1 CONNECT framing of earlier agents). */
+static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+		   const unsigned char *in, unsigned int inlen, void *arg)
+{
+	(void)ssl;
+	(void)arg;
+	for (unsigned int i = 0; i < inlen; i += 1 + in[i])
+		if (in[i] == 2 && i + 3 <= inlen && !memcmp(in + i + 1, "h2", 2)) {
+			*out = in + i + 1;
+			*outlen = 2;
+			return SSL_TLSEXT_ERR_OK;
+		}
+	return SSL_TLSEXT_ERR_NOACK;
+}
+
 static SSL_CTX *ctx_new(struct tunnel *t, X509_STORE *trust, bool server)
 {
 	SSL_CTX *x = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
@@ -1494,6 +1959,7 @@ static SSL_CTX *ctx_new(struct tunnel *t, X509_STORE *trust, bool server)
 
 		SSL_CTX_set_verify(x, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
 		SSL_CTX_set_tlsext_servername_callback(x, on_servername);
+		SSL_CTX_set_alpn_select_cb(x, on_alpn, t);
 		SSL_CTX_set_tlsext_servername_arg(x, t);
 		/* a ticket outlives no certificate: resumed peers were verified within a half life
 		 */
@@ -1530,9 +1996,9 @@ struct tunnel *tunnel_new(const struct tunnel_opts *o, X509_STORE *trust)
 	t->lin = dial_listen(o->node_ip, BM_PORT_HBONE, o->filter_hbone, false, 512);
 	if (t->ep < 0 || t->wake < 0 || t->lout < 0 || t->lin < 0)
 		goto fail;
-	t->ev_out = (struct tev){EV_LISTEN_OUT, NULL};
-	t->ev_in = (struct tev){EV_LISTEN_IN, NULL};
-	t->ev_wake = (struct tev){EV_WAKE, NULL};
+	t->ev_out = (struct tev){.kind = EV_LISTEN_OUT, .c = NULL};
+	t->ev_in = (struct tev){.kind = EV_LISTEN_IN, .c = NULL};
+	t->ev_wake = (struct tev){.kind = EV_WAKE, .c = NULL};
 	{
 		struct epoll_event e = {.events = EPOLLIN, .data.ptr = &t->ev_wake};
 

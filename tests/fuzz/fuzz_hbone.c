@@ -25,6 +25,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    inet_pton(AF_INET6, req.forwarded, a) != 1)
 			abort();
 	}
+	{ /* HTTP/2's :authority and forwarded header values: the same checks */
+		char host[64], fwd[64];
+		int port;
+
+		if (hbone_parse_target((const char *)data, size, host, sizeof(host), &port) == 0 &&
+		    (port < 1 || port > 65535 ||
+		     (inet_pton(AF_INET, host, a) != 1 && inet_pton(AF_INET6, host, a) != 1)))
+			abort();
+		hbone_forwarded_for((const char *)data, size, fwd, sizeof(fwd));
+		if (fwd[0] && inet_pton(AF_INET, fwd, a) != 1 && inet_pton(AF_INET6, fwd, a) != 1)
+			abort();
+	}
 	if (hbone_parse_response((const char *)data, size, 2047, &status, &head) == 1 &&
 	    (status < 100 || status > 599 || head > size))
 		abort();

@@ -140,6 +140,88 @@ EOF
 	[[ "$output" == *'"pod": "httpbin-0"'* ]]
 }
 
+# h2c ARGS...: the python3-h2 HBONE client (an independent HTTP/2 implementation, as a
+# ztunnel on node1 would connect) to node2's 15008, as zt/sleep, for the STRICT pod httpbin-0
+h2c() {
+	local ca=/run/bpfmesh/lab/$LAB/ca
+	if [ ! -f "$TMPD/h2.crt" ]; then
+		bm ca issue --dir "$ca" --id spiffe://cluster.local/ns/zt/sa/sleep \
+			--cert "$TMPD/h2.crt" --key "$TMPD/h2.key" >/dev/null
+	fi
+	ip netns exec "bm-$LAB-node1" timeout 60 /usr/bin/python3 "$BATS_TEST_DIRNAME/hbone_h2.py" \
+		--connect 10.244.255.2:15008 --sni "$(pod_ip zt httpbin-0).pod.bpfmesh" \
+		--cert "$TMPD/h2.crt" --key "$TMPD/h2.key" --ca "$ca/ca.crt" "$@"
+}
+
+h2_metric() { # OUTCOME: node2's bpfmesh_tunnel_h2_streams_total{outcome=OUTCOME}
+	lab_metrics node2 | awk -v o="bpfmesh_tunnel_h2_streams_total{outcome=\"$1\"}" '$1 == o { print $2 }'
+}
+
+@test "HBONE over HTTP/2 (python3-h2 as the client): 10 CONNECT streams on one TLS connection reach the STRICT pod" {
+	ip=$(pod_ip zt httpbin-0)
+	before=$(h2_metric received)
+	conns=$(lab_metrics node2 | awk '$1 == "bpfmesh_tunnel_connections_total{direction=\"inbound\",outcome=\"h2\"}" { print $2 }')
+	run h2c --authority "$ip:8080" --streams 10 --forwarded "for=$(pod_ip zt sleep-0)"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"alpn h2"* ]]
+	[[ "$output" == *"server spiffe://cluster.local/ns/zt/sa/httpbin"* ]]
+	[ "$(grep -c "status 200 pod httpbin-0" <<<"$output")" -eq 10 ]
+	[ "$(h2_metric received)" -eq $((before + 10)) ]
+	after=$(lab_metrics node2 | awk '$1 == "bpfmesh_tunnel_connections_total{direction=\"inbound\",outcome=\"h2\"}" { print $2 }')
+	[ "$after" -eq $((conns + 1)) ] # one TLS connection for the ten
+}
+
+@test "HBONE over HTTP/2: 3 streams of 16 MiB each way at once, half-closed, intact" {
+	ip=$(pod_ip zt httpbin-0)
+	peer=$BATS_TEST_DIRNAME/accel_peer.py
+	setsid "$BM" lab exec --name "$LAB" -n zt httpbin-0 -- /usr/bin/python3 "$peer" server 9100 \
+		>"$TMPD/h2peer.log" 2>&1 </dev/null &
+	for _ in $(seq 50); do
+		lab exec -n zt httpbin-0 -- ss -ltn 2>/dev/null | grep -q ':9100 ' && break
+		sleep 0.1
+	done
+	run h2c --authority "$ip:9100" --streams 3 --sink 16777216 16777216 --timeout 40
+	pkill -f "accel_peer.py server 9100" || true
+	echo "$output"
+	[ "$(grep -c '^sink ' <<<"$output")" -eq 3 ]
+	# the pod counted and hashed what the client sent; the client got all the pod sent
+	while read -r _ id _ size sha _ n psha _ got; do
+		echo "stream $id: sent $size $sha, the pod read $n $psha, got back $got"
+		[ "$n" -eq "$size" ]
+		[ "$psha" = "$sha" ]
+		[ "$got" -eq 16777216 ]
+	done < <(grep '^sink ' <<<"$output")
+}
+
+@test "HBONE over HTTP/2: refusals carry ztunnel's status codes (400, 401, 503); no client certificate, no stream" {
+	ip=$(pod_ip zt httpbin-0)
+	refused=$(h2_metric refused)
+	run h2c --authority "$ip:8080" --method GET
+	echo "$output"
+	[[ "$output" == *"stream 1 status 400"* ]] # not CONNECT
+	run h2c --authority "$(pod_ip zt sleep-0):8080"
+	[[ "$output" == *"stream 1 status 400"* ]] # not a pod of this node
+	run h2c --authority "not-an-address:80"
+	[[ "$output" == *"stream 1 status 400"* ]]
+	[ "$(h2_metric refused)" -eq $((refused + 3)) ]
+	run h2c --authority "$ip:9" # nothing listens there
+	[[ "$output" == *"stream 1 status 503"* ]]
+	set_policy "$FIX/mtls/allow-nothing.yaml"
+	run h2c --authority "$ip:8080"
+	set_policy
+	echo "$output"
+	[[ "$output" == *"stream 1 status 401"* ]]
+	grep -q "tunnel: denied spiffe://cluster.local/ns/zt/sa/sleep .* -> zt/httpbin-0:8080" "$LOG2"
+	# a client without a certificate never gets as far as a stream
+	run ip netns exec "bm-$LAB-node1" timeout 20 /usr/bin/python3 "$BATS_TEST_DIRNAME/hbone_h2.py" \
+		--connect 10.244.255.2:15008 --sni "$ip.pod.bpfmesh" \
+		--ca "/run/bpfmesh/lab/$LAB/ca/ca.crt" --authority "$ip:8080"
+	echo "$output"
+	[[ "$output" != *"status 200"* ]]
+	[ "$status" -ne 0 ] || [[ "$output" != *"stream 1 status"*[0-9]* ]]
+}
+
 @test "the tunnel carries 32 MiB with half-close both ways, and a server reset" {
 	peer=$BATS_TEST_DIRNAME/accel_peer.py
 	ip=$(pod_ip zt httpbin-0)
