@@ -509,14 +509,16 @@ void h2t_goaway(struct h2t *h)
 			      NGHTTP2_NO_ERROR, NULL, 0);
 }
 
-int h2t_ping(struct h2t *h)
+void h2t_ping(struct h2t *h)
 {
-	int alive = !h->ping_out || h->ping_acked ? 0 : -1;
-
 	h->ping_out = true;
 	h->ping_acked = false;
 	nghttp2_submit_ping(h->s, NGHTTP2_FLAG_NONE, NULL);
-	return alive;
+}
+
+bool h2t_ping_acked(const struct h2t *h)
+{
+	return h->ping_out && h->ping_acked;
 }
 
 /* ---------- streams ---------- */

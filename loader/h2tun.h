@@ -76,8 +76,9 @@ int h2t_streams(const struct h2t *h);
 bool h2t_can_open(const struct h2t *h);
 /* No new streams: GOAWAY with NO_ERROR (open streams finish). */
 void h2t_goaway(struct h2t *h);
-/* Keepalive: a PING; 0 when its ACK came since the last call (the peer is alive). */
-int h2t_ping(struct h2t *h);
+/* Keepalive: a PING, and whether the ACK of the last one came. */
+void h2t_ping(struct h2t *h);
+bool h2t_ping_acked(const struct h2t *h);
 
 /* client: open a CONNECT stream to authority ("ip:port", "[v6]:port") with extra headers
  * (name/value pairs, n of them). NULL when none can be opened. */

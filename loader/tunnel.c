@@ -59,6 +59,7 @@
 #define PENDING_MAX	   1024 /* ... and in all */
 #define PENDING_SLOTS	   2048 /* table of per-source counts (open addressing) */
 #define LOG_BURST	   10	/* rejection lines a second; the rest are counted */
+#define H2_PING_SECS	   10	/* HTTP/2: a PING after this long unheard; no ACK this long: gone */
 
 enum ev_kind { EV_LISTEN_OUT, EV_LISTEN_IN, EV_PLAIN, EV_TLS, EV_WAKE, EV_H2S };
 
@@ -122,6 +123,8 @@ struct tconn {
 	time_t deadline;	   /* setup (connect, handshake, CONNECT) must be done by then */
 	struct h2t *h2;		   /* T_H2: the HTTP/2 session (h2tun.h) */
 	struct hstream *streams;   /* T_H2: its streams that have a pod side */
+	time_t h2_heard;	   /* T_H2: the peer's last bytes */
+	time_t h2_ping_at;	   /* T_H2: a PING is out since then (0: none) */
 };
 
 /* One CONNECT stream of an inbound HTTP/2 connection: the stream and its local pod socket. */
@@ -211,6 +214,7 @@ struct tunnel {
 static void free_dead(struct tunnel *t);
 static void conn_close(struct tconn *c);
 static void h2_teardown(struct tconn *c);
+static void h2_flush(struct tconn *c);
 static void out_start(struct tunnel *t, int fd, const char *src_ip, const struct bm_orig *o,
 		      bool http);
 static void take_snapshot(struct tunnel *t);
@@ -338,6 +342,24 @@ static void tick(struct tunnel *t, time_t now)
 		else
 			CNT(t, in_rejected);
 		conn_close(c);
+	}
+	/* HTTP/2 keepalive: a peer that went away without a word (its node lost power) takes its
+	 * streams and their pod connections with it after 2 x H2_PING_SECS */
+	for (struct tconn *c = t->live; c; c = c->next) {
+		if (c->st != T_H2)
+			continue;
+		if (c->h2_ping_at && h2t_ping_acked(c->h2)) {
+			c->h2_ping_at = 0;
+		} else if (c->h2_ping_at && now - c->h2_ping_at >= H2_PING_SECS) {
+			if (log_ok(t))
+				pr_info("tunnel: h2 %s (%s): no answer to PING in %d s; closed",
+					c->peer, c->want_id, H2_PING_SECS);
+			conn_close(c);
+		} else if (!c->h2_ping_at && now - c->h2_heard >= H2_PING_SECS) {
+			h2t_ping(c->h2);
+			c->h2_ping_at = now;
+			h2_flush(c);
+		}
 	}
 	free_dead(t);
 	if (t->paused)
@@ -1549,6 +1571,7 @@ static void h2_io(struct tconn *c)
 		uint32_t want = 0;
 
 		if (r > 0) {
+			c->h2_heard = time(NULL);
 			if (h2t_recv(c->h2, buf, (size_t)r)) {
 				if (log_ok(c->t))
 					pr_info("tunnel: h2 %s (%s): HTTP/2 protocol error; closed",
@@ -1580,6 +1603,7 @@ static void h2_serve(struct tconn *c)
 	pend_drop(c); /* authenticated: no longer a pending handshake (each stream is judged) */
 	CNT(c->t, h2_conns);
 	c->st = T_H2;
+	c->h2_heard = time(NULL);
 	h2_io(c);
 }
 

@@ -8,13 +8,15 @@
 #
 #   hbone_h2.py --connect IP:15008 --sni NAME --cert C --key K --ca CA --authority IP:PORT
 #       [--streams N] [--method CONNECT] [--path /get] [--forwarded for=IP] [--no-alpn]
-#       [--sink SIZE REPLY]
+#       [--sink SIZE REPLY] [--stall SECS]
 #
 # Prints "alpn h2", "server <URI SAN>", then per stream "stream ID status S pod P" (P is "-"
 # when no body came), and "connections 1". Exit 0 when the TLS connection worked, whatever the
 # streams got (the test reads the lines). --sink: instead of a request, each stream talks to
 # accel_peer.py's SINK (SIZE random bytes, half-close, REPLY bytes back) and prints
 # "sink ID sent SIZE SHA256 reply LINE got N" (LINE: the peer's count and digest).
+# --stall: once every stream has its answer, read nothing for SECS (a peer that went away
+# without a word: PINGs go unanswered), then print "after stall: closed" or "... open".
 import argparse
 import re
 import socket
@@ -25,6 +27,7 @@ import time
 import h2.config
 import h2.connection
 import h2.events
+import h2.exceptions
 
 
 def main():
@@ -42,6 +45,7 @@ def main():
     ap.add_argument('--no-alpn', action='store_true')
     ap.add_argument('--timeout', type=float, default=10)
     ap.add_argument('--sink', nargs=2, type=int, metavar=('SIZE', 'REPLY'))
+    ap.add_argument('--stall', type=float)
     a = ap.parse_args()
 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -97,7 +101,12 @@ def main():
                 conn.end_stream(sid)
 
     deadline = time.monotonic() + a.timeout
-    while time.monotonic() < deadline and not all(s['ended'] for s in streams.values()):
+    def settled():
+        if a.stall:
+            return all(s['status'] is not None for s in streams.values())
+        return all(s['ended'] for s in streams.values())
+
+    while time.monotonic() < deadline and not settled():
         try:
             data = tls.recv(65536)
         except socket.timeout:
@@ -144,6 +153,26 @@ def main():
         m = re.search(rb'"pod":\s*"([^"]+)"', s['body'])
         print('stream', sid, 'status', s['status'], 'pod', m.group(1).decode() if m else '-')
     print('connections 1')
+    if a.stall:
+        time.sleep(a.stall)
+        try:
+            tls.settimeout(2)
+            closed = True
+            while True:
+                data = tls.recv(65536)
+                if not data:
+                    break
+                if not any(isinstance(ev, h2.events.ConnectionTerminated)
+                           for ev in conn.receive_data(data)):
+                    continue
+                break
+        except socket.timeout:
+            closed = False
+        except (OSError, h2.exceptions.ProtocolError):
+            pass
+        print('after stall:', 'closed' if closed else 'open')
+        sys.stdout.flush()
+        return 0
     conn.close_connection()
     try:
         tls.sendall(conn.data_to_send())

@@ -222,6 +222,15 @@ h2_metric() { # OUTCOME: node2's bpfmesh_tunnel_h2_streams_total{outcome=OUTCOME
 	[ "$status" -ne 0 ] || [[ "$output" != *"stream 1 status"*[0-9]* ]]
 }
 
+@test "HBONE over HTTP/2: a client that stops answering PINGs is closed after 2 x 10 s" {
+	ip=$(pod_ip zt httpbin-0)
+	run h2c --authority "$ip:8080" --stall 24 --timeout 30
+	echo "$output"
+	[[ "$output" == *"stream 1 status 200"* ]]
+	[[ "$output" == *"after stall: closed"* ]]
+	grep -q "tunnel: h2 10.244.255.1:[0-9]* (spiffe://cluster.local/ns/zt/sa/sleep): no answer to PING in 10 s; closed" "$LOG2"
+}
+
 @test "the tunnel carries 32 MiB with half-close both ways, and a server reset" {
 	peer=$BATS_TEST_DIRNAME/accel_peer.py
 	ip=$(pod_ip zt httpbin-0)

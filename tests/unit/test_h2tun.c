@@ -348,6 +348,21 @@ static void test_goaway(void)
 	unpair(&c, &s);
 }
 
+static void test_ping(void)
+{
+	struct side c, s;
+
+	pair(&c, &s);
+	CHECK(!h2t_ping_acked(s.h), "no PING yet: nothing acked");
+	h2t_ping(s.h);
+	CHECK(!h2t_ping_acked(s.h), "sent, not answered");
+	pump(&c, &s);
+	CHECK(h2t_ping_acked(s.h), "the peer's ACK came");
+	h2t_ping(s.h);
+	CHECK(!h2t_ping_acked(s.h), "a new PING waits for its own ACK");
+	unpair(&c, &s);
+}
+
 int main(void)
 {
 	RUN(test_connect_head);
@@ -357,5 +372,6 @@ int main(void)
 	RUN(test_resets);
 	RUN(test_bytes_after_close);
 	RUN(test_goaway);
+	RUN(test_ping);
 	return CHECK_DONE("h2tun");
 }
