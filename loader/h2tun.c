@@ -266,6 +266,11 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
 		keep(st->req->baggage, value, vlen, &st->req->too_long);
 	else if (IS("traceparent"))
 		keep(st->req->traceparent, value, vlen, &st->req->too_long);
+	else if (IS("bpfmesh-protocol") && vlen < sizeof(st->req->protocol) &&
+		 !st->req->protocol[0]) {
+		memcpy(st->req->protocol, value, vlen);
+		st->req->protocol[vlen] = 0;
+	}
 #undef IS
 	return 0;
 }

@@ -40,6 +40,7 @@ struct h2t_req {
 	char forwarded[H2T_HEADER_MAX];
 	char baggage[H2T_HEADER_MAX];
 	char traceparent[H2T_HEADER_MAX];
+	char protocol[32]; /* bpfmesh-protocol: what our HTTP path sends ("http/1.1") */
 	bool too_long; /* a header of those did not fit: answer 400 */
 };
 

@@ -114,6 +114,40 @@ void hbone_forwarded_for(const char *v, size_t len, char *out, size_t cap)
 	forwarded_for(v, v + len, out, cap);
 }
 
+void hbone_forwarded_value(const char *ip, char *out, size_t cap)
+{
+	if (strchr(ip, ':'))
+		snprintf(out, cap, "for=\"[%s]\"", ip);
+	else
+		snprintf(out, cap, "for=%s", ip);
+}
+
+void hbone_baggage(const char *cluster, const char *ns, const char *wl_type, const char *wl,
+		   const char *svc, const char *rev, char *out, size_t cap)
+{
+	snprintf(out, cap,
+		 "k8s.cluster.name=%s,k8s.namespace.name=%s,k8s.%s.name=%s,service.name=%s,"
+		 "service.version=%s",
+		 cluster, ns, wl_type, wl, svc, rev);
+}
+
+void hbone_traceparent(const unsigned char rnd[24], char *out, size_t cap)
+{
+	size_t k;
+
+	/* version 00, a 16-byte trace id and an 8-byte span id (never all zero), flags 00 */
+	k = (size_t)snprintf(out, cap, "00-");
+	for (int i = 0; i < 24 && k + 3 < cap; i++) {
+		unsigned char b = rnd[i];
+
+		if ((i == 15 || i == 23) && !b)
+			b = 1;
+		k += (size_t)snprintf(out + k, cap - k, "%02x%s", b, i == 15 ? "-" : "");
+	}
+	if (k + 3 < cap)
+		snprintf(out + k, cap - k, "-00");
+}
+
 int hbone_parse_connect(const char *buf, size_t len, size_t max, struct hbone_connect *out)
 {
 	const char *end = head_end(buf, len > max ? max : len), *p, *eol;

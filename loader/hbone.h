@@ -30,6 +30,14 @@ int hbone_parse_target(const char *a, size_t len, char *host, size_t hlen, int *
 /* The for= address of a Forwarded header value (len bytes), "" when it has none. */
 void hbone_forwarded_for(const char *v, size_t len, char *out, size_t cap);
 
+/* What ztunnel sends with each HTTP/2 CONNECT: Forwarded's value for the client address
+ * ("for=10.0.0.1", "for=\"[fd00::1]\""), W3C baggage naming the source workload, and a
+ * traceparent that starts a trace from 24 random bytes. */
+void hbone_forwarded_value(const char *ip, char *out, size_t cap);
+void hbone_baggage(const char *cluster, const char *ns, const char *wl_type, const char *wl,
+		   const char *svc, const char *rev, char *out, size_t cap);
+void hbone_traceparent(const unsigned char rnd[24], char *out, size_t cap);
+
 /* The answer to a CONNECT: 1 with the status code and head length, 0 incomplete, -1
  * malformed or longer than max. */
 int hbone_parse_response(const char *buf, size_t len, size_t max, int *status, size_t *head_len);

@@ -82,29 +82,42 @@ void metrics_set_build_tag(const char *tag)
 	snprintf(build_tag, sizeof(build_tag), "%s", tag && *tag ? tag : "unknown");
 }
 
+const char *metrics_cluster_id(void)
+{
+	return cluster_id;
+}
+
 /* Istio's canonical service of a workload (what Kiali groups by): the canonical-name label,
  * else app.kubernetes.io/name, else app, else the workload's name; its revision likewise from
  * canonical-revision, app.kubernetes.io/version, version, else "latest". */
-static void canonical_labels(FILE *out, const char *side, const struct workload_obj *w,
-			     const char *wl)
+void metrics_canonical(const struct workload_obj *w, const char *wl, const char **name,
+		       const char **rev)
 {
 	static const char *const names[] = {"service.istio.io/canonical-name",
 					    "app.kubernetes.io/name", "app"};
 	static const char *const revs[] = {"service.istio.io/canonical-revision",
 					   "app.kubernetes.io/version", "version"};
-	const char *name = NULL, *rev = NULL;
+
+	*name = *rev = NULL;
+	for (int i = 0; w && i < 3; i++) {
+		if (!*name)
+			*name = kv_get(&w->labels, names[i]);
+		if (!*rev)
+			*rev = kv_get(&w->labels, revs[i]);
+	}
+	if (w && !*name)
+		*name = wl;
+	if (w && !*rev)
+		*rev = "latest";
+}
+
+static void canonical_labels(FILE *out, const char *side, const struct workload_obj *w,
+			     const char *wl)
+{
+	const char *name, *rev;
 	char label[64];
 
-	for (int i = 0; w && i < 3; i++) {
-		if (!name)
-			name = kv_get(&w->labels, names[i]);
-		if (!rev)
-			rev = kv_get(&w->labels, revs[i]);
-	}
-	if (w && !name)
-		name = wl;
-	if (w && !rev)
-		rev = "latest";
+	metrics_canonical(w, wl, &name, &rev);
 	snprintf(label, sizeof(label), "%s_canonical_service", side);
 	metrics_put_label(out, label, name, false);
 	snprintf(label, sizeof(label), "%s_canonical_revision", side);

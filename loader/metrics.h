@@ -27,6 +27,11 @@ void metrics_dest_labels(FILE *out, const char *svc_ns, const char *svc_name,
 
 /* source_cluster/destination_cluster of every series (default "Kubernetes", as Istio). */
 void metrics_set_cluster_id(const char *id);
+/* That cluster id ("Kubernetes" unless set), and Istio's canonical service name and revision
+ * of w, whose workload name is wl (what Kiali groups by; HBONE's baggage carries them). */
+const char *metrics_cluster_id(void);
+void metrics_canonical(const struct workload_obj *w, const char *wl, const char **name,
+		       const char **rev);
 /* istio_build{component="proxy",tag=...}: the version the binary was built as. */
 void metrics_set_build_tag(const char *tag);
 

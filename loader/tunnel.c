@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * tunnel.c: see tunnel.h. One connection pair (struct tconn) per tunnelled connection: a
- * plaintext side (the local client, or the local pod) and a TLS side (the peer agent). Each
- * side is a non-blocking socket in one epoll set; pump() moves what it can both ways and then
- * says which readiness it waits for. TLS 1.3 session tickets are cached per (client identity,
- * destination workload, peer node), so a new connection resumes instead of paying a full
- * handshake with certificate verification.
+ * tunnel.c: see tunnel.h. HBONE over HTTP/2 (ALPN h2, h2tun.h): a TLS connection (struct
+ * tconn) carries CONNECT streams (struct hstream), each with its plaintext socket (the local
+ * client, outbound; the local pod, inbound); outbound connections are pooled per (client
+ * identity, server identity, peer node). HTTP/1.1 CONNECT (hbone.h) for peers without h2: one
+ * tconn per tunnelled connection, a plaintext side and a TLS side, pump() moving what it can
+ * both ways. Every socket is non-blocking in one epoll set. TLS 1.3 session tickets are cached
+ * per (client identity, destination workload, peer node), so a new TLS connection resumes
+ * instead of paying a full handshake with certificate verification.
  *
  * Threads: everything here runs on the tunnel's own data thread (tunnel_start), which owns
  * every socket and TLS object. The agent's control thread hands it, through tunnel_publish(),
@@ -26,12 +28,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <openssl/err.h>
@@ -60,6 +64,9 @@
 #define PENDING_SLOTS	   2048 /* table of per-source counts (open addressing) */
 #define LOG_BURST	   10	/* rejection lines a second; the rest are counted */
 #define H2_PING_SECS	   10	/* HTTP/2: a PING after this long unheard; no ACK this long: gone */
+#define POOL_IDLE_SECS	   300	/* a pooled connection without streams this long goes (ztunnel's) */
+#define H1_MEMO		   64	/* peers that would not speak h2 (agents before it), remembered */
+#define H1_MEMO_SECS	   60	/* ... for this long: their connections use HTTP/1.1 CONNECT */
 
 enum ev_kind { EV_LISTEN_OUT, EV_LISTEN_IN, EV_PLAIN, EV_TLS, EV_WAKE, EV_H2S };
 
@@ -125,19 +132,30 @@ struct tconn {
 	struct hstream *streams;   /* T_H2: its streams that have a pod side */
 	time_t h2_heard;	   /* T_H2: the peer's last bytes */
 	time_t h2_ping_at;	   /* T_H2: a PING is out since then (0: none) */
+	bool pool;	   /* outbound HTTP/2: a pooled connection carrying CONNECT streams */
+	char pool_key[512]; /* pool: client identity#generation|server identity|peer node */
+	struct tconn *pprev, *pnext; /* pool: the tunnel's pooled connections */
+	int nwait;		     /* pool: streams waiting for it to be set up */
+	time_t idle_since;	     /* pool: without streams since then */
 };
 
-/* One CONNECT stream of an inbound HTTP/2 connection: the stream and its local pod socket. */
+/* One CONNECT stream of an HTTP/2 connection and its plaintext socket: inbound, the
+ * connection to the local pod; outbound (out), the local client's connection. */
 struct hstream {
 	struct tconn *hc;	/* the connection it rides on */
-	struct h2t_stream *hs;	/* NULL once released */
-	int pfd;		/* to the local pod */
+	struct h2t_stream *hs;	/* NULL once released (outbound: until its connection is set up) */
+	int pfd;		/* to the local pod, or from the local client */
 	struct tev pev;
 	uint32_t pmask;
 	bool connecting, relaying, p_eof, p_shut, dead;
 	struct dial_pass pass;
 	struct tdest *dest;
 	char src_ip[64], dst[64];
+	bool out;	  /* outbound: ours, to the peer */
+	bool waiting;	  /* outbound: its connection is still being set up */
+	bool http;	  /* outbound: the HTTP path's requests (bpfmesh-protocol: http/1.1) */
+	struct bm_orig o; /* outbound: the captured destination (to start again elsewhere) */
+	time_t deadline;  /* outbound: the peer's answer must come by then */
 	struct hstream *prev, *next; /* the connection's streams */
 	struct hstream *next_dead;
 };
@@ -155,7 +173,7 @@ struct tdest {
 struct tcounters {
 	unsigned long out_accepted, out_rejected, out_failed, in_accepted, in_rejected, in_denied,
 	    in_overload, in_http, full_handshakes, resumed, active, logs_suppressed, h2_conns,
-	    h2_streams, h2_refused, h2_denied, h2_failed;
+	    h2_streams, h2_refused, h2_denied, h2_failed, out_h2_conns, out_h2_streams;
 };
 #define CNT_ADD(t, f, v) __atomic_add_fetch(&(t)->n.f, (v), __ATOMIC_RELAXED)
 #define CNT(t, f)	 CNT_ADD(t, f, 1)
@@ -178,6 +196,11 @@ struct tunnel {
 	unsigned long sess_clock;
 	struct tconn *dead;
 	struct tconn *live;
+	struct tconn *pool; /* outbound HTTP/2 connections, new streams go on them */
+	struct {
+		char peer[64];
+		time_t until;
+	} h1[H1_MEMO]; /* peers that answered without h2 */
 	struct hstream *hdead; /* streams closed in this batch of events */
 	bool paused; /* listeners out of epoll: no fds left (EMFILE) */
 	int ex_idx;
@@ -217,6 +240,9 @@ static void h2_teardown(struct tconn *c);
 static void h2_flush(struct tconn *c);
 static void out_start(struct tunnel *t, int fd, const char *src_ip, const struct bm_orig *o,
 		      bool http);
+static void pool_tick(struct tunnel *t, time_t now);
+static void hs_close(struct hstream *s, bool reset);
+static void hs_pump(struct hstream *s);
 static void take_snapshot(struct tunnel *t);
 static void listeners_watch(struct tunnel *t, bool on);
 
@@ -338,7 +364,7 @@ static void tick(struct tunnel *t, time_t now)
 			pr_info("tunnel: %s %s: not set up after %d s; closed",
 				c->outbound ? c->src_ip : c->peer, c->dst, SETUP_SECS);
 		if (c->outbound)
-			CNT(t, out_failed);
+			CNT_ADD(t, out_failed, c->pool ? (unsigned long)c->nwait : 1UL);
 		else
 			CNT(t, in_rejected);
 		conn_close(c);
@@ -361,6 +387,7 @@ static void tick(struct tunnel *t, time_t now)
 			h2_flush(c);
 		}
 	}
+	pool_tick(t, now);
 	free_dead(t);
 	if (t->paused)
 		listeners_watch(t, true);
@@ -515,7 +542,16 @@ static void conn_close(struct tconn *c)
 {
 	if (c->st == T_DEAD)
 		return;
-	if (c->h2) {
+	if (c->pool) { /* no new streams on it */
+		if (c->pprev)
+			c->pprev->pnext = c->pnext;
+		else
+			c->t->pool = c->pnext;
+		if (c->pnext)
+			c->pnext->pprev = c->pprev;
+		c->pprev = c->pnext = NULL;
+	}
+	if (c->h2 || c->streams) {
 		c->st = T_DEAD; /* h2_flush from a stream's close does nothing now */
 		h2_teardown(c);
 	}
@@ -745,10 +781,17 @@ static void pump(struct tconn *c)
 
 static void out_fail(struct tconn *c, const char *why)
 {
-	pr_info("tunnel: %s -> %s via %s: %s; connection closed", c->src_ip, c->dst, c->peer, why);
-	CNT(c->t, out_failed);
+	if (c->pool)
+		pr_info("tunnel: h2 %s -> %s via %s: %s; %d connection%s closed", c->src_ip, c->dst,
+			c->peer, why, c->nwait, c->nwait == 1 ? "" : "s");
+	else
+		pr_info("tunnel: %s -> %s via %s: %s; connection closed", c->src_ip, c->dst,
+			c->peer, why);
+	CNT_ADD(c->t, out_failed, c->pool ? (unsigned long)c->nwait : 1UL);
 	conn_close(c);
 }
+
+static void out_h2_ready(struct tconn *c);
 
 static void out_handshake(struct tconn *c)
 {
@@ -773,6 +816,10 @@ static void out_handshake(struct tconn *c)
 		CNT(c->t, resumed);
 	else
 		CNT(c->t, full_handshakes);
+	if (c->pool) {
+		out_h2_ready(c);
+		return;
+	}
 	if (!conn_bufs(c)) {
 		out_fail(c, "out of memory");
 		return;
@@ -858,6 +905,8 @@ static void out_connected(struct tconn *c)
 	/* SNI names the destination pod: the server presents that workload's certificate */
 	snprintf(sni, sizeof(sni), "%.*s.pod.bpfmesh", (int)strcspn(c->dst, ":"), c->dst);
 	SSL_set_tlsext_host_name(c->ssl, sni);
+	if (c->pool) /* HBONE's HTTP/2 (an agent that does not select it gets HTTP/1.1) */
+		SSL_set_alpn_protos(c->ssl, (const unsigned char *)"\x02h2", 3);
 	snprintf(c->sess_key, sizeof(c->sess_key), "%s#%u|%s|%s|%s", id->spiffe, id->gen,
 		 c->want_id, sni, c->peer);
 	s = sess_find(c->t, c->sess_key);
@@ -908,16 +957,334 @@ static void out_accept(struct tunnel *t)
 	}
 }
 
+/* ---------- outbound HTTP/2: pooled connections, one CONNECT stream each ----------
+ *
+ * As ztunnel's pool: a connection is keyed by the client's identity (and its certificate's
+ * generation: a rotated certificate starts new connections), the identity the server must
+ * prove and the peer node; a new application connection rides a live one (no handshake) or
+ * waits on one being set up, up to H2T_CLIENT_STREAMS streams, then another is made. One
+ * without streams for POOL_IDLE_SECS goes. A peer that does not select h2 (an agent of an
+ * earlier version) is remembered for H1_MEMO_SECS and gets HTTP/1.1 CONNECT, one TLS
+ * connection per application connection. */
+
+static bool h1_peer(struct tunnel *t, const char *peer, time_t now)
+{
+	for (int i = 0; i < H1_MEMO; i++)
+		if (t->h1[i].until > now && !strcmp(t->h1[i].peer, peer))
+			return true;
+	return false;
+}
+
+static void h1_remember(struct tunnel *t, const char *peer)
+{
+	time_t now = time(NULL);
+	int slot = 0;
+
+	for (int i = 0; i < H1_MEMO; i++) {
+		if (!strcmp(t->h1[i].peer, peer) || t->h1[i].until <= now) {
+			slot = i;
+			break;
+		}
+		if (t->h1[i].until < t->h1[slot].until)
+			slot = i;
+	}
+	snprintf(t->h1[slot].peer, sizeof(t->h1[slot].peer), "%s", peer);
+	t->h1[slot].until = now + H1_MEMO_SECS;
+}
+
+/* Kubernetes' workload kind as ztunnel's baggage names it (k8s.<kind>.name). */
+static const char *workload_kind(const struct workload_obj *w)
+{
+	const char *owner = kv_get(&w->annotations, "bpfmesh.io/owner");
+
+	if (w->owner_kind && !strcmp(w->owner_kind, "ReplicaSet"))
+		return "deployment";
+	if (w->owner_kind && (!strcmp(w->owner_kind, "StatefulSet") ||
+			      !strcmp(w->owner_kind, "DaemonSet") || !strcmp(w->owner_kind, "Job")))
+		return !strcmp(w->owner_kind, "StatefulSet") ? "statefulset"
+		       : !strcmp(w->owner_kind, "DaemonSet") ? "daemonset"
+							     : "job";
+	if (owner && !strcmp(owner, "Deployment"))
+		return "deployment";
+	return "pod";
+}
+
+/* Open the stream's CONNECT on its (set up) connection, with ztunnel's headers. */
+static void os_open(struct hstream *s)
+{
+	struct tconn *c = s->hc;
+	const struct workload_obj *src = config_pod_by_id(c->t->c, s->o.src_pod);
+	char fwd[96], bag[H2T_HEADER_MAX], tp[64], wl[256];
+	const char *hdrs[8];
+	unsigned char rnd[24];
+	int n = 0;
+
+	s->waiting = false;
+	c->nwait--;
+	hbone_forwarded_value(s->src_ip, fwd, sizeof(fwd));
+	hdrs[n++] = "forwarded";
+	hdrs[n++] = fwd;
+	if (src) {
+		const char *svc, *rev;
+
+		config_workload_name(src, wl, sizeof(wl));
+		metrics_canonical(src, wl, &svc, &rev);
+		hbone_baggage(metrics_cluster_id(), src->ns, workload_kind(src), wl, svc, rev, bag,
+			      sizeof(bag));
+		hdrs[n++] = "baggage";
+		hdrs[n++] = bag;
+	}
+	if (getrandom(rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd)) {
+		uint64_t x = (uint64_t)time(NULL) ^ ((uint64_t)(uintptr_t)s << 16);
+
+		for (size_t i = 0; i < sizeof(rnd); i++, x = x * 6364136223846793005ULL + 1)
+			rnd[i] = (unsigned char)(x >> 56);
+	}
+	hbone_traceparent(rnd, tp, sizeof(tp));
+	hdrs[n++] = "traceparent";
+	hdrs[n++] = tp;
+	if (s->http) {
+		hdrs[n++] = "bpfmesh-protocol";
+		hdrs[n++] = "http/1.1";
+	}
+	s->hs = h2t_connect(c->h2, s->dst, hdrs, n / 2, s);
+	if (!s->hs) { /* the peer allows fewer streams than were waiting: another connection */
+		int fd = s->pfd;
+		struct bm_orig o = s->o;
+		bool http = s->http;
+		char ip[64];
+
+		snprintf(ip, sizeof(ip), "%s", s->src_ip);
+		s->pfd = -1;
+		hs_close(s, false);
+		out_start(c->t, fd, ip, &o, http);
+		return;
+	}
+	s->deadline = time(NULL) + SETUP_SECS;
+	CNT(c->t, out_h2_streams);
+}
+
+/* The peer's answer to a stream's CONNECT: 200 relays, anything else closes. */
+static void os_response(void *arg, struct h2t_stream *hs, int status)
+{
+	struct hstream *s = h2t_user(hs);
+	struct tconn *c = arg;
+
+	if (!s)
+		return;
+	if (status != 200) {
+		pr_info("tunnel: h2 %s -> %s via %s: peer agent answered %d; connection closed",
+			s->src_ip, s->dst, c->peer, status);
+		CNT(c->t, out_failed);
+		hs_close(s, true);
+		return;
+	}
+	s->relaying = true;
+	pr_debug("tunnel: h2 %s -> %s via %s stream %d open", s->src_ip, s->dst, c->peer,
+		 h2t_id(hs));
+	hs_pump(s);
+}
+
+static void h2_on_readable(void *arg, struct h2t_stream *hs);
+static void h2_on_closed(void *arg, struct h2t_stream *hs, uint32_t err);
+
+static const struct h2t_cb h2_client_cb = {
+    .response = os_response,
+    .readable = h2_on_readable,
+    .writable = h2_on_readable,
+    .closed = h2_on_closed,
+};
+
+/* A pooled connection passed its handshake: HTTP/2 if the peer selected it. */
+static void out_h2_ready(struct tconn *c)
+{
+	const unsigned char *alpn = NULL;
+	unsigned int alen = 0;
+
+	SSL_get0_alpn_selected(c->ssl, &alpn, &alen);
+	if (alen != 2 || memcmp(alpn, "h2", 2)) {
+		/* an agent without HTTP/2: each waiting connection goes over HTTP/1.1 CONNECT */
+		pr_info("tunnel: %s does not speak HBONE over HTTP/2; HTTP/1.1 CONNECT to it for "
+			"%d s",
+			c->peer, H1_MEMO_SECS);
+		h1_remember(c->t, c->peer);
+		while (c->streams) {
+			struct hstream *s = c->streams;
+			struct bm_orig o = s->o;
+			int fd = s->pfd;
+			bool http = s->http;
+			char ip[64];
+
+			snprintf(ip, sizeof(ip), "%s", s->src_ip);
+			s->pfd = -1;
+			hs_close(s, false);
+			out_start(c->t, fd, ip, &o, http);
+		}
+		conn_close(c);
+		return;
+	}
+	c->h2 = h2t_new(false, &h2_client_cb, c);
+	if (!c->h2) {
+		out_fail(c, "out of memory");
+		return;
+	}
+	SSL_clear_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS);
+	CNT(c->t, out_h2_conns);
+	c->st = T_H2;
+	c->h2_heard = c->idle_since = time(NULL);
+	for (struct hstream *s = c->streams, *nx; s; s = nx) {
+		nx = s->next;
+		if (s->waiting)
+			os_open(s);
+	}
+	h2_flush(c);
+}
+
+/* A live pooled connection for key with room for one more stream, or NULL. */
+static struct tconn *pool_find(struct tunnel *t, const char *key)
+{
+	for (struct tconn *c = t->pool; c; c = c->pnext) {
+		if (c->st == T_DEAD || strcmp(c->pool_key, key))
+			continue;
+		if (c->st == T_H2 ? h2t_can_open(c->h2) : c->nwait < H2T_CLIENT_STREAMS)
+			return c;
+	}
+	return NULL;
+}
+
+/* The local client fd to the pod of o over a pooled connection (made if none has room). */
+static void pool_start(struct tunnel *t, int fd, const char *src_ip, const struct bm_orig *o,
+		       bool http, const char *dst, const char *peer, const char *want_id,
+		       const struct sockaddr_in *to, const struct ident *id)
+{
+	char key[512];
+	struct tconn *c;
+	struct hstream *s;
+
+	snprintf(key, sizeof(key), "%s#%u|%s|%s", id->spiffe, id->gen, want_id, peer);
+	c = pool_find(t, key);
+	if (!c) {
+		c = conn_new(t, true);
+		if (!c) {
+			close(fd);
+			return;
+		}
+		c->pool = true;
+		c->src_pod = o->src_pod;
+		snprintf(c->pool_key, sizeof(c->pool_key), "%s", key);
+		snprintf(c->src_ip, sizeof(c->src_ip), "%s", src_ip);
+		snprintf(c->dst, sizeof(c->dst), "%s", dst);
+		snprintf(c->peer, sizeof(c->peer), "%s", peer);
+		snprintf(c->want_id, sizeof(c->want_id), "%s", want_id);
+		c->pnext = t->pool;
+		if (t->pool)
+			t->pool->pprev = c;
+		t->pool = c;
+		c->sfd = tcp_connect(to, NULL);
+		if (c->sfd < 0) {
+			pr_info("tunnel: %s -> %s via %s: %s; connection closed", src_ip, dst, peer,
+				strerror(errno));
+			CNT(t, out_failed);
+			close(fd);
+			conn_close(c);
+			return;
+		}
+		c->st = T_OUT_CONNECT;
+		ep_set(c, c->sfd, &c->sev, &c->smask, EPOLLOUT);
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		CNT(t, out_failed);
+		close(fd);
+		return;
+	}
+	s->hc = c;
+	s->out = true;
+	s->http = http;
+	s->o = *o;
+	s->pfd = fd;
+	s->pev = (struct tev){EV_H2S, c, s};
+	snprintf(s->src_ip, sizeof(s->src_ip), "%s", src_ip);
+	snprintf(s->dst, sizeof(s->dst), "%s", dst);
+	s->next = c->streams;
+	if (c->streams)
+		c->streams->prev = s;
+	c->streams = s;
+	s->waiting = true;
+	c->nwait++;
+	if (c->st == T_H2) {
+		os_open(s);
+		h2_flush(c);
+	}
+}
+
+/* Pooled connections: the answer each stream waits for, and idle connections. */
+static void pool_tick(struct tunnel *t, time_t now)
+{
+	for (struct tconn *c = t->pool, *cn; c; c = cn) {
+		cn = c->pnext;
+		if (c->st != T_H2)
+			continue;
+		for (struct hstream *s = c->streams, *nx; s; s = nx) {
+			nx = s->next;
+			if (s->out && !s->relaying && !s->waiting && now >= s->deadline) {
+				pr_info("tunnel: h2 %s -> %s via %s: no answer in %d s; connection "
+					"closed",
+					s->src_ip, s->dst, c->peer, SETUP_SECS);
+				CNT(t, out_failed);
+				hs_close(s, true);
+			}
+		}
+		if (!c->streams && now - c->idle_since >= POOL_IDLE_SECS) {
+			pr_debug("tunnel: h2 %s (%s): idle %d s; closed", c->peer, c->want_id,
+				 POOL_IDLE_SECS);
+			h2t_goaway(c->h2);
+			h2_flush(c);
+			conn_close(c);
+			continue;
+		}
+		h2_flush(c);
+	}
+}
+
 /* A connection to carry to o's destination pod, for the client pod o->src_pod at src_ip:
- * to that pod's node, mutual TLS, CONNECT. */
+ * to that pod's node, mutual TLS, CONNECT (a stream of a pooled HTTP/2 connection, or
+ * HTTP/1.1 to a peer without HTTP/2). */
 static void out_start(struct tunnel *t, int fd, const char *src_ip, const struct bm_orig *o,
 		      bool http)
 {
 	struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(BM_PORT_HBONE)};
-	const struct workload_obj *dst;
-	struct tconn *c = conn_new(t, true);
-	char ip[INET_ADDRSTRLEN];
+	const struct workload_obj *dst, *src;
+	const struct ident *id;
+	struct tconn *c;
+	char ip[INET_ADDRSTRLEN], dsts[64], peer[64], want_id[320];
 
+	inet_ntop(AF_INET, o->addr, ip, sizeof(ip));
+	snprintf(dsts, sizeof(dsts), "%s:%u", ip, ntohs(o->port));
+	dst = pod_by_ip(t->c, ip);
+	snprintf(peer, sizeof(peer), "%s:%d", dst && dst->host_ip ? dst->host_ip : "?",
+		 BM_PORT_HBONE);
+	if (dst)
+		snprintf(want_id, sizeof(want_id), "spiffe://%s/ns/%s/sa/%s", t->o.trust_domain,
+			 dst->ns, sa_of(dst));
+	if (dst && dst->host_ip && inet_pton(AF_INET, dst->host_ip, &to.sin_addr) == 1 &&
+	    !h1_peer(t, peer, time(NULL))) {
+		/* the client is who the kernel says opened the connection (its cgroup, recorded
+		 * with the captured destination), never whoever owns its source address */
+		src = config_pod_by_id(t->c, o->src_pod);
+		id = src && src->kind == WL_POD ? idset_find(t->ids, src->ns, sa_of(src)) : NULL;
+		if (!id) {
+			pr_info("tunnel: %s -> %s via %s: no identity for the client; connection "
+				"closed",
+				src_ip, dsts, peer);
+			CNT(t, out_failed);
+			close(fd);
+			return;
+		}
+		pool_start(t, fd, src_ip, o, http, dsts, peer, want_id, &to, id);
+		return;
+	}
+	c = conn_new(t, true);
 	if (!c) {
 		close(fd);
 		return;
@@ -926,17 +1293,13 @@ static void out_start(struct tunnel *t, int fd, const char *src_ip, const struct
 	c->http = http;
 	c->src_pod = o->src_pod;
 	snprintf(c->src_ip, sizeof(c->src_ip), "%s", src_ip);
-	inet_ntop(AF_INET, o->addr, ip, sizeof(ip));
-	snprintf(c->dst, sizeof(c->dst), "%s:%u", ip, ntohs(o->port));
-	dst = pod_by_ip(t->c, ip);
-	snprintf(c->peer, sizeof(c->peer), "%s:%d", dst && dst->host_ip ? dst->host_ip : "?",
-		 BM_PORT_HBONE);
-	if (!dst || !dst->host_ip || inet_pton(AF_INET, dst->host_ip, &to.sin_addr) != 1) {
+	snprintf(c->dst, sizeof(c->dst), "%s", dsts);
+	snprintf(c->peer, sizeof(c->peer), "%s", peer);
+	if (!dst || !dst->host_ip || !to.sin_addr.s_addr) {
 		out_fail(c, "destination is no pod with a known node");
 		return;
 	}
-	snprintf(c->want_id, sizeof(c->want_id), "spiffe://%s/ns/%s/sa/%s", t->o.trust_domain,
-		 dst->ns, sa_of(dst));
+	snprintf(c->want_id, sizeof(c->want_id), "%s", want_id);
 	c->sfd = tcp_connect(&to, NULL);
 	if (c->sfd < 0) {
 		out_fail(c, strerror(errno));
@@ -1277,6 +1640,9 @@ static void hs_close(struct hstream *s, bool reset)
 	if (s->dead)
 		return;
 	s->dead = true;
+	if (s->waiting)
+		c->nwait--;
+	s->waiting = false;
 	if (s->relaying)
 		DEST_ADD(s, closed, 1);
 	ep_set(c, s->pfd, &s->pev, &s->pmask, 0);
@@ -1302,6 +1668,8 @@ static void hs_close(struct hstream *s, bool reset)
 		c->streams = s->next;
 	if (s->next)
 		s->next->prev = s->prev;
+	if (c->pool && !c->streams)
+		c->idle_since = time(NULL);
 	s->next_dead = c->t->hdead; /* freed after this batch (queued events may name it) */
 	c->t->hdead = s;
 }
@@ -1468,6 +1836,36 @@ static void h2_on_request(void *arg, struct h2t_stream *hs, const struct h2t_req
 	peer.principal = principal;
 	peer.ns = ns;
 	sec_peer_ip(&peer, s->src_ip);
+	if (!strcasecmp(r->protocol, "http/1.1") && c->t->http_in) {
+		/* the peer's HTTP path routed these requests: ours judges each one */
+		struct tunnel_stream ts = {.dst_port = (uint16_t)port};
+		int sv[2];
+
+		if (inet_pton(AF_INET, host, ts.dst_ip) != 1 ||
+		    inet_pton(AF_INET, s->src_ip, ts.src_ip) != 1)
+			memset(ts.src_ip, 0, 4);
+		snprintf(ts.principal, sizeof(ts.principal), "%s", principal);
+		snprintf(ts.ns, sizeof(ts.ns), "%s", ns);
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv)) {
+			h2t_respond(hs, 503);
+			hs_close(s, false);
+			return;
+		}
+		if (c->t->http_in(c->t->http_arg, sv[1], &ts)) {
+			close(sv[0]);
+			close(sv[1]);
+			CNT(c->t, h2_failed);
+			h2t_respond(hs, 503);
+			hs_close(s, false);
+			return;
+		}
+		s->pfd = sv[0];
+		s->relaying = true;
+		CNT(c->t, in_http);
+		h2t_respond(hs, 200);
+		hs_pump(s);
+		return;
+	}
 	sec_authorize(c->t->c, c->t->o.root_ns, w, port, &peer, &d);
 	if (d.audit)
 		pr_info("tunnel: audit: %s (%s) -> %s/%s:%d matched AUDIT policy %s", c->want_id,
@@ -1901,6 +2299,7 @@ void tunnel_metrics(const struct tunnel *t, FILE *f)
 	    {"inbound", "overload", offsetof(struct tcounters, in_overload)},
 	    {"inbound", "http", offsetof(struct tcounters, in_http)},
 	    {"inbound", "h2", offsetof(struct tcounters, h2_conns)},
+	    {"outbound", "h2", offsetof(struct tcounters, out_h2_conns)},
 	};
 	static const struct {
 		const char *outcome;
@@ -1910,6 +2309,7 @@ void tunnel_metrics(const struct tunnel *t, FILE *f)
 	    {"refused", offsetof(struct tcounters, h2_refused)},
 	    {"denied", offsetof(struct tcounters, h2_denied)},
 	    {"failed", offsetof(struct tcounters, h2_failed)},
+	    {"opened", offsetof(struct tcounters, out_h2_streams)},
 	};
 
 	fprintf(f, "# HELP bpfmesh_tunnel_connections_total Tunnelled connections by direction and "
@@ -1920,9 +2320,9 @@ void tunnel_metrics(const struct tunnel *t, FILE *f)
 			conns[i].dir, conns[i].outcome,
 			__atomic_load_n((const unsigned long *)((const char *)&t->n + conns[i].off),
 					__ATOMIC_RELAXED));
-	fprintf(f, "# HELP bpfmesh_tunnel_h2_streams_total HTTP/2 CONNECT streams received "
-		   "(ALPN h2, as ztunnel sends them): all received, and those refused (400), denied by "
-		   "policy (401) or whose pod did not answer (503).\n"
+	fprintf(f, "# HELP bpfmesh_tunnel_h2_streams_total HTTP/2 CONNECT streams (ALPN h2, as "
+		   "ztunnel sends them): all received, those refused (400), denied by policy (401) or "
+		   "whose pod did not answer (503); and those opened on pooled connections to peers.\n"
 		   "# TYPE bpfmesh_tunnel_h2_streams_total counter\n");
 	for (size_t i = 0; i < sizeof(streams) / sizeof(streams[0]); i++)
 		fprintf(f, "bpfmesh_tunnel_h2_streams_total{outcome=\"%s\"} %lu\n",

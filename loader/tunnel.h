@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * tunnel.h: the agent's mTLS tunnel between nodes (Istio's HBONE shape, HTTP CONNECT on port
- * 15008, with HTTP/1.1 framing: see docs/mtls.md for why). Called by the agent (agent.c):
+ * tunnel.h: the agent's mTLS tunnel between nodes (HBONE: HTTP/2 CONNECT streams on mutual
+ * TLS to port 15008, as ztunnel; HTTP/1.1 CONNECT with peers that do not select h2; see
+ * docs/mtls.md). Called by the agent (agent.c):
  *  - outbound (15001 on the node address): the kernel sends a mesh pod's connect to a remote
- *    mesh workload here; the agent finds the real destination in bm_orig, opens mutual TLS 1.3
- *    to the destination node's agent with the client workload's certificate, checks that the
- *    server presents the destination workload's SPIFFE ID, asks for the destination with
- *    CONNECT, and relays;
+ *    mesh workload here; the agent finds the real destination in bm_orig, opens a CONNECT
+ *    stream on a pooled mutual TLS 1.3 connection to the destination node's agent (made with
+ *    the client workload's certificate, the server proving the destination workload's SPIFFE
+ *    ID), and relays;
  *  - inbound (15008): verifies the peer's chain and trust domain, applies AuthorizationPolicy
  *    with the peer's identity, connects to the local pod (registering the 4-tuple in
  *    bm_attest so the pod's inbound judge lets it in) and relays plaintext.

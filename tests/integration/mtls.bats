@@ -27,6 +27,8 @@ teardown() {
 teardown_file() {
 	pkill -f "openssl s_server -accept 10.244.255.2:15008" 2>/dev/null || true
 	pkill -f "accel_peer.py server 9100" 2>/dev/null || true
+	pkill -f "ztunnel_peer.py --listen 10.244.255.2:15008" 2>/dev/null || true
+	rm -rf "/etc/netns/bm-$LAB-node1"
 	if [ -f "$TMPD/scrape.pids" ]; then xargs kill <"$TMPD/scrape.pids" 2>/dev/null || true; fi
 	pkill -f "tcpdump -i fab0 --immediate-mode -Z root -U -w $TMPD" 2>/dev/null || true
 	lab_teardown "$LAB"
@@ -220,6 +222,26 @@ h2_metric() { # OUTCOME: node2's bpfmesh_tunnel_h2_streams_total{outcome=OUTCOME
 	echo "$output"
 	[[ "$output" != *"status 200"* ]]
 	[ "$status" -ne 0 ] || [[ "$output" != *"stream 1 status"*[0-9]* ]]
+}
+
+@test "HBONE over HTTP/2: nghttp (nghttp2-client) reads node2's frames as valid HTTP/2" {
+	ip=$(pod_ip zt httpbin-0)
+	h2c --authority "$ip:8080" >/dev/null # (issues the client certificate)
+	# nghttp takes its SNI from the URL: the name resolves to node2 inside node1's netns only
+	mkdir -p "/etc/netns/bm-$LAB-node1"
+	echo "10.244.255.2 $ip.pod.bpfmesh" >"/etc/netns/bm-$LAB-node1/hosts"
+	run ip netns exec "bm-$LAB-node1" timeout 20 nghttp -v -y --cert "$TMPD/h2.crt" \
+		--key "$TMPD/h2.key" "https://$ip.pod.bpfmesh:15008/"
+	rm -rf "/etc/netns/bm-$LAB-node1"
+	echo "$output"
+	[[ "$output" == *"recv SETTINGS frame"* ]]
+	[[ "$output" == *"(niv=3)"* ]]
+	[[ "$output" == *"[SETTINGS_MAX_CONCURRENT_STREAMS(0x03):200]"* ]]
+	[[ "$output" == *"[SETTINGS_INITIAL_WINDOW_SIZE(0x04):4194304]"* ]]
+	[[ "$output" =~ recv\ \(stream_id=[0-9]+\)\ :status:\ 400 ]] # GET is not CONNECT
+	[[ "$output" == *"recv WINDOW_UPDATE frame"*"(window_size_increment=16711681)"* ]] # 16 MiB
+	[[ "$output" != *"PROTOCOL_ERROR"* ]]
+	[[ "$output" != *"[ERROR]"* ]]
 }
 
 @test "HBONE over HTTP/2: a client that stops answering PINGs is closed after 2 x 10 s" {
@@ -536,12 +558,106 @@ EOF
 	[ "$status" -ne 0 ]
 }
 
-@test "the tunnel resumes TLS sessions instead of full handshakes" {
+node1_metric() { # SERIES: node1's value of that exact series
+	lab_metrics node1 | awk -v s="$1" '$1 == s { print $2 }'
+}
+
+@test "the tunnel pools: 5 connections ride one HTTP/2 connection, no handshake each" {
+	hs() { echo $(($(node1_metric 'bpfmesh_tunnel_handshakes_total{kind="full"}') + $(node1_metric 'bpfmesh_tunnel_handshakes_total{kind="resumed"}'))); }
+	get zt sleep-0 http://httpbin.zt:8000/get >/dev/null
+	h0=$(hs)
+	s0=$(node1_metric 'bpfmesh_tunnel_h2_streams_total{outcome="opened"}')
 	for i in 1 2 3 4 5; do get zt sleep-0 http://httpbin.zt:8000/get >/dev/null; done
-	m=$(curl -s "$(lab status | sed -n 's/^node node1 .*metrics \(http[^ ]*\).*/\1/p')")
-	echo "$m" | grep bpfmesh_tunnel_handshakes_total
-	resumed=$(echo "$m" | awk '/bpfmesh_tunnel_handshakes_total{kind="resumed"}/ { print $2 }')
-	[ "$resumed" -ge 3 ]
+	h1=$(hs)
+	s1=$(node1_metric 'bpfmesh_tunnel_h2_streams_total{outcome="opened"}')
+	echo "handshakes $h0 -> $h1, streams $s0 -> $s1"
+	[ "$s1" -eq $((s0 + 5)) ]
+	# a certificate rotation (10 s TTL here) starts one new pooled connection at most
+	[ "$((h1 - h0))" -le 1 ]
+}
+
+# node2's agent is stopped and a python3-h2 HBONE server (tests/integration/ztunnel_peer.py)
+# takes its 15008 with httpbin's certificate from the lab CA: a ztunnel on another node
+zt_peer() { # ARGS...: start it, wait until it listens
+	bm ca issue --dir "/run/bpfmesh/lab/$LAB/ca" --id spiffe://cluster.local/ns/zt/sa/httpbin \
+		--cert "$TMPD/zt.crt" --key "$TMPD/zt.key" >/dev/null
+	lab agent stop node2
+	ip netns exec "bm-$LAB-node2" /usr/bin/python3 "$BATS_TEST_DIRNAME/ztunnel_peer.py" \
+		--listen 10.244.255.2:15008 --cert "$TMPD/zt.crt" --key "$TMPD/zt.key" \
+		--ca "/run/bpfmesh/lab/$LAB/ca/ca.crt" "$@" >"$TMPD/ztpeer.log" 2>&1 &
+	echo $! >"$TMPD/ztpeer.pid"
+	for _ in $(seq 50); do
+		grep -q listening "$TMPD/ztpeer.log" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+zt_peer_end() { # stop it (if still running), bring node2's agent back
+	kill "$(cat "$TMPD/ztpeer.pid")" 2>/dev/null || true
+	wait "$(cat "$TMPD/ztpeer.pid")" 2>/dev/null || true
+	cat "$TMPD/ztpeer.log"
+	lab agent start node2 >/dev/null
+	for _ in $(seq 50); do
+		get zt sleep-0 http://httpbin.zt:8000/get 2>/dev/null | grep -q '"pod": "httpbin-0"' && return 0
+		sleep 0.2
+	done
+	return 1
+}
+
+@test "HBONE over HTTP/2 to a ztunnel (python3-h2 server): ztunnel's authority, forwarded, baggage, traceparent; one TLS connection for 5" {
+	zt_peer
+	for i in 1 2 3 4 5; do
+		out=$(get zt sleep-0 http://httpbin.zt:8000/get) || true
+		echo "$out"
+		[[ "$out" == *'"pod": "ztunnel-played"'* ]] || { zt_peer_end; false; }
+	done
+	zt_peer_end
+	log=$TMPD/ztpeer.log
+	grep -q "^conn 1 alpn h2 client spiffe://cluster.local/ns/zt/sa/sleep$" "$log"
+	[ "$(grep -c "^conn [0-9]* alpn h2 " "$log")" -le 2 ] # (a rotation: one more at most)
+	[ "$(grep -c " stream [0-9]* method CONNECT " "$log")" -eq 5 ]
+	ip=$(pod_ip zt httpbin-0)
+	src=$(pod_ip zt sleep-0)
+	while read -r line; do
+		[[ "$line" == *" authority $ip:8080 forwarded for=$src baggage k8s.cluster.name=Kubernetes,k8s.namespace.name=zt,k8s.deployment.name=sleep,service.name=sleep,service.version=latest traceparent "* ]]
+		[[ "$line" =~ traceparent\ 00-[0-9a-f]{32}-[0-9a-f]{16}-00\ protocol\ -\ path\ -$ ]]
+	done < <(grep " method CONNECT " "$log")
+	# a new trace for every connection
+	[ "$(grep -o 'traceparent [^ ]*' "$log" | sort -u | wc -l)" -eq 5 ]
+}
+
+@test "HBONE over HTTP/2: 101 connections held at once take two pooled connections (100 streams each at most)" {
+	zt_peer --hold --secs 20
+	lab exec -n zt sleep-0 -- /usr/bin/python3 -c '
+import socket, time
+ss = []
+for i in range(101):
+    s = socket.create_connection(("httpbin.zt", 8000), timeout=5)
+    s.sendall(b"x")
+    ss.append(s)
+time.sleep(3)
+for s in ss:
+    s.close()
+' || { zt_peer_end; false; }
+	sleep 1
+	zt_peer_end
+	log=$TMPD/ztpeer.log
+	[ "$(grep -c " stream [0-9]* method CONNECT " "$log")" -eq 101 ]
+	for n in $(awk '$1 == "conn" && $3 == "stream" { print $2 }' "$log" | sort | uniq -c | awk '{ print $1 }'); do
+		[ "$n" -le 100 ]
+	done
+	[ "$(grep -c "^conn [0-9]* alpn h2 " "$log")" -ge 2 ]
+}
+
+@test "HBONE: a peer that does not select h2 (an earlier agent) gets HTTP/1.1 CONNECT" {
+	zt_peer --no-alpn
+	out=$(get zt sleep-0 http://httpbin.zt:8000/get) || true
+	echo "$out"
+	zt_peer_end
+	[[ "$out" == *'"h1": true'* ]]
+	grep -q "^conn [0-9]* h1 CONNECT $(pod_ip zt httpbin-0):8080 HTTP/1.1$" "$TMPD/ztpeer.log"
+	grep -q "tunnel: 10.244.255.2:15008 does not speak HBONE over HTTP/2; HTTP/1.1 CONNECT to it for 60 s" "$LOG1"
 }
 
 @test "metrics label tunnelled traffic mutual_tls, with SPIFFE principals" {

@@ -10,6 +10,7 @@
 #include <nghttp2/nghttp2.h>
 #include "check.h"
 #include "h2tun.h"
+#include "hbone.h"
 
 #define MAXS 256
 
@@ -123,13 +124,15 @@ static void unpair(struct side *c, struct side *s)
 static void test_connect_head(void)
 {
 	struct side c, s;
-	const char *hdrs[] = {"forwarded", "for=10.244.1.4", "baggage", "k8s.namespace.name=zt",
-			      "traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"};
+	const char *hdrs[] = {"forwarded",	  "for=10.244.1.4",
+			      "baggage",	  "k8s.namespace.name=zt",
+			      "traceparent",	  "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+			      "bpfmesh-protocol", "http/1.1"};
 	struct h2t_stream *cs;
 
 	pair(&c, &s);
 	s.answer = 200;
-	cs = h2t_connect(c.h, "10.244.2.3:8080", hdrs, 3, &c);
+	cs = h2t_connect(c.h, "10.244.2.3:8080", hdrs, 4, &c);
 	if (!CHECK(cs != NULL, "a stream opens"))
 		return;
 	pump(&c, &s);
@@ -139,6 +142,7 @@ static void test_connect_head(void)
 	CHECK_STR(s.req[0].forwarded, "for=10.244.1.4", "forwarded");
 	CHECK_STR(s.req[0].baggage, "k8s.namespace.name=zt", "baggage");
 	CHECK_STR(s.req[0].traceparent, hdrs[5], "traceparent");
+	CHECK_STR(s.req[0].protocol, "http/1.1", "bpfmesh-protocol (our HTTP path's streams)");
 	CHECK_EQ(c.nresp, 1, "the client saw the answer");
 	CHECK_EQ(c.status[0], 200, "200");
 	CHECK(h2t_user(cs) == &c, "the user pointer stays");
@@ -363,8 +367,36 @@ static void test_ping(void)
 	unpair(&c, &s);
 }
 
+/* The headers our outbound side sends, as ztunnel formats them. */
+static void test_ztunnel_headers(void)
+{
+	unsigned char zero[24] = {0}, rnd[24];
+	char out[256];
+
+	hbone_forwarded_value("10.244.1.4", out, sizeof(out));
+	CHECK_STR(out, "for=10.244.1.4", "Forwarded for an IPv4 client");
+	hbone_forwarded_value("fd00:244:1::4", out, sizeof(out));
+	CHECK_STR(out, "for=\"[fd00:244:1::4]\"", "IPv6: quoted, in brackets (RFC 7239)");
+	hbone_forwarded_for(out, strlen(out), out + 100, 100);
+	CHECK_STR(out + 100, "fd00:244:1::4", "... and our parser reads it back");
+	hbone_baggage("Kubernetes", "zt", "deployment", "sleep", "sleep", "latest", out,
+		      sizeof(out));
+	CHECK_STR(out,
+		  "k8s.cluster.name=Kubernetes,k8s.namespace.name=zt,k8s.deployment.name=sleep,"
+		  "service.name=sleep,service.version=latest",
+		  "baggage");
+	for (int i = 0; i < 24; i++)
+		rnd[i] = (unsigned char)(0xa0 + i);
+	hbone_traceparent(rnd, out, sizeof(out));
+	CHECK_STR(out, "00-a0a1a2a3a4a5a6a7a8a9aaabacadaeaf-b0b1b2b3b4b5b6b7-00", "traceparent");
+	hbone_traceparent(zero, out, sizeof(out));
+	CHECK_STR(out, "00-00000000000000000000000000000001-0000000000000001-00",
+		  "an all-zero trace or span id is invalid (W3C): never sent");
+}
+
 int main(void)
 {
+	RUN(test_ztunnel_headers);
 	RUN(test_connect_head);
 	RUN(test_data_both_ways_half_close);
 	RUN(test_flow_control);
