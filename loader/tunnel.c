@@ -173,7 +173,7 @@ struct tdest {
 struct tcounters {
 	unsigned long out_accepted, out_rejected, out_failed, in_accepted, in_rejected, in_denied,
 	    in_overload, in_http, full_handshakes, resumed, active, logs_suppressed, h2_conns,
-	    h2_streams, h2_refused, h2_denied, h2_failed, out_h2_conns, out_h2_streams;
+	    h2_streams, h2_refused, h2_denied, h2_failed, out_h2_conns, out_h2_streams, h2_active;
 };
 #define CNT_ADD(t, f, v) __atomic_add_fetch(&(t)->n.f, (v), __ATOMIC_RELAXED)
 #define CNT(t, f)	 CNT_ADD(t, f, 1)
@@ -1048,6 +1048,13 @@ static void os_open(struct hstream *s)
 		hdrs[n++] = "http/1.1";
 	}
 	s->hs = h2t_connect(c->h2, s->dst, hdrs, n / 2, s);
+	if (!s->hs && h2t_can_open(c->h2)) { /* out of memory: no retry on the same one */
+		pr_info("tunnel: h2 %s -> %s via %s: cannot open a stream; connection closed",
+			s->src_ip, s->dst, c->peer);
+		CNT(c->t, out_failed);
+		hs_close(s, true);
+		return;
+	}
 	if (!s->hs) { /* the peer allows fewer streams than were waiting: another connection */
 		int fd = s->pfd;
 		struct bm_orig o = s->o;
@@ -1198,6 +1205,7 @@ static void pool_start(struct tunnel *t, int fd, const char *src_ip, const struc
 		close(fd);
 		return;
 	}
+	CNT(t, h2_active);
 	s->hc = c;
 	s->out = true;
 	s->http = http;
@@ -1640,6 +1648,7 @@ static void hs_close(struct hstream *s, bool reset)
 	if (s->dead)
 		return;
 	s->dead = true;
+	CNT_ADD(c->t, h2_active, -1UL);
 	if (s->waiting)
 		c->nwait--;
 	s->waiting = false;
@@ -1817,6 +1826,7 @@ static void h2_on_request(void *arg, struct h2t_stream *hs, const struct h2t_req
 		h2_refuse(c, hs, 503, "out of memory", r->authority);
 		return;
 	}
+	CNT(c->t, h2_active);
 	s->hc = c;
 	s->hs = hs;
 	s->pfd = -1;
@@ -2335,9 +2345,15 @@ void tunnel_metrics(const struct tunnel *t, FILE *f)
 		CNT_GET(t, full_handshakes));
 	fprintf(f, "bpfmesh_tunnel_handshakes_total{kind=\"resumed\"} %lu\n", CNT_GET(t, resumed));
 	fprintf(f,
-		"# HELP bpfmesh_tunnel_active Open tunnelled connections.\n"
+		"# HELP bpfmesh_tunnel_active Open tunnel connections: TLS connections (each "
+		"carrying HTTP/2 streams, or one HTTP/1.1 CONNECT), and accepted ones not yet set up.\n"
 		"# TYPE bpfmesh_tunnel_active gauge\nbpfmesh_tunnel_active %lu\n",
 		CNT_GET(t, active));
+	fprintf(f,
+		"# HELP bpfmesh_tunnel_h2_streams_active Open HTTP/2 CONNECT streams (tunnelled "
+		"application connections), both directions.\n"
+		"# TYPE bpfmesh_tunnel_h2_streams_active gauge\nbpfmesh_tunnel_h2_streams_active %lu\n",
+		CNT_GET(t, h2_active));
 	fprintf(
 	    f,
 	    "# HELP bpfmesh_tunnel_log_lines_suppressed_total Rejection log lines over the rate "

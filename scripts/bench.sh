@@ -279,6 +279,7 @@ dconn=$(pp direct conn) kconn=$(pp kernel conn)
 x50=$(pp direct-x pp_p50) x99=$(pp direct-x pp_p99) m50=$(pp mtls pp_p50) m99=$(pp mtls pp_p99)
 h50=$(pp haproxy-mtls pp_p50) h99=$(pp haproxy-mtls pp_p99)
 mt=$(pp mtls tput) ht=$(pp haproxy-mtls tput)
+mconn=$(pp mtls conn) hconn=$(pp haproxy-mtls conn) xconn=$(pp direct-x conn)
 nsvc_txt=$(printf "%'d" "$NSVC")
 targets=$(
 	echo "| target | measured | verdict |"
@@ -298,6 +299,8 @@ targets=$(
 		"m - x <= 0.5 * (h - x)" m="$m50" h="$h50" x="$x50"
 	target "mtls added p99 <= half of haproxy-mtls's (over direct-x)" "$(added "$m99" "$x99") vs $(added "$h99" "$x99") us" \
 		"m - x <= 0.5 * (h - x)" m="$m99" h="$h99" x="$x99"
+	target "mtls connection rate >= 10x haproxy-mtls" "$mconn vs $hconn /s" "m >= 10 * h" m="$mconn" h="$hconn"
+	target "mtls connection rate >= 0.8x direct-x" "$mconn vs $xconn /s" "m >= 0.8 * x" m="$mconn" x="$xconn"
 	target "mtls throughput >= 1.5x haproxy-mtls" "$mt vs $ht Gbit/s" "m >= 1.5 * h" m="$mt" h="$ht"
 	target "agent RSS < 20 MB at 1,000 req/s ($rss_path lab)" "$agent_rss MB" "r < 20" r="$agent_rss"
 	target "API watch: $KPOD pods, $KSVC services in force < 10 s, RSS < 2x files" \
@@ -474,12 +477,15 @@ $sizes
   takes here; runs have landed between 0.89x and 1.09x of direct.
 - **mtls vs haproxy-mtls**: both relay every byte through two userspace processes with
   OpenSSL, one thread each; ours skips the client-side plaintext hop (the kernel hands the
-  pod's connect to the agent) and resumes TLS sessions, haproxy reuses sessions too. Per new
-  connection the agent pays OpenSSL 3.0's \`SSL_new\` (provider and property lookups dominate
-  a flat profile) and a resumed TLS 1.3 handshake with a fresh ECDHE exchange, so connection
-  setup is no faster than haproxy's; per byte, both are bound by AES-GCM and two copies
-  through userspace. What would close it: HBONE's HTTP/2 multiplexing (one long-lived TLS
-  connection per node pair, no handshake and no \`SSL_new\` per connection), and kTLS with
-  \`splice\` (this VM's kernel has \`CONFIG_TLS\` off) so bytes stay in the kernel.
+  pod's connect to the agent) and carries each connection as an HTTP/2 CONNECT stream on a
+  pooled TLS connection (HBONE, as ztunnel), so a new connection costs no handshake and no
+  \`SSL_new\`: a HEADERS frame each way. haproxy pays a resumed TLS 1.3 handshake per
+  connection. What bounds our connection rate now (perf on both agents under wrk
+  \`Connection: close\`): the kernel, not TLS: write(2) (23% of the agents' samples, TCP
+  transmit and the receiving side's softirq), connect(2) (13%), shutdown(2) (8%); userspace
+  framing and TLS are a few percent. Each application connection is still two TCP
+  connections (client to agent, agent to pod) where direct-x has one. Per byte, both are bound by AES-GCM and two copies through
+  userspace; kTLS with \`splice\` (this VM's kernel has \`CONFIG_TLS\` off) would keep bytes
+  in the kernel.
 D
 echo "wrote $OUT"

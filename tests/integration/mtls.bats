@@ -628,7 +628,7 @@ zt_peer_end() { # stop it (if still running), bring node2's agent back
 }
 
 @test "HBONE over HTTP/2: 101 connections held at once take two pooled connections (100 streams each at most)" {
-	zt_peer --hold --secs 20
+	zt_peer --hold --secs 30
 	lab exec -n zt sleep-0 -- /usr/bin/python3 -c '
 import socket, time
 ss = []
@@ -636,12 +636,27 @@ for i in range(101):
     s = socket.create_connection(("httpbin.zt", 8000), timeout=5)
     s.sendall(b"x")
     ss.append(s)
-time.sleep(3)
+time.sleep(6)
 for s in ss:
     s.close()
-' || { zt_peer_end; false; }
+' &
+	holder=$!
+	for _ in $(seq 50); do
+		active=$(node1_metric bpfmesh_tunnel_h2_streams_active)
+		[ "${active:-0}" -ge 101 ] && break
+		sleep 0.1
+	done
+	echo "streams active on node1: $active"
+	wait "$holder" || { zt_peer_end; false; }
 	sleep 1
 	zt_peer_end
+	[ "$active" -ge 101 ]
+	for _ in $(seq 50); do # every stream is gone once its connection is
+		active=$(node1_metric bpfmesh_tunnel_h2_streams_active)
+		[ "$active" -eq 0 ] && break
+		sleep 0.1
+	done
+	[ "$active" -eq 0 ]
 	log=$TMPD/ztpeer.log
 	[ "$(grep -c " stream [0-9]* method CONNECT " "$log")" -eq 101 ]
 	for n in $(awk '$1 == "conn" && $3 == "stream" { print $2 }' "$log" | sort | uniq -c | awk '{ print $1 }'); do
