@@ -136,6 +136,7 @@ struct tconn {
 	char pool_key[512]; /* pool: client identity#generation|server identity|peer node */
 	struct tconn *pprev, *pnext; /* pool: the tunnel's pooled connections */
 	int nwait;		     /* pool: streams waiting for it to be set up */
+	char src_ns[64], src_sa[256]; /* pool: the client identity its key names */
 	time_t idle_since;	     /* pool: without streams since then */
 };
 
@@ -890,7 +891,11 @@ static void out_connected(struct tconn *c)
 	/* the client is who the kernel says opened the connection (its cgroup, recorded with
 	 * the captured destination), never whoever owns its source address in the config */
 	src = config_pod_by_id(c->t->c, c->src_pod);
-	id = src && src->kind == WL_POD ? idset_find(c->t->ids, src->ns, sa_of(src)) : NULL;
+	if (c->pool) /* the identity of its key, whichever of the waiting pods may have gone */
+		id = idset_find(c->t->ids, c->src_ns, c->src_sa);
+	else
+		id = src && src->kind == WL_POD ? idset_find(c->t->ids, src->ns, sa_of(src))
+						: NULL;
 	if (!id) {
 		out_fail(c, "no identity for the client");
 		return;
@@ -1162,21 +1167,30 @@ static struct tconn *pool_find(struct tunnel *t, const char *key)
 /* The local client fd to the pod of o over a pooled connection (made if none has room). */
 static void pool_start(struct tunnel *t, int fd, const char *src_ip, const struct bm_orig *o,
 		       bool http, const char *dst, const char *peer, const char *want_id,
-		       const struct sockaddr_in *to, const struct ident *id)
+		       const struct sockaddr_in *to, const struct ident *id,
+		       const struct workload_obj *src)
 {
 	char key[512];
 	struct tconn *c;
-	struct hstream *s;
+	struct hstream *s = calloc(1, sizeof(*s));
 
+	if (!s) {
+		CNT(t, out_failed);
+		close(fd);
+		return;
+	}
 	snprintf(key, sizeof(key), "%s#%u|%s|%s", id->spiffe, id->gen, want_id, peer);
 	c = pool_find(t, key);
 	if (!c) {
 		c = conn_new(t, true);
 		if (!c) {
+			free(s);
 			close(fd);
 			return;
 		}
 		c->pool = true;
+		snprintf(c->src_ns, sizeof(c->src_ns), "%s", src->ns);
+		snprintf(c->src_sa, sizeof(c->src_sa), "%s", sa_of(src));
 		c->src_pod = o->src_pod;
 		snprintf(c->pool_key, sizeof(c->pool_key), "%s", key);
 		snprintf(c->src_ip, sizeof(c->src_ip), "%s", src_ip);
@@ -1192,18 +1206,13 @@ static void pool_start(struct tunnel *t, int fd, const char *src_ip, const struc
 			pr_info("tunnel: %s -> %s via %s: %s; connection closed", src_ip, dst, peer,
 				strerror(errno));
 			CNT(t, out_failed);
+			free(s);
 			close(fd);
 			conn_close(c);
 			return;
 		}
 		c->st = T_OUT_CONNECT;
 		ep_set(c, c->sfd, &c->sev, &c->smask, EPOLLOUT);
-	}
-	s = calloc(1, sizeof(*s));
-	if (!s) {
-		CNT(t, out_failed);
-		close(fd);
-		return;
 	}
 	CNT(t, h2_active);
 	s->hc = c;
@@ -1289,7 +1298,7 @@ static void out_start(struct tunnel *t, int fd, const char *src_ip, const struct
 			close(fd);
 			return;
 		}
-		pool_start(t, fd, src_ip, o, http, dsts, peer, want_id, &to, id);
+		pool_start(t, fd, src_ip, o, http, dsts, peer, want_id, &to, id, src);
 		return;
 	}
 	c = conn_new(t, true);
