@@ -1014,6 +1014,22 @@ static const char *workload_kind(const struct workload_obj *w)
 	return "pod";
 }
 
+/* The stream's client connection starts again (another connection, or HTTP/1.1): the
+ * stream goes, its socket does not. */
+static void os_restart(struct hstream *s)
+{
+	struct tunnel *t = s->hc->t;
+	struct bm_orig o = s->o;
+	int fd = s->pfd;
+	bool http = s->http;
+	char ip[64];
+
+	snprintf(ip, sizeof(ip), "%s", s->src_ip);
+	s->pfd = -1;
+	hs_close(s, false);
+	out_start(t, fd, ip, &o, http);
+}
+
 /* Open the stream's CONNECT on its (set up) connection, with ztunnel's headers. */
 static void os_open(struct hstream *s)
 {
@@ -1061,15 +1077,7 @@ static void os_open(struct hstream *s)
 		return;
 	}
 	if (!s->hs) { /* the peer allows fewer streams than were waiting: another connection */
-		int fd = s->pfd;
-		struct bm_orig o = s->o;
-		bool http = s->http;
-		char ip[64];
-
-		snprintf(ip, sizeof(ip), "%s", s->src_ip);
-		s->pfd = -1;
-		hs_close(s, false);
-		out_start(c->t, fd, ip, &o, http);
+		os_restart(s);
 		return;
 	}
 	s->deadline = time(NULL) + SETUP_SECS;
@@ -1120,18 +1128,8 @@ static void out_h2_ready(struct tconn *c)
 			"%d s",
 			c->peer, H1_MEMO_SECS);
 		h1_remember(c->t, c->peer);
-		while (c->streams) {
-			struct hstream *s = c->streams;
-			struct bm_orig o = s->o;
-			int fd = s->pfd;
-			bool http = s->http;
-			char ip[64];
-
-			snprintf(ip, sizeof(ip), "%s", s->src_ip);
-			s->pfd = -1;
-			hs_close(s, false);
-			out_start(c->t, fd, ip, &o, http);
-		}
+		while (c->streams)
+			os_restart(c->streams);
 		conn_close(c);
 		return;
 	}
