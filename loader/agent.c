@@ -22,7 +22,9 @@
 #include <getopt.h>
 #include <sched.h>
 #include <poll.h>
+#include <limits.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -34,6 +36,7 @@
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
+#include <sys/un.h>
 #include "agent.h"
 #include "args.h"
 #include "certs.h"
@@ -49,6 +52,7 @@
 #include "sync.h"
 #include "tunnel.h"
 #include "duration.h"
+#include "handover.h"
 #include "pins.h"
 
 #define RELOAD_DEBOUNCE_MS 30
@@ -93,10 +97,34 @@ struct agent {
 	struct podnet *pn;
 	bool strict_udp;	/* --strict-udp drop */
 	uint64_t retry_apply_ms; /* security state not fully written: apply again at this time */
+	/* upgrades (handover.h) */
+	int lock;		 /* the node's lock file, held while this agent serves */
+	int ho_fd;		 /* the unix listener the next agent asks at, -1: none */
+	int ho_conn;		 /* a next agent's link: asked, or given (waiting for READY) */
+	int ho_pid;		 /* its pid */
+	bool ho_given;		 /* it has our listeners and the lock; we still accept */
+	bool draining;		 /* the next agent serves; this one relays what it holds */
+	int ho_new;		 /* we are the next agent: the link to the earlier one, -1: none */
+	uint64_t ho_ready_by;	 /* ms: READY then even if not everything is in place */
+	bool ids_ready;		 /* every local mesh pod's certificate is held */
+	bool serving_written;	 /* run_dir/serving says this agent's pid */
+	uint64_t drain_until;	 /* ms: then what is still open is closed */
+	uint64_t drain_log;	 /* ms: when the count was last logged */
+	int64_t drain_timeout_ns; /* --drain-timeout */
 };
 
 /* The control loop's poll slots, by name; httpd's fds follow SLOT_HTTP. */
-enum slot { SLOT_INOTIFY, SLOT_SIGNAL, SLOT_TIMER, SLOT_LOADED, SLOT_KUBE, SLOT_HTTP, SLOT_MAX };
+enum slot {
+	SLOT_INOTIFY,
+	SLOT_SIGNAL,
+	SLOT_TIMER,
+	SLOT_LOADED,
+	SLOT_KUBE,
+	SLOT_HANDOVER, /* may be -1 (poll skips it) */
+	SLOT_HOCONN,   /* the next agent's link while it gets ready; may be -1 */
+	SLOT_HTTP,
+	SLOT_MAX
+};
 
 /* What runs at which multiple of the 100 ms timer. */
 enum tick_period {
@@ -121,11 +149,12 @@ static uint64_t now_ms(void)
 }
 
 /* One agent per node name: a POSIX record lock that `status` can query without taking. */
-static int take_lock(struct agent *a)
+/* The node's lock, waiting up to wait_ms for it (an agent handing over lets it go). */
+static int take_lock(struct agent *a, int wait_ms, bool quiet)
 {
 	char path[600], pid[32];
 	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
-	int fd;
+	int fd, rc;
 
 	snprintf(path, sizeof(path), "/run/bpfmesh");
 	mkdir(path, 0755);
@@ -135,8 +164,13 @@ static int take_lock(struct agent *a)
 	}
 	snprintf(path, sizeof(path), "%s/agent.lock", a->run_dir);
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (fd < 0 || fcntl(fd, F_SETLK, &fl)) {
-		pr_warn("another agent for node %s is running (%s)", a->node, path);
+	while (fd >= 0 && (rc = fcntl(fd, F_SETLK, &fl)) && wait_ms > 0) {
+		usleep(20 * 1000);
+		wait_ms -= 20;
+	}
+	if (fd < 0 || rc) {
+		if (!quiet)
+			pr_warn("another agent for node %s is running (%s)", a->node, path);
 		if (fd >= 0)
 			close(fd);
 		return -1;
@@ -153,6 +187,41 @@ static int take_lock(struct agent *a)
 		fclose(f);
 	}
 	return fd; /* kept open for the agent's life: the lock goes with the process */
+}
+
+/* The node's lock; when another agent holds it, its listeners first (an upgrade). */
+static int take_over(struct agent *a)
+{
+	char err[700];
+	int got;
+
+	a->lock = take_lock(a, 0, true);
+	if (a->lock >= 0)
+		goto listen;
+	got = handover_request(a->run_dir, &a->ho_new, err, sizeof(err));
+	if (got < 0)
+		pr_warn("handover: %s", err);
+	if (got <= 0) { /* one of a version without hand-over, or it failed: it serves on */
+		a->lock = take_lock(a, 0, false);
+		if (a->lock < 0)
+			return -1;
+		goto listen;
+	}
+	a->lock = take_lock(a, 15000, false);
+	if (a->lock < 0) {
+		handover_release_unclaimed();
+		if (a->ho_new >= 0)
+			close(a->ho_new); /* it takes its lock back */
+		a->ho_new = -1;
+		return -1;
+	}
+	/* accept once ready (handover_maybe_ready); the earlier agent accepts until then */
+	a->topts.hold = true;
+	a->ho_ready_by = now_ms() + 30000;
+	pr_info("handover: took the listeners and the lock of the agent that ran before");
+listen:
+	a->ho_fd = handover_listen(a->run_dir);
+	return 0;
 }
 
 /* ---------- local workloads ---------- */
@@ -374,6 +443,14 @@ static int sync_pods(struct agent *a, const struct mesh_config *c)
 			struct idset *ids = certs_idset(a->certs);
 
 			tunnel_publish(a->tun, a->current, ids);
+			idset_put(ids);
+		}
+		{
+			struct idset *ids = certs_idset(a->certs);
+
+			a->ids_ready = true;
+			for (int i = 0; i < n && a->ids_ready; i++)
+				a->ids_ready = ids && idset_find(ids, cw[i].ns, cw[i].sa);
 			idset_put(ids);
 		}
 		free(cw);
@@ -627,7 +704,7 @@ static void reload_finish(struct agent *a)
 	rs_free(&j->t);
 	diags_free(&j->d);
 	free(j);
-	if (a->reload_again)
+	if (a->reload_again && a->ho_conn < 0)
 		reload_start(a);
 }
 
@@ -681,25 +758,35 @@ static const char *http_answer(void *arg, const char *path, FILE *m, const char 
 	return "404 Not Found";
 }
 
-static int setup_fds(struct agent *a, struct pollfd *p)
+static sigset_t block_signals(void)
 {
-	/* 100 ms: outlier ticks run at each host's own interval, checked this often */
-	struct itimerspec its = {.it_interval = {0, TICK_MS * 1000000},
-				 .it_value = {0, TICK_MS * 1000000}};
 	sigset_t mask;
 
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
+	sigaddset(&mask, SIGUSR2);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	return mask;
+}
+
+static int setup_fds(struct agent *a, struct pollfd *p)
+{
+	/* 100 ms: outlier ticks run at each host's own interval, checked this often */
+	struct itimerspec its = {.it_interval = {0, TICK_MS * 1000000},
+				 .it_value = {0, TICK_MS * 1000000}};
+	sigset_t mask = block_signals();
+
 	p[SLOT_SIGNAL] = (struct pollfd){signalfd(-1, &mask, SFD_CLOEXEC), POLLIN, 0};
 	p[SLOT_INOTIFY] = (struct pollfd){inotify_init1(IN_NONBLOCK | IN_CLOEXEC), POLLIN, 0};
 	p[SLOT_TIMER] =
 	    (struct pollfd){timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK), POLLIN, 0};
 	p[SLOT_LOADED] = (struct pollfd){a->loaded_fd, POLLIN, 0};
 	p[SLOT_KUBE] = (struct pollfd){a->kube_fd, POLLIN, 0};
-	for (int i = 0; i < SLOT_HTTP; i++)
+	p[SLOT_HANDOVER] = (struct pollfd){a->ho_fd, POLLIN, 0};
+	p[SLOT_HOCONN] = (struct pollfd){-1, POLLIN, 0};
+	for (int i = 0; i < SLOT_HANDOVER; i++)
 		if (p[i].fd < 0)
 			return -1;
 	if (a->config_dir &&
@@ -771,6 +858,231 @@ static bool config_file_done(const struct agent *a, const struct inotify_event *
 	       (ev->mask & (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE));
 }
 
+/* ---------- upgrades: hand the listeners to the next agent, then drain ---------- */
+
+/* systemd's notify protocol (sd_notify(3)) without libsystemd: one datagram to
+ * $NOTIFY_SOCKET (a path, or @ for the abstract namespace). Nothing when it is not set. */
+static void sd_notify_msg(const char *msg)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un un = {.sun_family = AF_UNIX};
+	socklen_t len;
+	int fd;
+
+	if (!path || (path[0] != '/' && path[0] != '@') || strlen(path) >= sizeof(un.sun_path))
+		return;
+	memcpy(un.sun_path, path, strlen(path));
+	if (path[0] == '@')
+		un.sun_path[0] = 0;
+	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path));
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&un, len) < 0)
+		pr_warn("NOTIFY_SOCKET %s: %s", path, strerror(errno));
+	close(fd);
+}
+
+/* SIGUSR2 (the systemd unit's ExecReload): start the binary installed now with our
+ * arguments; it takes over from us (handover.h) and tells systemd it is the main process. */
+static void reexec(struct agent *a)
+{
+	char exe[PATH_MAX], buf[8192], *av[256];
+	static const char gone[] = " (deleted)";
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1), len;
+	int fd, k = 0;
+	sigset_t none;
+	pid_t pid;
+
+	if (a->draining || a->ho_given || a->ho_conn >= 0 || a->ho_new >= 0 || n <= 0) {
+		pr_warn("SIGUSR2: an upgrade is under way already; ignored");
+		return;
+	}
+	exe[n] = 0;
+	if ((size_t)n > strlen(gone) && !strcmp(exe + n - strlen(gone), gone))
+		exe[n - strlen(gone)] = 0; /* replaced on disk: the new file is the upgrade */
+	fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+	len = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (len <= 0) {
+		pr_warn("SIGUSR2: cannot read /proc/self/cmdline; not upgrading");
+		return;
+	}
+	buf[len] = 0;
+	for (char *q = buf; q < buf + len && k < 255; q += strlen(q) + 1)
+		av[k++] = q;
+	av[k] = NULL;
+	pr_info("SIGUSR2: starting %s to take over from this agent", exe);
+	pid = fork();
+	if (pid == 0) {
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		execv(exe, av);
+		_exit(127);
+	}
+	if (pid < 0)
+		pr_warn("SIGUSR2: fork: %s", strerror(errno));
+}
+
+/* run_dir/serving: the pid of the agent that accepts (lab agent upgrade waits for it). */
+static void write_serving(struct agent *a)
+{
+	char path[600], tmp[620];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/serving", a->run_dir);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	f = fopen(tmp, "w");
+	if (!f)
+		return;
+	fprintf(f, "%d\n", (int)getpid());
+	if (fclose(f) || rename(tmp, path))
+		unlink(tmp);
+	a->serving_written = true;
+	snprintf(tmp, sizeof(tmp), "MAINPID=%d\nREADY=1", (int)getpid());
+	sd_notify_msg(tmp); /* systemd (Type=notify): this is the service's process now */
+}
+
+/* The next agent asked: our listeners and the lock to it; we accept until it is ready. */
+static void handover_give(struct agent *a, struct pollfd *p)
+{
+	int fds[HANDOVER_MAX_FDS], n = 0;
+
+	n += httpd_listeners(a->httpd, fds + n, HANDOVER_MAX_FDS - n);
+	if (a->tun)
+		n += tunnel_listeners(a->tun, fds + n, HANDOVER_MAX_FDS - n);
+	if (a->l7)
+		n += l7_listeners(a->l7, fds + n, HANDOVER_MAX_FDS - n);
+	if (handover_send(a->ho_conn, fds, n)) {
+		pr_warn("handover: to agent pid %d: %s; this agent goes on serving", a->ho_pid,
+			strerror(errno));
+		close(a->ho_conn);
+		a->ho_conn = -1;
+		return;
+	}
+	/* the maps are the next agent's from here: no config, no pod rescans */
+	close(a->ho_fd);
+	a->ho_fd = p[SLOT_HANDOVER].fd = -1;
+	close(a->lock);
+	a->lock = -1;
+	if (handover_unlocked(a->ho_conn))
+		pr_warn("handover: LOCK to agent pid %d: %s", a->ho_pid, strerror(errno));
+	a->ho_given = true;
+	p[SLOT_HOCONN].fd = a->ho_conn;
+	pr_info("handover: agent pid %d has the %d listeners and the lock; accepting until it "
+		"is ready",
+		a->ho_pid, n);
+}
+
+/* The next agent is ready (READY) or went away: drain, or serve on. */
+static void handover_answer(struct agent *a, struct pollfd *p)
+{
+	bool ready = handover_read_ready(a->ho_conn);
+	unsigned long busy;
+
+	close(a->ho_conn);
+	a->ho_conn = p[SLOT_HOCONN].fd = -1;
+	a->ho_given = false;
+	if (!ready) {
+		a->lock = take_lock(a, 5000, true);
+		if (a->lock >= 0) {
+			pr_warn("handover: agent pid %d went away before it was ready; serving on",
+				a->ho_pid);
+			a->ho_fd = p[SLOT_HANDOVER].fd = handover_listen(a->run_dir);
+			write_serving(a);
+			reload_start(a); /* what changed meanwhile, into the maps again */
+			return;
+		}
+		pr_warn("handover: agent pid %d went away and another holds the lock; draining",
+			a->ho_pid);
+	}
+	httpd_stop_listening(a->httpd);
+	if (a->tun)
+		tunnel_drain(a->tun);
+	if (a->l7)
+		l7_drain(a->l7);
+	kube_stop(a->kube);
+	a->kube = NULL;
+	p[SLOT_KUBE].fd = -1;
+	p[SLOT_INOTIFY].fd = -1;
+	a->draining = true;
+	a->drain_until = now_ms() + (uint64_t)(a->drain_timeout_ns / 1000000);
+	a->drain_log = now_ms();
+	busy = (a->tun ? tunnel_busy(a->tun) : 0) + (a->l7 ? l7_busy(a->l7) : 0);
+	pr_info("handover: agent pid %d serves; draining: relaying %lu connections until they "
+		"close (at most %lld s)",
+		a->ho_pid, busy, (long long)(a->drain_timeout_ns / 1000000000LL));
+}
+
+/* A next agent asks: answered now, or when the config load under way has finished (so
+ * this agent writes no map once the next one runs). */
+static void handover_accept(struct agent *a, struct pollfd *p)
+{
+	int conn = accept4(a->ho_fd, NULL, NULL, SOCK_CLOEXEC), pid;
+
+	if (conn < 0)
+		return;
+	if (a->ho_conn >= 0 || (pid = handover_read_request(conn)) < 0) {
+		close(conn);
+		return;
+	}
+	pr_info("handover: agent pid %d asks for the listeners", pid);
+	a->ho_conn = conn;
+	a->ho_pid = pid;
+	if (!a->loading)
+		handover_give(a, p);
+}
+
+/* We are the next agent: accept once the config is in force and every local mesh pod has
+ * its certificate (or after 30 s in any case), and tell the earlier agent. */
+static void handover_maybe_ready(struct agent *a)
+{
+	bool ready = agent_is_ready(a) && (!a->certs || a->ids_ready);
+
+	if (a->ho_new < 0 || (!ready && now_ms() < a->ho_ready_by))
+		return;
+	if (a->tun)
+		tunnel_release(a->tun);
+	if (a->l7)
+		l7_release(a->l7);
+	handover_ready(a->ho_new);
+	a->ho_new = -1;
+	write_serving(a);
+	if (ready)
+		pr_info("handover: config in force, certificates held: accepting; the earlier "
+			"agent drains");
+	else
+		pr_warn("handover: not ready after 30 s (config %s, certificates %s): accepting "
+			"anyway; the earlier agent drains",
+			agent_is_ready(a) ? "in force" : "not in force",
+			a->ids_ready ? "held" : "missing");
+}
+
+/* Draining: done when nothing is relayed any more, or at --drain-timeout. */
+static bool drained(struct agent *a)
+{
+	unsigned long busy = (a->tun ? tunnel_busy(a->tun) : 0) + (a->l7 ? l7_busy(a->l7) : 0);
+	uint64_t n = now_ms();
+
+	if (!busy) {
+		pr_info("handover: drained: every connection this agent relayed has closed; "
+			"exiting");
+		return true;
+	}
+	if (n >= a->drain_until) {
+		pr_warn("handover: --drain-timeout passed: closing the %lu connections still "
+			"relayed; exiting",
+			busy);
+		return true;
+	}
+	if (n - a->drain_log >= 60000) {
+		a->drain_log = n;
+		pr_info("handover: draining: %lu connections still relayed", busy);
+	}
+	return false;
+}
+
 static int loop(struct agent *a)
 {
 	struct pollfd p[SLOT_MAX + HTTPD_MAX_FDS];
@@ -798,14 +1110,27 @@ static int loop(struct agent *a)
 		if (p[SLOT_SIGNAL].revents) {
 			struct signalfd_siginfo si;
 
-			if (read(p[SLOT_SIGNAL].fd, &si, sizeof(si)) == sizeof(si) &&
-			    si.ssi_signo != SIGHUP) {
+			if (read(p[SLOT_SIGNAL].fd, &si, sizeof(si)) != sizeof(si))
+				si.ssi_signo = 0;
+			if (si.ssi_signo == SIGTERM && a->draining) {
+				/* the orchestrator stops the pod it replaced: the drain goes on to
+				 * its end (or SIGINT, SIGKILL, --drain-timeout) */
+				pr_info("signal %u: draining goes on (SIGINT ends it now)",
+					si.ssi_signo);
+			} else if (si.ssi_signo == SIGUSR2) {
+				reexec(a);
+			} else if (si.ssi_signo && si.ssi_signo != SIGHUP) {
 				pr_info("signal %u: stopping; pinned datapath stays in force",
 					si.ssi_signo);
 				return 0;
+			} else if (!a->draining) {
+				reload_at = now_ms();
 			}
-			reload_at = now_ms();
 		}
+		if (p[SLOT_HANDOVER].fd >= 0 && p[SLOT_HANDOVER].revents)
+			handover_accept(a, p);
+		if (p[SLOT_HOCONN].fd >= 0 && p[SLOT_HOCONN].revents)
+			handover_answer(a, p);
 		if (p[SLOT_INOTIFY].revents) {
 			bool done = false;
 			ssize_t len;
@@ -832,14 +1157,28 @@ static int loop(struct agent *a)
 		if (p[SLOT_LOADED].revents) {
 			reload_finish(a);
 			write_api_state(a);
+			if (a->ho_conn >= 0 && !a->ho_given && !a->loading)
+				handover_give(a, p); /* asked during the load */
+			handover_maybe_ready(a);
+			if (!a->serving_written && a->ho_new < 0 && agent_is_ready(a))
+				write_serving(a);
 		}
 		if (p[SLOT_TIMER].revents) {
 			uint64_t ticks;
 
 			if (read(p[SLOT_TIMER].fd, &ticks, sizeof(ticks)) < 0)
 				ticks = 0;
-			on_tick(a, ticks);
+			if (a->draining) {
+				if (drained(a))
+					return 0;
+				continue;
+			}
+			if (!a->ho_given) /* given: the maps are the next agent's */
+				on_tick(a, ticks);
+			handover_maybe_ready(a);
 		}
+		if (a->draining || a->ho_conn >= 0)
+			reload_at = 0; /* config is (about to be) the next agent's */
 		if (reload_at && now_ms() >= reload_at) {
 			reload_at = 0;
 			reload_start(a);
@@ -926,6 +1265,7 @@ static int start_zero_trust(struct agent *a, char *td, size_t tdlen)
 				     .trust_domain = a->tun ? a->topts.trust_domain : NULL,
 				     .root_ns = a->topts.root_ns,
 				     .tun = a->tun,
+				     .hold = a->topts.hold,
 				     .access_log = alog};
 
 		snprintf(alog, sizeof(alog), "%s/access.log", a->run_dir);
@@ -977,6 +1317,10 @@ static void process_signals(void)
 	signal(SIGPIPE, SIG_IGN);
 	for (size_t i = 0; i < sizeof(fatal) / sizeof(fatal[0]); i++)
 		signal(fatal[i], on_fatal);
+	/* the control loop reads these from a signalfd (setup_fds): blocked here, before any
+	 * thread starts, so that no thread takes one with its default action (which killed the
+	 * agent on SIGTERM instead of stopping it, and would on SIGUSR2) */
+	block_signals();
 }
 
 static void usage_to(FILE *f)
@@ -986,6 +1330,9 @@ static void usage_to(FILE *f)
 	    "usage: bpfmesh agent (--kube | --kubeconfig FILE | --config-dir DIR) --cgroup "
 	    "CGROUP_DIR\n    --node NAME [--bpffs DIR] [--unmatched-cgroups mesh|plain] "
 	    "[--accel on|off]\n"
+	    "  --drain-timeout DURATION: an agent started while one of the same --node runs\n"
+	    "  takes its listening sockets (an upgrade); the earlier one relays what it holds\n"
+	    "  until that closes or this passes (default 1h), then exits\n"
 	    "  --cluster-id ID: source_cluster/destination_cluster of the metrics (default\n"
 	    "  Kubernetes, as Istio)\n"
 	    "  --kube: watch the API server as a pod (KUBERNETES_SERVICE_HOST/PORT, the\n"
@@ -1002,6 +1349,7 @@ static void usage_to(FILE *f)
 	    "  --node-ip IP          this node's address: the tunnel (15001, 15008) and the HTTP\n"
 	    "                        path (15006) listen there\n"
 	    "  --workers N           event loops of the HTTP path (default 2)\n"
+
 	    "  --netns PATH          network namespace that holds --node-ip (default: ours)\n"
 	    "  --ca-addr IP:PORT     ask the CA service (bpfmesh ca serve) for workload "
 	    "certificates,\n                        as this node: --node-cert DIR (node.crt, "
@@ -1048,6 +1396,7 @@ int cmd_agent(int argc, char **argv)
 					     {"kube", no_argument, 0, 'k'},
 					     {"cluster-id", required_argument, 0, 'Z'},
 					     {"kubeconfig", required_argument, 0, 'q'},
+					     {"drain-timeout", required_argument, 0, 'd'},
 					     {"help", no_argument, 0, 'h'},
 					     {0, 0, 0, 0}};
 	struct agent a = {.bpffs = "/sys/fs/bpf",
@@ -1058,13 +1407,18 @@ int cmd_agent(int argc, char **argv)
 			  .health_addr = "0.0.0.0:15021",
 			  .loaded_fd = -1,
 			  .kube_fd = -1,
+			  .lock = -1,
+			  .ho_fd = -1,
+			  .ho_conn = -1,
+			  .ho_new = -1,
+			  .drain_timeout_ns = 3600LL * 1000000000LL,
 			  .topts = {.root_ns = "istio-system", .cert_ttl_s = 24 * 3600}};
 	char td[256] = "";
 	struct bm_conf conf = {};
 	struct stat nst;
 	ino_t host_ns;
 	int64_t ns;
-	int o, lock, rc;
+	int o, rc;
 
 	log_init("agent");
 	optind = 1;
@@ -1081,6 +1435,16 @@ int cmd_agent(int argc, char **argv)
 			break;
 		case 'q':
 			a.kubeconfig = optarg;
+			break;
+		case 'd':
+			if (parse_duration_ns(optarg, &ns) || ns < 0) {
+				fprintf(stderr,
+					"bpfmesh agent: --drain-timeout %s: want a duration, like "
+					"1h or 30s\n",
+					optarg);
+				return 2;
+			}
+			a.drain_timeout_ns = ns;
 			break;
 		case 'g':
 			a.cgroup = optarg;
@@ -1189,8 +1553,7 @@ int cmd_agent(int argc, char **argv)
 	    dp_pin_dir(a.pin_dir, sizeof(a.pin_dir), a.bpffs, a.node))
 		return 2;
 	process_signals();
-	lock = take_lock(&a);
-	if (lock < 0)
+	if (take_over(&a))
 		return 1;
 	rc = 1;
 	if (dp_ensure_bpffs(a.bpffs))
@@ -1232,6 +1595,7 @@ int cmd_agent(int argc, char **argv)
 	host_ns = stat("/proc/self/ns/net", &nst) ? 0 : nst.st_ino;
 	if (start_zero_trust(&a, td, sizeof(td)))
 		goto cleanup;
+	handover_release_unclaimed(); /* what the earlier agent listened on and this one does not */
 	a.pn = podnet_new(a.pin_dir, host_ns, stat("/proc/self/ns/net", &nst) ? 0 : nst.st_ino,
 			  dp_sav_prog(a.dp), a.fds.ifpod);
 	rc = loop(&a);
@@ -1249,7 +1613,8 @@ cleanup:
 	kube_stop(a.kube);
 	kube_conn_free(&kc);
 	podnet_free(a.pn);
-	secsync_stop_l7(a.sec); /* the kernel path serves the HTTP ports until the next agent */
+	if (!a.draining) /* the kernel path serves the HTTP ports until the next agent */
+		secsync_stop_l7(a.sec);
 	l7_stop(a.l7);
 	tunnel_free(a.tun);
 	l7_free(a.l7);
@@ -1263,6 +1628,13 @@ cleanup:
 		close(a.loaded_fd);
 	if (a.kube_fd >= 0)
 		close(a.kube_fd);
-	close(lock);
+	if (a.lock >= 0)
+		close(a.lock);
+	if (a.ho_fd >= 0)
+		close(a.ho_fd);
+	if (a.ho_conn >= 0)
+		close(a.ho_conn);
+	if (a.ho_new >= 0)
+		close(a.ho_new);
 	return rc;
 }

@@ -9,6 +9,7 @@
 #include <bpf/bpf.h>
 #include "datapath.h"
 #include "dial.h"
+#include "handover.h"
 #include "log.h"
 
 static int stream_socket(void)
@@ -109,6 +110,16 @@ int dial_listen(const char *ip, int port, int filter_prog, bool reuseport, int b
 
 	if (inet_pton(AF_INET, ip, &sa.sin_addr) != 1)
 		return -1;
+	fd = handover_claim((struct sockaddr *)&sa, sizeof(sa));
+	if (fd >= 0) { /* the earlier agent's (an upgrade): this version's filter, same backlog */
+		if (filter_prog >= 0 &&
+		    setsockopt(fd, SOL_SOCKET, SO_ATTACH_BPF, &filter_prog, sizeof(filter_prog)))
+			pr_warn("filter for listener %s:%d: %s (the earlier agent's stays)", ip,
+				port, strerror(errno));
+		if (listen(fd, backlog))
+			pr_debug("listen %s:%d: %s", ip, port, strerror(errno));
+		return fd;
+	}
 	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;

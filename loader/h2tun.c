@@ -514,6 +514,12 @@ void h2t_goaway(struct h2t *h)
 			      NGHTTP2_NO_ERROR, NULL, 0);
 }
 
+void h2t_shutdown_notice(struct h2t *h)
+{
+	if (h->server && !h->goaway)
+		nghttp2_submit_shutdown_notice(h->s);
+}
+
 void h2t_ping(struct h2t *h)
 {
 	h->ping_out = true;

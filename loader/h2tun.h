@@ -29,6 +29,7 @@
 #define H2T_HEADER_MAX	    512	       /* longest header value kept (authority, baggage...) */
 #define H2T_CONNECT_ERROR   0xa	       /* RST_STREAM code: the plaintext side was reset */
 #define H2T_CANCEL	    0x8	       /* RST_STREAM code: not wanted any more */
+#define H2T_REFUSED_STREAM  0x7	       /* closed unprocessed: safe to try again elsewhere */
 
 struct h2t;
 struct h2t_stream;
@@ -77,6 +78,9 @@ int h2t_streams(const struct h2t *h);
 bool h2t_can_open(const struct h2t *h);
 /* No new streams: GOAWAY with NO_ERROR (open streams finish). */
 void h2t_goaway(struct h2t *h);
+/* Server: a GOAWAY with the largest stream id (RFC 9113 6.8), so the peer opens no new
+ * streams; those on their way are still served. h2t_goaway after a round trip ends it. */
+void h2t_shutdown_notice(struct h2t *h);
 /* Keepalive: a PING, and whether the ACK of the last one came. */
 void h2t_ping(struct h2t *h);
 bool h2t_ping_acked(const struct h2t *h);

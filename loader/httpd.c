@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include "handover.h"
 #include "httpd.h"
 #include "log.h"
 
@@ -96,6 +97,11 @@ int httpd_listen(struct httpd *d, const char *spec)
 			goto bad;
 		sl = sizeof(*s4);
 	}
+	fd = handover_claim((struct sockaddr *)&ss, sl); /* the earlier agent's (an upgrade) */
+	if (fd >= 0) {
+		d->lfd[d->nl++] = fd;
+		return fd;
+	}
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
@@ -110,6 +116,22 @@ int httpd_listen(struct httpd *d, const char *spec)
 bad:
 	pr_warn("bad address %s (want ADDR:PORT)", spec);
 	return -1;
+}
+
+int httpd_listeners(const struct httpd *d, int *fds, int max)
+{
+	int n = 0;
+
+	for (int i = 0; i < d->nl && n < max; i++)
+		fds[n++] = d->lfd[i];
+	return n;
+}
+
+void httpd_stop_listening(struct httpd *d)
+{
+	for (int i = 0; i < d->nl; i++)
+		close(d->lfd[i]);
+	d->nl = 0;
 }
 
 int httpd_fds(struct httpd *d, struct pollfd *p)

@@ -30,6 +30,11 @@ struct httpd *httpd_new(httpd_handler h, void *arg);
 void httpd_free(struct httpd *d);
 /* Listen on "ADDR:PORT" (IPv4, or [IPv6]:PORT); -1 with a warning when it can't. */
 int httpd_listen(struct httpd *d, const char *spec);
+/* Its listening sockets (for an upgrade, handover.h): how many, at most max. */
+int httpd_listeners(const struct httpd *d, int *fds, int max);
+/* Close them (the next agent has them); connections open go on to their deadline. Between
+ * two httpd_fds()/httpd_run() pairs only. */
+void httpd_stop_listening(struct httpd *d);
 /* The fds to poll, into p (at most HTTPD_MAX_FDS); returns how many. */
 int httpd_fds(struct httpd *d, struct pollfd *p);
 /* Milliseconds until the next deadline (-1: none). */

@@ -38,6 +38,8 @@ struct l7 {
 	struct l7_snap *snap; /* the latest publish */
 	uint64_t gen;
 	bool started;
+	int drain;   /* atomic: l7_drain was called */
+	int release; /* atomic: l7_release was called */
 	struct l7_cb *cbs;  /* circuit breakers by cluster, kept until l7_free (under mu) */
 	struct l7_log *log; /* the access log, NULL: none */
 };
@@ -621,6 +623,15 @@ static void on_wake(struct l7_io *io, uint32_t ev)
 	if (read(w->wake, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		pr_debug("l7: wake: %s", strerror(errno));
 	take_queue(w);
+	if (w->held && __atomic_load_n(&w->l->release, __ATOMIC_ACQUIRE) && !w->draining) {
+		w->held = false;
+		l7_io_want(w, &w->lio, EPOLLIN);
+	}
+	if (__atomic_load_n(&w->l->drain, __ATOMIC_ACQUIRE) && !w->draining) {
+		w->draining = true; /* the listener is the next agent's */
+		l7_io_close(w, &w->lio);
+		w->lfd = -1;
+	}
 }
 
 static void wake(struct l7w *w)
@@ -713,13 +724,49 @@ struct l7 *l7_new(const struct l7_opts *o)
 			goto fail;
 		w->lio = (struct l7_io){.fd = w->lfd, .on = on_accept};
 		w->wio = (struct l7_io){.fd = w->wake, .on = on_wake};
-		l7_io_want(w, &w->lio, EPOLLIN);
+		if (o->hold)
+			w->held = true; /* until l7_release */
+		else
+			l7_io_want(w, &w->lio, EPOLLIN);
 		l7_io_want(w, &w->wio, EPOLLIN);
 	}
 	return l;
 fail:
 	l7_free(l);
 	return NULL;
+}
+
+int l7_listeners(const struct l7 *l, int *fds, int max)
+{
+	int n = 0;
+
+	for (int i = 0; i < l->nw && n < max; i++)
+		if (l->w[i].lfd >= 0)
+			fds[n++] = l->w[i].lfd;
+	return n;
+}
+
+void l7_drain(struct l7 *l)
+{
+	__atomic_store_n(&l->drain, 1, __ATOMIC_RELEASE);
+	for (int i = 0; i < l->nw; i++)
+		wake(&l->w[i]);
+}
+
+void l7_release(struct l7 *l)
+{
+	__atomic_store_n(&l->release, 1, __ATOMIC_RELEASE);
+	for (int i = 0; i < l->nw; i++)
+		wake(&l->w[i]);
+}
+
+unsigned long l7_busy(const struct l7 *l)
+{
+	unsigned long n = 0;
+
+	for (int i = 0; i < l->nw; i++)
+		n += __atomic_load_n(&l->w[i].c_active, __ATOMIC_RELAXED);
+	return n;
 }
 
 int l7_start(struct l7 *l)

@@ -39,6 +39,7 @@ struct l7_opts {
 	const char *root_ns;	  /* Istio root namespace, for AuthorizationPolicy */
 	struct tunnel *tun;	  /* NULL: remote endpoints are dialed directly */
 	const char *access_log;	  /* file of request events (observe --http), NULL: none */
+	bool hold;		  /* accept nothing until l7_release (an upgrade) */
 };
 
 struct l7;
@@ -60,6 +61,14 @@ void l7_publish(struct l7 *l, struct cfgref *cfg, struct l7_table *t);
 /* A plaintext stream the peer agent's HTTP path sent through the tunnel for a pod of this
  * node (tunnel_set_http's callback: arg is the struct l7). The engine owns fd when it returns 0. */
 int l7_inbound(void *arg, int fd, const struct tunnel_stream *s);
+
+/* Upgrades (handover.h): its listening sockets (one per worker), how many, at most max; stop
+ * accepting (the next agent has them) and answer with `connection: close` from here on;
+ * the client connections open (any thread). */
+int l7_listeners(const struct l7 *l, int *fds, int max);
+void l7_drain(struct l7 *l);
+void l7_release(struct l7 *l); /* start accepting after l7_opts.hold */
+unsigned long l7_busy(const struct l7 *l);
 
 /* Prometheus lines: Istio's HTTP series and the engine's own counters (any thread). */
 void l7_metrics(struct l7 *l, FILE *f);

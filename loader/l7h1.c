@@ -796,6 +796,8 @@ static void c_head(struct l7_req *r, int status, const struct l7_hdrs *h, bool e
 			d->close_after = true; /* HTTP/1.0: the end is the close */
 		}
 	}
+	if (d->dc.w->draining)
+		d->close_after = true; /* an upgrade: the client's next request goes to the next agent */
 	if (d->close_after)
 		lb_printf(&d->out, "connection: close\r\n");
 	else if (!d->minor)

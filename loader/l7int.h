@@ -497,6 +497,8 @@ struct l7w {
 	struct l7_queued *q;
 	int nq, capq;
 	bool stop;
+	bool draining; /* an upgrade: not accepting, responses say connection: close */
+	bool held;     /* not accepting yet (l7_opts.hold) */
 	/* counters for /metrics (atomics) */
 	uint64_t c_conns, c_active, c_reqs, c_rejected;
 };

@@ -65,6 +65,7 @@
 #define LOG_BURST	   10	/* rejection lines a second; the rest are counted */
 #define H2_PING_SECS	   10	/* HTTP/2: a PING after this long unheard; no ACK this long: gone */
 #define POOL_IDLE_SECS	   300	/* a pooled connection without streams this long goes (ztunnel's) */
+#define RESTART_TRIES 3 /* a stream refused unprocessed starts again this often at most */
 #define H1_MEMO		   64	/* peers that would not speak h2 (agents before it), remembered */
 #define H1_MEMO_SECS	   60	/* ... for this long: their connections use HTTP/1.1 CONNECT */
 
@@ -155,6 +156,7 @@ struct hstream {
 	bool out;	  /* outbound: ours, to the peer */
 	bool waiting;	  /* outbound: its connection is still being set up */
 	bool http;	  /* outbound: the HTTP path's requests (bpfmesh-protocol: http/1.1) */
+	int tries;	  /* outbound: starts again after a refusal (at most RESTART_TRIES) */
 	struct bm_orig o; /* outbound: the captured destination (to start again elsewhere) */
 	time_t deadline;  /* outbound: the peer's answer must come by then */
 	struct hstream *prev, *next; /* the connection's streams */
@@ -204,6 +206,13 @@ struct tunnel {
 	} h1[H1_MEMO]; /* peers that answered without h2 */
 	struct hstream *hdead; /* streams closed in this batch of events */
 	bool paused; /* listeners out of epoll: no fds left (EMFILE) */
+	int drain;	     /* atomic: the control thread asked (tunnel_drain) */
+	int release;	     /* atomic: tunnel_release was called */
+	bool held;	     /* listeners not watched yet (tunnel_opts.hold) */
+	time_t drained_at;   /* the data thread stopped accepting then (0: not draining) */
+	bool goaway_sent;    /* the final GOAWAY to inbound HTTP/2 peers */
+	unsigned long busy;  /* atomic: application connections relayed (tunnel_busy) */
+	int next_tries;	     /* the tries of the stream os_restart is starting again */
 	int ex_idx;
 	pthread_t th;
 	bool started;
@@ -353,6 +362,50 @@ static void pend_drop(struct tconn *c)
 		--*n;
 }
 
+/* ---------- draining (an upgrade: the next agent has the listeners) ---------- */
+
+static void drain_begin(struct tunnel *t)
+{
+	if (!t->paused && !t->held)
+		listeners_watch(t, false);
+	close(t->lout);
+	close(t->lin);
+	t->lout = t->lin = -1;
+	t->drained_at = time(NULL);
+	/* peers stop opening streams here at once; the final GOAWAY follows a second later, so
+	 * a stream already on its way is still served (RFC 9113 section 6.8) */
+	for (struct tconn *c = t->live; c; c = c->next)
+		if (c->st == T_H2 && !c->outbound) {
+			h2t_shutdown_notice(c->h2);
+			h2_flush(c);
+		}
+	pr_info("tunnel: draining: the next agent accepts; relaying what is open");
+}
+
+static void drain_tick(struct tunnel *t, time_t now)
+{
+	unsigned long busy = 0;
+
+	if (t->drained_at && !t->goaway_sent && now - t->drained_at >= 1) {
+		t->goaway_sent = true;
+		for (struct tconn *c = t->live; c; c = c->next)
+			if (c->st == T_H2 && !c->outbound) {
+				h2t_goaway(c->h2);
+				h2_flush(c); /* closes it when no stream is open */
+			}
+	}
+	for (struct tconn *c = t->live; c; c = c->next) {
+		if (c->st == T_DEAD)
+			continue;
+		if (c->h2 || c->pool)
+			for (struct hstream *s = c->streams; s; s = s->next)
+				busy += !s->dead;
+		else
+			busy++;
+	}
+	__atomic_store_n(&t->busy, busy, __ATOMIC_RELAXED);
+}
+
 static void tick(struct tunnel *t, time_t now)
 {
 	unsigned long active = CNT_GET(t, active);
@@ -389,8 +442,9 @@ static void tick(struct tunnel *t, time_t now)
 		}
 	}
 	pool_tick(t, now);
+	drain_tick(t, now);
 	free_dead(t);
-	if (t->paused)
+	if (t->paused && !t->drained_at && !t->held)
 		listeners_watch(t, true);
 	/* after a burst, give the memory back: glibc keeps freed heap for reuse otherwise */
 	if (active > t->peak_active)
@@ -1024,10 +1078,14 @@ static void os_restart(struct hstream *s)
 	bool http = s->http;
 	char ip[64];
 
+	int tries = s->tries + 1;
+
 	snprintf(ip, sizeof(ip), "%s", s->src_ip);
 	s->pfd = -1;
 	hs_close(s, false);
+	t->next_tries = tries; /* pool_start takes it for the new stream */
 	out_start(t, fd, ip, &o, http);
+	t->next_tries = 0;
 }
 
 /* Open the stream's CONNECT on its (set up) connection, with ztunnel's headers. */
@@ -1177,6 +1235,8 @@ static void pool_start(struct tunnel *t, int fd, const char *src_ip, const struc
 		close(fd);
 		return;
 	}
+	s->tries = t->next_tries;
+	t->next_tries = 0;
 	snprintf(key, sizeof(key), "%s#%u|%s|%s", id->spiffe, id->gen, want_id, peer);
 	c = pool_find(t, key);
 	if (!c) {
@@ -1929,6 +1989,13 @@ static void h2_on_closed(void *arg, struct h2t_stream *hs, uint32_t err)
 		h2t_release(hs);
 		return;
 	}
+	if (s->out && !s->relaying && err == H2T_REFUSED_STREAM && s->tries < RESTART_TRIES) {
+		/* refused unprocessed (a GOAWAY below its id, the peer's stream limit): nothing
+		 * reached the pod, so it starts again on another connection (RFC 9113 8.7) */
+		s->hs = hs;
+		os_restart(s);
+		return;
+	}
 	if (err || !s->relaying) { /* reset by the peer (or gone before the pod answered) */
 		s->hs = hs;
 		hs_close(s, true);
@@ -2151,6 +2218,12 @@ static void on_event(struct tunnel *t, struct tev *ev, uint32_t events)
 			v = 0;
 		take_snapshot(t);
 		take_adopted(t);
+		if (t->held && __atomic_load_n(&t->release, __ATOMIC_ACQUIRE) && !t->drained_at) {
+			t->held = false;
+			listeners_watch(t, true);
+		}
+		if (__atomic_load_n(&t->drain, __ATOMIC_ACQUIRE) && !t->drained_at)
+			drain_begin(t);
 		return;
 	}
 	if (c->st == T_DEAD)
@@ -2258,6 +2331,40 @@ int tunnel_start(struct tunnel *t)
 	pthread_setname_np(t->th, "bpfmesh-data");
 	t->started = true;
 	return 0;
+}
+
+int tunnel_listeners(const struct tunnel *t, int *fds, int max)
+{
+	int n = 0;
+
+	if (n < max && t->lout >= 0)
+		fds[n++] = t->lout;
+	if (n < max && t->lin >= 0)
+		fds[n++] = t->lin;
+	return n;
+}
+
+void tunnel_drain(struct tunnel *t)
+{
+	uint64_t one = 1;
+
+	__atomic_store_n(&t->drain, 1, __ATOMIC_RELEASE);
+	if (write(t->wake, &one, sizeof(one)) < 0)
+		pr_debug("tunnel: wake: %s", strerror(errno));
+}
+
+void tunnel_release(struct tunnel *t)
+{
+	uint64_t one = 1;
+
+	__atomic_store_n(&t->release, 1, __ATOMIC_RELEASE);
+	if (write(t->wake, &one, sizeof(one)) < 0)
+		pr_debug("tunnel: wake: %s", strerror(errno));
+}
+
+unsigned long tunnel_busy(const struct tunnel *t)
+{
+	return __atomic_load_n(&t->busy, __ATOMIC_RELAXED);
 }
 
 void tunnel_publish(struct tunnel *t, struct cfgref *cfg, struct idset *ids)
@@ -2451,7 +2558,10 @@ struct tunnel *tunnel_new(const struct tunnel_opts *o, X509_STORE *trust)
 
 		epoll_ctl(t->ep, EPOLL_CTL_ADD, t->wake, &e);
 	}
-	listeners_watch(t, true);
+	if (o->hold)
+		t->held = true; /* until tunnel_release */
+	else
+		listeners_watch(t, true);
 	pr_info("tunnel: outbound on %s:%d, mTLS (HBONE) on %s:%d, trust domain %s, %s", o->node_ip,
 		BM_PORT_OUTBOUND, o->node_ip, BM_PORT_HBONE, o->trust_domain, o->cert_source);
 	return t;

@@ -38,6 +38,7 @@ struct tunnel_opts {
 	long cert_ttl_s;	  /* workload certificate lifetime (bounds session tickets) */
 	const struct bm_mapfds *fds;
 	int filter_out, filter_hbone; /* listener socket filters (datapath.h), -1 for none */
+	bool hold; /* accept nothing until tunnel_release (an upgrade: the earlier agent does) */
 };
 
 struct tunnel;
@@ -81,6 +82,17 @@ struct tunnel_stream {
 typedef int (*tunnel_http_fn)(void *arg, int fd, const struct tunnel_stream *s);
 /* Before tunnel_start. */
 void tunnel_set_http(struct tunnel *t, tunnel_http_fn fn, void *arg);
+
+/* Upgrades (handover.h). Its listening sockets (15001, 15008), for the next agent: how many,
+ * at most max. Any thread, before tunnel_drain. */
+int tunnel_listeners(const struct tunnel *t, int *fds, int max);
+/* Stop accepting (the listeners are closed here; the next agent has them), ask HTTP/2 peers
+ * for no new streams (GOAWAY, graceful), relay what is open. Any thread. */
+void tunnel_drain(struct tunnel *t);
+/* Start accepting (after tunnel_opts.hold). Any thread. */
+void tunnel_release(struct tunnel *t);
+/* Application connections still relayed (both directions; refreshed each second). */
+unsigned long tunnel_busy(const struct tunnel *t);
 
 /* Prometheus lines for the tunnel's counters (any thread). */
 void tunnel_metrics(const struct tunnel *t, FILE *f);

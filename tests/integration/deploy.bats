@@ -111,8 +111,11 @@ check(spec.get("hostPID") is False, "hostPID is not false")
 check(spec.get("serviceAccountName") == "bpfmesh-agent", "not the agent's ServiceAccount")
 check({"operator": "Exists"} in spec.get("tolerations", []), "no toleration for every taint")
 us = ds["spec"]["updateStrategy"]
-check(us["type"] == "RollingUpdate" and us["rollingUpdate"]["maxUnavailable"] == 1,
-      "updateStrategy is not RollingUpdate/maxUnavailable 1")
+ru = us.get("rollingUpdate", {})
+check(us["type"] == "RollingUpdate" and ru.get("maxSurge") == 1 and ru.get("maxUnavailable") == 0,
+      "updateStrategy is not RollingUpdate with maxSurge 1, maxUnavailable 0 (hand-over)")
+check(spec.get("terminationGracePeriodSeconds", 30) >= 3600,
+      "terminationGracePeriodSeconds is shorter than the default --drain-timeout (1h)")
 vols = {v["name"]: v for v in spec["volumes"]}
 agent = [c for c in spec["containers"] if c["name"] == "agent"][0]
 sc = agent["securityContext"]
@@ -168,7 +171,7 @@ EOF
 	[ "$status" -eq 0 ]
 }
 
-@test "daemonset.yaml: ports 15020/15021, readiness on /healthz/ready:15021, liveness by bpfmesh status, scrape annotations" {
+@test "daemonset.yaml: no host ports (surge), readiness on /healthz/ready:15021, liveness by bpfmesh status, scrape annotations" {
 	needs_yaml
 	run py "$DS" <<'EOF'
 import sys, yaml
@@ -179,8 +182,8 @@ agent = [c for c in t["spec"]["containers"] if c["name"] == "agent"][0]
 bad = []
 def check(c, m):
     if not c: bad.append(m)
-ports = {p["containerPort"]: p for p in agent["ports"]}
-check(15020 in ports and 15021 in ports, "ports 15020 and 15021 not both declared")
+# a surge pod (maxSurge) with host ports would never be scheduled next to the old one
+check(not agent.get("ports"), "ports declared: host ports keep the surge pod off the node")
 rp = agent.get("readinessProbe", {}).get("httpGet", {})
 check(rp.get("path") == "/healthz/ready" and rp.get("port") in (15021, "health"),
       "readinessProbe is not GET /healthz/ready on 15021: %s" % rp)

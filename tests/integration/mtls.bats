@@ -675,6 +675,19 @@ for s in ss:
 	grep -q "tunnel: 10.244.255.2:15008 does not speak HBONE over HTTP/2; HTTP/1.1 CONNECT to it for 60 s" "$LOG1"
 }
 
+@test "HBONE over HTTP/2: a stream the peer refused unprocessed (GOAWAY below it) starts again on a new connection" {
+	zt_peer --goaway-first
+	out=$(get zt sleep-0 http://httpbin.zt:8000/get) || true
+	echo "$out"
+	zt_peer_end
+	log=$TMPD/ztpeer.log
+	grep -q "^conn 1 goaway below stream 1$" "$log"
+	# the client saw nothing of it: its connection went on the next TLS connection
+	[[ "$out" == *'"pod": "ztunnel-played"'* ]]
+	[[ "$out" == *'"conn": 2'* ]]
+	[ "$(grep -c " stream [0-9]* method CONNECT " "$log")" -eq 1 ]
+}
+
 @test "metrics label tunnelled traffic mutual_tls, with SPIFFE principals" {
 	get zt sleep-0 http://httpbin.zt:8000/get >/dev/null
 	m=$(curl -s "$(lab status | sed -n 's/^node node1 .*metrics \(http[^ ]*\).*/\1/p')")

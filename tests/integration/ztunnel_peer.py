@@ -7,12 +7,14 @@
 # answers {"pod": "ztunnel-played", "stream": ID, "conn": N}, then ends the stream.
 #
 #   ztunnel_peer.py --listen IP:PORT --cert C --key K --ca CA [--status 200] [--secs 60]
-#       [--no-alpn] [--hold]
+#       [--no-alpn] [--hold] [--goaway-first]
 #
 # Lines (flushed at once): "listening", "conn N alpn P client URI-SAN", "conn N stream ID
 # method M authority A forwarded F baggage B traceparent T protocol P", "conn N closed
 # streams K". --no-alpn: selects no protocol (an agent before HTTP/2; the client must fall
 # back to HTTP/1.1 CONNECT, which it then answers: "conn N h1 CONNECT ..."). --hold: 200 streams stay open until the client ends them (no answer is written).
+# --goaway-first: the first connection's first CONNECT gets a GOAWAY whose last stream id is
+# below it (the stream was not processed, as from an agent that drains), then the close.
 import argparse
 import select
 import socket
@@ -55,6 +57,12 @@ class Conn:
             say('conn', self.n, 'protocol error', e)
             return False
         for ev in events:
+            if isinstance(ev, h2.events.RequestReceived) and self.a.goaway_first and self.n == 1:
+                # a peer going away (an agent that drains): this stream was not processed
+                say('conn', self.n, 'goaway below stream', ev.stream_id)
+                self.h2.close_connection(error_code=0, last_stream_id=max(0, ev.stream_id - 2))
+                self.flush()
+                return False
             if isinstance(ev, h2.events.RequestReceived):
                 self.streams += 1
                 h = dict(ev.headers)
@@ -132,6 +140,8 @@ def main():
     ap.add_argument('--secs', type=float, default=60)
     ap.add_argument('--no-alpn', action='store_true')
     ap.add_argument('--hold', action='store_true')
+    ap.add_argument('--goaway-first', action='store_true',
+                    help='answer the first connection\'s first CONNECT with a GOAWAY below it')
     a = ap.parse_args()
 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

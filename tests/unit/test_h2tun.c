@@ -352,6 +352,35 @@ static void test_goaway(void)
 	unpair(&c, &s);
 }
 
+/* A draining agent (docs/upgrades.md): the notice stops new streams at once, a stream already
+ * on its way is still served, the final GOAWAY ends it. */
+static void test_shutdown_notice(void)
+{
+	struct side c, s;
+	struct h2t_stream *a, *b;
+
+	pair(&c, &s);
+	s.answer = 200;
+	s.read_all = true;
+	a = h2t_connect(c.h, "10.244.2.3:8080", NULL, 0, NULL);
+	pump(&c, &s);
+	CHECK_EQ(c.nresp, 1, "the first stream answered");
+	b = h2t_connect(c.h, "10.244.2.3:8080", NULL, 0, NULL); /* crosses the notice */
+	h2t_shutdown_notice(s.h);
+	pump(&c, &s);
+	CHECK(b != NULL, "the second stream was opened");
+	CHECK_EQ(s.nreq, 2, "a stream on its way when the notice left is served");
+	CHECK_EQ(c.nresp, 2, "... and answered");
+	CHECK(!h2t_can_open(c.h), "no new stream after the notice");
+	h2t_goaway(s.h);
+	pump(&c, &s);
+	h2t_write(a, "still here", 10);
+	pump(&c, &s);
+	CHECK_EQ(s.got, 10, "open streams go on after the final GOAWAY");
+	CHECK(!h2t_done(s.h), "not done while streams are open");
+	unpair(&c, &s);
+}
+
 static void test_ping(void)
 {
 	struct side c, s;
@@ -404,6 +433,7 @@ int main(void)
 	RUN(test_resets);
 	RUN(test_bytes_after_close);
 	RUN(test_goaway);
+	RUN(test_shutdown_notice);
 	RUN(test_ping);
 	return CHECK_DONE("h2tun");
 }

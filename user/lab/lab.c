@@ -621,10 +621,15 @@ static int free_port(void)
 static int self_exe(char *buf, size_t len)
 {
 	ssize_t n = readlink("/proc/self/exe", buf, len - 1);
+	static const char gone[] = " (deleted)";
 
 	if (n < 0)
 		return -1;
 	buf[n] = 0;
+	/* rebuilt or reinstalled since this process started: the file there now (an upgrade) */
+	if ((size_t)n > strlen(gone) && !strcmp(buf + n - strlen(gone), gone) &&
+	    (buf[n - strlen(gone)] = 0, access(buf, X_OK)))
+		buf[n - strlen(gone)] = ' ';
 	return 0;
 }
 
@@ -868,6 +873,47 @@ static void sup_exited(struct child *ch, const char *what, int status, uint64_t 
 
 static volatile sig_atomic_t sup_stop;
 
+/* Agents that handed their listeners to a new one (`lab agent upgrade`) and drain. */
+#define SUP_DRAINING 32
+static struct {
+	pid_t pid;
+	char log[700];
+} draining[SUP_DRAINING];
+
+static bool sup_drained(pid_t pid, int status)
+{
+	for (int i = 0; i < SUP_DRAINING; i++)
+		if (draining[i].pid == pid) {
+			sup_log(draining[i].log, "draining agent pid %d %s %d", (int)pid,
+				WIFSIGNALED(status) ? "killed by signal" : "exited with status",
+				WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+			draining[i].pid = 0;
+			return true;
+		}
+	return false;
+}
+
+/* `lab agent upgrade NODE` asked: a new agent; the one running hands over and drains. */
+static bool sup_upgrade(const struct lab *l, const char *node, struct child *ch)
+{
+	char path[700];
+
+	snprintf(path, sizeof(path), "%s/upgrade-%s", l->dir, node);
+	if (unlink(path))
+		return false;
+	if (ch->pid > 0) {
+		for (int i = 0; i < SUP_DRAINING; i++)
+			if (!draining[i].pid) {
+				draining[i].pid = ch->pid;
+				snprintf(draining[i].log, sizeof(draining[i].log), "%s", ch->log);
+				break;
+			}
+	}
+	ch->pid = 0;
+	ch->restart_at = 0;
+	return true;
+}
+
 static void sup_on_term(int sig)
 {
 	(void)sig;
@@ -922,6 +968,7 @@ static int lab_supervise(const char *name, const char *bpffs)
 			for (int i = 0; i < l->nnodes; i++)
 				if (pid == agents[i].pid)
 					sup_exited(&agents[i], "agent", status, now);
+			sup_drained(pid, status);
 		}
 		if (l->mtls && !ca.pid && now >= ca.restart_at) {
 			ca.pid = spawn_ca(l);
@@ -947,6 +994,11 @@ static int lab_supervise(const char *name, const char *bpffs)
 					kill(ch->pid, SIGTERM); /* `lab agent stop`: reaped above */
 				continue;
 			}
+			if (sup_upgrade(l, l->nodes[i].name, ch)) {
+				ch->pid = spawn_agent(l, &l->nodes[i]);
+				ch->started = now;
+				continue;
+			}
 			/* one started by an earlier supervisor, or by hand: let it run */
 			if (ch->pid > 0 || agent_pid(an) || now < ch->restart_at)
 				continue;
@@ -962,9 +1014,13 @@ static int lab_supervise(const char *name, const char *bpffs)
 		kill(prom.pid, SIGTERM);
 	if (kapi.pid > 0)
 		kill(kapi.pid, SIGTERM);
+	/* SIGINT: a draining agent takes SIGTERM as "the pod it replaced is stopped" */
 	for (int i = 0; i < LAB_MAX_NODES; i++)
 		if (agents[i].pid > 0)
-			kill(agents[i].pid, SIGTERM);
+			kill(agents[i].pid, SIGINT);
+	for (int i = 0; i < SUP_DRAINING; i++)
+		if (draining[i].pid > 0)
+			kill(draining[i].pid, SIGINT);
 	for (int t = 0; t < 60 && waitpid(-1, NULL, WNOHANG) >= 0; t++)
 		usleep(50 * 1000);
 	if (ca.pid > 0)
@@ -976,6 +1032,9 @@ static int lab_supervise(const char *name, const char *bpffs)
 	for (int i = 0; i < LAB_MAX_NODES; i++)
 		if (agents[i].pid > 0)
 			kill(agents[i].pid, SIGKILL);
+	for (int i = 0; i < SUP_DRAINING; i++)
+		if (draining[i].pid > 0)
+			kill(draining[i].pid, SIGKILL);
 	while (waitpid(-1, NULL, 0) > 0)
 		;
 	free(l->pods);
@@ -2597,8 +2656,28 @@ static int lab_start_stop(struct lab *l, struct lab_pod *p, bool start)
 	return rc ? 1 : 0;
 }
 
-/* `lab agent stop|start|restart NODE`: what `systemctl` does to a unit, for the lab's agents
- * (stop: the supervisor lets it down until start). */
+/* The pid of the agent that accepts for node an (run_dir/serving), or 0. */
+static pid_t serving_pid(const char *an)
+{
+	char path[600];
+	FILE *f;
+	int pid = 0;
+
+	if (agent_run_dir(path, sizeof(path) - 16, an))
+		return 0;
+	strcat(path, "/serving");
+	f = fopen(path, "r");
+	if (f) {
+		if (fscanf(f, "%d", &pid) != 1)
+			pid = 0;
+		fclose(f);
+	}
+	return pid;
+}
+
+/* `lab agent stop|start|restart|upgrade NODE`: what `systemctl` does to a unit, for the lab's
+ * agents (stop: the supervisor lets it down until start; upgrade: a new agent takes the running
+ * one's listeners, which drains, as the DaemonSet's rolling update does). */
 static int lab_agent(struct lab *l, const char *verb, const char *node)
 {
 	struct lab_node *n = node ? node_find(l, node) : NULL;
@@ -2630,6 +2709,40 @@ static int lab_agent(struct lab *l, const char *verb, const char *node)
 			return 0;
 		}
 	}
+	if (!strcmp(verb, "upgrade")) {
+		pid_t was = agent_pid(an), now = 0;
+
+		if (!was) {
+			fprintf(stderr, "lab %s: the agent of node %s does not run\n", l->name,
+				n->name);
+			return 1;
+		}
+		snprintf(path, sizeof(path), "%s/upgrade-%s", l->dir, n->name);
+		fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+		if (fd < 0 || supervisor_ensure(l)) {
+			if (fd >= 0)
+				close(fd);
+			return 1;
+		}
+		close(fd);
+		/* the new agent holds the lock at once, and accepts once ready (serving) */
+		for (int i = 0; i < 1600; i++, usleep(25 * 1000)) {
+			now = agent_pid(an);
+			if (now && now != was && serving_pid(an) == now && agent_ready(l, n))
+				break;
+		}
+		if (!now || now == was || serving_pid(an) != now || !agent_ready(l, n)) {
+			unlink(path);
+			fprintf(stderr,
+				"lab %s: the new agent of node %s did not take over in 40 s (see "
+				"%s/agent-%s.log)\n",
+				l->name, n->name, l->dir, n->name);
+			return 1;
+		}
+		printf("agent of node %s upgraded: pid %d serving, pid %d %s\n", n->name, (int)now,
+		       (int)was, kill(was, 0) == 0 ? "draining" : "exited");
+		return 0;
+	}
 	if (!strcmp(verb, "start") || !strcmp(verb, "restart")) {
 		unlink(path);
 		if (supervisor_ensure(l))
@@ -2644,7 +2757,7 @@ static int lab_agent(struct lab *l, const char *verb, const char *node)
 		printf("agent of node %s running\n", n->name);
 		return 0;
 	}
-	fprintf(stderr, "usage: bpfmesh lab agent stop|start|restart NODE [--name LAB]\n");
+	fprintf(stderr, "usage: bpfmesh lab agent stop|start|restart|upgrade NODE [--name LAB]\n");
 	return 2;
 }
 
@@ -2672,7 +2785,7 @@ static const struct {
     {"stop", "usage: bpfmesh lab stop [--name LAB] [-n NS] POD|deploy/NAME\n"},
     {"start", "usage: bpfmesh lab start [--name LAB] [-n NS] POD|deploy/NAME\n"},
     {"status", "usage: bpfmesh lab status [--name LAB] [-o json|yaml|wide]\n"},
-    {"agent", "usage: bpfmesh lab agent stop|start|restart NODE [--name LAB]\n"},
+    {"agent", "usage: bpfmesh lab agent stop|start|restart|upgrade NODE [--name LAB]\n"},
     {"down", "usage: bpfmesh lab down [--name LAB]\n"
 	     "  removes every node, pod, pin, cgroup and process of the lab\n"},
 };
