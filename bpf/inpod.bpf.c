@@ -5,7 +5,8 @@
  * cannot ask which namespace it runs in) and attaches it to that pod's namespace with a
  * pinned link. A refused lookup makes the kernel answer at once: a reset for a SYN, port
  * unreachable for a UDP datagram. Sockets the lookup finds first (established TCP, connected
- * UDP) never come here.
+ * UDP) never come here. A SYN to the pod's port 15008 goes to the agent's HBONE listener in
+ * the namespace (bm_hbone), when there is one, before any judgment.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -75,6 +76,20 @@ int bm_pod_lookup(struct bpf_sk_lookup *ctx)
 	/* The pod talking to itself. Its own address is no proof here (the lookup reports the
 	 * interface that address is on, not lo): such a lookup is passed on to the cgroup hook,
 	 * which sees the loopback device and judges it for real. */
+	/* HBONE to the pod's own address (ztunnel's in-pod addressing): the agent's listener in
+	 * this namespace takes it, never the pod; it authenticates and judges each stream */
+	if (p.proto == BM_PROTO_TCP && p.dport == bpf_htons(BM_PORT_HBONE)) {
+		__u32 k = bm_self_pod;
+		struct bpf_sock *sk = bpf_map_lookup_elem(&bm_hbone, &k);
+
+		if (sk) {
+			long err = bpf_sk_assign(ctx, sk, 0);
+
+			bpf_sk_release(sk);
+			if (!err)
+				return SK_PASS;
+		}
+	}
 	self = ctx->ingress_ifindex == BM_LOOPBACK_IFINDEX || bm_same_addr16(p.src, p.dst);
 	return bm_inbound_judge(&p, bm_self_pod, self) ? SK_PASS : SK_DROP;
 }

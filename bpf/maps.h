@@ -325,6 +325,18 @@ struct {
 	__uint(pinning, BM_PIN);
 } bm_sockhash SEC(".maps");
 
+/* Local pod -> the agent's HBONE listener in that pod's network namespace (port 15008, as
+ * ztunnel's in-pod mode): the pod's sk_lookup program (inpod.bpf.c) hands a SYN to its
+ * 15008 to this socket, so a tunnel addressed to the pod's own address reaches the agent and
+ * never the pod. The kernel takes a socket out when it closes (the agent exits). */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, BM_MAX_PODS);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, BM_PIN);
+} bm_hbone SEC(".maps");
+
 /* Client 4-tuple -> bytes that bypassed TCP and how each direction carries data. Made at the
  * client's ESTABLISHED, deleted at its TCP_CLOSE (sockops). Full: not accelerated (counted). */
 struct {

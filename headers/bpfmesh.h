@@ -682,6 +682,7 @@ struct bm_name {
 	X(podaddr, bm_podaddr)                                                                     \
 	X(conf, bm_conf)                                                                           \
 	X(ifpod, bm_ifpod)                                                                         \
+	X(hbone, bm_hbone)                                                                         \
 	Y(bm_events)                                                                               \
 	Y(bm_sock)                                                                                 \
 	Y(bm_dsock)                                                                                \

@@ -33,6 +33,7 @@
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
@@ -403,6 +404,7 @@ static int sync_pods(struct agent *a, const struct mesh_config *c)
 		for (int i = 0; i < ps.nlocal; i++) {
 			pp[i].pod_id = config_pod_id(ps.local[i]);
 			pp[i].cgroup = ps.local_cg[i];
+			pp[i].hbone = a->tun && config_in_mesh(c, ps.local[i]);
 			fill_pod(&pp[i].pod, c, ps.local[i]);
 		}
 		covered = podnet_sync(a->pn, pp, ps.nlocal);
@@ -1553,6 +1555,14 @@ int cmd_agent(int argc, char **argv)
 	    dp_pin_dir(a.pin_dir, sizeof(a.pin_dir), a.bpffs, a.node))
 		return 2;
 	process_signals();
+	{ /* a socket per connection and per local pod's HBONE listener: the hard limit */
+		struct rlimit rl;
+
+		if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
+	}
 	if (take_over(&a))
 		return 1;
 	rc = 1;
@@ -1598,6 +1608,8 @@ int cmd_agent(int argc, char **argv)
 	handover_release_unclaimed(); /* what the earlier agent listened on and this one does not */
 	a.pn = podnet_new(a.pin_dir, host_ns, stat("/proc/self/ns/net", &nst) ? 0 : nst.st_ino,
 			  dp_sav_prog(a.dp), a.fds.ifpod);
+	if (a.tun) /* tunnels to a pod's own address (ztunnel's in-pod addressing) */
+		podnet_set_hbone(a.pn, a.fds.hbone, tunnel_pod_listen, tunnel_pod_unlisten, a.tun);
 	rc = loop(&a);
 cleanup:
 	if (a.loading) { /* let the worker finish: it owns its job */

@@ -3,12 +3,15 @@
  * podnet.c: see podnet.h. Called by the agent (loader/agent.c).
  */
 #include <dirent.h>
+#include <pthread.h>
+#include <sched.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <linux/if_link.h>
@@ -31,6 +34,7 @@ struct attached {
 	ino_t netns;
 	int veths[MAX_VETHS]; /* filtered by this agent */
 	int nveths;
+	ino_t hbone_ns; /* the namespace its HBONE listener is in (0: none) */
 };
 
 struct podnet {
@@ -40,6 +44,10 @@ struct podnet {
 	struct attached *v; /* links this agent has put in place or updated */
 	int n, cap;
 	bool warned_load, warned_tc;
+	int hbone_map; /* bm_hbone, -1: no HBONE listeners */
+	podnet_listen_fn listen;
+	podnet_unlisten_fn unlisten;
+	void *arg;
 };
 
 struct podnet *podnet_new(const char *pin_dir, ino_t host_netns, ino_t node_netns, int sav_prog,
@@ -54,7 +62,94 @@ struct podnet *podnet_new(const char *pin_dir, ino_t host_netns, ino_t node_netn
 	pn->node_ns = node_netns;
 	pn->sav_prog = sav_prog;
 	pn->ifpod_fd = ifpod_fd;
+	pn->hbone_map = -1;
 	return pn;
+}
+
+void podnet_set_hbone(struct podnet *pn, int map_fd, podnet_listen_fn listen,
+		      podnet_unlisten_fn unlisten, void *arg)
+{
+	if (!pn)
+		return;
+	pn->hbone_map = map_fd;
+	pn->listen = listen;
+	pn->unlisten = unlisten;
+	pn->arg = arg;
+}
+
+/* ---------- HBONE listeners in pods' namespaces ---------- */
+
+struct mk_listener {
+	int nsfd, fd, err;
+};
+
+/* A thread of its own enters the namespace: the agent's threads stay where they are. */
+static void *mk_listener_in_ns(void *arg)
+{
+	struct mk_listener *m = arg;
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(BM_PORT_HBONE)};
+	int one = 1, fd;
+
+	if (setns(m->nsfd, CLONE_NEWNET)) {
+		m->err = errno;
+		return NULL;
+	}
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		m->err = errno;
+		return NULL;
+	}
+	/* the next agent (an upgrade) binds its own next to ours; the sk_lookup program picks
+	 * the one in bm_hbone, whatever the pod binds */
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 512)) {
+		m->err = errno;
+		close(fd);
+		return NULL;
+	}
+	m->fd = fd;
+	return NULL;
+}
+
+static void hbone_drop(struct podnet *pn, struct attached *a)
+{
+	if (!a->hbone_ns)
+		return;
+	a->hbone_ns = 0;
+	bpf_map_delete_elem(pn->hbone_map, &a->pod_id); /* closing the socket does it too */
+	pn->unlisten(pn->arg, a->pod_id);
+}
+
+static void hbone_sync(struct podnet *pn, struct attached *a, int nsfd, bool want)
+{
+	struct mk_listener m = {.nsfd = nsfd, .fd = -1};
+	pthread_t th;
+	__u64 fd;
+
+	if (pn->hbone_map < 0 || (want && a->hbone_ns == a->netns))
+		return;
+	hbone_drop(pn, a); /* not wanted any more, or in a namespace the pod left */
+	if (!want)
+		return;
+	if (pthread_create(&th, NULL, mk_listener_in_ns, &m) || pthread_join(th, NULL) ||
+	    m.fd < 0) {
+		pr_warn("podnet: HBONE listener in pod %u's network namespace: %s", a->pod_id,
+			strerror(m.err ? m.err : errno));
+		return;
+	}
+	fd = (__u64)m.fd;
+	if (bpf_map_update_elem(pn->hbone_map, &a->pod_id, &fd, BPF_ANY)) {
+		pr_warn("podnet: bm_hbone for pod %u: %s", a->pod_id, strerror(errno));
+		close(m.fd);
+		return;
+	}
+	if (pn->listen(pn->arg, a->pod_id, m.fd)) {
+		bpf_map_delete_elem(pn->hbone_map, &a->pod_id);
+		close(m.fd);
+		return;
+	}
+	a->hbone_ns = a->netns;
 }
 
 /* ---------- netlink: which of our interfaces are a pod's veths ---------- */
@@ -413,6 +508,9 @@ int podnet_sync(struct podnet *pn, struct podnet_pod *pods, int n)
 		a = find(pn, pods[i].pod_id);
 		if (a)
 			pods[i].sav = sav_sync(pn, a, nsfd, &pods[i].pod);
+		a = find(pn, pods[i].pod_id);
+		if (a)
+			hbone_sync(pn, a, nsfd, pods[i].hbone);
 		close(nsfd);
 	}
 	/* links of pods that are gone */
@@ -429,6 +527,8 @@ int podnet_sync(struct podnet *pn, struct podnet_pod *pods, int n)
 		for (int i = 0; i < pn->n; i++) {
 			if (pn->v[i].pod_id != id)
 				continue;
+			if (pn->hbone_map >= 0)
+				hbone_drop(pn, &pn->v[i]);
 			for (int j = 0; j < pn->v[i].nveths; j++) {
 				__u32 key = pn->v[i].veths[j];
 

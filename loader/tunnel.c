@@ -69,14 +69,25 @@
 #define H1_MEMO		   64	/* peers that would not speak h2 (agents before it), remembered */
 #define H1_MEMO_SECS	   60	/* ... for this long: their connections use HTTP/1.1 CONNECT */
 
-enum ev_kind { EV_LISTEN_OUT, EV_LISTEN_IN, EV_PLAIN, EV_TLS, EV_WAKE, EV_H2S };
+enum ev_kind { EV_LISTEN_OUT, EV_LISTEN_IN, EV_LISTEN_POD, EV_PLAIN, EV_TLS, EV_WAKE, EV_H2S };
 
 struct tconn;
 struct hstream;
 struct tev {
 	enum ev_kind kind;
 	struct tconn *c;
-	struct hstream *hs; /* EV_H2S: the stream whose pod socket this is */
+	struct hstream *hs;	/* EV_H2S: the stream whose pod socket this is */
+	struct plisten *pl;	/* EV_LISTEN_POD: the pod's listener */
+};
+
+/* An HBONE listener in a local pod's network namespace (podnet.h): what it accepts is for
+ * that pod only, with that pod's certificate whatever the client's SNI. */
+struct plisten {
+	struct tev ev;
+	uint32_t pod_id;
+	int fd;
+	bool watched;
+	struct plisten *next;
 };
 
 enum tstate {
@@ -119,6 +130,7 @@ struct tconn {
 	struct dial_pass pass; /* inbound: the pass registered for the local pod (dial.h) */
 	uint32_t src_pod;  /* outbound: the client pod as the kernel attested it (bm_orig) */
 	uint32_t peer4;	   /* inbound: the peer's IPv4 address (pending counts) */
+	uint32_t listen_pod; /* inbound: accepted in this pod's namespace (0: the node's 15008) */
 	bool pending;	   /* inbound: counted in the pending handshakes */
 	char want_id[320]; /* outbound: the SPIFFE ID the server must present */
 	char sess_key[512];
@@ -213,6 +225,12 @@ struct tunnel {
 	bool goaway_sent;    /* the final GOAWAY to inbound HTTP/2 peers */
 	unsigned long busy;  /* atomic: application connections relayed (tunnel_busy) */
 	int next_tries;	     /* the tries of the stream os_restart is starting again */
+	struct plisten *pl, *pl_dead; /* pods' listeners (data thread); closed in this batch */
+	struct plisten_op {
+		uint32_t pod_id;
+		int fd; /* -1: close the pod's */
+	} *plops;	     /* from podnet (control thread), under mu */
+	int nplops, capplops;
 	int ex_idx;
 	pthread_t th;
 	bool started;
@@ -362,6 +380,104 @@ static void pend_drop(struct tconn *c)
 		--*n;
 }
 
+/* ---------- HBONE listeners in pods' namespaces ---------- */
+
+static void pl_watch(struct tunnel *t, struct plisten *pl, bool on)
+{
+	struct epoll_event e = {.events = EPOLLIN, .data.ptr = &pl->ev};
+
+	if (pl->watched == on || pl->fd < 0)
+		return;
+	epoll_ctl(t->ep, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, pl->fd, &e);
+	pl->watched = on;
+}
+
+static void pl_close(struct tunnel *t, struct plisten **pp)
+{
+	struct plisten *pl = *pp;
+
+	pl_watch(t, pl, false);
+	close(pl->fd);
+	pl->fd = -1;
+	*pp = pl->next;
+	pl->next = t->pl_dead; /* events of this batch may still name it */
+	t->pl_dead = pl;
+}
+
+/* What podnet handed over or took back since the last wake. */
+static void take_pod_listeners(struct tunnel *t)
+{
+	struct plisten_op *ops;
+	int n;
+
+	pthread_mutex_lock(&t->mu);
+	ops = t->plops;
+	n = t->nplops;
+	t->plops = NULL;
+	t->nplops = t->capplops = 0;
+	pthread_mutex_unlock(&t->mu);
+	for (int i = 0; i < n; i++) {
+		for (struct plisten **pp = &t->pl; *pp; pp = &(*pp)->next)
+			if ((*pp)->pod_id == ops[i].pod_id) {
+				pl_close(t, pp);
+				break;
+			}
+		if (ops[i].fd < 0)
+			continue;
+		struct plisten *pl = calloc(1, sizeof(*pl));
+
+		if (!pl || t->drained_at) {
+			free(pl);
+			close(ops[i].fd);
+			continue;
+		}
+		pl->pod_id = ops[i].pod_id;
+		pl->fd = ops[i].fd;
+		pl->ev = (struct tev){.kind = EV_LISTEN_POD, .pl = pl};
+		pl->next = t->pl;
+		t->pl = pl;
+		if (!t->held && !t->paused)
+			pl_watch(t, pl, true);
+	}
+	free(ops);
+}
+
+static int pl_op(struct tunnel *t, uint32_t pod_id, int fd)
+{
+	uint64_t one = 1;
+	int rc = 0;
+
+	pthread_mutex_lock(&t->mu);
+	if (t->nplops == t->capplops) {
+		int cap = t->capplops ? 2 * t->capplops : 16;
+		struct plisten_op *v = realloc(t->plops, (size_t)cap * sizeof(*v));
+
+		if (v) {
+			t->plops = v;
+			t->capplops = cap;
+		}
+	}
+	if (t->nplops < t->capplops)
+		t->plops[t->nplops++] = (struct plisten_op){.pod_id = pod_id, .fd = fd};
+	else
+		rc = -1;
+	pthread_mutex_unlock(&t->mu);
+	if (!rc && write(t->wake, &one, sizeof(one)) < 0)
+		pr_debug("tunnel: wake: %s", strerror(errno));
+	return rc;
+}
+
+int tunnel_pod_listen(void *arg, uint32_t pod_id, int fd)
+{
+	return pl_op(arg, pod_id, fd);
+}
+
+void tunnel_pod_unlisten(void *arg, uint32_t pod_id)
+{
+	while (pl_op(arg, pod_id, -1))
+		usleep(1000); /* out of memory for the queue: the listener must not stay */
+}
+
 /* ---------- draining (an upgrade: the next agent has the listeners) ---------- */
 
 static void drain_begin(struct tunnel *t)
@@ -371,6 +487,8 @@ static void drain_begin(struct tunnel *t)
 	close(t->lout);
 	close(t->lin);
 	t->lout = t->lin = -1;
+	while (t->pl) /* the next agent has its own in bm_hbone */
+		pl_close(t, &t->pl);
 	t->drained_at = time(NULL);
 	/* peers stop opening streams here at once; the final GOAWAY follows a second later, so
 	 * a stream already on its way is still served (RFC 9113 section 6.8) */
@@ -510,6 +628,8 @@ static void listeners_watch(struct tunnel *t, bool on)
 
 	epoll_ctl(t->ep, op, t->lout, &e1);
 	epoll_ctl(t->ep, op, t->lin, &e2);
+	for (struct plisten *pl = t->pl; pl; pl = pl->next)
+		pl_watch(t, pl, on);
 	t->paused = !on;
 }
 
@@ -1278,7 +1398,7 @@ static void pool_start(struct tunnel *t, int fd, const char *src_ip, const struc
 	s->http = http;
 	s->o = *o;
 	s->pfd = fd;
-	s->pev = (struct tev){EV_H2S, c, s};
+	s->pev = (struct tev){.kind = EV_H2S, .c = c, .hs = s};
 	snprintf(s->src_ip, sizeof(s->src_ip), "%s", src_ip);
 	snprintf(s->dst, sizeof(s->dst), "%s", dst);
 	s->next = c->streams;
@@ -1449,16 +1569,26 @@ static void in_fail(struct tconn *c, const char *why)
 	conn_close(c);
 }
 
-/* Server side: present the certificate of the workload the client asked for (SNI). */
+/* Server side: present the certificate of the workload the client asked for (SNI), or of the
+ * pod whose namespace the connection came in (no SNI needed, as ztunnel's clients send none).
+ * OpenSSL calls this whether or not the client sent SNI. */
 static int on_servername(SSL *ssl, int *alert, void *arg)
 {
 	struct tunnel *t = arg;
 	const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+	const struct tconn *c = SSL_get_ex_data(ssl, t->ex_idx);
 	const struct workload_obj *w;
 	const struct ident *id;
 	char ip[64];
 	size_t n;
 
+	if (c && c->listen_pod) { /* in the pod's namespace: that pod, whatever the SNI */
+		w = config_pod_by_id(t->c, c->listen_pod);
+		id = w ? idset_find(t->ids, w->ns, sa_of(w)) : NULL;
+		if (!id || use_ident(ssl, id))
+			goto bad;
+		return SSL_TLSEXT_ERR_OK;
+	}
 	if (!sni || !strstr(sni, ".pod.bpfmesh"))
 		goto bad;
 	n = strstr(sni, ".pod.bpfmesh") - sni;
@@ -1643,9 +1773,11 @@ static void in_request(struct tconn *c)
 		snprintf(c->dst, sizeof(c->dst), "%s:%d", req.host, port);
 		source_address(c, req.forwarded);
 		w = pod_by_ip(c->t->c, req.host);
-		if (!w || !w->host_ip || strcmp(w->host_ip, c->t->o.node_ip)) {
+		if (!w || !w->host_ip || strcmp(w->host_ip, c->t->o.node_ip) ||
+		    (c->listen_pod && w != config_pod_by_id(c->t->c, c->listen_pod))) {
 			SSL_write(c->ssl, badreq, sizeof(badreq) - 1);
-			in_fail(c, "CONNECT target is not a pod on this node");
+			in_fail(c, "CONNECT target is not a pod on this node (or not the pod whose "
+				   "address the tunnel went to)");
 			return;
 		}
 		/* the principal: the verified SPIFFE ID without its scheme */
@@ -1875,6 +2007,10 @@ static void h2_on_request(void *arg, struct h2t_stream *hs, const struct h2t_req
 		h2_refuse(c, hs, 400, "not a pod on this node", r->authority);
 		return;
 	}
+	if (c->listen_pod && w != config_pod_by_id(c->t->c, c->listen_pod)) {
+		h2_refuse(c, hs, 400, "not the pod whose address the tunnel went to", r->authority);
+		return;
+	}
 	/* the identity we proved in the handshake must be the destination's */
 	{
 		X509 *mine = SSL_get_certificate(c->ssl);
@@ -1897,7 +2033,7 @@ static void h2_on_request(void *arg, struct h2t_stream *hs, const struct h2t_req
 	s->hc = c;
 	s->hs = hs;
 	s->pfd = -1;
-	s->pev = (struct tev){EV_H2S, c, s};
+	s->pev = (struct tev){.kind = EV_H2S, .c = c, .hs = s};
 	h2t_set_user(hs, s);
 	snprintf(s->dst, sizeof(s->dst), "%s:%d", host, port);
 	hbone_forwarded_for(r->forwarded, strlen(r->forwarded), fwd, sizeof(fwd));
@@ -2151,18 +2287,18 @@ static void in_hello(struct tconn *c)
 		return;
 	}
 	SSL_set_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS); /* until set up: no idle buffers */
+	SSL_set_ex_data(c->ssl, c->t->ex_idx, c); /* on_servername: the pod it came in for */
 	SSL_set_fd(c->ssl, c->sfd);
 	c->st = T_IN_HANDSHAKE;
 	in_handshake(c);
 }
 
-static void in_accept(struct tunnel *t)
+static void in_accept(struct tunnel *t, int lfd, uint32_t listen_pod)
 {
 	for (int i = 0; i < 64; i++) {
 		struct sockaddr_in peer;
 		socklen_t pl = sizeof(peer);
-		int fd = accept4(t->lin, (struct sockaddr *)&peer, &pl,
-				 SOCK_NONBLOCK | SOCK_CLOEXEC),
+		int fd = accept4(lfd, (struct sockaddr *)&peer, &pl, SOCK_NONBLOCK | SOCK_CLOEXEC),
 		    one = 1;
 		struct tconn *c;
 
@@ -2179,6 +2315,7 @@ static void in_accept(struct tunnel *t)
 			continue;
 		}
 		c->sfd = fd;
+		c->listen_pod = listen_pod;
 		c->peer4 = peer.sin_addr.s_addr;
 		fmt_addr(&peer, c->peer, sizeof(c->peer));
 		if (!pend_take(c)) {
@@ -2208,7 +2345,12 @@ static void on_event(struct tunnel *t, struct tev *ev, uint32_t events)
 		return;
 	}
 	if (ev->kind == EV_LISTEN_IN) {
-		in_accept(t);
+		in_accept(t, t->lin, 0);
+		return;
+	}
+	if (ev->kind == EV_LISTEN_POD) {
+		if (ev->pl->fd >= 0)
+			in_accept(t, ev->pl->fd, ev->pl->pod_id);
 		return;
 	}
 	if (ev->kind == EV_WAKE) {
@@ -2218,6 +2360,7 @@ static void on_event(struct tunnel *t, struct tev *ev, uint32_t events)
 			v = 0;
 		take_snapshot(t);
 		take_adopted(t);
+		take_pod_listeners(t);
 		if (t->held && __atomic_load_n(&t->release, __ATOMIC_ACQUIRE) && !t->drained_at) {
 			t->held = false;
 			listeners_watch(t, true);
@@ -2386,6 +2529,12 @@ void tunnel_publish(struct tunnel *t, struct cfgref *cfg, struct idset *ids)
  * point at them). */
 static void free_dead(struct tunnel *t)
 {
+	while (t->pl_dead) {
+		struct plisten *pl = t->pl_dead;
+
+		t->pl_dead = pl->next;
+		free(pl);
+	}
 	while (t->hdead) {
 		struct hstream *s = t->hdead;
 
@@ -2605,6 +2754,13 @@ void tunnel_free(struct tunnel *t)
 	for (int i = 0; i < t->nadopt; i++)
 		close(t->adopt[i].fd);
 	free(t->adopt);
+	while (t->pl)
+		pl_close(t, &t->pl);
+	free_dead(t);
+	for (int i = 0; i < t->nplops; i++)
+		if (t->plops[i].fd >= 0)
+			close(t->plops[i].fd);
+	free(t->plops);
 	pthread_mutex_destroy(&t->mu);
 	pthread_mutex_destroy(&t->dmu);
 	free(t->dest);

@@ -94,6 +94,12 @@ void tunnel_release(struct tunnel *t);
 /* Application connections still relayed (both directions; refreshed each second). */
 unsigned long tunnel_busy(const struct tunnel *t);
 
+/* A listener in a local pod's network namespace (podnet.h's callbacks; arg is the tunnel):
+ * what it accepts is HBONE to that pod only, with that pod's certificate whatever the SNI.
+ * The tunnel owns fd once listen returned 0; unlisten closes it. Any thread. */
+int tunnel_pod_listen(void *arg, uint32_t pod_id, int fd);
+void tunnel_pod_unlisten(void *arg, uint32_t pod_id);
+
 /* Prometheus lines for the tunnel's counters (any thread). */
 void tunnel_metrics(const struct tunnel *t, FILE *f);
 

@@ -71,6 +71,10 @@ pyget() { python3 -c 'import json, sys; d = json.load(sys.stdin); print(eval(sys
 	run bpftool map show pinned "$P/bm_sockhash"
 	[ "$status" -eq 0 ]
 	[[ "$output" == *": sockhash  name bm_sockhash  "* ]]
+	# the agent's HBONE listeners in pods' namespaces (a sockhash: no BTF either)
+	run bpftool map show pinned "$P/bm_hbone"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *": sockhash  name bm_hbone  "* ]]
 }
 
 @test "bm_svc: dump shows the service key and its ids" {

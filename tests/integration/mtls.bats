@@ -174,6 +174,34 @@ h2_metric() { # OUTCOME: node2's bpfmesh_tunnel_h2_streams_total{outcome=OUTCOME
 	[ "$after" -eq $((conns + 1)) ] # one TLS connection for the ten
 }
 
+@test "HBONE to the pod's own address, port 15008 (ztunnel's in-pod addressing): no SNI, the pod's certificate, that pod only" {
+	ip=$(pod_ip zt httpbin-0)
+	other=$(pod_ip zt httpbin-p-0) # the same service account, another pod
+	h2c --authority "$ip:8080" >/dev/null # (issues the client certificate)
+	pod_h2c() { # ADDRESS ARGS...: as a ztunnel in in-pod mode dials, without SNI
+		local to=$1
+		shift
+		ip netns exec "bm-$LAB-node1" timeout 30 /usr/bin/python3 "$BATS_TEST_DIRNAME/hbone_h2.py" \
+			--connect "$to:15008" --cert "$TMPD/h2.crt" --key "$TMPD/h2.key" \
+			--ca "/run/bpfmesh/lab/$LAB/ca/ca.crt" "$@"
+	}
+	run pod_h2c "$ip" --authority "$ip:8080" --streams 2
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"alpn h2"* ]]
+	[[ "$output" == *"server spiffe://cluster.local/ns/zt/sa/httpbin"* ]]
+	[ "$(grep -c "status 200 pod httpbin-0" <<<"$output")" -eq 2 ]
+	# a tunnel to httpbin-p-0's address carries nothing to httpbin-0, identity or not
+	run pod_h2c "$other" --authority "$ip:8080"
+	echo "$output"
+	[[ "$output" == *"stream 1 status 400"* ]]
+	grep -q "not the pod whose address the tunnel went to" "$LOG2"
+	# the STRICT pod's own 15008 is the agent's: plaintext there gets no answer from anyone
+	run lab exec -n zt sleep-0 -- curl -s --max-time 3 "http://$ip:15008/get"
+	echo "$output"
+	[[ "$output" != *'"pod"'* ]]
+}
+
 @test "HBONE over HTTP/2: 3 streams of 16 MiB each way at once, half-closed, intact" {
 	ip=$(pod_ip zt httpbin-0)
 	peer=$BATS_TEST_DIRNAME/accel_peer.py
@@ -665,16 +693,6 @@ for s in ss:
 	[ "$(grep -c "^conn [0-9]* alpn h2 " "$log")" -ge 2 ]
 }
 
-@test "HBONE: a peer that does not select h2 (an earlier agent) gets HTTP/1.1 CONNECT" {
-	zt_peer --no-alpn
-	out=$(get zt sleep-0 http://httpbin.zt:8000/get) || true
-	echo "$out"
-	zt_peer_end
-	[[ "$out" == *'"h1": true'* ]]
-	grep -q "^conn [0-9]* h1 CONNECT $(pod_ip zt httpbin-0):8080 HTTP/1.1$" "$TMPD/ztpeer.log"
-	grep -q "tunnel: 10.244.255.2:15008 does not speak HBONE over HTTP/2; HTTP/1.1 CONNECT to it for 60 s" "$LOG1"
-}
-
 @test "HBONE over HTTP/2: a stream the peer refused unprocessed (GOAWAY below it) starts again on a new connection" {
 	zt_peer --goaway-first
 	out=$(get zt sleep-0 http://httpbin.zt:8000/get) || true
@@ -686,6 +704,17 @@ for s in ss:
 	[[ "$out" == *'"pod": "ztunnel-played"'* ]]
 	[[ "$out" == *'"conn": 2'* ]]
 	[ "$(grep -c " stream [0-9]* method CONNECT " "$log")" -eq 1 ]
+}
+# (before the HTTP/1.1 fallback test: node1 then speaks HTTP/1.1 to node2's 15008 for 60 s)
+
+@test "HBONE: a peer that does not select h2 (an earlier agent) gets HTTP/1.1 CONNECT" {
+	zt_peer --no-alpn
+	out=$(get zt sleep-0 http://httpbin.zt:8000/get) || true
+	echo "$out"
+	zt_peer_end
+	[[ "$out" == *'"h1": true'* ]]
+	grep -q "^conn [0-9]* h1 CONNECT $(pod_ip zt httpbin-0):8080 HTTP/1.1$" "$TMPD/ztpeer.log"
+	grep -q "tunnel: 10.244.255.2:15008 does not speak HBONE over HTTP/2; HTTP/1.1 CONNECT to it for 60 s" "$LOG1"
 }
 
 @test "metrics label tunnelled traffic mutual_tls, with SPIFFE principals" {
