@@ -38,6 +38,7 @@
 #include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include "agent.h"
 #include "args.h"
 #include "certs.h"
@@ -109,6 +110,7 @@ struct agent {
 	uint64_t ho_ready_by;	 /* ms: READY then even if not everything is in place */
 	bool ids_ready;		 /* every local mesh pod's certificate is held */
 	bool serving_written;	 /* run_dir/serving says this agent's pid */
+	bool term_after;	 /* SIGTERM while given: drain even if the next agent goes away */
 	uint64_t drain_until;	 /* ms: then what is still open is closed */
 	uint64_t drain_log;	 /* ms: when the count was last logged */
 	int64_t drain_timeout_ns; /* --drain-timeout */
@@ -149,8 +151,8 @@ static uint64_t now_ms(void)
 	return ts.tv_sec * 1000ULL + ts.tv_nsec / 1000000;
 }
 
-/* One agent per node name: a POSIX record lock that `status` can query without taking. */
-/* The node's lock, waiting up to wait_ms for it (an agent handing over lets it go). */
+/* One agent per node name: a POSIX record lock that `status` can query without taking,
+ * waited for up to wait_ms (an agent handing over lets it go). */
 static int take_lock(struct agent *a, int wait_ms, bool quiet)
 {
 	char path[600], pid[32];
@@ -216,8 +218,9 @@ static int take_over(struct agent *a)
 		a->ho_new = -1;
 		return -1;
 	}
-	/* accept once ready (handover_maybe_ready); the earlier agent accepts until then */
-	a->topts.hold = true;
+	/* accept once ready (handover_maybe_ready); the earlier agent accepts until then (if
+	 * it went away before LOCK, there is nobody to wait for) */
+	a->topts.hold = a->ho_new >= 0;
 	a->ho_ready_by = now_ms() + 30000;
 	pr_info("handover: took the listeners and the lock of the agent that ran before");
 listen:
@@ -751,7 +754,9 @@ static const char *http_answer(void *arg, const char *path, FILE *m, const char 
 		return "200 OK";
 	}
 	if (!strcmp(path, "/healthz/ready")) {
-		bool ok = agent_is_ready(a);
+		/* an upgrade's new agent is ready once it accepts (READY), not before: the
+		 * orchestrator must not stop the old one earlier */
+		bool ok = agent_is_ready(a) && a->ho_new < 0 && !a->ho_given && !a->draining;
 
 		fputs(ok ? "ready\n" : "not ready\n", m);
 		return ok ? "200 OK" : "503 Service Unavailable";
@@ -896,7 +901,11 @@ static void reexec(struct agent *a)
 	sigset_t none;
 	pid_t pid;
 
-	if (a->draining || a->ho_given || a->ho_conn >= 0 || a->ho_new >= 0 || n <= 0) {
+	if (n <= 0) {
+		pr_warn("SIGUSR2: /proc/self/exe: %s; not upgrading", strerror(errno));
+		return;
+	}
+	if (a->draining || a->ho_given || a->ho_conn >= 0 || a->ho_new >= 0) {
 		pr_warn("SIGUSR2: an upgrade is under way already; ignored");
 		return;
 	}
@@ -907,13 +916,18 @@ static void reexec(struct agent *a)
 	len = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
 	if (fd >= 0)
 		close(fd);
-	if (len <= 0) {
-		pr_warn("SIGUSR2: cannot read /proc/self/cmdline; not upgrading");
+	if (len <= 0 || len >= (ssize_t)sizeof(buf) - 1) {
+		pr_warn("SIGUSR2: cannot read all of /proc/self/cmdline; not upgrading");
 		return;
 	}
 	buf[len] = 0;
-	for (char *q = buf; q < buf + len && k < 255; q += strlen(q) + 1)
+	for (char *q = buf; q < buf + len; q += strlen(q) + 1) {
+		if (k == 255) {
+			pr_warn("SIGUSR2: more than 254 arguments; not upgrading");
+			return;
+		}
 		av[k++] = q;
+	}
 	av[k] = NULL;
 	pr_info("SIGUSR2: starting %s to take over from this agent", exe);
 	pid = fork();
@@ -963,7 +977,10 @@ static void handover_give(struct agent *a, struct pollfd *p)
 		a->ho_conn = -1;
 		return;
 	}
-	/* the maps are the next agent's from here: no config, no pod rescans */
+	/* the maps are the next agent's from here: no config, no pod rescans, no outlier
+	 * writes */
+	if (a->l7)
+		l7_give_maps(a->l7);
 	close(a->ho_fd);
 	a->ho_fd = p[SLOT_HANDOVER].fd = -1;
 	close(a->lock);
@@ -986,14 +1003,18 @@ static void handover_answer(struct agent *a, struct pollfd *p)
 	close(a->ho_conn);
 	a->ho_conn = p[SLOT_HOCONN].fd = -1;
 	a->ho_given = false;
-	if (!ready) {
+	if (!ready && !a->term_after) {
 		a->lock = take_lock(a, 5000, true);
 		if (a->lock >= 0) {
-			pr_warn("handover: agent pid %d went away before it was ready; serving on",
+			/* it may have written maps and attached its programs: our picture of the
+			 * maps is stale, so a fresh agent (this binary) reads them back and takes
+			 * over from us; until it is ready we accept, as before */
+			pr_warn("handover: agent pid %d went away before it was ready; serving on "
+				"until a fresh agent takes over",
 				a->ho_pid);
 			a->ho_fd = p[SLOT_HANDOVER].fd = handover_listen(a->run_dir);
 			write_serving(a);
-			reload_start(a); /* what changed meanwhile, into the maps again */
+			reexec(a);
 			return;
 		}
 		pr_warn("handover: agent pid %d went away and another holds the lock; draining",
@@ -1114,7 +1135,12 @@ static int loop(struct agent *a)
 
 			if (read(p[SLOT_SIGNAL].fd, &si, sizeof(si)) != sizeof(si))
 				si.ssi_signo = 0;
-			if (si.ssi_signo == SIGTERM && a->draining) {
+			if (si.ssi_signo == SIGTERM && a->ho_given) {
+				/* the next agent is not ready yet: drain once it is, then exit */
+				a->term_after = true;
+				pr_info("signal %u: draining once the next agent is ready",
+					si.ssi_signo);
+			} else if (si.ssi_signo == SIGTERM && a->draining) {
 				/* the orchestrator stops the pod it replaced: the drain goes on to
 				 * its end (or SIGINT, SIGKILL, --drain-timeout) */
 				pr_info("signal %u: draining goes on (SIGINT ends it now)",
@@ -1170,6 +1196,8 @@ static int loop(struct agent *a)
 
 			if (read(p[SLOT_TIMER].fd, &ticks, sizeof(ticks)) < 0)
 				ticks = 0;
+			while (waitpid(-1, NULL, WNOHANG) > 0)
+				; /* a successor (SIGUSR2) that failed to start */
 			if (a->draining) {
 				if (drained(a))
 					return 0;
@@ -1625,7 +1653,9 @@ cleanup:
 	kube_stop(a.kube);
 	kube_conn_free(&kc);
 	podnet_free(a.pn);
-	if (!a.draining) /* the kernel path serves the HTTP ports until the next agent */
+	/* the kernel path serves the HTTP ports until the next agent; not ours to say once
+	 * the lock is another agent's (an upgrade) */
+	if (a.lock >= 0 && !a.draining)
 		secsync_stop_l7(a.sec);
 	l7_stop(a.l7);
 	tunnel_free(a.tun);

@@ -4,16 +4,19 @@
  * --node runs asks it, over the unix socket /run/bpfmesh/<node>/handover.sock, for its
  * listening sockets (file descriptors passed with SCM_RIGHTS): the tunnel's 15001 and 15008,
  * the HTTP path's 15006 (one per worker), metrics and health. They are the same kernel
- * sockets, so a connection waiting in a backlog is accepted by the new agent and none is
- * refused; the old agent stops accepting, releases the node's lock, and relays what it holds
- * until it closes or --drain-timeout passes (agent.c). The kernel path never waits on either.
+ * sockets, so a connection waiting in a backlog is accepted by one agent or the other and
+ * none is refused; once the new agent serves, the old one stops accepting and relays what it
+ * holds until it closes or --drain-timeout passes (agent.c). The kernel path never waits on
+ * either. Called by agent.c (both sides); dial.c and httpd.c claim the received listeners
+ * (handover_claim) when they would otherwise make one, so the table here is process-wide.
  *
  * Protocol (SOCK_SEQPACKET, root only): the new agent sends "TAKE <pid>"; the old one answers
  * "FDS <n>" messages carrying n descriptors each, stops applying config (the maps are the new
  * agent's from here), lets the node's lock go and says "LOCK", and goes on accepting. The new
  * agent takes the lock, applies the config, gets its workload certificates, starts accepting
  * and says "READY"; only then does the old one stop accepting and drain. If the new agent goes
- * away before READY, the old one takes its lock back and serves on.
+ * away before READY, the old one takes its lock back, serves on, and starts a fresh agent of
+ * its own binary to take over (the one that went away may have written maps).
  * Listeners are matched by the address they are bound to (getsockname), not by a name, so an
  * agent of another version that listens on the same ports takes them too.
  */

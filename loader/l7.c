@@ -40,6 +40,7 @@ struct l7 {
 	bool started;
 	int drain;   /* atomic: l7_drain was called */
 	int release; /* atomic: l7_release was called */
+	int given;   /* atomic: l7_give_maps was called */
 	struct l7_cb *cbs;  /* circuit breakers by cluster, kept until l7_free (under mu) */
 	struct l7_log *log; /* the access log, NULL: none */
 };
@@ -751,6 +752,16 @@ void l7_drain(struct l7 *l)
 	__atomic_store_n(&l->drain, 1, __ATOMIC_RELEASE);
 	for (int i = 0; i < l->nw; i++)
 		wake(&l->w[i]);
+}
+
+void l7_give_maps(struct l7 *l)
+{
+	__atomic_store_n(&l->given, 1, __ATOMIC_RELEASE);
+}
+
+bool l7_maps_given(const struct l7w *w)
+{
+	return __atomic_load_n(&w->l->given, __ATOMIC_ACQUIRE);
 }
 
 void l7_release(struct l7 *l)

@@ -68,6 +68,8 @@ int l7_inbound(void *arg, int fd, const struct tunnel_stream *s);
 int l7_listeners(const struct l7 *l, int *fds, int max);
 void l7_drain(struct l7 *l);
 void l7_release(struct l7 *l); /* start accepting after l7_opts.hold */
+/* The next agent owns the maps: no more outlier writes (bm_health) from here. */
+void l7_give_maps(struct l7 *l);
 unsigned long l7_busy(const struct l7 *l);
 
 /* Prometheus lines: Istio's HTTP series and the engine's own counters (any thread). */

@@ -503,6 +503,9 @@ struct l7w {
 	uint64_t c_conns, c_active, c_reqs, c_rejected;
 };
 
+/* An upgrade gave the maps to the next agent (l7_give_maps): write none. */
+bool l7_maps_given(const struct l7w *w);
+
 /* Options of the engine, for the parts. */
 const struct l7_opts *l7_opts_of(const struct l7w *w);
 struct tunnel *l7_tunnel_of(const struct l7w *w);

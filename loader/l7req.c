@@ -363,8 +363,8 @@ static void od_record(struct l7_req *r, int code)
 	int fd = health_fd(r), res;
 
 	if (r->dc->role != L7_SOURCE || r->mirror || !od_on(cl) || r->ep < 0 || r->ep >= cl->n ||
-	    fd < 0)
-		return;
+	    fd < 0 || l7_maps_given(r->dc->w))
+		return; /* (given: an upgrade's next agent owns bm_health and its backend ids) */
 	bid = cl->eps[r->ep].backend_id;
 	if (!bid)
 		return;

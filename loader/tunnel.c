@@ -65,7 +65,7 @@
 #define LOG_BURST	   10	/* rejection lines a second; the rest are counted */
 #define H2_PING_SECS	   10	/* HTTP/2: a PING after this long unheard; no ACK this long: gone */
 #define POOL_IDLE_SECS	   300	/* a pooled connection without streams this long goes (ztunnel's) */
-#define RESTART_TRIES 3 /* a stream refused unprocessed starts again this often at most */
+#define RESTART_TRIES	   3	/* a stream refused unprocessed starts again this often */
 #define H1_MEMO		   64	/* peers that would not speak h2 (agents before it), remembered */
 #define H1_MEMO_SECS	   60	/* ... for this long: their connections use HTTP/1.1 CONNECT */
 
@@ -146,6 +146,8 @@ struct tconn {
 	time_t h2_heard;	   /* T_H2: the peer's last bytes */
 	time_t h2_ping_at;	   /* T_H2: a PING is out since then (0: none) */
 	bool pool;	   /* outbound HTTP/2: a pooled connection carrying CONNECT streams */
+	bool pod_addr;	   /* outbound: dialed the destination pod's own address (in-pod) */
+	char node_peer[64]; /* outbound: the destination's node agent, ip:15008 */
 	char pool_key[512]; /* pool: client identity#generation|server identity|peer node */
 	struct tconn *pprev, *pnext; /* pool: the tunnel's pooled connections */
 	int nwait;		     /* pool: streams waiting for it to be set up */
@@ -224,6 +226,7 @@ struct tunnel {
 	time_t drained_at;   /* the data thread stopped accepting then (0: not draining) */
 	bool goaway_sent;    /* the final GOAWAY to inbound HTTP/2 peers */
 	unsigned long busy;  /* atomic: application connections relayed (tunnel_busy) */
+	int busy_fresh;	     /* atomic: busy was counted after drain_begin */
 	int next_tries;	     /* the tries of the stream os_restart is starting again */
 	struct plisten *pl, *pl_dead; /* pods' listeners (data thread); closed in this batch */
 	struct plisten_op {
@@ -273,6 +276,12 @@ static void hs_close(struct hstream *s, bool reset);
 static void hs_pump(struct hstream *s);
 static void take_snapshot(struct tunnel *t);
 static void listeners_watch(struct tunnel *t, bool on);
+static void node_only_remember(struct tunnel *t, const char *node_peer);
+static void node_only_forget(struct tunnel *t, const char *node_peer);
+static void out_restart_all(struct tconn *c);
+static bool node_only(struct tunnel *t, const char *node_peer, time_t now);
+static void os_restart(struct hstream *s);
+static void drain_tick(struct tunnel *t, time_t now);
 
 /* ---------- small helpers ---------- */
 
@@ -497,6 +506,7 @@ static void drain_begin(struct tunnel *t)
 			h2t_shutdown_notice(c->h2);
 			h2_flush(c);
 		}
+	drain_tick(t, t->drained_at); /* counted at once, for tunnel_busy */
 	pr_info("tunnel: draining: the next agent accepts; relaying what is open");
 }
 
@@ -522,6 +532,8 @@ static void drain_tick(struct tunnel *t, time_t now)
 			busy++;
 	}
 	__atomic_store_n(&t->busy, busy, __ATOMIC_RELAXED);
+	if (t->drained_at) /* nothing new is accepted: the count only goes down from here */
+		__atomic_store_n(&t->busy_fresh, 1, __ATOMIC_RELEASE);
 }
 
 static void tick(struct tunnel *t, time_t now)
@@ -1059,6 +1071,23 @@ static void out_connected(struct tconn *c)
 	char sni[80];
 
 	if (!dial_done(c->sfd)) {
+		if (c->pool && c->pod_addr) {
+			/* the pod's own 15008 refused: its node's agent listens only on the node
+			 * address (an earlier version); its waiting connections go there */
+			pr_info("tunnel: %s refused (no HBONE listener in the pod); %s for %d s",
+				c->peer, c->node_peer, H1_MEMO_SECS);
+			node_only_remember(c->t, c->node_peer);
+			out_restart_all(c);
+			return;
+		}
+		if (c->pool && node_only(c->t, c->node_peer, time(NULL))) {
+			/* the node's address does not answer either (that agent is gone): the pod's
+			 * own address again, for a ztunnel there or the next agent */
+			node_only_forget(c->t, c->node_peer);
+			pr_info("tunnel: %s unreachable; the pod's own 15008 again", c->peer);
+			out_restart_all(c);
+			return;
+		}
 		out_fail(c, "peer agent unreachable");
 		return;
 	}
@@ -1169,6 +1198,51 @@ static void h1_remember(struct tunnel *t, const char *peer)
 	}
 	snprintf(t->h1[slot].peer, sizeof(t->h1[slot].peer), "%s", peer);
 	t->h1[slot].until = now + H1_MEMO_SECS;
+}
+
+/* Nodes whose pods have no HBONE listener of their own (an agent before in-pod addressing):
+ * their node's 15008 for H1_MEMO_SECS. Kept in the same table as h1 peers, marked. */
+static bool node_only(struct tunnel *t, const char *node_peer, time_t now)
+{
+	char k[72];
+
+	snprintf(k, sizeof(k), "node@%s", node_peer);
+	return h1_peer(t, k, now);
+}
+
+static void node_only_remember(struct tunnel *t, const char *node_peer)
+{
+	char k[72];
+
+	snprintf(k, sizeof(k), "node@%s", node_peer);
+	h1_remember(t, k);
+}
+
+static void node_only_forget(struct tunnel *t, const char *node_peer)
+{
+	char k[72];
+
+	snprintf(k, sizeof(k), "node@%s", node_peer);
+	for (int i = 0; i < H1_MEMO; i++)
+		if (!strcmp(t->h1[i].peer, k))
+			t->h1[i].until = 0;
+}
+
+/* A pooled connection that could not be made at this address: its waiting streams start
+ * again at the other one (at most RESTART_TRIES times each), then it goes. */
+static void out_restart_all(struct tconn *c)
+{
+	while (c->streams) {
+		struct hstream *s = c->streams;
+
+		if (s->tries < RESTART_TRIES) {
+			os_restart(s);
+		} else {
+			CNT(c->t, out_failed);
+			hs_close(s, true);
+		}
+	}
+	conn_close(c);
 }
 
 /* Kubernetes' workload kind as ztunnel's baggage names it (k8s.<kind>.name). */
@@ -1342,7 +1416,8 @@ static struct tconn *pool_find(struct tunnel *t, const char *key)
 
 /* The local client fd to the pod of o over a pooled connection (made if none has room). */
 static void pool_start(struct tunnel *t, int fd, const char *src_ip, const struct bm_orig *o,
-		       bool http, const char *dst, const char *peer, const char *want_id,
+		       bool http, const char *dst, const char *peer, const char *node_peer,
+		       const char *want_id,
 		       const struct sockaddr_in *to, const struct ident *id,
 		       const struct workload_obj *src)
 {
@@ -1374,6 +1449,8 @@ static void pool_start(struct tunnel *t, int fd, const char *src_ip, const struc
 		snprintf(c->src_ip, sizeof(c->src_ip), "%s", src_ip);
 		snprintf(c->dst, sizeof(c->dst), "%s", dst);
 		snprintf(c->peer, sizeof(c->peer), "%s", peer);
+		snprintf(c->node_peer, sizeof(c->node_peer), "%s", node_peer);
+		c->pod_addr = strcmp(peer, node_peer) != 0;
 		snprintf(c->want_id, sizeof(c->want_id), "%s", want_id);
 		c->pnext = t->pool;
 		if (t->pool)
@@ -1452,17 +1529,26 @@ static void out_start(struct tunnel *t, int fd, const char *src_ip, const struct
 	const struct workload_obj *dst, *src;
 	const struct ident *id;
 	struct tconn *c;
-	char ip[INET_ADDRSTRLEN], dsts[64], peer[64], want_id[320];
+	char ip[INET_ADDRSTRLEN], dsts[64], peer[64], node_peer[64], want_id[320];
+	bool pod_addr = false;
 
 	inet_ntop(AF_INET, o->addr, ip, sizeof(ip));
 	snprintf(dsts, sizeof(dsts), "%s:%u", ip, ntohs(o->port));
 	dst = pod_by_ip(t->c, ip);
-	snprintf(peer, sizeof(peer), "%s:%d", dst && dst->host_ip ? dst->host_ip : "?",
+	snprintf(node_peer, sizeof(node_peer), "%s:%d", dst && dst->host_ip ? dst->host_ip : "?",
 		 BM_PORT_HBONE);
+	snprintf(peer, sizeof(peer), "%s", node_peer);
 	if (dst)
 		snprintf(want_id, sizeof(want_id), "spiffe://%s/ns/%s/sa/%s", t->o.trust_domain,
 			 dst->ns, sa_of(dst));
-	if (dst && dst->host_ip && inet_pton(AF_INET, dst->host_ip, &to.sin_addr) == 1 &&
+	/* as ztunnel's in-pod mode: to the pod's own address, port 15008 (its node's agent, or
+	 * a ztunnel, listens there); to its node's 15008 where that is refused */
+	if (dst && dst->host_ip && !node_only(t, node_peer, time(NULL))) {
+		snprintf(peer, sizeof(peer), "%s:%d", ip, BM_PORT_HBONE);
+		pod_addr = true;
+	}
+	if (dst && dst->host_ip &&
+	    inet_pton(AF_INET, pod_addr ? ip : dst->host_ip, &to.sin_addr) == 1 &&
 	    !h1_peer(t, peer, time(NULL))) {
 		/* the client is who the kernel says opened the connection (its cgroup, recorded
 		 * with the captured destination), never whoever owns its source address */
@@ -1476,7 +1562,7 @@ static void out_start(struct tunnel *t, int fd, const char *src_ip, const struct
 			close(fd);
 			return;
 		}
-		pool_start(t, fd, src_ip, o, http, dsts, peer, want_id, &to, id, src);
+		pool_start(t, fd, src_ip, o, http, dsts, peer, node_peer, want_id, &to, id, src);
 		return;
 	}
 	c = conn_new(t, true);
@@ -2507,6 +2593,9 @@ void tunnel_release(struct tunnel *t)
 
 unsigned long tunnel_busy(const struct tunnel *t)
 {
+	if (__atomic_load_n(&t->drain, __ATOMIC_ACQUIRE) &&
+	    !__atomic_load_n(&t->busy_fresh, __ATOMIC_ACQUIRE))
+		return 1; /* asked to drain, not counted since: not done */
 	return __atomic_load_n(&t->busy, __ATOMIC_RELAXED);
 }
 

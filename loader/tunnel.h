@@ -91,7 +91,8 @@ int tunnel_listeners(const struct tunnel *t, int *fds, int max);
 void tunnel_drain(struct tunnel *t);
 /* Start accepting (after tunnel_opts.hold). Any thread. */
 void tunnel_release(struct tunnel *t);
-/* Application connections still relayed (both directions; refreshed each second). */
+/* Application connections still relayed (both directions; refreshed each second; after
+ * tunnel_drain, not 0 before the data thread has counted them with its listeners closed). */
 unsigned long tunnel_busy(const struct tunnel *t);
 
 /* A listener in a local pod's network namespace (podnet.h's callbacks; arg is the tunnel):

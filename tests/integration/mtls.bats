@@ -633,6 +633,28 @@ zt_peer_end() { # stop it (if still running), bring node2's agent back
 	return 1
 }
 
+@test "HBONE to the destination pod's own address: a ztunnel in the pod's namespace (python3-h2, in-pod mode) gets the CONNECT; no fallback to the node's address" {
+	bm ca issue --dir "/run/bpfmesh/lab/$LAB/ca" --id spiffe://cluster.local/ns/zt/sa/httpbin \
+		--cert "$TMPD/zt.crt" --key "$TMPD/zt.key" >/dev/null
+	lab agent stop node2
+	# PERMISSIVE httpbin-p-0: with no agent of ours there, its 15008 is whoever listens in it
+	ip netns exec "bm-$LAB-zt-httpbin-p-0" /usr/bin/python3 "$BATS_TEST_DIRNAME/ztunnel_peer.py" \
+		--listen 0.0.0.0:15008 --cert "$TMPD/zt.crt" --key "$TMPD/zt.key" \
+		--ca "/run/bpfmesh/lab/$LAB/ca/ca.crt" --secs 20 >"$TMPD/zpod.log" 2>&1 &
+	zpod=$!
+	for _ in $(seq 50); do grep -q listening "$TMPD/zpod.log" && break; sleep 0.1; done
+	out=$(get zt sleep-0 http://httpbin-p.zt:8000/get) || true
+	kill "$zpod" 2>/dev/null || true
+	wait "$zpod" 2>/dev/null || true
+	lab agent start node2 >/dev/null
+	echo "$out"
+	cat "$TMPD/zpod.log"
+	[[ "$out" == *'"pod": "ztunnel-played"'* ]]
+	grep -q " stream 1 method CONNECT authority $(pod_ip zt httpbin-p-0):8080 " "$TMPD/zpod.log"
+}
+# (before the tests that play an agent of an earlier version on node2's own 15008: after
+# them node1 dials node2's address for 60 s)
+
 @test "HBONE over HTTP/2 to a ztunnel (python3-h2 server): ztunnel's authority, forwarded, baggage, traceparent; one TLS connection for 5" {
 	zt_peer
 	for i in 1 2 3 4 5; do
@@ -642,6 +664,8 @@ zt_peer_end() { # stop it (if still running), bring node2's agent back
 	done
 	zt_peer_end
 	log=$TMPD/ztpeer.log
+	# an agent of an earlier version (no listener in the pod) is reached at its node's 15008
+	grep -q "tunnel: $(pod_ip zt httpbin-0):15008 refused (no HBONE listener in the pod); 10.244.255.2:15008 for 60 s" "$LOG1"
 	grep -q "^conn 1 alpn h2 client spiffe://cluster.local/ns/zt/sa/sleep$" "$log"
 	[ "$(grep -c "^conn [0-9]* alpn h2 " "$log")" -le 2 ] # (a rotation: one more at most)
 	[ "$(grep -c " stream [0-9]* method CONNECT " "$log")" -eq 5 ]
