@@ -35,6 +35,16 @@ agents_of() { # NODE: how many agent processes of the node run (serving and drai
 	pgrep -fc "bpfmesh agent .*--node $LAB-$1( |\$)" || true
 }
 
+serving_after() { # NODE PID: the pid that accepts for NODE once it is not PID (10 s at most)
+	local now
+	for _ in $(seq 100); do
+		now=$(cat "/run/bpfmesh/$LAB-$1/serving")
+		[ "$now" != "$2" ] && break
+		sleep 0.1
+	done
+	echo "$now"
+}
+
 tunnelled() { # NODE: connections the kernel sent through the tunnel
 	bm status --node "$LAB-$1" | grep -F "sent through the mTLS tunnel" | awk '{ print $NF }'
 }
@@ -149,11 +159,7 @@ print("answered", s.recv(64))' "$sock"
 	done
 	grep -q "handover: agent pid $new went away before it was ready; serving on until a fresh agent takes over" "$RUN/agent-node2.log"
 	# the old one started a fresh agent (the state it had may be stale), which serves
-	for _ in $(seq 100); do
-		fresh=$(cat "/run/bpfmesh/$LAB-node2/serving")
-		[ "$fresh" != "$old" ] && break
-		sleep 0.1
-	done
+	fresh=$(serving_after node2 "$old")
 	echo "old $old killed $new fresh $fresh"
 	[ "$fresh" != "$old" ]
 	[ "$fresh" != "$new" ]
@@ -202,11 +208,7 @@ print("answered", s.recv(64))' "$sock"
 	client=$!
 	sleep 1
 	kill -USR2 "$first"
-	for _ in $(seq 100); do
-		second=$(cat "/run/bpfmesh/$LAB-node1/serving")
-		[ "$second" != "$first" ] && break
-		sleep 0.1
-	done
+	second=$(serving_after node1 "$first")
 	echo "first $first second $second"
 	[ "$second" != "$first" ]
 	for _ in $(seq 50); do grep -q "MAINPID=$second READY=1" "$TMPD/notify.log" && break; sleep 0.1; done
