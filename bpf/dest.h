@@ -27,8 +27,10 @@ static __always_inline int bm_dest_key(const struct bm_sockkey *k, struct bm_dtr
 	if (bpf_map_lookup_elem(&bm_podaddr, &a))
 		return 0; /* a pod of this node: the source side's series */
 	node = bpf_map_lookup_elem(&bm_node, &zero);
-	if (node && k->family == BM_FAM_V4 && !__builtin_memcmp(k->raddr, node->addr4, 4))
-		return 0; /* the agent's delivery of a tunnelled connection */
+	if (node && (k->family == BM_FAM_V4 ? !__builtin_memcmp(k->raddr, node->addr4, 4)
+					    : (node->flags & BM_NODE_F_TUNNEL6) &&
+						  bm_same_addr16(k->raddr, node->addr6)))
+		return 0; /* the agent's delivery (a tunnelled connection, the HTTP path's) */
 	__builtin_memcpy(a.addr, k->laddr, 16);
 	p = bpf_map_lookup_elem(&bm_podaddr, &a);
 	if (!p || !(p->flags & BM_POD_F_IN_MESH))

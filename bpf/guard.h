@@ -40,10 +40,14 @@ static __always_inline int bm_agent_port_need(const struct bm_pkt *p)
 	__u32 zero = 0;
 	struct bm_node *node;
 
-	if (!p->l4 || p->family != BM_FAM_V4 || !bm_agent_listener_port(p->dport))
+	if (!p->l4 || !bm_agent_listener_port(p->dport))
 		return 0;
 	node = bpf_map_lookup_elem(&bm_node, &zero);
-	if (!node || __builtin_memcmp(p->dst, node->addr4, 4))
+	if (!node)
+		return 0;
+	if (p->family == BM_FAM_V6
+		? !(node->flags & BM_NODE_F_TUNNEL6) || !bm_same_addr16(p->dst, node->addr6)
+		: __builtin_memcmp(p->dst, node->addr4, 4))
 		return 0; /* another host's port of that number: an ordinary port */
 	if (p->proto == BM_PROTO_UDP)
 		return -1;

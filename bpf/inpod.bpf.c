@@ -83,7 +83,8 @@ int bm_pod_lookup(struct bpf_sk_lookup *ctx)
 		struct bpf_sock *sk = bpf_map_lookup_elem(&bm_hbone, &k);
 
 		if (sk) {
-			long err = bpf_sk_assign(ctx, sk, 0);
+			/* that socket, never one the pod bound to 15008 with SO_REUSEPORT */
+			long err = bpf_sk_assign(ctx, sk, BPF_SK_LOOKUP_F_NO_REUSEPORT);
 
 			bpf_sk_release(sk);
 			if (!err)

@@ -29,12 +29,11 @@ int bm_listen_out(struct __sk_buff *skb)
 
 	if (!bm_listener_syn(skb, &p))
 		return skb->len;
-	if (p.family == BM_FAM_V4) {
-		__builtin_memcpy(k.addr, p.src, 4);
-		k.port = p.sport;
-		if (bpf_map_lookup_elem(&bm_orig, &k))
-			return skb->len;
-	}
+	__builtin_memcpy(k.addr, p.src, 16);
+	k.port = p.sport;
+	k.family = p.family;
+	if (bpf_map_lookup_elem(&bm_orig, &k))
+		return skb->len;
 	bm_count(BM_ST_AGENT_PORT_DROP);
 	return 0;
 }

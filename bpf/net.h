@@ -41,6 +41,26 @@ static __always_inline int bm_same_addr16(const __u8 *a, const __u8 *b)
 	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3];
 }
 
+/*
+ * A client socket's local address as the agent sees it on accept (bm_orig's key): fam the
+ * socket's (AF_INET 2, AF_INET6 10), a4/a6 its local address, port in host order. A
+ * v4-mapped IPv6 socket's is IPv4 (it connected to the agent's IPv4 listener).
+ */
+static __always_inline void bm_orig_key_of(__u32 fam, __u32 a4, const __u32 a6[4], __u32 port,
+					   struct bm_orig_key *k)
+{
+	k->port = bpf_htons((__u16)port);
+	if (fam == 10 && !bm_is_v4mapped(a6)) {
+		__builtin_memcpy(k->addr, a6, 16);
+		k->family = BM_FAM_V6;
+		return;
+	}
+	if (fam == 10)
+		a4 = a6[3];
+	__builtin_memcpy(k->addr, &a4, 4);
+	k->family = BM_FAM_V4;
+}
+
 /* fe80::/10, and :: (the unspecified address duplicate address detection sends from) */
 static __always_inline int bm_v6_link_local_or_any(const __u8 *a)
 {

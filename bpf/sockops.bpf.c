@@ -48,19 +48,17 @@ static __always_inline void bm_attest_del(const struct bm_sockkey *key)
 	bpf_map_delete_elem(&bm_attest, &k);
 }
 
-/* The client's address as the agent will see it on accept: a v4-mapped IPv6 socket's too. */
+/* The client's address as the agent will see it on accept (net.h bm_orig_key_of). */
 static __always_inline void bm_orig_key(struct bpf_sock_ops *skops, struct bm_orig_key *k)
 {
-	/* both read unconditionally: a conditional read becomes ctx pointer arithmetic */
-	__u32 a4 = skops->local_ip4, a6 = skops->local_ip6[3], fam = skops->family;
+	/* all read unconditionally: a conditional read becomes ctx pointer arithmetic */
+	__u32 a4 = skops->local_ip4, fam = skops->family;
+	__u32 a6[4] = {skops->local_ip6[0], skops->local_ip6[1], skops->local_ip6[2],
+		       skops->local_ip6[3]};
 	__u32 port = skops->local_port; /* host order in sock_ops */
-	__u32 a;
 
-	asm volatile("" : "+r"(a4), "+r"(a6)); /* keep both loads as loads */
-	a = fam == 10 /* AF_INET6 */ ? a6 : a4;
-
-	__builtin_memcpy(k->addr, &a, 4);
-	k->port = bpf_htons((__u16)port);
+	asm volatile("" : "+r"(a4), "+r"(a6[0]), "+r"(a6[1]), "+r"(a6[2]), "+r"(a6[3]));
+	bm_orig_key_of(fam, a4, a6, port, k);
 }
 
 /* A tunnelled connect: tell the agent where it was really going (bm_orig). */
@@ -75,15 +73,19 @@ static __always_inline void bm_orig_put(struct bpf_sock_ops *skops, const struct
 	if (bid)
 		be = bpf_map_lookup_elem(&bm_backend, &bid);
 	if (st->sub_flags & BM_CONN_F_L7) {
-		__builtin_memcpy(o.addr, st->orig_addr, 4); /* the service: the agent routes */
+		__builtin_memcpy(o.addr, st->orig_addr, 16); /* the service: the agent routes */
 		o.port = st->orig_port;
+		o.family = BM_FAM_V4;
 		o.flags = BM_ORIG_F_L7;
 	} else if (be) {
-		__builtin_memcpy(o.addr, be->addr, 4);
+		__builtin_memcpy(o.addr, be->addr, 16);
 		o.port = be->port;
+		o.family = be->family;
 	} else {
-		__builtin_memcpy(o.addr, st->orig_addr, 4);
+		__builtin_memcpy(o.addr, st->orig_addr, 16);
 		o.port = st->orig_port;
+		o.family =
+		    st->family == BM_FAM_V6 && k.family == BM_FAM_V4 ? BM_FAM_V4 : st->family;
 	}
 	o.backend_id = bid;
 	o.svc_id = st->svc_id;

@@ -14,7 +14,8 @@
 /*
  * Should this mesh connect go through the local agent's mTLS tunnel? The service path knows
  * from the backend's flag; a connect to a bare address (no service) looks the address up.
- * On yes, dst becomes the agent's outbound listener. IPv4 only: the tunnel carries IPv4.
+ * On yes, dst becomes the agent's outbound listener, of the same family: IPv6 only when the
+ * agent listens on an IPv6 address of the node too (BM_NODE_F_TUNNEL6).
  */
 static __always_inline int bm_tunnel(const struct bm_svc_key *key, const struct bm_node *node,
 				     struct bm_pick *pick, int res, struct bm_backend *dst)
@@ -22,16 +23,18 @@ static __always_inline int bm_tunnel(const struct bm_svc_key *key, const struct 
 	struct bm_wl_key wk = {};
 	struct bm_wl *wl;
 
-	if (key->proto != BM_PROTO_TCP || key->family != BM_FAM_V4)
+	if (key->proto != BM_PROTO_TCP)
 		return 0;
 	if (!node || !(node->flags & BM_NODE_F_TUNNEL))
 		return 0; /* no agent tunnel: plaintext, which a STRICT peer refuses */
+	if (key->family == BM_FAM_V6 && !(node->flags & BM_NODE_F_TUNNEL6))
+		return 0;
 	if (res == BM_X_OK) {
-		if (!(pick->be.flags & BM_BE_F_TUNNEL) || pick->be.family != BM_FAM_V4)
+		if (!(pick->be.flags & BM_BE_F_TUNNEL) || pick->be.family != key->family)
 			return 0;
 	} else {
-		__builtin_memcpy(wk.addr, key->addr, 4);
-		wk.family = BM_FAM_V4;
+		__builtin_memcpy(wk.addr, key->addr, 16);
+		wk.family = key->family;
 		wk.port = key->port;
 		wl = bpf_map_lookup_elem(&bm_wl, &wk);
 		if (!wl) {
@@ -42,20 +45,24 @@ static __always_inline int bm_tunnel(const struct bm_svc_key *key, const struct 
 			return 0;
 		__builtin_memcpy(pick->be.addr, key->addr, 16);
 		pick->be.port = key->port;
-		pick->be.family = BM_FAM_V4;
+		pick->be.family = key->family;
 	}
 	__builtin_memset(dst, 0, sizeof(*dst));
-	__builtin_memcpy(dst->addr, node->addr4, 4);
+	if (key->family == BM_FAM_V6)
+		__builtin_memcpy(dst->addr, node->addr6, 16);
+	else
+		__builtin_memcpy(dst->addr, node->addr4, 4);
 	dst->port = node->outbound_port;
-	dst->family = BM_FAM_V4;
+	dst->family = key->family;
 	/* The agent accepts every connect: its outcome says nothing of the backend. */
 	pick->sub_flags = (pick->sub_flags & ~BM_SUB_F_OUTLIER) | BM_CONN_F_TUNNEL;
 	return 1;
 }
 
 /*
- * A mesh client's IPv6 connect to a STRICT mesh workload on another node: the tunnel carries
- * IPv4 only, and the far node would drop the plaintext SYN, so refuse it here, at once.
+ * A mesh client's IPv6 connect to a STRICT mesh workload on another node while this node's
+ * agent has no IPv6 address to tunnel it from: the far node would drop the plaintext SYN, so
+ * refuse it here, at once.
  */
 static __always_inline int bm_v6_refused(const struct bm_svc_key *key, const struct bm_pick *pick,
 					 int res)
@@ -112,9 +119,11 @@ static __always_inline int bm_l7(const struct bm_svc_key *key, const struct bm_s
 static __always_inline int bm_local_listener(const struct bm_svc_key *key,
 					     const struct bm_node *node)
 {
-	if (key->family != BM_FAM_V4 || !bm_agent_listener_port(key->port))
+	if (!bm_agent_listener_port(key->port) || !node)
 		return 0;
-	return node && !__builtin_memcmp(key->addr, node->addr4, 4);
+	if (key->family == BM_FAM_V6)
+		return (node->flags & BM_NODE_F_TUNNEL6) && bm_same_addr16(key->addr, node->addr6);
+	return key->family == BM_FAM_V4 && !__builtin_memcmp(key->addr, node->addr4, 4);
 }
 
 /*

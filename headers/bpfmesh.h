@@ -20,7 +20,7 @@
 #include "outlier.h"
 
 /* Bump when any struct below changes layout. */
-#define BM_MAP_ABI 11
+#define BM_MAP_ABI 12
 
 /* Sizes: every one a named constant, overridable at build time. */
 #ifndef BM_MAX_SERVICES
@@ -185,8 +185,8 @@ struct bm_cpool_key {
 	2 /* a mesh workload on another node, mTLS not DISABLE: mesh clients reach                 \
 	   * it through the local agent's tunnel */
 #define BM_BE_F_NOV6                                                                               \
-	4 /* an IPv6 address of a STRICT mesh workload on another node: the tunnel carries IPv4    \
-	   * only, so mesh clients are refused at connect instead of dropped there */
+	4 /* an IPv6 address of a STRICT mesh workload on another node while this node's agent     \
+	   * has no IPv6 address: mesh clients are refused at connect instead of dropped there */
 
 /* An endpoint. Its id is stable for as long as the (addr, port) exists in config. */
 struct bm_backend {
@@ -262,6 +262,9 @@ struct bm_decision {
 	1 /* the agent has certificates and listens: tunnel remote mesh traffic                    \
 	   */
 #define BM_NODE_F_L7 2 /* the agent's HTTP path listens on addr4:l7_port */
+#define BM_NODE_F_TUNNEL6                                                                          \
+	4 /* with BM_NODE_F_TUNNEL: the outbound listener is on addr6 too, so IPv6 connects to     \
+	   * remote mesh workloads are tunnelled as IPv4 ones are */
 
 /* bm_node[0]: this node, as the datapath needs it. */
 struct bm_node {
@@ -270,6 +273,7 @@ struct bm_node {
 	__u16 flags;	      /* BM_NODE_F_* */
 	__be16 l7_port;	      /* BM_PORT_HTTP, network order */
 	__u16 pad;
+	__u8 addr6[16]; /* the node's IPv6 address (BM_NODE_F_TUNNEL6) */
 };
 
 /* bm_wl: what connect4/6 knows about a workload address on another node, per port; port 0 is
@@ -279,8 +283,8 @@ struct bm_node {
 	1 /* remote mesh workload: mesh clients dialing it directly are tunnelled                  \
 	   */
 #define BM_WL_F_NOV6                                                                               \
-	16 /* remote STRICT mesh workload's IPv6 address: the tunnel carries IPv4 only, so a       \
-	    * mesh client's connect is refused at once instead of dropped at the far end */
+	16 /* remote STRICT mesh workload's IPv6 address while this node's agent has no IPv6       \
+	    * address: a mesh client's connect is refused at once, not dropped at the far end */
 
 struct bm_wl_key {
 	__u8 addr[16]; /* IPv4 in the first 4 bytes, like bm_svc_key */
@@ -367,18 +371,22 @@ struct bm_authz {
 };
 
 /* bm_orig: a tunnelled connection's real destination, keyed by the client's address as the
- * agent sees it on accept (sockops writes it when the SYN leaves). */
+ * agent sees it on accept (sockops writes it when the SYN leaves): IPv4 (a v4-mapped IPv6
+ * socket's too) in the first 4 bytes with BM_FAM_V4. */
 struct bm_orig_key {
-	__u8 addr[4];
+	__u8 addr[16];
 	__be16 port;
-	__u16 pad;
+	__u8 family;
+	__u8 pad;
 };
 
 #define BM_ORIG_F_L7 1 /* for the HTTP path: addr/port are the service's, backend_id 0 */
 struct bm_orig {
-	__u8 addr[4]; /* backend address (network order); the service's with BM_ORIG_F_L7 */
+	__u8 addr[16]; /* backend address (network order, IPv4 in the first 4 bytes); the
+			* service's with BM_ORIG_F_L7 */
 	__be16 port;
-	__u16 pad;
+	__u8 family; /* BM_FAM_* of addr */
+	__u8 pad;
 	__u32 backend_id; /* 0 when dialed by address, not through a service */
 	__u32 svc_id;
 	__u32 src_pod;

@@ -61,6 +61,7 @@
 
 struct agent {
 	const char *config_dir, *cgroup, *node, *bpffs;
+	char node_ip4[INET_ADDRSTRLEN], node_ip6[INET6_ADDRSTRLEN]; /* --node-ip's, split */
 	int config_wd; /* the config directory's inotify watch */
 	/* the API server (--kube, --kubeconfig): its objects, then the files of config_dir */
 	const char *kubeconfig;
@@ -1235,7 +1236,9 @@ static void read_trust_domain(const char *dir, char *td, size_t len)
  * namespaces; the host's own on a real node), entered after the metrics listeners. */
 static int start_zero_trust(struct agent *a, char *td, size_t tdlen)
 {
-	struct secsync_opts so = {.root_ns = a->topts.root_ns, .node_ip = a->topts.node_ip};
+	struct secsync_opts so = {.root_ns = a->topts.root_ns,
+				  .node_ip = a->topts.node_ip,
+				  .node_ip6 = a->topts.node_ip6};
 	bool want_tunnel = a->copts.ca_dir || a->copts.certs_dir || a->copts.ca_addr;
 	char err[600];
 
@@ -1315,6 +1318,8 @@ static int start_zero_trust(struct agent *a, char *td, size_t tdlen)
 	sync_set_l7(a->sync, a->l7 != NULL);
 	so.trust_domain = a->topts.trust_domain;
 	so.tunnel = a->tun != NULL;
+	if (!a->tun || !tunnel_has_ip6(a->tun))
+		so.node_ip6 = NULL; /* IPv6 is not tunnelled: refused to STRICT peers, as before */
 	so.l7 = a->l7 != NULL;
 	a->sec = secsync_new(&a->fds, &so);
 	return a->sec ? 0 : -1;
@@ -1376,8 +1381,10 @@ static void usage_to(FILE *f)
 	    "  Istio does not capture UDP either)\n"
 	    "  [--metrics-addr ADDR:PORT] [--health-addr ADDR:PORT]\n"
 	    "mTLS between nodes (needs --node-ip and one of --ca-addr / --certs-dir / --ca-dir):\n"
-	    "  --node-ip IP          this node's address: the tunnel (15001, 15008) and the HTTP\n"
-	    "                        path (15006) listen there\n"
+	    "  --node-ip IP[,IPV6]   this node's address: the tunnel (15001, 15008) and the HTTP\n"
+	    "                        path (15006) listen there; with an IPv6 address too (as\n"
+	    "                        kubelet's dual-stack --node-ip), 15001 listens there as well\n"
+	    "                        and IPv6 to remote mesh workloads is tunnelled\n"
 	    "  --workers N           event loops of the HTTP path (default 2)\n"
 
 	    "  --netns PATH          network namespace that holds --node-ip (default: ours)\n"
@@ -1396,6 +1403,40 @@ static void usage_to(FILE *f)
 static void usage(void)
 {
 	usage_to(stderr);
+}
+
+/* --node-ip IPV4[,IPV6] (either order, as kubelet's): an IPv4 address, and an IPv6 one. */
+static int parse_node_ip(struct agent *a, const char *arg)
+{
+	char buf[160], *save = NULL;
+	unsigned char bin[16];
+
+	snprintf(buf, sizeof(buf), "%s", arg);
+	a->node_ip4[0] = a->node_ip6[0] = 0;
+	for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		if (inet_pton(AF_INET, t, bin) == 1 && !a->node_ip4[0]) {
+			snprintf(a->node_ip4, sizeof(a->node_ip4), "%s", t);
+		} else if (inet_pton(AF_INET6, t, bin) == 1 && !a->node_ip6[0]) {
+			inet_ntop(AF_INET6, bin, a->node_ip6, sizeof(a->node_ip6)); /* canonical */
+		} else {
+			fprintf(
+			    stderr,
+			    "bpfmesh agent: --node-ip %s: %s is not an IPv4 or IPv6 address (or "
+			    "the second of its family)\n",
+			    arg, t);
+			return -1;
+		}
+	}
+	if (!a->node_ip4[0]) {
+		fprintf(stderr,
+			"bpfmesh agent: --node-ip %s: an IPv4 address is needed (the "
+			"tunnel and the HTTP path listen there)\n",
+			arg);
+		return -1;
+	}
+	a->topts.node_ip = a->node_ip4;
+	a->topts.node_ip6 = a->node_ip6[0] ? a->node_ip6 : NULL;
+	return 0;
 }
 
 int cmd_agent(int argc, char **argv)
@@ -1492,7 +1533,8 @@ int cmd_agent(int argc, char **argv)
 			a.health_addr = optarg;
 			break;
 		case 'I':
-			a.topts.node_ip = optarg;
+			if (parse_node_ip(&a, optarg))
+				return 2;
 			break;
 		case 'N':
 			a.netns = optarg;

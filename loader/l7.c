@@ -561,6 +561,7 @@ static void on_accept(struct l7_io *io, uint32_t ev)
 		}
 		memcpy(k.addr, &peer.sin_addr, 4);
 		k.port = peer.sin_port;
+		k.family = BM_FAM_V4;
 		if (!fds || fds->orig < 0 || bpf_map_lookup_elem(fds->orig, &k, &o) ||
 		    !(o.flags & BM_ORIG_F_L7)) {
 			/* not sent here by the kernel: nobody may use this port directly */

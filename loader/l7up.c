@@ -179,8 +179,9 @@ static int uconn_dial(struct l7_uconn *u, struct l7_req *r, const uint8_t addr[4
 		return sv[0];
 	}
 	if (local)
-		return dial_attested(o->fds ? o->fds->attest : -1, &dst, &u->pass);
-	return dial_tcp(&dst);
+		return dial_attested(o->fds ? o->fds->attest : -1, (struct sockaddr *)&dst,
+				     o->node_ip, &u->pass);
+	return dial_tcp((struct sockaddr *)&dst);
 }
 
 /* ---------------- circuit breakers: connections and pending requests ---------------- */
@@ -262,8 +263,9 @@ int l7_dial_ep(struct l7w *w, const struct l7_dconn *dc, const struct l7_ep *e,
 		return sv[0];
 	}
 	if (e->local)
-		return dial_attested(o->fds ? o->fds->attest : -1, &dst, pass);
-	return dial_tcp(&dst);
+		return dial_attested(o->fds ? o->fds->attest : -1, (struct sockaddr *)&dst,
+				     o->node_ip, pass);
+	return dial_tcp((struct sockaddr *)&dst);
 }
 
 int l7_upstream_start(struct l7_req *r)

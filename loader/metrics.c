@@ -379,10 +379,10 @@ static void dest_series(const struct render *r, const char *td,
 		const struct svc_obj *svc;
 		struct series *s;
 
-		memcpy(a, dest[i].src, 4);
-		memcpy(b, dest[i].dst, 4);
-		src = pod_by_addr(r, a, BM_FAM_V4);
-		dst = pod_by_addr(r, b, BM_FAM_V4);
+		memcpy(a, dest[i].src, 16);
+		memcpy(b, dest[i].dst, 16);
+		src = pod_by_addr(r, a, dest[i].family);
+		dst = pod_by_addr(r, b, dest[i].family);
 		svc = service_of(c, dst, dest[i].port);
 		s = series_add(v, n, cap);
 		/* in the source's terms, as bm_traffic counts: what it sent is the request */

@@ -41,8 +41,9 @@ void metrics_set_build_tag(const char *tag);
  * Bytes as Istio means them: sent = to the client (the response), received = from it.
  */
 struct metrics_dest_tcp {
-	uint8_t src[4], dst[4]; /* IPv4 */
-	uint16_t port;		/* host order */
+	uint8_t src[16], dst[16]; /* IPv4 in the first 4 bytes; src all 0: unknown */
+	uint8_t family;		  /* BM_FAM_* */
+	uint16_t port;		  /* host order */
 	uint64_t opened, closed, sent, received;
 };
 

@@ -88,13 +88,24 @@ static void *mk_listener_in_ns(void *arg)
 {
 	struct mk_listener *m = arg;
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(BM_PORT_HBONE)};
-	int one = 1, fd;
+	struct sockaddr_in6 sa6 = {.sin6_family = AF_INET6, .sin6_port = htons(BM_PORT_HBONE)};
+	int one = 1, zero = 0, fd;
+	bool v6;
 
 	if (setns(m->nsfd, CLONE_NEWNET)) {
 		m->err = errno;
 		return NULL;
 	}
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	/* one socket for both families (the sk_lookup program hands it IPv4 SYNs too); IPv4
+	 * only where the pod's namespace has no IPv6 */
+	fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	v6 = fd >= 0 && !setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+	if (fd >= 0 && !v6) {
+		close(fd);
+		fd = -1;
+	}
+	if (fd < 0)
+		fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		m->err = errno;
 		return NULL;
@@ -103,7 +114,9 @@ static void *mk_listener_in_ns(void *arg)
 	 * the one in bm_hbone, whatever the pod binds */
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 512)) {
+	if ((v6 ? bind(fd, (struct sockaddr *)&sa6, sizeof(sa6))
+		: bind(fd, (struct sockaddr *)&sa, sizeof(sa))) ||
+	    listen(fd, 512)) {
 		m->err = errno;
 		close(fd);
 		return NULL;

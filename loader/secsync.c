@@ -28,8 +28,8 @@ struct kvset {
 struct secsync {
 	struct bm_mapfds fds;
 	struct secsync_opts o;
-	uint8_t node_ip[4];
-	bool have_node_ip;
+	uint8_t node_ip[4], node_ip6[16];
+	bool have_node_ip, have_node_ip6;
 	struct kvset wl, inpod, authz, peer; /* what the maps hold now */
 	uint32_t *tunnelled;	 /* backend ids we flagged, to clear them when that changes */
 	uint8_t *tunnelled_flag; /* which flag (BM_BE_F_TUNNEL / BM_BE_F_NOV6) */
@@ -184,6 +184,8 @@ struct secsync *secsync_new(const struct bm_mapfds *fds, const struct secsync_op
 	ss->fds = *fds;
 	ss->o = *o;
 	ss->have_node_ip = o->node_ip && inet_pton(AF_INET, o->node_ip, ss->node_ip) == 1;
+	ss->have_node_ip6 =
+	    ss->have_node_ip && o->node_ip6 && inet_pton(AF_INET6, o->node_ip6, ss->node_ip6) == 1;
 	ss->wl.ksz = sizeof(struct bm_wl_key);
 	ss->wl.vsz = sizeof(struct bm_wl);
 	ss->authz.ksz = sizeof(struct bm_authz_key);
@@ -220,6 +222,12 @@ bool secsync_remote(const struct secsync *ss, const struct workload_obj *w)
 	       memcmp(a, ss->node_ip, 4) != 0;
 }
 
+/* IPv6 is tunnelled too: the agent's outbound listener has an IPv6 address. */
+static bool tunnel_v6(const struct secsync *ss)
+{
+	return ss->o.tunnel && ss->have_node_ip6;
+}
+
 bool secsync_tunnelled(const struct secsync *ss, const struct mesh_config *c,
 		       const struct workload_obj *w, int port)
 {
@@ -243,12 +251,13 @@ static const struct workload_obj *backend_pod(struct htab *pods, const struct me
 }
 
 /* A mesh client's IPv6 connect to w:port would reach a STRICT pod on another node as
- * plaintext (the tunnel carries IPv4 only): refused at connect (BM_BE_F_NOV6). */
+ * plaintext (this node's agent has no IPv6 address to tunnel it from): refused at connect
+ * (BM_BE_F_NOV6). */
 static bool refuse_v6(const struct secsync *ss, const struct mesh_config *c,
 		      const struct workload_obj *w, int port)
 {
-	return w && w->kind == WL_POD && config_in_mesh(c, w) && secsync_remote(ss, w) &&
-	       sec_mtls_mode(c, ss->o.root_ns, w, port) == MTLS_STRICT;
+	return !tunnel_v6(ss) && w && w->kind == WL_POD && config_in_mesh(c, w) &&
+	       secsync_remote(ss, w) && sec_mtls_mode(c, ss->o.root_ns, w, port) == MTLS_STRICT;
 }
 
 /* Set or clear flag on backend id; -errno when the write failed. */
@@ -291,7 +300,8 @@ int secsync_backends(struct secsync *ss, struct sync *s, const struct mesh_confi
 		uint8_t flag = 0;
 		uint32_t id;
 
-		if (b->family == BM_FAM_V4 && secsync_tunnelled(ss, c, w, b->port))
+		if ((b->family == BM_FAM_V4 || tunnel_v6(ss)) &&
+		    secsync_tunnelled(ss, c, w, b->port))
 			flag = BM_BE_F_TUNNEL;
 		else if (b->family == BM_FAM_V6 && refuse_v6(ss, c, w, b->port))
 			flag = BM_BE_F_NOV6;
@@ -348,9 +358,10 @@ static void wl_entries(struct secsync *ss, struct kvset *out, const struct mesh_
 			if (p >= 0 && m == base)
 				continue;
 			v.flags = 0;
-			if (ss->o.tunnel && m != MTLS_DISABLE && fam == BM_FAM_V4)
+			if (ss->o.tunnel && m != MTLS_DISABLE &&
+			    (fam == BM_FAM_V4 || tunnel_v6(ss)))
 				v.flags |= BM_WL_F_TUNNEL;
-			if (m == MTLS_STRICT && fam == BM_FAM_V6)
+			if (m == MTLS_STRICT && fam == BM_FAM_V6 && !tunnel_v6(ss))
 				v.flags |= BM_WL_F_NOV6;
 			if (!v.flags && p < 0)
 				continue; /* a port entry is kept: it overrides port 0's flags */
@@ -532,6 +543,10 @@ static int node_put(struct secsync *ss)
 		memcpy(node.addr4, ss->node_ip, 4);
 	if (ss->o.tunnel && ss->have_node_ip)
 		node.flags |= BM_NODE_F_TUNNEL;
+	if (tunnel_v6(ss)) {
+		memcpy(node.addr6, ss->node_ip6, 16);
+		node.flags |= BM_NODE_F_TUNNEL6;
+	}
 	if (ss->o.l7 && ss->have_node_ip)
 		node.flags |= BM_NODE_F_L7;
 	if (ss->fds.node >= 0 &&

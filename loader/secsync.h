@@ -4,8 +4,9 @@
  * the agent after every apply and pod rescan:
  *  - bm_node: this node's address and whether the agent's mTLS tunnel and HTTP path are up;
  *  - bm_backend flags: which backends mesh clients reach through the tunnel (a mesh workload
- *    on another node whose PeerAuthentication for that port is not DISABLE), and which IPv6
- *    ones they are refused (STRICT on another node: the tunnel carries IPv4 only);
+ *    on another node whose PeerAuthentication for that port is not DISABLE), and which
+ *    IPv6 ones they are refused (STRICT on another node while the agent has no IPv6
+ *    address to tunnel IPv6 from);
  *  - bm_wl: per remote workload address and port, the same two flags for direct connects;
  *  - bm_inpod: per local pod (and port), STRICT / under-policy flags, judged for the pod a
  *    packet is delivered to (bpf/inbound.h);
@@ -28,6 +29,7 @@ struct secsync_opts {
 	const char *root_ns;	  /* Istio root namespace (mesh-wide policies) */
 	const char *trust_domain; /* for local mesh pods' principals */
 	const char *node_ip;	  /* this node's address, NULL if unknown */
+	const char *node_ip6;	  /* its IPv6 address the tunnel listens on too, or NULL */
 	bool tunnel;		  /* the agent's tunnel is up: tunnel remote mesh traffic */
 	bool l7;		  /* the agent's HTTP path listens on node_ip:BM_PORT_HTTP */
 };

@@ -129,7 +129,7 @@ struct tconn {
 	bool p_eof, s_eof, p_shut, s_shut;
 	struct dial_pass pass; /* inbound: the pass registered for the local pod (dial.h) */
 	uint32_t src_pod;  /* outbound: the client pod as the kernel attested it (bm_orig) */
-	uint32_t peer4;	   /* inbound: the peer's IPv4 address (pending counts) */
+	uint8_t peer_src[16]; /* inbound: the source the pending counts are kept by (pend_src) */
 	uint32_t listen_pod; /* inbound: accepted in this pod's namespace (0: the node's 15008) */
 	bool pending;	   /* inbound: counted in the pending handshakes */
 	char want_id[320]; /* outbound: the SPIFFE ID the server must present */
@@ -181,7 +181,8 @@ struct hstream {
  * data thread with atomics, the table grown only under dmu; read by /metrics. */
 #define MAX_TDEST TUNNEL_MAX_DEST
 struct tdest {
-	uint32_t src4, dst4; /* network order */
+	uint8_t src[16], dst[16]; /* network order, IPv4 in the first 4 bytes */
+	uint8_t family;		  /* BM_FAM_* */
 	uint16_t port;
 	uint64_t opened, closed, sent, received;
 };
@@ -199,8 +200,8 @@ struct tcounters {
 struct tunnel {
 	struct tunnel_opts o;
 	SSL_CTX *cctx, *sctx;
-	int ep, lout, lin, wake;
-	struct tev ev_out, ev_in, ev_wake;
+	int ep, lout, lout6, lin, wake; /* lout6: 15001 on the node's IPv6 address, or -1 */
+	struct tev ev_out, ev_out6, ev_in, ev_wake;
 	/* what the control thread published (under mu), and the data thread's copies */
 	pthread_mutex_t mu;
 	struct cfgref *pub_cfg;
@@ -239,11 +240,12 @@ struct tunnel {
 	bool started;
 	int stop; /* atomic */
 	struct tcounters n;
-	/* inbound connections not set up yet, per peer IPv4 address */
+	/* inbound connections not set up yet, per source (pend_src) */
 	struct {
-		uint32_t addr;
+		uint8_t src[16];
 		int count;
 	} pend[PENDING_SLOTS];
+	uint32_t pend_seed; /* random: no peer can choose addresses that share a slot */
 	int npending;
 	time_t log_sec;
 	int log_n;
@@ -276,10 +278,10 @@ static void hs_close(struct hstream *s, bool reset);
 static void hs_pump(struct hstream *s);
 static void take_snapshot(struct tunnel *t);
 static void listeners_watch(struct tunnel *t, bool on);
-static void node_only_remember(struct tunnel *t, const char *node_peer);
-static void node_only_forget(struct tunnel *t, const char *node_peer);
+static void node_only_remember(struct tunnel *t, const char *node_peer, bool v6);
+static void node_only_forget(struct tunnel *t, const char *node_peer, bool v6);
 static void out_restart_all(struct tconn *c);
-static bool node_only(struct tunnel *t, const char *node_peer, time_t now);
+static bool node_only(struct tunnel *t, const char *node_peer, bool v6, time_t now);
 static void os_restart(struct hstream *s);
 static void drain_tick(struct tunnel *t, time_t now);
 
@@ -296,12 +298,92 @@ static void ssl_errs(char *buf, size_t len)
 	ERR_clear_error();
 }
 
-static void fmt_addr(const struct sockaddr_in *sa, char *buf, size_t len)
+/* The address part of "ip:port" / "[ip]:port" (as tconn.dst and .peer hold them). */
+static void host_of(const char *hostport, char *ip, size_t len)
 {
-	char ip[INET_ADDRSTRLEN] = "?";
+	int port;
 
-	inet_ntop(AF_INET, &sa->sin_addr, ip, sizeof(ip));
-	snprintf(buf, len, "%s:%u", ip, ntohs(sa->sin_port));
+	if (hbone_parse_target(hostport, strlen(hostport), ip, len, &port))
+		snprintf(ip, len, "?");
+}
+
+static int port_of(const char *hostport)
+{
+	char ip[64];
+	int port = 0;
+
+	return hbone_parse_target(hostport, strlen(hostport), ip, sizeof(ip), &port) ? 0 : port;
+}
+
+/* An address as 16 bytes (IPv4 in the first 4) and its family; false if it is none. */
+static bool addr_bytes(const char *ip, uint8_t out[16], uint8_t *fam)
+{
+	memset(out, 0, 16);
+	if (inet_pton(AF_INET, ip, out) == 1) {
+		*fam = BM_FAM_V4;
+		return true;
+	}
+	*fam = BM_FAM_V6;
+	return inet_pton(AF_INET6, ip, out) == 1;
+}
+
+/* The SNI naming a pod's address: "10.0.0.1.pod.bpfmesh", an IPv6 address as its 32 hex
+ * digits ("fd000244000200000000000000000003.pod.bpfmesh": a name has no ':'). */
+static void sni_of(const char *ip, char *out, size_t len)
+{
+	uint8_t a[16];
+	char hex[33];
+
+	if (inet_pton(AF_INET6, ip, a) != 1) {
+		snprintf(out, len, "%s.pod.bpfmesh", ip);
+		return;
+	}
+	for (int i = 0; i < 16; i++)
+		snprintf(hex + 2 * i, 3, "%02x", a[i]);
+	snprintf(out, len, "%s.pod.bpfmesh", hex);
+}
+
+/* The address part of such an SNI, in place: 32 hex digits become the IPv6 address. */
+static void sni_ip6(char *ip, size_t len)
+{
+	uint8_t a[16];
+
+	if (strlen(ip) != 32 || strspn(ip, "0123456789abcdefABCDEF") != 32)
+		return;
+	for (int i = 0; i < 16; i++) {
+		unsigned v;
+
+		if (sscanf(ip + 2 * i, "%2x", &v) != 1)
+			return;
+		a[i] = (uint8_t)v;
+	}
+	inet_ntop(AF_INET6, a, ip, len);
+}
+
+/* Two IPv6 addresses written differently (fd00::1, fd00:0::1) are one. */
+static bool same_ip6(const char *a, const char *b)
+{
+	uint8_t x[16], y[16];
+
+	return inet_pton(AF_INET6, a, x) == 1 && inet_pton(AF_INET6, b, y) == 1 &&
+	       !memcmp(x, y, 16);
+}
+
+/* The source a peer's pending handshakes are counted as: its IPv4 address (v4-mapped, as a
+ * dual-stack listener sees it), or its IPv6 /64 (one host picks any address of its /64). */
+static void pend_src(const union dial_addr *a, uint8_t out[16])
+{
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+	memset(out, 0, 16);
+	if (a->sa.sa_family == AF_INET) {
+		memcpy(out, mapped, 12);
+		memcpy(out + 12, &a->in4.sin_addr, 4);
+	} else if (IN6_IS_ADDR_V4MAPPED(&a->in6.sin6_addr)) {
+		memcpy(out, a->in6.sin6_addr.s6_addr, 16);
+	} else {
+		memcpy(out, a->in6.sin6_addr.s6_addr, 8);
+	}
 }
 
 static const struct workload_obj *pod_by_ip(const struct mesh_config *c, const char *ip)
@@ -343,17 +425,20 @@ static bool log_ok(struct tunnel *t)
 	return false;
 }
 
-static int *pend_slot(struct tunnel *t, uint32_t addr, bool add)
+static int *pend_slot(struct tunnel *t, const uint8_t src[16], bool add)
 {
-	uint32_t h = (addr * 2654435761u) % PENDING_SLOTS;
+	uint32_t h = t->pend_seed;
 
+	for (int i = 0; i < 16; i++)
+		h = (h ^ src[i]) * 16777619u;
+	h %= PENDING_SLOTS;
 	for (int i = 0; i < PENDING_SLOTS; i++, h = (h + 1) % PENDING_SLOTS) {
-		if (t->pend[h].count && t->pend[h].addr == addr)
+		if (t->pend[h].count && !memcmp(t->pend[h].src, src, 16))
 			return &t->pend[h].count;
 		if (!t->pend[h].count) {
 			if (!add)
 				continue; /* a freed slot: the address may sit further on */
-			t->pend[h].addr = addr;
+			memcpy(t->pend[h].src, src, 16);
 			return &t->pend[h].count;
 		}
 	}
@@ -364,10 +449,10 @@ static int *pend_slot(struct tunnel *t, uint32_t addr, bool add)
 static bool pend_take(struct tconn *c)
 {
 	struct tunnel *t = c->t;
-	int *n = pend_slot(t, c->peer4, false);
+	int *n = pend_slot(t, c->peer_src, false);
 
 	if (!n)
-		n = pend_slot(t, c->peer4, true);
+		n = pend_slot(t, c->peer_src, true);
 	if (!n || *n >= PENDING_PER_SOURCE || t->npending >= PENDING_MAX)
 		return false;
 	(*n)++;
@@ -384,7 +469,7 @@ static void pend_drop(struct tconn *c)
 		return;
 	c->pending = false;
 	c->t->npending--;
-	n = pend_slot(c->t, c->peer4, false);
+	n = pend_slot(c->t, c->peer_src, false);
 	if (n && *n > 0)
 		--*n;
 }
@@ -494,8 +579,10 @@ static void drain_begin(struct tunnel *t)
 	if (!t->paused && !t->held)
 		listeners_watch(t, false);
 	close(t->lout);
+	if (t->lout6 >= 0)
+		close(t->lout6);
 	close(t->lin);
-	t->lout = t->lin = -1;
+	t->lout = t->lout6 = t->lin = -1;
 	while (t->pl) /* the next agent has its own in bm_hbone */
 		pl_close(t, &t->pl);
 	t->drained_at = time(NULL);
@@ -638,7 +725,11 @@ static void listeners_watch(struct tunnel *t, bool on)
 	struct epoll_event e2 = {.events = EPOLLIN, .data.ptr = &t->ev_in};
 	int op = on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL;
 
+	struct epoll_event e3 = {.events = EPOLLIN, .data.ptr = &t->ev_out6};
+
 	epoll_ctl(t->ep, op, t->lout, &e1);
+	if (t->lout6 >= 0)
+		epoll_ctl(t->ep, op, t->lout6, &e3);
 	epoll_ctl(t->ep, op, t->lin, &e2);
 	for (struct plisten *pl = t->pl; pl; pl = pl->next)
 		pl_watch(t, pl, on);
@@ -677,17 +768,26 @@ static void attest_drop(struct tconn *c)
 }
 
 /* The series of a relay from src to the local pod dst:port (made on first use), or NULL. */
-static struct tdest *tdest_get(struct tunnel *t, uint32_t src4, uint32_t dst4, uint16_t port)
+/* The series of a delivery from src_ip to "dst ip:port" (NULL when the table is full). */
+static struct tdest *tdest_get(struct tunnel *t, const char *src_ip, const char *dst)
 {
-	struct tdest *d = NULL;
+	struct tdest *d = NULL, k = {.port = (uint16_t)port_of(dst)};
+	uint8_t sfam;
+	char ip[64];
 
+	host_of(dst, ip, sizeof(ip));
+	if (!addr_bytes(ip, k.dst, &k.family))
+		return NULL;
+	if (!addr_bytes(src_ip, k.src, &sfam) || sfam != k.family)
+		memset(k.src, 0, sizeof(k.src)); /* unknown client */
 	pthread_mutex_lock(&t->dmu);
 	for (int i = 0; i < t->ndest && !d; i++)
-		if (t->dest[i].src4 == src4 && t->dest[i].dst4 == dst4 && t->dest[i].port == port)
+		if (t->dest[i].family == k.family && t->dest[i].port == k.port &&
+		    !memcmp(t->dest[i].src, k.src, 16) && !memcmp(t->dest[i].dst, k.dst, 16))
 			d = &t->dest[i];
 	if (!d && t->dest && t->ndest < MAX_TDEST) {
 		d = &t->dest[t->ndest];
-		*d = (struct tdest){.src4 = src4, .dst4 = dst4, .port = port};
+		*d = k;
 		__atomic_store_n(&t->ndest, t->ndest + 1, __ATOMIC_RELEASE);
 	} else if (!d && !t->dest_full_logged) {
 		t->dest_full_logged = true;
@@ -707,8 +807,9 @@ int tunnel_dest_counts(struct tunnel *t, struct metrics_dest_tcp *out, int max)
 	for (int i = 0; i < n; i++) {
 		const struct tdest *d = &t->dest[i];
 
-		memcpy(out[i].src, &d->src4, 4);
-		memcpy(out[i].dst, &d->dst4, 4);
+		memcpy(out[i].src, d->src, 16);
+		memcpy(out[i].dst, d->dst, 16);
+		out[i].family = d->family;
 		out[i].port = d->port;
 		out[i].opened = __atomic_load_n(&d->opened, __ATOMIC_RELAXED);
 		out[i].closed = __atomic_load_n(&d->closed, __ATOMIC_RELAXED);
@@ -782,19 +883,22 @@ static struct tconn *conn_new(struct tunnel *t, bool outbound)
 	return c;
 }
 
-static int tcp_connect(const struct sockaddr_in *dst, const struct sockaddr_in *src)
+static int tcp_connect(const struct sockaddr *dst, const struct sockaddr *src)
 {
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
+	int fd = socket(dst->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
 
 	if (fd < 0)
 		return -1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-	if (src && bind(fd, (const struct sockaddr *)src, sizeof(*src))) {
+	/* the port is picked at connect, per 4-tuple, as for an unbound socket */
+	if (src)
+		setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+	if (src && bind(fd, src, dial_addr_len(src))) {
 		close(fd);
 		return -1;
 	}
-	if (connect(fd, (const struct sockaddr *)dst, sizeof(*dst)) && errno != EINPROGRESS) {
+	if (connect(fd, dst, dial_addr_len(dst)) && errno != EINPROGRESS) {
 		close(fd);
 		return -1;
 	}
@@ -1013,8 +1117,14 @@ static void out_handshake(struct tconn *c)
 	}
 	SSL_clear_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS);
 	c->st = T_OUT_RESPONSE;
-	snprintf(why, sizeof(why), "CONNECT %s HTTP/1.1\r\nHost: %s\r\nForwarded: for=%s\r\n%s\r\n",
-		 c->dst, c->dst, c->src_ip, c->http ? "Bpfmesh-Protocol: http/1.1\r\n" : "");
+	{
+		char fwd[96];
+
+		hbone_forwarded_value(c->src_ip, fwd, sizeof(fwd)); /* IPv6 quoted, RFC 7239 */
+		snprintf(why, sizeof(why),
+			 "CONNECT %s HTTP/1.1\r\nHost: %s\r\nForwarded: %s\r\n%s\r\n", c->dst,
+			 c->dst, fwd, c->http ? "Bpfmesh-Protocol: http/1.1\r\n" : "");
+	}
 	buf_put(c->p2s, why, strlen(why));
 	pump(c);
 	ep_set(c, c->sfd, &c->sev, &c->smask, EPOLLIN | (c->p2s->off < c->p2s->len ? EPOLLOUT : 0));
@@ -1068,7 +1178,8 @@ static void out_connected(struct tconn *c)
 	const struct ident *id;
 	struct session *s;
 	const struct workload_obj *src;
-	char sni[80];
+	char sni[96], ip[64];
+	bool v6 = strchr(c->dst, '[') != NULL;
 
 	if (!dial_done(c->sfd)) {
 		if (c->pool && c->pod_addr) {
@@ -1076,14 +1187,14 @@ static void out_connected(struct tconn *c)
 			 * address (an earlier version); its waiting connections go there */
 			pr_info("tunnel: %s refused (no HBONE listener in the pod); %s for %d s",
 				c->peer, c->node_peer, H1_MEMO_SECS);
-			node_only_remember(c->t, c->node_peer);
+			node_only_remember(c->t, c->node_peer, v6);
 			out_restart_all(c);
 			return;
 		}
-		if (c->pool && node_only(c->t, c->node_peer, time(NULL))) {
+		if (c->pool && node_only(c->t, c->node_peer, v6, time(NULL))) {
 			/* the node's address does not answer either (that agent is gone): the pod's
 			 * own address again, for a ztunnel there or the next agent */
-			node_only_forget(c->t, c->node_peer);
+			node_only_forget(c->t, c->node_peer, v6);
 			pr_info("tunnel: %s unreachable; the pod's own 15008 again", c->peer);
 			out_restart_all(c);
 			return;
@@ -1111,7 +1222,8 @@ static void out_connected(struct tconn *c)
 	SSL_set_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS); /* until set up */
 	SSL_set_ex_data(c->ssl, c->t->ex_idx, c);
 	/* SNI names the destination pod: the server presents that workload's certificate */
-	snprintf(sni, sizeof(sni), "%.*s.pod.bpfmesh", (int)strcspn(c->dst, ":"), c->dst);
+	host_of(c->dst, ip, sizeof(ip));
+	sni_of(ip, sni, sizeof(sni));
 	SSL_set_tlsext_host_name(c->ssl, sni);
 	if (c->pool) /* HBONE's HTTP/2 (an agent that does not select it gets HTTP/1.1) */
 		SSL_set_alpn_protos(c->ssl, (const unsigned char *)"\x02h2", 3);
@@ -1127,29 +1239,34 @@ static void out_connected(struct tconn *c)
 	out_handshake(c);
 }
 
-static void out_accept(struct tunnel *t)
+static void out_accept(struct tunnel *t, int lfd)
 {
 	for (int i = 0; i < 64; i++) {
-		struct sockaddr_in peer;
+		union dial_addr peer;
 		socklen_t pl = sizeof(peer);
 		struct bm_orig_key k = {};
 		struct bm_orig o;
-		char ip[INET_ADDRSTRLEN];
-		int fd = accept4(t->lout, (struct sockaddr *)&peer, &pl,
-				 SOCK_NONBLOCK | SOCK_CLOEXEC),
-		    one = 1;
+		char ip[INET6_ADDRSTRLEN];
+		int fd = accept4(lfd, &peer.sa, &pl, SOCK_NONBLOCK | SOCK_CLOEXEC), one = 1;
 
 		if (fd < 0) {
 			accept_failed(t);
 			return;
 		}
-		memcpy(k.addr, &peer.sin_addr, 4);
-		k.port = peer.sin_port;
+		if (peer.sa.sa_family == AF_INET6) {
+			memcpy(k.addr, &peer.in6.sin6_addr, 16);
+			k.port = peer.in6.sin6_port;
+			k.family = BM_FAM_V6;
+		} else {
+			memcpy(k.addr, &peer.in4.sin_addr, 4);
+			k.port = peer.in4.sin_port;
+			k.family = BM_FAM_V4;
+		}
 		if (t->o.fds->orig < 0 || bpf_map_lookup_elem(t->o.fds->orig, &k, &o)) {
 			/* not sent here by the kernel: nobody may use this port directly */
-			char a[64];
+			char a[80];
 
-			fmt_addr(&peer, a, sizeof(a));
+			dial_addr_fmt(&peer.sa, a, sizeof(a));
 			pr_info("tunnel: %s connected to the outbound port without a captured "
 				"destination; closed",
 				a);
@@ -1160,7 +1277,7 @@ static void out_accept(struct tunnel *t)
 		dp_map_del(t->o.fds->orig, &k, "bm_orig");
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		CNT(t, out_accepted);
-		inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof(ip));
+		dial_addr_ip(&peer.sa, ip, sizeof(ip));
 		out_start(t, fd, ip, &o, false);
 	}
 }
@@ -1200,29 +1317,35 @@ static void h1_remember(struct tunnel *t, const char *peer)
 	t->h1[slot].until = now + H1_MEMO_SECS;
 }
 
-/* Nodes whose pods have no HBONE listener of their own (an agent before in-pod addressing):
- * their node's 15008 for H1_MEMO_SECS. Kept in the same table as h1 peers, marked. */
-static bool node_only(struct tunnel *t, const char *node_peer, time_t now)
+/* Nodes whose pods have no HBONE listener of their own for a family (an agent before in-pod
+ * addressing; before IPv6, for IPv6): their node's 15008 for H1_MEMO_SECS. Kept in the same
+ * table as h1 peers, marked, per family: a pod's IPv6 15008 refusing says nothing of IPv4. */
+static void node_only_key(char *k, size_t len, const char *node_peer, bool v6)
+{
+	snprintf(k, len, "node@%s%s", node_peer, v6 ? "/6" : "");
+}
+
+static bool node_only(struct tunnel *t, const char *node_peer, bool v6, time_t now)
 {
 	char k[72];
 
-	snprintf(k, sizeof(k), "node@%s", node_peer);
+	node_only_key(k, sizeof(k), node_peer, v6);
 	return h1_peer(t, k, now);
 }
 
-static void node_only_remember(struct tunnel *t, const char *node_peer)
+static void node_only_remember(struct tunnel *t, const char *node_peer, bool v6)
 {
 	char k[72];
 
-	snprintf(k, sizeof(k), "node@%s", node_peer);
+	node_only_key(k, sizeof(k), node_peer, v6);
 	h1_remember(t, k);
 }
 
-static void node_only_forget(struct tunnel *t, const char *node_peer)
+static void node_only_forget(struct tunnel *t, const char *node_peer, bool v6)
 {
 	char k[72];
 
-	snprintf(k, sizeof(k), "node@%s", node_peer);
+	node_only_key(k, sizeof(k), node_peer, v6);
 	for (int i = 0; i < H1_MEMO; i++)
 		if (!strcmp(t->h1[i].peer, k))
 			t->h1[i].until = 0;
@@ -1417,9 +1540,8 @@ static struct tconn *pool_find(struct tunnel *t, const char *key)
 /* The local client fd to the pod of o over a pooled connection (made if none has room). */
 static void pool_start(struct tunnel *t, int fd, const char *src_ip, const struct bm_orig *o,
 		       bool http, const char *dst, const char *peer, const char *node_peer,
-		       const char *want_id,
-		       const struct sockaddr_in *to, const struct ident *id,
-		       const struct workload_obj *src)
+		       const char *want_id, const struct sockaddr *to, const struct sockaddr *from,
+		       const struct ident *id, const struct workload_obj *src)
 {
 	char key[512];
 	struct tconn *c;
@@ -1456,7 +1578,7 @@ static void pool_start(struct tunnel *t, int fd, const char *src_ip, const struc
 		if (t->pool)
 			t->pool->pprev = c;
 		t->pool = c;
-		c->sfd = tcp_connect(to, NULL);
+		c->sfd = tcp_connect(to, from);
 		if (c->sfd < 0) {
 			pr_info("tunnel: %s -> %s via %s: %s; connection closed", src_ip, dst, peer,
 				strerror(errno));
@@ -1525,15 +1647,15 @@ static void pool_tick(struct tunnel *t, time_t now)
 static void out_start(struct tunnel *t, int fd, const char *src_ip, const struct bm_orig *o,
 		      bool http)
 {
-	struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(BM_PORT_HBONE)};
+	union dial_addr to = {0}, from = {0};
 	const struct workload_obj *dst, *src;
 	const struct ident *id;
 	struct tconn *c;
-	char ip[INET_ADDRSTRLEN], dsts[64], peer[64], node_peer[64], want_id[320];
-	bool pod_addr = false;
+	char ip[INET6_ADDRSTRLEN], dsts[64], peer[64], node_peer[64], want_id[320];
+	bool pod_addr = false, have_to = false, v6 = o->family == BM_FAM_V6;
 
-	inet_ntop(AF_INET, o->addr, ip, sizeof(ip));
-	snprintf(dsts, sizeof(dsts), "%s:%u", ip, ntohs(o->port));
+	inet_ntop(v6 ? AF_INET6 : AF_INET, o->addr, ip, sizeof(ip));
+	dial_hostport(dsts, sizeof(dsts), ip, ntohs(o->port));
 	dst = pod_by_ip(t->c, ip);
 	snprintf(node_peer, sizeof(node_peer), "%s:%d", dst && dst->host_ip ? dst->host_ip : "?",
 		 BM_PORT_HBONE);
@@ -1543,13 +1665,21 @@ static void out_start(struct tunnel *t, int fd, const char *src_ip, const struct
 			 dst->ns, sa_of(dst));
 	/* as ztunnel's in-pod mode: to the pod's own address, port 15008 (its node's agent, or
 	 * a ztunnel, listens there); to its node's 15008 where that is refused */
-	if (dst && dst->host_ip && !node_only(t, node_peer, time(NULL))) {
-		snprintf(peer, sizeof(peer), "%s:%d", ip, BM_PORT_HBONE);
+	if (dst && dst->host_ip && !node_only(t, node_peer, v6, time(NULL))) {
+		dial_hostport(peer, sizeof(peer), ip, BM_PORT_HBONE);
 		pod_addr = true;
 	}
-	if (dst && dst->host_ip &&
-	    inet_pton(AF_INET, pod_addr ? ip : dst->host_ip, &to.sin_addr) == 1 &&
-	    !h1_peer(t, peer, time(NULL))) {
+	if (dst && dst->host_ip)
+		have_to = !dial_addr_set(&to, pod_addr ? ip : dst->host_ip, BM_PORT_HBONE);
+	/* from the node's own address (status.hostIP/hostIPs): the destination's agent believes
+	 * the stream's Forwarded only from the client pod's node, whatever routing would pick
+	 * (an overlay's interface address) */
+	if (have_to)
+		dial_addr_set(&from, to.sa.sa_family == AF_INET6 && t->o.node_ip6 ? t->o.node_ip6
+										 : t->o.node_ip, 0);
+	if (from.sa.sa_family != to.sa.sa_family)
+		memset(&from, 0, sizeof(from));
+	if (have_to && !h1_peer(t, peer, time(NULL))) {
 		/* the client is who the kernel says opened the connection (its cgroup, recorded
 		 * with the captured destination), never whoever owns its source address */
 		src = config_pod_by_id(t->c, o->src_pod);
@@ -1562,7 +1692,8 @@ static void out_start(struct tunnel *t, int fd, const char *src_ip, const struct
 			close(fd);
 			return;
 		}
-		pool_start(t, fd, src_ip, o, http, dsts, peer, node_peer, want_id, &to, id, src);
+		pool_start(t, fd, src_ip, o, http, dsts, peer, node_peer, want_id, &to.sa,
+			   from.sa.sa_family ? &from.sa : NULL, id, src);
 		return;
 	}
 	c = conn_new(t, true);
@@ -1576,12 +1707,12 @@ static void out_start(struct tunnel *t, int fd, const char *src_ip, const struct
 	snprintf(c->src_ip, sizeof(c->src_ip), "%s", src_ip);
 	snprintf(c->dst, sizeof(c->dst), "%s", dsts);
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
-	if (!dst || !dst->host_ip || !to.sin_addr.s_addr) {
+	if (!dst || !dst->host_ip || !have_to) {
 		out_fail(c, "destination is no pod with a known node");
 		return;
 	}
 	snprintf(c->want_id, sizeof(c->want_id), "%s", want_id);
-	c->sfd = tcp_connect(&to, NULL);
+	c->sfd = tcp_connect(&to.sa, from.sa.sa_family ? &from.sa : NULL);
 	if (c->sfd < 0) {
 		out_fail(c, strerror(errno));
 		return;
@@ -1633,6 +1764,7 @@ int tunnel_adopt(struct tunnel *t, int fd, uint32_t src_pod, const char *src_ip,
 		memset(a, 0, sizeof(*a));
 		a->fd = fd;
 		memcpy(a->o.addr, dst, 4);
+		a->o.family = BM_FAM_V4;
 		a->o.port = htons(dst_port);
 		a->o.src_pod = src_pod;
 		a->o.backend_id = backend_id;
@@ -1682,6 +1814,7 @@ static int on_servername(SSL *ssl, int *alert, void *arg)
 		goto bad;
 	memcpy(ip, sni, n);
 	ip[n] = 0;
+	sni_ip6(ip, sizeof(ip));
 	w = pod_by_ip(t->c, ip);
 	if (!w || !w->host_ip || strcmp(w->host_ip, t->o.node_ip))
 		goto bad;
@@ -1709,18 +1842,8 @@ static void in_connected(struct tconn *c)
 	}
 	buf_put(c->p2s, ok, sizeof(ok) - 1);
 	c->st = T_RELAY;
-	{ /* counted as the destination from here: the pod accepted it */
-		struct sockaddr_in dst = {0};
-		uint32_t src4 = 0;
-		char ip[64];
-
-		snprintf(ip, sizeof(ip), "%.*s", (int)strcspn(c->dst, ":"), c->dst);
-		inet_pton(AF_INET, c->src_ip, &src4);
-		if (inet_pton(AF_INET, ip, &dst.sin_addr) == 1)
-			c->dest = tdest_get(c->t, src4, dst.sin_addr.s_addr,
-					    (uint16_t)atoi(c->dst + strcspn(c->dst, ":") + 1));
-		DEST_ADD(c, opened, 1);
-	}
+	c->dest = tdest_get(c->t, c->src_ip, c->dst); /* the destination's from here */
+	DEST_ADD(c, opened, 1);
 	pump(c);
 }
 
@@ -1728,11 +1851,12 @@ static void in_connected(struct tconn *c)
  * agent's word (it authorized this with the peer's certificate). */
 static int in_dial_pass(struct tunnel *t, const char *ip, int port, struct dial_pass *pass)
 {
-	struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons(port)};
+	union dial_addr dst;
 
-	if (inet_pton(AF_INET, ip, &dst.sin_addr) != 1)
+	if (dial_addr_set(&dst, ip, port))
 		return -1;
-	return dial_attested(t->o.fds->attest, &dst, pass);
+	return dial_attested(t->o.fds->attest, &dst.sa,
+			     dst.sa.sa_family == AF_INET6 ? t->o.node_ip6 : t->o.node_ip, pass);
 }
 
 static int in_dial(struct tconn *c, const char *ip, int port)
@@ -1751,8 +1875,9 @@ static void source_address_into(struct tconn *c, const char *fwd, char *out, siz
 	const struct workload_obj *w = fwd[0] ? pod_by_ip(c->t->c, fwd) : NULL;
 	char peer_ip[64], want[320];
 
-	snprintf(peer_ip, sizeof(peer_ip), "%.*s", (int)strcspn(c->peer, ":"), c->peer);
-	if (w && w->host_ip && !strcmp(w->host_ip, peer_ip)) {
+	host_of(c->peer, peer_ip, sizeof(peer_ip));
+	if (w && ((w->host_ip && !strcmp(w->host_ip, peer_ip)) ||
+		  (w->host_ip6 && same_ip6(w->host_ip6, peer_ip)))) {
 		snprintf(want, sizeof(want), "spiffe://%s/ns/%s/sa/%s", c->t->o.trust_domain, w->ns,
 			 sa_of(w));
 		if (!strcmp(want, c->want_id)) {
@@ -1800,9 +1925,10 @@ static int in_http(struct tconn *c, const struct hbone_connect *req, const struc
 	int sv[2];
 
 	(void)w;
-	if (inet_pton(AF_INET, req->host, ts.dst_ip) != 1 ||
-	    inet_pton(AF_INET, c->src_ip, ts.src_ip) != 1)
-		memset(ts.src_ip, 0, 4);
+	if (inet_pton(AF_INET, req->host, ts.dst_ip) != 1)
+		return -1; /* the HTTP path serves IPv4 pods' addresses */
+	if (inet_pton(AF_INET, c->src_ip, ts.src_ip) != 1)
+		return -1; /* a client the HTTP path cannot name: never judged as no one */
 	snprintf(ts.principal, sizeof(ts.principal), "%s", principal);
 	snprintf(ts.ns, sizeof(ts.ns), "%s", ns);
 	if (!conn_bufs(c) ||
@@ -1856,7 +1982,7 @@ static void in_request(struct tconn *c)
 			return;
 		}
 		port = req.port;
-		snprintf(c->dst, sizeof(c->dst), "%s:%d", req.host, port);
+		dial_hostport(c->dst, sizeof(c->dst), req.host, port);
 		source_address(c, req.forwarded);
 		w = pod_by_ip(c->t->c, req.host);
 		if (!w || !w->host_ip || strcmp(w->host_ip, c->t->o.node_ip) ||
@@ -2041,18 +2167,8 @@ static void hs_connected(struct hstream *s)
 	}
 	s->connecting = false;
 	s->relaying = true;
-	{ /* counted as the destination from here: the pod accepted it */
-		struct in_addr dst;
-		uint32_t src4 = 0;
-		char ip[64];
-
-		snprintf(ip, sizeof(ip), "%.*s", (int)strcspn(s->dst, ":"), s->dst);
-		inet_pton(AF_INET, s->src_ip, &src4);
-		if (inet_pton(AF_INET, ip, &dst) == 1)
-			s->dest = tdest_get(c->t, src4, dst.s_addr,
-					    (uint16_t)atoi(s->dst + strcspn(s->dst, ":") + 1));
-		DEST_ADD(s, opened, 1);
-	}
+	s->dest = tdest_get(c->t, s->src_ip, s->dst); /* the destination's from here */
+	DEST_ADD(s, opened, 1);
 	h2t_respond(s->hs, 200);
 	hs_pump(s);
 }
@@ -2121,7 +2237,7 @@ static void h2_on_request(void *arg, struct h2t_stream *hs, const struct h2t_req
 	s->pfd = -1;
 	s->pev = (struct tev){.kind = EV_H2S, .c = c, .hs = s};
 	h2t_set_user(hs, s);
-	snprintf(s->dst, sizeof(s->dst), "%s:%d", host, port);
+	dial_hostport(s->dst, sizeof(s->dst), host, port);
 	hbone_forwarded_for(r->forwarded, strlen(r->forwarded), fwd, sizeof(fwd));
 	source_address_into(c, fwd, s->src_ip, sizeof(s->src_ip));
 	s->next = c->streams;
@@ -2140,9 +2256,15 @@ static void h2_on_request(void *arg, struct h2t_stream *hs, const struct h2t_req
 		struct tunnel_stream ts = {.dst_port = (uint16_t)port};
 		int sv[2];
 
+		/* the HTTP path serves IPv4 pods' addresses, and judges the client by its IPv4
+		 * address: a stream it cannot name is refused, never judged as no one */
 		if (inet_pton(AF_INET, host, ts.dst_ip) != 1 ||
-		    inet_pton(AF_INET, s->src_ip, ts.src_ip) != 1)
-			memset(ts.src_ip, 0, 4);
+		    inet_pton(AF_INET, s->src_ip, ts.src_ip) != 1) {
+			CNT(c->t, h2_failed);
+			h2t_respond(hs, 400);
+			hs_close(s, false);
+			return;
+		}
 		snprintf(ts.principal, sizeof(ts.principal), "%s", principal);
 		snprintf(ts.ns, sizeof(ts.ns), "%s", ns);
 		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv)) {
@@ -2382,10 +2504,9 @@ static void in_hello(struct tconn *c)
 static void in_accept(struct tunnel *t, int lfd, uint32_t listen_pod)
 {
 	for (int i = 0; i < 64; i++) {
-		struct sockaddr_in peer;
+		union dial_addr peer;
 		socklen_t pl = sizeof(peer);
-		int fd = accept4(lfd, (struct sockaddr *)&peer, &pl, SOCK_NONBLOCK | SOCK_CLOEXEC),
-		    one = 1;
+		int fd = accept4(lfd, &peer.sa, &pl, SOCK_NONBLOCK | SOCK_CLOEXEC), one = 1;
 		struct tconn *c;
 
 		if (fd < 0) {
@@ -2402,15 +2523,15 @@ static void in_accept(struct tunnel *t, int lfd, uint32_t listen_pod)
 		}
 		c->sfd = fd;
 		c->listen_pod = listen_pod;
-		c->peer4 = peer.sin_addr.s_addr;
-		fmt_addr(&peer, c->peer, sizeof(c->peer));
+		pend_src(&peer, c->peer_src);
+		dial_addr_fmt(&peer.sa, c->peer, sizeof(c->peer));
 		if (!pend_take(c)) {
 			CNT(t, in_overload);
 			if (log_ok(t))
 				pr_info(
 				    "tunnel: rejected %s: too many handshakes pending (%d from it, "
 				    "%d in all)",
-				    c->peer, *pend_slot(t, c->peer4, true), t->npending);
+				    c->peer, *pend_slot(t, c->peer_src, true), t->npending);
 			conn_close(c);
 			continue;
 		}
@@ -2427,7 +2548,7 @@ static void on_event(struct tunnel *t, struct tev *ev, uint32_t events)
 
 	ERR_clear_error(); /* SSL_get_error() reads the queue: start each event with it empty */
 	if (ev->kind == EV_LISTEN_OUT) {
-		out_accept(t);
+		out_accept(t, ev == &t->ev_out6 ? t->lout6 : t->lout);
 		return;
 	}
 	if (ev->kind == EV_LISTEN_IN) {
@@ -2562,12 +2683,19 @@ int tunnel_start(struct tunnel *t)
 	return 0;
 }
 
+bool tunnel_has_ip6(const struct tunnel *t)
+{
+	return t->o.node_ip6 != NULL;
+}
+
 int tunnel_listeners(const struct tunnel *t, int *fds, int max)
 {
 	int n = 0;
 
 	if (n < max && t->lout >= 0)
 		fds[n++] = t->lout;
+	if (n < max && t->lout6 >= 0)
+		fds[n++] = t->lout6;
 	if (n < max && t->lin >= 0)
 		fds[n++] = t->lin;
 	return n;
@@ -2775,7 +2903,11 @@ struct tunnel *tunnel_new(const struct tunnel_opts *o, X509_STORE *trust)
 	if (!t)
 		return NULL;
 	t->o = *o;
-	t->ep = t->lout = t->lin = t->wake = -1;
+	t->ep = t->lout = t->lout6 = t->lin = t->wake = -1;
+	if (getrandom(&t->pend_seed, sizeof(t->pend_seed), GRND_NONBLOCK) !=
+	    (ssize_t)sizeof(t->pend_seed))
+		t->pend_seed = (uint32_t)time(NULL) ^ (uint32_t)getpid();
+	t->pend_seed |= 1;
 	pthread_mutex_init(&t->mu, NULL);
 	pthread_mutex_init(&t->dmu, NULL);
 	t->dest = calloc(MAX_TDEST, sizeof(*t->dest)); /* NULL: nothing counted, said once */
@@ -2788,7 +2920,18 @@ struct tunnel *tunnel_new(const struct tunnel_opts *o, X509_STORE *trust)
 	t->lin = dial_listen(o->node_ip, BM_PORT_HBONE, o->filter_hbone, false, 512);
 	if (t->ep < 0 || t->wake < 0 || t->lout < 0 || t->lin < 0)
 		goto fail;
+	if (o->node_ip6) { /* IPv6 connects are captured to the node's IPv6 address */
+		t->lout6 = dial_listen(o->node_ip6, BM_PORT_OUTBOUND, o->filter_out, false, 512);
+		if (t->lout6 < 0) {
+			pr_warn("tunnel: cannot listen on [%s]:%d (is it this node's address?): "
+				"IPv6 is not tunnelled (to STRICT workloads on other nodes refused "
+				"at connect)",
+				o->node_ip6, BM_PORT_OUTBOUND);
+			t->o.node_ip6 = NULL;
+		}
+	}
 	t->ev_out = (struct tev){.kind = EV_LISTEN_OUT, .c = NULL};
+	t->ev_out6 = (struct tev){.kind = EV_LISTEN_OUT, .c = NULL};
 	t->ev_in = (struct tev){.kind = EV_LISTEN_IN, .c = NULL};
 	t->ev_wake = (struct tev){.kind = EV_WAKE, .c = NULL};
 	{
@@ -2800,8 +2943,10 @@ struct tunnel *tunnel_new(const struct tunnel_opts *o, X509_STORE *trust)
 		t->held = true; /* until tunnel_release */
 	else
 		listeners_watch(t, true);
-	pr_info("tunnel: outbound on %s:%d, mTLS (HBONE) on %s:%d, trust domain %s, %s", o->node_ip,
-		BM_PORT_OUTBOUND, o->node_ip, BM_PORT_HBONE, o->trust_domain, o->cert_source);
+	pr_info("tunnel: outbound on %s:%d%s%s%s, mTLS (HBONE) on %s:%d, trust domain %s, %s",
+		o->node_ip, BM_PORT_OUTBOUND, t->lout6 >= 0 ? " and [" : "",
+		t->lout6 >= 0 ? o->node_ip6 : "", t->lout6 >= 0 ? "]:15001" : "", o->node_ip,
+		BM_PORT_HBONE, o->trust_domain, o->cert_source);
 	return t;
 fail:
 	tunnel_free(t);
@@ -2825,6 +2970,8 @@ void tunnel_free(struct tunnel *t)
 	free_dead(t);
 	if (t->lout >= 0)
 		close(t->lout);
+	if (t->lout6 >= 0)
+		close(t->lout6);
 	if (t->lin >= 0)
 		close(t->lin);
 	if (t->ep >= 0)

@@ -3,11 +3,11 @@
  * tunnel.h: the agent's mTLS tunnel between nodes (HBONE: HTTP/2 CONNECT streams on mutual
  * TLS to port 15008, as ztunnel; HTTP/1.1 CONNECT with peers that do not select h2; see
  * docs/mtls.md). Called by the agent (agent.c):
- *  - outbound (15001 on the node address): the kernel sends a mesh pod's connect to a remote
- *    mesh workload here; the agent finds the real destination in bm_orig, opens a CONNECT
- *    stream on a pooled mutual TLS 1.3 connection to the destination node's agent (made with
- *    the client workload's certificate, the server proving the destination workload's SPIFFE
- *    ID), and relays;
+ *  - outbound (15001 on the node's address, and on its IPv6 one when it has one): the kernel
+ *    sends a mesh pod's connect to a remote mesh workload here; the agent finds the real
+ *    destination in bm_orig, opens a CONNECT stream on a pooled mutual TLS 1.3 connection to
+ *    the destination pod's 15008 (made with the client workload's certificate, the server
+ *    proving the destination workload's SPIFFE ID), and relays;
  *  - inbound (15008): verifies the peer's chain and trust domain, applies AuthorizationPolicy
  *    with the peer's identity, connects to the local pod (registering the 4-tuple in
  *    bm_attest so the pod's inbound judge lets it in) and relays plaintext.
@@ -34,6 +34,7 @@ struct tunnel_opts {
 	const char *trust_domain; /* cluster.local unless set */
 	const char *root_ns;	  /* Istio root namespace, for AuthorizationPolicy */
 	const char *node_ip;	  /* IPv4 the listeners bind to */
+	const char *node_ip6;	  /* the node's IPv6 address: 15001 there too (NULL: none) */
 	const char *cert_source;  /* for the start-up line: where certificates come from */
 	long cert_ttl_s;	  /* workload certificate lifetime (bounds session tickets) */
 	const struct bm_mapfds *fds;
@@ -100,6 +101,9 @@ unsigned long tunnel_busy(const struct tunnel *t);
  * The tunnel owns fd once listen returned 0; unlisten closes it. Any thread. */
 int tunnel_pod_listen(void *arg, uint32_t pod_id, int fd);
 void tunnel_pod_unlisten(void *arg, uint32_t pod_id);
+
+/* Its outbound listener is on the node's IPv6 address too (tunnel_opts.node_ip6). */
+bool tunnel_has_ip6(const struct tunnel *t);
 
 /* Prometheus lines for the tunnel's counters (any thread). */
 void tunnel_metrics(const struct tunnel *t, FILE *f);

@@ -4,7 +4,8 @@
  * programs cannot be test-run: lb_draws the pick of bpf/lb.h many times per
  * bpf_prog_test_run_opts call, xlate_once the whole decision of bpf/xlate.h (refusals, the
  * tunnel, the connection record) once, route_cases the route choice of bpf/lb.h
- * (bm_route_first: first match wins) over a table of route lists and pod bits. Driven by
+ * (bm_route_first: first match wins) over a table of route lists and pod bits, orig_key
+ * sockops' bm_orig key of a client socket (IPv4, IPv6, v4-mapped). Driven by
  * tests/bpf/test_lb.c, which fills this object's own (unpinned) maps through the agent's real
  * resolve + sync code and reads the results from .bss.
  */
@@ -70,6 +71,19 @@ SEC("tc")
 int xlate_once(struct __sk_buff *skb)
 {
 	bm_sock_decide(&test_key, x_mapped, test_cgroup, x_sendmsg, x_cookie, &decision);
+	return 0;
+}
+
+/* orig_key: bm_orig_key_of(ok_fam, ok_a4, ok_a6, ok_port) into ok_key (what sockops keys a
+ * tunnelled connect's bm_orig entry by) */
+__u32 ok_fam = 0, ok_a4 = 0, ok_a6[4] = {}, ok_port = 0;
+struct bm_orig_key ok_key = {};
+
+SEC("tc")
+int orig_key(struct __sk_buff *skb)
+{
+	__builtin_memset(&ok_key, 0, sizeof(ok_key));
+	bm_orig_key_of(ok_fam, ok_a4, ok_a6, ok_port, &ok_key);
 	return 0;
 }
 

@@ -481,6 +481,104 @@ static void test_decision_tunnel(void)
 	      "no agent tunnel on this node: plaintext to the backend");
 }
 
+/* IPv6 to a remote mesh workload: to the agent's IPv6 listener when it has one, refused at
+ * connect (STRICT) or left alone when it has not. */
+static void test_decision_tunnel_v6(void)
+{
+	struct bm_node node = {.addr4 = {10, 244, 255, 1},
+			       .outbound_port = htons(BM_PORT_OUTBOUND),
+			       .flags = BM_NODE_F_TUNNEL | BM_NODE_F_TUNNEL6};
+	struct bm_wl_key wk = {.family = BM_FAM_V6};
+	struct bm_wl wl = {.flags = BM_WL_F_TUNNEL};
+	uint64_t tun = stat_of(BM_ST_TUNNELLED), v6 = stat_of(BM_ST_V6_REFUSED),
+		 ap = stat_of(BM_ST_AGENT_PORT);
+	struct bm_decision *d;
+	struct in6_addr a6;
+	__u32 zero = 0;
+
+	inet_pton(AF_INET6, "fd00:244:ff::1", &a6);
+	memcpy(node.addr6, &a6, 16);
+	inet_pton(AF_INET6, "fd00:244:2::5", &a6);
+	memcpy(wk.addr, &a6, 16);
+	bpf_map_update_elem(bpf_map__fd(skel->maps.bm_node), &zero, &node, BPF_ANY);
+	bpf_map_update_elem(bpf_map__fd(skel->maps.bm_wl), &wk, &wl, BPF_ANY);
+	d = decide("fd00:244:2::5", 8080, IPPROTO_TCP, CLIENT_CG, 9);
+	if (CHECK(d, "test_run")) {
+		CHECK(d->allow && d->rewrite, "goes on");
+		CHECK_EQ(d->dst.family, BM_FAM_V6, "as IPv6");
+		CHECK(!memcmp(d->dst.addr, node.addr6, 16), "to this node's agent's IPv6 address");
+		CHECK_EQ(ntohs(d->dst.port), BM_PORT_OUTBOUND, "its outbound port");
+		CHECK(d->rec.sub_flags & BM_CONN_F_TUNNEL, "recorded as tunnelled");
+		CHECK(!memcmp(d->rec.orig_addr, &a6, 16), "with the pod's address");
+		CHECK_EQ(d->rec.family, BM_FAM_V6, "an IPv6 one");
+		CHECK_EQ(stat_of(BM_ST_TUNNELLED) - tun, 1, "counted as tunnelled");
+	}
+	d = decide("fd00:244:2::5", 8080, IPPROTO_TCP, OTHER_CG, 10);
+	CHECK(d && d->allow && !d->rewrite, "outside the mesh: left alone");
+	d = decide("fd00:244:ff::1", BM_PORT_OUTBOUND, IPPROTO_TCP, CLIENT_CG, 11);
+	CHECK(d && !d->allow && d->err == 1, "the agent's IPv6 listener dialed directly: EPERM");
+	CHECK_EQ(stat_of(BM_ST_AGENT_PORT) - ap, 1, "counted");
+	/* an agent without an IPv6 address: a STRICT workload's IPv6 is refused (its flags
+	 * say so), and nothing goes to an IPv6 listener that is not there */
+	node.flags = BM_NODE_F_TUNNEL;
+	bpf_map_update_elem(bpf_map__fd(skel->maps.bm_node), &zero, &node, BPF_ANY);
+	wl.flags = BM_WL_F_NOV6;
+	bpf_map_update_elem(bpf_map__fd(skel->maps.bm_wl), &wk, &wl, BPF_ANY);
+	d = decide("fd00:244:2::5", 8080, IPPROTO_TCP, CLIENT_CG, 12);
+	if (CHECK(d, "test_run")) {
+		CHECK(!d->allow && d->err == 111, "no IPv6 tunnel: refused");
+		CHECK_EQ(stat_of(BM_ST_V6_REFUSED) - v6, 1, "counted");
+	}
+	wl.flags = BM_WL_F_TUNNEL;
+	bpf_map_update_elem(bpf_map__fd(skel->maps.bm_wl), &wk, &wl, BPF_ANY);
+	d = decide("fd00:244:2::5", 8080, IPPROTO_TCP, CLIENT_CG, 13);
+	CHECK(d && d->allow && !d->rewrite, "no IPv6 tunnel, PERMISSIVE: plaintext");
+	d = decide("fd00:244:ff::1", BM_PORT_OUTBOUND, IPPROTO_TCP, CLIENT_CG, 14);
+	CHECK(d && d->allow, "no IPv6 listener: that address's 15001 is an ordinary port");
+	bpf_map_delete_elem(bpf_map__fd(skel->maps.bm_wl), &wk);
+	bpf_map_delete_elem(bpf_map__fd(skel->maps.bm_node), &zero);
+}
+
+/* The key sockops writes a tunnelled connect's bm_orig entry by: the client socket's address
+ * as the agent's accept sees it, whichever family the socket is. */
+static void test_orig_key(void)
+{
+	struct {
+		int fam;
+		const char *local;
+		uint8_t want_fam;
+		const char *want;
+	} cases[] = {
+	    {2, "10.244.1.4", BM_FAM_V4, "10.244.1.4"},
+	    {10, "fd00:244:1::4", BM_FAM_V6, "fd00:244:1::4"},
+	    {10, "::ffff:10.244.1.4", BM_FAM_V4, "10.244.1.4"}, /* to the IPv4 listener */
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint8_t want[16] = {0};
+		struct in6_addr a6 = {0};
+		struct in_addr a4 = {0};
+
+		if (cases[i].fam == 2)
+			inet_pton(AF_INET, cases[i].local, &a4);
+		else
+			inet_pton(AF_INET6, cases[i].local, &a6);
+		if (cases[i].want_fam == BM_FAM_V4)
+			inet_pton(AF_INET, cases[i].want, want);
+		else
+			inet_pton(AF_INET6, cases[i].want, want);
+		skel->bss->ok_fam = cases[i].fam;
+		skel->bss->ok_a4 = a4.s_addr;
+		memcpy(skel->bss->ok_a6, &a6, 16);
+		skel->bss->ok_port = 42332;
+		if (!CHECK_OK(run_prog(skel->progs.orig_key), "test_run"))
+			return;
+		CHECK_EQ(skel->bss->ok_key.family, cases[i].want_fam, cases[i].local);
+		CHECK(!memcmp(skel->bss->ok_key.addr, want, 16), "the address, zero-padded");
+		CHECK_EQ(ntohs(skel->bss->ok_key.port), 42332, "the port, network order");
+	}
+}
+
 static void test_update_unchanged_and_quarantine(void)
 {
 	struct sync_result res;
@@ -1041,6 +1139,8 @@ int main(void)
 	RUN(test_decision_translate_and_record);
 	RUN(test_decision_refusals);
 	RUN(test_decision_tunnel);
+	RUN(test_decision_tunnel_v6);
+	RUN(test_orig_key);
 	RUN(test_update_unchanged_and_quarantine);
 	RUN(test_recover_from_maps);
 	RUN(test_ejected_backend_never_picked);

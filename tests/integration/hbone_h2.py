@@ -6,7 +6,7 @@
 # pod's ip:port, with forwarded, baggage and traceparent headers. Each stream that gets 200
 # carries one HTTP/1.1 request to the pod; the answer's "pod" field is printed.
 #
-#   hbone_h2.py --connect IP:15008 --sni NAME --cert C --key K --ca CA --authority IP:PORT
+#   hbone_h2.py --connect IP:15008|[IPV6]:15008 --sni NAME --cert C --key K --ca CA --authority IP:PORT
 #       [--streams N] [--method CONNECT] [--path /get] [--forwarded for=IP] [--no-alpn]
 #       [--sink SIZE REPLY] [--stall SECS]
 #
@@ -57,6 +57,7 @@ def main():
     if not a.no_alpn:
         ctx.set_alpn_protocols(['h2'])
     host, port = a.connect.rsplit(':', 1)
+    host = host.strip('[]')  # [fd00::1]:15008
     raw = socket.create_connection((host, int(port)), timeout=a.timeout)
     tls = ctx.wrap_socket(raw, server_hostname=a.sni)
     print('alpn', tls.selected_alpn_protocol())

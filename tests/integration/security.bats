@@ -121,7 +121,10 @@ dump_count() { # -> packets captured
 	ip netns exec "bm-$LAB-node1" "$ATTACK" probe "$friend" 8080 1 || true
 	neigh=$(ip -n "bm-$LAB-node1" neigh show "$friend")
 	in_pod mesh2 foe-0 ip addr del "$friend/32" dev eth0
-	in_pod mesh2 friend-0 sh -c 'ip link set eth0 up; ip route replace default via 10.244.1.1'
+	# eth0 down dropped friend's IPv6 address and both default routes: as the lab made them
+	in_pod mesh2 friend-0 sh -c "ip link set eth0 up; ip route replace default via 10.244.1.1
+		ip -6 addr replace $(pod_ip6 mesh2 friend-0)/64 dev eth0 nodad
+		ip -6 route replace default via fd00:244:1::1" 
 	echo "neighbour: $neigh"
 	foe_mac=$(in_pod mesh2 foe-0 cat /sys/class/net/eth0/address)
 	[[ "$neigh" != *"$foe_mac"* ]]
@@ -355,14 +358,21 @@ EOF
 	rm -f "$CFG"/AuthorizationPolicy.sec.deny-attacker.yaml
 }
 
-@test "IPv6 from a mesh pod to a STRICT pod on another node is refused at connect, counted" {
-	before=$(stat_of node1 "refused: IPv6 to a remote STRICT workload")
-	probe_refused_fast mesh2 friend-0 "$(pod_ip6 sec rsrv-0)" 8080
-	probe_refused_fast mesh2 friend-0 fd00:96::40:11 8000 # its Service's IPv6 address
-	[ "$(stat_of node1 "refused: IPv6 to a remote STRICT workload")" -gt "$before" ]
-	# IPv4 to it still works, through the tunnel
-	run in_pod mesh2 friend-0 curl -s -m 3 http://10.96.40.11:8000/get
+@test "IPv6 from a mesh pod to a STRICT pod on another node goes through the tunnel; policy holds there" {
+	before=$(stat_of node1 "sent through the mTLS tunnel")
+	refused=$(stat_of node1 "refused: IPv6 to a remote STRICT workload")
+	run in_pod mesh2 friend-0 curl -s -m 3 "http://[$(pod_ip6 sec rsrv-0)]:8080/get"
 	[[ "$output" == *'"pod": "rsrv-0"'* ]]
+	run in_pod mesh2 friend-0 curl -s -m 3 "http://[fd00:96::40:11]:8000/get" # its Service's
+	[[ "$output" == *'"pod": "rsrv-0"'* ]]
+	[ "$(stat_of node1 "sent through the mTLS tunnel")" -ge $((before + 2)) ]
+	[ "$(stat_of node1 "refused: IPv6 to a remote STRICT workload")" -eq "$refused" ]
+	# foe is a mesh pod the policy does not allow; attacker is outside the mesh
+	run in_pod mesh2 foe-0 curl -s -m 3 "http://[$(pod_ip6 sec rsrv-0)]:8080/get"
+	[[ "$output" != *'"pod"'* ]]
+	grep -q "denied spiffe://cluster.local/ns/mesh2/sa/foe ($(pod_ip6 mesh2 foe-0)) -> sec/rsrv-0:8080" "$LOG2"
+	run in_pod plain attacker-0 curl -s -m 3 "http://[$(pod_ip6 sec rsrv-0)]:8080/get"
+	[[ "$output" != *'"pod"'* ]]
 }
 
 # ---------- 8. UDP ----------

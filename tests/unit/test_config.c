@@ -249,6 +249,8 @@ static void test_deployment_and_pod(void)
 				     "  nodeName: node-2\n"
 				     "  containers: [{name: c, ports: [{containerPort: 80}]}]\n"
 				     "status:\n"
+				     "  hostIP: 10.0.0.2\n"
+				     "  hostIPs: [{ip: 10.0.0.2}, {ip: \"fd00:ff::2\"}]\n"
 				     "  podIP: 10.1.0.5\n"
 				     "  podIPs: [{ip: 10.1.0.5}, {ip: \"fd00::5\"}]\n",
 				     &d);
@@ -283,6 +285,20 @@ static void test_deployment_and_pod(void)
 	CHECK_STR(w->node_name, "node-2", "nodeName");
 	CHECK_EQ(w->naddresses, 2, "podIPs");
 	CHECK_STR(w->addresses[1], "fd00::5", "v6 pod IP");
+	CHECK_STR(w->host_ip, "10.0.0.2", "hostIP");
+	CHECK_STR(w->host_ip6, "fd00:ff::2", "hostIPs: the node's IPv6 address");
+	done(c, &d);
+	/* an IPv6-primary dual-stack node: hostIP is the IPv6 one */
+	memset(&d, 0, sizeof(d));
+	c = load("apiVersion: v1\nkind: Pod\nmetadata: {name: p6}\n"
+		 "spec: {nodeName: node1, containers: [{name: c}]}\n"
+		 "status:\n  hostIP: \"fd00:ff::3\"\n"
+		 "  hostIPs: [{ip: \"fd00:ff::3\"}, {ip: 10.0.0.3}]\n  podIP: 10.1.0.6\n",
+		 &d);
+	if (CHECK_EQ(c->nworkloads, 1, "the pod")) {
+		CHECK_STR(c->workloads[0].host_ip, "10.0.0.3", "IPv4 from hostIPs");
+		CHECK_STR(c->workloads[0].host_ip6, "fd00:ff::3", "IPv6 from hostIP");
+	}
 out:
 	done(c, &d);
 }

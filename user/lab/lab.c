@@ -636,7 +636,7 @@ static int self_exe(char *buf, size_t len)
 /* Start node n's agent (the supervisor's child); its pid, or -1. */
 static pid_t spawn_agent(struct lab *l, struct lab_node *n)
 {
-	char an[256], cg[400], log[700], self[600], maddr[64], haddr[64], nip[32], ns[300],
+	char an[256], cg[400], log[700], self[600], maddr[64], haddr[64], nip[80], ns[300],
 	    nsp[320], cadir[700], ttl[32], kcfg[700];
 	char *av[40];
 	int k = 0;
@@ -649,7 +649,7 @@ static pid_t spawn_agent(struct lab *l, struct lab_node *n)
 	snprintf(log, sizeof(log), "%s/agent-%s.log", l->dir, n->name);
 	snprintf(maddr, sizeof(maddr), "127.0.0.1:%d", n->metrics_port);
 	snprintf(haddr, sizeof(haddr), "127.0.0.1:%d", n->health_port);
-	snprintf(nip, sizeof(nip), "10.244.255.%d", n->index);
+	snprintf(nip, sizeof(nip), "10.244.255.%d,fd00:244:ff::%x", n->index, n->index);
 	netns_node(l, n->name, ns, sizeof(ns));
 	snprintf(nsp, sizeof(nsp), "/run/netns/%s", ns);
 	snprintf(cadir, sizeof(cadir), "%s/nodes/%s", l->dir, n->name);
@@ -1479,7 +1479,7 @@ static int write_pod_object(struct lab *l, const struct lab_pod *p, const struct
 {
 	struct buf b = {0};
 	char path[1024], v4[64], v6[64];
-	int rc;
+	int rc, ni = node_find(l, p->node) ? node_find(l, p->node)->index : 0;
 
 	pod_addrs(l, p, v4, v6);
 	bprintf(&b, "{\"apiVersion\": \"v1\", \"kind\": \"Pod\",\n \"metadata\": {\"name\": ");
@@ -1527,9 +1527,10 @@ static int write_pod_object(struct lab *l, const struct lab_pod *p, const struct
 		bprintf(&b, "}");
 	}
 	bprintf(&b,
-		"]}]},\n \"status\": {\"hostIP\": \"10.244.255.%d\", \"podIP\": \"%s\", "
+		"]}]},\n \"status\": {\"hostIP\": \"10.244.255.%d\", \"hostIPs\": [{\"ip\": "
+		"\"10.244.255.%d\"}, {\"ip\": \"fd00:244:ff::%x\"}], \"podIP\": \"%s\", "
 		"\"podIPs\": [{\"ip\": \"%s\"}, {\"ip\": \"%s\"}]}}\n",
-		node_find(l, p->node) ? node_find(l, p->node)->index : 0, v4, v4, v6);
+		ni, ni, ni, v4, v4, v6);
 	snprintf(path, sizeof(path), "%s/Pod.%s.%s.yaml", l->config, p->ns, p->name);
 	rc = write_file(path, b.p, b.n);
 	free(b.p);

@@ -236,9 +236,9 @@ static int note_mtls(const struct mesh_config *c, struct diags *d)
 		    d, DIAG_INFO, "BM0006", &p->pos, obj, "spec.mtls.mode",
 		    "STRICT is enforced in the destination node's kernel; bpfmesh differs "
 		    "from Istio: mesh pods on the same node talk in plaintext (the kernel "
-		    "attests their identity, nothing crosses a wire), and the tunnel carries "
-		    "IPv4 only, so IPv6 from mesh pods on other nodes is refused at connect "
-		    "(docs/mtls.md)");
+		    "attests their identity, nothing crosses a wire), and IPv6 from mesh pods "
+		    "on other nodes is tunnelled only where the agents have their node's IPv6 "
+		    "address (--node-ip IPV4,IPV6), else refused at connect (docs/mtls.md)");
 		diags_addc(
 		    d, DIAG_INFO, "BM0010", &p->pos, obj, "spec.mtls.mode",
 		    "STRICT covers TCP: plaintext UDP still reaches the workloads it selects, "

@@ -154,6 +154,7 @@ static void wl_free(struct workload_obj *o)
 	kvlist_free(&o->env);
 	free(o->node_name);
 	free(o->host_ip);
+	free(o->host_ip6);
 	free(o->uid);
 	free(o->owner_kind);
 	free(o->owner_name);
@@ -634,6 +635,26 @@ static void pod_state_extract(struct xctx *x, struct workload_obj *w, const stru
 		}
 }
 
+/* The node's addresses, by family: status.hostIP and status.hostIPs (dual-stack nodes; the
+ * first is hostIP, of either family). host_ip is the IPv4 one (where the node's agent
+ * listens), host_ip6 the IPv6 one. */
+static void host_ips_extract(struct xctx *x, struct workload_obj *w, const struct ynode *st)
+{
+	const struct ynode *ips = ymap_get(st, "hostIPs");
+	const char *first = ymap_str(st, "hostIP");
+
+	for (int i = -1; i < (ynode_is_seq(ips) ? ips->n : 0); i++) {
+		const char *ip = i < 0 ? first : ymap_str(ips->items[i], "ip");
+		char **to;
+
+		if (!ip || !*ip)
+			continue;
+		to = strchr(ip, ':') ? &w->host_ip6 : &w->host_ip;
+		if (!*to)
+			*to = xdup(x, ip);
+	}
+}
+
 static void pod_extract(struct xctx *x, struct workload_obj *w, const struct objhead *h)
 {
 	const struct ynode *st = ymap_get(h->root, "status"), *ips = ymap_get(st, "podIPs");
@@ -653,7 +674,7 @@ static void pod_extract(struct xctx *x, struct workload_obj *w, const struct obj
 			w->addresses[w->naddresses++] = xdup(x, ymap_str(ips->items[i], "ip"));
 	if (!w->naddresses && ymap_str(st, "podIP"))
 		w->addresses[w->naddresses++] = xdup(x, ymap_str(st, "podIP"));
-	w->host_ip = xdup(x, ymap_str(st, "hostIP"));
+	host_ips_extract(x, w, st);
 	pod_state_extract(x, w, h, st);
 }
 

@@ -262,7 +262,7 @@ static struct json_object *trim_pod(struct json_object *pod)
 			   *sp = json_object_new_object(), *st = json_object_new_object(), *in, *v;
 	static const char *const mkeys[] = {"name", "namespace", "uid", "labels", "ownerReferences",
 					    "deletionTimestamp"};
-	static const char *const skeys[] = {"phase", "podIP", "podIPs", "hostIP"};
+	static const char *const skeys[] = {"phase", "podIP", "podIPs", "hostIP", "hostIPs"};
 
 	copy_key(out, pod, "apiVersion");
 	copy_key(out, pod, "kind");

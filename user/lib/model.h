@@ -138,6 +138,7 @@ struct workload_obj {
 	char *service_account; /* may be NULL ("default" is implied by callers) */
 	char *uid;	   /* Pod metadata.uid (how the kubelet names pod cgroups), may be NULL */
 	char *host_ip;	   /* Pod status.hostIP: its node's address (where its agent listens) */
+	char *host_ip6;	   /* Pod status.hostIPs: its node's IPv6 address, if the node has one */
 	char *network;	   /* WorkloadEntry network, may be NULL */
 	int weight;	   /* WorkloadEntry weight, 0 if unset */
 	bool host_network; /* Pod/Deployment template spec.hostNetwork: true */
