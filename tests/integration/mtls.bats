@@ -193,6 +193,10 @@ EOF
 	# the destination side counts it as mutual TLS from zt/sleep
 	run lab_metrics node2
 	grep 'istio_tcp_connections_opened_total{reporter="destination",source_workload="sleep",source_workload_namespace="zt"' <<<"$output" | grep -q 'destination_workload="httpbin".*connection_security_policy="mutual_tls"'
+	# once: the kernel does not count the agent's delivery again as plaintext (the STRICT pod
+	# takes none, so a "none" series for it could only be that)
+	# shellcheck disable=SC2143 # `! grep` would never fail a bats test
+	[ -z "$(grep 'istio_tcp_connections_opened_total{reporter="destination"' <<<"$output" | grep 'destination_workload="httpbin",' | grep 'connection_security_policy="none"')" ]
 	# and a pod outside the mesh gets nothing through at that address
 	run lab exec -n legacy sleep-0 -- curl -s --max-time 3 "http://[$ip6]:8080/get"
 	[ "$status" -ne 0 ]
