@@ -104,6 +104,18 @@ static void bytes_take(struct bytes *b, size_t n)
 	}
 }
 
+/* A stream's buffer: nothing kept once it is empty, so an idle stream (a held keep-alive
+ * connection) costs no buffer; a busy one takes one from malloc's free lists again. */
+static void stream_take(struct bytes *b, size_t n)
+{
+	bytes_take(b, n);
+	if (!b->len && b->p) {
+		free(b->p);
+		b->p = NULL;
+		b->cap = 0;
+	}
+}
+
 void h2t_end(struct h2t_stream *st);
 
 /* ---------- the queue of callbacks to deliver ---------- */
@@ -375,7 +387,7 @@ static ssize_t data_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
 	(void)arg;
 	if (n) {
 		memcpy(buf, st->out.p + st->out.off, n);
-		bytes_take(&st->out, n);
+		stream_take(&st->out, n);
 		if (was_full && st->out.len < H2T_OUT_MAX)
 			queue(st, PEND_WRITE);
 	}
@@ -585,7 +597,7 @@ int h2t_respond(struct h2t_stream *st, int status)
 	st->local_end = st->end_sent = true;
 	if (st->in.len) { /* what came before the answer is not read */
 		nghttp2_session_consume_connection(st->h->s, st->in.len);
-		bytes_take(&st->in, st->in.len);
+		stream_take(&st->in, st->in.len);
 	}
 	return nghttp2_submit_response(st->h->s, st->id, nva, 1, NULL) ? -1 : 0;
 }
@@ -600,7 +612,7 @@ void h2t_release(struct h2t_stream *st)
 {
 	if (st->in.len) { /* never read: the connection's window goes back */
 		nghttp2_session_consume_connection(st->h->s, st->in.len);
-		bytes_take(&st->in, st->in.len);
+		stream_take(&st->in, st->in.len);
 	}
 	if (!st->nh_closed && !(st->end_sent && st->peer_end)) {
 		if (st->refused) /* after the answer (a reset now would cancel it), RFC 9113 8.1 */
@@ -623,7 +635,7 @@ void h2t_consumed(struct h2t_stream *st, size_t n)
 {
 	if (n > st->in.len)
 		n = st->in.len;
-	bytes_take(&st->in, n);
+	stream_take(&st->in, n);
 	nghttp2_session_consume_connection(st->h->s, n);
 	if (!st->nh_closed)
 		nghttp2_session_consume_stream(st->h->s, st->id, n);

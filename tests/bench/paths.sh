@@ -216,6 +216,41 @@ paths_run() {
 	return 0
 }
 
+# hold_tunnelled N: the largest mtls-lab agent's VmRSS (KB) before and while clientx-0 (node2)
+# holds N idle keep-alive connections (tests/bench/hold.py: one GET answered on each) to srv-0
+# (node1) through the tunnel; prints "before during held established" (established: the
+# connections srv-0's echo server has on 8080 meanwhile)
+hold_tunnelled() {
+	local n=$1 out=$work/hold-mtls before during held est hp pids
+	pids=$(agentpids "$LAB_MTLS")
+	before=$(vm_max VmRSS $pids)
+	# shellcheck disable=SC2016 # $$ and $@ are the inner sh's
+	$BM lab exec --name "$LAB_MTLS" -n bench clientx-0 -- sh -c 'echo $$ > "$1"; shift; exec "$@"' \
+		sh "$out.pid" /usr/bin/python3 tests/bench/hold.py "$VIP_SRV" 80 "$n" 90 > "$out" 2>&1 &
+	hp=$!
+	for _ in $(seq 750); do # hold.py's opening phase is 60 s at most
+		grep -q '^holding' "$out" 2>/dev/null && break
+		kill -0 "$hp" 2>/dev/null || break
+		sleep 0.1
+	done
+	sleep 1
+	during=$(vm_max VmRSS $pids)
+	held=$(awk '$1 == "holding" { print $3 }' "$out")
+	est=$(ip netns exec "$(netns "$LAB_MTLS" srv-0)" ss -Htn state established '( sport = :8080 )' | wc -l)
+	if [ -s "$out.pid" ]; then kill "$(cat "$out.pid")" 2>/dev/null || true; fi
+	rm -f "$out.pid"
+	wait "$hp" 2>/dev/null || true
+	echo "$before $during ${held:-0} $est"
+}
+
+# the largest KEY (VmRSS, VmHWM) of PIDS, in KB
+vm_max() {
+	local k=$1 p
+	shift
+	for p in "$@"; do awk -v k="$k:" '$1 == k { print $2 }' "/proc/$p/status" 2>/dev/null; done |
+		awk '$1 > m { m = $1 } END { print m + 0 }'
+}
+
 # median over rounds of PATH METRIC, or "-"
 med() {
 	awk -v p="$1" -v m="$2" '$1 == p && $2 == m && $3 != "-" { print $3 }' "$work/res" | sort -g |
