@@ -487,16 +487,28 @@ $sizes
   microseconds of kernel work per connection on this VM, 5-10% of the ~90 us a wrk connection
   takes here; runs have landed between 0.89x and 1.09x of direct.
 - **mtls vs haproxy-mtls**: both relay every byte through two userspace processes with
-  OpenSSL, one thread each; ours skips the client-side plaintext hop (the kernel hands the
-  pod's connect to the agent) and carries each connection as an HTTP/2 CONNECT stream on a
+  OpenSSL, one thread each. Ours carries each connection as an HTTP/2 CONNECT stream on a
   pooled TLS connection (HBONE, as ztunnel), so a new connection costs no handshake and no
-  \`SSL_new\`: a HEADERS frame each way. haproxy pays a resumed TLS 1.3 handshake per
-  connection. What bounds our connection rate now (perf on both agents under wrk
-  \`Connection: close\`): the kernel, not TLS: write(2) (23% of the agents' samples, TCP
-  transmit and the receiving side's softirq), connect(2) (13%), shutdown(2) (8%); userspace
-  framing and TLS are a few percent. Each application connection is still two TCP
-  connections (client to agent, agent to pod) where direct-x has one. Per byte, both are bound by AES-GCM and two copies through
-  userspace; kTLS with \`splice\` (this VM's kernel has \`CONFIG_TLS\` off) would keep bytes
-  in the kernel.
+  \`SSL_new\`: a HEADERS frame each way; haproxy pays a resumed TLS 1.3 handshake per
+  connection. What bounds each number that misses (perf on both agents, \`perf record -g -p
+  AGENT1,AGENT2\`, and \`strace -c\`, in the mtls lab):
+  - *where the agent sits*: in the node's network namespace, so both plaintext hops (the pod
+    to the agent's 15001, the agent to the pod) cross a veth and the node's bridge (with
+    bridge netfilter) each way, where the haproxy pair sits inside the pods' namespaces and
+    talks to them over loopback. Under iperf3 the agents' samples are 67% kernel (TCP over
+    veth and the bridge, copies, softirq wake-ups), 18% AES-GCM (libcrypto), 9% libc (buffer
+    moves of the HTTP/2 framing), 1.5% nghttp2, 1% our code; reads and writes are ~50 KB
+    each, so it is not syscall count. This bounds throughput and adds to both latencies.
+    ztunnel's in-pod mode keeps its sockets in the pod's namespace for this reason: the
+    outbound listener and the delivery socket there (not done yet) is the next step for
+    these rows.
+  - *connection rate*: the kernel, not TLS: write(2) (23% of the agents' samples under wrk
+    \`Connection: close\`: TCP transmit and the receiving side's softirq), connect(2) (13%),
+    shutdown(2) (8%); framing and TLS are a few percent. Each application connection is two
+    new TCP connections (client to agent, agent to pod; the TLS connection between the agents
+    is pooled) where direct-x makes one, each crossing the bridge, so 0.8x direct-x is out of
+    reach for a relay in the node's namespace.
+  - *per byte*: AES-GCM and two copies through userspace on each side; kTLS with
+    \`splice\` would keep the bytes in the kernel, and this VM's kernel has \`CONFIG_TLS\` off.
 D
 echo "wrote $OUT"
