@@ -739,19 +739,25 @@ zt_peer_end() { # stop it (if still running), bring node2's agent back
 		--cert "$TMPD/zt.crt" --key "$TMPD/zt.key" >/dev/null
 	lab agent stop node2
 	# PERMISSIVE httpbin-p-0: with no agent of ours there, its 15008 is whoever listens in it
+	# (both families on one socket, as a ztunnel's)
 	ip netns exec "bm-$LAB-zt-httpbin-p-0" /usr/bin/python3 "$BATS_TEST_DIRNAME/ztunnel_peer.py" \
-		--listen 0.0.0.0:15008 --cert "$TMPD/zt.crt" --key "$TMPD/zt.key" \
+		--listen "[::]:15008" --cert "$TMPD/zt.crt" --key "$TMPD/zt.key" \
 		--ca "/run/bpfmesh/lab/$LAB/ca/ca.crt" --secs 20 >"$TMPD/zpod.log" 2>&1 &
 	zpod=$!
 	for _ in $(seq 50); do grep -q listening "$TMPD/zpod.log" && break; sleep 0.1; done
 	out=$(get zt sleep-0 http://httpbin-p.zt:8000/get) || true
+	out6=$(get zt sleep-0 "http://[$(pod_ip6 zt httpbin-p-0)]:8080/get") || true
 	kill "$zpod" 2>/dev/null || true
 	wait "$zpod" 2>/dev/null || true
 	lab agent start node2 >/dev/null
 	echo "$out"
+	echo "IPv6: $out6"
 	cat "$TMPD/zpod.log"
 	[[ "$out" == *'"pod": "ztunnel-played"'* ]]
 	grep -q " stream 1 method CONNECT authority $(pod_ip zt httpbin-p-0):8080 " "$TMPD/zpod.log"
+	# IPv6: to the pod's IPv6 15008, ztunnel's bracketed authority and quoted Forwarded
+	[[ "$out6" == *'"pod": "ztunnel-played"'* ]]
+	grep -q " method CONNECT authority \[$(pod_ip6 zt httpbin-p-0)\]:8080 forwarded for=\"\[$(pod_ip6 zt sleep-0)\]\" " "$TMPD/zpod.log"
 }
 # (before the tests that play an agent of an earlier version on node2's own 15008: after
 # them node1 dials node2's address for 60 s)
