@@ -616,6 +616,8 @@ static void take_queue(struct l7w *w)
 	free(q);
 }
 
+static void drain_conns(struct l7w *w);
+
 static void on_wake(struct l7_io *io, uint32_t ev)
 {
 	struct l7w *w = (struct l7w *)((char *)io - offsetof(struct l7w, wio));
@@ -633,7 +635,56 @@ static void on_wake(struct l7_io *io, uint32_t ev)
 		w->draining = true; /* the listener is the next agent's */
 		l7_io_close(w, &w->lio);
 		w->lfd = -1;
+		drain_conns(w);
 	}
+}
+
+void l7_dconn_link(struct l7_dconn *dc)
+{
+	struct l7w *w = dc->w;
+
+	if (dc->linked)
+		return;
+	dc->linked = true;
+	dc->dprev = NULL;
+	dc->dnext = w->dconns;
+	if (w->dconns)
+		w->dconns->dprev = dc;
+	w->dconns = dc;
+}
+
+void l7_dconn_unlink(struct l7_dconn *dc)
+{
+	if (!dc->linked)
+		return;
+	dc->linked = false;
+	if (dc->dprev)
+		dc->dprev->dnext = dc->dnext;
+	else
+		dc->w->dconns = dc->dnext;
+	if (dc->dnext)
+		dc->dnext->dprev = dc->dprev;
+	dc->dprev = dc->dnext = NULL;
+}
+
+/* An upgrade: every open connection is told (HTTP/2: GOAWAY; HTTP/1.1: an idle keep-alive
+ * closes now, a busy one after its response), so the old agent's clients move to the next
+ * agent as soon as what they have open is done, not at --drain-timeout. */
+static void drain_conns(struct l7w *w)
+{
+	int n = 0;
+
+	for (struct l7_dconn *dc = w->dconns, *next; dc; dc = next) {
+		next = dc->dnext; /* drain may close dc (and unlink it) */
+		/* (a peer agent's stream through the tunnel: the tunnel's own GOAWAY moves it) */
+		if (dc->drain && dc->role == L7_SOURCE) {
+			dc->drain(dc);
+			n++;
+		}
+	}
+	l7_pool_drain(w); /* idle upstream connections (busy ones close when they are done) */
+	if (n)
+		pr_info("l7: worker %d: draining %d HTTP connection(s)", w->id, n);
 }
 
 static void wake(struct l7w *w)

@@ -456,6 +456,7 @@ static void d_hard_close(struct h1d *d, bool reset)
 	if (d->st == D_CLOSED)
 		return;
 	d->st = D_CLOSED;
+	l7_dconn_unlink(&d->dc);
 	if (d->cur) {
 		struct h1req *q = d->cur;
 
@@ -948,6 +949,20 @@ static const struct l7_dcodec h1_dcodec = {
     .continue100 = c_continue,
 };
 
+/* An upgrade: an idle keep-alive connection closes now, a busy one after its response
+ * (websockets relay on until they close). */
+static void d_drain(struct l7_dconn *dc)
+{
+	struct h1d *d = (struct h1d *)((char *)dc - offsetof(struct h1d, dc));
+
+	if (d->st != D_OPEN || d->upgrading)
+		return;
+	if (!d->cur && !lb_pending(&d->in))
+		d_close(d, false);
+	else
+		d->close_after = true;
+}
+
 void l7h1_server(struct l7_dconn *tmpl, const char *pre, size_t n)
 {
 	struct h1d *d = calloc(1, sizeof(*d));
@@ -963,6 +978,8 @@ void l7h1_server(struct l7_dconn *tmpl, const char *pre, size_t n)
 	d->dc.codec = &h1_dcodec;
 	d->dc.io.on = d_io;
 	d->dc.io.mask = 0;
+	d->dc.drain = d_drain;
+	l7_dconn_link(&d->dc);
 	d->idle = (struct l7_timer){.idx = -1, .fire = d_idle_fire};
 	d->flush_later.fn = d_flush_later;
 	http_parser_init(&d->p, HTTP_REQUEST);

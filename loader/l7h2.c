@@ -513,6 +513,7 @@ static void d_close(struct h2d *d)
 	if (d->closed)
 		return;
 	d->closed = true;
+	l7_dconn_unlink(&d->dc);
 	for (struct h2s *q = d->streams, *next; q; q = next) {
 		next = q->next;
 		q->closed = true;
@@ -574,6 +575,20 @@ static void d_io(struct l7_io *io, uint32_t ev)
 		d_flush(d);
 }
 
+/* An upgrade: GOAWAY (no error, the last stream it has seen), so the client opens its next
+ * streams on a new connection (the next agent's); the connection closes once the streams it
+ * has are done (nghttp2 then wants neither read nor write). */
+static void d_drain(struct l7_dconn *dc)
+{
+	struct h2d *d = (struct h2d *)((char *)dc - offsetof(struct h2d, dc));
+
+	if (d->closed)
+		return;
+	nghttp2_submit_goaway(d->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(d->s),
+			      NGHTTP2_NO_ERROR, NULL, 0);
+	d_flush(d);
+}
+
 static void d_idle_fire(struct l7_timer *t)
 {
 	struct h2d *d = (struct h2d *)((char *)t - offsetof(struct h2d, idle));
@@ -626,6 +641,9 @@ static struct h2d *server_new(struct l7_dconn *tmpl)
 	d->dc.codec = &h2_dcodec;
 	d->dc.io.on = d_io;
 	d->dc.io.mask = 0;
+	d->dc.linked = false; /* (an h2c upgrade's template is the HTTP/1.1 connection's) */
+	d->dc.drain = d_drain;
+	l7_dconn_link(&d->dc);
 	d->idle = (struct l7_timer){.idx = -1, .fire = d_idle_fire};
 	nghttp2_submit_settings(d->s, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
 	l7_timer_set(d->dc.w, &d->idle, d->dc.w->now + L7_IDLE_MS);

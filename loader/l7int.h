@@ -247,7 +247,15 @@ struct l7_dconn {
 	char principal[320]; /* destination role: the peer's verified SPIFFE ID, no scheme */
 	char peer_ns[128];
 	bool closing;
+	/* an upgrade (l7_drain): finish what is open, take no new request, close when idle */
+	void (*drain)(struct l7_dconn *dc);
+	struct l7_dconn *dprev, *dnext; /* the worker's HTTP connections (l7_dconn_link) */
+	bool linked;
 };
+
+/* A codec's connection joins (or leaves) its worker's list, which l7_drain goes through. */
+void l7_dconn_link(struct l7_dconn *dc);
+void l7_dconn_unlink(struct l7_dconn *dc);
 
 struct l7_uconn;
 
@@ -498,6 +506,7 @@ struct l7w {
 	int nq, capq;
 	bool stop;
 	bool draining; /* an upgrade: not accepting, responses say connection: close */
+	struct l7_dconn *dconns; /* open HTTP/1 and HTTP/2 connections (l7_dconn_link) */
 	bool held;     /* not accepting yet (l7_opts.hold) */
 	/* counters for /metrics (atomics) */
 	uint64_t c_conns, c_active, c_reqs, c_rejected;

@@ -106,6 +106,10 @@ void l7_uconn_idle(struct l7_uconn *u)
 		l7_uconn_close(u); /* maxRequestsPerConnection */
 		return;
 	}
+	if (u->w->draining && !u->h2) {
+		l7_uconn_close(u); /* an upgrade: kept for no one (the next agent has its own) */
+		return;
+	}
 	if (!u->h2) {
 		u->next_idle = p->idle;
 		p->idle = u;

@@ -39,7 +39,7 @@ load helpers
 	# every target has a verdict
 	for t in "kernel path p50 within 3%" "connection rate >= 95%" "accel p50 <= 0.8x" \
 		"connect4 <= 300 ns" "services applied < 1 s" "weight change in force < 5 ms" \
-		"mtls added p50" "mtls added p99" "mtls throughput" "agent RSS < 20 MB" \
+		"mtls added p50" "mtls added p99" "mtls throughput" "agent RSS <= 20 MB with" \
 		"agent memory at" "churn: 20 weight changes" "churn: p99 file write"; do
 		grep -F "$t" <<<"$output" | grep -qE '\| (met|\*\*missed\*\*|n/a) \|$' ||
 			{ echo "no verdict: $t"; false; }

@@ -121,6 +121,49 @@ tunnelled() { # NODE: connections the kernel sent through the tunnel
 	[ "$status" -ne 0 ]
 }
 
+@test "an upgrade moves the HTTP path's clients on: an idle keep-alive connection is closed, an HTTP/2 one gets GOAWAY, and the old agent is gone in seconds" {
+	# httpbin-p by the HTTP path (a VirtualService with a match: node1's agent routes each
+	# request, 15006), to a pod on node2 through the tunnel
+	cat >"$TMPD/l7.yaml" <<EOF
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: httpbin-p-l7, namespace: zt}
+spec:
+  hosts: [httpbin-p.zt.svc.cluster.local]
+  http:
+    - match: [{headers: {x-canary: {exact: "1"}}}]
+      route: [{destination: {host: httpbin-p.zt.svc.cluster.local}}]
+    - route: [{destination: {host: httpbin-p.zt.svc.cluster.local}}]
+EOF
+	lab apply -f "$TMPD/l7.yaml" >/dev/null
+	idle=()
+	for mode in h1 h2; do
+		lab exec -n zt sleep-0 -- /usr/bin/python3 "$BATS_TEST_DIRNAME/l7_idle.py" "$mode" \
+			httpbin-p.zt 8000 20 >"$TMPD/idle-$mode.out" 2>&1 &
+		idle+=($!)
+	done
+	for _ in $(seq 100); do
+		grep -q answered "$TMPD/idle-h1.out" && grep -q answered "$TMPD/idle-h2.out" && break
+		sleep 0.1
+	done
+	old=$(cat "/run/bpfmesh/$LAB-node1/serving")
+	run lab agent upgrade node1
+	[ "$status" -eq 0 ]
+	wait "${idle[@]}" || true
+	rm -f "$RUN/config/VirtualService.zt.httpbin-p-l7.yaml"
+	echo "h1: $(cat "$TMPD/idle-h1.out")"
+	echo "h2: $(cat "$TMPD/idle-h2.out")"
+	grep -q "^answered 200" "$TMPD/idle-h1.out"
+	grep -q "^answered 200" "$TMPD/idle-h2.out"
+	# closed (HTTP/1.1) and told to go (HTTP/2) at the drain's start, not after 20 s
+	awk '/^closed after/ { exit !($3 < 5) } END { if (!NR) exit 1 }' "$TMPD/idle-h1.out"
+	grep -q "^goaway after [0-4]\.[0-9] s last_stream 1$" "$TMPD/idle-h2.out"
+	grep -q "l7: worker [0-9]*: draining [0-9]* HTTP connection(s)" "$RUN/agent-node1.log"
+	for _ in $(seq 50); do kill -0 "$old" 2>/dev/null || break; sleep 0.2; done
+	run kill -0 "$old"
+	[ "$status" -ne 0 ] # nothing held it: gone well before --drain-timeout
+}
+
 @test "the hand-over socket is root's: another user cannot ask for the listeners" {
 	sock=/run/bpfmesh/$LAB-node1/handover.sock
 	[ -S "$sock" ]
