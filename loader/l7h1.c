@@ -449,14 +449,21 @@ static void d_free(struct l7_dead *dd)
 	free(d);
 }
 
+/* The connection is done here (closed, or its fd handed to HTTP/2 or a raw relay): out of
+ * the worker's list before its memory goes. */
+static void d_set_closed(struct h1d *d)
+{
+	d->st = D_CLOSED;
+	l7_dconn_unlink(&d->dc);
+}
+
 static void d_hard_close(struct h1d *d, bool reset)
 {
 	struct l7w *w = d->dc.w;
 
 	if (d->st == D_CLOSED)
 		return;
-	d->st = D_CLOSED;
-	l7_dconn_unlink(&d->dc);
+	d_set_closed(d);
 	if (d->cur) {
 		struct h1req *q = d->cur;
 
@@ -541,7 +548,7 @@ static void d_h2c(struct h1d *d)
 			   "upgrade: h2c\r\n\r\n");
 	l7_io_want(w, &d->dc.io, 0);
 	d->dc.io.fd = -1; /* the HTTP/2 session owns it now */
-	d->st = D_CLOSED;
+	d_set_closed(d);
 	d->cur = NULL;
 	l7_timer_stop(w, &d->idle);
 	l7_defer_free(w, &d->dead);
@@ -974,6 +981,8 @@ void l7h1_server(struct l7_dconn *tmpl, const char *pre, size_t n)
 	}
 	d->dead.free = d_free;
 	d->dc = *tmpl;
+	d->dc.linked = false;
+	d->dc.dprev = d->dc.dnext = NULL;
 	d->dc.proto = L7_H1;
 	d->dc.codec = &h1_dcodec;
 	d->dc.io.on = d_io;
@@ -1005,7 +1014,7 @@ static void d_upgraded(struct h1d *d, struct l7_uconn *u, struct l7_buf *from_up
 	if (lb_pending(from_up))
 		lb_put(&d->out, from_up->p + from_up->off, lb_pending(from_up));
 	l7_relay(w, dfd, &d->out, ufd, &d->in);
-	d->st = D_CLOSED;
+	d_set_closed(d);
 	l7_timer_stop(w, &d->idle);
 	__atomic_sub_fetch(&w->c_active, 1, __ATOMIC_RELAXED);
 	l7_defer_free(w, &d->dead);

@@ -589,6 +589,14 @@ static void d_drain(struct l7_dconn *dc)
 	d_flush(d);
 }
 
+/* A connection that became HTTP/2 after the worker started draining (it was still being
+ * sniffed, or an h2c upgrade): told at once, as the others were. */
+static void d_drain_late(struct h2d *d)
+{
+	if (!d->closed && d->dc.w->draining && d->dc.role == L7_SOURCE)
+		d_drain(&d->dc);
+}
+
 static void d_idle_fire(struct l7_timer *t)
 {
 	struct h2d *d = (struct h2d *)((char *)t - offsetof(struct h2d, idle));
@@ -642,6 +650,7 @@ static struct h2d *server_new(struct l7_dconn *tmpl)
 	d->dc.io.on = d_io;
 	d->dc.io.mask = 0;
 	d->dc.linked = false; /* (an h2c upgrade's template is the HTTP/1.1 connection's) */
+	d->dc.dprev = d->dc.dnext = NULL;
 	d->dc.drain = d_drain;
 	l7_dconn_link(&d->dc);
 	d->idle = (struct l7_timer){.idx = -1, .fire = d_idle_fire};
@@ -662,6 +671,7 @@ void l7h2_server(struct l7_dconn *tmpl, const char *pre, size_t n, bool upgraded
 	d_feed(d, (const uint8_t *)pre, n);
 	if (!d->closed)
 		d_flush(d);
+	d_drain_late(d);
 }
 
 /*
@@ -730,6 +740,7 @@ void l7h2_upgrade_go(struct l7_req *r, const char *rest, size_t n)
 		d_feed(d, (const uint8_t *)rest, n);
 	if (!d->closed)
 		d_flush(d);
+	d_drain_late(d);
 }
 
 /* ======================= upstream: client sessions ======================= */

@@ -541,6 +541,9 @@ static void mirror_one(struct l7_req *p, struct l7_cluster *cl)
 	if (!m)
 		return;
 	m->dc = *p->dc;
+	m->dc.linked = false; /* (a mirror is in no worker's list) */
+	m->dc.dprev = m->dc.dnext = NULL;
+	m->dc.drain = NULL;
 	m->dc.io.fd = -1;
 	m->dc.io.mask = 0;
 	m->dc.codec = &mirror_codec;
