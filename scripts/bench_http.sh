@@ -28,9 +28,7 @@ QUICK=${BENCH_QUICK:-0}
 BM=${BENCH_BM:-$PWD/${BUILD:-build}/bpfmesh}
 LAB=${BENCH_HTTP_LAB:-${BENCH_LAB:-bn}h}
 BPFFS=/run/bpfmesh-bench/bpffs-$LAB
-PY=/usr/bin/python3
 LUA=$PWD/tests/bench/wrk_report.lua
-HOLD=$PWD/tests/bench/hold.py
 PATHS_RES=${BENCH_PATHS_RES:-}
 D=$([ "$QUICK" = 1 ] && echo 1 || echo 3)      # seconds per wrk run
 ROUNDS=$([ "$QUICK" = 1 ] && echo 1 || echo 5) # rounds over every path
@@ -193,26 +191,15 @@ done
 # hold.py keeps $NHOLD connections to HOST:PORT open; prints "before during held established",
 # established: the connections ss sees on local port SPORT in NETNS meanwhile
 hold() {
-	local pids=$1 ns=$2 sport=$3 pre=$4 host=$5 port=$6 out=$work/hold.$3 before=0 during=0 p hp
+	local pids=$1 ns=$2 sport=$3 pre=$4 host=$5 port=$6 out=$work/hold.$3 before=0 during=0 p
 	local held est
 	for p in $pids; do before=$((before + $(vmkb "$p" VmRSS))); done
-	# shellcheck disable=SC2086,SC2016 # pre is a command prefix; $$ and $@ are the inner sh's
-	$pre sh -c 'echo $$ > "$1"; shift; exec "$@"' sh "$out.pid" $PY "$HOLD" "$host" "$port" \
-		"$NHOLD" 90 > "$out" 2>&1 &
-	pids_add $!
-	hp=$!
-	for _ in $(seq 750); do # hold.py's opening phase is 60 s at most
-		grep -q '^holding' "$out" 2>/dev/null && break
-		kill -0 "$hp" 2>/dev/null || break
-		sleep 0.1
-	done
-	sleep 1 # let the last answers settle
+	hold_start "$out" "$pre" "$host" "$port" "$NHOLD"
+	pids_add "$HOLD_PID"
 	for p in $pids; do during=$((during + $(vmkb "$p" VmRSS))); done
 	held=$(awk '$1 == "holding" { print $2 }' "$out")
 	est=$(ip netns exec "$ns" ss -Htn state established "( sport = :$sport )" | wc -l)
-	if [ -s "$out.pid" ]; then kill "$(cat "$out.pid")" 2>/dev/null || true; fi
-	rm -f "$out.pid"
-	wait "$hp" 2>/dev/null || true
+	hold_stop "$out"
 	echo "$before $during ${held:-0} $est"
 }
 rss_l7="- - 0 0"

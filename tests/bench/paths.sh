@@ -221,25 +221,14 @@ paths_run() {
 # (node1) through the tunnel; prints "before during held established" (established: the
 # connections srv-0's echo server has on 8080 meanwhile)
 hold_tunnelled() {
-	local n=$1 out=$work/hold-mtls before during held est hp pids
+	local n=$1 out=$work/hold-mtls before during held est pids
 	pids=$(agentpids "$LAB_MTLS")
 	before=$(vm_max VmRSS $pids)
-	# shellcheck disable=SC2016 # $$ and $@ are the inner sh's
-	$BM lab exec --name "$LAB_MTLS" -n bench clientx-0 -- sh -c 'echo $$ > "$1"; shift; exec "$@"' \
-		sh "$out.pid" /usr/bin/python3 tests/bench/hold.py "$VIP_SRV" 80 "$n" 90 > "$out" 2>&1 &
-	hp=$!
-	for _ in $(seq 750); do # hold.py's opening phase is 60 s at most
-		grep -q '^holding' "$out" 2>/dev/null && break
-		kill -0 "$hp" 2>/dev/null || break
-		sleep 0.1
-	done
-	sleep 1
+	hold_start "$out" "$BM lab exec --name $LAB_MTLS -n bench clientx-0 --" "$VIP_SRV" 80 "$n"
 	during=$(vm_max VmRSS $pids)
 	held=$(awk '$1 == "holding" { print $3 }' "$out")
 	est=$(ip netns exec "$(netns "$LAB_MTLS" srv-0)" ss -Htn state established '( sport = :8080 )' | wc -l)
-	if [ -s "$out.pid" ]; then kill "$(cat "$out.pid")" 2>/dev/null || true; fi
-	rm -f "$out.pid"
-	wait "$hp" 2>/dev/null || true
+	hold_stop "$out"
 	echo "$before $during ${held:-0} $est"
 }
 

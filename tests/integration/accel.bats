@@ -16,11 +16,14 @@ start_server() {
 	setsid "$BM" lab exec --name "$1" -n a raw-0 -- /usr/bin/python3 "$PEER" server 9000 15008 \
 		>"$WORK/server-$1.log" 2>&1 </dev/null &
 	echo $! >"$WORK/server-$1.pid"
-	for _ in $(seq 50); do
+	for _ in $(seq 100); do
 		"$BM" lab exec --name "$1" -n a raw-0 -- /usr/bin/python3 -c \
 			'import socket; socket.create_connection(("127.0.0.1", 9000), 1)' 2>/dev/null && return 0
 		sleep 0.1
 	done
+	echo "accel_peer.py in $1's a/raw-0 does not answer on 9000:" >&2
+	cat "$WORK/server-$1.log" >&2
+	"$BM" lab exec --name "$1" -n a raw-0 -- ss -ltnp >&2 || true
 	return 1
 }
 

@@ -85,36 +85,7 @@ stat_of() { # NODE COUNTER: a datapath counter from `bpfmesh status`
 	[[ "$output" == *'"pod": "httpbin-0"'* ]]
 	[[ "$output" == *"$marker"* ]] # the pod got the request, marker included
 	# the capture: TLS application data records to/from 15008, never the marker
-	python3 - "$TMPD/link.pcap" "$marker" <<'EOF'
-import struct, sys
-data = open(sys.argv[1], 'rb').read()
-marker = sys.argv[2].encode()
-assert marker not in data, "plaintext marker seen on the link"
-off, tls, plain_ports = 24, 0, set()
-linktype = struct.unpack('<I', data[20:24])[0]
-while off + 16 <= len(data):
-    incl = struct.unpack('<I', data[off + 8:off + 12])[0]
-    pkt = data[off + 16:off + 16 + incl]
-    off += 16 + incl
-    l2 = 14 if linktype == 1 else 16
-    ip = pkt[l2:]
-    if len(ip) < 20 or ip[0] >> 4 != 4 or ip[9] != 6:
-        continue
-    tcp = ip[(ip[0] & 15) * 4:]
-    sport, dport = struct.unpack('>HH', tcp[:4])
-    payload = tcp[(tcp[12] >> 4) * 4:]
-    if not payload:
-        continue
-    if 15008 in (sport, dport):
-        tls += payload[:3] in (b'\x17\x03\x03', b'\x16\x03\x01', b'\x16\x03\x03', b'\x14\x03\x03')
-    elif 15012 in (sport, dport):
-        pass  # a certificate renewal with the lab's CA (mutual TLS too; 10 s TTL: every 5 s)
-    else:
-        plain_ports.add((sport, dport))
-print("TLS records:", tls, "other payload flows:", plain_ports)
-assert tls >= 4, "no TLS records on port 15008"
-assert not plain_ports, "payload outside the tunnel"
-EOF
+	/usr/bin/python3 "$BATS_TEST_DIRNAME/pcap_tls.py" "$TMPD/link.pcap" "$marker"
 	[ "$(stat_of node1 tunnelled)" -ge 1 ]
 }
 
@@ -163,33 +134,7 @@ EOF
 	[[ "$output" == *'"origin": "fd00:244:ff::2"'* ]]
 	[ "$(stat_of node1 tunnelled)" -gt "$tunnelled" ]
 	# the capture: IPv6 TLS records to/from the pod's own 15008, never the marker
-	python3 - "$TMPD/link6.pcap" "$marker" "$ip6" <<'EOF'
-import ipaddress, struct, sys
-data = open(sys.argv[1], 'rb').read()
-marker, pod = sys.argv[2].encode(), ipaddress.ip_address(sys.argv[3]).packed
-assert marker not in data, "plaintext marker seen on the link"
-off, tls, plain_ports = 24, 0, set()
-linktype = struct.unpack('<I', data[20:24])[0]
-while off + 16 <= len(data):
-    incl = struct.unpack('<I', data[off + 8:off + 12])[0]
-    pkt = data[off + 16:off + 16 + incl]
-    off += 16 + incl
-    ip = pkt[14 if linktype == 1 else 16:]
-    if len(ip) < 40 or ip[0] >> 4 != 6 or ip[6] != 6:
-        continue
-    tcp = ip[40:]
-    sport, dport = struct.unpack('>HH', tcp[:4])
-    payload = tcp[(tcp[12] >> 4) * 4:]
-    if not payload:
-        continue
-    if (dport == 15008 and ip[24:40] == pod) or (sport == 15008 and ip[8:24] == pod):
-        tls += payload[:3] in (b'\x17\x03\x03', b'\x16\x03\x01', b'\x16\x03\x03', b'\x14\x03\x03')
-    else:
-        plain_ports.add((sport, dport))
-print("TLS records to the pod's [ip]:15008:", tls, "other payload flows:", plain_ports)
-assert tls >= 4, "no TLS records on the pod's IPv6 port 15008"
-assert not plain_ports, "payload outside the tunnel"
-EOF
+	/usr/bin/python3 "$BATS_TEST_DIRNAME/pcap_tls.py" "$TMPD/link6.pcap" "$marker" "$ip6"
 	# the destination side counts it as mutual TLS from zt/sleep
 	run lab_metrics node2
 	grep 'istio_tcp_connections_opened_total{reporter="destination",source_workload="sleep",source_workload_namespace="zt"' <<<"$output" | grep -q 'destination_workload="httpbin".*connection_security_policy="mutual_tls"'

@@ -1376,6 +1376,11 @@ static void pod_kill(struct lab_pod *p)
 		}
 		if (pid_alive(p->pid))
 			kill(p->pid, SIGKILL);
+		/* gone before this returns: its ports are free for what the caller starts next */
+		for (int i = 0; i < 100 && pid_alive(p->pid); i++) {
+			waitpid(p->pid, NULL, WNOHANG);
+			usleep(20000);
+		}
 		waitpid(p->pid, NULL, WNOHANG);
 	}
 	p->pid = 0;
