@@ -47,6 +47,22 @@ void dial_addr_ip(const struct sockaddr *a, char *buf, size_t len)
 		inet_ntop(AF_INET6, &a6->sin6_addr, buf, len);
 }
 
+uint8_t dial_addr_key(const struct sockaddr *a, uint8_t addr[16], uint16_t *port)
+{
+	const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)a;
+	const struct sockaddr_in *a4 = (const struct sockaddr_in *)a;
+
+	memset(addr, 0, 16);
+	if (a->sa_family == AF_INET6) {
+		memcpy(addr, &a6->sin6_addr, 16);
+		*port = a6->sin6_port;
+		return BM_FAM_V6;
+	}
+	memcpy(addr, &a4->sin_addr, 4);
+	*port = a4->sin_port;
+	return BM_FAM_V4;
+}
+
 void dial_hostport(char *buf, size_t len, const char *ip, int port)
 {
 	snprintf(buf, len, strchr(ip, ':') ? "[%s]:%d" : "%s:%d", ip, port);
@@ -121,23 +137,8 @@ bound:
 	if (bind(fd, &src.sa, dl) || getsockname(fd, &src.sa, &sl))
 		goto fail;
 	memset(&pass->key, 0, sizeof(pass->key));
-	if (v6) {
-		const struct sockaddr_in6 *d6 = (const struct sockaddr_in6 *)dst;
-
-		memcpy(pass->key.saddr, &src.in6.sin6_addr, 16);
-		memcpy(pass->key.daddr, &d6->sin6_addr, 16);
-		pass->key.sport = src.in6.sin6_port;
-		pass->key.dport = d6->sin6_port;
-		pass->key.family = BM_FAM_V6;
-	} else {
-		const struct sockaddr_in *d4 = (const struct sockaddr_in *)dst;
-
-		memcpy(pass->key.saddr, &src.in4.sin_addr, 4);
-		memcpy(pass->key.daddr, &d4->sin_addr, 4);
-		pass->key.sport = src.in4.sin_port;
-		pass->key.dport = d4->sin_port;
-		pass->key.family = BM_FAM_V4;
-	}
+	dial_addr_key(&src.sa, pass->key.saddr, &pass->key.sport);
+	pass->key.family = dial_addr_key(dst, pass->key.daddr, &pass->key.dport);
 	if (attest_fd >= 0) {
 		pass->have = bpf_map_update_elem(attest_fd, &pass->key, &v, BPF_ANY) == 0;
 		if (!pass->have)

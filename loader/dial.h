@@ -26,6 +26,9 @@ socklen_t dial_addr_len(const struct sockaddr *a);
 /* "10.0.0.1:80" or "[fd00::1]:80" (a v4-mapped IPv6 address as IPv4); ip: the address only. */
 void dial_addr_fmt(const struct sockaddr *a, char *buf, size_t len);
 void dial_addr_ip(const struct sockaddr *a, char *buf, size_t len);
+/* a as the maps key addresses: 16 bytes (IPv4 in the first 4, the rest 0), the port in
+ * network order; returns BM_FAM_V4 or BM_FAM_V6. */
+uint8_t dial_addr_key(const struct sockaddr *a, uint8_t addr[16], uint16_t *port);
 /* "ip:port", bracketed when ip is IPv6. */
 void dial_hostport(char *buf, size_t len, const char *ip, int port);
 

@@ -1253,15 +1253,7 @@ static void out_accept(struct tunnel *t, int lfd)
 			accept_failed(t);
 			return;
 		}
-		if (peer.sa.sa_family == AF_INET6) {
-			memcpy(k.addr, &peer.in6.sin6_addr, 16);
-			k.port = peer.in6.sin6_port;
-			k.family = BM_FAM_V6;
-		} else {
-			memcpy(k.addr, &peer.in4.sin_addr, 4);
-			k.port = peer.in4.sin_port;
-			k.family = BM_FAM_V4;
-		}
+		k.family = dial_addr_key(&peer.sa, k.addr, &k.port);
 		if (t->o.fds->orig < 0 || bpf_map_lookup_elem(t->o.fds->orig, &k, &o)) {
 			/* not sent here by the kernel: nobody may use this port directly */
 			char a[80];
