@@ -206,6 +206,9 @@ struct bm_bstate {
 };
 
 #define BM_POD_F_IN_MESH 1
+/* Pod ids (config_pod_id) are odd; this even one is the agent's own ingress gateway as a
+ * client (loader/gateway.h), which the kernel never sees. */
+#define BM_POD_ID_GATEWAY 2
 
 /* A local workload, keyed by its cgroup id (the kernel's attribution of a client); pod_id is
  * a stable hash of namespace/name, so counters keyed by it survive restarts. Key 0 is

@@ -54,6 +54,7 @@
 #include "sync.h"
 #include "tunnel.h"
 #include "duration.h"
+#include "gateway.h"
 #include "handover.h"
 #include "pins.h"
 
@@ -99,6 +100,10 @@ struct agent {
 	int workers;	 /* --workers: its event loops */
 	struct podnet *pn;
 	bool strict_udp;	/* --strict-udp drop */
+	/* --ingress: serves the Gateways its labels select (gateway.h); gw.name NULL: none */
+	bool ingress;
+	struct kvlist ingress_labels;
+	struct workload_obj gw;
 	uint64_t retry_apply_ms; /* security state not fully written: apply again at this time */
 	/* upgrades (handover.h) */
 	int lock;		 /* the node's lock file, held while this agent serves */
@@ -427,12 +432,18 @@ static int sync_pods(struct agent *a, const struct mesh_config *c)
 		rc = -1; /* a pod not marked in the mesh is treated as outside it */
 	}
 	if (a->certs) {
-		struct certs_want *cw = calloc(ps.nlocal + 1, sizeof(*cw));
-		char(*pods)[256] = calloc(ps.nlocal + 1, sizeof(*pods));
+		struct certs_want *cw = calloc(ps.nlocal + 2, sizeof(*cw));
+		char(*pods)[256] = calloc(ps.nlocal + 2, sizeof(*pods));
 		int n = 0;
 
 		if (!cw || !pods)
 			abort();
+		if (a->ingress) { /* the gateway's own identity (the CA grants it to
+				     --ingress-nodes) */
+			snprintf(pods[n], sizeof(pods[n]), "%s/%s", GW_NS, GW_NAME);
+			cw[n] = (struct certs_want){.ns = GW_NS, .sa = GW_SA, .pod = pods[n]};
+			n++;
+		}
 		for (int i = 0; i < ps.nlocal; i++) {
 			const struct workload_obj *w = ps.local[i];
 
@@ -621,8 +632,11 @@ static uint32_t env_backend(void *arg, const struct rs_backend *b)
 /* What the HTTP path routes by, from the config just put in force. */
 static void publish_l7(struct agent *a, const struct rs_table *t)
 {
-	struct l7_env env = {.local = env_local, .tunnel = env_tunnel, .backend_id = env_backend,
-			     .arg = a};
+	struct l7_env env = {.local = env_local,
+			     .tunnel = env_tunnel,
+			     .backend_id = env_backend,
+			     .arg = a,
+			     .ingress = a->ingress ? &a->ingress_labels : NULL};
 	struct l7_table *lt;
 
 	if (!a->l7)
@@ -1064,8 +1078,15 @@ static void handover_maybe_ready(struct agent *a)
 {
 	bool ready = agent_is_ready(a) && (!a->certs || a->ids_ready);
 
-	if (a->ho_new < 0 || (!ready && now_ms() < a->ho_ready_by))
+	if (a->ho_new < 0) {
+		/* the config in force: its Gateway ports claimed theirs (l7.c); the rest go */
+		if (agent_is_ready(a))
+			handover_release_unclaimed();
 		return;
+	}
+	if (!ready && now_ms() < a->ho_ready_by)
+		return;
+	handover_release_unclaimed();
 	if (a->tun)
 		tunnel_release(a->tun);
 	if (a->l7)
@@ -1266,6 +1287,7 @@ static int start_zero_trust(struct agent *a, char *td, size_t tdlen)
 	}
 	a->topts.node = a->node;
 	a->topts.fds = &a->fds;
+	a->topts.gateway = a->ingress ? &a->gw : NULL;
 	a->topts.filter_out = dp_listener_prog(a->dp, DP_LISTEN_OUTBOUND);
 	a->topts.filter_hbone = dp_listener_prog(a->dp, DP_LISTEN_HBONE);
 	if (want_tunnel) {
@@ -1299,7 +1321,8 @@ static int start_zero_trust(struct agent *a, char *td, size_t tdlen)
 				     .root_ns = a->topts.root_ns,
 				     .tun = a->tun,
 				     .hold = a->topts.hold,
-				     .access_log = alog};
+				     .access_log = alog,
+				     .gateway = a->ingress ? &a->gw : NULL};
 
 		snprintf(alog, sizeof(alog), "%s/access.log", a->run_dir);
 		a->l7 = l7_new(&lo);
@@ -1397,7 +1420,13 @@ static void usage_to(FILE *f)
 	    "layout,\n                        trust bundle DIR/ca.crt or DIR/bundle.pem\n"
 	    "  --trust-domain TD     default: DIR/trust-domain of --ca-dir, else cluster.local\n"
 	    "  --cert-ttl DURATION   workload certificate lifetime (default 24h; renewed at half)\n"
-	    "  --root-namespace NS   Istio root namespace (default istio-system)\n");
+	    "  --root-namespace NS   Istio root namespace (default istio-system)\n"
+	    "Ingress gateway (the HTTP path on --node-ip):\n"
+	    "  --ingress             serve the Gateways (networking.istio.io) whose selector\n"
+	    "                        the labels below satisfy, on --node-ip and each server's\n"
+	    "                        port, as " GW_NS "/" GW_NAME "\n"
+	    "  --ingress-labels K=V[,K=V]  this node's gateway labels (default\n"
+	    "                        " GW_LABELS ")\n");
 }
 
 static void usage(void)
@@ -1468,6 +1497,8 @@ int cmd_agent(int argc, char **argv)
 					     {"cluster-id", required_argument, 0, 'Z'},
 					     {"kubeconfig", required_argument, 0, 'q'},
 					     {"drain-timeout", required_argument, 0, 'd'},
+					     {"ingress", no_argument, 0, 'G'},
+					     {"ingress-labels", required_argument, 0, 'j'},
 					     {"help", no_argument, 0, 'h'},
 					     {0, 0, 0, 0}};
 	struct agent a = {.bpffs = "/sys/fs/bpf",
@@ -1485,6 +1516,7 @@ int cmd_agent(int argc, char **argv)
 			  .drain_timeout_ns = 3600LL * 1000000000LL,
 			  .topts = {.root_ns = "istio-system", .cert_ttl_s = 24 * 3600}};
 	char td[256] = "";
+	const char *ingress_labels = GW_LABELS;
 	struct bm_conf conf = {};
 	struct stat nst;
 	ino_t host_ns;
@@ -1586,6 +1618,12 @@ int cmd_agent(int argc, char **argv)
 			a.workers = (int)n;
 			break;
 		}
+		case 'G':
+			a.ingress = true;
+			break;
+		case 'j':
+			ingress_labels = optarg;
+			break;
 		case 'U':
 			if (strcmp(optarg, "drop") && strcmp(optarg, "pass")) {
 				usage();
@@ -1609,6 +1647,20 @@ int cmd_agent(int argc, char **argv)
 	    strchr(a.node, '/') || (a.kube_incluster && a.kubeconfig)) {
 		usage();
 		return 2;
+	}
+	if (a.ingress) {
+		char err[300];
+
+		if (gw_parse_labels(ingress_labels, &a.ingress_labels, err, sizeof(err))) {
+			fprintf(stderr, "bpfmesh agent: %s\n", err);
+			return 2;
+		}
+		if (!a.topts.node_ip) {
+			fprintf(stderr, "bpfmesh agent: --ingress needs --node-ip (the gateway "
+					"listens there)\n");
+			return 2;
+		}
+		gw_workload_init(&a.gw, &a.ingress_labels);
 	}
 	struct kube_conn kc = {0};
 
@@ -1675,7 +1727,8 @@ int cmd_agent(int argc, char **argv)
 	host_ns = stat("/proc/self/ns/net", &nst) ? 0 : nst.st_ino;
 	if (start_zero_trust(&a, td, sizeof(td)))
 		goto cleanup;
-	handover_release_unclaimed(); /* what the earlier agent listened on and this one does not */
+	/* what the earlier agent listened on and this one does not goes once the config is in
+	 * force (handover_maybe_ready): a Gateway port is known only then */
 	a.pn = podnet_new(a.pin_dir, host_ns, stat("/proc/self/ns/net", &nst) ? 0 : nst.st_ino,
 			  dp_sav_prog(a.dp), a.fds.ifpod);
 	if (a.tun) /* tunnels to a pod's own address (ztunnel's in-pod addressing) */
@@ -1702,6 +1755,12 @@ cleanup:
 	l7_stop(a.l7);
 	tunnel_free(a.tun);
 	l7_free(a.l7);
+	gw_workload_free(&a.gw); /* (after the engines that point to it) */
+	for (int i = 0; i < a.ingress_labels.n; i++) {
+		free(a.ingress_labels.v[i].key);
+		free(a.ingress_labels.v[i].val);
+	}
+	free(a.ingress_labels.v);
 	certs_free(a.certs);
 	secsync_free(a.sec);
 	sync_free(a.sync);

@@ -28,6 +28,22 @@
 #define L7_MAX_WORKERS 64
 #define SNIFF_BYTES    24 /* the HTTP/2 connection preface */
 
+/* A Gateway port's listening socket, shared by the workers (EPOLLEXCLUSIVE) and held by each
+ * snapshot that serves the port and each worker that has it in its epoll set: closed when
+ * the last of them lets go. */
+struct l7_gwl {
+	int refs; /* atomic */
+	int fd;
+	uint16_t port;
+};
+
+struct l7_gwio {
+	struct l7_dead dead;
+	struct l7_io io;
+	struct l7w *w;
+	struct l7_gwl *g;
+};
+
 struct l7 {
 	struct l7_opts o;
 	char node_ip[64], td[256], root_ns[128], node[256];
@@ -67,6 +83,11 @@ uint32_t l7_rand(struct l7w *w)
 const struct l7_opts *l7_opts_of(const struct l7w *w)
 {
 	return &w->l->o;
+}
+
+const struct workload_obj *l7_gateway_of(const struct l7w *w)
+{
+	return w->l->o.gateway;
 }
 
 struct l7_log *l7_log_of(const struct l7w *w)
@@ -362,6 +383,20 @@ static void id_key(uint8_t k[HKEY], uint32_t id)
 	k[5] = 0x1d;
 }
 
+static struct l7_gwl *gwl_get(struct l7_gwl *g)
+{
+	__atomic_add_fetch(&g->refs, 1, __ATOMIC_ACQ_REL);
+	return g;
+}
+
+static void gwl_put(struct l7_gwl *g)
+{
+	if (!g || __atomic_sub_fetch(&g->refs, 1, __ATOMIC_ACQ_REL))
+		return;
+	close(g->fd);
+	free(g);
+}
+
 static struct l7_snap *snap_new(struct cfgref *cfg, struct l7_table *t, uint64_t gen)
 {
 	struct l7_snap *s = calloc(1, sizeof(*s));
@@ -404,6 +439,9 @@ void l7_snap_put(struct l7_snap *s)
 		return;
 	h_free(&s->pods);
 	h_free(&s->podip);
+	for (int i = 0; i < s->ngwl; i++)
+		gwl_put(s->gwl[i]);
+	free(s->gwl);
 	l7_table_put(s->t);
 	cfgref_put(s->cfg);
 	free(s);
@@ -474,7 +512,7 @@ static void sniff_done(struct sniff *s)
 	l7_io_want(dc.w, &s->dc.io, 0);
 	s->dc.io.fd = -1; /* the codec owns the fd now */
 	l7_defer_free(dc.w, &s->dead);
-	if (dc.role == L7_SOURCE && dc.w->snap && dc.w->snap->t) {
+	if (dc.role == L7_SOURCE && !dc.gw_port && dc.w->snap && dc.w->snap->t) {
 		const struct l7_svc *svc = l7_table_find(dc.w->snap->t, dc.vip, dc.vport);
 
 		if (svc && svc->proto == RS_TLS) {
@@ -579,6 +617,94 @@ static void on_accept(struct l7_io *io, uint32_t ev)
 	}
 }
 
+/* A client of a Gateway port: anyone who can reach the node's address (the Gateway's own
+ * AuthorizationPolicy judges it), sent into the mesh as the gateway workload. */
+static void on_gw_accept(struct l7_io *io, uint32_t ev)
+{
+	struct l7_gwio *g = (struct l7_gwio *)((char *)io - offsetof(struct l7_gwio, io));
+	struct l7w *w = g->w;
+
+	(void)ev;
+	for (int i = 0; i < L7_ACCEPT_BURST; i++) {
+		struct sockaddr_in peer, me;
+		socklen_t pl = sizeof(peer), ml = sizeof(me);
+		struct l7_dconn dc = {
+		    .role = L7_SOURCE, .gw_port = g->g->port, .src_pod = BM_POD_ID_GATEWAY};
+		int fd =
+		    accept4(io->fd, (struct sockaddr *)&peer, &pl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE)
+				pr_warn("l7: gateway accept: %s", strerror(errno));
+			return;
+		}
+		if (peer.sin_family != AF_INET || getsockname(fd, (struct sockaddr *)&me, &ml) ||
+		    me.sin_family != AF_INET) {
+			close(fd);
+			continue;
+		}
+		memcpy(dc.src_ip, &peer.sin_addr, 4);
+		dc.src_port = ntohs(peer.sin_port);
+		memcpy(dc.vip, &me.sin_addr, 4);
+		dc.vport = g->g->port;
+		dconn_begin(w, fd, &dc);
+	}
+}
+
+static void gwio_free(struct l7_dead *d)
+{
+	free((struct l7_gwio *)d);
+}
+
+/* The worker's epoll set holds exactly its snapshot's Gateway listeners (none while held or
+ * draining). */
+static void gw_sync(struct l7w *w)
+{
+	const struct l7_snap *s = w->snap;
+	bool on = s && !w->held && !w->draining;
+
+	for (int i = 0; i < w->ngio;) {
+		struct l7_gwio *g = w->gio[i];
+		bool keep = false;
+
+		for (int k = 0; on && k < s->ngwl && !keep; k++)
+			keep = s->gwl[k] == g->g;
+		if (keep) {
+			i++;
+			continue;
+		}
+		l7_io_want(w, &g->io, 0);
+		gwl_put(g->g);
+		g->io.fd = -1; /* an event of this batch may still name it */
+		l7_defer_free(w, &g->dead);
+		w->gio[i] = w->gio[--w->ngio];
+	}
+	for (int k = 0; on && k < s->ngwl; k++) {
+		struct l7_gwio *g, **v;
+		bool have = false;
+
+		for (int i = 0; i < w->ngio && !have; i++)
+			have = w->gio[i]->g == s->gwl[k];
+		if (have)
+			continue;
+		g = calloc(1, sizeof(*g));
+		v = realloc(w->gio, (w->ngio + 1) * sizeof(*v));
+		if (!g || !v) {
+			free(g);
+			if (v)
+				w->gio = v;
+			continue;
+		}
+		w->gio = v;
+		g->dead.free = gwio_free;
+		g->w = w;
+		g->g = gwl_get(s->gwl[k]);
+		g->io = (struct l7_io){.fd = g->g->fd, .on = on_gw_accept};
+		l7_io_want(w, &g->io, EPOLLIN | EPOLLEXCLUSIVE);
+		w->gio[w->ngio++] = g;
+	}
+}
+
 /* ---------------- hand-offs and the loop ---------------- */
 
 static void take_queue(struct l7w *w)
@@ -597,8 +723,11 @@ static void take_queue(struct l7w *w)
 	snap = l7_snap_get(w->l->snap);
 	pthread_mutex_unlock(&w->l->mu);
 	if (snap != w->snap) {
-		l7_snap_put(w->snap);
+		struct l7_snap *old = w->snap;
+
 		w->snap = snap;
+		gw_sync(w); /* (the old snapshot's listeners stay open until this is done) */
+		l7_snap_put(old);
 		l7_pool_drain(w); /* connections made under the old config's policy */
 	} else {
 		l7_snap_put(snap);
@@ -630,11 +759,13 @@ static void on_wake(struct l7_io *io, uint32_t ev)
 	if (w->held && __atomic_load_n(&w->l->release, __ATOMIC_ACQUIRE) && !w->draining) {
 		w->held = false;
 		l7_io_want(w, &w->lio, EPOLLIN);
+		gw_sync(w);
 	}
 	if (__atomic_load_n(&w->l->drain, __ATOMIC_ACQUIRE) && !w->draining) {
 		w->draining = true; /* the listener is the next agent's */
 		l7_io_close(w, &w->lio);
 		w->lfd = -1;
+		gw_sync(w); /* (the next agent accepts on the Gateway ports' sockets) */
 		drain_conns(w);
 	}
 }
@@ -796,6 +927,12 @@ int l7_listeners(const struct l7 *l, int *fds, int max)
 	for (int i = 0; i < l->nw && n < max; i++)
 		if (l->w[i].lfd >= 0)
 			fds[n++] = l->w[i].lfd;
+	/* the Gateway ports' too: the next agent accepts on the same sockets (nothing waiting
+	 * in their queues is lost) */
+	pthread_mutex_lock((pthread_mutex_t *)&l->mu);
+	for (int i = 0; l->snap && i < l->snap->ngwl && n < max; i++)
+		fds[n++] = l->snap->gwl[i]->fd;
+	pthread_mutex_unlock((pthread_mutex_t *)&l->mu);
 	return n;
 }
 
@@ -870,6 +1007,11 @@ void l7_free(struct l7 *l)
 
 		/* open connections die with the process: the kernel resets them */
 		l7_pool_free(w);
+		for (int j = 0; j < w->ngio; j++) {
+			gwl_put(w->gio[j]->g);
+			free(w->gio[j]);
+		}
+		free(w->gio);
 		free_dead(w);
 		for (int j = 0; j < w->nq; j++)
 			close(w->q[j].fd);
@@ -927,6 +1069,42 @@ static struct l7_cb *cb_for(struct l7 *l, const struct l7_cluster *cl)
 	return cb;
 }
 
+/* The snapshot's Gateway listeners: the previous snapshot's for ports it had, new ones for
+ * the rest, on the node's address (an upgrade's earlier agent hands its sockets over:
+ * dial_listen claims them). Under l->mu, on the control thread. */
+static void gw_listen(struct l7 *l, struct l7_snap *s, const struct l7_table *t)
+{
+	s->gwl = t->ngwports ? calloc(t->ngwports, sizeof(*s->gwl)) : NULL;
+	for (int i = 0; s->gwl && i < t->ngwports; i++) {
+		uint16_t port = t->gwports[i].port;
+		struct l7_gwl *g = NULL;
+
+		for (int k = 0; l->snap && k < l->snap->ngwl && !g; k++)
+			if (l->snap->gwl[k]->port == port)
+				g = gwl_get(l->snap->gwl[k]);
+		if (!g) {
+			int fd = dial_listen(l->node_ip, port, -1, true, 1024);
+
+			if (fd < 0) {
+				pr_warn("l7: gateway: cannot listen on %s:%u: %s (its servers are "
+					"not served)",
+					l->node_ip, port, strerror(errno));
+				continue;
+			}
+			g = calloc(1, sizeof(*g));
+			if (!g) {
+				close(fd);
+				continue;
+			}
+			g->refs = 1;
+			g->fd = fd;
+			g->port = port;
+			pr_info("l7: gateway: listening on %s:%u", l->node_ip, port);
+		}
+		s->gwl[s->ngwl++] = g;
+	}
+}
+
 void l7_publish(struct l7 *l, struct cfgref *cfg, struct l7_table *t)
 {
 	struct l7_snap *s, *old;
@@ -935,6 +1113,8 @@ void l7_publish(struct l7 *l, struct cfgref *cfg, struct l7_table *t)
 	for (int i = 0; t && i < t->nclusters; i++)
 		t->clusters[i].cb = cb_for(l, &t->clusters[i]);
 	s = snap_new(cfg, t, ++l->gen);
+	if (l->o.gateway && t && !__atomic_load_n(&l->drain, __ATOMIC_ACQUIRE))
+		gw_listen(l, s, t);
 	old = l->snap;
 	l->snap = s;
 	pthread_mutex_unlock(&l->mu);

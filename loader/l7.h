@@ -40,6 +40,9 @@ struct l7_opts {
 	struct tunnel *tun;	  /* NULL: remote endpoints are dialed directly */
 	const char *access_log;	  /* file of request events (observe --http), NULL: none */
 	bool hold;		  /* accept nothing until l7_release (an upgrade) */
+	/* --ingress: the gateway workload (gateway.h) this agent sends Gateway traffic as;
+	 * NULL: it serves no Gateway. The caller's, kept for the engine's life. */
+	const struct workload_obj *gateway;
 };
 
 struct l7;

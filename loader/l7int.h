@@ -133,6 +133,8 @@ struct l7_snap {
 	struct l7_table *t; /* NULL: no service port on the HTTP path */
 	struct htab pods;   /* pod id -> index into c->workloads */
 	struct htab podip;  /* IPv4 address -> index into c->workloads (Pods) */
+	struct l7_gwl **gwl; /* the Gateway ports' listeners (references), one per t->gwports */
+	int ngwl;
 };
 struct l7_snap *l7_snap_get(struct l7_snap *s);
 void l7_snap_put(struct l7_snap *s);
@@ -239,7 +241,9 @@ struct l7_dconn {
 	const struct l7_dcodec *codec;
 	uint8_t src_ip[4];
 	uint16_t src_port;
-	uint32_t src_pod;    /* the kernel-attested client pod, 0 if none (source role) */
+	uint32_t src_pod;    /* the kernel-attested client pod, 0 if none (source role);
+			      * BM_POD_ID_GATEWAY on a gateway port */
+	uint16_t gw_port;    /* source role: accepted on this Gateway port (0: a capture) */
 	uint8_t vip[4];	     /* source role: the service address dialed (bm_orig) */
 	uint16_t vport;	     /* host order */
 	uint8_t dst_ip[4];   /* destination role: the pod the peer asked for */
@@ -308,6 +312,7 @@ struct l7_req {
 	bool body_trimmed; /* bytes were let go: no replay (no more retries or mirrors) */
 	/* what routing decided */
 	const struct l7_svc *svc;
+	const struct l7_vhost *vh; /* a Gateway's virtual host (svc is its routes) */
 	const struct l7_route *rt;
 	const struct l7_match *matched;
 	const struct l7_dest *dest;
@@ -508,6 +513,8 @@ struct l7w {
 	bool draining; /* an upgrade: not accepting, responses say connection: close */
 	struct l7_dconn *dconns; /* open HTTP/1 and HTTP/2 connections (l7_dconn_link) */
 	bool held;     /* not accepting yet (l7_opts.hold) */
+	struct l7_gwio **gio; /* the Gateway listeners in this worker's epoll set */
+	int ngio;
 	/* counters for /metrics (atomics) */
 	uint64_t c_conns, c_active, c_reqs, c_rejected;
 };
@@ -517,6 +524,8 @@ bool l7_maps_given(const struct l7w *w);
 
 /* Options of the engine, for the parts. */
 const struct l7_opts *l7_opts_of(const struct l7w *w);
+/* The gateway workload (l7_opts.gateway), NULL without --ingress. */
+const struct workload_obj *l7_gateway_of(const struct l7w *w);
 struct tunnel *l7_tunnel_of(const struct l7w *w);
 uint32_t l7_rand(struct l7w *w);
 uint64_t l7_now(void);

@@ -23,6 +23,7 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include "cfgref.h"
+#include "gateway.h"
 #include "outlier.h"
 #include "pins.h"
 #include "l7int.h"
@@ -434,8 +435,10 @@ static bool authorized(struct l7_req *r, const struct workload_obj *w, int port)
 		/* the identity the tunnel verified */
 		peer.principal = r->dc->principal;
 		peer.ns = r->dc->peer_ns;
-	} else if (r->src_wl && config_in_mesh(c, r->src_wl)) {
-		/* a local mesh pod the kernel attested by its cgroup */
+	} else if (r->dc->gw_port && w == l7_gateway_of(req_w(r))) {
+		/* the Gateway's own policy: its client is a plaintext peer at its address */
+	} else if (r->src_wl && (r->dc->gw_port || config_in_mesh(c, r->src_wl))) {
+		/* a local mesh pod the kernel attested by its cgroup, or this agent's gateway */
 		snprintf(principal, sizeof(principal), "%s/ns/%s/sa/%s", td, r->src_wl->ns,
 			 r->src_wl->service_account ? r->src_wl->service_account : "default");
 		peer.principal = principal;
@@ -817,6 +820,17 @@ static void mutate_request(struct l7_req *r)
 			l7h_apply(&r->h, &r->dest->rd->req_headers);
 	}
 	request_id(r);
+	if (r->dc->gw_port) {
+		/* the edge: Envoy's use_remote_address appends the client's address */
+		const char *xff = l7h_get(&r->h, "x-forwarded-for");
+		char ip[INET_ADDRSTRLEN], *v = NULL;
+
+		inet_ntop(AF_INET, r->dc->src_ip, ip, sizeof(ip));
+		if (asprintf(&v, "%s%s%s", xff ? xff : "", xff ? "," : "", ip) > 0)
+			l7h_set(&r->h, "x-forwarded-for", v);
+		free(v);
+		l7h_set(&r->h, "x-envoy-external-address", ip);
+	}
 	l7h_set(&r->h, "x-forwarded-proto", r->scheme ? r->scheme : "http"); /* what we saw */
 	if (r->timeout_ms || r->rp.per_try_timeout_ms) {
 		int64_t t = r->rp.per_try_timeout_ms &&
@@ -837,8 +851,36 @@ static void source_route(struct l7_req *r)
 	int64_t delay;
 	int status, grpc;
 
-	r->src_wl = l7_snap_pod(r->snap, r->dc->src_pod);
-	r->svc = l7_table_find(t, r->dc->vip, r->dc->vport);
+	if (r->dc->gw_port) {
+		/* a Gateway's client: the gateway's own AuthorizationPolicy first (Envoy's RBAC
+		 * filter runs before the router), then the virtual host of its host header */
+		r->src_wl = l7_gateway_of(w);
+		if (!authorized(r, r->src_wl, r->dc->gw_port)) {
+			local_reply(r, 403, 0, "RBAC: access denied", NULL);
+			return;
+		}
+		r->vh = l7_table_vhost(l7_table_gwport(t, r->dc->gw_port), r->authority);
+		if (!r->vh) {
+			local_reply(r, 404, RF_NR, NULL, NULL); /* no virtual host: NR */
+			return;
+		}
+		if (r->vh->sv->https_redirect) {
+			char *loc = NULL;
+			struct l7_hdrs h = {};
+
+			if (asprintf(&loc, "https://%s%s", r->authority ? r->authority : "",
+				     r->path) > 0)
+				l7h_set(&h, "location", loc);
+			free(loc);
+			local_reply(r, 301, 0, NULL, &h); /* tls.httpsRedirect */
+			l7h_free(&h);
+			return;
+		}
+		r->svc = &r->vh->s;
+	} else {
+		r->src_wl = l7_snap_pod(r->snap, r->dc->src_pod);
+		r->svc = l7_table_find(t, r->dc->vip, r->dc->vport);
+	}
 	if (!r->svc) {
 		/* the port left the HTTP path since this connection was captured */
 		local_reply(r, 404, RF_NR, NULL, NULL);
@@ -1100,6 +1142,10 @@ void l7_req_upgraded(struct l7_req *r, struct l7_buf *from_upstream)
 
 /* ---------------- the end ---------------- */
 
+/* A peer's gateway as the destination's metrics name it (its labels are the peer's). */
+static const struct workload_obj gw_peer = {
+    .kind = WL_POD, .name = GW_NAME, .ns = GW_NS, .service_account = GW_SA, .replicas = 1};
+
 static void record(struct l7_req *r, bool destination)
 {
 	const struct workload_obj *src = r->src_wl;
@@ -1126,6 +1172,8 @@ static void record(struct l7_req *r, bool destination)
 	if (r->dc->role == L7_DEST) {
 		/* the client is the pod the tunnel vouched for (its address and identity) */
 		src = l7_snap_pod_ip(r->snap, r->dc->src_ip);
+		if (!src && gw_principal(r->dc->principal))
+			src = &gw_peer; /* another node's gateway: no pod of the config */
 		rec.mtls = true;
 	} else {
 		rec.mtls = r->cl && r->ep >= 0 && r->ep < r->cl->n && r->cl->eps[r->ep].tunnel &&

@@ -184,11 +184,14 @@ bool l7_match(const struct l7_match *lm, const struct l7_req_view *r)
 	size_t plen = strcspn(r->path, "?");
 
 	if (m->ngateways) {
-		bool mesh = false;
+		/* the match's own gateways: mesh traffic, or the Gateway this request came in */
+		bool here = false;
 
-		for (int i = 0; i < m->ngateways; i++)
-			mesh |= !strcmp(m->gateways[i], "mesh");
-		if (!mesh)
+		for (int i = 0; i < m->ngateways && !here; i++)
+			here = lm->gw ? rs_gw_ref(m->gateways[i], lm->vs_ns ? lm->vs_ns : "",
+						  lm->gw->ns, lm->gw->name)
+				      : !strcmp(m->gateways[i], "mesh");
+		if (!here)
 			return false;
 	}
 	if (m->port && m->port != r->port)

@@ -4,6 +4,7 @@
  * environment (which pods are local, which behind the tunnel) comes through callbacks, so
  * unit tests build tables without maps.
  */
+#include <ctype.h>
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,7 +58,8 @@ static struct bm_regex **named_res(const struct named_match *v, int n)
 	return r;
 }
 
-static struct l7_match *compile_matches(const struct http_route_spec *h, int *n)
+static struct l7_match *compile_matches(const struct http_route_spec *h, int *n,
+					const struct vs_obj *vs, const struct gw_obj *gw)
 {
 	struct l7_match *v;
 
@@ -70,6 +72,8 @@ static struct l7_match *compile_matches(const struct http_route_spec *h, int *n)
 		struct l7_match *lm = &v[(*n)++];
 
 		lm->m = m;
+		lm->vs_ns = vs->ns;
+		lm->gw = gw;
 		lm->uri = re_of(&m->uri, false); /* ignoreUriCase is for exact and prefix */
 		lm->scheme = re_of(&m->scheme, false);
 		lm->method = re_of(&m->method, false);
@@ -112,7 +116,8 @@ static void build_cluster(struct l7_cluster *cl, const struct rs_table *t, int s
 	}
 }
 
-static int build_route(struct l7_table *lt, const struct rs_l7route *src, struct l7_route *r)
+static int build_route(struct l7_table *lt, const struct rs_l7route *src, struct l7_route *r,
+		       const struct gw_obj *gw)
 {
 	const struct vs_route *vr = &src->vs->routes[src->route];
 
@@ -121,8 +126,10 @@ static int build_route(struct l7_table *lt, const struct rs_l7route *src, struct
 	r->h = vr->http;
 	r->ph = src->parent ? src->parent->http : NULL;
 	config_route_path(r->path, sizeof(r->path), src->vs, src->route);
-	r->ms = compile_matches(r->h, &r->nms);
-	r->pms = compile_matches(r->ph, &r->npms);
+	r->ms = compile_matches(r->h, &r->nms, src->vs, gw);
+	/* (the root route's matches are written in the root VirtualService: its namespace for
+	 * their gateways; delegates live in the root's namespace unless named otherwise) */
+	r->pms = compile_matches(r->ph, &r->npms, src->vs, gw);
 	r->dests = src->ndests ? calloc(src->ndests, sizeof(*r->dests)) : NULL;
 	for (int i = 0; r->dests && i < src->ndests; i++) {
 		struct l7_dest *d = &r->dests[r->ndests];
@@ -146,6 +153,65 @@ static int build_route(struct l7_table *lt, const struct rs_l7route *src, struct
 	return 0;
 }
 
+/* This agent serves the Gateway of gs (its selector holds for the ingress labels; an empty
+ * selector selects every gateway workload, as Istio's) and bpfmesh serves its protocol. */
+static bool serves(const struct l7_env *env, const struct rs_gwserver *gs)
+{
+	return gs->served && kv_match(&gs->gw->selector, env->ingress);
+}
+
+static struct l7_gwport *gwport_of(struct l7_table *lt, uint16_t port, enum rs_proto proto)
+{
+	struct l7_gwport *v;
+
+	for (int i = 0; i < lt->ngwports; i++)
+		if (lt->gwports[i].port == port)
+			return &lt->gwports[i];
+	v = realloc(lt->gwports, (lt->ngwports + 1) * sizeof(*v));
+	if (!v)
+		return NULL;
+	lt->gwports = v;
+	v = &lt->gwports[lt->ngwports++];
+	*v = (struct l7_gwport){.port = port, .proto = proto};
+	return v;
+}
+
+/* A server's virtual hosts join its port's; a domain the port has already (an earlier server,
+ * of this Gateway or another) keeps the earlier one's routes. */
+static void add_gwserver(struct l7_table *lt, const struct rs_gwserver *gs)
+{
+	const struct gw_server *sv = &gs->gw->servers[gs->server];
+	struct l7_gwport *p = gwport_of(lt, (uint16_t)sv->port, gs->proto);
+
+	for (int h = 0; p && h < gs->nhosts; h++) {
+		const struct rs_gwhost *gh = &gs->hosts[h];
+		struct l7_vhost *vh;
+		bool dup = false;
+
+		for (int i = 0; i < p->nvh && !dup; i++)
+			dup = !strcmp(p->vh[i].domain, gh->domain);
+		if (dup)
+			continue;
+		vh = realloc(p->vh, (p->nvh + 1) * sizeof(*vh));
+		if (!vh)
+			return;
+		p->vh = vh;
+		vh = &p->vh[p->nvh++];
+		memset(vh, 0, sizeof(*vh));
+		vh->domain = strdup(gh->domain);
+		vh->gw = gs->gw;
+		vh->sv = sv;
+		vh->s.port = (uint16_t)sv->port;
+		vh->s.vs = gh->vs;
+		vh->s.proto = gs->proto;
+		snprintf(vh->s.reason, sizeof(vh->s.reason), "Gateway %s/%s", gs->gw->ns,
+			 gs->gw->name);
+		vh->s.routes = gh->nroutes ? calloc(gh->nroutes, sizeof(*vh->s.routes)) : NULL;
+		for (int r = 0; vh->s.routes && r < gh->nroutes; r++)
+			build_route(lt, &gh->routes[r], &vh->s.routes[vh->s.nroutes++], gs->gw);
+	}
+}
+
 struct l7_table *l7_table_build(struct cfgref *cfg, const struct rs_table *t,
 				const struct l7_env *env)
 {
@@ -154,6 +220,8 @@ struct l7_table *l7_table_build(struct cfgref *cfg, const struct rs_table *t,
 
 	for (int i = 0; i < t->nservices; i++)
 		n += t->services[i].l7_reason[0] && t->services[i].family == BM_FAM_V4;
+	for (int i = 0; env->ingress && i < t->ngwservers; i++)
+		n += serves(env, &t->gwservers[i]);
 	if (!n)
 		return NULL;
 	lt = calloc(1, sizeof(*lt));
@@ -189,10 +257,13 @@ struct l7_table *l7_table_build(struct cfgref *cfg, const struct rs_table *t,
 		s->all = &lt->clusters[rs->all_subset];
 		s->routes = rs->nl7routes ? calloc(rs->nl7routes, sizeof(*s->routes)) : NULL;
 		for (int r = 0; s->routes && r < rs->nl7routes; r++)
-			build_route(lt, &rs->l7routes[r], &s->routes[s->nroutes++]);
+			build_route(lt, &rs->l7routes[r], &s->routes[s->nroutes++], NULL);
 		vip_key(k, s->vip, s->port);
 		h_put(&lt->by_vip, k, lt->nsvcs - 1);
 	}
+	for (int i = 0; env->ingress && i < t->ngwservers; i++)
+		if (serves(env, &t->gwservers[i]))
+			add_gwserver(lt, &t->gwservers[i]);
 	return lt;
 }
 
@@ -234,6 +305,14 @@ void l7_table_put(struct l7_table *t)
 		free((char *)t->clusters[i].name);
 		free((char *)t->clusters[i].fqdn);
 	}
+	for (int i = 0; i < t->ngwports; i++) {
+		for (int h = 0; h < t->gwports[i].nvh; h++) {
+			free_routes(&t->gwports[i].vh[h].s);
+			free(t->gwports[i].vh[h].domain);
+		}
+		free(t->gwports[i].vh);
+	}
+	free(t->gwports);
 	free(t->svcs);
 	free(t->clusters);
 	h_free(&t->by_vip);
@@ -251,4 +330,45 @@ const struct l7_svc *l7_table_find(const struct l7_table *t, const uint8_t vip[4
 	vip_key(k, vip, port);
 	i = h_get((struct htab *)&t->by_vip, k);
 	return i ? &t->svcs[*i] : NULL;
+}
+
+const struct l7_gwport *l7_table_gwport(const struct l7_table *t, uint16_t port)
+{
+	for (int i = 0; t && i < t->ngwports; i++)
+		if (t->gwports[i].port == port)
+			return &t->gwports[i];
+	return NULL;
+}
+
+const struct l7_vhost *l7_table_vhost(const struct l7_gwport *g, const char *authority)
+{
+	char host[256];
+	const struct l7_vhost *best = NULL;
+	int best_score = 0;
+	size_t n;
+
+	if (!g)
+		return NULL;
+	authority = authority ? authority : "";
+	/* "[v6]:port", "name:port", "name" */
+	if (authority[0] == '[')
+		n = strcspn(authority, "]") + 1;
+	else
+		n = strcspn(authority, ":");
+	if (n >= sizeof(host))
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		host[i] = (char)tolower((unsigned char)authority[i]);
+	host[n] = 0;
+	if (n && host[n - 1] == '.')
+		host[n - 1] = 0; /* a fully qualified name's root dot */
+	for (int i = 0; i < g->nvh; i++) {
+		int sc = rs_domain_score(g->vh[i].domain, host);
+
+		if (sc > best_score) {
+			best_score = sc;
+			best = &g->vh[i];
+		}
+	}
+	return best;
 }

@@ -51,6 +51,8 @@ struct l7_cluster {
 /* One HTTPMatchRequest with its regexes compiled. */
 struct l7_match {
 	const struct http_match *m;
+	const char *vs_ns;	 /* its VirtualService's namespace (the match's gateways) */
+	const struct gw_obj *gw; /* the Gateway it is evaluated for, NULL: mesh traffic */
 	struct bm_regex *uri, *scheme, *method, *authority;
 	struct bm_regex **headers, **without,
 	    **query; /* parallel to m's lists, NULL if not regex */
@@ -91,6 +93,23 @@ struct l7_svc {
 	char reason[96];
 };
 
+/* A virtual host of a gateway port: a request whose host (port stripped) matches domain, best
+ * match first (Envoy's order: exact, longest suffix wildcard, "*"), takes its routes. */
+struct l7_vhost {
+	char *domain;
+	const struct gw_obj *gw;    /* the Gateway whose server made it */
+	const struct gw_server *sv; /* that server (tls.httpsRedirect) */
+	struct l7_svc s;	    /* its routes (s.vs: the first VirtualService) */
+};
+
+/* A port this agent serves Gateways on (every server there of every Gateway it serves). */
+struct l7_gwport {
+	uint16_t port;
+	enum rs_proto proto;
+	struct l7_vhost *vh;
+	int nvh;
+};
+
 struct l7_table {
 	int refs; /* atomic */
 	struct cfgref *cfg;
@@ -100,6 +119,8 @@ struct l7_table {
 	struct l7_cluster *clusters; /* one per subset of the resolved table */
 	int nclusters;
 	struct htab by_vip; /* (vip, port) -> index into svcs */
+	struct l7_gwport *gwports; /* the Gateways this agent serves, by port */
+	int ngwports;
 };
 
 /* What the table needs to know of the node: which workloads are its own and which are behind
@@ -109,6 +130,9 @@ struct l7_env {
 	bool (*tunnel)(void *arg, const struct workload_obj *w, int port);
 	uint32_t (*backend_id)(void *arg, const struct rs_backend *b);
 	void *arg;
+	/* the agent's gateway labels (--ingress-labels): it serves every Gateway whose selector
+	 * they satisfy; NULL: no Gateway (an agent without --ingress) */
+	const struct kvlist *ingress;
 };
 
 /* Build from the resolved table t of cfg's config (t only read here). NULL when no port is on
@@ -118,5 +142,9 @@ struct l7_table *l7_table_build(struct cfgref *cfg, const struct rs_table *t,
 struct l7_table *l7_table_get(struct l7_table *t);
 void l7_table_put(struct l7_table *t);
 const struct l7_svc *l7_table_find(const struct l7_table *t, const uint8_t vip[4], uint16_t port);
+/* Gateways: the port's servers (NULL: none there), and the virtual host of a request's host
+ * header (authority, any ":port" ignored) on it, NULL: none (404 NR). */
+const struct l7_gwport *l7_table_gwport(const struct l7_table *t, uint16_t port);
+const struct l7_vhost *l7_table_vhost(const struct l7_gwport *g, const char *authority);
 
 #endif /* BM_L7TABLE_H */

@@ -1173,6 +1173,15 @@ static void out_response(struct tconn *c)
 	}
 }
 
+/* The client a connection is carried for: the pod the kernel attested, or (BM_POD_ID_GATEWAY)
+ * this agent's ingress gateway (gateway.h), which is no pod of the config. */
+static const struct workload_obj *client_pod(const struct tunnel *t, uint32_t id)
+{
+	if (id == BM_POD_ID_GATEWAY)
+		return t->o.gateway;
+	return config_pod_by_id(t->c, id);
+}
+
 static void out_connected(struct tconn *c)
 {
 	const struct ident *id;
@@ -1204,7 +1213,7 @@ static void out_connected(struct tconn *c)
 	}
 	/* the client is who the kernel says opened the connection (its cgroup, recorded with
 	 * the captured destination), never whoever owns its source address in the config */
-	src = config_pod_by_id(c->t->c, c->src_pod);
+	src = client_pod(c->t, c->src_pod);
 	if (c->pool) /* the identity of its key, whichever of the waiting pods may have gone */
 		id = idset_find(c->t->ids, c->src_ns, c->src_sa);
 	else
@@ -1401,7 +1410,7 @@ static void os_restart(struct hstream *s)
 static void os_open(struct hstream *s)
 {
 	struct tconn *c = s->hc;
-	const struct workload_obj *src = config_pod_by_id(c->t->c, s->o.src_pod);
+	const struct workload_obj *src = client_pod(c->t, s->o.src_pod);
 	char fwd[96], bag[H2T_HEADER_MAX], tp[64], wl[256];
 	const char *hdrs[8];
 	unsigned char rnd[24];
@@ -1674,7 +1683,7 @@ static void out_start(struct tunnel *t, int fd, const char *src_ip, const struct
 	if (have_to && !h1_peer(t, peer, time(NULL))) {
 		/* the client is who the kernel says opened the connection (its cgroup, recorded
 		 * with the captured destination), never whoever owns its source address */
-		src = config_pod_by_id(t->c, o->src_pod);
+		src = client_pod(t, o->src_pod);
 		id = src && src->kind == WL_POD ? idset_find(t->ids, src->ns, sa_of(src)) : NULL;
 		if (!id) {
 			pr_info("tunnel: %s -> %s via %s: no identity for the client; connection "

@@ -40,6 +40,9 @@ struct tunnel_opts {
 	const struct bm_mapfds *fds;
 	int filter_out, filter_hbone; /* listener socket filters (datapath.h), -1 for none */
 	bool hold; /* accept nothing until tunnel_release (an upgrade: the earlier agent does) */
+	/* --ingress: the gateway workload (gateway.h) the HTTP path's Gateway traffic is carried
+	 * as (client pod BM_POD_ID_GATEWAY); NULL: none. The caller's, kept. */
+	const struct workload_obj *gateway;
 };
 
 struct tunnel;

@@ -1,7 +1,8 @@
 #!/bin/bash
 # `make demo`: the Istio DevOps guide's canary and blue/green on bpfmesh, on this machine.
 # Brings up the guide's topology (namespace microservices: frontend -> api-gateway ->
-# orders-service v1 x2 / v2 x1) in a lab, walks the canary weights 100/0 -> 90/10 -> 50/50 ->
+# orders-service v1 x2 / v2 x1) in a lab, reaches frontend from the host through the ingress
+# gateway (section 4, `lab port-forward`), walks the canary weights 100/0 -> 90/10 -> 50/50 ->
 # 0/100 with the guide's curl loop from deploy/frontend, prints observed vs configured split,
 # then times a blue/green switch and a rollback; then HTTP in the node agent: the guide's A/B
 # test by header and a per-request 90/10 on one keep-alive connection, a retry hiding a stopped
@@ -27,6 +28,14 @@ $BM lab up --name $LAB --prometheus -f $EX/00-namespace.yaml -f $EX/orders-servi
 	-f $EX/api-gateway.yaml -f $EX/frontend.yaml -f $EX/frontend-gateway.yaml \
 	-f $EX/orders-destrule.yaml -f $EX/orders-vs-100-0.yaml
 $BM lab status --name $LAB
+
+say "the guide's section 4: the ingress gateway (frontend-gateway.yaml) from the host"
+echo "kubectl port-forward -n istio-system svc/istio-ingressgateway 8080:80, as bpfmesh lab:"
+if $BM lab port-forward --name $LAB -n istio-system svc/istio-ingressgateway 8080:80 --background; then
+	curl -s --max-time 10 http://127.0.0.1:8080/ | head -n 3
+else
+	echo "(port 8080 of this host is taken: skipped)"
+fi
 
 say "the guide's loop, from deploy/frontend: curl -s http://orders-service:8080/get | grep VERSION"
 # shellcheck disable=SC2016 # the loop runs in the pod's shell

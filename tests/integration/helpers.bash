@@ -129,4 +129,5 @@ leftovers() { # prints anything of lab $1 still around
 	pgrep -af "bpfmesh lab supervise --name $l( |\$)" || true
 	pgrep -af "bpfmesh ca serve --dir /run/bpfmesh/lab/$l/" || true
 	pgrep -af "fake-apiserver.py --dir /run/bpfmesh/lab/$l/" || true
+	pgrep -af "bpfmesh lab port-forward --name $l " || true
 }

@@ -45,12 +45,12 @@ struct fixture {
 	const struct l7_svc *svc; /* 10.96.0.10:80 */
 };
 
-static bool setup(struct fixture *f, const char *extra)
+static bool setup_ingress(struct fixture *f, const char *extra, const struct kvlist *ingress)
 {
 	char path[128];
 	struct diags d = {0};
 	uint8_t vip[4] = {10, 96, 0, 10};
-	struct l7_env env = {0};
+	struct l7_env env = {.ingress = ingress};
 	FILE *fp;
 
 	memset(f, 0, sizeof(*f));
@@ -72,6 +72,11 @@ static bool setup(struct fixture *f, const char *extra)
 	f->lt = l7_table_build(f->ref, &f->t, &env);
 	f->svc = l7_table_find(f->lt, vip, 80);
 	return true;
+}
+
+static bool setup(struct fixture *f, const char *extra)
+{
+	return setup_ingress(f, extra, NULL);
 }
 
 static void teardown(struct fixture *f)
@@ -601,6 +606,108 @@ static void test_normalize_path(void)
 	}
 }
 
+/* Istio's Gateway: an agent serves the Gateways its labels satisfy; per port, virtual hosts
+ * from the VirtualServices bound there (a server's hosts narrow them, "ns/" admits only that
+ * namespace's), picked as Envoy picks (exact, longest wildcard, "*"), routes in order. */
+static void test_gateway_vhosts(void)
+{
+	static const char *cfg =
+	    "---\napiVersion: networking.istio.io/v1\nkind: Gateway\n"
+	    "metadata: {name: gw, namespace: t}\nspec:\n  selector: {istio: ingressgateway}\n"
+	    "  servers:\n  - port: {number: 80, name: http, protocol: HTTP}\n"
+	    "    hosts: ['*.example.com', './exact.test', 'other/only.other']\n"
+	    "  - port: {number: 443, name: https, protocol: HTTPS}\n    hosts: ['*']\n"
+	    "    tls: {mode: SIMPLE, credentialName: c}\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: Gateway\n"
+	    "metadata: {name: elsewhere, namespace: t}\nspec:\n  selector: {istio: other}\n"
+	    "  servers:\n  - port: {number: 9000, name: http, protocol: HTTP}\n    hosts: ['*']\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+	    "metadata: {name: star, namespace: t}\nspec:\n  hosts: ['*']\n  gateways: [gw]\n"
+	    "  http:\n  - route: [{destination: {host: web, subset: v1}}]\n"
+	    "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+	    "metadata: {name: shop, namespace: t}\nspec:\n  hosts: [shop.example.com, only.other]\n"
+	    "  gateways: [t/gw, mesh]\n  http:\n"
+	    "  - match: [{uri: {prefix: /v2}}]\n    route: [{destination: {host: web, subset: "
+	    "v2}}]\n"
+	    "  - match: [{uri: {prefix: /m}, gateways: [mesh]}]\n"
+	    "    route: [{destination: {host: web, subset: v2}}]\n"
+	    "  - match: [{uri: {prefix: /g}, gateways: [gw]}]\n"
+	    "    route: [{destination: {host: web, subset: v2}}]\n"
+	    "  - route: [{destination: {host: web, subset: v1}}]\n";
+	struct kv lv[] = {{"istio", "ingressgateway"}, {"app", "istio-ingressgateway"}};
+	const struct kvlist labels = {lv, 2};
+	struct l7_hdrs h = {};
+	struct fixture f;
+	const struct l7_gwport *g;
+	const struct l7_vhost *vh;
+
+	CHECK(rs_gw_ref("gw", "t", "t", "gw") && rs_gw_ref("t/gw", "x", "t", "gw") &&
+		  rs_gw_ref("gw.t.svc.cluster.local", "x", "t", "gw") &&
+		  !rs_gw_ref("gw", "x", "t", "gw") && !rs_gw_ref("mesh", "t", "t", "mesh"),
+	      "gateway 1");
+	{
+		char *a = rs_host_intersect("*", "*.Example.com"),
+		     *b = rs_host_intersect("a.example.com", "*.example.com"),
+		     *c = rs_host_intersect("*.a.example.com", "*.example.com"),
+		     *d = rs_host_intersect("example.com", "*.example.com");
+
+		CHECK(a && !strcmp(a, "*.example.com"), "gateway 2");
+		CHECK(b && !strcmp(b, "a.example.com"), "gateway 3");
+		CHECK(c && !strcmp(c, "*.a.example.com"), "gateway 4");
+		CHECK(!d, "gateway 5");
+		free(a);
+		free(b);
+		free(c);
+	}
+	CHECK(setup_ingress(&f, cfg, &labels), "gateway 6");
+	CHECK(f.lt && f.lt->ngwports == 1,
+	      "gateway 7"); /* 443 (HTTPS) not served; 9000 is not ours */
+	g = l7_table_gwport(f.lt, 80);
+	CHECK(g && !l7_table_gwport(f.lt, 443) && !l7_table_gwport(f.lt, 9000), "gateway 8");
+	/* "*" narrowed to the server's hosts; only.other: not in namespace other */
+	vh = l7_table_vhost(g, "shop.example.com:80");
+	CHECK(vh && !strcmp(vh->domain, "shop.example.com") && vh->s.vs &&
+		  !strcmp(vh->s.vs->name, "shop"),
+	      "gateway 9");
+	vh = l7_table_vhost(g, "Shop.Example.COM.");
+	CHECK(vh && !strcmp(vh->domain, "shop.example.com"), "gateway 10");
+	vh = l7_table_vhost(g, "x.y.example.com");
+	CHECK(vh && !strcmp(vh->domain, "*.example.com") && !strcmp(vh->s.vs->name, "star"),
+	      "gateway 11");
+	vh = l7_table_vhost(g, "exact.test");
+	CHECK(vh && !strcmp(vh->domain, "exact.test"), "gateway 12");
+	CHECK(!l7_table_vhost(g, "example.com") && !l7_table_vhost(g, "only.other") &&
+		  !l7_table_vhost(g, NULL),
+	      "gateway 13");
+	/* routes in order; a match's own gateways hold where they name this Gateway */
+	vh = l7_table_vhost(g, "shop.example.com");
+	{
+		static const struct {
+			const char *path;
+			const char *subset;
+		} cases[] = {{"/v2/x", "v2"}, {"/m", "v1"}, {"/g", "v2"}, {"/", "v1"}};
+
+		for (size_t i = 0; vh && i < sizeof(cases) / sizeof(cases[0]); i++) {
+			struct l7_req_view v = {.method = "GET",
+						.path = cases[i].path,
+						.authority = "shop.example.com",
+						.scheme = "http",
+						.h = &h,
+						.port = 80};
+			int r = l7_route_find(&vh->s, &v);
+
+			CHECK(r >= 0 && vh->s.routes[r].ndests == 1 &&
+				  !strcmp(vh->s.routes[r].dests[0].cl->name, cases[i].subset),
+			      "gateway 14");
+		}
+	}
+	teardown(&f);
+	/* an agent without --ingress serves none */
+	CHECK(setup(&f, cfg), "gateway 15");
+	CHECK(!f.lt || !f.lt->ngwports, "gateway 16");
+	teardown(&f);
+}
+
 int main(void)
 {
 	if (!mkdtemp(dir))
@@ -618,6 +725,7 @@ int main(void)
 	RUN(test_cookie_hash);
 	RUN(test_tls_sni);
 	RUN(test_normalize_path);
+	RUN(test_gateway_vhosts);
 	{
 		char path[128];
 

@@ -60,6 +60,7 @@ struct casrv {
 	struct kube *kube;
 	uint64_t kube_gen;
 	long max_ttl;
+	const char *ingress_nodes; /* --ingress-nodes: "*", or names joined by ',' (NULL: none) */
 	SSL_CTX *ctx;
 	pthread_mutex_t mu; /* the config below */
 	struct mesh_config *cfg;
@@ -154,6 +155,26 @@ static const char *header(const char *req, const char *name, char *buf, size_t l
 	return buf;
 }
 
+/* The gateway identity (GW_NS/GW_NAME, no pod of the config) is granted to the nodes that
+ * --ingress-nodes names: the ones whose agents serve Gateways (--ingress). */
+static bool ingress_node(const struct casrv *s, const char *node)
+{
+	size_t n = strlen(node);
+
+	if (!s->ingress_nodes)
+		return false;
+	if (!strcmp(s->ingress_nodes, "*"))
+		return true;
+	for (const char *p = s->ingress_nodes; *p;) {
+		size_t l = strcspn(p, ",");
+
+		if (l == n && !strncmp(p, node, n))
+			return true;
+		p += l + (p[l] == ',');
+	}
+	return false;
+}
+
 /* One request on an accepted, TLS-authenticated connection. */
 static void serve(struct casrv *s, SSL *ssl, const char *node)
 {
@@ -204,7 +225,15 @@ static void serve(struct casrv *s, SSL *ssl, const char *node)
 	}
 	if (header(req, "X-Bpfmesh-Ttl", ttls, sizeof(ttls)) && atol(ttls) > 0 && atol(ttls) < ttl)
 		ttl = atol(ttls);
-	if (!find_pod(s, ns, name, pnode, psa, sizeof(pnode))) {
+	if (!strcmp(ns, GW_NS) && !strcmp(name, GW_NAME)) {
+		if (!ingress_node(s, node)) {
+			snprintf(why, sizeof(why),
+				 "node %s is not an ingress node (ca serve --ingress-nodes)", node);
+			goto refuse;
+		}
+		snprintf(pnode, sizeof(pnode), "%s", node);
+		snprintf(psa, sizeof(psa), "%s", GW_SA);
+	} else if (!find_pod(s, ns, name, pnode, psa, sizeof(pnode))) {
 		if (s->kube && !kube_synced(s->kube)) { /* not "no such pod": not known yet */
 			pr_info("node %s asked for pod %s/%s before the pods were read from the "
 				"API server: 503, to ask again",
@@ -374,10 +403,12 @@ out:
 
 const char ca_serve_usage[] =
     "usage: bpfmesh ca serve --dir CA_DIR (--kube | --kubeconfig FILE | --config-dir DIR)\n"
-    "    --listen IP:PORT [--netns PATH] [--max-ttl DURATION]\n"
+    "    --listen IP:PORT [--netns PATH] [--max-ttl DURATION] [--ingress-nodes NAMES]\n"
     "  the mesh CA as a service: signs workload certificates over mutual TLS, each only\n"
     "  for the node its pod is scheduled on (pods watched on the API server, --kube as a\n"
-    "  pod or --kubeconfig FILE, or read from --config-dir)\n";
+    "  pod or --kubeconfig FILE, or read from --config-dir)\n"
+    "  --ingress-nodes N1,N2 (or '*'): nodes whose agents serve Gateways (agent --ingress)\n"
+    "  and may have the gateway's identity, " GW_NS "/" GW_SA "\n";
 
 static int serve_usage(void)
 {
@@ -387,15 +418,12 @@ static int serve_usage(void)
 
 int ca_serve_cmd(int argc, char **argv)
 {
-	static const struct option opts[] = {{"dir", required_argument, 0, 'd'},
-					     {"config-dir", required_argument, 0, 'c'},
-					     {"kube", no_argument, 0, 'k'},
-					     {"kubeconfig", required_argument, 0, 'K'},
-					     {"listen", required_argument, 0, 'l'},
-					     {"netns", required_argument, 0, 'n'},
-					     {"max-ttl", required_argument, 0, 't'},
-					     {"help", no_argument, 0, 'h'},
-					     {0, 0, 0, 0}};
+	static const struct option opts[] = {
+	    {"dir", required_argument, 0, 'd'},	    {"config-dir", required_argument, 0, 'c'},
+	    {"kube", no_argument, 0, 'k'},	    {"kubeconfig", required_argument, 0, 'K'},
+	    {"listen", required_argument, 0, 'l'},  {"netns", required_argument, 0, 'n'},
+	    {"max-ttl", required_argument, 0, 't'}, {"ingress-nodes", required_argument, 0, 'i'},
+	    {"help", no_argument, 0, 'h'},	    {0, 0, 0, 0}};
 	const char *dir = NULL, *listen_spec = NULL, *netns = NULL, *kubeconfig = NULL;
 	bool incluster = false;
 	struct casrv s = {.max_ttl = DEFAULT_MAXTTL};
@@ -428,6 +456,9 @@ int ca_serve_cmd(int argc, char **argv)
 			if (parse_duration_ns(optarg, &ns) || ns < 1000000000LL)
 				return serve_usage();
 			s.max_ttl = ns / 1000000000LL;
+			break;
+		case 'i':
+			s.ingress_nodes = optarg;
 			break;
 		case 'h':
 			serve_usage();

@@ -13,6 +13,8 @@
  *       - {from: microservices/frontend, to: "orders-service.microservices:8080",
  *          expect: allow, mtls: required}
  *       - {from: outside/sleep, to: "orders-service.microservices:8080", expect: deny}
+ *       - {from: istio-system/istio-ingressgateway, to: "frontend.microservices:80",
+ *          expect: allow, probe: false}  # expected traffic, not probed
  *
  * Static checks read the config in force: every workload of a strict namespace is STRICT on
  * every port (as PeerAuthentication resolves for it). Active checks connect from inside the
@@ -22,8 +24,8 @@
  * the HTTP path's access log, or the kernel counter that moved (plaintext to STRICT,
  * AuthorizationPolicy). Passive checks ask Prometheus (when there is one) over --window: any
  * traffic into a strict namespace that was not mutual TLS (same-node mesh traffic is attested
- * by the kernel and says so), any pair with traffic the expectations do not allow, denials of
- * pairs expected to be allowed.
+ * by the kernel and says so, and so is the ingress gateway's, the node's agent itself), any pair
+ * with traffic the expectations do not allow, denials of pairs expected to be allowed.
  *
  * Exit: 0 every check passed, 1 any failed, 2 usage or config error.
  */
@@ -78,6 +80,7 @@ struct pair {
 	bool allow;
 	bool mtls;	 /* mtls: required */
 	char *principal; /* principal: the source identity the destination must see */
+	bool probe;	 /* probe: false: expected traffic, judged from Prometheus only */
 	int line;
 	/* resolved */
 	const struct svc_obj *svc;
@@ -189,6 +192,7 @@ static int parse_expect(struct expect *e, const char *file)
 		p->port = atoi(colon + 1);
 		p->allow = !strcmp(ex, "allow");
 		p->mtls = mt && !strcmp(mt, "required");
+		p->probe = ymap_bool(n, "probe", true);
 		if (ymap_str(n, "principal"))
 			p->principal = strdup(ymap_str(n, "principal"));
 		e->np++;
@@ -612,6 +616,11 @@ static void check_pair(struct ctx *x, struct pair *p)
 		      p->host);
 		return;
 	}
+	if (!p->probe) { /* (the ingress gateway, say: no pod to probe from) */
+		check(x, cls, name, true,
+		      "not probed (probe: false): its traffic is judged from Prometheus");
+		return;
+	}
 	if (!nsrc) {
 		check(x, cls, name, false, "no workload %s/%s in the config", p->from_ns,
 		      p->from_wl);
@@ -820,9 +829,12 @@ static void passive(struct ctx *x, struct prom *pr)
 		 * no traffic into the namespace */
 		if (into_strict && strcmp(sec, "mutual_tls") && *dwl && strcmp(dwl, "unknown")) {
 			const struct workload_obj *s[2];
-			bool attested = pods_of(x->c, sns, swl, s, 2) &&
-					config_in_mesh(x->c, s[0]) &&
-					same_node(x->c, sns, swl, dwns, dwl);
+			/* the ingress gateway is a node's agent: plaintext from it is a delivery
+			 * to a pod of its own node (to other nodes it goes through the tunnel) */
+			bool gw = !strcmp(sns, GW_NS) && !strcmp(swl, GW_NAME);
+			bool attested =
+			    gw || (pods_of(x->c, sns, swl, s, 2) && config_in_mesh(x->c, s[0]) &&
+				   same_node(x->c, sns, swl, dwns, dwl));
 
 			snprintf(name, sizeof(name), "mutual TLS into %s: %s/%s -> %s/%s", dwns,
 				 sns, swl, dns, dsn);

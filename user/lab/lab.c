@@ -42,6 +42,7 @@
 #include "ca.h"
 #include "lab.h"
 #include "echo.h"
+#include "portfwd.h"
 #include "names.h"
 #include "resolve.h"
 #include "duration.h"
@@ -690,6 +691,7 @@ static pid_t spawn_agent(struct lab *l, struct lab_node *n)
 	av[k++] = l->accel_off ? "off" : "on";
 	av[k++] = "--strict-udp";
 	av[k++] = l->strict_udp ? "drop" : "pass";
+	av[k++] = "--ingress"; /* every node serves the Gateways (default ingress labels) */
 	av[k] = NULL;
 	pid = fork();
 	if (pid == 0) {
@@ -719,8 +721,10 @@ static pid_t spawn_ca(struct lab *l)
 		/* --kube-api: the CA reads pods from the API server too, as in a cluster */
 		snprintf(kcfg, sizeof(kcfg), "%s/kubeconfig", l->dir);
 		execl(self, self, "ca", "serve", "--dir", cadir,
-		      l->kube_port ? "--kubeconfig" : "--config-dir", l->kube_port ? kcfg : l->config,
-		      "--listen", LAB_CA_ADDR ":" LAB_CA_PORT, "--netns", fab, (char *)NULL);
+		      l->kube_port ? "--kubeconfig" : "--config-dir",
+		      l->kube_port ? kcfg : l->config, "--listen", LAB_CA_ADDR ":" LAB_CA_PORT,
+		      "--netns", fab, "--ingress-nodes", "*",
+		      (char *)NULL); /* every node's agent is an ingress gateway */
 		_exit(127);
 	}
 	return pid;
@@ -1542,6 +1546,100 @@ static int write_pod_object(struct lab *l, const struct lab_pod *p, const struct
 	return rc;
 }
 
+/* ---------- the ingress gateway ---------- */
+
+/* The Gateway servers the lab's agents serve (selector within the default ingress labels),
+ * their ports in config order, each once: how many, at most max. */
+static int ingress_ports(const struct mesh_config *c, int *ports, const char **gws, int max)
+{
+	struct kv lv[] = {{"istio", "ingressgateway"}, {"app", "istio-ingressgateway"}};
+	const struct kvlist labels = {lv, 2};
+	int n = 0;
+
+	for (int g = 0; c && g < c->ngws; g++) {
+		const struct gw_obj *gw = &c->gws[g];
+
+		if (!kv_match(&gw->selector, &labels))
+			continue;
+		for (int i = 0; i < gw->nservers && n < max; i++) {
+			const struct gw_server *sv = &gw->servers[i];
+			bool dup = false;
+
+			for (int k = 0; k < n && !dup; k++)
+				dup = ports[k] == (int)sv->port;
+			if (dup || !sv->port || sv->port > 65535)
+				continue;
+			gws[n] = gw->name;
+			ports[n++] = (int)sv->port;
+		}
+	}
+	return n;
+}
+
+/*
+ * istio-system/istio-ingressgateway, as Istio installs it, so the guide's `kubectl get svc`
+ * and port-forward work: a LoadBalancer Service whose endpoints are the nodes' addresses
+ * (every lab agent is a gateway, on its node's address), ports 80 and 443 and every Gateway
+ * server port, each to the same port (the agent listens on the server's port itself).
+ */
+static int write_ingress(struct lab *l, const struct mesh_config *c)
+{
+	int ports[64] = {80, 443}, more[62], n = 2, rc;
+	const char *gws[62];
+	struct buf b = {0}, e = {0}, pl = {0};
+	char path[1024];
+	int k = ingress_ports(c, more, gws, 62);
+
+	for (int i = 0; i < k; i++)
+		if (more[i] != 80 && more[i] != 443)
+			ports[n++] = more[i];
+	bprintf(&b, "{\"apiVersion\": \"v1\", \"kind\": \"Service\",\n \"metadata\": {\"name\": "
+		    "\"" GW_NAME "\", \"namespace\": \"" GW_NS "\", \"labels\": {\"app\": "
+		    "\"istio-ingressgateway\", \"istio\": \"ingressgateway\"}, \"annotations\": "
+		    "{\"bpfmesh.io/owner\": \"lab\"}},\n \"spec\": {\"type\": \"LoadBalancer\", "
+		    "\"ports\": [");
+	for (int i = 0; i < n; i++) { /* Istio's names for 80 and 443 */
+		char name[32];
+
+		if (ports[i] == 80 || ports[i] == 443)
+			snprintf(name, sizeof(name), "%s", ports[i] == 80 ? "http2" : "https");
+		else
+			snprintf(name, sizeof(name), "tcp-%d", ports[i]);
+		bprintf(&pl, "%s{\"name\": \"%s\", \"port\": %d, \"protocol\": \"TCP\"}",
+			i ? ", " : "", name, ports[i]);
+		bprintf(&b,
+			"%s{\"name\": \"%s\", \"port\": %d, \"targetPort\": %d, "
+			"\"protocol\": \"TCP\"}",
+			i ? ", " : "", name, ports[i], ports[i]);
+	}
+	bprintf(&e,
+		"{\"apiVersion\": \"discovery.k8s.io/v1\", \"kind\": \"EndpointSlice\",\n "
+		"\"metadata\": {\"name\": \"" GW_NAME "-lab\", \"namespace\": \"" GW_NS
+		"\", \"labels\": {\"kubernetes.io/service-name\": \"" GW_NAME "\"}, "
+		"\"annotations\": {\"bpfmesh.io/owner\": \"lab\"}},\n \"addressType\": "
+		"\"IPv4\", \"ports\": [%s], \"endpoints\": [",
+		pl.p ? pl.p : "");
+	for (int i = 0; i < l->nnodes; i++) {
+		bprintf(&e,
+			"%s{\"addresses\": [\"10.244.255.%d\"], \"conditions\": {\"ready\": "
+			"true}, \"nodeName\": ",
+			i ? ", " : "", l->nodes[i].index);
+		bjson_str(&e, l->nodes[i].name);
+		bprintf(&e, "}");
+	}
+	bprintf(&e, "]}\n");
+	bprintf(&b, "]}}\n");
+	snprintf(path, sizeof(path), "%s/Service." GW_NS "." GW_NAME ".yaml", l->config);
+	rc = write_file(path, b.p, b.n);
+	snprintf(path, sizeof(path), "%s/EndpointSlice." GW_NS "." GW_NAME "-lab.yaml", l->config);
+	if (!rc)
+		rc = write_file(path, e.p, e.n);
+	free(b.p);
+	free(e.p);
+	free(pl.p);
+	return rc;
+}
+
 /* /etc/hosts for every pod: service names as cluster DNS resolves them from its namespace. */
 static void write_hosts(struct lab *l, const struct mesh_config *c)
 {
@@ -1689,6 +1787,8 @@ static int reconcile(struct lab *l)
 		l->pods[i] = l->pods[--l->npods];
 		i--;
 	}
+	if (!err && write_ingress(l, c))
+		fprintf(stderr, "lab: cannot write the %s/%s Service\n", GW_NS, GW_NAME);
 	free(want);
 	config_free(c);
 	if (err)
@@ -2117,6 +2217,7 @@ struct lab_args {
 	bool no_wait;	 /* lab apply --no-wait */
 	bool prometheus; /* lab up --prometheus */
 	bool kube_api;	 /* lab up --kube-api */
+	bool background; /* port-forward --background */
 	int out;	 /* lab status -o: enum out_fmt */
 };
 
@@ -2129,7 +2230,7 @@ static int parse_args(int argc, char **argv, struct lab_args *a)
 	    {"accel", required_argument, 0, 'a'},     {"strict-udp", required_argument, 0, 'U'},
 	    {"no-wait", no_argument, 0, 'W'},	      {"prometheus", no_argument, 0, 'P'},
 	    {"output", required_argument, 0, 'o'},    {"kube-api", no_argument, 0, 'K'},
-	    {0, 0, 0, 0}};
+	    {"background", no_argument, 0, 'B'},      {0, 0, 0, 0}};
 	int64_t ns;
 	int o;
 
@@ -2202,6 +2303,9 @@ static int parse_args(int argc, char **argv, struct lab_args *a)
 		case 'K':
 			a->kube_api = true;
 			break;
+		case 'B':
+			a->background = true;
+			break;
 		default:
 			return -1;
 		}
@@ -2241,6 +2345,179 @@ static struct lab_pod *pod_arg(struct lab *l, const char *ns, const char *arg)
 	return pod_find(l, ns, arg);
 }
 
+/* ---------- port-forward ---------- */
+
+/* "[ADDR:]LOCAL:REMOTE" or "PORT" (both sides). */
+static int pf_spec(const char *spec, char *addr, size_t alen, int *local, int *remote)
+{
+	const char *last = strrchr(spec, ':'), *prev = NULL;
+	char *end;
+
+	snprintf(addr, alen, "127.0.0.1");
+	if (!last) {
+		*local = *remote = (int)strtol(spec, &end, 10);
+		return *end || *local <= 0 || *local > 65535 ? -1 : 0;
+	}
+	*remote = (int)strtol(last + 1, &end, 10);
+	if (*end || *remote <= 0 || *remote > 65535)
+		return -1;
+	for (const char *p = spec; p < last; p++)
+		if (*p == ':')
+			prev = p;
+	if (prev) {
+		if ((size_t)(prev - spec) >= alen || prev == spec)
+			return -1;
+		snprintf(addr, alen, "%.*s", (int)(prev - spec), spec);
+	}
+	*local = (int)strtol(prev ? prev + 1 : spec, &end, 10);
+	if (inet_pton(AF_INET, addr, &(struct in_addr){0}) != 1)
+		return -1; /* (IPv4 listeners only) */
+	return end != last || *local <= 0 || *local > 65535 ? -1 : 0;
+}
+
+/* The first running pod of the lab that Service s selects. */
+static struct lab_pod *svc_pod(struct lab *l, const struct mesh_config *c, const struct svc_obj *s)
+{
+	for (int i = 0; s->has_selector && s->selector.n && i < l->npods; i++) {
+		struct lab_pod *p = &l->pods[i];
+		const struct workload_obj *w = pod_object(c, p->ns, p->name);
+
+		if (w && !strcmp(p->ns, s->ns) && kv_match(&s->selector, &w->labels) &&
+		    pid_alive(p->pid))
+			return p;
+	}
+	return NULL;
+}
+
+/*
+ * `lab port-forward [-n NS] svc/NAME|deploy/NAME|POD [ADDR:]LOCAL:REMOTE`, as kubectl: a pod
+ * (deploy/: its first replica; svc/: the first pod it selects, REMOTE being a Service port,
+ * forwarded to that port's targetPort) is reached at 127.0.0.1:PORT inside its own network
+ * namespace. svc/istio-ingressgateway in istio-system is the nodes' agents: the first node's
+ * address there, at the port the Gateway's server listens on.
+ */
+static int lab_port_forward(struct lab *l, const char *ns, const char *target, const char *spec,
+			    bool bg)
+{
+	char addr[64], nsname[400], nspath[500], ip[32] = "127.0.0.1", pidf[700], what[300];
+	struct portfwd pf = {0};
+	struct mesh_config *c = NULL;
+	struct lab_pod *p = NULL;
+	int local, remote, dport;
+
+	if (pf_spec(spec, addr, sizeof(addr), &local, &remote)) {
+		fprintf(stderr, "lab port-forward: %s: want [ADDR:]LOCAL:REMOTE\n", spec);
+		return 2;
+	}
+	dport = remote;
+	snprintf(what, sizeof(what), "%s", target);
+	if (!strncmp(target, "svc/", 4) || !strncmp(target, "service/", 8)) {
+		const char *name = strchr(target, '/') + 1;
+		const struct svc_obj *s = NULL;
+		const struct svc_port *sp = NULL;
+
+		if (load_config(l, &c, true))
+			return 1;
+		for (int i = 0; i < c->nservices && !s; i++)
+			if (!strcmp(c->services[i].ns, ns) && !strcmp(c->services[i].name, name))
+				s = &c->services[i];
+		for (int i = 0; s && i < s->nports && !sp; i++)
+			if (s->ports[i].port == remote)
+				sp = &s->ports[i];
+		if (!s || !sp) {
+			fprintf(stderr,
+				s ? "lab port-forward: Service %s/%s has no port %d\n"
+				  : "lab port-forward: no Service %s/%s%.0d\n",
+				ns, name, s ? remote : 0);
+			config_free(c);
+			return 1;
+		}
+		dport = sp->target_port ? sp->target_port : sp->port;
+		if (!strcmp(ns, GW_NS) && !strcmp(name, GW_NAME)) {
+			if (!l->nnodes) {
+				fprintf(stderr, "lab port-forward: the lab has no node\n");
+				config_free(c);
+				return 1;
+			}
+			netns_node(l, l->nodes[0].name, nsname, sizeof(nsname));
+			snprintf(ip, sizeof(ip), "10.244.255.%d", l->nodes[0].index);
+		} else {
+			p = svc_pod(l, c, s);
+			if (p && sp->target_port_name) { /* a named targetPort: the pod's port */
+				const struct workload_obj *w = pod_object(c, p->ns, p->name);
+
+				dport = 0;
+				for (int i = 0; w && i < w->nports && !dport; i++)
+					if (w->ports[i].name &&
+					    !strcmp(w->ports[i].name, sp->target_port_name))
+						dport = w->ports[i].port;
+			}
+			if (!p || !dport) {
+				fprintf(stderr,
+					"lab port-forward: no running pod of Service %s/%s%s\n", ns,
+					name, p ? " serves its targetPort" : "");
+				config_free(c);
+				return 1;
+			}
+		}
+		config_free(c);
+	} else {
+		p = pod_arg(l, ns, target);
+		if (!p) {
+			fprintf(stderr, "lab port-forward: no pod %s in namespace %s\n", target,
+				ns);
+			return 1;
+		}
+	}
+	if (p)
+		netns_pod(l, p, nsname, sizeof(nsname));
+	snprintf(nspath, sizeof(nspath), "/run/netns/%s", nsname);
+	pf = (struct portfwd){.listen_addr = addr,
+			      .local_port = local,
+			      .netns = nspath,
+			      .dst_ip = ip,
+			      .dst_port = dport,
+			      .remote_port = remote};
+	if (bg) {
+		char dir[600];
+
+		snprintf(dir, sizeof(dir), "%s/portfwd", l->dir);
+		mkdir(dir, 0755);
+		snprintf(pidf, sizeof(pidf), "%s/%s-%d.pid", dir, addr, local);
+		pf.pidfile = pidf;
+	}
+	return portfwd_run(&pf) ? 1 : 0;
+}
+
+/* lab down: the background port-forwards go first. */
+static void port_forwards_stop(const struct lab *l)
+{
+	char dir[600], path[900];
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "%s/portfwd", l->dir);
+	d = opendir(dir);
+	while (d && (de = readdir(d))) {
+		FILE *f;
+		int pid = 0;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		f = fopen(path, "r");
+		if (f && fscanf(f, "%d", &pid) == 1 && pid > 1) {
+			kill(pid, SIGTERM);
+			for (int i = 0; i < 100 && pid_alive(pid); i++)
+				usleep(10000);
+		}
+		if (f)
+			fclose(f);
+	}
+	if (d)
+		closedir(d);
+}
+
 static int lab_open(struct lab *l, const struct lab_args *a)
 {
 	memset(l, 0, sizeof(*l));
@@ -2259,6 +2536,7 @@ static int lab_down(struct lab *l)
 	int rc = 0;
 
 	supervisor_stop(l); /* first: nothing may start an agent again */
+	port_forwards_stop(l);
 	for (int i = 0; i < l->npods; i++)
 		pod_destroy(l, &l->pods[i]);
 	for (int i = 0; i < l->nnodes; i++) {
@@ -2589,6 +2867,43 @@ static int lab_status(struct lab *l, int out)
 		if (out == OUT_TEXT || out == OUT_WIDE)
 			printf("\n");
 	}
+	{ /* each node's agent serves the Gateways on its address (reached with port-forward) */
+		struct json_object *ing = json_object_new_array();
+		struct mesh_config *c = NULL;
+
+		if (!load_config(l, &c, true)) {
+			for (int g = 0; g < c->ngws; g++) {
+				struct kv lv[] = {{"istio", "ingressgateway"},
+						  {"app", "istio-ingressgateway"}};
+				const struct kvlist dl = {lv, 2};
+				const struct gw_obj *gw = &c->gws[g];
+
+				if (!kv_match(&gw->selector, &dl))
+					continue;
+				for (int i = 0; i < gw->nservers; i++) {
+					const char *pr = gw->servers[i].protocol;
+
+					if (!pr ||
+					    (strcasecmp(pr, "HTTP") && strcasecmp(pr, "HTTP2") &&
+					     strcasecmp(pr, "GRPC")))
+						continue;
+					for (int k = 0; k < l->nnodes; k++) {
+						snprintf(url, sizeof(url),
+							 "http://10.244.255.%d:%u",
+							 l->nodes[k].index, gw->servers[i].port);
+						json_object_array_add(ing,
+								      json_object_new_string(url));
+						if (out == OUT_TEXT || out == OUT_WIDE)
+							printf("ingress %s gateway %s/%s node %s\n",
+							       url, gw->ns, gw->name,
+							       l->nodes[k].name);
+					}
+				}
+			}
+			config_free(c);
+		}
+		json_object_object_add(st, "ingress", ing);
+	}
 	json_object_object_add(st, "nodes", nodes);
 	json_object_object_add(st, "pods", pods);
 	if (out == OUT_JSON || out == OUT_YAML)
@@ -2791,10 +3106,25 @@ static const struct {
     {"stop", "usage: bpfmesh lab stop [--name LAB] [-n NS] POD|deploy/NAME\n"},
     {"start", "usage: bpfmesh lab start [--name LAB] [-n NS] POD|deploy/NAME\n"},
     {"status", "usage: bpfmesh lab status [--name LAB] [-o json|yaml|wide]\n"},
+    {"port-forward",
+     "usage: bpfmesh lab port-forward [--name LAB] [-n NS] svc/NAME|deploy/NAME|POD\n"
+     "                     [ADDR:]LOCAL:REMOTE [--background]\n"
+     "  like kubectl port-forward: ADDR:LOCAL on this host (127.0.0.1 unless given) to\n"
+     "  port REMOTE of the pod (svc/: a pod it selects, REMOTE a Service port; svc/\n"
+     "  istio-ingressgateway -n istio-system: the nodes' ingress gateway); until Ctrl-C,\n"
+     "  or --background: returns once listening, `lab down` stops it\n"},
     {"agent", "usage: bpfmesh lab agent stop|start|restart|upgrade NODE [--name LAB]\n"},
     {"down", "usage: bpfmesh lab down [--name LAB]\n"
 	     "  removes every node, pod, pin, cgroup and process of the lab\n"},
 };
+
+static const char *lab_subs_usage(const char *name)
+{
+	for (size_t i = 0; i < sizeof(lab_subs) / sizeof(lab_subs[0]); i++)
+		if (!strcmp(lab_subs[i].name, name))
+			return lab_subs[i].usage;
+	return "";
+}
 
 static void lab_usage_to(FILE *f)
 {
@@ -2863,6 +3193,10 @@ int cmd_lab(int argc, char **argv)
 			printf("lab %s is down\n", l.name);
 	} else if (!strcmp(sub, "status")) {
 		rc = lab_status(&l, a.out);
+	} else if (!strcmp(sub, "port-forward")) {
+		rc = npos == 2 ? lab_port_forward(&l, a.ns, pos[0], pos[1], a.background) : 2;
+		if (rc == 2)
+			fputs(lab_subs_usage("port-forward"), stderr);
 	} else if (!strcmp(sub, "apply")) {
 		uint64_t t0 = mono_ms(), before = config_dir_stamp(l.config), after;
 

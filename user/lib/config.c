@@ -218,6 +218,25 @@ static void ap_values_free(struct ap_values *l)
 	memset(l, 0, sizeof(*l));
 }
 
+static void gw_free(struct gw_obj *o)
+{
+	free(o->name);
+	free(o->ns);
+	kvlist_free(&o->selector);
+	for (int i = 0; i < o->nservers; i++) {
+		struct gw_server *sv = &o->servers[i];
+
+		free(sv->port_name);
+		free(sv->protocol);
+		free(sv->bind);
+		free(sv->name);
+		strv_free(sv->hosts, sv->nhosts);
+		free(sv->tls_mode);
+		free(sv->credential_name);
+	}
+	free(o->servers);
+}
+
 static void pa_free(struct pa_obj *o)
 {
 	free(o->name);
@@ -468,6 +487,8 @@ void config_free(struct mesh_config *c)
 		pa_free(&c->pas[i]);
 	for (int i = 0; i < c->naps; i++)
 		ap_free(&c->aps[i]);
+	for (int i = 0; i < c->ngws; i++)
+		gw_free(&c->gws[i]);
 	for (int i = 0; i < c->nothers; i++)
 		other_free(&c->others[i]);
 	for (int i = 0; i < c->nrejected; i++)
@@ -494,6 +515,7 @@ void config_free(struct mesh_config *c)
 	free(c->drs);
 	free(c->pas);
 	free(c->aps);
+	free(c->gws);
 	free(c->others);
 	strv_free(c->files, c->nfiles);
 	free(c);
@@ -1049,6 +1071,35 @@ static void pa_extract(struct xctx *x, struct pa_obj *o, const struct objhead *h
 	}
 }
 
+static void gw_extract(struct xctx *x, struct gw_obj *o, const struct objhead *h)
+{
+	const struct ynode *servers = ymap_get(h->spec, "servers");
+
+	o->name = xdup(x, h->name);
+	o->ns = xdup(x, h->ns);
+	o->pos = h->pos;
+	kv_from_map(x, &o->selector, ymap_get(h->spec, "selector"));
+	o->servers = xcalloc(x, ynode_is_seq(servers) ? servers->n : 0, sizeof(*o->servers));
+	for (int i = 0; o->servers && ynode_is_seq(servers) && i < servers->n; i++) {
+		const struct ynode *n = servers->items[i], *port = ymap_get(n, "port"),
+				   *tls = ymap_get(n, "tls");
+		struct gw_server *sv = &o->servers[o->nservers++];
+
+		sv->pos.file = h->pos.file;
+		sv->pos.line = n->line;
+		sv->port = (uint32_t)ymap_int(port, "number", 0);
+		sv->port_name = xdup(x, ymap_str(port, "name"));
+		sv->protocol = xdup(x, ymap_str(port, "protocol"));
+		sv->bind = xdup(x, ymap_str(n, "bind"));
+		sv->name = xdup(x, ymap_str(n, "name"));
+		sv->hosts = strv_from_seq(x, ymap_get(n, "hosts"), &sv->nhosts);
+		sv->has_tls = tls != NULL;
+		sv->tls_mode = xdup(x, ymap_str(tls, "mode"));
+		sv->credential_name = xdup(x, ymap_str(tls, "credentialName"));
+		sv->https_redirect = ymap_bool(tls, "httpsRedirect", false);
+	}
+}
+
 static void ap_extract(struct xctx *x, struct ap_obj *o, const struct objhead *h)
 {
 	static const char *const actions[] = {"ALLOW", "DENY", "AUDIT", "CUSTOM"};
@@ -1246,6 +1297,11 @@ static int add_ap(struct mesh_config *c, struct ap_obj *o)
 	ADD_SLOT(c->aps, c->naps, o, ap_free, NULL, "AuthorizationPolicy", o->ns, o->name);
 }
 
+static int add_gw(struct mesh_config *c, struct gw_obj *o)
+{
+	ADD_SLOT(c->gws, c->ngws, o, gw_free, NULL, "Gateway", o->ns, o->name);
+}
+
 static void renumber_security(struct mesh_config *c)
 {
 	for (int i = 0; i < c->npas; i++)
@@ -1268,6 +1324,7 @@ static int add_object(struct mesh_config *c, struct vctx *v, const struct objhea
 	} o;
 	struct pa_obj pa = {0};
 	struct ap_obj ap = {0};
+	struct gw_obj gw = {0};
 	int rc;
 
 	memset(&o, 0, sizeof(o));
@@ -1330,6 +1387,17 @@ static int add_object(struct mesh_config *c, struct vctx *v, const struct objhea
 			return rc;
 		}
 		renumber_security(c);
+		goto identity;
+	case OBJ_GATEWAY:
+		gw_extract(&x, &gw, h);
+		other_extract(&x, &o.other, h);
+		rc = x.oom ? -1 : add_gw(c, &gw);
+		if (rc < 0) {
+			gw_free(&gw);
+			other_free(&o.other);
+			return rc;
+		}
+	identity:
 		/* The identity copy: its id entry has a different tag, so the two arrays replace
 		 * (or append) in step; a failure here leaves an extra typed object, reported as
 		 * out of memory. */

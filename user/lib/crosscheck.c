@@ -132,6 +132,34 @@ static int check_dests(const struct mesh_config *c, struct diags *d)
 	return n;
 }
 
+/* IST0101 for a `gateways` entry that names no Gateway (Istio's VirtualService analyzer:
+ * "Referenced gateway not found"). */
+static int check_gateway_refs(const struct mesh_config *c, struct diags *d)
+{
+	char obj[512], field[64];
+	int n = 0;
+
+	for (int i = 0; i < c->nvses; i++) {
+		const struct vs_obj *vs = &c->vses[i];
+
+		for (int k = 0; k < vs->ngateways; k++) {
+			bool found = !strcmp(vs->gateways[k], "mesh");
+
+			for (int g = 0; g < c->ngws && !found; g++)
+				found = rs_gw_ref(vs->gateways[k], vs->ns, c->gws[g].ns,
+						  c->gws[g].name);
+			if (found)
+				continue;
+			vs_object(obj, sizeof(obj), "VirtualService", vs->ns, vs->name);
+			snprintf(field, sizeof(field), "spec.gateways[%d]", k);
+			diags_addc(d, DIAG_ERROR, "IST0101", &vs->pos, obj, field,
+				   "Referenced gateway not found: \"%s\"", vs->gateways[k]);
+			n++;
+		}
+	}
+	return n;
+}
+
 static bool vs_to_mesh(const struct vs_obj *vs)
 {
 	for (int i = 0; i < vs->ngateways; i++)
@@ -307,5 +335,6 @@ static int check_dr_merges(const struct mesh_config *c, struct diags *d)
 
 int analyze_istio(const struct mesh_config *c, struct diags *d)
 {
-	return check_dests(c, d) + check_vs_conflicts(c, d) + check_dr_merges(c, d);
+	return check_dests(c, d) + check_gateway_refs(c, d) + check_vs_conflicts(c, d) +
+	       check_dr_merges(c, d);
 }

@@ -502,6 +502,42 @@ struct rejected_obj {
 
 struct obj_source; /* private to config.c: an object's tree, kept for config_retain() */
 
+/* ---------------- Istio Gateway ---------------- */
+
+/* One server of a Gateway: what the gateway listens on (port.number on the node's address)
+ * and which hosts it serves there. hosts are "[namespace/]dnsName" as written. */
+struct gw_server {
+	struct srcpos pos;
+	uint32_t port;	 /* port.number */
+	char *port_name; /* port.name */
+	char *protocol;	 /* port.protocol, upper case as Istio requires (HTTP, HTTPS, ...) */
+	char *bind;	 /* may be NULL */
+	char *name;	 /* the server's own name, may be NULL */
+	char **hosts;
+	int nhosts;
+	bool has_tls;
+	char *tls_mode;	       /* tls.mode, NULL: SIMPLE when tls is given */
+	char *credential_name; /* tls.credentialName */
+	bool https_redirect;   /* tls.httpsRedirect */
+};
+
+/* The ingress gateway bpfmesh's agents are (--ingress): Istio's default one, by name, service
+ * account and labels, so Istio's YAML (selector istio: ingressgateway, policies naming its
+ * principal) works unchanged. */
+#define GW_NS	  "istio-system"
+#define GW_NAME	  "istio-ingressgateway"
+#define GW_SA	  "istio-ingressgateway-service-account"
+#define GW_LABELS "istio=ingressgateway,app=istio-ingressgateway"
+
+struct gw_obj {
+	char *name;
+	char *ns;
+	struct srcpos pos;
+	struct kvlist selector; /* spec.selector: the gateway workloads' labels (empty: every) */
+	struct gw_server *servers;
+	int nservers;
+};
+
 struct mesh_config {
 	struct ns_obj *namespaces;
 	int nnamespaces;
@@ -517,6 +553,8 @@ struct mesh_config {
 	int npas;
 	struct ap_obj *aps;
 	int naps;
+	struct gw_obj *gws; /* Gateway (networking.istio.io): also kept as an other_obj */
+	int ngws;
 	struct other_obj *others;
 	int nothers;
 	char **files; /* interned file names that srcpos.file points into */

@@ -14,6 +14,7 @@
  *    endpoint, as Istio falls back to the service's default route;
  *  - a subset's own loadBalancer overrides the DestinationRule's; unset is LEAST_REQUEST.
  */
+#include <ctype.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -1129,7 +1130,7 @@ void rs_route_text(const struct rs_service *rs, char *buf, size_t len)
 static const struct svc_port *dest_port(const struct svc_obj *ds, const struct route_dest *d,
 					const struct svc_port *orig)
 {
-	int want = d->port ? d->port : orig->port;
+	int want = d->port ? d->port : orig ? orig->port : 0; /* no orig: a gateway's route */
 
 	for (int i = 0; i < ds->nports; i++)
 		if (ds->ports[i].port == want)
@@ -1176,7 +1177,7 @@ static int resolve_dest(struct rs_table *t, const struct mesh_config *c, struct 
 		missing = "host";
 	else if (subset && !(dr && (sub = rs_find_subset(c, dr, subset))))
 		missing = "subset";
-	else if (!(dp = dest_port(ds, &want, &rs->svc->ports[rs->port_index])))
+	else if (!(dp = dest_port(ds, &want, rs ? &rs->svc->ports[rs->port_index] : NULL)))
 		missing = "port";
 	if (missing) {
 		char field[32], what[600], obj[512];
@@ -1189,9 +1190,13 @@ static int resolve_dest(struct rs_table *t, const struct mesh_config *c, struct 
 			snprintf(what, sizeof(what), "no Service named %s", fq);
 		else if (!strcmp(missing, "subset"))
 			snprintf(what, sizeof(what), "no subset %s of %s", subset, fq);
-		else
+		else if (port || rs)
 			snprintf(what, sizeof(what), "Service %s/%s has no port %d", ds->ns,
 				 ds->name, port ? port : rs->port);
+		else
+			snprintf(what, sizeof(what),
+				 "Service %s/%s has %d ports and the destination names none",
+				 ds->ns, ds->name, ds->nports);
 		if (!h_get(&t->ix->warned, key))
 			diags_add(d, DIAG_WARN, pos, obj, field,
 				  "%s; connections routed here are refused (Istio answers 503)",
@@ -1201,7 +1206,7 @@ static int resolve_dest(struct rs_table *t, const struct mesh_config *c, struct 
 		return empty_subset(t, subset ? subset : "(none)");
 	}
 	free(fq);
-	idx = add_subset(t, c, ds, dp, rs->family, subset ? subset : "(all)",
+	idx = add_subset(t, c, ds, dp, rs ? rs->family : BM_FAM_V4, subset ? subset : "(all)",
 			 sub ? &sub->labels : NULL, dr, sub);
 	return idx;
 }
@@ -1252,15 +1257,16 @@ static const struct vs_obj *find_delegate(const struct mesh_config *c, const str
 	return NULL;
 }
 
+/* Route ri of vs, appended to *v (a service port's, rs; or a gateway's, rs NULL). */
 static void add_l7route(struct rs_table *t, const struct mesh_config *c, struct rs_service *rs,
-			const struct vs_obj *vs, int ri, const struct vs_route *parent,
-			struct diags *d)
+			struct rs_l7route **v, int *n, const struct vs_obj *vs, int ri,
+			const struct vs_route *parent, struct diags *d)
 {
 	const struct vs_route *r = &vs->routes[ri];
 	struct rs_l7route *lr;
 
-	rs->l7routes = grow(rs->l7routes, rs->nl7routes, sizeof(*rs->l7routes));
-	lr = &rs->l7routes[rs->nl7routes++];
+	*v = grow(*v, *n, sizeof(**v));
+	lr = &(*v)[(*n)++];
 	*lr = (struct rs_l7route){.vs = vs, .route = ri, .parent = parent};
 	lr->dests = calloc(r->ndests ? r->ndests : 1, sizeof(*lr->dests));
 	for (int i = 0; lr->dests && i < r->ndests; i++) {
@@ -1287,30 +1293,211 @@ static void add_l7route(struct rs_table *t, const struct mesh_config *c, struct 
  * routes in place of the route that delegates (Istio's delegation: the root route's matches
  * and the delegate's both apply), each destination and mirror resolved to a subset.
  */
-static void resolve_l7(struct rs_table *t, const struct mesh_config *c, struct rs_service *rs,
-		       struct diags *d)
+static void http_routes(struct rs_table *t, const struct mesh_config *c, struct rs_service *rs,
+			struct rs_l7route **v, int *n, const struct vs_obj *vs, struct diags *d)
 {
-	const struct vs_obj *vs = rs->vs;
-
 	for (int i = 0; vs && i < vs->nroutes; i++) {
 		const struct vs_route *r = &vs->routes[i];
 		const struct vs_obj *del;
 
-		if (rs->http == RS_TLS) {
-			if (r->kind == ROUTE_TLS)
-				add_l7route(t, c, rs, vs, i, NULL, d); /* by SNI, in order */
-			continue;
-		}
 		if (r->kind != ROUTE_HTTP)
 			continue;
 		if (!r->http || !r->http->delegate_name) {
-			add_l7route(t, c, rs, vs, i, NULL, d);
+			add_l7route(t, c, rs, v, n, vs, i, NULL, d);
 			continue;
 		}
 		del = find_delegate(c, vs, r->http);
 		for (int k = 0; del && k < del->nroutes; k++)
 			if (del->routes[k].kind == ROUTE_HTTP)
-				add_l7route(t, c, rs, del, k, r, d);
+				add_l7route(t, c, rs, v, n, del, k, r, d);
+	}
+}
+
+static void resolve_l7(struct rs_table *t, const struct mesh_config *c, struct rs_service *rs,
+		       struct diags *d)
+{
+	const struct vs_obj *vs = rs->vs;
+
+	if (rs->http != RS_TLS) {
+		http_routes(t, c, rs, &rs->l7routes, &rs->nl7routes, vs, d);
+		return;
+	}
+	for (int i = 0; vs && i < vs->nroutes; i++)
+		if (vs->routes[i].kind == ROUTE_TLS) /* by SNI, in order */
+			add_l7route(t, c, rs, &rs->l7routes, &rs->nl7routes, vs, i, NULL, d);
+}
+
+/* ---------------- gateways ---------------- */
+
+bool rs_gw_ref(const char *ref, const char *vs_ns, const char *gw_ns, const char *gw_name)
+{
+	const char *slash = strchr(ref, '/');
+	size_t nl = strcspn(ref, ".");
+
+	if (!strcmp(ref, "mesh"))
+		return false;
+	if (slash)
+		return (size_t)(slash - ref) == strlen(gw_ns) &&
+		       !strncmp(ref, gw_ns, slash - ref) && !strcmp(slash + 1, gw_name);
+	if (ref[nl]) { /* name.namespace.svc.cluster.local */
+		const char *ns = ref + nl + 1;
+		size_t l2 = strcspn(ns, ".");
+
+		return nl == strlen(gw_name) && !strncmp(ref, gw_name, nl) && l2 == strlen(gw_ns) &&
+		       !strncmp(ns, gw_ns, l2);
+	}
+	return !strcmp(vs_ns, gw_ns) && !strcmp(ref, gw_name);
+}
+
+/* a within b (both lower case): b "*" holds everything, "*.x.com" what ends in ".x.com"
+ * (a wildcard too, when its own suffix is at least as long), a name only itself */
+static bool host_subset(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+
+	if (!strcmp(b, "*") || !strcmp(a, b))
+		return true;
+	if (b[0] != '*')
+		return false;
+	if (a[0] == '*' && la < lb)
+		return false;
+	return la >= lb && !strcmp(a + la - (lb - 1), b + 1);
+}
+
+char *rs_host_intersect(const char *a, const char *b)
+{
+	char *x = strdup(a), *y = strdup(b), *r = NULL;
+
+	for (char *p = x; p && *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	for (char *p = y; p && *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	if (x && y)
+		r = host_subset(x, y) ? strdup(x) : host_subset(y, x) ? strdup(y) : NULL;
+	free(x);
+	free(y);
+	return r;
+}
+
+int rs_domain_score(const char *domain, const char *host)
+{
+	size_t ld = strlen(domain), lh = strlen(host);
+
+	if (!strcmp(domain, host))
+		return 1 << 20; /* exact */
+	if (!strcmp(domain, "*"))
+		return 1;
+	if (domain[0] == '*' && lh > ld - 1 && !strcmp(host + lh - (ld - 1), domain + 1))
+		return 2 + (int)ld; /* the longest suffix wins */
+	return 0;
+}
+
+/* A VirtualService host as a gateway compares it: "*" and wildcards as written, a short
+ * name qualified in the VirtualService's namespace (Istio's rule), lower case. */
+static char *gw_vs_host(const char *h, const char *ns)
+{
+	char *r;
+
+	if (h[0] == '*' || strchr(h, '.')) {
+		r = strdup(h);
+		for (char *p = r; p && *p; p++)
+			*p = (char)tolower((unsigned char)*p);
+		return r;
+	}
+	return config_fqdn(h, ns);
+}
+
+/* Server host "ns/host": which VirtualService namespaces it admits ("*" all, "." the
+ * Gateway's own). */
+static bool server_ns_admits(const char *sh, const char *slash, const char *gw_ns,
+			     const char *vs_ns)
+{
+	size_t n = slash - sh;
+
+	if (n == 1 && sh[0] == '*')
+		return true;
+	if (n == 1 && sh[0] == '.')
+		return !strcmp(gw_ns, vs_ns);
+	return n == strlen(vs_ns) && !strncmp(sh, vs_ns, n);
+}
+
+static void gwhost_add(struct rs_table *t, const struct mesh_config *c, struct rs_gwserver *gs,
+		       char *domain, const struct vs_obj *vs, struct diags *d)
+{
+	struct rs_gwhost *h = NULL;
+
+	for (int i = 0; i < gs->nhosts && !h; i++)
+		if (!strcmp(gs->hosts[i].domain, domain))
+			h = &gs->hosts[i];
+	if (!h) {
+		gs->hosts = grow(gs->hosts, gs->nhosts, sizeof(*gs->hosts));
+		h = &gs->hosts[gs->nhosts++];
+		*h = (struct rs_gwhost){.domain = domain, .vs = vs};
+	} else {
+		free(domain);
+		if (h->last == vs)
+			return; /* this VirtualService's routes are there already */
+	}
+	h->last = vs;
+	http_routes(t, c, NULL, &h->routes, &h->nroutes, vs, d);
+}
+
+static enum rs_proto gw_proto(const struct gw_server *sv, bool *served)
+{
+	const char *p = sv->protocol ? sv->protocol : "";
+
+	*served = false;
+	if (!strcasecmp(p, "HTTP") || !strcasecmp(p, "HTTP2") || !strcasecmp(p, "GRPC")) {
+		*served = true;
+		return !strcasecmp(p, "HTTP")	 ? RS_HTTP
+		       : !strcasecmp(p, "HTTP2") ? RS_HTTP2
+						 : RS_GRPC;
+	}
+	if (!strcasecmp(p, "HTTPS") || !strcasecmp(p, "TLS"))
+		return RS_TLS;
+	return RS_TCP;
+}
+
+/* Every server of every Gateway with the http routes of the VirtualServices bound to it. */
+static void resolve_gateways(struct rs_table *t, const struct mesh_config *c, struct diags *d)
+{
+	for (int g = 0; g < c->ngws; g++) {
+		const struct gw_obj *gw = &c->gws[g];
+
+		for (int si = 0; si < gw->nservers; si++) {
+			const struct gw_server *sv = &gw->servers[si];
+			struct rs_gwserver *gs;
+
+			t->gwservers = grow(t->gwservers, t->ngwservers, sizeof(*t->gwservers));
+			gs = &t->gwservers[t->ngwservers++];
+			*gs = (struct rs_gwserver){.gw = gw, .server = si};
+			gs->proto = gw_proto(sv, &gs->served);
+			for (int v = 0; gs->served && v < c->nvses; v++) {
+				const struct vs_obj *vs = &c->vses[v];
+				bool bound = false;
+
+				for (int k = 0; k < vs->ngateways && !bound; k++)
+					bound =
+					    rs_gw_ref(vs->gateways[k], vs->ns, gw->ns, gw->name);
+				for (int h = 0; bound && h < vs->nhosts; h++) {
+					char *vh = gw_vs_host(vs->hosts[h], vs->ns);
+
+					for (int k = 0; vh && k < sv->nhosts; k++) {
+						const char *sh = sv->hosts[k],
+							   *slash = strchr(sh, '/');
+						char *dom;
+
+						if (slash &&
+						    !server_ns_admits(sh, slash, gw->ns, vs->ns))
+							continue;
+						dom = rs_host_intersect(vh, slash ? slash + 1 : sh);
+						if (dom)
+							gwhost_add(t, c, gs, dom, vs, d);
+					}
+					free(vh);
+				}
+			}
+		}
 	}
 }
 
@@ -1492,6 +1679,7 @@ int resolve(const struct mesh_config *c, struct rs_table *t, struct diags *d)
 				errors += resolve_port(t, c, s, pi, addr, fam, d);
 		}
 	}
+	resolve_gateways(t, c, d);
 	index_free(t->ix);
 	t->ix = NULL;
 	rs_path_notes(t, d);
@@ -1514,6 +1702,20 @@ void rs_free(struct rs_table *t)
 		free(t->subsets[i].name);
 		free(t->subsets[i].backends);
 	}
+	for (int i = 0; i < t->ngwservers; i++) {
+		for (int h = 0; h < t->gwservers[i].nhosts; h++) {
+			struct rs_gwhost *gh = &t->gwservers[i].hosts[h];
+
+			for (int k = 0; k < gh->nroutes; k++) {
+				free(gh->routes[k].dests);
+				free(gh->routes[k].mirrors);
+			}
+			free(gh->routes);
+			free(gh->domain);
+		}
+		free(t->gwservers[i].hosts);
+	}
+	free(t->gwservers);
 	free(t->services);
 	free(t->subsets);
 	free(t->backends);

@@ -120,6 +120,42 @@ struct rs_service {
 	int nl7routes;
 };
 
+/*
+ * Gateways (Istio's Gateway kind). resolve() does not know which node serves which Gateway
+ * (that is the agent's --ingress-labels against spec.selector): it resolves every server of
+ * every Gateway, and the agent keeps the ones it serves. One rs_gwhost is one of Envoy's
+ * virtual hosts on that server: a domain (a host of a VirtualService bound to the Gateway,
+ * narrowed by the server's hosts, Istio's pickMatchingGatewayHosts) and the http routes of
+ * every VirtualService bound there with that host, in config order (Istio merges them).
+ */
+struct rs_gwhost {
+	char *domain;		   /* lower case: "a.example.com", "*.example.com" or "*" */
+	const struct vs_obj *vs;   /* the first VirtualService of the domain */
+	const struct vs_obj *last; /* the last one whose routes were added */
+	struct rs_l7route *routes;
+	int nroutes;
+};
+
+struct rs_gwserver {
+	const struct gw_obj *gw;
+	int server;	     /* index into gw->servers */
+	enum rs_proto proto; /* the server's protocol (HTTP, HTTP2, GRPC: routed per request) */
+	bool served;	     /* a protocol and TLS mode bpfmesh serves (HTTP, HTTP2, GRPC today) */
+	struct rs_gwhost *hosts;
+	int nhosts;
+};
+
+/* A VirtualService's `gateways` entry ref (as written in namespace vs_ns) names Gateway
+ * gw_ns/gw_name: "name" (the VirtualService's namespace), "ns/name", or the legacy
+ * "name.ns.svc.cluster.local". "mesh" names none. */
+bool rs_gw_ref(const char *ref, const char *vs_ns, const char *gw_ns, const char *gw_name);
+/* The domain two host patterns share (Istio's host.Name matching both ways: the more
+ * specific of the two), heap; NULL when they do not intersect. */
+char *rs_host_intersect(const char *a, const char *b);
+/* Envoy's virtual host domain match for a request's host (port stripped, lower case): 0 no
+ * match, else a score (exact beats the longest suffix wildcard beats "*"). */
+int rs_domain_score(const char *domain, const char *host);
+
 struct rs_index; /* private to resolve.c: lookups built once per resolve() */
 
 struct rs_table {
@@ -130,6 +166,8 @@ struct rs_table {
 	int nsubsets;
 	struct rs_backend *backends;
 	int nbackends;
+	struct rs_gwserver *gwservers; /* every server of every Gateway, in config order */
+	int ngwservers;
 };
 
 /*

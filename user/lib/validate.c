@@ -76,11 +76,56 @@ static void vs_notices(struct vctx *v, const struct ynode *spec)
 	char p[PATHMAX];
 
 	note_tcp_matches(v, spec);
+	/* bound to Gateways: their http routes are served by the agents that serve the Gateway
+	 * (--ingress); tcp and tls routes are not yet */
 	for (int i = 0; i < count(gws); i++)
-		if (strcmp(gws->items[i]->str, "mesh"))
-			vctx_warn(v, gws->items[i], pidx(p, "spec.gateways", i),
-				  "not yet enforced (bpfmesh has no ingress or egress gateway)");
+		if (strcmp(gws->items[i]->str, "mesh")) {
+			static const char *const kinds[] = {"tcp", "tls"};
+
+			for (int k = 0; k < 2; k++)
+				if (count(g(spec, kinds[k])))
+					vctx_warn(
+					    v, g(spec, kinds[k]), pjoin(p, "spec", kinds[k]),
+					    "not yet enforced on gateways (bpfmesh's gateway "
+					    "routes http; these routes hold for mesh traffic "
+					    "only, where the VirtualService also names mesh)");
+			break;
+		}
 	note_unenforced(v, spec, "spec", (const char *const[]){"exportTo", NULL});
+}
+
+/* Gateway: served by agents started with --ingress whose labels its selector holds for, on
+ * the node's address, for its HTTP, HTTP2 and GRPC servers; what else a server says is not. */
+static void gw_notices(struct vctx *v, const struct ynode *spec)
+{
+	const struct ynode *servers = g(spec, "servers");
+	char p[PATHMAX], q[PATHMAX];
+
+	for (int i = 0; i < count(servers); i++) {
+		const struct ynode *sv = servers->items[i], *port = g(sv, "port"),
+				   *tls = g(sv, "tls");
+		const char *proto = ynode_str(g(port, "protocol"));
+		bool http = proto && (!strcasecmp(proto, "HTTP") || !strcasecmp(proto, "HTTP2") ||
+				      !strcasecmp(proto, "GRPC"));
+
+		pidx(p, "spec.servers", i);
+		if (!http)
+			vctx_warn(v, g(port, "protocol"), pjoin(q, p, "port.protocol"),
+				  "not yet served: bpfmesh's gateway serves HTTP, HTTP2 and GRPC "
+				  "servers (no listener is opened for %s)",
+				  proto ? proto : "this protocol");
+		if (has(sv, "bind"))
+			vctx_warn(v, g(sv, "bind"), pjoin(q, p, "bind"),
+				  "not enforced: the gateway listens on its node's address");
+		if (http && tls) {
+			for (int k = 0; k < tls->n; k++)
+				if (strcmp(tls->pairs[k].key, "httpsRedirect"))
+					vctx_warn(v, tls->pairs[k].val, pjoin(q, p, "tls"),
+						  "%s: not used on a plaintext %s server (only "
+						  "httpsRedirect is)",
+						  tls->pairs[k].key, proto);
+		}
+	}
 }
 
 /* DestinationRule tls: the mesh's own mTLS does not depend on it (docs/mtls.md); say what the
@@ -219,6 +264,8 @@ static void kind_notices(struct vctx *v, enum obj_kind kind, const struct ynode 
 		dr_notices(v, spec);
 		break;
 	case OBJ_GATEWAY:
+		gw_notices(v, spec);
+		break;
 	case OBJ_SERVICEENTRY:
 		vctx_warn(v, NULL, NULL,
 			  "not yet enforced (checked by Istio's rules, then ignored)");

@@ -1,0 +1,202 @@
+#!/usr/bin/env bats
+# The ingress gateway (Istio's Gateway kind, served by every lab agent with --ingress): the
+# guide's section 4 verbatim (Gateway + VirtualService, `lab port-forward
+# svc/istio-ingressgateway`, curl from the host), host matching and route order as Envoy's
+# virtual hosts do it, httpsRedirect, traffic into the mesh as the gateway's own identity
+# (STRICT pods accept it, AuthorizationPolicy can name it), metrics, and port-forward to pods.
+load helpers
+
+LAB=igw
+GWF="$FIX/gateway"
+EX="$BATS_TEST_DIRNAME/../../deploy/examples"
+P80=18080  # host ports the suite's port-forwards listen on
+P81=18081
+
+setup_file() {
+	export LAB
+	lab_teardown "$LAB"
+	lab_up "$LAB" -f "$GWF/base.yaml" -f "$GWF/routes.yaml" -f "$GWF/edge.yaml" >&3 2>&3
+	lab port-forward -n istio-system svc/istio-ingressgateway "$P80:80" --background >&3
+	lab port-forward -n istio-system svc/istio-ingressgateway "127.0.0.1:$P81:8081" \
+		--background >&3
+}
+
+teardown() { lab_logs_if_failed; }
+
+teardown_file() {
+	lab_teardown "$LAB"
+	lab_teardown iguide
+}
+
+# curl through the gateway: gcurl HOST PATH [curl args...] (body, then " CODE")
+gcurl() {
+	local host=$1 path=$2
+	shift 2
+	curl -s --max-time 10 -H "Host: $host" -w ' %{http_code}' "$@" "http://127.0.0.1:$P80$path"
+}
+
+@test "the guide's section 4: frontend-gateway.yaml, port-forward svc/istio-ingressgateway 8080:80, curl" {
+	local pf port
+	lab_teardown iguide
+	LAB=iguide lab_up iguide -f "$EX/00-namespace.yaml" -f "$EX/frontend.yaml" >&3 2>&3
+	run env LAB=iguide "$BM" lab apply --name iguide -f "$EX/frontend-gateway.yaml"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	run "$BM" lab status --name iguide
+	echo "$output"
+	[[ "$output" == *"ingress http://10.244.255.1:80 gateway microservices/frontend-gateway node node1"* ]]
+	# as kubectl does: a free port, foreground, Ctrl-C (SIGINT) ends it
+	port=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	"$BM" lab port-forward --name iguide -n istio-system svc/istio-ingressgateway "$port:80" \
+		>"$BATS_TEST_TMPDIR/pf.out" 2>&1 &
+	pf=$!
+	for _ in $(seq 50); do grep -q Forwarding "$BATS_TEST_TMPDIR/pf.out" && break; sleep 0.1; done
+	cat "$BATS_TEST_TMPDIR/pf.out"
+	grep -q "Forwarding from 127.0.0.1:$port -> 80" "$BATS_TEST_TMPDIR/pf.out"
+	run curl -s --max-time 10 "http://127.0.0.1:$port/"
+	echo "$output"
+	[[ "$output" == *"bpfmesh echo: pod frontend-0, namespace microservices"* ]]
+	kill -INT "$pf"
+	wait "$pf" || true
+	run curl -s --max-time 5 "http://127.0.0.1:$port/"
+	[ "$status" -eq 7 ] # refused: the forward is gone
+	# counted as Istio counts a gateway's requests: source istio-ingressgateway
+	[ "$(LAB=iguide series_sum node1 istio_requests_total 'reporter="source"' \
+		'source_workload="istio-ingressgateway"' 'source_workload_namespace="istio-system"' \
+		'destination_service="frontend.microservices.svc.cluster.local"' 'response_code="200"')" -eq 1 ]
+	lab_teardown iguide
+}
+
+@test "virtual hosts: exact beats the wildcard, any case, any :port; an unknown host is 404 NR" {
+	run gcurl web.example.com /get
+	echo "$output"
+	[[ "$output" == *'"pod": "web-v1-0"'*' 200' ]]
+	run gcurl WEB.Example.COM:80 /get
+	[[ "$output" == *'"pod": "web-v1-0"'*' 200' ]]
+	run gcurl foo.example.com /get
+	echo "$output"
+	[[ "$output" == *'"pod": "api-0"'*' 200' ]]
+	run gcurl a.b.example.com /get
+	[[ "$output" == *'"pod": "api-0"'*' 200' ]]
+	# example.com itself is not under *.example.com; other.test is on no server
+	run gcurl example.com /get
+	[[ "$output" == *' 404' ]]
+	run gcurl other.test /get
+	[[ "$output" == *' 404' ]]
+	[ "$(series_sum node1 istio_requests_total 'reporter="source"' 'response_code="404"' \
+		'response_flags="NR"')" -ge 2 ]
+}
+
+@test "routes in order on the gateway: uri and query match, header match, a match for mesh only never holds" {
+	run gcurl web.example.com '/get?v=2'
+	[[ "$output" == *'"pod": "web-v2-0"'*' 200' ]]
+	run gcurl web.example.com /get
+	echo "$output"
+	[[ "$output" == *'"pod": "web-v1-0"'*' 200' ]] # fell through to the default route
+	run gcurl exact.test /get -H 'x-ab: b'
+	[[ "$output" == *'"pod": "web-v2-0"'*' 200' ]]
+	run gcurl exact.test /get
+	[[ "$output" == *'"pod": "api-0"'*' 200' ]]
+}
+
+@test "the gateway's own AuthorizationPolicy: DENY by path and by the client's address, 403 before routing" {
+	run gcurl web.example.com /admin/users
+	echo "$output"
+	[[ "$output" == "RBAC: access denied 403" ]]
+	run gcurl nowhere.test /admin/users # (denied before the virtual host is looked up)
+	[[ "$output" == *" 403" ]]
+	run gcurl web.example.com /private
+	[[ "$output" == *" 403" ]]
+	run gcurl web.example.com /get
+	[[ "$output" == *'"pod": "web-v1-0"'*' 200' ]]
+}
+
+@test "the edge: X-Forwarded-For gets the client's address; httpsRedirect answers 301" {
+	run gcurl foo.example.com /get -H 'X-Forwarded-For: 192.0.2.7'
+	echo "$output"
+	[[ "${output,,}" == *'"x-forwarded-for": "192.0.2.7,'* ]]
+	run curl -s --max-time 10 -D - -o /dev/null -H 'Host: shop.test' "http://127.0.0.1:$P81/cart?x=1"
+	echo "$output"
+	[[ "$output" == *"HTTP/1.1 301"* ]]
+	[[ "$output" == *"location: https://shop.test/cart?x=1"* ]]
+}
+
+@test "into the mesh as the gateway's identity: STRICT web on node2 admits it; a mesh pod the policy does not name is refused" {
+	run gcurl web.example.com /get
+	[[ "$output" == *'"pod": "web-v1-0"'*' 200' ]]
+	# the destination's agent saw the gateway's certificate
+	[ "$(series_sum node2 istio_requests_total 'reporter="destination"' \
+		'source_principal="spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"' \
+		'destination_workload="web-v1"' 'connection_security_policy="mutual_tls"' \
+		'response_code="200"')" -ge 1 ]
+	# (an L4 policy, as ztunnel enforces it: the connection is refused, no HTTP answer)
+	run pod_curl sleep-0 gw -w ' %{http_code}' http://web/get
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[ "$output" = " 000" ]
+}
+
+@test "port-forward to a pod, a deployment and a Service's targetPort; bad specs are refused" {
+	local port
+	port=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	lab port-forward -n gw svc/api "$port:80" --background
+	run curl -s --max-time 10 "http://127.0.0.1:$port/get"
+	[[ "$output" == *'"pod": "api-0"'* ]]
+	port=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	lab port-forward -n gw deploy/web-v2 "$port:8080" --background
+	run curl -s --max-time 10 "http://127.0.0.1:$port/get"
+	[[ "$output" == *'"pod": "web-v2-0"'* ]]
+	run lab port-forward -n gw svc/api 1:2:3:4
+	[ "$status" -eq 2 ]
+	run lab port-forward -n gw svc/api 9999:81
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"Service gw/api has no port 81"* ]]
+	run lab port-forward -n gw nosuchpod 9999:80
+	[ "$status" -eq 1 ]
+}
+
+@test "validate and lab apply say what the gateway does not serve yet (HTTPS servers, tcp routes)" {
+	run bm validate -f "$FIX/gateway/unserved.yaml"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"spec.servers[0].port.protocol: warning: not yet served: bpfmesh's gateway serves HTTP, HTTP2 and GRPC servers (no listener is opened for HTTPS)"* ]]
+	[[ "$output" == *"spec.tcp: warning: not yet enforced on gateways"* ]]
+}
+
+@test "an agent upgrade keeps the gateway's port: 100 requests during it, every one answered" {
+	local out=$BATS_TEST_TMPDIR/codes
+	for _ in $(seq 100); do
+		curl -s --max-time 10 -o /dev/null -w '%{http_code}\n' -H 'Host: web.example.com' \
+			"http://127.0.0.1:$P80/get"
+	done >"$out" &
+	local loop=$!
+	sleep 0.3
+	run lab agent upgrade node1
+	echo "$output"
+	[ "$status" -eq 0 ]
+	wait "$loop"
+	sort "$out" | uniq -c
+	[ "$(grep -c '^200$' "$out")" -eq 100 ]
+	# the next agent took the listener (no "not one this agent serves")
+	run grep -c "listener on 10.244.255.1:80 is not one this agent serves" \
+		"/run/bpfmesh/lab/$LAB/agent-node1.log"
+	[ "$output" = 0 ]
+}
+
+@test "a Gateway deleted closes its port: refused at once, not a hang" {
+	run lab delete -f "$GWF/edge.yaml"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	run curl -s --max-time 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P81/"
+	echo "status $status $output"
+	# the forward connects, the node refuses: curl sees the connection close, not a timeout
+	[ "$status" -ne 28 ]
+	[ "$status" -ne 0 ] || [ "$output" = "000" ]
+}
+
+@test "lab down stops the port-forwards and leaves nothing behind" {
+	lab_down_clean "$LAB"
+	run curl -s --max-time 5 "http://127.0.0.1:$P80/"
+	[ "$status" -eq 7 ]
+}
