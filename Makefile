@@ -169,7 +169,8 @@ $(BUILD)/bpfmesh: $(BUILD)/obj/cmd/main.o $(call OBJS,obj,$(ALL_SRCS))
 
 # Unit tests: the library and the CLI, and the echo server of the lab; no skeletons.
 UNIT_OBJS := $(call OBJS,san,$(LIB_SRCS) $(CLI_SRCS) user/lab/echo.c user/lab/echo_h2.c \
-	loader/hbone.c loader/h2tun.c loader/l7table.c loader/l7route.c loader/handover.c)
+	loader/hbone.c loader/h2tun.c loader/l7table.c loader/l7route.c loader/handover.c \
+	loader/gwtls.c)
 $(BUILD)/unit/%: tests/unit/%.c $(UNIT_OBJS) tests/unit/check.h
 	$(call msg,UNIT,$@)
 	$(Q)mkdir -p $(dir $@)

@@ -55,6 +55,7 @@
 #include "tunnel.h"
 #include "duration.h"
 #include "gateway.h"
+#include "gwtls.h"
 #include "handover.h"
 #include "pins.h"
 
@@ -642,6 +643,13 @@ static void publish_l7(struct agent *a, const struct rs_table *t)
 	if (!a->l7)
 		return;
 	lt = l7_table_build(a->current, t, &env);
+	for (int i = 0; lt && i < lt->ngwports; i++) /* HTTPS servers that cannot be served */
+		for (int k = 0; k < lt->gwports[i].ntls; k++)
+			if (!lt->gwports[i].tlsv[k].ctx)
+				pr_warn("gateway %s/%s port %u: %s: its hosts get no TLS handshake",
+					lt->gwports[i].tlsv[k].gw->ns,
+					lt->gwports[i].tlsv[k].gw->name, lt->gwports[i].port,
+					lt->gwports[i].tlsv[k].err);
 	l7_publish(a->l7, a->current, lt);
 	l7_table_put(lt);
 }

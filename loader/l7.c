@@ -632,6 +632,7 @@ static void on_gw_accept(struct l7_io *io, uint32_t ev)
 		    .role = L7_SOURCE, .gw_port = g->g->port, .src_pod = BM_POD_ID_GATEWAY};
 		int fd =
 		    accept4(io->fd, (struct sockaddr *)&peer, &pl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		const struct l7_gwport *gp;
 
 		if (fd < 0) {
 			if (errno == EMFILE || errno == ENFILE)
@@ -647,8 +648,22 @@ static void on_gw_accept(struct l7_io *io, uint32_t ev)
 		dc.src_port = ntohs(peer.sin_port);
 		memcpy(dc.vip, &me.sin_addr, 4);
 		dc.vport = g->g->port;
+		gp = w->snap ? l7_table_gwport(w->snap->t, g->g->port) : NULL;
+		if (gp && gp->tls) {
+			int one = 1;
+
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+			__atomic_add_fetch(&w->c_conns, 1, __ATOMIC_RELAXED);
+			l7_gwtls_accept(w, fd, &dc, gp); /* TLS first, then this as plaintext */
+			continue;
+		}
 		dconn_begin(w, fd, &dc);
 	}
+}
+
+void l7_gw_begin(struct l7w *w, int fd, const struct l7_dconn *proto)
+{
+	dconn_begin(w, fd, proto);
 }
 
 static void gwio_free(struct l7_dead *d)
@@ -1156,7 +1171,7 @@ int l7_inbound(void *arg, int fd, const struct tunnel_stream *in)
 void l7_metrics(struct l7 *l, FILE *f)
 {
 	struct l7_stats *v[L7_MAX_WORKERS];
-	uint64_t conns = 0, active = 0, reqs = 0, rej = 0;
+	uint64_t conns = 0, active = 0, reqs = 0, rej = 0, tlsf = 0;
 
 	for (int i = 0; i < l->nw; i++) {
 		v[i] = &l->w[i].stats;
@@ -1164,6 +1179,7 @@ void l7_metrics(struct l7 *l, FILE *f)
 		active += __atomic_load_n(&l->w[i].c_active, __ATOMIC_RELAXED);
 		reqs += __atomic_load_n(&l->w[i].c_reqs, __ATOMIC_RELAXED);
 		rej += __atomic_load_n(&l->w[i].c_rejected, __ATOMIC_RELAXED);
+		tlsf += __atomic_load_n(&l->w[i].c_tls_failed, __ATOMIC_RELAXED);
 	}
 	l7_stats_render(v, l->nw, f);
 	fprintf(f,
@@ -1181,4 +1197,11 @@ void l7_metrics(struct l7 *l, FILE *f)
 		"bpfmesh_http_rejected_total %llu\n",
 		(unsigned long long)conns, (unsigned long long)active, (unsigned long long)reqs,
 		(unsigned long long)rej);
+	fprintf(f,
+		"# HELP bpfmesh_gateway_tls_handshake_failures_total TLS handshakes a Gateway's "
+		"HTTPS port refused or lost (no certificate for the name, a client certificate "
+		"MUTUAL does not accept, a protocol or cipher not allowed).\n"
+		"# TYPE bpfmesh_gateway_tls_handshake_failures_total counter\n"
+		"bpfmesh_gateway_tls_handshake_failures_total %llu\n",
+		(unsigned long long)tlsf);
 }

@@ -244,6 +244,8 @@ struct l7_dconn {
 	uint32_t src_pod;    /* the kernel-attested client pod, 0 if none (source role);
 			      * BM_POD_ID_GATEWAY on a gateway port */
 	uint16_t gw_port;    /* source role: accepted on this Gateway port (0: a capture) */
+	bool gw_tls;	     /* the Gateway port is HTTPS: this is the plaintext, sni its name */
+	char sni[256];
 	uint8_t vip[4];	     /* source role: the service address dialed (bm_orig) */
 	uint16_t vport;	     /* host order */
 	uint8_t dst_ip[4];   /* destination role: the pod the peer asked for */
@@ -516,8 +518,14 @@ struct l7w {
 	struct l7_gwio **gio; /* the Gateway listeners in this worker's epoll set */
 	int ngio;
 	/* counters for /metrics (atomics) */
-	uint64_t c_conns, c_active, c_reqs, c_rejected;
+	uint64_t c_conns, c_active, c_reqs, c_rejected, c_tls_failed;
 };
+
+/* Gateways: a connection accepted on an HTTPS port, terminated here (l7gwtls.c); and the
+ * plaintext of one, which l7gwtls.c hands back as a gateway connection (l7.c). */
+void l7_gwtls_accept(struct l7w *w, int fd, const struct l7_dconn *proto,
+		     const struct l7_gwport *g);
+void l7_gw_begin(struct l7w *w, int fd, const struct l7_dconn *proto);
 
 /* An upgrade gave the maps to the next agent (l7_give_maps): write none. */
 bool l7_maps_given(const struct l7w *w);

@@ -24,6 +24,7 @@
 #include <bpf/bpf.h>
 #include "cfgref.h"
 #include "gateway.h"
+#include "gwtls.h"
 #include "outlier.h"
 #include "pins.h"
 #include "l7int.h"
@@ -859,7 +860,22 @@ static void source_route(struct l7_req *r)
 			local_reply(r, 403, 0, "RBAC: access denied", NULL);
 			return;
 		}
-		r->vh = l7_table_vhost(l7_table_gwport(t, r->dc->gw_port), r->authority);
+		const struct l7_gwport *gp = l7_table_gwport(t, r->dc->gw_port);
+		const struct gw_server *only = NULL;
+
+		if (r->dc->gw_tls) {
+			/* HTTPS: the virtual hosts of the server its SNI chose (as now configured),
+			 * and the scheme the client used */
+			const struct gwtls *pick =
+			    gp && gp->tls ? gwtls_pick(gp->tlsv, gp->ntls, r->dc->sni) : NULL;
+
+			only = pick ? pick->sv : NULL;
+			free(r->scheme); /* (HTTP/1.1 says none; HTTP/2 what the client wrote) */
+			r->scheme = strdup("https");
+			if (!only)
+				gp = NULL;
+		}
+		r->vh = l7_table_vhost(gp, r->authority, only);
 		if (!r->vh) {
 			local_reply(r, 404, RF_NR, NULL, NULL); /* no virtual host: NR */
 			return;

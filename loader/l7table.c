@@ -12,6 +12,7 @@
 
 #include "bpfmesh.h"
 #include "cfgref.h"
+#include "gwtls.h"
 #include "l7table.h"
 
 static void vip_key(uint8_t k[HKEY], const uint8_t vip[4], uint16_t port)
@@ -160,19 +161,20 @@ static bool serves(const struct l7_env *env, const struct rs_gwserver *gs)
 	return gs->served && kv_match(&gs->gw->selector, env->ingress);
 }
 
-static struct l7_gwport *gwport_of(struct l7_table *lt, uint16_t port, enum rs_proto proto)
+static struct l7_gwport *gwport_of(struct l7_table *lt, uint16_t port, enum rs_proto proto,
+				   bool tls)
 {
 	struct l7_gwport *v;
 
 	for (int i = 0; i < lt->ngwports; i++)
-		if (lt->gwports[i].port == port)
-			return &lt->gwports[i];
+		if (lt->gwports[i].port == port) /* HTTP and HTTPS on one port: the first wins */
+			return lt->gwports[i].tls == tls ? &lt->gwports[i] : NULL;
 	v = realloc(lt->gwports, (lt->ngwports + 1) * sizeof(*v));
 	if (!v)
 		return NULL;
 	lt->gwports = v;
 	v = &lt->gwports[lt->ngwports++];
-	*v = (struct l7_gwport){.port = port, .proto = proto};
+	*v = (struct l7_gwport){.port = port, .proto = proto, .tls = tls};
 	return v;
 }
 
@@ -181,8 +183,16 @@ static struct l7_gwport *gwport_of(struct l7_table *lt, uint16_t port, enum rs_p
 static void add_gwserver(struct l7_table *lt, const struct rs_gwserver *gs)
 {
 	const struct gw_server *sv = &gs->gw->servers[gs->server];
-	struct l7_gwport *p = gwport_of(lt, (uint16_t)sv->port, gs->proto);
+	struct l7_gwport *p = gwport_of(lt, (uint16_t)sv->port, gs->proto, gs->tls);
 
+	if (p && gs->tls) { /* its certificate, chosen by SNI */
+		struct gwtls *v = realloc(p->tlsv, (p->ntls + 1) * sizeof(*v));
+
+		if (!v)
+			return;
+		p->tlsv = v;
+		gwtls_init(&p->tlsv[p->ntls++], lt->c, gs->gw, sv);
+	}
 	for (int h = 0; p && h < gs->nhosts; h++) {
 		const struct rs_gwhost *gh = &gs->hosts[h];
 		struct l7_vhost *vh;
@@ -311,6 +321,9 @@ void l7_table_put(struct l7_table *t)
 			free(t->gwports[i].vh[h].domain);
 		}
 		free(t->gwports[i].vh);
+		for (int k = 0; k < t->gwports[i].ntls; k++)
+			gwtls_free(&t->gwports[i].tlsv[k]);
+		free(t->gwports[i].tlsv);
 	}
 	free(t->gwports);
 	free(t->svcs);
@@ -340,7 +353,8 @@ const struct l7_gwport *l7_table_gwport(const struct l7_table *t, uint16_t port)
 	return NULL;
 }
 
-const struct l7_vhost *l7_table_vhost(const struct l7_gwport *g, const char *authority)
+const struct l7_vhost *l7_table_vhost(const struct l7_gwport *g, const char *authority,
+				      const struct gw_server *only)
 {
 	char host[256];
 	const struct l7_vhost *best = NULL;
@@ -363,7 +377,7 @@ const struct l7_vhost *l7_table_vhost(const struct l7_gwport *g, const char *aut
 	if (n && host[n - 1] == '.')
 		host[n - 1] = 0; /* a fully qualified name's root dot */
 	for (int i = 0; i < g->nvh; i++) {
-		int sc = rs_domain_score(g->vh[i].domain, host);
+		int sc = only && g->vh[i].sv != only ? 0 : rs_domain_score(g->vh[i].domain, host);
 
 		if (sc > best_score) {
 			best_score = sc;

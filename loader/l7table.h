@@ -108,6 +108,9 @@ struct l7_gwport {
 	enum rs_proto proto;
 	struct l7_vhost *vh;
 	int nvh;
+	bool tls;	    /* HTTPS, terminated here: its servers' contexts follow */
+	struct gwtls *tlsv; /* gwtls.h, one per server, in config order */
+	int ntls;
 };
 
 struct l7_table {
@@ -143,8 +146,10 @@ struct l7_table *l7_table_get(struct l7_table *t);
 void l7_table_put(struct l7_table *t);
 const struct l7_svc *l7_table_find(const struct l7_table *t, const uint8_t vip[4], uint16_t port);
 /* Gateways: the port's servers (NULL: none there), and the virtual host of a request's host
- * header (authority, any ":port" ignored) on it, NULL: none (404 NR). */
+ * header (authority, any ":port" ignored) on it, NULL: none (404 NR); on an HTTPS port only
+ * those of the server the connection's SNI chose (only; NULL: every server's). */
 const struct l7_gwport *l7_table_gwport(const struct l7_table *t, uint16_t port);
-const struct l7_vhost *l7_table_vhost(const struct l7_gwport *g, const char *authority);
+const struct l7_vhost *l7_table_vhost(const struct l7_gwport *g, const char *authority,
+				      const struct gw_server *only);
 
 #endif /* BM_L7TABLE_H */

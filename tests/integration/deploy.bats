@@ -69,7 +69,23 @@ def grants(group, res):
 # the kinds user/lib/kube.c watches (its kinds[] table), read from the source
 import re
 src = open(sys.argv[2]).read()
-watched = set(re.findall(r'\{"([a-z0-9.]*)", ver_\w+, "(\w+)", "\w+", (?:true|false)\}', src))
+kinds = re.findall(r'\{"([a-z0-9.]*)", ver_\w+, "(\w+)", "\w+", (?:true|false), (NULL|GW_NS)\}', src)
+watched = {(g, res) for g, res, n in kinds if n == "NULL"}
+# kinds watched in the gateway's namespace only: a Role there, bound to the agent
+for g, res, n in kinds:
+    if n != "GW_NS":
+        continue
+    rs = [d for d in by.get("Role", []) if d["metadata"].get("namespace") == "istio-system"
+          and any(g in r.get("apiGroups", []) and res in r.get("resources", [])
+                  and set(r.get("verbs", [])) == {"get", "list", "watch"} for r in d["rules"])]
+    check(rs, "no Role in istio-system with get/list/watch on %s %s" % (g or "core", res))
+    check(any(b["roleRef"]["name"] == r["metadata"]["name"]
+              and b["metadata"].get("namespace") == "istio-system"
+              and {"kind": "ServiceAccount", "name": "bpfmesh-agent", "namespace": "bpfmesh-system"}
+              in b["subjects"] for r in rs for b in by.get("RoleBinding", [])),
+          "the istio-system Role for %s is not bound to the agent" % res)
+    check(not any(res in r.get("resources", []) for r in by["ClusterRole"][0]["rules"]),
+          "the ClusterRole grants %s cluster-wide" % res)
 check(len(watched) >= 10, "could not read the kinds of user/lib/kube.c: %s" % watched)
 granted = {(g, res) for r in role["rules"] for g in r.get("apiGroups", [])
            for res in r.get("resources", [])}

@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include "check.h"
 #include "cfgref.h"
+#include "gwtls.h"
 #include "l7route.h"
 #include "l7table.h"
 #include "model.h"
@@ -633,7 +634,10 @@ static void test_gateway_vhosts(void)
 	    "    route: [{destination: {host: web, subset: v2}}]\n"
 	    "  - match: [{uri: {prefix: /g}, gateways: [gw]}]\n"
 	    "    route: [{destination: {host: web, subset: v2}}]\n"
-	    "  - route: [{destination: {host: web, subset: v1}}]\n";
+	    "  - route: [{destination: {host: web, subset: v1}}]\n"
+	    "---\napiVersion: v1\nkind: Secret\nmetadata: {name: c, namespace: istio-system}\n"
+	    "type: kubernetes.io/tls\ndata: {tls.crt: aGVs\n  bG8=, tls.key: eA==}\n"
+	    "stringData: {tls.key: not a key}\n";
 	struct kv lv[] = {{"istio", "ingressgateway"}, {"app", "istio-ingressgateway"}};
 	const struct kvlist labels = {lv, 2};
 	struct l7_hdrs h = {};
@@ -660,27 +664,39 @@ static void test_gateway_vhosts(void)
 		free(c);
 	}
 	CHECK(setup_ingress(&f, cfg, &labels), "gateway 6");
-	CHECK(f.lt && f.lt->ngwports == 1,
-	      "gateway 7"); /* 443 (HTTPS) not served; 9000 is not ours */
+	CHECK(f.lt && f.lt->ngwports == 2, "gateway 7"); /* 80, 443; 9000 is not ours */
 	g = l7_table_gwport(f.lt, 80);
-	CHECK(g && !l7_table_gwport(f.lt, 443) && !l7_table_gwport(f.lt, 9000), "gateway 8");
+	CHECK(g && !g->tls && !l7_table_gwport(f.lt, 9000), "gateway 8");
+	{ /* HTTPS SIMPLE: terminated here, with the Secret its credentialName names */
+		const struct l7_gwport *s = l7_table_gwport(f.lt, 443);
+
+		CHECK(
+		    s && s->tls && s->ntls == 1 && !s->tlsv[0].ctx &&
+			strstr(s->tlsv[0].err, "Secret istio-system/c: the certificate is not PEM"),
+		    "an HTTPS server whose Secret does not load has no certificate, and says why");
+		CHECK(
+		    f.c->nsecrets == 1 &&
+			!strcmp(kv_get(&f.c->secrets[0].data, "tls.crt"), "hello") &&
+			!strcmp(kv_get(&f.c->secrets[0].data, "tls.key"), "not a key"),
+		    "Secret data is base64-decoded (whitespace ignored), stringData wins over it");
+	}
 	/* "*" narrowed to the server's hosts; only.other: not in namespace other */
-	vh = l7_table_vhost(g, "shop.example.com:80");
+	vh = l7_table_vhost(g, "shop.example.com:80", NULL);
 	CHECK(vh && !strcmp(vh->domain, "shop.example.com") && vh->s.vs &&
 		  !strcmp(vh->s.vs->name, "shop"),
 	      "gateway 9");
-	vh = l7_table_vhost(g, "Shop.Example.COM.");
+	vh = l7_table_vhost(g, "Shop.Example.COM.", NULL);
 	CHECK(vh && !strcmp(vh->domain, "shop.example.com"), "gateway 10");
-	vh = l7_table_vhost(g, "x.y.example.com");
+	vh = l7_table_vhost(g, "x.y.example.com", NULL);
 	CHECK(vh && !strcmp(vh->domain, "*.example.com") && !strcmp(vh->s.vs->name, "star"),
 	      "gateway 11");
-	vh = l7_table_vhost(g, "exact.test");
+	vh = l7_table_vhost(g, "exact.test", NULL);
 	CHECK(vh && !strcmp(vh->domain, "exact.test"), "gateway 12");
-	CHECK(!l7_table_vhost(g, "example.com") && !l7_table_vhost(g, "only.other") &&
-		  !l7_table_vhost(g, NULL),
+	CHECK(!l7_table_vhost(g, "example.com", NULL) && !l7_table_vhost(g, "only.other", NULL) &&
+		  !l7_table_vhost(g, NULL, NULL),
 	      "gateway 13");
 	/* routes in order; a match's own gateways hold where they name this Gateway */
-	vh = l7_table_vhost(g, "shop.example.com");
+	vh = l7_table_vhost(g, "shop.example.com", NULL);
 	{
 		static const struct {
 			const char *path;

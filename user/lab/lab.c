@@ -2881,16 +2881,20 @@ static int lab_status(struct lab *l, int out)
 				if (!kv_match(&gw->selector, &dl))
 					continue;
 				for (int i = 0; i < gw->nservers; i++) {
-					const char *pr = gw->servers[i].protocol;
+					const struct gw_server *sv = &gw->servers[i];
+					const char *pr = sv->protocol, *m = sv->tls_mode;
+					bool tls =
+					    pr && !strcasecmp(pr, "HTTPS") && sv->credential_name &&
+					    (!m || !strcmp(m, "SIMPLE") || !strcmp(m, "MUTUAL"));
 
-					if (!pr ||
-					    (strcasecmp(pr, "HTTP") && strcasecmp(pr, "HTTP2") &&
-					     strcasecmp(pr, "GRPC")))
+					if (!tls && (!pr || (strcasecmp(pr, "HTTP") &&
+							     strcasecmp(pr, "HTTP2") &&
+							     strcasecmp(pr, "GRPC"))))
 						continue;
 					for (int k = 0; k < l->nnodes; k++) {
-						snprintf(url, sizeof(url),
-							 "http://10.244.255.%d:%u",
-							 l->nodes[k].index, gw->servers[i].port);
+						snprintf(url, sizeof(url), "%s://10.244.255.%d:%u",
+							 tls ? "https" : "http", l->nodes[k].index,
+							 sv->port);
 						json_object_array_add(ing,
 								      json_object_new_string(url));
 						if (out == OUT_TEXT || out == OUT_WIDE)

@@ -19,6 +19,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "extract.h"
 #include "htab.h"
@@ -218,6 +220,16 @@ static void ap_values_free(struct ap_values *l)
 	memset(l, 0, sizeof(*l));
 }
 
+static void secret_free(struct secret_obj *o)
+{
+	free(o->name);
+	free(o->ns);
+	free(o->type);
+	for (int i = 0; i < o->data.n; i++) /* key material: not left in freed memory */
+		OPENSSL_cleanse(o->data.v[i].val, strlen(o->data.v[i].val));
+	kvlist_free(&o->data);
+}
+
 static void gw_free(struct gw_obj *o)
 {
 	free(o->name);
@@ -233,6 +245,9 @@ static void gw_free(struct gw_obj *o)
 		strv_free(sv->hosts, sv->nhosts);
 		free(sv->tls_mode);
 		free(sv->credential_name);
+		free(sv->min_tls);
+		free(sv->max_tls);
+		strv_free(sv->cipher_suites, sv->ncipher_suites);
 	}
 	free(o->servers);
 }
@@ -489,6 +504,8 @@ void config_free(struct mesh_config *c)
 		ap_free(&c->aps[i]);
 	for (int i = 0; i < c->ngws; i++)
 		gw_free(&c->gws[i]);
+	for (int i = 0; i < c->nsecrets; i++)
+		secret_free(&c->secrets[i]);
 	for (int i = 0; i < c->nothers; i++)
 		other_free(&c->others[i]);
 	for (int i = 0; i < c->nrejected; i++)
@@ -516,6 +533,7 @@ void config_free(struct mesh_config *c)
 	free(c->pas);
 	free(c->aps);
 	free(c->gws);
+	free(c->secrets);
 	free(c->others);
 	strv_free(c->files, c->nfiles);
 	free(c);
@@ -1071,6 +1089,70 @@ static void pa_extract(struct xctx *x, struct pa_obj *o, const struct objhead *h
 	}
 }
 
+/* base64 as the API writes Secret data (whitespace ignored); NULL when it is not. */
+static char *b64_text(const char *s)
+{
+	size_t n = 0, len = strlen(s);
+	char *clean = malloc(len + 1);
+	unsigned char *out;
+	int m, pad = 0;
+
+	if (!clean)
+		return NULL;
+	for (size_t i = 0; i < len; i++)
+		if (!isspace((unsigned char)s[i]))
+			clean[n++] = s[i];
+	clean[n] = 0;
+	if (n % 4) {
+		free(clean);
+		return NULL;
+	}
+	out = malloc(n / 4 * 3 + 1);
+	m = out ? EVP_DecodeBlock(out, (const unsigned char *)clean, (int)n) : -1;
+	pad = (n && clean[n - 1] == '=') + (n > 1 && clean[n - 2] == '=');
+	free(clean);
+	if (m < 0) {
+		free(out);
+		return NULL;
+	}
+	out[m - pad] = 0;
+	return (char *)out;
+}
+
+static void secret_extract(struct xctx *x, struct secret_obj *o, const struct objhead *h)
+{
+	const struct ynode *data = ymap_get(h->root, "data"), *sd = ymap_get(h->root, "stringData");
+	int n = (ynode_is_map(data) ? data->n : 0) + (ynode_is_map(sd) ? sd->n : 0);
+
+	o->name = xdup(x, h->name);
+	o->ns = xdup(x, h->ns);
+	o->pos = h->pos;
+	o->type = xdup(x, ymap_str(h->root, "type"));
+	o->data.v = xcalloc(x, n, sizeof(*o->data.v));
+	for (int pass = 0; o->data.v && pass < 2; pass++) {
+		const struct ynode *m = pass ? sd : data;
+
+		for (int i = 0; ynode_is_map(m) && i < m->n; i++) {
+			const char *v = ynode_text(m->pairs[i].val);
+			char *val = pass ? xdup(x, v ? v : "") : b64_text(v ? v : "");
+			int k;
+
+			if (!val) /* (validation refused what is not base64) */
+				continue;
+			for (k = 0; k < o->data.n && strcmp(o->data.v[k].key, m->pairs[i].key); k++)
+				;
+			if (k < o->data.n) { /* stringData wins, as the API server merges it */
+				OPENSSL_cleanse(o->data.v[k].val, strlen(o->data.v[k].val));
+				free(o->data.v[k].val);
+			} else {
+				o->data.v[k].key = xdup(x, m->pairs[i].key);
+				o->data.n++;
+			}
+			o->data.v[k].val = val;
+		}
+	}
+}
+
 static void gw_extract(struct xctx *x, struct gw_obj *o, const struct objhead *h)
 {
 	const struct ynode *servers = ymap_get(h->spec, "servers");
@@ -1097,6 +1179,11 @@ static void gw_extract(struct xctx *x, struct gw_obj *o, const struct objhead *h
 		sv->tls_mode = xdup(x, ymap_str(tls, "mode"));
 		sv->credential_name = xdup(x, ymap_str(tls, "credentialName"));
 		sv->https_redirect = ymap_bool(tls, "httpsRedirect", false);
+		sv->min_tls = xdup(x, ymap_str(tls, "minProtocolVersion"));
+		sv->max_tls = xdup(x, ymap_str(tls, "maxProtocolVersion"));
+		sv->cipher_suites =
+		    strv_from_seq(x, ymap_get(tls, "cipherSuites"), &sv->ncipher_suites);
+		sv->has_files = ymap_get(tls, "serverCertificate") || ymap_get(tls, "privateKey");
 	}
 }
 
@@ -1297,6 +1384,11 @@ static int add_ap(struct mesh_config *c, struct ap_obj *o)
 	ADD_SLOT(c->aps, c->naps, o, ap_free, NULL, "AuthorizationPolicy", o->ns, o->name);
 }
 
+static int add_secret(struct mesh_config *c, struct secret_obj *o)
+{
+	ADD_SLOT(c->secrets, c->nsecrets, o, secret_free, NULL, "Secret", o->ns, o->name);
+}
+
 static int add_gw(struct mesh_config *c, struct gw_obj *o)
 {
 	ADD_SLOT(c->gws, c->ngws, o, gw_free, NULL, "Gateway", o->ns, o->name);
@@ -1325,6 +1417,7 @@ static int add_object(struct mesh_config *c, struct vctx *v, const struct objhea
 	struct pa_obj pa = {0};
 	struct ap_obj ap = {0};
 	struct gw_obj gw = {0};
+	struct secret_obj sec = {0};
 	int rc;
 
 	memset(&o, 0, sizeof(o));
@@ -1394,6 +1487,16 @@ static int add_object(struct mesh_config *c, struct vctx *v, const struct objhea
 		rc = x.oom ? -1 : add_gw(c, &gw);
 		if (rc < 0) {
 			gw_free(&gw);
+			other_free(&o.other);
+			return rc;
+		}
+		goto identity;
+	case OBJ_SECRET:
+		secret_extract(&x, &sec, h);
+		other_extract(&x, &o.other, h);
+		rc = x.oom ? -1 : add_secret(c, &sec);
+		if (rc < 0) {
+			secret_free(&sec);
 			other_free(&o.other);
 			return rc;
 		}

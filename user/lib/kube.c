@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <curl/curl.h>
+#include "model.h"
 #include <json-c/json.h>
 #include "httpbody.h"
 #include "htab.h"
@@ -41,6 +42,7 @@ struct kube_kind {
 	const char *resource;
 	const char *kind;
 	bool trim_pod;
+	const char *ns; /* watched in this namespace only (NULL: the whole cluster) */
 };
 
 static const char *const ver_core[] = {"v1", NULL};
@@ -50,21 +52,24 @@ static const char *const ver_tel[] = {"v1", "v1alpha1", NULL};
 
 /* What the mesh reads; Deployments are not: a cluster's pods are its truth. */
 static const struct kube_kind kinds[] = {
-    {"", ver_core, "namespaces", "Namespace", false},
-    {"", ver_core, "pods", "Pod", true},
-    {"", ver_core, "services", "Service", false},
-    {"discovery.k8s.io", ver_core, "endpointslices", "EndpointSlice", false},
-    {"networking.istio.io", ver_net, "virtualservices", "VirtualService", false},
-    {"networking.istio.io", ver_net, "destinationrules", "DestinationRule", false},
-    {"networking.istio.io", ver_net, "gateways", "Gateway", false},
-    {"networking.istio.io", ver_net, "serviceentries", "ServiceEntry", false},
-    {"networking.istio.io", ver_net, "workloadentries", "WorkloadEntry", false},
-    {"networking.istio.io", ver_net, "sidecars", "Sidecar", false},
-    {"networking.istio.io", ver_net, "envoyfilters", "EnvoyFilter", false},
-    {"security.istio.io", ver_sec, "peerauthentications", "PeerAuthentication", false},
-    {"security.istio.io", ver_sec, "authorizationpolicies", "AuthorizationPolicy", false},
-    {"security.istio.io", ver_sec, "requestauthentications", "RequestAuthentication", false},
-    {"telemetry.istio.io", ver_tel, "telemetries", "Telemetry", false},
+    {"", ver_core, "namespaces", "Namespace", false, NULL},
+    {"", ver_core, "pods", "Pod", true, NULL},
+    {"", ver_core, "services", "Service", false, NULL},
+    {"discovery.k8s.io", ver_core, "endpointslices", "EndpointSlice", false, NULL},
+    {"networking.istio.io", ver_net, "virtualservices", "VirtualService", false, NULL},
+    {"networking.istio.io", ver_net, "destinationrules", "DestinationRule", false, NULL},
+    {"networking.istio.io", ver_net, "gateways", "Gateway", false, NULL},
+    {"networking.istio.io", ver_net, "serviceentries", "ServiceEntry", false, NULL},
+    {"networking.istio.io", ver_net, "workloadentries", "WorkloadEntry", false, NULL},
+    {"networking.istio.io", ver_net, "sidecars", "Sidecar", false, NULL},
+    {"networking.istio.io", ver_net, "envoyfilters", "EnvoyFilter", false, NULL},
+    {"security.istio.io", ver_sec, "peerauthentications", "PeerAuthentication", false, NULL},
+    {"security.istio.io", ver_sec, "authorizationpolicies", "AuthorizationPolicy", false, NULL},
+    {"security.istio.io", ver_sec, "requestauthentications", "RequestAuthentication", false, NULL},
+    {"telemetry.istio.io", ver_tel, "telemetries", "Telemetry", false, NULL},
+    /* the ingress gateway's certificates (credentialName): its own namespace only, as
+     * Istio's gateway reads them */
+    {"", ver_core, "secrets", "Secret", false, GW_NS},
 };
 
 #define NKINDS ((int)(sizeof(kinds) / sizeof(kinds[0])))
@@ -493,11 +498,16 @@ static bool back_off(struct kwatch *w)
 
 static void base_url(struct kwatch *w, const char *version, char *buf, size_t len)
 {
+	char ns[200] = "";
+
+	if (w->kind->ns)
+		snprintf(ns, sizeof(ns), "namespaces/%s/", w->kind->ns);
 	if (w->kind->group[0])
-		snprintf(buf, len, "%s/apis/%s/%s/%s", w->k->conn.server, w->kind->group, version,
-			 w->kind->resource);
+		snprintf(buf, len, "%s/apis/%s/%s/%s%s", w->k->conn.server, w->kind->group, version,
+			 ns, w->kind->resource);
 	else
-		snprintf(buf, len, "%s/api/%s/%s", w->k->conn.server, version, w->kind->resource);
+		snprintf(buf, len, "%s/api/%s/%s%s", w->k->conn.server, version, ns,
+			 w->kind->resource);
 }
 
 enum lres { L_OK, L_ABSENT, L_GONE, L_ERR, L_STOP };

@@ -519,6 +519,10 @@ struct gw_server {
 	char *tls_mode;	       /* tls.mode, NULL: SIMPLE when tls is given */
 	char *credential_name; /* tls.credentialName */
 	bool https_redirect;   /* tls.httpsRedirect */
+	char *min_tls, *max_tls; /* tls.minProtocolVersion / maxProtocolVersion (TLSV1_2...) */
+	char **cipher_suites;	 /* tls.cipherSuites */
+	int ncipher_suites;
+	bool has_files; /* tls.serverCertificate / privateKey / caCertificates (files) */
 };
 
 /* The ingress gateway bpfmesh's agents are (--ingress): Istio's default one, by name, service
@@ -528,6 +532,16 @@ struct gw_server {
 #define GW_NAME	  "istio-ingressgateway"
 #define GW_SA	  "istio-ingressgateway-service-account"
 #define GW_LABELS "istio=ingressgateway,app=istio-ingressgateway"
+
+/* A Secret, as a Gateway's credentialName reads it: data decoded (the API's base64), with
+ * stringData merged over it, as the API server stores them. Values are NUL-terminated. */
+struct secret_obj {
+	char *name;
+	char *ns;
+	struct srcpos pos;
+	char *type; /* "kubernetes.io/tls", "Opaque", ... */
+	struct kvlist data;
+};
 
 struct gw_obj {
 	char *name;
@@ -555,6 +569,8 @@ struct mesh_config {
 	int naps;
 	struct gw_obj *gws; /* Gateway (networking.istio.io): also kept as an other_obj */
 	int ngws;
+	struct secret_obj *secrets; /* Secrets: also kept as an other_obj */
+	int nsecrets;
 	struct other_obj *others;
 	int nothers;
 	char **files; /* interned file names that srcpos.file points into */

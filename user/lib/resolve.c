@@ -1442,11 +1442,17 @@ static void gwhost_add(struct rs_table *t, const struct mesh_config *c, struct r
 	http_routes(t, c, NULL, &h->routes, &h->nroutes, vs, d);
 }
 
-static enum rs_proto gw_proto(const struct gw_server *sv, bool *served)
+static enum rs_proto gw_proto(const struct gw_server *sv, bool *served, bool *tls)
 {
 	const char *p = sv->protocol ? sv->protocol : "";
+	const char *mode = sv->tls_mode ? sv->tls_mode : "SIMPLE";
 
-	*served = false;
+	*served = *tls = false;
+	if (!strcasecmp(p, "HTTPS") && sv->credential_name &&
+	    (!strcmp(mode, "SIMPLE") || !strcmp(mode, "MUTUAL"))) {
+		*served = *tls = true; /* terminated here, then HTTP */
+		return RS_HTTP;
+	}
 	if (!strcasecmp(p, "HTTP") || !strcasecmp(p, "HTTP2") || !strcasecmp(p, "GRPC")) {
 		*served = true;
 		return !strcasecmp(p, "HTTP")	 ? RS_HTTP
@@ -1471,7 +1477,7 @@ static void resolve_gateways(struct rs_table *t, const struct mesh_config *c, st
 			t->gwservers = grow(t->gwservers, t->ngwservers, sizeof(*t->gwservers));
 			gs = &t->gwservers[t->ngwservers++];
 			*gs = (struct rs_gwserver){.gw = gw, .server = si};
-			gs->proto = gw_proto(sv, &gs->served);
+			gs->proto = gw_proto(sv, &gs->served, &gs->tls);
 			for (int v = 0; gs->served && v < c->nvses; v++) {
 				const struct vs_obj *vs = &c->vses[v];
 				bool bound = false;

@@ -140,7 +140,9 @@ struct rs_gwserver {
 	const struct gw_obj *gw;
 	int server;	     /* index into gw->servers */
 	enum rs_proto proto; /* the server's protocol (HTTP, HTTP2, GRPC: routed per request) */
-	bool served;	     /* a protocol and TLS mode bpfmesh serves (HTTP, HTTP2, GRPC today) */
+	bool served;	     /* a protocol and TLS mode bpfmesh serves (HTTP, HTTP2, GRPC, and HTTPS
+			      * with tls.mode SIMPLE or MUTUAL: terminated, then routed as HTTP) */
+	bool tls;	     /* HTTPS terminated here (credentialName) */
 	struct rs_gwhost *hosts;
 	int nhosts;
 };

@@ -10,6 +10,7 @@
  * Istio's own validation, so the rules can trust the types. Then the notices: what bpfmesh
  * accepts but does not act on is said, never ignored silently.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,15 +106,41 @@ static void gw_notices(struct vctx *v, const struct ynode *spec)
 		const struct ynode *sv = servers->items[i], *port = g(sv, "port"),
 				   *tls = g(sv, "tls");
 		const char *proto = ynode_str(g(port, "protocol"));
+		const char *mode = tls ? ynode_str(g(tls, "mode")) : NULL;
 		bool http = proto && (!strcasecmp(proto, "HTTP") || !strcasecmp(proto, "HTTP2") ||
 				      !strcasecmp(proto, "GRPC"));
+		bool https = proto && !strcasecmp(proto, "HTTPS") && tls &&
+			     (!mode || !strcmp(mode, "SIMPLE") || !strcmp(mode, "MUTUAL"));
 
 		pidx(p, "spec.servers", i);
-		if (!http)
+		if (!http && !https)
 			vctx_warn(v, g(port, "protocol"), pjoin(q, p, "port.protocol"),
 				  "not yet served: bpfmesh's gateway serves HTTP, HTTP2 and GRPC "
-				  "servers (no listener is opened for %s)",
-				  proto ? proto : "this protocol");
+				  "servers, and HTTPS with tls.mode SIMPLE or MUTUAL (no listener "
+				  "is opened for %s%s%s)",
+				  proto ? proto : "this protocol", mode ? " " : "",
+				  mode ? mode : "");
+		if (https && !has(tls, "credentialName"))
+			vctx_warn(v, tls, pjoin(q, p, "tls"),
+				  "not yet served: bpfmesh reads the certificate from the Secret "
+				  "credentialName names (serverCertificate files are not read)");
+		if (https)
+			for (int k = 0; k < tls->n; k++) {
+				static const char *const used[] = {"mode",
+								   "credentialName",
+								   "minProtocolVersion",
+								   "maxProtocolVersion",
+								   "cipherSuites",
+								   "httpsRedirect",
+								   NULL};
+				bool known = false;
+
+				for (int u = 0; used[u] && !known; u++)
+					known = !strcmp(tls->pairs[k].key, used[u]);
+				if (!known)
+					vctx_warn(v, tls->pairs[k].val, pjoin(q, p, "tls"),
+						  "%s: not yet enforced", tls->pairs[k].key);
+			}
 		if (has(sv, "bind"))
 			vctx_warn(v, g(sv, "bind"), pjoin(q, p, "bind"),
 				  "not enforced: the gateway listens on its node's address");
@@ -195,6 +222,32 @@ static void dr_notices(struct vctx *v, const struct ynode *spec)
 			(const char *const[]){"exportTo", "workloadSelector", NULL});
 }
 
+/* Secret: data values are base64 (the API server refuses what is not), stringData strings. */
+static void secret_rules(struct vctx *v, const struct ynode *root)
+{
+	const struct ynode *data = g(root, "data");
+	char p[PATHMAX];
+
+	if (data && !ynode_is_map(data)) {
+		vctx_err(v, data, "data", "want a map of base64 strings");
+		return;
+	}
+	for (int i = 0; data && i < data->n; i++) {
+		const char *s = ynode_str(data->pairs[i].val);
+		size_t n = 0, bad = 0;
+
+		for (const char *c = s; c && *c; c++) {
+			if (isspace((unsigned char)*c))
+				continue;
+			bad += !(isalnum((unsigned char)*c) || *c == '+' || *c == '/' || *c == '=');
+			n++;
+		}
+		snprintf(p, sizeof(p), "data.%s", data->pairs[i].key);
+		if (!s || bad || n % 4)
+			vctx_err(v, data->pairs[i].val, p, "illegal base64 data");
+	}
+}
+
 /* ---------------- one object ---------------- */
 
 static bool spec_required(enum obj_kind kind)
@@ -247,6 +300,9 @@ static void kind_rules(struct vctx *v, enum obj_kind kind, const struct ynode *r
 		break;
 	case OBJ_AUTHORIZATIONPOLICY:
 		ap_rules(v, spec ? spec : root);
+		break;
+	case OBJ_SECRET:
+		secret_rules(v, root);
 		break;
 	default:
 		break;

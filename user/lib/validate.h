@@ -31,6 +31,7 @@ enum obj_kind {
 	OBJ_K8S_UNUSED,	     /* a Kubernetes kind bpfmesh has no use for (ConfigMap, ...) */
 	OBJ_SERVICEACCOUNT,  /* pods' identities come from serviceAccountName: nothing to read */
 	OBJ_ENDPOINTSLICE,   /* discovery.k8s.io/v1: its endpoints' ready/serving/terminating */
+	OBJ_SECRET,	     /* v1 Secret: a Gateway's credentialName (its TLS certificate) */
 };
 
 /* Where problems of the object being loaded go. */

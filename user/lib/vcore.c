@@ -127,7 +127,7 @@ static const struct kind_entry kinds[] = {
     {"telemetry.istio.io", "Telemetry", v_any, OBJ_ISTIO_UNCHECKED},
     {"extensions.istio.io", "WasmPlugin", v_any, OBJ_ISTIO_UNCHECKED},
     {"", "ConfigMap", v_core, OBJ_K8S_UNUSED},
-    {"", "Secret", v_core, OBJ_K8S_UNUSED},
+    {"", "Secret", v_core, OBJ_SECRET},
     {"", "ServiceAccount", v_core, OBJ_SERVICEACCOUNT},
     {"discovery.k8s.io", "EndpointSlice", v_core, OBJ_ENDPOINTSLICE},
     {"", "Endpoints", v_core, OBJ_K8S_UNUSED},
