@@ -119,8 +119,9 @@ static int load_ca(SSL_CTX *ctx, const char *pem, char *err, size_t len)
 void gwtls_init(struct gwtls *t, const struct mesh_config *c, const struct gw_obj *gw,
 		const struct gw_server *sv)
 {
-	const char *name = sv->credential_name;
-	const struct secret_obj *s = name ? secret(c, GW_NS, name) : NULL, *cas = s;
+	const char *name = sv->credential_name,
+		   *sns = sv->credential_ns ? sv->credential_ns : GW_NS;
+	const struct secret_obj *s = name ? secret(c, sns, name) : NULL, *cas = s;
 	const char *crt = data_of(s, "tls.crt", "cert"), *key = data_of(s, "tls.key", "key");
 	const char *ca = data_of(s, "ca.crt", "cacert");
 	bool mutual = sv->tls_mode && !strcmp(sv->tls_mode, "MUTUAL");
@@ -131,25 +132,25 @@ void gwtls_init(struct gwtls *t, const struct mesh_config *c, const struct gw_ob
 	t->sv = sv;
 	t->gw = gw;
 	if (!s) {
-		snprintf(t->err, sizeof(t->err), "no Secret %s/%s (credentialName)", GW_NS,
+		snprintf(t->err, sizeof(t->err), "no Secret %s/%s (credentialName)", sns,
 			 name ? name : "");
 		return;
 	}
 	if (!crt || !key) {
 		snprintf(t->err, sizeof(t->err),
-			 "Secret %s/%s has no tls.crt and tls.key (or cert and key)", GW_NS, name);
+			 "Secret %s/%s has no tls.crt and tls.key (or cert and key)", sns, name);
 		return;
 	}
 	if (mutual && !ca) { /* Istio: the CA may be in <name>-cacert */
 		char cn[300];
 
 		snprintf(cn, sizeof(cn), "%s-cacert", name);
-		cas = secret(c, GW_NS, cn);
+		cas = secret(c, sns, cn);
 		ca = data_of(cas, "ca.crt", "cacert");
 		if (!ca) {
 			snprintf(t->err, sizeof(t->err),
-				 "MUTUAL: no ca.crt (or cacert) in Secret %s/%s or %s/%s", GW_NS,
-				 name, GW_NS, cn);
+				 "MUTUAL: no ca.crt (or cacert) in Secret %s/%s or %s/%s", sns,
+				 name, sns, cn);
 			return;
 		}
 	}
@@ -183,7 +184,7 @@ void gwtls_init(struct gwtls *t, const struct mesh_config *c, const struct gw_ob
 		char why[200];
 
 		snprintf(why, sizeof(why), "%s", t->err);
-		snprintf(t->err, sizeof(t->err), "Secret %s/%s: %s", GW_NS,
+		snprintf(t->err, sizeof(t->err), "Secret %s/%s: %s", sns,
 			 mutual && cas != s ? cas->name : name, why);
 		SSL_CTX_free(ctx);
 		return;

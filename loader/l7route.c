@@ -675,6 +675,21 @@ char *l7_redirect_location(const struct l7_route *rt, const struct l7_req_view *
 		snprintf(port, sizeof(port), "%s", auth + hl);
 	else if (!rd->authority && auth[hl] == ':')
 		snprintf(port, sizeof(port), "%s", auth + hl); /* the request's authority, whole */
+	if (rd->uri && !strncmp(rd->uri, L7_PREFIX_MARK, strlen(L7_PREFIX_MARK))) {
+		/* Istio's prefix redirect (the Gateway API's ReplacePrefixMatch): the matched
+		 * prefix replaced, the rest of the path and the query kept */
+		const struct l7_match *m = l7_route_matched(rt, r);
+		const char *rest = rd->uri + strlen(L7_PREFIX_MARK), *tail = "";
+
+		if (m && m->m->uri.kind == SM_PREFIX && m->m->uri.value &&
+		    !strncmp(r->path, m->m->uri.value, strlen(m->m->uri.value)))
+			tail = r->path + strlen(m->m->uri.value);
+		else if (strchr(r->path, '?'))
+			tail = strchr(r->path, '?');
+		if (asprintf(&out, "%s://%.*s%s%s%s", scheme, (int)hl, auth, port, rest, tail) < 0)
+			return NULL;
+		return out;
+	}
 	if (asprintf(&out, "%s://%.*s%s%s", scheme, (int)hl, auth, port,
 		     rd->uri ? rd->uri : r->path) < 0)
 		return NULL;

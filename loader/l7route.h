@@ -87,7 +87,10 @@ uint64_t l7_hash_key(const struct traffic_policy *tp, const struct l7_req_view *
 /* The path after rewrite (uri: the matched prefix, else the whole path, keeps the query;
  * uriRegexRewrite), a heap string; NULL when the route rewrites no path. */
 char *l7_rewrite_path(const struct l7_route *rt, const struct l7_match *matched, const char *path);
-/* The Location of a redirect (heap) and its status. */
+/* The Location of a redirect (heap) and its status. A redirect uri that starts with
+ * L7_PREFIX_MARK replaces only the prefix the request matched (Istio's marker for the
+ * Gateway API's ReplacePrefixMatch). */
+#define L7_PREFIX_MARK "%PREFIX()%"
 char *l7_redirect_location(const struct l7_route *rt, const struct l7_req_view *r, int *status);
 
 /* ---- retries ---- */

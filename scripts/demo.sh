@@ -2,7 +2,7 @@
 # `make demo`: the Istio DevOps guide's canary and blue/green on bpfmesh, on this machine.
 # Brings up the guide's topology (namespace microservices: frontend -> api-gateway ->
 # orders-service v1 x2 / v2 x1) in a lab, reaches frontend from the host through the ingress
-# gateway (section 4, `lab port-forward`), walks the canary weights 100/0 -> 90/10 -> 50/50 ->
+# gateway (section 4, `lab port-forward`; then through a Gateway API HTTPRoute), walks the canary weights 100/0 -> 90/10 -> 50/50 ->
 # 0/100 with the guide's curl loop from deploy/frontend, prints observed vs configured split,
 # then times a blue/green switch and a rollback; then HTTP in the node agent: the guide's A/B
 # test by header and a per-request 90/10 on one keep-alive connection, a retry hiding a stopped
@@ -35,6 +35,13 @@ if $BM lab port-forward --name $LAB -n istio-system svc/istio-ingressgateway 808
 	curl -s --max-time 10 http://127.0.0.1:8080/ | head -n 3
 else
 	echo "(port 8080 of this host is taken: skipped)"
+fi
+echo "the same through the Kubernetes Gateway API (deploy/examples/frontend-httproute.yaml):"
+$BM lab apply --name $LAB -f $EX/frontend-httproute.yaml | tail -n 1
+if $BM lab port-forward --name $LAB -n microservices svc/frontend-gateway-istio 8081:80 --background; then
+	curl -s --max-time 10 http://127.0.0.1:8081/ | head -n 3
+else
+	echo "(port 8081 of this host is taken: skipped)"
 fi
 
 say "the guide's loop, from deploy/frontend: curl -s http://orders-service:8080/get | grep VERSION"

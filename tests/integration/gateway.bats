@@ -12,6 +12,7 @@ EX="$BATS_TEST_DIRNAME/../../deploy/examples"
 P80=18080  # host ports the suite's port-forwards listen on
 P81=18081
 P443=18443
+P90=18090
 
 setup_file() {
 	export LAB WORK
@@ -19,11 +20,12 @@ setup_file() {
 	WORK=$(mktemp -d /tmp/bpfmesh-gw.XXXXXX)
 	"$BATS_TEST_DIRNAME/gw_certs.sh" "$WORK" a.example.com b.example.com
 	lab_up "$LAB" -f "$GWF/base.yaml" -f "$GWF/routes.yaml" -f "$GWF/edge.yaml" \
-		-f "$WORK/secrets.yaml" -f "$GWF/tls.yaml" >&3 2>&3
+		-f "$WORK/secrets.yaml" -f "$GWF/tls.yaml" -f "$GWF/gwapi.yaml" >&3 2>&3
 	lab port-forward -n istio-system svc/istio-ingressgateway "$P80:80" --background >&3
 	lab port-forward -n istio-system svc/istio-ingressgateway "127.0.0.1:$P81:8081" \
 		--background >&3
 	lab port-forward -n istio-system svc/istio-ingressgateway "$P443:443" --background >&3
+	lab port-forward -n gw svc/edge-istio "$P90:8090" --background >&3
 }
 
 teardown() { lab_logs_if_failed; }
@@ -82,9 +84,17 @@ gcurl() {
 	run curl -s --max-time 5 "http://127.0.0.1:$port/"
 	[ "$status" -eq 7 ] # refused: the forward is gone
 	# counted as Istio counts a gateway's requests: source istio-ingressgateway
+	# then the same through the Gateway API (deploy/examples/frontend-httproute.yaml)
+	run "$BM" lab apply --name iguide -f "$EX/frontend-httproute.yaml"
+	[ "$status" -eq 0 ]
+	"$BM" lab port-forward --name iguide -n microservices svc/frontend-gateway-istio "$port:80" \
+		--background
+	run curl -s --max-time 10 "http://127.0.0.1:$port/"
+	echo "$output"
+	[[ "$output" == *"bpfmesh echo: pod frontend-0, namespace microservices"* ]]
 	[ "$(LAB=iguide series_sum node1 istio_requests_total 'reporter="source"' \
 		'source_workload="istio-ingressgateway"' 'source_workload_namespace="istio-system"' \
-		'destination_service="frontend.microservices.svc.cluster.local"' 'response_code="200"')" -eq 1 ]
+		'destination_service="frontend.microservices.svc.cluster.local"' 'response_code="200"')" -eq 2 ]
 	lab_teardown iguide
 }
 
@@ -239,6 +249,56 @@ gcurl() {
 	run curl -s --max-time 10 --cacert "$new/ca.crt" --resolve "a.example.com:$P443:127.0.0.1" \
 		"https://a.example.com:$P443/get"
 	[[ "$output" == *'"pod": "api-0"'* ]]
+}
+
+# through the Gateway API's Gateway edge: ccode PATH [curl args]: "CODE POD" (x-bpfmesh-pod)
+gapi() {
+	local path=$1
+	shift
+	curl -s --max-time 10 -o /dev/null -D - -H 'Host: shop.example.com' "$@" \
+		"http://127.0.0.1:$P90$path" | tr -d '\r' |
+		awk '/^HTTP/ { c = $2 } tolower($1) == "x-bpfmesh-pod:" { p = $2 }
+		     tolower($1) == "location:" { p = $2 } END { print c, p }'
+}
+
+@test "Gateway API: a Gateway of class istio gets NAME-istio; HTTPRoute path-segment prefix, Exact first, headers, filters, redirect, rewrite" {
+	run lab status
+	[[ "$output" == *"ingress http://10.244.255.1:8090 gateway gw/edge (Gateway API) node node1"* ]]
+	[ "$(gapi /v2)" = "404 web-v2-0" ] # (the echo has no /v2: which pod answered is the point)
+	[ "$(gapi /v2/get)" = "404 web-v2-0" ]
+	[ "$(gapi /v2/exact)" = "404 api-0" ] # Exact beats the earlier rule's PathPrefix
+	run gapi /v2x                       # /v2 is no prefix of /v2x: the last rule's split
+	[[ "$output" != *web-v2-0* || "$output" == "404 web-v2-0" ]]
+	run curl -s --max-time 10 -D - -H 'Host: shop.example.com' -H 'X-Canary: yes' \
+		"http://127.0.0.1:$P90/get"
+	echo "$output"
+	[[ "$output" == *'"pod": "web-v2-0"'* ]]
+	[[ "$output" == *'"x-from": "gwapi"'* ]]
+	[[ "${output,,}" == *"x-route: canary"* ]]
+	[ "$(gapi '/old/x?a=1')" = "301 http://shop.example.com/new/x?a=1" ]
+	[ "$(gapi /old)" = "301 http://shop.example.com/new" ]
+	run curl -s --max-time 10 -H 'Host: shop.example.com' "http://127.0.0.1:$P90/api/get"
+	[[ "$output" == *'"url": "http://shop.example.com/get"'*'"pod": "api-0"'* ]]
+	run curl -s --max-time 10 -o /dev/null -w '%{http_code}' -H 'Host: other.test' \
+		"http://127.0.0.1:$P90/get"
+	[ "$output" = 404 ] # no hostname of the route
+	run bm analyze -f "$GWF/base.yaml" -f "$GWF/gwapi.yaml"
+	[[ "$output" == *"Info [BM0020] (HTTPRoute gw/shop "*") Accepted=True, ResolvedRefs=True"* ]]
+}
+
+@test "Gateway API: backendRefs weights 1:1 per request, within 5 sigma of 200; GAMMA (a Service parent) routes mesh requests" {
+	local v1 v2
+	run curl -s --max-time 60 -H 'Host: shop.example.com' "http://127.0.0.1:$P90/get?[1-200]"
+	v1=$(grep -c '"pod": "web-v1-0"' <<<"$output" || true)
+	v2=$(grep -c '"pod": "web-v2-0"' <<<"$output" || true)
+	echo "v1 $v1 v2 $v2"
+	[ $((v1 + v2)) -eq 200 ]
+	within_5sigma "$v1" 200 1 2
+	# GAMMA: mesh requests to web-v2 with x-gamma: api go to api
+	run pod_curl sleep-0 gw -H 'x-gamma: api' http://web-v2/get
+	[[ "$output" == *'"pod": "api-0"'* ]]
+	run pod_curl sleep-0 gw -o /dev/null -w '%{http_code}' http://web-v2/get
+	[ "$output" = 403 ] # the rest goes to web-v2, whose policy admits the gateway only
 }
 
 @test "validate and lab apply say what the gateway does not serve yet (PASSTHROUGH, tcp routes)" {

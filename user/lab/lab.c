@@ -42,6 +42,7 @@
 #include "ca.h"
 #include "lab.h"
 #include "echo.h"
+#include "gwapi.h"
 #include "portfwd.h"
 #include "names.h"
 #include "resolve.h"
@@ -1582,43 +1583,36 @@ static int ingress_ports(const struct mesh_config *c, int *ports, const char **g
  * (every lab agent is a gateway, on its node's address), ports 80 and 443 and every Gateway
  * server port, each to the same port (the agent listens on the server's port itself).
  */
-static int write_ingress(struct lab *l, const struct mesh_config *c)
+/* A Service the nodes' gateways answer for, lab-owned: ports each to the same port, its
+ * EndpointSlice the nodes' addresses. labels: JSON members for metadata.labels. */
+static int write_gw_service(struct lab *l, const char *ns, const char *name, const int *ports,
+			    int n, const char *labels)
 {
-	int ports[64] = {80, 443}, more[62], n = 2, rc;
-	const char *gws[62];
 	struct buf b = {0}, e = {0}, pl = {0};
 	char path[1024];
-	int k = ingress_ports(c, more, gws, 62);
+	int rc;
 
-	for (int i = 0; i < k; i++)
-		if (more[i] != 80 && more[i] != 443)
-			ports[n++] = more[i];
-	bprintf(&b, "{\"apiVersion\": \"v1\", \"kind\": \"Service\",\n \"metadata\": {\"name\": "
-		    "\"" GW_NAME "\", \"namespace\": \"" GW_NS "\", \"labels\": {\"app\": "
-		    "\"istio-ingressgateway\", \"istio\": \"ingressgateway\"}, \"annotations\": "
-		    "{\"bpfmesh.io/owner\": \"lab\"}},\n \"spec\": {\"type\": \"LoadBalancer\", "
-		    "\"ports\": [");
 	for (int i = 0; i < n; i++) { /* Istio's names for 80 and 443 */
-		char name[32];
+		char pn[32];
 
 		if (ports[i] == 80 || ports[i] == 443)
-			snprintf(name, sizeof(name), "%s", ports[i] == 80 ? "http2" : "https");
+			snprintf(pn, sizeof(pn), "%s", ports[i] == 80 ? "http2" : "https");
 		else
-			snprintf(name, sizeof(name), "tcp-%d", ports[i]);
+			snprintf(pn, sizeof(pn), "tcp-%d", ports[i]);
 		bprintf(&pl, "%s{\"name\": \"%s\", \"port\": %d, \"protocol\": \"TCP\"}",
-			i ? ", " : "", name, ports[i]);
+			i ? ", " : "", pn, ports[i]);
 		bprintf(&b,
 			"%s{\"name\": \"%s\", \"port\": %d, \"targetPort\": %d, "
 			"\"protocol\": \"TCP\"}",
-			i ? ", " : "", name, ports[i], ports[i]);
+			i ? ", " : "", pn, ports[i], ports[i]);
 	}
 	bprintf(&e,
 		"{\"apiVersion\": \"discovery.k8s.io/v1\", \"kind\": \"EndpointSlice\",\n "
-		"\"metadata\": {\"name\": \"" GW_NAME "-lab\", \"namespace\": \"" GW_NS
-		"\", \"labels\": {\"kubernetes.io/service-name\": \"" GW_NAME "\"}, "
-		"\"annotations\": {\"bpfmesh.io/owner\": \"lab\"}},\n \"addressType\": "
-		"\"IPv4\", \"ports\": [%s], \"endpoints\": [",
-		pl.p ? pl.p : "");
+		"\"metadata\": {\"name\": \"%s-lab\", \"namespace\": \"%s\", \"labels\": "
+		"{\"kubernetes.io/service-name\": \"%s\"}, \"annotations\": "
+		"{\"bpfmesh.io/owner\": \"lab\"}},\n \"addressType\": \"IPv4\", \"ports\": "
+		"[%s], \"endpoints\": [",
+		name, ns, name, pl.p ? pl.p : "");
 	for (int i = 0; i < l->nnodes; i++) {
 		bprintf(&e,
 			"%s{\"addresses\": [\"10.244.255.%d\"], \"conditions\": {\"ready\": "
@@ -1628,15 +1622,103 @@ static int write_ingress(struct lab *l, const struct mesh_config *c)
 		bprintf(&e, "}");
 	}
 	bprintf(&e, "]}\n");
-	bprintf(&b, "]}}\n");
-	snprintf(path, sizeof(path), "%s/Service." GW_NS "." GW_NAME ".yaml", l->config);
-	rc = write_file(path, b.p, b.n);
-	snprintf(path, sizeof(path), "%s/EndpointSlice." GW_NS "." GW_NAME "-lab.yaml", l->config);
+	{
+		struct buf h = {0};
+
+		bprintf(&h,
+			"{\"apiVersion\": \"v1\", \"kind\": \"Service\",\n \"metadata\": "
+			"{\"name\": \"%s\", \"namespace\": \"%s\", \"labels\": {%s}, "
+			"\"annotations\": {\"bpfmesh.io/owner\": \"lab\"}},\n \"spec\": "
+			"{\"type\": \"LoadBalancer\", \"ports\": [%s]}}\n",
+			name, ns, labels, b.p ? b.p : "");
+		snprintf(path, sizeof(path), "%s/Service.%s.%s.yaml", l->config, ns, name);
+		rc = write_file(path, h.p, h.n);
+		free(h.p);
+	}
+	snprintf(path, sizeof(path), "%s/EndpointSlice.%s.%s-lab.yaml", l->config, ns, name);
 	if (!rc)
 		rc = write_file(path, e.p, e.n);
 	free(b.p);
 	free(e.p);
 	free(pl.p);
+	return rc;
+}
+
+/*
+ * The Services of the nodes' gateways, as Istio installs and deploys them:
+ * istio-system/istio-ingressgateway (ports 80, 443 and every Gateway server port), and for
+ * each Gateway API Gateway NAME, NAME-istio in its namespace (its listeners' ports), as
+ * Istio's automated deployment names it; those of Gateways gone are removed.
+ */
+static int write_ingress(struct lab *l, const struct mesh_config *c)
+{
+	int ports[64] = {80, 443}, more[62], n = 2, rc;
+	const char *gws[62];
+	int k = ingress_ports(c, more, gws, 62);
+	DIR *d;
+	struct dirent *de;
+
+	for (int i = 0; i < k; i++)
+		if (more[i] != 80 && more[i] != 443)
+			ports[n++] = more[i];
+	rc = write_gw_service(l, GW_NS, GW_NAME, ports, n,
+			      "\"app\": \"istio-ingressgateway\", \"istio\": \"ingressgateway\"");
+	for (int g = 0; !rc && c && g < c->ngws; g++) {
+		const struct gw_obj *gw = &c->gws[g];
+		char base[300], name[320], lab[400];
+		int np = 0, gp[64];
+
+		if (!gwapi_derived(gw->name))
+			continue;
+		snprintf(base, sizeof(base), "%.*s", (int)(strlen(gw->name) - strlen(GWAPI_SUFFIX)),
+			 gw->name);
+		snprintf(name, sizeof(name), "%s-istio", base);
+		snprintf(lab, sizeof(lab), "\"gateway.networking.k8s.io/gateway-name\": \"%s\"",
+			 base);
+		for (int i = 0; i < gw->nservers && np < 64; i++)
+			gp[np++] = (int)gw->servers[i].port;
+		rc = write_gw_service(l, gw->ns, name, gp, np, lab);
+	}
+	/* NAME-istio of a Gateway API Gateway that is gone */
+	d = opendir(l->config);
+	while (d && (de = readdir(d))) {
+		char ns[128], nm[300], full[320], path[1200];
+		bool want = false;
+		size_t len;
+
+		if (sscanf(de->d_name, "Service.%127[^.].%299s", ns, nm) != 2)
+			continue;
+		len = strlen(nm);
+		if (len < 5 + 11 || strcmp(nm + len - 5, ".yaml"))
+			continue;
+		nm[len - 5] = 0;
+		len -= 5;
+		if (len < 6 || strcmp(nm + len - 6, "-istio"))
+			continue;
+		snprintf(full, sizeof(full), "%.*s%s", (int)(len - 6), nm, GWAPI_SUFFIX);
+		for (int g = 0; c && g < c->ngws && !want; g++)
+			want = !strcmp(c->gws[g].ns, ns) && !strcmp(c->gws[g].name, full);
+		if (want)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", l->config, de->d_name);
+		{ /* the lab's own file only, never a user's Service of that name */
+			char head[600] = "";
+			FILE *f = fopen(path, "r");
+			size_t got = f ? fread(head, 1, sizeof(head) - 1, f) : 0;
+
+			if (f)
+				fclose(f);
+			head[got] = 0;
+			if (!strstr(head, "\"bpfmesh.io/owner\": \"lab\"}},\n \"spec\": {\"type\": "
+					  "\"LoadBalancer\""))
+				continue;
+		}
+		unlink(path);
+		snprintf(path, sizeof(path), "%s/EndpointSlice.%s.%s-lab.yaml", l->config, ns, nm);
+		unlink(path);
+	}
+	if (d)
+		closedir(d);
 	return rc;
 }
 
@@ -2433,7 +2515,16 @@ static int lab_port_forward(struct lab *l, const char *ns, const char *target, c
 			return 1;
 		}
 		dport = sp->target_port ? sp->target_port : sp->port;
-		if (!strcmp(ns, GW_NS) && !strcmp(name, GW_NAME)) {
+		char derived[320] = "";
+		bool gwapi = false;
+		size_t nl = strlen(name);
+
+		if (nl > 6 && !strcmp(name + nl - 6, "-istio")) /* a Gateway API Gateway's */
+			snprintf(derived, sizeof(derived), "%.*s%s", (int)(nl - 6), name,
+				 GWAPI_SUFFIX);
+		for (int i = 0; derived[0] && i < c->ngws && !gwapi; i++)
+			gwapi = !strcmp(c->gws[i].ns, ns) && !strcmp(c->gws[i].name, derived);
+		if ((!strcmp(ns, GW_NS) && !strcmp(name, GW_NAME)) || gwapi) {
 			if (!l->nnodes) {
 				fprintf(stderr, "lab port-forward: the lab has no node\n");
 				config_free(c);
@@ -2898,8 +2989,17 @@ static int lab_status(struct lab *l, int out)
 						json_object_array_add(ing,
 								      json_object_new_string(url));
 						if (out == OUT_TEXT || out == OUT_WIDE)
-							printf("ingress %s gateway %s/%s node %s\n",
-							       url, gw->ns, gw->name,
+							printf("ingress %s gateway %s/%.*s%s node "
+							       "%s\n",
+							       url, gw->ns,
+							       (int)(strlen(gw->name) -
+								     (gwapi_derived(gw->name)
+									  ? strlen(GWAPI_SUFFIX)
+									  : 0)),
+							       gw->name,
+							       gwapi_derived(gw->name)
+								   ? " (Gateway API)"
+								   : "",
 							       l->nodes[k].name);
 					}
 				}

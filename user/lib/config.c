@@ -23,6 +23,7 @@
 #include <openssl/evp.h>
 
 #include "extract.h"
+#include "gwapi.h"
 #include "htab.h"
 #include "validate.h"
 
@@ -245,6 +246,7 @@ static void gw_free(struct gw_obj *o)
 		strv_free(sv->hosts, sv->nhosts);
 		free(sv->tls_mode);
 		free(sv->credential_name);
+		free(sv->credential_ns);
 		free(sv->min_tls);
 		free(sv->max_tls);
 		strv_free(sv->cipher_suites, sv->ncipher_suites);
@@ -1156,6 +1158,8 @@ static void secret_extract(struct xctx *x, struct secret_obj *o, const struct ob
 static void gw_extract(struct xctx *x, struct gw_obj *o, const struct objhead *h)
 {
 	const struct ynode *servers = ymap_get(h->spec, "servers");
+	const char *cns =
+	    ymap_str(ymap_get(h->meta, "annotations"), "bpfmesh.io/credential-namespace");
 
 	o->name = xdup(x, h->name);
 	o->ns = xdup(x, h->ns);
@@ -1178,6 +1182,8 @@ static void gw_extract(struct xctx *x, struct gw_obj *o, const struct objhead *h
 		sv->has_tls = tls != NULL;
 		sv->tls_mode = xdup(x, ymap_str(tls, "mode"));
 		sv->credential_name = xdup(x, ymap_str(tls, "credentialName"));
+		/* (a Gateway API Gateway's certificates are in its own namespace) */
+		sv->credential_ns = xdup(x, gwapi_derived(h->name) ? cns : NULL);
 		sv->https_redirect = ymap_bool(tls, "httpsRedirect", false);
 		sv->min_tls = xdup(x, ymap_str(tls, "minProtocolVersion"));
 		sv->max_tls = xdup(x, ymap_str(tls, "maxProtocolVersion"));
@@ -1624,6 +1630,26 @@ static void reject(struct mesh_config *c, const char *object, char *key, const s
 	r->msg = strdup(why ? why->msg : "rejected");
 }
 
+static void load_object(struct mesh_config *c, const char *file, const struct ynode *root,
+			struct ynode **own, const struct obj_source *share, struct diags *d);
+
+/* A Gateway API object's Istio object (gwapi.h), loaded right after it with its lines; not
+ * kept as a source of its own (its source is, and derives it again when reused). */
+static void load_derived(struct mesh_config *c, const char *file, const struct ynode *root,
+			 const char *ns, struct diags *d)
+{
+	struct ynode *x = gwapi_derive(root, ns);
+	bool keep = c->keep_sources;
+
+	if (!x)
+		return;
+	c->keep_sources = false;
+	load_object(c, file, x, NULL, NULL, d);
+	c->keep_sources = keep;
+	c->nloaded--; /* (one object of the user's) */
+	ynode_free(x);
+}
+
 /* own: where root is held, when the caller lets the config keep it (NULL: copied if kept);
  * share: prev's source root is from, when reused (the tree is shared, not copied) */
 static void load_object(struct mesh_config *c, const char *file, const struct ynode *root,
@@ -1665,10 +1691,13 @@ static void load_object(struct mesh_config *c, const char *file, const struct yn
 		reject(c, object, obj_key(&h), &pos, d, first);
 		return;
 	}
-	if (add_object(c, &v, &h) < 0)
+	if (add_object(c, &v, &h) < 0) {
 		vctx_err(&v, NULL, NULL, "out of memory");
-	else if (c->keep_sources && h.name)
+		return;
+	}
+	if (c->keep_sources && h.name)
 		source_keep(c, file, root, own, share, obj_key(&h));
+	load_derived(c, file, root, h.ns, d);
 }
 
 static bool is_list(const struct ynode *root)

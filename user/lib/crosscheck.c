@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gwapi.h"
 #include "htab.h"
 #include "model.h"
 #include "resolve.h"
@@ -142,7 +143,7 @@ static int check_gateway_refs(const struct mesh_config *c, struct diags *d)
 	for (int i = 0; i < c->nvses; i++) {
 		const struct vs_obj *vs = &c->vses[i];
 
-		for (int k = 0; k < vs->ngateways; k++) {
+		for (int k = 0; k < vs->ngateways && !gwapi_derived(vs->name); k++) {
 			bool found = !strcmp(vs->gateways[k], "mesh");
 
 			for (int g = 0; g < c->ngws && !found; g++)
@@ -333,8 +334,64 @@ static int check_dr_merges(const struct mesh_config *c, struct diags *d)
 	return n;
 }
 
+/*
+ * A Gateway API route's status, as Istio writes it on the HTTPRoute (BM0020, Info; False is a
+ * Warning): Accepted (every parent Gateway exists and is of class istio: its derived Istio
+ * Gateway is there) and ResolvedRefs (every backendRef is a Service), with the reason.
+ */
+static int check_gwapi_routes(const struct mesh_config *c, struct diags *d)
+{
+	char obj[512], why[600];
+	int n = 0;
+
+	for (int i = 0; i < c->nvses; i++) {
+		const struct vs_obj *vs = &c->vses[i];
+		const char *missing_gw = NULL, *missing_be = NULL;
+		size_t bl = strlen(vs->name) - strlen(GWAPI_SUFFIX);
+
+		if (!gwapi_derived(vs->name))
+			continue;
+		for (int k = 0; k < vs->ngateways && !missing_gw; k++) {
+			bool found = false;
+
+			for (int g = 0; g < c->ngws && !found; g++)
+				found = rs_gw_ref(vs->gateways[k], vs->ns, c->gws[g].ns,
+						  c->gws[g].name);
+			if (!found)
+				missing_gw = vs->gateways[k];
+		}
+		for (int r = 0; r < vs->nroutes && !missing_be; r++)
+			for (int k = 0; k < vs->routes[r].ndests && !missing_be; k++) {
+				char *f = config_fqdn(vs->routes[r].dests[k].host, vs->ns);
+
+				if (f && !find_service(c, f))
+					missing_be = vs->routes[r].dests[k].host;
+				free(f);
+			}
+		snprintf(obj, sizeof(obj), "HTTPRoute/%s/%.*s", vs->ns, (int)bl, vs->name);
+		if (missing_gw) {
+			size_t gl = strlen(missing_gw);
+
+			snprintf(
+			    why, sizeof(why),
+			    "Accepted=False (NoMatchingParent: no Gateway %.*s of class istio)",
+			    gl > strlen(GWAPI_SUFFIX) ? (int)(gl - strlen(GWAPI_SUFFIX)) : (int)gl,
+			    missing_gw);
+		} else {
+			snprintf(why, sizeof(why), "Accepted=True");
+		}
+		snprintf(why + strlen(why), sizeof(why) - strlen(why), ", ResolvedRefs=%s%s%s%s",
+			 missing_be ? "False (BackendNotFound: no Service " : "True",
+			 missing_be ? missing_be : "", missing_be ? ")" : "", "");
+		diags_addc(d, missing_gw || missing_be ? DIAG_WARN : DIAG_INFO, "BM0020", &vs->pos,
+			   obj, "status", "%s", why);
+		n += missing_gw || missing_be;
+	}
+	return n;
+}
+
 int analyze_istio(const struct mesh_config *c, struct diags *d)
 {
 	return check_dests(c, d) + check_gateway_refs(c, d) + check_vs_conflicts(c, d) +
-	       check_dr_merges(c, d);
+	       check_dr_merges(c, d) + check_gwapi_routes(c, d);
 }

@@ -49,6 +49,7 @@ static const char *const ver_core[] = {"v1", NULL};
 static const char *const ver_net[] = {"v1", "v1beta1", "v1alpha3", NULL};
 static const char *const ver_sec[] = {"v1", "v1beta1", NULL};
 static const char *const ver_tel[] = {"v1", "v1alpha1", NULL};
+static const char *const ver_gwapi[] = {"v1", "v1beta1", NULL};
 
 /* What the mesh reads; Deployments are not: a cluster's pods are its truth. */
 static const struct kube_kind kinds[] = {
@@ -67,6 +68,8 @@ static const struct kube_kind kinds[] = {
     {"security.istio.io", ver_sec, "authorizationpolicies", "AuthorizationPolicy", false, NULL},
     {"security.istio.io", ver_sec, "requestauthentications", "RequestAuthentication", false, NULL},
     {"telemetry.istio.io", ver_tel, "telemetries", "Telemetry", false, NULL},
+    {"gateway.networking.k8s.io", ver_gwapi, "gateways", "Gateway", false, NULL},
+    {"gateway.networking.k8s.io", ver_gwapi, "httproutes", "HTTPRoute", false, NULL},
     /* the ingress gateway's certificates (credentialName): its own namespace only, as
      * Istio's gateway reads them */
     {"", ver_core, "secrets", "Secret", false, GW_NS},

@@ -518,6 +518,7 @@ struct gw_server {
 	bool has_tls;
 	char *tls_mode;	       /* tls.mode, NULL: SIMPLE when tls is given */
 	char *credential_name; /* tls.credentialName */
+	char *credential_ns;   /* its Secret's namespace, NULL: the gateway's (istio-system) */
 	bool https_redirect;   /* tls.httpsRedirect */
 	char *min_tls, *max_tls; /* tls.minProtocolVersion / maxProtocolVersion (TLSV1_2...) */
 	char **cipher_suites;	 /* tls.cipherSuites */

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include "gwapi.h"
 #include "htab.h"
 #include "resolve.h"
 #include "security.h"
@@ -1440,6 +1441,23 @@ static void gwhost_add(struct rs_table *t, const struct mesh_config *c, struct r
 	}
 	h->last = vs;
 	http_routes(t, c, NULL, &h->routes, &h->nroutes, vs, d);
+	if (gwapi_derived(h->vs->name) && gwapi_derived(vs->name)) {
+		/* the Gateway API's precedence across all its routes of the host (each route is
+		 * one HTTPRouteMatch); ties keep config order (a stable insertion sort) */
+		for (int i = 1; i < h->nroutes; i++) {
+			struct rs_l7route x = h->routes[i];
+			long rx = gwapi_rank(&x.vs->routes[x.route]);
+			int j = i;
+
+			while (j > 0 &&
+			       gwapi_rank(&h->routes[j - 1].vs->routes[h->routes[j - 1].route]) <
+				   rx) {
+				h->routes[j] = h->routes[j - 1];
+				j--;
+			}
+			h->routes[j] = x;
+		}
+	}
 }
 
 static enum rs_proto gw_proto(const struct gw_server *sv, bool *served, bool *tls)

@@ -329,6 +329,17 @@ static void kind_notices(struct vctx *v, enum obj_kind kind, const struct ynode 
 	case OBJ_ISTIO_UNCHECKED:
 		vctx_warn(v, NULL, NULL, "neither validated nor enforced by bpfmesh");
 		break;
+	case OBJ_GWAPI:
+		if (ynode_str(g(spec, "gatewayClassName")) &&
+		    strcmp(ynode_str(g(spec, "gatewayClassName")), "istio"))
+			vctx_warn(v, g(spec, "gatewayClassName"), "spec.gatewayClassName",
+				  "not served: bpfmesh serves the Gateways of class istio");
+		break;
+	case OBJ_GWAPI_UNSERVED:
+		vctx_warn(v, NULL, NULL,
+			  "not yet enforced (bpfmesh serves the Gateway API's Gateway and "
+			  "HTTPRoute)");
+		break;
 	case OBJ_K8S_UNUSED:
 		vctx_warn(v, NULL, NULL, "ignored (bpfmesh does not use this kind)");
 		break;

@@ -32,6 +32,8 @@ enum obj_kind {
 	OBJ_SERVICEACCOUNT,  /* pods' identities come from serviceAccountName: nothing to read */
 	OBJ_ENDPOINTSLICE,   /* discovery.k8s.io/v1: its endpoints' ready/serving/terminating */
 	OBJ_SECRET,	     /* v1 Secret: a Gateway's credentialName (its TLS certificate) */
+	OBJ_GWAPI, /* gateway.networking.k8s.io served (as the Istio objects it stands for) */
+	OBJ_GWAPI_UNSERVED, /* gateway.networking.k8s.io kinds not served yet */
 };
 
 /* Where problems of the object being loaded go. */

@@ -106,6 +106,8 @@ static const char *const v_apps[] = {"v1", NULL};
 static const char *const v_net[] = {"v1alpha3", "v1beta1", "v1", NULL};
 static const char *const v_sec[] = {"v1beta1", "v1", NULL};
 static const char *const v_any[] = {"v1alpha1", "v1alpha3", "v1beta1", "v1", NULL};
+static const char *const v_gwapi[] = {"v1", "v1beta1", NULL};
+static const char *const v_gwapi_alpha[] = {"v1alpha2", "v1", NULL};
 
 static const struct kind_entry kinds[] = {
     {"", "Namespace", v_core, OBJ_NAMESPACE},
@@ -126,6 +128,13 @@ static const struct kind_entry kinds[] = {
     {"security.istio.io", "RequestAuthentication", v_sec, OBJ_ISTIO_UNCHECKED},
     {"telemetry.istio.io", "Telemetry", v_any, OBJ_ISTIO_UNCHECKED},
     {"extensions.istio.io", "WasmPlugin", v_any, OBJ_ISTIO_UNCHECKED},
+    {"gateway.networking.k8s.io", "Gateway", v_gwapi, OBJ_GWAPI},
+    {"gateway.networking.k8s.io", "HTTPRoute", v_gwapi, OBJ_GWAPI},
+    {"gateway.networking.k8s.io", "GatewayClass", v_gwapi, OBJ_GWAPI},
+    {"gateway.networking.k8s.io", "GRPCRoute", v_gwapi, OBJ_GWAPI_UNSERVED},
+    {"gateway.networking.k8s.io", "TCPRoute", v_gwapi_alpha, OBJ_GWAPI_UNSERVED},
+    {"gateway.networking.k8s.io", "TLSRoute", v_gwapi_alpha, OBJ_GWAPI_UNSERVED},
+    {"gateway.networking.k8s.io", "ReferenceGrant", v_gwapi, OBJ_GWAPI_UNSERVED},
     {"", "ConfigMap", v_core, OBJ_K8S_UNUSED},
     {"", "Secret", v_core, OBJ_SECRET},
     {"", "ServiceAccount", v_core, OBJ_SERVICEACCOUNT},
