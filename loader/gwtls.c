@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include "gwtls.h"
@@ -125,7 +126,9 @@ void gwtls_init(struct gwtls *t, const struct mesh_config *c, const struct gw_ob
 	const char *crt = data_of(s, "tls.crt", "cert"), *key = data_of(s, "tls.key", "key");
 	const char *ca = data_of(s, "ca.crt", "cacert");
 	bool mutual = sv->tls_mode && !strcmp(sv->tls_mode, "MUTUAL");
-	static const unsigned char sid[] = "bpfmesh-gateway";
+	unsigned char sid[32];
+	unsigned int sidlen = sizeof(sid);
+	char who[1200];
 	SSL_CTX *ctx;
 
 	memset(t, 0, sizeof(*t));
@@ -164,7 +167,20 @@ void gwtls_init(struct gwtls *t, const struct mesh_config *c, const struct gw_ob
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
 	SSL_CTX_set_client_hello_cb(ctx, client_hello, NULL); /* (the first server's is asked) */
-	SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid) - 1);
+	/* a session context of the server's own: a session or ticket of one server (SIMPLE,
+	 * say) never resumes on another (MUTUAL, or another CA) of the same port */
+	snprintf(who, sizeof(who), "%s/%s|%d|%u|%s|%s|%s|%s", gw->ns, gw->name,
+		 (int)(sv - gw->servers), sv->port, sv->name ? sv->name : "",
+		 sv->nhosts ? sv->hosts[0] : "", name ? name : "", mutual ? "MUTUAL" : "SIMPLE");
+	if (!EVP_Digest(who, strlen(who), sid, &sidlen, EVP_sha256(), NULL) ||
+	    SSL_CTX_set_session_id_context(ctx, sid, sidlen) != 1) {
+		snprintf(t->err, sizeof(t->err), "cannot set a session context");
+		SSL_CTX_free(ctx);
+		return;
+	}
+	/* no renegotiation (the ClientHello callback's view of the servers is the handshake's
+	 * only); a client's EOF without close_notify is an end, not an error (a half-close) */
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
 	if (sv->ncipher_suites) {
 		char list[2048] = "";
 		size_t o = 0;

@@ -512,10 +512,13 @@ static void sniff_done(struct sniff *s)
 	l7_io_want(dc.w, &s->dc.io, 0);
 	s->dc.io.fd = -1; /* the codec owns the fd now */
 	l7_defer_free(dc.w, &s->dead);
-	if (dc.role == L7_SOURCE && !dc.gw_port && dc.w->snap && dc.w->snap->t) {
-		const struct l7_svc *svc = l7_table_find(dc.w->snap->t, dc.vip, dc.vport);
+	if (dc.role == L7_SOURCE && dc.w->snap && dc.w->snap->t) {
+		const struct l7_gwport *gp =
+		    dc.gw_port ? l7_table_gwport(dc.w->snap->t, dc.gw_port) : NULL;
+		const struct l7_svc *svc =
+		    dc.gw_port ? NULL : l7_table_find(dc.w->snap->t, dc.vip, dc.vport);
 
-		if (svc && svc->proto == RS_TLS) {
+		if ((svc && svc->proto == RS_TLS) || (gp && gp->proto == RS_TLS && !gp->tls)) {
 			l7_tls_server(&dc, s->b, s->n); /* tls routes: by the ClientHello's SNI */
 			return;
 		}
@@ -1098,7 +1101,9 @@ static void gw_listen(struct l7 *l, struct l7_snap *s, const struct l7_table *t)
 			if (l->snap->gwl[k]->port == port)
 				g = gwl_get(l->snap->gwl[k]);
 		if (!g) {
-			int fd = dial_listen(l->node_ip, port, -1, true, 1024);
+			/* no SO_REUSEPORT: nothing may join another listener's group (the HTTP
+			 * path's own on 15006 is one; resolve.c refuses the mesh's ports) */
+			int fd = dial_listen(l->node_ip, port, -1, false, 1024);
 
 			if (fd < 0) {
 				pr_warn("l7: gateway: cannot listen on %s:%u: %s (its servers are "

@@ -68,7 +68,7 @@ static void gwtc_timeout(struct l7_timer *t)
 {
 	struct gwtc *c = (struct gwtc *)((char *)t - offsetof(struct gwtc, t));
 
-	gwtc_end(c); /* no handshake in time */
+	gwtc_end(c); /* no handshake in time, or no close from the client after ours */
 }
 
 /* TLS -> pair; false when the relay must end. */
@@ -77,7 +77,10 @@ static bool tls_in(struct gwtc *c)
 	char buf[L7_READ_CHUNK];
 
 	while (!c->c_eof && lb_pending(&c->to_p) < L7_BUF_HIGH) {
-		int n = SSL_read(c->ssl, buf, sizeof(buf));
+		int n;
+
+		errno = 0;
+		n = SSL_read(c->ssl, buf, sizeof(buf));
 
 		if (n > 0) {
 			lb_put(&c->to_p, buf, n);
@@ -89,7 +92,8 @@ static bool tls_in(struct gwtc *c)
 		case SSL_ERROR_WANT_WRITE:
 			c->want_write = true;
 			return true;
-		case SSL_ERROR_ZERO_RETURN: /* close_notify */
+		case SSL_ERROR_ZERO_RETURN: /* close_notify, or EOF (SSL_OP_IGNORE_UNEXPECTED_EOF)
+					     */
 			c->c_eof = true;
 			return true;
 		case SSL_ERROR_SYSCALL:
@@ -162,9 +166,17 @@ static void gwtc_pump(struct gwtc *c)
 		c->p_shut = true;
 	}
 	if (c->p_eof && !lb_pending(&c->to_c) && !c->c_shut) {
-		SSL_shutdown(c->ssl); /* close_notify, then the half-close */
-		shutdown(c->cio.fd, SHUT_WR);
-		c->c_shut = true;
+		int rc = SSL_shutdown(c->ssl); /* close_notify, then the half-close */
+
+		if (rc < 0 && SSL_get_error(c->ssl, rc) == SSL_ERROR_WANT_WRITE) {
+			c->want_write = true; /* (again when the socket takes it) */
+		} else {
+			ERR_clear_error();
+			shutdown(c->cio.fd, SHUT_WR);
+			c->c_shut = true;
+			/* the client has L7_LINGER_MS to close its side, then it is closed */
+			l7_timer_set(c->w, &c->t, l7_now() + L7_LINGER_MS);
+		}
 	}
 	if (c->c_shut && c->p_shut) {
 		gwtc_end(c);
@@ -178,7 +190,9 @@ static void gwtc_pump(struct gwtc *c)
 		pm |= EPOLLIN;
 	if (lb_pending(&c->to_p))
 		pm |= EPOLLOUT;
-	l7_io_want(c->w, &c->cio, cm | (cm ? 0 : EPOLLRDHUP));
+	/* (nothing to wait for on a side: out of the epoll set, not a level-triggered
+	 * EPOLLRDHUP that would wake the worker forever) */
+	l7_io_want(c->w, &c->cio, cm);
 	l7_io_want(c->w, &c->pio, pm);
 }
 
@@ -194,6 +208,7 @@ static bool gwtc_plain(struct gwtc *c)
 	snprintf(dc.sni, sizeof(dc.sni), "%s", c->pick.sni);
 	dc.gw_tls = true;
 	l7_timer_stop(c->w, &c->t);
+	SSL_set_ex_data(c->ssl, gwtls_ex(), NULL); /* (no renegotiation: no second hello) */
 	l7_snap_put(c->snap); /* (the SSL holds its context now) */
 	c->snap = NULL;
 	c->hs_done = true;

@@ -432,6 +432,10 @@ static bool authorized(struct l7_req *r, const struct workload_obj *w, int port)
 	http.path = path;
 	peer.ip[10] = peer.ip[11] = 0xff;
 	memcpy(peer.ip + 12, r->dc->src_ip, 4);
+	if (r->dc->gw_port && w != l7_gateway_of(req_w(r)))
+		/* a pod's policy sees the gateway's own address (the node's) as its peer, as a
+		 * pod behind Istio's gateway sees the gateway pod's; the client's is in XFF */
+		inet_pton(AF_INET, o->node_ip, peer.ip + 12);
 	if (r->dc->role == L7_DEST) {
 		/* the identity the tunnel verified */
 		peer.principal = r->dc->principal;
@@ -863,15 +867,16 @@ static void source_route(struct l7_req *r)
 		const struct l7_gwport *gp = l7_table_gwport(t, r->dc->gw_port);
 		const struct gw_server *only = NULL;
 
+		/* the scheme is what the connection is, never what a client's :scheme says */
+		free(r->scheme);
+		r->scheme = strdup(r->dc->gw_tls ? "https" : "http");
 		if (r->dc->gw_tls) {
-			/* HTTPS: the virtual hosts of the server its SNI chose (as now configured),
-			 * and the scheme the client used */
+			/* HTTPS: the virtual hosts of the server its SNI chose (as now configured)
+			 */
 			const struct gwtls *pick =
 			    gp && gp->tls ? gwtls_pick(gp->tlsv, gp->ntls, r->dc->sni) : NULL;
 
 			only = pick ? pick->sv : NULL;
-			free(r->scheme); /* (HTTP/1.1 says none; HTTP/2 what the client wrote) */
-			r->scheme = strdup("https");
 			if (!only)
 				gp = NULL;
 		}
@@ -880,7 +885,7 @@ static void source_route(struct l7_req *r)
 			local_reply(r, 404, RF_NR, NULL, NULL); /* no virtual host: NR */
 			return;
 		}
-		if (r->vh->sv->https_redirect) {
+		if (r->vh->sv->https_redirect && !r->dc->gw_tls) { /* (Envoy's require_tls) */
 			char *loc = NULL;
 			struct l7_hdrs h = {};
 

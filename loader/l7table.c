@@ -178,8 +178,7 @@ static struct l7_gwport *gwport_of(struct l7_table *lt, uint16_t port, enum rs_p
 	return v;
 }
 
-/* A server's virtual hosts join its port's; a domain the port has already (an earlier server,
- * of this Gateway or another) keeps the earlier one's routes. */
+/* A server's virtual hosts join its port's. */
 static void add_gwserver(struct l7_table *lt, const struct rs_gwserver *gs)
 {
 	const struct gw_server *sv = &gs->gw->servers[gs->server];
@@ -195,13 +194,27 @@ static void add_gwserver(struct l7_table *lt, const struct rs_gwserver *gs)
 	}
 	for (int h = 0; p && h < gs->nhosts; h++) {
 		const struct rs_gwhost *gh = &gs->hosts[h];
-		struct l7_vhost *vh;
-		bool dup = false;
+		struct l7_vhost *vh = NULL;
+		struct l7_route *more;
 
-		for (int i = 0; i < p->nvh && !dup; i++)
-			dup = !strcmp(p->vh[i].domain, gh->domain);
-		if (dup)
+		/* HTTPS: a server's own virtual hosts (the SNI chose it); HTTP: one per domain,
+		 * the routes of every server with it appended in order (Istio's merge) */
+		for (int i = 0; i < p->nvh && !vh; i++)
+			if (!strcmp(p->vh[i].domain, gh->domain) && (!p->tls || p->vh[i].sv == sv))
+				vh = &p->vh[i];
+		if (vh) {
+			more = gh->nroutes ? realloc(vh->s.routes,
+						     (vh->s.nroutes + gh->nroutes) * sizeof(*more))
+					   : NULL;
+			if (!more)
+				continue;
+			vh->s.routes = more;
+			memset(more + vh->s.nroutes, 0, gh->nroutes * sizeof(*more));
+			for (int r = 0; r < gh->nroutes; r++)
+				build_route(lt, &gh->routes[r], &vh->s.routes[vh->s.nroutes++],
+					    gs->gw);
 			continue;
+		}
 		vh = realloc(p->vh, (p->nvh + 1) * sizeof(*vh));
 		if (!vh)
 			return;

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include "cfgref.h"
@@ -109,7 +110,9 @@ static bool tls_authorized(struct l7w *w, const struct l7_snap *snap,
 		return true;
 	peer.ip[10] = peer.ip[11] = 0xff;
 	memcpy(peer.ip + 12, dc->src_ip, 4);
-	if (src && config_in_mesh(c, src)) {
+	if (dc->gw_port) /* the gateway's own address, as the pod sees Istio's gateway pod */
+		inet_pton(AF_INET, o->node_ip, peer.ip + 12);
+	if (src && (dc->gw_port || config_in_mesh(c, src))) { /* (or the gateway's identity) */
 		snprintf(principal, sizeof(principal), "%s/ns/%s/sa/%s", td, src->ns,
 			 src->service_account ? src->service_account : "default");
 		peer.principal = principal;
@@ -124,9 +127,17 @@ static void tlsc_route(struct tlsc *c, const char *sni)
 {
 	struct l7w *w = c->dc.w;
 	struct l7_snap *snap = w->snap;
-	const struct l7_svc *svc =
-	    snap && snap->t ? l7_table_find(snap->t, c->dc.vip, c->dc.vport) : NULL;
-	const struct workload_obj *src = snap ? l7_snap_pod(snap, c->dc.src_pod) : NULL;
+	const struct l7_vhost *vh =
+	    snap && snap->t && c->dc.gw_port
+		? l7_table_vhost(l7_table_gwport(snap->t, c->dc.gw_port), sni, NULL)
+		: NULL; /* a Gateway's PASSTHROUGH server: the virtual host of the SNI */
+	const struct l7_svc *svc = c->dc.gw_port ? (vh ? &vh->s : NULL)
+				   : snap && snap->t
+				       ? l7_table_find(snap->t, c->dc.vip, c->dc.vport)
+				       : NULL;
+	const struct workload_obj *src = c->dc.gw_port ? l7_gateway_of(w)
+					 : snap	       ? l7_snap_pod(snap, c->dc.src_pod)
+						       : NULL;
 	const struct l7_dest *dest;
 	struct l7_req_view v = {.src = src, .src_ip = c->dc.src_ip, .port = c->dc.vport};
 	struct l7_buf none = {0};

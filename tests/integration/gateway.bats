@@ -13,6 +13,7 @@ P80=18080  # host ports the suite's port-forwards listen on
 P81=18081
 P443=18443
 P90=18090
+P8443=18444
 
 setup_file() {
 	export LAB WORK
@@ -20,17 +21,20 @@ setup_file() {
 	WORK=$(mktemp -d /tmp/bpfmesh-gw.XXXXXX)
 	"$BATS_TEST_DIRNAME/gw_certs.sh" "$WORK" a.example.com b.example.com
 	lab_up "$LAB" -f "$GWF/base.yaml" -f "$GWF/routes.yaml" -f "$GWF/edge.yaml" \
-		-f "$WORK/secrets.yaml" -f "$GWF/tls.yaml" -f "$GWF/gwapi.yaml" >&3 2>&3
+		-f "$WORK/secrets.yaml" -f "$GWF/tls.yaml" -f "$GWF/gwapi.yaml" \
+		-f "$GWF/passthrough.yaml" >&3 2>&3
 	lab port-forward -n istio-system svc/istio-ingressgateway "$P80:80" --background >&3
 	lab port-forward -n istio-system svc/istio-ingressgateway "127.0.0.1:$P81:8081" \
 		--background >&3
 	lab port-forward -n istio-system svc/istio-ingressgateway "$P443:443" --background >&3
 	lab port-forward -n gw svc/edge-istio "$P90:8090" --background >&3
+	lab port-forward -n istio-system svc/istio-ingressgateway "$P8443:8443" --background >&3
 }
 
 teardown() { lab_logs_if_failed; }
 
 teardown_file() {
+	pkill -f "openssl s_server -accept 9443 -www -quiet -cert $WORK" || true
 	lab_teardown "$LAB"
 	lab_teardown iguide
 	rm -rf "$WORK"
@@ -227,6 +231,39 @@ gcurl() {
 	[[ "$output" != *"pod"* ]]
 }
 
+@test "a TLS session of the SIMPLE server does not resume on the MUTUAL one (no certificate, no request)" {
+	run /usr/bin/python3 "$BATS_TEST_DIRNAME/gw_tls_resume.py" 127.0.0.1 "$P443" a.example.com \
+		b.example.com "$WORK/ca.crt"
+	echo "$output"
+	[[ "$output" == *"resumed no"* ]]
+	[[ "$output" != *"code 200"* ]]
+}
+
+@test "PASSTHROUGH: TLS by SNI to a pod on another node that terminates it itself; another name is closed" {
+	local pt=$WORK/pass
+	mkdir -p "$pt"
+	"$BATS_TEST_DIRNAME/gw_certs.sh" "$pt" secure.example.com
+	lab stop -n gw tlsapp-0 # its echo server makes way for a TLS one
+	lab exec -n gw tlsapp-0 -- timeout 120 openssl s_server -accept 9443 -www -quiet \
+		-cert "$pt/secure.example.com.crt" -key "$pt/secure.example.com.key" >/dev/null 2>&1 3>&- &
+	for _ in $(seq 50); do
+		run curl -s --max-time 5 --cacert "$pt/ca.crt" \
+			--resolve "secure.example.com:$P8443:127.0.0.1" "https://secure.example.com:$P8443/"
+		[[ "$output" == *"s_server"* ]] && break
+		sleep 0.2
+	done
+	[[ "$output" == *"s_server"* ]] # the pod's own TLS, end to end (its CA, its page)
+	run openssl s_client -connect "127.0.0.1:$P8443" -servername secure.example.com </dev/null
+	[[ "$output" == *"CN = secure.example.com"* ]]
+	run curl -s --max-time 5 -k --resolve "other.example.com:$P8443:127.0.0.1" \
+		"https://other.example.com:$P8443/"
+	[ "$status" -ne 0 ]
+	run lab status
+	[[ "$output" == *"ingress tls://10.244.255.1:8443 gateway gw/pass-gw node node1"* ]]
+	pkill -f "openssl s_server -accept 9443 -www -quiet -cert $pt" || true
+	lab start -n gw tlsapp-0
+}
+
 @test "Secret rotation: new connections get the new certificate, an open connection goes on" {
 	local new=$BATS_TEST_TMPDIR/new go=$BATS_TEST_TMPDIR/go hold
 	mkdir -p "$new"
@@ -301,11 +338,12 @@ gapi() {
 	[ "$output" = 403 ] # the rest goes to web-v2, whose policy admits the gateway only
 }
 
-@test "validate and lab apply say what the gateway does not serve yet (PASSTHROUGH, tcp routes)" {
+@test "validate and lab apply say what the gateway does not serve yet (ISTIO_MUTUAL, the mesh's ports, tcp routes)" {
 	run bm validate -f "$FIX/gateway/unserved.yaml"
 	echo "$output"
 	[ "$status" -eq 0 ]
-	[[ "$output" == *"spec.servers[0].port.protocol: warning: not yet served: bpfmesh's gateway serves HTTP, HTTP2 and GRPC servers, and HTTPS with tls.mode SIMPLE or MUTUAL (no listener is opened for HTTPS PASSTHROUGH)"* ]]
+	[[ "$output" == *"spec.servers[0].port.protocol: warning: not yet served: bpfmesh's gateway serves HTTP, HTTP2 and GRPC servers, HTTPS with tls.mode SIMPLE or MUTUAL, and TLS or HTTPS with PASSTHROUGH (no listener is opened for HTTPS ISTIO_MUTUAL)"* ]]
+	[[ "$output" == *"spec.servers[1].port.number: warning: not served: the mesh keeps this port for itself"* ]]
 	[[ "$output" == *"spec.tcp: warning: not yet enforced on gateways"* ]]
 }
 

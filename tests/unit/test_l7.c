@@ -724,6 +724,71 @@ static void test_gateway_vhosts(void)
 	teardown(&f);
 }
 
+/* The Gateway API as Istio converts it: an HTTPRoute's matches become routes in the Gateway
+ * API's precedence (Exact before a PathPrefix written earlier), PathPrefix a path-segment
+ * prefix; a Gateway of another class is not served. */
+static void test_gateway_api(void)
+{
+	static const char *cfg =
+	    "---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\n"
+	    "metadata: {name: edge, namespace: t}\nspec:\n  gatewayClassName: istio\n"
+	    "  listeners: [{name: http, port: 8090, protocol: HTTP}]\n"
+	    "---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\n"
+	    "metadata: {name: theirs, namespace: t}\nspec:\n  gatewayClassName: other\n"
+	    "  listeners: [{name: http, port: 8091, protocol: HTTP}]\n"
+	    "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n"
+	    "metadata: {name: r, namespace: t}\nspec:\n  parentRefs: [{name: edge}]\n"
+	    "  hostnames: [shop.test]\n  rules:\n"
+	    "  - matches: [{path: {type: PathPrefix, value: /v2/}}]\n"
+	    "    backendRefs: [{name: web, port: 80}]\n"
+	    "  - matches: [{path: {type: Exact, value: /v2/x}}, {headers: [{name: X-A, value: "
+	    "b}]}]\n"
+	    "    backendRefs: [{name: web, port: 80, weight: 3}, {name: web, port: 80, weight: "
+	    "1}]\n";
+	struct kv lv[] = {{"istio", "ingressgateway"}};
+	const struct kvlist labels = {lv, 1};
+	struct l7_hdrs h = {};
+	struct fixture f;
+	const struct l7_gwport *g;
+	const struct l7_vhost *vh;
+	static const struct {
+		const char *path, *hdr;
+		int ndests; /* of the route taken: 1 (rule 0), 2 (rule 1), 0: none */
+	} cases[] = {
+	    {"/v2", NULL, 1},  {"/v2/", NULL, 1}, {"/v2/y", NULL, 1}, {"/v2/x", NULL, 2},
+	    {"/v2x", NULL, 0}, {"/", "b", 2},	  {"/v2/y", "b", 1}}; /* (a PathPrefix outranks a
+									 header-only match) */
+
+	CHECK(setup_ingress(&f, cfg, &labels), "setup");
+	CHECK(f.lt && f.lt->ngwports == 1 && (g = l7_table_gwport(f.lt, 8090)),
+	      "the istio-class Gateway on its listener's port; the other class's not served");
+	vh = g ? l7_table_vhost(g, "shop.test", NULL) : NULL;
+	CHECK(vh && vh->s.nroutes == 4, "one route per match, PathPrefix in two (exact, /prefix/)");
+	for (size_t i = 0; vh && i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct l7_hdrs hh = {};
+		struct l7_req_view v = {.method = "GET",
+					.path = cases[i].path,
+					.authority = "shop.test",
+					.scheme = "http",
+					.h = &hh,
+					.port = 8090};
+		int r;
+
+		if (cases[i].hdr)
+			l7h_add(&hh, "x-a", cases[i].hdr);
+		r = l7_route_find(&vh->s, &v);
+		CHECK(cases[i].ndests ? r >= 0 && vh->s.routes[r].ndests == cases[i].ndests : r < 0,
+		      cases[i].path);
+		if (r >= 0 && cases[i].ndests == 2)
+			CHECK(vh->s.routes[r].dests[0].weight == 75 &&
+				  vh->s.routes[r].dests[1].weight == 25,
+			      "weights 3:1 as Istio's percentages");
+		l7h_free(&hh);
+	}
+	l7h_free(&h);
+	teardown(&f);
+}
+
 int main(void)
 {
 	if (!mkdtemp(dir))
@@ -742,6 +807,7 @@ int main(void)
 	RUN(test_tls_sni);
 	RUN(test_normalize_path);
 	RUN(test_gateway_vhosts);
+	RUN(test_gateway_api);
 	{
 		char path[128];
 

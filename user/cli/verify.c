@@ -193,6 +193,13 @@ static int parse_expect(struct expect *e, const char *file)
 		p->allow = !strcmp(ex, "allow");
 		p->mtls = mt && !strcmp(mt, "required");
 		p->probe = ymap_bool(n, "probe", true);
+		if (!p->probe && !p->allow) {
+			ferr(
+			    file, p->line, field,
+			    "probe: false is for expected traffic (expect: allow): a denial has no "
+			    "traffic to judge");
+			goto out;
+		}
 		if (ymap_str(n, "principal"))
 			p->principal = strdup(ymap_str(n, "principal"));
 		e->np++;

@@ -1583,15 +1583,41 @@ static int ingress_ports(const struct mesh_config *c, int *ports, const char **g
  * (every lab agent is a gateway, on its node's address), ports 80 and 443 and every Gateway
  * server port, each to the same port (the agent listens on the server's port itself).
  */
+#define LAB_OWNED "\"bpfmesh.io/owner\": \"lab\"}}" /* (how write_gw_service marks its files) */
+
+/* The file at path is absent, or one the lab wrote (never a user's object of that name). */
+static bool lab_owned(const char *path)
+{
+	char head[700] = "";
+	FILE *f = fopen(path, "r");
+	size_t got;
+
+	if (!f)
+		return errno == ENOENT;
+	got = fread(head, 1, sizeof(head) - 1, f);
+	fclose(f);
+	head[got] = 0;
+	return strstr(head, LAB_OWNED) != NULL;
+}
+
 /* A Service the nodes' gateways answer for, lab-owned: ports each to the same port, its
- * EndpointSlice the nodes' addresses. labels: JSON members for metadata.labels. */
+ * EndpointSlice the nodes' addresses. labels: JSON members for metadata.labels. A user's
+ * object of that name is left as it is. */
 static int write_gw_service(struct lab *l, const char *ns, const char *name, const int *ports,
 			    int n, const char *labels)
 {
 	struct buf b = {0}, e = {0}, pl = {0};
-	char path[1024];
-	int rc;
+	char path[1024], spath[1024];
+	int rc = 0;
 
+	snprintf(spath, sizeof(spath), "%s/Service.%s.%s.yaml", l->config, ns, name);
+	snprintf(path, sizeof(path), "%s/EndpointSlice.%s.%s-lab.yaml", l->config, ns, name);
+	if (!lab_owned(spath) || !lab_owned(path)) {
+		fprintf(stderr,
+			"lab: Service %s/%s is the user's: the lab does not write its own\n", ns,
+			name);
+		return 0;
+	}
 	for (int i = 0; i < n; i++) { /* Istio's names for 80 and 443 */
 		char pn[32];
 
@@ -1631,11 +1657,9 @@ static int write_gw_service(struct lab *l, const char *ns, const char *name, con
 			"\"annotations\": {\"bpfmesh.io/owner\": \"lab\"}},\n \"spec\": "
 			"{\"type\": \"LoadBalancer\", \"ports\": [%s]}}\n",
 			name, ns, labels, b.p ? b.p : "");
-		snprintf(path, sizeof(path), "%s/Service.%s.%s.yaml", l->config, ns, name);
-		rc = write_file(path, h.p, h.n);
+		rc = write_file(spath, h.p, h.n);
 		free(h.p);
 	}
-	snprintf(path, sizeof(path), "%s/EndpointSlice.%s.%s-lab.yaml", l->config, ns, name);
 	if (!rc)
 		rc = write_file(path, e.p, e.n);
 	free(b.p);
@@ -1701,21 +1725,12 @@ static int write_ingress(struct lab *l, const struct mesh_config *c)
 		if (want)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", l->config, de->d_name);
-		{ /* the lab's own file only, never a user's Service of that name */
-			char head[600] = "";
-			FILE *f = fopen(path, "r");
-			size_t got = f ? fread(head, 1, sizeof(head) - 1, f) : 0;
-
-			if (f)
-				fclose(f);
-			head[got] = 0;
-			if (!strstr(head, "\"bpfmesh.io/owner\": \"lab\"}},\n \"spec\": {\"type\": "
-					  "\"LoadBalancer\""))
-				continue;
-		}
+		if (access(path, F_OK) || !lab_owned(path))
+			continue; /* the lab's own files only, never a user's of that name */
 		unlink(path);
 		snprintf(path, sizeof(path), "%s/EndpointSlice.%s.%s-lab.yaml", l->config, ns, nm);
-		unlink(path);
+		if (!access(path, F_OK) && lab_owned(path))
+			unlink(path);
 	}
 	if (d)
 		closedir(d);
@@ -2598,12 +2613,29 @@ static void port_forwards_stop(const struct lab *l)
 		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
 		f = fopen(path, "r");
 		if (f && fscanf(f, "%d", &pid) == 1 && pid > 1) {
-			kill(pid, SIGTERM);
-			for (int i = 0; i < 100 && pid_alive(pid); i++)
-				usleep(10000);
+			char cl[300], cmd[4096] = "";
+			FILE *c;
+			size_t n = 0;
+
+			/* the relay itself, not whatever has its pid now */
+			snprintf(cl, sizeof(cl), "/proc/%d/cmdline", pid);
+			c = fopen(cl, "r");
+			if (c) {
+				n = fread(cmd, 1, sizeof(cmd) - 1, c);
+				fclose(c);
+			}
+			for (size_t i = 0; i < n; i++)
+				cmd[i] = cmd[i] ? cmd[i] : ' ';
+			cmd[n] = 0;
+			if (strstr(cmd, " lab port-forward ") && strstr(cmd, l->name)) {
+				kill(pid, SIGTERM);
+				for (int i = 0; i < 100 && pid_alive(pid); i++)
+					usleep(10000);
+			}
 		}
 		if (f)
 			fclose(f);
+		unlink(path);
 	}
 	if (d)
 		closedir(d);
@@ -2977,15 +3009,21 @@ static int lab_status(struct lab *l, int out)
 					bool tls =
 					    pr && !strcasecmp(pr, "HTTPS") && sv->credential_name &&
 					    (!m || !strcmp(m, "SIMPLE") || !strcmp(m, "MUTUAL"));
+					bool pass =
+					    pr && m && !strcmp(m, "PASSTHROUGH") &&
+					    (!strcasecmp(pr, "HTTPS") || !strcasecmp(pr, "TLS"));
 
-					if (!tls && (!pr || (strcasecmp(pr, "HTTP") &&
-							     strcasecmp(pr, "HTTP2") &&
-							     strcasecmp(pr, "GRPC"))))
+					if (!tls && !pass &&
+					    (!pr ||
+					     (strcasecmp(pr, "HTTP") && strcasecmp(pr, "HTTP2") &&
+					      strcasecmp(pr, "GRPC"))))
 						continue;
 					for (int k = 0; k < l->nnodes; k++) {
 						snprintf(url, sizeof(url), "%s://10.244.255.%d:%u",
-							 tls ? "https" : "http", l->nodes[k].index,
-							 sv->port);
+							 pass  ? "tls"
+							 : tls ? "https"
+							       : "http",
+							 l->nodes[k].index, sv->port);
 						json_object_array_add(ing,
 								      json_object_new_string(url));
 						if (out == OUT_TEXT || out == OUT_WIDE)

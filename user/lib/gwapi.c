@@ -134,7 +134,9 @@ static struct ynode *derive_gateway(const struct ynode *root, const char *ns)
 		put(port, "name", nstr(ymap_str(l, "name"), line));
 		put(port, "protocol", nstr(proto ? proto : "HTTP", line));
 		put(sv, "port", port);
-		snprintf(h, sizeof(h), "%s/%s", from && strcmp(from, "Same") ? "*" : ns,
+		/* All: every namespace; Same, and Selector (not read yet: validate says so), the
+		 * Gateway's own */
+		snprintf(h, sizeof(h), "%s/%s", from && !strcmp(from, "All") ? "*" : ns,
 			 host ? host : "*");
 		push(hosts, nstr(h, line));
 		put(sv, "hosts", hosts);
@@ -357,13 +359,24 @@ static struct ynode *http_route(const struct ynode *rule, const struct ynode *m,
 		} else if (!strcmp(type, "RequestMirror")) {
 			const struct ynode *ref =
 			    ymap_get(ymap_get(f, "requestMirror"), "backendRef");
-			struct ynode *mi = destination(ref, ns, fl);
+			const char *mns = ymap_str(ref, "namespace");
 
-			put(r, "mirror", mi);
+			if (!mns || !strcmp(mns, ns)) /* (another namespace's: a ReferenceGrant) */
+				put(r, "mirror", destination(ref, ns, fl));
 		}
 	}
 	if (hdr)
 		put(r, "headers", hdr);
+	for (int i = 0; ynode_is_seq(refs) && i < refs->n && !redirect; i++) {
+		const char *bns = ymap_str(refs->items[i], "namespace");
+
+		if (bns && strcmp(bns, ns)) {
+			/* another namespace's Service needs its ReferenceGrant, which is not read
+			 * yet: the rule is refused as an unresolved reference (500) */
+			refs = NULL;
+			break;
+		}
+	}
 	if (ynode_is_seq(refs) && refs->n && !redirect) {
 		struct ynode *dst = nnew(YN_SEQ, line_of(refs, line));
 		int *pct = calloc(refs->n, sizeof(int));

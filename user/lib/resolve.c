@@ -1440,6 +1440,12 @@ static void gwhost_add(struct rs_table *t, const struct mesh_config *c, struct r
 			return; /* this VirtualService's routes are there already */
 	}
 	h->last = vs;
+	if (gs->proto == RS_TLS) { /* PASSTHROUGH: the tls routes, by SNI */
+		for (int i = 0; i < vs->nroutes; i++)
+			if (vs->routes[i].kind == ROUTE_TLS)
+				add_l7route(t, c, NULL, &h->routes, &h->nroutes, vs, i, NULL, d);
+		return;
+	}
 	http_routes(t, c, NULL, &h->routes, &h->nroutes, vs, d);
 	if (gwapi_derived(h->vs->name) && gwapi_derived(vs->name)) {
 		/* the Gateway API's precedence across all its routes of the host (each route is
@@ -1477,9 +1483,25 @@ static enum rs_proto gw_proto(const struct gw_server *sv, bool *served, bool *tl
 		       : !strcasecmp(p, "HTTP2") ? RS_HTTP2
 						 : RS_GRPC;
 	}
+	if ((!strcasecmp(p, "HTTPS") || !strcasecmp(p, "TLS")) && sv->tls_mode &&
+	    !strcmp(sv->tls_mode, "PASSTHROUGH")) {
+		*served = true; /* routed by SNI to a backend that terminates TLS itself */
+		return RS_TLS;
+	}
 	if (!strcasecmp(p, "HTTPS") || !strcasecmp(p, "TLS"))
 		return RS_TLS;
 	return RS_TCP;
+}
+
+bool rs_port_reserved(unsigned port)
+{
+	static const unsigned r[] = {15000, 15001, 15004, 15006, 15008, 15009, 15010,
+				     15012, 15014, 15017, 15020, 15021, 15053, 15090};
+
+	for (size_t i = 0; i < sizeof(r) / sizeof(r[0]); i++)
+		if (port == r[i])
+			return true;
+	return port == 0 || port > 65535;
 }
 
 /* Every server of every Gateway with the http routes of the VirtualServices bound to it. */
@@ -1496,6 +1518,8 @@ static void resolve_gateways(struct rs_table *t, const struct mesh_config *c, st
 			gs = &t->gwservers[t->ngwservers++];
 			*gs = (struct rs_gwserver){.gw = gw, .server = si};
 			gs->proto = gw_proto(sv, &gs->served, &gs->tls);
+			if (rs_port_reserved(sv->port))
+				gs->served = false; /* (validate says so) */
 			for (int v = 0; gs->served && v < c->nvses; v++) {
 				const struct vs_obj *vs = &c->vses[v];
 				bool bound = false;

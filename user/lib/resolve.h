@@ -140,12 +140,17 @@ struct rs_gwserver {
 	const struct gw_obj *gw;
 	int server;	     /* index into gw->servers */
 	enum rs_proto proto; /* the server's protocol (HTTP, HTTP2, GRPC: routed per request) */
-	bool served;	     /* a protocol and TLS mode bpfmesh serves (HTTP, HTTP2, GRPC, and HTTPS
-			      * with tls.mode SIMPLE or MUTUAL: terminated, then routed as HTTP) */
+	bool served; /* a protocol and TLS mode bpfmesh serves (HTTP, HTTP2, GRPC, HTTPS with
+		      * tls.mode SIMPLE or MUTUAL: terminated, then routed as HTTP; HTTPS or TLS
+		      * with PASSTHROUGH: proto RS_TLS, its tls routes by SNI) */
 	bool tls;	     /* HTTPS terminated here (credentialName) */
 	struct rs_gwhost *hosts;
 	int nhosts;
 };
+
+/* A port the mesh keeps for itself (Istio's 15000-15090 set: the agent's listeners, its
+ * metrics and health ports...): no Gateway server is served on it. */
+bool rs_port_reserved(unsigned port);
 
 /* A VirtualService's `gateways` entry ref (as written in namespace vs_ns) names Gateway
  * gw_ns/gw_name: "name" (the VirtualService's namespace), "ns/name", or the legacy

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "resolve.h"
 #include "vcore.h"
 
 /* ---------------- fields accepted but not acted on yet ---------------- */
@@ -74,25 +75,81 @@ static void vs_notices(struct vctx *v, const struct ynode *spec)
 	/* http routes are enforced per request on the HTTP path (resolve.c says per port
 	 * where one stays in the kernel) */
 	const struct ynode *gws = g(spec, "gateways");
-	char p[PATHMAX];
 
 	note_tcp_matches(v, spec);
-	/* bound to Gateways: their http routes are served by the agents that serve the Gateway
-	 * (--ingress); tcp and tls routes are not yet */
+	/* bound to Gateways: their http routes (and tls routes, on PASSTHROUGH servers) are
+	 * served by the agents that serve the Gateway (--ingress); tcp routes are not yet */
 	for (int i = 0; i < count(gws); i++)
 		if (strcmp(gws->items[i]->str, "mesh")) {
-			static const char *const kinds[] = {"tcp", "tls"};
-
-			for (int k = 0; k < 2; k++)
-				if (count(g(spec, kinds[k])))
-					vctx_warn(
-					    v, g(spec, kinds[k]), pjoin(p, "spec", kinds[k]),
-					    "not yet enforced on gateways (bpfmesh's gateway "
-					    "routes http; these routes hold for mesh traffic "
-					    "only, where the VirtualService also names mesh)");
+			if (count(g(spec, "tcp")))
+				vctx_warn(v, g(spec, "tcp"), "spec.tcp",
+					  "not yet enforced on gateways (bpfmesh's gateway routes "
+					  "http, and tls on PASSTHROUGH servers; these routes hold "
+					  "for mesh traffic only, where the VirtualService also "
+					  "names mesh)");
 			break;
 		}
 	note_unenforced(v, spec, "spec", (const char *const[]){"exportTo", NULL});
+}
+
+static bool is_service_ref(const struct ynode *ref)
+{
+	const char *k = ynode_str(g(ref, "kind"));
+
+	return k && !strcmp(k, "Service"); /* GAMMA */
+}
+
+/* The Gateway API: what the conversion (gwapi.c) does not carry over yet. */
+static void gwapi_notices(struct vctx *v, const struct ynode *spec)
+{
+	const struct ynode *ls = g(spec, "listeners"), *ps = g(spec, "parentRefs"),
+			   *rules = g(spec, "rules");
+	char p[PATHMAX], q[PATHMAX];
+
+	if (ynode_str(g(spec, "gatewayClassName")) &&
+	    strcmp(ynode_str(g(spec, "gatewayClassName")), "istio"))
+		vctx_warn(v, g(spec, "gatewayClassName"), "spec.gatewayClassName",
+			  "not served: bpfmesh serves the Gateways of class istio");
+	for (int i = 0; i < count(ls); i++) {
+		const struct ynode *l = ls->items[i], *tls = g(l, "tls");
+		const char *from = ynode_str(g(g(g(l, "allowedRoutes"), "namespaces"), "from"));
+		const char *proto = ynode_str(g(l, "protocol")), *mode = ynode_str(g(tls, "mode"));
+
+		pidx(p, "spec.listeners", i);
+		if (from && !strcmp(from, "Selector"))
+			vctx_warn(v, g(l, "allowedRoutes"), pjoin(q, p, "allowedRoutes"),
+				  "not yet enforced: a namespace selector is read as Same (routes "
+				  "of the Gateway's namespace only)");
+		if (proto && strcmp(proto, "HTTP") &&
+		    !(!strcmp(proto, "HTTPS") && (!mode || !strcmp(mode, "Terminate"))))
+			vctx_warn(v, g(l, "protocol"), pjoin(q, p, "protocol"),
+				  "not yet served: bpfmesh serves HTTP listeners and HTTPS ones "
+				  "that terminate TLS");
+	}
+	for (int i = 0; i < count(ps); i++) {
+		static const char *const unread[] = {"sectionName", "port"};
+
+		for (int k = 0; k < 2; k++)
+			if (has(ps->items[i], unread[k]))
+				vctx_warn(v, g(ps->items[i], unread[k]),
+					  pjoin(q, pidx(p, "spec.parentRefs", i), unread[k]),
+					  is_service_ref(ps->items[i])
+					      ? "not yet enforced: the route applies to every port "
+						"of the Service"
+					      : "not yet enforced: the route attaches to every "
+						"listener of the Gateway");
+	}
+	for (int i = 0; i < count(rules); i++) {
+		const struct ynode *refs = g(rules->items[i], "backendRefs");
+
+		for (int k = 0; k < count(refs); k++)
+			if (has(refs->items[k], "namespace"))
+				vctx_warn(
+				    v, g(refs->items[k], "namespace"),
+				    pjoin(q, pidx(p, "spec.rules", i), "backendRefs"),
+				    "another namespace's Service needs a ReferenceGrant, which "
+				    "bpfmesh does not read yet: such a rule answers 500");
+	}
 }
 
 /* Gateway: served by agents started with --ingress whose labels its selector holds for, on
@@ -111,13 +168,20 @@ static void gw_notices(struct vctx *v, const struct ynode *spec)
 				      !strcasecmp(proto, "GRPC"));
 		bool https = proto && !strcasecmp(proto, "HTTPS") && tls &&
 			     (!mode || !strcmp(mode, "SIMPLE") || !strcmp(mode, "MUTUAL"));
+		bool pass = proto && (!strcasecmp(proto, "HTTPS") || !strcasecmp(proto, "TLS")) &&
+			    mode && !strcmp(mode, "PASSTHROUGH");
 
 		pidx(p, "spec.servers", i);
-		if (!http && !https)
+		if ((http || https || pass) &&
+		    rs_port_reserved((unsigned)ymap_int(port, "number", 0)))
+			vctx_warn(v, g(port, "number"), pjoin(q, p, "port.number"),
+				  "not served: the mesh keeps this port for itself (Istio's "
+				  "15000-15090)");
+		if (!http && !https && !pass)
 			vctx_warn(v, g(port, "protocol"), pjoin(q, p, "port.protocol"),
 				  "not yet served: bpfmesh's gateway serves HTTP, HTTP2 and GRPC "
-				  "servers, and HTTPS with tls.mode SIMPLE or MUTUAL (no listener "
-				  "is opened for %s%s%s)",
+				  "servers, HTTPS with tls.mode SIMPLE or MUTUAL, and TLS or HTTPS "
+				  "with PASSTHROUGH (no listener is opened for %s%s%s)",
 				  proto ? proto : "this protocol", mode ? " " : "",
 				  mode ? mode : "");
 		if (https && !has(tls, "credentialName"))
@@ -330,10 +394,7 @@ static void kind_notices(struct vctx *v, enum obj_kind kind, const struct ynode 
 		vctx_warn(v, NULL, NULL, "neither validated nor enforced by bpfmesh");
 		break;
 	case OBJ_GWAPI:
-		if (ynode_str(g(spec, "gatewayClassName")) &&
-		    strcmp(ynode_str(g(spec, "gatewayClassName")), "istio"))
-			vctx_warn(v, g(spec, "gatewayClassName"), "spec.gatewayClassName",
-				  "not served: bpfmesh serves the Gateways of class istio");
+		gwapi_notices(v, spec);
 		break;
 	case OBJ_GWAPI_UNSERVED:
 		vctx_warn(v, NULL, NULL,
