@@ -206,6 +206,48 @@ struct bm_bstate {
 };
 
 #define BM_POD_F_IN_MESH 1
+/* ---------------- the gateway's XDP early drop (bpf/xdp_gw.bpf.c) ---------------- */
+
+/* Sizes: source prefixes of the gateway's policies, its ports, sources SYN-limited at once
+ * (an LRU: the oldest source forgets its bucket, which only ever lets it through). */
+#define BM_XDP_MAX_PREFIXES 4096
+#define BM_XDP_MAX_PORTS    64
+#define BM_XDP_MAX_SOURCES  65536
+
+#define BM_XCONF_F_ALLOW_ONLY 1 /* only sources in bm_xallow (an ALLOW policy of source blocks) */
+
+/* bm_xconf[0]: what the agent tells the program (key 0 of an array). */
+struct bm_xconf {
+	__u8 node_ip4[4]; /* the gateway's address: only packets to it are judged */
+	__u32 flags;	  /* BM_XCONF_F_* */
+	__u32 syn_rate;	  /* SYNs per second per source (--ingress-syn-rate), 0: no limit */
+	__u32 syn_burst;  /* bucket size (= syn_rate) */
+};
+
+/* An IPv4 source prefix (LPM trie key: prefix length first, address in network order). */
+struct bm_xprefix {
+	__u32 len;
+	__u8 addr[4];
+};
+
+/* One source's SYN token bucket (tokens scaled by 1e9: exact refill per nanosecond). */
+struct bm_xbucket {
+	__u64 tokens;
+	__u64 last_ns;
+};
+
+/* bm_xstats (per CPU): what the program did. X(id, metric reason). */
+#define BM_XDP_STATS(X)                                                                            \
+	X(PASS, "passed")                                                                          \
+	X(POLICY, "policy")                                                                        \
+	X(SYN_RATE, "syn_rate")
+enum bm_xstat {
+#define X(id, name) BM_XST_##id,
+	BM_XDP_STATS(X)
+#undef X
+	    BM_XST_MAX
+};
+
 /* Pod ids (config_pod_id) are odd; this even one is the agent's own ingress gateway as a
  * client (loader/gateway.h), which the kernel never sees. */
 #define BM_POD_ID_GATEWAY 2

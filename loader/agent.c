@@ -56,6 +56,7 @@
 #include "duration.h"
 #include "gateway.h"
 #include "gwtls.h"
+#include "xdpgw.h"
 #include "handover.h"
 #include "pins.h"
 
@@ -105,6 +106,8 @@ struct agent {
 	bool ingress;
 	struct kvlist ingress_labels;
 	struct workload_obj gw;
+	unsigned ingress_syn_rate; /* --ingress-syn-rate: SYNs per second per source, 0: none */
+	struct xdpgw *xdp;	   /* the gateway's XDP early drop, NULL: none */
 	uint64_t retry_apply_ms; /* security state not fully written: apply again at this time */
 	/* upgrades (handover.h) */
 	int lock;		 /* the node's lock file, held while this agent serves */
@@ -643,6 +646,8 @@ static void publish_l7(struct agent *a, const struct rs_table *t)
 	if (!a->l7)
 		return;
 	lt = l7_table_build(a->current, t, &env);
+	xdpgw_sync(a->xdp, a->current ? a->current->c : NULL, lt, a->ingress ? &a->gw : NULL,
+		   a->topts.root_ns);
 	for (int i = 0; lt && i < lt->ngwports; i++) /* HTTPS servers that cannot be served */
 		for (int k = 0; k < lt->gwports[i].ntls; k++)
 			if (!lt->gwports[i].tlsv[k].ctx)
@@ -762,6 +767,7 @@ static const char *http_answer(void *arg, const char *path, FILE *m, const char 
 			tunnel_metrics(a->tun, m);
 		if (a->l7)
 			l7_metrics(a->l7, m);
+		xdpgw_metrics(a->xdp, m);
 		fprintf(m,
 			"# HELP bpfmesh_config_rejected_objects Objects of the config directory "
 			"rejected as invalid (the last good version of each, if any, stays in "
@@ -1434,7 +1440,10 @@ static void usage_to(FILE *f)
 	    "                        the labels below satisfy, on --node-ip and each server's\n"
 	    "                        port, as " GW_NS "/" GW_NAME "\n"
 	    "  --ingress-labels K=V[,K=V]  this node's gateway labels (default\n"
-	    "                        " GW_LABELS ")\n");
+	    "                        " GW_LABELS ")\n"
+	    "  --ingress-syn-rate N  at XDP, at most N SYNs per second per source to the\n"
+	    "                        gateway's ports (default 0: no limit); source blocks of\n"
+	    "                        the gateway's AuthorizationPolicies are dropped there too\n");
 }
 
 static void usage(void)
@@ -1507,6 +1516,7 @@ int cmd_agent(int argc, char **argv)
 					     {"drain-timeout", required_argument, 0, 'd'},
 					     {"ingress", no_argument, 0, 'G'},
 					     {"ingress-labels", required_argument, 0, 'j'},
+					     {"ingress-syn-rate", required_argument, 0, 'J'},
 					     {"help", no_argument, 0, 'h'},
 					     {0, 0, 0, 0}};
 	struct agent a = {.bpffs = "/sys/fs/bpf",
@@ -1632,6 +1642,21 @@ int cmd_agent(int argc, char **argv)
 		case 'j':
 			ingress_labels = optarg;
 			break;
+		case 'J': {
+			char *end;
+			long n = strtol(optarg, &end, 10);
+
+			if (*end || n < 0 || n > 1000000) {
+				fprintf(
+				    stderr,
+				    "bpfmesh agent: --ingress-syn-rate %s: want SYNs per second "
+				    "per source, 0 to 1000000\n",
+				    optarg);
+				return 2;
+			}
+			a.ingress_syn_rate = (unsigned)n;
+			break;
+		}
 		case 'U':
 			if (strcmp(optarg, "drop") && strcmp(optarg, "pass")) {
 				usage();
@@ -1735,6 +1760,12 @@ int cmd_agent(int argc, char **argv)
 	host_ns = stat("/proc/self/ns/net", &nst) ? 0 : nst.st_ino;
 	if (start_zero_trust(&a, td, sizeof(td)))
 		goto cleanup;
+	if (a.ingress) { /* in the node address's namespace now (start_zero_trust) */
+		struct dp_xdp_fds xf;
+
+		if (!dp_xdp(a.dp, &xf))
+			a.xdp = xdpgw_new(&xf, a.topts.node_ip, a.ingress_syn_rate);
+	}
 	/* what the earlier agent listened on and this one does not goes once the config is in
 	 * force (handover_maybe_ready): a Gateway port is known only then */
 	a.pn = podnet_new(a.pin_dir, host_ns, stat("/proc/self/ns/net", &nst) ? 0 : nst.st_ino,
@@ -1764,6 +1795,7 @@ cleanup:
 	tunnel_free(a.tun);
 	l7_free(a.l7);
 	gw_workload_free(&a.gw); /* (after the engines that point to it) */
+	xdpgw_free(a.xdp, true); /* (ours only: an upgrade's next agent has put its own there) */
 	for (int i = 0; i < a.ingress_labels.n; i++) {
 		free(a.ingress_labels.v[i].key);
 		free(a.ingress_labels.v[i].val);

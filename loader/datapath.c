@@ -26,6 +26,7 @@
 #include "accel.skel.h"
 #include "listen.skel.h"
 #include "sav.skel.h"
+#include "xdp_gw.skel.h"
 #include "podnet.h"
 
 #define STR_(x) #x
@@ -38,6 +39,7 @@ struct dp {
 	struct accel_bpf *accel;
 	struct listen_bpf *listen;
 	struct sav_bpf *sav;
+	struct xdp_gw_bpf *xdp;
 };
 
 int dp_ensure_bpffs(const char *dir)
@@ -181,6 +183,11 @@ struct dp *dp_load_attach(const char *pin_dir, const char *cgroup_dir, const str
 		pr_warn("load source address verification failed (see libbpf output above)");
 		goto fail;
 	}
+	dp->xdp = xdp_gw_bpf__open(); /* its maps are its own: not pinned */
+	if (!dp->xdp || (err = xdp_gw_bpf__load(dp->xdp))) {
+		pr_warn("load the gateway's XDP program failed (see libbpf output above)");
+		goto fail;
+	}
 	/* every map BM_MAPS names is one the programs declare (maps.h): lists cannot drift */
 	for (size_t i = 0; i < pins_nmaps(); i++)
 		if (!bpf_object__find_map_by_name(dp->lb->obj, pins_map_name(i))) {
@@ -214,6 +221,19 @@ fail:
 	return NULL;
 }
 
+int dp_xdp(const struct dp *dp, struct dp_xdp_fds *out)
+{
+	if (!dp || !dp->xdp)
+		return -1;
+	*out = (struct dp_xdp_fds){.prog = bpf_program__fd(dp->xdp->progs.bm_xdp_gw),
+				   .conf = bpf_map__fd(dp->xdp->maps.bm_xconf),
+				   .port = bpf_map__fd(dp->xdp->maps.bm_xport),
+				   .deny = bpf_map__fd(dp->xdp->maps.bm_xdeny),
+				   .allow = bpf_map__fd(dp->xdp->maps.bm_xallow),
+				   .stats = bpf_map__fd(dp->xdp->maps.bm_xstats)};
+	return 0;
+}
+
 int dp_sav_prog(const struct dp *dp)
 {
 	return dp && dp->sav ? bpf_program__fd(dp->sav->progs.bm_pod_out) : -1;
@@ -243,6 +263,7 @@ void dp_close(struct dp *dp)
 	if (!dp)
 		return;
 	sav_bpf__destroy(dp->sav);
+	xdp_gw_bpf__destroy(dp->xdp);
 	listen_bpf__destroy(dp->listen);
 	inbound_bpf__destroy(dp->in);
 	accel_bpf__destroy(dp->accel);

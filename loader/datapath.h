@@ -29,6 +29,11 @@ int dp_ensure_bpffs(const char *dir);
  */
 struct dp *dp_load_attach(const char *pin_dir, const char *cgroup_dir, const struct bm_conf *conf);
 void dp_mapfds(const struct dp *dp, struct bm_mapfds *fds);
+/* The gateway's XDP early drop (bpf/xdp_gw.bpf.c): its program and maps; -1 if not loaded. */
+struct dp_xdp_fds {
+	int prog, conf, port, deny, allow, stats;
+};
+int dp_xdp(const struct dp *dp, struct dp_xdp_fds *out);
 /* The source address verification program for pods' veths (bpf/sav.bpf.c), or -1. */
 int dp_sav_prog(const struct dp *dp);
 /* The socket filter program for one of the agent's listeners (SO_ATTACH_BPF), or -1. */

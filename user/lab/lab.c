@@ -293,6 +293,7 @@ struct lab {
 	int changed;	     /* config files this command changed (lab apply waits for them) */
 	uint64_t written_ns; /* CLOCK_REALTIME after the last such change */
 	bool strict_udp;     /* lab up --strict-udp drop */
+	int syn_rate;	     /* lab up --ingress-syn-rate N: the agents' */
 	int prom_port;	     /* lab up --prometheus: Debian's Prometheus on 127.0.0.1:prom_port */
 	int kube_port;	     /* lab up --kube-api: the test API server on 127.0.0.1:kube_port */
 };
@@ -382,6 +383,7 @@ static int state_save(const struct lab *l)
 	bprintf(&b, "lab %s %s\n", l->name, l->bpffs);
 	bprintf(&b, "accel %s\n", l->accel_off ? "off" : "on");
 	bprintf(&b, "strict-udp %s\n", l->strict_udp ? "drop" : "pass");
+	bprintf(&b, "ingress-syn-rate %d\n", l->syn_rate);
 	bprintf(&b, "supervisor %d\n", l->supervisor_pid);
 	if (l->prom_port)
 		bprintf(&b, "prometheus %d\n", l->prom_port);
@@ -432,6 +434,7 @@ static int state_load(struct lab *l)
 			l->accel_off = true;
 		} else if (!strcmp(line, "strict-udp drop\n")) {
 			l->strict_udp = true;
+		} else if (sscanf(line, "ingress-syn-rate %d", &l->syn_rate) == 1) {
 		} else if (sscanf(line, "supervisor %d", &l->supervisor_pid) == 1) {
 		} else if (sscanf(line, "prometheus %d", &l->prom_port) == 1) {
 		} else if (sscanf(line, "kube-api %d", &l->kube_port) == 1) {
@@ -639,7 +642,7 @@ static int self_exe(char *buf, size_t len)
 static pid_t spawn_agent(struct lab *l, struct lab_node *n)
 {
 	char an[256], cg[400], log[700], self[600], maddr[64], haddr[64], nip[80], ns[300],
-	    nsp[320], cadir[700], ttl[32], kcfg[700];
+	    nsp[320], cadir[700], ttl[32], kcfg[700], synr[16];
 	char *av[40];
 	int k = 0;
 	pid_t pid;
@@ -693,6 +696,11 @@ static pid_t spawn_agent(struct lab *l, struct lab_node *n)
 	av[k++] = "--strict-udp";
 	av[k++] = l->strict_udp ? "drop" : "pass";
 	av[k++] = "--ingress"; /* every node serves the Gateways (default ingress labels) */
+	if (l->syn_rate > 0) {
+		snprintf(synr, sizeof(synr), "%d", l->syn_rate);
+		av[k++] = "--ingress-syn-rate";
+		av[k++] = synr;
+	}
 	av[k] = NULL;
 	pid = fork();
 	if (pid == 0) {
@@ -2311,6 +2319,7 @@ struct lab_args {
 	long cert_ttl_s;
 	int mtls;
 	bool strict_udp; /* lab up --strict-udp drop */
+	int syn_rate;	 /* lab up --ingress-syn-rate N */
 	bool no_wait;	 /* lab apply --no-wait */
 	bool prometheus; /* lab up --prometheus */
 	bool kube_api;	 /* lab up --kube-api */
@@ -2320,14 +2329,21 @@ struct lab_args {
 
 static int parse_args(int argc, char **argv, struct lab_args *a)
 {
-	static const struct option opts[] = {
-	    {"name", required_argument, 0, 'N'},      {"bpffs", required_argument, 0, 'b'},
-	    {"namespace", required_argument, 0, 'n'}, {"file", required_argument, 0, 'f'},
-	    {"mtls", required_argument, 0, 'M'},      {"cert-ttl", required_argument, 0, 'T'},
-	    {"accel", required_argument, 0, 'a'},     {"strict-udp", required_argument, 0, 'U'},
-	    {"no-wait", no_argument, 0, 'W'},	      {"prometheus", no_argument, 0, 'P'},
-	    {"output", required_argument, 0, 'o'},    {"kube-api", no_argument, 0, 'K'},
-	    {"background", no_argument, 0, 'B'},      {0, 0, 0, 0}};
+	static const struct option opts[] = {{"name", required_argument, 0, 'N'},
+					     {"bpffs", required_argument, 0, 'b'},
+					     {"namespace", required_argument, 0, 'n'},
+					     {"file", required_argument, 0, 'f'},
+					     {"mtls", required_argument, 0, 'M'},
+					     {"cert-ttl", required_argument, 0, 'T'},
+					     {"accel", required_argument, 0, 'a'},
+					     {"strict-udp", required_argument, 0, 'U'},
+					     {"no-wait", no_argument, 0, 'W'},
+					     {"prometheus", no_argument, 0, 'P'},
+					     {"output", required_argument, 0, 'o'},
+					     {"kube-api", no_argument, 0, 'K'},
+					     {"background", no_argument, 0, 'B'},
+					     {"ingress-syn-rate", required_argument, 0, 'S'},
+					     {0, 0, 0, 0}};
 	int64_t ns;
 	int o;
 
@@ -2393,6 +2409,14 @@ static int parse_args(int argc, char **argv, struct lab_args *a)
 			break;
 		case 'W':
 			a->no_wait = true;
+			break;
+		case 'S':
+			a->syn_rate = atoi(optarg);
+			if (a->syn_rate < 0 || a->syn_rate > 1000000) {
+				fprintf(stderr,
+					"lab: --ingress-syn-rate N: SYNs per second, 0-1000000\n");
+				return -1;
+			}
 			break;
 		case 'P':
 			a->prometheus = true;
@@ -2855,6 +2879,7 @@ static int lab_up(struct lab_args *a)
 	l.mtls = a->mtls;
 	l.cert_ttl_s = a->cert_ttl_s;
 	l.strict_udp = a->strict_udp;
+	l.syn_rate = a->syn_rate;
 	mkdir("/run/bpfmesh", 0755);
 	mkdir(LAB_ROOT, 0755);
 	if ((mkdir(l.dir, 0755) && errno != EEXIST) || (mkdir(l.config, 0755) && errno != EEXIST))
@@ -3230,7 +3255,7 @@ static const struct {
     {"up", "usage: bpfmesh lab up -f FILE... [--name LAB] [--bpffs DIR] [--mtls on|off] "
 	   "[--cert-ttl DURATION]\n"
 	   "                     [--accel on|off] [--strict-udp drop|pass] [--prometheus]\n"
-	   "                     [--kube-api]\n"
+	   "                     [--kube-api] [--ingress-syn-rate N]\n"
 	   "  nodes, agents and pods on this machine from Kubernetes and Istio YAML: every\n"
 	   "  Deployment replica and every Pod becomes a pod (netns + cgroup + echo server);\n"
 	   "  --prometheus also runs Prometheus scraping every agent (lab status prints it)\n"

@@ -479,6 +479,11 @@ const struct ap_obj *sec_http_policy(const struct mesh_config *c, const char *ro
 	return NULL;
 }
 
+bool sec_policy_applies(const struct ap_obj *p, const char *root_ns, const struct workload_obj *w)
+{
+	return ap_applies(p, root_of(root_ns), w);
+}
+
 bool sec_has_policy(const struct mesh_config *c, const char *root_ns, const struct workload_obj *w)
 {
 	for (int i = 0; c && w && i < c->naps; i++)

@@ -106,6 +106,9 @@ void sec_authorize_http(const struct mesh_config *c, const char *root_ns,
 			const struct workload_obj *w, int dport, const struct sec_peer *src,
 			const struct sec_http *http, struct sec_decision *d);
 
+/* Does policy p apply to w (its namespace, the root namespace's, its selector)? */
+bool sec_policy_applies(const struct ap_obj *p, const char *root_ns, const struct workload_obj *w);
+
 /* Does any AuthorizationPolicy (any action) apply to w? */
 bool sec_has_policy(const struct mesh_config *c, const char *root_ns, const struct workload_obj *w);
 
