@@ -93,9 +93,19 @@ int bm_xdp_gw(struct xdp_md *ctx)
 	cf = bpf_map_lookup_elem(&bm_xconf, &zero);
 	if (!cf || __builtin_memcmp(&ip->daddr, cf->node_ip4, 4))
 		return XDP_PASS;
+	if (ip->frag_off & bpf_htons(0x1fff))
+		return XDP_PASS; /* a later fragment: nothing reassembles without the first */
 	tcp = (void *)ip + ip->ihl * 4;
-	if ((void *)(tcp + 1) > end)
+	if ((void *)(tcp + 1) > end || bpf_ntohs(ip->tot_len) < ip->ihl * 4 + sizeof(*tcp)) {
+		/* a first fragment too short for the TCP header (RFC 1858's tiny fragment, to
+		 * hide the port from filters) is dropped; any other short frame passes (the
+		 * stack drops it) */
+		if (ip->frag_off & bpf_htons(0x2000)) {
+			count(BM_XST_POLICY);
+			return XDP_DROP;
+		}
 		return XDP_PASS;
+	}
 	dport = tcp->dest;
 	if (!bpf_map_lookup_elem(&bm_xport, &dport))
 		return XDP_PASS; /* not a gateway port */

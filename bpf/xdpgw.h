@@ -32,7 +32,12 @@ static __always_inline int bm_xdp_syn_ok(const struct bm_xconf *cf, struct bm_xb
 	if (!cf->syn_rate)
 		return 1;
 	if (now > b->last_ns) {
-		add = (now - b->last_ns) * cf->syn_rate;
+		__u64 dt = now - b->last_ns;
+
+		/* enough to fill the bucket, never enough to overflow */
+		if (dt > 1000000000ULL * (cf->syn_burst / cf->syn_rate + 1))
+			dt = 1000000000ULL * (cf->syn_burst / cf->syn_rate + 1);
+		add = dt * cf->syn_rate;
 		b->tokens = b->tokens + add > cap ? cap : b->tokens + add;
 		b->last_ns = now;
 	}

@@ -646,8 +646,6 @@ static void publish_l7(struct agent *a, const struct rs_table *t)
 	if (!a->l7)
 		return;
 	lt = l7_table_build(a->current, t, &env);
-	xdpgw_sync(a->xdp, a->current ? a->current->c : NULL, lt, a->ingress ? &a->gw : NULL,
-		   a->topts.root_ns);
 	for (int i = 0; lt && i < lt->ngwports; i++) /* HTTPS servers that cannot be served */
 		for (int k = 0; k < lt->gwports[i].ntls; k++)
 			if (!lt->gwports[i].tlsv[k].ctx)
@@ -657,6 +655,13 @@ static void publish_l7(struct agent *a, const struct rs_table *t)
 					lt->gwports[i].tlsv[k].err);
 	l7_publish(a->l7, a->current, lt);
 	l7_table_put(lt);
+	if (a->xdp) { /* the ports the gateway listens on now (l7_publish bound them) */
+		uint16_t ports[BM_XDP_MAX_PORTS];
+		int n = l7_gw_ports(a->l7, ports, BM_XDP_MAX_PORTS);
+
+		xdpgw_sync(a->xdp, a->current ? a->current->c : NULL, ports, n, &a->gw,
+			   a->topts.root_ns);
+	}
 }
 
 /* The worker is done: put its result in force (map writes stay on this thread). */

@@ -1143,6 +1143,17 @@ void l7_publish(struct l7 *l, struct cfgref *cfg, struct l7_table *t)
 		wake(&l->w[i]);
 }
 
+int l7_gw_ports(struct l7 *l, uint16_t *ports, int max)
+{
+	int n = 0;
+
+	pthread_mutex_lock(&l->mu);
+	for (int i = 0; l->snap && i < l->snap->ngwl && n < max; i++)
+		ports[n++] = l->snap->gwl[i]->port;
+	pthread_mutex_unlock(&l->mu);
+	return n;
+}
+
 int l7_inbound(void *arg, int fd, const struct tunnel_stream *in)
 {
 	struct l7 *l = arg;

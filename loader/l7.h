@@ -75,6 +75,9 @@ void l7_release(struct l7 *l); /* start accepting after l7_opts.hold */
 void l7_give_maps(struct l7 *l);
 unsigned long l7_busy(const struct l7 *l);
 
+/* The Gateway ports the engine listens on now (at most max). */
+int l7_gw_ports(struct l7 *l, uint16_t *ports, int max);
+
 /* Prometheus lines: Istio's HTTP series and the engine's own counters (any thread). */
 void l7_metrics(struct l7 *l, FILE *f);
 

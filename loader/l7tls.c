@@ -144,6 +144,23 @@ static void tlsc_route(struct tlsc *c, const char *sni)
 	struct dial_pass pass = {0};
 	int i, ep, fd, dfd = c->dc.io.fd;
 
+	if (c->dc.gw_port && snap && snap->cfg) {
+		/* the gateway's own AuthorizationPolicy first, for its client (a plaintext peer at
+		 * its address: L4, the request is encrypted end to end) */
+		const struct l7_opts *o = l7_opts_of(w);
+		struct sec_peer peer = {.ip_len = 128};
+		struct sec_decision d;
+
+		peer.ip[10] = peer.ip[11] = 0xff;
+		memcpy(peer.ip + 12, c->dc.src_ip, 4);
+		sec_authorize(snap->cfg->c, o->root_ns, src, c->dc.gw_port, &peer, &d);
+		if (d.verdict == SEC_DENY) {
+			pr_debug("l7: tls: gateway port %u: \"%s\" denied by AuthorizationPolicy",
+				 c->dc.gw_port, sni);
+			tlsc_end(c, true);
+			return;
+		}
+	}
 	i = svc ? l7_tls_route_find(svc, sni, c->dc.vport, src) : -1;
 	dest = i >= 0 ? l7_pick_dest(&svc->routes[i], l7_rand(w)) : NULL;
 	ep = dest && dest->cl ? l7_pick_ep(dest->cl, &v, l7_rand(w), -1, NULL, NULL) : -1;

@@ -16,6 +16,7 @@
 #define BM_XDPGW_H_LOADER
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include "datapath.h"
 #include "model.h"
@@ -25,8 +26,10 @@ struct l7_table;
 
 /* Attach in the calling thread's network namespace; NULL (logged) when it cannot. */
 struct xdpgw *xdpgw_new(const struct dp_xdp_fds *fds, const char *node_ip, unsigned syn_rate);
-/* From the control thread, with the HTTP table of the config c in force. */
-void xdpgw_sync(struct xdpgw *x, const struct mesh_config *c, const struct l7_table *t,
+/* From the control thread, with the config c in force and the ports the gateway listens on
+ * (only those: a Gateway port it could not bind is another program's, never filtered).
+ * Attaches at the first call, its maps written. */
+void xdpgw_sync(struct xdpgw *x, const struct mesh_config *c, const uint16_t *ports, int nports,
 		const struct workload_obj *gw, const char *root_ns);
 /* Prometheus lines (bpfmesh_xdp_*). */
 void xdpgw_metrics(const struct xdpgw *x, FILE *f);

@@ -118,6 +118,18 @@ static void test_early_drop(void)
 	CHECK_EQ(xstat(BM_XST_POLICY), 2, "two policy drops counted");
 	CHECK_EQ(xstat(BM_XST_PASS), 1, "one pass counted");
 
+	/* fragments: a later one passes (nothing reassembles without the first); a first one
+	 * too short for the TCP header (RFC 1858: the port hidden from filters) is dropped */
+	p = packet("192.0.2.7", NODE, 6, 80, 0x02);
+	p.b[14 + 6] = 0x00, p.b[14 + 7] = 0x10; /* offset 16 * 8 */
+	CHECK_EQ(run(&p), XDP_PASS, "a later fragment passes, whatever its bytes say");
+	p = packet("198.51.100.1", NODE, 6, 80, 0x02);
+	p.b[14 + 6] = 0x20; /* MF, offset 0 */
+	p.n = 14 + 20 + 8;
+	p.b[14 + 3] = 28; /* tot_len: 8 bytes of TCP */
+	CHECK_EQ(run(&p), XDP_DROP, "a tiny first fragment is dropped, from any source");
+	CHECK_EQ(xstat(BM_XST_POLICY), 3, "and counted");
+
 	/* allow-only */
 	conf(BM_XCONF_F_ALLOW_ONLY, 0);
 	prefix(bpf_map__fd(skel->maps.bm_xallow), "198.51.100.0", 25);

@@ -14,6 +14,7 @@ P81=18081
 P443=18443
 P90=18090
 P8443=18444
+P8444=18445
 
 setup_file() {
 	export LAB WORK
@@ -29,6 +30,7 @@ setup_file() {
 	lab port-forward -n istio-system svc/istio-ingressgateway "$P443:443" --background >&3
 	lab port-forward -n gw svc/edge-istio "$P90:8090" --background >&3
 	lab port-forward -n istio-system svc/istio-ingressgateway "$P8443:8443" --background >&3
+	lab port-forward -n istio-system svc/istio-ingressgateway "$P8444:8444" --background >&3
 }
 
 teardown() { lab_logs_if_failed; }
@@ -260,6 +262,12 @@ gcurl() {
 	[ "$status" -ne 0 ]
 	run lab status
 	[[ "$output" == *"ingress tls://10.244.255.1:8443 gateway gw/pass-gw node node1"* ]]
+	# the gateway's own AuthorizationPolicy holds on a PASSTHROUGH port too (L4): 8444, the
+	# same server on another port, is denied by passthrough.yaml's policy
+	run curl -s --max-time 5 --cacert "$pt/ca.crt" \
+		--resolve "secure.example.com:$P8444:127.0.0.1" "https://secure.example.com:$P8444/"
+	[ "$status" -ne 0 ]
+	[[ "$output" != *"s_server"* ]]
 	pkill -f "openssl s_server -accept 9443 -www -quiet -cert $pt" || true
 	lab start -n gw tlsapp-0
 }
