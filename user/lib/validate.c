@@ -70,6 +70,27 @@ static void note_tcp_matches(struct vctx *v, const struct ynode *spec)
 	}
 }
 
+/* A tls route match's own `gateways` is not read: the route holds on a PASSTHROUGH gateway and
+ * for mesh traffic wherever its VirtualService applies. */
+static void note_tls_matches(struct vctx *v, const struct ynode *spec)
+{
+	const struct ynode *routes = g(spec, "tls");
+	char p[PATHMAX], path[PATHMAX], q[PATHMAX];
+
+	for (int i = 0; i < count(routes); i++) {
+		const struct ynode *ms = g(routes->items[i], "match");
+
+		for (int k = 0; k < count(ms); k++)
+			if (count(g(ms->items[k], "gateways"))) {
+				pidx(p, pjoin(q, pidx(path, "spec.tls", i), "match"), k);
+				vctx_warn(v, g(ms->items[k], "gateways"), pjoin(q, p, "gateways"),
+					  "not enforced: this match holds wherever the "
+					  "VirtualService applies (its spec.gateways: mesh and the "
+					  "Gateways named there)");
+			}
+	}
+}
+
 static void vs_notices(struct vctx *v, const struct ynode *spec)
 {
 	/* http routes are enforced per request on the HTTP path (resolve.c says per port
@@ -77,6 +98,7 @@ static void vs_notices(struct vctx *v, const struct ynode *spec)
 	const struct ynode *gws = g(spec, "gateways");
 
 	note_tcp_matches(v, spec);
+	note_tls_matches(v, spec);
 	/* bound to Gateways: their http routes (and tls routes, on PASSTHROUGH servers) are
 	 * served by the agents that serve the Gateway (--ingress); tcp routes are not yet */
 	for (int i = 0; i < count(gws); i++)
