@@ -37,7 +37,7 @@ INC_CLI  := $(INC_LIB) -Iuser/cli
 INC_LAB  := $(INC_LIB) -Iuser/lab
 INC_LDR  := $(INC_LIB) -Iloader -I$(BUILD)
 INC_CMD  := $(INC_LDR) -Iuser/cli -Iuser/lab
-LDLIBS   := -lbpf -lelf -lz -lyaml -ljson-c -lcurl -lnghttp2 -lhttp_parser -lre2 -lssl -lcrypto -lm \
+LDLIBS   := -lbpf -lelf -lz -lyaml -ljson-c -lcurl -lhiredis -lnghttp2 -lhttp_parser -lre2 -lssl -lcrypto -lm \
 	-lpthread -lstdc++
 CXX      ?= g++
 CXXBASE  := -std=c++17 -D_GNU_SOURCE -MMD -MP

@@ -108,6 +108,10 @@ struct agent {
 	struct workload_obj gw;
 	unsigned ingress_syn_rate; /* --ingress-syn-rate: SYNs per second per source, 0: none */
 	struct xdpgw *xdp;	   /* the gateway's XDP early drop, NULL: none */
+	const char *rl_redis;	   /* --ratelimit-redis host:port */
+	int home_ns;		   /* with --netns: the namespace the agent started in, else -1 */
+	char *rl_files[16];	   /* --ratelimit-config (repeatable) */
+	int nrl_files;
 	uint64_t retry_apply_ms; /* security state not fully written: apply again at this time */
 	/* upgrades (handover.h) */
 	int lock;		 /* the node's lock file, held while this agent serves */
@@ -1296,6 +1300,8 @@ static int start_zero_trust(struct agent *a, char *td, size_t tdlen)
 	if (a->netns) {
 		int fd = open(a->netns, O_RDONLY | O_CLOEXEC);
 
+		/* where --ratelimit-redis is: the agent's own namespace (the lab's host) */
+		a->home_ns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
 		if (fd < 0 || setns(fd, CLONE_NEWNET)) {
 			pr_warn("netns %s: %s", a->netns, strerror(errno));
 			if (fd >= 0)
@@ -1341,7 +1347,11 @@ static int start_zero_trust(struct agent *a, char *td, size_t tdlen)
 				     .tun = a->tun,
 				     .hold = a->topts.hold,
 				     .access_log = alog,
-				     .gateway = a->ingress ? &a->gw : NULL};
+				     .gateway = a->ingress ? &a->gw : NULL,
+				     .ratelimit_redis = a->rl_redis,
+				     .redis_netns = a->home_ns,
+				     .ratelimit_files = a->rl_files,
+				     .nratelimit_files = a->nrl_files};
 
 		snprintf(alog, sizeof(alog), "%s/access.log", a->run_dir);
 		a->l7 = l7_new(&lo);
@@ -1448,7 +1458,13 @@ static void usage_to(FILE *f)
 	    "                        " GW_LABELS ")\n"
 	    "  --ingress-syn-rate N  at XDP, at most N SYNs per second per source to the\n"
 	    "                        gateway's ports (default 0: no limit); source blocks of\n"
-	    "                        the gateway's AuthorizationPolicies are dropped there too\n");
+	    "                        the gateway's AuthorizationPolicies are dropped there too\n"
+	    "Rate limits (EnvoyFilters inserting envoy.filters.http.ratelimit):\n"
+	    "  --ratelimit-redis HOST:PORT  the Redis that holds the global limits' counters\n"
+	    "                        (envoyproxy/ratelimit's keys and fixed windows); without\n"
+	    "                        it every global check fails and failure_mode_deny decides\n"
+	    "  --ratelimit-config PATH  an envoyproxy/ratelimit config file (domain,\n"
+	    "                        descriptors); repeatable; ConfigMaps ratelimit-config too\n");
 }
 
 static void usage(void)
@@ -1522,6 +1538,8 @@ int cmd_agent(int argc, char **argv)
 					     {"ingress", no_argument, 0, 'G'},
 					     {"ingress-labels", required_argument, 0, 'j'},
 					     {"ingress-syn-rate", required_argument, 0, 'J'},
+					     {"ratelimit-redis", required_argument, 0, 'r'},
+					     {"ratelimit-config", required_argument, 0, 0x101},
 					     {"help", no_argument, 0, 'h'},
 					     {0, 0, 0, 0}};
 	struct agent a = {.bpffs = "/sys/fs/bpf",
@@ -1536,6 +1554,7 @@ int cmd_agent(int argc, char **argv)
 			  .ho_fd = -1,
 			  .ho_conn = -1,
 			  .ho_new = -1,
+			  .home_ns = -1,
 			  .drain_timeout_ns = 3600LL * 1000000000LL,
 			  .topts = {.root_ns = "istio-system", .cert_ttl_s = 24 * 3600}};
 	char td[256] = "";
@@ -1646,6 +1665,17 @@ int cmd_agent(int argc, char **argv)
 			break;
 		case 'j':
 			ingress_labels = optarg;
+			break;
+		case 'r':
+			a.rl_redis = optarg;
+			break;
+		case 0x101:
+			if (a.nrl_files == (int)(sizeof(a.rl_files) / sizeof(a.rl_files[0]))) {
+				fprintf(stderr, "bpfmesh agent: --ratelimit-config: at most %d\n",
+					a.nrl_files);
+				return 2;
+			}
+			a.rl_files[a.nrl_files++] = optarg;
 			break;
 		case 'J': {
 			char *end;

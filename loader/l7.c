@@ -59,6 +59,7 @@ struct l7 {
 	int given;   /* atomic: l7_give_maps was called */
 	struct l7_cb *cbs;  /* circuit breakers by cluster, kept until l7_free (under mu) */
 	struct l7_log *log; /* the access log, NULL: none */
+	struct l7_rl *rl;   /* rate limits (l7rl.c) */
 };
 
 /* ---------------- small things ---------------- */
@@ -78,6 +79,16 @@ uint32_t l7_rand(struct l7w *w)
 	w->rng ^= w->rng << 25;
 	w->rng ^= w->rng >> 27;
 	return (uint32_t)((w->rng * 2685821657736338717ULL) >> 32);
+}
+
+struct l7_rl *l7_rl_of(struct l7w *w)
+{
+	return w->l->rl;
+}
+
+struct l7_rlc **l7_rlc_slot(struct l7w *w)
+{
+	return &w->rlc;
 }
 
 const struct l7_opts *l7_opts_of(const struct l7w *w)
@@ -905,6 +916,10 @@ struct l7 *l7_new(const struct l7_opts *o)
 	pthread_mutex_init(&l->mu, NULL);
 	l->o.access_log = NULL; /* the caller's string: not kept */
 	l->log = l7_log_open(o->access_log);
+	l->rl =
+	    l7_rl_new(o->ratelimit_redis, o->redis_netns, o->ratelimit_files, o->nratelimit_files);
+	l->o.ratelimit_redis = NULL; /* (kept by l->rl) */
+	l->o.ratelimit_files = NULL;
 	l->w = calloc(nw, sizeof(*l->w));
 	if (!l->w)
 		goto fail;
@@ -1041,6 +1056,7 @@ void l7_free(struct l7 *l)
 		l7_stats_free(&w->stats);
 		l7_log_flush(l->log, &w->alog); /* the last lines */
 		lb_free(&w->alog);
+		l7_rlc_free(w, w->rlc);
 		if (w->ep >= 0)
 			close(w->ep);
 		if (w->wake >= 0)
@@ -1052,6 +1068,7 @@ void l7_free(struct l7 *l)
 	free(l->w);
 	l7_snap_put(l->snap);
 	l7_log_close(l->log);
+	l7_rl_free(l->rl);
 	while (l->cbs) {
 		struct l7_cb *cb = l->cbs;
 
@@ -1198,6 +1215,7 @@ void l7_metrics(struct l7 *l, FILE *f)
 		tlsf += __atomic_load_n(&l->w[i].c_tls_failed, __ATOMIC_RELAXED);
 	}
 	l7_stats_render(v, l->nw, f);
+	l7_rl_metrics(l->rl, f);
 	fprintf(f,
 		"# HELP bpfmesh_http_connections_total Downstream connections the HTTP path "
 		"accepted.\n# TYPE bpfmesh_http_connections_total counter\n"

@@ -43,6 +43,12 @@ struct l7_opts {
 	/* --ingress: the gateway workload (gateway.h) this agent sends Gateway traffic as;
 	 * NULL: it serves no Gateway. The caller's, kept for the engine's life. */
 	const struct workload_obj *gateway;
+	/* global rate limits: Redis "host:port" (NULL: none, every check fails and
+	 * failure_mode_deny decides) and envoyproxy/ratelimit config files */
+	const char *ratelimit_redis;
+	int redis_netns; /* Redis is reached from this network namespace (fd), -1: the workers' */
+	char *const *ratelimit_files;
+	int nratelimit_files;
 };
 
 struct l7;

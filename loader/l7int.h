@@ -26,6 +26,7 @@
 #include "l7.h"
 #include "l7route.h"
 #include "l7table.h"
+#include "ratelimit.h"
 
 /* ---- limits (Envoy's defaults where Envoy has one) ---- */
 #define L7_MAX_HEADER_BYTES (60 * 1024) /* max_request_headers_kb: 60; over it: 431 */
@@ -55,6 +56,8 @@
 	X(UC, 7)                                                                                   \
 	X(DI, 8)                                                                                   \
 	X(FI, 9)                                                                                   \
+	X(RL, 14)                                                                                  \
+	X(RLSE, 15)                                                                                \
 	X(SI, 10)                                                                                  \
 	X(DPE, 11)                                                                                 \
 	X(UPE, 12)                                                                                 \
@@ -359,7 +362,36 @@ struct l7_req {
 	struct l7_ukey pend_key;
 	bool mirror;	     /* a shadow copy (l7req.c, mirrors): its response is dropped */
 	bool mirror_pending; /* mirrors go when the body is complete */
+	/* rate limits (l7rl.c): the Redis call waited for, its timeout, where to go on */
+	void *rl_call;
+	struct l7_timer t_rl;
+	int rl_stage;
+	bool rl_inbound; /* refused by the destination pod's own limit (it reports it) */
 };
+
+/* ---- rate limits (l7rl.c) ---- */
+
+enum { L7_RL_PASS, L7_RL_REPLIED, L7_RL_WAIT, L7_RL_OVER, L7_RL_ERROR };
+struct l7_rl;  /* the agent's: local buckets, Redis address, --ratelimit-config domains */
+struct l7_rlc; /* a worker's Redis connection */
+struct l7_rl *l7_rl_new(const char *redis, int netns, char *const *files, int nfiles);
+void l7_rl_free(struct l7_rl *rl);
+void l7_rl_metrics(const struct l7_rl *rl, FILE *f);
+void l7_rlc_free(struct l7w *w, struct l7_rlc *c);
+/* The limits of side ctx for r, in the proxy of workload wl on port: L7_RL_PASS (go on),
+ * L7_RL_REPLIED (a local limit answered 429), L7_RL_WAIT (Redis asked: l7_req_rl_done
+ * follows), L7_RL_ERROR (no Redis and failure_mode_deny: refuse with l7_rl_refuse). */
+int l7_ratelimit(struct l7_req *r, enum ef_ctx ctx, const struct workload_obj *wl, int port);
+/* 429 (L7_RL_OVER: x-envoy-ratelimited, RL) or 500 (L7_RL_ERROR: RLSE). */
+void l7_rl_refuse(struct l7_req *r, int verdict);
+void l7_rl_cancel(struct l7_req *r); /* r goes away: its Redis answer is dropped */
+/* the engine's, for l7rl.c */
+struct l7_rl *l7_rl_of(struct l7w *w);
+struct l7_rlc **l7_rlc_slot(struct l7w *w);
+struct l7w *l7_req_worker(const struct l7_req *r);
+void l7_req_reply(struct l7_req *r, int status, unsigned flags, const char *body,
+		  const struct l7_hdrs *extra);
+void l7_req_rl_done(struct l7_req *r, int verdict); /* the answer of an L7_RL_WAIT */
 
 /* ---- the engine's calls (l7req.c), for the codecs ---- */
 
@@ -517,6 +549,7 @@ struct l7w {
 	bool held;     /* not accepting yet (l7_opts.hold) */
 	struct l7_gwio **gio; /* the Gateway listeners in this worker's epoll set */
 	int ngio;
+	struct l7_rlc *rlc; /* its Redis connection (global rate limits), NULL until needed */
 	/* counters for /metrics (atomics) */
 	uint64_t c_conns, c_active, c_reqs, c_rejected, c_tls_failed;
 };

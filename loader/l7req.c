@@ -36,6 +36,13 @@
 #define X_ENVOY_EXPECTED "x-envoy-expected-rq-timeout-ms"
 
 static void try_start(struct l7_req *r);
+static void try_go(struct l7_req *r);
+static void source_go(struct l7_req *r);
+static void dest_go(struct l7_req *r);
+static bool inbound_limited(struct l7_req *r, const struct workload_obj *wl, int port, int stage);
+
+/* where a request waiting for Redis (rate limits) goes on */
+enum { RLS_SOURCE = 1, RLS_TRY, RLS_DEST };
 static void finish(struct l7_req *r);
 static void mirrors_go(struct l7_req *r);
 static void od_record(struct l7_req *r, int code);
@@ -129,6 +136,17 @@ static void local_reply(struct l7_req *r, int status, unsigned flags, const char
 	}
 	l7h_free(&h);
 	finish(r);
+}
+
+void l7_req_reply(struct l7_req *r, int status, unsigned flags, const char *body,
+		  const struct l7_hdrs *extra)
+{
+	local_reply(r, status, flags, body, extra);
+}
+
+struct l7w *l7_req_worker(const struct l7_req *r)
+{
+	return req_w(r);
 }
 
 /* ---------------- timers ---------------- */
@@ -618,7 +636,6 @@ static void try_start(struct l7_req *r)
 	struct l7w *w = req_w(r);
 	struct l7_req_view v;
 	const struct l7_ep *e;
-	char n[16];
 
 	r->st = RQ_UPSTREAM;
 	if (r->dc->role == L7_SOURCE)
@@ -639,6 +656,21 @@ static void try_start(struct l7_req *r)
 			local_reply(r, 403, 0, "RBAC: access denied", NULL);
 			return;
 		}
+		if (e->local && e->wl && inbound_limited(r, e->wl, e->port, RLS_TRY))
+			return;
+	}
+	try_go(r);
+}
+
+/* A try, its endpoint chosen and admitted (source role), or the destination's pod. */
+static void try_go(struct l7_req *r)
+{
+	struct l7w *w = req_w(r);
+	const struct l7_ep *e;
+	char n[16];
+
+	if (r->dc->role == L7_SOURCE) {
+		e = &r->cl->eps[r->ep];
 		if (r->cl->cb && r->cl->tp && r->cl->tp->http2_max_requests > 0 &&
 		    __atomic_load_n(&r->cl->cb->active, __ATOMIC_RELAXED) >=
 			r->cl->tp->http2_max_requests) {
@@ -853,8 +885,6 @@ static void source_route(struct l7_req *r)
 	struct l7w *w = req_w(r);
 	const struct l7_table *t = r->snap->t;
 	struct l7_req_view v;
-	int64_t delay;
-	int status, grpc;
 
 	if (r->dc->gw_port) {
 		/* a Gateway's client: the gateway's own AuthorizationPolicy first (Envoy's RBAC
@@ -918,6 +948,40 @@ static void source_route(struct l7_req *r)
 		r->rt = &r->svc->routes[i];
 		r->matched = l7_route_matched(r->rt, &v);
 	}
+	if (r->rt) {
+		r->dest = l7_pick_dest(r->rt, r->rnd);
+		r->cl = r->dest ? r->dest->cl : NULL;
+	} else {
+		r->cl = r->svc->all;
+	}
+	/* the proxy's rate limits (they run before the router, with its route): the gateway's,
+	 * or the client pod's own outbound ones */
+	switch (r->dc->gw_port ? l7_ratelimit(r, EF_GATEWAY, r->src_wl, r->dc->gw_port)
+			       : l7_ratelimit(r, EF_OUTBOUND, r->src_wl, r->dc->vport)) {
+	case L7_RL_REPLIED:
+		return;
+	case L7_RL_WAIT:
+		r->st = RQ_WAIT;
+		r->rl_stage = RLS_SOURCE;
+		return;
+	case L7_RL_ERROR:
+		l7_rl_refuse(r, L7_RL_ERROR);
+		return;
+	default:
+		break;
+	}
+	source_go(r);
+}
+
+/* The router, once the filters before it let r through. */
+static void source_go(struct l7_req *r)
+{
+	struct l7w *w = req_w(r);
+	struct l7_req_view v;
+	int64_t delay;
+	int status, grpc;
+
+	view_of(r, &v);
 	if (r->rt && r->rt->h && r->rt->h->has_redirect) {
 		struct l7_hdrs h = {};
 		char *loc = l7_redirect_location(r->rt, &v, &status);
@@ -939,12 +1003,9 @@ static void source_route(struct l7_req *r)
 	if (cors_preflight(r))
 		return;
 	if (r->rt) {
-		r->dest = l7_pick_dest(r->rt, r->rnd);
-		r->cl = r->dest ? r->dest->cl : NULL;
 		l7_retry_policy(r->rt, &r->rp);
 		r->timeout_ms = r->rt->h && r->rt->h->timeout_ms > 0 ? r->rt->h->timeout_ms : 0;
 	} else {
-		r->cl = r->svc->all;
 		l7_retry_policy(NULL, &r->rp);
 	}
 	if (!r->cl) {
@@ -989,9 +1050,59 @@ static void dest_route(struct l7_req *r)
 		local_reply(r, 403, 0, "RBAC: access denied", NULL);
 		return;
 	}
+	if (inbound_limited(r, r->dst_wl, r->dc->dst_port, RLS_DEST))
+		return;
+	dest_go(r);
+}
+
+static void dest_go(struct l7_req *r)
+{
 	if (r->expect100)
 		r->dc->codec->continue100(r);
 	try_start(r);
+}
+
+/* The destination pod's own (SIDECAR_INBOUND) limits; true when r is answered or waits. */
+static bool inbound_limited(struct l7_req *r, const struct workload_obj *wl, int port, int stage)
+{
+	int v;
+
+	r->rl_inbound = true; /* a refusal answered in there is the destination's to report */
+	v = l7_ratelimit(r, EF_INBOUND, wl, port);
+	r->rl_inbound = v == L7_RL_REPLIED || v == L7_RL_ERROR;
+	switch (v) {
+	case L7_RL_REPLIED:
+		return true;
+	case L7_RL_WAIT:
+		r->st = RQ_WAIT;
+		r->rl_stage = stage;
+		return true;
+	case L7_RL_ERROR:
+		l7_rl_refuse(r, L7_RL_ERROR);
+		return true;
+	default:
+		return false;
+	}
+}
+
+void l7_req_rl_done(struct l7_req *r, int verdict)
+{
+	int stage = r->rl_stage;
+
+	r->rl_stage = 0;
+	if (r->st != RQ_WAIT)
+		return;
+	if (verdict == L7_RL_OVER || verdict == L7_RL_ERROR) {
+		r->rl_inbound = stage != RLS_SOURCE;
+		l7_rl_refuse(r, verdict);
+		return;
+	}
+	if (stage == RLS_SOURCE)
+		source_go(r);
+	else if (stage == RLS_TRY)
+		try_go(r);
+	else if (stage == RLS_DEST)
+		dest_go(r);
 }
 
 void l7_req_init(struct l7_req *r, struct l7_dconn *dc, void *cs)
@@ -1001,6 +1112,7 @@ void l7_req_init(struct l7_req *r, struct l7_dconn *dc, void *cs)
 	r->t_route = (struct l7_timer){.idx = -1, .fire = on_route_timeout};
 	r->t_try = (struct l7_timer){.idx = -1, .fire = on_try_timeout};
 	r->t_wait = (struct l7_timer){.idx = -1, .fire = on_wait_done};
+	r->t_rl = (struct l7_timer){.idx = -1};
 }
 
 void l7_req_start(struct l7_req *r)
@@ -1224,6 +1336,7 @@ static void finish(struct l7_req *r)
 	l7_timer_stop(w, &r->t_route);
 	l7_timer_stop(w, &r->t_try);
 	l7_timer_stop(w, &r->t_wait);
+	l7_rl_cancel(r);
 	try_end_common(r);
 	if (r->u || r->pending)
 		l7_upstream_abandon(r); /* a request waiting for a connection leaves the queue */
@@ -1237,7 +1350,7 @@ static void finish(struct l7_req *r)
 				record(r, false);
 			/* a pod of this node: this agent is its destination reporter too */
 			if (r->cl && r->ep >= 0 && r->ep < r->cl->n && r->cl->eps[r->ep].local &&
-			    r->attempt)
+			    (r->attempt || r->rl_inbound))
 				record(r, true);
 		}
 	}
@@ -1261,6 +1374,7 @@ void l7_req_free(struct l7_req *r)
 	l7_timer_stop(w, &r->t_route);
 	l7_timer_stop(w, &r->t_try);
 	l7_timer_stop(w, &r->t_wait);
+	l7_rl_cancel(r);
 	if (r->u || r->pending)
 		l7_upstream_abandon(r);
 	try_end_common(r);

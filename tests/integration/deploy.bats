@@ -69,7 +69,7 @@ def grants(group, res):
 # the kinds user/lib/kube.c watches (its kinds[] table), read from the source
 import re
 src = open(sys.argv[2]).read()
-kinds = re.findall(r'\{"([a-z0-9.]*)", ver_\w+, "(\w+)", "\w+", (?:true|false), (NULL|GW_NS)\}', src)
+kinds = re.findall(r'\{"([a-z0-9.]*)", ver_\w+, "(\w+)", "\w+", (?:true|false), (NULL|GW_NS),\s*(?:NULL|"[^"]*")\}', src)
 watched = {(g, res) for g, res, n in kinds if n == "NULL"}
 # kinds watched in the gateway's namespace only: a Role there, bound to the agent
 for g, res, n in kinds:

@@ -96,6 +96,7 @@ RESOURCES = [RT(*r) for r in [
     ('', ('v1',), 'services', 'service', 'Service', True, ('svc',)),
     ('', ('v1',), 'endpoints', 'endpoints', 'Endpoints', True, ('ep',)),
     ('', ('v1',), 'secrets', 'secret', 'Secret', True, ()),
+    ('', ('v1',), 'configmaps', 'configmap', 'ConfigMap', True, ('cm',)),
     ('apps', ('v1',), 'deployments', 'deployment', 'Deployment', True, ('deploy',)),
     ('apps', ('v1',), 'replicasets', 'replicaset', 'ReplicaSet', True, ('rs',)),
     ('discovery.k8s.io', ('v1',), 'endpointslices', 'endpointslice', 'EndpointSlice', True, ()),

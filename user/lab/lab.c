@@ -31,6 +31,7 @@
 #include <sys/socket.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <bpf/bpf.h>
 #include <curl/curl.h>
@@ -45,6 +46,7 @@
 #include "gwapi.h"
 #include "portfwd.h"
 #include "names.h"
+#include "ratelimit.h"
 #include "resolve.h"
 #include "duration.h"
 
@@ -296,6 +298,10 @@ struct lab {
 	int syn_rate;	     /* lab up --ingress-syn-rate N: the agents' */
 	int prom_port;	     /* lab up --prometheus: Debian's Prometheus on 127.0.0.1:prom_port */
 	int kube_port;	     /* lab up --kube-api: the test API server on 127.0.0.1:kube_port */
+	/* global rate limits: every agent is given the lab's Redis port (on loopback);
+	 * redis-server runs once the config has a global limit */
+	int redis_port;
+	bool redis_on;
 };
 
 static void lab_paths(struct lab *l, const char *name)
@@ -389,6 +395,8 @@ static int state_save(const struct lab *l)
 		bprintf(&b, "prometheus %d\n", l->prom_port);
 	if (l->kube_port)
 		bprintf(&b, "kube-api %d\n", l->kube_port);
+	if (l->redis_port)
+		bprintf(&b, "redis %d %d\n", l->redis_port, l->redis_on);
 	for (int i = 0; i < l->nnodes; i++)
 		bprintf(&b, "node %s %d %d %d %d\n", l->nodes[i].name, l->nodes[i].index,
 			l->nodes[i].agent_pid, l->nodes[i].metrics_port, l->nodes[i].health_port);
@@ -419,6 +427,7 @@ static int state_load(struct lab *l)
 {
 	char path[700], line[512], bpffs[256];
 	FILE *f;
+	int on;
 
 	snprintf(path, sizeof(path), "%s/lab.state", l->dir);
 	f = fopen(path, "r");
@@ -438,6 +447,8 @@ static int state_load(struct lab *l)
 		} else if (sscanf(line, "supervisor %d", &l->supervisor_pid) == 1) {
 		} else if (sscanf(line, "prometheus %d", &l->prom_port) == 1) {
 		} else if (sscanf(line, "kube-api %d", &l->kube_port) == 1) {
+		} else if (sscanf(line, "redis %d %d", &l->redis_port, &on) == 2) {
+			l->redis_on = on;
 		} else if (l->nnodes < LAB_MAX_NODES &&
 			   sscanf(line, "node %63s %d %d %d %d", n->name, &n->index, &n->agent_pid,
 				  &n->metrics_port, &n->health_port) == 5) {
@@ -642,7 +653,7 @@ static int self_exe(char *buf, size_t len)
 static pid_t spawn_agent(struct lab *l, struct lab_node *n)
 {
 	char an[256], cg[400], log[700], self[600], maddr[64], haddr[64], nip[80], ns[300],
-	    nsp[320], cadir[700], ttl[32], kcfg[700], synr[16];
+	    nsp[320], cadir[700], ttl[32], kcfg[700], synr[16], redis[64];
 	char *av[40];
 	int k = 0;
 	pid_t pid;
@@ -701,6 +712,11 @@ static pid_t spawn_agent(struct lab *l, struct lab_node *n)
 		av[k++] = "--ingress-syn-rate";
 		av[k++] = synr;
 	}
+	if (l->redis_port) { /* reached from the agent's own namespace (this one) */
+		snprintf(redis, sizeof(redis), "127.0.0.1:%d", l->redis_port);
+		av[k++] = "--ratelimit-redis";
+		av[k++] = redis;
+	}
 	av[k] = NULL;
 	pid = fork();
 	if (pid == 0) {
@@ -734,6 +750,28 @@ static pid_t spawn_ca(struct lab *l)
 		      l->kube_port ? kcfg : l->config, "--listen", LAB_CA_ADDR ":" LAB_CA_PORT,
 		      "--netns", fab, "--ingress-nodes", "*",
 		      (char *)NULL); /* every node's agent is an ingress gateway */
+		_exit(127);
+	}
+	return pid;
+}
+
+/* Start the lab's Redis (the supervisor's child), from Debian's package: in memory only, on
+ * loopback (the agents make their Redis sockets in the namespace they started in). */
+static pid_t spawn_redis(struct lab *l)
+{
+	char port[16], log[700];
+	pid_t pid;
+
+	snprintf(port, sizeof(port), "%d", l->redis_port);
+	snprintf(log, sizeof(log), "%s/redis.log", l->dir);
+	pid = fork();
+	if (pid == 0) {
+		daemon_stdio(log);
+		if (chdir(l->dir))
+			_exit(127);
+		execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1",
+		       "--save", "", "--appendonly", "no", "--protected-mode", "no", "--daemonize",
+		       "no", (char *)NULL);
 		_exit(127);
 	}
 	return pid;
@@ -935,7 +973,7 @@ static void sup_on_term(int sig)
 
 static int lab_supervise(const char *name, const char *bpffs)
 {
-	struct child agents[LAB_MAX_NODES] = {0}, ca = {0}, prom = {0}, kapi = {0};
+	struct child agents[LAB_MAX_NODES] = {0}, ca = {0}, prom = {0}, kapi = {0}, redis = {0};
 	struct lab *l = calloc(1, sizeof(*l));
 	struct timespec mt = {0};
 	char path[700];
@@ -978,6 +1016,8 @@ static int lab_supervise(const char *name, const char *bpffs)
 				sup_exited(&prom, "prometheus", status, now);
 			if (pid == kapi.pid)
 				sup_exited(&kapi, "the API server", status, now);
+			if (pid == redis.pid)
+				sup_exited(&redis, "redis-server", status, now);
 			for (int i = 0; i < l->nnodes; i++)
 				if (pid == agents[i].pid)
 					sup_exited(&agents[i], "agent", status, now);
@@ -994,6 +1034,10 @@ static int lab_supervise(const char *name, const char *bpffs)
 		if (l->kube_port && !kapi.pid && now >= kapi.restart_at) {
 			kapi.pid = spawn_kube_api(l);
 			kapi.started = now;
+		}
+		if (l->redis_on && !redis.pid && now >= redis.restart_at) {
+			redis.pid = spawn_redis(l);
+			redis.started = now;
 		}
 		for (int i = 0; i < l->nnodes; i++) {
 			struct child *ch = &agents[i];
@@ -1027,6 +1071,8 @@ static int lab_supervise(const char *name, const char *bpffs)
 		kill(prom.pid, SIGTERM);
 	if (kapi.pid > 0)
 		kill(kapi.pid, SIGTERM);
+	if (redis.pid > 0)
+		kill(redis.pid, SIGTERM);
 	/* SIGINT: a draining agent takes SIGTERM as "the pod it replaced is stopped" */
 	for (int i = 0; i < LAB_MAX_NODES; i++)
 		if (agents[i].pid > 0)
@@ -1042,6 +1088,8 @@ static int lab_supervise(const char *name, const char *bpffs)
 		kill(prom.pid, SIGKILL);
 	if (kapi.pid > 0)
 		kill(kapi.pid, SIGKILL);
+	if (redis.pid > 0)
+		kill(redis.pid, SIGKILL);
 	for (int i = 0; i < LAB_MAX_NODES; i++)
 		if (agents[i].pid > 0)
 			kill(agents[i].pid, SIGKILL);
@@ -1828,15 +1876,41 @@ static int pod_k_free(const struct lab *l, const char *node)
  * Make the running lab match the config: nodes and agents for every nodeName, a pod for every
  * replica, nothing for what is gone. Pods whose spec is unchanged keep running.
  */
+/* Does the lab's Redis answer PING (a bounded wait: one short connect and read)? */
+static bool redis_ping(const struct lab *l)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_port = htons(l->redis_port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct timeval tv = {.tv_sec = 1};
+	char buf[16] = {0};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool ok;
+
+	if (fd < 0)
+		return false;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	ok = !connect(fd, (struct sockaddr *)&sa, sizeof(sa)) && write(fd, "PING\r\n", 6) == 6 &&
+	     read(fd, buf, sizeof(buf) - 1) > 0 && !strncmp(buf, "+PONG", 5);
+	close(fd);
+	return ok;
+}
+
 static int reconcile(struct lab *l)
 {
 	struct mesh_config *c;
 	struct want_pod *want;
 	const char *first;
 	int nwant, err = 0;
+	bool redis_start = false;
 
 	if (load_config(l, &c, true))
 		return -1;
+	if (l->redis_port && !l->redis_on && rl_has_global(c)) {
+		l->redis_on = true; /* the supervisor starts it (state_save below) */
+		redis_start = true;
+	}
 	nwant = desired_pods(c, &want, &first);
 	for (int i = 0; i < l->npods; i++)
 		l->pods[i].alive = 0;
@@ -1932,6 +2006,8 @@ static int reconcile(struct lab *l)
 			ready = agent_ready(l, &l->nodes[i]);
 		for (int i = 0; i < l->npods && ready; i++)
 			ready = pod_answers(l, &l->pods[i], c) && pod_has_cert(l, &l->pods[i], c);
+		if (ready && redis_start)
+			ready = redis_ping(l);
 		if (!ready)
 			usleep(50 * 1000);
 	}
@@ -2901,6 +2977,8 @@ static int lab_up(struct lab_args *a)
 			goto fail;
 		}
 	}
+	if ((l.redis_port = free_port()) <= 0)
+		goto fail;
 	if (fabric_up(&l) || state_save(&l))
 		goto fail;
 	if (l.mtls) { /* the lab's own mesh CA, like istiod's */
@@ -2918,6 +2996,8 @@ static int lab_up(struct lab_args *a)
 	if (l.prom_port && prom_wait_ready(&l))
 		goto fail;
 	printf("lab %s is up: %d node(s), %d pod(s)\n", l.name, l.nnodes, l.npods);
+	if (l.redis_on)
+		printf("ratelimit redis 127.0.0.1:%d\n", l.redis_port);
 	if (l.prom_port)
 		printf("prometheus http://127.0.0.1:%d\n", l.prom_port);
 	if (applied)
@@ -2958,6 +3038,12 @@ static int lab_status(struct lab *l, int out)
 		jset_str(st, "prometheus", url);
 		if (out == OUT_TEXT || out == OUT_WIDE)
 			printf("prometheus %s\n", url);
+	}
+	if (l->redis_on) {
+		snprintf(url, sizeof(url), "127.0.0.1:%d", l->redis_port);
+		jset_str(st, "ratelimitRedis", url);
+		if (out == OUT_TEXT || out == OUT_WIDE)
+			printf("ratelimit redis %s\n", url);
 	}
 	if (l->kube_port) {
 		snprintf(url, sizeof(url), "http://127.0.0.1:%d", l->kube_port);

@@ -25,6 +25,7 @@
 #include "extract.h"
 #include "gwapi.h"
 #include "htab.h"
+#include "ratelimit.h"
 #include "validate.h"
 
 /* ---------------- small helpers ---------------- */
@@ -508,6 +509,10 @@ void config_free(struct mesh_config *c)
 		gw_free(&c->gws[i]);
 	for (int i = 0; i < c->nsecrets; i++)
 		secret_free(&c->secrets[i]);
+	for (int i = 0; i < c->nefs; i++)
+		ef_free(&c->efs[i]);
+	for (int i = 0; i < c->nrlcms; i++)
+		rlcm_free(&c->rlcms[i]);
 	for (int i = 0; i < c->nothers; i++)
 		other_free(&c->others[i]);
 	for (int i = 0; i < c->nrejected; i++)
@@ -536,6 +541,8 @@ void config_free(struct mesh_config *c)
 	free(c->aps);
 	free(c->gws);
 	free(c->secrets);
+	free(c->efs);
+	free(c->rlcms);
 	free(c->others);
 	strv_free(c->files, c->nfiles);
 	free(c);
@@ -1155,6 +1162,29 @@ static void secret_extract(struct xctx *x, struct secret_obj *o, const struct ob
 	}
 }
 
+/* A ConfigMap ratelimit-config: every data key ending in .yaml that is a valid
+ * envoyproxy/ratelimit config (validation reported the others). */
+static void rlcm_extract(struct xctx *x, struct rlcm_obj *o, const struct objhead *h)
+{
+	const struct ynode *data = ymap_get(h->root, "data");
+
+	o->name = xdup(x, h->name);
+	o->ns = xdup(x, h->ns);
+	o->pos = h->pos;
+	o->doms = xcalloc(x, ynode_is_map(data) ? data->n : 0, sizeof(*o->doms));
+	for (int i = 0; o->doms && ynode_is_map(data) && i < data->n; i++) {
+		const char *k = data->pairs[i].key, *t = ynode_text(data->pairs[i].val);
+		size_t kl = strlen(k);
+		char src[400], err[256];
+
+		if (kl < 5 || strcmp(k + kl - 5, ".yaml") || !t)
+			continue;
+		snprintf(src, sizeof(src), "ConfigMap %s/%s %s", h->ns, h->name, k);
+		if (rl_domain_parse(t, strlen(t), src, &o->doms[o->ndoms], err, sizeof(err)) == 0)
+			o->ndoms++;
+	}
+}
+
 static void gw_extract(struct xctx *x, struct gw_obj *o, const struct objhead *h)
 {
 	const struct ynode *servers = ymap_get(h->spec, "servers");
@@ -1395,6 +1425,16 @@ static int add_secret(struct mesh_config *c, struct secret_obj *o)
 	ADD_SLOT(c->secrets, c->nsecrets, o, secret_free, NULL, "Secret", o->ns, o->name);
 }
 
+static int add_ef(struct mesh_config *c, struct ef_obj *o)
+{
+	ADD_SLOT(c->efs, c->nefs, o, ef_free, NULL, "EnvoyFilter", o->ns, o->name);
+}
+
+static int add_rlcm(struct mesh_config *c, struct rlcm_obj *o)
+{
+	ADD_SLOT(c->rlcms, c->nrlcms, o, rlcm_free, NULL, "ConfigMap", o->ns, o->name);
+}
+
 static int add_gw(struct mesh_config *c, struct gw_obj *o)
 {
 	ADD_SLOT(c->gws, c->ngws, o, gw_free, NULL, "Gateway", o->ns, o->name);
@@ -1424,6 +1464,8 @@ static int add_object(struct mesh_config *c, struct vctx *v, const struct objhea
 	struct ap_obj ap = {0};
 	struct gw_obj gw = {0};
 	struct secret_obj sec = {0};
+	struct ef_obj ef = {0};
+	struct rlcm_obj cm = {0};
 	int rc;
 
 	memset(&o, 0, sizeof(o));
@@ -1497,6 +1539,28 @@ static int add_object(struct mesh_config *c, struct vctx *v, const struct objhea
 			return rc;
 		}
 		goto identity;
+	case OBJ_ENVOYFILTER:
+		x.oom = !ef_extract(&ef, h->root, h->name, h->ns, h->pos);
+		other_extract(&x, &o.other, h);
+		rc = x.oom ? -1 : add_ef(c, &ef);
+		if (rc < 0) {
+			ef_free(&ef);
+			other_free(&o.other);
+			return rc;
+		}
+		goto identity;
+	case OBJ_CONFIGMAP:
+		if (strcmp(h->name, RL_CONFIGMAP))
+			goto other;
+		rlcm_extract(&x, &cm, h);
+		other_extract(&x, &o.other, h);
+		rc = x.oom ? -1 : add_rlcm(c, &cm);
+		if (rc < 0) {
+			rlcm_free(&cm);
+			other_free(&o.other);
+			return rc;
+		}
+		goto identity;
 	case OBJ_SECRET:
 		secret_extract(&x, &sec, h);
 		other_extract(&x, &o.other, h);
@@ -1515,6 +1579,7 @@ static int add_object(struct mesh_config *c, struct vctx *v, const struct objhea
 			other_free(&o.other);
 		return rc;
 	default:
+	other:
 		other_extract(&x, &o.other, h);
 		rc = x.oom ? -1 : add_other(c, v, &o.other);
 		if (rc < 0)

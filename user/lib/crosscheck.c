@@ -15,6 +15,7 @@
 #include "gwapi.h"
 #include "htab.h"
 #include "model.h"
+#include "ratelimit.h"
 #include "resolve.h"
 #include "vcore.h"
 
@@ -390,8 +391,89 @@ static int check_gwapi_routes(const struct mesh_config *c, struct diags *d)
 	return n;
 }
 
+/* The default ingress gateway's labels (GW_LABELS): what a GATEWAY filter selects. */
+static bool selects_gateway(const struct ef_obj *f)
+{
+	for (int i = 0; i < f->selector.n; i++) {
+		char kv[300];
+
+		snprintf(kv, sizeof(kv), "%s=%s", f->selector.v[i].key, f->selector.v[i].val);
+		if (!strstr("," GW_LABELS ",", kv))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Rate limits that cannot act (BM0021, Warning): an EnvoyFilter whose rate-limit patches
+ * select no workload (nor the ingress gateway), a global filter whose domain no
+ * ratelimit-config ConfigMap holds (unless the agents have it in --ratelimit-config, no
+ * request is limited), or one with no route rate_limits beside it (no request makes a
+ * descriptor, so none is counted).
+ */
+static int check_ratelimits(const struct mesh_config *c, struct diags *d)
+{
+	char obj[300];
+	int n = 0;
+
+	for (int i = 0; i < c->nefs; i++) {
+		const struct ef_obj *f = &c->efs[i];
+		bool selected = selects_gateway(f), limits = false;
+
+		for (int w = 0; w < c->nworkloads && !selected; w++)
+			selected = ef_selects(f, NULL, &c->workloads[w]);
+		for (int j = 0; j < c->nefs; j++)
+			for (int k = 0; k < c->efs[j].np; k++)
+				limits |=
+				    c->efs[j].p[k].kind == EFP_ROUTE && c->efs[j].p[k].nlimits;
+		snprintf(obj, sizeof(obj), "EnvoyFilter/%s/%s", f->ns, f->name);
+		for (int k = 0; k < f->np; k++) {
+			const struct ef_patch *p = &f->p[k];
+			char field[48];
+			bool known = false;
+
+			if (p->kind == EFP_OTHER)
+				continue;
+			snprintf(field, sizeof(field), "spec.configPatches[%d]", p->index);
+			if (!selected) {
+				diags_addc(
+				    d, DIAG_WARN, "BM0021", &f->pos, obj, field,
+				    "rate limit: the workloadSelector selects no workload (and "
+				    "not the ingress gateway): it limits nothing");
+				n++;
+				break;
+			}
+			if (p->kind != EFP_GLOBAL)
+				continue;
+			for (int m = 0; m < c->nrlcms && !known; m++)
+				for (int q = 0; q < c->rlcms[m].ndoms && !known; q++)
+					known = p->domain &&
+						!strcmp(c->rlcms[m].doms[q].domain, p->domain);
+			if (!known) {
+				diags_addc(
+				    d, DIAG_WARN, "BM0021", &f->pos, obj, field,
+				    "rate limit domain \"%s\": no ConfigMap " RL_CONFIGMAP
+				    " holds it: no request is limited unless the agents have it "
+				    "(--ratelimit-config)",
+				    p->domain ? p->domain : "");
+				n++;
+			}
+			if (!limits) {
+				diags_addc(
+				    d, DIAG_WARN, "BM0021", &f->pos, obj, field,
+				    "rate limit domain \"%s\": no route or virtual host has "
+				    "rate_limits actions (an HTTP_ROUTE or VIRTUAL_HOST patch): no "
+				    "request makes a descriptor, none is counted",
+				    p->domain ? p->domain : "");
+				n++;
+			}
+		}
+	}
+	return n;
+}
+
 int analyze_istio(const struct mesh_config *c, struct diags *d)
 {
 	return check_dests(c, d) + check_gateway_refs(c, d) + check_vs_conflicts(c, d) +
-	       check_dr_merges(c, d) + check_gwapi_routes(c, d);
+	       check_dr_merges(c, d) + check_gwapi_routes(c, d) + check_ratelimits(c, d);
 }

@@ -43,6 +43,7 @@ struct kube_kind {
 	const char *kind;
 	bool trim_pod;
 	const char *ns; /* watched in this namespace only (NULL: the whole cluster) */
+	const char *fields; /* a fieldSelector (URL-escaped), NULL: every object */
 };
 
 static const char *const ver_core[] = {"v1", NULL};
@@ -53,26 +54,30 @@ static const char *const ver_gwapi[] = {"v1", "v1beta1", NULL};
 
 /* What the mesh reads; Deployments are not: a cluster's pods are its truth. */
 static const struct kube_kind kinds[] = {
-    {"", ver_core, "namespaces", "Namespace", false, NULL},
-    {"", ver_core, "pods", "Pod", true, NULL},
-    {"", ver_core, "services", "Service", false, NULL},
-    {"discovery.k8s.io", ver_core, "endpointslices", "EndpointSlice", false, NULL},
-    {"networking.istio.io", ver_net, "virtualservices", "VirtualService", false, NULL},
-    {"networking.istio.io", ver_net, "destinationrules", "DestinationRule", false, NULL},
-    {"networking.istio.io", ver_net, "gateways", "Gateway", false, NULL},
-    {"networking.istio.io", ver_net, "serviceentries", "ServiceEntry", false, NULL},
-    {"networking.istio.io", ver_net, "workloadentries", "WorkloadEntry", false, NULL},
-    {"networking.istio.io", ver_net, "sidecars", "Sidecar", false, NULL},
-    {"networking.istio.io", ver_net, "envoyfilters", "EnvoyFilter", false, NULL},
-    {"security.istio.io", ver_sec, "peerauthentications", "PeerAuthentication", false, NULL},
-    {"security.istio.io", ver_sec, "authorizationpolicies", "AuthorizationPolicy", false, NULL},
-    {"security.istio.io", ver_sec, "requestauthentications", "RequestAuthentication", false, NULL},
-    {"telemetry.istio.io", ver_tel, "telemetries", "Telemetry", false, NULL},
-    {"gateway.networking.k8s.io", ver_gwapi, "gateways", "Gateway", false, NULL},
-    {"gateway.networking.k8s.io", ver_gwapi, "httproutes", "HTTPRoute", false, NULL},
+    {"", ver_core, "namespaces", "Namespace", false, NULL, NULL},
+    {"", ver_core, "pods", "Pod", true, NULL, NULL},
+    {"", ver_core, "services", "Service", false, NULL, NULL},
+    {"discovery.k8s.io", ver_core, "endpointslices", "EndpointSlice", false, NULL, NULL},
+    {"networking.istio.io", ver_net, "virtualservices", "VirtualService", false, NULL, NULL},
+    {"networking.istio.io", ver_net, "destinationrules", "DestinationRule", false, NULL, NULL},
+    {"networking.istio.io", ver_net, "gateways", "Gateway", false, NULL, NULL},
+    {"networking.istio.io", ver_net, "serviceentries", "ServiceEntry", false, NULL, NULL},
+    {"networking.istio.io", ver_net, "workloadentries", "WorkloadEntry", false, NULL, NULL},
+    {"networking.istio.io", ver_net, "sidecars", "Sidecar", false, NULL, NULL},
+    {"networking.istio.io", ver_net, "envoyfilters", "EnvoyFilter", false, NULL, NULL},
+    {"security.istio.io", ver_sec, "peerauthentications", "PeerAuthentication", false, NULL, NULL},
+    {"security.istio.io", ver_sec, "authorizationpolicies", "AuthorizationPolicy", false, NULL,
+     NULL},
+    {"security.istio.io", ver_sec, "requestauthentications", "RequestAuthentication", false, NULL,
+     NULL},
+    {"telemetry.istio.io", ver_tel, "telemetries", "Telemetry", false, NULL, NULL},
+    {"gateway.networking.k8s.io", ver_gwapi, "gateways", "Gateway", false, NULL, NULL},
+    {"gateway.networking.k8s.io", ver_gwapi, "httproutes", "HTTPRoute", false, NULL, NULL},
     /* the ingress gateway's certificates (credentialName): its own namespace only, as
      * Istio's gateway reads them */
-    {"", ver_core, "secrets", "Secret", false, GW_NS},
+    {"", ver_core, "secrets", "Secret", false, GW_NS, NULL},
+    /* envoyproxy/ratelimit's config, as Istio's rate-limit task names it (any namespace) */
+    {"", ver_core, "configmaps", "ConfigMap", false, NULL, "metadata.name%3Dratelimit-config"},
 };
 
 #define NKINDS ((int)(sizeof(kinds) / sizeof(kinds[0])))
@@ -499,6 +504,15 @@ static bool back_off(struct kwatch *w)
 	return nap(w->k, w->backoff_ms * 3 / 4 + (int)(random() % (w->backoff_ms / 2 + 1)));
 }
 
+/* "&fieldSelector=..." of the kind, or "". */
+static const char *sel_of(const struct kwatch *w, char *buf, size_t len)
+{
+	if (!w->kind->fields)
+		return "";
+	snprintf(buf, len, "&fieldSelector=%s", w->kind->fields);
+	return buf;
+}
+
 static void base_url(struct kwatch *w, const char *version, char *buf, size_t len)
 {
 	char ns[200] = "";
@@ -568,7 +582,7 @@ static enum lres get_json(struct kwatch *w, const char *url, struct json_object 
 static enum lres list_all(struct kwatch *w)
 {
 	struct kstore fresh = {0};
-	char base[600], url[4096], cont[2048] = "";
+	char base[600], url[4096], cont[2048] = "", sel[200];
 	const char *const *vers = w->version ? (const char *const[]){w->version, NULL}
 					     : w->kind->versions;
 	const char *ver = w->version;
@@ -581,7 +595,8 @@ static enum lres list_all(struct kwatch *w)
 		if (!ver) { /* find the version served: the first that is not 404 */
 			for (int i = 0; vers[i]; i++) {
 				base_url(w, vers[i], base, sizeof(base));
-				snprintf(url, sizeof(url), "%s?limit=1", base);
+				snprintf(url, sizeof(url), "%s?limit=1%s", base,
+					 sel_of(w, sel, sizeof(sel)));
 				r = get_json(w, url, &root);
 				json_object_put(root);
 				if (r != L_ABSENT) {
@@ -603,11 +618,12 @@ static enum lres list_all(struct kwatch *w)
 		if (cont[0]) {
 			char *esc = curl_easy_escape(w->h, cont, 0);
 
-			snprintf(url, sizeof(url), "%s?limit=%d&continue=%s", base, KUBE_LIST_LIMIT,
-				 esc ? esc : "");
+			snprintf(url, sizeof(url), "%s?limit=%d&continue=%s%s", base,
+				 KUBE_LIST_LIMIT, esc ? esc : "", sel_of(w, sel, sizeof(sel)));
 			curl_free(esc);
 		} else {
-			snprintf(url, sizeof(url), "%s?limit=%d", base, KUBE_LIST_LIMIT);
+			snprintf(url, sizeof(url), "%s?limit=%d%s", base, KUBE_LIST_LIMIT,
+				 sel_of(w, sel, sizeof(sel)));
 		}
 		r = get_json(w, url, &root);
 		if (r == L_GONE && cont[0]) { /* the continue token expired: from the start */
@@ -743,7 +759,7 @@ static size_t on_header(char *data, size_t sz, size_t nm, void *arg)
 /* Watch from w->rv until the stream ends: L_OK (ended, watch again), L_GONE, L_ERR. */
 static enum lres watch(struct kwatch *w)
 {
-	char base[600], url[1024];
+	char base[600], url[1024], sel[200];
 	struct curl_slist *hdr;
 	long code = 0;
 	CURLcode rc;
@@ -751,8 +767,8 @@ static enum lres watch(struct kwatch *w)
 
 	base_url(w, w->version, base, sizeof(base));
 	snprintf(url, sizeof(url),
-		 "%s?watch=1&allowWatchBookmarks=true&resourceVersion=%s&timeoutSeconds=%d", base,
-		 w->rv, t);
+		 "%s?watch=1&allowWatchBookmarks=true&resourceVersion=%s&timeoutSeconds=%d%s", base,
+		 w->rv, t, sel_of(w, sel, sizeof(sel)));
 	hdr = req_setup(w, url, true);
 	w->nline = 0;
 	w->relist = w->too_big = false;

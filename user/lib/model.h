@@ -13,6 +13,8 @@
 #include <stdio.h>
 
 struct htab;
+struct ef_obj;
+struct rlcm_obj;
 
 /* Where an object or field came from, for error messages: file:line. */
 struct srcpos {
@@ -572,6 +574,10 @@ struct mesh_config {
 	int ngws;
 	struct secret_obj *secrets; /* Secrets: also kept as an other_obj */
 	int nsecrets;
+	struct ef_obj *efs; /* EnvoyFilters (ratelimit.h): also kept as an other_obj */
+	int nefs;
+	struct rlcm_obj *rlcms; /* ConfigMaps ratelimit-config: also kept as an other_obj */
+	int nrlcms;
 	struct other_obj *others;
 	int nothers;
 	char **files; /* interned file names that srcpos.file points into */

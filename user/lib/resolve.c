@@ -22,6 +22,7 @@
 #include <strings.h>
 #include "gwapi.h"
 #include "htab.h"
+#include "ratelimit.h"
 #include "resolve.h"
 #include "security.h"
 
@@ -820,9 +821,25 @@ static void l7_reason_of(const struct rs_table *t, const struct mesh_config *c,
 	for (int i = 0; i < all->n; i++) {
 		const struct workload_obj *w = t->backends[all->backends[i]].wl;
 		const struct ap_obj *ap = w ? sec_http_policy(c, NULL, w) : NULL;
+		const struct ef_obj *ef = w ? rl_filter_for(c, NULL, w, EF_INBOUND) : NULL;
 
 		if (ap) {
 			snprintf(out, len, "AuthorizationPolicy %s/%s", ap->ns, ap->name);
+			return;
+		}
+		if (ef) {
+			snprintf(out, len, "rate limit of EnvoyFilter %s/%s", ef->ns, ef->name);
+			return;
+		}
+	}
+	/* a client's own (SIDECAR_OUTBOUND) limits: every HTTP port, as a sidecar's outbound
+	 * listeners all carry the filter */
+	for (int i = 0; c->nefs && i < c->nworkloads; i++) {
+		const struct ef_obj *ef = rl_filter_for(c, NULL, &c->workloads[i], EF_OUTBOUND);
+
+		if (ef) {
+			snprintf(out, len, "outbound rate limit of EnvoyFilter %s/%s", ef->ns,
+				 ef->name);
 			return;
 		}
 	}

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ratelimit.h"
 #include "resolve.h"
 #include "vcore.h"
 
@@ -395,8 +396,52 @@ static void kind_rules(struct vctx *v, enum obj_kind kind, const struct ynode *r
 	}
 }
 
+static void ef_warn(void *arg, const struct ynode *at, const char *field, const char *msg)
+{
+	vctx_warn(arg, at, field, "%s", msg);
+}
+
+/* A ConfigMap: ratelimit-config is read (its .yaml keys, each one envoyproxy/ratelimit
+ * config); a key that is not such a config is reported, as the service would refuse it. */
+static void cm_notices(struct vctx *v, const struct ynode *root)
+{
+	const char *name = ymap_str(ymap_get(root, "metadata"), "name");
+	const struct ynode *data = ymap_get(root, "data");
+	int used = 0;
+
+	if (!name || strcmp(name, RL_CONFIGMAP)) {
+		vctx_warn(v, NULL, NULL,
+			  "ignored (bpfmesh reads the ConfigMap " RL_CONFIGMAP " only)");
+		return;
+	}
+	for (int i = 0; ynode_is_map(data) && i < data->n; i++) {
+		const char *k = data->pairs[i].key, *t = ynode_text(data->pairs[i].val);
+		size_t kl = strlen(k);
+		struct rl_domain d;
+		char err[256], field[300];
+
+		snprintf(field, sizeof(field), "data.%s", k);
+		if (kl < 5 || strcmp(k + kl - 5, ".yaml")) {
+			vctx_warn(v, data->pairs[i].val, field,
+				  "ignored (a rate-limit config is a key ending in .yaml)");
+			continue;
+		}
+		if (!t || rl_domain_parse(t, strlen(t), k, &d, err, sizeof(err))) {
+			vctx_warn(v, data->pairs[i].val, field,
+				  "not a rate-limit config (ignored): %s",
+				  t ? err : "not a string");
+			continue;
+		}
+		rl_domain_free(&d);
+		used++;
+	}
+	if (!used)
+		vctx_warn(v, NULL, "data", "no rate-limit config in it (a key ending in .yaml)");
+}
+
 /* Warnings about what bpfmesh accepts but does not act on (SEMANTICS.md: say so clearly). */
-static void kind_notices(struct vctx *v, enum obj_kind kind, const struct ynode *spec)
+static void kind_notices(struct vctx *v, enum obj_kind kind, const struct ynode *root,
+			 const struct ynode *spec)
 {
 	switch (kind) {
 	case OBJ_VIRTUALSERVICE:
@@ -417,6 +462,12 @@ static void kind_notices(struct vctx *v, enum obj_kind kind, const struct ynode 
 		break;
 	case OBJ_GWAPI:
 		gwapi_notices(v, spec);
+		break;
+	case OBJ_ENVOYFILTER:
+		ef_notices(spec, ef_warn, v);
+		break;
+	case OBJ_CONFIGMAP:
+		cm_notices(v, root);
 		break;
 	case OBJ_GWAPI_UNSERVED:
 		vctx_warn(v, NULL, NULL,
@@ -446,6 +497,6 @@ int validate_object(struct vctx *v, enum obj_kind kind, const struct ynode *root
 	else
 		kind_rules(v, kind, root, spec);
 	if (v->nerr == before)
-		kind_notices(v, kind, spec);
+		kind_notices(v, kind, root, spec);
 	return v->nerr - before;
 }

@@ -34,6 +34,8 @@ enum obj_kind {
 	OBJ_SECRET,	     /* v1 Secret: a Gateway's credentialName (its TLS certificate) */
 	OBJ_GWAPI, /* gateway.networking.k8s.io served (as the Istio objects it stands for) */
 	OBJ_GWAPI_UNSERVED, /* gateway.networking.k8s.io kinds not served yet */
+	OBJ_ENVOYFILTER,    /* its rate-limit patches enforced (ratelimit.h), others reported */
+	OBJ_CONFIGMAP,	    /* ratelimit-config: envoyproxy/ratelimit's config; others unused */
 };
 
 /* Where problems of the object being loaded go. */
