@@ -1069,10 +1069,10 @@ static bool inbound_limited(struct l7_req *r, const struct workload_obj *wl, int
 
 	r->rl_inbound = true; /* a refusal answered in there is the destination's to report */
 	v = l7_ratelimit(r, EF_INBOUND, wl, port);
-	r->rl_inbound = v == L7_RL_REPLIED || v == L7_RL_ERROR;
+	if (v == L7_RL_REPLIED)
+		return true; /* answered: r may be gone */
+	r->rl_inbound = v == L7_RL_ERROR;
 	switch (v) {
-	case L7_RL_REPLIED:
-		return true;
 	case L7_RL_WAIT:
 		r->st = RQ_WAIT;
 		r->rl_stage = stage;

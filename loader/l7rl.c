@@ -34,6 +34,8 @@
 #define RL_MAX_KEYS    16   /* Redis counters one request touches */
 #define RL_RETRY_MS    1000 /* after a failed connect: fail at once for this long */
 #define RL_MAX_PENDING 4096 /* requests in flight on one worker's connection */
+/* local buckets are kept for the agent's life (a worker may hold one): at most this many */
+#define RL_MAX_BUCKETS 65536
 
 /* One local bucket, for the agent's life (config changes with other parameters make others). */
 struct rl_lb {
@@ -45,10 +47,13 @@ struct rl_lb {
 struct l7_rl {
 	pthread_mutex_t mu;
 	struct htab idx; /* key -> index into v */
+	bool full_said;
 	struct rl_lb **v;
 	int n, cap;
 	char *redis_host;
 	int redis_port;
+	struct sockaddr_in redis_sa; /* resolved once, at the start (never on a worker's loop) */
+	bool redis_ok;
 	int netns; /* the Redis socket is made in this namespace (fd, the caller's), -1: ours */
 	struct rl_domain *files; /* --ratelimit-config */
 	int nfiles;
@@ -93,6 +98,26 @@ struct l7_rl *l7_rl_new(const char *redis, int netns, char *const *files, int nf
 
 		rl->redis_host = colon ? strndup(redis, (size_t)(colon - redis)) : strdup(redis);
 		rl->redis_port = colon ? atoi(colon + 1) : 6379;
+		rl->redis_sa.sin_family = AF_INET;
+		rl->redis_sa.sin_port = htons((uint16_t)rl->redis_port);
+		if (rl->redis_host &&
+		    inet_pton(AF_INET, rl->redis_host, &rl->redis_sa.sin_addr) == 1) {
+			rl->redis_ok = true;
+		} else if (rl->redis_host) {
+			struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM},
+					*ai;
+
+			if (!getaddrinfo(rl->redis_host, NULL, &hints, &ai)) {
+				rl->redis_sa.sin_addr =
+				    ((struct sockaddr_in *)ai->ai_addr)->sin_addr;
+				rl->redis_ok = true;
+				freeaddrinfo(ai);
+			}
+		}
+		if (!rl->redis_ok)
+			pr_warn("ratelimit: --ratelimit-redis %s: not an address that resolves: "
+				"every global check fails (failure_mode_deny decides)",
+				redis);
 	}
 	rl->files = calloc((size_t)(nfiles ? nfiles : 1), sizeof(*rl->files));
 	for (int i = 0; rl->files && i < nfiles; i++) {
@@ -155,6 +180,12 @@ static struct rl_lb *bucket(struct l7_rl *rl, const char *key)
 	i = h_get(&rl->idx, k);
 	if (i && !strcmp(rl->v[*i]->key, key)) {
 		b = rl->v[*i];
+	} else if (!i && rl->n >= RL_MAX_BUCKETS) {
+		if (!rl->full_said)
+			pr_warn("ratelimit: %d local buckets: no more (requests of new proxies, "
+				"routes or configs pass unlimited)",
+				rl->n);
+		rl->full_said = true;
 	} else if (!i) {
 		if (rl->n == rl->cap) {
 			int cap = rl->cap ? rl->cap * 2 : 16;
@@ -302,10 +333,10 @@ static bool local_check(struct l7_req *r, const struct rl_scope *s, const char *
 
 		for (int k = 0; k < f->np; k++) {
 			const struct ef_patch *p = &f->p[k], *rp = NULL;
+			const struct ef_obj *rpf = NULL;
 			const struct rl_local *lc;
 			int idx[RL_MAX_DESCS], nidx;
 			bool ok = true;
-			char key[600];
 
 			if (p->kind != EFP_LOCAL || !holds(s, f, p, root_ns))
 				continue;
@@ -313,13 +344,15 @@ static bool local_check(struct l7_req *r, const struct rl_scope *s, const char *
 			 * virtual host's (typed_per_filter_config) */
 			for (int pass = 0; pass < 2 && !rp; pass++)
 				for (int a = 0; a < s->c->nefs && !rp; a++)
-					for (int b = 0; b < s->c->efs[a].np; b++) {
+					for (int b = 0; b < s->c->efs[a].np && !rp; b++) {
 						const struct ef_patch *q = &s->c->efs[a].p[b];
 
 						if (q->kind == EFP_ROUTE && q->has_local &&
 						    q->vhost_level == (pass == 1) &&
-						    holds(s, &s->c->efs[a], q, root_ns))
+						    holds(s, &s->c->efs[a], q, root_ns)) {
 							rp = q;
+							rpf = &s->c->efs[a];
+						}
 					}
 			lc = rp ? &rp->local : &p->local;
 			if (!lc->has_tb || lc->enabled <= 0 ||
@@ -327,17 +360,24 @@ static bool local_check(struct l7_req *r, const struct rl_scope *s, const char *
 				continue; /* not enabled for this request: untouched */
 			nidx = rl_local_match(lc, ds, nds, idx, RL_MAX_DESCS);
 			/* one proxy's buckets: the pod (or the gateway) and the port, per route
-			 * when the route has its own config */
-			for (int j = -1; j < nidx && ok; j++) {
+			 * when the route has its own config; named by what they are (a publish
+			 * of the same config keeps them). The matched descriptors' first, the
+			 * default one last, as Envoy takes them: a refusal stops there. */
+			for (int j = 0; j <= nidx && ok; j++) {
 				const struct rl_bucket *tb =
-				    j < 0 ? &lc->tb : &lc->descs[idx[j]].tb;
+				    j == nidx ? &lc->tb : &lc->descs[idx[j]].tb;
 				struct rl_lb *b;
+				char *key = NULL;
 
-				snprintf(key, sizeof(key), "%s/%s#%d#%p#%d|%s/%s:%d|%u/%u/%lld",
-					 f->ns, f->name, k, (const void *)rp, j < 0 ? -1 : idx[j],
-					 s->wl->ns, s->wl->name, s->port, tb->max_tokens,
-					 tb->tokens_per_fill, (long long)tb->fill_ms);
+				if (asprintf(&key, "%s/%s#%d|%s/%s#%d|%d|%s/%s:%d|%u/%u/%lld",
+					     f->ns, f->name, k, rpf ? rpf->ns : "-",
+					     rpf ? rpf->name : "-", rp ? rp->index : -1,
+					     j == nidx ? -1 : idx[j], s->wl->ns, s->wl->name,
+					     s->port, tb->max_tokens, tb->tokens_per_fill,
+					     (long long)tb->fill_ms) < 0)
+					continue;
 				b = bucket(rl, key);
+				free(key);
 				if (!b)
 					continue;
 				pthread_mutex_lock(&b->mu);
@@ -529,23 +569,16 @@ static int rl_socket(int ns)
 
 static int rlc_connect(struct l7w *w, struct l7_rlc *c, const struct l7_rl *rl)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(rl->redis_port)};
 	int fd, one = 1;
 
-	if (inet_pton(AF_INET, rl->redis_host, &sa.sin_addr) != 1) {
-		/* a name: resolved once here, as the flag is read once (loopback in the lab) */
-		struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *ai;
-
-		if (getaddrinfo(rl->redis_host, NULL, &hints, &ai))
-			return -1;
-		sa.sin_addr = ((struct sockaddr_in *)ai->ai_addr)->sin_addr;
-		freeaddrinfo(ai);
-	}
+	if (!rl->redis_ok)
+		return -1;
 	fd = rl_socket(rl->netns);
 	if (fd < 0)
 		return -1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) && errno != EINPROGRESS) {
+	if (connect(fd, (const struct sockaddr *)&rl->redis_sa, sizeof(rl->redis_sa)) &&
+	    errno != EINPROGRESS) {
 		close(fd);
 		return -1;
 	}
@@ -557,6 +590,7 @@ static int rlc_connect(struct l7w *w, struct l7_rlc *c, const struct l7_rl *rl)
 	c->io.fd = fd;
 	c->io.on = rlc_on;
 	c->st = RC_CONNECTING;
+	/* no answer within a call's timeout (connecting included) closes it: on_rl_timeout */
 	l7_io_want(w, &c->io, EPOLLIN | EPOLLOUT);
 	return 0;
 }
@@ -594,14 +628,23 @@ static void on_rl_timeout(struct l7_timer *t)
 {
 	struct l7_req *r = (struct l7_req *)((char *)t - offsetof(struct l7_req, t_rl));
 	struct rl_call *k = r->rl_call;
+	struct l7w *w = l7_req_worker(r);
+	struct l7_rlc *c = *l7_rlc_slot(w);
+	bool deny;
 
 	if (!k)
 		return;
-	k->r = NULL; /* its answer, when it comes, is dropped */
+	deny = k->deny_on_error;
+	k->r = NULL; /* this one is failed below, not by the connection */
 	r->rl_call = NULL;
-	k->failed = true;
-	count(&l7_rl_of(l7_req_worker(r))->c_errors);
-	l7_req_rl_done(r, k->deny_on_error ? L7_RL_ERROR : L7_RL_PASS);
+	/* Redis has not answered (or not even connected) in time: the connection is no good
+	 * any more; every other call on it fails too, and the next request connects again */
+	if (c) {
+		rlc_fail_all(w, c);
+		c->retry_at = 0;
+	}
+	count(&l7_rl_of(w)->c_errors);
+	l7_req_rl_done(r, deny ? L7_RL_ERROR : L7_RL_PASS);
 }
 
 void l7_rl_cancel(struct l7_req *r)
@@ -652,25 +695,19 @@ static void ask_add(struct rl_ask *a, const struct rl_domain *dom, const struct 
 			ld[n++] = &ds[i];
 		}
 	}
-	/* a matched limit named in another matched limit's replaces is dropped */
-	for (int i = 0; i < n; i++) {
+	/* the limits some matched limit replaces are dropped (all of them, whichever replaced
+	 * which, as the service does) */
+	for (int i = 0; i < n && a->n < RL_MAX_KEYS; i++) {
 		bool gone = false;
 
 		for (int j = 0; lim[i]->name && j < n && !gone; j++)
 			for (int m = 0; j != i && m < lim[j]->nreplaces && !gone; m++)
 				gone = lim[j]->replaces[m] &&
 				       !strcmp(lim[j]->replaces[m], lim[i]->name);
-		if (gone) {
-			lim[i] = lim[n - 1];
-			ld[i] = ld[n - 1];
-			n--;
-			i--;
-		}
-	}
-	for (int i = 0; i < n && a->n < RL_MAX_KEYS; i++)
-		if (!rl_cache_key(a->keys[a->n], sizeof(a->keys[0]), dom->domain, ld[i], lim[i],
-				  now_s))
+		if (!gone && !rl_cache_key(a->keys[a->n], sizeof(a->keys[0]), dom->domain, ld[i],
+					   lim[i], now_s))
 			a->lim[a->n++] = lim[i];
+	}
 	if (a->n > before) {
 		a->deny |= p->failure_mode_deny;
 		if (!a->timeout || p->timeout_ms < a->timeout)
@@ -685,6 +722,8 @@ static int ask_send(struct l7_req *r, struct l7_rl *rl, const struct rl_ask *a)
 	struct l7w *w = l7_req_worker(r);
 	struct l7_rlc *rc;
 	struct rl_call *k;
+	char *cmds[2 * RL_MAX_KEYS] = {0};
+	bool bad = false;
 
 	if (!rl->redis_host)
 		return -1;
@@ -697,22 +736,25 @@ static int ask_send(struct l7_req *r, struct l7_rl *rl, const struct rl_ask *a)
 	}
 	if (rc->npending >= RL_MAX_PENDING || !(k = calloc(1, sizeof(*k))))
 		return -1;
+	/* every command formatted first: a failure sends none (replies stay paired) */
 	for (int i = 0; i < a->n; i++) {
-		char *cmd = NULL, exp[24];
-		int len;
+		char exp[24];
 
 		snprintf(exp, sizeof(exp), "%u", a->lim[i]->unit_s);
-		len = redisFormatCommand(&cmd, "INCRBY %s 1", a->keys[i]);
-		if (len > 0)
-			lb_put(&rc->out, cmd, (size_t)len);
-		redisFreeCommand(cmd);
-		cmd = NULL;
-		len = redisFormatCommand(&cmd, "EXPIRE %s %s", a->keys[i], exp);
-		if (len > 0)
-			lb_put(&rc->out, cmd, (size_t)len);
-		redisFreeCommand(cmd);
+		if (redisFormatCommand(&cmds[2 * i], "INCRBY %s 1", a->keys[i]) <= 0 ||
+		    redisFormatCommand(&cmds[2 * i + 1], "EXPIRE %s %s", a->keys[i], exp) <= 0)
+			bad = true;
 		k->rpu[i] = a->lim[i]->rpu;
 		k->shadow[i] = a->lim[i]->shadow;
+	}
+	for (int i = 0; i < 2 * a->n; i++) {
+		if (!bad)
+			lb_put(&rc->out, cmds[i], strlen(cmds[i]));
+		redisFreeCommand(cmds[i]);
+	}
+	if (bad) {
+		free(k);
+		return -1;
 	}
 	k->nkeys = a->n;
 	k->r = r;
@@ -740,7 +782,7 @@ int l7_ratelimit(struct l7_req *r, enum ef_ctx ctx, const struct workload_obj *w
 	const char *root_ns = l7_opts_of(w)->root_ns;
 	struct rl_scope s = {.c = r->snap ? r->snap->c : NULL, .ctx = ctx, .wl = wl, .port = port};
 	struct rl_desc ds[RL_MAX_DESCS];
-	char remote[INET_ADDRSTRLEN];
+	char remote[INET_ADDRSTRLEN], srcc[300], dstc[400];
 	struct rl_req q = {.header = req_header, .arg = r, .remote = remote};
 	int nds;
 
@@ -752,9 +794,23 @@ int l7_ratelimit(struct l7_req *r, enum ef_ctx ctx, const struct workload_obj *w
 		s.host = r->svc->fqdn;
 	s.route = r->rt && r->rt->r ? r->rt->r->name : NULL;
 	if (ctx == EF_INBOUND)
-		s.route = NULL; /* the inbound side has one route per port ("default") */
+		s.route = "default"; /* Istio's one inbound route per port */
 	inet_ntop(AF_INET, r->dc->src_ip, remote, sizeof(remote));
-	q.dest_cluster = r->cl ? r->cl->name : NULL;
+	/* Envoy's: the proxy's own service cluster (Istio: app.namespace), the routed cluster
+	 * (Istio's outbound|PORT|SUBSET|HOST, inbound|PORT||) */
+	snprintf(srcc, sizeof(srcc), "%s.%s",
+		 kv_get(&wl->labels, "app") ? kv_get(&wl->labels, "app") : wl->name, wl->ns);
+	q.source_cluster = srcc;
+	if (ctx == EF_INBOUND)
+		snprintf(dstc, sizeof(dstc), "inbound|%d||", port);
+	else if (r->cl && r->cl->fqdn)
+		snprintf(dstc, sizeof(dstc), "outbound|%d|%s|%s",
+			 r->dest && r->dest->rd && r->dest->rd->port ? r->dest->rd->port
+								     : r->dc->vport,
+			 strcmp(r->cl->name, "(all)") ? r->cl->name : "", r->cl->fqdn);
+	else
+		dstc[0] = 0;
+	q.dest_cluster = dstc[0] ? dstc : NULL;
 	nds = descriptors(&s, root_ns, &q, ds, RL_MAX_DESCS);
 	if (local_check(r, &s, root_ns, rl, ds, nds))
 		return L7_RL_REPLIED;
