@@ -37,7 +37,7 @@ INC_CLI  := $(INC_LIB) -Iuser/cli
 INC_LAB  := $(INC_LIB) -Iuser/lab
 INC_LDR  := $(INC_LIB) -Iloader -I$(BUILD)
 INC_CMD  := $(INC_LDR) -Iuser/cli -Iuser/lab
-LDLIBS   := -lbpf -lelf -lz -lyaml -ljson-c -lcurl -lhiredis -lnghttp2 -lhttp_parser -lre2 -lssl -lcrypto -lm \
+LDLIBS   := -lbpf -lelf -lz -lyaml -ljson-c -lcurl -lhiredis -lprotobuf-c -lnghttp2 -lhttp_parser -lre2 -lssl -lcrypto -lm \
 	-lpthread -lstdc++
 CXX      ?= g++
 CXXBASE  := -std=c++17 -D_GNU_SOURCE -MMD -MP
@@ -53,6 +53,10 @@ CLI_SRCS  := $(wildcard user/cli/*.c)
 LAB_SRCS  := $(wildcard user/lab/*.c)
 LDR_SRCS  := $(wildcard loader/*.c)
 ALL_SRCS  := $(LIB_SRCS) $(CLI_SRCS) $(LAB_SRCS) $(LDR_SRCS)
+# protobuf messages the agent writes (protoc-c): build/gen/NAME.pb-c.[ch], linked with the agent
+PROTOS    := $(wildcard loader/*.proto)
+PROTO_HS  := $(patsubst loader/%.proto,$(BUILD)/gen/%.pb-c.h,$(PROTOS))
+PROTO_OBJS := $(patsubst loader/%.proto,$(BUILD)/obj/gen/%.pb-c.o,$(PROTOS))
 OBJS      = $(patsubst %.cc,$(BUILD)/$(1)/%.o,$(patsubst %.c,$(BUILD)/$(1)/%.o,$(2)))
 
 # the include path of a source by its folder
@@ -102,9 +106,21 @@ $(BUILD)/%.skel.h: $(BUILD)/%.bpf.o
 	$(call msg,SKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< > $@
 
+$(BUILD)/gen/%.pb-c.c: loader/%.proto
+	$(call msg,PROTOC,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)protoc-c --proto_path=loader --c_out=$(BUILD)/gen $<
+$(BUILD)/gen/%.pb-c.h: $(BUILD)/gen/%.pb-c.c ;
+
+$(BUILD)/obj/gen/%.pb-c.o: $(BUILD)/gen/%.pb-c.c
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) $(BASE) $(INC_LDR) -I$(BUILD)/gen $(CFLAGS) -c $< -o $@
+
 # Objects: each depends on what it includes (-MMD); the loader's and the binary's need the
-# skeletons to exist first (order-only), the library, CLI and lab never include one.
-$(BUILD)/obj/loader/%.o: loader/%.c | $(SKELS)
+# skeletons and generated headers to exist first (order-only), the library, CLI and lab never
+# include one.
+$(BUILD)/obj/loader/%.o: loader/%.c | $(SKELS) $(PROTO_HS)
 	$(call msg,CC,$@)
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(CC) $(BASE) $(WARN) $(INC_LDR) $(CFLAGS) -c $< -o $@
@@ -163,26 +179,31 @@ $(BUILD)/fuzzobj/%.o: %.cc
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(FUZZ_CXX) $(CXXBASE) $(call inc,$<) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c $< -o $@
 
-$(BUILD)/bpfmesh: $(BUILD)/obj/cmd/main.o $(call OBJS,obj,$(ALL_SRCS))
+$(BUILD)/bpfmesh: $(BUILD)/obj/cmd/main.o $(call OBJS,obj,$(ALL_SRCS)) $(PROTO_OBJS)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 # Unit tests: the library and the CLI, and the echo server of the lab; no skeletons.
 UNIT_OBJS := $(call OBJS,san,$(LIB_SRCS) $(CLI_SRCS) user/lab/echo.c user/lab/echo_h2.c \
 	loader/hbone.c loader/h2tun.c loader/l7table.c loader/l7route.c loader/handover.c \
-	loader/gwtls.c)
-$(BUILD)/unit/%: tests/unit/%.c $(UNIT_OBJS) tests/unit/check.h
+	loader/gwtls.c loader/trace.c) $(patsubst $(BUILD)/obj/%,$(BUILD)/san/%,$(PROTO_OBJS))
+$(BUILD)/san/gen/%.pb-c.o: $(BUILD)/gen/%.pb-c.c
+	$(call msg,CC-SAN,$@)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) $(BASE) $(INC_LDR) -I$(BUILD)/gen $(CFLAGS) $(SAN) -c $< -o $@
+$(BUILD)/san/loader/trace.o: | $(PROTO_HS)
+$(BUILD)/unit/%: tests/unit/%.c $(UNIT_OBJS) tests/unit/check.h | $(PROTO_HS)
 	$(call msg,UNIT,$@)
 	$(Q)mkdir -p $(dir $@)
-	$(Q)$(CC) $(BASE) $(WARN) $(INC_LAB) -Iuser/cli -Iloader -Itests/unit $(CFLAGS) $(SAN) $< $(UNIT_OBJS) \
+	$(Q)$(CC) $(BASE) $(WARN) $(INC_LAB) -Iuser/cli -Iloader -I$(BUILD) -Itests/unit $(CFLAGS) $(SAN) $< $(UNIT_OBJS) \
 		-o $@ $(LDLIBS)
 
-$(BUILD)/bpftest/%: tests/bpf/%.c $(call OBJS,obj,$(LIB_SRCS) $(LDR_SRCS)) $(TSKELS) \
-		tests/unit/check.h
+$(BUILD)/bpftest/%: tests/bpf/%.c $(call OBJS,obj,$(LIB_SRCS) $(LDR_SRCS)) $(PROTO_OBJS) \
+		$(TSKELS) tests/unit/check.h
 	$(call msg,BPFTEST,$@)
 	$(Q)mkdir -p $(dir $@)
 	$(Q)$(CC) $(BASE) $(WARN) $(INC_LDR) -Itests/unit $(CFLAGS) $< \
-		$(call OBJS,obj,$(LIB_SRCS) $(LDR_SRCS)) -o $@ $(LDLIBS)
+		$(call OBJS,obj,$(LIB_SRCS) $(LDR_SRCS)) $(PROTO_OBJS) -o $@ $(LDLIBS)
 
 FUZZ_OBJS := $(call OBJS,fuzzobj,$(LIB_SRCS) loader/hbone.c)
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_OBJS) $(TSKELS)

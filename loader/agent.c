@@ -55,6 +55,7 @@
 #include "tunnel.h"
 #include "duration.h"
 #include "gateway.h"
+#include "telemetry.h"
 #include "gwtls.h"
 #include "xdpgw.h"
 #include "handover.h"
@@ -110,6 +111,9 @@ struct agent {
 	struct xdpgw *xdp;	   /* the gateway's XDP early drop, NULL: none */
 	const char *rl_redis;	   /* --ratelimit-redis host:port */
 	int home_ns;		   /* with --netns: the namespace the agent started in, else -1 */
+	const char *tr_endpoint;   /* --tracing-endpoint */
+	int tr_proto;		   /* --tracing-protocol (enum tel_proto) */
+	double tr_sampling;	   /* --tracing-sampling, -1: unset */
 	char *rl_files[16];	   /* --ratelimit-config (repeatable) */
 	int nrl_files;
 	uint64_t retry_apply_ms; /* security state not fully written: apply again at this time */
@@ -1349,7 +1353,10 @@ static int start_zero_trust(struct agent *a, char *td, size_t tdlen)
 				     .access_log = alog,
 				     .gateway = a->ingress ? &a->gw : NULL,
 				     .ratelimit_redis = a->rl_redis,
-				     .redis_netns = a->home_ns,
+				     .home_netns = a->home_ns,
+				     .tracing_endpoint = a->tr_endpoint,
+				     .tracing_proto = a->tr_proto,
+				     .tracing_sampling = a->tr_sampling,
 				     .ratelimit_files = a->rl_files,
 				     .nratelimit_files = a->nrl_files};
 
@@ -1464,7 +1471,12 @@ static void usage_to(FILE *f)
 	    "                        (envoyproxy/ratelimit's keys and fixed windows); without\n"
 	    "                        it every global check fails and failure_mode_deny decides\n"
 	    "  --ratelimit-config PATH  an envoyproxy/ratelimit config file (domain,\n"
-	    "                        descriptors); repeatable; ConfigMaps ratelimit-config too\n");
+	    "                        descriptors); repeatable; ConfigMaps ratelimit-config too\n"
+	    "Tracing (spans of the HTTP path; Telemetry and MeshConfig providers first):\n"
+	    "  --tracing-endpoint URL  the collector, e.g. http://HOST:9411/api/v2/spans (Zipkin,\n"
+	    "                        Jaeger) or http://HOST:4318/v1/traces (OTLP)\n"
+	    "  --tracing-protocol zipkin|otlp-http|otlp-http-json  default zipkin\n"
+	    "  --tracing-sampling PERCENT  where Telemetry sets none (default 1, as Istio)\n");
 }
 
 static void usage(void)
@@ -1540,6 +1552,9 @@ int cmd_agent(int argc, char **argv)
 					     {"ingress-syn-rate", required_argument, 0, 'J'},
 					     {"ratelimit-redis", required_argument, 0, 'r'},
 					     {"ratelimit-config", required_argument, 0, 0x101},
+					     {"tracing-endpoint", required_argument, 0, 0x102},
+					     {"tracing-protocol", required_argument, 0, 0x103},
+					     {"tracing-sampling", required_argument, 0, 0x104},
 					     {"help", no_argument, 0, 'h'},
 					     {0, 0, 0, 0}};
 	struct agent a = {.bpffs = "/sys/fs/bpf",
@@ -1555,6 +1570,7 @@ int cmd_agent(int argc, char **argv)
 			  .ho_conn = -1,
 			  .ho_new = -1,
 			  .home_ns = -1,
+			  .tr_sampling = -1,
 			  .drain_timeout_ns = 3600LL * 1000000000LL,
 			  .topts = {.root_ns = "istio-system", .cert_ttl_s = 24 * 3600}};
 	char td[256] = "";
@@ -1669,6 +1685,38 @@ int cmd_agent(int argc, char **argv)
 		case 'r':
 			a.rl_redis = optarg;
 			break;
+		case 0x102:
+			a.tr_endpoint = optarg;
+			break;
+		case 0x103:
+			if (!strcmp(optarg, "zipkin"))
+				a.tr_proto = TP_ZIPKIN;
+			else if (!strcmp(optarg, "otlp-http"))
+				a.tr_proto = TP_OTLP_HTTP;
+			else if (!strcmp(optarg, "otlp-http-json"))
+				a.tr_proto = TP_OTLP_HTTP_JSON;
+			else {
+				fprintf(stderr,
+					"bpfmesh agent: --tracing-protocol %s: want zipkin, "
+					"otlp-http or otlp-http-json\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 0x104: {
+			char *end;
+			double pct = strtod(optarg, &end);
+
+			if (*end || end == optarg || pct < 0 || pct > 100) {
+				fprintf(stderr,
+					"bpfmesh agent: --tracing-sampling %s: want a percentage, "
+					"0 to 100\n",
+					optarg);
+				return 2;
+			}
+			a.tr_sampling = pct;
+			break;
+		}
 		case 0x101:
 			if (a.nrl_files == (int)(sizeof(a.rl_files) / sizeof(a.rl_files[0]))) {
 				fprintf(stderr, "bpfmesh agent: --ratelimit-config: at most %d\n",

@@ -60,6 +60,11 @@ struct l7 {
 	struct l7_cb *cbs;  /* circuit breakers by cluster, kept until l7_free (under mu) */
 	struct l7_log *log; /* the access log, NULL: none */
 	struct l7_rl *rl;   /* rate limits (l7rl.c) */
+	/* trace exporters by collector (l7_tracer), kept for the engine's life (under trmu) */
+	pthread_mutex_t trmu;
+	struct tr_exp *trs[16];
+	int ntrs;
+	char tr_endpoint[512];
 };
 
 /* ---------------- small things ---------------- */
@@ -79,6 +84,24 @@ uint32_t l7_rand(struct l7w *w)
 	w->rng ^= w->rng << 25;
 	w->rng ^= w->rng >> 27;
 	return (uint32_t)((w->rng * 2685821657736338717ULL) >> 32);
+}
+
+struct tr_exp *l7_tracer(struct l7w *w, const char *url, enum tel_proto proto)
+{
+	struct l7 *l = w->l;
+	struct tr_exp *e = NULL;
+
+	pthread_mutex_lock(&l->trmu);
+	for (int i = 0; i < l->ntrs && !e; i++)
+		if (!strcmp(tr_exp_url(l->trs[i]), url) && tr_exp_proto(l->trs[i]) == proto)
+			e = l->trs[i];
+	if (!e && l->ntrs < (int)(sizeof(l->trs) / sizeof(l->trs[0]))) {
+		e = tr_exp_new(url, proto, l->o.home_netns);
+		if (e)
+			l->trs[l->ntrs++] = e;
+	}
+	pthread_mutex_unlock(&l->trmu);
+	return e;
 }
 
 struct l7_rl *l7_rl_of(struct l7w *w)
@@ -917,7 +940,7 @@ struct l7 *l7_new(const struct l7_opts *o)
 	l->o.access_log = NULL; /* the caller's string: not kept */
 	l->log = l7_log_open(o->access_log);
 	l->rl =
-	    l7_rl_new(o->ratelimit_redis, o->redis_netns, o->ratelimit_files, o->nratelimit_files);
+	    l7_rl_new(o->ratelimit_redis, o->home_netns, o->ratelimit_files, o->nratelimit_files);
 	l->o.ratelimit_redis = NULL; /* (kept by l->rl) */
 	l->o.ratelimit_files = NULL;
 	l->w = calloc(nw, sizeof(*l->w));
@@ -1069,6 +1092,9 @@ void l7_free(struct l7 *l)
 	l7_snap_put(l->snap);
 	l7_log_close(l->log);
 	l7_rl_free(l->rl);
+	for (int i = 0; i < l->ntrs; i++)
+		tr_exp_free(l->trs[i]);
+	pthread_mutex_destroy(&l->trmu);
 	while (l->cbs) {
 		struct l7_cb *cb = l->cbs;
 
@@ -1216,6 +1242,29 @@ void l7_metrics(struct l7 *l, FILE *f)
 	}
 	l7_stats_render(v, l->nw, f);
 	l7_rl_metrics(l->rl, f);
+	{
+		struct tr_stats t = {0}, one;
+
+		pthread_mutex_lock(&l->trmu);
+		for (int i = 0; i < l->ntrs; i++) {
+			tr_exp_stats(l->trs[i], &one);
+			t.exported += one.exported;
+			t.dropped += one.dropped;
+			t.failed += one.failed;
+		}
+		pthread_mutex_unlock(&l->trmu);
+		fprintf(
+		    f,
+		    "# HELP bpfmesh_tracing_spans_total Spans the agent sent to its trace "
+		    "collectors (Telemetry, MeshConfig, --tracing-endpoint).\n"
+		    "# TYPE bpfmesh_tracing_spans_total counter\n"
+		    "bpfmesh_tracing_spans_total %llu\n"
+		    "# HELP bpfmesh_tracing_dropped_spans_total Spans lost: the exporter's queue "
+		    "was full, or the collector did not take them (unreachable, not 2xx).\n"
+		    "# TYPE bpfmesh_tracing_dropped_spans_total counter\n"
+		    "bpfmesh_tracing_dropped_spans_total %llu\n",
+		    (unsigned long long)t.exported, (unsigned long long)(t.dropped + t.failed));
+	}
 	fprintf(f,
 		"# HELP bpfmesh_http_connections_total Downstream connections the HTTP path "
 		"accepted.\n# TYPE bpfmesh_http_connections_total counter\n"

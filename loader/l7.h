@@ -46,7 +46,14 @@ struct l7_opts {
 	/* global rate limits: Redis "host:port" (NULL: none, every check fails and
 	 * failure_mode_deny decides) and envoyproxy/ratelimit config files */
 	const char *ratelimit_redis;
-	int redis_netns; /* Redis is reached from this network namespace (fd), -1: the workers' */
+	/* Redis and trace collectors are reached from this network namespace (fd; the lab's
+	 * host), -1: the workers' */
+	int home_netns;
+	/* --tracing-endpoint URL (NULL: only what Telemetry/MeshConfig name), its protocol
+	 * (enum tel_proto), --tracing-sampling percent (-1: Istio's default, 1%) */
+	const char *tracing_endpoint;
+	int tracing_proto;
+	double tracing_sampling;
 	char *const *ratelimit_files;
 	int nratelimit_files;
 };

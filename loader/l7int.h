@@ -27,6 +27,7 @@
 #include "l7route.h"
 #include "l7table.h"
 #include "ratelimit.h"
+#include "trace.h"
 
 /* ---- limits (Envoy's defaults where Envoy has one) ---- */
 #define L7_MAX_HEADER_BYTES (60 * 1024) /* max_request_headers_kb: 60; over it: 431 */
@@ -367,6 +368,18 @@ struct l7_req {
 	struct l7_timer t_rl;
 	int rl_stage;
 	bool rl_inbound; /* refused by the destination pod's own limit (it reports it) */
+	/* tracing (l7trace.c): where its spans go (NULL: not traced), its trace, the ids of
+	 * its span and of the child span it may make (a gateway's upstream, a local pod's
+	 * server span), the proxy's workload and custom tags */
+	struct tr_exp *tr;
+	bool tr_sampled, tr_has_parent, tr_server, tr_child_used;
+	uint8_t tr_trace[16], tr_parent[8], tr_span[8], tr_child[8];
+	uint64_t tr_start_us;
+	char tr_state[256];
+	const struct tel_tag *tr_tags;
+	int tr_ntags;
+	int tr_max_tag;
+	const struct workload_obj *tr_wl;
 };
 
 /* ---- rate limits (l7rl.c) ---- */
@@ -392,6 +405,18 @@ struct l7w *l7_req_worker(const struct l7_req *r);
 void l7_req_reply(struct l7_req *r, int status, unsigned flags, const char *body,
 		  const struct l7_hdrs *extra);
 void l7_req_rl_done(struct l7_req *r, int verdict); /* the answer of an L7_RL_WAIT */
+
+/* ---- tracing (l7trace.c) ---- */
+
+/* The request's trace: its context in, the proxy's config (workload wl, server: the
+ * destination's side), its span ids; r->tr stays NULL when it is not traced. */
+void l7_trace_begin(struct l7_req *r, const struct workload_obj *wl, bool server);
+/* Its context for the next hop into r->h (before each try; local_server: the pod of this node
+ * gets it, whose SERVER span this agent makes too). */
+void l7_trace_headers(struct l7_req *r, bool local_server);
+void l7_trace_end(struct l7_req *r); /* its spans, when sampled, to the exporter */
+/* The agent's exporter for url and proto (made on first use, for the agent's life). */
+struct tr_exp *l7_tracer(struct l7w *w, const char *url, enum tel_proto proto);
 
 /* ---- the engine's calls (l7req.c), for the codecs ---- */
 

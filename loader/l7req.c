@@ -671,6 +671,7 @@ static void try_go(struct l7_req *r)
 
 	if (r->dc->role == L7_SOURCE) {
 		e = &r->cl->eps[r->ep];
+		l7_trace_headers(r, e->local); /* a pod of this node: its server span is ours */
 		if (r->cl->cb && r->cl->tp && r->cl->tp->http2_max_requests > 0 &&
 		    __atomic_load_n(&r->cl->cb->active, __ATOMIC_RELAXED) >=
 			r->cl->tp->http2_max_requests) {
@@ -857,6 +858,7 @@ static void mutate_request(struct l7_req *r)
 			l7h_apply(&r->h, &r->dest->rd->req_headers);
 	}
 	request_id(r);
+	l7_trace_headers(r, false);
 	if (r->dc->gw_port) {
 		/* the edge: Envoy's use_remote_address appends the client's address */
 		const char *xff = l7h_get(&r->h, "x-forwarded-for");
@@ -890,6 +892,7 @@ static void source_route(struct l7_req *r)
 		/* a Gateway's client: the gateway's own AuthorizationPolicy first (Envoy's RBAC
 		 * filter runs before the router), then the virtual host of its host header */
 		r->src_wl = l7_gateway_of(w);
+		l7_trace_begin(r, r->src_wl, false);
 		if (!authorized(r, r->src_wl, r->dc->gw_port)) {
 			local_reply(r, 403, 0, "RBAC: access denied", NULL);
 			return;
@@ -930,6 +933,7 @@ static void source_route(struct l7_req *r)
 		r->svc = &r->vh->s;
 	} else {
 		r->src_wl = l7_snap_pod(r->snap, r->dc->src_pod);
+		l7_trace_begin(r, r->src_wl, false);
 		r->svc = l7_table_find(t, r->dc->vip, r->dc->vport);
 	}
 	if (!r->svc) {
@@ -1038,6 +1042,7 @@ static void source_go(struct l7_req *r)
 static void dest_route(struct l7_req *r)
 {
 	r->dst_wl = l7_snap_pod_ip(r->snap, r->dc->dst_ip);
+	l7_trace_begin(r, r->dst_wl, true);
 	/* the client's agent routed and retried; here: the pod's policy, then the pod */
 	r->rp.attempts = 0;
 	snprintf(r->upstream, sizeof(r->upstream), "%u.%u.%u.%u:%u", r->dc->dst_ip[0],
@@ -1057,6 +1062,7 @@ static void dest_route(struct l7_req *r)
 
 static void dest_go(struct l7_req *r)
 {
+	l7_trace_headers(r, false);
 	if (r->expect100)
 		r->dc->codec->continue100(r);
 	try_start(r);
@@ -1343,6 +1349,7 @@ static void finish(struct l7_req *r)
 	r->st = RQ_DONE;
 	if (!r->reported) {
 		r->reported = true;
+		l7_trace_end(r);
 		if (r->dc->role == L7_DEST) {
 			record(r, true);
 		} else {

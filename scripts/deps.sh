@@ -6,7 +6,8 @@ PKGS="clang llvm libbpf-dev libelf-dev zlib1g-dev libyaml-dev libssl-dev bpftool
 iproute2 curl make gcc g++ pkg-config bc socat python3 python3-yaml prometheus graphviz libjson-c-dev
 libnghttp2-dev libhttp-parser-dev libre2-dev python3-h2 nghttp2-client python3-grpcio
 sockperf iperf3 wrk haproxy openssl tcpdump libclang-rt-14-dev shellcheck clang-format
-libcurl4-openssl-dev python3-junitparser libxml2-utils libhiredis-dev redis-server"
+libcurl4-openssl-dev python3-junitparser libxml2-utils libhiredis-dev redis-server
+libprotobuf-c-dev protobuf-c-compiler python3-protobuf"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

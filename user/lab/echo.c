@@ -33,6 +33,8 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <pthread.h>
+#include <curl/curl.h>
 
 /* Stop parsing pipelined requests while this much output is unsent: the client must read. */
 #define ECHO_OUT_HIGH (1024 * 1024)
@@ -792,7 +794,18 @@ bad:
 
 /* ---------------- server state ---------------- */
 
-enum ev_kind { EV_TCP, EV_UDP, EV_SIG, EV_CONN };
+/* An ECHO_CALL upstream GET, made on a thread of its own (see ECHO_CALL below). */
+struct echo_call {
+	uint64_t conn_id;
+	int wfd;
+	char *url;
+	struct curl_slist *hdrs;
+	struct sbuf body;
+	long status; /* 0: no answer */
+	char err[CURL_ERROR_SIZE];
+};
+
+enum ev_kind { EV_TCP, EV_UDP, EV_SIG, EV_CONN, EV_CALL };
 
 struct lsock {
 	enum ev_kind kind; /* first member: epoll data points at it */
@@ -825,6 +838,11 @@ struct conn {
 	unsigned int nreq; /* HTTP/1.1 requests answered; the HTTP/2 preface only comes first */
 	struct h2 *h2;	   /* the HTTP/2 session, once the connection speaks it (echo_h2.c) */
 	int32_t stream;	   /* the HTTP/2 stream being answered now; 0 while on HTTP/1.1 */
+	uint64_t id;	   /* unique in the server: a finished ECHO_CALL finds its connection */
+	/* ECHO_CALL: the request heading the buffer waits for its upstream GET (call_pending),
+	 * then is parsed again and answered with it (call_done) */
+	bool call_pending, call_done;
+	struct echo_call *call;
 };
 
 struct srv {
@@ -832,6 +850,10 @@ struct srv {
 	const char *version;  /* env VERSION or "unknown" */
 	int fail_pct;	      /* env ECHO_FAIL_PERCENT: that share of requests is answered 500 */
 	int64_t delay_ms;     /* env ECHO_DELAY_MS: added before every answer */
+	const char *call_url; /* env ECHO_CALL: GET first, forwarding the trace headers */
+	int call_pipe[2];     /* finished calls (struct echo_call *) from their threads */
+	enum ev_kind call_kind;
+	uint64_t next_id;
 	uint64_t nrouted;     /* requests answered, for the failure share */
 	char *pod_hdr;	      /* pod name safe to put in a header */
 	struct sbuf identity; /* what GET / answers, without the newline (gRPC Echo says it too) */
@@ -1132,6 +1154,27 @@ static void json_answer(struct srv *s, struct conn *c, const struct req *rq, uns
 			jw_kstr(&w, "ip", cf->ip);
 		jw_kvlist(&w, "labels", &cf->labels);
 		jw_kvlist(&w, "env", &cf->env);
+	}
+	if (c->call) { /* ECHO_CALL's answer: its JSON as it is, or its text */
+		const struct echo_call *k = c->call;
+		size_t i = 0;
+
+		while (i < k->body.len && (k->body.p[i] == ' ' || k->body.p[i] == '\n'))
+			i++;
+		jw_key(&w, "upstream_status");
+		sb_printf(w.b, "%ld", k->status);
+		jw_key(&w, "upstream");
+		if (k->status && i < k->body.len && k->body.p[i] == '{') {
+			size_t n = k->body.len;
+
+			while (n > i && (k->body.p[n - 1] == '\n' || k->body.p[n - 1] == ' '))
+				n--;
+			sb_add(w.b, k->body.p + i, n - i);
+		} else if (k->status) {
+			jw_str(&w, k->body.p ? k->body.p : "", k->body.len);
+		} else {
+			jw_str(&w, k->err, strlen(k->err));
+		}
 	}
 	jw_close(&w, '}');
 	sb_add(&b, "\n", 1);
@@ -1495,6 +1538,141 @@ static void grpc_answer(struct srv *s, struct conn *c, const struct req *r)
 	sb_free(&out);
 }
 
+/* ---------------- ECHO_CALL: an instrumented app's upstream call ---------------- */
+
+/*
+ * With env ECHO_CALL=URL every HTTP/1.1 request first GETs URL, as an app instrumented for
+ * tracing does: the request's trace context and x-request-id go along (Istio's list of headers
+ * to propagate), and the answer is put under "upstream" in the JSON reply. The GET runs on a
+ * thread of its own (libcurl, 5 s at most) so the loop never waits; its end comes back through
+ * a pipe as the call itself, and the request, left in the buffer as a delayed one is, is
+ * parsed again and answered.
+ */
+#define ECHO_CALL_MAX (256 * 1024)
+
+static const char *const trace_hdrs[] = {"x-request-id",
+					 "traceparent",
+					 "tracestate",
+					 "x-b3-traceid",
+					 "x-b3-spanid",
+					 "x-b3-parentspanid",
+					 "x-b3-sampled",
+					 "x-b3-flags",
+					 "b3",
+					 "x-ot-span-context",
+					 "x-cloud-trace-context",
+					 NULL};
+
+static int calls_out; /* calls whose thread has not written its end yet (atomic) */
+
+static size_t call_write(char *p, size_t sz, size_t n, void *arg)
+{
+	struct echo_call *k = arg;
+
+	if (k->body.len + sz * n > ECHO_CALL_MAX)
+		return 0;
+	sb_add(&k->body, p, sz * n);
+	return sz * n;
+}
+
+static void *call_thread(void *arg)
+{
+	struct echo_call *k = arg;
+	CURL *h = curl_easy_init();
+
+	if (h) {
+		curl_easy_setopt(h, CURLOPT_URL, k->url);
+		curl_easy_setopt(h, CURLOPT_HTTPHEADER, k->hdrs);
+		curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, call_write);
+		curl_easy_setopt(h, CURLOPT_WRITEDATA, k);
+		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
+		curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(h, CURLOPT_ERRORBUFFER, k->err);
+		if (curl_easy_perform(h) == CURLE_OK)
+			curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &k->status);
+		curl_easy_cleanup(h);
+	}
+	if (write(k->wfd, &k, sizeof(k)) != sizeof(k)) { /* the pipe is full: give up */
+		curl_slist_free_all(k->hdrs);
+		sb_free(&k->body);
+		free(k->url);
+		free(k);
+	}
+	__atomic_sub_fetch(&calls_out, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void call_free(struct echo_call *k)
+{
+	if (!k)
+		return;
+	curl_slist_free_all(k->hdrs);
+	sb_free(&k->body);
+	free(k->url);
+	free(k);
+}
+
+/* Start r's upstream GET; false when it cannot (the request is answered without one). */
+static bool call_start(struct srv *s, struct conn *c, const struct req *r)
+{
+	struct echo_call *k = calloc(1, sizeof(*k));
+	pthread_attr_t at;
+	pthread_t th;
+	bool ok = false;
+
+	if (!k || !(k->url = strdup(s->call_url)))
+		goto out;
+	k->conn_id = c->id;
+	k->wfd = s->call_pipe[1];
+	for (int i = 0; i < r->nhdrs; i++)
+		for (int j = 0; trace_hdrs[j]; j++) {
+			char line[1024];
+
+			if (strlen(trace_hdrs[j]) != r->hdrs[i].k.n ||
+			    strncasecmp(r->hdrs[i].k.p, trace_hdrs[j], r->hdrs[i].k.n) ||
+			    r->hdrs[i].v.n > 900)
+				continue;
+			snprintf(line, sizeof(line), "%s: %.*s", trace_hdrs[j], (int)r->hdrs[i].v.n,
+				 r->hdrs[i].v.p);
+			k->hdrs = curl_slist_append(k->hdrs, line);
+		}
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	__atomic_add_fetch(&calls_out, 1, __ATOMIC_ACQUIRE);
+	ok = pthread_create(&th, &at, call_thread, k) == 0;
+	if (!ok)
+		__atomic_sub_fetch(&calls_out, 1, __ATOMIC_RELEASE);
+	pthread_attr_destroy(&at);
+out:
+	if (!ok)
+		call_free(k);
+	return ok;
+}
+
+static void conn_step(struct srv *s, struct conn *c);
+
+/* Calls that finished: their requests are answered now. */
+static void on_call(struct srv *s)
+{
+	struct echo_call *k;
+
+	while (read(s->call_pipe[0], &k, sizeof(k)) == sizeof(k)) {
+		struct conn *c = NULL;
+
+		for (int i = 0; i < s->nconns && !c; i++)
+			if (s->conns[i]->id == k->conn_id)
+				c = s->conns[i];
+		if (!c || !c->call_pending) {
+			call_free(k); /* the client went away meanwhile */
+			continue;
+		}
+		c->call_pending = false;
+		c->call_done = true;
+		c->call = k;
+		conn_step(s, c); /* parse it again, answer, flush (may free c) */
+	}
+}
+
 /* ---------------- connections ---------------- */
 
 static void conn_close(struct srv *s, struct conn *c)
@@ -1506,6 +1684,7 @@ static void conn_close(struct srv *s, struct conn *c)
 	s->conns[last] = NULL;
 	close(c->fd); /* also removes it from the epoll set */
 	h2_free(c->h2);
+	call_free(c->call);
 	free(c->in);
 	sb_free(&c->out);
 	free(c);
@@ -1789,6 +1968,14 @@ static void conn_process_h1(struct srv *s, struct conn *c)
 			c->continue_sent = false;
 			break;
 		}
+		if (s->call_url && !c->call_done) {
+			if (c->call_pending || call_start(s, c, &r)) {
+				/* left in the buffer: parsed again when the call is back */
+				c->call_pending = true;
+				free(r.body_owned);
+				break;
+			}
+		}
 		ms = wait_of(s, &r);
 		if (ms > 0 && !c->delay_fired) {
 			/* left in the buffer: parsed again when the delay is over */
@@ -1800,6 +1987,9 @@ static void conn_process_h1(struct srv *s, struct conn *c)
 		c->delay_fired = false;
 		c->continue_sent = false;
 		route(s, c, &r);
+		c->call_done = false;
+		call_free(c->call);
+		c->call = NULL;
 		free(r.body_owned);
 		conn_consume(c, r.total);
 	}
@@ -2020,6 +2210,7 @@ static void conn_new(struct srv *s, int fd, const struct sockaddr_storage *peer)
 		return;
 	}
 	c->idx = s->nconns;
+	c->id = ++s->next_id;
 	s->conns[s->nconns++] = c;
 }
 
@@ -2228,6 +2419,9 @@ static struct srv *srv_new(const struct echo_conf *cf)
 		s->version = "unknown";
 	s->fail_pct = env_int(cf, "ECHO_FAIL_PERCENT", 100);
 	s->delay_ms = env_int(cf, "ECHO_DELAY_MS", (int64_t)ECHO_MAX_DELAY_S * 1000);
+	s->call_url = kv_find(&cf->env, "ECHO_CALL");
+	s->call_pipe[0] = s->call_pipe[1] = -1;
+	s->call_kind = EV_CALL;
 	/* the pod name goes into a header: never let it carry CR/LF or other controls */
 	s->pod_hdr = strdup(pod);
 	s->ls = calloc((size_t)cf->nports * 2, sizeof(*s->ls));
@@ -2298,6 +2492,14 @@ int echo_run(const struct echo_conf *cf)
 		fprintf(stderr, "echo: epoll_ctl: %s\n", strerror(errno));
 		goto out;
 	}
+	if (s->call_url) {
+		e = (struct epoll_event){.events = EPOLLIN, .data.ptr = &s->call_kind};
+		if (pipe2(s->call_pipe, O_NONBLOCK | O_CLOEXEC) ||
+		    epoll_ctl(s->ep, EPOLL_CTL_ADD, s->call_pipe[0], &e) < 0) {
+			fprintf(stderr, "echo: ECHO_CALL: %s\n", strerror(errno));
+			goto out;
+		}
+	}
 	for (int i = 0; i < cf->nports; i++) {
 		bool dup = false;
 
@@ -2336,6 +2538,9 @@ int echo_run(const struct echo_conf *cf)
 			case EV_UDP:
 				on_udp(s, (struct lsock *)k);
 				break;
+			case EV_CALL:
+				on_call(s);
+				break;
 			case EV_SIG: {
 				struct signalfd_siginfo si;
 
@@ -2362,6 +2567,20 @@ out:
 		while (read(s->sfd, &si, sizeof(si)) == sizeof(si))
 			;
 		close(s->sfd);
+	}
+	/* calls still out write to the pipe: wait for them (each ends within 5 s) */
+	for (int t = 0; t < 600 && __atomic_load_n(&calls_out, __ATOMIC_ACQUIRE); t++) {
+		struct echo_call *k;
+
+		usleep(10 * 1000);
+		while (s->call_pipe[0] >= 0 && read(s->call_pipe[0], &k, sizeof(k)) == sizeof(k))
+			call_free(k);
+	}
+	if (!__atomic_load_n(&calls_out, __ATOMIC_ACQUIRE)) {
+		if (s->call_pipe[0] >= 0)
+			close(s->call_pipe[0]);
+		if (s->call_pipe[1] >= 0)
+			close(s->call_pipe[1]);
 	}
 	srv_free(s);
 	sigaction(SIGPIPE, &old_pipe, NULL);

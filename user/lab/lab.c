@@ -29,6 +29,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/mount.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -302,6 +303,8 @@ struct lab {
 	 * redis-server runs once the config has a global limit */
 	int redis_port;
 	bool redis_on;
+	/* lab up --tracing-*: every agent's (sampling 100% unless given) */
+	char tr_endpoint[512], tr_proto[32], tr_sampling[32];
 };
 
 static void lab_paths(struct lab *l, const char *name)
@@ -397,6 +400,8 @@ static int state_save(const struct lab *l)
 		bprintf(&b, "kube-api %d\n", l->kube_port);
 	if (l->redis_port)
 		bprintf(&b, "redis %d %d\n", l->redis_port, l->redis_on);
+	if (l->tr_endpoint[0])
+		bprintf(&b, "tracing %s %s %s\n", l->tr_endpoint, l->tr_proto, l->tr_sampling);
 	for (int i = 0; i < l->nnodes; i++)
 		bprintf(&b, "node %s %d %d %d %d\n", l->nodes[i].name, l->nodes[i].index,
 			l->nodes[i].agent_pid, l->nodes[i].metrics_port, l->nodes[i].health_port);
@@ -449,6 +454,8 @@ static int state_load(struct lab *l)
 		} else if (sscanf(line, "kube-api %d", &l->kube_port) == 1) {
 		} else if (sscanf(line, "redis %d %d", &l->redis_port, &on) == 2) {
 			l->redis_on = on;
+		} else if (sscanf(line, "tracing %511s %31s %31s", l->tr_endpoint, l->tr_proto,
+				  l->tr_sampling) == 3) {
 		} else if (l->nnodes < LAB_MAX_NODES &&
 			   sscanf(line, "node %63s %d %d %d %d", n->name, &n->index, &n->agent_pid,
 				  &n->metrics_port, &n->health_port) == 5) {
@@ -654,7 +661,7 @@ static pid_t spawn_agent(struct lab *l, struct lab_node *n)
 {
 	char an[256], cg[400], log[700], self[600], maddr[64], haddr[64], nip[80], ns[300],
 	    nsp[320], cadir[700], ttl[32], kcfg[700], synr[16], redis[64];
-	char *av[40];
+	char *av[64];
 	int k = 0;
 	pid_t pid;
 
@@ -712,6 +719,14 @@ static pid_t spawn_agent(struct lab *l, struct lab_node *n)
 		av[k++] = "--ingress-syn-rate";
 		av[k++] = synr;
 	}
+	if (l->tr_endpoint[0]) { /* reached from the agent's own namespace (this one) */
+		av[k++] = "--tracing-endpoint";
+		av[k++] = l->tr_endpoint;
+		av[k++] = "--tracing-protocol";
+		av[k++] = l->tr_proto;
+	}
+	av[k++] = "--tracing-sampling"; /* the lab's default: every request (Istio's: 1%) */
+	av[k++] = l->tr_sampling[0] ? l->tr_sampling : "100";
 	if (l->redis_port) { /* reached from the agent's own namespace (this one) */
 		snprintf(redis, sizeof(redis), "127.0.0.1:%d", l->redis_port);
 		av[k++] = "--ratelimit-redis";
@@ -1227,6 +1242,29 @@ static int enter_pod(const struct lab *l, const struct lab_pod *p)
 	return 0;
 }
 
+/* The pod's /etc/hosts and resolv.conf (lab_dns writes them in /etc/netns/NS) in a mount
+ * namespace of this process, as `ip netns exec` binds them (without its /sys remount): the
+ * pod's own programs (an echo's ECHO_CALL) resolve service names as in a cluster. */
+static void pod_etc(const struct lab *l, const struct lab_pod *p)
+{
+	static const char *const files[] = {"hosts", "resolv.conf"};
+	char ns[400], src[700], dst[64];
+
+	netns_pod(l, p, ns, sizeof(ns));
+	if (unshare(CLONE_NEWNS) || mount("", "/", NULL, MS_SLAVE | MS_REC, NULL)) {
+		fprintf(stderr, "lab: pod %s/%s: own mount namespace: %s (names of the host)\n",
+			p->ns, p->name, strerror(errno));
+		return;
+	}
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(src, sizeof(src), "/etc/netns/%s/%s", ns, files[i]);
+		snprintf(dst, sizeof(dst), "/etc/%s", files[i]);
+		if (access(src, R_OK) == 0 && mount(src, dst, NULL, MS_BIND, NULL))
+			fprintf(stderr, "lab: pod %s/%s: bind %s: %s\n", p->ns, p->name, src,
+				strerror(errno));
+	}
+}
+
 static const struct workload_obj *pod_object(const struct mesh_config *c, const char *ns,
 					     const char *name)
 {
@@ -1306,6 +1344,7 @@ static int pod_server_start(struct lab *l, struct lab_pod *p, const struct mesh_
 		daemon_stdio(log);
 		if (enter_pod(l, p))
 			_exit(1);
+		pod_etc(l, p);
 		if (nports == 0) { /* a client: nothing to serve, it lives until stopped */
 			fprintf(stderr, "echo: no ports to serve; waiting\n");
 			for (;;)
@@ -2396,6 +2435,7 @@ struct lab_args {
 	int mtls;
 	bool strict_udp; /* lab up --strict-udp drop */
 	int syn_rate;	 /* lab up --ingress-syn-rate N */
+	const char *tr_endpoint, *tr_proto, *tr_sampling; /* lab up --tracing-* */
 	bool no_wait;	 /* lab apply --no-wait */
 	bool prometheus; /* lab up --prometheus */
 	bool kube_api;	 /* lab up --kube-api */
@@ -2419,6 +2459,9 @@ static int parse_args(int argc, char **argv, struct lab_args *a)
 					     {"kube-api", no_argument, 0, 'K'},
 					     {"background", no_argument, 0, 'B'},
 					     {"ingress-syn-rate", required_argument, 0, 'S'},
+					     {"tracing-endpoint", required_argument, 0, 0x201},
+					     {"tracing-protocol", required_argument, 0, 0x202},
+					     {"tracing-sampling", required_argument, 0, 0x203},
 					     {0, 0, 0, 0}};
 	int64_t ns;
 	int o;
@@ -2486,6 +2529,40 @@ static int parse_args(int argc, char **argv, struct lab_args *a)
 		case 'W':
 			a->no_wait = true;
 			break;
+		case 0x201:
+			if (strncmp(optarg, "http://", 7) || strlen(optarg) > 400 ||
+			    strpbrk(optarg, " \t\r\n")) {
+				fprintf(stderr,
+					"lab: --tracing-endpoint %s: want http://HOST:PORT/PATH\n",
+					optarg);
+				return -1;
+			}
+			a->tr_endpoint = optarg;
+			break;
+		case 0x202:
+			if (strcmp(optarg, "zipkin") && strcmp(optarg, "otlp-http") &&
+			    strcmp(optarg, "otlp-http-json")) {
+				fprintf(stderr,
+					"lab: --tracing-protocol %s: want zipkin, otlp-http or "
+					"otlp-http-json\n",
+					optarg);
+				return -1;
+			}
+			a->tr_proto = optarg;
+			break;
+		case 0x203: {
+			char *end;
+			double pct = strtod(optarg, &end);
+
+			if (*end || end == optarg || pct < 0 || pct > 100 || strlen(optarg) > 20) {
+				fprintf(stderr,
+					"lab: --tracing-sampling %s: want a percentage, 0-100\n",
+					optarg);
+				return -1;
+			}
+			a->tr_sampling = optarg;
+			break;
+		}
 		case 'S':
 			a->syn_rate = atoi(optarg);
 			if (a->syn_rate < 0 || a->syn_rate > 1000000) {
@@ -2956,6 +3033,13 @@ static int lab_up(struct lab_args *a)
 	l.cert_ttl_s = a->cert_ttl_s;
 	l.strict_udp = a->strict_udp;
 	l.syn_rate = a->syn_rate;
+	if (a->tr_endpoint) {
+		snprintf(l.tr_endpoint, sizeof(l.tr_endpoint), "%s", a->tr_endpoint);
+		snprintf(l.tr_proto, sizeof(l.tr_proto), "%s",
+			 a->tr_proto ? a->tr_proto : "zipkin");
+	}
+	snprintf(l.tr_sampling, sizeof(l.tr_sampling), "%s",
+		 a->tr_sampling ? a->tr_sampling : "100");
 	mkdir("/run/bpfmesh", 0755);
 	mkdir(LAB_ROOT, 0755);
 	if ((mkdir(l.dir, 0755) && errno != EEXIST) || (mkdir(l.config, 0755) && errno != EEXIST))
@@ -3038,6 +3122,12 @@ static int lab_status(struct lab *l, int out)
 		jset_str(st, "prometheus", url);
 		if (out == OUT_TEXT || out == OUT_WIDE)
 			printf("prometheus %s\n", url);
+	}
+	if (l->tr_endpoint[0]) {
+		jset_str(st, "tracingEndpoint", l->tr_endpoint);
+		if (out == OUT_TEXT || out == OUT_WIDE)
+			printf("tracing %s %s sampling %s%%\n", l->tr_endpoint, l->tr_proto,
+			       l->tr_sampling);
 	}
 	if (l->redis_on) {
 		snprintf(url, sizeof(url), "127.0.0.1:%d", l->redis_port);
@@ -3342,6 +3432,8 @@ static const struct {
 	   "[--cert-ttl DURATION]\n"
 	   "                     [--accel on|off] [--strict-udp drop|pass] [--prometheus]\n"
 	   "                     [--kube-api] [--ingress-syn-rate N]\n"
+	   "                     [--tracing-endpoint URL [--tracing-protocol zipkin|otlp-http|\n"
+	   "                     otlp-http-json] [--tracing-sampling PERCENT (default 100)]]\n"
 	   "  nodes, agents and pods on this machine from Kubernetes and Istio YAML: every\n"
 	   "  Deployment replica and every Pod becomes a pod (netns + cgroup + echo server);\n"
 	   "  --prometheus also runs Prometheus scraping every agent (lab status prints it)\n"

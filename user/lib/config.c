@@ -26,6 +26,7 @@
 #include "gwapi.h"
 #include "htab.h"
 #include "ratelimit.h"
+#include "telemetry.h"
 #include "validate.h"
 
 /* ---------------- small helpers ---------------- */
@@ -513,6 +514,10 @@ void config_free(struct mesh_config *c)
 		ef_free(&c->efs[i]);
 	for (int i = 0; i < c->nrlcms; i++)
 		rlcm_free(&c->rlcms[i]);
+	for (int i = 0; i < c->ntels; i++)
+		tel_free(&c->tels[i]);
+	for (int i = 0; i < c->nmeshes; i++)
+		mesh_free(&c->meshes[i]);
 	for (int i = 0; i < c->nothers; i++)
 		other_free(&c->others[i]);
 	for (int i = 0; i < c->nrejected; i++)
@@ -543,6 +548,8 @@ void config_free(struct mesh_config *c)
 	free(c->secrets);
 	free(c->efs);
 	free(c->rlcms);
+	free(c->tels);
+	free(c->meshes);
 	free(c->others);
 	strv_free(c->files, c->nfiles);
 	free(c);
@@ -1435,6 +1442,16 @@ static int add_rlcm(struct mesh_config *c, struct rlcm_obj *o)
 	ADD_SLOT(c->rlcms, c->nrlcms, o, rlcm_free, NULL, "ConfigMap", o->ns, o->name);
 }
 
+static int add_tel(struct mesh_config *c, struct tel_obj *o)
+{
+	ADD_SLOT(c->tels, c->ntels, o, tel_free, NULL, "Telemetry", o->ns, o->name);
+}
+
+static int add_mesh(struct mesh_config *c, struct mesh_obj *o)
+{
+	ADD_SLOT(c->meshes, c->nmeshes, o, mesh_free, NULL, "ConfigMap-mesh", o->ns, o->name);
+}
+
 static int add_gw(struct mesh_config *c, struct gw_obj *o)
 {
 	ADD_SLOT(c->gws, c->ngws, o, gw_free, NULL, "Gateway", o->ns, o->name);
@@ -1466,6 +1483,8 @@ static int add_object(struct mesh_config *c, struct vctx *v, const struct objhea
 	struct secret_obj sec = {0};
 	struct ef_obj ef = {0};
 	struct rlcm_obj cm = {0};
+	struct tel_obj tel = {0};
+	struct mesh_obj mesh = {0};
 	int rc;
 
 	memset(&o, 0, sizeof(o));
@@ -1549,7 +1568,35 @@ static int add_object(struct mesh_config *c, struct vctx *v, const struct objhea
 			return rc;
 		}
 		goto identity;
+	case OBJ_TELEMETRY:
+		x.oom = !tel_extract(&tel, h->root, h->name, h->ns, h->pos);
+		other_extract(&x, &o.other, h);
+		rc = x.oom ? -1 : add_tel(c, &tel);
+		if (rc < 0) {
+			tel_free(&tel);
+			other_free(&o.other);
+			return rc;
+		}
+		goto identity;
 	case OBJ_CONFIGMAP:
+		if (!strcmp(h->name, MESH_CONFIGMAP)) {
+			const char *text = ymap_str(ymap_get(h->root, "data"), "mesh");
+			char err[256];
+
+			mesh.name = xdup(&x, h->name);
+			mesh.ns = xdup(&x, h->ns);
+			mesh.pos = h->pos;
+			if (text && mesh_parse(&mesh, text, err, sizeof(err)))
+				mesh.enable_tracing = true; /* not YAML: reported, nothing read */
+			other_extract(&x, &o.other, h);
+			rc = x.oom ? -1 : add_mesh(c, &mesh);
+			if (rc < 0) {
+				mesh_free(&mesh);
+				other_free(&o.other);
+				return rc;
+			}
+			goto identity;
+		}
 		if (strcmp(h->name, RL_CONFIGMAP))
 			goto other;
 		rlcm_extract(&x, &cm, h);

@@ -16,6 +16,7 @@
 #include "htab.h"
 #include "model.h"
 #include "ratelimit.h"
+#include "telemetry.h"
 #include "resolve.h"
 #include "vcore.h"
 
@@ -472,8 +473,43 @@ static int check_ratelimits(const struct mesh_config *c, struct diags *d)
 	return n;
 }
 
+/* Tracing that names a provider MeshConfig does not define (BM0022, Warning): no spans go
+ * anywhere for the proxies it selects (Istio: the same, the provider is not found). */
+static int check_tracing(const struct mesh_config *c, struct diags *d)
+{
+	const struct mesh_obj *m = NULL;
+	char obj[300], field[64];
+	int n = 0;
+
+	for (int i = 0; i < c->nmeshes; i++)
+		if (!strcmp(c->meshes[i].ns, "istio-system"))
+			m = &c->meshes[i];
+	for (int i = 0; i < c->ntels; i++)
+		for (int k = 0; k < c->tels[i].ntr; k++) {
+			const char *p = c->tels[i].tr[k].provider;
+			bool found = false;
+
+			for (int j = 0; p && m && j < m->nprovs && !found; j++)
+				found = m->provs[j].name && !strcmp(m->provs[j].name, p);
+			if (!p || found)
+				continue;
+			snprintf(obj, sizeof(obj), "Telemetry/%s/%s", c->tels[i].ns,
+				 c->tels[i].name);
+			snprintf(field, sizeof(field), "spec.tracing[%d].providers", k);
+			diags_addc(
+			    d, DIAG_WARN, "BM0022", &c->tels[i].pos, obj, field,
+			    "tracing provider \"%s\": MeshConfig (ConfigMap istio in "
+			    "istio-system) has no such zipkin or opentelemetry (http) "
+			    "extensionProvider: no spans are sent for the proxies it selects",
+			    p);
+			n++;
+		}
+	return n;
+}
+
 int analyze_istio(const struct mesh_config *c, struct diags *d)
 {
 	return check_dests(c, d) + check_gateway_refs(c, d) + check_vs_conflicts(c, d) +
-	       check_dr_merges(c, d) + check_gwapi_routes(c, d) + check_ratelimits(c, d);
+	       check_dr_merges(c, d) + check_gwapi_routes(c, d) + check_ratelimits(c, d) +
+	       check_tracing(c, d);
 }

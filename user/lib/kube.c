@@ -78,6 +78,8 @@ static const struct kube_kind kinds[] = {
     {"", ver_core, "secrets", "Secret", false, GW_NS, NULL},
     /* envoyproxy/ratelimit's config, as Istio's rate-limit task names it (any namespace) */
     {"", ver_core, "configmaps", "ConfigMap", false, NULL, "metadata.name%3Dratelimit-config"},
+    /* MeshConfig (its tracing providers): the ConfigMap istio of the root namespace */
+    {"", ver_core, "configmaps", "ConfigMap", false, GW_NS, "metadata.name%3Distio"},
 };
 
 #define NKINDS ((int)(sizeof(kinds) / sizeof(kinds[0])))

@@ -15,6 +15,8 @@
 struct htab;
 struct ef_obj;
 struct rlcm_obj;
+struct tel_obj;
+struct mesh_obj;
 
 /* Where an object or field came from, for error messages: file:line. */
 struct srcpos {
@@ -578,6 +580,10 @@ struct mesh_config {
 	int nefs;
 	struct rlcm_obj *rlcms; /* ConfigMaps ratelimit-config: also kept as an other_obj */
 	int nrlcms;
+	struct tel_obj *tels; /* Telemetry (telemetry.h): also kept as an other_obj */
+	int ntels;
+	struct mesh_obj *meshes; /* ConfigMaps istio (MeshConfig): also kept as an other_obj */
+	int nmeshes;
 	struct other_obj *others;
 	int nothers;
 	char **files; /* interned file names that srcpos.file points into */

@@ -23,6 +23,7 @@
 #include "gwapi.h"
 #include "htab.h"
 #include "ratelimit.h"
+#include "telemetry.h"
 #include "resolve.h"
 #include "security.h"
 
@@ -831,6 +832,8 @@ static void l7_reason_of(const struct rs_table *t, const struct mesh_config *c,
 			snprintf(out, len, "rate limit of EnvoyFilter %s/%s", ef->ns, ef->name);
 			return;
 		}
+		if (w && tel_traced(c, NULL, w, out, len))
+			return;
 	}
 	/* a client's own (SIDECAR_OUTBOUND) limits: every HTTP port, as a sidecar's outbound
 	 * listeners all carry the filter */

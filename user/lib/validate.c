@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "ratelimit.h"
+#include "telemetry.h"
 #include "resolve.h"
 #include "vcore.h"
 
@@ -401,6 +402,67 @@ static void ef_warn(void *arg, const struct ynode *at, const char *field, const 
 	vctx_warn(arg, at, field, "%s", msg);
 }
 
+/* The ConfigMap istio: MeshConfig, whose tracing bpfmesh reads (the rest is reported). */
+static void mesh_notices(struct vctx *v, const struct ynode *data)
+{
+	static const char *const read[] = {"enableTracing", "defaultProviders",
+					   "extensionProviders", "defaultConfig"};
+	const char *text = ymap_str(data, "mesh");
+	const struct ynode *mesh = ymap_get(data, "mesh"), *root, *eps;
+	struct yfile f = {0};
+	struct yerror ye = {0};
+
+	if (!text) {
+		vctx_warn(v, NULL, "data", "no key mesh: nothing read (MeshConfig is data.mesh)");
+		return;
+	}
+	if (yfile_load_mem(text, strlen(text), &f, &ye) ||
+	    (f.ndocs && f.docs[0].root && !ynode_is_map(f.docs[0].root))) {
+		vctx_warn(v, mesh, "data.mesh", "not MeshConfig YAML (ignored): line %d: %s",
+			  ye.line, ye.msg[0] ? ye.msg : "not a map");
+		yfile_free(&f);
+		return;
+	}
+	root = f.ndocs ? f.docs[0].root : NULL;
+	for (int i = 0; ynode_is_map(root) && i < root->n; i++) {
+		bool known = false;
+
+		for (size_t k = 0; k < sizeof(read) / sizeof(read[0]); k++)
+			known |= !strcmp(root->pairs[i].key, read[k]);
+		if (!known)
+			vctx_warn(v, mesh, "data.mesh", "%s: not enforced by bpfmesh (ignored)",
+				  root->pairs[i].key);
+	}
+	eps = ymap_get(root, "extensionProviders");
+	for (int i = 0; ynode_is_seq(eps) && i < eps->n; i++) {
+		const struct ynode *e = eps->items[i], *ot = ymap_get(e, "opentelemetry");
+		const char *n = ymap_str(e, "name");
+
+		if (ot && !ymap_get(ot, "http"))
+			vctx_warn(
+			    v, mesh, "data.mesh",
+			    "extensionProviders %s: opentelemetry over gRPC: not supported by "
+			    "bpfmesh (give http: {path: /v1/traces})",
+			    n ? n : "?");
+		else if (ot && !ymap_str(ymap_get(ot, "http"), "path"))
+			vctx_warn(v, mesh, "data.mesh",
+				  "extensionProviders %s: opentelemetry http.path is required (as "
+				  "Istio requires it): spans go to /",
+				  n ? n : "?");
+		else if (!ot && !ymap_get(e, "zipkin"))
+			for (int k = 0; ynode_is_map(e) && k < e->n; k++)
+				if (strcmp(e->pairs[k].key, "name")) {
+					vctx_warn(
+					    v, mesh, "data.mesh",
+					    "extensionProviders %s: %s: not supported by bpfmesh "
+					    "(tracing: zipkin and opentelemetry http)",
+					    n ? n : "?", e->pairs[k].key);
+					break;
+				}
+	}
+	yfile_free(&f);
+}
+
 /* A ConfigMap: ratelimit-config is read (its .yaml keys, each one envoyproxy/ratelimit
  * config); a key that is not such a config is reported, as the service would refuse it. */
 static void cm_notices(struct vctx *v, const struct ynode *root)
@@ -409,9 +471,14 @@ static void cm_notices(struct vctx *v, const struct ynode *root)
 	const struct ynode *data = ymap_get(root, "data");
 	int used = 0;
 
+	if (name && !strcmp(name, MESH_CONFIGMAP)) {
+		mesh_notices(v, data);
+		return;
+	}
 	if (!name || strcmp(name, RL_CONFIGMAP)) {
 		vctx_warn(v, NULL, NULL,
-			  "ignored (bpfmesh reads the ConfigMap " RL_CONFIGMAP " only)");
+			  "ignored (bpfmesh reads the ConfigMaps " RL_CONFIGMAP
+			  " and " MESH_CONFIGMAP " only)");
 		return;
 	}
 	for (int i = 0; ynode_is_map(data) && i < data->n; i++) {
@@ -468,6 +535,9 @@ static void kind_notices(struct vctx *v, enum obj_kind kind, const struct ynode 
 		break;
 	case OBJ_CONFIGMAP:
 		cm_notices(v, root);
+		break;
+	case OBJ_TELEMETRY:
+		tel_notices(spec, ef_warn, v);
 		break;
 	case OBJ_GWAPI_UNSERVED:
 		vctx_warn(v, NULL, NULL,

@@ -35,7 +35,8 @@ enum obj_kind {
 	OBJ_GWAPI, /* gateway.networking.k8s.io served (as the Istio objects it stands for) */
 	OBJ_GWAPI_UNSERVED, /* gateway.networking.k8s.io kinds not served yet */
 	OBJ_ENVOYFILTER,    /* its rate-limit patches enforced (ratelimit.h), others reported */
-	OBJ_CONFIGMAP,	    /* ratelimit-config: envoyproxy/ratelimit's config; others unused */
+	OBJ_CONFIGMAP,	    /* ratelimit-config, istio (MeshConfig): read; others unused */
+	OBJ_TELEMETRY,	    /* telemetry.istio.io: its tracing (telemetry.h) */
 };
 
 /* Where problems of the object being loaded go. */

@@ -126,7 +126,7 @@ static const struct kind_entry kinds[] = {
     {"networking.istio.io", "WorkloadGroup", v_net, OBJ_ISTIO_UNCHECKED},
     {"networking.istio.io", "ProxyConfig", v_net, OBJ_ISTIO_UNCHECKED},
     {"security.istio.io", "RequestAuthentication", v_sec, OBJ_ISTIO_UNCHECKED},
-    {"telemetry.istio.io", "Telemetry", v_any, OBJ_ISTIO_UNCHECKED},
+    {"telemetry.istio.io", "Telemetry", v_any, OBJ_TELEMETRY},
     {"extensions.istio.io", "WasmPlugin", v_any, OBJ_ISTIO_UNCHECKED},
     {"gateway.networking.k8s.io", "Gateway", v_gwapi, OBJ_GWAPI},
     {"gateway.networking.k8s.io", "HTTPRoute", v_gwapi, OBJ_GWAPI},
