@@ -86,11 +86,38 @@ uint32_t l7_rand(struct l7w *w)
 	return (uint32_t)((w->rng * 2685821657736338717ULL) >> 32);
 }
 
+void l7_span_add(struct l7w *w, struct tr_exp *e, struct tr_span *s)
+{
+	if (w->nspans == L7_SPAN_BATCH)
+		l7_spans_flush(w);
+	if (!w->nspans)
+		w->spans_at = w->now;
+	w->spans[w->nspans] = s;
+	w->span_exp[w->nspans++] = e;
+}
+
+void l7_spans_flush(struct l7w *w)
+{
+	int i = 0;
+
+	while (i < w->nspans) { /* runs of one exporter's spans, one lock each */
+		int j = i;
+
+		while (j < w->nspans && w->span_exp[j] == w->span_exp[i])
+			j++;
+		tr_exp_submitv(w->span_exp[i], &w->spans[i], j - i);
+		i = j;
+	}
+	w->nspans = 0;
+}
+
 struct tr_exp *l7_tracer(struct l7w *w, const char *url, enum tel_proto proto)
 {
 	struct l7 *l = w->l;
 	struct tr_exp *e = NULL;
 
+	if (w->trc_exp && w->trc_proto == (int)proto && !strcmp(w->trc_url, url))
+		return w->trc_exp; /* the worker's last: no lock */
 	pthread_mutex_lock(&l->trmu);
 	for (int i = 0; i < l->ntrs && !e; i++)
 		if (!strcmp(tr_exp_url(l->trs[i]), url) && tr_exp_proto(l->trs[i]) == proto)
@@ -101,6 +128,11 @@ struct tr_exp *l7_tracer(struct l7w *w, const char *url, enum tel_proto proto)
 			l->trs[l->ntrs++] = e;
 	}
 	pthread_mutex_unlock(&l->trmu);
+	if (e && strlen(url) < sizeof(w->trc_url)) {
+		snprintf(w->trc_url, sizeof(w->trc_url), "%s", url);
+		w->trc_proto = (int)proto;
+		w->trc_exp = e;
+	}
 	return e;
 }
 
@@ -314,8 +346,8 @@ static int timers_wait_ms(struct l7w *w)
 
 	if (w->pend)
 		return 10; /* a connection slot may free up on another worker */
-	if (lb_pending(&w->alog))
-		return L7_LOG_FLUSH_MS; /* the access log's lines of the last requests */
+	if (lb_pending(&w->alog) || w->nspans)
+		return L7_LOG_FLUSH_MS; /* the access log's lines, the spans of the last requests */
 	if (!w->nheap)
 		return 1000;
 	if (w->heap[0]->due <= now)
@@ -903,6 +935,8 @@ static void *worker_main(void *arg)
 			l7_pending_kick(w);
 		run_later(w);
 		free_dead(w);
+		if (w->nspans && w->now - w->spans_at >= L7_LOG_FLUSH_MS)
+			l7_spans_flush(w);
 		/* access log lines go out every L7_LOG_FLUSH_MS or 16 KiB: not a write per request */
 		if (lb_pending(&w->alog) &&
 		    (lb_pending(&w->alog) >= 16 * 1024 || w->now - w->alog_at >= L7_LOG_FLUSH_MS)) {
@@ -939,6 +973,11 @@ struct l7 *l7_new(const struct l7_opts *o)
 	pthread_mutex_init(&l->mu, NULL);
 	l->o.access_log = NULL; /* the caller's string: not kept */
 	l->log = l7_log_open(o->access_log);
+	pthread_mutex_init(&l->trmu, NULL);
+	if (o->tracing_endpoint) { /* the caller's string: kept here */
+		snprintf(l->tr_endpoint, sizeof(l->tr_endpoint), "%s", o->tracing_endpoint);
+		l->o.tracing_endpoint = l->tr_endpoint;
+	}
 	l->rl =
 	    l7_rl_new(o->ratelimit_redis, o->home_netns, o->ratelimit_files, o->nratelimit_files);
 	l->o.ratelimit_redis = NULL; /* (kept by l->rl) */
@@ -1080,6 +1119,9 @@ void l7_free(struct l7 *l)
 		l7_log_flush(l->log, &w->alog); /* the last lines */
 		lb_free(&w->alog);
 		l7_rlc_free(w, w->rlc);
+		for (int j = 0; j < w->nspans; j++)
+			tr_span_free(w->spans[j]);
+		w->nspans = 0;
 		if (w->ep >= 0)
 			close(w->ep);
 		if (w->wake >= 0)
@@ -1092,6 +1134,8 @@ void l7_free(struct l7 *l)
 	l7_snap_put(l->snap);
 	l7_log_close(l->log);
 	l7_rl_free(l->rl);
+	for (int i = 0; i < l->ntrs; i++) /* all of them told first: none waits for another */
+		tr_exp_stop(l->trs[i]);
 	for (int i = 0; i < l->ntrs; i++)
 		tr_exp_free(l->trs[i]);
 	pthread_mutex_destroy(&l->trmu);

@@ -44,6 +44,7 @@
 #define L7_LOG_FLUSH_MS	  100 /* access log lines wait at most this long for their write */
 #define L7_ACCEPT_BURST	  64
 #define L7_MAX_HOST_TRIES 5 /* Istio: host_selection_retry_max_attempts */
+#define L7_SPAN_BATCH	  32 /* finished spans a worker keeps before handing them over */
 
 /* ---- response flags (Envoy's names; the metrics label and the access log) ---- */
 #define L7_RF(X)                                                                                   \
@@ -368,14 +369,15 @@ struct l7_req {
 	struct l7_timer t_rl;
 	int rl_stage;
 	bool rl_inbound; /* refused by the destination pod's own limit (it reports it) */
-	/* tracing (l7trace.c): where its spans go (NULL: not traced), its trace, the ids of
-	 * its span and of the child span it may make (a gateway's upstream, a local pod's
-	 * server span), the proxy's workload and custom tags */
+	/* tracing (l7trace.c): where its spans go (NULL: not traced), its trace, the ids of its
+	 * span, of the gateway's upstream child and of a local pod's server span, the formats
+	 * its context goes on in, the proxy's workload and custom tags */
 	struct tr_exp *tr;
-	bool tr_sampled, tr_has_parent, tr_server, tr_child_used;
-	uint8_t tr_trace[16], tr_parent[8], tr_span[8], tr_child[8];
+	bool tr_sampled, tr_has_parent, tr_child_used, tr_local_used, tr_w3c, tr_b3;
+	uint8_t tr_trace[16], tr_parent[8], tr_span[8], tr_child[8], tr_local[8];
 	uint64_t tr_start_us;
-	char tr_state[256];
+	char tr_state[512];
+	char tr_op[256]; /* the destination side: the name the client's agent gave the span */
 	const struct tel_tag *tr_tags;
 	int tr_ntags;
 	int tr_max_tag;
@@ -411,12 +413,16 @@ void l7_req_rl_done(struct l7_req *r, int verdict); /* the answer of an L7_RL_WA
 /* The request's trace: its context in, the proxy's config (workload wl, server: the
  * destination's side), its span ids; r->tr stays NULL when it is not traced. */
 void l7_trace_begin(struct l7_req *r, const struct workload_obj *wl, bool server);
-/* Its context for the next hop into r->h (before each try; local_server: the pod of this node
- * gets it, whose SERVER span this agent makes too). */
-void l7_trace_headers(struct l7_req *r, bool local_server);
+/* Its context for the next hop into r->h, before each try: ep the endpoint (source role), NULL
+ * on the destination side (the pod); a pod of this node gets the id of the SERVER span this
+ * agent makes for it, another agent the name of the span (x-envoy-decorator-operation). */
+void l7_trace_headers(struct l7_req *r, const struct l7_ep *ep);
 void l7_trace_end(struct l7_req *r); /* its spans, when sampled, to the exporter */
 /* The agent's exporter for url and proto (made on first use, for the agent's life). */
 struct tr_exp *l7_tracer(struct l7w *w, const char *url, enum tel_proto proto);
+/* A finished span of exporter e, kept by the worker; l7_spans_flush hands them over. */
+void l7_span_add(struct l7w *w, struct tr_exp *e, struct tr_span *s);
+void l7_spans_flush(struct l7w *w);
 
 /* ---- the engine's calls (l7req.c), for the codecs ---- */
 
@@ -575,6 +581,15 @@ struct l7w {
 	struct l7_gwio **gio; /* the Gateway listeners in this worker's epoll set */
 	int ngio;
 	struct l7_rlc *rlc; /* its Redis connection (global rate limits), NULL until needed */
+	/* tracing: the last exporter it asked for (l7_tracer, no lock), and its finished spans,
+	 * handed to their exporter L7_SPAN_BATCH at a time or every L7_LOG_FLUSH_MS */
+	char trc_url[512];
+	int trc_proto;
+	struct tr_exp *trc_exp;
+	struct tr_span *spans[L7_SPAN_BATCH];
+	struct tr_exp *span_exp[L7_SPAN_BATCH];
+	int nspans;
+	uint64_t spans_at;
 	/* counters for /metrics (atomics) */
 	uint64_t c_conns, c_active, c_reqs, c_rejected, c_tls_failed;
 };

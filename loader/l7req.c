@@ -671,7 +671,7 @@ static void try_go(struct l7_req *r)
 
 	if (r->dc->role == L7_SOURCE) {
 		e = &r->cl->eps[r->ep];
-		l7_trace_headers(r, e->local); /* a pod of this node: its server span is ours */
+		l7_trace_headers(r, e); /* the context for this try's upstream */
 		if (r->cl->cb && r->cl->tp && r->cl->tp->http2_max_requests > 0 &&
 		    __atomic_load_n(&r->cl->cb->active, __ATOMIC_RELAXED) >=
 			r->cl->tp->http2_max_requests) {
@@ -858,7 +858,6 @@ static void mutate_request(struct l7_req *r)
 			l7h_apply(&r->h, &r->dest->rd->req_headers);
 	}
 	request_id(r);
-	l7_trace_headers(r, false);
 	if (r->dc->gw_port) {
 		/* the edge: Envoy's use_remote_address appends the client's address */
 		const char *xff = l7h_get(&r->h, "x-forwarded-for");
@@ -1062,7 +1061,7 @@ static void dest_route(struct l7_req *r)
 
 static void dest_go(struct l7_req *r)
 {
-	l7_trace_headers(r, false);
+	l7_trace_headers(r, NULL);
 	if (r->expect100)
 		r->dc->codec->continue100(r);
 	try_start(r);

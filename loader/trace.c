@@ -33,6 +33,15 @@ static int hexval(char c)
 	return -1;
 }
 
+/* W3C: lower-case hex only */
+static bool lowhex(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return true;
+}
+
 /* n hex digits (even) into out, right-aligned in olen bytes; false if not hex or all zero */
 static bool unhex(const char *s, size_t n, uint8_t *out, size_t olen)
 {
@@ -69,10 +78,10 @@ static bool parse_traceparent(const char *v, struct tr_ctx *c)
 	int flags;
 
 	if (strlen(v) < 55 || v[2] != '-' || v[35] != '-' || v[52] != '-' || !strncmp(v, "ff", 2) ||
-	    hexval(v[0]) < 0 || hexval(v[1]) < 0)
+	    !lowhex(v, 2) || !lowhex(v + 3, 32) || !lowhex(v + 36, 16) || !lowhex(v + 53, 2))
 		return false;
-	if (!strncmp(v, "00", 2) && v[55])
-		return false;
+	if (!strncmp(v, "00", 2) ? v[55] != 0 : (v[55] && v[55] != '-'))
+		return false; /* version 00 is exactly 55; a later one may go on after a '-' */
 	if (!unhex(v + 3, 32, c->trace, 16) || !unhex(v + 36, 16, c->span, 8))
 		return false;
 	flags = hexval(v[53]) << 4 | hexval(v[54]);
@@ -80,6 +89,7 @@ static bool parse_traceparent(const char *v, struct tr_ctx *c)
 		return false;
 	c->has_trace = c->has_span = true;
 	c->sampled = flags & 1;
+	c->w3c = true;
 	return true;
 }
 
@@ -99,6 +109,7 @@ static bool parse_b3(const char *v, struct tr_ctx *c)
 	    !unhex(d1 + 1, d2 ? (size_t)(d2 - d1 - 1) : strlen(d1 + 1), c->span, 8))
 		return false;
 	c->has_trace = c->has_span = true;
+	c->b3 = true;
 	if (d2 && (d2[1] == '0'))
 		c->sampled = 0;
 	else if (d2 && (d2[1] == '1' || d2[1] == 'd'))
@@ -130,72 +141,72 @@ void tr_extract(const char *(*get)(void *arg, const char *name), void *arg, stru
 		c->sampled = 1; /* debug */
 	if (t && unhex(t, strlen(t), c->trace, 16)) {
 		c->has_trace = true;
+		c->b3 = true;
 		c->has_span = s && unhex(s, strlen(s), c->span, 8);
 	}
 }
 
 void tr_inject(struct l7_hdrs *h, const uint8_t trace[16], const uint8_t span[8],
-	       const uint8_t *parent, bool sampled, const char *tracestate)
+	       const uint8_t *parent, bool sampled, const char *tracestate, bool w3c, bool b3)
 {
 	char t[33], sp[17], p[17], v[80];
 
 	tr_hex(trace, 16, t);
 	tr_hex(span, 8, sp);
-	snprintf(v, sizeof(v), "00-%s-%s-%s", t, sp, sampled ? "01" : "00");
-	l7h_set(h, "traceparent", v);
-	if (tracestate && *tracestate)
-		l7h_set(h, "tracestate", tracestate);
-	l7h_set(h, "x-b3-traceid", t);
-	l7h_set(h, "x-b3-spanid", sp);
-	if (parent) {
-		tr_hex(parent, 8, p);
-		l7h_set(h, "x-b3-parentspanid", p);
-	} else {
-		l7h_del(h, "x-b3-parentspanid");
+	if (w3c) {
+		snprintf(v, sizeof(v), "00-%s-%s-%s", t, sp, sampled ? "01" : "00");
+		l7h_set(h, "traceparent", v);
+		if (tracestate && *tracestate)
+			l7h_set(h, "tracestate", tracestate);
 	}
-	l7h_set(h, "x-b3-sampled", sampled ? "1" : "0");
-	l7h_del(h, "x-b3-flags");
-	if (l7h_get(h, "b3")) {
+	if (!b3)
+		return;
+	if (parent)
+		tr_hex(parent, 8, p);
+	if (l7h_get(h, "b3")) { /* the single header: rewritten in its form, alone */
 		if (parent)
 			snprintf(v, sizeof(v), "%s-%s-%d-%s", t, sp, sampled, p);
 		else
 			snprintf(v, sizeof(v), "%s-%s-%d", t, sp, sampled);
 		l7h_set(h, "b3", v);
+		return;
 	}
+	l7h_set(h, "x-b3-traceid", t);
+	l7h_set(h, "x-b3-spanid", sp);
+	if (parent)
+		l7h_set(h, "x-b3-parentspanid", p);
+	else
+		l7h_del(h, "x-b3-parentspanid");
+	l7h_set(h, "x-b3-sampled", sampled ? "1" : "0");
+	l7h_del(h, "x-b3-flags");
 }
 
 /* ---------------- spans ---------------- */
 
 void tr_tag(struct tr_span *s, const char *k, const char *v, int max_len)
 {
-	size_t n;
+	size_t kn, vn;
 
 	if (!k || !v || s->ntags >= TR_MAX_TAGS)
 		return;
-	n = strlen(v);
-	if (max_len > 0 && n > (size_t)max_len)
-		n = (size_t)max_len; /* Envoy's max_tag_length (Istio: 256) */
-	s->tags[s->ntags].k = strdup(k);
-	s->tags[s->ntags].v = strndup(v, n);
-	if (!s->tags[s->ntags].k || !s->tags[s->ntags].v) {
-		free(s->tags[s->ntags].k);
-		free(s->tags[s->ntags].v);
+	kn = strlen(k);
+	vn = strlen(v);
+	if (max_len > 0 && vn > (size_t)max_len)
+		vn = (size_t)max_len; /* Envoy's max_tag_length (Istio: 256) */
+	if (s->taglen + kn + vn + 2 > sizeof(s->tagbuf))
 		return;
-	}
+	s->tags[s->ntags].k = s->taglen;
+	memcpy(s->tagbuf + s->taglen, k, kn + 1);
+	s->taglen = (uint16_t)(s->taglen + kn + 1);
+	s->tags[s->ntags].v = s->taglen;
+	memcpy(s->tagbuf + s->taglen, v, vn);
+	s->tagbuf[s->taglen + vn] = 0;
+	s->taglen = (uint16_t)(s->taglen + vn + 1);
 	s->ntags++;
 }
 
 void tr_span_free(struct tr_span *s)
 {
-	if (!s)
-		return;
-	for (int i = 0; i < s->ntags; i++) {
-		free(s->tags[i].k);
-		free(s->tags[i].v);
-	}
-	free(s->name);
-	free(s->service);
-	free(s->tracestate);
 	free(s);
 }
 
@@ -215,42 +226,116 @@ static char *json_out(struct json_object *o, size_t *len)
 	return r;
 }
 
+/* A growable output buffer for the hand-written Zipkin JSON (json-c's object trees cost more
+ * than the spans themselves at 100% sampling). */
+struct jb {
+	char *p;
+	size_t n, cap;
+	bool oom;
+};
+
+static void jb_put(struct jb *b, const char *s, size_t n)
+{
+	if (b->oom)
+		return;
+	if (b->n + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 4096;
+		char *p;
+
+		while (cap < b->n + n + 1)
+			cap *= 2;
+		p = realloc(b->p, cap);
+		if (!p) {
+			b->oom = true;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->n, s, n);
+	b->n += n;
+	b->p[b->n] = 0;
+}
+
+static void jb_s(struct jb *b, const char *s)
+{
+	jb_put(b, s, strlen(s));
+}
+
+/* a JSON string: quotes, the escapes JSON requires, control bytes as \u00XX */
+static void jb_str(struct jb *b, const char *s)
+{
+	const char *run = s;
+
+	jb_put(b, "\"", 1);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		char esc[8];
+
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		jb_put(b, run, (size_t)(s - run));
+		if (c == '"' || c == '\\')
+			snprintf(esc, sizeof(esc), "\\%c", c);
+		else
+			snprintf(esc, sizeof(esc), "\\u%04x", c);
+		jb_s(b, esc);
+		run = s + 1;
+	}
+	jb_put(b, run, (size_t)(s - run));
+	jb_put(b, "\"", 1);
+}
+
 char *tr_zipkin_json(struct tr_span *const *v, int n, size_t *len)
 {
-	struct json_object *a = json_object_new_array();
+	struct jb b = {0};
+	char num[64], hx[33];
 
-	for (int i = 0; a && i < n; i++) {
+	jb_s(&b, "[");
+	for (int i = 0; i < n; i++) {
 		const struct tr_span *s = v[i];
-		struct json_object *o = json_object_new_object(), *le = json_object_new_object(),
-				   *tags = json_object_new_object();
-		char hx[33];
 
+		jb_s(&b, i ? ",{\"traceId\":\"" : "{\"traceId\":\"");
 		tr_hex(s->trace, 16, hx);
-		json_object_object_add(o, "traceId", json_object_new_string(hx));
+		jb_s(&b, hx);
+		jb_s(&b, "\",\"id\":\"");
 		tr_hex(s->id, 8, hx);
-		json_object_object_add(o, "id", json_object_new_string(hx));
+		jb_s(&b, hx);
 		if (s->has_parent) {
+			jb_s(&b, "\",\"parentId\":\"");
 			tr_hex(s->parent, 8, hx);
-			json_object_object_add(o, "parentId", json_object_new_string(hx));
+			jb_s(&b, hx);
 		}
-		json_object_object_add(o, "name", json_object_new_string(s->name ? s->name : ""));
-		json_object_object_add(o, "kind",
-				       json_object_new_string(s->server ? "SERVER" : "CLIENT"));
-		json_object_object_add(o, "timestamp", json_object_new_int64((int64_t)s->start_us));
-		json_object_object_add(o, "duration",
-				       json_object_new_int64((int64_t)(s->dur_us ? s->dur_us : 1)));
-		json_object_object_add(le, "serviceName",
-				       json_object_new_string(s->service ? s->service : ""));
-		if (s->ipv4[0])
-			json_object_object_add(le, "ipv4", json_object_new_string(s->ipv4));
-		json_object_object_add(o, "localEndpoint", le);
-		for (int k = 0; k < s->ntags; k++)
-			json_object_object_add(tags, s->tags[k].k,
-					       json_object_new_string(s->tags[k].v));
-		json_object_object_add(o, "tags", tags);
-		json_object_array_add(a, o);
+		jb_s(&b, "\",\"name\":");
+		jb_str(&b, s->name);
+		jb_s(&b, s->server ? ",\"kind\":\"SERVER\"" : ",\"kind\":\"CLIENT\"");
+		snprintf(num, sizeof(num), ",\"timestamp\":%llu,\"duration\":%llu",
+			 (unsigned long long)s->start_us,
+			 (unsigned long long)(s->dur_us ? s->dur_us : 1));
+		jb_s(&b, num);
+		jb_s(&b, ",\"localEndpoint\":{\"serviceName\":");
+		jb_str(&b, s->service);
+		if (s->ipv4[0]) {
+			jb_s(&b, ",\"ipv4\":");
+			jb_str(&b, s->ipv4);
+		}
+		jb_s(&b, "},\"tags\":{");
+		for (int k = 0; k < s->ntags; k++) {
+			if (k)
+				jb_s(&b, ",");
+			jb_str(&b, tr_tag_k(s, k));
+			jb_s(&b, ":");
+			jb_str(&b, tr_tag_v(s, k));
+		}
+		jb_s(&b, "}}");
 	}
-	return a ? json_out(a, len) : NULL;
+	jb_s(&b, "]");
+	if (b.oom) {
+		free(b.p);
+		return NULL;
+	}
+	*len = b.n;
+	return b.p;
 }
 
 /* Spans grouped by their service (one ResourceSpans each, in first-seen order). */
@@ -261,8 +346,7 @@ static int groups(struct tr_span *const *v, int n, int *grp)
 	for (int i = 0; i < n; i++) {
 		grp[i] = -1;
 		for (int j = 0; j < i && grp[i] < 0; j++)
-			if (!strcmp(v[j]->service ? v[j]->service : "",
-				    v[i]->service ? v[i]->service : ""))
+			if (!strcmp(v[j]->service, v[i]->service))
 				grp[i] = grp[j];
 		if (grp[i] < 0)
 			grp[i] = ng++;
@@ -309,11 +393,10 @@ char *tr_otlp_json(struct tr_span *const *v, int n, size_t *len)
 				json_object_object_add(o, "parentSpanId",
 						       json_object_new_string(hx));
 			}
-			if (s->tracestate)
+			if (s->tracestate[0])
 				json_object_object_add(o, "traceState",
 						       json_object_new_string(s->tracestate));
-			json_object_object_add(o, "name",
-					       json_object_new_string(s->name ? s->name : ""));
+			json_object_object_add(o, "name", json_object_new_string(s->name));
 			json_object_object_add(o, "kind", json_object_new_int(s->server ? 2 : 3));
 			snprintf(num, sizeof(num), "%llu", (unsigned long long)s->start_us * 1000);
 			json_object_object_add(o, "startTimeUnixNano", json_object_new_string(num));
@@ -325,9 +408,9 @@ char *tr_otlp_json(struct tr_span *const *v, int n, size_t *len)
 						   *val = json_object_new_object();
 
 				json_object_object_add(kv, "key",
-						       json_object_new_string(s->tags[k].k));
+						       json_object_new_string(tr_tag_k(s, k)));
 				json_object_object_add(val, "stringValue",
-						       json_object_new_string(s->tags[k].v));
+						       json_object_new_string(tr_tag_v(s, k)));
 				json_object_object_add(kv, "value", val);
 				json_object_array_add(at, kv);
 			}
@@ -424,7 +507,7 @@ uint8_t *tr_otlp_pb(struct tr_span *const *v, int n, size_t *len)
 				av[ai] = a0;
 				kv[ai].key = "service.name";
 				av[ai].value_case = BPFMESH__OTLP__ANY_VALUE__VALUE_STRING_VALUE;
-				av[ai].string_value = s->service ? s->service : "";
+				av[ai].string_value = (char *)s->service;
 				kv[ai].value = &av[ai];
 				kvp[ai] = &kv[ai];
 				res[g].n_attributes = 1;
@@ -441,9 +524,9 @@ uint8_t *tr_otlp_pb(struct tr_span *const *v, int n, size_t *len)
 				sp[si].parent_span_id.data = (uint8_t *)s->parent;
 				sp[si].parent_span_id.len = 8;
 			}
-			if (s->tracestate)
-				sp[si].trace_state = s->tracestate;
-			sp[si].name = s->name ? s->name : "";
+			if (s->tracestate[0])
+				sp[si].trace_state = (char *)s->tracestate;
+			sp[si].name = (char *)s->name;
 			sp[si].kind = s->server ? BPFMESH__OTLP__SPAN__SPAN_KIND__SPAN_KIND_SERVER
 						: BPFMESH__OTLP__SPAN__SPAN_KIND__SPAN_KIND_CLIENT;
 			sp[si].start_time_unix_nano = s->start_us * 1000;
@@ -456,9 +539,9 @@ uint8_t *tr_otlp_pb(struct tr_span *const *v, int n, size_t *len)
 
 				kv[ai] = k0;
 				av[ai] = a0;
-				kv[ai].key = s->tags[k].k;
+				kv[ai].key = (char *)tr_tag_k(s, k);
 				av[ai].value_case = BPFMESH__OTLP__ANY_VALUE__VALUE_STRING_VALUE;
-				av[ai].string_value = s->tags[k].v;
+				av[ai].string_value = (char *)tr_tag_v(s, k);
 				kv[ai].value = &av[ai];
 				kvp[ai] = &kv[ai];
 				ai++;
@@ -516,6 +599,15 @@ struct tr_exp {
 	bool warned;
 };
 
+/* libcurl's progress callback: a transfer ends at once when the exporter is told to stop */
+static int xfer_cb(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+	struct tr_exp *e = arg;
+
+	(void)dt, (void)dn, (void)ut, (void)un;
+	return __atomic_load_n(&e->stop, __ATOMIC_RELAXED) ? 1 : 0;
+}
+
 static bool post(struct tr_exp *e, CURL *h, struct tr_span *const *v, int n)
 {
 	struct curl_slist *hd = NULL;
@@ -542,6 +634,9 @@ static bool post(struct tr_exp *e, CURL *h, struct tr_span *const *v, int n)
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, xfer_cb);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, e);
 	rc = curl_easy_perform(h);
 	if (rc == CURLE_OK)
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
@@ -619,6 +714,7 @@ struct tr_exp *tr_exp_new(const char *url, enum tel_proto proto, int netns)
 	e->q = calloc(TR_QUEUE_MAX, sizeof(*e->q));
 	e->proto = proto;
 	e->netns = netns;
+	curl_global_init(CURL_GLOBAL_DEFAULT); /* (once is enough; later calls only count) */
 	pthread_mutex_init(&e->mu, NULL);
 	pthread_cond_init(&e->cv, NULL);
 	pthread_cond_init(&e->idle, NULL);
@@ -636,14 +732,19 @@ struct tr_exp *tr_exp_new(const char *url, enum tel_proto proto, int netns)
 	return e;
 }
 
+void tr_exp_stop(struct tr_exp *e)
+{
+	pthread_mutex_lock(&e->mu);
+	__atomic_store_n(&e->stop, true, __ATOMIC_RELAXED);
+	pthread_cond_signal(&e->cv);
+	pthread_mutex_unlock(&e->mu);
+}
+
 void tr_exp_free(struct tr_exp *e)
 {
 	if (!e)
 		return;
-	pthread_mutex_lock(&e->mu);
-	e->stop = true;
-	pthread_cond_signal(&e->cv);
-	pthread_mutex_unlock(&e->mu);
+	tr_exp_stop(e);
 	pthread_join(e->th, NULL);
 	while (e->n) {
 		tr_span_free(e->q[e->head]);
@@ -668,23 +769,27 @@ enum tel_proto tr_exp_proto(const struct tr_exp *e)
 	return e->proto;
 }
 
-void tr_exp_submit(struct tr_exp *e, struct tr_span *s)
+void tr_exp_submitv(struct tr_exp *e, struct tr_span **v, int n)
 {
-	bool dropped = false;
+	int dropped = 0, k;
 
 	pthread_mutex_lock(&e->mu);
-	if (e->n >= TR_QUEUE_MAX) {
-		e->dropped++;
-		dropped = true;
-	} else {
-		e->q[(e->head + e->n) % TR_QUEUE_MAX] = s;
+	for (k = 0; k < n && e->n < TR_QUEUE_MAX; k++) {
+		e->q[(e->head + e->n) % TR_QUEUE_MAX] = v[k];
 		e->n++;
-		if (e->n >= TR_BATCH)
-			pthread_cond_signal(&e->cv);
 	}
+	dropped = n - k;
+	e->dropped += (uint64_t)dropped;
+	if (e->n >= TR_BATCH)
+		pthread_cond_signal(&e->cv);
 	pthread_mutex_unlock(&e->mu);
-	if (dropped)
-		tr_span_free(s);
+	for (; k < n; k++)
+		tr_span_free(v[k]);
+}
+
+void tr_exp_submit(struct tr_exp *e, struct tr_span *s)
+{
+	tr_exp_submitv(e, &s, 1);
 }
 
 void tr_exp_stats(const struct tr_exp *e, struct tr_stats *st)

@@ -10,12 +10,18 @@
 #             127.0.0.1:8080; both `mode http`, one thread each, outside the mesh's cgroups
 #   direct-x  hsrvx-0 (node2) from hcli-0's netns: the cross-node baseline
 #   l7-x      Service hl7x: node1's HTTP path, then the agents' mTLS tunnel to hsrvx-0 (node2)
+#   l7-rl     Service hl7rl: the l7 path to hsrvrl-0, whose inbound has a local rate limit
+#             (one token bucket taken per request, never empty)
+#   l7-tr     the l7 path from client htr-0, traced at 100% (Telemetry), spans to a collector
+#             that takes them (tests/integration/trace_collector.py --discard)
+#   l7-trdead the same from htd-0, to a collector that accepts and never answers
 # Each round runs wrk (tests/bench/wrk_report.lua prints its histogram) with 1 connection
 # (latency), 16 connections (load) and 4 with "Connection: close" (connection rate), and counts
 # the CPU ticks (/proc/PID/stat utime + stime) of the lab's agents or of the haproxy pair over
 # each run. Then the agent's VmRSS with 1,000 idle keep-alive connections (tests/bench/hold.py)
 # on the HTTP path, and the haproxy pair's with the same.
-# Env: BENCH_QUICK=1 or --quick (1 round of 1 s), BENCH_BM (the bpfmesh binary; default
+# Env: BENCH_QUICK=1 or --quick (1 round of 1 s), BENCH_HTTP_PATHS (a subset of the paths, for
+# a look at one change; the targets of the others are then n/a), BENCH_BM (the bpfmesh binary; default
 # $BUILD/bpfmesh, BUILD=build), BENCH_HTTP_LAB (lab name), BENCH_HTTP_MD (write the markdown
 # section there), BENCH_PATHS_RES (bench.sh's per-round path results, for the kernel-path
 # comparison; without it that target is n/a). Every load is bounded (wrk -d, timeout); the
@@ -38,6 +44,7 @@ RSS_MAX_MB=30
 VIP_KERN=10.96.60.10
 VIP_L7=10.96.60.20
 VIP_L7X=10.96.60.30
+VIP_L7RL=10.96.60.40
 HP_CLI=18080 # haproxy pair: client side on 127.0.0.1 of hcli-0, server side on hsrv-0
 HP_SRV=18081
 work=$(mktemp -d /tmp/bpfmesh-bench.http.XXXXXX) # bench.bats looks for leftovers there
@@ -72,12 +79,34 @@ med() {
 		awk '{ v[NR] = $1 } END { print NR ? v[int((NR + 1) / 2)] : "-" }'
 }
 
+# ---- trace collectors (a live one and a hung one) and the MeshConfig naming them ----
+free_port() { /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+TR_LIVE=$(free_port)
+TR_DEAD=$(free_port)
+mkdir -p "$work/spans"
+/usr/bin/python3 tests/integration/trace_collector.py --port "$TR_LIVE" --dir "$work/spans" \
+	--discard > "$work/collector.log" 2>&1 &
+pids_add $!
+/usr/bin/python3 tests/integration/trace_collector.py --port "$TR_DEAD" --dir "$work/spans" \
+	--hold > "$work/collector-dead.log" 2>&1 &
+pids_add $!
+cat > "$work/mesh.yaml" <<Y
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |-
+    extensionProviders:
+      - {name: bench-live, zipkin: {service: 127.0.0.1, port: $TR_LIVE}}
+      - {name: bench-dead, zipkin: {service: 127.0.0.1, port: $TR_DEAD}}
+Y
+
 # ---- the lab ----
 $BM lab down --name "$LAB" >/dev/null 2>&1 || true
 mkdir -p "$BPFFS"
 # --accel off: the kernel path is the one bench.sh's paths measure; mTLS on (the default) for
 # the tunnel of l7-x
-if ! $BM lab up --name "$LAB" --bpffs "$BPFFS" --accel off -f tests/bench/http.yaml \
+if ! $BM lab up --name "$LAB" --bpffs "$BPFFS" --accel off -f tests/bench/http.yaml -f "$work/mesh.yaml" \
 	> "$work/up.log" 2>&1; then
 	cat "$work/up.log" >&2
 	exit 1
@@ -96,9 +125,9 @@ svcpath() {
 		$1 == v { on = 1; next } on && $1 == "path" { print $2; exit } /^[0-9]/ { on = 0 }'
 }
 declare -A PRE URL BASE COST NA
-PATHS="direct kernel l7 haproxy direct-x l7-x"
+PATHS=${BENCH_HTTP_PATHS:-direct kernel l7 haproxy direct-x l7-x l7-rl l7-tr l7-trdead}
 [ "$(svcpath $VIP_KERN)" = kernel ] || NA[kernel]="n/a (hkern not on the kernel path)"
-for v in "l7 $VIP_L7" "l7-x $VIP_L7X"; do
+for v in "l7 $VIP_L7" "l7-x $VIP_L7X" "l7-rl $VIP_L7RL"; do
 	[ "$(svcpath "${v#* }")" = l7 ] || NA[${v% *}]="n/a (no HTTP path in this build)"
 done
 
@@ -136,6 +165,9 @@ path l7 "$inpod" "http://$VIP_L7/" direct "$AGENTS"
 path haproxy "$plain" "http://127.0.0.1:$HP_CLI/" direct "$HP_PIDS"
 path direct-x "$plain" "http://$SRVX:8080/" direct-x ""
 path l7-x "$inpod" "http://$VIP_L7X/" direct-x "$AGENTS"
+path l7-rl "$inpod" "http://$VIP_L7RL/" l7 "$AGENTS"
+path l7-tr "$BM lab exec --name $LAB -n hb htr-0 --" "http://$VIP_L7/" l7 "$AGENTS"
+path l7-trdead "$BM lab exec --name $LAB -n hb htd-0 --" "http://$VIP_L7/" l7 "$AGENTS"
 
 # one wrk run; $1 path, $2 test: c1 (1 connection), load ($LOADC), conn (4, Connection: close)
 measure() {
@@ -334,6 +366,8 @@ if [ -n "$PATHS_RES" ] && [ -s "$PATHS_RES" ]; then
 	read -r pc_lo pc_hi < <(ratio_range "$PATHS_RES" kernel direct conn)
 	read -r pp_lo pp_hi < <(ratio_range "$PATHS_RES" kernel direct pp_p50)
 fi
+rl_rps=$(pv l7-rl load_rps) tr_rps=$(pv l7-tr load_rps) l7_rps=$(pv l7 load_rps)
+td50=$(pv l7-trdead c1_p50) tl50=$(pv l7-tr c1_p50) td99=$(pv l7-trdead c1_p99) tl99=$(pv l7-tr c1_p99)
 read -r hc_lo hc_hi < <(ratio_range "$work/res" kernel direct conn_rps)
 read -r h1_lo h1_hi < <(ratio_range "$work/res" kernel direct c1_p50)
 overlap="a_lo <= b_hi && b_lo <= a_hi"
@@ -348,6 +382,16 @@ targets=$(
 	echo "| agent RSS <= $RSS_MAX_MB MB with $NHOLD open idle keep-alive client connections (l7)" \
 		"| $l7_mb MB ($l7_est established on :15006; $(mb "$l7_before") MB before)" \
 		"| $(verdict "r <= $RSS_MAX_MB && e >= $NHOLD" r="$l7_mb" e="$l7_est") |"
+	echo "| rate limiting (one local limit per request) costs <= 5% of the L7 path's requests/s" \
+		"($LOADC connections) | l7-rl $rl_rps vs l7 $l7_rps" \
+		"| $(verdict "r >= 0.95 * l" r="$rl_rps" l="$l7_rps") |"
+	echo "| tracing at 100% sampling (2 spans per request, to a live collector) costs <= 5% of" \
+		"the L7 path's requests/s ($LOADC connections) | l7-tr $tr_rps vs l7 $l7_rps" \
+		"| $(verdict "t >= 0.95 * l" t="$tr_rps" l="$l7_rps") |"
+	echo "| a collector that hangs costs requests nothing: p50 and p99 (1 connection) within" \
+		"10% (+20 us) of a live collector's | l7-trdead $td50 / $td99 us vs l7-tr $tl50 / $tl99 us" \
+		"| $(verdict "d5 <= 1.1 * l5 + 20 && d9 <= 1.1 * l9 + 20" d5="$td50" l5="$tl50" \
+			d9="$td99" l9="$tl99") |"
 	echo "| kernel path within noise of bench.sh's paths: connections/s ratio to direct," \
 		"range over rounds | $hc_lo-$hc_hi here vs $pc_lo-$pc_hi in the paths" \
 		"| $(verdict "$overlap" a_lo="$hc_lo" a_hi="$hc_hi" b_lo="$pc_lo" b_hi="$pc_hi") |"
@@ -370,7 +414,7 @@ nevents=$(grep -c . <<<"$agent_events" || true)
 health="agents restarted during the HTTP runs: $restarted; WARN/ERROR lines in their logs: $nevents"
 tbl=$(table)
 cat <<R
-### HTTP paths (median of $ROUNDS round(s) of ${D} s per run; ratio to direct, to direct-x for l7-x)
+### HTTP paths (median of $ROUNDS round(s) of ${D} s per run; ratio to direct, to direct-x for l7-x, to l7 for l7-rl/l7-tr/l7-trdead)
 $tbl
 
 ### HTTP targets
@@ -401,7 +445,8 @@ cat > "$BENCH_HTTP_MD" <<M
 GETs of \`/\` (a 68-byte body) from client pod hcli-0 (node1) to the lab's echo server, in a
 lab of its own (tests/bench/http.yaml, \`lab up --accel off\`, mTLS on). $ROUNDS round(s); in
 each, every run goes over every path in turn before the next run, ${D} s each. Cells are
-medians over the rounds, with the ratio to \`direct\` (\`direct-x\` for l7-x) in brackets.
+medians over the rounds, with the ratio to \`direct\` (\`direct-x\` for l7-x, \`l7\` for l7-rl,
+l7-tr and l7-trdead) in brackets.
 
 $tbl
 
@@ -416,6 +461,13 @@ $tbl
   and proxies each request to hsrv-0 over a pooled upstream connection. **l7-x**: Service hl7x
   ($VIP_L7X:80), backend hsrvx-0 on node2: node1's HTTP path, then the mTLS tunnel (HBONE,
   TLS 1.3) to node2's agent, which delivers to the pod.
+- **l7-rl**: as l7, to Service hl7rl ($VIP_L7RL:80) whose pod hsrvrl-0 has Istio's local rate
+  limit EnvoyFilter at its inbound: every request takes a token from its bucket (one that
+  never runs dry), docs/ratelimit.md. **l7-tr**: as l7, from client htr-0, which a Telemetry
+  traces at 100%: each request makes a CLIENT and a SERVER span, exported as Zipkin JSON to a
+  collector that takes them (tests/integration/trace_collector.py --discard), docs/tracing.md.
+  **l7-trdead**: the same from htd-0, whose collector accepts connections and never answers
+  (its spans are dropped after the exporter's timeout).
 - **haproxy**: the sidecar pair, HAProxy $(haproxy -v | awk 'NR == 1 { print $3 }')
   \`mode http\`, \`nbthread 1\` each, keep-alive on both sides (its defaults), outside the
   mesh's cgroups: wrk in hcli-0's netns -> haproxy in hcli-0's netns (127.0.0.1:$HP_CLI) ->

@@ -2,7 +2,8 @@
 """A trace collector for tests/integration/tracing.bats: takes Zipkin v2 (POST /api/v2/spans)
 and OTLP/HTTP (POST /v1/traces, protobuf or JSON) on 127.0.0.1:PORT and writes each body it
 receives to DIR/NNNNN.<zipkin|otlp-pb|otlp-json>, answering 202 / 200 as Zipkin and OTLP
-collectors do. --hold: accept connections and never answer (a collector that hangs).
+collectors do. --hold: accept connections and never answer (a collector that hangs);
+--discard: answer and keep nothing (make bench).
 Runs until killed."""
 import argparse
 import http.server
@@ -16,6 +17,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--port", type=int, required=True)
 ap.add_argument("--dir", required=True)
 ap.add_argument("--hold", action="store_true")
+ap.add_argument("--discard", action="store_true", help="answer, keep nothing (benchmarks)")
 a = ap.parse_args()
 seq = itertools.count()
 lock = threading.Lock()
@@ -46,6 +48,11 @@ class H(http.server.BaseHTTPRequestHandler):
             ext, code = ("otlp-pb" if "protobuf" in ct else "otlp-json"), 200
         else:
             self.send_response(404)
+            self.send_header("content-length", "0")
+            self.end_headers()
+            return
+        if a.discard:
+            self.send_response(code)
             self.send_header("content-length", "0")
             self.end_headers()
             return

@@ -51,8 +51,12 @@ wait_spans() {
 	run pod_curl sleep-0 tr -H 'x-request-id: chain-1' http://a/get
 	echo "$output" | head -n 5
 	[ "$status" -eq 0 ]
-	# the apps saw one trace: each got the context of the span before it
-	[ "$(grep -o '"traceparent": "00-[0-9a-f]*' <<<"$output" | sort -u | wc -l)" -eq 1 ]
+	# the apps saw one trace: each got the context of the span before it (B3: the Zipkin
+	# provider's propagation, as no context came in)
+	[ "$(grep -o '"x-b3-traceid": "[0-9a-f]*' <<<"$output" | sort -u | wc -l)" -eq 1 ]
+	[ "$(grep -o '"x-b3-spanid": "[0-9a-f]*' <<<"$output" | sort -u | wc -l)" -eq 3 ]
+	[[ "$output" != *'"traceparent"'* ]]
+	[[ "$output" != *'"x-envoy-decorator-operation"'* ]] # the agents' own, never the apps'
 	[[ "$output" == *'"pod": "c-0"'* ]]
 	wait_spans "$WORK/z" chain-1 6
 	spans "$WORK/z" | grep '"guid:x-request-id": "chain-1"' >"$BATS_TEST_TMPDIR/chain"
@@ -95,12 +99,19 @@ wait_spans() {
 	lab_metrics node2 | grep -E '^bpfmesh_tracing_spans_total [1-9]'
 }
 
-@test "an incoming trace context is continued and its sampling decision kept (traceparent, B3)" {
-	run pod_curl sleep-0 tr -H 'x-request-id: ctx-1' \
+@test "an incoming trace context is continued in its own format and its sampling decision kept (traceparent, B3)" {
+	run pod_curl sleep-0 tr -H 'x-request-id: ctx-1' -H 'tracestate: congo=t61rcWkgMzE' \
 		-H 'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' http://c/get
 	[ "$status" -eq 0 ]
+	echo "$output"
 	[[ "$output" == *'"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-'* ]]
-	[[ "$output" == *'"x-b3-traceid": "4bf92f3577b34da6a3ce929d0e0e4736"'* ]]
+	[[ "$output" != *'"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"'* ]]
+	[[ "$output" == *'"tracestate": "congo=t61rcWkgMzE"'* ]]
+	[[ "$output" != *'"x-b3-traceid"'* ]]
+	# a client that says which operation it is does not name the server's span
+	run pod_curl sleep-0 tr -H 'x-request-id: ctx-3' -H 'x-envoy-decorator-operation: forged' \
+		-H 'traceparent: 00-5bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' http://a/get
+	[ "$status" -eq 0 ]
 	run pod_curl sleep-0 tr -H 'x-request-id: ctx-2' -H 'x-b3-traceid: 463ac35c9f6413ad' \
 		-H 'x-b3-spanid: a2fb4a1d1a96d312' -H 'x-b3-sampled: 0' http://c/get
 	[ "$status" -eq 0 ]
@@ -112,6 +123,8 @@ wait_spans() {
 	grep '"kind": "CLIENT"' "$BATS_TEST_TMPDIR/ctx" | grep -q '"parentId": "00f067aa0ba902b7"'
 	sleep 2.5 # two flushes: nothing of ctx-2 comes
 	[ "$(spans "$WORK/z" | grep -c '"guid:x-request-id": "ctx-2"')" -eq 0 ]
+	wait_spans "$WORK/z" ctx-3 6
+	[ "$(spans "$WORK/z" | grep '"guid:x-request-id": "ctx-3"' | grep -c forged)" -eq 0 ]
 }
 
 @test "Telemetry: randomSamplingPercentage 50 within 5 sigma (400 requests), the decision followed downstream; custom tags" {

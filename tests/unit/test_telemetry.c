@@ -129,6 +129,11 @@ static void test_context(void)
 	const char *b3s[] = {"b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-d", NULL};
 	const char *bad[] = {"traceparent",
 			     "00-00000000000000000000000000000000-00f067aa0ba902b7-01", NULL};
+	const char *upper[] = {"traceparent",
+			       "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", NULL};
+	const char *v99[] = {"traceparent",
+			     "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-comes",
+			     NULL};
 	struct tr_ctx c;
 	char hx[33];
 	struct l7_hdrs h = {0};
@@ -148,15 +153,24 @@ static void test_context(void)
 	CHECK(c.has_trace && c.has_span && c.sampled == 1, "b3 single header, debug");
 	tr_extract(hdr, (void *)bad, &c);
 	CHECK(!c.has_trace, "an all-zero trace id is invalid");
-	l7h_set(&h, "b3", "x");
-	tr_inject(&h, t, s, p, true, NULL);
+	tr_extract(hdr, (void *)upper, &c);
+	CHECK(!c.has_trace, "upper-case hex is not W3C");
+	tr_extract(hdr, (void *)v99, &c);
+	CHECK(c.has_trace && c.w3c, "a later version: its first fields are read");
+	tr_inject(&h, t, s, p, true, NULL, true, true);
 	CHECK_STR(l7h_get(&h, "traceparent"),
 		  "00-01020300000000000000000000000000-0900000000000000-01", "traceparent out");
 	CHECK_STR(l7h_get(&h, "x-b3-parentspanid"), "0700000000000000", "B3 parent");
 	CHECK_STR(l7h_get(&h, "x-b3-sampled"), "1", "B3 sampled");
+	l7h_free(&h);
+	memset(&h, 0, sizeof(h));
+	l7h_set(&h, "b3", "x");
+	tr_inject(&h, t, s, p, false, NULL, false, true);
 	CHECK_STR(l7h_get(&h, "b3"),
-		  "01020300000000000000000000000000-0900000000000000-1-0700000000000000",
+		  "01020300000000000000000000000000-0900000000000000-0-0700000000000000",
 		  "a b3 header is rewritten in its own form");
+	CHECK(!l7h_get(&h, "x-b3-traceid") && !l7h_get(&h, "traceparent"),
+	      "and alone: what came in goes out");
 	l7h_free(&h);
 }
 
@@ -171,11 +185,12 @@ static struct tr_span *span(bool server, const char *svc)
 	s->server = server;
 	s->start_us = 1700000000000000ULL;
 	s->dur_us = 1500;
-	s->name = strdup("b.tr.svc.cluster.local:80/*");
-	s->service = strdup(svc);
+	snprintf(s->name, sizeof(s->name), "b.tr.svc.cluster.local:80/*");
+	snprintf(s->service, sizeof(s->service), "%s", svc);
 	s->error = server;
 	tr_tag(s, "http.status_code", server ? "503" : "200", 0);
 	tr_tag(s, "http.url", "http://b.tr/get-a-long-path", 12);
+	tr_tag(s, "quote", "a\"b\\c\n", 0);
 	return s;
 }
 
@@ -197,6 +212,8 @@ static void test_encodings(void)
 		CHECK_EQ(json_object_get_int64(json_object_object_get(o, "duration")), 1500, "us");
 		json_object_object_get_ex(json_object_object_get(o, "tags"), "http.url", &x);
 		CHECK_STR(json_object_get_string(x), "http://b.tr/", "max_tag_length cuts a tag");
+		json_object_object_get_ex(json_object_object_get(o, "tags"), "quote", &x);
+		CHECK_STR(json_object_get_string(x), "a\"b\\c\n", "escapes read back");
 	}
 	json_object_put(j);
 	free(z);

@@ -2494,7 +2494,10 @@ int echo_run(const struct echo_conf *cf)
 	}
 	if (s->call_url) {
 		e = (struct epoll_event){.events = EPOLLIN, .data.ptr = &s->call_kind};
-		if (pipe2(s->call_pipe, O_NONBLOCK | O_CLOEXEC) ||
+		/* the read end non-blocking (the loop); the threads' write end blocks (a pointer
+		 * is a few bytes: it waits only while the loop is busy) */
+		curl_global_init(CURL_GLOBAL_DEFAULT);
+		if (pipe2(s->call_pipe, O_CLOEXEC) || fcntl(s->call_pipe[0], F_SETFL, O_NONBLOCK) ||
 		    epoll_ctl(s->ep, EPOLL_CTL_ADD, s->call_pipe[0], &e) < 0) {
 			fprintf(stderr, "echo: ECHO_CALL: %s\n", strerror(errno));
 			goto out;

@@ -193,6 +193,20 @@ static int write_file(const char *path, const char *data, size_t len)
 	return rename(tmp, path); /* atomic: the agent never reads half a file */
 }
 
+/* The same for a file bind-mounted into running pods (their /etc/hosts, pod_etc): rewritten
+ * in place, as the mount holds its inode (a reader may see it half written, once). */
+static int write_in_place(const char *path, const char *data, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	bool ok;
+
+	if (fd < 0)
+		return -1;
+	ok = write(fd, data, len) == (ssize_t)len && ftruncate(fd, (off_t)len) == 0;
+	close(fd);
+	return ok ? 0 : -1;
+}
+
 static uint64_t mono_ms(void)
 {
 	struct timespec ts;
@@ -1859,7 +1873,7 @@ static void write_hosts(struct lab *l, const struct mesh_config *c)
 		}
 		netns_pod(l, p, ns, sizeof(ns));
 		snprintf(path, sizeof(path), "/etc/netns/%s/hosts", ns);
-		write_file(path, b.p, b.n);
+		write_in_place(path, b.p, b.n);
 		free(b.p);
 	}
 }

@@ -74,7 +74,10 @@ bool tel_extract(struct tel_obj *o, const struct ynode *root, const char *name, 
 	o->name = sdup(name, &oom);
 	o->ns = sdup(ns, &oom);
 	o->pos = pos;
-	o->has_selector = ymap_get(spec, "selector") || ymap_get(spec, "targetRefs");
+	o->has_selector = ymap_get(spec, "selector") != NULL;
+	/* targetRefs (gateways, waypoints) is not read (validation says so): such a Telemetry
+	 * applies nowhere rather than to its whole namespace */
+	o->target_refs = ymap_get(spec, "targetRefs") != NULL && !o->has_selector;
 	if (ynode_is_map(ml) && ml->n) {
 		o->selector.v = calloc((size_t)ml->n, sizeof(*o->selector.v));
 		for (int i = 0; o->selector.v && i < ml->n; i++) {
@@ -98,10 +101,9 @@ bool tel_extract(struct tel_obj *o, const struct ynode *root, const char *name, 
 			x->mode = m && !strcmp(m, "CLIENT")   ? TEL_CLIENT
 				  : m && !strcmp(m, "SERVER") ? TEL_SERVER
 							      : TEL_CLIENT_AND_SERVER;
-			if (ynode_is_seq(pv)) {
-				x->has_provider = true; /* [] : no provider (tracing off) */
-				if (pv->n)
-					x->provider = sdup(ymap_str(pv->items[0], "name"), &oom);
+			if (ynode_is_seq(pv) && pv->n) { /* [] is unset in proto3: inherited */
+				x->has_provider = true;
+				x->provider = sdup(ymap_str(pv->items[0], "name"), &oom);
 			}
 			if (ymap_get(t, "randomSamplingPercentage")) {
 				x->has_sampling = true;
@@ -327,6 +329,8 @@ void tel_tracing_for(const struct mesh_config *c, const char *root_ns, const str
 			const struct tel_obj *t = &c->tels[i];
 			bool want;
 
+			if (t->target_refs)
+				continue;
 			if (pass == 0)
 				want = !strcmp(t->ns, root) && !t->has_selector;
 			else if (pass == 1)
@@ -340,8 +344,8 @@ void tel_tracing_for(const struct mesh_config *c, const char *root_ns, const str
 		}
 	out->provider = provider_named(m, prov);
 	out->provider_name = prov;
-	if (m && !m->enable_tracing)
-		out->disabled = true;
+	if (m && !m->enable_tracing && !out->by)
+		out->disabled = true; /* the legacy switch: only where no Telemetry says more */
 }
 
 bool tel_traced(const struct mesh_config *c, const char *root_ns, const struct workload_obj *w,

@@ -47,6 +47,7 @@ struct tel_obj {
 	char *ns;
 	struct srcpos pos;
 	bool has_selector;
+	bool target_refs;	/* targetRefs without a selector: not read, applies nowhere */
 	struct kvlist selector; /* selector.matchLabels */
 	struct tel_tracing *tr;
 	int ntr;
@@ -68,7 +69,7 @@ struct mesh_obj {
 	char *name;
 	char *ns;
 	struct srcpos pos;
-	bool enable_tracing;	    /* default true */
+	bool enable_tracing;	    /* default true; false: off where no Telemetry applies */
 	double sampling;	    /* defaultConfig.tracing.sampling, -1: unset */
 	char *default_provider;	    /* defaultProviders.tracing[0] */
 	struct tel_provider *provs; /* extensionProviders with zipkin or opentelemetry */
