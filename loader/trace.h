@@ -79,7 +79,7 @@ uint8_t *tr_otlp_pb(struct tr_span *const *v, int n, size_t *len);
 char *tr_otlp_json(struct tr_span *const *v, int n, size_t *len);
 
 /* An exporter: a thread that sends its queue to url (http://host:port/path) with proto. */
-#define TR_QUEUE_MAX 2048 /* spans waiting (about 3 KB each); more are dropped (counted) */
+#define TR_QUEUE_MAX 1024 /* spans waiting (about 3 KB each); more are dropped (counted) */
 #define TR_BATCH     128  /* spans per request to the collector */
 #define TR_FLUSH_MS  1000 /* a batch waits at most this long */
 struct tr_exp;

@@ -99,6 +99,36 @@ wait_spans() {
 	lab_metrics node2 | grep -E '^bpfmesh_tracing_spans_total [1-9]'
 }
 
+@test "the ingress gateway: its SERVER span, a CLIENT child for the upstream, the pod's SERVER span under it (the pod on the gateway's node, and on another)" {
+	local addr n=0
+	while read -r addr; do
+		n=$((n + 1))
+		run nsenter --net="/run/netns/bm-$LAB-fabric" curl -s --max-time 10 \
+			-H "x-request-id: gw-$n" "$addr/edge"
+		[ "$status" -eq 0 ]
+		[[ "$output" == *'"pod": "c-0"'* ]]
+		wait_spans "$WORK/z" "gw-$n" 3
+		spans "$WORK/z" | grep "\"guid:x-request-id\": \"gw-$n\"" >"$BATS_TEST_TMPDIR/gw"
+		cat "$BATS_TEST_TMPDIR/gw"
+		/usr/bin/python3 - "$BATS_TEST_TMPDIR/gw" <<-'EOF2'
+		import json, sys
+		sp = [json.loads(l) for l in open(sys.argv[1])]
+		assert len(sp) == 3, len(sp)
+		root = [s for s in sp if not s["parentId"]]
+		assert len(root) == 1 and root[0]["kind"] == "SERVER", root
+		assert root[0]["service"] == "istio-ingressgateway.istio-system", root
+		assert root[0]["tags"]["node_id"].startswith("router~"), root[0]["tags"]
+		kid = [s for s in sp if s["parentId"] == root[0]["id"]]
+		assert len(kid) == 1 and kid[0]["kind"] == "CLIENT", kid
+		pod = [s for s in sp if s["parentId"] == kid[0]["id"]]
+		assert len(pod) == 1 and pod[0]["kind"] == "SERVER" and pod[0]["service"] == "c.tr", pod
+		for s in sp:
+		    assert s["name"] == "c.tr.svc.cluster.local:80/edge*", s["name"]
+		EOF2
+	done < <(lab status | sed -n 's|^ingress \(http://[0-9.]*:80\) gateway tr/tr-gw .*|\1|p')
+	[ "$n" -eq 2 ]
+}
+
 @test "an incoming trace context is continued in its own format and its sampling decision kept (traceparent, B3)" {
 	run pod_curl sleep-0 tr -H 'x-request-id: ctx-1' -H 'tracestate: congo=t61rcWkgMzE' \
 		-H 'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' http://c/get
