@@ -16,7 +16,7 @@
 set -u
 cd "$(dirname "$0")/.." || exit 1
 SUITES=${SUITES:-unit bpf conformance fuzz lint integration}
-KUBE_SUITES=${KUBE_SUITES:-traffic mtls l4match gateway ratelimit}
+KUBE_SUITES=${KUBE_SUITES:-traffic mtls l4match gateway ratelimit tracing}
 passed=0
 failed=0
 skipped=0

@@ -309,8 +309,30 @@ static struct json_object *trim_pod(struct json_object *pod)
 				struct json_object *c = json_object_array_get_idx(cs, i),
 						   *oc = json_object_new_object();
 
+				struct json_object *env, *oenv;
+
 				copy_key(oc, c, "name");
 				copy_key(oc, c, "ports");
+				/* env with plain values (a Telemetry's environment custom tags), at
+				 * most 64 of 256 bytes each: a pod's secrets arrive by valueFrom */
+				if (json_object_object_get_ex(c, "env", &env) &&
+				    json_object_is_type(env, json_type_array)) {
+					oenv = json_object_new_array();
+					for (size_t k = 0; k < json_object_array_length(env) &&
+							   json_object_array_length(oenv) < 64;
+					     k++) {
+						struct json_object *e = json_object_array_get_idx(
+								       env, k),
+								   *val;
+
+						if (json_object_object_get_ex(e, "value", &val) &&
+						    json_object_is_type(val, json_type_string) &&
+						    json_object_get_string_len(val) <= 256)
+							json_object_array_add(oenv,
+									      json_object_get(e));
+					}
+					json_object_object_add(oc, "env", oenv);
+				}
 				json_object_array_add(outc, oc);
 			}
 		json_object_object_add(sp, "containers", outc);
