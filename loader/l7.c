@@ -718,6 +718,10 @@ static void on_gw_accept(struct l7_io *io, uint32_t ev)
 		memcpy(dc.vip, &me.sin_addr, 4);
 		dc.vport = g->g->port;
 		gp = w->snap ? l7_table_gwport(w->snap->t, g->g->port) : NULL;
+		if (gp && gp->proto == RS_TCP) { /* no sniffing: a server may speak first */
+			l7_tcp_gw_server(w, fd, &dc);
+			continue;
+		}
 		if (gp && gp->tls) {
 			int one = 1;
 

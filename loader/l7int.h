@@ -599,6 +599,8 @@ struct l7w {
 void l7_gwtls_accept(struct l7w *w, int fd, const struct l7_dconn *proto,
 		     const struct l7_gwport *g);
 void l7_gw_begin(struct l7w *w, int fd, const struct l7_dconn *proto);
+/* A connection accepted on a Gateway's TCP server (l7tls.c): routed by the tcp routes. */
+void l7_tcp_gw_server(struct l7w *w, int fd, const struct l7_dconn *proto);
 
 /* An upgrade gave the maps to the next agent (l7_give_maps): write none. */
 bool l7_maps_given(const struct l7w *w);

@@ -449,6 +449,31 @@ int l7_tls_route_find(const struct l7_svc *s, const char *sni, int port,
 	return -1;
 }
 
+int l7_tcp_route_find(const struct l7_svc *s, int port, const struct workload_obj *src)
+{
+	for (int i = 0; s->vs && i < s->nroutes; i++) {
+		const struct vs_route *r = s->routes[i].r;
+
+		if (!r || r->kind != ROUTE_TCP)
+			continue;
+		if (!r->nl4)
+			return i;
+		for (int k = 0; k < r->nl4; k++) {
+			const struct l4_match *m = &r->l4[k];
+
+			if (m->port && m->port != port)
+				continue;
+			if (m->source_labels.n &&
+			    (!src || !kv_match(&m->source_labels, &src->labels)))
+				continue;
+			if (m->source_namespace && (!src || strcmp(m->source_namespace, src->ns)))
+				continue;
+			return i;
+		}
+	}
+	return -1;
+}
+
 const struct l7_dest *l7_pick_dest(const struct l7_route *rt, uint32_t rnd)
 {
 	uint32_t x;

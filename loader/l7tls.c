@@ -122,15 +122,17 @@ static bool tls_authorized(struct l7w *w, const struct l7_snap *snap,
 	return d.verdict != SEC_DENY;
 }
 
-/* Route, dial, relay: the ClientHello is in c->in. */
+/* Route, dial, relay: the ClientHello is in c->in (sni NULL: a Gateway's TCP server, by its
+ * tcp routes; nothing read yet, a server-first protocol works). */
 static void tlsc_route(struct tlsc *c, const char *sni)
 {
 	struct l7w *w = c->dc.w;
 	struct l7_snap *snap = w->snap;
+	const struct l7_gwport *gp =
+	    snap && snap->t && c->dc.gw_port ? l7_table_gwport(snap->t, c->dc.gw_port) : NULL;
 	const struct l7_vhost *vh =
-	    snap && snap->t && c->dc.gw_port
-		? l7_table_vhost(l7_table_gwport(snap->t, c->dc.gw_port), sni, NULL)
-		: NULL; /* a Gateway's PASSTHROUGH server: the virtual host of the SNI */
+	    gp && sni ? l7_table_vhost(gp, sni, NULL)
+		      : NULL; /* a Gateway's PASSTHROUGH server: the virtual host of the SNI */
 	const struct l7_svc *svc = c->dc.gw_port ? (vh ? &vh->s : NULL)
 				   : snap && snap->t
 				       ? l7_table_find(snap->t, c->dc.vip, c->dc.vport)
@@ -156,12 +158,22 @@ static void tlsc_route(struct tlsc *c, const char *sni)
 		sec_authorize(snap->cfg->c, o->root_ns, src, c->dc.gw_port, &peer, &d);
 		if (d.verdict == SEC_DENY) {
 			pr_debug("l7: tls: gateway port %u: \"%s\" denied by AuthorizationPolicy",
-				 c->dc.gw_port, sni);
+				 c->dc.gw_port, sni ? sni : "(tcp)");
 			tlsc_end(c, true);
 			return;
 		}
 	}
-	i = svc ? l7_tls_route_find(svc, sni, c->dc.vport, src) : -1;
+	if (!sni) { /* TCP: the first tcp route that holds, over the port's virtual hosts */
+		svc = NULL;
+		i = -1;
+		for (int k = 0; gp && k < gp->nvh && i < 0; k++) {
+			i = l7_tcp_route_find(&gp->vh[k].s, c->dc.gw_port, src);
+			svc = i >= 0 ? &gp->vh[k].s : NULL;
+		}
+		sni = "";
+	} else {
+		i = svc ? l7_tls_route_find(svc, sni, c->dc.vport, src) : -1;
+	}
 	dest = i >= 0 ? l7_pick_dest(&svc->routes[i], l7_rand(w)) : NULL;
 	ep = dest && dest->cl ? l7_pick_ep(dest->cl, &v, l7_rand(w), -1, NULL, NULL) : -1;
 	if (ep < 0) {
@@ -227,6 +239,27 @@ static void tlsc_io(struct l7_io *io, uint32_t ev)
 static void tlsc_timeout(struct l7_timer *t)
 {
 	tlsc_end((struct tlsc *)((char *)t - offsetof(struct tlsc, t)), true);
+}
+
+/* A Gateway's TCP server: routed at once (by port and source), then relayed. */
+void l7_tcp_gw_server(struct l7w *w, int fd, const struct l7_dconn *tmpl)
+{
+	struct tlsc *c = calloc(1, sizeof(*c));
+
+	if (!c) {
+		close(fd);
+		return;
+	}
+	__atomic_add_fetch(&w->c_conns, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&w->c_active, 1, __ATOMIC_RELAXED);
+	c->dead.free = tlsc_free;
+	c->dc = *tmpl;
+	c->dc.w = w;
+	c->dc.io.fd = fd;
+	c->dc.io.on = tlsc_io;
+	c->dc.io.mask = 0;
+	c->t = (struct l7_timer){.idx = -1, .fire = tlsc_timeout};
+	tlsc_route(c, NULL);
 }
 
 void l7_tls_server(struct l7_dconn *tmpl, const char *pre, size_t n)

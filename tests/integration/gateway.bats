@@ -23,7 +23,7 @@ setup_file() {
 	"$BATS_TEST_DIRNAME/gw_certs.sh" "$WORK" a.example.com b.example.com
 	lab_up "$LAB" -f "$GWF/base.yaml" -f "$GWF/routes.yaml" -f "$GWF/edge.yaml" \
 		-f "$WORK/secrets.yaml" -f "$GWF/tls.yaml" -f "$GWF/gwapi.yaml" \
-		-f "$GWF/passthrough.yaml" >&3 2>&3
+		-f "$GWF/passthrough.yaml" -f "$GWF/tcp.yaml" >&3 2>&3
 	lab port-forward -n istio-system svc/istio-ingressgateway "$P80:80" --background >&3
 	lab port-forward -n istio-system svc/istio-ingressgateway "127.0.0.1:$P81:8081" \
 		--background >&3
@@ -346,13 +346,34 @@ gapi() {
 	[ "$output" = 403 ] # the rest goes to web-v2, whose policy admits the gateway only
 }
 
-@test "validate and lab apply say what the gateway does not serve yet (ISTIO_MUTUAL, the mesh's ports, tcp routes)" {
+@test "validate and lab apply say what the gateway does not serve yet (ISTIO_MUTUAL, the mesh's ports)" {
 	run bm validate -f "$FIX/gateway/unserved.yaml"
 	echo "$output"
 	[ "$status" -eq 0 ]
-	[[ "$output" == *"spec.servers[0].port.protocol: warning: not yet served: bpfmesh's gateway serves HTTP, HTTP2 and GRPC servers, HTTPS with tls.mode SIMPLE or MUTUAL, and TLS or HTTPS with PASSTHROUGH (no listener is opened for HTTPS ISTIO_MUTUAL)"* ]]
+	[[ "$output" == *"spec.servers[0].port.protocol: warning: not yet served: bpfmesh's gateway serves HTTP, HTTP2 and GRPC servers, HTTPS with tls.mode SIMPLE or MUTUAL, TLS or HTTPS with PASSTHROUGH, and TCP (no listener is opened for HTTPS ISTIO_MUTUAL)"* ]]
 	[[ "$output" == *"spec.servers[1].port.number: warning: not served: the mesh keeps this port for itself"* ]]
-	[[ "$output" == *"spec.tcp: warning: not yet enforced on gateways"* ]]
+	[[ "$output" != *"spec.tcp: warning"* ]] # tcp routes on gateways are served
+}
+
+@test "a Gateway TCP server: the tcp route's destination gets the bytes as they are (HTTP through it), a server that speaks first is heard, lab status says tcp://" {
+	local addr fab="/run/netns/bm-$LAB-fabric"
+	run lab status
+	[[ "$output" == *"ingress tcp://10.244.255."*":9000 gateway gw/tcp-gw node "* ]]
+	addr=$(sed -n 's|^ingress tcp://\([0-9.]*\):9000 gateway gw/tcp-gw .*|\1|p' <<<"$output" | head -n 1)
+	# HTTP as opaque bytes: api answers, whatever Host says (no virtual hosts on TCP)
+	run nsenter --net="$fab" curl -s --max-time 10 -H 'Host: nothing.test' "http://$addr:9000/get"
+	echo "$output"
+	[[ "$output" == *'"pod": "api-0"'* ]]
+	# a server-first protocol (banner's echo, ECHO_BANNER, on node2): its first line arrives
+	# before the client sends a byte
+	cat >"$BATS_TEST_TMPDIR/hear.py" <<-'EOF'
+	import socket, sys
+	s = socket.create_connection((sys.argv[1], 9001), timeout=5)
+	print(s.recv(64).decode().strip())
+	EOF
+	run nsenter --net="$fab" /usr/bin/python3 "$BATS_TEST_TMPDIR/hear.py" "$addr"
+	echo "$output"
+	[ "$output" = "220 banner first" ]
 }
 
 @test "an agent upgrade keeps the gateway's port: 100 requests during it, every one answered" {

@@ -851,6 +851,7 @@ struct srv {
 	int fail_pct;	      /* env ECHO_FAIL_PERCENT: that share of requests is answered 500 */
 	int64_t delay_ms;     /* env ECHO_DELAY_MS: added before every answer */
 	const char *call_url; /* env ECHO_CALL: GET first, forwarding the trace headers */
+	char *banner;	      /* env ECHO_BANNER, with CRLF: sent on every accepted connection */
 	int call_pipe[2];     /* finished calls (struct echo_call *) from their threads */
 	enum ev_kind call_kind;
 	uint64_t next_id;
@@ -2212,6 +2213,11 @@ static void conn_new(struct srv *s, int fd, const struct sockaddr_storage *peer)
 	c->idx = s->nconns;
 	c->id = ++s->next_id;
 	s->conns[s->nconns++] = c;
+	/* ECHO_BANNER: a line before anything is read, as a server-first protocol (SMTP,
+	 * MySQL) speaks; best effort, it fits any socket buffer */
+	if (s->banner && send(fd, s->banner, strlen(s->banner), MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+		/* the client learns from the close */
+	}
 }
 
 static void on_accept(struct srv *s, struct lsock *l)
@@ -2390,6 +2396,7 @@ static void srv_free(struct srv *s)
 {
 	while (s->nconns)
 		conn_close(s, s->conns[s->nconns - 1]);
+	free(s->banner);
 	for (int i = 0; i < s->nls; i++)
 		close(s->ls[i].fd);
 	if (s->ep >= 0)
@@ -2420,6 +2427,9 @@ static struct srv *srv_new(const struct echo_conf *cf)
 	s->fail_pct = env_int(cf, "ECHO_FAIL_PERCENT", 100);
 	s->delay_ms = env_int(cf, "ECHO_DELAY_MS", (int64_t)ECHO_MAX_DELAY_S * 1000);
 	s->call_url = kv_find(&cf->env, "ECHO_CALL");
+	if (kv_find(&cf->env, "ECHO_BANNER") &&
+	    asprintf(&s->banner, "%s\r\n", kv_find(&cf->env, "ECHO_BANNER")) < 0)
+		s->banner = NULL;
 	s->call_pipe[0] = s->call_pipe[1] = -1;
 	s->call_kind = EV_CALL;
 	/* the pod name goes into a header: never let it carry CR/LF or other controls */

@@ -1386,7 +1386,7 @@ static bool pod_answers(struct lab *l, struct lab_pod *p, const struct mesh_conf
 	if (pid == 0) {
 		char v4[64], v6[64];
 		struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(ports[0])};
-		char req[] = "GET / HTTP/1.0\r\n\r\n", resp[64] = "";
+		char req[] = "GET / HTTP/1.0\r\n\r\n", resp[256] = "";
 		int fd;
 
 		pod_addrs(l, p, v4, v6);
@@ -1401,9 +1401,20 @@ static bool pod_answers(struct lab *l, struct lab_pod *p, const struct mesh_conf
 			_exit(1);
 		fd = socket(AF_INET, SOCK_STREAM, 0);
 		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) ||
-		    write(fd, req, strlen(req)) < 0 || read(fd, resp, sizeof(resp) - 1) <= 0)
+		    write(fd, req, strlen(req)) < 0)
 			_exit(1);
-		_exit(strncmp(resp, "HTTP/1.", 7) == 0 ? 0 : 1);
+		/* the status line, after a banner line when the pod speaks first (ECHO_BANNER) */
+		for (size_t got = 0, k = 0; k < 4 && got < sizeof(resp) - 1; k++) {
+			ssize_t n = read(fd, resp + got, sizeof(resp) - 1 - got);
+
+			if (n <= 0)
+				break;
+			got += (size_t)n;
+			resp[got] = 0;
+			if (strstr(resp, "HTTP/1."))
+				_exit(0);
+		}
+		_exit(1);
 	}
 	if (pid < 0 || waitpid(pid, &status, 0) < 0)
 		return false;
@@ -3220,24 +3231,19 @@ static int lab_status(struct lab *l, int out)
 					continue;
 				for (int i = 0; i < gw->nservers; i++) {
 					const struct gw_server *sv = &gw->servers[i];
-					const char *pr = sv->protocol, *m = sv->tls_mode;
-					bool tls =
-					    pr && !strcasecmp(pr, "HTTPS") && sv->credential_name &&
-					    (!m || !strcmp(m, "SIMPLE") || !strcmp(m, "MUTUAL"));
-					bool pass =
-					    pr && m && !strcmp(m, "PASSTHROUGH") &&
-					    (!strcasecmp(pr, "HTTPS") || !strcasecmp(pr, "TLS"));
+					bool served, tls;
+					enum rs_proto rp =
+					    rs_gw_proto(sv->protocol, sv->tls_mode,
+							sv->credential_name != NULL, &served, &tls);
 
-					if (!tls && !pass &&
-					    (!pr ||
-					     (strcasecmp(pr, "HTTP") && strcasecmp(pr, "HTTP2") &&
-					      strcasecmp(pr, "GRPC"))))
+					if (!served)
 						continue;
 					for (int k = 0; k < l->nnodes; k++) {
 						snprintf(url, sizeof(url), "%s://10.244.255.%d:%u",
-							 pass  ? "tls"
-							 : tls ? "https"
-							       : "http",
+							 rp == RS_TLS	? "tls"
+							 : rp == RS_TCP ? "tcp"
+							 : tls		? "https"
+									: "http",
 							 l->nodes[k].index, sv->port);
 						json_object_array_add(ing,
 								      json_object_new_string(url));

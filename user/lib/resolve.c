@@ -1460,9 +1460,12 @@ static void gwhost_add(struct rs_table *t, const struct mesh_config *c, struct r
 			return; /* this VirtualService's routes are there already */
 	}
 	h->last = vs;
-	if (gs->proto == RS_TLS) { /* PASSTHROUGH: the tls routes, by SNI */
+	if (gs->proto == RS_TLS || gs->proto == RS_TCP) {
+		/* PASSTHROUGH: the tls routes, by SNI; TCP: the tcp routes, by port and source */
+		enum route_kind k = gs->proto == RS_TLS ? ROUTE_TLS : ROUTE_TCP;
+
 		for (int i = 0; i < vs->nroutes; i++)
-			if (vs->routes[i].kind == ROUTE_TLS)
+			if (vs->routes[i].kind == k)
 				add_l7route(t, c, NULL, &h->routes, &h->nroutes, vs, i, NULL, d);
 		return;
 	}
@@ -1486,13 +1489,14 @@ static void gwhost_add(struct rs_table *t, const struct mesh_config *c, struct r
 	}
 }
 
-static enum rs_proto gw_proto(const struct gw_server *sv, bool *served, bool *tls)
+enum rs_proto rs_gw_proto(const char *protocol, const char *tls_mode, bool credential, bool *served,
+			  bool *tls)
 {
-	const char *p = sv->protocol ? sv->protocol : "";
-	const char *mode = sv->tls_mode ? sv->tls_mode : "SIMPLE";
+	const char *p = protocol ? protocol : "";
+	const char *mode = tls_mode ? tls_mode : "SIMPLE";
 
 	*served = *tls = false;
-	if (!strcasecmp(p, "HTTPS") && sv->credential_name &&
+	if (!strcasecmp(p, "HTTPS") && credential &&
 	    (!strcmp(mode, "SIMPLE") || !strcmp(mode, "MUTUAL"))) {
 		*served = *tls = true; /* terminated here, then HTTP */
 		return RS_HTTP;
@@ -1503,13 +1507,16 @@ static enum rs_proto gw_proto(const struct gw_server *sv, bool *served, bool *tl
 		       : !strcasecmp(p, "HTTP2") ? RS_HTTP2
 						 : RS_GRPC;
 	}
-	if ((!strcasecmp(p, "HTTPS") || !strcasecmp(p, "TLS")) && sv->tls_mode &&
-	    !strcmp(sv->tls_mode, "PASSTHROUGH")) {
+	if ((!strcasecmp(p, "HTTPS") || !strcasecmp(p, "TLS")) && tls_mode &&
+	    !strcmp(tls_mode, "PASSTHROUGH")) {
 		*served = true; /* routed by SNI to a backend that terminates TLS itself */
 		return RS_TLS;
 	}
 	if (!strcasecmp(p, "HTTPS") || !strcasecmp(p, "TLS"))
 		return RS_TLS;
+	/* opaque TCP (Istio's TCP, MONGO, MYSQL, REDIS): the tcp routes, relayed */
+	*served = !strcasecmp(p, "TCP") || !strcasecmp(p, "MONGO") || !strcasecmp(p, "MYSQL") ||
+		  !strcasecmp(p, "REDIS");
 	return RS_TCP;
 }
 
@@ -1537,7 +1544,8 @@ static void resolve_gateways(struct rs_table *t, const struct mesh_config *c, st
 			t->gwservers = grow(t->gwservers, t->ngwservers, sizeof(*t->gwservers));
 			gs = &t->gwservers[t->ngwservers++];
 			*gs = (struct rs_gwserver){.gw = gw, .server = si};
-			gs->proto = gw_proto(sv, &gs->served, &gs->tls);
+			gs->proto = rs_gw_proto(sv->protocol, sv->tls_mode,
+						sv->credential_name != NULL, &gs->served, &gs->tls);
 			if (rs_port_reserved(sv->port))
 				gs->served = false; /* (validate says so) */
 			for (int v = 0; gs->served && v < c->nvses; v++) {

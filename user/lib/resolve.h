@@ -140,9 +140,7 @@ struct rs_gwserver {
 	const struct gw_obj *gw;
 	int server;	     /* index into gw->servers */
 	enum rs_proto proto; /* the server's protocol (HTTP, HTTP2, GRPC: routed per request) */
-	bool served; /* a protocol and TLS mode bpfmesh serves (HTTP, HTTP2, GRPC, HTTPS with
-		      * tls.mode SIMPLE or MUTUAL: terminated, then routed as HTTP; HTTPS or TLS
-		      * with PASSTHROUGH: proto RS_TLS, its tls routes by SNI) */
+	bool served;	     /* a protocol and TLS mode bpfmesh serves (rs_gw_proto) */
 	bool tls;	     /* HTTPS terminated here (credentialName) */
 	struct rs_gwhost *hosts;
 	int nhosts;
@@ -151,6 +149,13 @@ struct rs_gwserver {
 /* A port the mesh keeps for itself (Istio's 15000-15090 set: the agent's listeners, its
  * metrics and health ports...): no Gateway server is served on it. */
 bool rs_port_reserved(unsigned port);
+/* How the gateway serves a server of this protocol and tls.mode (credential: it names a
+ * credentialName): the protocol it routes by, whether it serves it at all (HTTP, HTTP2,
+ * GRPC; HTTPS SIMPLE/MUTUAL with a credential, terminated: tls; TLS/HTTPS PASSTHROUGH by SNI;
+ * opaque TCP, MONGO, MYSQL, REDIS by the tcp routes), one rule for resolve, validate and the
+ * lab. */
+enum rs_proto rs_gw_proto(const char *protocol, const char *tls_mode, bool credential, bool *served,
+			  bool *tls);
 
 /* A VirtualService's `gateways` entry ref (as written in namespace vs_ns) names Gateway
  * gw_ns/gw_name: "name" (the VirtualService's namespace), "ns/name", or the legacy

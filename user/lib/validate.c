@@ -97,22 +97,10 @@ static void vs_notices(struct vctx *v, const struct ynode *spec)
 {
 	/* http routes are enforced per request on the HTTP path (resolve.c says per port
 	 * where one stays in the kernel) */
-	const struct ynode *gws = g(spec, "gateways");
-
 	note_tcp_matches(v, spec);
 	note_tls_matches(v, spec);
-	/* bound to Gateways: their http routes (and tls routes, on PASSTHROUGH servers) are
-	 * served by the agents that serve the Gateway (--ingress); tcp routes are not yet */
-	for (int i = 0; i < count(gws); i++)
-		if (strcmp(gws->items[i]->str, "mesh")) {
-			if (count(g(spec, "tcp")))
-				vctx_warn(v, g(spec, "tcp"), "spec.tcp",
-					  "not yet enforced on gateways (bpfmesh's gateway routes "
-					  "http, and tls on PASSTHROUGH servers; these routes hold "
-					  "for mesh traffic only, where the VirtualService also "
-					  "names mesh)");
-			break;
-		}
+	/* bound to Gateways: their http routes, tls routes (PASSTHROUGH servers) and tcp routes
+	 * (TCP servers) are served by the agents that serve the Gateway (--ingress) */
 	note_unenforced(v, spec, "spec", (const char *const[]){"exportTo", NULL});
 }
 
@@ -188,26 +176,25 @@ static void gw_notices(struct vctx *v, const struct ynode *spec)
 				   *tls = g(sv, "tls");
 		const char *proto = ynode_str(g(port, "protocol"));
 		const char *mode = tls ? ynode_str(g(tls, "mode")) : NULL;
-		bool http = proto && (!strcasecmp(proto, "HTTP") || !strcasecmp(proto, "HTTP2") ||
-				      !strcasecmp(proto, "GRPC"));
+		bool served, term;
+		enum rs_proto rp =
+		    rs_gw_proto(proto, mode, has(tls, "credentialName"), &served, &term);
+		bool http = served && !term && rp != RS_TLS && rp != RS_TCP;
 		bool https = proto && !strcasecmp(proto, "HTTPS") && tls &&
 			     (!mode || !strcmp(mode, "SIMPLE") || !strcmp(mode, "MUTUAL"));
-		bool pass = proto && (!strcasecmp(proto, "HTTPS") || !strcasecmp(proto, "TLS")) &&
-			    mode && !strcmp(mode, "PASSTHROUGH");
 
 		pidx(p, "spec.servers", i);
-		if ((http || https || pass) &&
-		    rs_port_reserved((unsigned)ymap_int(port, "number", 0)))
+		if ((served || https) && rs_port_reserved((unsigned)ymap_int(port, "number", 0)))
 			vctx_warn(v, g(port, "number"), pjoin(q, p, "port.number"),
 				  "not served: the mesh keeps this port for itself (Istio's "
 				  "15000-15090)");
-		if (!http && !https && !pass)
-			vctx_warn(v, g(port, "protocol"), pjoin(q, p, "port.protocol"),
-				  "not yet served: bpfmesh's gateway serves HTTP, HTTP2 and GRPC "
-				  "servers, HTTPS with tls.mode SIMPLE or MUTUAL, and TLS or HTTPS "
-				  "with PASSTHROUGH (no listener is opened for %s%s%s)",
-				  proto ? proto : "this protocol", mode ? " " : "",
-				  mode ? mode : "");
+		if (!served && !https)
+			vctx_warn(
+			    v, g(port, "protocol"), pjoin(q, p, "port.protocol"),
+			    "not yet served: bpfmesh's gateway serves HTTP, HTTP2 and GRPC "
+			    "servers, HTTPS with tls.mode SIMPLE or MUTUAL, TLS or HTTPS with "
+			    "PASSTHROUGH, and TCP (no listener is opened for %s%s%s)",
+			    proto ? proto : "this protocol", mode ? " " : "", mode ? mode : "");
 		if (https && !has(tls, "credentialName"))
 			vctx_warn(v, tls, pjoin(q, p, "tls"),
 				  "not yet served: bpfmesh reads the certificate from the Secret "
