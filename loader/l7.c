@@ -719,6 +719,9 @@ static void on_gw_accept(struct l7_io *io, uint32_t ev)
 		dc.vport = g->g->port;
 		gp = w->snap ? l7_table_gwport(w->snap->t, g->g->port) : NULL;
 		if (gp && gp->proto == RS_TCP) { /* no sniffing: a server may speak first */
+			int one = 1;
+
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 			l7_tcp_gw_server(w, fd, &dc);
 			continue;
 		}

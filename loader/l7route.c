@@ -463,10 +463,11 @@ int l7_tcp_route_find(const struct l7_svc *s, int port, const struct workload_ob
 
 			if (m->port && m->port != port)
 				continue;
-			if (m->source_labels.n &&
-			    (!src || !kv_match(&m->source_labels, &src->labels)))
+			/* on a gateway Istio matches the port (and gateways) only: the source
+			 * fields are a sidecar's; src NULL: they are not read */
+			if (src && m->source_labels.n && !kv_match(&m->source_labels, &src->labels))
 				continue;
-			if (m->source_namespace && (!src || strcmp(m->source_namespace, src->ns)))
+			if (src && m->source_namespace && strcmp(m->source_namespace, src->ns))
 				continue;
 			return i;
 		}

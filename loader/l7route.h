@@ -65,7 +65,8 @@ void l7_normalize_path(char *path);
  * needed, -1 not a TLS ClientHello. */
 int l7_tls_sni(const uint8_t *p, size_t n, char *sni, size_t len);
 /* The first tcp route of s whose match holds for a connection to port from src (a route
- * without a match holds for every one), -1: none. */
+ * without a match holds for every one; src NULL: the source fields are not read, as on a
+ * gateway), -1: none. */
 int l7_tcp_route_find(const struct l7_svc *s, int port, const struct workload_obj *src);
 /* A tls route of s (a port Istio reads as tls/https) for a ClientHello's SNI: the first whose
  * match has the name in sniHosts and its port, sourceLabels, sourceNamespace hold; -1: none. */

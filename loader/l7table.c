@@ -166,9 +166,15 @@ static struct l7_gwport *gwport_of(struct l7_table *lt, uint16_t port, enum rs_p
 {
 	struct l7_gwport *v;
 
+	/* servers of one kind share a port (HTTP, HTTP2, GRPC; HTTPS terminated; TLS
+	 * passthrough; TCP); of another kind on the same port: the first one wins */
 	for (int i = 0; i < lt->ngwports; i++)
-		if (lt->gwports[i].port == port) /* HTTP and HTTPS on one port: the first wins */
-			return lt->gwports[i].tls == tls ? &lt->gwports[i] : NULL;
+		if (lt->gwports[i].port == port)
+			return lt->gwports[i].tls == tls &&
+				       (lt->gwports[i].proto == RS_TLS) == (proto == RS_TLS) &&
+				       (lt->gwports[i].proto == RS_TCP) == (proto == RS_TCP)
+				   ? &lt->gwports[i]
+				   : NULL;
 	v = realloc(lt->gwports, (lt->ngwports + 1) * sizeof(*v));
 	if (!v)
 		return NULL;

@@ -163,12 +163,20 @@ static void tlsc_route(struct tlsc *c, const char *sni)
 			return;
 		}
 	}
-	if (!sni) { /* TCP: the first tcp route that holds, over the port's virtual hosts */
+	if (!sni) {
+		/* TCP: the first tcp route that holds in config order (VirtualServices, then their
+		 * routes: the model's arrays, so their addresses), over the port's virtual hosts */
 		svc = NULL;
 		i = -1;
-		for (int k = 0; gp && k < gp->nvh && i < 0; k++) {
-			i = l7_tcp_route_find(&gp->vh[k].s, c->dc.gw_port, src);
-			svc = i >= 0 ? &gp->vh[k].s : NULL;
+		for (int k = 0; gp && k < gp->nvh; k++) {
+			int j = l7_tcp_route_find(&gp->vh[k].s, c->dc.gw_port, NULL);
+			const struct l7_route *a = j >= 0 ? &gp->vh[k].s.routes[j] : NULL,
+					      *b = i >= 0 ? &svc->routes[i] : NULL;
+
+			if (a && (!b || a->vs < b->vs || (a->vs == b->vs && a->r < b->r))) {
+				svc = &gp->vh[k].s;
+				i = j;
+			}
 		}
 		sni = "";
 	} else {

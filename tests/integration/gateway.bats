@@ -241,8 +241,8 @@ gcurl() {
 	[[ "$output" != *"code 200"* ]]
 }
 
-@test "PASSTHROUGH: TLS by SNI to a pod on another node that terminates it itself; another name is closed" {
-	local pt=$WORK/pass
+@test "PASSTHROUGH: TLS by SNI to a pod on another node that terminates it itself; another name is closed; a TLSRoute the same" {
+	local pt=$WORK/pass addr
 	mkdir -p "$pt"
 	"$BATS_TEST_DIRNAME/gw_certs.sh" "$pt" secure.example.com
 	lab stop -n gw tlsapp-0 # its echo server makes way for a TLS one
@@ -268,6 +268,12 @@ gcurl() {
 		--resolve "secure.example.com:$P8444:127.0.0.1" "https://secure.example.com:$P8444/"
 	[ "$status" -ne 0 ]
 	[[ "$output" != *"s_server"* ]]
+	# the same through the Gateway API: edge's TLS listener (Passthrough) and a TLSRoute
+	addr=$(lab status | sed -n 's|^ingress tls://\([0-9.]*\):9445 gateway gw/edge .*|\1|p' | head -n 1)
+	echo "edge's tls listener: $addr"
+	run nsenter --net="/run/netns/bm-$LAB-fabric" curl -s --max-time 5 --cacert "$pt/ca.crt" \
+		--resolve "secure.example.com:9445:$addr" "https://secure.example.com:9445/"
+	[[ "$output" == *"s_server"* ]]
 	pkill -f "openssl s_server -accept 9443 -www -quiet -cert $pt" || true
 	lab start -n gw tlsapp-0
 }
@@ -364,6 +370,14 @@ gapi() {
 	run nsenter --net="$fab" curl -s --max-time 10 -H 'Host: nothing.test' "http://$addr:9000/get"
 	echo "$output"
 	[[ "$output" == *'"pod": "api-0"'* ]]
+	# the Gateway API's: edge's TCP listener and a TCPRoute
+	run lab status
+	addr=$(sed -n 's|^ingress tcp://\([0-9.]*\):9100 gateway gw/edge .*|\1|p' <<<"$output" | head -n 1)
+	run nsenter --net="$fab" curl -s --max-time 10 "http://$addr:9100/get"
+	[[ "$output" == *'"pod": "api-0"'* ]]
+	run bm analyze -f "$GWF/base.yaml" -f "$GWF/gwapi.yaml" -f "$GWF/passthrough.yaml"
+	[[ "$output" == *"Info [BM0020] (TCPRoute gw/edge-tcp "*") Accepted=True, ResolvedRefs=True"* ]]
+	[[ "$output" == *"Info [BM0020] (TLSRoute gw/edge-tls "*") Accepted=True, ResolvedRefs=True"* ]]
 	# a server-first protocol (banner's echo, ECHO_BANNER, on node2): its first line arrives
 	# before the client sends a byte
 	cat >"$BATS_TEST_TMPDIR/hear.py" <<-'EOF'

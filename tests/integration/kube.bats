@@ -93,7 +93,7 @@ BASE="10.244.1.4:8080 10.244.1.5:8080 10.244.1.6:8080"
 	echo "$output"
 	[[ "$output" == *"api: connected"* ]]
 	[[ "$output" == *"config:   loaded"* ]]
-	grep -q "kube: watching 20 kinds at kubeconfig /run/bpfmesh/lab/$LAB/kubeconfig" \
+	grep -q "kube: watching 22 kinds at kubeconfig /run/bpfmesh/lab/$LAB/kubeconfig" \
 		"/run/bpfmesh/lab/$LAB/agent-node1.log"
 	[ "$(eps 10.96.10.10 8080)" = "$BASE" ]
 	# every kind listed in chunks and watched with bookmarks from the list's resourceVersion
@@ -391,7 +391,7 @@ standalone_stop() {
 	[[ "$output" == *"3 service ports, "* ]]
 	run bm services --node kube-ic
 	[[ "$output" == *"10.244.1.99:8080"* ]]
-	grep -q "kube: watching 20 kinds at in-cluster (https://127.0.0.1:" "$WORK/kube-ic.log"
+	grep -q "kube: watching 22 kinds at in-cluster (https://127.0.0.1:" "$WORK/kube-ic.log"
 	standalone_stop kube-ic
 	# a wrong CA: the watch never connects, and says so
 	openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=other -keyout "$WORK/o.key" \

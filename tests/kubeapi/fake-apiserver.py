@@ -102,6 +102,8 @@ RESOURCES = [RT(*r) for r in [
     ('discovery.k8s.io', ('v1',), 'endpointslices', 'endpointslice', 'EndpointSlice', True, ()),
     ('gateway.networking.k8s.io', ('v1',), 'gateways', 'gateway', 'Gateway', True, ('gtw',)),
     ('gateway.networking.k8s.io', ('v1',), 'httproutes', 'httproute', 'HTTPRoute', True, ()),
+    ('gateway.networking.k8s.io', ('v1alpha2',), 'tcproutes', 'tcproute', 'TCPRoute', True, ()),
+    ('gateway.networking.k8s.io', ('v1alpha2',), 'tlsroutes', 'tlsroute', 'TLSRoute', True, ()),
     ('networking.istio.io', ISTIO_NET, 'destinationrules', 'destinationrule', 'DestinationRule', True, ('dr',)),
     ('networking.istio.io', ISTIO_NET, 'envoyfilters', 'envoyfilter', 'EnvoyFilter', True, ()),
     ('networking.istio.io', ISTIO_NET, 'gateways', 'gateway', 'Gateway', True, ('gw',)),
@@ -116,8 +118,9 @@ RESOURCES = [RT(*r) for r in [
     ('telemetry.istio.io', ISTIO_TEL, 'telemetries', 'telemetry', 'Telemetry', True, ('telemetry',)),
 ]]
 GROUPS = {}                     # group -> served versions, preferred first
-for _rt in RESOURCES:
-    GROUPS.setdefault(_rt.group, _rt.versions)
+for _rt in RESOURCES:  # every version some resource of the group has (gateway's v1alpha2 routes)
+    GROUPS[_rt.group] = GROUPS.get(_rt.group, ()) + tuple(
+        v for v in _rt.versions if v not in GROUPS.get(_rt.group, ()))
 BY_KIND = {(rt.group, rt.kind): rt for rt in RESOURCES}
 BY_PLURAL = {(rt.group, rt.plural): rt for rt in RESOURCES}
 BUILTIN = ('', 'apps', 'discovery.k8s.io')     # lists of these omit kind/apiVersion in items

@@ -1387,6 +1387,7 @@ static bool pod_answers(struct lab *l, struct lab_pod *p, const struct mesh_conf
 		char v4[64], v6[64];
 		struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(ports[0])};
 		char req[] = "GET / HTTP/1.0\r\n\r\n", resp[256] = "";
+		struct timeval tv = {.tv_sec = 1};
 		int fd;
 
 		pod_addrs(l, p, v4, v6);
@@ -1400,18 +1401,20 @@ static bool pod_answers(struct lab *l, struct lab_pod *p, const struct mesh_conf
 		if (fd < 0 || setns(fd, CLONE_NEWNET))
 			_exit(1);
 		fd = socket(AF_INET, SOCK_STREAM, 0);
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) ||
 		    write(fd, req, strlen(req)) < 0)
 			_exit(1);
-		/* the status line, after a banner line when the pod speaks first (ECHO_BANNER) */
+		/* the status line, first or right after a banner line (a pod that speaks first,
+		 * ECHO_BANNER); a second at most for each read */
 		for (size_t got = 0, k = 0; k < 4 && got < sizeof(resp) - 1; k++) {
 			ssize_t n = read(fd, resp + got, sizeof(resp) - 1 - got);
 
 			if (n <= 0)
 				break;
 			got += (size_t)n;
-			resp[got] = 0;
-			if (strstr(resp, "HTTP/1."))
+			if ((got >= 7 && !memcmp(resp, "HTTP/1.", 7)) ||
+			    memmem(resp, got, "\nHTTP/1.", 8))
 				_exit(0);
 		}
 		_exit(1);

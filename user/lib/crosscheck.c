@@ -370,7 +370,16 @@ static int check_gwapi_routes(const struct mesh_config *c, struct diags *d)
 					missing_be = vs->routes[r].dests[k].host;
 				free(f);
 			}
-		snprintf(obj, sizeof(obj), "HTTPRoute/%s/%.*s", vs->ns, (int)bl, vs->name);
+		{
+			const char *kind = "HTTPRoute";
+
+			/* derive_l4route's names: NAME-tcproute, NAME-tlsroute */
+			if (bl > 9 && !strncmp(vs->name + bl - 9, "-tcproute", 9))
+				kind = "TCPRoute", bl -= 9;
+			else if (bl > 9 && !strncmp(vs->name + bl - 9, "-tlsroute", 9))
+				kind = "TLSRoute", bl -= 9;
+			snprintf(obj, sizeof(obj), "%s/%s/%.*s", kind, vs->ns, (int)bl, vs->name);
+		}
 		if (missing_gw) {
 			size_t gl = strlen(missing_gw);
 

@@ -517,6 +517,87 @@ static struct ynode *derive_httproute(const struct ynode *root, const char *ns)
 	return out;
 }
 
+/* ---------------- TCPRoute, TLSRoute ---------------- */
+
+/*
+ * A TCPRoute (TLSRoute) as Istio converts it: a VirtualService NAME-tcproute (-tlsroute) bound
+ * to its parent Gateways, one tcp (tls) route per rule with the rule's weighted backendRefs;
+ * a TLSRoute's hostnames are the VirtualService's hosts and its routes' sniHosts. The Gateway's
+ * TCP listeners (TLS ones with mode Passthrough) serve them.
+ */
+static struct ynode *derive_l4route(const struct ynode *root, const char *ns, bool tls)
+{
+	const struct ynode *spec = ymap_get(root, "spec"), *parents = ymap_get(spec, "parentRefs"),
+			   *rules = ymap_get(spec, "rules"), *hn = ymap_get(spec, "hostnames");
+	const char *name = ymap_str(ymap_get(root, "metadata"), "name");
+	int line = line_of(spec, root->line);
+	struct ynode *out, *s, *hosts, *gws, *routes;
+	char full[300];
+
+	if (!name || !ynode_is_seq(parents))
+		return NULL;
+	snprintf(full, sizeof(full), "%s-%s", name, tls ? "tlsroute" : "tcproute");
+	out = nnew(YN_MAP, root->line);
+	put(out, "apiVersion", nstr("networking.istio.io/v1", root->line));
+	put(out, "kind", nstr("VirtualService", root->line));
+	put(out, "metadata", meta(full, ns, root->line));
+	s = nnew(YN_MAP, line);
+	hosts = nnew(YN_SEQ, line);
+	for (int i = 0; tls && ynode_is_seq(hn) && i < hn->n; i++)
+		push(hosts, copy(hn->items[i]));
+	if (!hosts->n)
+		push(hosts, nstr("*", line));
+	put(s, "hosts", hosts);
+	gws = nnew(YN_SEQ, line_of(parents, line));
+	for (int i = 0; i < parents->n; i++) {
+		const struct ynode *p = parents->items[i];
+		const char *k = ymap_str(p, "kind"), *pns = ymap_str(p, "namespace");
+		char b[400];
+
+		if (k && strcmp(k, "Gateway"))
+			continue;
+		snprintf(b, sizeof(b), "%s/%s%s", pns ? pns : ns,
+			 ymap_str(p, "name") ? ymap_str(p, "name") : "", GWAPI_SUFFIX);
+		push(gws, nstr(b, line_of(p, line)));
+	}
+	put(s, "gateways", gws);
+	routes = nnew(YN_SEQ, line_of(rules, line));
+	for (int i = 0; ynode_is_seq(rules) && i < rules->n; i++) {
+		const struct ynode *rule = rules->items[i], *refs = ymap_get(rule, "backendRefs");
+		int rl = line_of(rule, line), pct[64];
+		struct ynode *r = nnew(YN_MAP, rl), *dests = nnew(YN_SEQ, rl);
+
+		if (tls) {
+			struct ynode *ms = nnew(YN_SEQ, rl), *m = nnew(YN_MAP, rl),
+				     *sni = nnew(YN_SEQ, rl);
+
+			for (int k = 0; ynode_is_seq(hn) && k < hn->n; k++)
+				push(sni, copy(hn->items[k]));
+			if (!sni->n)
+				push(sni, nstr("*", rl));
+			put(m, "sniHosts", sni);
+			push(ms, m);
+			put(r, "match", ms);
+		}
+		if (ynode_is_seq(refs) && refs->n && refs->n <= 64) {
+			percents(refs, pct);
+			for (int k = 0; k < refs->n; k++) {
+				struct ynode *d = nnew(YN_MAP, line_of(refs->items[k], rl));
+
+				put(d, "destination", destination(refs->items[k], ns, d->line));
+				if (refs->n > 1)
+					put(d, "weight", nint(pct[k], d->line));
+				push(dests, d);
+			}
+		}
+		put(r, "route", dests);
+		push(routes, r);
+	}
+	put(s, tls ? "tls" : "tcp", routes);
+	put(out, "spec", s);
+	return out;
+}
+
 struct ynode *gwapi_derive(const struct ynode *root, const char *ns)
 {
 	const char *api = ymap_str(root, "apiVersion"), *kind = ymap_str(root, "kind");
@@ -528,6 +609,8 @@ struct ynode *gwapi_derive(const struct ynode *root, const char *ns)
 		return derive_gateway(root, ns);
 	if (!strcmp(kind, "HTTPRoute"))
 		return derive_httproute(root, ns);
+	if (!strcmp(kind, "TCPRoute") || !strcmp(kind, "TLSRoute"))
+		return derive_l4route(root, ns, !strcmp(kind, "TLSRoute"));
 	return NULL;
 }
 

@@ -51,6 +51,7 @@ static const char *const ver_net[] = {"v1", "v1beta1", "v1alpha3", NULL};
 static const char *const ver_sec[] = {"v1", "v1beta1", NULL};
 static const char *const ver_tel[] = {"v1", "v1alpha1", NULL};
 static const char *const ver_gwapi[] = {"v1", "v1beta1", NULL};
+static const char *const ver_gwapi_alpha[] = {"v1alpha2", "v1alpha3", NULL};
 
 /* What the mesh reads; Deployments are not: a cluster's pods are its truth. */
 static const struct kube_kind kinds[] = {
@@ -73,6 +74,8 @@ static const struct kube_kind kinds[] = {
     {"telemetry.istio.io", ver_tel, "telemetries", "Telemetry", false, NULL, NULL},
     {"gateway.networking.k8s.io", ver_gwapi, "gateways", "Gateway", false, NULL, NULL},
     {"gateway.networking.k8s.io", ver_gwapi, "httproutes", "HTTPRoute", false, NULL, NULL},
+    {"gateway.networking.k8s.io", ver_gwapi_alpha, "tcproutes", "TCPRoute", false, NULL, NULL},
+    {"gateway.networking.k8s.io", ver_gwapi_alpha, "tlsroutes", "TLSRoute", false, NULL, NULL},
     /* the ingress gateway's certificates (credentialName): its own namespace only, as
      * Istio's gateway reads them */
     {"", ver_core, "secrets", "Secret", false, GW_NS, NULL},

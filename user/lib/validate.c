@@ -132,11 +132,13 @@ static void gwapi_notices(struct vctx *v, const struct ynode *spec)
 			vctx_warn(v, g(l, "allowedRoutes"), pjoin(q, p, "allowedRoutes"),
 				  "not yet enforced: a namespace selector is read as Same (routes "
 				  "of the Gateway's namespace only)");
-		if (proto && strcmp(proto, "HTTP") &&
-		    !(!strcmp(proto, "HTTPS") && (!mode || !strcmp(mode, "Terminate"))))
-			vctx_warn(v, g(l, "protocol"), pjoin(q, p, "protocol"),
-				  "not yet served: bpfmesh serves HTTP listeners and HTTPS ones "
-				  "that terminate TLS");
+		if (proto && strcmp(proto, "HTTP") && strcmp(proto, "TCP") &&
+		    !(!strcmp(proto, "HTTPS") && (!mode || !strcmp(mode, "Terminate"))) &&
+		    !(!strcmp(proto, "TLS") && mode && !strcmp(mode, "Passthrough")))
+			vctx_warn(
+			    v, g(l, "protocol"), pjoin(q, p, "protocol"),
+			    "not yet served: bpfmesh serves HTTP and TCP listeners, HTTPS ones "
+			    "that terminate TLS and TLS ones with mode Passthrough");
 	}
 	for (int i = 0; i < count(ps); i++) {
 		static const char *const unread[] = {"sectionName", "port"};
@@ -528,8 +530,8 @@ static void kind_notices(struct vctx *v, enum obj_kind kind, const struct ynode 
 		break;
 	case OBJ_GWAPI_UNSERVED:
 		vctx_warn(v, NULL, NULL,
-			  "not yet enforced (bpfmesh serves the Gateway API's Gateway and "
-			  "HTTPRoute)");
+			  "not yet enforced (bpfmesh serves the Gateway API's Gateway, "
+			  "HTTPRoute, TCPRoute and TLSRoute)");
 		break;
 	case OBJ_K8S_UNUSED:
 		vctx_warn(v, NULL, NULL, "ignored (bpfmesh does not use this kind)");
