@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * extract.h: internal to the library's readers of valid objects into the model (config.c,
- * config_http.c): allocation with one out-of-memory flag per object, and copies of strings,
- * string maps, string lists and durations out of the YAML tree.
+ * config_http.c, ratelimit.c, telemetry.c): allocation with one out-of-memory flag per
+ * object, and copies of strings, string maps, string lists and durations out of the YAML
+ * tree.
  */
 #ifndef BM_EXTRACT_H
 #define BM_EXTRACT_H

@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "duration.h"
+#include "extract.h"
 #include "ratelimit.h"
 #include "regex.h"
 #include "yamltree.h"
@@ -405,6 +405,7 @@ bool ef_extract(struct ef_obj *o, const struct ynode *root, const char *name, co
 {
 	const struct ynode *spec = ymap_get(root, "spec"), *ws = ymap_get(spec, "workloadSelector"),
 			   *cps = ymap_get(spec, "configPatches"), *labels = ymap_get(ws, "labels");
+	struct xctx x = {0};
 	bool oom = false;
 
 	memset(o, 0, sizeof(*o));
@@ -413,18 +414,8 @@ bool ef_extract(struct ef_obj *o, const struct ynode *root, const char *name, co
 	o->pos = pos;
 	o->priority = (int)ymap_int(spec, "priority", 0);
 	o->has_selector = ws != NULL;
-	if (ynode_is_map(labels) && labels->n) {
-		o->selector.v = calloc((size_t)labels->n, sizeof(*o->selector.v));
-		for (int i = 0; o->selector.v && i < labels->n; i++) {
-			const char *v = ynode_text(labels->pairs[i].val);
-
-			o->selector.v[i].key = sdup(labels->pairs[i].key, &oom);
-			o->selector.v[i].val = sdup(v ? v : "", &oom);
-			o->selector.n++;
-		}
-		if (!o->selector.v)
-			oom = true;
-	}
+	kv_from_map(&x, &o->selector, labels);
+	oom |= x.oom;
 	if (ynode_is_seq(cps) && cps->n) {
 		o->p = calloc((size_t)cps->n, sizeof(*o->p));
 		for (int i = 0; o->p && i < cps->n; i++) {
@@ -484,11 +475,7 @@ void ef_free(struct ef_obj *o)
 		free(p->limits);
 	}
 	free(o->p);
-	for (int i = 0; i < o->selector.n; i++) {
-		free(o->selector.v[i].key);
-		free(o->selector.v[i].val);
-	}
-	free(o->selector.v);
+	kvlist_free(&o->selector);
 	free(o->name);
 	free(o->ns);
 	memset(o, 0, sizeof(*o));

@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "extract.h"
 #include "telemetry.h"
-#include "yamltree.h"
 
 #define ROOT_NS_DEFAULT "istio-system"
 
@@ -68,6 +68,7 @@ bool tel_extract(struct tel_obj *o, const struct ynode *root, const char *name, 
 {
 	const struct ynode *spec = ymap_get(root, "spec"), *sel = ymap_get(spec, "selector"),
 			   *ml = ymap_get(sel, "matchLabels"), *tr = ymap_get(spec, "tracing");
+	struct xctx x = {0};
 	bool oom = false;
 
 	memset(o, 0, sizeof(*o));
@@ -78,18 +79,8 @@ bool tel_extract(struct tel_obj *o, const struct ynode *root, const char *name, 
 	/* targetRefs (gateways, waypoints) is not read (validation says so): such a Telemetry
 	 * applies nowhere rather than to its whole namespace */
 	o->target_refs = ymap_get(spec, "targetRefs") != NULL && !o->has_selector;
-	if (ynode_is_map(ml) && ml->n) {
-		o->selector.v = calloc((size_t)ml->n, sizeof(*o->selector.v));
-		for (int i = 0; o->selector.v && i < ml->n; i++) {
-			const char *v = ynode_text(ml->pairs[i].val);
-
-			o->selector.v[i].key = sdup(ml->pairs[i].key, &oom);
-			o->selector.v[i].val = sdup(v ? v : "", &oom);
-			o->selector.n++;
-		}
-		if (!o->selector.v)
-			oom = true;
-	}
+	kv_from_map(&x, &o->selector, ml);
+	oom |= x.oom;
 	if (ynode_is_seq(tr) && tr->n) {
 		o->tr = calloc((size_t)tr->n, sizeof(*o->tr));
 		for (int i = 0; o->tr && i < tr->n; i++) {
@@ -138,11 +129,7 @@ void tel_free(struct tel_obj *o)
 		tags_free(o->tr[i].tags, o->tr[i].ntags);
 	}
 	free(o->tr);
-	for (int i = 0; i < o->selector.n; i++) {
-		free(o->selector.v[i].key);
-		free(o->selector.v[i].val);
-	}
-	free(o->selector.v);
+	kvlist_free(&o->selector);
 	free(o->name);
 	free(o->ns);
 	memset(o, 0, sizeof(*o));
